@@ -1,0 +1,137 @@
+# shellcheck shell=bash
+# Helpers for bench/run.sh. Sourced, not executed.
+#
+# Conventions: every wait has a deadline and calls `die` with a clear message
+# when it passes; background processes are registered in BG_PIDS so the EXIT
+# trap in run.sh stops exactly the processes this run started.
+
+BG_PIDS=()
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+warn() { log "WARNING: $*"; }
+die() {
+	log "FAILED: $*"
+	exit 1
+}
+
+now() { date +%s.%N; }
+# elapsed T0 T1 -> seconds (3 decimals)
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+# mib_per_s BYTES SECONDS
+mib_per_s() { awk -v b="$1" -v s="$2" 'BEGIN { if (s <= 0) print "n/a"; else printf "%.1f", b / 1048576 / s }'; }
+# per_s COUNT SECONDS
+per_s() { awk -v n="$1" -v s="$2" 'BEGIN { if (s <= 0) print "n/a"; else printf "%.0f", n / s }'; }
+# ratio A B -> A / B (2 decimals)
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || b <= 0) print "n/a"; else printf "%.2f", a / b }'; }
+# min_of A B -> the smaller number (A may be empty)
+min_of() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b + 0 < a + 0) print b; else print a }'; }
+# mib BYTES
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+
+# free_port -> a TCP port on 127.0.0.1 that was free a moment ago
+free_port() {
+	python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()'
+}
+
+# free_ports N -> N distinct free ports, space separated
+free_ports() {
+	local n=$1 p ports=()
+	while ((${#ports[@]} < n)); do
+		p=$(free_port)
+		[[ " ${ports[*]} " == *" $p "* ]] || ports+=("$p")
+	done
+	echo "${ports[*]}"
+}
+
+# port_listening PORT: something listens on TCP PORT
+port_listening() { ss -Hltn "sport = :$1" | grep -q .; }
+
+# poll_until SECONDS INTERVAL DESCRIPTION CMD...: run CMD every INTERVAL
+# seconds until it succeeds; die after SECONDS.
+poll_until() {
+	local secs=$1 interval=$2 what=$3
+	shift 3
+	local end
+	end=$(($(date +%s) + secs))
+	until "$@"; do
+		(($(date +%s) < end)) || die "timed out after ${secs}s waiting for ${what}"
+		sleep "$interval"
+	done
+}
+
+# stop_pid PID [NAME]: SIGTERM, wait up to 20 s, then SIGKILL.
+stop_pid() {
+	local pid=$1 name=${2:-process} i
+	kill -0 "$pid" 2>/dev/null || {
+		wait "$pid" 2>/dev/null || true
+		return 0
+	}
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 200; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		warn "$name (pid $pid) ignored SIGTERM for 20s; sending SIGKILL"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+}
+
+# stop_all: stop every registered background process (EXIT trap).
+stop_all() {
+	local pid
+	for pid in "${BG_PIDS[@]}"; do
+		if kill -0 "$pid" 2>/dev/null; then
+			kill -TERM "$pid" 2>/dev/null || true
+		fi
+	done
+	sleep 0.2
+	for pid in "${BG_PIDS[@]}"; do
+		if kill -0 "$pid" 2>/dev/null; then
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	done
+	BG_PIDS=()
+}
+
+# file_size PATH -> bytes (0 when missing)
+file_size() { stat -c %s "$1" 2>/dev/null || echo 0; }
+
+# file_has_bytes PATH N: PATH holds at least N bytes
+file_has_bytes() { (($(file_size "$1") >= $2)); }
+
+# peak_rss_kib PID -> VmHWM of a live process in KiB ("n/a" if unreadable)
+peak_rss_kib() { awk '/^VmHWM:/ { print $2; found = 1 } END { if (!found) print "n/a" }' "/proc/$1/status" 2>/dev/null || echo n/a; }
+
+# json_num FIELD: read one JSON object on stdin, print numeric FIELD (empty if absent)
+json_num() { tr -d ' \n\t\r' | sed -n "s/.*\"$1\":\([0-9][0-9]*\).*/\1/p"; }
+
+# rg_count ARGS...: number of matching lines (0 when none)
+rg_count() {
+	local out rc=0
+	out=$(rg -c "$@") || rc=$?
+	((rc <= 1)) || return "$rc"
+	echo "${out:-0}"
+}
+
+# best_of N MAXRC CMD...: run CMD N times (stdout to /dev/null) and print the
+# best wall time in seconds. Fails if CMD exits above MAXRC (rg exits 1 when
+# nothing matches) or runs longer than QUERY_TIMEOUT seconds.
+best_of() {
+	local n=$1 maxrc=$2 i t0 t1 rc best=""
+	shift 2
+	for ((i = 0; i < n; i++)); do
+		t0=$(now)
+		rc=0
+		timeout "${QUERY_TIMEOUT:-600}" "$@" >/dev/null || rc=$?
+		t1=$(now)
+		((rc <= maxrc)) || die "command failed or timed out (rc $rc): $*"
+		best=$(min_of "$best" "$(elapsed "$t0" "$t1")")
+	done
+	echo "$best"
+}

@@ -1,0 +1,444 @@
+#!/usr/bin/env bash
+# bench/run.sh: measure sluice ingest and query throughput on this machine and
+# rewrite the generated section of BENCHMARKS.md.
+#
+#   bash bench/run.sh                      # 512 MiB per corpus
+#   SLUICE_BENCH_MB=64 bash bench/run.sh   # quick validation run
+#
+# Environment:
+#   SLUICE_BENCH_MB       corpus size in MiB (default 512), per corpus
+#   SLUICE_BENCH_REPS     query repetitions, best is reported (default 3)
+#   SLUICE_BENCH_TIMEOUT  deadline in seconds for one ingest (default 120 + 2 * MB)
+#   SLUICE_BENCH_KEEP=1   keep corpora and data dirs under bench/out/
+#   SLUICE_BENCH_NO_BUILD=1  skip `cargo build --release`
+#   SLUICE_BENCH_OUTPUT   file to write (default BENCHMARKS.md at the repo root)
+#   SLUICE_BIN            binary to benchmark (default target/release/sluice)
+#
+# See bench/README.md for what is measured and how.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$BENCH_DIR/lib.sh"
+
+MB=${SLUICE_BENCH_MB:-512}
+REPS=${SLUICE_BENCH_REPS:-3}
+INGEST_TIMEOUT=${SLUICE_BENCH_TIMEOUT:-$((120 + 2 * MB))}
+QUERY_TIMEOUT=${QUERY_TIMEOUT:-600}
+OUTPUT=${SLUICE_BENCH_OUTPUT:-$ROOT/BENCHMARKS.md}
+SIZES=(100 200)
+SEED=1
+SLUICE=${SLUICE_BIN:-$ROOT/target/release/sluice}
+RUN_ID=$(date -u +%Y%m%d-%H%M%S)
+OUT=$BENCH_DIR/out/run-$RUN_ID
+RESULTS=$OUT/results
+
+[[ $MB =~ ^[1-9][0-9]*$ ]] || die "SLUICE_BENCH_MB must be a positive integer, got '$MB'"
+[[ $REPS =~ ^[1-9][0-9]*$ ]] || die "SLUICE_BENCH_REPS must be a positive integer, got '$REPS'"
+
+cleanup() {
+	local rc=$?
+	stop_all
+	if [[ ${SLUICE_BENCH_KEEP:-0} != 1 && -d $OUT ]]; then
+		rm -rf "$OUT"/corpus-* "$OUT"/data-* "$OUT"/nc-sink
+	fi
+	if ((rc != 0)); then
+		log "run failed (exit $rc); logs are in $OUT"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- 1. setup --
+
+check_tools() {
+	local missing=()
+	command -v nc >/dev/null || missing+=(netcat-openbsd)
+	command -v rg >/dev/null || missing+=(ripgrep)
+	if ((${#missing[@]})); then
+		die "missing ${missing[*]}; install with: apt-get install -y netcat-openbsd ripgrep"
+	fi
+	nc -h 2>&1 | grep -q -- '-N' ||
+		die "nc is not OpenBSD netcat (no -N); install with: apt-get install -y netcat-openbsd"
+	local t
+	for t in python3 curl ss awk timeout; do
+		command -v "$t" >/dev/null || die "missing required tool: $t"
+	done
+}
+
+build() {
+	if [[ ${SLUICE_BENCH_NO_BUILD:-0} == 1 ]]; then
+		log "skipping build (SLUICE_BENCH_NO_BUILD=1)"
+	else
+		log "cargo build --release"
+		(cd "$ROOT" && cargo build --release) || die "cargo build --release failed"
+	fi
+	[[ -x $SLUICE ]] || die "$SLUICE not found after build"
+}
+
+check_disk() {
+	# corpora + nc sink + two data dirs, with slack for indexes
+	local need_kib=$((MB * 1024 * 6)) avail_kib
+	avail_kib=$(df -Pk "$BENCH_DIR" | awk 'NR == 2 { print $4 }')
+	((avail_kib > need_kib)) ||
+		die "need about $((need_kib / 1024)) MiB free under $BENCH_DIR, have $((avail_kib / 1024)) MiB"
+}
+
+# ------------------------------------------------------------- 2. corpora --
+
+declare -A CORPUS_LINES CORPUS_BYTES ERROR_LINES
+
+gen_corpus() {
+	local size=$1 file=$OUT/corpus-$1.log count
+	count=$((MB * 1048576 / (size + 1)))
+	log "generating $file: $count lines of ~$size bytes"
+	timeout 600 "$SLUICE" testsvc --size "$size" --rate 0 --count "$count" --seed "$SEED" >"$file" ||
+		die "sluice testsvc failed (rc $?)"
+	CORPUS_LINES[$size]=$(wc -l <"$file")
+	CORPUS_BYTES[$size]=$(file_size "$file")
+	((CORPUS_LINES[$size] == count)) ||
+		die "testsvc wrote ${CORPUS_LINES[$size]} lines, expected $count"
+	log "corpus-$size: ${CORPUS_LINES[$size]} lines, $(mib "${CORPUS_BYTES[$size]}") MiB"
+}
+
+# -------------------------------------------------------------- 3. ingest --
+
+# Transport ceiling: one nc connection into `nc -l` writing to a file.
+bench_nc() {
+	local size=$1 file=$OUT/corpus-$1.log sink=$OUT/nc-sink port lpid cpid t0 t1 secs
+	local bytes=${CORPUS_BYTES[$size]} lines=${CORPUS_LINES[$size]}
+	rm -f "$sink"
+	port=$(free_port)
+	nc -d -l 127.0.0.1 "$port" </dev/null >"$sink" &
+	lpid=$!
+	BG_PIDS+=("$lpid")
+	poll_until 10 0.02 "nc listener on port $port" port_listening "$port"
+	t0=$(now)
+	nc -N 127.0.0.1 "$port" <"$file" >/dev/null &
+	cpid=$!
+	BG_PIDS+=("$cpid")
+	poll_until "$INGEST_TIMEOUT" 0.01 "nc sink to receive $bytes bytes" file_has_bytes "$sink" "$bytes"
+	t1=$(now)
+	stop_pid "$cpid" "nc client"
+	stop_pid "$lpid" "nc listener"
+	rm -f "$sink"
+	secs=$(elapsed "$t0" "$t1")
+	log "nc corpus-$size: ${secs}s, $(mib_per_s "$bytes" "$secs") MiB/s"
+	printf 'nc\t%s\t%s\t%s\t%s\t-\t-\n' "$size" "$bytes" "$lines" "$secs" >>"$RESULTS/ingest.tsv"
+}
+
+# start_node NAME: fresh ingeststore on $OUT/data-NAME; sets NODE_PID, NODE_API, NODE_FAST, NODE_LOG
+start_node() {
+	local name=$1 api fast durable
+	read -r api fast durable < <(free_ports 3)
+	NODE_API=127.0.0.1:$api
+	NODE_FAST=127.0.0.1:$fast
+	NODE_LOG=$OUT/node-$name.log
+	rm -rf "$OUT/data-$name"
+	mkdir -p "$OUT/data-$name"
+	"$SLUICE" ingeststore --data "$OUT/data-$name" --api "$NODE_API" --fast "$NODE_FAST" \
+		--durable "127.0.0.1:$durable" >"$NODE_LOG" 2>&1 &
+	NODE_PID=$!
+	BG_PIDS+=("$NODE_PID")
+	poll_until 60 0.1 "ingeststore ready at http://$NODE_API/ready" node_ready
+	log "ingeststore $name: pid $NODE_PID api $NODE_API fast $NODE_FAST"
+}
+
+node_alive() {
+	kill -0 "$NODE_PID" 2>/dev/null ||
+		die "ingeststore (pid $NODE_PID) exited; last lines of $NODE_LOG:"$'\n'"$(tail -n 20 "$NODE_LOG")"
+}
+
+node_ready() {
+	node_alive
+	curl -fsS -o /dev/null --max-time 2 "http://$NODE_API/ready" 2>/dev/null
+}
+
+# stats QUERY [ARGS...] -> the --stats JSON object
+stats() {
+	local q=$1
+	shift
+	timeout "$QUERY_TIMEOUT" "$SLUICE" query --api "$NODE_API" --from 1h -q "$q" --stats "$@"
+}
+
+# sender_pos PID -> bytes the process has read from its stdin (empty if gone)
+sender_pos() { awk '/^pos:/ { print $2 }' "/proc/$1/fdinfo/0" 2>/dev/null || true; }
+
+# sluice ingest: send the corpus to the fast port, poll until all of it is queryable.
+bench_sluice_ingest() {
+	local size=$1 file=$OUT/corpus-$1.log spid t0 t1 t_sent="" secs send_secs json matched=0 pos
+	local bytes=${CORPUS_BYTES[$size]} lines=${CORPUS_LINES[$size]} end rss
+	start_node "ingest-$size"
+	t0=$(now)
+	nc -N "${NODE_FAST%:*}" "${NODE_FAST##*:}" <"$file" >/dev/null &
+	spid=$!
+	BG_PIDS+=("$spid")
+	end=$(($(date +%s) + INGEST_TIMEOUT))
+	while :; do
+		node_alive
+		# The send is over when nc has exited, or has read all of its input
+		# (it then waits for the server to close the connection).
+		if [[ -z $t_sent ]]; then
+			pos=$(sender_pos "$spid")
+			if ! kill -0 "$spid" 2>/dev/null || [[ $pos == "$bytes" ]]; then
+				t_sent=$(now)
+			fi
+		fi
+		if [[ -n $t_sent ]]; then
+			json=$(stats '') || die "sluice query --stats failed (rc $?) during ingest of corpus-$size"
+			matched=$(json_num records_matched <<<"$json")
+			[[ -n $matched ]] || die "no records_matched in stats output: $json"
+			((matched < lines)) || break
+		fi
+		(($(date +%s) < end)) || die "ingest of corpus-$size not queryable after ${INGEST_TIMEOUT}s:" \
+			"nc read ${pos:-all} of $bytes bytes, $matched of $lines records queryable"
+		sleep 0.1
+	done
+	t1=$(now)
+	((matched == lines)) || warn "corpus-$size: $matched records queryable, $lines lines sent"
+	# nc -N exits once the server closes the connection; give it a moment.
+	local i
+	for ((i = 0; i < 50; i++)); do
+		kill -0 "$spid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$spid" 2>/dev/null; then
+		warn "the fast port kept the connection open 5s after all data was queryable; stopping nc"
+		stop_pid "$spid" "nc sender"
+	else
+		wait "$spid" || warn "nc sender exited with status $?"
+	fi
+	rss=$(peak_rss_kib "$NODE_PID")
+	secs=$(elapsed "$t0" "$t1")
+	send_secs=$(elapsed "$t0" "$t_sent")
+	log "sluice corpus-$size: sent in ${send_secs}s, queryable after ${secs}s, $(mib_per_s "$bytes" "$secs") MiB/s, peak RSS ${rss} KiB"
+	printf 'sluice\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$bytes" "$lines" "$secs" "$send_secs" "$rss" >>"$RESULTS/ingest.tsv"
+	printf '%s\n' "$json" >"$RESULTS/stats-$size.json"
+}
+
+# --------------------------------------------------------------- 4. query --
+
+# bench_query NAME MODE PATTERN: MODE is literal or regex
+bench_query() {
+	local name=$1 mode=$2 pat=$3 file=$OUT/corpus-100.log
+	local bytes=${CORPUS_BYTES[100]} s_secs r_secs json s_count r_count scanned ok
+	local extra=() r_args=(--no-config)
+	if [[ $mode == regex ]]; then
+		extra+=(--regex)
+	else
+		r_args+=(-F)
+	fi
+	log "query $name: $pat"
+	s_secs=$(best_of "$REPS" 0 "$SLUICE" query --api "$NODE_API" --from 1h -q "$pat" "${extra[@]}")
+	r_secs=$(best_of "$REPS" 1 rg "${r_args[@]}" -- "$pat" "$file")
+	json=$(stats "$pat" "${extra[@]}") || die "sluice query --stats failed for $name"
+	s_count=$(json_num records_matched <<<"$json")
+	scanned=$(json_num bytes <<<"$json")
+	r_count=$(rg_count "${r_args[@]}" -- "$pat" "$file") || die "rg -c failed for $name"
+	ok=yes
+	if [[ $s_count != "$r_count" ]]; then
+		ok=no
+		warn "query $name: sluice matched ${s_count:-?} records, rg -c counted $r_count lines"
+	fi
+	log "query $name: sluice ${s_secs}s rg ${r_secs}s, matches sluice=${s_count:-?} rg=$r_count"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$mode" "$pat" "$bytes" "$s_secs" "$r_secs" \
+		"${s_count:-?}" "$r_count" "${scanned:-?}" >>"$RESULTS/query.tsv"
+	[[ $ok == yes ]] || printf '%s\n' "$name" >>"$RESULTS/query-mismatch"
+}
+
+rare_token() {
+	local file=$OUT/corpus-100.log bytes=${CORPUS_BYTES[100]} tok
+	# A request id from the middle of the corpus; the generator cycles a
+	# ~16 MiB pool, so it occurs about once per pool cycle.
+	tok=$(tail -c +$((bytes / 2)) "$file" | head -c 4000000 | rg -o -m1 'req-[0-9a-f]{16}' || true)
+	[[ -n $tok ]] || die "could not find a request id in corpus-100"
+	echo "$tok"
+}
+
+# -------------------------------------------------------------- 5. report --
+
+machine_info() {
+	local model mem
+	model=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+	mem=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+	echo "- CPU: ${model:-unknown} ($(nproc) cores available to the run)"
+	echo "- Memory: $mem"
+	echo "- Kernel: $(uname -sr)"
+	echo "- Disk under bench/out: $(df -PT "$BENCH_DIR" | awk 'NR == 2 { print $2 }')"
+	echo "- Rust: $(rustc --version 2>/dev/null || echo unknown)"
+	echo "- Tools: $(rg --version | head -n 1), OpenBSD netcat $(dpkg-query -W -f '${Version}' netcat-openbsd 2>/dev/null || echo '?')"
+}
+
+render() {
+	local commit
+	commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "uncommitted")
+	if [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null | head -n 1) ]]; then
+		commit="$commit (dirty tree)"
+	fi
+	echo "## Results"
+	echo
+	echo "Generated by \`bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit."
+	echo "Corpus size: $MB MiB per corpus (\`SLUICE_BENCH_MB=$MB\`), query repetitions: $REPS (best reported)."
+	echo
+	echo "### Machine"
+	echo
+	machine_info
+	echo
+	echo "### Corpora"
+	echo
+	echo "Generated with \`sluice testsvc --size SIZE --rate 0 --count N --seed $SEED\`."
+	echo
+	echo "| corpus | lines | MiB | mean line bytes | lines with ERROR |"
+	echo "|---|---:|---:|---:|---:|"
+	local size
+	for size in "${SIZES[@]}"; do
+		printf '| %s-byte | %s | %s | %s | %s |\n' "$size" "${CORPUS_LINES[$size]}" "$(mib "${CORPUS_BYTES[$size]}")" \
+			"$(awk -v b="${CORPUS_BYTES[$size]}" -v n="${CORPUS_LINES[$size]}" 'BEGIN { printf "%.1f", b / n - 1 }')" \
+			"${ERROR_LINES[$size]}"
+	done
+	echo
+	echo "### Ingest"
+	echo
+	echo "- nc: \`nc -d -l 127.0.0.1 PORT > sink\` fed by \`nc -N 127.0.0.1 PORT < corpus\`; time until the sink holds every byte."
+	echo "- sluice: fresh \`sluice ingeststore --data DIR --api .. --fast .. --durable ..\`, then \`nc -N 127.0.0.1 FAST < corpus\`,"
+	echo "  polling \`sluice query --api .. --from 1h -q '' --stats\` every 100 ms (once nc has read all its input) until"
+	echo "  \`records_matched\` equals the line count. Time is from the start of the send to the first poll that sees every record,"
+	echo "  so it includes that final full-scan stats query. \"sent\" is when \`nc\` had read the whole corpus (or exited)."
+	echo "- Peak RSS is \`VmHWM\` from \`/proc/PID/status\` of the ingeststore, read right after the data became queryable."
+	echo
+	echo "| corpus | transport (nc) MiB/s | sluice sent (s) | sluice queryable (s) | sluice MiB/s | sluice records/s | sluice/nc | ingeststore peak RSS |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+	for size in "${SIZES[@]}"; do
+		awk -F'\t' -v size="$size" '
+			$2 == size && $1 == "nc" { nc = $3 / 1048576 / $5 }
+			$2 == size && $1 == "sluice" { b = $3; n = $4; s = $5; sent = $6; rss = $7 }
+			END {
+				sl = b / 1048576 / s
+				printf "| %s-byte | %.1f | %.2f | %.2f | %.1f | %.0f | %.2f | %s |\n", size, nc, sent, s, sl, n / s, sl / nc,
+					(rss == "n/a" ? "n/a" : sprintf("%.0f MiB", rss / 1024))
+			}' "$RESULTS/ingest.tsv"
+	done
+	echo
+	echo "### Query"
+	echo
+	echo "Against the ingeststore holding the 100-byte corpus, versus ripgrep over the same corpus file (in page cache)."
+	echo "sluice: \`sluice query --api .. --from 1h -q PATTERN [--regex] > /dev/null\`;"
+	echo "rg: \`rg --no-config [-F] -- PATTERN corpus > /dev/null\` (literals with \`-F\`). Wall time, best of $REPS."
+	echo "MiB/s is corpus MiB divided by wall time for both tools; \"sluice/rg\" is the throughput ratio (above 1: sluice faster)."
+	echo "Match counts: \`records_matched\` of \`--stats\` versus \`rg -c\`."
+	echo
+	echo "| query | pattern | sluice (s) | sluice MiB/s | rg (s) | rg MiB/s | sluice/rg | matches sluice / rg |"
+	echo "|---|---|---:|---:|---:|---:|---:|---|"
+	awk -F'\t' '{
+		b = $4; s = $5; r = $6
+		flag = ($7 == $8) ? "" : " **MISMATCH**"
+		pat = $3; gsub(/\|/, "\\|", pat)
+		printf "| %s | `%s` | %.3f | %.1f | %.3f | %.1f | %.2f | %s / %s%s |\n", $1, pat, s, b / 1048576 / s, r, b / 1048576 / r, r / s, $7, $8, flag
+	}' "$RESULTS/query.tsv"
+	if [[ -s $RESULTS/query-mismatch ]]; then
+		echo
+		echo "**Warning:** match counts differ for: $(paste -sd, "$RESULTS/query-mismatch")."
+	fi
+	echo
+	echo "Peak RSS of the ingeststore after the queries: $(awk '{ printf "%.0f MiB", $1 / 1024 }' "$RESULTS/rss-after-query")."
+}
+
+default_header() {
+	cat <<'EOF'
+# sluice benchmarks
+
+Numbers in the generated section below come from one run of `bench/run.sh` on
+the machine it describes; rerun it to refresh them (`bash bench/run.sh`, or
+`SLUICE_BENCH_MB=64 bash bench/run.sh` for a quick check). Only the section
+between the markers is rewritten; this header is kept.
+
+## Method
+
+- **Corpora.** `sluice testsvc` writes two corpora (~100-byte and ~200-byte
+  lines, 512 MiB each by default) of realistic mixed-format log lines: logfmt,
+  JSON lines, nginx combined access logs and plain text, with about 1% of lines
+  containing the token `ERROR`.
+- **Ingest.** The transport ceiling is a single `nc` connection into `nc -l`
+  writing to a file. sluice is measured end to end: the same corpus is sent
+  with `nc` to the fast (newline-delimited) port of a fresh `ingeststore`, and
+  the clock stops when `sluice query --stats -q ''` reports every record, i.e.
+  when the data is *queryable*, not merely received.
+- **Query.** With the 100-byte corpus ingested, three searches (a rare literal,
+  the literal `ERROR`, and a regex) are timed with `sluice query` against the
+  running node and with `rg` over the corpus file; both read warm data from
+  the page cache, so this compares scan engines, not disks. The match counts
+  of the two must agree.
+- Times are wall-clock (`date +%s.%N`), best of 3 for queries. MiB/s always
+  divides the *corpus* size by the wall time, so sluice and the baseline are
+  directly comparable. The machine is small (2 cores), and the load generator,
+  the sender and the node share it.
+
+EOF
+}
+
+write_report() {
+	local begin='<!-- BEGIN GENERATED: bench/run.sh -->' endm='<!-- END GENERATED: bench/run.sh -->'
+	local gen=$OUT/generated.md tmp
+	{
+		echo "$begin"
+		render
+		echo "$endm"
+	} >"$gen"
+	tmp=$(mktemp "$OUTPUT.XXXXXX")
+	if [[ -f $OUTPUT ]] && grep -qF "$begin" "$OUTPUT"; then
+		awk -v b="$begin" -v e="$endm" -v gen="$gen" '
+			$0 == b { while ((getline line < gen) > 0) print line; skip = 1; next }
+			$0 == e { skip = 0; next }
+			!skip { print }' "$OUTPUT" >"$tmp"
+	else
+		{
+			if [[ -f $OUTPUT ]]; then cat "$OUTPUT" && echo; else default_header; fi
+			cat "$gen"
+		} >"$tmp"
+	fi
+	mv "$tmp" "$OUTPUT"
+	log "wrote $OUTPUT"
+}
+
+# ---------------------------------------------------------------- main --
+
+main() {
+	check_tools
+	mkdir -p "$RESULTS"
+	exec > >(tee -a "$OUT/run.log") 2>&1
+	log "run $RUN_ID: $MB MiB per corpus, output in $OUT"
+	check_disk
+	build
+
+	local size
+	for size in "${SIZES[@]}"; do
+		gen_corpus "$size"
+		ERROR_LINES[$size]=$(rg_count --no-config -F ERROR "$OUT/corpus-$size.log")
+	done
+
+	for size in "${SIZES[@]}"; do
+		bench_nc "$size"
+	done
+
+	# 100-byte corpus: ingest, then the query benchmarks on the same node.
+	bench_sluice_ingest 100
+	local tok
+	tok=$(rare_token)
+	bench_query "rare literal" literal "$tok"
+	bench_query "ERROR" literal "ERROR"
+	bench_query "regex" regex 'ERROR.*timeout|status=5[0-9][0-9]'
+	peak_rss_kib "$NODE_PID" >"$RESULTS/rss-after-query"
+	stop_pid "$NODE_PID" ingeststore
+
+	local s
+	for s in "${SIZES[@]:1}"; do
+		bench_sluice_ingest "$s"
+		stop_pid "$NODE_PID" ingeststore
+	done
+
+	write_report
+	log "done; results in $RESULTS"
+}
+
+main "$@"

@@ -1,0 +1,89 @@
+//! The HTTP API of a sluice node.
+//!
+//! ```text
+//! GET  /health                 200 while the process runs
+//! GET  /ready                  200 once listeners and storage are open, else 503
+//! GET  /metrics                Prometheus text format
+//! POST /ingest/next            lend a flushed segment   (ingest role; see sluice_store::consumer)
+//! GET  /ingest/read?id=        a lent segment's bytes
+//! POST /ingest/commit?id=      the store has it
+//! POST /ingest/failed?id=      lend it again
+//! GET  /query?...              stream matching records (store role; see [`query`])
+//! HEAD /query?...              the plan only, in X-Sluice-* headers
+//! ```
+//!
+//! Architecture invariant: only this crate (and the CLI that reads it)
+//! knows the HTTP and JSON shapes; the storage and query crates do not.
+
+mod ingest;
+mod metrics;
+pub mod query;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use axum::{
+    Router,
+    extract::State,
+    http::StatusCode,
+    middleware,
+    response::IntoResponse,
+    routing::{get, post},
+};
+use metrics_exporter_prometheus::PrometheusHandle;
+use sluice_ingest::IngestLog;
+use sluice_store::Store;
+
+/// What the API serves. Roles that a node does not run are `None`, and
+/// their endpoints answer 404.
+#[derive(Clone)]
+pub struct ApiState {
+    pub ingest: Option<Arc<IngestLog>>,
+    pub store: Option<Store>,
+    pub metrics: Option<PrometheusHandle>,
+    pub ready: Arc<AtomicBool>,
+}
+
+/// The router with every endpoint and the RED middleware.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(render_metrics))
+        .route("/ingest/next", post(ingest::next))
+        .route("/ingest/read", get(ingest::read))
+        .route("/ingest/commit", post(ingest::commit))
+        .route("/ingest/failed", post(ingest::failed))
+        .route("/query", get(query::query).head(query::plan))
+        .layer(middleware::from_fn(metrics::red))
+        .with_state(state)
+}
+
+async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
+    if state.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+    }
+}
+
+async fn render_metrics(State(state): State<ApiState>) -> impl IntoResponse {
+    match &state.metrics {
+        Some(handle) => (
+            StatusCode::OK,
+            [("content-type", "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics are not enabled\n").into_response(),
+    }
+}
+
+/// A plain-text error response: lowercase, says what failed.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> axum::response::Response {
+    let mut message = message.into();
+    message.push('\n');
+    (status, message).into_response()
+}

@@ -1,0 +1,276 @@
+//! `/query`: stream matching records in id order.
+//!
+//! Parameters (all optional):
+//!
+//! | name     | meaning                                                   | default |
+//! |----------|-----------------------------------------------------------|---------|
+//! | `from`   | start: duration ago (`5m`), RFC 3339, Unix ms, or `now`   | `1h`    |
+//! | `to`     | end, same forms                                           | `now`   |
+//! | `q`      | text to find; empty matches every record                  | empty   |
+//! | `regex`  | `true`: `q` is a regular expression                       | `false` |
+//! | `i`      | `true`: ignore case                                       | `false` |
+//! | `topic`  | only records of this topic                                | all     |
+//! | `limit`  | stop after this many records                              | none    |
+//! | `stats`  | `true`: run the query, return only the plan and counts    | `false` |
+//! | `format` | `raw`: `<ulid> <topic> <payload>\n`; `json`: one object per line | `raw` |
+//!
+//! Records are sent as they are found, in chunks of at most 64 KiB (sooner
+//! when matches are sparse), through a channel of 8 chunks: memory stays
+//! bounded whatever the result size, and a client that goes away stops the
+//! scan. `HEAD` returns the plan (segments, bytes) in `X-Sluice-*` headers
+//! without scanning.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    body::Body,
+    extract::{Query as QueryParamsExtractor, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use serde::Deserialize;
+use sluice_query::{Matcher, Query, QueryStats, parse_time_ms, time::format_ms};
+use sluice_record::Record;
+use sluice_store::Store;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::{ApiState, error};
+
+const CHUNK_BYTES: usize = 64 << 10;
+const CHUNKS_IN_FLIGHT: usize = 8;
+/// Send a partial chunk when it has waited this long, so sparse matches
+/// reach the client before the scan ends.
+const CHUNK_LINGER: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Deserialize, Default)]
+pub struct QueryParams {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub q: Option<String>,
+    #[serde(default)]
+    pub regex: bool,
+    #[serde(default)]
+    pub i: bool,
+    pub topic: Option<String>,
+    pub limit: Option<u64>,
+    #[serde(default)]
+    pub stats: bool,
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Raw,
+    Json,
+}
+
+fn parse(params: &QueryParams) -> Result<(Query, Format), String> {
+    let now = sluice_query::time::now_ms();
+    let from_ms = parse_time_ms(params.from.as_deref().unwrap_or("1h"), now).map_err(|e| format!("from: {e}"))?;
+    let to_ms = parse_time_ms(params.to.as_deref().unwrap_or("now"), now).map_err(|e| format!("to: {e}"))?;
+    if from_ms > to_ms {
+        return Err(format!("empty time range: from ({}) is after to ({}); swap them", format_ms(from_ms), format_ms(to_ms)));
+    }
+    let matcher = Matcher::new(params.q.as_deref().unwrap_or(""), params.regex, params.i)
+        .map_err(|e| e.to_string())?;
+    let format = match params.format.as_deref() {
+        None | Some("raw") => Format::Raw,
+        Some("json") => Format::Json,
+        Some(other) => return Err(format!("unknown format {other:?}: use raw or json")),
+    };
+    Ok((
+        Query {
+            from_ms,
+            to_ms,
+            matcher,
+            topic: params.topic.as_ref().map(|t| t.as_bytes().to_vec()),
+            limit: params.limit,
+        },
+        format,
+    ))
+}
+
+fn store(state: &ApiState) -> Result<Store, Response> {
+    state
+        .store
+        .clone()
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "this node does not run the store role"))
+}
+
+pub fn stats_json(stats: &QueryStats) -> serde_json::Value {
+    serde_json::json!({
+        "nodes": 1,
+        "segments": stats.segments,
+        "bytes": stats.bytes,
+        "segments_read": stats.segments_read,
+        "bytes_read": stats.bytes_read,
+        "records_scanned": stats.records_scanned,
+        "records_matched": stats.records_matched,
+        "duplicates_removed": stats.duplicates_removed,
+        "failed_segments": stats.failed_segments,
+        "elapsed_ms": stats.elapsed_ms,
+    })
+}
+
+/// `HEAD /query`: the plan, without scanning.
+pub(crate) async fn plan(State(state): State<ApiState>, QueryParamsExtractor(params): QueryParamsExtractor<QueryParams>) -> Response {
+    let store = match store(&state) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (query, _) = match parse(&params) {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let planned = tokio::task::spawn_blocking(move || sluice_query::plan(&**store.fs(), store.dir(), &query)).await;
+    match planned {
+        Ok(Ok(segments)) => {
+            let bytes: u64 = segments.iter().map(|s| s.bytes).sum();
+            (
+                StatusCode::OK,
+                [
+                    ("x-sluice-nodes", "1".to_string()),
+                    ("x-sluice-segments", segments.len().to_string()),
+                    ("x-sluice-bytes", bytes.to_string()),
+                ],
+            )
+                .into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `GET /query`.
+pub(crate) async fn query(State(state): State<ApiState>, QueryParamsExtractor(params): QueryParamsExtractor<QueryParams>) -> Response {
+    let store = match store(&state) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (query, format) = match parse(&params) {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    if params.stats {
+        let ran = tokio::task::spawn_blocking(move || {
+            sluice_query::execute(&**store.fs(), store.dir(), &query, &mut |_: &Record<'_>| true)
+        })
+        .await;
+        return match ran {
+            Ok(Ok(stats)) => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                format!("{}\n", stats_json(&stats)),
+            )
+                .into_response(),
+            Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        };
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
+    let query = Arc::new(query);
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
+        let mut last_send = Instant::now();
+        let mut client_gone = false;
+        let mut sink = |record: &Record<'_>| {
+            match format {
+                Format::Raw => write_raw(&mut out, record),
+                Format::Json => write_json(&mut out, record),
+            }
+            if out.len() >= CHUNK_BYTES || last_send.elapsed() >= CHUNK_LINGER {
+                let chunk = Bytes::from(std::mem::replace(&mut out, Vec::with_capacity(CHUNK_BYTES * 2)));
+                last_send = Instant::now();
+                if tx.blocking_send(Ok(chunk)).is_err() {
+                    client_gone = true;
+                    return false;
+                }
+            }
+            true
+        };
+        let result = sluice_query::execute(&**store.fs(), store.dir(), &query, &mut sink);
+        if client_gone {
+            return;
+        }
+        match result {
+            Ok(stats) => {
+                if !out.is_empty() {
+                    let _ = tx.blocking_send(Ok(Bytes::from(out)));
+                }
+                if !stats.failed_segments.is_empty() {
+                    tracing::warn!(failed = ?stats.failed_segments, "query skipped unreadable segments");
+                }
+            }
+            Err(e) => {
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        }
+    });
+    let content_type = match format {
+        Format::Raw => "text/plain; charset=utf-8",
+        Format::Json => "application/x-ndjson",
+    };
+    Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from_stream(ReceiverStream::new(rx)))
+        .expect("static headers are valid")
+}
+
+/// `<ulid> <topic> <payload>\n`
+fn write_raw(out: &mut Vec<u8>, record: &Record<'_>) {
+    let mut id = [0u8; 26];
+    out.extend_from_slice(record.id.array_to_str(&mut id).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(record.topic);
+    out.push(b' ');
+    out.extend_from_slice(record.payload);
+    out.push(b'\n');
+}
+
+/// One JSON object per line. Invalid UTF-8 in a payload is replaced with
+/// U+FFFD; the raw format keeps the exact bytes.
+fn write_json(out: &mut Vec<u8>, record: &Record<'_>) {
+    let mut object = serde_json::json!({
+        "id": record.id.to_string(),
+        "time": format_ms(record.time_ms()),
+        "topic": String::from_utf8_lossy(record.topic),
+        "payload": String::from_utf8_lossy(record.payload),
+    });
+    if record.is_truncated() {
+        object["truncated"] = serde_json::Value::Bool(true);
+    }
+    serde_json::to_writer(&mut *out, &object).expect("writing JSON to a Vec cannot fail");
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_record::{FLAG_TRUNCATED, Ulid};
+
+    #[test]
+    fn raw_and_json_lines() {
+        let r = Record { id: Ulid::from_parts(1_795_240_800_000, 7), flags: FLAG_TRUNCATED, topic: b"app", payload: b"a \"q\" \xff" };
+        let mut raw = Vec::new();
+        write_raw(&mut raw, &r);
+        assert_eq!(&raw[26..], b" app a \"q\" \xff\n");
+        let mut json = Vec::new();
+        write_json(&mut json, &r);
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["time"], "2026-11-21T06:00:00.000Z");
+        assert_eq!(v["payload"], "a \"q\" \u{fffd}");
+        assert_eq!(v["truncated"], true);
+    }
+
+    #[test]
+    fn bad_parameters_are_explained() {
+        let p = QueryParams { from: Some("now".into()), to: Some("1h".into()), ..Default::default() };
+        assert!(parse(&p).unwrap_err().contains("swap them"));
+        let p = QueryParams { q: Some("(".into()), regex: true, ..Default::default() };
+        assert!(parse(&p).unwrap_err().contains("invalid regex"));
+    }
+}

@@ -1,0 +1,334 @@
+//! The fast and durable line listeners.
+//!
+//! Both take newline-delimited text (the OK Log wire format, so `oklog
+//! forward` and `nc` can send). Each accepted connection gets its own
+//! thread, [`LineFramer`] and active segment (OK Log's key ingest fix: no
+//! lock is shared between connections on the hot path).
+//!
+//! Hot path, per read buffer: one `read`, lines split by `memchr`, one id
+//! per line from a per-connection [`IdGenerator`], one batch encoded into a
+//! reused buffer, one `write`. Nothing is allocated per line.
+//!
+//! - **fast**: fire-and-forget. Segments are fsynced when sealed.
+//! - **durable**: the batch is fsynced before the next read, so when the
+//!   server closes the connection after the client's EOF every line the
+//!   client sent is on disk.
+//!
+//! A segment is sealed when it reaches `segment_target_bytes` or
+//! `flush_age` has passed since it was created (checked after every read and
+//! at least every `POLL_INTERVAL` while the connection is idle), and when the
+//! connection ends.
+
+use std::{
+    io::{self, Read},
+    net::{SocketAddr, TcpStream},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use sluice_record::{
+    BatchEncoder, DEFAULT_TOPIC, FLAG_TRUNCATED, IdGenerator, LineFramer, Record, now_ms,
+};
+use tokio::net::TcpListener;
+
+use crate::{
+    log::{ActiveSegment, IngestLog},
+    metrics,
+};
+
+/// How often an idle connection wakes to check its segment's age and
+/// shutdown.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Fast,
+    Durable,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Fast => "fast",
+            Mode::Durable => "durable",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Longest payload kept; longer lines are cut and flagged.
+    pub max_line_bytes: usize,
+    /// Seal a segment at this size.
+    pub segment_target_bytes: u64,
+    /// Seal a segment at this age.
+    pub flush_age: Duration,
+    /// Bytes offered to each `read`.
+    pub read_chunk_bytes: usize,
+    /// Connections accepted at once per listener; more are refused.
+    pub max_connections: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_line_bytes: 1 << 20,
+            segment_target_bytes: 16 << 20,
+            flush_age: Duration::from_secs(1),
+            read_chunk_bytes: 256 << 10,
+            max_connections: 1024,
+        }
+    }
+}
+
+/// A bound listener, ready to serve.
+pub struct Listener {
+    mode: Mode,
+    listener: TcpListener,
+    log: Arc<IngestLog>,
+    config: IngestConfig,
+    shutdown: Arc<AtomicBool>,
+    active: Arc<AtomicUsize>,
+}
+
+impl Listener {
+    pub async fn bind(
+        mode: Mode,
+        addr: SocketAddr,
+        log: Arc<IngestLog>,
+        config: IngestConfig,
+        shutdown: Arc<AtomicBool>,
+    ) -> io::Result<Listener> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Listener {
+            mode,
+            listener,
+            log,
+            config,
+            shutdown,
+            active: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Connections being served right now.
+    pub fn active_connections(&self) -> Arc<AtomicUsize> {
+        self.active.clone()
+    }
+
+    /// Accept connections until `shutdown` is set.
+    pub async fn serve(self) {
+        let mode = self.mode;
+        loop {
+            if self.shutdown.load(Ordering::Relaxed) {
+                return;
+            }
+            let accepted =
+                tokio::time::timeout(POLL_INTERVAL, self.listener.accept()).await;
+            let (stream, peer) = match accepted {
+                Err(_) => continue,
+                Ok(Ok(conn)) => conn,
+                Ok(Err(err)) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(protocol = mode.name(), error = %err, "accept failed");
+                    metrics::connection_rejected(mode, "accept_error");
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                    continue;
+                }
+            };
+            if self.active.load(Ordering::Relaxed) >= self.config.max_connections {
+                metrics::connection_rejected(mode, "too_many_connections");
+                tracing::warn!(protocol = mode.name(), %peer, limit = self.config.max_connections, "refusing connection: too many connections (raise --max-connections)");
+                drop(stream);
+                continue;
+            }
+            let stream = match stream.into_std().and_then(|s| {
+                s.set_nonblocking(false)?;
+                Ok(s)
+            }) {
+                Ok(s) => s,
+                Err(err) => {
+                    tracing::warn!(protocol = mode.name(), %peer, error = %err, "could not set up connection");
+                    continue;
+                }
+            };
+            self.active.fetch_add(1, Ordering::Relaxed);
+            let conn = Connection {
+                mode,
+                peer,
+                log: self.log.clone(),
+                config: self.config.clone(),
+                shutdown: self.shutdown.clone(),
+                active: self.active.clone(),
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("ingest-{}", mode.name()))
+                .spawn(move || conn.run(stream));
+            if let Err(err) = spawned {
+                self.active.fetch_sub(1, Ordering::Relaxed);
+                metrics::connection_rejected(mode, "thread_spawn");
+                tracing::error!(protocol = mode.name(), %peer, error = %err, "could not start a connection thread");
+            }
+        }
+    }
+}
+
+struct Connection {
+    mode: Mode,
+    peer: SocketAddr,
+    log: Arc<IngestLog>,
+    config: IngestConfig,
+    shutdown: Arc<AtomicBool>,
+    active: Arc<AtomicUsize>,
+}
+
+/// Per-connection state of the hot path, reused for every buffer.
+struct Pipeline {
+    framer: LineFramer,
+    ids: IdGenerator,
+    encoder: BatchEncoder,
+    segment: Option<ActiveSegment>,
+    warned_truncation: bool,
+}
+
+impl Connection {
+    fn run(self, mut stream: TcpStream) {
+        metrics::connection_opened(self.mode);
+        let result = self.serve(&mut stream);
+        if let Err(err) = result {
+            tracing::warn!(protocol = self.mode.name(), peer = %self.peer, error = %err, "ingest connection ended with an error");
+        }
+        // Closing only now matters for durable mode: the client sees the
+        // close after everything it sent is on disk.
+        drop(stream);
+        metrics::connection_closed(self.mode);
+        self.active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn serve(&self, stream: &mut TcpStream) -> Result<(), String> {
+        stream
+            .set_read_timeout(Some(POLL_INTERVAL))
+            .map_err(|e| e.to_string())?;
+        let mut p = Pipeline {
+            framer: LineFramer::new(self.config.max_line_bytes, self.config.read_chunk_bytes),
+            ids: IdGenerator::new(),
+            encoder: BatchEncoder::new(),
+            segment: None,
+            warned_truncation: false,
+        };
+        let outcome = loop {
+            if self.shutdown.load(Ordering::Relaxed) {
+                break Ok(());
+            }
+            match stream.read(p.framer.spare()) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    p.framer.filled(n);
+                    if let Err(e) = self.ingest(&mut p, false, n as u64) {
+                        break Err(e);
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // A reset connection: keep every byte that arrived, including
+                // an unterminated last line.
+                Err(e) => break Err(format!("read: {e}")),
+            }
+            if let Err(e) = self.maybe_seal(&mut p, false) {
+                break Err(e);
+            }
+        };
+        let finished = self.ingest(&mut p, true, 0).and_then(|_| self.maybe_seal(&mut p, true));
+        outcome.and(finished)
+    }
+
+    /// Turn the lines in the framer into one batch and append it.
+    fn ingest(&self, p: &mut Pipeline, at_eof: bool, bytes: u64) -> Result<(), String> {
+        let ms = now_ms();
+        p.encoder.begin();
+        let (encoder, ids) = (&mut p.encoder, &mut p.ids);
+        let mut push = |line: sluice_record::FramedLine<'_>| {
+            encoder.push(Record {
+                id: ids.next_at(ms),
+                flags: if line.truncated { FLAG_TRUNCATED } else { 0 },
+                topic: DEFAULT_TOPIC,
+                payload: line.bytes,
+            })
+        };
+        let mut truncated = p.framer.drain(&mut push);
+        if at_eof {
+            truncated += p.framer.finish(&mut push);
+        }
+        let count = p.encoder.count();
+        metrics::buffer_ingested(self.mode, count as u64, bytes, truncated);
+        if truncated > 0 && !p.warned_truncation {
+            p.warned_truncation = true;
+            tracing::warn!(protocol = self.mode.name(), peer = %self.peer, max_line_bytes = self.config.max_line_bytes, "line longer than the limit was cut and flagged (logged once per connection; raise --max-line to keep longer lines)");
+        }
+        if count == 0 {
+            return Ok(());
+        }
+        let last = p.ids.last().expect("ids were handed out");
+        let first = sluice_record::Ulid(last.0 - (count as u128 - 1));
+        if p.segment.is_none() {
+            match self.log.create_active() {
+                Ok(seg) => p.segment = Some(seg),
+                Err(err) => {
+                    metrics::write_error(if is_disk_full(&err) { "disk_full" } else { "io" });
+                    metrics::records_dropped("write_error", count as u64);
+                    return Err(format!("create segment: {err}"));
+                }
+            }
+        }
+        let segment = p.segment.as_mut().expect("segment was just created");
+        let good = segment.bytes();
+        let written = segment
+            .writer()
+            .append(p.encoder.finish(), count, first, last)
+            .and_then(|_| match self.mode {
+                Mode::Durable => segment.writer().sync(),
+                Mode::Fast => Ok(()),
+            });
+        if let Err(err) = written {
+            let full = err.is_disk_full();
+            metrics::write_error(if full { "disk_full" } else { "io" });
+            metrics::records_dropped("write_error", count as u64);
+            // Keep what was written before this batch: cut the partial
+            // write and seal the rest.
+            let segment = p.segment.take().expect("segment exists");
+            if self.log.rewind(&segment, good).is_ok() {
+                let _ = self.log.seal(segment);
+            }
+            return Err(format!("write segment: {err}"));
+        }
+        Ok(())
+    }
+
+    fn maybe_seal(&self, p: &mut Pipeline, force: bool) -> Result<(), String> {
+        let due = p.segment.as_ref().is_some_and(|s| {
+            force || s.bytes() >= self.config.segment_target_bytes || s.age() >= self.config.flush_age
+        });
+        if due {
+            let segment = p.segment.take().expect("checked above");
+            self.log.seal(segment).map_err(|e| {
+                metrics::write_error("seal");
+                format!("seal segment: {e}")
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn is_disk_full(err: &crate::LogError) -> bool {
+    matches!(err, crate::LogError::Storage(e) if e.is_disk_full())
+}

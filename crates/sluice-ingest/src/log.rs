@@ -1,0 +1,437 @@
+//! The ingest log: segment files in one directory and their life cycle.
+//!
+//! ```text
+//! <ulid>.active   being written by one connection
+//! <ulid>.flushed  sealed (fsynced), waiting for a store
+//! <ulid>.pending  lent to a store by `next`; back to .flushed on `failed`
+//!                 or when the pending timeout passes; removed on `commit`
+//! quarantine/     torn tails cut off during recovery
+//! ```
+//!
+//! The `<ulid>` names the segment (it is made when the file is created), so
+//! names sort by age and `next` lends the oldest segment first.
+//!
+//! Recovery at startup: every `.active` file is verified and its torn tail
+//! cut (see [`sluice_storage::recover_segment`]); it then becomes `.flushed`,
+//! or is removed if it holds no record. Every `.pending` file becomes
+//! `.flushed` again: its store never committed it. Other names are reported
+//! and left alone.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use sluice_record::Ulid;
+use sluice_storage::{Fs, SegmentWriter, StorageError, recover_segment};
+use tokio::sync::Notify;
+
+use crate::metrics;
+
+const ACTIVE: &str = "active";
+const FLUSHED: &str = "flushed";
+const PENDING: &str = "pending";
+const QUARANTINE_DIR: &str = "quarantine";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("segment id {0:?} is not a ULID")]
+    BadId(String),
+    #[error("segment {0} is not pending (it was committed, failed, or timed out)")]
+    NotPending(Ulid),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    flushed: BTreeSet<Ulid>,
+    pending: HashMap<Ulid, Instant>,
+}
+
+/// The ingest directory. Shared by every connection and the lending API.
+#[derive(Debug)]
+pub struct IngestLog {
+    fs: Arc<dyn Fs>,
+    dir: PathBuf,
+    pending_timeout: Duration,
+    state: Mutex<State>,
+    flushed_notify: Notify,
+}
+
+/// A segment being written by one connection.
+pub struct ActiveSegment {
+    id: Ulid,
+    writer: SegmentWriter,
+    created: Instant,
+}
+
+impl ActiveSegment {
+    pub fn id(&self) -> Ulid {
+        self.id
+    }
+    pub fn bytes(&self) -> u64 {
+        self.writer.bytes()
+    }
+    pub fn age(&self) -> Duration {
+        self.created.elapsed()
+    }
+    pub fn writer(&mut self) -> &mut SegmentWriter {
+        &mut self.writer
+    }
+}
+
+/// What startup recovery did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StartupReport {
+    pub recovered_active: usize,
+    pub torn_tails: usize,
+    pub torn_bytes: u64,
+    pub empty_removed: usize,
+    pub pending_returned: usize,
+    pub flushed: usize,
+    pub strangers: Vec<String>,
+}
+
+impl IngestLog {
+    /// Open (creating if needed) the ingest directory and run recovery.
+    pub fn open(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        pending_timeout: Duration,
+    ) -> Result<(IngestLog, StartupReport), LogError> {
+        fs.create_dir_all(dir)
+            .map_err(StorageError::io("create ingest dir", dir))?;
+        let log = IngestLog {
+            fs,
+            dir: dir.to_path_buf(),
+            pending_timeout,
+            state: Mutex::new(State::default()),
+            flushed_notify: Notify::new(),
+        };
+        let report = log.recover()?;
+        Ok((log, report))
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn path(&self, id: Ulid, state: &str) -> PathBuf {
+        self.dir.join(format!("{id}.{state}"))
+    }
+
+    fn recover(&self) -> Result<StartupReport, LogError> {
+        let mut report = StartupReport::default();
+        let entries = self
+            .fs
+            .read_dir(&self.dir)
+            .map_err(StorageError::io("list ingest dir", &self.dir))?;
+        let mut flushed = BTreeSet::new();
+        for entry in entries {
+            if entry.is_dir {
+                continue;
+            }
+            let parsed = entry
+                .name
+                .split_once('.')
+                .and_then(|(id, state)| Some((Ulid::from_string(id).ok()?, state)));
+            match parsed {
+                Some((id, ACTIVE)) => {
+                    let path = self.path(id, ACTIVE);
+                    let recovery =
+                        recover_segment(&*self.fs, &path, &self.dir.join(QUARANTINE_DIR))?;
+                    report.recovered_active += 1;
+                    if recovery.torn_bytes > 0 {
+                        report.torn_tails += 1;
+                        report.torn_bytes += recovery.torn_bytes;
+                        metrics::torn_tail(recovery.torn_bytes);
+                        tracing::warn!(
+                            segment = %path.display(),
+                            kept_bytes = recovery.valid_bytes,
+                            kept_records = recovery.records,
+                            torn_bytes = recovery.torn_bytes,
+                            reason = recovery.reason.as_deref().unwrap_or(""),
+                            "cut a torn tail off an ingest segment; the tail is kept under quarantine/"
+                        );
+                    }
+                    if recovery.records == 0 {
+                        self.fs
+                            .remove_file(&path)
+                            .map_err(StorageError::io("remove empty segment", &path))?;
+                        report.empty_removed += 1;
+                    } else {
+                        let to = self.path(id, FLUSHED);
+                        self.fs
+                            .rename(&path, &to)
+                            .map_err(StorageError::io("flush recovered segment", &to))?;
+                        flushed.insert(id);
+                    }
+                }
+                Some((id, PENDING)) => {
+                    let to = self.path(id, FLUSHED);
+                    self.fs
+                        .rename(&self.path(id, PENDING), &to)
+                        .map_err(StorageError::io("return pending segment", &to))?;
+                    report.pending_returned += 1;
+                    flushed.insert(id);
+                }
+                Some((id, FLUSHED)) => {
+                    flushed.insert(id);
+                }
+                _ => report.strangers.push(entry.name),
+            }
+        }
+        self.fs
+            .sync_dir(&self.dir)
+            .map_err(StorageError::io("fsync ingest dir", &self.dir))?;
+        for name in &report.strangers {
+            tracing::warn!(file = %name, dir = %self.dir.display(), "ignoring a file that is not an ingest segment; it is left alone");
+        }
+        report.flushed = flushed.len();
+        let mut state = self.state();
+        state.flushed = flushed;
+        metrics::segments_waiting(state.flushed.len(), 0);
+        Ok(report)
+    }
+
+    /// Start a new active segment.
+    pub fn create_active(&self) -> Result<ActiveSegment, LogError> {
+        let id = Ulid::new();
+        let writer = SegmentWriter::create(&*self.fs, &self.path(id, ACTIVE))?;
+        Ok(ActiveSegment {
+            id,
+            writer,
+            created: Instant::now(),
+        })
+    }
+
+    /// Make an active segment durable and lend-able. An empty one is removed.
+    pub fn seal(&self, mut segment: ActiveSegment) -> Result<(), LogError> {
+        let from = self.path(segment.id, ACTIVE);
+        if segment.writer.records() == 0 {
+            drop(segment);
+            self.fs
+                .remove_file(&from)
+                .map_err(StorageError::io("remove empty segment", &from))?;
+            return Ok(());
+        }
+        segment.writer.sync()?;
+        let bytes = segment.writer.bytes();
+        drop(segment.writer);
+        let to = self.path(segment.id, FLUSHED);
+        self.fs
+            .rename(&from, &to)
+            .map_err(StorageError::io("flush segment", &to))?;
+        self.fs
+            .sync_dir(&self.dir)
+            .map_err(StorageError::io("fsync ingest dir", &self.dir))?;
+        metrics::segment_flushed(bytes);
+        let mut state = self.state();
+        state.flushed.insert(segment.id);
+        metrics::segments_waiting(state.flushed.len(), state.pending.len());
+        drop(state);
+        self.flushed_notify.notify_waiters();
+        Ok(())
+    }
+
+    /// Cut a segment back to `good_bytes` after a failed write, so that what
+    /// was written before the failure can still be sealed.
+    pub fn rewind(&self, segment: &ActiveSegment, good_bytes: u64) -> Result<(), LogError> {
+        let path = self.path(segment.id, ACTIVE);
+        self.fs
+            .truncate(&path, good_bytes)
+            .map_err(StorageError::io("truncate failed write", &path))?;
+        Ok(())
+    }
+
+    /// Lend the oldest flushed segment, or `None` if there is none.
+    pub fn next(&self) -> Result<Option<Ulid>, LogError> {
+        self.reap_expired();
+        let mut state = self.state();
+        let Some(id) = state.flushed.pop_first() else {
+            return Ok(None);
+        };
+        if let Err(err) = self
+            .fs
+            .rename(&self.path(id, FLUSHED), &self.path(id, PENDING))
+        {
+            state.flushed.insert(id);
+            return Err(StorageError::io("lend segment", self.path(id, PENDING))(err).into());
+        }
+        state
+            .pending
+            .insert(id, Instant::now() + self.pending_timeout);
+        metrics::segments_waiting(state.flushed.len(), state.pending.len());
+        metrics::lend("lent");
+        Ok(Some(id))
+    }
+
+    /// Wait until a segment may be flushed, or `timeout` passes.
+    pub async fn wait_flushed(&self, timeout: Duration) {
+        let notified = self.flushed_notify.notified();
+        if !self.state().flushed.is_empty() {
+            return;
+        }
+        let _ = tokio::time::timeout(timeout, notified).await;
+    }
+
+    /// Path of a pending segment, for reading.
+    pub fn pending_path(&self, id: Ulid) -> Result<PathBuf, LogError> {
+        if !self.state().pending.contains_key(&id) {
+            return Err(LogError::NotPending(id));
+        }
+        Ok(self.path(id, PENDING))
+    }
+
+    /// The store has the segment durably: remove it.
+    pub fn commit(&self, id: Ulid) -> Result<(), LogError> {
+        let mut state = self.state();
+        if state.pending.remove(&id).is_none() {
+            metrics::lend("commit_not_pending");
+            return Err(LogError::NotPending(id));
+        }
+        let path = self.path(id, PENDING);
+        if let Err(err) = self.fs.remove_file(&path) {
+            state.pending.insert(id, Instant::now() + self.pending_timeout);
+            return Err(StorageError::io("remove committed segment", &path)(err).into());
+        }
+        metrics::segments_waiting(state.flushed.len(), state.pending.len());
+        metrics::lend("committed");
+        Ok(())
+    }
+
+    /// The store could not take the segment: make it available again.
+    pub fn failed(&self, id: Ulid) -> Result<(), LogError> {
+        let mut state = self.state();
+        if state.pending.remove(&id).is_none() {
+            return Err(LogError::NotPending(id));
+        }
+        self.return_to_flushed(&mut state, id)?;
+        metrics::lend("failed");
+        drop(state);
+        self.flushed_notify.notify_waiters();
+        Ok(())
+    }
+
+    fn return_to_flushed(&self, state: &mut State, id: Ulid) -> Result<(), LogError> {
+        let to = self.path(id, FLUSHED);
+        self.fs
+            .rename(&self.path(id, PENDING), &to)
+            .map_err(StorageError::io("return pending segment", &to))?;
+        state.flushed.insert(id);
+        metrics::segments_waiting(state.flushed.len(), state.pending.len());
+        Ok(())
+    }
+
+    /// Return every pending segment whose timeout passed.
+    pub fn reap_expired(&self) {
+        let now = Instant::now();
+        let mut state = self.state();
+        let expired: Vec<Ulid> = state
+            .pending
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            state.pending.remove(&id);
+            match self.return_to_flushed(&mut state, id) {
+                Ok(()) => {
+                    metrics::lend("timed_out");
+                    tracing::warn!(segment = %id, "pending segment timed out; it will be lent again");
+                }
+                Err(err) => tracing::error!(segment = %id, error = %err, "could not return a timed-out segment"),
+            }
+        }
+    }
+
+    /// Segments waiting for a store, and segments lent out.
+    pub fn counts(&self) -> (usize, usize) {
+        let state = self.state();
+        (state.flushed.len(), state.pending.len())
+    }
+
+    pub fn fs(&self) -> &Arc<dyn Fs> {
+        &self.fs
+    }
+}
+
+/// Parse a segment id from the lending API.
+pub fn parse_id(text: &str) -> Result<Ulid, LogError> {
+    Ulid::from_string(text).map_err(|_| LogError::BadId(text.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_record::{BatchEncoder, Record};
+    use sluice_storage::MemFs;
+
+    fn log(fs: &MemFs, timeout: Duration) -> (IngestLog, StartupReport) {
+        IngestLog::open(Arc::new(fs.clone()), Path::new("/data/ingest"), timeout).unwrap()
+    }
+
+    fn write_segment(log: &IngestLog, n: u32) -> ActiveSegment {
+        let mut seg = log.create_active().unwrap();
+        let mut enc = BatchEncoder::new();
+        enc.begin();
+        for i in 0..n {
+            enc.push(Record { id: Ulid(i as u128 + 1), flags: 0, topic: b"default", payload: b"x" });
+        }
+        seg.writer().append(enc.finish(), n, Ulid(1), Ulid(n as u128)).unwrap();
+        seg
+    }
+
+    #[test]
+    fn lend_commit_and_fail_follow_the_state_machine() {
+        let fs = MemFs::new();
+        let (log, _) = log(&fs, Duration::from_secs(60));
+        let seg = write_segment(&log, 3);
+        let id = seg.id();
+        assert_eq!(log.next().unwrap(), None, "an active segment is not lent");
+        log.seal(seg).unwrap();
+        assert_eq!(log.next().unwrap(), Some(id));
+        assert_eq!(log.next().unwrap(), None);
+        log.failed(id).unwrap();
+        assert_eq!(log.next().unwrap(), Some(id));
+        assert!(log.pending_path(id).is_ok());
+        log.commit(id).unwrap();
+        assert!(matches!(log.commit(id), Err(LogError::NotPending(_))));
+        assert_eq!(log.counts(), (0, 0));
+    }
+
+    #[test]
+    fn a_pending_segment_times_out_and_is_lent_again() {
+        let fs = MemFs::new();
+        let (log, _) = log(&fs, Duration::ZERO);
+        let seg = write_segment(&log, 1);
+        let id = seg.id();
+        log.seal(seg).unwrap();
+        assert_eq!(log.next().unwrap(), Some(id));
+        assert_eq!(log.next().unwrap(), Some(id), "the timed-out segment comes back");
+    }
+
+    #[test]
+    fn restart_recovers_active_and_pending_segments() {
+        let fs = MemFs::new();
+        let (log1, _) = log(&fs, Duration::from_secs(60));
+        let mut active = write_segment(&log1, 2);
+        active.writer().sync().unwrap();
+        let lent = write_segment(&log1, 1);
+        let lent_id = lent.id();
+        log1.seal(lent).unwrap();
+        assert_eq!(log1.next().unwrap(), Some(lent_id));
+        let empty = log1.create_active().unwrap();
+        std::mem::forget(active);
+        std::mem::forget(empty);
+        fs.crash(None);
+        let (log2, report) = log(&fs, Duration::from_secs(60));
+        assert_eq!(report.recovered_active, 2);
+        assert_eq!(report.empty_removed, 1);
+        assert_eq!(report.pending_returned, 1);
+        assert_eq!(log2.counts(), (2, 0));
+    }
+}

@@ -1,0 +1,22 @@
+//! Query execution: which segments to read, how to match, and how to merge.
+//!
+//! - [`time`]: parse `--from`/`--to` values (durations ago, RFC 3339, Unix
+//!   milliseconds, `now`).
+//! - [`matcher`]: literal (memchr's memmem), case-insensitive and regex
+//!   matching over payload bytes.
+//! - [`exec`]: plan (segments overlapping the range), scan, merge (with
+//!   [`sluice_storage::merge`]), (segments overlapping the range), scan, merge, and emit
+//!   matching records to a [`RecordSink`], with [`QueryStats`].
+//!
+//! Architecture invariant: query reads segments only through
+//! [`sluice_storage::RecordCursor`], so a new segment format needs no change
+//! here. Memory is bounded by the number of overlapping segments times one
+//! batch, never by the size of the result.
+
+pub mod exec;
+pub mod matcher;
+pub mod time;
+
+pub use exec::{Query, QueryError, QueryStats, RecordSink, execute, plan};
+pub use matcher::{Matcher, MatcherError};
+pub use time::{TimeError, parse_time_ms};

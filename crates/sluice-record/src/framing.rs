@@ -1,0 +1,253 @@
+//! Sans-IO line framing with a line limit.
+//!
+//! [`LineFramer`] owns one growable buffer. The caller reads from its source
+//! into [`LineFramer::spare`], reports how much arrived with
+//! [`LineFramer::filled`], and drains complete lines with
+//! [`LineFramer::drain`]. Lines are found with `memchr`; nothing is allocated
+//! per line and a line is never copied until the caller encodes it.
+//!
+//! Rules:
+//! - a line ends at `\n`; one trailing `\r` is dropped (CRLF input);
+//! - any other byte (NUL, invalid UTF-8, control characters) is kept;
+//! - a line longer than `max_line` is emitted as its first `max_line` bytes
+//!   with `truncated = true`, and the rest of it, up to the next `\n`, is
+//!   skipped. The buffer therefore never grows past `max_line + read_chunk`,
+//!   and an endless line cannot wedge a connection;
+//! - at end of input an unterminated final line is emitted as a line.
+
+use memchr::memchr_iter;
+
+/// One line handed out by [`LineFramer::drain`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FramedLine<'a> {
+    pub bytes: &'a [u8],
+    pub truncated: bool,
+}
+
+#[derive(Debug)]
+pub struct LineFramer {
+    max_line: usize,
+    read_chunk: usize,
+    buf: Vec<u8>,
+    /// Bytes in `buf[..len]` are valid input not yet handed out.
+    len: usize,
+    /// Bytes in `buf[..scanned]` are known to hold no `\n`.
+    scanned: usize,
+    /// Skipping the tail of a line that was already emitted truncated.
+    discarding: bool,
+}
+
+impl LineFramer {
+    /// `max_line` is the longest payload kept; `read_chunk` is how much room
+    /// [`spare`](Self::spare) offers per read.
+    pub fn new(max_line: usize, read_chunk: usize) -> Self {
+        let max_line = max_line.max(1);
+        let read_chunk = read_chunk.max(1);
+        LineFramer {
+            max_line,
+            read_chunk,
+            buf: Vec::new(),
+            len: 0,
+            scanned: 0,
+            discarding: false,
+        }
+    }
+
+    pub fn max_line(&self) -> usize {
+        self.max_line
+    }
+
+    /// Room to read into: at least `read_chunk` bytes.
+    pub fn spare(&mut self) -> &mut [u8] {
+        let want = self.len + self.read_chunk;
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        &mut self.buf[self.len..]
+    }
+
+    /// Record that `n` bytes were read into [`spare`](Self::spare).
+    pub fn filled(&mut self, n: usize) {
+        assert!(self.len + n <= self.buf.len(), "filled past the spare buffer");
+        self.len += n;
+    }
+
+    /// Bytes held that do not yet form a complete line.
+    pub fn pending_len(&self) -> usize {
+        self.len
+    }
+
+    /// Hand every complete line to `emit`, in order. Returns the number of
+    /// lines that were truncated.
+    pub fn drain(&mut self, mut emit: impl FnMut(FramedLine<'_>)) -> u64 {
+        let mut truncated = 0;
+        let mut start = 0;
+        for nl in memchr_iter(b'\n', &self.buf[self.scanned..self.len]) {
+            let end = self.scanned + nl;
+            if self.discarding {
+                self.discarding = false;
+            } else {
+                let line = strip_cr(&self.buf[start..end]);
+                if line.len() > self.max_line {
+                    truncated += 1;
+                    emit(FramedLine {
+                        bytes: &line[..self.max_line],
+                        truncated: true,
+                    });
+                } else {
+                    emit(FramedLine {
+                        bytes: line,
+                        truncated: false,
+                    });
+                }
+            }
+            start = end + 1;
+        }
+        // What is left has no newline. Cut it now if it already exceeds the limit.
+        let rest = self.len - start;
+        if self.discarding {
+            self.len = 0;
+            self.scanned = 0;
+            return truncated;
+        }
+        // A trailing '\r' may be the first half of a CRLF, so allow one byte
+        // of slack before deciding the line is too long.
+        if rest > self.max_line + 1 {
+            truncated += 1;
+            emit(FramedLine {
+                bytes: &self.buf[start..start + self.max_line],
+                truncated: true,
+            });
+            self.discarding = true;
+            self.len = 0;
+            self.scanned = 0;
+            return truncated;
+        }
+        if start > 0 {
+            self.buf.copy_within(start..self.len, 0);
+        }
+        self.len = rest;
+        self.scanned = rest;
+        truncated
+    }
+
+    /// End of input: emit the unterminated final line, if any. Returns the
+    /// number of lines truncated (0 or 1).
+    pub fn finish(&mut self, mut emit: impl FnMut(FramedLine<'_>)) -> u64 {
+        let mut truncated = 0;
+        if !self.discarding && self.len > 0 {
+            let line = strip_cr(&self.buf[..self.len]);
+            if line.len() > self.max_line {
+                truncated = 1;
+                emit(FramedLine {
+                    bytes: &line[..self.max_line],
+                    truncated: true,
+                });
+            } else {
+                emit(FramedLine {
+                    bytes: line,
+                    truncated: false,
+                });
+            }
+        }
+        self.len = 0;
+        self.scanned = 0;
+        self.discarding = false;
+        truncated
+    }
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    match line.last() {
+        Some(b'\r') => &line[..line.len() - 1],
+        _ => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Feed `input` in pieces of the given sizes and collect the lines.
+    fn frame(input: &[u8], max_line: usize, pieces: &[usize]) -> Vec<(Vec<u8>, bool)> {
+        let mut framer = LineFramer::new(max_line, 7);
+        let mut out = Vec::new();
+        let mut offset = 0;
+        let mut piece = pieces.iter().cycle();
+        while offset < input.len() {
+            let spare = framer.spare();
+            let n = (*piece.next().unwrap()).clamp(1, spare.len()).min(input.len() - offset);
+            spare[..n].copy_from_slice(&input[offset..offset + n]);
+            framer.filled(n);
+            offset += n;
+            framer.drain(|l| out.push((l.bytes.to_vec(), l.truncated)));
+        }
+        framer.finish(|l| out.push((l.bytes.to_vec(), l.truncated)));
+        out
+    }
+
+    /// The reference: split on '\n', drop one '\r', cut at the limit.
+    fn model(input: &[u8], max_line: usize) -> Vec<(Vec<u8>, bool)> {
+        if input.is_empty() {
+            return vec![];
+        }
+        let body = input.strip_suffix(b"\n").unwrap_or(input);
+        body.split(|&b| b == b'\n')
+            .map(|l| {
+                let l = l.strip_suffix(b"\r").unwrap_or(l);
+                if l.len() > max_line {
+                    (l[..max_line].to_vec(), true)
+                } else {
+                    (l.to_vec(), false)
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn crlf_binary_and_nul_are_kept_as_bytes() {
+        let input = b"a\r\n\x00\xff\xfe\n\n last";
+        assert_eq!(
+            frame(input, 100, &[3]),
+            vec![
+                (b"a".to_vec(), false),
+                (b"\x00\xff\xfe".to_vec(), false),
+                (b"".to_vec(), false),
+                (b" last".to_vec(), false)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_endless_line_is_cut_and_the_next_line_survives() {
+        let mut input = vec![b'x'; 10_000];
+        input.extend_from_slice(b"\nok\n");
+        let lines = frame(&input, 16, &[100]);
+        assert_eq!(lines, vec![(vec![b'x'; 16], true), (b"ok".to_vec(), false)]);
+    }
+
+    #[test]
+    fn buffer_stays_bounded_by_the_limit() {
+        let mut framer = LineFramer::new(64, 32);
+        for _ in 0..1000 {
+            let spare = framer.spare();
+            spare.fill(b'y');
+            let n = spare.len();
+            framer.filled(n);
+            framer.drain(|_| {});
+            assert!(framer.pending_len() <= 64 + 1);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn framing_matches_the_model(
+            input in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), Just(0u8), any::<u8>(), Just(b'a')], 0..400),
+            max_line in 1usize..40,
+            pieces in proptest::collection::vec(1usize..50, 1..5),
+        ) {
+            prop_assert_eq!(frame(&input, max_line, &pieces), model(&input, max_line));
+        }
+    }
+}

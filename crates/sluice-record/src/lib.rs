@@ -1,0 +1,92 @@
+//! The record model of sluice and the codecs every other crate shares.
+//!
+//! A record is `(id, topic, payload)`:
+//! - `id` is a [`Ulid`]: 48 bits of milliseconds and 80 bits that make it unique.
+//!   [`IdGenerator`] hands out ids that strictly increase within one connection.
+//! - `topic` is a short name (at most [`MAX_TOPIC_BYTES`] bytes, no spaces or
+//!   newlines); it defaults to [`DEFAULT_TOPIC`].
+//! - `payload` is arbitrary bytes without a newline.
+//!
+//! Modules:
+//! - [`framing`]: sans-IO splitting of a byte stream into lines, with a line
+//!   limit that truncates instead of wedging.
+//! - [`batch`]: the checksummed batch frame used on disk (ingest segments,
+//!   store segments) and on the wire between ingesters and stores.
+//!
+//! Architecture invariant: this crate does no I/O and knows nothing about
+//! files, sockets, tokio or HTTP.
+
+pub mod batch;
+pub mod framing;
+mod id;
+
+pub use batch::{decode_record, BatchDecoder, BatchEncoder, BatchHeader, CodecError, RecordIter};
+pub use framing::{FramedLine, LineFramer};
+pub use id::{IdGenerator, clamp_time_ms, now_ms};
+pub use ulid::Ulid;
+
+/// Topic used when a protocol carries none.
+pub const DEFAULT_TOPIC: &[u8] = b"default";
+/// Longest topic, in bytes. Topics are names, not payloads.
+pub const MAX_TOPIC_BYTES: usize = 255;
+/// Hard ceiling on one payload, whatever `--max-line` says: 64 MiB.
+pub const MAX_PAYLOAD_BYTES: usize = 64 << 20;
+
+/// Flag bit: the payload was cut at the line limit.
+pub const FLAG_TRUNCATED: u8 = 0b0000_0001;
+
+/// One record, borrowed from a batch or a line buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub id: Ulid,
+    pub flags: u8,
+    pub topic: &'a [u8],
+    pub payload: &'a [u8],
+}
+
+impl Record<'_> {
+    pub fn is_truncated(&self) -> bool {
+        self.flags & FLAG_TRUNCATED != 0
+    }
+
+    /// Milliseconds since the Unix epoch encoded in the id.
+    pub fn time_ms(&self) -> u64 {
+        self.id.timestamp_ms()
+    }
+
+    pub fn to_owned_record(&self) -> OwnedRecord {
+        OwnedRecord {
+            id: self.id,
+            flags: self.flags,
+            topic: self.topic.to_vec(),
+            payload: self.payload.to_vec(),
+        }
+    }
+}
+
+/// An owned record, for tests, models and slow paths.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OwnedRecord {
+    pub id: Ulid,
+    pub flags: u8,
+    pub topic: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+impl OwnedRecord {
+    pub fn as_record(&self) -> Record<'_> {
+        Record {
+            id: self.id,
+            flags: self.flags,
+            topic: &self.topic,
+            payload: &self.payload,
+        }
+    }
+}
+
+/// Whether `topic` is acceptable: 1..=255 bytes of printable ASCII without spaces.
+pub fn is_valid_topic(topic: &[u8]) -> bool {
+    !topic.is_empty()
+        && topic.len() <= MAX_TOPIC_BYTES
+        && topic.iter().all(|b| b.is_ascii_graphic())
+}

@@ -1,0 +1,162 @@
+//! The filesystem trait.
+//!
+//! Storage code never calls `std::fs` directly: it takes an `&dyn Fs`. The
+//! real implementation is [`RealFs`]; tests use [`crate::MemFs`], which keeps
+//! files in memory, forgets unsynced bytes on a simulated crash, and can be
+//! told to fail writes (for example with ENOSPC).
+//!
+//! The trait is deliberately small: what segment files need and no more.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Write},
+    os::unix::fs::FileExt,
+    path::Path,
+};
+
+/// A file opened for appending.
+pub trait WriteFile: Send {
+    /// Append all of `buf`.
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// Make everything written so far durable (fdatasync).
+    fn sync_data(&mut self) -> io::Result<()>;
+}
+
+/// A file opened for positional reads. Reads may run from several threads.
+pub trait ReadFile: Send + Sync {
+    /// Read up to `buf.len()` bytes at `offset`; 0 means end of file.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Current length in bytes.
+    fn len(&self) -> io::Result<u64>;
+
+    /// Fill `buf` exactly from `offset`, or fail with `UnexpectedEof`.
+    fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.read_at(buf, offset) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => {
+                    buf = &mut buf[n..];
+                    offset += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: String,
+    pub len: u64,
+    pub is_dir: bool,
+}
+
+pub trait Fs: Send + Sync + std::fmt::Debug + 'static {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Create a new file for writing; fails if it exists.
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn WriteFile>>;
+    /// Open an existing file for appending.
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn WriteFile>>;
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn ReadFile>>;
+    /// Entries of a directory, sorted by name. Names that are not UTF-8 are
+    /// skipped (sluice writes none).
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>>;
+    /// Atomically rename, replacing `to` if it exists.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Cut a file to `len` bytes and make that durable.
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
+    /// Make renames and creations in a directory durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    fn exists(&self, path: &Path) -> bool;
+}
+
+/// The operating system's filesystem.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealFs;
+
+struct RealWriteFile(File);
+
+impl WriteFile for RealWriteFile {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf)
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
+
+struct RealReadFile(File);
+
+impl ReadFile for RealReadFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        FileExt::read_at(&self.0, buf, offset)
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+}
+
+impl Fs for RealFs {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::create_dir_all(path)
+    }
+
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn WriteFile>> {
+        let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+        Ok(Box::new(RealWriteFile(file)))
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn WriteFile>> {
+        let file = OpenOptions::new().append(true).open(path)?;
+        Ok(Box::new(RealWriteFile(file)))
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn ReadFile>> {
+        Ok(Box::new(RealReadFile(File::open(path)?)))
+    }
+
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+        let mut entries = Vec::new();
+        for entry in fs::read_dir(path)? {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            // A file can vanish between the listing and the stat.
+            let Ok(meta) = entry.metadata() else { continue };
+            entries.push(DirEntry {
+                name,
+                len: meta.len(),
+                is_dir: meta.is_dir(),
+            });
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        let file = OpenOptions::new().write(true).open(path)?;
+        file.set_len(len)?;
+        file.sync_all()
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+}

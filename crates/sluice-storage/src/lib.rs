@@ -1,0 +1,26 @@
+//! Segment storage for sluice.
+//!
+//! - [`fs`]: the filesystem trait every storage path goes through, with a
+//!   real implementation and an in-memory one that can crash and fail.
+//! - [`segment`]: the segment file format (a sequence of checksummed
+//!   batches), its writer, its scanner and torn-tail recovery.
+//! - [`merge`]: the k-way merge of sorted cursors by ULID, with dedupe,
+//!   shared by queries and by the store's segment writer.
+//! - [`store_segment`]: immutable store segments named by their ULID range,
+//!   written atomically, and read through the [`RecordCursor`] abstraction.
+//!
+//! Architecture invariant: storage knows nothing about tokio, HTTP, gossip
+//! or query syntax. Everything here is synchronous and takes an `&dyn Fs`.
+
+mod error;
+pub mod fs;
+pub mod memfs;
+pub mod merge;
+pub mod segment;
+pub mod store_segment;
+
+pub use error::StorageError;
+pub use fs::{DirEntry, Fs, ReadFile, RealFs, WriteFile};
+pub use memfs::MemFs;
+pub use segment::{Recovery, SegmentScanner, SegmentWriter, recover_segment};
+pub use store_segment::{RecordCursor, SegmentMeta, StoreSegmentCursor, StoreSegmentWriter};

@@ -1,0 +1,207 @@
+//! A k-way merge of sorted cursors by ULID, with lazy opening and dedupe.
+//!
+//! Inputs are segments sorted by their smallest id. A segment is opened only
+//! when the merge frontier reaches its smallest id, so the number of open
+//! cursors is the overlap depth of the segments, not their count. Each cursor
+//! is advanced past records the filter rejects before it enters the heap, so
+//! only matching records are compared. Equal ids from different segments
+//! (a segment consumed twice) come out once.
+
+use std::{cmp::Reverse, collections::BinaryHeap, ops::ControlFlow};
+
+use sluice_record::{Record, Ulid};
+use crate::{RecordCursor, StorageError};
+
+/// What the filter says about a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Keep,
+    Skip,
+    /// This and every later record of the cursor are past the range.
+    Stop,
+}
+
+/// Counters of one merge.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MergeStats {
+    pub records_scanned: u64,
+    pub records_emitted: u64,
+    pub duplicates_removed: u64,
+    pub bytes_read: u64,
+    pub segments_opened: u64,
+    /// Segments that failed while being read, with the error.
+    pub failed: Vec<(usize, String)>,
+}
+
+pub struct Merge<'a> {
+    /// Smallest id of each input, sorted ascending.
+    mins: &'a [Ulid],
+    next_to_open: usize,
+    open: &'a mut dyn FnMut(usize) -> Result<Box<dyn RecordCursor>, StorageError>,
+    filter: &'a dyn Fn(&Record<'_>) -> Verdict,
+    cursors: Vec<Option<Box<dyn RecordCursor>>>,
+    heap: BinaryHeap<Reverse<(Ulid, usize)>>,
+    last_emitted: Option<Ulid>,
+    pub stats: MergeStats,
+}
+
+impl<'a> Merge<'a> {
+    pub fn new(
+        mins: &'a [Ulid],
+        open: &'a mut dyn FnMut(usize) -> Result<Box<dyn RecordCursor>, StorageError>,
+        filter: &'a dyn Fn(&Record<'_>) -> Verdict,
+    ) -> Self {
+        debug_assert!(mins.is_sorted());
+        Merge {
+            mins,
+            next_to_open: 0,
+            open,
+            filter,
+            cursors: (0..mins.len()).map(|_| None).collect(),
+            heap: BinaryHeap::new(),
+            last_emitted: None,
+            stats: MergeStats::default(),
+        }
+    }
+
+    /// Advance cursor `idx` to its next kept record and put it on the heap,
+    /// or close it.
+    fn advance(&mut self, idx: usize) {
+        let Some(cursor) = self.cursors[idx].as_mut() else {
+            return;
+        };
+        let mut scanned = 0;
+        let outcome = loop {
+            match cursor.advance() {
+                Ok(true) => {
+                    scanned += 1;
+                    let record = cursor.record();
+                    match (self.filter)(&record) {
+                        Verdict::Keep => break Ok(Some(record.id)),
+                        Verdict::Skip => continue,
+                        Verdict::Stop => break Ok(None),
+                    }
+                }
+                Ok(false) => break Ok(None),
+                Err(err) => break Err(err),
+            }
+        };
+        self.stats.records_scanned += scanned;
+        match outcome {
+            Ok(Some(id)) => self.heap.push(Reverse((id, idx))),
+            Ok(None) => self.close(idx),
+            Err(err) => {
+                self.stats.failed.push((idx, err.to_string()));
+                self.close(idx);
+            }
+        }
+    }
+
+    fn close(&mut self, idx: usize) {
+        if let Some(cursor) = self.cursors[idx].take() {
+            self.stats.bytes_read += cursor.bytes_read();
+        }
+    }
+
+    /// Open every input whose smallest id is at or below the frontier.
+    fn open_reached(&mut self) {
+        while self.next_to_open < self.mins.len() {
+            let frontier = self.heap.peek().map(|Reverse((id, _))| *id);
+            if frontier.is_some_and(|f| self.mins[self.next_to_open] > f) {
+                return;
+            }
+            let idx = self.next_to_open;
+            self.next_to_open += 1;
+            match (self.open)(idx) {
+                Ok(cursor) => {
+                    self.stats.segments_opened += 1;
+                    self.cursors[idx] = Some(cursor);
+                    self.advance(idx);
+                }
+                Err(err) => self.stats.failed.push((idx, err.to_string())),
+            }
+        }
+    }
+
+    /// Emit kept records in id order until the inputs end or `emit` breaks.
+    pub fn run(&mut self, mut emit: impl FnMut(&Record<'_>) -> ControlFlow<()>) {
+        loop {
+            self.open_reached();
+            let Some(Reverse((id, idx))) = self.heap.pop() else {
+                break;
+            };
+            if self.last_emitted == Some(id) {
+                self.stats.duplicates_removed += 1;
+            } else {
+                self.last_emitted = Some(id);
+                self.stats.records_emitted += 1;
+                let cursor = self.cursors[idx].as_ref().expect("a cursor on the heap is open");
+                if emit(&cursor.record()).is_break() {
+                    break;
+                }
+            }
+            self.advance(idx);
+        }
+        for idx in 0..self.cursors.len() {
+            self.close(idx);
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use sluice_record::OwnedRecord;
+
+    /// A cursor over an in-memory sorted vector.
+    pub(crate) struct VecCursor {
+        records: Vec<OwnedRecord>,
+        pos: Option<usize>,
+    }
+
+    impl RecordCursor for VecCursor {
+        fn advance(&mut self) -> Result<bool, StorageError> {
+            let next = self.pos.map_or(0, |p| p + 1);
+            self.pos = Some(next);
+            Ok(next < self.records.len())
+        }
+        fn record(&self) -> Record<'_> {
+            self.records[self.pos.unwrap()].as_record()
+        }
+        fn bytes_read(&self) -> u64 {
+            0
+        }
+    }
+
+    fn rec(id: u128) -> OwnedRecord {
+        OwnedRecord { id: Ulid(id), flags: 0, topic: b"t".to_vec(), payload: (id % 7).to_string().into_bytes() }
+    }
+
+    proptest! {
+        /// Merging any overlapping sorted inputs equals sorting their union,
+        /// dropping duplicate ids and applying the filter.
+        #[test]
+        fn merge_equals_sorted_deduped_union(
+            inputs in proptest::collection::vec(proptest::collection::btree_set(0u128..200, 0..40), 0..8),
+            keep_mod in 1u128..4,
+        ) {
+            let mut segments: Vec<Vec<OwnedRecord>> = inputs
+                .iter()
+                .filter(|s| !s.is_empty())
+                .map(|s| s.iter().map(|&i| rec(i)).collect())
+                .collect();
+            segments.sort_by_key(|s| s[0].id);
+            let mins: Vec<Ulid> = segments.iter().map(|s| s[0].id).collect();
+            let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
+                Ok(Box::new(VecCursor { records: segments[i].clone(), pos: None }))
+            };
+            let filter = |r: &Record<'_>| if r.id.0 % keep_mod == 0 { Verdict::Keep } else { Verdict::Skip };
+            let mut merge = Merge::new(&mins, &mut open, &filter);
+            let mut got = Vec::new();
+            merge.run(|r| { got.push(r.id.0); ControlFlow::Continue(()) });
+            let want: std::collections::BTreeSet<u128> = inputs.iter().flatten().copied().filter(|i| i % keep_mod == 0).collect();
+            prop_assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! The pull loop: gather → merge → write → commit.
+//!
+//! The ingest lending API, as served by every ingester (OK Log's shape):
+//!
+//! ```text
+//! POST /ingest/next?wait_ms=N   200 + segment id, or 204 when none is flushed
+//!                               (waits up to N ms for one)
+//! GET  /ingest/read?id=ID       200 + the segment's bytes (batches)
+//! POST /ingest/commit?id=ID     200; the ingester deletes the segment
+//! POST /ingest/failed?id=ID     200; the segment is lent again later
+//! ```
+//!
+//! A lent segment that is neither committed nor failed returns to the
+//! ingester's queue after its pending timeout, so a store that dies mid-cycle
+//! loses nothing.
+//!
+//! One cycle: lend up to `max_gather_segments` / `max_gather_bytes` from the
+//! ingesters, download each into `tmp/` and verify every checksum (and sort
+//! it if its ids are out of order), merge them by id into one store segment,
+//! make it durable, then commit each input. On any failure before the store
+//! segment is durable, every input is returned with `failed`. A failed
+//! commit leaves the segment pending; it is consumed again after the
+//! timeout, and the duplicate ids it brings are removed at query time.
+
+use std::{
+    ops::ControlFlow,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use futures_util::StreamExt;
+use sluice_record::{OwnedRecord, RecordIter, Ulid};
+use sluice_storage::{
+    Fs, RecordCursor, SegmentScanner, SegmentWriter, StorageError, StoreSegmentCursor,
+    StoreSegmentWriter,
+    merge::{Merge, Verdict},
+    store_segment::TMP_DIR,
+};
+
+use crate::{Store, metrics};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error("ingester {base}: {what}: {source}")]
+    Http {
+        base: String,
+        what: &'static str,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("ingester {base}: {what}: unexpected status {status}")]
+    Status {
+        base: String,
+        what: &'static str,
+        status: u16,
+    },
+    #[error("ingester {base}: segment {id}: body ended after {got} of {expected} bytes")]
+    ShortBody {
+        base: String,
+        id: Ulid,
+        got: u64,
+        expected: u64,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("merge failed: {0}")]
+    Merge(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Base URLs of the ingesters' APIs, e.g. `http://127.0.0.1:7650`.
+    pub ingesters: Vec<String>,
+    /// Segments gathered into one store segment at most.
+    pub max_gather_segments: usize,
+    /// Bytes gathered into one store segment at most (one segment may pass it).
+    pub max_gather_bytes: u64,
+    /// How long `next` may wait for a segment to be flushed.
+    pub poll_wait: Duration,
+    /// Pause after a failed cycle.
+    pub retry_backoff: Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            ingesters: Vec::new(),
+            max_gather_segments: 32,
+            max_gather_bytes: 64 << 20,
+            poll_wait: Duration::from_millis(500),
+            retry_backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+pub struct Consumer {
+    store: Store,
+    client: reqwest::Client,
+    config: ConsumerConfig,
+}
+
+/// A segment lent to this cycle and downloaded into `tmp/`.
+struct Input {
+    ingester: usize,
+    id: Ulid,
+    path: PathBuf,
+    min: Ulid,
+}
+
+impl Consumer {
+    pub fn new(store: Store, config: ConsumerConfig) -> Consumer {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(120))
+            .build()
+            .expect("an HTTP client with default TLS settings builds");
+        Consumer {
+            store,
+            client,
+            config,
+        }
+    }
+
+    /// Run cycles until `shutdown` is set. The cycle under way is finished.
+    pub async fn run(self, shutdown: Arc<AtomicBool>) {
+        while !shutdown.load(Ordering::Relaxed) {
+            let started = Instant::now();
+            match self.cycle().await {
+                Ok(0) => {
+                    if self.config.ingesters.len() != 1 {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                Ok(_) => metrics::cycle(started.elapsed()),
+                Err(err) => {
+                    tracing::warn!(error = %err, "store consume cycle failed; the segments go back to their ingesters and will be retried");
+                    tokio::time::sleep(self.config.retry_backoff).await;
+                }
+            }
+        }
+    }
+
+    /// One gather → merge → write → commit cycle. Returns the number of
+    /// segments consumed.
+    pub async fn cycle(&self) -> Result<usize, ConsumeError> {
+        let mut inputs: Vec<Input> = Vec::new();
+        let gathered = self.gather(&mut inputs).await;
+        if let Err(err) = gathered {
+            self.give_back(&inputs).await;
+            return Err(err);
+        }
+        if inputs.is_empty() {
+            return Ok(0);
+        }
+        let fs = self.store.fs().clone();
+        let dir = self.store.dir().to_path_buf();
+        let paths: Vec<(PathBuf, Ulid)> = inputs.iter().map(|i| (i.path.clone(), i.min)).collect();
+        let written = tokio::task::spawn_blocking(move || merge_inputs(&*fs, &dir, paths))
+            .await
+            .map_err(|e| ConsumeError::Merge(e.to_string()))
+            .and_then(|r| r);
+        if let Err(err) = written {
+            metrics::consume_error("merge");
+            self.give_back(&inputs).await;
+            return Err(err);
+        }
+        for input in &inputs {
+            let base = &self.config.ingesters[input.ingester];
+            if let Err(err) = self.post(base, "commit", input.id).await {
+                metrics::consume_error("commit");
+                tracing::warn!(error = %err, segment = %input.id, "commit failed; the segment will be consumed again and deduplicated");
+            }
+        }
+        self.remove_inputs(&inputs);
+        Ok(inputs.len())
+    }
+
+    async fn gather(&self, inputs: &mut Vec<Input>) -> Result<(), ConsumeError> {
+        let mut bytes = 0u64;
+        let single = self.config.ingesters.len() == 1;
+        for (ingester, base) in self.config.ingesters.iter().enumerate() {
+            while inputs.len() < self.config.max_gather_segments
+                && bytes < self.config.max_gather_bytes
+            {
+                let wait = if single && inputs.is_empty() {
+                    self.config.poll_wait
+                } else {
+                    Duration::ZERO
+                };
+                let Some(id) = self.next(base, wait).await? else {
+                    break;
+                };
+                match self.download(base, id).await {
+                    Ok((path, len, min)) => {
+                        bytes += len;
+                        inputs.push(Input {
+                            ingester,
+                            id,
+                            path,
+                            min,
+                        });
+                    }
+                    Err(err) => {
+                        metrics::consume_error("download");
+                        let _ = self.post(base, "failed", id).await;
+                        return Err(err);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn next(&self, base: &str, wait: Duration) -> Result<Option<Ulid>, ConsumeError> {
+        let http = |source| ConsumeError::Http {
+            base: base.to_string(),
+            what: "next",
+            source,
+        };
+        let response = self
+            .client
+            .post(format!("{base}/ingest/next?wait_ms={}", wait.as_millis()))
+            .send()
+            .await
+            .map_err(http)?;
+        match response.status().as_u16() {
+            204 => Ok(None),
+            200 => {
+                let text = response.text().await.map_err(http)?;
+                Ulid::from_string(text.trim()).map(Some).map_err(|_| ConsumeError::Status {
+                    base: base.to_string(),
+                    what: "next returned a bad id",
+                    status: 200,
+                })
+            }
+            status => Err(ConsumeError::Status {
+                base: base.to_string(),
+                what: "next",
+                status,
+            }),
+        }
+    }
+
+    /// Download a lent segment into `tmp/`, verify it, and sort it if needed.
+    /// Returns its path, size and smallest id.
+    async fn download(&self, base: &str, id: Ulid) -> Result<(PathBuf, u64, Ulid), ConsumeError> {
+        let http = |source| ConsumeError::Http {
+            base: base.to_string(),
+            what: "read",
+            source,
+        };
+        let response = self
+            .client
+            .get(format!("{base}/ingest/read?id={id}"))
+            .send()
+            .await
+            .map_err(http)?;
+        if response.status().as_u16() != 200 {
+            return Err(ConsumeError::Status {
+                base: base.to_string(),
+                what: "read",
+                status: response.status().as_u16(),
+            });
+        }
+        let expected = response.content_length();
+        let fs = self.store.fs().clone();
+        let path = self
+            .store
+            .dir()
+            .join(TMP_DIR)
+            .join(format!("{id}.ingest.tmp"));
+        let _ = fs.remove_file(&path);
+        let mut file = fs
+            .create_new(&path)
+            .map_err(StorageError::io("create download", &path))?;
+        let mut got = 0u64;
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(http)?;
+            file.write_all(&chunk)
+                .map_err(StorageError::io("write download", &path))?;
+            got += chunk.len() as u64;
+        }
+        drop(file);
+        if let Some(expected) = expected
+            && expected != got
+        {
+            return Err(ConsumeError::ShortBody {
+                base: base.to_string(),
+                id,
+                got,
+                expected,
+            });
+        }
+        let verify_path = path.clone();
+        let min = tokio::task::spawn_blocking(move || verify_and_sort(&*fs, &verify_path))
+            .await
+            .map_err(|e| ConsumeError::Merge(e.to_string()))??;
+        Ok((path, got, min))
+    }
+
+    async fn post(&self, base: &str, what: &'static str, id: Ulid) -> Result<(), ConsumeError> {
+        let response = self
+            .client
+            .post(format!("{base}/ingest/{what}?id={id}"))
+            .send()
+            .await
+            .map_err(|source| ConsumeError::Http {
+                base: base.to_string(),
+                what,
+                source,
+            })?;
+        match response.status().as_u16() {
+            200 => Ok(()),
+            status => Err(ConsumeError::Status {
+                base: base.to_string(),
+                what,
+                status,
+            }),
+        }
+    }
+
+    /// Return every input to its ingester and drop the downloads.
+    async fn give_back(&self, inputs: &[Input]) {
+        for input in inputs {
+            let base = &self.config.ingesters[input.ingester];
+            if let Err(err) = self.post(base, "failed", input.id).await {
+                tracing::warn!(error = %err, segment = %input.id, "could not return a segment; its pending timeout will");
+            }
+        }
+        self.remove_inputs(inputs);
+    }
+
+    fn remove_inputs(&self, inputs: &[Input]) {
+        for input in inputs {
+            let _ = self.store.fs().remove_file(&input.path);
+        }
+    }
+}
+
+/// Verify every checksum of a downloaded segment. Ingest segments are sorted
+/// by id per connection; one that is not (clock games, or a future protocol
+/// with origin times) is rewritten sorted, which is bounded by the segment
+/// size. Returns the smallest id.
+fn verify_and_sort(fs: &dyn Fs, path: &Path) -> Result<Ulid, ConsumeError> {
+    let mut scanner = SegmentScanner::open(fs, path)?;
+    let mut sorted = true;
+    let mut last: Option<Ulid> = None;
+    let mut min: Option<Ulid> = None;
+    while let Some((header, body)) = scanner.next_batch()? {
+        for record in RecordIter::new(body, header.count) {
+            let record = record.map_err(|source| StorageError::Corrupt {
+                path: path.to_path_buf(),
+                offset: 0,
+                source,
+            })?;
+            if last.is_some_and(|l| record.id <= l) {
+                sorted = false;
+            }
+            last = Some(record.id);
+            min = Some(min.map_or(record.id, |m| m.min(record.id)));
+        }
+    }
+    let Some(min) = min else {
+        return Err(ConsumeError::Merge(format!("segment {} holds no record", path.display())));
+    };
+    if !sorted {
+        sort_segment(fs, path)?;
+    }
+    Ok(min)
+}
+
+fn sort_segment(fs: &dyn Fs, path: &Path) -> Result<(), ConsumeError> {
+    let mut records: Vec<OwnedRecord> = Vec::new();
+    let mut scanner = SegmentScanner::open(fs, path)?;
+    while let Some((header, body)) = scanner.next_batch()? {
+        for record in RecordIter::new(body, header.count).flatten() {
+            records.push(record.to_owned_record());
+        }
+    }
+    records.sort_by_key(|r| r.id);
+    let sorted_path = path.with_extension("sorted");
+    let _ = fs.remove_file(&sorted_path);
+    let mut writer = SegmentWriter::create(fs, &sorted_path)?;
+    let mut encoder = sluice_record::BatchEncoder::new();
+    for chunk in records.chunks(4096) {
+        encoder.begin();
+        for r in chunk {
+            encoder.push(r.as_record());
+        }
+        let (first, last) = (chunk[0].id, chunk[chunk.len() - 1].id);
+        writer.append(encoder.finish(), chunk.len() as u32, first, last)?;
+    }
+    drop(writer);
+    fs.rename(&sorted_path, path)
+        .map_err(StorageError::io("replace unsorted download", path))?;
+    Ok(())
+}
+
+/// Merge downloaded inputs by id into one durable store segment.
+fn merge_inputs(fs: &dyn Fs, dir: &Path, mut inputs: Vec<(PathBuf, Ulid)>) -> Result<(), ConsumeError> {
+    inputs.sort_by_key(|(_, min)| *min);
+    let mins: Vec<Ulid> = inputs.iter().map(|(_, min)| *min).collect();
+    let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
+        Ok(Box::new(StoreSegmentCursor::open(fs, &inputs[i].0)?))
+    };
+    let keep_all = |_: &sluice_record::Record<'_>| Verdict::Keep;
+    let mut writer = StoreSegmentWriter::create(fs, dir)?;
+    let mut write_error = None;
+    let mut merge = Merge::new(&mins, &mut open, &keep_all);
+    merge.run(|record| match writer.push(*record) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(err) => {
+            write_error = Some(err);
+            ControlFlow::Break(())
+        }
+    });
+    let stats = merge.stats;
+    if let Some(err) = write_error {
+        writer.abort();
+        return Err(err.into());
+    }
+    if let Some((idx, err)) = stats.failed.first() {
+        writer.abort();
+        return Err(ConsumeError::Merge(format!("{}: {err}", inputs[*idx].0.display())));
+    }
+    let records = writer.records();
+    let duplicates = writer.duplicates() + stats.duplicates_removed;
+    if let Some(meta) = writer.finish()? {
+        metrics::segment_written(records, meta.bytes, duplicates, inputs.len());
+        tracing::debug!(segment = %meta.name, records, inputs = inputs.len(), "store segment written");
+    }
+    Ok(())
+}

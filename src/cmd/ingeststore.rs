@@ -1,0 +1,202 @@
+//! `sluice ingeststore`: the ingest and store roles in one process.
+//!
+//! The store consumes this node's own ingest segments through the same HTTP
+//! lending protocol a separate store node uses.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use sluice_ingest::{IngestConfig, IngestLog, Listener, Mode};
+use sluice_storage::{Fs, RealFs};
+use sluice_store::{Consumer, ConsumerConfig, Store};
+
+use crate::size::parse_bytes;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Directory for ingest segments (data/ingest) and store segments (data/store).
+    #[arg(long, default_value = "./data", env = "SLUICE_DATA")]
+    data: PathBuf,
+    /// HTTP API address: queries, segment lending, /metrics, /health, /ready.
+    #[arg(long, default_value = "127.0.0.1:7650", env = "SLUICE_API")]
+    api: SocketAddr,
+    /// Fast ingest: newline-delimited lines, fire-and-forget (OK Log and nc compatible).
+    #[arg(long, default_value = "127.0.0.1:7651", env = "SLUICE_FAST")]
+    fast: SocketAddr,
+    /// Durable ingest: lines, fsynced before more is read.
+    #[arg(long, default_value = "127.0.0.1:7652", env = "SLUICE_DURABLE")]
+    durable: SocketAddr,
+    /// Longest line kept; longer lines are cut here and flagged as truncated.
+    #[arg(long, default_value = "1MiB", value_parser = parse_bytes, env = "SLUICE_MAX_LINE")]
+    max_line: u64,
+    /// Seal an active ingest segment at this size.
+    #[arg(long, default_value = "16MiB", value_parser = parse_bytes, env = "SLUICE_SEGMENT_SIZE")]
+    segment_size: u64,
+    /// Seal an active ingest segment at this age (e.g. 1s, 500ms).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, env = "SLUICE_FLUSH_AGE")]
+    flush_age: Duration,
+    /// Connections accepted at once per ingest port; more are refused and counted.
+    #[arg(long, default_value_t = 1024, env = "SLUICE_MAX_CONNECTIONS")]
+    max_connections: usize,
+    /// A segment lent to a store that is neither committed nor failed in this
+    /// time is lent again.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, env = "SLUICE_PENDING_TIMEOUT")]
+    pending_timeout: Duration,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.max_line == 0 || args.max_line > sluice_record::MAX_PAYLOAD_BYTES as u64 {
+        bail!(
+            "--max-line {} is out of range: use 1 byte to {} bytes",
+            args.max_line,
+            sluice_record::MAX_PAYLOAD_BYTES
+        );
+    }
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("install the metrics recorder")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sluice")
+        .build()
+        .context("start the async runtime")?;
+    runtime.block_on(serve(args, metrics))
+}
+
+async fn serve(
+    args: Args,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> anyhow::Result<ExitCode> {
+    let fs: Arc<dyn Fs> = Arc::new(RealFs);
+    let ingest_dir = args.data.join("ingest");
+    let store_dir = args.data.join("store");
+    let (log, report) = IngestLog::open(fs.clone(), &ingest_dir, args.pending_timeout)
+        .with_context(|| format!("open ingest directory {}", ingest_dir.display()))?;
+    tracing::info!(
+        recovered_active = report.recovered_active,
+        torn_tails = report.torn_tails,
+        torn_bytes = report.torn_bytes,
+        pending_returned = report.pending_returned,
+        flushed = report.flushed,
+        "ingest log opened"
+    );
+    let log = Arc::new(log);
+    let store = Store::open(fs.clone(), &store_dir)
+        .with_context(|| format!("open store directory {}", store_dir.display()))?;
+
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let ready = Arc::new(AtomicBool::new(false));
+    let config = IngestConfig {
+        max_line_bytes: args.max_line as usize,
+        segment_target_bytes: args.segment_size,
+        flush_age: args.flush_age,
+        max_connections: args.max_connections,
+        ..IngestConfig::default()
+    };
+    let mut connection_counts = Vec::new();
+    let mut tasks = Vec::new();
+    for (mode, addr, flag) in [
+        (Mode::Fast, args.fast, "--fast"),
+        (Mode::Durable, args.durable, "--durable"),
+    ] {
+        let listener = Listener::bind(mode, addr, log.clone(), config.clone(), shutdown.clone())
+            .await
+            .with_context(|| format!("listen for {} ingest on {addr} (change it with {flag})", mode.name()))?;
+        tracing::info!(protocol = mode.name(), addr = %listener.local_addr()?, "ingest listening");
+        connection_counts.push(listener.active_connections());
+        tasks.push(tokio::spawn(listener.serve()));
+    }
+
+    let api_listener = tokio::net::TcpListener::bind(args.api)
+        .await
+        .with_context(|| format!("listen for the HTTP API on {} (change it with --api)", args.api))?;
+    let api_addr = api_listener.local_addr()?;
+    let state = sluice_api::ApiState {
+        ingest: Some(log.clone()),
+        store: Some(store.clone()),
+        metrics: Some(metrics),
+        ready: ready.clone(),
+    };
+    let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let api = tokio::spawn(async move {
+        axum::serve(api_listener, sluice_api::router(state))
+            .with_graceful_shutdown(async {
+                let _ = api_stop_rx.await;
+            })
+            .await
+    });
+    tracing::info!(addr = %api_addr, "api listening");
+
+    // The store reaches this node's ingest API like any remote store would.
+    let self_url = format!("http://{}", loopback_if_unspecified(api_addr));
+    let consumer = Consumer::new(
+        store,
+        ConsumerConfig {
+            ingesters: vec![self_url],
+            ..ConsumerConfig::default()
+        },
+    );
+    let consumer_shutdown = Arc::new(AtomicBool::new(false));
+    let consumer_task = tokio::spawn(consumer.run(consumer_shutdown.clone()));
+
+    let reaper_log = log.clone();
+    let reaper = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            reaper_log.reap_expired();
+        }
+    });
+
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!(data = %args.data.display(), "sluice ingeststore ready");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: sealing active segments");
+    ready.store(false, Ordering::Relaxed);
+    shutdown.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = task.await;
+    }
+    // Connection threads seal their segments within one poll interval.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while connection_counts.iter().any(|c| c.load(Ordering::Relaxed) > 0) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    consumer_shutdown.store(true, Ordering::Relaxed);
+    let _ = tokio::time::timeout(Duration::from_secs(30), consumer_task).await;
+    reaper.abort();
+    let _ = api_stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), api).await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install the SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,83 @@
+//! `sluice`: one binary, every role. This file is glue: the command line,
+//! logging, and dispatch to the library crates under `crates/`.
+
+mod cmd;
+mod size;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Distributed log aggregation and search: forward, ingest, store, query.
+///
+/// Every flag can also be set with an environment variable named
+/// SLUICE_<FLAG>, for example SLUICE_DATA=/var/lib/sluice.
+#[derive(Parser)]
+#[command(name = "sluice", version, about, long_about)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "SLUICE_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the ingest and store roles in one process: the default for one machine.
+    Ingeststore(cmd::ingeststore::Args),
+    /// Search stored records in a time range; prints payloads in time order.
+    Query(cmd::query::Args),
+    /// Send lines from stdin to an ingester.
+    Forward(cmd::forward::Args),
+    /// Print realistic synthetic log lines, for tests and benchmarks.
+    Testsvc(cmd::testsvc::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Ingeststore(args) => cmd::ingeststore::run(args),
+        Command::Query(args) => cmd::query::run(args),
+        Command::Forward(args) => cmd::forward::run(args),
+        Command::Testsvc(args) => cmd::testsvc::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sluice: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A closed stdout (`sluice query ... | head`) is a normal way to stop.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::{EnvFilter, fmt};
+    let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
