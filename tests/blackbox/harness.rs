@@ -1,0 +1,219 @@
+//! Test harness: run the real `sluice` binary the way a user would.
+//!
+//! Every node gets its own temp dir and ports picked at run time on
+//! 127.0.0.1. Waits are on readiness (`/ready`, record counts), bounded by
+//! deadlines that only turn a hang into a clear failure; no test asserts on
+//! timing.
+
+use std::{
+    io::{Read, Write},
+    net::{Shutdown, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+/// Generous: CI machines are small and shared.
+pub const DEADLINE: Duration = Duration::from_secs(120);
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Poll `check` until it returns `Some`, or panic with `what` after the deadline.
+pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(started.elapsed() < DEADLINE, "gave up waiting for {what} after {DEADLINE:?}");
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// Minimal HTTP/1.0 GET over std, so the harness has no HTTP dependency.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+pub struct Node {
+    pub dir: PathBuf,
+    pub api: String,
+    pub fast: String,
+    pub durable: String,
+    pub extra_args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// Start a node with data in `dir/data`.
+    pub fn start(dir: &Path, extra_args: &[&str]) -> Node {
+        let mut node = Node {
+            dir: dir.to_path_buf(),
+            api: format!("127.0.0.1:{}", free_port()),
+            fast: format!("127.0.0.1:{}", free_port()),
+            durable: format!("127.0.0.1:{}", free_port()),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        node.spawn();
+        node
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("node.log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .arg("ingeststore")
+            .args(["--data", self.data().to_str().unwrap()])
+            .args(["--api", &self.api, "--fast", &self.fast, "--durable", &self.durable])
+            .args(&self.extra_args)
+            .env("SLUICE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start sluice ingeststore");
+        self.child = Some(child);
+        let api = self.api.clone();
+        wait_for("the node to become ready", || {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("sluice exited early with {status}; log:\n{}", self.log());
+            }
+            matches!(http_get(&api, "/ready"), Some((200, _))).then_some(())
+        });
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+            assert!(status.success());
+            let status = child.wait().unwrap();
+            assert!(status.success(), "sluice exited with {status} on SIGTERM; log:\n{}", self.log());
+        }
+    }
+
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the node first");
+        self.spawn();
+    }
+
+    /// Run `sluice query` against this node.
+    pub fn query(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(BIN);
+        command.args(["query", "--api", &self.api]);
+        if !args.contains(&"--from") {
+            command.args(["--from", "24h"]);
+        }
+        command
+            .args(args)
+            .output()
+            .expect("run sluice query")
+    }
+
+    pub fn stats(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--stats"];
+        all.extend_from_slice(args);
+        let out = self.query(&all);
+        assert!(out.status.success(), "query --stats failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("stats are JSON")
+    }
+
+    /// Wait until exactly `n` records are queryable.
+    pub fn wait_records(&self, n: u64) {
+        let mut last = 0;
+        wait_for(&format!("{n} records to be queryable"), || {
+            last = self.stats(&[])["records_matched"].as_u64().unwrap();
+            assert!(last <= n, "more records than sent: {last} > {n}");
+            (last == n).then_some(())
+        });
+    }
+
+    /// Every payload, in order, as raw lines.
+    pub fn all_payloads(&self) -> Vec<Vec<u8>> {
+        let out = self.query(&[]);
+        assert!(out.status.success(), "query failed: {}", String::from_utf8_lossy(&out.stderr));
+        let mut lines: Vec<Vec<u8>> = out.stdout.split(|&b| b == b'\n').map(|l| l.to_vec()).collect();
+        assert_eq!(lines.pop(), Some(vec![]), "output ends with a newline");
+        lines
+    }
+
+    pub fn metric(&self, name: &str) -> f64 {
+        let (status, body) = http_get(&self.api, "/metrics").expect("metrics");
+        assert_eq!(status, 200);
+        body.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Send bytes over a raw socket, half-close, and wait for the server to
+/// close its side (it does so after reading, writing and, for durable,
+/// fsyncing everything).
+pub fn send_and_wait_close(addr: &str, bytes: &[u8]) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(bytes).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+}
+
+/// `n` distinct, numbered lines of about 100 bytes, newline-terminated.
+pub fn numbered_lines(n: usize, tag: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n * 110);
+    for i in 0..n {
+        writeln!(out, "{tag} line {i:07} level=INFO msg=\"the quick brown fox\" request_id=req-{:016x}", i * 7919).unwrap();
+    }
+    out
+}
+
+pub fn lines_of(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut lines: Vec<Vec<u8>> = bytes.split(|&b| b == b'\n').map(|l| l.to_vec()).collect();
+    if lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    lines
+}

@@ -1,0 +1,7 @@
+//! Black-box tests: the real `sluice` binary, as a user runs it.
+
+mod harness;
+mod ingest;
+mod query;
+mod recovery;
+mod store_cycle;
