@@ -6,9 +6,9 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("cannot parse size {text:?}: use a number of bytes, or KiB, MiB, GiB, KB, MB, GB"))?;
+    let value: u64 = digits.parse().map_err(|_| {
+        format!("cannot parse size {text:?}: use a number of bytes, or KiB, MiB, GiB, KB, MB, GB")
+    })?;
     let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" => 1 << 10,
@@ -17,7 +17,11 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "kb" => 1_000,
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
-        _ => return Err(format!("unknown size unit in {text:?}: use KiB, MiB, GiB, KB, MB or GB")),
+        _ => {
+            return Err(format!(
+                "unknown size unit in {text:?}: use KiB, MiB, GiB, KB, MB or GB"
+            ));
+        }
     };
     value
         .checked_mul(multiplier)

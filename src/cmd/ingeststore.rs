@@ -110,7 +110,12 @@ async fn serve(
     ] {
         let listener = Listener::bind(mode, addr, log.clone(), config.clone(), shutdown.clone())
             .await
-            .with_context(|| format!("listen for {} ingest on {addr} (change it with {flag})", mode.name()))?;
+            .with_context(|| {
+                format!(
+                    "listen for {} ingest on {addr} (change it with {flag})",
+                    mode.name()
+                )
+            })?;
         tracing::info!(protocol = mode.name(), addr = %listener.local_addr()?, "ingest listening");
         connection_counts.push(listener.active_connections());
         tasks.push(tokio::spawn(listener.serve()));
@@ -118,7 +123,12 @@ async fn serve(
 
     let api_listener = tokio::net::TcpListener::bind(args.api)
         .await
-        .with_context(|| format!("listen for the HTTP API on {} (change it with --api)", args.api))?;
+        .with_context(|| {
+            format!(
+                "listen for the HTTP API on {} (change it with --api)",
+                args.api
+            )
+        })?;
     let api_addr = api_listener.local_addr()?;
     let state = sluice_api::ApiState {
         ingest: Some(log.clone()),
@@ -168,7 +178,11 @@ async fn serve(
     }
     // Connection threads seal their segments within one poll interval.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while connection_counts.iter().any(|c| c.load(Ordering::Relaxed) > 0) && Instant::now() < deadline {
+    while connection_counts
+        .iter()
+        .any(|c| c.load(Ordering::Relaxed) > 0)
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     consumer_shutdown.store(true, Ordering::Relaxed);

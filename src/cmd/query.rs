@@ -96,7 +96,11 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
         .query(&params)
         .send()
         .await
-        .with_context(|| format!("cannot reach sluice at {base}: is a node running there? (set --api or SLUICE_API)"))?;
+        .with_context(|| {
+            format!(
+                "cannot reach sluice at {base}: is a node running there? (set --api or SLUICE_API)"
+            )
+        })?;
     let status = response.status();
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();
@@ -149,9 +153,14 @@ fn print_line(out: &mut impl Write, line: &[u8], args: &Args) -> anyhow::Result<
         out.write_all(id)?;
         out.write_all(b" ")?;
     } else if args.time {
-        let id = std::str::from_utf8(id).ok().and_then(|s| ulid::Ulid::from_string(s).ok());
+        let id = std::str::from_utf8(id)
+            .ok()
+            .and_then(|s| ulid::Ulid::from_string(s).ok());
         let Some(id) = id else {
-            bail!("malformed id in result line {:?}", String::from_utf8_lossy(line));
+            bail!(
+                "malformed id in result line {:?}",
+                String::from_utf8_lossy(line)
+            );
         };
         let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(id.timestamp_ms());
         write!(out, "{} ", humantime::format_rfc3339_millis(time))?;

@@ -18,7 +18,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 pub const DEADLINE: Duration = Duration::from_secs(120);
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Poll `check` until it returns `Some`, or panic with `what` after the deadline.
@@ -29,7 +33,10 @@ pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         if let Some(value) = check() {
             return value;
         }
-        assert!(started.elapsed() < DEADLINE, "gave up waiting for {what} after {DEADLINE:?}");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "gave up waiting for {what} after {DEADLINE:?}"
+        );
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(200));
     }
@@ -38,12 +45,17 @@ pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
 /// Minimal HTTP/1.0 GET over std, so the harness has no HTTP dependency.
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -84,7 +96,14 @@ impl Node {
         let child = Command::new(BIN)
             .arg("ingeststore")
             .args(["--data", self.data().to_str().unwrap()])
-            .args(["--api", &self.api, "--fast", &self.fast, "--durable", &self.durable])
+            .args([
+                "--api",
+                &self.api,
+                "--fast",
+                &self.fast,
+                "--durable",
+                &self.durable,
+            ])
             .args(&self.extra_args)
             .env("SLUICE_LOG", "info")
             .stdout(Stdio::null())
@@ -118,10 +137,17 @@ impl Node {
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+            let status = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
             assert!(status.success());
             let status = child.wait().unwrap();
-            assert!(status.success(), "sluice exited with {status} on SIGTERM; log:\n{}", self.log());
+            assert!(
+                status.success(),
+                "sluice exited with {status} on SIGTERM; log:\n{}",
+                self.log()
+            );
         }
     }
 
@@ -137,17 +163,18 @@ impl Node {
         if !args.contains(&"--from") {
             command.args(["--from", "24h"]);
         }
-        command
-            .args(args)
-            .output()
-            .expect("run sluice query")
+        command.args(args).output().expect("run sluice query")
     }
 
     pub fn stats(&self, args: &[&str]) -> serde_json::Value {
         let mut all = vec!["--stats"];
         all.extend_from_slice(args);
         let out = self.query(&all);
-        assert!(out.status.success(), "query --stats failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "query --stats failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("stats are JSON")
     }
 
@@ -164,8 +191,16 @@ impl Node {
     /// Every payload, in order, as raw lines.
     pub fn all_payloads(&self) -> Vec<Vec<u8>> {
         let out = self.query(&[]);
-        assert!(out.status.success(), "query failed: {}", String::from_utf8_lossy(&out.stderr));
-        let mut lines: Vec<Vec<u8>> = out.stdout.split(|&b| b == b'\n').map(|l| l.to_vec()).collect();
+        assert!(
+            out.status.success(),
+            "query failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut lines: Vec<Vec<u8>> = out
+            .stdout
+            .split(|&b| b == b'\n')
+            .map(|l| l.to_vec())
+            .collect();
         assert_eq!(lines.pop(), Some(vec![]), "output ends with a newline");
         lines
     }
@@ -205,7 +240,12 @@ pub fn send_and_wait_close(addr: &str, bytes: &[u8]) {
 pub fn numbered_lines(n: usize, tag: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(n * 110);
     for i in 0..n {
-        writeln!(out, "{tag} line {i:07} level=INFO msg=\"the quick brown fox\" request_id=req-{:016x}", i * 7919).unwrap();
+        writeln!(
+            out,
+            "{tag} line {i:07} level=INFO msg=\"the quick brown fox\" request_id=req-{:016x}",
+            i * 7919
+        )
+        .unwrap();
     }
     out
 }

@@ -34,7 +34,11 @@ fn lines_over_a_raw_socket_come_back_exactly_and_survive_a_restart() {
     node.stop();
     node.restart();
     assert_eq!(node.all_payloads(), before);
-    assert_eq!(node.query(&["--ulid"]).stdout, ids_before, "ids are stable across a restart");
+    assert_eq!(
+        node.query(&["--ulid"]).stdout,
+        ids_before,
+        "ids are stable across a restart"
+    );
 }
 
 #[test]
@@ -47,10 +51,17 @@ fn netcat_is_a_sender() {
         .stdin(Stdio::piped())
         .spawn()
         .expect("nc (netcat-openbsd) is installed by the test command");
-    nc.stdin.take().unwrap().write_all(b"from nc 1\nfrom nc 2\n").unwrap();
+    nc.stdin
+        .take()
+        .unwrap()
+        .write_all(b"from nc 1\nfrom nc 2\n")
+        .unwrap();
     assert!(nc.wait().unwrap().success());
     node.wait_records(2);
-    assert_eq!(node.all_payloads(), vec![b"from nc 1".to_vec(), b"from nc 2".to_vec()]);
+    assert_eq!(
+        node.all_payloads(),
+        vec![b"from nc 1".to_vec(), b"from nc 2".to_vec()]
+    );
 }
 
 #[test]
@@ -77,7 +88,11 @@ fn over_long_lines_are_cut_flagged_and_counted_and_the_connection_goes_on() {
         .collect();
     assert_eq!(flags, [true, false, true, false]);
     assert_eq!(node.metric("sluice_ingest_lines_truncated_total"), 2.0);
-    assert_eq!(node.log().matches("line longer than the limit").count(), 1, "logged once per connection");
+    assert_eq!(
+        node.log().matches("line longer than the limit").count(),
+        1,
+        "logged once per connection"
+    );
 }
 
 #[test]

@@ -16,17 +16,38 @@ fn node_with(lines: &[&str]) -> (tempfile::TempDir, Node) {
 }
 
 fn stdout(output: std::process::Output) -> String {
-    assert!(output.status.success(), "query failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "query failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap()
 }
 
 #[test]
 fn literal_regex_case_and_output_forms() {
-    let (_dir, node) = node_with(&["GET /a status=200", "GET /b status=503 ERROR", "error lower", "POST /c status=502 ERROR"]);
-    assert_eq!(stdout(node.query(&["-q", "ERROR"])), "GET /b status=503 ERROR\nPOST /c status=502 ERROR\n");
-    assert_eq!(stdout(node.query(&["-q", "status=50[0-9]", "--regex"])), "GET /b status=503 ERROR\nPOST /c status=502 ERROR\n");
-    assert_eq!(stdout(node.query(&["-q", "error", "-i"])).lines().count(), 3);
-    assert_eq!(stdout(node.query(&["-q", "ERROR", "--limit", "1"])), "GET /b status=503 ERROR\n");
+    let (_dir, node) = node_with(&[
+        "GET /a status=200",
+        "GET /b status=503 ERROR",
+        "error lower",
+        "POST /c status=502 ERROR",
+    ]);
+    assert_eq!(
+        stdout(node.query(&["-q", "ERROR"])),
+        "GET /b status=503 ERROR\nPOST /c status=502 ERROR\n"
+    );
+    assert_eq!(
+        stdout(node.query(&["-q", "status=50[0-9]", "--regex"])),
+        "GET /b status=503 ERROR\nPOST /c status=502 ERROR\n"
+    );
+    assert_eq!(
+        stdout(node.query(&["-q", "error", "-i"])).lines().count(),
+        3
+    );
+    assert_eq!(
+        stdout(node.query(&["-q", "ERROR", "--limit", "1"])),
+        "GET /b status=503 ERROR\n"
+    );
     for line in stdout(node.query(&["-q", "ERROR", "--ulid"])).lines() {
         let (id, rest) = line.split_once(' ').unwrap();
         assert!(ulid::Ulid::from_string(id).is_ok() && rest.ends_with("ERROR"));
@@ -50,7 +71,13 @@ fn literal_regex_case_and_output_forms() {
 #[test]
 fn a_time_range_outside_the_data_reads_no_segment() {
     let (_dir, node) = node_with(&["only line"]);
-    let out = node.query(&["--stats", "--from", "2000-01-01T00:00:00Z", "--to", "2000-01-02T00:00:00Z"]);
+    let out = node.query(&[
+        "--stats",
+        "--from",
+        "2000-01-01T00:00:00Z",
+        "--to",
+        "2000-01-02T00:00:00Z",
+    ]);
     let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(stats["segments"], 0);
     assert_eq!(stats["records_matched"], 0);
@@ -67,7 +94,10 @@ fn bad_input_gets_a_clear_error_and_nonzero_exit() {
     let out = node.query(&["--to", "not-a-time"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot parse time"));
-    let out = Command::new(BIN).args(["query", "--api", &format!("127.0.0.1:{}", free_port())]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["query", "--api", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach sluice"));
 }
@@ -85,7 +115,12 @@ fn a_closed_stdout_is_a_quiet_exit_0() {
         .spawn()
         .unwrap();
     let mut first = [0u8; 64];
-    query.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    query
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
     drop(query.stdout.take());
     let output = query.wait_with_output().unwrap();
     assert!(output.status.success(), "exit status {}", output.status);
@@ -100,6 +135,14 @@ fn head_returns_the_plan_in_headers() {
     write!(stream, "HEAD /query?from=1h HTTP/1.0\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.to_ascii_lowercase().contains("x-sluice-segments: 1"), "{response}");
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("x-sluice-segments: 1"),
+        "{response}"
+    );
 }

@@ -52,7 +52,12 @@ fn a_torn_segment_tail_is_cut_quarantined_and_the_records_before_it_kept() {
             let payload = format!("batch {batch} record {i}");
             let id = ids.next_at(now_ms());
             first.get_or_insert(id);
-            encoder.push(Record { id, flags: 0, topic: b"default", payload: payload.as_bytes() });
+            encoder.push(Record {
+                id,
+                flags: 0,
+                topic: b"default",
+                payload: payload.as_bytes(),
+            });
             expected.push(payload.into_bytes());
         }
         let bytes = encoder.finish();
@@ -61,7 +66,12 @@ fn a_torn_segment_tail_is_cut_quarantined_and_the_records_before_it_kept() {
     }
     // A torn write: the start of one more batch, cut short.
     encoder.begin();
-    encoder.push(Record { id: ids.next_at(now_ms()), flags: 0, topic: b"default", payload: b"never whole" });
+    encoder.push(Record {
+        id: ids.next_at(now_ms()),
+        flags: 0,
+        topic: b"default",
+        payload: b"never whole",
+    });
     let torn = encoder.finish().to_vec();
     file.write_all(&torn[..torn.len() - 5]).unwrap();
     drop(file);
@@ -71,7 +81,9 @@ fn a_torn_segment_tail_is_cut_quarantined_and_the_records_before_it_kept() {
     assert_eq!(node.all_payloads(), expected);
     assert_eq!(node.metric("sluice_ingest_recovered_torn_tails_total"), 1.0);
     let name = segment.file_name().unwrap().to_str().unwrap();
-    let quarantined = ingest_dir.join("quarantine").join(format!("{name}.{good_bytes}.torn"));
+    let quarantined = ingest_dir
+        .join("quarantine")
+        .join(format!("{name}.{good_bytes}.torn"));
     assert_eq!(std::fs::read(quarantined).unwrap(), &torn[..torn.len() - 5]);
     assert!(node.log().contains("cut a torn tail"));
 }

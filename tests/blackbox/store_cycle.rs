@@ -27,17 +27,31 @@ fn seal_segment(log: &IngestLog, ids: &mut IdGenerator, tag: &str, n: u32) -> Ve
         let id = ids.next_at(sluice_record::now_ms());
         first.get_or_insert(id);
         let payload = format!("{tag} {i}");
-        encoder.push(Record { id, flags: 0, topic: b"default", payload: payload.as_bytes() });
+        encoder.push(Record {
+            id,
+            flags: 0,
+            topic: b"default",
+            payload: payload.as_bytes(),
+        });
         payloads.push(payload);
     }
     let last = ids.last().unwrap();
-    segment.writer().append(encoder.finish(), n, first.unwrap(), last).unwrap();
+    segment
+        .writer()
+        .append(encoder.finish(), n, first.unwrap(), last)
+        .unwrap();
     log.seal(segment).unwrap();
     payloads
 }
 
 fn query_all(store: &Store) -> (Vec<String>, sluice_query::QueryStats) {
-    let query = Query { from_ms: 0, to_ms: u64::MAX / 2, matcher: Matcher::All, topic: None, limit: None };
+    let query = Query {
+        from_ms: 0,
+        to_ms: u64::MAX / 2,
+        matcher: Matcher::All,
+        topic: None,
+        limit: None,
+    };
     let mut got = Vec::new();
     let stats = sluice_query::execute(&**store.fs(), store.dir(), &query, &mut |r: &Record<'_>| {
         got.push(String::from_utf8(r.payload.to_vec()).unwrap());
@@ -53,7 +67,12 @@ fn a_failure_anywhere_in_the_store_cycle_is_retried_without_loss_or_visible_dupl
     runtime.block_on(async {
         let fs = MemFs::new();
         let pending_timeout = Duration::from_millis(200);
-        let (log, _) = IngestLog::open(Arc::new(fs.clone()), Path::new("/data/ingest"), pending_timeout).unwrap();
+        let (log, _) = IngestLog::open(
+            Arc::new(fs.clone()),
+            Path::new("/data/ingest"),
+            pending_timeout,
+        )
+        .unwrap();
         let log = Arc::new(log);
         let store = Store::open(Arc::new(fs.clone()), Path::new("/data/store")).unwrap();
 
@@ -66,21 +85,27 @@ fn a_failure_anywhere_in_the_store_cycle_is_retried_without_loss_or_visible_dupl
             metrics: None,
             ready: Arc::new(AtomicBool::new(true)),
         };
-        let router = sluice_api::router(state).layer(axum::middleware::from_fn(move |request: Request, next: Next| {
-            let fail = flag.load(Ordering::Relaxed) && request.uri().path() == "/ingest/commit";
-            async move {
-                if fail {
-                    return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+        let router = sluice_api::router(state).layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| {
+                let fail = flag.load(Ordering::Relaxed) && request.uri().path() == "/ingest/commit";
+                async move {
+                    if fail {
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+                    }
+                    next.run(request).await
                 }
-                next.run(request).await
-            }
-        }));
+            },
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await });
         let consumer = Consumer::new(
             store.clone(),
-            ConsumerConfig { ingesters: vec![format!("http://{addr}")], poll_wait: Duration::ZERO, ..ConsumerConfig::default() },
+            ConsumerConfig {
+                ingesters: vec![format!("http://{addr}")],
+                poll_wait: Duration::ZERO,
+                ..ConsumerConfig::default()
+            },
         );
 
         let mut ids = IdGenerator::new();
@@ -92,7 +117,11 @@ fn a_failure_anywhere_in_the_store_cycle_is_retried_without_loss_or_visible_dupl
         // 1. The store's fsync fails: nothing is committed, everything goes back.
         fs.fail_syncs(true);
         assert!(consumer.cycle().await.is_err());
-        assert_eq!(log.counts(), (3, 0), "every segment is back in the ingest queue");
+        assert_eq!(
+            log.counts(),
+            (3, 0),
+            "every segment is back in the ingest queue"
+        );
         assert!(store.segments().unwrap().is_empty());
         fs.fail_syncs(false);
 
@@ -112,7 +141,11 @@ fn a_failure_anywhere_in_the_store_cycle_is_retried_without_loss_or_visible_dupl
         tokio::time::sleep(pending_timeout + Duration::from_millis(50)).await;
         assert_eq!(consumer.cycle().await.unwrap(), 3);
         assert_eq!(log.counts(), (0, 0));
-        assert_eq!(store.segments().unwrap().len(), 2, "the records are stored twice");
+        assert_eq!(
+            store.segments().unwrap().len(),
+            2,
+            "the records are stored twice"
+        );
 
         // Every record once, in order, however many copies the store holds.
         let (got, stats) = query_all(&store);

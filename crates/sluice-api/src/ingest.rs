@@ -1,7 +1,7 @@
 //! The segment lending endpoints (see `sluice_store::consumer` for the
 //! protocol).
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use axum::{
     body::Body,
@@ -11,7 +11,7 @@ use axum::{
 };
 use bytes::Bytes;
 use serde::Deserialize;
-use sluice_ingest::{IngestLog, LogError, log::parse_id};
+use sluice_ingest::{LogError, log::parse_id};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{ApiState, error};
@@ -31,11 +31,11 @@ pub(crate) struct IdParams {
     id: String,
 }
 
-fn ingest_log(state: &ApiState) -> Result<Arc<IngestLog>, Response> {
-    state
-        .ingest
-        .clone()
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "this node does not run the ingest role"))
+fn no_ingest_role() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "this node does not run the ingest role",
+    )
 }
 
 fn log_error(err: LogError) -> Response {
@@ -46,10 +46,12 @@ fn log_error(err: LogError) -> Response {
     }
 }
 
-pub(crate) async fn next(State(state): State<ApiState>, Query(params): Query<NextParams>) -> Response {
-    let log = match ingest_log(&state) {
-        Ok(log) => log,
-        Err(response) => return response,
+pub(crate) async fn next(
+    State(state): State<ApiState>,
+    Query(params): Query<NextParams>,
+) -> Response {
+    let Some(log) = state.ingest.clone() else {
+        return no_ingest_role();
     };
     let wait = Duration::from_millis(params.wait_ms).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
@@ -67,10 +69,12 @@ pub(crate) async fn next(State(state): State<ApiState>, Query(params): Query<Nex
     }
 }
 
-pub(crate) async fn read(State(state): State<ApiState>, Query(params): Query<IdParams>) -> Response {
-    let log = match ingest_log(&state) {
-        Ok(log) => log,
-        Err(response) => return response,
+pub(crate) async fn read(
+    State(state): State<ApiState>,
+    Query(params): Query<IdParams>,
+) -> Response {
+    let Some(log) = state.ingest.clone() else {
+        return no_ingest_role();
     };
     let path = match parse_id(&params.id).and_then(|id| log.pending_path(id)) {
         Ok(path) => path,
@@ -78,11 +82,21 @@ pub(crate) async fn read(State(state): State<ApiState>, Query(params): Query<IdP
     };
     let file = match log.fs().open_read(&path) {
         Ok(file) => file,
-        Err(err) => return error(StatusCode::NOT_FOUND, format!("open {}: {err}", path.display())),
+        Err(err) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("open {}: {err}", path.display()),
+            );
+        }
     };
     let len = match file.len() {
         Ok(len) => len,
-        Err(err) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("stat {}: {err}", path.display())),
+        Err(err) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("stat {}: {err}", path.display()),
+            );
+        }
     };
     // A pending segment is immutable, so its length is final.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
@@ -90,7 +104,9 @@ pub(crate) async fn read(State(state): State<ApiState>, Query(params): Query<IdP
         let mut offset = 0u64;
         while offset < len {
             let mut buf = vec![0u8; READ_CHUNK_BYTES.min((len - offset) as usize)];
-            let chunk = file.read_exact_at(&mut buf, offset).map(|_| Bytes::from(buf));
+            let chunk = file
+                .read_exact_at(&mut buf, offset)
+                .map(|_| Bytes::from(buf));
             let failed = chunk.is_err();
             if tx.blocking_send(chunk).is_err() || failed {
                 return;
@@ -105,10 +121,12 @@ pub(crate) async fn read(State(state): State<ApiState>, Query(params): Query<IdP
         .expect("static headers are valid")
 }
 
-pub(crate) async fn commit(State(state): State<ApiState>, Query(params): Query<IdParams>) -> Response {
-    let log = match ingest_log(&state) {
-        Ok(log) => log,
-        Err(response) => return response,
+pub(crate) async fn commit(
+    State(state): State<ApiState>,
+    Query(params): Query<IdParams>,
+) -> Response {
+    let Some(log) = state.ingest.clone() else {
+        return no_ingest_role();
     };
     match parse_id(&params.id).and_then(|id| log.commit(id)) {
         Ok(()) => (StatusCode::OK, "committed\n").into_response(),
@@ -116,10 +134,12 @@ pub(crate) async fn commit(State(state): State<ApiState>, Query(params): Query<I
     }
 }
 
-pub(crate) async fn failed(State(state): State<ApiState>, Query(params): Query<IdParams>) -> Response {
-    let log = match ingest_log(&state) {
-        Ok(log) => log,
-        Err(response) => return response,
+pub(crate) async fn failed(
+    State(state): State<ApiState>,
+    Query(params): Query<IdParams>,
+) -> Response {
+    let Some(log) = state.ingest.clone() else {
+        return no_ingest_role();
     };
     match parse_id(&params.id).and_then(|id| log.failed(id)) {
         Ok(()) => (StatusCode::OK, "returned\n").into_response(),

@@ -35,7 +35,6 @@ use bytes::Bytes;
 use serde::Deserialize;
 use sluice_query::{Matcher, Query, QueryStats, parse_time_ms, time::format_ms};
 use sluice_record::Record;
-use sluice_store::Store;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{ApiState, error};
@@ -70,10 +69,16 @@ enum Format {
 
 fn parse(params: &QueryParams) -> Result<(Query, Format), String> {
     let now = sluice_query::time::now_ms();
-    let from_ms = parse_time_ms(params.from.as_deref().unwrap_or("1h"), now).map_err(|e| format!("from: {e}"))?;
-    let to_ms = parse_time_ms(params.to.as_deref().unwrap_or("now"), now).map_err(|e| format!("to: {e}"))?;
+    let from_ms = parse_time_ms(params.from.as_deref().unwrap_or("1h"), now)
+        .map_err(|e| format!("from: {e}"))?;
+    let to_ms = parse_time_ms(params.to.as_deref().unwrap_or("now"), now)
+        .map_err(|e| format!("to: {e}"))?;
     if from_ms > to_ms {
-        return Err(format!("empty time range: from ({}) is after to ({}); swap them", format_ms(from_ms), format_ms(to_ms)));
+        return Err(format!(
+            "empty time range: from ({}) is after to ({}); swap them",
+            format_ms(from_ms),
+            format_ms(to_ms)
+        ));
     }
     let matcher = Matcher::new(params.q.as_deref().unwrap_or(""), params.regex, params.i)
         .map_err(|e| e.to_string())?;
@@ -94,11 +99,11 @@ fn parse(params: &QueryParams) -> Result<(Query, Format), String> {
     ))
 }
 
-fn store(state: &ApiState) -> Result<Store, Response> {
-    state
-        .store
-        .clone()
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "this node does not run the store role"))
+fn no_store_role() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "this node does not run the store role",
+    )
 }
 
 pub fn stats_json(stats: &QueryStats) -> serde_json::Value {
@@ -117,16 +122,20 @@ pub fn stats_json(stats: &QueryStats) -> serde_json::Value {
 }
 
 /// `HEAD /query`: the plan, without scanning.
-pub(crate) async fn plan(State(state): State<ApiState>, QueryParamsExtractor(params): QueryParamsExtractor<QueryParams>) -> Response {
-    let store = match store(&state) {
-        Ok(s) => s,
-        Err(r) => return r,
+pub(crate) async fn plan(
+    State(state): State<ApiState>,
+    QueryParamsExtractor(params): QueryParamsExtractor<QueryParams>,
+) -> Response {
+    let Some(store) = state.store.clone() else {
+        return no_store_role();
     };
     let (query, _) = match parse(&params) {
         Ok(q) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let planned = tokio::task::spawn_blocking(move || sluice_query::plan(&**store.fs(), store.dir(), &query)).await;
+    let planned =
+        tokio::task::spawn_blocking(move || sluice_query::plan(&**store.fs(), store.dir(), &query))
+            .await;
     match planned {
         Ok(Ok(segments)) => {
             let bytes: u64 = segments.iter().map(|s| s.bytes).sum();
@@ -146,10 +155,12 @@ pub(crate) async fn plan(State(state): State<ApiState>, QueryParamsExtractor(par
 }
 
 /// `GET /query`.
-pub(crate) async fn query(State(state): State<ApiState>, QueryParamsExtractor(params): QueryParamsExtractor<QueryParams>) -> Response {
-    let store = match store(&state) {
-        Ok(s) => s,
-        Err(r) => return r,
+pub(crate) async fn query(
+    State(state): State<ApiState>,
+    QueryParamsExtractor(params): QueryParamsExtractor<QueryParams>,
+) -> Response {
+    let Some(store) = state.store.clone() else {
+        return no_store_role();
     };
     let (query, format) = match parse(&params) {
         Ok(q) => q,
@@ -157,7 +168,9 @@ pub(crate) async fn query(State(state): State<ApiState>, QueryParamsExtractor(pa
     };
     if params.stats {
         let ran = tokio::task::spawn_blocking(move || {
-            sluice_query::execute(&**store.fs(), store.dir(), &query, &mut |_: &Record<'_>| true)
+            sluice_query::execute(&**store.fs(), store.dir(), &query, &mut |_: &Record<'_>| {
+                true
+            })
         })
         .await;
         return match ran {
@@ -183,7 +196,10 @@ pub(crate) async fn query(State(state): State<ApiState>, QueryParamsExtractor(pa
                 Format::Json => write_json(&mut out, record),
             }
             if out.len() >= CHUNK_BYTES || last_send.elapsed() >= CHUNK_LINGER {
-                let chunk = Bytes::from(std::mem::replace(&mut out, Vec::with_capacity(CHUNK_BYTES * 2)));
+                let chunk = Bytes::from(std::mem::replace(
+                    &mut out,
+                    Vec::with_capacity(CHUNK_BYTES * 2),
+                ));
                 last_send = Instant::now();
                 if tx.blocking_send(Ok(chunk)).is_err() {
                     client_gone = true;
@@ -254,7 +270,12 @@ mod tests {
 
     #[test]
     fn raw_and_json_lines() {
-        let r = Record { id: Ulid::from_parts(1_795_240_800_000, 7), flags: FLAG_TRUNCATED, topic: b"app", payload: b"a \"q\" \xff" };
+        let r = Record {
+            id: Ulid::from_parts(1_795_240_800_000, 7),
+            flags: FLAG_TRUNCATED,
+            topic: b"app",
+            payload: b"a \"q\" \xff",
+        };
         let mut raw = Vec::new();
         write_raw(&mut raw, &r);
         assert_eq!(&raw[26..], b" app a \"q\" \xff\n");
@@ -268,9 +289,17 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_explained() {
-        let p = QueryParams { from: Some("now".into()), to: Some("1h".into()), ..Default::default() };
+        let p = QueryParams {
+            from: Some("now".into()),
+            to: Some("1h".into()),
+            ..Default::default()
+        };
         assert!(parse(&p).unwrap_err().contains("swap them"));
-        let p = QueryParams { q: Some("(".into()), regex: true, ..Default::default() };
+        let p = QueryParams {
+            q: Some("(".into()),
+            regex: true,
+            ..Default::default()
+        };
         assert!(parse(&p).unwrap_err().contains("invalid regex"));
     }
 }

@@ -26,7 +26,9 @@ use metrics::counter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
-    #[error("unsupported destination {0:?}: use tcp://HOST:PORT (the plain-lines protocol of an ingester's fast port)")]
+    #[error(
+        "unsupported destination {0:?}: use tcp://HOST:PORT (the plain-lines protocol of an ingester's fast port)"
+    )]
     BadDestination(String),
     #[error("read input: {0}")]
     Input(#[source] io::Error),
@@ -208,8 +210,16 @@ mod tests {
 
     #[test]
     fn destinations_parse() {
-        assert_eq!(ForwardConfig::from_url("tcp://127.0.0.1:7651").unwrap().addr, "127.0.0.1:7651");
-        assert_eq!(ForwardConfig::from_url("localhost:7651").unwrap().addr, "localhost:7651");
+        assert_eq!(
+            ForwardConfig::from_url("tcp://127.0.0.1:7651")
+                .unwrap()
+                .addr,
+            "127.0.0.1:7651"
+        );
+        assert_eq!(
+            ForwardConfig::from_url("localhost:7651").unwrap().addr,
+            "localhost:7651"
+        );
         assert!(ForwardConfig::from_url("udp://x:1").is_err());
         assert!(ForwardConfig::from_url("tcp://nohost").is_err());
     }

@@ -129,8 +129,7 @@ impl Listener {
             if self.shutdown.load(Ordering::Relaxed) {
                 return;
             }
-            let accepted =
-                tokio::time::timeout(POLL_INTERVAL, self.listener.accept()).await;
+            let accepted = tokio::time::timeout(POLL_INTERVAL, self.listener.accept()).await;
             let (stream, peer) = match accepted {
                 Err(_) => continue,
                 Ok(Ok(conn)) => conn,
@@ -248,7 +247,9 @@ impl Connection {
                 break Err(e);
             }
         };
-        let finished = self.ingest(&mut p, true, 0).and_then(|_| self.maybe_seal(&mut p, true));
+        let finished = self
+            .ingest(&mut p, true, 0)
+            .and_then(|_| self.maybe_seal(&mut p, true));
         outcome.and(finished)
     }
 
@@ -284,7 +285,11 @@ impl Connection {
             match self.log.create_active() {
                 Ok(seg) => p.segment = Some(seg),
                 Err(err) => {
-                    metrics::write_error(if is_disk_full(&err) { "disk_full" } else { "io" });
+                    metrics::write_error(if is_disk_full(&err) {
+                        "disk_full"
+                    } else {
+                        "io"
+                    });
                     metrics::records_dropped("write_error", count as u64);
                     return Err(format!("create segment: {err}"));
                 }
@@ -316,7 +321,9 @@ impl Connection {
 
     fn maybe_seal(&self, p: &mut Pipeline, force: bool) -> Result<(), String> {
         let due = p.segment.as_ref().is_some_and(|s| {
-            force || s.bytes() >= self.config.segment_target_bytes || s.age() >= self.config.flush_age
+            force
+                || s.bytes() >= self.config.segment_target_bytes
+                || s.age() >= self.config.flush_age
         });
         if due {
             let segment = p.segment.take().expect("checked above");

@@ -295,7 +295,9 @@ impl IngestLog {
         }
         let path = self.path(id, PENDING);
         if let Err(err) = self.fs.remove_file(&path) {
-            state.pending.insert(id, Instant::now() + self.pending_timeout);
+            state
+                .pending
+                .insert(id, Instant::now() + self.pending_timeout);
             return Err(StorageError::io("remove committed segment", &path)(err).into());
         }
         metrics::segments_waiting(state.flushed.len(), state.pending.len());
@@ -343,7 +345,9 @@ impl IngestLog {
                     metrics::lend("timed_out");
                     tracing::warn!(segment = %id, "pending segment timed out; it will be lent again");
                 }
-                Err(err) => tracing::error!(segment = %id, error = %err, "could not return a timed-out segment"),
+                Err(err) => {
+                    tracing::error!(segment = %id, error = %err, "could not return a timed-out segment")
+                }
             }
         }
     }
@@ -379,9 +383,16 @@ mod tests {
         let mut enc = BatchEncoder::new();
         enc.begin();
         for i in 0..n {
-            enc.push(Record { id: Ulid(i as u128 + 1), flags: 0, topic: b"default", payload: b"x" });
+            enc.push(Record {
+                id: Ulid(i as u128 + 1),
+                flags: 0,
+                topic: b"default",
+                payload: b"x",
+            });
         }
-        seg.writer().append(enc.finish(), n, Ulid(1), Ulid(n as u128)).unwrap();
+        seg.writer()
+            .append(enc.finish(), n, Ulid(1), Ulid(n as u128))
+            .unwrap();
         seg
     }
 
@@ -411,7 +422,11 @@ mod tests {
         let id = seg.id();
         log.seal(seg).unwrap();
         assert_eq!(log.next().unwrap(), Some(id));
-        assert_eq!(log.next().unwrap(), Some(id), "the timed-out segment comes back");
+        assert_eq!(
+            log.next().unwrap(),
+            Some(id),
+            "the timed-out segment comes back"
+        );
     }
 
     #[test]

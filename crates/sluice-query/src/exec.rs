@@ -149,13 +149,25 @@ mod tests {
         let mut w = StoreSegmentWriter::create(fs, dir).unwrap();
         for (i, (ms, payload)) in ids.iter().enumerate() {
             let id = Ulid::from_parts(*ms, i as u128);
-            w.push(Record { id, flags: 0, topic: b"default", payload: payload.as_bytes() }).unwrap();
+            w.push(Record {
+                id,
+                flags: 0,
+                topic: b"default",
+                payload: payload.as_bytes(),
+            })
+            .unwrap();
         }
         w.finish().unwrap();
     }
 
     fn run(fs: &MemFs, dir: &Path, from_ms: u64, to_ms: u64, q: &str) -> (Vec<String>, QueryStats) {
-        let query = Query { from_ms, to_ms, matcher: Matcher::new(q, false, false).unwrap(), topic: None, limit: None };
+        let query = Query {
+            from_ms,
+            to_ms,
+            matcher: Matcher::new(q, false, false).unwrap(),
+            topic: None,
+            limit: None,
+        };
         let mut got = Vec::new();
         let stats = execute(fs, dir, &query, &mut |r: &Record<'_>| {
             got.push(String::from_utf8(r.payload.to_vec()).unwrap());

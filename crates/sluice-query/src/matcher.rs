@@ -16,7 +16,7 @@ pub struct MatcherError {
 pub enum Matcher {
     /// The empty query: every record.
     All,
-    Literal(memmem::Finder<'static>),
+    Literal(Box<memmem::Finder<'static>>),
     Regex(Regex),
 }
 
@@ -28,9 +28,9 @@ impl Matcher {
             return Ok(Matcher::All);
         }
         if !regex && !ignore_case {
-            return Ok(Matcher::Literal(
+            return Ok(Matcher::Literal(Box::new(
                 memmem::Finder::new(query.as_bytes()).into_owned(),
-            ));
+            )));
         }
         let pattern = if regex {
             query.to_string()

@@ -3,7 +3,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("cannot parse time {value:?}: use a duration ago (5m, 1h30m, 7d), an RFC 3339 time (2026-11-21T06:00:00Z), Unix milliseconds, or now")]
+#[error(
+    "cannot parse time {value:?}: use a duration ago (5m, 1h30m, 7d), an RFC 3339 time (2026-11-21T06:00:00Z), Unix milliseconds, or now"
+)]
 pub struct TimeError {
     pub value: String,
 }
@@ -59,7 +61,10 @@ mod tests {
         assert_eq!(parse_time_ms("5m", now), Ok(now - 300_000));
         assert_eq!(parse_time_ms("1h30m", now), Ok(now - 5_400_000));
         assert_eq!(parse_time_ms("1234", now), Ok(1234));
-        assert_eq!(parse_time_ms("2026-11-21T06:00:00Z", now), Ok(1_795_240_800_000));
+        assert_eq!(
+            parse_time_ms("2026-11-21T06:00:00Z", now),
+            Ok(1_795_240_800_000)
+        );
         assert_eq!(format_ms(1_795_240_800_000), "2026-11-21T06:00:00.000Z");
         assert!(parse_time_ms("yesterday-ish", now).is_err());
         assert!(parse_time_ms("", now).is_err());

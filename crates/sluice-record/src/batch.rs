@@ -327,10 +327,7 @@ impl<'a> BatchDecoder<'a> {
     }
 
     /// Decode every record of every batch, stopping at the first error.
-    pub fn for_each_record(
-        &mut self,
-        mut f: impl FnMut(Record<'a>),
-    ) -> Result<u64, CodecError> {
+    pub fn for_each_record(&mut self, mut f: impl FnMut(Record<'a>)) -> Result<u64, CodecError> {
         let mut n = 0;
         while let Some(batch) = self.next_batch() {
             let (header, body) = batch?;

@@ -68,7 +68,10 @@ impl LineFramer {
 
     /// Record that `n` bytes were read into [`spare`](Self::spare).
     pub fn filled(&mut self, n: usize) {
-        assert!(self.len + n <= self.buf.len(), "filled past the spare buffer");
+        assert!(
+            self.len + n <= self.buf.len(),
+            "filled past the spare buffer"
+        );
         self.len += n;
     }
 
@@ -177,7 +180,9 @@ mod tests {
         let mut piece = pieces.iter().cycle();
         while offset < input.len() {
             let spare = framer.spare();
-            let n = (*piece.next().unwrap()).clamp(1, spare.len()).min(input.len() - offset);
+            let n = (*piece.next().unwrap())
+                .clamp(1, spare.len())
+                .min(input.len() - offset);
             spare[..n].copy_from_slice(&input[offset..offset + n]);
             framer.filled(n);
             offset += n;

@@ -20,7 +20,7 @@ pub mod batch;
 pub mod framing;
 mod id;
 
-pub use batch::{decode_record, BatchDecoder, BatchEncoder, BatchHeader, CodecError, RecordIter};
+pub use batch::{BatchDecoder, BatchEncoder, BatchHeader, CodecError, RecordIter, decode_record};
 pub use framing::{FramedLine, LineFramer};
 pub use id::{IdGenerator, clamp_time_ms, now_ms};
 pub use ulid::Ulid;

@@ -29,6 +29,10 @@ pub trait ReadFile: Send + Sync {
     /// Current length in bytes.
     fn len(&self) -> io::Result<u64>;
 
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
     /// Fill `buf` exactly from `offset`, or fail with `UnexpectedEof`.
     fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
         while !buf.is_empty() {

@@ -43,7 +43,10 @@ fn enospc() -> io::Error {
 }
 
 fn not_found(path: &Path) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display()))
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{} not found", path.display()),
+    )
 }
 
 impl MemFs {
@@ -84,7 +87,9 @@ impl MemFs {
             let unsynced = f.bytes.len() - f.synced;
             let keep = match torn_seed {
                 Some(_) if unsynced > 0 => {
-                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     (seed >> 33) as usize % (unsynced + 1)
                 }
                 _ => 0,

@@ -9,8 +9,8 @@
 
 use std::{cmp::Reverse, collections::BinaryHeap, ops::ControlFlow};
 
-use sluice_record::{Record, Ulid};
 use crate::{RecordCursor, StorageError};
+use sluice_record::{Record, Ulid};
 
 /// What the filter says about a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,7 +135,9 @@ impl<'a> Merge<'a> {
             } else {
                 self.last_emitted = Some(id);
                 self.stats.records_emitted += 1;
-                let cursor = self.cursors[idx].as_ref().expect("a cursor on the heap is open");
+                let cursor = self.cursors[idx]
+                    .as_ref()
+                    .expect("a cursor on the heap is open");
                 if emit(&cursor.record()).is_break() {
                     break;
                 }
@@ -175,7 +177,12 @@ pub(crate) mod tests {
     }
 
     fn rec(id: u128) -> OwnedRecord {
-        OwnedRecord { id: Ulid(id), flags: 0, topic: b"t".to_vec(), payload: (id % 7).to_string().into_bytes() }
+        OwnedRecord {
+            id: Ulid(id),
+            flags: 0,
+            topic: b"t".to_vec(),
+            payload: (id % 7).to_string().into_bytes(),
+        }
     }
 
     proptest! {
@@ -196,11 +203,11 @@ pub(crate) mod tests {
             let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
                 Ok(Box::new(VecCursor { records: segments[i].clone(), pos: None }))
             };
-            let filter = |r: &Record<'_>| if r.id.0 % keep_mod == 0 { Verdict::Keep } else { Verdict::Skip };
+            let filter = |r: &Record<'_>| if r.id.0.is_multiple_of(keep_mod) { Verdict::Keep } else { Verdict::Skip };
             let mut merge = Merge::new(&mins, &mut open, &filter);
             let mut got = Vec::new();
             merge.run(|r| { got.push(r.id.0); ControlFlow::Continue(()) });
-            let want: std::collections::BTreeSet<u128> = inputs.iter().flatten().copied().filter(|i| i % keep_mod == 0).collect();
+            let want: std::collections::BTreeSet<u128> = inputs.iter().flatten().copied().filter(|i| i.is_multiple_of(keep_mod)).collect();
             prop_assert_eq!(got, want.into_iter().collect::<Vec<_>>());
         }
     }

@@ -179,7 +179,9 @@ impl SegmentScanner {
         self.file
             .read_exact_at(&mut self.body, self.offset + BATCH_HEADER_BYTES as u64)
             .map_err(StorageError::io("read segment", &self.path))?;
-        header.verify(&self.body).map_err(|e| corrupt(self.offset, e))?;
+        header
+            .verify(&self.body)
+            .map_err(|e| corrupt(self.offset, e))?;
         self.offset += header.frame_len() as u64;
         Ok(Some((header, &self.body)))
     }
@@ -213,7 +215,8 @@ pub fn recover_segment(
                 recovery.records += header.count as u64;
                 let mut records = sluice_record::RecordIter::new(body, header.count);
                 if let Some(Ok(first)) = records.next() {
-                    recovery.first_id = Some(recovery.first_id.map_or(first.id, |f| f.min(first.id)));
+                    recovery.first_id =
+                        Some(recovery.first_id.map_or(first.id, |f| f.min(first.id)));
                     let last = records.filter_map(Result::ok).last().unwrap_or(first);
                     recovery.last_id = Some(recovery.last_id.map_or(last.id, |l| l.max(last.id)));
                 }
@@ -229,7 +232,13 @@ pub fn recover_segment(
     }
     recovery.valid_bytes = scanner.offset();
     if recovery.torn_bytes > 0 {
-        quarantine_tail(fs, path, &*scanner.file, recovery.valid_bytes, quarantine_dir)?;
+        quarantine_tail(
+            fs,
+            path,
+            &*scanner.file,
+            recovery.valid_bytes,
+            quarantine_dir,
+        )?;
         fs.truncate(path, recovery.valid_bytes)
             .map_err(StorageError::io("truncate torn segment", path))?;
     }
@@ -244,7 +253,10 @@ fn quarantine_tail(
     quarantine_dir: &Path,
 ) -> Result<(), StorageError> {
     let len = file.len().map_err(StorageError::io("stat segment", path))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("segment");
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("segment");
     fs.create_dir_all(quarantine_dir)
         .map_err(StorageError::io("create quarantine dir", quarantine_dir))?;
     let target = quarantine_dir.join(format!("{name}.{from}.torn"));
@@ -297,9 +309,16 @@ mod tests {
                 let id = Ulid(next);
                 next += 1;
                 ids.push(id);
-                enc.push(Record { id, flags: 0, topic: b"t", payload: b"payload" });
+                enc.push(Record {
+                    id,
+                    flags: 0,
+                    topic: b"t",
+                    payload: b"payload",
+                });
             }
-            writer.append(enc.finish(), n, first, Ulid(next - 1)).unwrap();
+            writer
+                .append(enc.finish(), n, first, Ulid(next - 1))
+                .unwrap();
             if sync_every {
                 writer.sync().unwrap();
             }
@@ -364,7 +383,9 @@ mod tests {
         assert_eq!(recovery.torn_bytes, 14);
         assert_eq!(recovery.records, 7);
         assert_eq!(read_ids(&fs, &path), ids);
-        let quarantined = fs.read_all(&dir.join("q").join(format!("a.active.{good}.torn"))).unwrap();
+        let quarantined = fs
+            .read_all(&dir.join("q").join(format!("a.active.{good}.torn")))
+            .unwrap();
         assert_eq!(quarantined, b"SLB1\xff\xff garbage");
     }
 }

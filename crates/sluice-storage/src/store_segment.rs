@@ -168,7 +168,10 @@ impl<'fs> StoreSegmentWriter<'fs> {
     /// one is a duplicate and is skipped.
     pub fn push(&mut self, record: Record<'_>) -> Result<(), StorageError> {
         if let Some(last) = self.last {
-            assert!(record.id >= last, "store segment records must be pushed in id order");
+            assert!(
+                record.id >= last,
+                "store segment records must be pushed in id order"
+            );
             if record.id == last {
                 self.duplicates += 1;
                 return Ok(());
@@ -337,7 +340,12 @@ mod tests {
         let mut w = StoreSegmentWriter::create(&fs, dir).unwrap();
         let payload = vec![b'p'; 5000];
         for i in 0..1000u128 {
-            let r = Record { id: Ulid(i / 2 + 7), flags: 0, topic: b"t", payload: &payload };
+            let r = Record {
+                id: Ulid(i / 2 + 7),
+                flags: 0,
+                topic: b"t",
+                payload: &payload,
+            };
             w.push(r).unwrap();
         }
         assert_eq!(w.duplicates(), 500);

@@ -231,11 +231,13 @@ impl Consumer {
             204 => Ok(None),
             200 => {
                 let text = response.text().await.map_err(http)?;
-                Ulid::from_string(text.trim()).map(Some).map_err(|_| ConsumeError::Status {
-                    base: base.to_string(),
-                    what: "next returned a bad id",
-                    status: 200,
-                })
+                Ulid::from_string(text.trim())
+                    .map(Some)
+                    .map_err(|_| ConsumeError::Status {
+                        base: base.to_string(),
+                        what: "next returned a bad id",
+                        status: 200,
+                    })
             }
             status => Err(ConsumeError::Status {
                 base: base.to_string(),
@@ -366,7 +368,10 @@ fn verify_and_sort(fs: &dyn Fs, path: &Path) -> Result<Ulid, ConsumeError> {
         }
     }
     let Some(min) = min else {
-        return Err(ConsumeError::Merge(format!("segment {} holds no record", path.display())));
+        return Err(ConsumeError::Merge(format!(
+            "segment {} holds no record",
+            path.display()
+        )));
     };
     if !sorted {
         sort_segment(fs, path)?;
@@ -402,7 +407,11 @@ fn sort_segment(fs: &dyn Fs, path: &Path) -> Result<(), ConsumeError> {
 }
 
 /// Merge downloaded inputs by id into one durable store segment.
-fn merge_inputs(fs: &dyn Fs, dir: &Path, mut inputs: Vec<(PathBuf, Ulid)>) -> Result<(), ConsumeError> {
+fn merge_inputs(
+    fs: &dyn Fs,
+    dir: &Path,
+    mut inputs: Vec<(PathBuf, Ulid)>,
+) -> Result<(), ConsumeError> {
     inputs.sort_by_key(|(_, min)| *min);
     let mins: Vec<Ulid> = inputs.iter().map(|(_, min)| *min).collect();
     let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
@@ -426,7 +435,10 @@ fn merge_inputs(fs: &dyn Fs, dir: &Path, mut inputs: Vec<(PathBuf, Ulid)>) -> Re
     }
     if let Some((idx, err)) = stats.failed.first() {
         writer.abort();
-        return Err(ConsumeError::Merge(format!("{}: {err}", inputs[*idx].0.display())));
+        return Err(ConsumeError::Merge(format!(
+            "{}: {err}",
+            inputs[*idx].0.display()
+        )));
     }
     let records = writer.records();
     let duplicates = writer.duplicates() + stats.duplicates_removed;
