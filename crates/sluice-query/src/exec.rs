@@ -90,10 +90,11 @@ pub fn execute(
     };
     let mins: Vec<Ulid> = segments.iter().map(|s| s.min).collect();
     let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
-        Ok(Box::new(StoreSegmentCursor::open(
-            fs,
-            &dir.join(&segments[i].name),
-        )?))
+        let cursor = StoreSegmentCursor::open(fs, &dir.join(&segments[i].name))?;
+        Ok(match query.matcher.required_literal() {
+            Some(literal) => Box::new(cursor.with_literal(literal.clone())),
+            None => Box::new(cursor),
+        })
     };
     // Ids sort by time, so the range is an id range.
     let lower = Ulid::from_parts(query.from_ms, 0);

@@ -1,5 +1,7 @@
 //! Matching payloads.
 
+use std::sync::Arc;
+
 use memchr::memmem;
 use regex::bytes::{Regex, RegexBuilder};
 
@@ -16,7 +18,8 @@ pub struct MatcherError {
 pub enum Matcher {
     /// The empty query: every record.
     All,
-    Literal(Box<memmem::Finder<'static>>),
+    /// Shared so that segment cursors can prefilter whole batches with it.
+    Literal(Arc<memmem::Finder<'static>>),
     Regex(Regex),
 }
 
@@ -28,7 +31,7 @@ impl Matcher {
             return Ok(Matcher::All);
         }
         if !regex && !ignore_case {
-            return Ok(Matcher::Literal(Box::new(
+            return Ok(Matcher::Literal(Arc::new(
                 memmem::Finder::new(query.as_bytes()).into_owned(),
             )));
         }
@@ -46,6 +49,14 @@ impl Matcher {
                 source,
             })?;
         Ok(Matcher::Regex(compiled))
+    }
+
+    /// The literal every match contains, when there is one.
+    pub fn required_literal(&self) -> Option<&Arc<memmem::Finder<'static>>> {
+        match self {
+            Matcher::Literal(finder) => Some(finder),
+            _ => None,
+        }
     }
 
     #[inline]

@@ -100,6 +100,7 @@ impl<'a> Merge<'a> {
     fn close(&mut self, idx: usize) {
         if let Some(cursor) = self.cursors[idx].take() {
             self.stats.bytes_read += cursor.bytes_read();
+            self.stats.records_scanned += cursor.records_skipped();
         }
     }
 

@@ -9,7 +9,8 @@
 //! [`TARGET_BATCH_BYTES`].
 //!
 //! Write rule: write to `tmp/<random>.tmp`, fsync, rename to the final name,
-//! fsync the directory. A segment under its final name is therefore whole.
+//! fsync the directory. [`adopt`] does the same for a verified file that is
+//! already sorted (a downloaded ingest segment that overlaps no other). A segment under its final name is therefore whole.
 //! Recovery rule: files in `tmp/` are unfinished writes whose inputs were
 //! never committed upstream, so they are removed at startup. Files in the
 //! segment directory whose names do not parse are reported and left alone:
@@ -18,7 +19,12 @@
 //! Reads go through [`RecordCursor`], the one reader abstraction the query
 //! engine uses; a later format implements the same trait.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use memchr::memmem;
 
 use sluice_record::{BatchEncoder, Record, Ulid, decode_record};
 
@@ -116,6 +122,57 @@ pub fn clean_tmp(fs: &dyn Fs, dir: &Path) -> Result<usize, StorageError> {
         }
     }
     Ok(removed)
+}
+
+/// Rename a durable segment file into `dir` under its range name, picking
+/// `<min>-<max>.<n>.seg` if the plain name is taken. The caller fsyncs `dir`.
+fn place(
+    fs: &dyn Fs,
+    dir: &Path,
+    file: &Path,
+    min: Ulid,
+    max: Ulid,
+    bytes: u64,
+) -> Result<SegmentMeta, StorageError> {
+    let mut name = format!("{min}-{max}{SEGMENT_SUFFIX}");
+    let mut n = 1;
+    while fs.exists(&dir.join(&name)) {
+        name = format!("{min}-{max}.{n}{SEGMENT_SUFFIX}");
+        n += 1;
+    }
+    let target = dir.join(&name);
+    fs.rename(file, &target)
+        .map_err(StorageError::io("rename segment", &target))?;
+    Ok(SegmentMeta {
+        name,
+        min,
+        max,
+        bytes,
+    })
+}
+
+/// Adopt an existing segment file whose records are verified to be sorted by
+/// id and to span `min..=max`: fsync it and rename it into `dir`. The caller
+/// fsyncs `dir` once after adopting a group of files.
+pub fn adopt(
+    fs: &dyn Fs,
+    dir: &Path,
+    file: &Path,
+    min: Ulid,
+    max: Ulid,
+) -> Result<SegmentMeta, StorageError> {
+    let mut handle = fs
+        .open_append(file)
+        .map_err(StorageError::io("open segment to adopt", file))?;
+    handle
+        .sync_data()
+        .map_err(StorageError::io("fsync segment to adopt", file))?;
+    drop(handle);
+    let bytes = fs
+        .open_read(file)
+        .and_then(|f| f.len())
+        .map_err(StorageError::io("stat segment to adopt", file))?;
+    place(fs, dir, file, min, max, bytes)
 }
 
 /// Writes one store segment from records pushed in increasing id order.
@@ -216,25 +273,12 @@ impl<'fs> StoreSegmentWriter<'fs> {
         };
         self.writer.sync()?;
         let bytes = self.writer.bytes();
-        let mut name = format!("{min}-{max}{SEGMENT_SUFFIX}");
-        let mut n = 1;
-        while self.fs.exists(&self.dir.join(&name)) {
-            name = format!("{min}-{max}.{n}{SEGMENT_SUFFIX}");
-            n += 1;
-        }
-        let target = self.dir.join(&name);
-        self.fs
-            .rename(&tmp, &target)
-            .map_err(StorageError::io("rename segment", &target))?;
+        drop(self.writer);
+        let meta = place(self.fs, &self.dir, &tmp, min, max, bytes)?;
         self.fs
             .sync_dir(&self.dir)
             .map_err(StorageError::io("fsync store dir", &self.dir))?;
-        Ok(Some(SegmentMeta {
-            name,
-            min,
-            max,
-            bytes,
-        }))
+        Ok(Some(meta))
     }
 
     /// Give up: remove the temp file.
@@ -254,26 +298,59 @@ pub trait RecordCursor: Send {
     fn record(&self) -> Record<'_>;
     /// Bytes of the segment read so far.
     fn bytes_read(&self) -> u64;
+    /// Records passed over by a prefilter without being returned.
+    fn records_skipped(&self) -> u64 {
+        0
+    }
 }
 
 /// [`RecordCursor`] over a v1 store segment (or any segment file).
+///
+/// With a literal prefilter ([`StoreSegmentCursor::with_literal`]) each
+/// batch body is searched once with memchr's memmem, and only records whose
+/// payload holds an occurrence are returned; a batch without one is skipped
+/// whole. The records passed over are counted in
+/// [`records_skipped`](RecordCursor::records_skipped).
 pub struct StoreSegmentCursor {
     scanner: SegmentScanner,
-    /// Offset of the current record in the scanner's body.
-    current: usize,
     /// Offset of the next record in the scanner's body.
     next: usize,
     remaining_in_batch: u32,
+    /// The current record, decoded once in `advance`.
+    current: CurrentRecord,
+    literal: Option<Arc<memmem::Finder<'static>>>,
+    /// Start offsets of the literal in the current body, ascending.
+    hits: Vec<usize>,
+    next_hit: usize,
+    skipped: u64,
+}
+
+#[derive(Default, Clone, Copy)]
+struct CurrentRecord {
+    id: Ulid,
+    flags: u8,
+    topic: (usize, usize),
+    payload: (usize, usize),
 }
 
 impl StoreSegmentCursor {
     pub fn open(fs: &dyn Fs, path: &Path) -> Result<Self, StorageError> {
         Ok(StoreSegmentCursor {
             scanner: SegmentScanner::open(fs, path)?,
-            current: 0,
             next: 0,
             remaining_in_batch: 0,
+            current: CurrentRecord::default(),
+            literal: None,
+            hits: Vec::new(),
+            next_hit: 0,
+            skipped: 0,
         })
+    }
+
+    /// Return only records whose payload contains `literal`.
+    pub fn with_literal(mut self, literal: Arc<memmem::Finder<'static>>) -> Self {
+        self.literal = Some(literal);
+        self
     }
 
     fn corrupt(&self, source: sluice_record::CodecError) -> StorageError {
@@ -283,36 +360,99 @@ impl StoreSegmentCursor {
             source,
         }
     }
+
+    /// Load the next batch; with a literal, skip batches that lack it.
+    fn next_batch(&mut self) -> Result<bool, StorageError> {
+        loop {
+            let Some((header, body)) = self.scanner.next_batch()? else {
+                return Ok(false);
+            };
+            self.remaining_in_batch = header.count;
+            self.next = 0;
+            let Some(literal) = &self.literal else {
+                return Ok(true);
+            };
+            self.hits.clear();
+            self.next_hit = 0;
+            // Overlapping occurrences: a non-overlapping search could let
+            // an occurrence that starts in a record header hide one that
+            // lies wholly inside the payload after it.
+            let mut from = 0;
+            while let Some(at) = literal.find(&body[from..]) {
+                self.hits.push(from + at);
+                from += at + 1;
+            }
+            if !self.hits.is_empty() {
+                return Ok(true);
+            }
+            self.skipped += header.count as u64;
+            self.remaining_in_batch = 0;
+        }
+    }
 }
 
 impl RecordCursor for StoreSegmentCursor {
     fn advance(&mut self) -> Result<bool, StorageError> {
-        while self.remaining_in_batch == 0 {
-            match self.scanner.next_batch()? {
-                None => return Ok(false),
-                Some((header, _)) => {
-                    self.remaining_in_batch = header.count;
-                    self.next = 0;
+        loop {
+            while self.remaining_in_batch == 0 {
+                if !self.next_batch()? {
+                    return Ok(false);
+                }
+            }
+            let body = self.scanner.body();
+            let (record, next) = decode_record(body, self.next).map_err(|e| self.corrupt(e))?;
+            let payload_start = next - record.payload.len();
+            let topic_start = payload_start - record.topic.len();
+            self.current = CurrentRecord {
+                id: record.id,
+                flags: record.flags,
+                topic: (topic_start, payload_start),
+                payload: (payload_start, next),
+            };
+            self.next = next;
+            self.remaining_in_batch -= 1;
+            let Some(literal) = &self.literal else {
+                return Ok(true);
+            };
+            // Drop hits that start before this payload, then keep the record
+            // if the next hit lies wholly inside it.
+            let needle = literal.needle().len();
+            while self
+                .hits
+                .get(self.next_hit)
+                .is_some_and(|&h| h < payload_start)
+            {
+                self.next_hit += 1;
+            }
+            match self.hits.get(self.next_hit) {
+                Some(&hit) if hit + needle <= next => return Ok(true),
+                Some(_) => self.skipped += 1,
+                None => {
+                    // No hit left in this batch: skip the rest of it.
+                    self.skipped += 1 + self.remaining_in_batch as u64;
+                    self.remaining_in_batch = 0;
                 }
             }
         }
-        let (_, next) =
-            decode_record(self.scanner.body(), self.next).map_err(|e| self.corrupt(e))?;
-        self.current = self.next;
-        self.next = next;
-        self.remaining_in_batch -= 1;
-        Ok(true)
     }
 
     fn record(&self) -> Record<'_> {
-        // The record at `current` decoded once already in `advance`.
-        decode_record(self.scanner.body(), self.current)
-            .expect("current record was decoded by advance")
-            .0
+        let body = self.scanner.body();
+        let c = &self.current;
+        Record {
+            id: c.id,
+            flags: c.flags,
+            topic: &body[c.topic.0..c.topic.1],
+            payload: &body[c.payload.0..c.payload.1],
+        }
     }
 
     fn bytes_read(&self) -> u64 {
         self.scanner.offset()
+    }
+
+    fn records_skipped(&self) -> u64 {
+        self.skipped
     }
 }
 
@@ -361,5 +501,33 @@ mod tests {
         }
         assert_eq!(ids, (7..507).collect::<Vec<_>>());
         assert_eq!(cursor.bytes_read(), meta.bytes);
+    }
+
+    proptest::proptest! {
+        /// The literal prefilter returns exactly the records whose payload
+        /// contains the literal, even when an occurrence spans two records.
+        #[test]
+        fn literal_prefilter_equals_a_per_record_search(
+            payloads in proptest::collection::vec(proptest::collection::vec(proptest::sample::select(b"ab".to_vec()), 0..8), 1..300),
+            needle in proptest::collection::vec(proptest::sample::select(b"ab".to_vec()), 1..4),
+        ) {
+            let fs = MemFs::new();
+            let dir = Path::new("/store");
+            fs.create_dir_all(dir).unwrap();
+            let mut w = StoreSegmentWriter::create(&fs, dir).unwrap();
+            for (i, p) in payloads.iter().enumerate() {
+                w.push(Record { id: Ulid(i as u128 + 1), flags: 0, topic: b"a", payload: p }).unwrap();
+            }
+            let meta = w.finish().unwrap().unwrap();
+            let finder = Arc::new(memmem::Finder::new(&needle).into_owned());
+            let mut cursor = StoreSegmentCursor::open(&fs, &dir.join(&meta.name)).unwrap().with_literal(finder.clone());
+            let mut got = Vec::new();
+            while cursor.advance().unwrap() {
+                got.push(cursor.record().id.0 as usize - 1);
+            }
+            let want: Vec<usize> = payloads.iter().enumerate().filter(|(_, p)| finder.find(p).is_some()).map(|(i, _)| i).collect();
+            proptest::prop_assert_eq!(cursor.records_skipped() as usize + got.len(), payloads.len());
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 }

@@ -38,7 +38,7 @@ use sluice_storage::{
     Fs, RecordCursor, SegmentScanner, SegmentWriter, StorageError, StoreSegmentCursor,
     StoreSegmentWriter,
     merge::{Merge, Verdict},
-    store_segment::TMP_DIR,
+    store_segment::{self, TMP_DIR},
 };
 
 use crate::{Store, metrics};
@@ -109,6 +109,8 @@ struct Input {
     id: Ulid,
     path: PathBuf,
     min: Ulid,
+    max: Ulid,
+    records: u64,
 }
 
 impl Consumer {
@@ -158,8 +160,16 @@ impl Consumer {
         }
         let fs = self.store.fs().clone();
         let dir = self.store.dir().to_path_buf();
-        let paths: Vec<(PathBuf, Ulid)> = inputs.iter().map(|i| (i.path.clone(), i.min)).collect();
-        let written = tokio::task::spawn_blocking(move || merge_inputs(&*fs, &dir, paths))
+        let ranges: Vec<Downloaded> = inputs
+            .iter()
+            .map(|i| Downloaded {
+                path: i.path.clone(),
+                min: i.min,
+                max: i.max,
+                records: i.records,
+            })
+            .collect();
+        let written = tokio::task::spawn_blocking(move || store_inputs(&*fs, &dir, ranges))
             .await
             .map_err(|e| ConsumeError::Merge(e.to_string()))
             .and_then(|r| r);
@@ -195,13 +205,15 @@ impl Consumer {
                     break;
                 };
                 match self.download(base, id).await {
-                    Ok((path, len, min)) => {
+                    Ok((path, len, (min, max, records))) => {
                         bytes += len;
                         inputs.push(Input {
                             ingester,
                             id,
                             path,
                             min,
+                            max,
+                            records,
                         });
                     }
                     Err(err) => {
@@ -248,8 +260,12 @@ impl Consumer {
     }
 
     /// Download a lent segment into `tmp/`, verify it, and sort it if needed.
-    /// Returns its path, size and smallest id.
-    async fn download(&self, base: &str, id: Ulid) -> Result<(PathBuf, u64, Ulid), ConsumeError> {
+    /// Returns its path, size and id range.
+    async fn download(
+        &self,
+        base: &str,
+        id: Ulid,
+    ) -> Result<(PathBuf, u64, (Ulid, Ulid, u64)), ConsumeError> {
         let http = |source| ConsumeError::Http {
             base: base.to_string(),
             what: "read",
@@ -299,10 +315,10 @@ impl Consumer {
             });
         }
         let verify_path = path.clone();
-        let min = tokio::task::spawn_blocking(move || verify_and_sort(&*fs, &verify_path))
+        let range = tokio::task::spawn_blocking(move || verify_and_sort(&*fs, &verify_path))
             .await
             .map_err(|e| ConsumeError::Merge(e.to_string()))??;
-        Ok((path, got, min))
+        Ok((path, got, range))
     }
 
     async fn post(&self, base: &str, what: &'static str, id: Ulid) -> Result<(), ConsumeError> {
@@ -347,12 +363,14 @@ impl Consumer {
 /// Verify every checksum of a downloaded segment. Ingest segments are sorted
 /// by id per connection; one that is not (clock games, or a future protocol
 /// with origin times) is rewritten sorted, which is bounded by the segment
-/// size. Returns the smallest id.
-fn verify_and_sort(fs: &dyn Fs, path: &Path) -> Result<Ulid, ConsumeError> {
+/// size. Returns the smallest and largest id and the record count.
+fn verify_and_sort(fs: &dyn Fs, path: &Path) -> Result<(Ulid, Ulid, u64), ConsumeError> {
     let mut scanner = SegmentScanner::open(fs, path)?;
     let mut sorted = true;
     let mut last: Option<Ulid> = None;
     let mut min: Option<Ulid> = None;
+    let mut max: Option<Ulid> = None;
+    let mut records = 0u64;
     while let Some((header, body)) = scanner.next_batch()? {
         for record in RecordIter::new(body, header.count) {
             let record = record.map_err(|source| StorageError::Corrupt {
@@ -365,9 +383,11 @@ fn verify_and_sort(fs: &dyn Fs, path: &Path) -> Result<Ulid, ConsumeError> {
             }
             last = Some(record.id);
             min = Some(min.map_or(record.id, |m| m.min(record.id)));
+            max = Some(max.map_or(record.id, |m| m.max(record.id)));
+            records += 1;
         }
     }
-    let Some(min) = min else {
+    let (Some(min), Some(max)) = (min, max) else {
         return Err(ConsumeError::Merge(format!(
             "segment {} holds no record",
             path.display()
@@ -376,7 +396,7 @@ fn verify_and_sort(fs: &dyn Fs, path: &Path) -> Result<Ulid, ConsumeError> {
     if !sorted {
         sort_segment(fs, path)?;
     }
-    Ok(min)
+    Ok((min, max, records))
 }
 
 fn sort_segment(fs: &dyn Fs, path: &Path) -> Result<(), ConsumeError> {
@@ -406,16 +426,38 @@ fn sort_segment(fs: &dyn Fs, path: &Path) -> Result<(), ConsumeError> {
     Ok(())
 }
 
-/// Merge downloaded inputs by id into one durable store segment.
-fn merge_inputs(
-    fs: &dyn Fs,
-    dir: &Path,
-    mut inputs: Vec<(PathBuf, Ulid)>,
-) -> Result<(), ConsumeError> {
-    inputs.sort_by_key(|(_, min)| *min);
-    let mins: Vec<Ulid> = inputs.iter().map(|(_, min)| *min).collect();
+/// A verified download, as the blocking write step needs it.
+struct Downloaded {
+    path: PathBuf,
+    min: Ulid,
+    max: Ulid,
+    records: u64,
+}
+
+/// Make downloaded inputs durable store segments. Inputs whose id ranges
+/// overlap no other (one connection's consecutive segments) are adopted as
+/// they are; otherwise they are merged by id into one new segment.
+fn store_inputs(fs: &dyn Fs, dir: &Path, mut inputs: Vec<Downloaded>) -> Result<(), ConsumeError> {
+    inputs.sort_by_key(|d| d.min);
+    let disjoint = inputs.windows(2).all(|w| w[0].max < w[1].min);
+    if disjoint {
+        for input in &inputs {
+            let meta = store_segment::adopt(fs, dir, &input.path, input.min, input.max)?;
+            metrics::segment_written(input.records, meta.bytes, 0, 1);
+        }
+        fs.sync_dir(dir)
+            .map_err(StorageError::io("fsync store dir", dir))?;
+        return Ok(());
+    }
+    merge_inputs(fs, dir, inputs)
+}
+
+/// Merge downloaded inputs, sorted by smallest id, into one durable store
+/// segment.
+fn merge_inputs(fs: &dyn Fs, dir: &Path, inputs: Vec<Downloaded>) -> Result<(), ConsumeError> {
+    let mins: Vec<Ulid> = inputs.iter().map(|d| d.min).collect();
     let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
-        Ok(Box::new(StoreSegmentCursor::open(fs, &inputs[i].0)?))
+        Ok(Box::new(StoreSegmentCursor::open(fs, &inputs[i].path)?))
     };
     let keep_all = |_: &sluice_record::Record<'_>| Verdict::Keep;
     let mut writer = StoreSegmentWriter::create(fs, dir)?;
@@ -437,7 +479,7 @@ fn merge_inputs(
         writer.abort();
         return Err(ConsumeError::Merge(format!(
             "{}: {err}",
-            inputs[*idx].0.display()
+            inputs[*idx].path.display()
         )));
     }
     let records = writer.records();

@@ -61,13 +61,13 @@ pub struct Config {
 }
 
 impl Default for Config {
-    /// 100-byte lines at 1000 lines/s, forever, seed 0.
+    /// 100-byte lines at 100 lines/s, forever, seed 1 (the CLI defaults).
     fn default() -> Self {
         Self {
             size: 100,
-            rate: 1000,
+            rate: 100,
             count: None,
-            seed: 0,
+            seed: 1,
         }
     }
 }
