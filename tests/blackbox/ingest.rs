@@ -117,3 +117,25 @@ fn binary_nul_invalid_utf8_and_crlf_are_stored_as_bytes() {
     let (status, _) = http_get(&node.api, "/health").unwrap();
     assert_eq!(status, 200, "the node is still healthy");
 }
+
+/// OK Log's `oklog forward` writes `prefix + line + "\n"` with one write per
+/// line (cmd/oklog/forward.go); the fast port must take that unchanged.
+#[test]
+fn an_oklog_style_forwarder_with_one_write_per_line_is_a_sender() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let mut stream = std::net::TcpStream::connect(&node.fast).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut expected = Vec::new();
+    for i in 0..2000 {
+        let record = format!("prefix oklog line {i}\n");
+        stream.write_all(record.as_bytes()).unwrap();
+        expected.push(record.trim_end().as_bytes().to_vec());
+    }
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+    node.wait_records(2000);
+    assert_eq!(node.all_payloads(), expected);
+}
