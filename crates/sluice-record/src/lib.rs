@@ -12,6 +12,7 @@
 //!   limit that truncates instead of wedging.
 //! - [`batch`]: the checksummed batch frame used on disk (ingest segments,
 //!   store segments) and on the wire between ingesters and stores.
+//! - [`wire`]: the text-framed batch protocol clients speak to port 7653.
 //!
 //! Architecture invariant: this crate does no I/O and knows nothing about
 //! files, sockets, tokio or HTTP.
@@ -19,6 +20,7 @@
 pub mod batch;
 pub mod framing;
 mod id;
+pub mod wire;
 
 pub use batch::{BatchDecoder, BatchEncoder, BatchHeader, CodecError, RecordIter, decode_record};
 pub use framing::{FramedLine, LineFramer};
