@@ -35,6 +35,15 @@ pub struct Args {
     /// Durable ingest: lines, fsynced before more is read.
     #[arg(long, default_value = "127.0.0.1:7652", env = "SLUICE_DURABLE")]
     durable: SocketAddr,
+    /// Batch ingest: the acknowledged batch protocol (docs/protocol-batch.md).
+    #[arg(long, default_value = "127.0.0.1:7653", env = "SLUICE_BATCH")]
+    batch: SocketAddr,
+    /// Largest batch accepted on the batch port (its record section).
+    #[arg(long, default_value = "16MiB", value_parser = parse_bytes, env = "SLUICE_BATCH_MAX_BYTES")]
+    batch_max_bytes: u64,
+    /// Most records accepted in one batch.
+    #[arg(long, default_value_t = 100_000, env = "SLUICE_BATCH_MAX_RECORDS")]
+    batch_max_records: u32,
     /// Longest line kept; longer lines are cut here and flagged as truncated.
     #[arg(long, default_value = "1MiB", value_parser = parse_bytes, env = "SLUICE_MAX_LINE")]
     max_line: u64,
@@ -100,6 +109,13 @@ async fn serve(
         segment_target_bytes: args.segment_size,
         flush_age: args.flush_age,
         max_connections: args.max_connections,
+        wire: sluice_record::wire::WireLimits {
+            max_batch_bytes: args
+                .batch_max_bytes
+                .min(sluice_record::batch::MAX_BATCH_BODY_BYTES as u64 / 2)
+                as usize,
+            max_batch_records: args.batch_max_records,
+        },
         ..IngestConfig::default()
     };
     let mut connection_counts = Vec::new();
@@ -107,6 +123,7 @@ async fn serve(
     for (mode, addr, flag) in [
         (Mode::Fast, args.fast, "--fast"),
         (Mode::Durable, args.durable, "--durable"),
+        (Mode::Batch, args.batch, "--batch"),
     ] {
         let listener = Listener::bind(mode, addr, log.clone(), config.clone(), shutdown.clone())
             .await

@@ -18,11 +18,16 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 pub const DEADLINE: Duration = Duration::from_secs(120);
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct free ports, held open together while they are chosen so
+/// that the kernel cannot hand out the same one twice.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
 }
 
 /// Poll `check` until it returns `Some`, or panic with `what` after the deadline.
@@ -64,6 +69,7 @@ pub struct Node {
     pub api: String,
     pub fast: String,
     pub durable: String,
+    pub batch: String,
     pub extra_args: Vec<String>,
     child: Option<Child>,
 }
@@ -73,14 +79,23 @@ impl Node {
     pub fn start(dir: &Path, extra_args: &[&str]) -> Node {
         let mut node = Node {
             dir: dir.to_path_buf(),
-            api: format!("127.0.0.1:{}", free_port()),
-            fast: format!("127.0.0.1:{}", free_port()),
-            durable: format!("127.0.0.1:{}", free_port()),
+            api: String::new(),
+            fast: String::new(),
+            durable: String::new(),
+            batch: String::new(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
-        node.spawn();
-        node
+        // Another test may take a port between our choosing it and the
+        // node binding it; then choose again.
+        for _ in 0..5 {
+            let [api, fast, durable, batch] = free_ports::<4>().map(|p| format!("127.0.0.1:{p}"));
+            (node.api, node.fast, node.durable, node.batch) = (api, fast, durable, batch);
+            if node.try_spawn() {
+                return node;
+            }
+        }
+        panic!("could not start a node on free ports; log:\n{}", node.log());
     }
 
     pub fn data(&self) -> PathBuf {
@@ -88,6 +103,16 @@ impl Node {
     }
 
     fn spawn(&mut self) {
+        assert!(
+            self.try_spawn(),
+            "sluice could not bind its ports; log:\n{}",
+            self.log()
+        );
+    }
+
+    /// Start the binary and wait until it is ready. Returns false if it
+    /// exited because a port was taken.
+    fn try_spawn(&mut self) -> bool {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -103,6 +128,8 @@ impl Node {
                 &self.fast,
                 "--durable",
                 &self.durable,
+                "--batch",
+                &self.batch,
             ])
             .args(&self.extra_args)
             .env("SLUICE_LOG", "info")
@@ -116,10 +143,15 @@ impl Node {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!("sluice exited early with {status}; log:\n{}", self.log());
+                let log = self.log();
+                if log.contains("Address already in use") {
+                    self.child = None;
+                    return Some(false);
+                }
+                panic!("sluice exited early with {status}; log:\n{log}");
             }
-            matches!(http_get(&api, "/ready"), Some((200, _))).then_some(())
-        });
+            matches!(http_get(&api, "/ready"), Some((200, _))).then_some(true)
+        })
     }
 
     pub fn log(&self) -> String {

@@ -1,5 +1,6 @@
 //! Black-box tests: the real `sluice` binary, as a user runs it.
 
+mod batch;
 mod harness;
 mod ingest;
 mod query;

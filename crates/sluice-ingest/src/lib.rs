@@ -4,16 +4,19 @@
 //! - [`log`]: the ingest directory and its state machine
 //!   (`active` → `flushed` → `pending` → removed on commit), with pending
 //!   timeouts and startup recovery.
-//! - [`listener`]: the fast and durable line listeners; one thread and one
+//! - [`listener`]: the fast, durable and batch listeners; one thread and one
 //!   active segment per connection.
+//! - [`batch`]: the acknowledged batch protocol connection (port 7653).
 //!
 //! Architecture invariant: a record is acknowledged to nobody before it is
 //! in a segment file; a segment leaves the ingester only by a store's
 //! commit, never by a timeout.
 
+pub mod batch;
 pub mod listener;
 pub mod log;
 mod metrics;
+mod sink;
 
 pub use listener::{IngestConfig, Listener, Mode};
 pub use log::{IngestLog, LogError};

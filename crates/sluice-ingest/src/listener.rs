@@ -34,10 +34,7 @@ use sluice_record::{
 };
 use tokio::net::TcpListener;
 
-use crate::{
-    log::{ActiveSegment, IngestLog},
-    metrics,
-};
+use crate::{log::IngestLog, metrics, sink::SegmentSink};
 
 /// How often an idle connection wakes to check its segment's age and
 /// shutdown.
@@ -47,6 +44,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 pub enum Mode {
     Fast,
     Durable,
+    /// The acknowledged batch protocol (see [`crate::batch`]).
+    Batch,
 }
 
 impl Mode {
@@ -54,6 +53,7 @@ impl Mode {
         match self {
             Mode::Fast => "fast",
             Mode::Durable => "durable",
+            Mode::Batch => "batch",
         }
     }
 }
@@ -70,6 +70,8 @@ pub struct IngestConfig {
     pub read_chunk_bytes: usize,
     /// Connections accepted at once per listener; more are refused.
     pub max_connections: usize,
+    /// Limits of the batch protocol.
+    pub wire: sluice_record::wire::WireLimits,
 }
 
 impl Default for IngestConfig {
@@ -80,6 +82,7 @@ impl Default for IngestConfig {
             flush_age: Duration::from_secs(1),
             read_chunk_bytes: 256 << 10,
             max_connections: 1024,
+            wire: sluice_record::wire::WireLimits::default(),
         }
     }
 }
@@ -192,14 +195,23 @@ struct Pipeline {
     framer: LineFramer,
     ids: IdGenerator,
     encoder: BatchEncoder,
-    segment: Option<ActiveSegment>,
+    sink: SegmentSink,
     warned_truncation: bool,
 }
 
 impl Connection {
     fn run(self, mut stream: TcpStream) {
         metrics::connection_opened(self.mode);
-        let result = self.serve(&mut stream);
+        let result = match self.mode {
+            Mode::Batch => crate::batch::serve(
+                &mut stream,
+                self.peer,
+                &self.log,
+                &self.config,
+                &self.shutdown,
+            ),
+            Mode::Fast | Mode::Durable => self.serve(&mut stream),
+        };
         if let Err(err) = result {
             tracing::warn!(protocol = self.mode.name(), peer = %self.peer, error = %err, "ingest connection ended with an error");
         }
@@ -218,7 +230,7 @@ impl Connection {
             framer: LineFramer::new(self.config.max_line_bytes, self.config.read_chunk_bytes),
             ids: IdGenerator::new(),
             encoder: BatchEncoder::new(),
-            segment: None,
+            sink: SegmentSink::new(self.log.clone(), self.config.clone()),
             warned_truncation: false,
         };
         let outcome = loop {
@@ -243,13 +255,13 @@ impl Connection {
                 // an unterminated last line.
                 Err(e) => break Err(format!("read: {e}")),
             }
-            if let Err(e) = self.maybe_seal(&mut p, false) {
+            if let Err(e) = p.sink.maybe_seal(false) {
                 break Err(e);
             }
         };
         let finished = self
             .ingest(&mut p, true, 0)
-            .and_then(|_| self.maybe_seal(&mut p, true));
+            .and_then(|_| p.sink.maybe_seal(true));
         outcome.and(finished)
     }
 
@@ -281,61 +293,11 @@ impl Connection {
         }
         let last = p.ids.last().expect("ids were handed out");
         let first = sluice_record::Ulid(last.0 - (count as u128 - 1));
-        if p.segment.is_none() {
-            match self.log.create_active() {
-                Ok(seg) => p.segment = Some(seg),
-                Err(err) => {
-                    metrics::write_error(if is_disk_full(&err) {
-                        "disk_full"
-                    } else {
-                        "io"
-                    });
-                    metrics::records_dropped("write_error", count as u64);
-                    return Err(format!("create segment: {err}"));
-                }
-            }
-        }
-        let segment = p.segment.as_mut().expect("segment was just created");
-        let good = segment.bytes();
-        let written = segment
-            .writer()
-            .append(p.encoder.finish(), count, first, last)
-            .and_then(|_| match self.mode {
-                Mode::Durable => segment.writer().sync(),
-                Mode::Fast => Ok(()),
-            });
-        if let Err(err) = written {
-            let full = err.is_disk_full();
-            metrics::write_error(if full { "disk_full" } else { "io" });
+        let sync = self.mode == Mode::Durable;
+        if let Err(failure) = p.sink.append(&mut p.encoder, first, last, sync) {
             metrics::records_dropped("write_error", count as u64);
-            // Keep what was written before this batch: cut the partial
-            // write and seal the rest.
-            let segment = p.segment.take().expect("segment exists");
-            if self.log.rewind(&segment, good).is_ok() {
-                let _ = self.log.seal(segment);
-            }
-            return Err(format!("write segment: {err}"));
+            return Err(failure.message);
         }
         Ok(())
     }
-
-    fn maybe_seal(&self, p: &mut Pipeline, force: bool) -> Result<(), String> {
-        let due = p.segment.as_ref().is_some_and(|s| {
-            force
-                || s.bytes() >= self.config.segment_target_bytes
-                || s.age() >= self.config.flush_age
-        });
-        if due {
-            let segment = p.segment.take().expect("checked above");
-            self.log.seal(segment).map_err(|e| {
-                metrics::write_error("seal");
-                format!("seal segment: {e}")
-            })?;
-        }
-        Ok(())
-    }
-}
-
-fn is_disk_full(err: &crate::LogError) -> bool {
-    matches!(err, crate::LogError::Storage(e) if e.is_disk_full())
 }

@@ -20,7 +20,7 @@
 use std::{
     collections::{BTreeSet, HashMap},
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, mpsc},
     time::{Duration, Instant},
 };
 
@@ -59,6 +59,8 @@ pub struct IngestLog {
     pending_timeout: Duration,
     state: Mutex<State>,
     flushed_notify: Notify,
+    /// Waiters for the commit of a segment (`replicated` acks).
+    commit_watchers: Mutex<HashMap<Ulid, Vec<mpsc::Sender<()>>>>,
 }
 
 /// A segment being written by one connection.
@@ -110,6 +112,7 @@ impl IngestLog {
             pending_timeout,
             state: Mutex::new(State::default()),
             flushed_notify: Notify::new(),
+            commit_watchers: Mutex::new(HashMap::new()),
         };
         let report = log.recover()?;
         Ok((log, report))
@@ -302,7 +305,29 @@ impl IngestLog {
         }
         metrics::segments_waiting(state.flushed.len(), state.pending.len());
         metrics::lend("committed");
+        drop(state);
+        let watchers = self
+            .commit_watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        for watcher in watchers.into_iter().flatten() {
+            let _ = watcher.send(());
+        }
         Ok(())
+    }
+
+    /// A receiver that gets a message when a store commits segment `id`.
+    /// Register before the segment is sealed, so the commit cannot be missed.
+    pub fn watch_commit(&self, id: Ulid) -> mpsc::Receiver<()> {
+        let (tx, rx) = mpsc::channel();
+        self.commit_watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id)
+            .or_default()
+            .push(tx);
+        rx
     }
 
     /// The store could not take the segment: make it available again.

@@ -55,3 +55,7 @@ pub(crate) fn torn_tail(bytes: u64) {
     counter!("sluice_ingest_recovered_torn_tails_total").increment(1);
     counter!("sluice_ingest_recovered_torn_bytes_total").increment(bytes);
 }
+
+pub(crate) fn batch_error(kind: &'static str) {
+    counter!("sluice_ingest_batch_errors_total", "reason" => kind).increment(1);
+}
