@@ -1,25 +1,116 @@
-use std::process::ExitCode;
+//! `sluice forward`: stdin to ingesters.
 
-use anyhow::Context;
+use std::{process::ExitCode, time::Duration};
+
+use anyhow::{Context, bail};
+use sluice_forward::{Destination, ForwardConfig, Mode, OnFull, Outcome};
+use sluice_record::wire::Guarantee;
+
+use crate::size::parse_bytes;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Where to send: tcp://HOST:PORT, an ingester's line port (fast 7651 or durable 7652).
-    #[arg(value_name = "URL", env = "SLUICE_FORWARD_TO")]
-    destination: String,
+    /// Where to send: sluice://HOST:PORT (the batch port, 7653; acknowledged;
+    /// the default when no scheme is given) or tcp://HOST:PORT (plain lines,
+    /// for the fast port 7651 or OK Log). Several sluice:// destinations are
+    /// used as --mode says.
+    #[arg(value_name = "URL", required = true, num_args = 1.., env = "SLUICE_FORWARD_TO", value_delimiter = ',')]
+    destinations: Vec<String>,
+    /// With several destinations: failover (one at a time) or balance (all at once).
+    #[arg(long, default_value = "failover", value_parser = ["failover", "balance"])]
+    mode: String,
+    /// Acknowledgement to wait for: none, write, fsync or replicated.
+    #[arg(long, default_value = "write", value_parser = ["none", "write", "fsync", "replicated"], env = "SLUICE_GUARANTEE")]
+    guarantee: String,
+    /// Topic of every record.
+    #[arg(long, default_value = "default", env = "SLUICE_TOPIC")]
+    topic: String,
+    /// Text prepended to every line.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// Bytes of batches waiting in memory before --on-full applies.
+    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
+    queue_max: u64,
+    /// When the queue is full: block (push back on stdin), drop-oldest or drop-newest.
+    #[arg(long, default_value = "block", value_parser = ["block", "drop-oldest", "drop-newest"])]
+    on_full: String,
+    /// Close a batch at this many bytes.
+    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    batch_size: u64,
+    /// Close a batch this long after its first line.
+    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
+    linger: Duration,
+    /// Longest line sent; longer lines are cut and counted.
+    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    max_line: u64,
+    /// Print the final counts as one JSON object on stderr.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = sluice_forward::ForwardConfig::from_url(&args.destination)?;
-    let stdin = std::io::stdin();
-    let stats = sluice_forward::forward(&config, stdin.lock())
-        .with_context(|| format!("forward to {}", args.destination))?;
-    tracing::info!(
-        lines_read = stats.lines_read,
-        bytes_read = stats.bytes_read,
-        bytes_sent = stats.bytes_sent,
-        reconnects = stats.reconnects,
-        "forwarder finished"
-    );
-    Ok(ExitCode::SUCCESS)
+    let destinations = args
+        .destinations
+        .iter()
+        .map(|d| Destination::parse(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut config = ForwardConfig::new(destinations);
+    config.mode = if args.mode == "balance" {
+        Mode::Balance
+    } else {
+        Mode::Failover
+    };
+    config.batch.guarantee = Guarantee::parse(&args.guarantee).context("parse --guarantee")?;
+    if !sluice_record::is_valid_topic(args.topic.as_bytes()) {
+        bail!(
+            "--topic {:?} is not a valid topic: use 1 to 255 printable ASCII characters without spaces",
+            args.topic
+        );
+    }
+    config.batch.topic = args.topic;
+    config.batch.prefix = args.prefix.into_bytes();
+    config.queue_max_bytes = args.queue_max as usize;
+    config.on_full = OnFull::parse(&args.on_full).context("parse --on-full")?;
+    config.batch.batch_bytes = args.batch_size.clamp(1, 16 << 20) as usize;
+    config.batch.linger = args.linger;
+    config.batch.max_line_bytes = args.max_line.clamp(1, 16 << 20) as usize;
+    let outcome = sluice_forward::forward(&config, std::io::stdin()).context("forward")?;
+    match outcome {
+        Outcome::Acked(counts) => {
+            if args.json {
+                eprintln!(
+                    "{}",
+                    serde_json::to_string(&counts).expect("counts serialize")
+                );
+            } else {
+                eprintln!(
+                    "sluice forward: read {} acked {} dropped {} (queue full {}, rejected {}) resent {} truncated {}",
+                    counts.read,
+                    counts.acked,
+                    counts.dropped(),
+                    counts.dropped_queue_full,
+                    counts.dropped_rejected,
+                    counts.resent,
+                    counts.truncated
+                );
+            }
+            debug_assert!(counts.balances());
+            // Exit 0 only when every record read was acknowledged.
+            Ok(if counts.acked == counts.read {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
+        }
+        Outcome::Lines(stats) => {
+            tracing::info!(
+                lines_read = stats.lines_read,
+                bytes_read = stats.bytes_read,
+                bytes_sent = stats.bytes_sent,
+                reconnects = stats.reconnects,
+                "forwarder finished"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -1,35 +1,46 @@
-//! The forwarder: stdin (or any reader) to an ingester.
+//! The forwarder: read lines and deliver them to ingesters.
 //!
-//! Destination `tcp://HOST:PORT` speaks the plain-lines protocol of the fast
-//! and durable ports (and of OK Log). Input is read in large chunks and
-//! written whole; a chunk's unterminated last line is held back until its
-//! newline arrives, so a reconnect never splits a line between two
-//! connections.
+//! Destinations, by URL scheme:
+//! - `sluice://HOST:PORT` (the default when no scheme is given): the batch
+//!   protocol with acknowledgements ([`acked`]). Lines are batched
+//!   ([`reader`]), held in a bounded queue ([`queue`]), sent pipelined, and
+//!   re-sent until acknowledged. On end of input the forwarder waits for
+//!   every ack before it returns.
+//! - `tcp://HOST:PORT`: plain lines for the fast and durable ports and for
+//!   OK Log ([`lines`]); no acknowledgement.
 //!
-//! On a write error the forwarder reconnects with exponential backoff
-//! (100 ms doubling to `max_backoff`) and sends the chunk again. Plain lines
-//! carry no acknowledgement, so a chunk the ingester had partly read before
-//! the connection broke may be partly duplicated; the acked batch protocol
-//! removes that limit.
-//!
-//! At end of input the forwarder half-closes the connection and waits for
-//! the ingester to close its side, which it does after it has read and
-//! written every line.
+//! Several `sluice://` destinations are used in `failover` mode (one at a
+//! time, moving on when it fails) or `balance` mode (all at once, taking
+//! from one queue).
+
+pub mod acked;
+pub mod lines;
+pub mod queue;
+pub mod reader;
 
 use std::{
-    io::{self, Read, Write},
-    net::{Shutdown, TcpStream, ToSocketAddrs},
+    io::{self, Read},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
-use metrics::counter;
+pub use lines::{ForwardStats, LinesConfig, forward_lines};
+pub use queue::{Counts, OnFull};
+use sluice_record::wire::Guarantee;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
     #[error(
-        "unsupported destination {0:?}: use tcp://HOST:PORT (the plain-lines protocol of an ingester's fast port)"
+        "unsupported destination {0:?}: use sluice://HOST:PORT (batch protocol, acknowledged) or tcp://HOST:PORT (plain lines)"
     )]
     BadDestination(String),
+    #[error("destinations mix schemes ({0}); use only sluice:// or only tcp://")]
+    MixedSchemes(String),
+    #[error("plain-lines (tcp://) forwarding takes one destination, got {0}")]
+    ManyLineDestinations(usize),
     #[error("read input: {0}")]
     Input(#[source] io::Error),
     #[error("gave up on {addr} after {attempts} attempts: {source}")]
@@ -41,167 +52,143 @@ pub enum ForwardError {
     },
 }
 
-#[derive(Debug, Clone)]
-pub struct ForwardConfig {
-    /// `host:port` of the ingester's line port.
-    pub addr: String,
-    pub read_chunk_bytes: usize,
-    pub max_backoff: Duration,
-    /// Give up after this many failed connection attempts in a row
-    /// (`None`: never).
-    pub max_attempts: Option<u32>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// The batch protocol.
+    Sluice(String),
+    /// Plain lines.
+    Lines(String),
 }
 
-impl ForwardConfig {
-    /// Parse a destination URL.
-    pub fn from_url(url: &str) -> Result<ForwardConfig, ForwardError> {
-        let addr = match url.split_once("://") {
-            Some(("tcp", rest)) => rest,
-            Some(_) => return Err(ForwardError::BadDestination(url.to_string())),
-            None => url,
+impl Destination {
+    pub fn parse(url: &str) -> Result<Destination, ForwardError> {
+        let (scheme, addr) = match url.split_once("://") {
+            Some((scheme, rest)) => (scheme, rest.trim_end_matches('/')),
+            None => ("sluice", url),
         };
         if addr.is_empty() || !addr.contains(':') {
             return Err(ForwardError::BadDestination(url.to_string()));
         }
-        Ok(ForwardConfig {
-            addr: addr.trim_end_matches('/').to_string(),
-            read_chunk_bytes: 256 << 10,
+        match scheme {
+            "sluice" => Ok(Destination::Sluice(addr.to_string())),
+            "tcp" => Ok(Destination::Lines(addr.to_string())),
+            _ => Err(ForwardError::BadDestination(url.to_string())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Failover,
+    Balance,
+}
+
+#[derive(Debug, Clone)]
+pub struct ForwardConfig {
+    pub destinations: Vec<Destination>,
+    pub mode: Mode,
+    pub batch: reader::BatchConfig,
+    pub queue_max_bytes: usize,
+    pub on_full: OnFull,
+    /// Batches in flight per connection.
+    pub window: usize,
+    pub max_backoff: Duration,
+}
+
+impl ForwardConfig {
+    pub fn new(destinations: Vec<Destination>) -> ForwardConfig {
+        ForwardConfig {
+            destinations,
+            mode: Mode::Failover,
+            batch: reader::BatchConfig {
+                topic: "default".into(),
+                guarantee: Guarantee::Write,
+                batch_bytes: 1 << 20,
+                batch_records: 10_000,
+                linger: Duration::from_millis(100),
+                max_line_bytes: 1 << 20,
+                prefix: Vec::new(),
+            },
+            queue_max_bytes: 64 << 20,
+            on_full: OnFull::Block,
+            window: 16,
             max_backoff: Duration::from_secs(5),
-            max_attempts: None,
-        })
-    }
-}
-
-/// What a forwarder run did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ForwardStats {
-    pub bytes_read: u64,
-    pub lines_read: u64,
-    pub bytes_sent: u64,
-    pub reconnects: u64,
-}
-
-struct Sender<'a> {
-    config: &'a ForwardConfig,
-    stream: Option<TcpStream>,
-    stats: ForwardStats,
-}
-
-impl Sender<'_> {
-    fn connect(&mut self) -> Result<&mut TcpStream, ForwardError> {
-        let mut attempts = 0u32;
-        let mut backoff = Duration::from_millis(100);
-        while self.stream.is_none() {
-            let connected = self
-                .config
-                .addr
-                .to_socket_addrs()
-                .and_then(|mut addrs| {
-                    addrs
-                        .next()
-                        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))
-                })
-                .and_then(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(5)));
-            match connected {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    self.stream = Some(stream);
-                }
-                Err(err) => {
-                    attempts += 1;
-                    if self.config.max_attempts.is_some_and(|max| attempts >= max) {
-                        return Err(ForwardError::GaveUp {
-                            addr: self.config.addr.clone(),
-                            attempts,
-                            source: err,
-                        });
-                    }
-                    tracing::warn!(addr = %self.config.addr, error = %err, retry_in_ms = backoff.as_millis() as u64, "cannot connect to ingester; retrying");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(self.config.max_backoff);
-                }
-            }
-        }
-        Ok(self.stream.as_mut().expect("connected above"))
-    }
-
-    /// Send `bytes`, reconnecting until they are written whole.
-    fn send(&mut self, bytes: &[u8]) -> Result<(), ForwardError> {
-        loop {
-            let stream = self.connect()?;
-            match stream.write_all(bytes) {
-                Ok(()) => {
-                    self.stats.bytes_sent += bytes.len() as u64;
-                    counter!("sluice_forward_bytes_sent_total").increment(bytes.len() as u64);
-                    return Ok(());
-                }
-                Err(err) => {
-                    tracing::warn!(addr = %self.config.addr, error = %err, "connection to ingester broke; reconnecting and sending the chunk again");
-                    self.stream = None;
-                    self.stats.reconnects += 1;
-                    counter!("sluice_forward_reconnects_total").increment(1);
-                }
-            }
-        }
-    }
-
-    /// Half-close and wait for the ingester to finish reading.
-    fn finish(&mut self) {
-        if let Some(mut stream) = self.stream.take() {
-            let _ = stream.flush();
-            let _ = stream.shutdown(Shutdown::Write);
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-            let mut sink = [0u8; 1024];
-            while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
         }
     }
 }
 
-/// Forward every line of `input` to the destination.
-pub fn forward(config: &ForwardConfig, mut input: impl Read) -> Result<ForwardStats, ForwardError> {
-    let mut sender = Sender {
-        config,
-        stream: None,
-        stats: ForwardStats::default(),
+/// What a run delivered.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Acked(Counts),
+    Lines(ForwardStats),
+}
+
+/// Forward every line of `input`. With `sluice://` destinations this
+/// returns only when every record read was acknowledged or counted as
+/// dropped; `report` is called with the counts when it returns.
+pub fn forward(
+    config: &ForwardConfig,
+    input: impl Read + Send + 'static,
+) -> Result<Outcome, ForwardError> {
+    let mut lines = Vec::new();
+    let mut sluice = Vec::new();
+    for d in &config.destinations {
+        match d {
+            Destination::Lines(addr) => lines.push(addr.clone()),
+            Destination::Sluice(addr) => sluice.push(addr.clone()),
+        }
+    }
+    if !lines.is_empty() && !sluice.is_empty() {
+        return Err(ForwardError::MixedSchemes(format!(
+            "{} sluice://, {} tcp://",
+            sluice.len(),
+            lines.len()
+        )));
+    }
+    if !lines.is_empty() {
+        if lines.len() > 1 {
+            return Err(ForwardError::ManyLineDestinations(lines.len()));
+        }
+        let stats = forward_lines(&LinesConfig::new(&lines[0]), input)?;
+        return Ok(Outcome::Lines(stats));
+    }
+    let queue = queue::Queue::new(config.queue_max_bytes, config.on_full);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender_config = acked::SenderConfig {
+        destinations: sluice.clone(),
+        window: config.window.max(1),
+        max_backoff: config.max_backoff,
     };
-    let mut buf = vec![0u8; config.read_chunk_bytes];
-    // buf[..held] is an unterminated line carried into the next read.
-    let mut held = 0usize;
-    loop {
-        if held == buf.len() {
-            // A line longer than the buffer: send what we have; the ingester
-            // applies its line limit.
-            sender.send(&buf[..held])?;
-            held = 0;
-        }
-        let n = match input.read(&mut buf[held..]) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(ForwardError::Input(e)),
-        };
-        sender.stats.bytes_read += n as u64;
-        let lines = memchr::memchr_iter(b'\n', &buf[held..held + n]).count() as u64;
-        sender.stats.lines_read += lines;
-        counter!("sluice_forward_lines_read_total").increment(lines);
-        let filled = held + n;
-        match memchr::memrchr(b'\n', &buf[..filled]) {
-            Some(last_nl) => {
-                sender.send(&buf[..=last_nl])?;
-                buf.copy_within(last_nl + 1..filled, 0);
-                held = filled - last_nl - 1;
-            }
-            None => held = filled,
-        }
+    let slots: Vec<Vec<String>> = match config.mode {
+        Mode::Failover => vec![sluice.clone()],
+        // Each slot starts at its own destination and fails over to the rest.
+        Mode::Balance => (0..sluice.len())
+            .map(|i| sluice[i..].iter().chain(&sluice[..i]).cloned().collect())
+            .collect(),
+    };
+    let senders: Vec<_> = slots
+        .into_iter()
+        .map(|destinations| {
+            let (config, queue, stop) = (sender_config.clone(), queue.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("forward-send".into())
+                .spawn(move || acked::run_slot(config, destinations, queue, stop))
+                .map_err(ForwardError::Input)
+        })
+        .collect::<Result<_, _>>()?;
+    let read = reader::read_batches(input, &config.batch, &queue);
+    queue.close_input();
+    if read.is_ok() {
+        queue.wait_drained();
     }
-    if held > 0 {
-        buf.truncate(held);
-        buf.push(b'\n');
-        sender.stats.lines_read += 1;
-        sender.send(&buf)?;
+    stop.store(true, Ordering::Relaxed);
+    queue.stop();
+    for sender in senders {
+        let _ = sender.join();
     }
-    sender.finish();
-    Ok(sender.stats)
+    read.map_err(ForwardError::Input)?;
+    Ok(Outcome::Acked(queue.counts()))
 }
 
 #[cfg(test)]
@@ -211,34 +198,18 @@ mod tests {
     #[test]
     fn destinations_parse() {
         assert_eq!(
-            ForwardConfig::from_url("tcp://127.0.0.1:7651")
-                .unwrap()
-                .addr,
-            "127.0.0.1:7651"
+            Destination::parse("tcp://127.0.0.1:7651").unwrap(),
+            Destination::Lines("127.0.0.1:7651".into())
         );
         assert_eq!(
-            ForwardConfig::from_url("localhost:7651").unwrap().addr,
-            "localhost:7651"
+            Destination::parse("sluice://h:7653").unwrap(),
+            Destination::Sluice("h:7653".into())
         );
-        assert!(ForwardConfig::from_url("udp://x:1").is_err());
-        assert!(ForwardConfig::from_url("tcp://nohost").is_err());
-    }
-
-    #[test]
-    fn every_line_arrives_and_the_last_one_gets_a_newline() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let server = std::thread::spawn(move || {
-            let (mut conn, _) = listener.accept().unwrap();
-            let mut got = Vec::new();
-            conn.read_to_end(&mut got).unwrap();
-            got
-        });
-        let mut config = ForwardConfig::from_url(&addr).unwrap();
-        config.read_chunk_bytes = 7;
-        let input = b"one\ntwo\nthree is long\nlast".to_vec();
-        let stats = forward(&config, &input[..]).unwrap();
-        assert_eq!(server.join().unwrap(), b"one\ntwo\nthree is long\nlast\n");
-        assert_eq!(stats.lines_read, 4);
+        assert_eq!(
+            Destination::parse("h:7653").unwrap(),
+            Destination::Sluice("h:7653".into())
+        );
+        assert!(Destination::parse("udp://x:1").is_err());
+        assert!(Destination::parse("tcp://nohost").is_err());
     }
 }

@@ -64,6 +64,12 @@ impl IdGenerator {
         Ulid(next)
     }
 
+    /// Mark every id up to `id` as handed out: a batch that used `base`,
+    /// `base + 1`, … `id` reserves them this way, so the next id is above.
+    pub fn skip_to(&mut self, id: Ulid) {
+        self.last = self.last.max(id.0);
+    }
+
     /// The last id handed out, if any.
     pub fn last(&self) -> Option<Ulid> {
         (self.last != 0).then_some(Ulid(self.last))

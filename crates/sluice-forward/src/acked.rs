@@ -1,0 +1,242 @@
+//! Sending batches to ingesters over the batch protocol, with acks.
+//!
+//! One sender thread per connection slot: in `failover` mode a single slot
+//! walks the destination list, moving on when a connection fails; in
+//! `balance` mode each destination has its own slot and all of them take
+//! from the same queue.
+//!
+//! A connection keeps up to `window` batches in flight. A second thread
+//! reads its replies: `OK <seq>` acknowledges a batch; `ERR <seq>` for a
+//! refusal that a retry can cure (a full disk) puts the batch back, other
+//! refusals count it as dropped (`rejected`). When the connection breaks,
+//! every unacknowledged batch goes back to the front of the queue and is
+//! sent again, on this destination or another, with the same base ULID, so
+//! the re-send cannot show a record twice.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Write},
+    net::{TcpStream, ToSocketAddrs},
+    sync::{
+        Arc, Condvar, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use metrics::counter;
+use sluice_record::wire::{Reply, parse_reply};
+
+use crate::queue::{Batch, Queue};
+
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    /// `host:port` of each destination's batch port.
+    pub destinations: Vec<String>,
+    pub window: usize,
+    pub max_backoff: Duration,
+}
+
+/// In-flight batches of one connection, by seq.
+#[derive(Default)]
+struct Window {
+    batches: Mutex<(BTreeMap<u64, Arc<Batch>>, bool /* dead */)>,
+    changed: Condvar,
+}
+
+/// Run one sender slot until `stop` is set. `destinations` is walked in
+/// order on failure.
+pub fn run_slot(
+    config: SenderConfig,
+    destinations: Vec<String>,
+    queue: Arc<Queue>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    let mut index = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let addr = &destinations[index % destinations.len()];
+        index += 1;
+        match connect(addr) {
+            Ok(stream) => {
+                tracing::debug!(addr, "connected to ingester");
+                let delivered = serve_connection(stream, addr, &config, &queue, &stop);
+                if delivered {
+                    backoff = Duration::from_millis(50);
+                }
+            }
+            Err(err) => {
+                counter!("sluice_forward_connect_errors_total").increment(1);
+                tracing::warn!(addr, error = %err, retry_in_ms = backoff.as_millis() as u64, "cannot connect to ingester");
+            }
+        }
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        // Only back off once every destination has been tried.
+        if index % destinations.len() == 0 {
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(config.max_backoff);
+        }
+    }
+}
+
+fn connect(addr: &str) -> std::io::Result<TcpStream> {
+    let target = addr.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no address for {addr}"),
+        )
+    })?;
+    let stream = TcpStream::connect_timeout(&target, Duration::from_secs(5))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Send batches on one connection until it fails or `stop` is set. Returns
+/// whether any batch was acknowledged.
+fn serve_connection(
+    stream: TcpStream,
+    addr: &str,
+    config: &SenderConfig,
+    queue: &Arc<Queue>,
+    stop: &AtomicBool,
+) -> bool {
+    let window = Arc::new(Window::default());
+    let acked_any = Arc::new(AtomicBool::new(false));
+    let reader = match stream.try_clone() {
+        Ok(s) => s,
+        Err(_) => return false,
+    };
+    let replies = {
+        let (window, queue, acked_any, addr) = (
+            window.clone(),
+            queue.clone(),
+            acked_any.clone(),
+            addr.to_string(),
+        );
+        std::thread::spawn(move || read_replies(reader, &addr, &window, &queue, &acked_any))
+    };
+    let mut stream = stream;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        // Wait for room in the window (or the connection's death).
+        {
+            let mut guard = window.batches.lock().unwrap_or_else(|p| p.into_inner());
+            while guard.0.len() >= config.window && !guard.1 {
+                guard = window
+                    .changed
+                    .wait_timeout(guard, Duration::from_millis(100))
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+            if guard.1 {
+                break;
+            }
+        }
+        let Some(batch) = queue.take(Duration::from_millis(100)) else {
+            if window.batches.lock().unwrap_or_else(|p| p.into_inner()).1 {
+                break;
+            }
+            continue;
+        };
+        {
+            let mut guard = window.batches.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.1 {
+                drop(guard);
+                queue.give_back(vec![batch]);
+                break;
+            }
+            guard.0.insert(batch.seq, batch.clone());
+        }
+        if let Err(err) = stream.write_all(&batch.wire) {
+            tracing::warn!(addr, error = %err, "connection to ingester broke; unacknowledged batches will be sent again");
+            break;
+        }
+    }
+    // Close, let the reply thread finish, and requeue what is unacked.
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = replies.join();
+    let unacked: Vec<Arc<Batch>> = {
+        let mut guard = window.batches.lock().unwrap_or_else(|p| p.into_inner());
+        guard.1 = true;
+        std::mem::take(&mut guard.0).into_values().collect()
+    };
+    if !unacked.is_empty() {
+        counter!("sluice_forward_reconnects_total").increment(1);
+    }
+    queue.give_back(unacked);
+    acked_any.load(Ordering::Relaxed)
+}
+
+fn read_replies(
+    stream: TcpStream,
+    addr: &str,
+    window: &Window,
+    queue: &Queue,
+    acked_any: &AtomicBool,
+) {
+    let mut reader = BufReader::with_capacity(64 << 10, stream);
+    let mut line = Vec::with_capacity(128);
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let reply = parse_reply(line.strip_suffix(b"\n").unwrap_or(&line));
+        let mut guard = window.batches.lock().unwrap_or_else(|p| p.into_inner());
+        match reply {
+            Some(Reply::Ok { seq, .. }) => {
+                if let Some(batch) = guard.0.remove(&seq) {
+                    queue.acked(&batch);
+                    acked_any.store(true, Ordering::Relaxed);
+                }
+            }
+            Some(Reply::Err {
+                seq: Some(seq),
+                reason,
+            }) => {
+                if let Some(batch) = guard.0.remove(&seq) {
+                    if reason.starts_with("cannot ") {
+                        // The ingester could not write (disk full, fsync
+                        // failure): try again later, maybe elsewhere.
+                        tracing::warn!(
+                            addr,
+                            seq,
+                            reason,
+                            "ingester could not store a batch; it will be sent again"
+                        );
+                        drop(guard);
+                        queue.give_back(vec![batch]);
+                        // Back off through a reconnect.
+                        break;
+                    }
+                    tracing::error!(
+                        addr,
+                        seq,
+                        records = batch.records,
+                        reason,
+                        "ingester refused a batch; its records are dropped and counted"
+                    );
+                    queue.rejected(&batch);
+                }
+            }
+            Some(Reply::Err { seq: None, reason }) => {
+                tracing::error!(addr, reason, "ingester closed the protocol");
+                break;
+            }
+            Some(Reply::Pong) => {}
+            None => {
+                tracing::warn!(addr, reply = %String::from_utf8_lossy(&line), "unparseable reply from ingester");
+                break;
+            }
+        }
+        window.changed.notify_all();
+    }
+    let mut guard = window.batches.lock().unwrap_or_else(|p| p.into_inner());
+    guard.1 = true;
+    window.changed.notify_all();
+}
