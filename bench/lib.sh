@@ -135,3 +135,47 @@ best_of() {
 	done
 	echo "$best"
 }
+
+# run_and_stamp STAMP CMD...: run CMD and, when it exits, write
+# "RC END-TIME CPU-SECONDS" to STAMP (atomically, via rename); CPU-SECONDS is
+# CMD's user + system time. CMD's pid goes to STAMP.pid first. Meant to be
+# started in the background with stdin redirected by the caller, e.g.
+# `run_and_stamp f cmd <input &`; the subshell's fd 0 shares CMD's file
+# offset, so `sender_pos` works on its pid. TERM and INT are passed on to CMD.
+run_and_stamp() {
+	local stamp=$1 pid rc=0
+	shift
+	"$@" <&0 &
+	pid=$!
+	# shellcheck disable=SC2064 # expand $pid now
+	trap "kill -TERM $pid 2>/dev/null || true" TERM INT
+	printf '%s\n' "$pid" >"$stamp.pid"
+	wait "$pid" || rc=$?
+	# wait returns early when a trapped signal arrives; wait for CMD itself.
+	while kill -0 "$pid" 2>/dev/null; do
+		rc=0
+		wait "$pid" || rc=$?
+	done
+	local end
+	end=$(now)
+	# `times` without a fork: its second line is the children's user and system time.
+	times >"$stamp.times"
+	awk -v rc="$rc" -v end="$end" 'NR == 2 {
+		n = 0
+		for (i = 1; i <= 2; i++) { split($i, p, "m"); sub(/s$/, "", p[2]); n += p[1] * 60 + p[2] }
+		printf "%s %s %.3f\n", rc, end, n
+	}' "$stamp.times" >"$stamp.tmp"
+	mv "$stamp.tmp" "$stamp"
+}
+
+# file_nonempty PATH
+file_nonempty() { [[ -s $1 ]]; }
+
+# cpu_ticks PID -> utime + stime of a live process in clock ticks (empty if gone)
+cpu_ticks() {
+	# Field 2 (comm) is in parentheses and may hold spaces: cut up to ") " first.
+	sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }' || true
+}
+
+# read_chars PID -> bytes the process has read with read(2) and friends (rchar; empty if gone)
+read_chars() { awk '/^rchar:/ { print $2 }' "/proc/$1/io" 2>/dev/null || true; }

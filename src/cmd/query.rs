@@ -34,6 +34,9 @@ pub struct Args {
     /// Stop after this many records.
     #[arg(long)]
     limit: Option<u64>,
+    /// Resume: only records after this ULID (the last id you read, e.g. from --ulid or --json).
+    #[arg(long, value_name = "ULID")]
+    after: Option<String>,
     /// Prefix each line with its ULID.
     #[arg(long, conflicts_with = "time")]
     ulid: bool,
@@ -82,6 +85,9 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(limit) = args.limit {
         params.push(("limit", limit.to_string()));
+    }
+    if let Some(after) = &args.after {
+        params.push(("after", after.clone()));
     }
     if args.stats {
         params.push(("stats", "true".into()));

@@ -69,6 +69,31 @@ fn literal_regex_case_and_output_forms() {
 }
 
 #[test]
+fn a_scanner_resumes_after_its_cursor_without_gaps_or_repeats() {
+    let (_dir, node) = node_with(&["one", "two", "three", "four", "five"]);
+    let mut cursor: Option<String> = None;
+    let mut seen = Vec::new();
+    loop {
+        let mut args = vec!["--ulid", "--limit", "2"];
+        if let Some(after) = &cursor {
+            args.extend(["--after", after.as_str()]);
+        }
+        let page = stdout(node.query(&args));
+        if page.is_empty() {
+            break;
+        }
+        for line in page.lines() {
+            let (id, payload) = line.split_once(' ').unwrap();
+            cursor = Some(id.to_string());
+            seen.push(payload.to_string());
+        }
+    }
+    assert_eq!(seen, ["one", "two", "three", "four", "five"]);
+    let out = node.query(&["--after", "not-a-ulid"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a ULID"));
+}
+
+#[test]
 fn a_time_range_outside_the_data_reads_no_segment() {
     let (_dir, node) = node_with(&["only line"]);
     let out = node.query(&[

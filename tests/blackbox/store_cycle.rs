@@ -51,6 +51,7 @@ fn query_all(store: &Store) -> (Vec<String>, sluice_query::QueryStats) {
         matcher: Matcher::All,
         topic: None,
         limit: None,
+        after: None,
     };
     let mut got = Vec::new();
     let stats = sluice_query::execute(&**store.fs(), store.dir(), &query, &mut |r: &Record<'_>| {

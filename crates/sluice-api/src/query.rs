@@ -11,6 +11,7 @@
 //! | `i`      | `true`: ignore case                                       | `false` |
 //! | `topic`  | only records of this topic                                | all     |
 //! | `limit`  | stop after this many records                              | none    |
+//! | `after`  | resume cursor: only records with a larger ULID            | none    |
 //! | `stats`  | `true`: run the query, return only the plan and counts    | `false` |
 //! | `format` | `raw`: `<ulid> <topic> <payload>\n`; `json`: one object per line | `raw` |
 //!
@@ -56,6 +57,8 @@ pub struct QueryParams {
     pub i: bool,
     pub topic: Option<String>,
     pub limit: Option<u64>,
+    /// Resume cursor: only records after this ULID.
+    pub after: Option<String>,
     #[serde(default)]
     pub stats: bool,
     pub format: Option<String>,
@@ -82,6 +85,12 @@ fn parse(params: &QueryParams) -> Result<(Query, Format), String> {
     }
     let matcher = Matcher::new(params.q.as_deref().unwrap_or(""), params.regex, params.i)
         .map_err(|e| e.to_string())?;
+    let after = match params.after.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(sluice_record::Ulid::from_string(text).map_err(|_| {
+            format!("after: {text:?} is not a ULID; pass the id of the last record you read")
+        })?),
+    };
     let format = match params.format.as_deref() {
         None | Some("raw") => Format::Raw,
         Some("json") => Format::Json,
@@ -94,6 +103,7 @@ fn parse(params: &QueryParams) -> Result<(Query, Format), String> {
             matcher,
             topic: params.topic.as_ref().map(|t| t.as_bytes().to_vec()),
             limit: params.limit,
+            after,
         },
         format,
     ))

@@ -28,6 +28,8 @@ pub struct Query {
     pub matcher: Matcher,
     pub topic: Option<Vec<u8>>,
     pub limit: Option<u64>,
+    /// Resume cursor: only records with ids strictly greater.
+    pub after: Option<Ulid>,
 }
 
 /// The plan and counts of one query, as `/query?stats=true` reports them.
@@ -97,7 +99,10 @@ pub fn execute(
         })
     };
     // Ids sort by time, so the range is an id range.
-    let lower = Ulid::from_parts(query.from_ms, 0);
+    let mut lower = Ulid::from_parts(query.from_ms, 0);
+    if let Some(after) = query.after {
+        lower = lower.max(Ulid(after.0.saturating_add(1)));
+    }
     let upper = Ulid::from_parts(query.to_ms, u128::MAX);
     let filter = |r: &Record<'_>| {
         if r.id < lower {
@@ -168,6 +173,7 @@ mod tests {
             matcher: Matcher::new(q, false, false).unwrap(),
             topic: None,
             limit: None,
+            after: None,
         };
         let mut got = Vec::new();
         let stats = execute(fs, dir, &query, &mut |r: &Record<'_>| {
