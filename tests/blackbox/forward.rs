@@ -150,3 +150,91 @@ fn failover_to_a_second_ingester_when_the_first_is_killed_loses_nothing() {
         "the second ingester took over"
     );
 }
+
+/// A TCP proxy to `target` that lets the client's bytes through at about
+/// `bytes_per_tick` every 10 ms: a slow destination.
+fn throttling_proxy(target: String, bytes_per_tick: usize) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = std::net::TcpStream::connect(&target) else {
+                continue;
+            };
+            let (mut client_read, mut server_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut server_read, mut client_write) = (server, client);
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut buf = vec![0u8; bytes_per_tick];
+                while let Ok(n) = client_read.read(&mut buf) {
+                    if n == 0 || server_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                let _ = server_write.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut server_read, &mut client_write);
+                let _ = client_write.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_slow_destination_loses_nothing_in_block_mode_and_the_counts_balance_when_dropping() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    // About 1.6 MB/s: far slower than the input.
+    let proxy = throttling_proxy(node.batch.clone(), 16 << 10);
+    let destination = format!("sluice://{proxy}");
+    let small_queue = ["--queue-max", "128KiB", "--batch-size", "32KiB"];
+    let mut total = 0u64;
+    for (mode, lines) in [
+        ("block", 30_000),
+        ("drop-newest", 60_000),
+        ("drop-oldest", 60_000),
+    ] {
+        let input = numbered_lines(lines, mode);
+        let mut args = vec!["--on-full", mode];
+        args.extend(small_queue);
+        let mut forwarder = spawn_forwarder(&[&destination], &args);
+        let mut stdin = forwarder.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
+        writer.join().unwrap();
+        let output = forwarder.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let counts: serde_json::Value =
+            serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+        let (read, acked) = (
+            counts["read"].as_u64().unwrap(),
+            counts["acked"].as_u64().unwrap(),
+        );
+        let dropped = counts["dropped_queue_full"].as_u64().unwrap()
+            + counts["dropped_rejected"].as_u64().unwrap();
+        assert_eq!(read, lines as u64, "{mode}");
+        assert_eq!(
+            read,
+            acked + dropped,
+            "{mode}: read = acked + dropped once drained"
+        );
+        assert_eq!(counts["in_flight"], 0);
+        assert_eq!(counts["queued"], 0);
+        if mode == "block" {
+            assert_eq!(dropped, 0, "block never drops");
+            assert!(output.status.success());
+        } else {
+            assert!(dropped > 0, "{mode}: the queue overflowed");
+            assert!(
+                !output.status.success(),
+                "{mode}: not everything was acknowledged"
+            );
+        }
+        total += acked;
+        node.wait_records(total);
+    }
+}
