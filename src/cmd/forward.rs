@@ -46,6 +46,9 @@ pub struct Args {
     /// Print the final counts as one JSON object on stderr.
     #[arg(long)]
     json: bool,
+    /// Serve /metrics (Prometheus) and /health on this address.
+    #[arg(long, value_name = "ADDR", env = "SLUICE_FORWARD_API")]
+    api: Option<std::net::SocketAddr>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -74,26 +77,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.batch.batch_bytes = args.batch_size.clamp(1, 16 << 20) as usize;
     config.batch.linger = args.linger;
     config.batch.max_line_bytes = args.max_line.clamp(1, 16 << 20) as usize;
-    let outcome = sluice_forward::forward(&config, std::io::stdin()).context("forward")?;
+    let metrics = match args.api {
+        Some(_) => Some(
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .context("install the metrics recorder")?,
+        ),
+        None => None,
+    };
+    let (json, api) = (args.json, args.api);
+    let outcome = sluice_forward::forward_observed(&config, std::io::stdin(), move |probe| {
+        // Signals and the optional API run on a small runtime of their own,
+        // beside the forwarder's threads.
+        std::thread::Builder::new()
+            .name("forward-control".into())
+            .spawn(move || control(probe, json, api, metrics))
+            .expect("start the control thread");
+    })
+    .context("forward")?;
     match outcome {
         Outcome::Acked(counts) => {
-            if args.json {
-                eprintln!(
-                    "{}",
-                    serde_json::to_string(&counts).expect("counts serialize")
-                );
-            } else {
-                eprintln!(
-                    "sluice forward: read {} acked {} dropped {} (queue full {}, rejected {}) resent {} truncated {}",
-                    counts.read,
-                    counts.acked,
-                    counts.dropped(),
-                    counts.dropped_queue_full,
-                    counts.dropped_rejected,
-                    counts.resent,
-                    counts.truncated
-                );
-            }
+            report(&counts, json);
             debug_assert!(counts.balances());
             // Exit 0 only when every record read was acknowledged.
             Ok(if counts.acked == counts.read {
@@ -113,4 +117,69 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn report(counts: &sluice_forward::Counts, json: bool) {
+    if json {
+        eprintln!(
+            "{}",
+            serde_json::to_string(counts).expect("counts serialize")
+        );
+    } else {
+        eprintln!(
+            "sluice forward: read {} acked {} queued {} in flight {} dropped {} (queue full {}, rejected {}) resent {} truncated {}",
+            counts.read,
+            counts.acked,
+            counts.queued,
+            counts.in_flight,
+            counts.dropped(),
+            counts.dropped_queue_full,
+            counts.dropped_rejected,
+            counts.resent,
+            counts.truncated
+        );
+    }
+}
+
+/// SIGUSR1 prints the live counts; `--api` serves /metrics and /health.
+fn control(
+    probe: sluice_forward::CountsProbe,
+    json: bool,
+    api: Option<std::net::SocketAddr>,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    runtime.block_on(async move {
+        // Installed before the API answers, so a live /health means SIGUSR1
+        // is handled.
+        let signal = tokio::signal::unix::SignalKind::user_defined1();
+        let Ok(mut usr1) = tokio::signal::unix::signal(signal) else {
+            return;
+        };
+        if let (Some(addr), Some(handle)) = (api, metrics) {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    let router = axum::Router::new()
+                        .route("/health", axum::routing::get(|| async { "ok\n" }))
+                        .route(
+                            "/metrics",
+                            axum::routing::get(move || {
+                                let handle = handle.clone();
+                                async move { handle.render() }
+                            }),
+                        );
+                    tokio::spawn(async move { axum::serve(listener, router).await });
+                }
+                Err(err) => tracing::error!(%addr, error = %err, "cannot serve the forwarder API (change it with --api)"),
+            }
+        }
+        while usr1.recv().await.is_some() {
+            report(&probe(), json);
+        }
+    });
 }

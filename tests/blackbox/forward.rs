@@ -238,3 +238,46 @@ fn a_slow_destination_loses_nothing_in_block_mode_and_the_counts_balance_when_dr
         node.wait_records(total);
     }
 }
+
+#[test]
+fn the_forwarder_reports_on_sigusr1_and_serves_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let api = format!("127.0.0.1:{}", free_port());
+    let mut forwarder = spawn_forwarder(&[&format!("sluice://{}", node.batch)], &["--api", &api]);
+    let mut stdin = forwarder.stdin.take().unwrap();
+    stdin.write_all(&numbered_lines(1000, "usr1")).unwrap();
+    stdin.flush().unwrap();
+    wait_for("the forwarder's metrics to show every ack", || {
+        let (_, body) = http_get(&api, "/metrics")?;
+        body.lines()
+            .any(|l| l == "sluice_forward_records_acked_total 1000")
+            .then_some(())
+    });
+    let pid = forwarder.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-USR1", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    drop(stdin);
+    let output = forwarder.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "SIGUSR1 does not stop the forwarder"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let reports: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(
+        reports.len(),
+        2,
+        "one report on SIGUSR1, one at exit: {stderr}"
+    );
+    assert_eq!(reports[0]["read"], 1000);
+    assert_eq!(reports[0]["acked"], 1000);
+}

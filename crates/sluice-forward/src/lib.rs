@@ -124,12 +124,24 @@ pub enum Outcome {
     Lines(ForwardStats),
 }
 
+/// Reads the live counts of a running forwarder (for SIGUSR1 and /metrics).
+pub type CountsProbe = Arc<dyn Fn() -> Counts + Send + Sync>;
+
 /// Forward every line of `input`. With `sluice://` destinations this
 /// returns only when every record read was acknowledged or counted as
-/// dropped; `report` is called with the counts when it returns.
+/// dropped.
 pub fn forward(
     config: &ForwardConfig,
     input: impl Read + Send + 'static,
+) -> Result<Outcome, ForwardError> {
+    forward_observed(config, input, |_| {})
+}
+
+/// [`forward`], handing `observe` a probe of the live counts first.
+pub fn forward_observed(
+    config: &ForwardConfig,
+    input: impl Read + Send + 'static,
+    observe: impl FnOnce(CountsProbe),
 ) -> Result<Outcome, ForwardError> {
     let mut lines = Vec::new();
     let mut sluice = Vec::new();
@@ -154,6 +166,8 @@ pub fn forward(
         return Ok(Outcome::Lines(stats));
     }
     let queue = queue::Queue::new(config.queue_max_bytes, config.on_full);
+    let probe = queue.clone();
+    observe(Arc::new(move || probe.counts()));
     let stop = Arc::new(AtomicBool::new(false));
     let sender_config = acked::SenderConfig {
         destinations: sluice.clone(),
