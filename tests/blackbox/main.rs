@@ -1,6 +1,7 @@
 //! Black-box tests: the real `sluice` binary, as a user runs it.
 
 mod batch;
+mod client;
 mod forward;
 mod harness;
 mod ingest;

@@ -1,0 +1,212 @@
+use std::{
+    io::{self, BufRead, BufReader, Write},
+    net::TcpStream,
+    time::Duration,
+};
+
+use sluice_record::{
+    IdGenerator, Ulid, now_ms,
+    wire::{BatchBuilder, Guarantee, Reply, parse_reply},
+};
+
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// `host:port` of an ingester's batch port.
+    pub addr: String,
+    pub topic: String,
+    pub guarantee: Guarantee,
+    /// Send a batch when its records reach this many bytes.
+    pub batch_bytes: usize,
+    pub timeout: Duration,
+}
+
+impl WriterConfig {
+    pub fn new(addr: impl Into<String>) -> WriterConfig {
+        WriterConfig {
+            addr: addr.into(),
+            topic: "default".into(),
+            guarantee: Guarantee::Write,
+            batch_bytes: 1 << 20,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A batch that was not acknowledged.
+#[derive(Debug, Clone)]
+pub struct FailedBatch {
+    pub seq: u64,
+    pub records: u32,
+    /// The encoded batch, sent again as is by [`Writer::retry`].
+    pub wire: Vec<u8>,
+    pub reason: String,
+}
+
+/// One line written = one record. See the crate docs.
+pub struct Writer {
+    config: WriterConfig,
+    connection: Option<(TcpStream, BufReader<TcpStream>)>,
+    builder: BatchBuilder,
+    ids: IdGenerator,
+    base: Option<Ulid>,
+    seq: u64,
+    partial: Vec<u8>,
+    failed: Vec<FailedBatch>,
+    acked_records: u64,
+}
+
+impl Writer {
+    pub fn new(config: WriterConfig) -> Writer {
+        Writer {
+            config,
+            connection: None,
+            builder: BatchBuilder::new(),
+            ids: IdGenerator::new(),
+            base: None,
+            seq: 0,
+            partial: Vec::new(),
+            failed: Vec::new(),
+            acked_records: 0,
+        }
+    }
+
+    /// Records acknowledged so far.
+    pub fn acked_records(&self) -> u64 {
+        self.acked_records
+    }
+
+    /// Batches that were not acknowledged, oldest first.
+    pub fn take_failed(&mut self) -> Vec<FailedBatch> {
+        std::mem::take(&mut self.failed)
+    }
+
+    /// Send every failed batch again. Returns how many are still failing.
+    pub fn retry(&mut self) -> usize {
+        for batch in std::mem::take(&mut self.failed) {
+            if let Err(reason) = self.send(batch.seq, &batch.wire) {
+                self.failed.push(FailedBatch { reason, ..batch });
+            } else {
+                self.acked_records += batch.records as u64;
+            }
+        }
+        self.failed.len()
+    }
+
+    fn add_line(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if self.base.is_none() {
+            self.base = Some(self.ids.next_at(now_ms()));
+        }
+        self.builder.push(None, line);
+    }
+
+    /// Send the open batch and wait for its ack; a failure is kept for
+    /// [`retry`](Self::retry), not lost.
+    fn send_open_batch(&mut self) {
+        let Some(base) = self.base.take() else {
+            return;
+        };
+        let records = self.builder.count();
+        self.ids.skip_to(Ulid(base.0 + records as u128 - 1));
+        self.seq += 1;
+        let mut wire = Vec::with_capacity(self.builder.section_len() + 128);
+        self.builder.encode(
+            &mut wire,
+            self.seq,
+            &self.config.topic,
+            self.config.guarantee,
+            Some(base),
+        );
+        self.builder.clear();
+        match self.send(self.seq, &wire) {
+            Ok(()) => self.acked_records += records as u64,
+            Err(reason) => self.failed.push(FailedBatch {
+                seq: self.seq,
+                records,
+                wire,
+                reason,
+            }),
+        }
+    }
+
+    fn send(&mut self, seq: u64, wire: &[u8]) -> Result<(), String> {
+        let result = self.try_send(seq, wire);
+        if result.is_err() {
+            // Start afresh next time: the framing may be lost.
+            self.connection = None;
+        }
+        result
+    }
+
+    fn try_send(&mut self, seq: u64, wire: &[u8]) -> Result<(), String> {
+        if self.connection.is_none() {
+            let stream = TcpStream::connect(&self.config.addr)
+                .map_err(|e| format!("connect {}: {e}", self.config.addr))?;
+            stream
+                .set_read_timeout(Some(self.config.timeout))
+                .map_err(|e| e.to_string())?;
+            let reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+            self.connection = Some((stream, reader));
+        }
+        let (stream, reader) = self.connection.as_mut().expect("connected above");
+        stream
+            .write_all(wire)
+            .map_err(|e| format!("send batch {seq}: {e}"))?;
+        let mut line = Vec::new();
+        reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| format!("read ack of batch {seq}: {e}"))?;
+        match parse_reply(line.strip_suffix(b"\n").unwrap_or(&line)) {
+            Some(Reply::Ok { seq: got, .. }) if got == seq => Ok(()),
+            Some(Reply::Err { reason, .. }) => Err(reason),
+            other => Err(format!("unexpected reply to batch {seq}: {other:?}")),
+        }
+    }
+}
+
+impl Write for Writer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut rest = buf;
+        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            if self.partial.is_empty() {
+                self.add_line(&rest[..nl]);
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(&rest[..nl]);
+                self.add_line(&line);
+            }
+            rest = &rest[nl + 1..];
+            if self.builder.section_len() >= self.config.batch_bytes {
+                self.send_open_batch();
+            }
+        }
+        self.partial.extend_from_slice(rest);
+        Ok(buf.len())
+    }
+
+    /// Send every complete line and wait for the acks. Fails if any batch
+    /// is not acknowledged; such batches stay available to
+    /// [`Writer::take_failed`] and [`Writer::retry`].
+    fn flush(&mut self) -> io::Result<()> {
+        self.send_open_batch();
+        match self.failed.last() {
+            None => Ok(()),
+            Some(failed) => Err(io::Error::other(format!(
+                "{} batch(es) not acknowledged; last: {}",
+                self.failed.len(),
+                failed.reason
+            ))),
+        }
+    }
+}
+
+impl Drop for Writer {
+    /// A last line without a newline is sent too.
+    fn drop(&mut self) {
+        if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.add_line(&line);
+        }
+        self.send_open_batch();
+    }
+}
