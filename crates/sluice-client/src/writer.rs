@@ -106,18 +106,14 @@ impl Writer {
         let Some(base) = self.base.take() else {
             return;
         };
-        let records = self.builder.count();
-        self.ids.skip_to(Ulid(base.0 + records as u128 - 1));
         self.seq += 1;
-        let mut wire = Vec::with_capacity(self.builder.section_len() + 128);
-        self.builder.encode(
-            &mut wire,
+        let (wire, records) = self.builder.seal(
+            &mut self.ids,
+            base,
             self.seq,
             &self.config.topic,
             self.config.guarantee,
-            Some(base),
         );
-        self.builder.clear();
         match self.send(self.seq, &wire) {
             Ok(()) => self.acked_records += records as u64,
             Err(reason) => self.failed.push(FailedBatch {

@@ -157,18 +157,14 @@ impl Batcher<'_> {
             return;
         };
         self.report(0);
-        let count = self.builder.count();
-        self.ids.skip_to(Ulid(base.0 + count as u128 - 1));
         self.seq += 1;
-        let mut wire = Vec::with_capacity(self.builder.section_len() + 128);
-        self.builder.encode(
-            &mut wire,
+        let (wire, count) = self.builder.seal(
+            &mut self.ids,
+            base,
             self.seq,
             &self.config.topic,
             self.config.guarantee,
-            Some(base),
         );
-        self.builder.clear();
         self.queue.push(Batch {
             seq: self.seq,
             base,

@@ -576,6 +576,28 @@ impl BatchBuilder {
     }
 }
 
+impl BatchBuilder {
+    /// Close the batch: reserve its ids `base ..= base + count - 1` in
+    /// `ids` (so the next batch starts above them), encode it with `base`,
+    /// and clear the builder for the next batch. Returns the bytes to send
+    /// (and to send again, unchanged, after a failure) and the record count.
+    pub fn seal(
+        &mut self,
+        ids: &mut crate::IdGenerator,
+        base: Ulid,
+        seq: u64,
+        topic: &str,
+        guarantee: Guarantee,
+    ) -> (Vec<u8>, u32) {
+        let count = self.count;
+        ids.skip_to(Ulid(base.0 + count.max(1) as u128 - 1));
+        let mut wire = Vec::with_capacity(self.section.len() + 128);
+        self.encode(&mut wire, seq, topic, guarantee, Some(base));
+        self.clear();
+        (wire, count)
+    }
+}
+
 /// `fmt::Write` into a byte vector.
 struct Fmt<'a>(&'a mut Vec<u8>);
 
