@@ -197,7 +197,10 @@ impl Write for Writer {
 }
 
 impl Drop for Writer {
-    /// A last line without a newline is sent too.
+    /// Best effort: a last line without a newline and any unsent lines are
+    /// sent, but a failure here cannot be reported or retried. Call
+    /// [`flush`](Write::flush) (and [`Writer::retry`]) before dropping to
+    /// know that everything was acknowledged.
     fn drop(&mut self) {
         if !self.partial.is_empty() {
             let line = std::mem::take(&mut self.partial);

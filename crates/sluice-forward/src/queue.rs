@@ -17,7 +17,6 @@ use std::{
 };
 
 use metrics::{counter, gauge};
-use sluice_record::Ulid;
 
 /// What to do when the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +41,6 @@ impl OnFull {
 #[derive(Debug)]
 pub struct Batch {
     pub seq: u64,
-    pub base: Ulid,
     pub records: u64,
     pub wire: Vec<u8>,
 }
@@ -240,7 +238,6 @@ mod tests {
     fn batch(seq: u64, records: u64, bytes: usize) -> Batch {
         Batch {
             seq,
-            base: Ulid(seq as u128),
             records,
             wire: vec![0; bytes],
         }

@@ -167,7 +167,6 @@ impl Batcher<'_> {
         );
         self.queue.push(Batch {
             seq: self.seq,
-            base,
             records: count as u64,
             wire,
         });

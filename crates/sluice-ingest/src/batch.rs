@@ -23,7 +23,6 @@ use std::{
         atomic::{AtomicBool, Ordering},
         mpsc,
     },
-    time::Duration,
 };
 
 use sluice_record::{
@@ -31,9 +30,13 @@ use sluice_record::{
     wire::{self, Event, Guarantee, WireDecoder},
 };
 
-use crate::{listener::IngestConfig, log::IngestLog, metrics, sink::SegmentSink};
+use crate::{
+    listener::{IngestConfig, POLL_INTERVAL, is_idle},
+    log::IngestLog,
+    metrics,
+    sink::SegmentSink,
+};
 
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Replies queued per connection before the reader stops reading.
 const REPLY_QUEUE: usize = 4096;
 
@@ -86,7 +89,7 @@ struct BatchConnection {
     ids: IdGenerator,
     replies: mpsc::SyncSender<Reply>,
     /// Replies of `fsync` batches written since the last sync.
-    awaiting_fsync: Vec<String>,
+    awaiting_fsync: Vec<(u64, String)>,
     peer: SocketAddr,
 }
 
@@ -112,12 +115,7 @@ impl BatchConnection {
                         return Ok(());
                     }
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_idle(&e) => {}
                 Err(e) => {
                     self.release_fsync_acks()?;
                     return Err(format!("read: {e}"));
@@ -207,7 +205,7 @@ impl BatchConnection {
                             match header.guarantee {
                                 Guarantee::None => {}
                                 Guarantee::Write => send(&self.replies, Reply::Now(ok))?,
-                                Guarantee::Fsync => self.awaiting_fsync.push(ok),
+                                Guarantee::Fsync => self.awaiting_fsync.push((header.seq, ok)),
                                 Guarantee::Replicated => {
                                     let committed = self.log.watch_commit(segment);
                                     send(&self.replies, Reply::AfterCommit(committed, ok))?;
@@ -247,13 +245,12 @@ impl BatchConnection {
         let acks = std::mem::take(&mut self.awaiting_fsync);
         match self.sink.sync() {
             Ok(()) => {
-                for ok in acks {
+                for (_, ok) in acks {
                     send(&self.replies, Reply::Now(ok))?;
                 }
             }
             Err(failure) => {
-                for ok in acks {
-                    let seq = ok.split(' ').nth(1).unwrap_or("-").to_string();
+                for (seq, _) in acks {
                     send(
                         &self.replies,
                         Reply::Now(format!("ERR {seq} cannot fsync: {}", failure.message)),

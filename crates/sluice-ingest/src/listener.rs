@@ -1,6 +1,7 @@
-//! The fast and durable line listeners.
+//! The ingest listeners: fast and durable lines, and the batch protocol.
 //!
-//! Both take newline-delimited text (the OK Log wire format, so `oklog
+//! The accept loop is shared; a batch connection is served by
+//! [`crate::batch`]. The line ports take newline-delimited text (the OK Log wire format, so `oklog
 //! forward` and `nc` can send). Each accepted connection gets its own
 //! thread, [`LineFramer`] and active segment (OK Log's key ingest fix: no
 //! lock is shared between connections on the hot path).
@@ -38,7 +39,16 @@ use crate::{log::IngestLog, metrics, sink::SegmentSink};
 
 /// How often an idle connection wakes to check its segment's age and
 /// shutdown.
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A read that returned only because the poll interval passed (or a signal
+/// interrupted it): not an error, read again.
+pub(crate) fn is_idle(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -245,12 +255,7 @@ impl Connection {
                         break Err(e);
                     }
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_idle(&e) => {}
                 // A reset connection: keep every byte that arrived, including
                 // an unterminated last line.
                 Err(e) => break Err(format!("read: {e}")),
