@@ -1,0 +1,1 @@
+//! Fluentd forward protocol v1.
