@@ -1,9 +1,17 @@
-//! `sluice forward`: stdin to ingesters.
+//! `sluice forward`: stdin or files to ingesters.
 
-use std::{process::ExitCode, time::Duration};
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::{Context, bail};
-use sluice_forward::{Destination, ForwardConfig, Mode, OnFull, Outcome};
+use sluice_forward::{Destination, ForwardConfig, Mode, OnFull, Outcome, Source, SpoolConfig};
 use sluice_record::wire::Guarantee;
 
 use crate::size::parse_bytes;
@@ -43,6 +51,27 @@ pub struct Args {
     /// Longest line sent; longer lines are cut and counted.
     #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
     max_line: u64,
+    /// Follow these files instead of reading stdin: appends, rotation by
+    /// rename and truncation are followed, and a checkpoint makes a restart
+    /// neither re-send nor skip.
+    #[arg(long = "file", value_name = "PATH", num_args = 1..)]
+    files: Vec<PathBuf>,
+    /// Where file checkpoints are kept [default: DIR/checkpoints.json with
+    /// --spool, else ./sluice-forward.checkpoints.json].
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// Write every batch ahead to a disk spool in DIR: it holds what the
+    /// memory queue cannot (a slow or absent destination) and survives a
+    /// restart or a crash of the forwarder.
+    #[arg(long, value_name = "DIR", env = "SLUICE_SPOOL")]
+    spool: Option<PathBuf>,
+    /// Bytes the spool may hold before --on-full applies.
+    #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
+    spool_max: u64,
+    /// On SIGTERM or SIGINT without a spool: how long to wait for acks
+    /// before giving up (with a spool, what is unacknowledged stays there).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
     /// Print the final counts as one JSON object on stderr.
     #[arg(long)]
     json: bool,
@@ -77,6 +106,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.batch.batch_bytes = args.batch_size.clamp(1, 16 << 20) as usize;
     config.batch.linger = args.linger;
     config.batch.max_line_bytes = args.max_line.clamp(1, 16 << 20) as usize;
+    config.spool = args.spool.map(|dir| SpoolConfig {
+        dir,
+        max_bytes: args.spool_max,
+    });
+    config.checkpoint = args.checkpoint;
+    config.drain_timeout = args.drain_timeout;
+    let source = if args.files.is_empty() {
+        Source::Stream(Box::new(std::io::stdin()))
+    } else {
+        Source::Files(args.files)
+    };
+    let stop = Arc::new(AtomicBool::new(false));
     let metrics = match args.api {
         Some(_) => Some(
             metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -86,12 +127,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let (json, api) = (args.json, args.api);
-    let outcome = sluice_forward::forward_observed(&config, std::io::stdin(), move |probe| {
+    let control_stop = stop.clone();
+    let outcome = sluice_forward::forward_observed(&config, source, stop.clone(), move |probe| {
         // Signals and the optional API run on a small runtime of their own,
         // beside the forwarder's threads.
         std::thread::Builder::new()
             .name("forward-control".into())
-            .spawn(move || control(probe, json, api, metrics))
+            .spawn(move || control(probe, json, api, metrics, control_stop))
             .expect("start the control thread");
     })
     .context("forward")?;
@@ -99,12 +141,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Outcome::Acked(counts) => {
             report(&counts, json);
             debug_assert!(counts.balances());
-            // Exit 0 only when every record read was acknowledged.
-            Ok(if counts.acked == counts.read {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(3)
-            })
+            if counts.left_in_spool > 0 {
+                tracing::info!(
+                    records = counts.left_in_spool,
+                    "stopped with records in the spool; the next run sends them"
+                );
+            }
+            // Exit 0 only when every record read was acknowledged, or (after
+            // a stop signal) is waiting safely in the spool.
+            let settled = counts.acked + counts.left_in_spool;
+            Ok(
+                if counts.acked == counts.read
+                    || (stop.load(Ordering::Relaxed) && settled == counts.read)
+                {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(3)
+                },
+            )
         }
         Outcome::Lines(stats) => {
             tracing::info!(
@@ -127,26 +181,34 @@ fn report(counts: &sluice_forward::Counts, json: bool) {
         );
     } else {
         eprintln!(
-            "sluice forward: read {} acked {} queued {} in flight {} dropped {} (queue full {}, rejected {}) resent {} truncated {}",
+            "sluice forward: read {} acked {} queued {} spooled {} in flight {} dropped {} (queue full {}, spool full {}, rejected {}, spool corrupt {}) replayed {} recovered {} resent {} truncated {}",
             counts.read,
             counts.acked,
             counts.queued,
+            counts.spooled,
             counts.in_flight,
             counts.dropped(),
             counts.dropped_queue_full,
+            counts.dropped_spool_full,
             counts.dropped_rejected,
+            counts.dropped_spool_corrupt,
+            counts.replayed,
+            counts.recovered,
             counts.resent,
             counts.truncated
         );
     }
 }
 
-/// SIGUSR1 prints the live counts; `--api` serves /metrics and /health.
+/// SIGUSR1 prints the live counts; SIGTERM and SIGINT stop the forwarder
+/// cleanly (a second one exits at once); `--api` serves /metrics and
+/// /health.
 fn control(
     probe: sluice_forward::CountsProbe,
     json: bool,
     api: Option<std::net::SocketAddr>,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    stop: Arc<AtomicBool>,
 ) {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -161,6 +223,25 @@ fn control(
         let Ok(mut usr1) = tokio::signal::unix::signal(signal) else {
             return;
         };
+        use tokio::signal::unix::{SignalKind, signal as unix_signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            unix_signal(SignalKind::terminate()),
+            unix_signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                if stop.swap(true, Ordering::Relaxed) {
+                    std::process::exit(130);
+                }
+                tracing::info!("stopping: closing the open batch and waiting for acks");
+            }
+        });
         if let (Some(addr), Some(handle)) = (api, metrics) {
             match tokio::net::TcpListener::bind(addr).await {
                 Ok(listener) => {

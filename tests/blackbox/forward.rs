@@ -8,7 +8,7 @@ use std::{
 
 use crate::harness::*;
 
-fn spawn_forwarder(destinations: &[&str], extra: &[&str]) -> Child {
+pub fn spawn_forwarder(destinations: &[&str], extra: &[&str]) -> Child {
     Command::new(BIN)
         .arg("forward")
         .args(destinations)
@@ -153,7 +153,7 @@ fn failover_to_a_second_ingester_when_the_first_is_killed_loses_nothing() {
 
 /// A TCP proxy to `target` that lets the client's bytes through at about
 /// `bytes_per_tick` every 10 ms: a slow destination.
-fn throttling_proxy(target: String, bytes_per_tick: usize) -> String {
+pub fn throttling_proxy(target: String, bytes_per_tick: usize) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || {

@@ -7,4 +7,5 @@ mod harness;
 mod ingest;
 mod query;
 mod recovery;
+mod spool;
 mod store_cycle;

@@ -12,19 +12,30 @@
 //! Several `sluice://` destinations are used in `failover` mode (one at a
 //! time, moving on when it fails) or `balance` mode (all at once, taking
 //! from one queue).
+//!
+//! Input is stdin, or files followed through rotation ([`follow`]) with a
+//! checkpoint ([`checkpoint`]). With a spool ([`spool`]) every batch is
+//! written ahead to disk, so a full queue, a destination that is down, or a
+//! restart loses nothing that was read.
 
 pub mod acked;
+pub mod checkpoint;
+pub mod follow;
 pub mod lines;
 pub mod queue;
 pub mod reader;
+pub mod spool;
 
 use std::{
+    collections::HashMap,
     io::{self, Read},
+    path::PathBuf,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 pub use lines::{ForwardStats, LinesConfig, forward_lines};
@@ -43,6 +54,20 @@ pub enum ForwardError {
     ManyLineDestinations(usize),
     #[error("read input: {0}")]
     Input(#[source] io::Error),
+    #[error("open the spool in {dir}: {source}; check that the directory is writable")]
+    Spool {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("read the checkpoint {path}: {source}")]
+    Checkpoint {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("--file and --spool need sluice:// destinations (tcp:// has no acknowledgements)")]
+    FileNeedsAcks,
     #[error("gave up on {addr} after {attempts} attempts: {source}")]
     GaveUp {
         addr: String,
@@ -93,6 +118,25 @@ pub struct ForwardConfig {
     /// Batches in flight per connection.
     pub window: usize,
     pub max_backoff: Duration,
+    pub spool: Option<SpoolConfig>,
+    /// Where file checkpoints are kept (default: in the spool directory).
+    pub checkpoint: Option<PathBuf>,
+    /// How often a followed file is polled at its end.
+    pub poll: Duration,
+    /// On a stop signal without a spool: how long to wait for acks.
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+}
+
+/// Where lines come from.
+pub enum Source {
+    Stream(Box<dyn Read + Send>),
+    Files(Vec<PathBuf>),
 }
 
 impl ForwardConfig {
@@ -113,6 +157,10 @@ impl ForwardConfig {
             on_full: OnFull::Block,
             window: 16,
             max_backoff: Duration::from_secs(5),
+            spool: None,
+            checkpoint: None,
+            poll: Duration::from_millis(100),
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -134,13 +182,22 @@ pub fn forward(
     config: &ForwardConfig,
     input: impl Read + Send + 'static,
 ) -> Result<Outcome, ForwardError> {
-    forward_observed(config, input, |_| {})
+    forward_observed(
+        config,
+        Source::Stream(Box::new(input)),
+        Arc::new(AtomicBool::new(false)),
+        |_| {},
+    )
 }
 
-/// [`forward`], handing `observe` a probe of the live counts first.
+/// [`forward`] from any [`Source`], handing `observe` a probe of the live
+/// counts first. Setting `stop` ends the run early: reading stops, and then
+/// the forwarder waits up to `drain_timeout` for acks (with a spool it does
+/// not wait: what is unacknowledged is on disk for the next run).
 pub fn forward_observed(
     config: &ForwardConfig,
-    input: impl Read + Send + 'static,
+    input: Source,
+    stop: Arc<AtomicBool>,
     observe: impl FnOnce(CountsProbe),
 ) -> Result<Outcome, ForwardError> {
     let mut lines = Vec::new();
@@ -162,13 +219,62 @@ pub fn forward_observed(
         if lines.len() > 1 {
             return Err(ForwardError::ManyLineDestinations(lines.len()));
         }
+        let Source::Stream(input) = input else {
+            return Err(ForwardError::FileNeedsAcks);
+        };
+        if config.spool.is_some() {
+            return Err(ForwardError::FileNeedsAcks);
+        }
         let stats = forward_lines(&LinesConfig::new(&lines[0]), input)?;
         return Ok(Outcome::Lines(stats));
     }
-    let queue = queue::Queue::new(config.queue_max_bytes, config.on_full);
+
+    // The queue, with the spool's leftovers from an earlier run first.
+    let mut spooled_ends: HashMap<spool::SourceKey, u64> = HashMap::new();
+    let (queue, max_seq) = match &config.spool {
+        Some(sc) => {
+            let (spool, recovered, stats) =
+                spool::Spool::open(&sc.dir, sc.max_bytes).map_err(|source| {
+                    ForwardError::Spool {
+                        dir: sc.dir.clone(),
+                        source,
+                    }
+                })?;
+            if stats.batches > 0 || stats.skipped_bytes > 0 {
+                tracing::info!(
+                    batches = stats.batches,
+                    records = stats.records,
+                    skipped_bytes = stats.skipped_bytes,
+                    "spool holds batches from an earlier run; they are sent first"
+                );
+            }
+            for r in &recovered {
+                if let Some(pos) = r.source {
+                    let end = spooled_ends.entry(pos.key).or_default();
+                    *end = (*end).max(pos.end);
+                }
+            }
+            queue::Queue::with_spool(config.queue_max_bytes, config.on_full, spool, recovered)
+        }
+        None => (queue::Queue::new(config.queue_max_bytes, config.on_full), 0),
+    };
+    let checkpoint_path = match (&input, &config.checkpoint, &config.spool) {
+        (Source::Files(_), Some(path), _) => Some(path.clone()),
+        (Source::Files(_), None, Some(sc)) => Some(sc.dir.join("checkpoints.json")),
+        (Source::Files(_), None, None) => Some(PathBuf::from("sluice-forward.checkpoints.json")),
+        (Source::Stream(_), _, _) => None,
+    };
+    let checkpoints = match &checkpoint_path {
+        Some(path) => checkpoint::load(path).map_err(|source| ForwardError::Checkpoint {
+            path: path.clone(),
+            source,
+        })?,
+        None => Vec::new(),
+    };
+
     let probe = queue.clone();
     observe(Arc::new(move || probe.counts()));
-    let stop = Arc::new(AtomicBool::new(false));
+    let senders_stop = Arc::new(AtomicBool::new(false));
     let sender_config = acked::SenderConfig {
         destinations: sluice.clone(),
         window: config.window.max(1),
@@ -184,25 +290,122 @@ pub fn forward_observed(
     let senders: Vec<_> = slots
         .into_iter()
         .map(|destinations| {
-            let (config, queue, stop) = (sender_config.clone(), queue.clone(), stop.clone());
+            let (config, queue, stop) =
+                (sender_config.clone(), queue.clone(), senders_stop.clone());
             std::thread::Builder::new()
                 .name("forward-send".into())
                 .spawn(move || acked::run_slot(config, destinations, queue, stop))
                 .map_err(ForwardError::Input)
         })
         .collect::<Result<_, _>>()?;
-    let read = reader::read_batches(input, &config.batch, &queue);
+    // Checkpoints and spool cleanup, ten times a second.
+    let maintenance_stop = Arc::new(AtomicBool::new(false));
+    let maintenance = {
+        let (queue, stop, path) = (
+            queue.clone(),
+            maintenance_stop.clone(),
+            checkpoint_path.clone(),
+        );
+        std::thread::Builder::new()
+            .name("forward-checkpoint".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if let Err(err) = queue.checkpoint(path.as_ref()) {
+                        tracing::error!(error = %err, "cannot write the checkpoint or sync the spool; will retry");
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            })
+            .map_err(ForwardError::Input)?
+    };
+
+    let seqs = AtomicU64::new(max_seq);
+    let read = match input {
+        Source::Stream(input) => reader::spawn_stream_reader(input).and_then(|incoming| {
+            reader::run_batcher(incoming, &config.batch, &queue, &seqs, &stop)
+        }),
+        Source::Files(paths) => std::thread::scope(|scope| {
+            let batchers: Vec<_> = paths
+                .iter()
+                .map(|path| {
+                    let resume = resume_for(path, &checkpoints, &spooled_ends);
+                    let (tx, rx) = mpsc::sync_channel(4);
+                    let (path, poll, follow_stop) = (path.clone(), config.poll, stop.clone());
+                    std::thread::Builder::new()
+                        .name("forward-follow".into())
+                        .spawn(move || follow::follow(path, resume, poll, follow_stop, tx))?;
+                    let (queue, seqs, stop) = (&queue, &seqs, &*stop);
+                    Ok(scope
+                        .spawn(move || reader::run_batcher(rx, &config.batch, queue, seqs, stop)))
+                })
+                .collect::<io::Result<Vec<_>>>()?;
+            let mut result = Ok(());
+            for batcher in batchers {
+                let outcome = batcher
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("a file batcher panicked")));
+                if let Err(err) = outcome {
+                    tracing::error!(error = %err, "stopped following a file");
+                    result = Err(err);
+                }
+            }
+            result
+        }),
+    };
     queue.close_input();
     if read.is_ok() {
-        queue.wait_drained();
+        let started = Instant::now();
+        loop {
+            if queue.wait_drained(Some(Duration::from_millis(200))) {
+                break;
+            }
+            if stop.load(Ordering::Relaxed)
+                && (config.spool.is_some() || started.elapsed() >= config.drain_timeout)
+            {
+                break;
+            }
+        }
     }
-    stop.store(true, Ordering::Relaxed);
+    senders_stop.store(true, Ordering::Relaxed);
     queue.stop();
     for sender in senders {
         let _ = sender.join();
     }
+    maintenance_stop.store(true, Ordering::Relaxed);
+    let _ = maintenance.join();
+    if let Err(err) = queue.checkpoint(checkpoint_path.as_ref()) {
+        tracing::error!(error = %err, "cannot write the final checkpoint");
+    }
     read.map_err(ForwardError::Input)?;
-    Ok(Outcome::Acked(queue.counts()))
+    let mut counts = queue.counts();
+    counts.left_in_spool = queue.left_in_spool();
+    Ok(Outcome::Acked(counts))
+}
+
+/// Where the follower of `path` starts: the checkpoint's entries for the
+/// path, raised to what the spool shows was already read.
+fn resume_for(
+    path: &std::path::Path,
+    checkpoints: &[checkpoint::FileCheckpoint],
+    spooled_ends: &HashMap<spool::SourceKey, u64>,
+) -> follow::Resume {
+    let mut offsets: Vec<(spool::SourceKey, u64)> = checkpoints
+        .iter()
+        .filter(|c| c.path == path)
+        .map(|c| {
+            let spooled = spooled_ends.get(&c.key()).copied().unwrap_or(0);
+            (c.key(), c.offset.max(spooled))
+        })
+        .collect();
+    // The current inode may be in the spool before any checkpoint named it.
+    if let Ok(meta) = std::fs::metadata(path) {
+        let key = follow::key_of(&meta);
+        if let Some(&end) = spooled_ends.get(&key) {
+            offsets.push((key, end));
+        }
+    }
+    follow::Resume { offsets }
 }
 
 #[cfg(test)]

@@ -1,22 +1,37 @@
-//! The forwarder's bounded batch queue, its full policy and its accounting.
+//! The forwarder's bounded batch queue, its spool, its full policy and its
+//! accounting.
 //!
 //! Batches wait here between the reader and the senders. The queue is
-//! bounded in bytes; when it is full, [`OnFull`] decides: `block` stops
-//! reading input (back-pressure to the producer), `drop-newest` discards the
-//! batch being added, `drop-oldest` discards the oldest waiting batch.
+//! bounded in bytes of memory. Without a spool, when memory is full,
+//! [`OnFull`] decides: `block` stops reading input (back-pressure to the
+//! producer), `drop-newest` discards the batch being added, `drop-oldest`
+//! discards the oldest waiting batch.
+//!
+//! With a spool ([`crate::spool`]) every batch is written to disk first.
+//! While memory has room the batch is also kept in memory; past that only
+//! its place on disk is queued ("spooled"), and a sender reads it back when
+//! its turn comes ("replayed"), in the original order. [`OnFull`] then
+//! applies when the spool itself is full.
+//!
 //! A batch a sender has taken (in flight) is never dropped: if its
 //! connection fails it goes back to the front of the queue.
 //!
 //! Accounting, in records, holds at every moment:
-//! `read = acked + dropped + queued + in_flight`.
+//! `read = acked + dropped + queued + spooled + in_flight`.
 
 use std::{
     collections::VecDeque,
+    path::{Path, PathBuf},
     sync::{Arc, Condvar, Mutex, MutexGuard},
     time::Duration,
 };
 
 use metrics::{counter, gauge};
+
+use crate::{
+    checkpoint::{self, Progress},
+    spool::{SourceKey, SourcePos, Spool, SpoolRef},
+};
 
 /// What to do when the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +58,22 @@ pub struct Batch {
     pub seq: u64,
     pub records: u64,
     pub wire: Vec<u8>,
+    /// The file and offset its lines came from (`--file`).
+    pub source: Option<SourcePos>,
+    /// Its place in the spool, when it was written there.
+    pub spooled: Option<SpoolRef>,
+}
+
+impl Batch {
+    pub fn new(seq: u64, records: u64, wire: Vec<u8>) -> Batch {
+        Batch {
+            seq,
+            records,
+            wire,
+            source: None,
+            spooled: None,
+        }
+    }
 }
 
 /// Counters of one forwarder run, in records.
@@ -50,32 +81,104 @@ pub struct Batch {
 pub struct Counts {
     pub read: u64,
     pub acked: u64,
+    /// Waiting in memory.
     pub queued: u64,
+    /// Waiting on disk only (memory was full or the destination down).
+    pub spooled: u64,
     pub in_flight: u64,
+    /// Read back from the spool to be sent.
+    pub replayed: u64,
+    /// Of `read`: found in the spool at start, left there by an earlier run.
+    pub recovered: u64,
     pub resent: u64,
     pub dropped_queue_full: u64,
+    pub dropped_spool_full: u64,
     pub dropped_rejected: u64,
+    pub dropped_spool_corrupt: u64,
     pub truncated: u64,
+    /// At the end of a run stopped early: records left in the spool for the
+    /// next run.
+    pub left_in_spool: u64,
 }
 
 impl Counts {
     pub fn dropped(&self) -> u64 {
-        self.dropped_queue_full + self.dropped_rejected
+        self.dropped_queue_full
+            + self.dropped_spool_full
+            + self.dropped_rejected
+            + self.dropped_spool_corrupt
     }
 
     /// The accounting identity.
     pub fn balances(&self) -> bool {
-        self.read == self.acked + self.dropped() + self.queued + self.in_flight
+        self.read == self.acked + self.dropped() + self.queued + self.spooled + self.in_flight
+    }
+}
+
+/// A batch waiting to be sent: in memory, or only on disk.
+#[derive(Debug)]
+struct Entry {
+    seq: u64,
+    records: u64,
+    source: Option<SourcePos>,
+    /// Bytes it holds in memory (0 when only on disk).
+    memory_bytes: usize,
+    batch: Option<Arc<Batch>>,
+    disk: Option<SpoolRef>,
+}
+
+impl Entry {
+    fn in_memory(batch: Arc<Batch>) -> Entry {
+        Entry {
+            seq: batch.seq,
+            records: batch.records,
+            source: batch.source,
+            memory_bytes: batch.wire.len(),
+            disk: batch.spooled,
+            batch: Some(batch),
+        }
     }
 }
 
 #[derive(Debug, Default)]
 struct State {
-    ready: VecDeque<Arc<Batch>>,
+    ready: VecDeque<Entry>,
     ready_bytes: usize,
     input_closed: bool,
     stopping: bool,
     counts: Counts,
+    spool: Option<Spool>,
+    progress: Progress,
+}
+
+impl State {
+    /// A batch is acknowledged, dropped or (for the checkpoint) spooled.
+    fn settle(&mut self, seq: u64, source: Option<SourcePos>, disk: Option<SpoolRef>) {
+        if let (Some(spool), Some(at)) = (self.spool.as_mut(), disk) {
+            spool.resolve(at);
+            gauge!("sluice_forward_spool_bytes").set(spool.live_bytes() as f64);
+        }
+        if let Some(pos) = source {
+            self.progress.safe(seq, pos);
+        }
+    }
+
+    fn drop_entry(&mut self, entry: Entry, reason: &'static str) {
+        self.ready_bytes -= entry.memory_bytes;
+        if entry.batch.is_some() {
+            self.counts.queued -= entry.records;
+        } else {
+            self.counts.spooled -= entry.records;
+        }
+        match reason {
+            "spool_full_oldest" => self.counts.dropped_spool_full += entry.records,
+            "spool_corrupt" => self.counts.dropped_spool_corrupt += entry.records,
+            _ => self.counts.dropped_queue_full += entry.records,
+        }
+        counter!("sluice_forward_records_dropped_total", "reason" => reason)
+            .increment(entry.records);
+        self.settle(entry.seq, entry.source, entry.disk);
+    }
 }
 
 #[derive(Debug)]
@@ -96,8 +199,48 @@ impl Queue {
         })
     }
 
+    /// A queue that writes every batch ahead to `spool`. The batches the
+    /// spool already holds (from an earlier run) are queued first, on disk.
+    /// Returns the queue and the highest batch seq found.
+    pub fn with_spool(
+        max_bytes: usize,
+        on_full: OnFull,
+        spool: Spool,
+        recovered: Vec<crate::spool::Recovered>,
+    ) -> (Arc<Queue>, u64) {
+        let queue = Queue::new(max_bytes, on_full);
+        let mut max_seq = 0;
+        {
+            let mut state = queue.lock();
+            for r in recovered {
+                max_seq = max_seq.max(r.seq);
+                state.counts.read += r.records;
+                state.counts.recovered += r.records;
+                state.counts.spooled += r.records;
+                state.ready.push_back(Entry {
+                    seq: r.seq,
+                    records: r.records,
+                    source: None,
+                    memory_bytes: 0,
+                    batch: None,
+                    disk: Some(r.at),
+                });
+            }
+            gauge!("sluice_forward_spool_bytes").set(spool.live_bytes() as f64);
+            state.spool = Some(spool);
+        }
+        (queue, max_seq)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait<'a>(&self, state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.changed
+            .wait_timeout(state, Duration::from_millis(200))
+            .unwrap_or_else(|p| p.into_inner())
+            .0
     }
 
     /// Count records read from the input (before they are batched).
@@ -110,40 +253,129 @@ impl Queue {
         counter!("sluice_forward_records_read_total").increment(records);
     }
 
+    /// A follower started reading `key` at `offset`.
+    pub fn open_source(&self, key: SourceKey, path: &Path, offset: u64) {
+        self.lock().progress.open(key, path, offset);
+    }
+
+    /// A follower finished `key`.
+    pub fn close_source(&self, key: SourceKey) {
+        self.lock().progress.close(key);
+    }
+
     /// Add a batch whose records were counted by [`read`](Self::read).
-    pub fn push(&self, batch: Batch) {
+    pub fn push(&self, mut batch: Batch) {
         let mut state = self.lock();
+        if let Some(pos) = batch.source {
+            state.progress.made(batch.seq, pos);
+        }
         let size = batch.wire.len();
-        while state.ready_bytes + size > self.max_bytes && !state.ready.is_empty() {
-            match self.on_full {
-                OnFull::Block => {
-                    gauge!("sluice_forward_queue_blocked").set(1.0);
-                    state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
-                    gauge!("sluice_forward_queue_blocked").set(0.0);
+        if state.spool.is_some() {
+            // Room in the spool, or the policy.
+            loop {
+                let spool = state.spool.as_ref().expect("spool");
+                if spool.has_room(size) {
+                    break;
                 }
-                OnFull::DropNewest => {
-                    state.counts.queued -= batch.records;
-                    state.counts.dropped_queue_full += batch.records;
-                    counter!("sluice_forward_records_dropped_total", "reason" => "queue_full_newest").increment(batch.records);
-                    return;
+                let waiting = state.ready.iter().any(|e| e.disk.is_some());
+                let in_flight = state.counts.in_flight > 0;
+                if !waiting && !in_flight {
+                    break; // one batch larger than the spool: let it through
                 }
-                OnFull::DropOldest => {
-                    let oldest = state.ready.pop_front().expect("not empty");
-                    state.ready_bytes -= oldest.wire.len();
-                    state.counts.queued -= oldest.records;
-                    state.counts.dropped_queue_full += oldest.records;
-                    counter!("sluice_forward_records_dropped_total", "reason" => "queue_full_oldest").increment(oldest.records);
+                match self.on_full {
+                    OnFull::Block => {
+                        gauge!("sluice_forward_queue_blocked").set(1.0);
+                        state = self.wait(state);
+                        gauge!("sluice_forward_queue_blocked").set(0.0);
+                        if state.stopping {
+                            break;
+                        }
+                    }
+                    OnFull::DropNewest => {
+                        state.counts.queued -= batch.records;
+                        state.counts.dropped_spool_full += batch.records;
+                        counter!("sluice_forward_records_dropped_total", "reason" => "spool_full_newest").increment(batch.records);
+                        state.settle(batch.seq, batch.source, None);
+                        return;
+                    }
+                    OnFull::DropOldest => {
+                        let Some(i) = state.ready.iter().position(|e| e.disk.is_some()) else {
+                            state = self.wait(state);
+                            continue;
+                        };
+                        let oldest = state.ready.remove(i).expect("index is in range");
+                        state.drop_entry(oldest, "spool_full_oldest");
+                    }
+                }
+            }
+            let spool = state.spool.as_mut().expect("spool");
+            match spool.append(batch.seq, batch.records, batch.source, &batch.wire) {
+                Ok(at) => {
+                    batch.spooled = Some(at);
+                    gauge!("sluice_forward_spool_bytes").set(spool.live_bytes() as f64);
+                    // On disk is safe for the checkpoint.
+                    if let Some(pos) = batch.source {
+                        state.progress.safe(batch.seq, pos);
+                    }
+                    if state.ready_bytes + size > self.max_bytes {
+                        // Memory is full: queue only its place on disk.
+                        state.counts.queued -= batch.records;
+                        state.counts.spooled += batch.records;
+                        counter!("sluice_forward_records_spooled_total").increment(batch.records);
+                        state.ready.push_back(Entry {
+                            seq: batch.seq,
+                            records: batch.records,
+                            source: batch.source,
+                            memory_bytes: 0,
+                            batch: None,
+                            disk: Some(at),
+                        });
+                        self.changed.notify_all();
+                        return;
+                    }
+                }
+                Err(err) => {
+                    counter!("sluice_forward_spool_errors_total").increment(1);
+                    tracing::error!(error = %err, "cannot write to the spool; this batch is held in memory only");
+                }
+            }
+        }
+        if batch.spooled.is_none() {
+            while state.ready_bytes + size > self.max_bytes && !state.ready.is_empty() {
+                match self.on_full {
+                    OnFull::Block => {
+                        gauge!("sluice_forward_queue_blocked").set(1.0);
+                        state = self.wait(state);
+                        gauge!("sluice_forward_queue_blocked").set(0.0);
+                        if state.stopping {
+                            break;
+                        }
+                    }
+                    OnFull::DropNewest => {
+                        state.counts.queued -= batch.records;
+                        state.counts.dropped_queue_full += batch.records;
+                        counter!("sluice_forward_records_dropped_total", "reason" => "queue_full_newest").increment(batch.records);
+                        state.settle(batch.seq, batch.source, None);
+                        return;
+                    }
+                    OnFull::DropOldest => {
+                        let Some(i) = state.ready.iter().position(|e| e.batch.is_some()) else {
+                            break;
+                        };
+                        let oldest = state.ready.remove(i).expect("index is in range");
+                        state.drop_entry(oldest, "queue_full_oldest");
+                    }
                 }
             }
         }
         state.ready_bytes += size;
-        state.ready.push_back(Arc::new(batch));
+        state.ready.push_back(Entry::in_memory(Arc::new(batch)));
         gauge!("sluice_forward_queue_bytes").set(state.ready_bytes as f64);
         self.changed.notify_all();
     }
 
     /// Take the next batch to send, waiting up to `wait`. Returns `None` on
-    /// timeout or when stopping.
+    /// timeout or when stopping. A batch held only on disk is read back.
     pub fn take(&self, wait: Duration) -> Option<Arc<Batch>> {
         let mut state = self.lock();
         if state.ready.is_empty() && !state.stopping {
@@ -153,16 +385,50 @@ impl Queue {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        if state.stopping {
-            return None;
+        loop {
+            if state.stopping {
+                return None;
+            }
+            let entry = state.ready.pop_front()?;
+            state.ready_bytes -= entry.memory_bytes;
+            let batch = match entry.batch {
+                Some(batch) => {
+                    state.counts.queued -= entry.records;
+                    batch
+                }
+                None => {
+                    let at = entry.disk.expect("an entry is in memory or on disk");
+                    let read = state.spool.as_ref().expect("spool").read(at);
+                    match read {
+                        Ok(wire) => {
+                            state.counts.spooled -= entry.records;
+                            state.counts.replayed += entry.records;
+                            counter!("sluice_forward_records_replayed_total")
+                                .increment(entry.records);
+                            Arc::new(Batch {
+                                seq: entry.seq,
+                                records: entry.records,
+                                wire,
+                                source: entry.source,
+                                spooled: Some(at),
+                            })
+                        }
+                        Err(err) => {
+                            tracing::error!(error = %err, seq = entry.seq, records = entry.records, "cannot read a batch back from the spool; its records are dropped and counted");
+                            state.counts.spooled -= entry.records;
+                            state.counts.dropped_spool_corrupt += entry.records;
+                            counter!("sluice_forward_records_dropped_total", "reason" => "spool_corrupt").increment(entry.records);
+                            state.settle(entry.seq, entry.source, entry.disk);
+                            continue;
+                        }
+                    }
+                }
+            };
+            state.counts.in_flight += batch.records;
+            gauge!("sluice_forward_queue_bytes").set(state.ready_bytes as f64);
+            self.changed.notify_all();
+            return Some(batch);
         }
-        let batch = state.ready.pop_front()?;
-        state.ready_bytes -= batch.wire.len();
-        state.counts.queued -= batch.records;
-        state.counts.in_flight += batch.records;
-        gauge!("sluice_forward_queue_bytes").set(state.ready_bytes as f64);
-        self.changed.notify_all();
-        Some(batch)
     }
 
     /// In-flight batches whose connection failed go back to the front, in
@@ -179,7 +445,7 @@ impl Queue {
             state.counts.queued += batch.records;
             state.counts.resent += batch.records;
             counter!("sluice_forward_records_resent_total").increment(batch.records);
-            state.ready.push_front(batch);
+            state.ready.push_front(Entry::in_memory(batch));
         }
         self.changed.notify_all();
     }
@@ -189,6 +455,7 @@ impl Queue {
         state.counts.in_flight -= batch.records;
         state.counts.acked += batch.records;
         counter!("sluice_forward_records_acked_total").increment(batch.records);
+        state.settle(batch.seq, batch.source, batch.spooled);
         self.changed.notify_all();
     }
 
@@ -200,6 +467,7 @@ impl Queue {
         state.counts.dropped_rejected += batch.records;
         counter!("sluice_forward_records_dropped_total", "reason" => "rejected")
             .increment(batch.records);
+        state.settle(batch.seq, batch.source, batch.spooled);
         self.changed.notify_all();
     }
 
@@ -208,15 +476,20 @@ impl Queue {
         self.changed.notify_all();
     }
 
-    /// Wait until the input is closed and every batch is acked or dropped.
-    pub fn wait_drained(&self) {
+    /// Wait until the input is closed and every batch is acked or dropped,
+    /// or until `timeout`. Returns whether everything drained.
+    pub fn wait_drained(&self, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
         let mut state = self.lock();
-        while !(state.input_closed && state.counts.queued == 0 && state.counts.in_flight == 0) {
-            state = self
-                .changed
-                .wait_timeout(state, Duration::from_millis(200))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+        loop {
+            let c = &state.counts;
+            if state.input_closed && c.queued == 0 && c.in_flight == 0 && c.spooled == 0 {
+                return true;
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return false;
+            }
+            state = self.wait(state);
         }
     }
 
@@ -229,6 +502,51 @@ impl Queue {
     pub fn counts(&self) -> Counts {
         self.lock().counts.clone()
     }
+
+    /// Records that wait in the spool (on disk, whether or not also in
+    /// memory or in flight): what a restart will send.
+    pub fn left_in_spool(&self) -> u64 {
+        let state = self.lock();
+        if state.spool.is_none() {
+            return 0;
+        }
+        state
+            .ready
+            .iter()
+            .filter(|e| e.disk.is_some())
+            .map(|e| e.records)
+            .sum()
+    }
+
+    /// Make the spool durable, write the checkpoint, then delete the spool
+    /// files that are fully resolved (in that order, so a restart never
+    /// re-reads lines a deleted file held).
+    pub fn checkpoint(&self, path: Option<&PathBuf>) -> std::io::Result<()> {
+        let (files, resolved) = {
+            let mut state = self.lock();
+            let resolved = match state.spool.as_mut() {
+                Some(spool) => {
+                    spool.sync()?;
+                    if spool.is_empty() {
+                        // Idle: let the current file go too.
+                        spool.seal();
+                    }
+                    spool.resolved_files()
+                }
+                None => Vec::new(),
+            };
+            (state.progress.snapshot(), resolved)
+        };
+        if let Some(path) = path {
+            checkpoint::store(path, &files)?;
+        }
+        if !resolved.is_empty()
+            && let Some(spool) = self.lock().spool.as_mut()
+        {
+            spool.remove(&resolved);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -236,11 +554,7 @@ mod tests {
     use super::*;
 
     fn batch(seq: u64, records: u64, bytes: usize) -> Batch {
-        Batch {
-            seq,
-            records,
-            wire: vec![0; bytes],
-        }
+        Batch::new(seq, records, vec![0; bytes])
     }
 
     #[test]

@@ -1,14 +1,21 @@
 //! Reading input lines into batches.
 //!
-//! A reader thread moves raw chunks from the input to the batcher, so the
-//! batcher can close a batch on its linger time even while the input is
-//! quiet. The batcher frames lines with [`LineFramer`], reserves one ULID per
-//! line at read time (the record's origin time) and closes a batch at
-//! `batch_bytes` or `batch_records`, or `linger` after its first line.
+//! A reader thread (stdin) or a follower thread (`--file`, see
+//! [`crate::follow`]) moves raw chunks to the batcher, so the batcher can
+//! close a batch on its linger time even while the input is quiet. The
+//! batcher frames lines with [`LineFramer`], reserves one ULID per line at
+//! read time (the record's origin time) and closes a batch at
+//! `batch_bytes` or `batch_records`, or `linger` after its first line. A
+//! batch never spans two files, and it carries the offset just past its last
+//! line, for the checkpoint.
 
 use std::{
     io::Read,
-    sync::{Arc, mpsc},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc,
+    },
     time::{Duration, Instant},
 };
 
@@ -17,7 +24,11 @@ use sluice_record::{
     wire::{BatchBuilder, Guarantee},
 };
 
-use crate::queue::{Batch, Queue};
+use crate::{
+    follow::{Input, PreviousSource},
+    queue::{Batch, Queue},
+    spool::{SourceKey, SourcePos},
+};
 
 #[derive(Debug, Clone)]
 pub struct BatchConfig {
@@ -33,13 +44,11 @@ pub struct BatchConfig {
 
 const CHUNK_BYTES: usize = 256 << 10;
 
-/// Read `input` to its end, pushing batches into `queue`.
-pub fn read_batches(
+/// Feed `input` to a channel from a thread of its own, until its end.
+pub fn spawn_stream_reader(
     mut input: impl Read + Send + 'static,
-    config: &BatchConfig,
-    queue: &Arc<Queue>,
-) -> std::io::Result<()> {
-    let (chunks, incoming) = mpsc::sync_channel::<std::io::Result<Vec<u8>>>(4);
+) -> std::io::Result<mpsc::Receiver<Input>> {
+    let (chunks, incoming) = mpsc::sync_channel::<Input>(4);
     std::thread::Builder::new()
         .name("forward-read".into())
         .spawn(move || {
@@ -49,42 +58,94 @@ pub fn read_batches(
                     Ok(0) => return,
                     Ok(n) => {
                         chunk.truncate(n);
-                        if chunks.send(Ok(chunk)).is_err() {
+                        if chunks.send(Input::Data(chunk)).is_err() {
                             return;
                         }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        let _ = chunks.send(Err(e));
+                        let _ = chunks.send(Input::Error(e));
                         return;
                     }
                 }
             }
         })?;
+    Ok(incoming)
+}
+
+/// Batch what arrives on `incoming` until it ends (or `stop` is set),
+/// pushing batches into `queue`. `seqs` numbers batches across batchers.
+pub fn run_batcher(
+    incoming: mpsc::Receiver<Input>,
+    config: &BatchConfig,
+    queue: &Arc<Queue>,
+    seqs: &AtomicU64,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
     let mut framer = LineFramer::new(config.max_line_bytes, CHUNK_BYTES);
     let mut batcher = Batcher {
         config,
         queue,
+        seqs,
         builder: BatchBuilder::new(),
         ids: IdGenerator::new(),
         base: None,
         opened: Instant::now(),
-        seq: 0,
         line: Vec::new(),
         lines_read: 0,
+        source: None,
+        last_end: 0,
     };
     loop {
+        if stop.load(Ordering::Relaxed) {
+            // Shutdown: close the open batch; an unterminated line stays
+            // unread (a file resumes before it).
+            batcher.close_batch();
+            return Ok(());
+        }
         let wait = match batcher.base {
             Some(_) => config.linger.saturating_sub(batcher.opened.elapsed()),
-            None => Duration::from_secs(3600),
+            None => Duration::from_millis(200),
         };
         match incoming.recv_timeout(wait) {
-            Ok(Ok(chunk)) => batcher.feed(&mut framer, &chunk),
-            Ok(Err(e)) => {
+            Ok(Input::Data(chunk)) => batcher.feed(&mut framer, &chunk),
+            Ok(Input::Source {
+                key,
+                path,
+                offset,
+                previous,
+            }) => {
+                match previous {
+                    PreviousSource::Finished => {
+                        let truncated = framer.finish(|l| batcher.add_line(l.bytes, l.end));
+                        batcher.report(truncated);
+                    }
+                    PreviousSource::Truncated | PreviousSource::None => {}
+                }
+                batcher.close_batch();
+                if let Some(old) = batcher.source.take()
+                    && old != key
+                {
+                    queue.close_source(old);
+                }
+                framer = LineFramer::new(config.max_line_bytes, CHUNK_BYTES).with_offset(offset);
+                queue.open_source(key, &path, offset);
+                batcher.source = Some(key);
+                batcher.last_end = offset;
+            }
+            Ok(Input::Stopped) => {
+                batcher.close_batch();
+                return Ok(());
+            }
+            Ok(Input::Error(e)) => {
                 batcher.finish(&mut framer);
                 return Err(e);
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => batcher.close_batch(),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if batcher.base.is_some() && batcher.opened.elapsed() >= config.linger {
+                    batcher.close_batch();
+                }
+            }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 batcher.finish(&mut framer);
                 return Ok(());
@@ -93,19 +154,38 @@ pub fn read_batches(
     }
 }
 
+/// Read `input` to its end, pushing batches into `queue`.
+pub fn read_batches(
+    input: impl Read + Send + 'static,
+    config: &BatchConfig,
+    queue: &Arc<Queue>,
+) -> std::io::Result<()> {
+    let incoming = spawn_stream_reader(input)?;
+    run_batcher(
+        incoming,
+        config,
+        queue,
+        &AtomicU64::new(0),
+        &AtomicBool::new(false),
+    )
+}
+
 struct Batcher<'a> {
     config: &'a BatchConfig,
     queue: &'a Arc<Queue>,
+    seqs: &'a AtomicU64,
     builder: BatchBuilder,
     ids: IdGenerator,
     /// Id of the open batch's first record.
     base: Option<Ulid>,
     opened: Instant,
-    seq: u64,
     /// Scratch for prefixed lines.
     line: Vec<u8>,
     /// Lines added since the last count was reported to the queue.
     lines_read: u64,
+    /// The file being read, if any, and the offset past the last line added.
+    source: Option<SourceKey>,
+    last_end: u64,
 }
 
 impl Batcher<'_> {
@@ -116,7 +196,7 @@ impl Batcher<'_> {
             spare[..n].copy_from_slice(&chunk[..n]);
             framer.filled(n);
             chunk = &chunk[n..];
-            let truncated = framer.drain(|l| self.add_line(l.bytes));
+            let truncated = framer.drain(|l| self.add_line(l.bytes, l.end));
             self.report(truncated);
         }
     }
@@ -130,8 +210,9 @@ impl Batcher<'_> {
         }
     }
 
-    fn add_line(&mut self, line: &[u8]) {
+    fn add_line(&mut self, line: &[u8], end: u64) {
         self.lines_read += 1;
+        self.last_end = end;
         if self.base.is_none() {
             self.base = Some(self.ids.next_at(now_ms()));
             self.opened = Instant::now();
@@ -157,23 +238,24 @@ impl Batcher<'_> {
             return;
         };
         self.report(0);
-        self.seq += 1;
+        let seq = self.seqs.fetch_add(1, Ordering::Relaxed) + 1;
         let (wire, count) = self.builder.seal(
             &mut self.ids,
             base,
-            self.seq,
+            seq,
             &self.config.topic,
             self.config.guarantee,
         );
-        self.queue.push(Batch {
-            seq: self.seq,
-            records: count as u64,
-            wire,
+        let mut batch = Batch::new(seq, count as u64, wire);
+        batch.source = self.source.map(|key| SourcePos {
+            key,
+            end: self.last_end,
         });
+        self.queue.push(batch);
     }
 
     fn finish(&mut self, framer: &mut LineFramer) {
-        let truncated = framer.finish(|l| self.add_line(l.bytes));
+        let truncated = framer.finish(|l| self.add_line(l.bytes, l.end));
         self.report(truncated);
         self.close_batch();
     }

@@ -22,6 +22,11 @@ use memchr::memchr_iter;
 pub struct FramedLine<'a> {
     pub bytes: &'a [u8],
     pub truncated: bool,
+    /// Offset in the input stream just past what this line consumed (its
+    /// `\n` included). A reader that restarts at `end` neither repeats nor
+    /// skips a line, except after a line cut before its end was seen: the
+    /// rest of that line then comes back as a line of its own.
+    pub end: u64,
 }
 
 #[derive(Debug)]
@@ -35,6 +40,8 @@ pub struct LineFramer {
     scanned: usize,
     /// Skipping the tail of a line that was already emitted truncated.
     discarding: bool,
+    /// Stream offset of `buf[0]`.
+    base: u64,
 }
 
 impl LineFramer {
@@ -50,7 +57,14 @@ impl LineFramer {
             len: 0,
             scanned: 0,
             discarding: false,
+            base: 0,
         }
+    }
+
+    /// Number the input from `offset` (a reader that resumes mid-file).
+    pub fn with_offset(mut self, offset: u64) -> Self {
+        self.base = offset;
+        self
     }
 
     pub fn max_line(&self) -> usize {
@@ -96,11 +110,13 @@ impl LineFramer {
                     emit(FramedLine {
                         bytes: &line[..self.max_line],
                         truncated: true,
+                        end: self.base + end as u64 + 1,
                     });
                 } else {
                     emit(FramedLine {
                         bytes: line,
                         truncated: false,
+                        end: self.base + end as u64 + 1,
                     });
                 }
             }
@@ -109,6 +125,7 @@ impl LineFramer {
         // What is left has no newline. Cut it now if it already exceeds the limit.
         let rest = self.len - start;
         if self.discarding {
+            self.base += self.len as u64;
             self.len = 0;
             self.scanned = 0;
             return truncated;
@@ -120,14 +137,17 @@ impl LineFramer {
             emit(FramedLine {
                 bytes: &self.buf[start..start + self.max_line],
                 truncated: true,
+                end: self.base + self.len as u64,
             });
             self.discarding = true;
+            self.base += self.len as u64;
             self.len = 0;
             self.scanned = 0;
             return truncated;
         }
         if start > 0 {
             self.buf.copy_within(start..self.len, 0);
+            self.base += start as u64;
         }
         self.len = rest;
         self.scanned = rest;
@@ -145,14 +165,17 @@ impl LineFramer {
                 emit(FramedLine {
                     bytes: &line[..self.max_line],
                     truncated: true,
+                    end: self.base + self.len as u64,
                 });
             } else {
                 emit(FramedLine {
                     bytes: line,
                     truncated: false,
+                    end: self.base + self.len as u64,
                 });
             }
         }
+        self.base += self.len as u64;
         self.len = 0;
         self.scanned = 0;
         self.discarding = false;
@@ -246,6 +269,34 @@ mod tests {
     }
 
     proptest! {
+        /// Resuming at any line's `end` yields exactly the lines after it.
+        #[test]
+        fn line_ends_are_resume_points(
+            input in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'a'), Just(b'\r')], 0..200),
+            pieces in proptest::collection::vec(1usize..50, 1..5),
+        ) {
+            let mut framer = LineFramer::new(1000, 7);
+            let mut ends = Vec::new();
+            let mut offset = 0;
+            let mut piece = pieces.iter().cycle();
+            while offset < input.len() {
+                let spare = framer.spare();
+                let n = (*piece.next().unwrap()).clamp(1, spare.len()).min(input.len() - offset);
+                spare[..n].copy_from_slice(&input[offset..offset + n]);
+                framer.filled(n);
+                offset += n;
+                framer.drain(|l| ends.push(l.end));
+            }
+            framer.finish(|l| ends.push(l.end));
+            let all = model(&input, 1000);
+            for (i, end) in ends.iter().enumerate() {
+                prop_assert_eq!(model(&input[*end as usize..], 1000), all[i + 1..].to_vec());
+            }
+            if let Some(last) = ends.last() {
+                prop_assert_eq!(*last as usize, input.len());
+            }
+        }
+
         #[test]
         fn framing_matches_the_model(
             input in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), Just(0u8), any::<u8>(), Just(b'a')], 0..400),
