@@ -21,6 +21,19 @@ use sluice_store::{Consumer, ConsumerConfig, Store};
 
 use crate::size::parse_bytes;
 
+/// A listen address, or `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct Listen(Option<SocketAddr>);
+
+fn parse_listen(text: &str) -> Result<Listen, String> {
+    if text == "off" {
+        return Ok(Listen(None));
+    }
+    text.parse()
+        .map(|a| Listen(Some(a)))
+        .map_err(|e| format!("{text:?} is not an address like 127.0.0.1:24224 or off: {e}"))
+}
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Directory for ingest segments (data/ingest) and store segments (data/store).
@@ -38,6 +51,29 @@ pub struct Args {
     /// Batch ingest: the acknowledged batch protocol (docs/protocol-batch.md).
     #[arg(long, default_value = "127.0.0.1:7653", env = "SLUICE_BATCH")]
     batch: SocketAddr,
+    /// Fluentd forward protocol (TCP, and UDP heartbeats on the same port);
+    /// `off` disables it.
+    #[arg(long, default_value = "127.0.0.1:24224", value_parser = parse_listen, env = "SLUICE_FLUENT")]
+    fluent: Listen,
+    /// Require Fluentd's shared-key handshake (`<security>` with this key).
+    #[arg(long, env = "SLUICE_FLUENT_SHARED_KEY", hide_env_values = true)]
+    fluent_shared_key: Option<String>,
+    /// When a fluent `chunk` is acknowledged: once written (write) or once
+    /// fsynced (fsync).
+    #[arg(long, default_value = "write", value_parser = ["write", "fsync"])]
+    fluent_ack: String,
+    /// Largest fluent frame accepted; a larger one closes its connection.
+    #[arg(long, default_value = "16MiB", value_parser = parse_bytes)]
+    fluent_max_frame: u64,
+    /// Largest inflated CompressedPackedForward chunk (gzip bomb limit).
+    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
+    fluent_max_decompressed: u64,
+    /// Most events in one fluent frame.
+    #[arg(long, default_value_t = 1_000_000)]
+    fluent_max_entries: usize,
+    /// Deepest nesting of maps and arrays in a fluent frame.
+    #[arg(long, default_value_t = 32)]
+    fluent_max_depth: usize,
     /// Largest batch accepted on the batch port (its record section).
     #[arg(long, default_value = "16MiB", value_parser = parse_bytes, env = "SLUICE_BATCH_MAX_BYTES")]
     batch_max_bytes: u64,
@@ -116,15 +152,28 @@ async fn serve(
                 as usize,
             max_batch_records: args.batch_max_records,
         },
+        fluent: sluice_ingest::FluentConfig {
+            limits: sluice_fluent::Limits {
+                max_frame_bytes: args.fluent_max_frame.clamp(1024, 1 << 30) as usize,
+                max_decompressed_bytes: args.fluent_max_decompressed.clamp(1024, 4 << 30) as usize,
+                max_entries_per_frame: args.fluent_max_entries.max(1),
+                max_depth: args.fluent_max_depth.clamp(4, sluice_fluent::MAX_DEPTH_CAP),
+            },
+            shared_key: args.fluent_shared_key.clone(),
+            hostname: hostname(),
+            ack_after_fsync: args.fluent_ack == "fsync",
+        },
         ..IngestConfig::default()
     };
     let mut connection_counts = Vec::new();
     let mut tasks = Vec::new();
     for (mode, addr, flag) in [
-        (Mode::Fast, args.fast, "--fast"),
-        (Mode::Durable, args.durable, "--durable"),
-        (Mode::Batch, args.batch, "--batch"),
+        (Mode::Fast, Some(args.fast), "--fast"),
+        (Mode::Durable, Some(args.durable), "--durable"),
+        (Mode::Batch, Some(args.batch), "--batch"),
+        (Mode::Fluent, args.fluent.0, "--fluent"),
     ] {
+        let Some(addr) = addr else { continue };
         let listener = Listener::bind(mode, addr, log.clone(), config.clone(), shutdown.clone())
             .await
             .with_context(|| {
@@ -135,6 +184,15 @@ async fn serve(
             })?;
         tracing::info!(protocol = mode.name(), addr = %listener.local_addr()?, "ingest listening");
         connection_counts.push(listener.active_connections());
+        if mode == Mode::Fluent {
+            let udp = tokio::net::UdpSocket::bind(listener.local_addr()?)
+                .await
+                .with_context(|| format!("listen for fluent UDP heartbeats on {addr}"))?;
+            tasks.push(tokio::spawn(sluice_ingest::fluent::serve_udp_heartbeats(
+                udp,
+                shutdown.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(listener.serve()));
     }
 
@@ -209,6 +267,15 @@ async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(5), api).await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// This host's name, for the fluent handshake.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "sluice".into())
 }
 
 fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {

@@ -70,6 +70,7 @@ pub struct Node {
     pub fast: String,
     pub durable: String,
     pub batch: String,
+    pub fluent: String,
     pub extra_args: Vec<String>,
     child: Option<Child>,
 }
@@ -83,14 +84,17 @@ impl Node {
             fast: String::new(),
             durable: String::new(),
             batch: String::new(),
+            fluent: String::new(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
         // Another test may take a port between our choosing it and the
         // node binding it; then choose again.
         for _ in 0..5 {
-            let [api, fast, durable, batch] = free_ports::<4>().map(|p| format!("127.0.0.1:{p}"));
-            (node.api, node.fast, node.durable, node.batch) = (api, fast, durable, batch);
+            let [api, fast, durable, batch, fluent] =
+                free_ports::<5>().map(|p| format!("127.0.0.1:{p}"));
+            (node.api, node.fast, node.durable, node.batch, node.fluent) =
+                (api, fast, durable, batch, fluent);
             if node.try_spawn() {
                 return node;
             }
@@ -130,6 +134,8 @@ impl Node {
                 &self.durable,
                 "--batch",
                 &self.batch,
+                "--fluent",
+                &self.fluent,
             ])
             .args(&self.extra_args)
             .env("SLUICE_LOG", "info")

@@ -35,6 +35,26 @@ pub struct SenderConfig {
     pub destinations: Vec<String>,
     pub window: usize,
     pub max_backoff: Duration,
+    pub protocol: Protocol,
+}
+
+/// What the destinations speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// The batch protocol: `OK <seq> …` / `ERR <seq> …` lines.
+    Sluice,
+    /// The Fluentd forward protocol: `{"ack": chunk}` maps.
+    Fluent,
+}
+
+/// The fluent `chunk` id of batch `seq`.
+pub fn chunk_id(seq: u64) -> String {
+    format!("sluice-{seq:x}")
+}
+
+fn seq_of_chunk(chunk: &[u8]) -> Option<u64> {
+    let hex = std::str::from_utf8(chunk.strip_prefix(b"sluice-")?).ok()?;
+    u64::from_str_radix(hex, 16).ok()
 }
 
 /// In-flight batches of one connection, by seq.
@@ -115,7 +135,11 @@ fn serve_connection(
             acked_any.clone(),
             addr.to_string(),
         );
-        std::thread::spawn(move || read_replies(reader, &addr, &window, &queue, &acked_any))
+        let protocol = config.protocol;
+        std::thread::spawn(move || match protocol {
+            Protocol::Sluice => read_replies(reader, &addr, &window, &queue, &acked_any),
+            Protocol::Fluent => read_fluent_acks(reader, &addr, &window, &queue, &acked_any),
+        })
     };
     let mut stream = stream;
     loop {
@@ -169,6 +193,59 @@ fn serve_connection(
     }
     queue.give_back(unacked);
     acked_any.load(Ordering::Relaxed)
+}
+
+/// The reply reader of a fluent connection: each `{"ack": chunk}` names a
+/// batch by its chunk id. Fluent has no refusal: a bad frame closes the
+/// connection, and its batches are sent again.
+fn read_fluent_acks(
+    mut stream: TcpStream,
+    addr: &str,
+    window: &Window,
+    queue: &Queue,
+    acked_any: &AtomicBool,
+) {
+    use std::io::Read;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut len = 0;
+    'read: loop {
+        if len == buf.len() {
+            tracing::warn!(
+                addr,
+                "fluent destination sent an oversized reply; reconnecting"
+            );
+            break;
+        }
+        match stream.read(&mut buf[len..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => len += n,
+        }
+        let mut start = 0;
+        loop {
+            match sluice_fluent::decode_ack(&buf[start..len]) {
+                Ok(Some((used, chunk))) => {
+                    let seq = seq_of_chunk(chunk);
+                    start += used;
+                    let mut guard = window.batches.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(batch) = seq.and_then(|s| guard.0.remove(&s)) {
+                        queue.acked(&batch);
+                        acked_any.store(true, Ordering::Relaxed);
+                    }
+                    window.changed.notify_all();
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::warn!(addr, error = %err, "unparseable ack from fluent destination; reconnecting");
+                    break 'read;
+                }
+            }
+        }
+        buf.copy_within(start..len, 0);
+        len -= start;
+    }
+    let mut guard = window.batches.lock().unwrap_or_else(|p| p.into_inner());
+    guard.1 = true;
+    window.changed.notify_all();
 }
 
 fn read_replies(

@@ -45,10 +45,10 @@ use sluice_record::wire::Guarantee;
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
     #[error(
-        "unsupported destination {0:?}: use sluice://HOST:PORT (batch protocol, acknowledged) or tcp://HOST:PORT (plain lines)"
+        "unsupported destination {0:?}: use sluice://HOST:PORT (batch protocol, acknowledged), fluent://HOST:PORT (Fluentd forward protocol, acknowledged) or tcp://HOST:PORT (plain lines)"
     )]
     BadDestination(String),
-    #[error("destinations mix schemes ({0}); use only sluice:// or only tcp://")]
+    #[error("destinations mix schemes ({0}); use one of sluice://, fluent:// or tcp://")]
     MixedSchemes(String),
     #[error("plain-lines (tcp://) forwarding takes one destination, got {0}")]
     ManyLineDestinations(usize),
@@ -83,6 +83,8 @@ pub enum Destination {
     Sluice(String),
     /// Plain lines.
     Lines(String),
+    /// The Fluentd forward protocol, Forward mode with chunk acks.
+    Fluent(String),
 }
 
 impl Destination {
@@ -97,6 +99,7 @@ impl Destination {
         match scheme {
             "sluice" => Ok(Destination::Sluice(addr.to_string())),
             "tcp" => Ok(Destination::Lines(addr.to_string())),
+            "fluent" => Ok(Destination::Fluent(addr.to_string())),
             _ => Err(ForwardError::BadDestination(url.to_string())),
         }
     }
@@ -152,6 +155,7 @@ impl ForwardConfig {
                 linger: Duration::from_millis(100),
                 max_line_bytes: 1 << 20,
                 prefix: Vec::new(),
+                fluent: false,
             },
             queue_max_bytes: 64 << 20,
             on_full: OnFull::Block,
@@ -202,19 +206,32 @@ pub fn forward_observed(
 ) -> Result<Outcome, ForwardError> {
     let mut lines = Vec::new();
     let mut sluice = Vec::new();
+    let mut fluent = Vec::new();
     for d in &config.destinations {
         match d {
             Destination::Lines(addr) => lines.push(addr.clone()),
             Destination::Sluice(addr) => sluice.push(addr.clone()),
+            Destination::Fluent(addr) => fluent.push(addr.clone()),
         }
     }
-    if !lines.is_empty() && !sluice.is_empty() {
+    let schemes = [!lines.is_empty(), !sluice.is_empty(), !fluent.is_empty()];
+    if schemes.iter().filter(|s| **s).count() > 1 {
         return Err(ForwardError::MixedSchemes(format!(
-            "{} sluice://, {} tcp://",
+            "{} sluice://, {} fluent://, {} tcp://",
             sluice.len(),
+            fluent.len(),
             lines.len()
         )));
     }
+    let protocol = if fluent.is_empty() {
+        acked::Protocol::Sluice
+    } else {
+        sluice = fluent;
+        acked::Protocol::Fluent
+    };
+    let mut batch_config = config.batch.clone();
+    batch_config.fluent = protocol == acked::Protocol::Fluent;
+    let batch_config = &batch_config;
     if !lines.is_empty() {
         if lines.len() > 1 {
             return Err(ForwardError::ManyLineDestinations(lines.len()));
@@ -279,6 +296,7 @@ pub fn forward_observed(
         destinations: sluice.clone(),
         window: config.window.max(1),
         max_backoff: config.max_backoff,
+        protocol,
     };
     let slots: Vec<Vec<String>> = match config.mode {
         Mode::Failover => vec![sluice.clone()],
@@ -322,9 +340,8 @@ pub fn forward_observed(
 
     let seqs = AtomicU64::new(max_seq);
     let read = match input {
-        Source::Stream(input) => reader::spawn_stream_reader(input).and_then(|incoming| {
-            reader::run_batcher(incoming, &config.batch, &queue, &seqs, &stop)
-        }),
+        Source::Stream(input) => reader::spawn_stream_reader(input)
+            .and_then(|incoming| reader::run_batcher(incoming, batch_config, &queue, &seqs, &stop)),
         Source::Files(paths) => std::thread::scope(|scope| {
             let batchers: Vec<_> = paths
                 .iter()
@@ -337,7 +354,7 @@ pub fn forward_observed(
                         .spawn(move || follow::follow(path, resume, poll, follow_stop, tx))?;
                     let (queue, seqs, stop) = (&queue, &seqs, &*stop);
                     Ok(scope
-                        .spawn(move || reader::run_batcher(rx, &config.batch, queue, seqs, stop)))
+                        .spawn(move || reader::run_batcher(rx, batch_config, queue, seqs, stop)))
                 })
                 .collect::<io::Result<Vec<_>>>()?;
             let mut result = Ok(());

@@ -40,6 +40,9 @@ pub struct BatchConfig {
     pub max_line_bytes: usize,
     /// Prepended to every line.
     pub prefix: Vec<u8>,
+    /// Encode batches as Fluentd Forward-mode frames instead of the batch
+    /// protocol (for `fluent://` destinations).
+    pub fluent: bool,
 }
 
 const CHUNK_BYTES: usize = 256 << 10;
@@ -88,6 +91,9 @@ pub fn run_batcher(
         queue,
         seqs,
         builder: BatchBuilder::new(),
+        fluent: config
+            .fluent
+            .then(|| sluice_fluent::ForwardEncoder::new(&config.topic)),
         ids: IdGenerator::new(),
         base: None,
         opened: Instant::now(),
@@ -175,6 +181,8 @@ struct Batcher<'a> {
     queue: &'a Arc<Queue>,
     seqs: &'a AtomicU64,
     builder: BatchBuilder,
+    /// Used instead of `builder` for fluent destinations.
+    fluent: Option<sluice_fluent::ForwardEncoder>,
     ids: IdGenerator,
     /// Id of the open batch's first record.
     base: Option<Ulid>,
@@ -217,18 +225,30 @@ impl Batcher<'_> {
             self.base = Some(self.ids.next_at(now_ms()));
             self.opened = Instant::now();
         }
-        // Records share the batch's base time: their ids are base, base+1, …
-        if self.config.prefix.is_empty() {
-            self.builder.push(None, line);
+        let line = if self.config.prefix.is_empty() {
+            line
         } else {
             self.line.clear();
             self.line.extend_from_slice(&self.config.prefix);
             self.line.extend_from_slice(line);
-            self.builder.push(None, &self.line);
-        }
-        if self.builder.section_len() >= self.config.batch_bytes
-            || self.builder.count() >= self.config.batch_records
-        {
+            &self.line
+        };
+        let full = match self.fluent.as_mut() {
+            Some(frame) => {
+                let base_ms = self.base.map_or(0, |b| b.timestamp_ms());
+                frame.push(base_ms as i64 * 1_000_000, line);
+                frame.encoded_len() >= self.config.batch_bytes
+                    || frame.len() >= self.config.batch_records as usize
+            }
+            None => {
+                // Records share the batch's base time: their ids are base,
+                // base+1, …
+                self.builder.push(None, line);
+                self.builder.section_len() >= self.config.batch_bytes
+                    || self.builder.count() >= self.config.batch_records
+            }
+        };
+        if full {
             self.close_batch();
         }
     }
@@ -239,13 +259,20 @@ impl Batcher<'_> {
         };
         self.report(0);
         let seq = self.seqs.fetch_add(1, Ordering::Relaxed) + 1;
-        let (wire, count) = self.builder.seal(
-            &mut self.ids,
-            base,
-            seq,
-            &self.config.topic,
-            self.config.guarantee,
-        );
+        let (wire, count) = match self.fluent.as_mut() {
+            Some(frame) => {
+                let count = frame.len();
+                // The chunk id names the batch in the ack.
+                (frame.seal(&crate::acked::chunk_id(seq)), count as u32)
+            }
+            None => self.builder.seal(
+                &mut self.ids,
+                base,
+                seq,
+                &self.config.topic,
+                self.config.guarantee,
+            ),
+        };
         let mut batch = Batch::new(seq, count as u64, wire);
         batch.source = self.source.map(|key| SourcePos {
             key,

@@ -13,10 +13,12 @@
 //! commit, never by a timeout.
 
 pub mod batch;
+pub mod fluent;
 pub mod listener;
 pub mod log;
 mod metrics;
 mod sink;
 
+pub use fluent::FluentConfig;
 pub use listener::{IngestConfig, Listener, Mode};
 pub use log::{IngestLog, LogError};

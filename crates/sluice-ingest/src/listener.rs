@@ -56,6 +56,8 @@ pub enum Mode {
     Durable,
     /// The acknowledged batch protocol (see [`crate::batch`]).
     Batch,
+    /// The Fluentd forward protocol (see [`crate::fluent`]).
+    Fluent,
 }
 
 impl Mode {
@@ -64,6 +66,7 @@ impl Mode {
             Mode::Fast => "fast",
             Mode::Durable => "durable",
             Mode::Batch => "batch",
+            Mode::Fluent => "fluent",
         }
     }
 }
@@ -82,6 +85,8 @@ pub struct IngestConfig {
     pub max_connections: usize,
     /// Limits of the batch protocol.
     pub wire: sluice_record::wire::WireLimits,
+    /// The fluent listener's limits, handshake and acks.
+    pub fluent: crate::fluent::FluentConfig,
 }
 
 impl Default for IngestConfig {
@@ -93,6 +98,7 @@ impl Default for IngestConfig {
             read_chunk_bytes: 256 << 10,
             max_connections: 1024,
             wire: sluice_record::wire::WireLimits::default(),
+            fluent: crate::fluent::FluentConfig::default(),
         }
     }
 }
@@ -214,6 +220,13 @@ impl Connection {
         metrics::connection_opened(self.mode);
         let result = match self.mode {
             Mode::Batch => crate::batch::serve(
+                &mut stream,
+                self.peer,
+                &self.log,
+                &self.config,
+                &self.shutdown,
+            ),
+            Mode::Fluent => crate::fluent::serve(
                 &mut stream,
                 self.peer,
                 &self.log,

@@ -56,6 +56,10 @@ pub(crate) fn torn_tail(bytes: u64) {
     counter!("sluice_ingest_recovered_torn_bytes_total").increment(bytes);
 }
 
+pub(crate) fn fluent_error(kind: &'static str) {
+    counter!("sluice_ingest_fluent_errors_total", "reason" => kind).increment(1);
+}
+
 pub(crate) fn batch_error(kind: &'static str) {
     counter!("sluice_ingest_batch_errors_total", "reason" => kind).increment(1);
 }
