@@ -102,6 +102,11 @@ impl Node {
         panic!("could not start a node on free ports; log:\n{}", node.log());
     }
 
+    /// The node's process id (for its memory use).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("node is running").id()
+    }
+
     pub fn data(&self) -> PathBuf {
         self.dir.join("data")
     }

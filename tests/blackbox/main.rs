@@ -2,6 +2,7 @@
 
 mod batch;
 mod client;
+mod fluent;
 mod forward;
 mod harness;
 mod ingest;
