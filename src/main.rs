@@ -40,7 +40,7 @@ enum Command {
     Ingeststore(cmd::ingeststore::Args),
     /// Search stored records in a time range; prints payloads in time order.
     Query(cmd::query::Args),
-    /// Send lines from stdin to an ingester.
+    /// Send lines from stdin or followed files to ingesters, acknowledged, with an optional disk spool.
     Forward(cmd::forward::Args),
     /// Print realistic synthetic log lines, for tests and benchmarks.
     Testsvc(cmd::testsvc::Args),

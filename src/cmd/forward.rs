@@ -19,9 +19,10 @@ use crate::size::parse_bytes;
 #[derive(clap::Args)]
 pub struct Args {
     /// Where to send: sluice://HOST:PORT (the batch port, 7653; acknowledged;
-    /// the default when no scheme is given) or tcp://HOST:PORT (plain lines,
-    /// for the fast port 7651 or OK Log). Several sluice:// destinations are
-    /// used as --mode says.
+    /// the default when no scheme is given), fluent://HOST:PORT (Fluentd or
+    /// Fluent Bit, port 24224; chunk acks) or tcp://HOST:PORT (plain lines,
+    /// for the fast port 7651 or OK Log). Several sluice:// or fluent://
+    /// destinations are used as --mode says.
     #[arg(value_name = "URL", required = true, num_args = 1.., env = "SLUICE_FORWARD_TO", value_delimiter = ',')]
     destinations: Vec<String>,
     /// With several destinations: failover (one at a time) or balance (all at once).

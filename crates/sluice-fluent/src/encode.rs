@@ -1,7 +1,8 @@
 //! What the crate writes: acks (server) and Forward-mode frames (client).
 
 use crate::msgpack::{
-    Reader, Value, write_bin, write_event_time, write_str, write_str_header, write_uint,
+    Reader, Value, patch_array32, reserve_array32, write_array_len, write_bin, write_event_time,
+    write_map_len, write_str, write_uint,
 };
 use crate::{FluentError, Limits, frame_len};
 
@@ -10,7 +11,7 @@ use crate::{FluentError, Limits, frame_len};
 /// (Fluentd's chunk ids are base64 ending in `"\n"`; the client compares
 /// every byte).
 pub fn encode_ack(chunk: &[u8], out: &mut Vec<u8>) {
-    out.push(0x81);
+    write_map_len(out, 1);
     write_str(out, b"ack");
     write_str(out, chunk);
 }
@@ -90,11 +91,9 @@ impl ForwardEncoder {
 
     fn start(&mut self) {
         self.buf.clear();
-        self.buf.push(0x93);
+        write_array_len(&mut self.buf, 3);
         write_str(&mut self.buf, self.tag.as_bytes());
-        self.buf.push(0xdd);
-        self.count_at = self.buf.len();
-        self.buf.extend_from_slice(&[0; 4]);
+        self.count_at = reserve_array32(&mut self.buf);
         self.count = 0;
     }
 
@@ -112,13 +111,12 @@ impl ForwardEncoder {
             Err(_) => (u32::MAX, 0),
         };
         let b = &mut self.buf;
-        b.push(0x92);
+        write_array_len(b, 2);
         write_event_time(b, secs, nanos);
-        b.push(0x81);
+        write_map_len(b, 1);
         write_str(b, b"message");
         if std::str::from_utf8(line).is_ok() {
-            write_str_header(b, line.len());
-            b.extend_from_slice(line);
+            write_str(b, line);
         } else {
             write_bin(b, line);
         }
@@ -144,8 +142,8 @@ impl ForwardEncoder {
     /// returns it; the encoder starts a new, empty frame for the same tag.
     pub fn seal(&mut self, chunk_id: &str) -> Vec<u8> {
         let count = self.count;
-        self.buf[self.count_at..self.count_at + 4].copy_from_slice(&count.to_be_bytes());
-        self.buf.push(0x82);
+        patch_array32(&mut self.buf, self.count_at, count);
+        write_map_len(&mut self.buf, 2);
         write_str(&mut self.buf, b"chunk");
         write_str(&mut self.buf, chunk_id.as_bytes());
         write_str(&mut self.buf, b"size");

@@ -9,7 +9,7 @@
 //! its 5 header bytes. Every owed value needs at least one byte, which is how
 //! counts are bounded too.
 
-use crate::msgpack::{Shape, be, shape};
+use crate::msgpack::{Extent, extent};
 use crate::{FluentError, Limits};
 
 /// Deepest nesting any limit can allow; larger `Limits::max_depth` values
@@ -96,40 +96,22 @@ impl FrameScanner {
                 self.reset();
                 return Ok(Some(len));
             }
-            let Some(&b) = buf.get(self.pos) else {
-                return Ok(None);
-            };
-            let at = self.pos + 1;
-            // Length of the value if it is a scalar; `None` for containers.
-            let (end, items) = match shape(b) {
-                Shape::Fixed(n) => (at as u64 + n as u64, 0),
-                Shape::Blob(n) | Shape::Ext(n, _) => {
-                    let Some(len_bytes) = buf.get(at..at + n) else {
-                        return Ok(None);
-                    };
-                    let mut body = be(len_bytes);
-                    if let Shape::Ext(_, fixed) = shape(b) {
-                        // An ext body follows its type byte; fixext has no length.
-                        body = if n == 0 { fixed as u64 + 1 } else { body + 1 };
-                    }
-                    (at as u64 + n as u64 + body, 0)
-                }
-                Shape::FixContainer(items) => (at as u64, items),
-                Shape::Container(n, pairs) => {
-                    let Some(count) = buf.get(at..at + n) else {
-                        return Ok(None);
-                    };
-                    let count = be(count) * if pairs { 2 } else { 1 };
-                    (at as u64 + n as u64, count)
-                }
-                Shape::Invalid => {
+            let extent = match buf.get(self.pos..).map(extent) {
+                None | Some(Ok(None)) => return Ok(None),
+                Some(Ok(Some(extent))) => extent,
+                Some(Err(byte)) => {
                     return Err(FluentError::InvalidByte {
-                        byte: b,
+                        byte,
                         offset: self.pos,
                     });
                 }
             };
-            let is_container = matches!(shape(b), Shape::FixContainer(_) | Shape::Container(..));
+            // Where the value ends if it is a scalar, where its header
+            // ends if it is a container.
+            let (end, items, is_container) = match extent {
+                Extent::Scalar(len) => (self.pos as u64 + len, 0, false),
+                Extent::Container { header, items } => (self.pos as u64 + header, items, true),
+            };
             // This value is one of the values its container still owes.
             let started = u64::from(self.depth > 0);
             let least = end + (self.owed_total - started) + items;

@@ -26,7 +26,9 @@
 use sha2::{Digest, Sha512};
 
 use crate::FluentError;
-use crate::msgpack::{Reader, Value, write_bin, write_str};
+use crate::msgpack::{
+    Reader, Value, write_array_len, write_bin, write_bool, write_map_len, write_str,
+};
 
 /// A client's PING, as the server received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,9 +95,9 @@ fn hex_eq(received: &[u8], expected: &str) -> bool {
 /// `auth_salt` is random bytes when users must authenticate (Fluentd always
 /// sends one), or empty, which is sent as `""`.
 pub fn encode_helo(nonce: &[u8], auth_salt: &[u8], keepalive: bool, out: &mut Vec<u8>) {
-    out.push(0x92);
+    write_array_len(out, 2);
     write_str(out, b"HELO");
-    out.push(0x83);
+    write_map_len(out, 3);
     write_str(out, b"nonce");
     write_bin(out, nonce);
     write_str(out, b"auth");
@@ -105,7 +107,7 @@ pub fn encode_helo(nonce: &[u8], auth_salt: &[u8], keepalive: bool, out: &mut Ve
         write_bin(out, auth_salt);
     }
     write_str(out, b"keepalive");
-    out.push(if keepalive { 0xc3 } else { 0xc2 });
+    write_bool(out, keepalive);
 }
 
 /// Server: appends the PONG for an accepted PING: the server's hostname and
@@ -123,9 +125,9 @@ pub fn encode_pong_ok(
         nonce,
         shared_key,
     ]);
-    out.push(0x95);
+    write_array_len(out, 5);
     write_str(out, b"PONG");
-    out.push(0xc3);
+    write_bool(out, true);
     write_str(out, b"");
     write_str(out, server_hostname.as_bytes());
     write_str(out, digest.as_bytes());
@@ -133,9 +135,9 @@ pub fn encode_pong_ok(
 
 /// Server: appends the PONG refusing a PING (then close the connection).
 pub fn encode_pong_refused(reason: &str, out: &mut Vec<u8>) {
-    out.push(0x95);
+    write_array_len(out, 5);
     write_str(out, b"PONG");
-    out.push(0xc2);
+    write_bool(out, false);
     write_str(out, reason.as_bytes());
     write_str(out, b"");
     write_str(out, b"");
@@ -252,7 +254,7 @@ pub fn encode_ping(
 ) {
     let host = client_hostname.as_bytes();
     let digest = sha512_hex(&[shared_key_salt, host, &helo.nonce, shared_key]);
-    out.push(0x96);
+    write_array_len(out, 6);
     write_str(out, b"PING");
     write_str(out, host);
     write_bin(out, shared_key_salt);

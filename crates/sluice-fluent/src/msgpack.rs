@@ -1,8 +1,21 @@
-//! A minimal, zero-copy msgpack reader and the few writers the crate needs.
+//! The crate's msgpack layer, a thin one over `rmp`: a zero-copy reader of
+//! value headers, the extent of a value from its header alone (for the frame
+//! scanner), and the few writers the crate needs.
+//!
+//! rmp classifies every type byte ([`Marker::from_u8`]) and reads every
+//! header: lengths, counts, numbers, ext types. What is left here is what
+//! rmp does not do: borrowing a str, bin or ext body from the buffer once
+//! rmp has read its length, knowing how big a value is before all of its
+//! bytes have arrived, and turning rmp's errors into the crate's (a header
+//! or body running past the buffer is [`FluentError::Truncated`]).
 //!
 //! Every encoding of a type is accepted (a map16 holding one pair, an int64
 //! holding 5, a str32 holding "gzip"): only the value matters. Nothing here
 //! allocates.
+
+use rmp::Marker;
+use rmp::decode;
+use rmp::encode;
 
 use crate::FluentError;
 
@@ -51,212 +64,135 @@ impl Value<'_> {
     }
 }
 
-/// How the bytes after a type byte are laid out.
-#[derive(Clone, Copy)]
-pub(crate) enum Shape {
-    /// The whole value is `n` bytes after the type byte.
-    Fixed(usize),
-    /// A big-endian length of `n` bytes, then that many body bytes.
-    Blob(usize),
-    /// An ext: a length of `n` bytes (0 = fixext), then the type byte, then the body.
-    Ext(usize, usize),
-    /// A container whose count is in the type byte (`items` values follow).
-    FixContainer(u64),
-    /// A container with a big-endian count of `n` bytes; `pairs` doubles it.
-    Container(usize, bool),
-    /// 0xc1, never used.
-    Invalid,
-}
-
-/// The layout announced by a type byte.
-pub(crate) fn shape(b: u8) -> Shape {
-    match b {
-        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => Shape::Fixed(0),
-        0x80..=0x8f => Shape::FixContainer(u64::from(b & 0x0f) * 2),
-        0x90..=0x9f => Shape::FixContainer(u64::from(b & 0x0f)),
-        0xa0..=0xbf => Shape::Fixed(usize::from(b & 0x1f)),
-        0xc1 => Shape::Invalid,
-        0xc4 | 0xd9 => Shape::Blob(1),
-        0xc5 | 0xda => Shape::Blob(2),
-        0xc6 | 0xdb => Shape::Blob(4),
-        0xc7 => Shape::Ext(1, 0),
-        0xc8 => Shape::Ext(2, 0),
-        0xc9 => Shape::Ext(4, 0),
-        0xca => Shape::Fixed(4),
-        0xcb => Shape::Fixed(8),
-        0xcc | 0xd0 => Shape::Fixed(1),
-        0xcd | 0xd1 => Shape::Fixed(2),
-        0xce | 0xd2 => Shape::Fixed(4),
-        0xcf | 0xd3 => Shape::Fixed(8),
-        0xd4 => Shape::Ext(0, 1),
-        0xd5 => Shape::Ext(0, 2),
-        0xd6 => Shape::Ext(0, 4),
-        0xd7 => Shape::Ext(0, 8),
-        0xd8 => Shape::Ext(0, 16),
-        0xdc => Shape::Container(2, false),
-        0xdd => Shape::Container(4, false),
-        0xde => Shape::Container(2, true),
-        0xdf => Shape::Container(4, true),
-    }
-}
-
-/// A big-endian unsigned integer of `bytes.len()` (at most 8) bytes.
+/// The first `len` bytes of `rd` (a body whose header rmp just read),
+/// borrowed, or `None` if they run past its end.
 #[inline]
-pub(crate) fn be(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+fn body<'a>(rd: &mut &'a [u8], len: u32) -> Option<&'a [u8]> {
+    let (body, rest) = rd.split_at_checked(len as usize)?;
+    *rd = rest;
+    Some(body)
+}
+
+/// The value whose header, longer than its marker, starts `rd`: read by
+/// rmp, marker included, and the body borrowed. `None` if it runs past the
+/// end of `rd` (rmp's only failure here: the marker is already matched).
+#[inline]
+fn header<'a>(marker: Marker, rd: &mut &'a [u8]) -> Option<Value<'a>> {
+    Some(match marker {
+        Marker::U8 | Marker::U16 | Marker::U32 | Marker::U64 => {
+            Value::Uint(decode::read_int(rd).ok()?)
+        }
+        Marker::I8 | Marker::I16 | Marker::I32 | Marker::I64 => {
+            Value::Int(decode::read_int(rd).ok()?)
+        }
+        Marker::F32 => Value::F32(decode::read_f32(rd).ok()?),
+        Marker::F64 => Value::F64(decode::read_f64(rd).ok()?),
+        Marker::Str8 | Marker::Str16 | Marker::Str32 => {
+            let len = decode::read_str_len(rd).ok()?;
+            Value::Str(body(rd, len)?)
+        }
+        Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => {
+            let len = decode::read_bin_len(rd).ok()?;
+            Value::Bin(body(rd, len)?)
+        }
+        Marker::FixExt8 => {
+            let start = *rd;
+            let (typeid, _) = decode::read_fixext8(rd).ok()?;
+            let end = start.len() - rd.len();
+            Value::Ext(typeid, &start[end - 8..end])
+        }
+        Marker::FixExt1
+        | Marker::FixExt2
+        | Marker::FixExt4
+        | Marker::FixExt16
+        | Marker::Ext8
+        | Marker::Ext16
+        | Marker::Ext32 => {
+            let meta = decode::read_ext_meta(rd).ok()?;
+            Value::Ext(meta.typeid, body(rd, meta.size)?)
+        }
+        Marker::Array16 | Marker::Array32 => Value::Array(decode::read_array_len(rd).ok()?),
+        Marker::Map16 | Marker::Map32 => Value::Map(decode::read_map_len(rd).ok()?),
+        // One-byte headers (and 0xc1): see `Reader::next`.
+        Marker::FixPos(_)
+        | Marker::FixNeg(_)
+        | Marker::Null
+        | Marker::True
+        | Marker::False
+        | Marker::FixMap(_)
+        | Marker::FixArray(_)
+        | Marker::FixStr(_)
+        | Marker::Reserved => return None,
+    })
 }
 
 /// A cursor over a buffer holding msgpack values.
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
-    pos: usize,
+    /// What is left to read: a suffix of `buf`.
+    rest: &'a [u8],
     /// Names the buffer in truncation errors.
     what: &'static str,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a [u8], what: &'static str) -> Self {
-        Reader { buf, pos: 0, what }
+        Reader {
+            buf,
+            rest: buf,
+            what,
+        }
     }
 
     pub(crate) fn pos(&self) -> usize {
-        self.pos
+        self.buf.len() - self.rest.len()
     }
 
     /// Goes back to an earlier position (one returned by [`pos`](Self::pos)).
     pub(crate) fn rewind(&mut self, pos: usize) {
-        debug_assert!(pos <= self.pos);
-        self.pos = pos;
+        debug_assert!(pos <= self.pos());
+        self.rest = &self.buf[pos..];
     }
 
     pub(crate) fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    fn truncated(&self, offset: usize) -> FluentError {
-        FluentError::Truncated {
-            offset,
-            what: self.what,
-        }
-    }
-
-    /// `n` bytes at `at`, or a truncation error naming `start`.
-    #[inline]
-    fn take(&self, at: usize, n: usize, start: usize) -> Result<&'a [u8], FluentError> {
-        match at.checked_add(n) {
-            Some(end) if end <= self.buf.len() => Ok(&self.buf[at..end]),
-            _ => Err(self.truncated(start)),
-        }
-    }
-
-    /// The type byte of the next value, without consuming it.
-    #[inline]
-    pub(crate) fn peek(&self) -> Result<u8, FluentError> {
-        self.buf
-            .get(self.pos)
-            .copied()
-            .ok_or_else(|| self.truncated(self.pos))
+        self.rest.len()
     }
 
     /// Reads the next value header (containers: only the count).
     #[inline]
     pub(crate) fn next(&mut self) -> Result<Value<'a>, FluentError> {
-        let start = self.pos;
-        let b = self.peek()?;
-        let at = start + 1;
-        let value = match b {
-            0x00..=0x7f => {
-                self.pos = at;
-                return Ok(Value::Uint(u64::from(b)));
-            }
-            0xa0..=0xbf => {
-                let body = self.take(at, usize::from(b & 0x1f), start)?;
-                self.pos = at + body.len();
-                return Ok(Value::Str(body));
-            }
-            0x80..=0x8f => (Value::Map(u32::from(b & 0x0f)), 0),
-            0x90..=0x9f => (Value::Array(u32::from(b & 0x0f)), 0),
-            0xe0..=0xff => (Value::Int(i64::from(b as i8)), 0),
-            0xc0 => (Value::Nil, 0),
-            0xc2 => (Value::Bool(false), 0),
-            0xc3 => (Value::Bool(true), 0),
-            0xc1 => {
+        let truncated = || FluentError::Truncated {
+            offset: self.pos(),
+            what: self.what,
+        };
+        let Some((&byte, after)) = self.rest.split_first() else {
+            return Err(truncated());
+        };
+        let mut rd = after;
+        let value = match Marker::from_u8(byte) {
+            // Values the marker holds.
+            Marker::FixPos(v) => Value::Uint(u64::from(v)),
+            Marker::FixNeg(v) => Value::Int(i64::from(v)),
+            Marker::Null => Value::Nil,
+            Marker::True => Value::Bool(true),
+            Marker::False => Value::Bool(false),
+            Marker::FixMap(n) => Value::Map(u32::from(n)),
+            Marker::FixArray(n) => Value::Array(u32::from(n)),
+            Marker::FixStr(len) => Value::Str(body(&mut rd, u32::from(len)).ok_or_else(truncated)?),
+            Marker::Reserved => {
                 return Err(FluentError::InvalidByte {
-                    byte: b,
-                    offset: start,
+                    byte,
+                    offset: self.pos(),
                 });
             }
-            0xc4..=0xc6 | 0xd9..=0xdb => {
-                let n = if b <= 0xc6 {
-                    1 << (b - 0xc4)
-                } else {
-                    1 << (b - 0xd9)
-                };
-                let len = be(self.take(at, n, start)?) as usize;
-                let body = self.take(at + n, len, start)?;
-                self.pos = at + n + len;
-                return Ok(if b <= 0xc6 {
-                    Value::Bin(body)
-                } else {
-                    Value::Str(body)
-                });
-            }
-            0xc7..=0xc9 => {
-                let n = 1 << (b - 0xc7);
-                let len = be(self.take(at, n, start)?) as usize;
-                let typ = self.take(at + n, 1, start)?[0] as i8;
-                let body = self.take(at + n + 1, len, start)?;
-                self.pos = at + n + 1 + len;
-                return Ok(Value::Ext(typ, body));
-            }
-            0xd4..=0xd8 => {
-                let len = 1 << (b - 0xd4);
-                let typ = self.take(at, 1, start)?[0] as i8;
-                let body = self.take(at + 1, len, start)?;
-                self.pos = at + 1 + len;
-                return Ok(Value::Ext(typ, body));
-            }
-            0xca => {
-                let v = be(self.take(at, 4, start)?) as u32;
-                (Value::F32(f32::from_bits(v)), 4)
-            }
-            0xcb => (Value::F64(f64::from_bits(be(self.take(at, 8, start)?))), 8),
-            0xcc..=0xcf => {
-                let n = 1 << (b - 0xcc);
-                (Value::Uint(be(self.take(at, n, start)?)), n)
-            }
-            0xd0..=0xd3 => {
-                let n = 1usize << (b - 0xd0);
-                let raw = be(self.take(at, n, start)?);
-                // Sign-extend from n bytes.
-                let shift = 64 - 8 * n as u32;
-                (Value::Int(((raw << shift) as i64) >> shift), n)
-            }
-            0xdc | 0xde => {
-                let n = u32::from(be(self.take(at, 2, start)?) as u16);
-                (
-                    if b == 0xdc {
-                        Value::Array(n)
-                    } else {
-                        Value::Map(n)
-                    },
-                    2,
-                )
-            }
-            0xdd | 0xdf => {
-                let n = be(self.take(at, 4, start)?) as u32;
-                (
-                    if b == 0xdd {
-                        Value::Array(n)
-                    } else {
-                        Value::Map(n)
-                    },
-                    4,
-                )
+            // The rest: rmp reads the header, marker included.
+            marker => {
+                rd = self.rest;
+                header(marker, &mut rd).ok_or_else(truncated)?
             }
         };
-        self.pos = at + value.1;
-        Ok(value.0)
+        self.rest = rd;
+        Ok(value)
     }
 
     /// Skips one whole value, checking nesting against `max_depth`, given
@@ -277,67 +213,153 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Writes a str header for `len` bytes (smallest encoding).
-pub(crate) fn write_str_header(out: &mut Vec<u8>, len: usize) {
-    match len {
-        0..=31 => out.push(0xa0 | len as u8),
-        32..=0xff => out.extend_from_slice(&[0xd9, len as u8]),
-        0x100..=0xffff => {
-            out.push(0xda);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(0xdb);
-            out.extend_from_slice(&(len as u32).to_be_bytes());
-        }
-    }
+/// How far a value reaches, as its header tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Extent {
+    /// Anything but an array or a map: the whole value is this many bytes,
+    /// its header included.
+    Scalar(u64),
+    /// An array or a map: a header of `header` bytes, then `items` values
+    /// (twice the count for a map).
+    Container { header: u64, items: u64 },
 }
 
-/// Writes a str (the bytes as given; callers pass UTF-8).
+/// The extent of the value that starts `buf`, from its header alone: the
+/// body need not be there yet (a str32 announcing 4 GiB is measured from its
+/// 5 header bytes), nor the bytes of a number. `Ok(None)` while the header
+/// is incomplete; `Err(byte)` for a byte no value starts with (0xc1).
+pub(crate) fn extent(buf: &[u8]) -> Result<Option<Extent>, u8> {
+    let Some(&byte) = buf.first() else {
+        return Ok(None);
+    };
+    let mut rd = buf;
+    // Bytes rmp consumed: the header.
+    let used = |rd: &[u8]| (buf.len() - rd.len()) as u64;
+    Ok(Some(match Marker::from_u8(byte) {
+        Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => {
+            Extent::Scalar(1)
+        }
+        // Fixed-size numbers are measured before their bytes arrive, which
+        // rmp cannot do: it reads them whole.
+        Marker::U8 | Marker::I8 => Extent::Scalar(2),
+        Marker::U16 | Marker::I16 => Extent::Scalar(3),
+        Marker::U32 | Marker::I32 | Marker::F32 => Extent::Scalar(5),
+        Marker::U64 | Marker::I64 | Marker::F64 => Extent::Scalar(9),
+        Marker::FixStr(len) => Extent::Scalar(1 + u64::from(len)),
+        Marker::Str8 | Marker::Str16 | Marker::Str32 => match decode::read_str_len(&mut rd) {
+            Ok(len) => Extent::Scalar(used(rd) + u64::from(len)),
+            Err(_) => return Ok(None),
+        },
+        Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => match decode::read_bin_len(&mut rd) {
+            Ok(len) => Extent::Scalar(used(rd) + u64::from(len)),
+            Err(_) => return Ok(None),
+        },
+        Marker::FixExt1
+        | Marker::FixExt2
+        | Marker::FixExt4
+        | Marker::FixExt8
+        | Marker::FixExt16
+        | Marker::Ext8
+        | Marker::Ext16
+        | Marker::Ext32 => match ext_extent(buf) {
+            Some(len) => Extent::Scalar(len),
+            None => return Ok(None),
+        },
+        Marker::FixArray(n) => Extent::Container {
+            header: 1,
+            items: u64::from(n),
+        },
+        Marker::FixMap(n) => Extent::Container {
+            header: 1,
+            items: u64::from(n) * 2,
+        },
+        Marker::Array16 | Marker::Array32 => match decode::read_array_len(&mut rd) {
+            Ok(n) => Extent::Container {
+                header: used(rd),
+                items: u64::from(n),
+            },
+            Err(_) => return Ok(None),
+        },
+        Marker::Map16 | Marker::Map32 => match decode::read_map_len(&mut rd) {
+            Ok(n) => Extent::Container {
+                header: used(rd),
+                items: u64::from(n) * 2,
+            },
+            Err(_) => return Ok(None),
+        },
+        Marker::Reserved => return Err(byte),
+    }))
+}
+
+/// The extent of the ext that starts `buf`. rmp reads an ext's length
+/// together with the type byte that follows it; the type does not change
+/// the extent, so rmp is given a stand-in for it: a declared length is
+/// judged as soon as it has arrived, as for a str or a bin.
+fn ext_extent(buf: &[u8]) -> Option<u64> {
+    // The longest header is ext32: a marker, 4 length bytes, the type.
+    let mut head = [0u8; 6];
+    let have = buf.len().min(5);
+    head[..have].copy_from_slice(&buf[..have]);
+    // One stand-in byte: if rmp needs it for the length, the type is missing
+    // and so is the length.
+    let mut rd = &head[..=have];
+    let meta = decode::read_ext_meta(&mut rd).ok()?;
+    Some((have + 1 - rd.len()) as u64 + u64::from(meta.size))
+}
+
+// Writers. rmp writes to a `Vec` through `std::io::Write`, which cannot
+// fail (the `Vec` grows or the process aborts).
+const GROWS: &str = "writing to a Vec cannot fail";
+
+/// Writes a str (the bytes as given: callers pass UTF-8, except for an ack,
+/// which echoes whatever chunk bytes the sender sent).
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &[u8]) {
-    write_str_header(out, s.len());
+    encode::write_str_len(out, s.len() as u32).expect(GROWS);
     out.extend_from_slice(s);
 }
 
-/// Writes a bin (smallest encoding).
+/// Writes a bin.
 pub(crate) fn write_bin(out: &mut Vec<u8>, b: &[u8]) {
-    match b.len() {
-        0..=0xff => out.extend_from_slice(&[0xc4, b.len() as u8]),
-        0x100..=0xffff => {
-            out.push(0xc5);
-            out.extend_from_slice(&(b.len() as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0xc6);
-            out.extend_from_slice(&(n as u32).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(b);
+    encode::write_bin(out, b).expect(GROWS);
 }
 
-/// Writes an unsigned integer (smallest encoding).
+/// Writes an unsigned integer.
 pub(crate) fn write_uint(out: &mut Vec<u8>, v: u64) {
-    match v {
-        0..=0x7f => out.push(v as u8),
-        0x80..=0xff => out.extend_from_slice(&[0xcc, v as u8]),
-        0x100..=0xffff => {
-            out.push(0xcd);
-            out.extend_from_slice(&(v as u16).to_be_bytes());
-        }
-        0x1_0000..=0xffff_ffff => {
-            out.push(0xce);
-            out.extend_from_slice(&(v as u32).to_be_bytes());
-        }
-        _ => {
-            out.push(0xcf);
-            out.extend_from_slice(&v.to_be_bytes());
-        }
-    }
+    encode::write_uint(out, v).expect(GROWS);
+}
+
+pub(crate) fn write_bool(out: &mut Vec<u8>, v: bool) {
+    encode::write_bool(out, v).expect(GROWS);
+}
+
+/// Writes an array header for `n` values.
+pub(crate) fn write_array_len(out: &mut Vec<u8>, n: u32) {
+    encode::write_array_len(out, n).expect(GROWS);
+}
+
+/// Writes a map header for `n` pairs.
+pub(crate) fn write_map_len(out: &mut Vec<u8>, n: u32) {
+    encode::write_map_len(out, n).expect(GROWS);
+}
+
+/// Writes an array32 header whose count is not known yet, and returns
+/// where the count goes (for [`patch_array32`]). rmp would choose the
+/// smallest header for the count it is given; this one must keep its size.
+pub(crate) fn reserve_array32(out: &mut Vec<u8>) -> usize {
+    out.push(Marker::Array32.to_u8());
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    at
+}
+
+/// Sets the count of the array32 header reserved at `at`.
+pub(crate) fn patch_array32(out: &mut [u8], at: usize, count: u32) {
+    out[at..at + 4].copy_from_slice(&count.to_be_bytes());
 }
 
 /// Writes an EventTime: fixext8 of type 0, big-endian seconds then nanoseconds.
 pub(crate) fn write_event_time(out: &mut Vec<u8>, secs: u32, nanos: u32) {
-    out.extend_from_slice(&[0xd7, 0x00]);
+    encode::write_ext_meta(out, 8, 0).expect(GROWS);
     out.extend_from_slice(&secs.to_be_bytes());
     out.extend_from_slice(&nanos.to_be_bytes());
 }
@@ -407,10 +429,13 @@ mod tests {
     #[test]
     fn truncation_and_invalid_bytes_are_errors() {
         for buf in [
-            &[0xdb, 0xff, 0xff, 0xff, 0xff][..],
+            &[][..],
+            &[0xdb, 0xff, 0xff, 0xff, 0xff],
             &[0xa3, b'a'],
             &[0xcf, 0, 0],
             &[0xd7, 0],
+            &[0xc7, 2],
+            &[0xdd, 0, 0],
         ] {
             let err = Reader::new(buf, "the frame").next().unwrap_err();
             assert!(
@@ -418,6 +443,13 @@ mod tests {
                 "{err}"
             );
         }
+        let mut r = Reader::new(&[0x91, 0xd9, 5, b'a'], "the packed entries");
+        assert_eq!(r.next(), Ok(Value::Array(1)));
+        assert_eq!(
+            r.next().unwrap_err().to_string(),
+            "msgpack value truncated at offset 1 of the packed entries"
+        );
+        assert_eq!(r.pos(), 1, "a failed read consumes nothing");
         let err = Reader::new(&[0xc1], "the frame").next().unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -426,7 +458,66 @@ mod tests {
     }
 
     #[test]
-    fn writers_match_rmp() {
+    fn extents_come_from_headers_alone() {
+        let scalar = |buf: &[u8]| {
+            extent(buf).unwrap().map(|e| match e {
+                Extent::Scalar(n) => n,
+                Extent::Container { .. } => panic!("{buf:x?} is not a scalar"),
+            })
+        };
+        assert_eq!(extent(&[]), Ok(None));
+        assert_eq!(scalar(&[0x05]), Some(1));
+        assert_eq!(scalar(&[0xcf]), Some(9));
+        assert_eq!(scalar(&[0xca]), Some(5));
+        assert_eq!(scalar(&[0xa3]), Some(4));
+        assert_eq!(scalar(&[0xdb, 0xff, 0xff]), None);
+        assert_eq!(
+            scalar(&[0xdb, 0xff, 0xff, 0xff, 0xff]),
+            Some(5 + 0xffff_ffff)
+        );
+        assert_eq!(scalar(&[0xc5, 1, 0]), Some(3 + 256));
+        // Exts: the length is judged before the type byte arrives.
+        assert_eq!(scalar(&[0xd7]), Some(10));
+        assert_eq!(scalar(&[0xd8, 0]), Some(18));
+        assert_eq!(scalar(&[0xc7]), None);
+        assert_eq!(scalar(&[0xc7, 3]), Some(6));
+        assert_eq!(scalar(&[0xc9, 0x10, 0, 0]), None);
+        assert_eq!(scalar(&[0xc9, 0x10, 0, 0, 0]), Some(6 + 0x1000_0000));
+        assert_eq!(scalar(&[0xc9, 0x10, 0, 0, 0, 9, 1]), Some(6 + 0x1000_0000));
+        assert_eq!(
+            extent(&[0x93]),
+            Ok(Some(Extent::Container {
+                header: 1,
+                items: 3
+            }))
+        );
+        assert_eq!(
+            extent(&[0x82]),
+            Ok(Some(Extent::Container {
+                header: 1,
+                items: 4
+            }))
+        );
+        assert_eq!(extent(&[0xdd, 0, 0, 1]), Ok(None));
+        assert_eq!(
+            extent(&[0xdd, 0, 0, 1, 0]),
+            Ok(Some(Extent::Container {
+                header: 5,
+                items: 256
+            }))
+        );
+        assert_eq!(
+            extent(&[0xde, 0, 2]),
+            Ok(Some(Extent::Container {
+                header: 3,
+                items: 4
+            }))
+        );
+        assert_eq!(extent(&[0xc1]), Err(0xc1));
+    }
+
+    #[test]
+    fn writers() {
         for len in [0usize, 31, 32, 255, 256, 65535, 65536] {
             let s = vec![b'a'; len];
             let mut ours = Vec::new();
@@ -434,28 +525,24 @@ mod tests {
             let mut theirs = Vec::new();
             rmp::encode::write_str(&mut theirs, std::str::from_utf8(&s).unwrap()).unwrap();
             assert_eq!(ours, theirs, "str {len}");
-            let mut ours = Vec::new();
-            write_bin(&mut ours, &s);
-            let mut theirs = Vec::new();
-            rmp::encode::write_bin(&mut theirs, &s).unwrap();
-            assert_eq!(ours, theirs, "bin {len}");
         }
-        for v in [
-            0u64,
-            127,
-            128,
-            255,
-            256,
-            65535,
-            65536,
-            u32::MAX as u64,
-            u64::MAX,
-        ] {
-            let mut ours = Vec::new();
-            write_uint(&mut ours, v);
-            let mut theirs = Vec::new();
-            rmp::encode::write_uint(&mut theirs, v).unwrap();
-            assert_eq!(ours, theirs, "uint {v}");
-        }
+        // Not UTF-8: written as given.
+        let mut out = Vec::new();
+        write_str(&mut out, b"\xff\x00");
+        assert_eq!(out, [0xa2, 0xff, 0x00]);
+
+        let mut out = Vec::new();
+        let at = reserve_array32(&mut out);
+        write_event_time(&mut out, 0x0102_0304, 9);
+        patch_array32(&mut out, at, 1);
+        assert_eq!(
+            out,
+            [0xdd, 0, 0, 0, 1, 0xd7, 0, 1, 2, 3, 4, 0, 0, 0, 9],
+            "an array32 holding an EventTime"
+        );
+        assert_eq!(
+            read_all(&out),
+            [Value::Array(1), Value::Ext(0, &[1, 2, 3, 4, 0, 0, 0, 9])]
+        );
     }
 }
