@@ -55,6 +55,10 @@ pub struct Args {
     /// `off` disables it.
     #[arg(long, default_value = "127.0.0.1:24224", value_parser = parse_listen, env = "SLUICE_FLUENT")]
     fluent: Listen,
+    /// syslog over TCP (RFC 5424 and 3164; octet-counted or LF framing);
+    /// `off` disables it.
+    #[arg(long, default_value = "127.0.0.1:5140", value_parser = parse_listen, env = "SLUICE_SYSLOG")]
+    syslog: Listen,
     /// Require Fluentd's shared-key handshake (`<security>` with this key).
     #[arg(long, env = "SLUICE_FLUENT_SHARED_KEY", hide_env_values = true)]
     fluent_shared_key: Option<String>,
@@ -172,6 +176,7 @@ async fn serve(
         (Mode::Durable, Some(args.durable), "--durable"),
         (Mode::Batch, Some(args.batch), "--batch"),
         (Mode::Fluent, args.fluent.0, "--fluent"),
+        (Mode::Syslog, args.syslog.0, "--syslog"),
     ] {
         let Some(addr) = addr else { continue };
         let listener = Listener::bind(mode, addr, log.clone(), config.clone(), shutdown.clone())

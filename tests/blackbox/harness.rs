@@ -71,6 +71,7 @@ pub struct Node {
     pub durable: String,
     pub batch: String,
     pub fluent: String,
+    pub syslog: String,
     pub extra_args: Vec<String>,
     child: Option<Child>,
 }
@@ -85,16 +86,17 @@ impl Node {
             durable: String::new(),
             batch: String::new(),
             fluent: String::new(),
+            syslog: String::new(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
         // Another test may take a port between our choosing it and the
         // node binding it; then choose again.
         for _ in 0..5 {
-            let [api, fast, durable, batch, fluent] =
-                free_ports::<5>().map(|p| format!("127.0.0.1:{p}"));
-            (node.api, node.fast, node.durable, node.batch, node.fluent) =
-                (api, fast, durable, batch, fluent);
+            let [api, fast, durable, batch, fluent, syslog] =
+                free_ports::<6>().map(|p| format!("127.0.0.1:{p}"));
+            (node.api, node.fast, node.durable, node.batch) = (api, fast, durable, batch);
+            (node.fluent, node.syslog) = (fluent, syslog);
             if node.try_spawn() {
                 return node;
             }
@@ -141,6 +143,8 @@ impl Node {
                 &self.batch,
                 "--fluent",
                 &self.fluent,
+                "--syslog",
+                &self.syslog,
             ])
             .args(&self.extra_args)
             .env("SLUICE_LOG", "info")

@@ -10,3 +10,4 @@ mod query;
 mod recovery;
 mod spool;
 mod store_cycle;
+mod syslog;

@@ -18,6 +18,7 @@ pub mod listener;
 pub mod log;
 mod metrics;
 mod sink;
+pub mod syslog;
 
 pub use fluent::FluentConfig;
 pub use listener::{IngestConfig, Listener, Mode};

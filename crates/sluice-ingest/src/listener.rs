@@ -58,6 +58,8 @@ pub enum Mode {
     Batch,
     /// The Fluentd forward protocol (see [`crate::fluent`]).
     Fluent,
+    /// syslog over TCP (see [`crate::syslog`]).
+    Syslog,
 }
 
 impl Mode {
@@ -67,6 +69,7 @@ impl Mode {
             Mode::Durable => "durable",
             Mode::Batch => "batch",
             Mode::Fluent => "fluent",
+            Mode::Syslog => "syslog",
         }
     }
 }
@@ -227,6 +230,13 @@ impl Connection {
                 &self.shutdown,
             ),
             Mode::Fluent => crate::fluent::serve(
+                &mut stream,
+                self.peer,
+                &self.log,
+                &self.config,
+                &self.shutdown,
+            ),
+            Mode::Syslog => crate::syslog::serve(
                 &mut stream,
                 self.peer,
                 &self.log,

@@ -56,6 +56,19 @@ pub(crate) fn torn_tail(bytes: u64) {
     counter!("sluice_ingest_recovered_torn_bytes_total").increment(bytes);
 }
 
+pub(crate) fn syslog_frames(unparsed: u64, multiline: u64, incomplete: u64) {
+    if unparsed > 0 {
+        counter!("sluice_ingest_syslog_unparsed_total").increment(unparsed);
+    }
+    if multiline > 0 {
+        counter!("sluice_ingest_syslog_multiline_total").increment(multiline);
+    }
+    if incomplete > 0 {
+        counter!("sluice_ingest_records_dropped_total", "reason" => "syslog_incomplete_frame")
+            .increment(incomplete);
+    }
+}
+
 pub(crate) fn fluent_error(kind: &'static str) {
     counter!("sluice_ingest_fluent_errors_total", "reason" => kind).increment(1);
 }
