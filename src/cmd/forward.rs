@@ -182,8 +182,9 @@ fn report(counts: &sluice_forward::Counts, json: bool) {
         );
     } else {
         eprintln!(
-            "sluice forward: read {} acked {} queued {} spooled {} in flight {} dropped {} (queue full {}, spool full {}, rejected {}, spool corrupt {}) replayed {} recovered {} resent {} truncated {}",
+            "sluice forward: read {} sent {} acked {} queued {} spooled {} in flight {} dropped {} (queue full {}, spool full {}, rejected {}, spool corrupt {}) replayed {} recovered {} resent {} truncated {}",
             counts.read,
+            counts.sent,
             counts.acked,
             counts.queued,
             counts.spooled,

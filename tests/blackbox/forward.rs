@@ -280,4 +280,14 @@ fn the_forwarder_reports_on_sigusr1_and_serves_metrics() {
     );
     assert_eq!(reports[0]["read"], 1000);
     assert_eq!(reports[0]["acked"], 1000);
+    assert!(reports[0]["sent"].as_u64().unwrap() >= 1000);
+    for field in [
+        "spooled",
+        "replayed",
+        "dropped_queue_full",
+        "dropped_spool_full",
+        "in_flight",
+    ] {
+        assert!(reports[0][field].is_u64(), "{field} is reported");
+    }
 }

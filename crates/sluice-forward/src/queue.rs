@@ -86,6 +86,8 @@ pub struct Counts {
     /// Waiting on disk only (memory was full or the destination down).
     pub spooled: u64,
     pub in_flight: u64,
+    /// Handed to a connection to be sent (re-sends included).
+    pub sent: u64,
     /// Read back from the spool to be sent.
     pub replayed: u64,
     /// Of `read`: found in the spool at start, left there by an earlier run.
@@ -425,6 +427,8 @@ impl Queue {
                 }
             };
             state.counts.in_flight += batch.records;
+            state.counts.sent += batch.records;
+            counter!("sluice_forward_records_sent_total").increment(batch.records);
             gauge!("sluice_forward_queue_bytes").set(state.ready_bytes as f64);
             self.changed.notify_all();
             return Some(batch);
