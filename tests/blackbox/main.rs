@@ -3,6 +3,7 @@
 mod batch;
 mod client;
 mod fluent;
+mod fluent_clients;
 mod forward;
 mod harness;
 mod ingest;
