@@ -168,7 +168,7 @@ impl BatchConnection {
                         let time = time.map(|t| clamp_time_ms(t, now));
                         let id = match (base, time) {
                             (Some(base), time) => wire::record_id(base, index, time),
-                            (None, Some(t)) => Ulid::from_parts(t, rand_bits()),
+                            (None, Some(t)) => ids.at_origin(t),
                             (None, None) => ids.next_at(now),
                         };
                         index += 1;
@@ -266,12 +266,6 @@ fn send(replies: &mpsc::SyncSender<Reply>, reply: Reply) -> Result<(), String> {
     replies
         .send(reply)
         .map_err(|_| "the reply thread stopped (client gone)".to_string())
-}
-
-fn rand_bits() -> u128 {
-    let mut bytes = [0u8; 16];
-    rand::fill(&mut bytes);
-    u128::from_le_bytes(bytes) >> 48
 }
 
 /// The replier: write replies in order, flushing when the queue is empty.

@@ -208,12 +208,7 @@ impl FluentConnection {
                 .time_ns
                 .filter(|ns| *ns > 0)
                 .map_or(now, |ns| clamp_time_ms((ns / 1_000_000) as u64, now));
-            // Ids stay increasing for in-order events; an event older than
-            // the last keeps its own time with a random tail.
-            let id = match ids.last() {
-                Some(prev) if ms < prev.timestamp_ms() => Ulid::from_parts(ms, random_tail()),
-                _ => ids.next_at(ms),
-            };
+            let id = ids.at_origin(ms);
             first = first.min(id);
             last = last.max(id);
             clean_topic(event.tag.as_bytes(), topic);
@@ -307,12 +302,6 @@ fn clean_topic(tag: &[u8], out: &mut Vec<u8>) {
     if out.is_empty() {
         out.extend_from_slice(FALLBACK_TOPIC);
     }
-}
-
-fn random_tail() -> u128 {
-    let mut bytes = [0u8; 16];
-    rand::fill(&mut bytes);
-    u128::from_le_bytes(bytes) >> 48
 }
 
 /// Answer Fluentd's UDP heartbeats on the forward port until `shutdown`.

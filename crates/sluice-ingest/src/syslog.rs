@@ -107,10 +107,7 @@ impl SyslogConnection {
                 .time_ms
                 .filter(|t| *t > 0)
                 .map_or(now, |t| clamp_time_ms(t as u64, now));
-            let id = match ids.last() {
-                Some(prev) if ms < prev.timestamp_ms() => Ulid::from_parts(ms, random_tail()),
-                _ => ids.next_at(ms),
-            };
+            let id = ids.at_origin(ms);
             first = first.min(id);
             last = last.max(id);
             let payload = if memchr::memchr(b'\n', frame.bytes).is_some() {
@@ -152,10 +149,4 @@ impl SyslogConnection {
         }
         Ok(())
     }
-}
-
-fn random_tail() -> u128 {
-    let mut bytes = [0u8; 16];
-    rand::fill(&mut bytes);
-    u128::from_le_bytes(bytes) >> 48
 }

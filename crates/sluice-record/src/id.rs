@@ -64,6 +64,23 @@ impl IdGenerator {
         Ulid(next)
     }
 
+    /// An id for a record that carries its own origin time `ms` (a Fluentd
+    /// event time, a syslog timestamp, a batch record's time). In time order
+    /// this is [`next_at`](Self::next_at); a record older than the last id
+    /// keeps its own time, with a fresh random part, instead of taking the
+    /// last id's time. Such ids are unique but not increasing; segments are
+    /// sorted before they are sealed.
+    pub fn at_origin(&mut self, ms: u64) -> Ulid {
+        let last_ms = (self.last >> RANDOM_BITS) as u64;
+        if self.last != 0 && ms < last_ms {
+            let mut rng = rand::rng();
+            let random =
+                ((rng.next_u64() as u128) << 16 | rng.next_u32() as u128 >> 16) & RANDOM_MASK;
+            return Ulid(((ms as u128) << RANDOM_BITS) | random);
+        }
+        self.next_at(ms)
+    }
+
     /// Mark every id up to `id` as handed out: a batch that used `base`,
     /// `base + 1`, … `id` reserves them this way, so the next id is above.
     pub fn skip_to(&mut self, id: Ulid) {
@@ -90,6 +107,16 @@ mod tests {
         assert!(a < b && b < c && c < d);
         assert_eq!(a.timestamp_ms(), 1_000);
         assert_eq!(d.timestamp_ms(), 1_001);
+    }
+
+    #[test]
+    fn origin_times_are_kept_even_out_of_order() {
+        let mut generator = IdGenerator::new();
+        let a = generator.at_origin(2_000);
+        let b = generator.at_origin(1_000);
+        let c = generator.at_origin(2_000);
+        assert_eq!([a, b, c].map(|id| id.timestamp_ms()), [2_000, 1_000, 2_000]);
+        assert!(a < c, "in-order ids still increase");
     }
 
     #[test]
