@@ -142,6 +142,28 @@ impl Entry {
     }
 }
 
+/// Why records were dropped: the `reason` label and the count they go to.
+#[derive(Debug, Clone, Copy)]
+enum DropReason {
+    QueueFullNewest,
+    QueueFullOldest,
+    SpoolFullNewest,
+    SpoolFullOldest,
+    SpoolCorrupt,
+}
+
+impl DropReason {
+    fn label(self) -> &'static str {
+        match self {
+            DropReason::QueueFullNewest => "queue_full_newest",
+            DropReason::QueueFullOldest => "queue_full_oldest",
+            DropReason::SpoolFullNewest => "spool_full_newest",
+            DropReason::SpoolFullOldest => "spool_full_oldest",
+            DropReason::SpoolCorrupt => "spool_corrupt",
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     ready: VecDeque<Entry>,
@@ -151,6 +173,10 @@ struct State {
     counts: Counts,
     spool: Option<Spool>,
     progress: Progress,
+    /// Spool frames known durable (see [`Spool::appended`]).
+    synced_appends: u64,
+    /// The checkpoint last written, to skip rewriting an unchanged one.
+    checkpoint_written: Option<Vec<checkpoint::FileCheckpoint>>,
 }
 
 impl State {
@@ -165,21 +191,46 @@ impl State {
         }
     }
 
-    fn drop_entry(&mut self, entry: Entry, reason: &'static str) {
+    /// Count `records` as dropped (they were already taken off `queued` or
+    /// `spooled`) and settle their batch.
+    fn dropped(
+        &mut self,
+        records: u64,
+        reason: DropReason,
+        seq: u64,
+        source: Option<SourcePos>,
+        disk: Option<SpoolRef>,
+    ) {
+        let count = match reason {
+            DropReason::QueueFullNewest | DropReason::QueueFullOldest => {
+                &mut self.counts.dropped_queue_full
+            }
+            DropReason::SpoolFullNewest | DropReason::SpoolFullOldest => {
+                &mut self.counts.dropped_spool_full
+            }
+            DropReason::SpoolCorrupt => &mut self.counts.dropped_spool_corrupt,
+        };
+        *count += records;
+        counter!("sluice_forward_records_dropped_total", "reason" => reason.label())
+            .increment(records);
+        self.settle(seq, source, disk);
+    }
+
+    /// Drop a waiting batch.
+    fn drop_entry(&mut self, entry: Entry, reason: DropReason) {
         self.ready_bytes -= entry.memory_bytes;
         if entry.batch.is_some() {
             self.counts.queued -= entry.records;
         } else {
             self.counts.spooled -= entry.records;
         }
-        match reason {
-            "spool_full_oldest" => self.counts.dropped_spool_full += entry.records,
-            "spool_corrupt" => self.counts.dropped_spool_corrupt += entry.records,
-            _ => self.counts.dropped_queue_full += entry.records,
-        }
-        counter!("sluice_forward_records_dropped_total", "reason" => reason)
-            .increment(entry.records);
-        self.settle(entry.seq, entry.source, entry.disk);
+        self.dropped(entry.records, reason, entry.seq, entry.source, entry.disk);
+    }
+
+    /// Drop the batch being added (its records are counted as queued).
+    fn drop_new(&mut self, batch: &Batch, reason: DropReason) {
+        self.counts.queued -= batch.records;
+        self.dropped(batch.records, reason, batch.seq, batch.source, None);
     }
 }
 
@@ -245,6 +296,14 @@ impl Queue {
             .0
     }
 
+    /// `--on-full block`: wait for room, showing that the input is held.
+    fn block<'a>(&self, state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        gauge!("sluice_forward_queue_blocked").set(1.0);
+        let state = self.wait(state);
+        gauge!("sluice_forward_queue_blocked").set(0.0);
+        state
+    }
+
     /// Count records read from the input (before they are batched).
     pub fn read(&self, records: u64, truncated: u64) {
         let mut state = self.lock();
@@ -286,18 +345,13 @@ impl Queue {
                 }
                 match self.on_full {
                     OnFull::Block => {
-                        gauge!("sluice_forward_queue_blocked").set(1.0);
-                        state = self.wait(state);
-                        gauge!("sluice_forward_queue_blocked").set(0.0);
+                        state = self.block(state);
                         if state.stopping {
                             break;
                         }
                     }
                     OnFull::DropNewest => {
-                        state.counts.queued -= batch.records;
-                        state.counts.dropped_spool_full += batch.records;
-                        counter!("sluice_forward_records_dropped_total", "reason" => "spool_full_newest").increment(batch.records);
-                        state.settle(batch.seq, batch.source, None);
+                        state.drop_new(&batch, DropReason::SpoolFullNewest);
                         return;
                     }
                     OnFull::DropOldest => {
@@ -306,7 +360,7 @@ impl Queue {
                             continue;
                         };
                         let oldest = state.ready.remove(i).expect("index is in range");
-                        state.drop_entry(oldest, "spool_full_oldest");
+                        state.drop_entry(oldest, DropReason::SpoolFullOldest);
                     }
                 }
             }
@@ -346,18 +400,13 @@ impl Queue {
             while state.ready_bytes + size > self.max_bytes && !state.ready.is_empty() {
                 match self.on_full {
                     OnFull::Block => {
-                        gauge!("sluice_forward_queue_blocked").set(1.0);
-                        state = self.wait(state);
-                        gauge!("sluice_forward_queue_blocked").set(0.0);
+                        state = self.block(state);
                         if state.stopping {
                             break;
                         }
                     }
                     OnFull::DropNewest => {
-                        state.counts.queued -= batch.records;
-                        state.counts.dropped_queue_full += batch.records;
-                        counter!("sluice_forward_records_dropped_total", "reason" => "queue_full_newest").increment(batch.records);
-                        state.settle(batch.seq, batch.source, None);
+                        state.drop_new(&batch, DropReason::QueueFullNewest);
                         return;
                     }
                     OnFull::DropOldest => {
@@ -365,7 +414,7 @@ impl Queue {
                             break;
                         };
                         let oldest = state.ready.remove(i).expect("index is in range");
-                        state.drop_entry(oldest, "queue_full_oldest");
+                        state.drop_entry(oldest, DropReason::QueueFullOldest);
                     }
                 }
             }
@@ -417,10 +466,7 @@ impl Queue {
                         }
                         Err(err) => {
                             tracing::error!(error = %err, seq = entry.seq, records = entry.records, "cannot read a batch back from the spool; its records are dropped and counted");
-                            state.counts.spooled -= entry.records;
-                            state.counts.dropped_spool_corrupt += entry.records;
-                            counter!("sluice_forward_records_dropped_total", "reason" => "spool_corrupt").increment(entry.records);
-                            state.settle(entry.seq, entry.source, entry.disk);
+                            state.drop_entry(entry, DropReason::SpoolCorrupt);
                             continue;
                         }
                     }
@@ -525,24 +571,42 @@ impl Queue {
     /// Make the spool durable, write the checkpoint, then delete the spool
     /// files that are fully resolved (in that order, so a restart never
     /// re-reads lines a deleted file held).
+    ///
+    /// Called ten times a second, it does no I/O when nothing changed, and
+    /// it syncs outside the lock, so senders are not held up by a slow disk.
     pub fn checkpoint(&self, path: Option<&PathBuf>) -> std::io::Result<()> {
-        let (files, resolved) = {
+        let (files, resolved, unsynced) = {
             let mut state = self.lock();
-            let resolved = match state.spool.as_mut() {
+            let synced = state.synced_appends;
+            let (resolved, unsynced) = match state.spool.as_mut() {
                 Some(spool) => {
-                    spool.sync()?;
+                    let unsynced = match spool.appended() {
+                        appended if appended > synced => Some((spool.writer()?, appended)),
+                        _ => None,
+                    };
                     if spool.is_empty() {
                         // Idle: let the current file go too.
                         spool.seal();
                     }
-                    spool.resolved_files()
+                    (spool.resolved_files(), unsynced)
                 }
-                None => Vec::new(),
+                None => (Vec::new(), None),
             };
-            (state.progress.snapshot(), resolved)
+            let files = state.progress.snapshot();
+            let changed = state.checkpoint_written.as_ref() != Some(&files);
+            (changed.then_some(files), resolved, unsynced)
         };
-        if let Some(path) = path {
+        // The snapshot was taken after the frames being synced were
+        // appended, so the checkpoint never names a line the spool lacks.
+        if let Some((writer, appended)) = unsynced {
+            if let Some(file) = writer {
+                file.sync_data()?;
+            }
+            self.lock().synced_appends = appended;
+        }
+        if let (Some(path), Some(files)) = (path, files) {
             checkpoint::store(path, &files)?;
+            self.lock().checkpoint_written = Some(files);
         }
         if !resolved.is_empty()
             && let Some(spool) = self.lock().spool.as_mut()

@@ -160,22 +160,6 @@ pub fn run_batcher(
     }
 }
 
-/// Read `input` to its end, pushing batches into `queue`.
-pub fn read_batches(
-    input: impl Read + Send + 'static,
-    config: &BatchConfig,
-    queue: &Arc<Queue>,
-) -> std::io::Result<()> {
-    let incoming = spawn_stream_reader(input)?;
-    run_batcher(
-        incoming,
-        config,
-        queue,
-        &AtomicU64::new(0),
-        &AtomicBool::new(false),
-    )
-}
-
 struct Batcher<'a> {
     config: &'a BatchConfig,
     queue: &'a Arc<Queue>,

@@ -108,6 +108,8 @@ pub struct Spool {
     writer: Option<(u64, u64)>,
     /// Bytes of unresolved frames.
     live_bytes: u64,
+    /// Frames appended since open (to tell whether a sync is due).
+    appended: u64,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +132,7 @@ impl Spool {
             files: BTreeMap::new(),
             writer: None,
             live_bytes: 0,
+            appended: 0,
         };
         let mut names: Vec<(u64, PathBuf)> = Vec::new();
         for entry in fs::read_dir(dir)? {
@@ -202,7 +205,12 @@ impl Spool {
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "batch too large"))?;
         let (id, offset) = match self.writer {
             Some((id, len)) if len < self.file_bytes => (id, len),
-            _ => {
+            previous => {
+                // A file is synced once as it is left; the current one by
+                // `unsynced_writer`.
+                if let Some((old, _)) = previous {
+                    self.files[&old].handle.sync_data()?;
+                }
                 let path = self.dir.join(format!("spool-{seq:020}.sp"));
                 let handle = OpenOptions::new()
                     .create_new(true)
@@ -231,6 +239,7 @@ impl Spool {
             return Err(err);
         }
         file.unresolved += 1;
+        self.appended += 1;
         let at = SpoolRef {
             file: id,
             offset,
@@ -270,12 +279,18 @@ impl Spool {
         }
     }
 
-    /// Make everything appended so far durable.
-    pub fn sync(&self) -> io::Result<()> {
-        if let Some((id, _)) = self.writer {
-            self.files[&id].handle.sync_data()?;
-        }
-        Ok(())
+    /// Frames appended since open; with [`writer`](Self::writer), lets a
+    /// caller sync outside its locks and know what the sync covered.
+    pub fn appended(&self) -> u64 {
+        self.appended
+    }
+
+    /// A handle on the file being appended to, for `sync_data`. Earlier
+    /// files were synced when they were left.
+    pub fn writer(&self) -> io::Result<Option<File>> {
+        self.writer
+            .map(|(id, _)| self.files[&id].handle.try_clone())
+            .transpose()
     }
 
     /// Files whose frames are all resolved and that are no longer appended
