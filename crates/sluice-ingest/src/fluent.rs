@@ -200,6 +200,7 @@ impl FluentConnection {
         let now = now_ms();
         self.encoder.begin();
         let (encoder, ids, topic) = (&mut self.encoder, &mut self.ids, &mut self.topic);
+        let mut topic_ready = false;
         let (mut first, mut last) = (Ulid(u128::MAX), Ulid(0));
         let mut bytes = 0u64;
         let frame = &self.buf[range.clone()];
@@ -211,7 +212,11 @@ impl FluentConnection {
             let id = ids.at_origin(ms);
             first = first.min(id);
             last = last.max(id);
-            clean_topic(event.tag.as_bytes(), topic);
+            // One frame has one tag: clean it once.
+            if !topic_ready {
+                clean_topic(event.tag.as_bytes(), topic);
+                topic_ready = true;
+            }
             bytes += event.payload.len() as u64;
             encoder.push(Record {
                 id,
