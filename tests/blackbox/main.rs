@@ -1,5 +1,6 @@
 //! Black-box tests: the real `sluice` binary, as a user runs it.
 
+mod agent;
 mod batch;
 mod client;
 mod fluent;
@@ -12,3 +13,4 @@ mod recovery;
 mod spool;
 mod store_cycle;
 mod syslog;
+mod syslog_clients;

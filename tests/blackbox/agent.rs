@@ -1,0 +1,2 @@
+//! `sluice forward --listen`: the local agent for fluent and syslog clients.
+

@@ -1,0 +1,2 @@
+//! Real syslog daemons (rsyslog, syslog-ng) forwarding to the syslog listener.
+
