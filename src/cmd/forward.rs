@@ -1,4 +1,4 @@
-//! `sluice forward`: stdin or files to ingesters.
+//! `sluice forward`: stdin, files or local clients (the agent) to ingesters.
 
 use std::{
     path::PathBuf,
@@ -11,7 +11,9 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use sluice_forward::{Destination, ForwardConfig, Mode, OnFull, Outcome, Source, SpoolConfig};
+use sluice_forward::{
+    Destination, ForwardConfig, Listen, Mode, OnFull, Outcome, Source, SpoolConfig,
+};
 use sluice_record::wire::Guarantee;
 
 use crate::size::parse_bytes;
@@ -57,6 +59,18 @@ pub struct Args {
     /// neither re-send nor skip.
     #[arg(long = "file", value_name = "PATH", num_args = 1..)]
     files: Vec<PathBuf>,
+    /// Run as a local agent: serve these listeners instead of reading stdin,
+    /// until SIGTERM. fluent://HOST:PORT takes the Fluentd forward protocol
+    /// (Fluent Bit, fluent-logger, Docker's fluentd driver), acknowledging a
+    /// chunk once it is in the spool or acknowledged upstream;
+    /// syslog://HOST:PORT takes syslog over TCP (octet counting or LF). The
+    /// tag or APP-NAME becomes the topic and the event time the record's
+    /// time. Repeat for several.
+    #[arg(long = "listen", value_name = "URL")]
+    listens: Vec<String>,
+    /// With --listen: open connections allowed, over all listeners.
+    #[arg(long, default_value_t = 1024)]
+    listen_max_connections: usize,
     /// Where file checkpoints are kept [default: DIR/checkpoints.json with
     /// --spool, else ./sluice-forward.checkpoints.json].
     #[arg(long, value_name = "FILE")]
@@ -113,10 +127,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     });
     config.checkpoint = args.checkpoint;
     config.drain_timeout = args.drain_timeout;
-    let source = if args.files.is_empty() {
-        Source::Stream(Box::new(std::io::stdin()))
-    } else {
-        Source::Files(args.files)
+    config.listen.max_connections = args.listen_max_connections.max(1);
+    let source = match (args.files.is_empty(), args.listens.is_empty()) {
+        (true, true) => Source::Stream(Box::new(std::io::stdin())),
+        (false, true) => Source::Files(args.files),
+        (true, false) => Source::Listen(
+            args.listens
+                .iter()
+                .map(|url| Listen::parse(url))
+                .collect::<Result<_, _>>()?,
+        ),
+        (false, false) => {
+            bail!("--file and --listen cannot be combined: run one forwarder per input kind")
+        }
     };
     let stop = Arc::new(AtomicBool::new(false));
     let metrics = match args.api {

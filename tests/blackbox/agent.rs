@@ -1,2 +1,332 @@
 //! `sluice forward --listen`: the local agent for fluent and syslog clients.
 
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use crate::harness::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+/// An agent listening for fluent and syslog on ports of its own.
+struct Agent {
+    child: Child,
+    fluent: String,
+    syslog: String,
+    api: String,
+}
+
+impl Agent {
+    fn start(destination: &str, extra: &[&str]) -> Agent {
+        for _ in 0..5 {
+            let [fluent, syslog, api] = free_ports::<3>().map(|p| format!("127.0.0.1:{p}"));
+            let mut child = Command::new(BIN)
+                .args(["forward", destination, "--json", "--linger", "20ms"])
+                .args(["--listen", &format!("fluent://{fluent}")])
+                .args(["--listen", &format!("syslog://{syslog}")])
+                .args(["--api", &api])
+                .args(extra)
+                .stdin(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            // Ready when the API answers (the listeners are bound before).
+            let ready = (0..200).any(|_| {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return false;
+                }
+                if http_get(&api, "/health").is_some() && TcpStream::connect(&fluent).is_ok() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+                false
+            });
+            if ready {
+                return Agent {
+                    child,
+                    fluent,
+                    syslog,
+                    api,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("the agent did not start");
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        let (_, body) = http_get(&self.api, "/metrics").expect("agent metrics");
+        body.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    }
+
+    /// SIGTERM, then the exit status and the final counts (`--json`).
+    fn stop(mut self) -> (std::process::ExitStatus, serde_json::Value) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let status = self.child.wait().unwrap();
+        let mut err = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let counts = err
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .unwrap_or_else(|| panic!("no counts in the agent's stderr:\n{err}"));
+        (status, counts)
+    }
+
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Forward-mode frame of `n` events with a chunk, as fluent-logger and
+/// Fluent Bit send them.
+fn forward_frame(tag: &str, first: usize, n: usize, time_ns: i64, chunk: &str) -> Vec<u8> {
+    let mut encoder = sluice_fluent::ForwardEncoder::new(tag);
+    for i in first..first + n {
+        encoder.push(time_ns, format!("event {i}").as_bytes());
+    }
+    encoder.seal(chunk)
+}
+
+fn expected_ack(chunk: &str) -> Vec<u8> {
+    let mut ack = Vec::new();
+    sluice_fluent::encode_ack(chunk.as_bytes(), &mut ack);
+    ack
+}
+
+/// Read exactly `want.len()` bytes (bounded by the socket's timeout).
+fn read_ack(stream: &mut TcpStream, want: &[u8]) {
+    let mut got = vec![0u8; want.len()];
+    stream.read_exact(&mut got).expect("an ack");
+    assert_eq!(got, want, "the ack echoes the chunk byte for byte");
+}
+
+/// A proxy to `target` that passes requests at once but holds every reply
+/// until `release` is set: the ingester has the batch, the agent has no ack.
+fn reply_gate(target: String, release: Arc<AtomicBool>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(&target) else {
+                continue;
+            };
+            let (mut client_read, mut server_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut server_read, mut client_write) = (server, client);
+            std::thread::spawn(move || std::io::copy(&mut client_read, &mut server_write));
+            let release = release.clone();
+            std::thread::spawn(move || {
+                while !release.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                std::io::copy(&mut server_read, &mut client_write)
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn the_agent_acks_a_fluent_chunk_only_once_an_ingester_acked_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let release = Arc::new(AtomicBool::new(false));
+    let gate = reply_gate(node.batch.clone(), release.clone());
+    let agent = Agent::start(&format!("sluice://{gate}"), &[]);
+
+    let when_ns = (jiff::Timestamp::now().as_millisecond() - 3_600_000) * 1_000_000;
+    let mut client = TcpStream::connect(&agent.fluent).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let chunks = ["chunk-one\n", "chunk-two\n"];
+    for (i, chunk) in chunks.iter().enumerate() {
+        client
+            .write_all(&forward_frame("app.web", i * 500, 500, when_ns, chunk))
+            .unwrap();
+    }
+    // The ingester stored both chunks' events, and its replies are held.
+    node.wait_records(1000);
+    wait_for("the agent to send both chunks", || {
+        (agent.metric("sluice_forward_records_sent_total") >= 1000.0).then_some(())
+    });
+    client.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let early = client.read(&mut byte);
+    assert!(
+        matches!(&early, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "no ack may reach the client before the ingester's ack reaches the agent: {early:?}"
+    );
+    client.set_nonblocking(false).unwrap();
+
+    release.store(true, Ordering::Relaxed);
+    for chunk in chunks {
+        read_ack(&mut client, &expected_ack(chunk));
+    }
+    drop(client);
+
+    let out = node.query(&["--topic", "app.web", "--ulid"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut seen: Vec<usize> = text
+        .lines()
+        .map(|line| {
+            let (id, payload) = line.split_once(' ').unwrap();
+            let ms = id.parse::<ulid::Ulid>().unwrap().timestamp_ms();
+            assert_eq!(
+                ms as i64,
+                when_ns / 1_000_000,
+                "the event time is the ULID time"
+            );
+            let event: serde_json::Value = serde_json::from_str(payload).unwrap();
+            let text = event.as_object().unwrap().values().next().unwrap();
+            text.as_str()
+                .unwrap()
+                .strip_prefix("event ")
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, (0..1000).collect::<Vec<_>>(), "every event once");
+    let (status, counts) = agent.stop();
+    assert!(status.success(), "{counts}");
+    assert_eq!(counts["read"], 1000);
+    assert_eq!(counts["acked"], 1000);
+}
+
+#[test]
+fn with_a_spool_the_agent_acks_what_is_on_disk_and_delivers_it_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let spool_arg = spool.to_str().unwrap();
+    // A destination that takes connections and never answers.
+    let black_hole = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole = black_hole.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in black_hole.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let agent = Agent::start(&format!("sluice://{hole}"), &["--spool", spool_arg]);
+    let when_ns = (jiff::Timestamp::now().as_millisecond() - 60_000) * 1_000_000;
+    let mut client = TcpStream::connect(&agent.fluent).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    for i in 0..4 {
+        let chunk = format!("spooled-{i}");
+        client
+            .write_all(&forward_frame("app.spooled", i * 250, 250, when_ns, &chunk))
+            .unwrap();
+        // Acked although no ingester has it: it is durable in the spool.
+        read_ack(&mut client, &expected_ack(&chunk));
+    }
+    drop(client);
+    agent.kill9();
+
+    // A new agent on the same spool, with a real ingester, delivers it all.
+    let node = Node::start(dir.path(), &[]);
+    let agent = Agent::start(&format!("sluice://{}", node.batch), &["--spool", spool_arg]);
+    node.wait_records(1000);
+    let (status, counts) = agent.stop();
+    assert!(status.success(), "{counts}");
+    assert_eq!(counts["recovered"], 1000);
+    let out = node.query(&["--topic", "app.spooled"]);
+    let mut seen: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 1000, "every acked event arrives, once");
+}
+
+#[test]
+fn syslog_through_the_agent_keeps_topic_time_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let agent = Agent::start(&format!("sluice://{}", node.batch), &[]);
+    let then =
+        jiff::Timestamp::from_millisecond(jiff::Timestamp::now().as_millisecond() - 7_200_000)
+            .unwrap();
+    let mut stream = String::new();
+    for i in 0..300 {
+        // Two apps interleaved, counted RFC 5424 and LF-framed RFC 3164.
+        let rfc5424 = format!(
+            "<165>1 {} host1 billing 42 ID7 - charged card {i}",
+            then.strftime("%Y-%m-%dT%H:%M:%S.%3fZ")
+        );
+        stream.push_str(&format!("{} {rfc5424}", rfc5424.len()));
+        stream.push_str(&format!(
+            "<13>{} host2 nginx[77]: GET /page/{i} 200\n",
+            then.strftime("%b %e %H:%M:%S")
+        ));
+    }
+    stream.push_str("no header at all\n");
+    send_and_wait_close(&agent.syslog, stream.as_bytes());
+    node.wait_records(601);
+    for (topic, needle, ms) in [
+        ("billing", "charged card ", then.as_millisecond()),
+        ("nginx", "GET /page/", then.as_millisecond() / 1000 * 1000),
+    ] {
+        let out = node.query(&["--topic", topic, "--ulid"]);
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut seen = Vec::new();
+        for line in text.lines() {
+            let (id, payload) = line.split_once(' ').unwrap();
+            assert_eq!(
+                id.parse::<ulid::Ulid>().unwrap().timestamp_ms() as i64,
+                ms,
+                "{topic}: the header's time is the ULID time"
+            );
+            let at = payload.find(needle).expect("the line as sent");
+            let rest = &payload[at + needle.len()..];
+            seen.push(rest.split(' ').next().unwrap().parse::<u32>().unwrap());
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            (0..300).collect::<Vec<_>>(),
+            "{topic}: every line once"
+        );
+    }
+    let out = node.query(&["--topic", "syslog"]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "no header at all\n");
+    let (status, counts) = agent.stop();
+    assert!(status.success(), "{counts}");
+    assert_eq!(counts["acked"], 601);
+}

@@ -13,8 +13,9 @@
 //! time, moving on when it fails) or `balance` mode (all at once, taking
 //! from one queue).
 //!
-//! Input is stdin, or files followed through rotation ([`follow`]) with a
-//! checkpoint ([`checkpoint`]). With a spool ([`spool`]) every batch is
+//! Input is stdin, files followed through rotation ([`follow`]) with a
+//! checkpoint ([`checkpoint`]), or local applications speaking the Fluentd
+//! forward protocol or syslog to the agent's listeners ([`listen`]). With a spool ([`spool`]) every batch is
 //! written ahead to disk, so a full queue, a destination that is down, or a
 //! restart loses nothing that was read.
 
@@ -22,6 +23,7 @@ pub mod acked;
 pub mod checkpoint;
 pub mod follow;
 pub mod lines;
+pub mod listen;
 pub mod queue;
 pub mod reader;
 pub mod spool;
@@ -39,6 +41,7 @@ use std::{
 };
 
 pub use lines::{ForwardStats, LinesConfig, forward_lines};
+pub use listen::{Listen, ListenConfig};
 pub use queue::{Counts, OnFull};
 use sluice_record::wire::Guarantee;
 
@@ -66,8 +69,20 @@ pub enum ForwardError {
         #[source]
         source: io::Error,
     },
-    #[error("--file and --spool need sluice:// destinations (tcp:// has no acknowledgements)")]
+    #[error(
+        "--file, --listen and --spool need sluice:// or fluent:// destinations (tcp:// has no acknowledgements)"
+    )]
     FileNeedsAcks,
+    #[error(
+        "unsupported --listen {0:?}: use fluent://HOST:PORT (Fluentd forward protocol) or syslog://HOST:PORT (syslog over TCP)"
+    )]
+    BadListen(String),
+    #[error("listen on {addr}: {source}; is another process (fluentd, rsyslog) using the port?")]
+    Listen {
+        addr: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("gave up on {addr} after {attempts} attempts: {source}")]
     GaveUp {
         addr: String,
@@ -128,6 +143,8 @@ pub struct ForwardConfig {
     pub poll: Duration,
     /// On a stop signal without a spool: how long to wait for acks.
     pub drain_timeout: Duration,
+    /// Settings of the agent's listeners ([`Source::Listen`]).
+    pub listen: ListenConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +157,8 @@ pub struct SpoolConfig {
 pub enum Source {
     Stream(Box<dyn Read + Send>),
     Files(Vec<PathBuf>),
+    /// Serve local clients until stopped (the agent).
+    Listen(Vec<Listen>),
 }
 
 impl ForwardConfig {
@@ -165,6 +184,7 @@ impl ForwardConfig {
             checkpoint: None,
             poll: Duration::from_millis(100),
             drain_timeout: Duration::from_secs(10),
+            listen: ListenConfig::default(),
         }
     }
 }
@@ -246,6 +266,12 @@ pub fn forward_observed(
         return Ok(Outcome::Lines(stats));
     }
 
+    // Listeners bind first, so a taken port fails the start.
+    let bound = match &input {
+        Source::Listen(listens) => listen::bind(listens)?,
+        _ => Vec::new(),
+    };
+
     // The queue, with the spool's leftovers from an earlier run first.
     let mut spooled_ends: HashMap<spool::SourceKey, u64> = HashMap::new();
     let (queue, max_seq) = match &config.spool {
@@ -279,7 +305,7 @@ pub fn forward_observed(
         (Source::Files(_), Some(path), _) => Some(path.clone()),
         (Source::Files(_), None, Some(sc)) => Some(sc.dir.join("checkpoints.json")),
         (Source::Files(_), None, None) => Some(PathBuf::from("sluice-forward.checkpoints.json")),
-        (Source::Stream(_), _, _) => None,
+        (Source::Stream(_) | Source::Listen(_), _, _) => None,
     };
     let checkpoints = match &checkpoint_path {
         Some(path) => checkpoint::load(path).map_err(|source| ForwardError::Checkpoint {
@@ -342,6 +368,16 @@ pub fn forward_observed(
     let read = match input {
         Source::Stream(input) => reader::spawn_stream_reader(input)
             .and_then(|incoming| reader::run_batcher(incoming, batch_config, &queue, &seqs, &stop)),
+        Source::Listen(_) => listen::serve(
+            bound,
+            &listen::Intake {
+                queue: &queue,
+                seqs: &seqs,
+                batch: batch_config,
+                config: &config.listen,
+                stop: &stop,
+            },
+        ),
         Source::Files(paths) => std::thread::scope(|scope| {
             let batchers: Vec<_> = paths
                 .iter()

@@ -18,11 +18,16 @@
 //!
 //! Accounting, in records, holds at every moment:
 //! `read = acked + dropped + queued + spooled + in_flight`.
+//!
+//! A producer that owes its own client an acknowledgement (the agent's
+//! fluent listener) pushes with [`Queue::push_notify`] and hears once when
+//! the batch is safe: written to the spool ([`Safe::Spooled`], durable after
+//! [`Queue::sync_spool`]), acknowledged by an ingester, or dropped.
 
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     path::{Path, PathBuf},
-    sync::{Arc, Condvar, Mutex, MutexGuard},
+    sync::{Arc, Condvar, Mutex, MutexGuard, mpsc},
     time::Duration,
 };
 
@@ -74,6 +79,19 @@ impl Batch {
             spooled: None,
         }
     }
+}
+
+/// When a batch pushed with [`Queue::push_notify`] stopped being the
+/// queue's alone to lose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Safe {
+    /// Appended to the spool as its `n`th frame of this run: durable once
+    /// [`Queue::sync_spool`]`(n)` returns.
+    Spooled(u64),
+    /// An ingester acknowledged it.
+    Acked,
+    /// Dropped by the full policy or rejected by the ingester.
+    Dropped,
 }
 
 /// Counters of one forwarder run, in records.
@@ -177,9 +195,21 @@ struct State {
     synced_appends: u64,
     /// The checkpoint last written, to skip rewriting an unchanged one.
     checkpoint_written: Option<Vec<checkpoint::FileCheckpoint>>,
+    /// Who waits to hear that a batch (by seq) is safe.
+    notices: HashMap<u64, mpsc::Sender<Safe>>,
 }
 
 impl State {
+    /// Tell whoever waits on batch `seq` (at most once).
+    fn notify(&mut self, seq: u64, safe: Safe) {
+        if !self.notices.is_empty()
+            && let Some(notice) = self.notices.remove(&seq)
+        {
+            // The waiter may have gone (its client hung up): nothing to do.
+            let _ = notice.send(safe);
+        }
+    }
+
     /// A batch is acknowledged, dropped or (for the checkpoint) spooled.
     fn settle(&mut self, seq: u64, source: Option<SourcePos>, disk: Option<SpoolRef>) {
         if let (Some(spool), Some(at)) = (self.spool.as_mut(), disk) {
@@ -213,6 +243,7 @@ impl State {
         *count += records;
         counter!("sluice_forward_records_dropped_total", "reason" => reason.label())
             .increment(records);
+        self.notify(seq, Safe::Dropped);
         self.settle(seq, source, disk);
     }
 
@@ -324,6 +355,35 @@ impl Queue {
         self.lock().progress.close(key);
     }
 
+    /// [`push`](Self::push), and send one [`Safe`] on `notice` when the
+    /// batch is spooled, acknowledged or dropped.
+    pub fn push_notify(&self, batch: Batch, notice: mpsc::Sender<Safe>) {
+        self.lock().notices.insert(batch.seq, notice);
+        self.push(batch);
+    }
+
+    /// Make the spool durable through its `appended`th frame (see
+    /// [`Safe::Spooled`]). Syncs outside the lock; concurrent callers share
+    /// one sync where they can.
+    pub fn sync_spool(&self, appended: u64) -> std::io::Result<()> {
+        let (writer, now_appended) = {
+            let state = self.lock();
+            if state.synced_appends >= appended {
+                return Ok(());
+            }
+            let Some(spool) = state.spool.as_ref() else {
+                return Ok(());
+            };
+            (spool.writer()?, spool.appended())
+        };
+        if let Some(file) = writer {
+            file.sync_data()?;
+        }
+        let mut state = self.lock();
+        state.synced_appends = state.synced_appends.max(now_appended);
+        Ok(())
+    }
+
     /// Add a batch whose records were counted by [`read`](Self::read).
     pub fn push(&self, mut batch: Batch) {
         let mut state = self.lock();
@@ -368,7 +428,9 @@ impl Queue {
             match spool.append(batch.seq, batch.records, batch.source, &batch.wire) {
                 Ok(at) => {
                     batch.spooled = Some(at);
+                    let appended = spool.appended();
                     gauge!("sluice_forward_spool_bytes").set(spool.live_bytes() as f64);
+                    state.notify(batch.seq, Safe::Spooled(appended));
                     // On disk is safe for the checkpoint.
                     if let Some(pos) = batch.source {
                         state.progress.safe(batch.seq, pos);
@@ -505,6 +567,7 @@ impl Queue {
         state.counts.in_flight -= batch.records;
         state.counts.acked += batch.records;
         counter!("sluice_forward_records_acked_total").increment(batch.records);
+        state.notify(batch.seq, Safe::Acked);
         state.settle(batch.seq, batch.source, batch.spooled);
         self.changed.notify_all();
     }
@@ -517,6 +580,7 @@ impl Queue {
         state.counts.dropped_rejected += batch.records;
         counter!("sluice_forward_records_dropped_total", "reason" => "rejected")
             .increment(batch.records);
+        state.notify(batch.seq, Safe::Dropped);
         state.settle(batch.seq, batch.source, batch.spooled);
         self.changed.notify_all();
     }

@@ -214,7 +214,7 @@ impl FluentConnection {
             last = last.max(id);
             // One frame has one tag: clean it once.
             if !topic_ready {
-                clean_topic(event.tag.as_bytes(), topic);
+                sluice_record::clean_topic(event.tag.as_bytes(), FALLBACK_TOPIC, topic);
                 topic_ready = true;
             }
             bytes += event.payload.len() as u64;
@@ -296,19 +296,6 @@ impl FluentConnection {
     }
 }
 
-/// A topic from a tag: printable ASCII without spaces, at most 255 bytes.
-fn clean_topic(tag: &[u8], out: &mut Vec<u8>) {
-    out.clear();
-    out.extend(
-        tag.iter()
-            .take(sluice_record::MAX_TOPIC_BYTES)
-            .map(|&b| if b.is_ascii_graphic() { b } else { b'_' }),
-    );
-    if out.is_empty() {
-        out.extend_from_slice(FALLBACK_TOPIC);
-    }
-}
-
 /// Answer Fluentd's UDP heartbeats on the forward port until `shutdown`.
 pub async fn serve_udp_heartbeats(socket: tokio::net::UdpSocket, shutdown: Arc<AtomicBool>) {
     let mut buf = [0u8; 128];
@@ -324,27 +311,5 @@ pub async fn serve_udp_heartbeats(socket: tokio::net::UdpSocket, shutdown: Arc<A
             }
             Err(_) => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tags_become_valid_topics() {
-        let mut out = Vec::new();
-        for (tag, topic) in [
-            (&b"docker.web"[..], &b"docker.web"[..]),
-            (b"with space\n", b"with_space_"),
-            (b"", b"fluent"),
-            ("café".as_bytes(), b"caf__"),
-        ] {
-            clean_topic(tag, &mut out);
-            assert_eq!(out, topic);
-            assert!(sluice_record::is_valid_topic(&out));
-        }
-        clean_topic(&[b'a'; 300], &mut out);
-        assert_eq!(out.len(), 255);
     }
 }

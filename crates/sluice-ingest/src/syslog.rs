@@ -110,19 +110,8 @@ impl SyslogConnection {
             let id = ids.at_origin(ms);
             first = first.min(id);
             last = last.max(id);
-            let payload = if memchr::memchr(b'\n', frame.bytes).is_some() {
-                multiline += 1;
-                line.clear();
-                line.extend(
-                    frame
-                        .bytes
-                        .iter()
-                        .map(|&b| if b == b'\n' { b' ' } else { b }),
-                );
-                &line[..]
-            } else {
-                frame.bytes
-            };
+            let (payload, changed) = sluice_syslog::one_line(frame.bytes, line);
+            multiline += changed as u64;
             encoder.push(Record {
                 id,
                 flags: if frame.truncated { FLAG_TRUNCATED } else { 0 },

@@ -86,9 +86,46 @@ impl OwnedRecord {
     }
 }
 
+/// A valid topic made from a name a client chose (a Fluentd tag, a syslog
+/// APP-NAME): bytes a topic cannot hold become `_`, it is cut to
+/// [`MAX_TOPIC_BYTES`], and an empty result becomes `fallback`.
+pub fn clean_topic(name: &[u8], fallback: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend(
+        name.iter()
+            .take(MAX_TOPIC_BYTES)
+            .map(|&b| if b.is_ascii_graphic() { b } else { b'_' }),
+    );
+    if out.is_empty() {
+        out.extend_from_slice(fallback);
+    }
+}
+
 /// Whether `topic` is acceptable: 1..=255 bytes of printable ASCII without spaces.
 pub fn is_valid_topic(topic: &[u8]) -> bool {
     !topic.is_empty()
         && topic.len() <= MAX_TOPIC_BYTES
         && topic.iter().all(|b| b.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_names_become_valid_topics() {
+        let mut out = Vec::new();
+        for (name, topic) in [
+            (&b"docker.web"[..], &b"docker.web"[..]),
+            (b"with space\n", b"with_space_"),
+            (b"", b"fluent"),
+            ("café".as_bytes(), b"caf__"),
+        ] {
+            clean_topic(name, b"fluent", &mut out);
+            assert_eq!(out, topic);
+            assert!(is_valid_topic(&out));
+        }
+        clean_topic(&[b'a'; 300], b"fluent", &mut out);
+        assert_eq!(out.len(), MAX_TOPIC_BYTES);
+    }
 }

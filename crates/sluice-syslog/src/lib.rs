@@ -35,3 +35,28 @@ pub mod parse;
 
 pub use framing::{DEFAULT_MAX_FRAME, Frame, FrameCounts, Framing, MAX_COUNT_DIGITS, SyslogFramer};
 pub use parse::{DEFAULT_TOPIC, Format, MAX_PRI, Parsed, parse, topic_or_default};
+
+/// A frame as one line: a multi-line octet-counted message has its inner
+/// line feeds turned into spaces (a payload is one line), using `scratch`.
+/// Returns the line and whether it was changed.
+pub fn one_line<'a>(frame: &'a [u8], scratch: &'a mut Vec<u8>) -> (&'a [u8], bool) {
+    if memchr::memchr(b'\n', frame).is_none() {
+        return (frame, false);
+    }
+    scratch.clear();
+    scratch.extend(frame.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
+    (&scratch[..], true)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_line_replaces_only_line_feeds() {
+        let mut scratch = Vec::new();
+        assert_eq!(super::one_line(b"a b", &mut scratch), (&b"a b"[..], false));
+        assert_eq!(
+            super::one_line(b"Exception\n\tat x\n", &mut scratch),
+            (&b"Exception \tat x "[..], true)
+        );
+    }
+}

@@ -1,0 +1,315 @@
+//! The local agent: `sluice forward --listen fluent://ADDR` and
+//! `--listen syslog://ADDR`.
+//!
+//! Applications log to localhost, in the Fluentd forward protocol
+//! ([`fluent`]) or in syslog over TCP ([`syslog`]); their events become
+//! batches in the forwarder's queue, and from there the queue, the spool and
+//! the senders carry them to the ingesters as they carry lines read from a
+//! file.
+//!
+//! Each event keeps what the ingester's own listeners would give it: the tag
+//! or APP-NAME as its topic, its time as the record's origin time, the
+//! record as one line of JSON (fluent) or the message line (syslog).
+//!
+//! Acknowledgements: a fluent chunk is acknowledged to its client only once
+//! every batch made from it is safe, meaning durable in the spool (with
+//! `--spool`) or acknowledged by an ingester (without). A dropped batch is
+//! never acknowledged: the client's connection is closed and it sends the
+//! chunk again. syslog has no acknowledgements; its lines are as safe as the
+//! forwarder's queue.
+//!
+//! Limits: connections (`max_connections`; more are closed at once and
+//! counted), frame sizes (the fluent [`Limits`], the syslog line limit), and
+//! memory through the queue's bound (a full queue blocks the connections,
+//! which pushes back on the clients).
+
+mod fluent;
+mod syslog;
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use metrics::counter;
+use sluice_fluent::Limits;
+use sluice_record::{IdGenerator, Ulid, now_ms, wire::BatchBuilder};
+
+use crate::{
+    ForwardError,
+    queue::{Batch, Queue},
+    reader::BatchConfig,
+};
+
+/// What the agent listens for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// The Fluentd forward protocol (Fluent Bit, fluent-logger, Docker).
+    Fluent(String),
+    /// syslog over TCP: RFC 6587 framing, RFC 5424 or 3164 messages.
+    Syslog(String),
+}
+
+impl Listen {
+    pub fn parse(url: &str) -> Result<Listen, ForwardError> {
+        let bad = || ForwardError::BadListen(url.to_string());
+        let (scheme, addr) = url.split_once("://").ok_or_else(bad)?;
+        let addr = addr.trim_end_matches('/');
+        if addr.is_empty() || !addr.contains(':') {
+            return Err(bad());
+        }
+        match scheme {
+            "fluent" => Ok(Listen::Fluent(addr.to_string())),
+            "syslog" => Ok(Listen::Syslog(addr.to_string())),
+            _ => Err(bad()),
+        }
+    }
+
+    fn addr(&self) -> &str {
+        match self {
+            Listen::Fluent(a) | Listen::Syslog(a) => a,
+        }
+    }
+}
+
+/// Settings of the agent's listeners.
+#[derive(Debug, Clone)]
+pub struct ListenConfig {
+    /// Open connections, over all listeners; more are closed at once.
+    pub max_connections: usize,
+    /// Limits on fluent frames.
+    pub fluent_limits: Limits,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            max_connections: 1024,
+            fluent_limits: Limits::default(),
+        }
+    }
+}
+
+/// A bound listener, ready to serve.
+pub struct Bound {
+    what: Listen,
+    listener: TcpListener,
+}
+
+impl Bound {
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// Bind every listener now, so a taken port is an error at start.
+pub fn bind(listens: &[Listen]) -> Result<Vec<Bound>, ForwardError> {
+    listens
+        .iter()
+        .map(|what| {
+            let listener = TcpListener::bind(what.addr())
+                .and_then(|l| l.set_nonblocking(true).map(|_| l))
+                .map_err(|source| ForwardError::Listen {
+                    addr: what.addr().to_string(),
+                    source,
+                })?;
+            tracing::info!(listen = ?what, addr = %listener.local_addr().map_or_else(|_| what.addr().to_string(), |a| a.to_string()), "listening");
+            Ok(Bound {
+                what: what.clone(),
+                listener,
+            })
+        })
+        .collect()
+}
+
+/// What every connection shares.
+pub(crate) struct Intake<'a> {
+    pub queue: &'a Arc<Queue>,
+    pub seqs: &'a AtomicU64,
+    pub batch: &'a BatchConfig,
+    pub config: &'a ListenConfig,
+    pub stop: &'a AtomicBool,
+}
+
+impl Intake<'_> {
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.seqs.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// How often blocked reads and accepts look at the stop flag.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Serve every listener until `stop` is set; then close them and wait for
+/// their connections to end.
+pub(crate) fn serve(bound: Vec<Bound>, intake: &Intake<'_>) -> std::io::Result<()> {
+    let open = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for Bound { what, listener } in bound {
+            let open = &open;
+            std::thread::Builder::new()
+                .name("forward-listen".into())
+                .spawn_scoped(scope, move || {
+                    accept_loop(scope, what, listener, intake, open);
+                })?;
+        }
+        Ok(())
+    })
+}
+
+fn accept_loop<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    what: Listen,
+    listener: TcpListener,
+    intake: &'scope Intake<'scope>,
+    open: &'scope AtomicUsize,
+) {
+    let fluent = matches!(what, Listen::Fluent(_));
+    let kind = if fluent { "fluent" } else { "syslog" };
+    while !intake.stop.load(Ordering::Relaxed) {
+        let (stream, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(POLL);
+                continue;
+            }
+            Err(e) => {
+                // Out of descriptors and the like: wait, then go on.
+                tracing::warn!(listener = kind, error = %e, "accept failed");
+                std::thread::sleep(POLL);
+                continue;
+            }
+        };
+        if open.fetch_add(1, Ordering::Relaxed) >= intake.config.max_connections {
+            open.fetch_sub(1, Ordering::Relaxed);
+            counter!("sluice_forward_listen_refused_total", "listener" => kind, "reason" => "too_many_connections").increment(1);
+            tracing::warn!(listener = kind, %peer, limit = intake.config.max_connections, "too many connections; closing this one");
+            continue;
+        }
+        counter!("sluice_forward_listen_connections_total", "listener" => kind).increment(1);
+        let spawned = std::thread::Builder::new()
+            .name(format!("forward-{kind}"))
+            .spawn_scoped(scope, move || {
+                let served = stream
+                    .set_nonblocking(false)
+                    .and_then(|_| stream.set_read_timeout(Some(POLL)))
+                    .map_err(|e| e.to_string())
+                    .and_then(|_| {
+                        if fluent {
+                            fluent::serve(stream, peer, intake)
+                        } else {
+                            syslog::serve(stream, peer, intake)
+                        }
+                    });
+                if let Err(error) = served {
+                    tracing::warn!(listener = kind, %peer, %error, "connection closed");
+                }
+                open.fetch_sub(1, Ordering::Relaxed);
+            });
+        if let Err(e) = spawned {
+            open.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!(listener = kind, error = %e, "cannot start a connection thread");
+        }
+    }
+}
+
+/// A batch being filled from one connection, for one topic, in the format
+/// the destinations speak.
+pub(crate) struct OpenBatch {
+    topic: String,
+    body: Body,
+    base: Ulid,
+    opened: Instant,
+    records: u32,
+}
+
+enum Body {
+    Sluice(BatchBuilder),
+    Fluent(sluice_fluent::ForwardEncoder),
+}
+
+impl OpenBatch {
+    /// `topic` must be valid ([`sluice_record::clean_topic`] makes it so).
+    pub(crate) fn new(topic: &str, intake: &Intake<'_>, ids: &mut IdGenerator) -> OpenBatch {
+        let body = if intake.batch.fluent {
+            Body::Fluent(sluice_fluent::ForwardEncoder::new(topic))
+        } else {
+            Body::Sluice(BatchBuilder::new())
+        };
+        OpenBatch {
+            topic: topic.to_string(),
+            body,
+            base: ids.next_at(now_ms()),
+            opened: Instant::now(),
+            records: 0,
+        }
+    }
+
+    pub(crate) fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Add one record with its origin time.
+    pub(crate) fn push(&mut self, time_ms: u64, line: &[u8]) {
+        match &mut self.body {
+            Body::Sluice(builder) => builder.push(Some(time_ms), line),
+            Body::Fluent(encoder) => encoder.push(time_ms as i64 * 1_000_000, line),
+        }
+        self.records += 1;
+    }
+
+    pub(crate) fn records(&self) -> u32 {
+        self.records
+    }
+
+    pub(crate) fn is_full(&self, config: &BatchConfig) -> bool {
+        let bytes = match &self.body {
+            Body::Sluice(builder) => builder.section_len(),
+            Body::Fluent(encoder) => encoder.encoded_len(),
+        };
+        bytes >= config.batch_bytes || self.records >= config.batch_records
+    }
+
+    pub(crate) fn lingered(&self, config: &BatchConfig) -> bool {
+        self.opened.elapsed() >= config.linger
+    }
+
+    /// Close the batch: a [`Batch`] with its seq, ready for the queue.
+    pub(crate) fn seal(self, intake: &Intake<'_>, ids: &mut IdGenerator) -> Batch {
+        let seq = intake.next_seq();
+        let records = self.records as u64;
+        let wire = match self.body {
+            Body::Sluice(mut builder) => {
+                builder
+                    .seal(ids, self.base, seq, &self.topic, intake.batch.guarantee)
+                    .0
+            }
+            Body::Fluent(mut encoder) => encoder.seal(&crate::acked::chunk_id(seq)),
+        };
+        Batch::new(seq, records, wire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_urls_parse() {
+        assert_eq!(
+            Listen::parse("fluent://127.0.0.1:24224").unwrap(),
+            Listen::Fluent("127.0.0.1:24224".into())
+        );
+        assert_eq!(
+            Listen::parse("syslog://0.0.0.0:5140/").unwrap(),
+            Listen::Syslog("0.0.0.0:5140".into())
+        );
+        for bad in ["127.0.0.1:24224", "udp://x:1", "fluent://", "syslog://host"] {
+            assert!(Listen::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
