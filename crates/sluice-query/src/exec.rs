@@ -4,7 +4,8 @@ use std::{ops::ControlFlow, path::Path, time::Instant};
 
 use sluice_record::{Record, Ulid};
 use sluice_storage::{
-    Fs, RecordCursor, SegmentMeta, StorageError, StoreSegmentCursor, store_segment::list_segments,
+    Fs, RecordCursor, SegmentMeta, StorageError,
+    store_segment::{ScanOptions, list_segments, open_cursor},
 };
 
 use sluice_storage::merge::{Merge, Verdict};
@@ -91,12 +92,12 @@ pub fn execute(
         ..QueryStats::default()
     };
     let mins: Vec<Ulid> = segments.iter().map(|s| s.min).collect();
+    let options = ScanOptions {
+        literal: query.matcher.required_literal().cloned(),
+        time_ms: Some((query.from_ms, query.to_ms)),
+    };
     let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
-        let cursor = StoreSegmentCursor::open(fs, &dir.join(&segments[i].name))?;
-        Ok(match query.matcher.required_literal() {
-            Some(literal) => Box::new(cursor.with_literal(literal.clone())),
-            None => Box::new(cursor),
-        })
+        open_cursor(fs, &dir.join(&segments[i].name), &options)
     };
     // Ids sort by time, so the range is an id range.
     let mut lower = Ulid::from_parts(query.from_ms, 0);

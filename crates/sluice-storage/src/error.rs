@@ -18,6 +18,12 @@ pub enum StorageError {
         #[source]
         source: CodecError,
     },
+    #[error("corrupt segment {path} at byte {offset}: {reason}")]
+    Malformed {
+        path: PathBuf,
+        offset: u64,
+        reason: &'static str,
+    },
     #[error("segment name {name:?} is not <ulid>-<ulid>.seg")]
     BadName { name: String },
 }
@@ -34,6 +40,14 @@ impl StorageError {
     /// True when the underlying cause is a full disk.
     pub fn is_disk_full(&self) -> bool {
         matches!(self, StorageError::Io { source, .. } if source.raw_os_error() == Some(28) /* ENOSPC */ || source.kind() == io::ErrorKind::StorageFull)
+    }
+
+    /// True when a segment's bytes are damaged (not an I/O failure).
+    pub fn is_corrupt(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Corrupt { .. } | StorageError::Malformed { .. }
+        )
     }
 
     pub fn is_not_found(&self) -> bool {

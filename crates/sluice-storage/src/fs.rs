@@ -65,6 +65,9 @@ pub trait Fs: Send + Sync + std::fmt::Debug + 'static {
     /// Open an existing file for appending.
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn WriteFile>>;
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn ReadFile>>;
+    /// Map a sealed file (one that is never modified again) for reading.
+    /// The mapping stays valid if the file is removed meanwhile.
+    fn map(&self, path: &Path) -> io::Result<Mapped>;
     /// Entries of a directory, sorted by name. Names that are not UTF-8 are
     /// skipped (sluice writes none).
     fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>>;
@@ -76,6 +79,36 @@ pub trait Fs: Send + Sync + std::fmt::Debug + 'static {
     /// Make renames and creations in a directory durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     fn exists(&self, path: &Path) -> bool;
+}
+
+/// A whole file's bytes: memory-mapped ([`RealFs`]) or owned ([`crate::MemFs`]).
+pub struct Mapped(MappedBytes);
+
+enum MappedBytes {
+    Mmap(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl Mapped {
+    pub fn owned(bytes: Vec<u8>) -> Mapped {
+        Mapped(MappedBytes::Owned(bytes))
+    }
+}
+
+impl std::ops::Deref for Mapped {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            MappedBytes::Mmap(map) => map,
+            MappedBytes::Owned(bytes) => bytes,
+        }
+    }
+}
+
+impl std::fmt::Debug for Mapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mapped").field("len", &self.len()).finish()
+    }
 }
 
 /// The operating system's filesystem.
@@ -121,6 +154,19 @@ impl Fs for RealFs {
 
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn ReadFile>> {
         Ok(Box::new(RealReadFile(File::open(path)?)))
+    }
+
+    fn map(&self, path: &Path) -> io::Result<Mapped> {
+        let file = File::open(path)?;
+        if file.metadata()?.len() == 0 {
+            return Ok(Mapped::owned(Vec::new()));
+        }
+        // SAFETY: sluice maps only sealed segments, which are written once
+        // under a temporary name, renamed, and never modified or truncated
+        // afterwards (only removed, which keeps the mapping valid). Another
+        // process writing into the store directory is outside the contract.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(Mapped(MappedBytes::Mmap(map)))
     }
 
     fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {

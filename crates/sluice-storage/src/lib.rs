@@ -8,19 +8,23 @@
 //!   shared by queries and by the store's segment writer.
 //! - [`store_segment`]: immutable store segments named by their ULID range,
 //!   written atomically, and read through the [`RecordCursor`] abstraction.
+//! - [`block_segment`]: the store segment format v2 (zstd blocks with
+//!   checksums, time ranges and [`term_filter`]s, read by mmap).
 //!
 //! Architecture invariant: storage knows nothing about tokio, HTTP, gossip
 //! or query syntax. Everything here is synchronous and takes an `&dyn Fs`.
 
+pub mod block_segment;
 mod error;
 pub mod fs;
 pub mod memfs;
 pub mod merge;
 pub mod segment;
 pub mod store_segment;
+pub mod term_filter;
 
 pub use error::StorageError;
-pub use fs::{DirEntry, Fs, ReadFile, RealFs, WriteFile};
+pub use fs::{DirEntry, Fs, Mapped, ReadFile, RealFs, WriteFile};
 pub use memfs::MemFs;
 pub use segment::{Recovery, SegmentScanner, SegmentWriter, recover_segment};
 pub use store_segment::{RecordCursor, SegmentMeta, StoreSegmentCursor, StoreSegmentWriter};

@@ -215,6 +215,10 @@ impl Fs for MemFs {
         Ok(Box::new(MemReadFile(file)))
     }
 
+    fn map(&self, path: &Path) -> io::Result<crate::fs::Mapped> {
+        self.read_all(path).map(crate::fs::Mapped::owned)
+    }
+
     fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
         let state = self.state();
         if !state.dirs.contains_key(path) {

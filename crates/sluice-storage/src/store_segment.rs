@@ -1,23 +1,25 @@
-//! Store segments (format v1): immutable files named by their ULID range.
+//! Store segments: immutable files named by their ULID range.
 //!
 //! Name: `<min ulid>-<max ulid>.seg`, or `<min>-<max>.<n>.seg` when a
 //! segment with the same range already exists (a re-consumed ingest segment
 //! yields the same range; both copies are kept and query dedupes them).
 //!
-//! Byte layout: the segment-file batches of [`crate::segment`], with records
-//! sorted by id and no id repeated, in batches of about
-//! [`TARGET_BATCH_BYTES`].
+//! Byte layout: new segments are format v2 ([`crate::block_segment`]:
+//! zstd blocks with checksums and time and term filters). Format v1 (the
+//! segment-file batches of [`crate::segment`], records sorted by id, no id
+//! repeated) is still read: stores written before v2 hold it, and ingest
+//! segments use the same batches. [`open_cursor`] tells them apart by their
+//! first bytes.
 //!
 //! Write rule: write to `tmp/<random>.tmp`, fsync, rename to the final name,
-//! fsync the directory. [`adopt`] does the same for a verified file that is
-//! already sorted (a downloaded ingest segment that overlaps no other). A segment under its final name is therefore whole.
+//! fsync the directory. A segment under its final name is therefore whole.
 //! Recovery rule: files in `tmp/` are unfinished writes whose inputs were
 //! never committed upstream, so they are removed at startup. Files in the
 //! segment directory whose names do not parse are reported and left alone:
 //! nothing is deleted because its name looks odd.
 //!
 //! Reads go through [`RecordCursor`], the one reader abstraction the query
-//! engine uses; a later format implements the same trait.
+//! engine and the store use, opened by [`open_cursor`] for either format.
 
 use std::{
     path::{Path, PathBuf},
@@ -26,16 +28,14 @@ use std::{
 
 use memchr::memmem;
 
-use sluice_record::{BatchEncoder, Record, Ulid, decode_record};
+use sluice_record::{Record, Ulid, decode_record};
 
 use crate::{
     StorageError,
+    block_segment::{BlockCursor, BlockWriter, HEADER_LEN, is_block_segment},
     fs::Fs,
-    segment::{SegmentScanner, SegmentWriter},
+    segment::SegmentScanner,
 };
-
-/// Batches in a store segment hold about this many bytes: 1 MiB.
-pub const TARGET_BATCH_BYTES: usize = 1 << 20;
 pub const SEGMENT_SUFFIX: &str = ".seg";
 pub const TMP_DIR: &str = "tmp";
 
@@ -151,37 +151,13 @@ fn place(
     })
 }
 
-/// Adopt an existing segment file whose records are verified to be sorted by
-/// id and to span `min..=max`: fsync it and rename it into `dir`. The caller
-/// fsyncs `dir` once after adopting a group of files.
-pub fn adopt(
-    fs: &dyn Fs,
-    dir: &Path,
-    file: &Path,
-    min: Ulid,
-    max: Ulid,
-) -> Result<SegmentMeta, StorageError> {
-    let mut handle = fs
-        .open_append(file)
-        .map_err(StorageError::io("open segment to adopt", file))?;
-    handle
-        .sync_data()
-        .map_err(StorageError::io("fsync segment to adopt", file))?;
-    drop(handle);
-    let bytes = fs
-        .open_read(file)
-        .and_then(|f| f.len())
-        .map_err(StorageError::io("stat segment to adopt", file))?;
-    place(fs, dir, file, min, max, bytes)
-}
-
-/// Writes one store segment from records pushed in increasing id order.
+/// Writes one store segment (format v2) from records pushed in increasing
+/// id order.
 pub struct StoreSegmentWriter<'fs> {
     fs: &'fs dyn Fs,
     dir: PathBuf,
-    writer: SegmentWriter,
-    encoder: BatchEncoder,
-    batch_first: Option<Ulid>,
+    tmp: PathBuf,
+    writer: BlockWriter,
     last: Option<Ulid>,
     first: Option<Ulid>,
     duplicates: u64,
@@ -193,13 +169,15 @@ impl<'fs> StoreSegmentWriter<'fs> {
         fs.create_dir_all(&tmp_dir)
             .map_err(StorageError::io("create tmp dir", &tmp_dir))?;
         let tmp = tmp_dir.join(format!("{}.tmp", Ulid::new()));
-        let writer = SegmentWriter::create(fs, &tmp)?;
+        let file = fs
+            .create_new(&tmp)
+            .map_err(StorageError::io("create segment", &tmp))?;
+        let writer = BlockWriter::new(file).map_err(StorageError::io("write segment", &tmp))?;
         Ok(StoreSegmentWriter {
             fs,
             dir: dir.to_path_buf(),
+            tmp,
             writer,
-            encoder: BatchEncoder::new(),
-            batch_first: None,
             last: None,
             first: None,
             duplicates: 0,
@@ -208,12 +186,12 @@ impl<'fs> StoreSegmentWriter<'fs> {
 
     /// Records pushed so far, without duplicates.
     pub fn records(&self) -> u64 {
-        self.writer.records() + self.encoder.count() as u64
+        self.writer.records()
     }
 
-    /// Bytes written or buffered so far.
+    /// Bytes written so far, plus the open block's uncompressed text.
     pub fn bytes(&self) -> u64 {
-        self.writer.bytes() + self.encoder.len() as u64
+        self.writer.bytes()
     }
 
     /// Records skipped because their id equalled the previous one.
@@ -234,46 +212,32 @@ impl<'fs> StoreSegmentWriter<'fs> {
                 return Ok(());
             }
         }
-        if self.encoder.is_empty() {
-            self.encoder.begin();
-            self.batch_first = Some(record.id);
-        }
-        self.encoder.push(record);
+        self.writer
+            .push(record)
+            .map_err(StorageError::io("write segment", &self.tmp))?;
         self.first.get_or_insert(record.id);
         self.last = Some(record.id);
-        if self.encoder.len() >= TARGET_BATCH_BYTES {
-            self.flush_batch()?;
-        }
-        Ok(())
-    }
-
-    fn flush_batch(&mut self) -> Result<(), StorageError> {
-        if self.encoder.is_empty() {
-            return Ok(());
-        }
-        let count = self.encoder.count();
-        let first = self.batch_first.take().expect("a batch has a first id");
-        let last = self.last.expect("a batch has a last id");
-        let bytes = self.encoder.finish();
-        self.writer.append(bytes, count, first, last)?;
-        self.encoder.begin();
         Ok(())
     }
 
     /// Make the segment durable under its final name. Returns `None` (and
     /// removes the temp file) when no record was pushed.
-    pub fn finish(mut self) -> Result<Option<SegmentMeta>, StorageError> {
-        self.flush_batch()?;
-        let tmp = self.writer.path().to_path_buf();
+    pub fn finish(self) -> Result<Option<SegmentMeta>, StorageError> {
+        let tmp = self.tmp;
         let (Some(min), Some(max)) = (self.first, self.last) else {
+            drop(self.writer);
             self.fs
                 .remove_file(&tmp)
                 .map_err(StorageError::io("remove empty segment", &tmp))?;
             return Ok(None);
         };
-        self.writer.sync()?;
-        let bytes = self.writer.bytes();
-        drop(self.writer);
+        let (mut file, bytes) = self
+            .writer
+            .finish()
+            .map_err(StorageError::io("write segment", &tmp))?;
+        file.sync_data()
+            .map_err(StorageError::io("fsync segment", &tmp))?;
+        drop(file);
         let meta = place(self.fs, &self.dir, &tmp, min, max, bytes)?;
         self.fs
             .sync_dir(&self.dir)
@@ -283,8 +247,50 @@ impl<'fs> StoreSegmentWriter<'fs> {
 
     /// Give up: remove the temp file.
     pub fn abort(self) {
-        let _ = self.fs.remove_file(self.writer.path());
+        drop(self.writer);
+        let _ = self.fs.remove_file(&self.tmp);
     }
+}
+
+/// What a scan wants, so a cursor can skip what cannot match.
+#[derive(Debug, Clone, Default)]
+pub struct ScanOptions {
+    /// Only records whose payload holds this literal.
+    pub literal: Option<Arc<memmem::Finder<'static>>>,
+    /// Only records in this time range (inclusive, Unix ms); records of a
+    /// block that overlaps it are returned, for the caller to filter.
+    pub time_ms: Option<(u64, u64)>,
+}
+
+/// A cursor over a segment of either format.
+pub fn open_cursor(
+    fs: &dyn Fs,
+    path: &Path,
+    options: &ScanOptions,
+) -> Result<Box<dyn RecordCursor>, StorageError> {
+    let mut head = [0u8; HEADER_LEN];
+    let file = fs
+        .open_read(path)
+        .map_err(StorageError::io("open segment", path))?;
+    let n = file
+        .read_at(&mut head, 0)
+        .map_err(StorageError::io("read segment", path))?;
+    drop(file);
+    if is_block_segment(&head[..n]) {
+        let mut cursor = BlockCursor::open(fs, path)?;
+        if let Some((from, to)) = options.time_ms {
+            cursor = cursor.with_time_range(from, to);
+        }
+        if let Some(literal) = &options.literal {
+            cursor = cursor.with_literal(literal.clone());
+        }
+        return Ok(Box::new(cursor));
+    }
+    let cursor = StoreSegmentCursor::open(fs, path)?;
+    Ok(match &options.literal {
+        Some(literal) => Box::new(cursor.with_literal(literal.clone())),
+        None => Box::new(cursor),
+    })
 }
 
 /// A forward cursor over the records of one segment, in id order.
@@ -304,7 +310,8 @@ pub trait RecordCursor: Send {
     }
 }
 
-/// [`RecordCursor`] over a v1 store segment (or any segment file).
+/// [`RecordCursor`] over a v1 store segment (or any segment file with
+/// sorted records, such as a sorted ingest segment).
 ///
 /// With a literal prefilter ([`StoreSegmentCursor::with_literal`]) each
 /// batch body is searched once with memchr's memmem, and only records whose
@@ -494,13 +501,13 @@ mod tests {
         let (segments, strangers) = list_segments(&fs, dir).unwrap();
         assert_eq!(segments, vec![meta.clone()]);
         assert!(strangers.is_empty());
-        let mut cursor = StoreSegmentCursor::open(&fs, &dir.join(&meta.name)).unwrap();
+        let mut cursor = open_cursor(&fs, &dir.join(&meta.name), &ScanOptions::default()).unwrap();
         let mut ids = Vec::new();
         while cursor.advance().unwrap() {
             ids.push(cursor.record().id.0);
         }
         assert_eq!(ids, (7..507).collect::<Vec<_>>());
-        assert_eq!(cursor.bytes_read(), meta.bytes);
+        assert!(cursor.bytes_read() > 0 && cursor.bytes_read() < meta.bytes);
     }
 
     proptest::proptest! {
@@ -520,7 +527,8 @@ mod tests {
             }
             let meta = w.finish().unwrap().unwrap();
             let finder = Arc::new(memmem::Finder::new(&needle).into_owned());
-            let mut cursor = StoreSegmentCursor::open(&fs, &dir.join(&meta.name)).unwrap().with_literal(finder.clone());
+            let options = ScanOptions { literal: Some(finder.clone()), time_ms: None };
+            let mut cursor = open_cursor(&fs, &dir.join(&meta.name), &options).unwrap();
             let mut got = Vec::new();
             while cursor.advance().unwrap() {
                 got.push(cursor.record().id.0 as usize - 1);

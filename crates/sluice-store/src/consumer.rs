@@ -35,9 +35,9 @@ use std::{
 use futures_util::StreamExt;
 use sluice_record::{OwnedRecord, RecordIter, Ulid};
 use sluice_storage::{
-    Fs, RecordCursor, SegmentScanner, SegmentWriter, StorageError, StoreSegmentCursor,
-    StoreSegmentWriter,
+    Fs, RecordCursor, SegmentScanner, SegmentWriter, StorageError, StoreSegmentWriter,
     merge::{Merge, Verdict},
+    store_segment::ScanOptions,
     store_segment::{self, TMP_DIR},
 };
 
@@ -109,8 +109,6 @@ struct Input {
     id: Ulid,
     path: PathBuf,
     min: Ulid,
-    max: Ulid,
-    records: u64,
 }
 
 impl Consumer {
@@ -165,8 +163,6 @@ impl Consumer {
             .map(|i| Downloaded {
                 path: i.path.clone(),
                 min: i.min,
-                max: i.max,
-                records: i.records,
             })
             .collect();
         let written = tokio::task::spawn_blocking(move || store_inputs(&*fs, &dir, ranges))
@@ -205,15 +201,13 @@ impl Consumer {
                     break;
                 };
                 match self.download(base, id).await {
-                    Ok((path, len, (min, max, records))) => {
+                    Ok((path, len, (min, _max, _records))) => {
                         bytes += len;
                         inputs.push(Input {
                             ingester,
                             id,
                             path,
                             min,
-                            max,
-                            records,
                         });
                     }
                     Err(err) => {
@@ -430,25 +424,12 @@ fn sort_segment(fs: &dyn Fs, path: &Path) -> Result<(), ConsumeError> {
 struct Downloaded {
     path: PathBuf,
     min: Ulid,
-    max: Ulid,
-    records: u64,
 }
 
-/// Make downloaded inputs durable store segments. Inputs whose id ranges
-/// overlap no other (one connection's consecutive segments) are adopted as
-/// they are; otherwise they are merged by id into one new segment.
+/// Make downloaded inputs one durable store segment: merged by id, deduped,
+/// and written in the compressed block format.
 fn store_inputs(fs: &dyn Fs, dir: &Path, mut inputs: Vec<Downloaded>) -> Result<(), ConsumeError> {
     inputs.sort_by_key(|d| d.min);
-    let disjoint = inputs.windows(2).all(|w| w[0].max < w[1].min);
-    if disjoint {
-        for input in &inputs {
-            let meta = store_segment::adopt(fs, dir, &input.path, input.min, input.max)?;
-            metrics::segment_written(input.records, meta.bytes, 0, 1);
-        }
-        fs.sync_dir(dir)
-            .map_err(StorageError::io("fsync store dir", dir))?;
-        return Ok(());
-    }
     merge_inputs(fs, dir, inputs)
 }
 
@@ -457,7 +438,7 @@ fn store_inputs(fs: &dyn Fs, dir: &Path, mut inputs: Vec<Downloaded>) -> Result<
 fn merge_inputs(fs: &dyn Fs, dir: &Path, inputs: Vec<Downloaded>) -> Result<(), ConsumeError> {
     let mins: Vec<Ulid> = inputs.iter().map(|d| d.min).collect();
     let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
-        Ok(Box::new(StoreSegmentCursor::open(fs, &inputs[i].path)?))
+        store_segment::open_cursor(fs, &inputs[i].path, &ScanOptions::default())
     };
     let keep_all = |_: &sluice_record::Record<'_>| Verdict::Keep;
     let mut writer = StoreSegmentWriter::create(fs, dir)?;

@@ -1,0 +1,822 @@
+//! Store segments, format v2: zstd-compressed, checksummed blocks with time
+//! and term filters, greppable with standard tools.
+//!
+//! # Byte layout
+//!
+//! The file is a valid zstd stream: a sequence of zstd *skippable frames*
+//! (which `zstd -d` ignores) and ordinary zstd frames. Every integer is
+//! little-endian; a skippable frame is `magic u32, size u32, size bytes`.
+//! So `zstdcat SEGMENT | grep` prints the payloads, one per line.
+//!
+//! ```text
+//! header   skippable 0x184D2A50: "SLUICE" 0x02 0x00
+//! block*   skippable 0x184D2A51: block meta (below)
+//!          zstd frame: every payload of the block followed by "\n"
+//! footer   skippable 0x184D2A52: the block index (below)
+//! ```
+//!
+//! Block meta: `count u32, min u128, max u128, text_len u32, data_len u32,
+//! data_crc u32` (crc32 of the zstd frame's bytes), `filter_len u32` and
+//! the term filter ([`crate::term_filter`]), the
+//! first id (u128) and `count - 1` id deltas (LEB128, each at least 1), the
+//! `count` payload lengths (LEB128), the topic table (`n` LEB128, then `n`
+//! times `len u8, bytes`) and, when `n > 1`, one topic index per record
+//! (LEB128), the flagged records (`k` LEB128, then `k` times `index LEB128,
+//! flags u8`), and last `meta_crc u32` over all of the above.
+//!
+//! Footer: `blocks u32`, per block `offset u64` (of its meta frame),
+//! `meta_len u32, data_len u32, count u32, min u128, max u128`, then
+//! `records u64, crc u32` over the above, then `frame_len u32` (the whole
+//! footer frame, header included) and the tag `"SLF2"`. A reader finds the
+//! footer from the last 8 bytes of the file.
+//!
+//! # Rules
+//!
+//! - Records are sorted by id with no id repeated, within a block and
+//!   across the file; a block's `[min, max]` and the footer's copy agree.
+//! - Blocks hold about [`TARGET_BLOCK_BYTES`] of text (one record may make
+//!   a block larger); the reader refuses `text_len` above
+//!   [`MAX_BLOCK_TEXT`] and any offset or length outside the file.
+//! - Write rule: as every store segment ([`crate::store_segment`]): a temp
+//!   name, fsync, rename, fsync the directory. The file is never modified
+//!   afterwards, so it is read through a memory map.
+//! - Read rule: the footer's checksum is verified when the file is opened;
+//!   a block's meta checksum and data checksum when the block is read. A
+//!   mismatch is [`StorageError::Corrupt`] naming the file and offset.
+//! - Pruning: a cursor skips blocks outside its time range and, for a
+//!   literal, blocks whose term filter rules the literal out
+//!   ([`crate::term_filter`]); neither is ever decompressed. A filter is
+//!   used only after its block's meta checksum is verified.
+
+use std::{path::Path, sync::Arc};
+
+use memchr::memmem;
+use sluice_record::{MAX_PAYLOAD_BYTES, Record, Ulid};
+
+use crate::{
+    StorageError,
+    fs::{Fs, Mapped, WriteFile},
+    term_filter::{TermFilter, TermProbe},
+};
+
+const SKIPPABLE_HEADER: u32 = 0x184D_2A50;
+const SKIPPABLE_BLOCK: u32 = 0x184D_2A51;
+const SKIPPABLE_FOOTER: u32 = 0x184D_2A52;
+const FILE_TAG: &[u8; 8] = b"SLUICE\x02\x00";
+const FOOTER_TAG: &[u8; 4] = b"SLF2";
+/// Bytes of the file header frame.
+pub const HEADER_LEN: usize = 8 + FILE_TAG.len();
+/// A block closes once its text reaches this size: 256 KiB.
+pub const TARGET_BLOCK_BYTES: usize = 256 << 10;
+/// The largest block text a reader accepts.
+pub const MAX_BLOCK_TEXT: usize = TARGET_BLOCK_BYTES + MAX_PAYLOAD_BYTES + (1 << 20);
+/// zstd level: fast to write, about a fifth of the text for log lines.
+pub const ZSTD_LEVEL: i32 = 3;
+/// Bytes of one footer entry.
+const ENTRY_LEN: usize = 8 + 4 + 4 + 4 + 16 + 16;
+
+/// Whether `bytes` (a file's first bytes) start a v2 segment.
+pub fn is_block_segment(bytes: &[u8]) -> bool {
+    bytes.len() >= HEADER_LEN
+        && bytes[..4] == SKIPPABLE_HEADER.to_le_bytes()
+        && bytes[8..HEADER_LEN] == FILE_TAG[..]
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u128) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn skippable(out: &mut Vec<u8>, magic: u32, content: &[u8]) {
+    out.extend_from_slice(&magic.to_le_bytes());
+    out.extend_from_slice(&(content.len() as u32).to_le_bytes());
+    out.extend_from_slice(content);
+}
+
+/// One footer entry: where a block is and what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockEntry {
+    /// Offset of the block's meta frame.
+    pub offset: u64,
+    pub meta_len: u32,
+    pub data_len: u32,
+    pub count: u32,
+    pub min: Ulid,
+    pub max: Ulid,
+}
+
+impl BlockEntry {
+    /// Whether any record can have a time in `[from_ms, to_ms]`.
+    pub fn overlaps_ms(&self, from_ms: u64, to_ms: u64) -> bool {
+        self.min.timestamp_ms() <= to_ms && self.max.timestamp_ms() >= from_ms
+    }
+
+    fn meta_range(&self) -> std::ops::Range<usize> {
+        let start = self.offset as usize + 8;
+        start..start + self.meta_len as usize
+    }
+
+    fn data_range(&self) -> std::ops::Range<usize> {
+        let start = self.meta_range().end;
+        start..start + self.data_len as usize
+    }
+}
+
+/// Builds a v2 segment into a [`WriteFile`], block by block.
+pub struct BlockWriter {
+    file: Box<dyn WriteFile>,
+    written: u64,
+    blocks: Vec<BlockEntry>,
+    records: u64,
+    // The open block.
+    text: Vec<u8>,
+    ids: Vec<Ulid>,
+    lens: Vec<u32>,
+    topics: Vec<Vec<u8>>,
+    topic_of: Vec<u32>,
+    flagged: Vec<(u32, u8)>,
+    filter: TermFilter,
+    // Scratch.
+    meta: Vec<u8>,
+    frame: Vec<u8>,
+    compressor: zstd::bulk::Compressor<'static>,
+}
+
+impl BlockWriter {
+    pub fn new(mut file: Box<dyn WriteFile>) -> std::io::Result<BlockWriter> {
+        let mut header = Vec::new();
+        skippable(&mut header, SKIPPABLE_HEADER, FILE_TAG);
+        file.write_all(&header)?;
+        Ok(BlockWriter {
+            file,
+            written: header.len() as u64,
+            blocks: Vec::new(),
+            records: 0,
+            text: Vec::with_capacity(TARGET_BLOCK_BYTES + 4096),
+            ids: Vec::new(),
+            lens: Vec::new(),
+            topics: Vec::new(),
+            topic_of: Vec::new(),
+            flagged: Vec::new(),
+            filter: TermFilter::new(),
+            meta: Vec::new(),
+            frame: Vec::new(),
+            compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL)?,
+        })
+    }
+
+    /// Records written or buffered.
+    pub fn records(&self) -> u64 {
+        self.records + self.ids.len() as u64
+    }
+
+    /// Bytes written to the file so far, plus the open block's text.
+    pub fn bytes(&self) -> u64 {
+        self.written + self.text.len() as u64
+    }
+
+    /// Append a record; ids must increase (the caller dedupes).
+    pub fn push(&mut self, record: Record<'_>) -> std::io::Result<()> {
+        debug_assert!(self.ids.last().is_none_or(|last| record.id > *last));
+        let index = self.ids.len() as u32;
+        self.ids.push(record.id);
+        self.lens.push(record.payload.len() as u32);
+        let topic = match self.topics.iter().position(|t| t == record.topic) {
+            Some(t) => t,
+            None => {
+                self.topics.push(record.topic.to_vec());
+                self.topics.len() - 1
+            }
+        };
+        self.topic_of.push(topic as u32);
+        if record.flags != 0 {
+            self.flagged.push((index, record.flags));
+        }
+        self.filter.add(record.payload);
+        self.text.extend_from_slice(record.payload);
+        self.text.push(b'\n');
+        if self.text.len() >= TARGET_BLOCK_BYTES {
+            self.flush_block()?;
+        }
+        Ok(())
+    }
+
+    fn flush_block(&mut self) -> std::io::Result<()> {
+        let count = self.ids.len();
+        if count == 0 {
+            return Ok(());
+        }
+        let data = self.compressor.compress(&self.text)?;
+        let (min, max) = (self.ids[0], self.ids[count - 1]);
+        let meta = &mut self.meta;
+        meta.clear();
+        meta.extend_from_slice(&(count as u32).to_le_bytes());
+        meta.extend_from_slice(&min.0.to_le_bytes());
+        meta.extend_from_slice(&max.0.to_le_bytes());
+        meta.extend_from_slice(&(self.text.len() as u32).to_le_bytes());
+        meta.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        meta.extend_from_slice(&crc32fast::hash(&data).to_le_bytes());
+        let len_at = meta.len();
+        meta.extend_from_slice(&[0; 4]);
+        self.filter.encode(meta);
+        let filter_len = (meta.len() - len_at - 4) as u32;
+        meta[len_at..len_at + 4].copy_from_slice(&filter_len.to_le_bytes());
+        meta.extend_from_slice(&min.0.to_le_bytes());
+        for pair in self.ids.windows(2) {
+            put_varint(meta, pair[1].0 - pair[0].0);
+        }
+        for &len in &self.lens {
+            put_varint(meta, len as u128);
+        }
+        put_varint(meta, self.topics.len() as u128);
+        for topic in &self.topics {
+            meta.push(topic.len() as u8);
+            meta.extend_from_slice(topic);
+        }
+        if self.topics.len() > 1 {
+            for &t in &self.topic_of {
+                put_varint(meta, t as u128);
+            }
+        }
+        put_varint(meta, self.flagged.len() as u128);
+        for &(index, flags) in &self.flagged {
+            put_varint(meta, index as u128);
+            meta.push(flags);
+        }
+        let crc = crc32fast::hash(meta);
+        meta.extend_from_slice(&crc.to_le_bytes());
+
+        self.frame.clear();
+        skippable(&mut self.frame, SKIPPABLE_BLOCK, &self.meta);
+        self.frame.extend_from_slice(&data);
+        self.file.write_all(&self.frame)?;
+        self.blocks.push(BlockEntry {
+            offset: self.written,
+            meta_len: self.meta.len() as u32,
+            data_len: data.len() as u32,
+            count: count as u32,
+            min,
+            max,
+        });
+        self.written += self.frame.len() as u64;
+        self.records += count as u64;
+        self.text.clear();
+        self.ids.clear();
+        self.lens.clear();
+        self.topics.clear();
+        self.topic_of.clear();
+        self.flagged.clear();
+        self.filter.clear();
+        Ok(())
+    }
+
+    /// Close the last block and write the footer. Returns the file (for the
+    /// caller to sync) and its length.
+    pub fn finish(mut self) -> std::io::Result<(Box<dyn WriteFile>, u64)> {
+        self.flush_block()?;
+        let mut footer = Vec::with_capacity(16 + self.blocks.len() * ENTRY_LEN);
+        footer.extend_from_slice(&(self.blocks.len() as u32).to_le_bytes());
+        for b in &self.blocks {
+            footer.extend_from_slice(&b.offset.to_le_bytes());
+            footer.extend_from_slice(&b.meta_len.to_le_bytes());
+            footer.extend_from_slice(&b.data_len.to_le_bytes());
+            footer.extend_from_slice(&b.count.to_le_bytes());
+            footer.extend_from_slice(&b.min.0.to_le_bytes());
+            footer.extend_from_slice(&b.max.0.to_le_bytes());
+        }
+        footer.extend_from_slice(&self.records.to_le_bytes());
+        let crc = crc32fast::hash(&footer);
+        footer.extend_from_slice(&crc.to_le_bytes());
+        let frame_len = (8 + footer.len() + 8) as u32;
+        footer.extend_from_slice(&frame_len.to_le_bytes());
+        footer.extend_from_slice(FOOTER_TAG);
+        self.frame.clear();
+        skippable(&mut self.frame, SKIPPABLE_FOOTER, &footer);
+        self.file.write_all(&self.frame)?;
+        self.written += self.frame.len() as u64;
+        Ok((self.file, self.written))
+    }
+}
+
+/// A little-endian reader over a checked byte slice.
+struct Bytes<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Bytes<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
+        let end = self.pos.checked_add(n).ok_or("length overflows")?;
+        let out = self.buf.get(self.pos..end).ok_or("truncated")?;
+        self.pos = end;
+        Ok(out)
+    }
+    fn u8(&mut self) -> Result<u8, &'static str> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, &'static str> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u64(&mut self) -> Result<u64, &'static str> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn u128(&mut self) -> Result<u128, &'static str> {
+        Ok(u128::from_le_bytes(
+            self.take(16)?.try_into().expect("16 bytes"),
+        ))
+    }
+    fn varint(&mut self) -> Result<u128, &'static str> {
+        let mut v: u128 = 0;
+        for shift in (0..128).step_by(7) {
+            let b = self.u8()?;
+            v |= ((b & 0x7f) as u128)
+                .checked_shl(shift)
+                .ok_or("varint too long")?;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint too long")
+    }
+}
+
+/// An opened v2 segment: the mapped file and its verified block index.
+#[derive(Debug)]
+pub struct BlockSegment {
+    path: std::path::PathBuf,
+    bytes: Mapped,
+    blocks: Vec<BlockEntry>,
+    records: u64,
+}
+
+impl BlockSegment {
+    pub fn open(fs: &dyn Fs, path: &Path) -> Result<BlockSegment, StorageError> {
+        let bytes = fs
+            .map(path)
+            .map_err(StorageError::io("map segment", path))?;
+        Self::from_bytes(path, bytes)
+    }
+
+    /// Parse and verify the footer of `bytes` (the whole file).
+    pub fn from_bytes(path: &Path, bytes: Mapped) -> Result<BlockSegment, StorageError> {
+        let corrupt = |offset: usize, reason: &'static str| StorageError::Malformed {
+            path: path.to_path_buf(),
+            offset: offset as u64,
+            reason,
+        };
+        if !is_block_segment(&bytes) {
+            return Err(corrupt(0, "not a v2 store segment (bad header)"));
+        }
+        let len = bytes.len();
+        if len < HEADER_LEN + 8 + 4 + 8 + 4 + 8 || bytes[len - 4..] != FOOTER_TAG[..] {
+            return Err(corrupt(len, "no footer (the file is cut short)"));
+        }
+        let frame_len = u32::from_le_bytes(bytes[len - 8..len - 4].try_into().expect("4")) as usize;
+        if frame_len < 8 + 4 + 8 + 4 + 8 || frame_len > len - HEADER_LEN {
+            return Err(corrupt(len - 8, "bad footer length"));
+        }
+        let start = len - frame_len;
+        let frame = &bytes[start..len];
+        if frame[..4] != SKIPPABLE_FOOTER.to_le_bytes()
+            || u32::from_le_bytes(frame[4..8].try_into().expect("4")) as usize != frame_len - 8
+        {
+            return Err(corrupt(start, "bad footer frame"));
+        }
+        let content = &frame[8..frame_len - 8];
+        let (body, crc) = content.split_at(content.len() - 4);
+        if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4")) {
+            return Err(corrupt(start, "footer checksum mismatch"));
+        }
+        let mut r = Bytes { buf: body, pos: 0 };
+        let parse = |r: &mut Bytes<'_>| -> Result<(Vec<BlockEntry>, u64), &'static str> {
+            let n = r.u32()? as usize;
+            if n.checked_mul(ENTRY_LEN)
+                .is_none_or(|b| b + 12 != body.len())
+            {
+                return Err("footer block count does not match its size");
+            }
+            let mut blocks = Vec::with_capacity(n);
+            let mut next_offset = HEADER_LEN as u64;
+            let mut previous_max: Option<Ulid> = None;
+            let mut total = 0u64;
+            for _ in 0..n {
+                let entry = BlockEntry {
+                    offset: r.u64()?,
+                    meta_len: r.u32()?,
+                    data_len: r.u32()?,
+                    count: r.u32()?,
+                    min: Ulid(r.u128()?),
+                    max: Ulid(r.u128()?),
+                };
+                let end = entry.offset + 8 + entry.meta_len as u64 + entry.data_len as u64;
+                if entry.offset != next_offset || end > start as u64 {
+                    return Err("a block lies outside the file or out of place");
+                }
+                if entry.count == 0
+                    || entry.min > entry.max
+                    || previous_max.is_some_and(|m| m >= entry.min)
+                {
+                    return Err("block ids out of order");
+                }
+                next_offset = end;
+                previous_max = Some(entry.max);
+                total += entry.count as u64;
+                blocks.push(entry);
+            }
+            let records = r.u64()?;
+            if records != total {
+                return Err("footer record count does not match its blocks");
+            }
+            Ok((blocks, records))
+        };
+        let (blocks, records) = parse(&mut r).map_err(|why| corrupt(start, why))?;
+        Ok(BlockSegment {
+            path: path.to_path_buf(),
+            bytes,
+            blocks,
+            records,
+        })
+    }
+
+    pub fn blocks(&self) -> &[BlockEntry] {
+        &self.blocks
+    }
+
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The term filter of block `i`, after its meta checksum is verified:
+    /// a damaged filter could otherwise prune a block that matches.
+    fn filter(&self, i: usize) -> Result<&[u8], &'static str> {
+        let meta = self
+            .bytes
+            .get(self.blocks[i].meta_range())
+            .ok_or("block outside the file")?;
+        if meta.len() < 4 {
+            return Err("bad block frame");
+        }
+        let (body, crc) = meta.split_at(meta.len() - 4);
+        if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4")) {
+            return Err("block meta checksum mismatch");
+        }
+        let mut r = Bytes {
+            buf: body,
+            pos: 4 + 16 + 16 + 4 + 4 + 4,
+        };
+        let len = r.u32()? as usize;
+        r.take(len)
+    }
+}
+
+/// One decoded block.
+#[derive(Debug, Default)]
+struct Block {
+    text: Vec<u8>,
+    ids: Vec<Ulid>,
+    /// Payload `i` is `text[ends[i] - len .. ends[i]]`; `starts[i]` is its start.
+    starts: Vec<u32>,
+    ends: Vec<u32>,
+    topics: Vec<(u32, u32)>,
+    /// Bytes of the topic names, indexed by `topics`.
+    topic_bytes: Vec<u8>,
+    topic_of: Vec<u32>,
+    flags: Vec<u8>,
+}
+
+impl Block {
+    /// Decode and verify block `entry` of `file`.
+    fn load(
+        &mut self,
+        file: &[u8],
+        entry: &BlockEntry,
+        decompressor: &mut zstd::bulk::Decompressor<'static>,
+    ) -> Result<(), &'static str> {
+        let meta = file
+            .get(entry.meta_range())
+            .ok_or("block outside the file")?;
+        let data = file
+            .get(entry.data_range())
+            .ok_or("block outside the file")?;
+        let head = file
+            .get(entry.offset as usize..entry.offset as usize + 8)
+            .ok_or("block outside the file")?;
+        if head[..4] != SKIPPABLE_BLOCK.to_le_bytes()
+            || u32::from_le_bytes(head[4..8].try_into().expect("4")) != entry.meta_len
+            || meta.len() < 4
+        {
+            return Err("bad block frame");
+        }
+        let (body, crc) = meta.split_at(meta.len() - 4);
+        if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4")) {
+            return Err("block meta checksum mismatch");
+        }
+        let mut r = Bytes { buf: body, pos: 0 };
+        let count = r.u32()?;
+        let (min, max) = (Ulid(r.u128()?), Ulid(r.u128()?));
+        let text_len = r.u32()? as usize;
+        let data_len = r.u32()?;
+        let data_crc = r.u32()?;
+        if count != entry.count || min != entry.min || max != entry.max {
+            return Err("block meta disagrees with the footer");
+        }
+        if data_len != entry.data_len || text_len > MAX_BLOCK_TEXT {
+            return Err("bad block lengths");
+        }
+        if crc32fast::hash(data) != data_crc {
+            return Err("block data checksum mismatch");
+        }
+        let filter_len = r.u32()? as usize;
+        r.take(filter_len)?;
+        let count = count as usize;
+        self.ids.clear();
+        let mut id = r.u128()?;
+        self.ids.push(Ulid(id));
+        for _ in 1..count {
+            let delta = r.varint()?;
+            if delta == 0 {
+                return Err("ids do not increase");
+            }
+            id = id.checked_add(delta).ok_or("id overflows")?;
+            self.ids.push(Ulid(id));
+        }
+        if self.ids.last() != Some(&max) {
+            return Err("ids do not end at the block's max");
+        }
+        self.starts.clear();
+        self.ends.clear();
+        let mut at = 0usize;
+        for _ in 0..count {
+            let len = usize::try_from(r.varint()?).map_err(|_| "payload too long")?;
+            let end = at.checked_add(len).ok_or("payload too long")?;
+            if end >= text_len {
+                return Err("payloads overrun the block text");
+            }
+            self.starts.push(at as u32);
+            self.ends.push(end as u32);
+            at = end + 1;
+        }
+        if at != text_len {
+            return Err("payload lengths do not add up to the block text");
+        }
+        let topics = r.varint()? as usize;
+        if topics == 0 || topics > count {
+            return Err("bad topic table");
+        }
+        self.topics.clear();
+        self.topic_bytes.clear();
+        for _ in 0..topics {
+            let len = r.u8()? as usize;
+            let name = r.take(len)?;
+            let from = self.topic_bytes.len() as u32;
+            self.topic_bytes.extend_from_slice(name);
+            self.topics.push((from, self.topic_bytes.len() as u32));
+        }
+        self.topic_of.clear();
+        if topics > 1 {
+            for _ in 0..count {
+                let t = r.varint()?;
+                if t >= topics as u128 {
+                    return Err("topic index out of range");
+                }
+                self.topic_of.push(t as u32);
+            }
+        } else {
+            self.topic_of.resize(count, 0);
+        }
+        self.flags.clear();
+        self.flags.resize(count, 0);
+        let flagged = r.varint()?;
+        if flagged > count as u128 {
+            return Err("too many flagged records");
+        }
+        for _ in 0..flagged {
+            let index = r.varint()?;
+            let flags = r.u8()?;
+            *self
+                .flags
+                .get_mut(usize::try_from(index).unwrap_or(usize::MAX))
+                .ok_or("flag index out of range")? = flags;
+        }
+        if r.pos != body.len() {
+            return Err("trailing bytes in block meta");
+        }
+        self.text.clear();
+        self.text.reserve(text_len);
+        let n = decompressor
+            .decompress_to_buffer(data, &mut self.text)
+            .map_err(|_| "block data does not decompress")?;
+        if n != text_len || self.text.len() != text_len {
+            return Err("block text has the wrong length");
+        }
+        if self.ends.iter().any(|&e| self.text[e as usize] != b'\n') {
+            return Err("block text is not one payload per line");
+        }
+        Ok(())
+    }
+
+    fn record(&self, i: usize) -> Record<'_> {
+        let (from, to) = self.topics[self.topic_of[i] as usize];
+        Record {
+            id: self.ids[i],
+            flags: self.flags[i],
+            topic: &self.topic_bytes[from as usize..to as usize],
+            payload: &self.text[self.starts[i] as usize..self.ends[i] as usize],
+        }
+    }
+}
+
+/// A [`RecordCursor`](crate::RecordCursor) over a v2 segment, pruning blocks
+/// by time and by literal.
+pub struct BlockCursor {
+    segment: BlockSegment,
+    next_block: usize,
+    block: Block,
+    /// Index of the current record in `block`, and how many it holds.
+    current: usize,
+    loaded: usize,
+    started: bool,
+    decompressor: zstd::bulk::Decompressor<'static>,
+    from_ms: u64,
+    to_ms: u64,
+    literal: Option<(Arc<memmem::Finder<'static>>, TermProbe)>,
+    /// Start offsets of the literal in the current block's text, ascending.
+    hits: Vec<usize>,
+    next_hit: usize,
+    bytes_read: u64,
+    skipped: u64,
+    blocks_loaded: u64,
+}
+
+impl BlockCursor {
+    pub fn open(fs: &dyn Fs, path: &Path) -> Result<BlockCursor, StorageError> {
+        Self::new(BlockSegment::open(fs, path)?)
+    }
+
+    pub fn new(segment: BlockSegment) -> Result<BlockCursor, StorageError> {
+        let decompressor = zstd::bulk::Decompressor::new().map_err(StorageError::io(
+            "start a zstd decompressor for",
+            &segment.path,
+        ))?;
+        Ok(BlockCursor {
+            segment,
+            next_block: 0,
+            block: Block::default(),
+            current: 0,
+            loaded: 0,
+            started: false,
+            decompressor,
+            from_ms: 0,
+            to_ms: u64::MAX,
+            literal: None,
+            hits: Vec::new(),
+            next_hit: 0,
+            bytes_read: 0,
+            skipped: 0,
+            blocks_loaded: 0,
+        })
+    }
+
+    /// Skip blocks with no record in `[from_ms, to_ms]`. Records of a block
+    /// that is read are all returned; the caller filters them by time.
+    pub fn with_time_range(mut self, from_ms: u64, to_ms: u64) -> Self {
+        (self.from_ms, self.to_ms) = (from_ms, to_ms);
+        self
+    }
+
+    /// Return only records whose payload contains `literal`.
+    pub fn with_literal(mut self, literal: Arc<memmem::Finder<'static>>) -> Self {
+        let probe = TermProbe::new(literal.needle());
+        self.literal = Some((literal, probe));
+        self
+    }
+
+    /// Blocks decompressed so far (the others were pruned).
+    pub fn blocks_loaded(&self) -> u64 {
+        self.blocks_loaded
+    }
+
+    fn corrupt(&self, offset: u64, reason: &'static str) -> StorageError {
+        StorageError::Malformed {
+            path: self.segment.path.clone(),
+            offset,
+            reason,
+        }
+    }
+
+    /// Load the next block that may hold a wanted record.
+    fn next_block(&mut self) -> Result<bool, StorageError> {
+        while self.next_block < self.segment.blocks.len() {
+            let i = self.next_block;
+            self.next_block += 1;
+            let entry = self.segment.blocks[i];
+            if !entry.overlaps_ms(self.from_ms, self.to_ms) {
+                continue;
+            }
+            if let Some((_, probe)) = &self.literal {
+                let filter = self
+                    .segment
+                    .filter(i)
+                    .map_err(|why| self.corrupt(entry.offset, why))?;
+                self.bytes_read += filter.len() as u64;
+                if !probe.may_match(filter) {
+                    self.skipped += entry.count as u64;
+                    continue;
+                }
+            }
+            self.bytes_read += 8 + entry.meta_len as u64 + entry.data_len as u64;
+            self.blocks_loaded += 1;
+            let segment = &self.segment;
+            self.block
+                .load(&segment.bytes, &entry, &mut self.decompressor)
+                .map_err(|why| self.corrupt(entry.offset, why))?;
+            self.current = 0;
+            self.loaded = entry.count as usize;
+            if let Some((finder, _)) = &self.literal {
+                self.hits.clear();
+                self.next_hit = 0;
+                // Payloads are separated by "\n", which a literal of a
+                // payload never holds... unless it does: search overlapping
+                // occurrences and keep those wholly inside one payload.
+                let text = &self.block.text;
+                let mut from = 0;
+                while let Some(at) = finder.find(&text[from..]) {
+                    self.hits.push(from + at);
+                    from += at + 1;
+                }
+                if self.hits.is_empty() {
+                    self.skipped += entry.count as u64;
+                    continue;
+                }
+            }
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+impl crate::RecordCursor for BlockCursor {
+    fn advance(&mut self) -> Result<bool, StorageError> {
+        loop {
+            if self.started {
+                self.current += 1;
+            }
+            self.started = true;
+            if self.current >= self.loaded {
+                if !self.next_block()? {
+                    self.loaded = 0;
+                    self.current = 0;
+                    self.started = false;
+                    return Ok(false);
+                }
+                self.started = true;
+            }
+            let Some((finder, _)) = &self.literal else {
+                return Ok(true);
+            };
+            let needle = finder.needle().len();
+            let (start, end) = (
+                self.block.starts[self.current] as usize,
+                self.block.ends[self.current] as usize,
+            );
+            while self.hits.get(self.next_hit).is_some_and(|&h| h < start) {
+                self.next_hit += 1;
+            }
+            match self.hits.get(self.next_hit) {
+                Some(&hit) if hit + needle <= end => return Ok(true),
+                Some(_) => self.skipped += 1,
+                None => {
+                    // No hit left in this block.
+                    self.skipped += (self.loaded - self.current) as u64;
+                    self.current = self.loaded;
+                }
+            }
+        }
+    }
+
+    fn record(&self) -> Record<'_> {
+        self.block.record(self.current)
+    }
+
+    fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    fn records_skipped(&self) -> u64 {
+        self.skipped
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,246 @@
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::{MemFs, RecordCursor, fs::Fs};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rec {
+    id: u128,
+    flags: u8,
+    topic: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+fn write(fs: &MemFs, path: &Path, records: &[Rec]) -> u64 {
+    fs.create_dir_all(path.parent().unwrap()).unwrap();
+    let file = fs.create_new(path).unwrap();
+    let mut w = BlockWriter::new(file).unwrap();
+    for r in records {
+        w.push(Record {
+            id: Ulid(r.id),
+            flags: r.flags,
+            topic: &r.topic,
+            payload: &r.payload,
+        })
+        .unwrap();
+    }
+    let (mut file, len) = w.finish().unwrap();
+    file.sync_data().unwrap();
+    len
+}
+
+fn read_all(mut cursor: BlockCursor) -> Result<Vec<Rec>, StorageError> {
+    let mut out = Vec::new();
+    while cursor.advance()? {
+        let r = cursor.record();
+        out.push(Rec {
+            id: r.id.0,
+            flags: r.flags,
+            topic: r.topic.to_vec(),
+            payload: r.payload.to_vec(),
+        });
+    }
+    Ok(out)
+}
+
+/// Records with increasing ids at times spread over `span_ms`, a few topics,
+/// some flags, and payloads from a small alphabet (so literals hit).
+fn records(max: usize) -> impl Strategy<Value = Vec<Rec>> {
+    proptest::collection::vec(
+        (
+            1u64..2_000,
+            0u8..3,
+            prop_oneof![Just(0u8), Just(1u8)],
+            proptest::collection::vec(proptest::sample::select(b"abc \n".to_vec()), 0..200),
+        ),
+        0..max,
+    )
+    .prop_map(|parts| {
+        let mut ms = 1_700_000_000_000u64;
+        parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, (step, topic, flags, payload))| {
+                ms += step;
+                Rec {
+                    id: Ulid::from_parts(ms, i as u128).0,
+                    flags,
+                    topic: format!("topic{topic}").into_bytes(),
+                    payload,
+                }
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn many_blocks_read_back_with_time_pruning() {
+    let fs = MemFs::new();
+    let path = Path::new("/d/seg");
+    let payload = vec![b'x'; 1000];
+    let recs: Vec<Rec> = (0..2000u64)
+        .map(|i| Rec {
+            id: Ulid::from_parts(1_000_000 + i, 0).0,
+            flags: 0,
+            topic: b"t".to_vec(),
+            payload: payload.clone(),
+        })
+        .collect();
+    let len = write(&fs, path, &recs);
+    let segment = BlockSegment::open(&fs, path).unwrap();
+    assert!(
+        segment.blocks().len() >= 7,
+        "{} blocks",
+        segment.blocks().len()
+    );
+    assert_eq!(segment.records(), 2000);
+    assert_eq!(read_all(BlockCursor::new(segment).unwrap()).unwrap(), recs);
+    // The last 1% of the time range reads one block, not all of them.
+    let mut cursor = BlockCursor::open(&fs, path)
+        .unwrap()
+        .with_time_range(1_001_980, 1_001_999);
+    let mut ids = Vec::new();
+    while cursor.advance().unwrap() {
+        ids.push(cursor.record().id.timestamp_ms());
+    }
+    assert!(ids.contains(&1_001_980) && ids.contains(&1_001_999));
+    assert!(ids.len() < 400, "read {} records for 20", ids.len());
+    assert!(
+        cursor.bytes_read() * 5 < len,
+        "read {} of {len} bytes",
+        cursor.bytes_read()
+    );
+}
+
+fn trace_id(i: u64) -> String {
+    format!(
+        "{:032x}",
+        (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) as u128 * 0x1_0000_0001
+    )
+}
+
+#[test]
+fn a_rare_literal_skips_blocks_by_their_filter() {
+    let fs = MemFs::new();
+    let path = Path::new("/d/seg");
+    let recs: Vec<Rec> = (0..20_000u64)
+        .map(|i| Rec {
+            id: Ulid::from_parts(1_000_000 + i, 0).0,
+            flags: 0,
+            topic: b"t".to_vec(),
+            payload: format!("GET /page/{i} status=200 trace_id={}", trace_id(i)).into_bytes(),
+        })
+        .collect();
+    write(&fs, path, &recs);
+    let rare = trace_id(4242);
+    let finder = Arc::new(memmem::Finder::new(rare.as_bytes()).into_owned());
+    let mut cursor = BlockCursor::open(&fs, path).unwrap().with_literal(finder);
+    let mut got = Vec::new();
+    while cursor.advance().unwrap() {
+        got.push(cursor.record().payload.to_vec());
+    }
+    let want: Vec<Vec<u8>> = recs
+        .iter()
+        .filter(|r| memmem::find(&r.payload, rare.as_bytes()).is_some())
+        .map(|r| r.payload.clone())
+        .collect();
+    assert_eq!(got, want);
+    let blocks = BlockSegment::open(&fs, path).unwrap().blocks().len() as u64;
+    assert!(blocks >= 3, "{blocks} blocks");
+    assert_eq!(want.len(), 1);
+    assert!(
+        cursor.blocks_loaded() <= 2,
+        "the filter should spare blocks without the literal: loaded {} of {blocks}",
+        cursor.blocks_loaded()
+    );
+}
+
+#[test]
+fn zstd_sees_payload_lines() {
+    // The data frames are standard zstd: decoding them in order (skipping
+    // the skippable frames, as `zstd -d` does) gives one payload per line.
+    let fs = MemFs::new();
+    let path = Path::new("/d/seg");
+    let recs: Vec<Rec> = (0..5000u64)
+        .map(|i| Rec {
+            id: Ulid::from_parts(1 + i, 0).0,
+            flags: 0,
+            topic: b"t".to_vec(),
+            payload: format!("line {i}").into_bytes(),
+        })
+        .collect();
+    write(&fs, path, &recs);
+    let bytes = fs.read_all(path).unwrap();
+    let text = zstd::stream::decode_all(&bytes[..]).unwrap();
+    let want: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(String::from_utf8(text).unwrap(), want);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever is written reads back exactly; with a time range and a
+    /// literal, the cursor returns at least every wanted record and only
+    /// records that hold the literal.
+    #[test]
+    fn round_trip_and_pruning_equal_a_model(
+        recs in records(3000),
+        from in 0u64..4_000_000,
+        width in 0u64..2_000_000,
+        needle in proptest::collection::vec(proptest::sample::select(b"abc ".to_vec()), 1..6),
+    ) {
+        let fs = MemFs::new();
+        let path = Path::new("/d/seg");
+        write(&fs, path, &recs);
+        prop_assert_eq!(read_all(BlockCursor::open(&fs, path).unwrap()).unwrap(), recs.clone());
+
+        let (from_ms, to_ms) = (1_700_000_000_000 + from, 1_700_000_000_000 + from + width);
+        let finder = Arc::new(memmem::Finder::new(&needle).into_owned());
+        let cursor = BlockCursor::open(&fs, path).unwrap()
+            .with_time_range(from_ms, to_ms)
+            .with_literal(finder.clone());
+        let got: Vec<Rec> = read_all(cursor).unwrap()
+            .into_iter()
+            .filter(|r| (from_ms..=to_ms).contains(&Ulid(r.id).timestamp_ms()))
+            .collect();
+        let want: Vec<Rec> = recs.iter()
+            .filter(|r| (from_ms..=to_ms).contains(&Ulid(r.id).timestamp_ms()))
+            .filter(|r| finder.find(&r.payload).is_some())
+            .cloned()
+            .collect();
+        prop_assert_eq!(got, want);
+    }
+
+    /// A flipped byte anywhere is an error or changes nothing; it never
+    /// returns wrong records and never panics.
+    #[test]
+    fn a_flipped_byte_is_caught(recs in records(400), at in any::<prop::sample::Index>(), bit in 0u8..8) {
+        prop_assume!(!recs.is_empty());
+        let fs = MemFs::new();
+        let path = Path::new("/d/seg");
+        write(&fs, path, &recs);
+        let mut bytes = fs.read_all(path).unwrap();
+        let i = at.index(bytes.len());
+        bytes[i] ^= 1 << bit;
+        let outcome = BlockSegment::from_bytes(path, crate::Mapped::owned(bytes))
+            .and_then(|segment| read_all(BlockCursor::new(segment)?));
+        if let Ok(got) = outcome {
+            prop_assert_eq!(got, recs);
+        }
+    }
+
+    /// Arbitrary bytes never panic the reader.
+    #[test]
+    fn garbage_never_panics(mut bytes in proptest::collection::vec(any::<u8>(), 0..400), header in any::<bool>()) {
+        if header && bytes.len() >= HEADER_LEN {
+            bytes[..4].copy_from_slice(&SKIPPABLE_HEADER.to_le_bytes());
+            bytes[4..8].copy_from_slice(&8u32.to_le_bytes());
+            bytes[8..HEADER_LEN].copy_from_slice(FILE_TAG);
+        }
+        if let Ok(segment) = BlockSegment::from_bytes(Path::new("/x"), crate::Mapped::owned(bytes)) {
+            let _ = read_all(BlockCursor::new(segment).unwrap());
+        }
+    }
+}
