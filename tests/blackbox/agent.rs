@@ -77,7 +77,9 @@ impl Agent {
             .status()
             .unwrap();
         assert!(sent.success());
-        let status = self.child.wait().unwrap();
+        let status = wait_for("the agent to exit after SIGTERM", || {
+            self.child.try_wait().unwrap()
+        });
         let mut err = String::new();
         self.child
             .stderr
@@ -104,6 +106,37 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A destination that takes connections and never answers.
+fn black_hole() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    addr
+}
+
+/// `read = acked + dropped + queued + spooled + in_flight` in final counts.
+fn assert_balances(counts: &serde_json::Value) {
+    let n = |key: &str| {
+        counts[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key} in {counts}"))
+    };
+    let dropped = n("dropped_queue_full")
+        + n("dropped_spool_full")
+        + n("dropped_rejected")
+        + n("dropped_spool_corrupt");
+    assert_eq!(
+        n("read"),
+        n("acked") + dropped + n("queued") + n("spooled") + n("in_flight"),
+        "the counts balance: {counts}"
+    );
 }
 
 /// A Forward-mode frame of `n` events with a chunk, as fluent-logger and
@@ -231,15 +264,7 @@ fn with_a_spool_the_agent_acks_what_is_on_disk_and_delivers_it_after_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     let spool_arg = spool.to_str().unwrap();
-    // A destination that takes connections and never answers.
-    let black_hole = TcpListener::bind("127.0.0.1:0").unwrap();
-    let hole = black_hole.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in black_hole.incoming().flatten() {
-            held.push(conn);
-        }
-    });
+    let hole = black_hole();
     let agent = Agent::start(&format!("sluice://{hole}"), &["--spool", spool_arg]);
     let when_ns = (jiff::Timestamp::now().as_millisecond() - 60_000) * 1_000_000;
     let mut client = TcpStream::connect(&agent.fluent).unwrap();
@@ -329,4 +354,23 @@ fn syslog_through_the_agent_keeps_topic_time_and_line() {
     let (status, counts) = agent.stop();
     assert!(status.success(), "{counts}");
     assert_eq!(counts["acked"], 601);
+}
+
+#[test]
+fn a_stop_is_not_held_up_by_a_destination_that_never_acks() {
+    let hole = black_hole();
+    // One record a batch: 16 (the window) in flight fill it.
+    let agent = Agent::start(
+        &format!("sluice://{hole}"),
+        &["--batch-size", "1", "--drain-timeout", "1s"],
+    );
+    send_and_wait_close(&agent.syslog, &numbered_lines(100, "unacked"));
+    wait_for("a full window of batches in flight", || {
+        (agent.metric("sluice_forward_records_sent_total") >= 16.0).then_some(())
+    });
+    let (status, counts) = agent.stop();
+    assert_eq!(status.code(), Some(3), "nothing was acked: {counts}");
+    assert_eq!(counts["read"], 100);
+    assert_eq!(counts["in_flight"], 0, "given back to the queue: {counts}");
+    assert_balances(&counts);
 }

@@ -146,17 +146,18 @@ fn serve_connection(
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        // Wait for room in the window (or the connection's death).
+        // Wait for room in the window (or the connection's death, or a
+        // stop: a destination that never answers must not hold it up).
         {
             let mut guard = window.batches.lock().unwrap_or_else(|p| p.into_inner());
-            while guard.0.len() >= config.window && !guard.1 {
+            while guard.0.len() >= config.window && !guard.1 && !stop.load(Ordering::Relaxed) {
                 guard = window
                     .changed
                     .wait_timeout(guard, Duration::from_millis(100))
                     .unwrap_or_else(|p| p.into_inner())
                     .0;
             }
-            if guard.1 {
+            if guard.1 || stop.load(Ordering::Relaxed) {
                 break;
             }
         }
