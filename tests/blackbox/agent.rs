@@ -374,3 +374,35 @@ fn a_stop_is_not_held_up_by_a_destination_that_never_acks() {
     assert_eq!(counts["in_flight"], 0, "given back to the queue: {counts}");
     assert_balances(&counts);
 }
+
+#[test]
+fn a_stop_is_not_held_up_by_a_full_queue_and_the_counts_balance() {
+    // Nothing is ever acked: the queue fills and holds the syslog reader.
+    let hole = black_hole();
+    let agent = Agent::start(
+        &format!("sluice://{hole}"),
+        &[
+            "--queue-max",
+            "4KiB",
+            "--batch-size",
+            "1KiB",
+            "--drain-timeout",
+            "1s",
+        ],
+    );
+    let syslog = agent.syslog.clone();
+    // The client may block once the agent stops reading; it ends when the
+    // agent does.
+    std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(&syslog).unwrap();
+        let _ = stream.write_all(&numbered_lines(20_000, "held"));
+    });
+    wait_for("the full queue to hold the syslog reader", || {
+        (agent.metric("sluice_forward_queue_blocked") == 1.0).then_some(())
+    });
+    let (status, counts) = agent.stop();
+    // Not everything read was acked: exit 3, with every record accounted.
+    assert_eq!(status.code(), Some(3), "{counts}");
+    assert!(counts["read"].as_u64().unwrap() > 0, "{counts}");
+    assert_balances(&counts);
+}

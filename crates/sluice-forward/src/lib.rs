@@ -342,19 +342,26 @@ pub fn forward_observed(
                 .map_err(ForwardError::Input)
         })
         .collect::<Result<_, _>>()?;
-    // Checkpoints and spool cleanup, ten times a second.
+    // Checkpoints and spool cleanup, ten times a second; and on a stop
+    // signal, tell the queue, so a producer blocked on a full queue lets go.
     let maintenance_stop = Arc::new(AtomicBool::new(false));
     let maintenance = {
-        let (queue, stop, path) = (
+        let (queue, stop, path, input_stop) = (
             queue.clone(),
             maintenance_stop.clone(),
             checkpoint_path.clone(),
+            stop.clone(),
         );
         std::thread::Builder::new()
             .name("forward-checkpoint".into())
             .spawn(move || {
+                let mut input_stopped = false;
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(100));
+                    if !input_stopped && input_stop.load(Ordering::Relaxed) {
+                        queue.stop_input();
+                        input_stopped = true;
+                    }
                     if let Err(err) = queue.checkpoint(path.as_ref()) {
                         tracing::error!(error = %err, "cannot write the checkpoint or sync the spool; will retry");
                         std::thread::sleep(Duration::from_secs(1));

@@ -28,7 +28,7 @@ use std::{
     collections::{HashMap, VecDeque},
     path::{Path, PathBuf},
     sync::{Arc, Condvar, Mutex, MutexGuard, mpsc},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use metrics::{counter, gauge};
@@ -187,6 +187,8 @@ struct State {
     ready: VecDeque<Entry>,
     ready_bytes: usize,
     input_closed: bool,
+    /// When the input was told to stop (see [`Queue::stop_input`]).
+    input_stopped: Option<Instant>,
     stopping: bool,
     counts: Counts,
     spool: Option<Spool>,
@@ -406,7 +408,7 @@ impl Queue {
                 match self.on_full {
                     OnFull::Block => {
                         state = self.block(state);
-                        if state.stopping {
+                        if state.stopping || state.input_stopped.is_some() {
                             break;
                         }
                     }
@@ -463,7 +465,7 @@ impl Queue {
                 match self.on_full {
                     OnFull::Block => {
                         state = self.block(state);
-                        if state.stopping {
+                        if state.stopping || state.input_stopped.is_some() {
                             break;
                         }
                     }
@@ -582,6 +584,19 @@ impl Queue {
             .increment(batch.records);
         state.notify(batch.seq, Safe::Dropped);
         state.settle(batch.seq, batch.source, batch.spooled);
+        self.changed.notify_all();
+    }
+
+    /// The input is told to stop (a stop signal). From now on a producer
+    /// waiting for room (`--on-full block`) adds its batch past the bound
+    /// and returns: its records are counted like any other, and a stop never
+    /// waits on a destination that does not drain.
+    pub fn stop_input(&self) {
+        let mut state = self.lock();
+        if state.input_stopped.is_none() {
+            state.input_stopped = Some(Instant::now());
+        }
+        drop(state);
         self.changed.notify_all();
     }
 
@@ -727,6 +742,28 @@ mod tests {
         assert_eq!(order, [1, 2]);
         let c = q.counts();
         assert_eq!((c.dropped(), c.resent, c.in_flight), (0, 2, 2));
+        assert!(c.balances());
+    }
+
+    #[test]
+    fn a_stopped_input_is_not_held_by_a_full_queue() {
+        // Nothing drains this queue (a destination that is down).
+        let q = Queue::new(10, OnFull::Block);
+        q.read(1, 0);
+        q.push(batch(1, 1, 10));
+        let (done, pushed) = mpsc::channel();
+        let q2 = q.clone();
+        std::thread::spawn(move || {
+            q2.read(1, 0);
+            q2.push(batch(2, 1, 10));
+            let _ = done.send(());
+        });
+        q.stop_input();
+        pushed
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a push blocked on a full queue returns once the input stops");
+        let c = q.counts();
+        assert_eq!((c.queued, c.dropped()), (2, 0));
         assert!(c.balances());
     }
 
