@@ -406,3 +406,40 @@ fn a_stop_is_not_held_up_by_a_full_queue_and_the_counts_balance() {
     assert!(counts["read"].as_u64().unwrap() > 0, "{counts}");
     assert_balances(&counts);
 }
+
+#[test]
+fn a_client_that_never_reads_its_acks_does_not_hold_up_a_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let hole = black_hole();
+    let agent = Agent::start(
+        &format!("sluice://{hole}"),
+        &["--spool", spool.to_str().unwrap()],
+    );
+    let when_ns = (jiff::Timestamp::now().as_millisecond() - 60_000) * 1_000_000;
+    let client = TcpStream::connect(&agent.fluent).unwrap();
+    let mut writer = client.try_clone().unwrap();
+    // Long chunk ids make long acks, which soon fill the socket's buffers
+    // since this client never reads them. It writes until the agent ends.
+    std::thread::spawn(move || {
+        let pad = "p".repeat(900);
+        for i in 0..100_000 {
+            let frame = forward_frame("app.deaf", i, 1, when_ns, &format!("{pad}-{i}"));
+            if writer.write_all(&frame).is_err() {
+                return;
+            }
+        }
+    });
+    // One record a chunk: the reader is held once 1024 chunks wait behind
+    // the one whose ack cannot be written.
+    wait_for("the reader to be held by unsent acks", || {
+        let read = agent.metric("sluice_forward_records_read_total");
+        let acked = agent.metric("sluice_forward_listen_chunks_acked_total");
+        (read - acked > 1024.0).then_some(())
+    });
+    let (status, counts) = agent.stop();
+    drop(client);
+    assert!(status.success(), "all of it is in the spool: {counts}");
+    assert_eq!(counts["left_in_spool"], counts["read"], "{counts}");
+    assert_balances(&counts);
+}

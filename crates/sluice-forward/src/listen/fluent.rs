@@ -256,6 +256,9 @@ fn write_acks(
     intake: &Intake<'_>,
 ) -> Result<(), String> {
     let mut ack = Vec::new();
+    stream
+        .set_write_timeout(Some(super::POLL))
+        .map_err(|e| format!("set a write timeout: {e}"))?;
     let result = loop {
         let next = match pending.recv() {
             Ok(next) => next,
@@ -267,7 +270,7 @@ fn write_acks(
         }
         ack.clear();
         encode_ack(&next.chunk, &mut ack);
-        if let Err(e) = stream.write_all(&ack) {
+        if let Err(e) = send(&mut stream, &ack, intake) {
             break Err(format!("send ack: {e}"));
         }
         counter!("sluice_forward_listen_chunks_acked_total").increment(1);
@@ -277,6 +280,36 @@ fn write_acks(
         let _ = stream.shutdown(Shutdown::Both);
     }
     result
+}
+
+/// Write all of `bytes` to the client, giving up once stopping if the
+/// client takes none of it for a while (it does not read its acks: the
+/// reader may be waiting on this writer, and a stop must not wait on them).
+/// The stream has a write timeout ([`super::POLL`]).
+fn send(stream: &mut TcpStream, mut bytes: &[u8], intake: &Intake<'_>) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        match stream.write(bytes) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                if intake.stop.load(Ordering::Relaxed) {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "stopping, and the client does not read its acks",
+                    ));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Wait until every batch of `chunk` is safe; with the spool, make it durable.
