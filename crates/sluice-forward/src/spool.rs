@@ -193,7 +193,8 @@ impl Spool {
     }
 
     /// Append one batch. On error the current file is abandoned (its torn
-    /// tail is skipped by recovery) and the next append starts a new one.
+    /// tail is skipped by recovery) and the next append starts a new one,
+    /// syncing the abandoned one first.
     pub fn append(
         &mut self,
         seq: u64,
@@ -235,7 +236,11 @@ impl Spool {
             .write_all(&header)
             .and_then(|()| (&file.handle).write_all(wire));
         if let Err(err) = written {
-            self.writer = None;
+            // Leave the file as full rather than forget it: the frames
+            // before this one may not be synced yet, so it stays the file
+            // `writer` hands out until the next append syncs it as it
+            // moves on to a new file.
+            self.writer = Some((id, u64::MAX));
             return Err(err);
         }
         file.unresolved += 1;
@@ -285,8 +290,9 @@ impl Spool {
         self.appended
     }
 
-    /// A handle on the file being appended to, for `sync_data`. Earlier
-    /// files were synced when they were left.
+    /// A handle on the file being appended to (or abandoned after a failed
+    /// append), for `sync_data`. Earlier files were synced when they were
+    /// left.
     pub fn writer(&self) -> io::Result<Option<File>> {
         self.writer
             .map(|(id, _)| self.files[&id].handle.try_clone())
@@ -448,6 +454,33 @@ mod tests {
         spool.resolve(c);
         assert!(spool.is_empty());
         assert_eq!(spool.live_bytes(), 0);
+    }
+
+    #[test]
+    fn a_failed_append_leaves_the_frames_before_it_to_be_synced() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _, _) = Spool::open(dir.path(), 64 << 20).unwrap();
+        let first = spool.append(1, 1, None, b"first").unwrap();
+        let path = spool.files[&first.file].path.clone();
+        // The next write fails (as on a full disk): a read-only handle.
+        let writable = std::mem::replace(
+            &mut spool.files.get_mut(&first.file).unwrap().handle,
+            File::open(&path).unwrap(),
+        );
+        assert!(spool.append(2, 1, None, b"second").is_err());
+        // The first frame is not synced yet: a sync must still reach its file.
+        let to_sync = spool.writer().unwrap().expect("the file to sync");
+        assert_eq!(
+            to_sync.metadata().unwrap().ino(),
+            fs::metadata(&path).unwrap().ino()
+        );
+        // The next append syncs it and moves on to a new file.
+        spool.files.get_mut(&first.file).unwrap().handle = writable;
+        let third = spool.append(3, 1, None, b"third").unwrap();
+        assert_ne!(third.file, first.file);
+        assert_eq!(spool.read(first).unwrap(), b"first");
+        assert_eq!(spool.read(third).unwrap(), b"third");
     }
 
     #[test]
