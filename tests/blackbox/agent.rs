@@ -443,3 +443,49 @@ fn a_client_that_never_reads_its_acks_does_not_hold_up_a_stop() {
     assert_eq!(counts["left_in_spool"], counts["read"], "{counts}");
     assert_balances(&counts);
 }
+
+#[test]
+fn a_chunk_id_past_the_limit_closes_its_connection_unacked() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let hole = black_hole();
+    let agent = Agent::start(
+        &format!("sluice://{hole}"),
+        &["--spool", spool.to_str().unwrap()],
+    );
+    let when_ns = (jiff::Timestamp::now().as_millisecond() - 60_000) * 1_000_000;
+    let mut client = TcpStream::connect(&agent.fluent).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let long = "c".repeat(4096);
+    client
+        .write_all(&forward_frame("app.long", 0, 10, when_ns, &long))
+        .unwrap();
+    let mut got = Vec::new();
+    let closed = client.read_to_end(&mut got);
+    assert!(
+        got.is_empty() && closed.is_ok(),
+        "closed without an ack: {closed:?}, {} bytes",
+        got.len()
+    );
+    assert_eq!(
+        agent.metric(
+            "sluice_forward_listen_errors_total{listener=\"fluent\",reason=\"chunk_too_long\"}"
+        ),
+        1.0
+    );
+    // A chunk id of the usual size is taken.
+    let mut client = TcpStream::connect(&agent.fluent).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let usual = "X2Y3dXpUQlN4Vk1mZ2hKaw==";
+    client
+        .write_all(&forward_frame("app.long", 10, 10, when_ns, usual))
+        .unwrap();
+    read_ack(&mut client, &expected_ack(usual));
+    let (status, counts) = agent.stop();
+    assert!(status.success(), "{counts}");
+    assert_eq!(counts["read"], 10, "nothing of the refused frame: {counts}");
+}

@@ -36,6 +36,10 @@ const READ_CHUNK: usize = 256 << 10;
 /// Chunks read but not yet acknowledged, per connection, before the reader
 /// waits for the writer.
 const MAX_PENDING_ACKS: usize = 1024;
+/// Longest `chunk` option taken. Clients send an id of 16 bytes, in base64
+/// or hex; a waiting ack holds its chunk, so this bounds what the
+/// `MAX_PENDING_ACKS` acks of a connection hold.
+const MAX_CHUNK_BYTES: usize = 1024;
 
 /// A chunk whose acknowledgement waits for its batches.
 struct PendingAck {
@@ -209,6 +213,18 @@ impl Connection<'_, '_> {
             ));
         }
         let chunk = info.chunk_bytes(&self.buf[range]).map(<[u8]>::to_vec);
+        if let Some(chunk) = &chunk
+            && chunk.len() > MAX_CHUNK_BYTES
+        {
+            self.made.clear();
+            return Err(self.refuse(
+                "chunk_too_long",
+                &format!(
+                    "a chunk option of {} bytes; at most {MAX_CHUNK_BYTES} are taken",
+                    chunk.len()
+                ),
+            ));
+        }
         let batches: Vec<Batch> = self
             .made
             .drain(..)

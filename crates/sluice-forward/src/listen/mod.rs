@@ -19,9 +19,9 @@
 //! forwarder's queue.
 //!
 //! Limits: connections (`max_connections`; more are closed at once and
-//! counted), frame sizes (the fluent [`Limits`], the syslog line limit), and
-//! memory through the queue's bound (a full queue blocks the connections,
-//! which pushes back on the clients).
+//! counted), frame sizes (the fluent [`Limits`] and chunk ids of at most
+//! 1 KiB, the syslog line limit), and memory through the queue's bound (a
+//! full queue blocks the connections, which pushes back on the clients).
 
 mod fluent;
 mod syslog;
