@@ -71,12 +71,22 @@ impl Agent {
     }
 
     /// SIGTERM, then the exit status and the final counts (`--json`).
-    fn stop(mut self) -> (std::process::ExitStatus, serde_json::Value) {
+    fn stop(self) -> (std::process::ExitStatus, serde_json::Value) {
+        self.sigterm();
+        self.exited()
+    }
+
+    /// Send SIGTERM (a second one would make it exit at once).
+    fn sigterm(&self) {
         let sent = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(sent.success());
+    }
+
+    /// Wait for the exit; the status and the final counts (`--json`).
+    fn exited(mut self) -> (std::process::ExitStatus, serde_json::Value) {
         let status = wait_for("the agent to exit after SIGTERM", || {
             self.child.try_wait().unwrap()
         });
@@ -488,4 +498,36 @@ fn a_chunk_id_past_the_limit_closes_its_connection_unacked() {
     let (status, counts) = agent.stop();
     assert!(status.success(), "{counts}");
     assert_eq!(counts["read"], 10, "nothing of the refused frame: {counts}");
+}
+
+#[test]
+fn without_a_spool_a_stop_still_acks_a_chunk_acked_upstream_while_draining() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let release = Arc::new(AtomicBool::new(false));
+    let gate = reply_gate(node.batch.clone(), release.clone());
+    let agent = Agent::start(&format!("sluice://{gate}"), &["--drain-timeout", "60s"]);
+    let when_ns = (jiff::Timestamp::now().as_millisecond() - 60_000) * 1_000_000;
+    let mut client = TcpStream::connect(&agent.fluent).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let chunk = "drained-chunk";
+    client
+        .write_all(&forward_frame("app.drain", 0, 500, when_ns, chunk))
+        .unwrap();
+    node.wait_records(500);
+    agent.sigterm();
+    // Well past the stop's first look at the chunk (every 200 ms) before the
+    // ingester's ack reaches the agent: the drain still waits for it.
+    std::thread::sleep(Duration::from_secs(1));
+    release.store(true, Ordering::Relaxed);
+    read_ack(&mut client, &expected_ack(chunk));
+    drop(client);
+    let (status, counts) = agent.exited();
+    assert!(status.success(), "{counts}");
+    assert_eq!(
+        (&counts["read"], &counts["acked"]),
+        (&500.into(), &500.into())
+    );
 }

@@ -383,6 +383,10 @@ pub fn forward_observed(
                 batch: batch_config,
                 config: &config.listen,
                 stop: &stop,
+                drain: match config.spool {
+                    Some(_) => Duration::ZERO,
+                    None => config.drain_timeout,
+                },
             },
         ),
         Source::Files(paths) => std::thread::scope(|scope| {
@@ -420,8 +424,11 @@ pub fn forward_observed(
             if queue.wait_drained(Some(Duration::from_millis(200))) {
                 break;
             }
+            // The drain counts from the stop (the listeners' ack writers
+            // may have spent some of it already).
+            let draining = queue.input_stopped_at().unwrap_or(started);
             if stop.load(Ordering::Relaxed)
-                && (config.spool.is_some() || started.elapsed() >= config.drain_timeout)
+                && (config.spool.is_some() || draining.elapsed() >= config.drain_timeout)
             {
                 break;
             }

@@ -590,7 +590,8 @@ impl Queue {
     /// The input is told to stop (a stop signal). From now on a producer
     /// waiting for room (`--on-full block`) adds its batch past the bound
     /// and returns: its records are counted like any other, and a stop never
-    /// waits on a destination that does not drain.
+    /// waits on a destination that does not drain. The first call's time is
+    /// when the drain began ([`input_stopped_at`](Self::input_stopped_at)).
     pub fn stop_input(&self) {
         let mut state = self.lock();
         if state.input_stopped.is_none() {
@@ -598,6 +599,11 @@ impl Queue {
         }
         drop(state);
         self.changed.notify_all();
+    }
+
+    /// When [`stop_input`](Self::stop_input) was first called.
+    pub fn input_stopped_at(&self) -> Option<Instant> {
+        self.lock().input_stopped
     }
 
     pub fn close_input(&self) {

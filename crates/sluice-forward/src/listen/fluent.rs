@@ -298,9 +298,10 @@ fn write_acks(
     result
 }
 
-/// Write all of `bytes` to the client, giving up once stopping if the
-/// client takes none of it for a while (it does not read its acks: the
-/// reader may be waiting on this writer, and a stop must not wait on them).
+/// Write all of `bytes` to the client, giving up once stopping (and the
+/// drain is over) if the client takes none of it for a while (it does not
+/// read its acks: the reader may be waiting on this writer, and a stop must
+/// not wait on them).
 /// The stream has a write timeout ([`super::POLL`]).
 fn send(stream: &mut TcpStream, mut bytes: &[u8], intake: &Intake<'_>) -> std::io::Result<()> {
     while !bytes.is_empty() {
@@ -315,7 +316,7 @@ fn send(stream: &mut TcpStream, mut bytes: &[u8], intake: &Intake<'_>) -> std::i
                         | std::io::ErrorKind::Interrupted
                 ) =>
             {
-                if intake.stop.load(Ordering::Relaxed) {
+                if intake.drain_over() {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         "stopping, and the client does not read its acks",
@@ -336,7 +337,7 @@ fn wait_safe(chunk: &PendingAck, intake: &Intake<'_>) -> Result<(), String> {
             match chunk.safe.recv_timeout(Duration::from_millis(200)) {
                 Ok(safe) => break safe,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if intake.stop.load(Ordering::Relaxed) {
+                    if intake.drain_over() {
                         return Err("stopping before the chunk was safe; not acknowledged".into());
                     }
                 }

@@ -15,8 +15,10 @@
 //! every batch made from it is safe, meaning durable in the spool (with
 //! `--spool`) or acknowledged by an ingester (without). A dropped batch is
 //! never acknowledged: the client's connection is closed and it sends the
-//! chunk again. syslog has no acknowledgements; its lines are as safe as the
-//! forwarder's queue.
+//! chunk again. On a stop, reading ends at once; without a spool, a chunk
+//! already read is still acknowledged if its batches are acked within
+//! `--drain-timeout`, so its client does not send it again. syslog has no
+//! acknowledgements; its lines are as safe as the forwarder's queue.
 //!
 //! Limits: connections (`max_connections`; more are closed at once and
 //! counted), frame sizes (the fluent [`Limits`] and chunk ids of at most
@@ -133,11 +135,25 @@ pub(crate) struct Intake<'a> {
     pub batch: &'a BatchConfig,
     pub config: &'a ListenConfig,
     pub stop: &'a AtomicBool,
+    /// After a stop, how long acks are still awaited for the chunks already
+    /// read (`--drain-timeout`; zero with a spool, where what is not safe
+    /// yet is left to the client to send again).
+    pub drain: Duration,
 }
 
 impl Intake<'_> {
     pub(crate) fn next_seq(&self) -> u64 {
         self.seqs.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Stopping, and the time to wait for acks ([`drain`](Self::drain),
+    /// from when the queue heard of the stop) is up.
+    pub(crate) fn drain_over(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+            && match self.queue.input_stopped_at() {
+                Some(at) => at.elapsed() >= self.drain,
+                None => self.drain.is_zero(),
+            }
     }
 }
 
