@@ -407,10 +407,11 @@ impl Queue {
                 }
                 match self.on_full {
                     OnFull::Block => {
-                        state = self.block(state);
+                        // Stopping: past the bound at once, not after a wait.
                         if state.stopping || state.input_stopped.is_some() {
                             break;
                         }
+                        state = self.block(state);
                     }
                     OnFull::DropNewest => {
                         state.drop_new(&batch, DropReason::SpoolFullNewest);
@@ -464,10 +465,11 @@ impl Queue {
             while state.ready_bytes + size > self.max_bytes && !state.ready.is_empty() {
                 match self.on_full {
                     OnFull::Block => {
-                        state = self.block(state);
+                        // Stopping: past the bound at once, not after a wait.
                         if state.stopping || state.input_stopped.is_some() {
                             break;
                         }
+                        state = self.block(state);
                     }
                     OnFull::DropNewest => {
                         state.drop_new(&batch, DropReason::QueueFullNewest);
@@ -771,6 +773,96 @@ mod tests {
         let c = q.counts();
         assert_eq!((c.queued, c.dropped()), (2, 0));
         assert!(c.balances());
+    }
+
+    /// A recorder that notes whether a push waited for room (the
+    /// `sluice_forward_queue_blocked` gauge went up).
+    #[derive(Default)]
+    struct BlockedSeen(Arc<std::sync::atomic::AtomicBool>);
+
+    impl metrics::GaugeFn for BlockedSeen {
+        fn increment(&self, _: f64) {}
+        fn decrement(&self, _: f64) {}
+        fn set(&self, value: f64) {
+            if value > 0.0 {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
+    impl metrics::Recorder for BlockedSeen {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Counter {
+            metrics::Counter::noop()
+        }
+        fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            if key.name() == "sluice_forward_queue_blocked" {
+                metrics::Gauge::from_arc(Arc::new(BlockedSeen(self.0.clone())))
+            } else {
+                metrics::Gauge::noop()
+            }
+        }
+        fn register_histogram(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn a_stopped_input_goes_past_a_full_queue_or_spool_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, recovered, _) = Spool::open(dir.path(), 100).unwrap();
+        let queues = [
+            Queue::new(10, OnFull::Block),
+            Queue::with_spool(1 << 20, OnFull::Block, spool, recovered).0,
+        ];
+        for q in queues {
+            // Full: the memory queue, or the spool (one batch fills it).
+            q.read(1, 0);
+            q.push(batch(1, 1, 10));
+            q.stop_input();
+            let seen = BlockedSeen::default();
+            metrics::with_local_recorder(&seen, || {
+                for seq in 2..=4 {
+                    q.read(1, 0);
+                    q.push(batch(seq, 1, 10));
+                }
+            });
+            assert!(
+                !seen.0.load(std::sync::atomic::Ordering::Relaxed),
+                "a push after the stop waited for room"
+            );
+            let c = q.counts();
+            assert_eq!((c.queued, c.dropped()), (4, 0));
+            assert!(c.balances());
+        }
     }
 
     #[test]
