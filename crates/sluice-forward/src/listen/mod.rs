@@ -256,10 +256,19 @@ impl OpenBatch {
         } else {
             Body::Sluice(BatchBuilder::new())
         };
+        let base = ids.next_at(now_ms());
+        // Record `i` gets the id `base + i` at its own time, so reserve the
+        // ids it may use now (it holds at most `batch_records`), not when it
+        // is sealed: a batch opened meanwhile (another syslog topic, the next
+        // batch of a large fluent frame) would start at `base + 1`, and two
+        // records of the same time would share an id (the store keeps one).
+        ids.skip_to(Ulid(
+            base.0 + u128::from(intake.batch.batch_records.max(1)) - 1,
+        ));
         OpenBatch {
             topic: topic.to_string(),
             body,
-            base: ids.next_at(now_ms()),
+            base,
             opened: Instant::now(),
             records: 0,
         }
@@ -313,6 +322,49 @@ impl OpenBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_open_at_once_never_share_a_record_id() {
+        let queue = Queue::new(1 << 20, crate::OnFull::Block);
+        let seqs = AtomicU64::new(0);
+        let batch = crate::ForwardConfig::new(Vec::new()).batch;
+        let (config, stop) = (ListenConfig::default(), AtomicBool::new(false));
+        let intake = Intake {
+            queue: &queue,
+            seqs: &seqs,
+            batch: &batch,
+            config: &config,
+            stop: &stop,
+            drain: Duration::ZERO,
+        };
+        let mut ids = IdGenerator::new();
+        // The clock reads an earlier time than the last id (as within one
+        // millisecond): new ids follow the last one.
+        ids.next_at(now_ms() + 60_000);
+        // Two syslog topics of one connection, or the first two batches of a
+        // large fluent frame; their records have the same origin time.
+        let time_ms = now_ms() - 1000;
+        let mut open = [
+            OpenBatch::new("billing", &intake, &mut ids),
+            OpenBatch::new("nginx", &intake, &mut ids),
+        ];
+        for _ in 0..5 {
+            for batch in &mut open {
+                batch.push(time_ms, b"line");
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for batch in &open {
+            for i in 0..batch.records() {
+                let id = sluice_record::wire::record_id(batch.base, i, Some(time_ms));
+                assert!(
+                    seen.insert(id),
+                    "record {i} of {} reuses {id}",
+                    batch.topic()
+                );
+            }
+        }
+    }
 
     #[test]
     fn listen_urls_parse() {
