@@ -12,5 +12,6 @@ mod query;
 mod recovery;
 mod spool;
 mod store_cycle;
+mod store_v2;
 mod syslog;
 mod syslog_clients;

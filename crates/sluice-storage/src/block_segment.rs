@@ -729,8 +729,10 @@ impl BlockCursor {
                     .segment
                     .filter(i)
                     .map_err(|why| self.corrupt(entry.offset, why))?;
-                self.bytes_read += filter.len() as u64;
                 if !probe.may_match(filter) {
+                    // Only the filter was read (a loaded block counts its
+                    // whole meta, filter included, below).
+                    self.bytes_read += filter.len() as u64;
                     self.skipped += entry.count as u64;
                     continue;
                 }

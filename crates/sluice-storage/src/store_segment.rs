@@ -4,15 +4,18 @@
 //! segment with the same range already exists (a re-consumed ingest segment
 //! yields the same range; both copies are kept and query dedupes them).
 //!
-//! Byte layout: new segments are format v2 ([`crate::block_segment`]:
-//! zstd blocks with checksums and time and term filters). Format v1 (the
-//! segment-file batches of [`crate::segment`], records sorted by id, no id
-//! repeated) is still read: stores written before v2 hold it, and ingest
-//! segments use the same batches. [`open_cursor`] tells them apart by their
-//! first bytes.
+//! Byte layout, by [`SegmentFormat`]: v1 is the segment-file batches of
+//! [`crate::segment`] (records sorted by id, no id repeated, batches of
+//! about [`TARGET_BATCH_BYTES`]); v2 is [`crate::block_segment`] (zstd
+//! blocks with checksums and time and term filters). Both are read;
+//! [`open_cursor`] tells them apart by their first bytes. v1 stays the
+//! default until v2 writes as fast (see the module docs of
+//! [`crate::block_segment`]).
 //!
 //! Write rule: write to `tmp/<random>.tmp`, fsync, rename to the final name,
-//! fsync the directory. A segment under its final name is therefore whole.
+//! fsync the directory. [`adopt`] does the same for a verified v1 file that
+//! is already sorted (a downloaded ingest segment that overlaps no other). A
+//! segment under its final name is therefore whole.
 //! Recovery rule: files in `tmp/` are unfinished writes whose inputs were
 //! never committed upstream, so they are removed at startup. Files in the
 //! segment directory whose names do not parse are reported and left alone:
@@ -28,14 +31,37 @@ use std::{
 
 use memchr::memmem;
 
-use sluice_record::{Record, Ulid, decode_record};
+use sluice_record::{BatchEncoder, Record, Ulid, decode_record};
 
 use crate::{
     StorageError,
     block_segment::{BlockCursor, BlockWriter, HEADER_LEN, is_block_segment},
     fs::Fs,
-    segment::SegmentScanner,
+    segment::{SegmentScanner, SegmentWriter},
 };
+
+/// v1 batches in a store segment hold about this many bytes: 1 MiB.
+pub const TARGET_BATCH_BYTES: usize = 1 << 20;
+
+/// The format new store segments are written in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SegmentFormat {
+    /// Checksummed batches of [`crate::segment`], uncompressed.
+    #[default]
+    V1,
+    /// Compressed blocks of [`crate::block_segment`].
+    V2,
+}
+
+impl SegmentFormat {
+    pub fn parse(text: &str) -> Option<SegmentFormat> {
+        match text {
+            "v1" => Some(SegmentFormat::V1),
+            "v2" => Some(SegmentFormat::V2),
+            _ => None,
+        }
+    }
+}
 pub const SEGMENT_SUFFIX: &str = ".seg";
 pub const TMP_DIR: &str = "tmp";
 
@@ -151,28 +177,80 @@ fn place(
     })
 }
 
-/// Writes one store segment (format v2) from records pushed in increasing
-/// id order.
+/// Adopt an existing v1 segment file whose records are verified to be
+/// sorted by id and to span `min..=max`: fsync it and rename it into `dir`.
+/// The caller fsyncs `dir` once after adopting a group of files.
+pub fn adopt(
+    fs: &dyn Fs,
+    dir: &Path,
+    file: &Path,
+    min: Ulid,
+    max: Ulid,
+) -> Result<SegmentMeta, StorageError> {
+    let mut handle = fs
+        .open_append(file)
+        .map_err(StorageError::io("open segment to adopt", file))?;
+    handle
+        .sync_data()
+        .map_err(StorageError::io("fsync segment to adopt", file))?;
+    drop(handle);
+    let bytes = fs
+        .open_read(file)
+        .and_then(|f| f.len())
+        .map_err(StorageError::io("stat segment to adopt", file))?;
+    place(fs, dir, file, min, max, bytes)
+}
+
+/// Writes one store segment from records pushed in increasing id order.
 pub struct StoreSegmentWriter<'fs> {
     fs: &'fs dyn Fs,
     dir: PathBuf,
     tmp: PathBuf,
-    writer: BlockWriter,
+    writer: FormatWriter,
     last: Option<Ulid>,
     first: Option<Ulid>,
     duplicates: u64,
 }
 
+enum FormatWriter {
+    V1 {
+        writer: SegmentWriter,
+        encoder: BatchEncoder,
+        batch_first: Option<Ulid>,
+    },
+    V2(BlockWriter),
+}
+
 impl<'fs> StoreSegmentWriter<'fs> {
+    /// A v1 segment writer (the default format).
     pub fn create(fs: &'fs dyn Fs, dir: &Path) -> Result<Self, StorageError> {
+        Self::create_as(fs, dir, SegmentFormat::default())
+    }
+
+    pub fn create_as(
+        fs: &'fs dyn Fs,
+        dir: &Path,
+        format: SegmentFormat,
+    ) -> Result<Self, StorageError> {
         let tmp_dir = dir.join(TMP_DIR);
         fs.create_dir_all(&tmp_dir)
             .map_err(StorageError::io("create tmp dir", &tmp_dir))?;
         let tmp = tmp_dir.join(format!("{}.tmp", Ulid::new()));
-        let file = fs
-            .create_new(&tmp)
-            .map_err(StorageError::io("create segment", &tmp))?;
-        let writer = BlockWriter::new(file).map_err(StorageError::io("write segment", &tmp))?;
+        let writer = match format {
+            SegmentFormat::V1 => FormatWriter::V1 {
+                writer: SegmentWriter::create(fs, &tmp)?,
+                encoder: BatchEncoder::new(),
+                batch_first: None,
+            },
+            SegmentFormat::V2 => {
+                let file = fs
+                    .create_new(&tmp)
+                    .map_err(StorageError::io("create segment", &tmp))?;
+                FormatWriter::V2(
+                    BlockWriter::new(file).map_err(StorageError::io("write segment", &tmp))?,
+                )
+            }
+        };
         Ok(StoreSegmentWriter {
             fs,
             dir: dir.to_path_buf(),
@@ -186,12 +264,22 @@ impl<'fs> StoreSegmentWriter<'fs> {
 
     /// Records pushed so far, without duplicates.
     pub fn records(&self) -> u64 {
-        self.writer.records()
+        match &self.writer {
+            FormatWriter::V1 {
+                writer, encoder, ..
+            } => writer.records() + encoder.count() as u64,
+            FormatWriter::V2(writer) => writer.records(),
+        }
     }
 
-    /// Bytes written so far, plus the open block's uncompressed text.
+    /// Bytes written so far, plus what is buffered (for v2, uncompressed).
     pub fn bytes(&self) -> u64 {
-        self.writer.bytes()
+        match &self.writer {
+            FormatWriter::V1 {
+                writer, encoder, ..
+            } => writer.bytes() + encoder.len() as u64,
+            FormatWriter::V2(writer) => writer.bytes(),
+        }
     }
 
     /// Records skipped because their id equalled the previous one.
@@ -212,9 +300,28 @@ impl<'fs> StoreSegmentWriter<'fs> {
                 return Ok(());
             }
         }
-        self.writer
-            .push(record)
-            .map_err(StorageError::io("write segment", &self.tmp))?;
+        match &mut self.writer {
+            FormatWriter::V1 {
+                writer,
+                encoder,
+                batch_first,
+            } => {
+                if encoder.is_empty() {
+                    encoder.begin();
+                    *batch_first = Some(record.id);
+                }
+                encoder.push(record);
+                if encoder.len() >= TARGET_BATCH_BYTES {
+                    let first = batch_first.take().expect("a batch has a first id");
+                    let count = encoder.count();
+                    writer.append(encoder.finish(), count, first, record.id)?;
+                    encoder.begin();
+                }
+            }
+            FormatWriter::V2(writer) => writer
+                .push(record)
+                .map_err(StorageError::io("write segment", &self.tmp))?,
+        }
         self.first.get_or_insert(record.id);
         self.last = Some(record.id);
         Ok(())
@@ -231,13 +338,28 @@ impl<'fs> StoreSegmentWriter<'fs> {
                 .map_err(StorageError::io("remove empty segment", &tmp))?;
             return Ok(None);
         };
-        let (mut file, bytes) = self
-            .writer
-            .finish()
-            .map_err(StorageError::io("write segment", &tmp))?;
-        file.sync_data()
-            .map_err(StorageError::io("fsync segment", &tmp))?;
-        drop(file);
+        let bytes = match self.writer {
+            FormatWriter::V1 {
+                mut writer,
+                mut encoder,
+                batch_first,
+            } => {
+                if let Some(first) = batch_first {
+                    let count = encoder.count();
+                    writer.append(encoder.finish(), count, first, max)?;
+                }
+                writer.sync()?;
+                writer.bytes()
+            }
+            FormatWriter::V2(writer) => {
+                let (mut file, bytes) = writer
+                    .finish()
+                    .map_err(StorageError::io("write segment", &tmp))?;
+                file.sync_data()
+                    .map_err(StorageError::io("fsync segment", &tmp))?;
+                bytes
+            }
+        };
         let meta = place(self.fs, &self.dir, &tmp, min, max, bytes)?;
         self.fs
             .sync_dir(&self.dir)
@@ -481,10 +603,16 @@ mod tests {
 
     #[test]
     fn written_segments_read_back_in_order_without_duplicates() {
+        for format in [SegmentFormat::V1, SegmentFormat::V2] {
+            written_segment_reads_back(format);
+        }
+    }
+
+    fn written_segment_reads_back(format: SegmentFormat) {
         let fs = MemFs::new();
         let dir = Path::new("/store");
         fs.create_dir_all(dir).unwrap();
-        let mut w = StoreSegmentWriter::create(&fs, dir).unwrap();
+        let mut w = StoreSegmentWriter::create_as(&fs, dir, format).unwrap();
         let payload = vec![b'p'; 5000];
         for i in 0..1000u128 {
             let r = Record {
@@ -507,7 +635,12 @@ mod tests {
             ids.push(cursor.record().id.0);
         }
         assert_eq!(ids, (7..507).collect::<Vec<_>>());
-        assert!(cursor.bytes_read() > 0 && cursor.bytes_read() < meta.bytes);
+        match format {
+            SegmentFormat::V1 => assert_eq!(cursor.bytes_read(), meta.bytes),
+            SegmentFormat::V2 => {
+                assert!(cursor.bytes_read() > 0 && cursor.bytes_read() < meta.bytes)
+            }
+        }
     }
 
     proptest::proptest! {
@@ -517,11 +650,13 @@ mod tests {
         fn literal_prefilter_equals_a_per_record_search(
             payloads in proptest::collection::vec(proptest::collection::vec(proptest::sample::select(b"ab".to_vec()), 0..8), 1..300),
             needle in proptest::collection::vec(proptest::sample::select(b"ab".to_vec()), 1..4),
+            v2 in proptest::bool::ANY,
         ) {
+            let format = if v2 { SegmentFormat::V2 } else { SegmentFormat::V1 };
             let fs = MemFs::new();
             let dir = Path::new("/store");
             fs.create_dir_all(dir).unwrap();
-            let mut w = StoreSegmentWriter::create(&fs, dir).unwrap();
+            let mut w = StoreSegmentWriter::create_as(&fs, dir, format).unwrap();
             for (i, p) in payloads.iter().enumerate() {
                 w.push(Record { id: Ulid(i as u128 + 1), flags: 0, topic: b"a", payload: p }).unwrap();
             }

@@ -37,8 +37,8 @@ use sluice_record::{OwnedRecord, RecordIter, Ulid};
 use sluice_storage::{
     Fs, RecordCursor, SegmentScanner, SegmentWriter, StorageError, StoreSegmentWriter,
     merge::{Merge, Verdict},
-    store_segment::ScanOptions,
     store_segment::{self, TMP_DIR},
+    store_segment::{ScanOptions, SegmentFormat},
 };
 
 use crate::{Store, metrics};
@@ -83,6 +83,8 @@ pub struct ConsumerConfig {
     pub poll_wait: Duration,
     /// Pause after a failed cycle.
     pub retry_backoff: Duration,
+    /// The format of the store segments written.
+    pub format: SegmentFormat,
 }
 
 impl Default for ConsumerConfig {
@@ -93,6 +95,7 @@ impl Default for ConsumerConfig {
             max_gather_bytes: 64 << 20,
             poll_wait: Duration::from_millis(500),
             retry_backoff: Duration::from_millis(500),
+            format: SegmentFormat::default(),
         }
     }
 }
@@ -109,6 +112,8 @@ struct Input {
     id: Ulid,
     path: PathBuf,
     min: Ulid,
+    max: Ulid,
+    records: u64,
 }
 
 impl Consumer {
@@ -163,9 +168,12 @@ impl Consumer {
             .map(|i| Downloaded {
                 path: i.path.clone(),
                 min: i.min,
+                max: i.max,
+                records: i.records,
             })
             .collect();
-        let written = tokio::task::spawn_blocking(move || store_inputs(&*fs, &dir, ranges))
+        let format = self.config.format;
+        let written = tokio::task::spawn_blocking(move || store_inputs(&*fs, &dir, ranges, format))
             .await
             .map_err(|e| ConsumeError::Merge(e.to_string()))
             .and_then(|r| r);
@@ -201,13 +209,15 @@ impl Consumer {
                     break;
                 };
                 match self.download(base, id).await {
-                    Ok((path, len, (min, _max, _records))) => {
+                    Ok((path, len, (min, max, records))) => {
                         bytes += len;
                         inputs.push(Input {
                             ingester,
                             id,
                             path,
                             min,
+                            max,
+                            records,
                         });
                     }
                     Err(err) => {
@@ -424,24 +434,48 @@ fn sort_segment(fs: &dyn Fs, path: &Path) -> Result<(), ConsumeError> {
 struct Downloaded {
     path: PathBuf,
     min: Ulid,
+    max: Ulid,
+    records: u64,
 }
 
-/// Make downloaded inputs one durable store segment: merged by id, deduped,
-/// and written in the compressed block format.
-fn store_inputs(fs: &dyn Fs, dir: &Path, mut inputs: Vec<Downloaded>) -> Result<(), ConsumeError> {
+/// Make downloaded inputs durable store segments. In format v1, inputs
+/// whose id ranges overlap no other (one connection's consecutive segments)
+/// are adopted as they are; otherwise they are merged by id into one new
+/// segment in the configured format.
+fn store_inputs(
+    fs: &dyn Fs,
+    dir: &Path,
+    mut inputs: Vec<Downloaded>,
+    format: SegmentFormat,
+) -> Result<(), ConsumeError> {
     inputs.sort_by_key(|d| d.min);
-    merge_inputs(fs, dir, inputs)
+    let disjoint = inputs.windows(2).all(|w| w[0].max < w[1].min);
+    if disjoint && format == SegmentFormat::V1 {
+        for input in &inputs {
+            let meta = store_segment::adopt(fs, dir, &input.path, input.min, input.max)?;
+            metrics::segment_written(input.records, meta.bytes, 0, 1);
+        }
+        fs.sync_dir(dir)
+            .map_err(StorageError::io("fsync store dir", dir))?;
+        return Ok(());
+    }
+    merge_inputs(fs, dir, inputs, format)
 }
 
 /// Merge downloaded inputs, sorted by smallest id, into one durable store
 /// segment.
-fn merge_inputs(fs: &dyn Fs, dir: &Path, inputs: Vec<Downloaded>) -> Result<(), ConsumeError> {
+fn merge_inputs(
+    fs: &dyn Fs,
+    dir: &Path,
+    inputs: Vec<Downloaded>,
+    format: SegmentFormat,
+) -> Result<(), ConsumeError> {
     let mins: Vec<Ulid> = inputs.iter().map(|d| d.min).collect();
     let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
         store_segment::open_cursor(fs, &inputs[i].path, &ScanOptions::default())
     };
     let keep_all = |_: &sluice_record::Record<'_>| Verdict::Keep;
-    let mut writer = StoreSegmentWriter::create(fs, dir)?;
+    let mut writer = StoreSegmentWriter::create_as(fs, dir, format)?;
     let mut write_error = None;
     let mut merge = Merge::new(&mins, &mut open, &keep_all);
     merge.run(|record| match writer.push(*record) {

@@ -244,3 +244,53 @@ proptest! {
         }
     }
 }
+
+#[test]
+#[ignore = "throughput probe: cargo test --release -p sluice-storage -- --ignored write_throughput --nocapture"]
+fn write_throughput() {
+    let lines: Vec<Vec<u8>> = (0..200_000u64)
+        .map(|i| format!("2026-11-21T06:00:00.{:03}Z INFO api: request handled path=/api/v1/users/{} status=200 duration_ms={}.{} trace_id={} user_agent=curl/8.5.0", i % 1000, i * 37 % 100_000, i % 900, i % 7, trace_id(i)).into_bytes())
+        .collect();
+    let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
+    let mut filter = crate::term_filter::TermFilter::new();
+    let t = std::time::Instant::now();
+    for l in &lines {
+        filter.add(l);
+    }
+    let filter_s = t.elapsed().as_secs_f64();
+    let mut text = Vec::new();
+    let t = std::time::Instant::now();
+    let mut out = 0;
+    for chunk in lines.chunks(1300) {
+        text.clear();
+        for l in chunk {
+            text.extend_from_slice(l);
+            text.push(b'\n');
+        }
+        out += zstd::bulk::compress(&text, ZSTD_LEVEL).unwrap().len();
+    }
+    let zstd_s = t.elapsed().as_secs_f64();
+    let fs = MemFs::new();
+    let recs: Vec<Rec> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Rec {
+            id: Ulid::from_parts(1_000_000 + i as u64, 0).0,
+            flags: 0,
+            topic: b"t".to_vec(),
+            payload: l.clone(),
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    let len = write(&fs, Path::new("/d/seg"), &recs);
+    let all_s = t.elapsed().as_secs_f64();
+    let mib = bytes as f64 / 1048576.0;
+    println!(
+        "{mib:.0} MiB: filter {:.0} MiB/s, zstd-{ZSTD_LEVEL} {:.0} MiB/s (ratio {:.3}), writer {:.0} MiB/s (ratio {:.3})",
+        mib / filter_s,
+        mib / zstd_s,
+        out as f64 / bytes as f64,
+        mib / all_s,
+        len as f64 / bytes as f64
+    );
+}
