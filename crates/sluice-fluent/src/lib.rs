@@ -81,6 +81,7 @@
 //! Architecture invariant: no I/O, no clocks, no randomness; callers own
 //! sockets, time and nonces.
 
+mod buffer;
 mod decode;
 mod encode;
 mod error;
@@ -89,6 +90,7 @@ pub mod handshake;
 mod json;
 mod msgpack;
 
+pub use buffer::{DrainError, FrameBuffer};
 pub use decode::{Event, FrameInfo, Mode, Scratch, decode_frame};
 pub use encode::{ForwardEncoder, decode_ack, encode_ack};
 pub use error::FluentError;

@@ -27,7 +27,9 @@ use std::{
     },
 };
 
-use sluice_fluent::{FrameScanner, Limits, Scratch, decode_frame, encode_ack, handshake};
+use sluice_fluent::{
+    DrainError, FrameBuffer, Limits, Scratch, decode_frame, encode_ack, handshake,
+};
 use sluice_record::{BatchEncoder, IdGenerator, Record, Ulid, clamp_time_ms, now_ms};
 
 use crate::{
@@ -76,9 +78,7 @@ pub(crate) fn serve(
     let mut conn = FluentConnection {
         sink: SegmentSink::new(log.clone(), config.clone()),
         config: config.fluent.clone(),
-        buf: Vec::new(),
-        len: 0,
-        scanner: FrameScanner::new(),
+        frames: FrameBuffer::new(config.read_chunk_bytes),
         scratch: Scratch::new(),
         encoder: BatchEncoder::new(),
         ids: IdGenerator::new(),
@@ -86,7 +86,6 @@ pub(crate) fn serve(
         acks: Vec::new(),
         peer,
         nonce: None,
-        read_chunk: config.read_chunk_bytes,
     };
     if conn.config.shared_key.is_some() {
         let mut nonce = [0u8; 16];
@@ -106,10 +105,8 @@ pub(crate) fn serve(
 struct FluentConnection {
     sink: SegmentSink,
     config: FluentConfig,
-    /// Received bytes; `buf[..len]` is unprocessed input.
-    buf: Vec<u8>,
-    len: usize,
-    scanner: FrameScanner,
+    /// Received bytes, cut into frames.
+    frames: FrameBuffer,
     scratch: Scratch,
     encoder: BatchEncoder,
     ids: IdGenerator,
@@ -120,7 +117,6 @@ struct FluentConnection {
     peer: SocketAddr,
     /// Set while the shared-key handshake is not yet done.
     nonce: Option<[u8; 16]>,
-    read_chunk: usize,
 }
 
 impl FluentConnection {
@@ -129,21 +125,16 @@ impl FluentConnection {
             if shutdown.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            // Room for the next read; the buffer never exceeds one frame
-            // plus one read.
-            if self.buf.len() < self.len + self.read_chunk {
-                self.buf.resize(self.len + self.read_chunk, 0);
-            }
-            match stream.read(&mut self.buf[self.len..]) {
+            match stream.read(self.frames.spare()) {
                 Ok(0) => {
-                    if self.len > 0 {
+                    if self.frames.pending() > 0 {
                         metrics::fluent_error("incomplete_at_eof");
-                        tracing::warn!(peer = %self.peer, buffered = self.len, "fluent connection closed in the middle of a frame; the partial frame was discarded");
+                        tracing::warn!(peer = %self.peer, buffered = self.frames.pending(), "fluent connection closed in the middle of a frame; the partial frame was discarded");
                     }
                     return Ok(());
                 }
                 Ok(n) => {
-                    self.len += n;
+                    self.frames.filled(n);
                     let outcome = self.process(stream);
                     // Acks for everything written before a bad frame still go out.
                     self.release_acks(stream)?;
@@ -153,9 +144,7 @@ impl FluentConnection {
                 Err(e) => return Err(format!("read: {e}")),
             }
             self.sink.maybe_seal(false)?;
-            // One huge frame must not pin its memory for the connection's life.
-            if self.len == 0 && self.buf.len() > 4 * self.read_chunk {
-                self.buf = Vec::new();
+            if self.frames.shrink() {
                 self.scratch.trim(1 << 20);
             }
         }
@@ -164,25 +153,13 @@ impl FluentConnection {
     /// Handle every complete frame in the buffer.
     fn process(&mut self, stream: &mut TcpStream) -> Result<(), String> {
         let limits = self.config.limits;
-        let mut start = 0;
-        let result = loop {
-            let frame_len = match self.scanner.scan(&self.buf[start..self.len], &limits) {
-                Ok(Some(n)) => n,
-                Ok(None) => break Ok(()),
-                Err(err) => break Err(self.refuse("bad_frame", &err.to_string())),
-            };
-            self.scanner.reset();
-            let frame = start..start + frame_len;
-            start += frame_len;
-            if let Err(e) = self.frame(frame, stream) {
-                break Err(e);
-            }
-        };
-        if start > 0 {
-            self.buf.copy_within(start..self.len, 0);
-            self.len -= start;
-        }
-        result
+        let mut frames = std::mem::take(&mut self.frames);
+        let result = frames.drain(&limits, |frame| self.frame(frame, stream));
+        self.frames = frames;
+        result.map_err(|e| match e {
+            DrainError::Bad(err) => self.refuse("bad_frame", &err.to_string()),
+            DrainError::Frame(e) => e,
+        })
     }
 
     fn refuse(&self, reason: &'static str, detail: &str) -> String {
@@ -192,18 +169,13 @@ impl FluentConnection {
     }
 
     /// Decode one frame and write its events.
-    fn frame(
-        &mut self,
-        range: std::ops::Range<usize>,
-        stream: &mut TcpStream,
-    ) -> Result<(), String> {
+    fn frame(&mut self, frame: &[u8], stream: &mut TcpStream) -> Result<(), String> {
         let now = now_ms();
         self.encoder.begin();
         let (encoder, ids, topic) = (&mut self.encoder, &mut self.ids, &mut self.topic);
         let mut topic_ready = false;
         let (mut first, mut last) = (Ulid(u128::MAX), Ulid(0));
         let mut bytes = 0u64;
-        let frame = &self.buf[range.clone()];
         let decoded = decode_frame(frame, &self.config.limits, &mut self.scratch, |event| {
             let ms = event
                 .time_ns
@@ -247,7 +219,7 @@ impl FluentConnection {
             }
             metrics::buffer_ingested(crate::Mode::Fluent, count, bytes, 0);
         }
-        if let Some(chunk) = info.chunk_bytes(&self.buf[range]) {
+        if let Some(chunk) = info.chunk_bytes(frame) {
             encode_ack(chunk, &mut self.acks);
         }
         Ok(())

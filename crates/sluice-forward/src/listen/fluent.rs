@@ -24,7 +24,7 @@ use std::{
 };
 
 use metrics::counter;
-use sluice_fluent::{FrameScanner, Scratch, decode_frame, encode_ack};
+use sluice_fluent::{DrainError, FrameBuffer, Scratch, decode_frame, encode_ack};
 use sluice_record::{IdGenerator, clamp_time_ms, now_ms};
 
 use super::{Intake, OpenBatch};
@@ -67,9 +67,7 @@ pub(super) fn serve(
         let mut conn = Connection {
             intake,
             peer,
-            buf: Vec::new(),
-            len: 0,
-            scanner: FrameScanner::new(),
+            frames: FrameBuffer::new(READ_CHUNK),
             scratch: Scratch::new(),
             ids: IdGenerator::new(),
             topic: Vec::new(),
@@ -88,10 +86,8 @@ pub(super) fn serve(
 struct Connection<'a, 'i> {
     intake: &'a Intake<'i>,
     peer: SocketAddr,
-    /// Received bytes; `buf[..len]` is unprocessed input.
-    buf: Vec<u8>,
-    len: usize,
-    scanner: FrameScanner,
+    /// Received bytes, cut into frames.
+    frames: FrameBuffer,
     scratch: Scratch,
     ids: IdGenerator,
     /// The cleaned tag of the frame being decoded.
@@ -107,33 +103,22 @@ impl Connection<'_, '_> {
             if self.intake.stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            if self.buf.len() < self.len + READ_CHUNK {
-                self.buf.resize(self.len + READ_CHUNK, 0);
-            }
-            match stream.read(&mut self.buf[self.len..]) {
+            match stream.read(self.frames.spare()) {
                 Ok(0) => {
-                    if self.len > 0 {
+                    if self.frames.pending() > 0 {
                         error("incomplete_at_eof");
-                        tracing::warn!(peer = %self.peer, buffered = self.len, "fluent client closed in the middle of a frame; the partial frame was discarded");
+                        tracing::warn!(peer = %self.peer, buffered = self.frames.pending(), "fluent client closed in the middle of a frame; the partial frame was discarded");
                     }
                     return Ok(());
                 }
                 Ok(n) => {
-                    self.len += n;
+                    self.frames.filled(n);
                     self.process()?;
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if super::is_idle(&e) => {}
                 Err(e) => return Err(format!("read: {e}")),
             }
-            // One huge frame must not pin its memory for the connection's life.
-            if self.len == 0 && self.buf.len() > 4 * READ_CHUNK {
-                self.buf = Vec::new();
+            if self.frames.shrink() {
                 self.scratch.trim(1 << 20);
             }
         }
@@ -142,25 +127,13 @@ impl Connection<'_, '_> {
     /// Handle every complete frame in the buffer.
     fn process(&mut self) -> Result<(), String> {
         let limits = self.intake.config.fluent_limits;
-        let mut start = 0;
-        let result = loop {
-            let frame_len = match self.scanner.scan(&self.buf[start..self.len], &limits) {
-                Ok(Some(n)) => n,
-                Ok(None) => break Ok(()),
-                Err(err) => break Err(self.refuse("bad_frame", &err.to_string())),
-            };
-            self.scanner.reset();
-            let frame = start..start + frame_len;
-            start += frame_len;
-            if let Err(e) = self.frame(frame) {
-                break Err(e);
-            }
-        };
-        if start > 0 {
-            self.buf.copy_within(start..self.len, 0);
-            self.len -= start;
-        }
-        result
+        let mut frames = std::mem::take(&mut self.frames);
+        let result = frames.drain(&limits, |frame| self.frame(frame));
+        self.frames = frames;
+        result.map_err(|e| match e {
+            DrainError::Bad(err) => self.refuse("bad_frame", &err.to_string()),
+            DrainError::Frame(e) => e,
+        })
     }
 
     fn refuse(&self, reason: &'static str, detail: &str) -> String {
@@ -170,14 +143,14 @@ impl Connection<'_, '_> {
     }
 
     /// Decode one frame into batches, then queue them.
-    fn frame(&mut self, range: std::ops::Range<usize>) -> Result<(), String> {
+    fn frame(&mut self, frame: &[u8]) -> Result<(), String> {
         let now = now_ms();
         let intake = self.intake;
         let (made, ids, topic) = (&mut self.made, &mut self.ids, &mut self.topic);
         made.clear();
         let mut topic_ready = false;
         let decoded = decode_frame(
-            &self.buf[range.clone()],
+            frame,
             &intake.config.fluent_limits,
             &mut self.scratch,
             |event| {
@@ -212,7 +185,7 @@ impl Connection<'_, '_> {
                 "the agent does not take the shared-key handshake; send without a key",
             ));
         }
-        let chunk = info.chunk_bytes(&self.buf[range]).map(<[u8]>::to_vec);
+        let chunk = info.chunk_bytes(frame).map(<[u8]>::to_vec);
         if let Some(chunk) = &chunk
             && chunk.len() > MAX_CHUNK_BYTES
         {
@@ -308,14 +281,7 @@ fn send(stream: &mut TcpStream, mut bytes: &[u8], intake: &Intake<'_>) -> std::i
         match stream.write(bytes) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => bytes = &bytes[n..],
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
+            Err(e) if super::is_idle(&e) => {
                 if intake.drain_over() {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,

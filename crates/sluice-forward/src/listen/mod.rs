@@ -157,6 +157,17 @@ impl Intake<'_> {
     }
 }
 
+/// A read or write that timed out or was interrupted: nothing happened,
+/// look at the stop flag and try again.
+pub(crate) fn is_idle(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
+    )
+}
+
 /// How often blocked reads and accepts look at the stop flag.
 const POLL: Duration = Duration::from_millis(50);
 

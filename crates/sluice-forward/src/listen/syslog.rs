@@ -55,13 +55,7 @@ pub(super) fn serve(
                 let now = now_ms();
                 framer.drain(|frame| batches.add(frame, now));
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if super::is_idle(&e) => {}
             Err(e) => break Err(format!("read: {e}")),
         }
         batches.close_lingered();
