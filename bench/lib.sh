@@ -179,3 +179,33 @@ cpu_ticks() {
 
 # read_chars PID -> bytes the process has read with read(2) and friends (rchar; empty if gone)
 read_chars() { awk '/^rchar:/ { print $2 }' "/proc/$1/io" 2>/dev/null || true; }
+
+# write_generated OUTPUT SCRIPT GENFILE [HEADER_FN]: replace the section of
+# OUTPUT between "<!-- BEGIN/END GENERATED: SCRIPT -->" with the contents of
+# GENFILE, or append the section (after HEADER_FN's output when OUTPUT does
+# not exist yet). Everything outside the markers is kept.
+write_generated() {
+	local output=$1 script=$2 gen=$3 header=${4:-}
+	local begin="<!-- BEGIN GENERATED: $script -->" endm="<!-- END GENERATED: $script -->"
+	local section tmp
+	section=$(mktemp)
+	{
+		echo "$begin"
+		cat "$gen"
+		echo "$endm"
+	} >"$section"
+	tmp=$(mktemp "$output.XXXXXX")
+	if [[ -f $output ]] && grep -qF "$begin" "$output"; then
+		awk -v b="$begin" -v e="$endm" -v gen="$section" '
+			$0 == b { while ((getline line < gen) > 0) print line; skip = 1; next }
+			$0 == e { skip = 0; next }
+			!skip { print }' "$output" >"$tmp"
+	elif [[ -f $output ]]; then
+		{ cat "$output" && echo && cat "$section"; } >"$tmp"
+	else
+		{ [[ -n $header ]] && "$header"; cat "$section"; } >"$tmp"
+	fi
+	rm -f "$section"
+	mv "$tmp" "$output"
+	log "wrote $output"
+}

@@ -157,27 +157,8 @@ render() {
 }
 
 write_report() {
-	local begin='<!-- BEGIN GENERATED: bench/protocols.sh -->' endm='<!-- END GENERATED: bench/protocols.sh -->'
-	local gen=$OUT/generated.md tmp
-	{
-		echo "$begin"
-		render
-		echo "$endm"
-	} >"$gen"
-	tmp=$(mktemp "$OUTPUT.XXXXXX")
-	if [[ -f $OUTPUT ]] && grep -qF "$begin" "$OUTPUT"; then
-		awk -v b="$begin" -v e="$endm" -v gen="$gen" '
-			$0 == b { while ((getline line < gen) > 0) print line; skip = 1; next }
-			$0 == e { skip = 0; next }
-			!skip { print }' "$OUTPUT" >"$tmp"
-	else
-		{
-			[[ -f $OUTPUT ]] && cat "$OUTPUT" && echo
-			cat "$gen"
-		} >"$tmp"
-	fi
-	mv "$tmp" "$OUTPUT"
-	log "wrote $OUTPUT"
+	render >"$OUT/generated.md"
+	write_generated "$OUTPUT" bench/protocols.sh "$OUT/generated.md"
 }
 
 # ------------------------------------------------------------------ main --

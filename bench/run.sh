@@ -607,27 +607,8 @@ EOF
 }
 
 write_report() {
-	local begin='<!-- BEGIN GENERATED: bench/run.sh -->' endm='<!-- END GENERATED: bench/run.sh -->'
-	local gen=$OUT/generated.md tmp
-	{
-		echo "$begin"
-		render
-		echo "$endm"
-	} >"$gen"
-	tmp=$(mktemp "$OUTPUT.XXXXXX")
-	if [[ -f $OUTPUT ]] && grep -qF "$begin" "$OUTPUT"; then
-		awk -v b="$begin" -v e="$endm" -v gen="$gen" '
-			$0 == b { while ((getline line < gen) > 0) print line; skip = 1; next }
-			$0 == e { skip = 0; next }
-			!skip { print }' "$OUTPUT" >"$tmp"
-	else
-		{
-			if [[ -f $OUTPUT ]]; then cat "$OUTPUT" && echo; else default_header; fi
-			cat "$gen"
-		} >"$tmp"
-	fi
-	mv "$tmp" "$OUTPUT"
-	log "wrote $OUTPUT"
+	render >"$OUT/generated.md"
+	write_generated "$OUTPUT" bench/run.sh "$OUT/generated.md" default_header
 }
 
 # ---------------------------------------------------------------- main --
