@@ -202,6 +202,12 @@ struct State {
 }
 
 impl State {
+    /// Stopping: a push goes past the bound at once instead of blocking
+    /// (a stop must not wait on a destination that does not drain).
+    fn holds_no_input(&self) -> bool {
+        self.stopping || self.input_stopped.is_some()
+    }
+
     /// Tell whoever waits on batch `seq` (at most once).
     fn notify(&mut self, seq: u64, safe: Safe) {
         if !self.notices.is_empty()
@@ -407,8 +413,7 @@ impl Queue {
                 }
                 match self.on_full {
                     OnFull::Block => {
-                        // Stopping: past the bound at once, not after a wait.
-                        if state.stopping || state.input_stopped.is_some() {
+                        if state.holds_no_input() {
                             break;
                         }
                         state = self.block(state);
@@ -465,8 +470,7 @@ impl Queue {
             while state.ready_bytes + size > self.max_bytes && !state.ready.is_empty() {
                 match self.on_full {
                     OnFull::Block => {
-                        // Stopping: past the bound at once, not after a wait.
-                        if state.stopping || state.input_stopped.is_some() {
+                        if state.holds_no_input() {
                             break;
                         }
                         state = self.block(state);
