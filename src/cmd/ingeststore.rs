@@ -17,7 +17,10 @@ use std::{
 use anyhow::{Context, bail};
 use sluice_ingest::{IngestConfig, IngestLog, Listener, Mode};
 use sluice_storage::{Fs, RealFs, store_segment::SegmentFormat};
-use sluice_store::{Consumer, ConsumerConfig, Store};
+use sluice_store::{
+    CompactionConfig, Consumer, ConsumerConfig, Maintainer, MaintenanceConfig, RetentionConfig,
+    Store,
+};
 
 use crate::size::parse_bytes;
 
@@ -104,13 +107,32 @@ pub struct Args {
     /// time is lent again.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, env = "SLUICE_PENDING_TIMEOUT")]
     pending_timeout: Duration,
-    /// Format of new store segments: v1 (checksummed batches, stored as
-    /// ingested) or v2 (zstd blocks with time and term filters, read by
-    /// mmap, greppable with zstdcat). v2 is smaller and prunes blocks, but
-    /// its store consumer writes about a third as fast as v1 for now; both
-    /// are always read.
+    /// Format the store consumer writes: v1 (checksummed batches, adopted
+    /// as ingested, so data is queryable at once) or v2 (zstd blocks with
+    /// time and term filters, greppable with zstdcat). Compaction rewrites
+    /// v1 segments as v2 in the background either way; both are read.
     #[arg(long, default_value = "v1", value_parser = parse_store_format, env = "SLUICE_STORE_FORMAT")]
     store_format: SegmentFormat,
+    /// Remove store segments whose newest record is older than this, e.g.
+    /// 7d or 12h. Purges are logged and counted. Default: keep everything.
+    #[arg(long, value_parser = humantime::parse_duration, env = "SLUICE_RETAIN")]
+    retain: Option<Duration>,
+    /// Remove the oldest store segments while they hold more than this,
+    /// e.g. 50GB. Counts store segments only (not ingest segments, tmp/ or
+    /// quarantine/). Default: no limit.
+    #[arg(long, value_parser = parse_bytes, env = "SLUICE_MAX_DISK")]
+    max_disk: Option<u64>,
+    /// Records (uncompressed) per compacted store segment.
+    #[arg(long, default_value = "256MiB", value_parser = parse_bytes, env = "SLUICE_COMPACT_TARGET")]
+    compact_target: u64,
+    /// Do not compact: store segments stay as the consumer wrote them.
+    /// Retention still runs.
+    #[arg(long, env = "SLUICE_NO_COMPACT")]
+    no_compact: bool,
+    /// Pause between store maintenance passes (retention, compaction)
+    /// that found nothing to do.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, env = "SLUICE_MAINTENANCE_INTERVAL")]
+    maintenance_interval: Duration,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -239,6 +261,29 @@ async fn serve(
 
     // The store reaches this node's ingest API like any remote store would.
     let self_url = format!("http://{}", loopback_if_unspecified(api_addr));
+    let maintenance = MaintenanceConfig {
+        compaction: CompactionConfig {
+            target_segment_bytes: args.compact_target.max(1),
+            max_input_bytes: (args.compact_target.saturating_mul(4)).max(1 << 30),
+            ..CompactionConfig::default()
+        },
+        retention: RetentionConfig {
+            retain: args.retain,
+            max_disk: args.max_disk,
+        },
+        compact: !args.no_compact,
+        interval: args.maintenance_interval,
+    };
+    let maintainer = Maintainer::new(store.clone(), maintenance);
+    let maintainer_shutdown = Arc::new(AtomicBool::new(false));
+    let maintainer_thread = {
+        let shutdown = maintainer_shutdown.clone();
+        std::thread::Builder::new()
+            .name("sluice-maintain".into())
+            .spawn(move || maintainer.run(shutdown))
+            .context("start the store maintenance thread")?
+    };
+
     let consumer = Consumer::new(
         store,
         ConsumerConfig {
@@ -278,7 +323,12 @@ async fn serve(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     consumer_shutdown.store(true, Ordering::Relaxed);
+    maintainer_shutdown.store(true, Ordering::Relaxed);
     let _ = tokio::time::timeout(Duration::from_secs(30), consumer_task).await;
+    // A compaction under way finishes; one cut short by the deadline is
+    // undone by the store's recovery rules at the next start.
+    let maintainer_done = tokio::task::spawn_blocking(move || maintainer_thread.join());
+    let _ = tokio::time::timeout(Duration::from_secs(30), maintainer_done).await;
     reaper.abort();
     let _ = api_stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), api).await;

@@ -127,6 +127,8 @@ pub fn stats_json(stats: &QueryStats) -> serde_json::Value {
         "records_matched": stats.records_matched,
         "duplicates_removed": stats.duplicates_removed,
         "failed_segments": stats.failed_segments,
+        "corrupt_segments": stats.corrupt_segments,
+        "corrupt_blocks": stats.corrupt_blocks,
         "elapsed_ms": stats.elapsed_ms,
     })
 }
@@ -178,9 +180,14 @@ pub(crate) async fn query(
     };
     if params.stats {
         let ran = tokio::task::spawn_blocking(move || {
-            sluice_query::execute(&**store.fs(), store.dir(), &query, &mut |_: &Record<'_>| {
-                true
-            })
+            let ran =
+                sluice_query::execute(&**store.fs(), store.dir(), &query, &mut |_: &Record<'_>| {
+                    true
+                });
+            if let Ok(stats) = &ran {
+                report_corruption(&store, stats);
+            }
+            ran
         })
         .await;
         return match ran {
@@ -219,6 +226,9 @@ pub(crate) async fn query(
             true
         };
         let result = sluice_query::execute(&**store.fs(), store.dir(), &query, &mut sink);
+        if let Ok(stats) = &result {
+            report_corruption(&store, stats);
+        }
         if client_gone {
             return;
         }
@@ -244,6 +254,17 @@ pub(crate) async fn query(
         .header(header::CONTENT_TYPE, content_type)
         .body(Body::from_stream(ReceiverStream::new(rx)))
         .expect("static headers are valid")
+}
+
+/// Hand segments in which the query met corruption to the store's
+/// maintenance, which keeps their readable records and quarantines them.
+fn report_corruption(store: &sluice_store::Store, stats: &QueryStats) {
+    if stats.corrupt_segments.is_empty() {
+        return;
+    }
+    tracing::error!(segments = ?stats.corrupt_segments, blocks = stats.corrupt_blocks, "query met corrupt segments; they are quarantined by the next maintenance pass");
+    metrics::counter!("sluice_query_corrupt_blocks_total").increment(stats.corrupt_blocks);
+    store.report_corrupt(stats.corrupt_segments.iter().map(String::as_str));
 }
 
 /// `<ulid> <topic> <payload>\n`

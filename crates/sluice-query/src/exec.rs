@@ -45,6 +45,11 @@ pub struct QueryStats {
     pub duplicates_removed: u64,
     /// Segments that could not be read, with the reason.
     pub failed_segments: Vec<String>,
+    /// Segments in which corruption was met (their readable records were
+    /// still returned), by name.
+    pub corrupt_segments: Vec<String>,
+    /// Corrupt blocks passed over.
+    pub corrupt_blocks: u64,
     pub elapsed_ms: u64,
 }
 
@@ -76,6 +81,46 @@ pub fn plan(fs: &dyn Fs, dir: &Path, query: &Query) -> Result<Vec<SegmentMeta>, 
         .collect())
 }
 
+/// How often a query plans again because a segment vanished between
+/// listing and opening.
+const MAX_PLANS: usize = 8;
+
+type Opened = Result<Box<dyn RecordCursor>, StorageError>;
+
+/// Plan, and open a cursor on every planned segment before reading any.
+///
+/// An open cursor keeps its file's bytes (a mapping, or an open
+/// descriptor), so a compaction or retention that removes the file later
+/// cannot fail the query. A segment that vanished between listing and
+/// opening was replaced by compaction outputs, which are durable before
+/// their inputs are removed, or purged: plan again and the listing shows
+/// what is there now. The cursors hold no block until they are read.
+fn open_plan(
+    fs: &dyn Fs,
+    dir: &Path,
+    query: &Query,
+    options: &ScanOptions,
+) -> Result<(Vec<SegmentMeta>, Vec<Option<Opened>>), QueryError> {
+    let mut attempt = 1;
+    loop {
+        let segments = plan(fs, dir, query)?;
+        let mut cursors = Vec::with_capacity(segments.len());
+        let mut vanished = false;
+        for segment in &segments {
+            let opened = open_cursor(fs, &dir.join(&segment.name), options);
+            if opened.as_ref().is_err_and(|e| e.is_not_found()) && attempt < MAX_PLANS {
+                vanished = true;
+                break;
+            }
+            cursors.push(Some(opened));
+        }
+        if !vanished {
+            return Ok((segments, cursors));
+        }
+        attempt += 1;
+    }
+}
+
 /// Run `query` over the store segments in `dir`, sending matches in id
 /// order to `sink`.
 pub fn execute(
@@ -85,19 +130,22 @@ pub fn execute(
     sink: &mut dyn RecordSink,
 ) -> Result<QueryStats, QueryError> {
     let started = Instant::now();
-    let segments = plan(fs, dir, query)?;
+    let options = ScanOptions {
+        literal: query.matcher.required_literal().cloned(),
+        time_ms: Some((query.from_ms, query.to_ms)),
+        skip_corrupt_blocks: true,
+    };
+    let (segments, mut cursors) = open_plan(fs, dir, query, &options)?;
     let mut stats = QueryStats {
         segments: segments.len() as u64,
         bytes: segments.iter().map(|s| s.bytes).sum(),
         ..QueryStats::default()
     };
     let mins: Vec<Ulid> = segments.iter().map(|s| s.min).collect();
-    let options = ScanOptions {
-        literal: query.matcher.required_literal().cloned(),
-        time_ms: Some((query.from_ms, query.to_ms)),
-    };
-    let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
-        open_cursor(fs, &dir.join(&segments[i].name), &options)
+    let mut open = |i: usize| -> Opened {
+        cursors[i]
+            .take()
+            .expect("the merge opens each segment once")
     };
     // Ids sort by time, so the range is an id range.
     let mut lower = Ulid::from_parts(query.from_ms, 0);
@@ -138,6 +186,13 @@ pub fn execute(
     stats.records_scanned = merged.records_scanned;
     stats.records_matched = emitted;
     stats.duplicates_removed = merged.duplicates_removed;
+    stats.corrupt_blocks = merged.corrupt_blocks;
+    stats.corrupt_segments = merged
+        .corrupt
+        .iter()
+        .map(|(idx, _)| segments[*idx].name.clone())
+        .collect();
+    stats.corrupt_segments.dedup();
     stats.failed_segments = merged
         .failed
         .into_iter()

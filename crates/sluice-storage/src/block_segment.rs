@@ -647,7 +647,9 @@ pub struct BlockCursor {
     current: usize,
     loaded: usize,
     started: bool,
-    decompressor: zstd::bulk::Decompressor<'static>,
+    /// Made at the first block loaded: a query opens every planned
+    /// segment's cursor before it reads any.
+    decompressor: Option<zstd::bulk::Decompressor<'static>>,
     from_ms: u64,
     to_ms: u64,
     literal: Option<(Arc<memmem::Finder<'static>>, TermProbe)>,
@@ -657,6 +659,10 @@ pub struct BlockCursor {
     bytes_read: u64,
     skipped: u64,
     blocks_loaded: u64,
+    /// Pass over blocks that fail their checks instead of failing.
+    skip_corrupt: bool,
+    corrupt_blocks: u64,
+    first_corruption: Option<String>,
 }
 
 impl BlockCursor {
@@ -665,10 +671,6 @@ impl BlockCursor {
     }
 
     pub fn new(segment: BlockSegment) -> Result<BlockCursor, StorageError> {
-        let decompressor = zstd::bulk::Decompressor::new().map_err(StorageError::io(
-            "start a zstd decompressor for",
-            &segment.path,
-        ))?;
         Ok(BlockCursor {
             segment,
             next_block: 0,
@@ -676,7 +678,7 @@ impl BlockCursor {
             current: 0,
             loaded: 0,
             started: false,
-            decompressor,
+            decompressor: None,
             from_ms: 0,
             to_ms: u64::MAX,
             literal: None,
@@ -685,6 +687,9 @@ impl BlockCursor {
             bytes_read: 0,
             skipped: 0,
             blocks_loaded: 0,
+            skip_corrupt: false,
+            corrupt_blocks: 0,
+            first_corruption: None,
         })
     }
 
@@ -702,6 +707,14 @@ impl BlockCursor {
         self
     }
 
+    /// Pass over a block whose meta or data fails its checks, count it
+    /// ([`RecordCursor::corrupt_blocks`](crate::RecordCursor::corrupt_blocks)),
+    /// and go on with the next block, so the rest of the segment is served.
+    pub fn skipping_corrupt_blocks(mut self) -> Self {
+        self.skip_corrupt = true;
+        self
+    }
+
     /// Blocks decompressed so far (the others were pruned).
     pub fn blocks_loaded(&self) -> u64 {
         self.blocks_loaded
@@ -715,6 +728,17 @@ impl BlockCursor {
         }
     }
 
+    /// A block failed its checks: fail, or count it and pass over it.
+    fn corrupt_block(&mut self, offset: u64, why: &'static str) -> Result<(), StorageError> {
+        let err = self.corrupt(offset, why);
+        if !self.skip_corrupt {
+            return Err(err);
+        }
+        self.corrupt_blocks += 1;
+        self.first_corruption.get_or_insert_with(|| err.to_string());
+        Ok(())
+    }
+
     /// Load the next block that may hold a wanted record.
     fn next_block(&mut self) -> Result<bool, StorageError> {
         while self.next_block < self.segment.blocks.len() {
@@ -725,10 +749,13 @@ impl BlockCursor {
                 continue;
             }
             if let Some((_, probe)) = &self.literal {
-                let filter = self
-                    .segment
-                    .filter(i)
-                    .map_err(|why| self.corrupt(entry.offset, why))?;
+                let filter = match self.segment.filter(i) {
+                    Ok(filter) => filter,
+                    Err(why) => {
+                        self.corrupt_block(entry.offset, why)?;
+                        continue;
+                    }
+                };
                 if !probe.may_match(filter) {
                     // Only the filter was read (a loaded block counts its
                     // whole meta, filter included, below).
@@ -739,10 +766,19 @@ impl BlockCursor {
             }
             self.bytes_read += 8 + entry.meta_len as u64 + entry.data_len as u64;
             self.blocks_loaded += 1;
-            let segment = &self.segment;
-            self.block
-                .load(&segment.bytes, &entry, &mut self.decompressor)
-                .map_err(|why| self.corrupt(entry.offset, why))?;
+            let decompressor = match &mut self.decompressor {
+                Some(decompressor) => decompressor,
+                None => self
+                    .decompressor
+                    .insert(zstd::bulk::Decompressor::new().map_err(StorageError::io(
+                        "start a zstd decompressor for",
+                        &self.segment.path,
+                    ))?),
+            };
+            if let Err(why) = self.block.load(&self.segment.bytes, &entry, decompressor) {
+                self.corrupt_block(entry.offset, why)?;
+                continue;
+            }
             self.current = 0;
             self.loaded = entry.count as usize;
             if let Some((finder, _)) = &self.literal {
@@ -817,6 +853,14 @@ impl crate::RecordCursor for BlockCursor {
 
     fn records_skipped(&self) -> u64 {
         self.skipped
+    }
+
+    fn corrupt_blocks(&self) -> u64 {
+        self.corrupt_blocks
+    }
+
+    fn first_corruption(&self) -> Option<&str> {
+        self.first_corruption.as_deref()
     }
 }
 

@@ -8,7 +8,11 @@
 //!   journaling), which is what the recovery rules rely on;
 //! - [`MemFs::set_capacity`] makes writes fail with ENOSPC once the total
 //!   size of all files would pass the limit, and [`MemFs::fail_syncs`] makes
-//!   `sync_data` fail, so callers' error paths can be tested.
+//!   `sync_data` fail, so callers' error paths can be tested;
+//! - [`MemFs::fail_after`] lets a number of mutating operations (create,
+//!   write, sync, rename, remove, truncate, directory sync) succeed and fails
+//!   every later one: the process "died" there. With [`MemFs::crash`] after
+//!   it, a test can stop a writer at every step in turn.
 
 use std::{
     collections::BTreeMap,
@@ -31,6 +35,10 @@ struct State {
     dirs: BTreeMap<PathBuf, ()>,
     capacity: Option<u64>,
     fail_syncs: bool,
+    /// Mutating operations left before every one fails (`None`: no limit).
+    ops_left: Option<u64>,
+    /// Mutating operations performed, for tests that count steps.
+    ops_done: u64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -66,6 +74,29 @@ impl MemFs {
     /// Make every `sync_data` fail (true) or succeed (false).
     pub fn fail_syncs(&self, fail: bool) {
         self.state().fail_syncs = fail;
+    }
+
+    /// Let `ops` more mutating operations succeed, then fail every later
+    /// one with an injected error; `None` removes the limit.
+    pub fn fail_after(&self, ops: Option<u64>) {
+        self.state().ops_left = ops;
+    }
+
+    /// Mutating operations performed so far.
+    pub fn ops_done(&self) -> u64 {
+        self.state().ops_done
+    }
+
+    /// Spend one mutating operation, or fail if none is left.
+    fn spend(&self) -> io::Result<()> {
+        let mut state = self.state();
+        match &mut state.ops_left {
+            Some(0) => return Err(io::Error::other("injected crash: no operation may follow")),
+            Some(left) => *left -= 1,
+            None => {}
+        }
+        state.ops_done += 1;
+        Ok(())
     }
 
     /// Total bytes held by all files.
@@ -124,6 +155,7 @@ struct MemWriteFile {
 
 impl WriteFile for MemWriteFile {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.fs.spend()?;
         let capacity = self.fs.state().capacity;
         if let Some(capacity) = capacity
             && self.fs.used_bytes() + buf.len() as u64 > capacity
@@ -139,6 +171,7 @@ impl WriteFile for MemWriteFile {
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
+        self.fs.spend()?;
         if self.fs.state().fail_syncs {
             return Err(io::Error::other("injected fsync failure"));
         }
@@ -168,6 +201,9 @@ impl ReadFile for MemReadFile {
 
 impl Fs for MemFs {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        if !self.exists(path) {
+            self.spend()?;
+        }
         let mut state = self.state();
         for ancestor in path.ancestors() {
             state.dirs.insert(ancestor.to_path_buf(), ());
@@ -176,6 +212,7 @@ impl Fs for MemFs {
     }
 
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn WriteFile>> {
+        self.spend()?;
         let mut state = self.state();
         if state.files.contains_key(path) {
             return Err(io::ErrorKind::AlreadyExists.into());
@@ -253,6 +290,7 @@ impl Fs for MemFs {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.spend()?;
         let mut state = self.state();
         let file = state.files.remove(from).ok_or_else(|| not_found(from))?;
         state.files.insert(to.to_path_buf(), file);
@@ -260,6 +298,7 @@ impl Fs for MemFs {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.spend()?;
         self.state()
             .files
             .remove(path)
@@ -268,6 +307,7 @@ impl Fs for MemFs {
     }
 
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        self.spend()?;
         let state = self.state();
         let file = state.files.get(path).ok_or_else(|| not_found(path))?;
         let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
@@ -277,7 +317,7 @@ impl Fs for MemFs {
     }
 
     fn sync_dir(&self, _path: &Path) -> io::Result<()> {
-        Ok(())
+        self.spend()
     }
 
     fn exists(&self, path: &Path) -> bool {

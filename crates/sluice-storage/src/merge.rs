@@ -31,6 +31,20 @@ pub struct MergeStats {
     pub segments_opened: u64,
     /// Segments that failed while being read, with the error.
     pub failed: Vec<(usize, String)>,
+    /// Segments where corruption was met, with the first: those that failed
+    /// on it and those whose cursor passed over corrupt blocks.
+    pub corrupt: Vec<(usize, String)>,
+    /// Corrupt blocks passed over, in all segments.
+    pub corrupt_blocks: u64,
+}
+
+impl MergeStats {
+    fn fail(&mut self, idx: usize, err: StorageError) {
+        if err.is_corrupt() {
+            self.corrupt.push((idx, err.to_string()));
+        }
+        self.failed.push((idx, err.to_string()));
+    }
 }
 
 pub struct Merge<'a> {
@@ -91,8 +105,8 @@ impl<'a> Merge<'a> {
             Ok(Some(id)) => self.heap.push(Reverse((id, idx))),
             Ok(None) => self.close(idx),
             Err(err) => {
-                self.stats.failed.push((idx, err.to_string()));
                 self.close(idx);
+                self.stats.fail(idx, err);
             }
         }
     }
@@ -101,6 +115,12 @@ impl<'a> Merge<'a> {
         if let Some(cursor) = self.cursors[idx].take() {
             self.stats.bytes_read += cursor.bytes_read();
             self.stats.records_scanned += cursor.records_skipped();
+            let corrupt_blocks = cursor.corrupt_blocks();
+            if corrupt_blocks > 0 {
+                self.stats.corrupt_blocks += corrupt_blocks;
+                let first = cursor.first_corruption().unwrap_or("corrupt block");
+                self.stats.corrupt.push((idx, first.to_string()));
+            }
         }
     }
 
@@ -119,7 +139,7 @@ impl<'a> Merge<'a> {
                     self.cursors[idx] = Some(cursor);
                     self.advance(idx);
                 }
-                Err(err) => self.stats.failed.push((idx, err.to_string())),
+                Err(err) => self.stats.fail(idx, err),
             }
         }
     }

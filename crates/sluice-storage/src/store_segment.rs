@@ -64,6 +64,14 @@ impl SegmentFormat {
 }
 pub const SEGMENT_SUFFIX: &str = ".seg";
 pub const TMP_DIR: &str = "tmp";
+/// Where corrupt segments are moved, under their own names; never read
+/// again and never deleted by sluice.
+pub const QUARANTINE_DIR: &str = "quarantine";
+
+/// Serialises [`place`]: the consumer and compaction both name new segments,
+/// and picking a free name then renaming onto it must not race (a rename
+/// replaces its target).
+static PLACING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A store segment's identity and size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +168,7 @@ fn place(
     max: Ulid,
     bytes: u64,
 ) -> Result<SegmentMeta, StorageError> {
+    let _placing = PLACING.lock().unwrap_or_else(|p| p.into_inner());
     let mut name = format!("{min}-{max}{SEGMENT_SUFFIX}");
     let mut n = 1;
     while fs.exists(&dir.join(&name)) {
@@ -174,6 +183,38 @@ fn place(
         min,
         max,
         bytes,
+    })
+}
+
+/// Move a corrupt segment from `dir` to `dir/quarantine/` and make that
+/// durable. Returns the new path.
+pub fn quarantine(fs: &dyn Fs, dir: &Path, name: &str) -> Result<PathBuf, StorageError> {
+    let aside = dir.join(QUARANTINE_DIR);
+    fs.create_dir_all(&aside)
+        .map_err(StorageError::io("create quarantine dir", &aside))?;
+    let target = aside.join(name);
+    fs.rename(&dir.join(name), &target)
+        .map_err(StorageError::io("quarantine segment", &target))?;
+    fs.sync_dir(&aside)
+        .map_err(StorageError::io("fsync quarantine dir", &aside))?;
+    fs.sync_dir(dir)
+        .map_err(StorageError::io("fsync store dir", dir))?;
+    Ok(target)
+}
+
+/// The format a segment file is written in, from its first bytes.
+pub fn segment_format(fs: &dyn Fs, path: &Path) -> Result<SegmentFormat, StorageError> {
+    let mut head = [0u8; HEADER_LEN];
+    let file = fs
+        .open_read(path)
+        .map_err(StorageError::io("open segment", path))?;
+    let n = file
+        .read_at(&mut head, 0)
+        .map_err(StorageError::io("read segment", path))?;
+    Ok(if is_block_segment(&head[..n]) {
+        SegmentFormat::V2
+    } else {
+        SegmentFormat::V1
     })
 }
 
@@ -382,6 +423,10 @@ pub struct ScanOptions {
     /// Only records in this time range (inclusive, Unix ms); records of a
     /// block that overlaps it are returned, for the caller to filter.
     pub time_ms: Option<(u64, u64)>,
+    /// In a v2 segment, pass over a block that fails its checks (counted
+    /// by the cursor) instead of ending the scan with an error. v1 batches
+    /// carry no index to resume from, so a v1 cursor still stops there.
+    pub skip_corrupt_blocks: bool,
 }
 
 /// A cursor over a segment of either format.
@@ -390,21 +435,16 @@ pub fn open_cursor(
     path: &Path,
     options: &ScanOptions,
 ) -> Result<Box<dyn RecordCursor>, StorageError> {
-    let mut head = [0u8; HEADER_LEN];
-    let file = fs
-        .open_read(path)
-        .map_err(StorageError::io("open segment", path))?;
-    let n = file
-        .read_at(&mut head, 0)
-        .map_err(StorageError::io("read segment", path))?;
-    drop(file);
-    if is_block_segment(&head[..n]) {
+    if segment_format(fs, path)? == SegmentFormat::V2 {
         let mut cursor = BlockCursor::open(fs, path)?;
         if let Some((from, to)) = options.time_ms {
             cursor = cursor.with_time_range(from, to);
         }
         if let Some(literal) = &options.literal {
             cursor = cursor.with_literal(literal.clone());
+        }
+        if options.skip_corrupt_blocks {
+            cursor = cursor.skipping_corrupt_blocks();
         }
         return Ok(Box::new(cursor));
     }
@@ -429,6 +469,15 @@ pub trait RecordCursor: Send {
     /// Records passed over by a prefilter without being returned.
     fn records_skipped(&self) -> u64 {
         0
+    }
+    /// Blocks passed over because they failed their checks (see
+    /// [`ScanOptions::skip_corrupt_blocks`]).
+    fn corrupt_blocks(&self) -> u64 {
+        0
+    }
+    /// What the first corrupt block passed over was, if any.
+    fn first_corruption(&self) -> Option<&str> {
+        None
     }
 }
 
@@ -662,7 +711,7 @@ mod tests {
             }
             let meta = w.finish().unwrap().unwrap();
             let finder = Arc::new(memmem::Finder::new(&needle).into_owned());
-            let options = ScanOptions { literal: Some(finder.clone()), time_ms: None };
+            let options = ScanOptions { literal: Some(finder.clone()), time_ms: None, skip_corrupt_blocks: false };
             let mut cursor = open_cursor(&fs, &dir.join(&meta.name), &options).unwrap();
             let mut got = Vec::new();
             while cursor.advance().unwrap() {

@@ -6,6 +6,10 @@
 //!   ingesters over HTTP (`next` / `read` / `commit` / `failed`, OK Log's
 //!   protocol), merges them by id into one store segment, makes it durable,
 //!   and only then commits.
+//! - [`maintain`]: the background thread that applies [`retention`] and
+//!   runs [`compact`]ion, which rewrites fresh v1 segments, overlapping
+//!   segments and small neighbours as non-overlapping v2 segments, and
+//!   quarantines corrupt ones.
 //!
 //! Architecture invariant: a segment is committed to its ingester only after
 //! the store segment holding its records is fsynced under its final name.
@@ -13,23 +17,33 @@
 //! timeout), so records are delivered at least once; duplicates are removed
 //! by id at query time.
 
+pub mod compact;
 pub mod consumer;
+pub mod maintain;
 mod metrics;
+pub mod retention;
 
 use std::{
+    collections::BTreeSet,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex},
 };
 
 use sluice_storage::{Fs, SegmentMeta, StorageError, store_segment};
 
+pub use compact::CompactionConfig;
 pub use consumer::{Consumer, ConsumerConfig};
+pub use maintain::{Maintainer, MaintenanceConfig};
+pub use retention::RetentionConfig;
 
 /// The store directory.
 #[derive(Debug, Clone)]
 pub struct Store {
     fs: Arc<dyn Fs>,
     dir: PathBuf,
+    /// Segments a query found corrupt, for the maintainer to salvage and
+    /// quarantine.
+    suspects: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Store {
@@ -51,6 +65,7 @@ impl Store {
         Ok(Store {
             fs,
             dir: dir.to_path_buf(),
+            suspects: Arc::default(),
         })
     }
 
@@ -60,6 +75,19 @@ impl Store {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Note segments (by name) in which a query met corruption; the next
+    /// maintenance pass rewrites what can be read and quarantines them.
+    pub fn report_corrupt<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let mut suspects = self.suspects.lock().unwrap_or_else(|p| p.into_inner());
+        for name in names {
+            suspects.insert(name.to_string());
+        }
+    }
+
+    pub(crate) fn take_suspects(&self) -> BTreeSet<String> {
+        std::mem::take(&mut *self.suspects.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Every segment, sorted by smallest id.

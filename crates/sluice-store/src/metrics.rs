@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use metrics::{counter, histogram};
+use metrics::{counter, gauge, histogram};
 
 pub(crate) fn segment_written(records: u64, bytes: u64, duplicates: u64, inputs: usize) {
     counter!("sluice_store_segments_written_total").increment(1);
@@ -20,4 +20,37 @@ pub(crate) fn consume_error(stage: &'static str) {
 
 pub(crate) fn cycle(elapsed: Duration) {
     histogram!("sluice_store_consume_cycle_seconds").record(elapsed.as_secs_f64());
+}
+
+pub(crate) fn compacted(done: &crate::compact::Compacted, elapsed: Duration) {
+    counter!("sluice_store_compactions_total").increment(1);
+    counter!("sluice_store_compaction_input_segments_total").increment(done.inputs as u64);
+    counter!("sluice_store_compaction_input_bytes_total").increment(done.input_bytes);
+    counter!("sluice_store_compaction_output_bytes_total").increment(done.output_bytes());
+    counter!("sluice_store_compaction_records_total").increment(done.records);
+    if done.duplicates_removed > 0 {
+        counter!("sluice_store_duplicates_dropped_total").increment(done.duplicates_removed);
+    }
+    if !done.quarantined.is_empty() {
+        counter!("sluice_store_quarantined_segments_total")
+            .increment(done.quarantined.len() as u64);
+    }
+    if done.corrupt_blocks > 0 {
+        counter!("sluice_store_corrupt_blocks_dropped_total").increment(done.corrupt_blocks);
+    }
+    histogram!("sluice_store_compaction_seconds").record(elapsed.as_secs_f64());
+}
+
+pub(crate) fn maintenance_error(stage: &'static str) {
+    counter!("sluice_store_maintenance_errors_total", "stage" => stage).increment(1);
+}
+
+pub(crate) fn purged(reason: &'static str, bytes: u64) {
+    counter!("sluice_store_purged_segments_total", "reason" => reason).increment(1);
+    counter!("sluice_store_purged_bytes_total", "reason" => reason).increment(bytes);
+}
+
+pub(crate) fn store_size(segments: usize, bytes: u64) {
+    gauge!("sluice_store_segments").set(segments as f64);
+    gauge!("sluice_store_bytes").set(bytes as f64);
 }

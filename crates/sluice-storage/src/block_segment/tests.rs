@@ -294,3 +294,44 @@ fn write_throughput() {
         len as f64 / bytes as f64
     );
 }
+
+#[test]
+#[ignore = "layout probe: SLUICE_PROBE_LINES=FILE cargo test --release -p sluice-storage -- --ignored layout_breakdown --nocapture"]
+fn layout_breakdown() {
+    let Ok(path) = std::env::var("SLUICE_PROBE_LINES") else {
+        return;
+    };
+    let text = std::fs::read(path).unwrap();
+    let recs: Vec<Rec> = text
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, l)| Rec {
+            id: Ulid::from_parts(1_000_000 + i as u64 / 1000, (i as u128) << 20).0,
+            flags: 0,
+            topic: b"default".to_vec(),
+            payload: l.to_vec(),
+        })
+        .collect();
+    let fs = MemFs::new();
+    let t = std::time::Instant::now();
+    let len = write(&fs, Path::new("/d/seg"), &recs);
+    let secs = t.elapsed().as_secs_f64();
+    let segment = BlockSegment::open(&fs, Path::new("/d/seg")).unwrap();
+    let (mut data, mut meta, mut filter) = (0u64, 0u64, 0u64);
+    for (i, b) in segment.blocks().iter().enumerate() {
+        data += b.data_len as u64;
+        meta += b.meta_len as u64;
+        filter += segment.filter(i).unwrap().len() as u64;
+    }
+    let raw = text.len() as f64;
+    println!(
+        "{} blocks, file {:.3} of raw: data {:.3}, filter {:.3}, other meta {:.3}; {:.0} MiB/s",
+        segment.blocks().len(),
+        len as f64 / raw,
+        data as f64 / raw,
+        filter as f64 / raw,
+        (meta - filter) as f64 / raw,
+        raw / 1048576.0 / secs
+    );
+}

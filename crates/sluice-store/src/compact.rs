@@ -1,0 +1,309 @@
+//! Compaction: merge overlapping and small segments into non-overlapping v2
+//! segments of a target size, without duplicate ids.
+//!
+//! Segments reach the store in v1 (the consumer adopts ingest segments
+//! as they are, so data is queryable as soon as it is durable); compaction
+//! is what rewrites them as compressed, indexed v2 blocks, off the ingest
+//! path.
+//!
+//! **Plan** ([`plan`]): walk the segments by smallest id and cut them into
+//! groups. A segment joins the group before it when their id ranges overlap,
+//! or when both are *small* (every v1 segment, and a v2 segment under
+//! [`CompactionConfig::small_segment_bytes`] on disk) and the group's
+//! records still fit in one target-sized output. Small neighbours join
+//! only while the group stays under [`CompactionConfig::max_input_bytes`];
+//! overlapping segments always join. A group is compacted when it
+//! has two or more segments, or one v1 segment, or one that a query found
+//! corrupt.
+//!
+//! **Run** ([`compact`]): a k-way merge of the group's cursors by id (equal
+//! ids come out once) feeds v2 writers; an output is cut at the first new id
+//! after [`CompactionConfig::target_segment_bytes`] of records, so outputs
+//! never overlap. Memory is one block per open input plus the writer's
+//! blocks in flight, whatever the group's size.
+//!
+//! **Durability rule**: every output is fsynced and renamed into place (and
+//! the directory fsynced) before any input is removed. A crash in between
+//! leaves records twice, never missing: queries remove the duplicates by id,
+//! and the next plan sees the overlap and merges it away. If anything fails
+//! before the inputs are removed, the outputs written so far are removed
+//! and the inputs stay as they were.
+//!
+//! **Corruption rule**: a v2 block that fails its checks is passed over and
+//! counted; a v1 segment that fails stops at its last good batch. An input
+//! where corruption was met is not removed but moved to `quarantine/`
+//! ([`store_segment::quarantine`]) once the records that could be read are
+//! durable elsewhere. An input that fails for another reason (an I/O error)
+//! fails the whole compaction, and nothing changes.
+//!
+//! Queries never fail because a compaction removed a file: they open every
+//! segment of their plan before reading and plan again when one vanished
+//! (see `sluice_query::exec`).
+
+use std::{collections::BTreeSet, ops::ControlFlow, path::Path};
+
+use sluice_record::{Record, Ulid};
+use sluice_storage::{
+    Fs, RecordCursor, SegmentMeta, StorageError, StoreSegmentWriter,
+    merge::{Merge, Verdict},
+    store_segment::{self, ScanOptions, SegmentFormat},
+};
+
+/// Sizes that steer compaction.
+#[derive(Debug, Clone)]
+pub struct CompactionConfig {
+    /// Bytes of records (uncompressed) per output segment.
+    pub target_segment_bytes: u64,
+    /// A v2 segment smaller than this on disk is merged with small
+    /// neighbours.
+    pub small_segment_bytes: u64,
+    /// Bytes on disk one compaction reads at most.
+    pub max_input_bytes: u64,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig {
+            target_segment_bytes: 256 << 20,
+            small_segment_bytes: 16 << 20,
+            max_input_bytes: 1 << 30,
+        }
+    }
+}
+
+/// A segment as compaction plans with it.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub meta: SegmentMeta,
+    pub format: SegmentFormat,
+}
+
+impl Candidate {
+    /// Whether this segment may be merged with neighbours it does not
+    /// overlap.
+    fn is_small(&self, config: &CompactionConfig) -> bool {
+        self.format == SegmentFormat::V1 || self.meta.bytes < config.small_segment_bytes
+    }
+
+    /// Bytes of records it holds, roughly: v2 compresses about 4:1.
+    fn record_bytes(&self) -> u64 {
+        match self.format {
+            SegmentFormat::V1 => self.meta.bytes,
+            SegmentFormat::V2 => self.meta.bytes.saturating_mul(4),
+        }
+    }
+}
+
+/// Cut `segments` (sorted by smallest id) into the groups worth compacting;
+/// `suspects` are names a query found corrupt.
+pub fn plan(
+    segments: &[Candidate],
+    suspects: &BTreeSet<String>,
+    config: &CompactionConfig,
+) -> Vec<Vec<SegmentMeta>> {
+    let mut groups = Vec::new();
+    let mut group: Vec<&Candidate> = Vec::new();
+    let mut group_max = Ulid::nil();
+    let mut group_disk = 0u64;
+    let mut group_records = 0u64;
+    let mut group_small = true;
+    let mut close = |group: &mut Vec<&Candidate>| {
+        let worth = match group.as_slice() {
+            [] => false,
+            [one] => one.format == SegmentFormat::V1 || suspects.contains(&one.meta.name),
+            _ => true,
+        };
+        if worth {
+            groups.push(group.iter().map(|c| c.meta.clone()).collect());
+        }
+        group.clear();
+    };
+    for candidate in segments {
+        if !group.is_empty() {
+            let fits = group_disk + candidate.meta.bytes <= config.max_input_bytes;
+            let overlaps = candidate.meta.min <= group_max;
+            let neighbours = group_small
+                && candidate.is_small(config)
+                && group_records + candidate.record_bytes() <= config.target_segment_bytes;
+            // Overlaps always join, however large the group grows: left
+            // apart, they would overlap for ever. The merge streams, so a
+            // big group costs time, not memory.
+            if overlaps || (fits && neighbours) {
+                group.push(candidate);
+                group_max = group_max.max(candidate.meta.max);
+                group_disk += candidate.meta.bytes;
+                group_records += candidate.record_bytes();
+                group_small &= candidate.is_small(config);
+                continue;
+            }
+            close(&mut group);
+        }
+        group.push(candidate);
+        group_max = candidate.meta.max;
+        group_disk = candidate.meta.bytes;
+        group_records = candidate.record_bytes();
+        group_small = candidate.is_small(config);
+    }
+    close(&mut group);
+    groups
+}
+
+/// What one compaction did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Compacted {
+    pub inputs: usize,
+    pub input_bytes: u64,
+    pub outputs: Vec<SegmentMeta>,
+    pub records: u64,
+    pub duplicates_removed: u64,
+    /// Inputs moved to `quarantine/`, with the first corruption met.
+    pub quarantined: Vec<(String, String)>,
+    pub corrupt_blocks: u64,
+}
+
+impl Compacted {
+    pub fn output_bytes(&self) -> u64 {
+        self.outputs.iter().map(|m| m.bytes).sum()
+    }
+}
+
+/// Merge `inputs` (sorted by smallest id) into v2 segments in `dir`, then
+/// remove or quarantine the inputs (see the module's rules).
+pub fn compact(
+    fs: &dyn Fs,
+    dir: &Path,
+    inputs: &[SegmentMeta],
+    config: &CompactionConfig,
+) -> Result<Compacted, StorageError> {
+    let mins: Vec<Ulid> = inputs.iter().map(|m| m.min).collect();
+    let options = ScanOptions {
+        skip_corrupt_blocks: true,
+        ..ScanOptions::default()
+    };
+    let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
+        store_segment::open_cursor(fs, &dir.join(&inputs[i].name), &options)
+    };
+    let keep_all = |_: &Record<'_>| Verdict::Keep;
+    let mut outputs = Outputs {
+        fs,
+        dir,
+        target: config.target_segment_bytes,
+        writer: None,
+        done: Vec::new(),
+        records: 0,
+        duplicates: 0,
+    };
+    let mut write_error = None;
+    let mut merge = Merge::new(&mins, &mut open, &keep_all);
+    merge.run(|record| match outputs.push(record) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(err) => {
+            write_error = Some(err);
+            ControlFlow::Break(())
+        }
+    });
+    let stats = merge.stats;
+    if let Some(err) = write_error {
+        outputs.undo();
+        return Err(err);
+    }
+    let corrupt: BTreeSet<usize> = stats.corrupt.iter().map(|(idx, _)| *idx).collect();
+    if let Some((idx, message)) = stats.failed.iter().find(|(idx, _)| !corrupt.contains(idx)) {
+        outputs.undo();
+        return Err(StorageError::Io {
+            op: "compact: read input",
+            path: dir.join(&inputs[*idx].name),
+            source: std::io::Error::other(message.clone()),
+        });
+    }
+    if let Err(err) = outputs.seal() {
+        outputs.undo();
+        return Err(err);
+    }
+    // Every output is durable: the inputs may go.
+    let mut done = Compacted {
+        inputs: inputs.len(),
+        input_bytes: inputs.iter().map(|m| m.bytes).sum(),
+        records: outputs.records,
+        duplicates_removed: outputs.duplicates + stats.duplicates_removed,
+        outputs: outputs.done,
+        quarantined: Vec::new(),
+        corrupt_blocks: stats.corrupt_blocks,
+    };
+    for (idx, input) in inputs.iter().enumerate() {
+        if corrupt.contains(&idx) {
+            store_segment::quarantine(fs, dir, &input.name)?;
+            let why = stats
+                .corrupt
+                .iter()
+                .find(|(i, _)| *i == idx)
+                .map(|(_, why)| why.clone())
+                .unwrap_or_default();
+            done.quarantined.push((input.name.clone(), why));
+        } else {
+            let path = dir.join(&input.name);
+            fs.remove_file(&path)
+                .map_err(StorageError::io("remove compacted segment", &path))?;
+        }
+    }
+    fs.sync_dir(dir)
+        .map_err(StorageError::io("fsync store dir", dir))?;
+    Ok(done)
+}
+
+/// The outputs of one compaction: the writer under way and those done.
+struct Outputs<'a> {
+    fs: &'a dyn Fs,
+    dir: &'a Path,
+    target: u64,
+    writer: Option<StoreSegmentWriter<'a>>,
+    done: Vec<SegmentMeta>,
+    records: u64,
+    duplicates: u64,
+}
+
+impl<'a> Outputs<'a> {
+    fn push(&mut self, record: &Record<'_>) -> Result<(), StorageError> {
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => self.writer.insert(StoreSegmentWriter::create_as(
+                self.fs,
+                self.dir,
+                SegmentFormat::V2,
+            )?),
+        };
+        writer.push(*record)?;
+        if writer.bytes() >= self.target {
+            self.seal()?;
+        }
+        Ok(())
+    }
+
+    /// Make the writer under way durable under its final name.
+    fn seal(&mut self) -> Result<(), StorageError> {
+        let Some(writer) = self.writer.take() else {
+            return Ok(());
+        };
+        self.records += writer.records();
+        self.duplicates += writer.duplicates();
+        if let Some(meta) = writer.finish()? {
+            self.done.push(meta);
+        }
+        Ok(())
+    }
+
+    /// Remove what this compaction wrote; its inputs still hold every
+    /// record. Best effort: after a crash the next plan merges the leftovers.
+    fn undo(mut self) {
+        if let Some(writer) = self.writer.take() {
+            writer.abort();
+        }
+        for meta in &self.done {
+            let _ = self.fs.remove_file(&self.dir.join(&meta.name));
+        }
+        let _ = self.fs.sync_dir(self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests;

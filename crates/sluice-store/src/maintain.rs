@@ -1,0 +1,174 @@
+//! The store's background maintenance: retention, then compaction, on one
+//! thread of its own, so it never holds up the consumer or a query.
+//!
+//! One pass lists the segments, purges what retention selects, plans
+//! compaction groups ([`crate::compact::plan`]) and compacts them one after
+//! another. A pass that compacted something is followed at once by another
+//! (its outputs may now merge with small neighbours); otherwise the thread
+//! waits [`MaintenanceConfig::interval`]. A failed pass (a full disk, say)
+//! is logged and counted, changes nothing (see the rules of
+//! [`crate::compact`]), and is tried again after the interval.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use sluice_storage::{
+    StorageError,
+    store_segment::{self, SegmentFormat},
+};
+
+use crate::{
+    Store,
+    compact::{self, Candidate, Compacted, CompactionConfig},
+    metrics,
+    retention::{self, Purged, RetentionConfig},
+};
+
+#[derive(Debug, Clone)]
+pub struct MaintenanceConfig {
+    pub compaction: CompactionConfig,
+    pub retention: RetentionConfig,
+    /// Whether to compact at all (retention runs either way).
+    pub compact: bool,
+    /// Pause between passes that found nothing to do.
+    pub interval: Duration,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        MaintenanceConfig {
+            compaction: CompactionConfig::default(),
+            retention: RetentionConfig::default(),
+            compact: true,
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Default)]
+pub struct Pass {
+    pub purged: Vec<Purged>,
+    pub compactions: Vec<Compacted>,
+}
+
+pub struct Maintainer {
+    store: Store,
+    config: MaintenanceConfig,
+    /// Formats of segments seen, by name (a name is never reused for other
+    /// bytes), so a pass reads no file just to plan.
+    formats: HashMap<String, SegmentFormat>,
+}
+
+impl Maintainer {
+    pub fn new(store: Store, config: MaintenanceConfig) -> Maintainer {
+        Maintainer {
+            store,
+            config,
+            formats: HashMap::new(),
+        }
+    }
+
+    /// Run passes until `shutdown` is set; the compaction under way finishes.
+    pub fn run(mut self, shutdown: Arc<AtomicBool>) {
+        while !shutdown.load(Ordering::Relaxed) {
+            let busy = match self.pass(now_ms(), &shutdown) {
+                Ok(pass) => !pass.compactions.is_empty(),
+                Err(err) => {
+                    if err.is_disk_full() {
+                        tracing::warn!(error = %err, "store maintenance stopped: the disk is full; nothing was changed, and it is tried again");
+                    } else {
+                        tracing::warn!(error = %err, "store maintenance failed; nothing was changed, and it is tried again");
+                    }
+                    false
+                }
+            };
+            if !busy {
+                let until = Instant::now() + self.config.interval;
+                while Instant::now() < until && !shutdown.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50).min(self.config.interval));
+                }
+            }
+        }
+    }
+
+    /// One pass of retention, then compaction, at time `now_ms`.
+    pub fn pass(&mut self, now_ms: u64, shutdown: &AtomicBool) -> Result<Pass, StorageError> {
+        let fs = self.store.fs().clone();
+        let dir = self.store.dir().to_path_buf();
+        let mut segments = self.store.segments()?;
+        let mut pass = Pass::default();
+        if !self.config.retention.is_unlimited() {
+            pass.purged = retention::apply(&*fs, &dir, &segments, now_ms, &self.config.retention)
+                .inspect_err(|_| metrics::maintenance_error("retention"))?;
+            for purged in &pass.purged {
+                metrics::purged(purged.reason.as_str(), purged.segment.bytes);
+                tracing::info!(
+                    segment = %purged.segment.name,
+                    bytes = purged.segment.bytes,
+                    reason = purged.reason.as_str(),
+                    "retention purged a segment"
+                );
+            }
+            segments.retain(|s| !pass.purged.iter().any(|p| p.segment.name == s.name));
+        }
+        metrics::store_size(segments.len(), segments.iter().map(|s| s.bytes).sum());
+        if !self.config.compact {
+            return Ok(pass);
+        }
+
+        self.formats
+            .retain(|name, _| segments.iter().any(|s| &s.name == name));
+        let mut candidates = Vec::with_capacity(segments.len());
+        for meta in segments {
+            let format = match self.formats.get(&meta.name) {
+                Some(format) => *format,
+                None => match store_segment::segment_format(&*fs, &dir.join(&meta.name)) {
+                    Ok(format) => *self.formats.entry(meta.name.clone()).or_insert(format),
+                    // Gone meanwhile, or unreadable: plan without it.
+                    Err(_) => continue,
+                },
+            };
+            candidates.push(Candidate { meta, format });
+        }
+        let suspects: BTreeSet<String> = self.store.take_suspects();
+        let groups = compact::plan(&candidates, &suspects, &self.config.compaction);
+        for group in groups {
+            if shutdown.load(Ordering::Relaxed) {
+                break;
+            }
+            let started = Instant::now();
+            let done = compact::compact(&*fs, &dir, &group, &self.config.compaction)
+                .inspect_err(|_| metrics::maintenance_error("compaction"))?;
+            metrics::compacted(&done, started.elapsed());
+            for (name, why) in &done.quarantined {
+                tracing::error!(segment = %name, corruption = %why, "corrupt segment moved to quarantine/; its readable records were kept");
+            }
+            tracing::info!(
+                inputs = done.inputs,
+                input_bytes = done.input_bytes,
+                outputs = done.outputs.len(),
+                output_bytes = done.output_bytes(),
+                records = done.records,
+                duplicates_removed = done.duplicates_removed,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "compacted segments"
+            );
+            pass.compactions.push(done);
+        }
+        Ok(pass)
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
