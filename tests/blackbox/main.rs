@@ -3,6 +3,7 @@
 mod agent;
 mod batch;
 mod client;
+mod compaction;
 mod fluent;
 mod fluent_clients;
 mod forward;

@@ -26,7 +26,8 @@
 //!
 //! Footer: `blocks u32`, per block `offset u64` (of its meta frame),
 //! `meta_len u32, data_len u32, count u32, min u128, max u128`, then
-//! `records u64, crc u32` over the above, then `frame_len u32` (the whole
+//! `records u64, text u64` (the uncompressed bytes of all blocks' text,
+//! which compaction sizes segments by), `crc u32` over the above, then `frame_len u32` (the whole
 //! footer frame, header included) and the tag `"SLF2"`. A reader finds the
 //! footer from the last 8 bytes of the file.
 //!
@@ -131,6 +132,8 @@ pub struct BlockWriter {
     written: u64,
     blocks: Vec<BlockEntry>,
     records: u64,
+    /// Text bytes of the blocks written.
+    text_written: u64,
     // The open block.
     text: Vec<u8>,
     ids: Vec<Ulid>,
@@ -155,6 +158,7 @@ impl BlockWriter {
             written: header.len() as u64,
             blocks: Vec::new(),
             records: 0,
+            text_written: 0,
             text: Vec::with_capacity(TARGET_BLOCK_BYTES + 4096),
             ids: Vec::new(),
             lens: Vec::new(),
@@ -176,6 +180,12 @@ impl BlockWriter {
     /// Bytes written to the file so far, plus the open block's text.
     pub fn bytes(&self) -> u64 {
         self.written + self.text.len() as u64
+    }
+
+    /// Uncompressed bytes of the records written or buffered: payloads and
+    /// their newlines.
+    pub fn text_bytes(&self) -> u64 {
+        self.text_written + self.text.len() as u64
     }
 
     /// Append a record; ids must increase (the caller dedupes).
@@ -263,6 +273,7 @@ impl BlockWriter {
         });
         self.written += self.frame.len() as u64;
         self.records += count as u64;
+        self.text_written += self.text.len() as u64;
         self.text.clear();
         self.ids.clear();
         self.lens.clear();
@@ -288,6 +299,7 @@ impl BlockWriter {
             footer.extend_from_slice(&b.max.0.to_le_bytes());
         }
         footer.extend_from_slice(&self.records.to_le_bytes());
+        footer.extend_from_slice(&self.text_written.to_le_bytes());
         let crc = crc32fast::hash(&footer);
         footer.extend_from_slice(&crc.to_le_bytes());
         let frame_len = (8 + footer.len() + 8) as u32;
@@ -354,6 +366,7 @@ pub struct BlockSegment {
     bytes: Mapped,
     blocks: Vec<BlockEntry>,
     records: u64,
+    text_bytes: u64,
 }
 
 impl BlockSegment {
@@ -375,11 +388,11 @@ impl BlockSegment {
             return Err(corrupt(0, "not a v2 store segment (bad header)"));
         }
         let len = bytes.len();
-        if len < HEADER_LEN + 8 + 4 + 8 + 4 + 8 || bytes[len - 4..] != FOOTER_TAG[..] {
+        if len < HEADER_LEN + 8 + 4 + 16 + 4 + 8 || bytes[len - 4..] != FOOTER_TAG[..] {
             return Err(corrupt(len, "no footer (the file is cut short)"));
         }
         let frame_len = u32::from_le_bytes(bytes[len - 8..len - 4].try_into().expect("4")) as usize;
-        if frame_len < 8 + 4 + 8 + 4 + 8 || frame_len > len - HEADER_LEN {
+        if frame_len < 8 + 4 + 16 + 4 + 8 || frame_len > len - HEADER_LEN {
             return Err(corrupt(len - 8, "bad footer length"));
         }
         let start = len - frame_len;
@@ -395,10 +408,10 @@ impl BlockSegment {
             return Err(corrupt(start, "footer checksum mismatch"));
         }
         let mut r = Bytes { buf: body, pos: 0 };
-        let parse = |r: &mut Bytes<'_>| -> Result<(Vec<BlockEntry>, u64), &'static str> {
+        let parse = |r: &mut Bytes<'_>| -> Result<(Vec<BlockEntry>, u64, u64), &'static str> {
             let n = r.u32()? as usize;
             if n.checked_mul(ENTRY_LEN)
-                .is_none_or(|b| b + 12 != body.len())
+                .is_none_or(|b| b + 20 != body.len())
             {
                 return Err("footer block count does not match its size");
             }
@@ -434,14 +447,16 @@ impl BlockSegment {
             if records != total {
                 return Err("footer record count does not match its blocks");
             }
-            Ok((blocks, records))
+            let text = r.u64()?;
+            Ok((blocks, records, text))
         };
-        let (blocks, records) = parse(&mut r).map_err(|why| corrupt(start, why))?;
+        let (blocks, records, text_bytes) = parse(&mut r).map_err(|why| corrupt(start, why))?;
         Ok(BlockSegment {
             path: path.to_path_buf(),
             bytes,
             blocks,
             records,
+            text_bytes,
         })
     }
 
@@ -451,6 +466,11 @@ impl BlockSegment {
 
     pub fn records(&self) -> u64 {
         self.records
+    }
+
+    /// Uncompressed bytes of the records' text, as the footer states it.
+    pub fn text_bytes(&self) -> u64 {
+        self.text_bytes
     }
 
     pub fn path(&self) -> &Path {

@@ -218,6 +218,22 @@ pub fn segment_format(fs: &dyn Fs, path: &Path) -> Result<SegmentFormat, Storage
     })
 }
 
+/// A segment's format and the bytes of its records, uncompressed (a v1
+/// file's size; a v2 footer's text size).
+pub fn segment_sizes(
+    fs: &dyn Fs,
+    path: &Path,
+    bytes: u64,
+) -> Result<(SegmentFormat, u64), StorageError> {
+    match segment_format(fs, path)? {
+        SegmentFormat::V1 => Ok((SegmentFormat::V1, bytes)),
+        SegmentFormat::V2 => Ok((
+            SegmentFormat::V2,
+            crate::block_segment::BlockSegment::open(fs, path)?.text_bytes(),
+        )),
+    }
+}
+
 /// Adopt an existing v1 segment file whose records are verified to be
 /// sorted by id and to span `min..=max`: fsync it and rename it into `dir`.
 /// The caller fsyncs `dir` once after adopting a group of files.
@@ -320,6 +336,15 @@ impl<'fs> StoreSegmentWriter<'fs> {
                 writer, encoder, ..
             } => writer.bytes() + encoder.len() as u64,
             FormatWriter::V2(writer) => writer.bytes(),
+        }
+    }
+
+    /// Bytes of the records pushed, uncompressed: the v1 file size, or the
+    /// v2 text (payloads and newlines). Compaction cuts outputs by this.
+    pub fn record_bytes(&self) -> u64 {
+        match &self.writer {
+            FormatWriter::V1 { .. } => self.bytes(),
+            FormatWriter::V2(writer) => writer.text_bytes(),
         }
     }
 

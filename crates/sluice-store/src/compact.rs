@@ -8,9 +8,9 @@
 //!
 //! **Plan** ([`plan`]): walk the segments by smallest id and cut them into
 //! groups. A segment joins the group before it when their id ranges overlap,
-//! or when both are *small* (every v1 segment, and a v2 segment under
-//! [`CompactionConfig::small_segment_bytes`] on disk) and the group's
-//! records still fit in one target-sized output. Small neighbours join
+//! or when both are *small* (every v1 segment, and a v2 segment holding
+//! under half of [`CompactionConfig::target_segment_bytes`] of records) and
+//! the group's records still fit in one output. Small neighbours join
 //! only while the group stays under [`CompactionConfig::max_input_bytes`];
 //! overlapping segments always join. A group is compacted when it
 //! has two or more segments, or one v1 segment, or one that a query found
@@ -54,10 +54,7 @@ use sluice_storage::{
 pub struct CompactionConfig {
     /// Bytes of records (uncompressed) per output segment.
     pub target_segment_bytes: u64,
-    /// A v2 segment smaller than this on disk is merged with small
-    /// neighbours.
-    pub small_segment_bytes: u64,
-    /// Bytes on disk one compaction reads at most.
+    /// Bytes on disk one merge of small neighbours reads at most.
     pub max_input_bytes: u64,
 }
 
@@ -65,7 +62,6 @@ impl Default for CompactionConfig {
     fn default() -> Self {
         CompactionConfig {
             target_segment_bytes: 256 << 20,
-            small_segment_bytes: 16 << 20,
             max_input_bytes: 1 << 30,
         }
     }
@@ -76,21 +72,18 @@ impl Default for CompactionConfig {
 pub struct Candidate {
     pub meta: SegmentMeta,
     pub format: SegmentFormat,
+    /// Bytes of its records, uncompressed
+    /// ([`store_segment::segment_sizes`]).
+    pub record_bytes: u64,
 }
 
 impl Candidate {
     /// Whether this segment may be merged with neighbours it does not
-    /// overlap.
+    /// overlap: every v1 segment, and a v2 segment under half the target.
+    /// Two neighbours merge only while their records fit one output, so
+    /// the merge writes one segment and the plan never repeats itself.
     fn is_small(&self, config: &CompactionConfig) -> bool {
-        self.format == SegmentFormat::V1 || self.meta.bytes < config.small_segment_bytes
-    }
-
-    /// Bytes of records it holds, roughly: v2 compresses about 4:1.
-    fn record_bytes(&self) -> u64 {
-        match self.format {
-            SegmentFormat::V1 => self.meta.bytes,
-            SegmentFormat::V2 => self.meta.bytes.saturating_mul(4),
-        }
+        self.format == SegmentFormat::V1 || self.record_bytes < config.target_segment_bytes / 2
     }
 }
 
@@ -124,7 +117,7 @@ pub fn plan(
             let overlaps = candidate.meta.min <= group_max;
             let neighbours = group_small
                 && candidate.is_small(config)
-                && group_records + candidate.record_bytes() <= config.target_segment_bytes;
+                && group_records + candidate.record_bytes <= config.target_segment_bytes;
             // Overlaps always join, however large the group grows: left
             // apart, they would overlap for ever. The merge streams, so a
             // big group costs time, not memory.
@@ -132,7 +125,7 @@ pub fn plan(
                 group.push(candidate);
                 group_max = group_max.max(candidate.meta.max);
                 group_disk += candidate.meta.bytes;
-                group_records += candidate.record_bytes();
+                group_records += candidate.record_bytes;
                 group_small &= candidate.is_small(config);
                 continue;
             }
@@ -141,7 +134,7 @@ pub fn plan(
         group.push(candidate);
         group_max = candidate.meta.max;
         group_disk = candidate.meta.bytes;
-        group_records = candidate.record_bytes();
+        group_records = candidate.record_bytes;
         group_small = candidate.is_small(config);
     }
     close(&mut group);
@@ -273,7 +266,7 @@ impl<'a> Outputs<'a> {
             )?),
         };
         writer.push(*record)?;
-        if writer.bytes() >= self.target {
+        if writer.record_bytes() >= self.target {
             self.seal()?;
         }
         Ok(())

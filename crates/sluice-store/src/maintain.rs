@@ -61,9 +61,9 @@ pub struct Pass {
 pub struct Maintainer {
     store: Store,
     config: MaintenanceConfig,
-    /// Formats of segments seen, by name (a name is never reused for other
-    /// bytes), so a pass reads no file just to plan.
-    formats: HashMap<String, SegmentFormat>,
+    /// Format and record bytes of segments seen, by name (a name is never
+    /// reused for other bytes), so a pass reads no file just to plan.
+    sizes: HashMap<String, (SegmentFormat, u64)>,
 }
 
 impl Maintainer {
@@ -71,7 +71,7 @@ impl Maintainer {
         Maintainer {
             store,
             config,
-            formats: HashMap::new(),
+            sizes: HashMap::new(),
         }
     }
 
@@ -123,21 +123,32 @@ impl Maintainer {
             return Ok(pass);
         }
 
-        self.formats
+        self.sizes
             .retain(|name, _| segments.iter().any(|s| &s.name == name));
+        let mut suspects: BTreeSet<String> = self.store.take_suspects();
         let mut candidates = Vec::with_capacity(segments.len());
         for meta in segments {
-            let format = match self.formats.get(&meta.name) {
-                Some(format) => *format,
-                None => match store_segment::segment_format(&*fs, &dir.join(&meta.name)) {
-                    Ok(format) => *self.formats.entry(meta.name.clone()).or_insert(format),
+            let (format, record_bytes) = match self.sizes.get(&meta.name) {
+                Some(sizes) => *sizes,
+                None => match store_segment::segment_sizes(&*fs, &dir.join(&meta.name), meta.bytes)
+                {
+                    Ok(sizes) => *self.sizes.entry(meta.name.clone()).or_insert(sizes),
+                    // A damaged footer: compaction quarantines it.
+                    Err(err) if err.is_corrupt() => {
+                        tracing::error!(segment = %meta.name, error = %err, "corrupt store segment found while planning compaction");
+                        suspects.insert(meta.name.clone());
+                        (SegmentFormat::V2, 0)
+                    }
                     // Gone meanwhile, or unreadable: plan without it.
                     Err(_) => continue,
                 },
             };
-            candidates.push(Candidate { meta, format });
+            candidates.push(Candidate {
+                meta,
+                format,
+                record_bytes,
+            });
         }
-        let suspects: BTreeSet<String> = self.store.take_suspects();
         let groups = compact::plan(&candidates, &suspects, &self.config.compaction);
         for group in groups {
             if shutdown.load(Ordering::Relaxed) {

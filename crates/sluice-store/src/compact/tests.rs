@@ -71,9 +71,14 @@ fn candidates(fs: &MemFs) -> Vec<Candidate> {
         .unwrap()
         .0
         .into_iter()
-        .map(|meta| Candidate {
-            format: store_segment::segment_format(fs, &dir().join(&meta.name)).unwrap(),
-            meta,
+        .map(|meta| {
+            let (format, record_bytes) =
+                store_segment::segment_sizes(fs, &dir().join(&meta.name), meta.bytes).unwrap();
+            Candidate {
+                meta,
+                format,
+                record_bytes,
+            }
         })
         .collect()
 }
@@ -95,7 +100,6 @@ fn compact_fully(fs: &MemFs, config: &CompactionConfig) -> usize {
 fn small_config() -> CompactionConfig {
     CompactionConfig {
         target_segment_bytes: 4096,
-        small_segment_bytes: 1024,
         max_input_bytes: 1 << 20,
     }
 }
@@ -138,10 +142,15 @@ fn meta(min_ms: u64, max_ms: u64, bytes: u64) -> SegmentMeta {
     }
 }
 
+/// A candidate whose records take four times its bytes on disk if v2.
 fn candidate(min_ms: u64, max_ms: u64, bytes: u64, format: SegmentFormat) -> Candidate {
     Candidate {
         meta: meta(min_ms, max_ms, bytes),
         format,
+        record_bytes: match format {
+            SegmentFormat::V1 => bytes,
+            SegmentFormat::V2 => bytes * 4,
+        },
     }
 }
 
@@ -150,13 +159,13 @@ fn plan_merges_overlaps_and_small_neighbours_and_leaves_settled_segments() {
     use SegmentFormat::{V1, V2};
     let config = CompactionConfig {
         target_segment_bytes: 1000,
-        small_segment_bytes: 100,
         max_input_bytes: 10_000,
     };
     let segments = [
         candidate(0, 10, 500, V2),  // big, alone: settled
         candidate(20, 30, 50, V2),  // small neighbours...
         candidate(31, 40, 50, V2),  // ...merged
+        candidate(41, 45, 130, V2), // not small: over half the target
         candidate(50, 60, 900, V2), // big
         candidate(55, 70, 900, V2), // overlaps it: merged
         candidate(80, 90, 300, V1), // fresh v1 alone: rewritten as v2
@@ -627,7 +636,6 @@ proptest! {
         }
         let config = CompactionConfig {
             target_segment_bytes: target,
-            small_segment_bytes: target / 4,
             max_input_bytes: target * 8,
         };
         for _ in 0..passes {

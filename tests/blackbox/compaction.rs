@@ -1,0 +1,204 @@
+//! Store maintenance through the real binary: compaction into v2 segments,
+//! retention by age and by size, and quarantine of a corrupt segment.
+
+use std::path::{Path, PathBuf};
+
+use crate::harness::*;
+
+/// Store segments in `store`, sorted by name.
+fn segments(store: &Path) -> Vec<PathBuf> {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(store)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segments.sort();
+    segments
+}
+
+/// Whether a segment is v2 (its file starts with the v2 header frame).
+fn is_v2(path: &Path) -> bool {
+    std::fs::read(path).is_ok_and(|b| b.len() > 16 && &b[8..14] == b"SLUICE")
+}
+
+/// The `<min>-<max>` range of a segment's name.
+fn range(path: &Path) -> (String, String) {
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let (min, rest) = name.split_once('-').unwrap();
+    (min.to_string(), rest[..26].to_string())
+}
+
+fn lines(n: usize) -> Vec<u8> {
+    let mut input = Vec::new();
+    for i in 0..n {
+        let level = if i % 100 == 3 { "ERROR" } else { "INFO" };
+        input.extend_from_slice(
+            format!(
+                "{level} compaction test line {i:06} user=u{} ok\n",
+                i * 7 % 1000
+            )
+            .as_bytes(),
+        );
+    }
+    input
+}
+
+#[test]
+fn compaction_rewrites_fresh_segments_as_non_overlapping_greppable_v2() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        dir.path(),
+        &[
+            "--compact-target",
+            "512KiB",
+            "--maintenance-interval",
+            "100ms",
+            "--segment-size",
+            "256KiB",
+        ],
+    );
+    let input = lines(40_000);
+    // Two connections at once: their ingest segments overlap in time.
+    let half = input.len() / 2;
+    let cut = half + input[half..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    std::thread::scope(|s| {
+        s.spawn(|| send_and_wait_close(&node.fast, &input[..cut]));
+        s.spawn(|| send_and_wait_close(&node.fast, &input[cut..]));
+    });
+    node.wait_records(40_000);
+
+    let store = node.data().join("store");
+    let settled = wait_for("every store segment to be compacted to v2", || {
+        let segments = segments(&store);
+        (segments.len() > 1 && segments.iter().all(|p| is_v2(p))).then_some(segments)
+    });
+    for pair in settled.windows(2) {
+        assert!(
+            range(&pair[0]).1 < range(&pair[1]).0,
+            "segments overlap: {pair:?}"
+        );
+    }
+    let mut text = Vec::new();
+    for segment in &settled {
+        let out = std::process::Command::new("zstdcat")
+            .arg(segment)
+            .output()
+            .expect("zstdcat (installed by scripts/setup-test-deps)");
+        assert!(out.status.success());
+        text.extend_from_slice(&out.stdout);
+    }
+    let mut got = lines_of(&text);
+    let mut want = lines_of(&input);
+    got.sort();
+    want.sort();
+    assert_eq!(got.len(), want.len(), "every line is stored once");
+    assert_eq!(got, want);
+
+    assert_eq!(node.all_payloads().len(), 40_000);
+    let out = node.query(&["-q", "ERROR"]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 400);
+    assert!(node.metric("sluice_store_compactions_total") >= 1.0);
+    assert!(node.log().contains("compacted segments"));
+}
+
+#[test]
+fn retention_purges_by_age_and_by_size_and_reports_it() {
+    // By age: everything is older than 1 s soon after it arrives.
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        dir.path(),
+        &["--retain", "1s", "--maintenance-interval", "100ms"],
+    );
+    send_and_wait_close(&node.fast, &lines(1000));
+    wait_for("the segments to be purged by age", || {
+        (node.metric("sluice_store_purged_segments_total{reason=\"age\"}") >= 1.0
+            && segments(&node.data().join("store")).is_empty())
+        .then_some(())
+    });
+    assert_eq!(node.stats(&[])["records_matched"], 0);
+    assert!(node.log().contains("retention purged a segment"));
+    drop(node);
+
+    // By size: the oldest segments go until the rest fits.
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        dir.path(),
+        &[
+            "--max-disk",
+            "300KiB",
+            "--no-compact",
+            "--segment-size",
+            "64KiB",
+            "--maintenance-interval",
+            "100ms",
+        ],
+    );
+    let input = lines(20_000);
+    send_and_wait_close(&node.fast, &input);
+    let store = node.data().join("store");
+    let last_line = "compaction test line 019999";
+    let kept = wait_for(
+        "the store to shrink under --max-disk with the newest data kept",
+        || {
+            let segments = segments(&store);
+            let bytes: u64 = segments
+                .iter()
+                .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+                .sum();
+            let newest = node.query(&["-q", last_line]).stdout;
+            (node.metric("sluice_store_purged_segments_total{reason=\"disk\"}") >= 1.0
+                && bytes <= 300 << 10
+                && !newest.is_empty())
+            .then_some(bytes)
+        },
+    );
+    assert!(kept > 0);
+    assert!(node.log().contains("retention purged a segment"));
+    assert!(node.log().contains("reason=\"disk\""));
+    let payloads = node.all_payloads();
+    assert!(payloads.len() < 20_000, "the oldest records were purged");
+}
+
+#[test]
+fn a_corrupt_segment_is_reported_by_queries_and_quarantined_keeping_its_good_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &["--maintenance-interval", "100ms"]);
+    let input = lines(30_000);
+    send_and_wait_close(&node.fast, &input);
+    node.wait_records(30_000);
+    let store = node.data().join("store");
+    let segment = wait_for("a compacted v2 segment", || {
+        let segments = segments(&store);
+        (segments.len() == 1 && is_v2(&segments[0])).then(|| segments[0].clone())
+    });
+    // Flip a byte in the middle of the file: inside one block's data.
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x55;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let stats = node.stats(&[]);
+    assert_eq!(
+        stats["corrupt_segments"][0],
+        segment.file_name().unwrap().to_str().unwrap()
+    );
+    assert!(stats["corrupt_blocks"].as_u64().unwrap() >= 1, "{stats}");
+    let served = stats["records_matched"].as_u64().unwrap();
+    assert!(
+        served > 0 && served < 30_000,
+        "the other blocks are served: {stats}"
+    );
+
+    let aside = store.join("quarantine").join(segment.file_name().unwrap());
+    wait_for("the corrupt segment to be quarantined", || {
+        aside.exists().then_some(())
+    });
+    let stats = node.stats(&[]);
+    assert_eq!(
+        stats["records_matched"].as_u64().unwrap(),
+        served,
+        "the readable records were kept"
+    );
+    assert_eq!(stats["corrupt_blocks"], 0, "{stats}");
+    assert!(node.metric("sluice_store_quarantined_segments_total") >= 1.0);
+}
