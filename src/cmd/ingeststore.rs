@@ -265,7 +265,6 @@ async fn serve(
         compaction: CompactionConfig {
             target_segment_bytes: args.compact_target.max(1),
             max_input_bytes: (args.compact_target.saturating_mul(4)).max(1 << 30),
-            ..CompactionConfig::default()
         },
         retention: RetentionConfig {
             retain: args.retain,
