@@ -163,9 +163,9 @@ fn retention_purges_by_age_and_by_size_and_reports_it() {
 fn a_corrupt_segment_is_reported_by_queries_and_quarantined_keeping_its_good_blocks() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), &["--maintenance-interval", "100ms"]);
-    let input = lines(30_000);
+    let input = lines(60_000);
     send_and_wait_close(&node.fast, &input);
-    node.wait_records(30_000);
+    node.wait_records(60_000);
     let store = node.data().join("store");
     let segment = wait_for("a compacted v2 segment", || {
         let segments = segments(&store);

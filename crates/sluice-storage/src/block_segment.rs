@@ -56,9 +56,12 @@ use sluice_record::{MAX_PAYLOAD_BYTES, Record, Ulid};
 
 use crate::{
     StorageError,
-    fs::{Fs, Mapped, WriteFile},
-    term_filter::{TermFilter, TermProbe},
+    fs::{Fs, Mapped},
+    term_filter::TermProbe,
 };
+
+mod writer;
+pub use writer::BlockWriter;
 
 const SKIPPABLE_HEADER: u32 = 0x184D_2A50;
 const SKIPPABLE_BLOCK: u32 = 0x184D_2A51;
@@ -67,8 +70,10 @@ const FILE_TAG: &[u8; 8] = b"SLUICE\x02\x00";
 const FOOTER_TAG: &[u8; 4] = b"SLF2";
 /// Bytes of the file header frame.
 pub const HEADER_LEN: usize = 8 + FILE_TAG.len();
-/// A block closes once its text reaches this size: 256 KiB.
-pub const TARGET_BLOCK_BYTES: usize = 256 << 10;
+/// A block closes once its text reaches this size: 1 MiB. Larger blocks
+/// compress better and dilute the fixed trigram bitmap; pruning a rare
+/// literal still leaves one or two blocks to read.
+pub const TARGET_BLOCK_BYTES: usize = 1 << 20;
 /// The largest block text a reader accepts.
 pub const MAX_BLOCK_TEXT: usize = TARGET_BLOCK_BYTES + MAX_PAYLOAD_BYTES + (1 << 20);
 /// zstd level: fast to write, about a fifth of the text for log lines.
@@ -123,193 +128,6 @@ impl BlockEntry {
     fn data_range(&self) -> std::ops::Range<usize> {
         let start = self.meta_range().end;
         start..start + self.data_len as usize
-    }
-}
-
-/// Builds a v2 segment into a [`WriteFile`], block by block.
-pub struct BlockWriter {
-    file: Box<dyn WriteFile>,
-    written: u64,
-    blocks: Vec<BlockEntry>,
-    records: u64,
-    /// Text bytes of the blocks written.
-    text_written: u64,
-    // The open block.
-    text: Vec<u8>,
-    ids: Vec<Ulid>,
-    lens: Vec<u32>,
-    topics: Vec<Vec<u8>>,
-    topic_of: Vec<u32>,
-    flagged: Vec<(u32, u8)>,
-    filter: TermFilter,
-    // Scratch.
-    meta: Vec<u8>,
-    frame: Vec<u8>,
-    compressor: zstd::bulk::Compressor<'static>,
-}
-
-impl BlockWriter {
-    pub fn new(mut file: Box<dyn WriteFile>) -> std::io::Result<BlockWriter> {
-        let mut header = Vec::new();
-        skippable(&mut header, SKIPPABLE_HEADER, FILE_TAG);
-        file.write_all(&header)?;
-        Ok(BlockWriter {
-            file,
-            written: header.len() as u64,
-            blocks: Vec::new(),
-            records: 0,
-            text_written: 0,
-            text: Vec::with_capacity(TARGET_BLOCK_BYTES + 4096),
-            ids: Vec::new(),
-            lens: Vec::new(),
-            topics: Vec::new(),
-            topic_of: Vec::new(),
-            flagged: Vec::new(),
-            filter: TermFilter::new(),
-            meta: Vec::new(),
-            frame: Vec::new(),
-            compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL)?,
-        })
-    }
-
-    /// Records written or buffered.
-    pub fn records(&self) -> u64 {
-        self.records + self.ids.len() as u64
-    }
-
-    /// Bytes written to the file so far, plus the open block's text.
-    pub fn bytes(&self) -> u64 {
-        self.written + self.text.len() as u64
-    }
-
-    /// Uncompressed bytes of the records written or buffered: payloads and
-    /// their newlines.
-    pub fn text_bytes(&self) -> u64 {
-        self.text_written + self.text.len() as u64
-    }
-
-    /// Append a record; ids must increase (the caller dedupes).
-    pub fn push(&mut self, record: Record<'_>) -> std::io::Result<()> {
-        debug_assert!(self.ids.last().is_none_or(|last| record.id > *last));
-        let index = self.ids.len() as u32;
-        self.ids.push(record.id);
-        self.lens.push(record.payload.len() as u32);
-        let topic = match self.topics.iter().position(|t| t == record.topic) {
-            Some(t) => t,
-            None => {
-                self.topics.push(record.topic.to_vec());
-                self.topics.len() - 1
-            }
-        };
-        self.topic_of.push(topic as u32);
-        if record.flags != 0 {
-            self.flagged.push((index, record.flags));
-        }
-        self.filter.add(record.payload);
-        self.text.extend_from_slice(record.payload);
-        self.text.push(b'\n');
-        if self.text.len() >= TARGET_BLOCK_BYTES {
-            self.flush_block()?;
-        }
-        Ok(())
-    }
-
-    fn flush_block(&mut self) -> std::io::Result<()> {
-        let count = self.ids.len();
-        if count == 0 {
-            return Ok(());
-        }
-        let data = self.compressor.compress(&self.text)?;
-        let (min, max) = (self.ids[0], self.ids[count - 1]);
-        let meta = &mut self.meta;
-        meta.clear();
-        meta.extend_from_slice(&(count as u32).to_le_bytes());
-        meta.extend_from_slice(&min.0.to_le_bytes());
-        meta.extend_from_slice(&max.0.to_le_bytes());
-        meta.extend_from_slice(&(self.text.len() as u32).to_le_bytes());
-        meta.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        meta.extend_from_slice(&crc32fast::hash(&data).to_le_bytes());
-        let len_at = meta.len();
-        meta.extend_from_slice(&[0; 4]);
-        self.filter.encode(meta);
-        let filter_len = (meta.len() - len_at - 4) as u32;
-        meta[len_at..len_at + 4].copy_from_slice(&filter_len.to_le_bytes());
-        meta.extend_from_slice(&min.0.to_le_bytes());
-        for pair in self.ids.windows(2) {
-            put_varint(meta, pair[1].0 - pair[0].0);
-        }
-        for &len in &self.lens {
-            put_varint(meta, len as u128);
-        }
-        put_varint(meta, self.topics.len() as u128);
-        for topic in &self.topics {
-            meta.push(topic.len() as u8);
-            meta.extend_from_slice(topic);
-        }
-        if self.topics.len() > 1 {
-            for &t in &self.topic_of {
-                put_varint(meta, t as u128);
-            }
-        }
-        put_varint(meta, self.flagged.len() as u128);
-        for &(index, flags) in &self.flagged {
-            put_varint(meta, index as u128);
-            meta.push(flags);
-        }
-        let crc = crc32fast::hash(meta);
-        meta.extend_from_slice(&crc.to_le_bytes());
-
-        self.frame.clear();
-        skippable(&mut self.frame, SKIPPABLE_BLOCK, &self.meta);
-        self.frame.extend_from_slice(&data);
-        self.file.write_all(&self.frame)?;
-        self.blocks.push(BlockEntry {
-            offset: self.written,
-            meta_len: self.meta.len() as u32,
-            data_len: data.len() as u32,
-            count: count as u32,
-            min,
-            max,
-        });
-        self.written += self.frame.len() as u64;
-        self.records += count as u64;
-        self.text_written += self.text.len() as u64;
-        self.text.clear();
-        self.ids.clear();
-        self.lens.clear();
-        self.topics.clear();
-        self.topic_of.clear();
-        self.flagged.clear();
-        self.filter.clear();
-        Ok(())
-    }
-
-    /// Close the last block and write the footer. Returns the file (for the
-    /// caller to sync) and its length.
-    pub fn finish(mut self) -> std::io::Result<(Box<dyn WriteFile>, u64)> {
-        self.flush_block()?;
-        let mut footer = Vec::with_capacity(16 + self.blocks.len() * ENTRY_LEN);
-        footer.extend_from_slice(&(self.blocks.len() as u32).to_le_bytes());
-        for b in &self.blocks {
-            footer.extend_from_slice(&b.offset.to_le_bytes());
-            footer.extend_from_slice(&b.meta_len.to_le_bytes());
-            footer.extend_from_slice(&b.data_len.to_le_bytes());
-            footer.extend_from_slice(&b.count.to_le_bytes());
-            footer.extend_from_slice(&b.min.0.to_le_bytes());
-            footer.extend_from_slice(&b.max.0.to_le_bytes());
-        }
-        footer.extend_from_slice(&self.records.to_le_bytes());
-        footer.extend_from_slice(&self.text_written.to_le_bytes());
-        let crc = crc32fast::hash(&footer);
-        footer.extend_from_slice(&crc.to_le_bytes());
-        let frame_len = (8 + footer.len() + 8) as u32;
-        footer.extend_from_slice(&frame_len.to_le_bytes());
-        footer.extend_from_slice(FOOTER_TAG);
-        self.frame.clear();
-        skippable(&mut self.frame, SKIPPABLE_FOOTER, &footer);
-        self.file.write_all(&self.frame)?;
-        self.written += self.frame.len() as u64;
-        Ok((self.file, self.written))
     }
 }
 

@@ -417,7 +417,7 @@ fn a_corrupt_block_is_reported_by_queries_and_quarantined_with_the_rest_kept() {
     let fs = MemFs::new();
     fs.create_dir_all(dir()).unwrap();
     // Big enough for several blocks.
-    let records: Vec<(Ulid, String)> = (0..20_000)
+    let records: Vec<(Ulid, String)> = (0..60_000)
         .map(|i| {
             (
                 id(10_000 + i, 0),
