@@ -1,10 +1,11 @@
 //! Planning and executing a query over a store directory.
 
-use std::{ops::ControlFlow, path::Path, time::Instant};
+use std::{ops::ControlFlow, path::Path, sync::Arc, time::Instant};
 
 use sluice_record::{Record, Ulid};
 use sluice_storage::{
     Fs, RecordCursor, SegmentMeta, StorageError,
+    block_segment::RecordFilter,
     store_segment::{ScanOptions, list_segments, open_cursor},
 };
 
@@ -130,10 +131,20 @@ pub fn execute(
     sink: &mut dyn RecordSink,
 ) -> Result<QueryStats, QueryError> {
     let started = Instant::now();
+    // A regex runs where blocks are decoded, on every core; a literal is
+    // found there already.
+    let filter: Option<RecordFilter> = match &query.matcher {
+        Matcher::Regex(_) => {
+            let matcher = query.matcher.clone();
+            Some(Arc::new(move |payload: &[u8]| matcher.is_match(payload)))
+        }
+        Matcher::All | Matcher::Literal(_) => None,
+    };
     let options = ScanOptions {
         literal: query.matcher.required_literal().cloned(),
         time_ms: Some((query.from_ms, query.to_ms)),
         skip_corrupt_blocks: true,
+        filter,
     };
     let (segments, mut cursors) = open_plan(fs, dir, query, &options)?;
     let mut stats = QueryStats {

@@ -49,18 +49,18 @@
 //!   ([`crate::term_filter`]); neither is ever decompressed. A filter is
 //!   used only after its block's meta checksum is verified.
 
-use std::{path::Path, sync::Arc};
+use std::path::Path;
 
-use memchr::memmem;
 use sluice_record::{MAX_PAYLOAD_BYTES, Record, Ulid};
 
 use crate::{
     StorageError,
     fs::{Fs, Mapped},
-    term_filter::TermProbe,
 };
 
+mod cursor;
 mod writer;
+pub use cursor::{BlockCursor, RecordFilter};
 pub use writer::BlockWriter;
 
 const SKIPPABLE_HEADER: u32 = 0x184D_2A50;
@@ -181,7 +181,8 @@ impl<'a> Bytes<'a> {
 #[derive(Debug)]
 pub struct BlockSegment {
     path: std::path::PathBuf,
-    bytes: Mapped,
+    /// Shared with the threads that decode blocks ahead of a cursor.
+    bytes: std::sync::Arc<Mapped>,
     blocks: Vec<BlockEntry>,
     records: u64,
     text_bytes: u64,
@@ -271,7 +272,7 @@ impl BlockSegment {
         let (blocks, records, text_bytes) = parse(&mut r).map_err(|why| corrupt(start, why))?;
         Ok(BlockSegment {
             path: path.to_path_buf(),
-            bytes,
+            bytes: std::sync::Arc::new(bytes),
             blocks,
             records,
             text_bytes,
@@ -320,7 +321,7 @@ impl BlockSegment {
 
 /// One decoded block.
 #[derive(Debug, Default)]
-struct Block {
+pub(crate) struct Block {
     text: Vec<u8>,
     ids: Vec<Ulid>,
     /// Payload `i` is `text[ends[i] - len .. ends[i]]`; `starts[i]` is its start.
@@ -335,7 +336,7 @@ struct Block {
 
 impl Block {
     /// Decode and verify block `entry` of `file`.
-    fn load(
+    pub(crate) fn load(
         &mut self,
         file: &[u8],
         entry: &BlockEntry,
@@ -464,7 +465,7 @@ impl Block {
         Ok(())
     }
 
-    fn record(&self, i: usize) -> Record<'_> {
+    pub(crate) fn record(&self, i: usize) -> Record<'_> {
         let (from, to) = self.topics[self.topic_of[i] as usize];
         Record {
             id: self.ids[i],
@@ -472,233 +473,6 @@ impl Block {
             topic: &self.topic_bytes[from as usize..to as usize],
             payload: &self.text[self.starts[i] as usize..self.ends[i] as usize],
         }
-    }
-}
-
-/// A [`RecordCursor`](crate::RecordCursor) over a v2 segment, pruning blocks
-/// by time and by literal.
-pub struct BlockCursor {
-    segment: BlockSegment,
-    next_block: usize,
-    block: Block,
-    /// Index of the current record in `block`, and how many it holds.
-    current: usize,
-    loaded: usize,
-    started: bool,
-    /// Made at the first block loaded: a query opens every planned
-    /// segment's cursor before it reads any.
-    decompressor: Option<zstd::bulk::Decompressor<'static>>,
-    from_ms: u64,
-    to_ms: u64,
-    literal: Option<(Arc<memmem::Finder<'static>>, TermProbe)>,
-    /// Start offsets of the literal in the current block's text, ascending.
-    hits: Vec<usize>,
-    next_hit: usize,
-    bytes_read: u64,
-    skipped: u64,
-    blocks_loaded: u64,
-    /// Pass over blocks that fail their checks instead of failing.
-    skip_corrupt: bool,
-    corrupt_blocks: u64,
-    first_corruption: Option<String>,
-}
-
-impl BlockCursor {
-    pub fn open(fs: &dyn Fs, path: &Path) -> Result<BlockCursor, StorageError> {
-        Self::new(BlockSegment::open(fs, path)?)
-    }
-
-    pub fn new(segment: BlockSegment) -> Result<BlockCursor, StorageError> {
-        Ok(BlockCursor {
-            segment,
-            next_block: 0,
-            block: Block::default(),
-            current: 0,
-            loaded: 0,
-            started: false,
-            decompressor: None,
-            from_ms: 0,
-            to_ms: u64::MAX,
-            literal: None,
-            hits: Vec::new(),
-            next_hit: 0,
-            bytes_read: 0,
-            skipped: 0,
-            blocks_loaded: 0,
-            skip_corrupt: false,
-            corrupt_blocks: 0,
-            first_corruption: None,
-        })
-    }
-
-    /// Skip blocks with no record in `[from_ms, to_ms]`. Records of a block
-    /// that is read are all returned; the caller filters them by time.
-    pub fn with_time_range(mut self, from_ms: u64, to_ms: u64) -> Self {
-        (self.from_ms, self.to_ms) = (from_ms, to_ms);
-        self
-    }
-
-    /// Return only records whose payload contains `literal`.
-    pub fn with_literal(mut self, literal: Arc<memmem::Finder<'static>>) -> Self {
-        let probe = TermProbe::new(literal.needle());
-        self.literal = Some((literal, probe));
-        self
-    }
-
-    /// Pass over a block whose meta or data fails its checks, count it
-    /// ([`RecordCursor::corrupt_blocks`](crate::RecordCursor::corrupt_blocks)),
-    /// and go on with the next block, so the rest of the segment is served.
-    pub fn skipping_corrupt_blocks(mut self) -> Self {
-        self.skip_corrupt = true;
-        self
-    }
-
-    /// Blocks decompressed so far (the others were pruned).
-    pub fn blocks_loaded(&self) -> u64 {
-        self.blocks_loaded
-    }
-
-    fn corrupt(&self, offset: u64, reason: &'static str) -> StorageError {
-        StorageError::Malformed {
-            path: self.segment.path.clone(),
-            offset,
-            reason,
-        }
-    }
-
-    /// A block failed its checks: fail, or count it and pass over it.
-    fn corrupt_block(&mut self, offset: u64, why: &'static str) -> Result<(), StorageError> {
-        let err = self.corrupt(offset, why);
-        if !self.skip_corrupt {
-            return Err(err);
-        }
-        self.corrupt_blocks += 1;
-        self.first_corruption.get_or_insert_with(|| err.to_string());
-        Ok(())
-    }
-
-    /// Load the next block that may hold a wanted record.
-    fn next_block(&mut self) -> Result<bool, StorageError> {
-        while self.next_block < self.segment.blocks.len() {
-            let i = self.next_block;
-            self.next_block += 1;
-            let entry = self.segment.blocks[i];
-            if !entry.overlaps_ms(self.from_ms, self.to_ms) {
-                continue;
-            }
-            if let Some((_, probe)) = &self.literal {
-                let filter = match self.segment.filter(i) {
-                    Ok(filter) => filter,
-                    Err(why) => {
-                        self.corrupt_block(entry.offset, why)?;
-                        continue;
-                    }
-                };
-                if !probe.may_match(filter) {
-                    // Only the filter was read (a loaded block counts its
-                    // whole meta, filter included, below).
-                    self.bytes_read += filter.len() as u64;
-                    self.skipped += entry.count as u64;
-                    continue;
-                }
-            }
-            self.bytes_read += 8 + entry.meta_len as u64 + entry.data_len as u64;
-            self.blocks_loaded += 1;
-            let decompressor = match &mut self.decompressor {
-                Some(decompressor) => decompressor,
-                None => self
-                    .decompressor
-                    .insert(zstd::bulk::Decompressor::new().map_err(StorageError::io(
-                        "start a zstd decompressor for",
-                        &self.segment.path,
-                    ))?),
-            };
-            if let Err(why) = self.block.load(&self.segment.bytes, &entry, decompressor) {
-                self.corrupt_block(entry.offset, why)?;
-                continue;
-            }
-            self.current = 0;
-            self.loaded = entry.count as usize;
-            if let Some((finder, _)) = &self.literal {
-                self.hits.clear();
-                self.next_hit = 0;
-                // Payloads are separated by "\n", which a literal of a
-                // payload never holds... unless it does: search overlapping
-                // occurrences and keep those wholly inside one payload.
-                let text = &self.block.text;
-                let mut from = 0;
-                while let Some(at) = finder.find(&text[from..]) {
-                    self.hits.push(from + at);
-                    from += at + 1;
-                }
-                if self.hits.is_empty() {
-                    self.skipped += entry.count as u64;
-                    continue;
-                }
-            }
-            return Ok(true);
-        }
-        Ok(false)
-    }
-}
-
-impl crate::RecordCursor for BlockCursor {
-    fn advance(&mut self) -> Result<bool, StorageError> {
-        loop {
-            if self.started {
-                self.current += 1;
-            }
-            self.started = true;
-            if self.current >= self.loaded {
-                if !self.next_block()? {
-                    self.loaded = 0;
-                    self.current = 0;
-                    self.started = false;
-                    return Ok(false);
-                }
-                self.started = true;
-            }
-            let Some((finder, _)) = &self.literal else {
-                return Ok(true);
-            };
-            let needle = finder.needle().len();
-            let (start, end) = (
-                self.block.starts[self.current] as usize,
-                self.block.ends[self.current] as usize,
-            );
-            while self.hits.get(self.next_hit).is_some_and(|&h| h < start) {
-                self.next_hit += 1;
-            }
-            match self.hits.get(self.next_hit) {
-                Some(&hit) if hit + needle <= end => return Ok(true),
-                Some(_) => self.skipped += 1,
-                None => {
-                    // No hit left in this block.
-                    self.skipped += (self.loaded - self.current) as u64;
-                    self.current = self.loaded;
-                }
-            }
-        }
-    }
-
-    fn record(&self) -> Record<'_> {
-        self.block.record(self.current)
-    }
-
-    fn bytes_read(&self) -> u64 {
-        self.bytes_read
-    }
-
-    fn records_skipped(&self) -> u64 {
-        self.skipped
-    }
-
-    fn corrupt_blocks(&self) -> u64 {
-        self.corrupt_blocks
-    }
-
-    fn first_corruption(&self) -> Option<&str> {
-        self.first_corruption.as_deref()
     }
 }
 

@@ -35,7 +35,7 @@ use sluice_record::{BatchEncoder, Record, Ulid, decode_record};
 
 use crate::{
     StorageError,
-    block_segment::{BlockCursor, BlockWriter, HEADER_LEN, is_block_segment},
+    block_segment::{BlockCursor, BlockWriter, HEADER_LEN, RecordFilter, is_block_segment},
     fs::Fs,
     segment::{SegmentScanner, SegmentWriter},
 };
@@ -441,7 +441,7 @@ impl<'fs> StoreSegmentWriter<'fs> {
 }
 
 /// What a scan wants, so a cursor can skip what cannot match.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ScanOptions {
     /// Only records whose payload holds this literal.
     pub literal: Option<Arc<memmem::Finder<'static>>>,
@@ -452,6 +452,21 @@ pub struct ScanOptions {
     /// by the cursor) instead of ending the scan with an error. v1 batches
     /// carry no index to resume from, so a v1 cursor still stops there.
     pub skip_corrupt_blocks: bool,
+    /// Only records whose payload this accepts. A v2 cursor applies it
+    /// where blocks are decoded, in parallel; a v1 cursor ignores it, so the
+    /// caller still checks what it gets.
+    pub filter: Option<RecordFilter>,
+}
+
+impl std::fmt::Debug for ScanOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScanOptions")
+            .field("literal", &self.literal.as_ref().map(|l| l.needle()))
+            .field("time_ms", &self.time_ms)
+            .field("skip_corrupt_blocks", &self.skip_corrupt_blocks)
+            .field("filter", &self.filter.is_some())
+            .finish()
+    }
 }
 
 /// A cursor over a segment of either format.
@@ -470,6 +485,9 @@ pub fn open_cursor(
         }
         if options.skip_corrupt_blocks {
             cursor = cursor.skipping_corrupt_blocks();
+        }
+        if let Some(filter) = &options.filter {
+            cursor = cursor.with_filter(filter.clone());
         }
         return Ok(Box::new(cursor));
     }
@@ -736,7 +754,7 @@ mod tests {
             }
             let meta = w.finish().unwrap().unwrap();
             let finder = Arc::new(memmem::Finder::new(&needle).into_owned());
-            let options = ScanOptions { literal: Some(finder.clone()), time_ms: None, skip_corrupt_blocks: false };
+            let options = ScanOptions { literal: Some(finder.clone()), time_ms: None, ..ScanOptions::default() };
             let mut cursor = open_cursor(&fs, &dir.join(&meta.name), &options).unwrap();
             let mut got = Vec::new();
             while cursor.advance().unwrap() {

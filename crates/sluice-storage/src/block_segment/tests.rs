@@ -1,4 +1,6 @@
-use std::path::Path;
+use std::{path::Path, sync::Arc};
+
+use memchr::memmem;
 
 use proptest::prelude::*;
 

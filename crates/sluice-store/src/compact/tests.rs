@@ -42,12 +42,21 @@ fn write(fs: &MemFs, format: SegmentFormat, records: &[(Ulid, String)]) -> Segme
     writer.finish().unwrap().unwrap()
 }
 
-/// Every record the query engine returns, with the query's stats.
+/// Every record the query engine returns for a literal.
 fn query(fs: &MemFs, literal: &str, from_ms: u64, to_ms: u64) -> Vec<(Ulid, String)> {
+    query_with(
+        fs,
+        Matcher::new(literal, false, false).unwrap(),
+        from_ms,
+        to_ms,
+    )
+}
+
+fn query_with(fs: &MemFs, matcher: Matcher, from_ms: u64, to_ms: u64) -> Vec<(Ulid, String)> {
     let query = Query {
         from_ms,
         to_ms,
-        matcher: Matcher::new(literal, false, false).unwrap(),
+        matcher,
         topic: None,
         limit: None,
         after: None,
@@ -610,7 +619,7 @@ proptest! {
         ),
         target in 200u64..6000,
         passes in 0usize..3,
-        queries in proptest::collection::vec((0u64..420, 0u64..420, 0u8..5), 1..6),
+        queries in proptest::collection::vec((0u64..420, 0u64..420, 0u8..6), 1..6),
     ) {
         let fs = MemFs::new();
         fs.create_dir_all(dir()).unwrap();
@@ -650,13 +659,17 @@ proptest! {
         }
         for (a, b, word) in queries {
             let (from, to) = (a.min(b), a.max(b));
-            let literal = WORDS.get(word as usize).copied().unwrap_or("");
+            // Words 0..4 are literals; 4 is every record; 5 a regex.
+            let matcher = match word {
+                5 => Matcher::new(r"^[0-9]*[13579]\.[0-9] (beta|ERROR)", true, false).unwrap(),
+                _ => Matcher::new(WORDS.get(word as usize).copied().unwrap_or(""), false, false).unwrap(),
+            };
             let expected: Vec<(Ulid, String)> = model
                 .iter()
-                .filter(|(id, p)| (from..=to).contains(&id.timestamp_ms()) && p.contains(literal))
+                .filter(|(id, p)| (from..=to).contains(&id.timestamp_ms()) && matcher.is_match(p.as_bytes()))
                 .map(|(id, p)| (*id, p.clone()))
                 .collect();
-            prop_assert_eq!(query(&fs, literal, from, to), expected);
+            prop_assert_eq!(query_with(&fs, matcher, from, to), expected);
         }
     }
 }

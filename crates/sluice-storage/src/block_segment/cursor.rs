@@ -1,0 +1,309 @@
+//! Reading v2 segments: a cursor that prunes blocks by time and term filter
+//! and decodes the blocks it keeps on worker threads, a few ahead of the
+//! reader, handing them over strictly in order.
+//!
+//! A worker verifies and decompresses its block, finds the literal (if any)
+//! and applies the record filter (if any), so the reader's thread only walks
+//! the selected records. With [`PREFETCH`] blocks in flight the scan uses
+//! every core while the results stay in id order. Memory per cursor is the
+//! block being read plus the blocks in flight; their buffers and zstd
+//! contexts are reused. A cursor does no work until it is first advanced,
+//! so opening every segment of a query's plan up front costs nothing.
+
+use std::{collections::VecDeque, sync::Arc, thread::JoinHandle};
+
+use memchr::memmem;
+use sluice_record::Record;
+
+use super::{Block, BlockEntry, BlockSegment};
+use crate::{StorageError, fs::Fs, term_filter::TermProbe};
+
+/// A test of a record's payload, run where its block is decoded (a query's
+/// regex, say). Records it rejects are never returned.
+pub type RecordFilter = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
+/// Blocks decoded ahead of the one being read.
+const PREFETCH: usize = 2;
+
+type Literal = Arc<memmem::Finder<'static>>;
+
+/// A block as a worker leaves it.
+#[derive(Default)]
+struct Decoded {
+    block: Block,
+    /// Indices of the records to return, ascending.
+    selected: Vec<u32>,
+    decompressor: Option<zstd::bulk::Decompressor<'static>>,
+    /// Why the block failed its checks, if it did.
+    failure: Option<&'static str>,
+}
+
+/// A [`RecordCursor`](crate::RecordCursor) over a v2 segment, pruning blocks
+/// by time and by literal.
+pub struct BlockCursor {
+    segment: BlockSegment,
+    next_block: usize,
+    in_flight: VecDeque<(BlockEntry, JoinHandle<Decoded>)>,
+    current: Decoded,
+    /// Position in `current.selected`.
+    pos: usize,
+    started: bool,
+    spare: Vec<Decoded>,
+    from_ms: u64,
+    to_ms: u64,
+    literal: Option<(Literal, TermProbe)>,
+    filter: Option<RecordFilter>,
+    bytes_read: u64,
+    skipped: u64,
+    blocks_loaded: u64,
+    /// Pass over blocks that fail their checks instead of failing.
+    skip_corrupt: bool,
+    corrupt_blocks: u64,
+    first_corruption: Option<String>,
+}
+
+impl BlockCursor {
+    pub fn open(fs: &dyn Fs, path: &std::path::Path) -> Result<BlockCursor, StorageError> {
+        Self::new(BlockSegment::open(fs, path)?)
+    }
+
+    pub fn new(segment: BlockSegment) -> Result<BlockCursor, StorageError> {
+        Ok(BlockCursor {
+            segment,
+            next_block: 0,
+            in_flight: VecDeque::new(),
+            current: Decoded::default(),
+            pos: 0,
+            started: false,
+            spare: Vec::new(),
+            from_ms: 0,
+            to_ms: u64::MAX,
+            literal: None,
+            filter: None,
+            bytes_read: 0,
+            skipped: 0,
+            blocks_loaded: 0,
+            skip_corrupt: false,
+            corrupt_blocks: 0,
+            first_corruption: None,
+        })
+    }
+
+    /// Skip blocks with no record in `[from_ms, to_ms]`. Records of a block
+    /// that is read are all returned; the caller filters them by time.
+    pub fn with_time_range(mut self, from_ms: u64, to_ms: u64) -> Self {
+        (self.from_ms, self.to_ms) = (from_ms, to_ms);
+        self
+    }
+
+    /// Return only records whose payload contains `literal`.
+    pub fn with_literal(mut self, literal: Literal) -> Self {
+        let probe = TermProbe::new(literal.needle());
+        self.literal = Some((literal, probe));
+        self
+    }
+
+    /// Return only records whose payload `filter` accepts.
+    pub fn with_filter(mut self, filter: RecordFilter) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// Pass over a block whose meta or data fails its checks, count it
+    /// ([`RecordCursor::corrupt_blocks`](crate::RecordCursor::corrupt_blocks)),
+    /// and go on with the next block, so the rest of the segment is served.
+    pub fn skipping_corrupt_blocks(mut self) -> Self {
+        self.skip_corrupt = true;
+        self
+    }
+
+    /// Blocks decompressed so far (the others were pruned).
+    pub fn blocks_loaded(&self) -> u64 {
+        self.blocks_loaded
+    }
+
+    /// A block failed its checks: fail, or count it and pass over it.
+    fn corrupt_block(&mut self, offset: u64, why: &'static str) -> Result<(), StorageError> {
+        let err = StorageError::Malformed {
+            path: self.segment.path.clone(),
+            offset,
+            reason: why,
+        };
+        if !self.skip_corrupt {
+            return Err(err);
+        }
+        self.corrupt_blocks += 1;
+        self.first_corruption.get_or_insert_with(|| err.to_string());
+        Ok(())
+    }
+
+    /// Start decoding the next blocks that may hold a wanted record, until
+    /// [`PREFETCH`] are in flight.
+    fn schedule(&mut self) -> Result<(), StorageError> {
+        while self.in_flight.len() < PREFETCH && self.next_block < self.segment.blocks.len() {
+            let i = self.next_block;
+            self.next_block += 1;
+            let entry = self.segment.blocks[i];
+            if !entry.overlaps_ms(self.from_ms, self.to_ms) {
+                continue;
+            }
+            if let Some((_, probe)) = &self.literal {
+                match self.segment.filter(i) {
+                    Ok(filter) if !probe.may_match(filter) => {
+                        // Only the filter was read (a loaded block counts its
+                        // whole meta, filter included).
+                        self.bytes_read += filter.len() as u64;
+                        self.skipped += entry.count as u64;
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(why) => {
+                        self.corrupt_block(entry.offset, why)?;
+                        continue;
+                    }
+                }
+            }
+            let job = self.spare.pop().unwrap_or_default();
+            let bytes = self.segment.bytes.clone();
+            let literal = self.literal.as_ref().map(|(finder, _)| finder.clone());
+            let filter = self.filter.clone();
+            let worker = std::thread::Builder::new()
+                .name("sluice-scan".into())
+                .spawn(move || decode(&bytes, &entry, job, literal.as_deref(), filter))
+                .map_err(StorageError::io(
+                    "start a block-decoding thread for",
+                    &self.segment.path,
+                ))?;
+            self.in_flight.push_back((entry, worker));
+        }
+        Ok(())
+    }
+
+    /// Move to the next decoded block with a selected record.
+    fn next_block(&mut self) -> Result<bool, StorageError> {
+        loop {
+            self.schedule()?;
+            let Some((entry, worker)) = self.in_flight.pop_front() else {
+                return Ok(false);
+            };
+            let decoded = worker.join().map_err(|_| StorageError::Io {
+                op: "decode a block of",
+                path: self.segment.path.clone(),
+                source: std::io::Error::other("a block-decoding thread panicked"),
+            })?;
+            let done = std::mem::replace(&mut self.current, decoded);
+            self.spare.push(done);
+            if let Some(why) = self.current.failure {
+                self.current.selected.clear();
+                self.corrupt_block(entry.offset, why)?;
+                continue;
+            }
+            self.bytes_read += 8 + entry.meta_len as u64 + entry.data_len as u64;
+            self.blocks_loaded += 1;
+            self.skipped += (entry.count as usize - self.current.selected.len()) as u64;
+            if !self.current.selected.is_empty() {
+                return Ok(true);
+            }
+        }
+    }
+}
+
+/// Verify and decompress block `entry` of `bytes` into `job`, and select
+/// the records that hold `literal` and pass `filter`.
+fn decode(
+    bytes: &[u8],
+    entry: &BlockEntry,
+    mut job: Decoded,
+    literal: Option<&memmem::Finder<'static>>,
+    filter: Option<RecordFilter>,
+) -> Decoded {
+    job.selected.clear();
+    let decompressor = match job.decompressor.take() {
+        Some(decompressor) => decompressor,
+        None => match zstd::bulk::Decompressor::new() {
+            Ok(decompressor) => decompressor,
+            Err(_) => {
+                job.failure = Some("cannot start a zstd decompressor");
+                return job;
+            }
+        },
+    };
+    let decompressor = job.decompressor.insert(decompressor);
+    job.failure = job.block.load(bytes, entry, decompressor).err();
+    if job.failure.is_some() {
+        return job;
+    }
+    let block = &job.block;
+    let count = entry.count as usize;
+    match literal {
+        Some(finder) => {
+            // Payloads are separated by "\n", which a literal may hold: find
+            // overlapping occurrences and keep records with one wholly
+            // inside their payload.
+            let needle = finder.needle().len();
+            let text = &block.text;
+            let mut from = 0;
+            let mut record = 0;
+            while record < count {
+                let Some(at) = finder.find(&text[from..]) else {
+                    break;
+                };
+                let hit = from + at;
+                while record < count && (block.ends[record] as usize) < hit + needle {
+                    record += 1;
+                }
+                if record < count && block.starts[record] as usize <= hit {
+                    job.selected.push(record as u32);
+                    // The next record starts after this one's newline.
+                    from = block.ends[record] as usize + 1;
+                    record += 1;
+                } else {
+                    from = hit + 1;
+                }
+            }
+        }
+        None => job.selected.extend(0..count as u32),
+    }
+    if let Some(filter) = filter {
+        job.selected
+            .retain(|&i| filter(job.block.record(i as usize).payload));
+    }
+    job
+}
+
+impl crate::RecordCursor for BlockCursor {
+    fn advance(&mut self) -> Result<bool, StorageError> {
+        if self.started {
+            self.pos += 1;
+        }
+        self.started = true;
+        if self.pos < self.current.selected.len() {
+            return Ok(true);
+        }
+        self.pos = 0;
+        self.current.selected.clear();
+        self.next_block()
+    }
+
+    fn record(&self) -> Record<'_> {
+        self.current
+            .block
+            .record(self.current.selected[self.pos] as usize)
+    }
+
+    fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    fn records_skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    fn corrupt_blocks(&self) -> u64 {
+        self.corrupt_blocks
+    }
+
+    fn first_corruption(&self) -> Option<&str> {
+        self.first_corruption.as_deref()
+    }
+}
