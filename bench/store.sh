@@ -110,13 +110,39 @@ all_compacted() {
 	local f n=0
 	for f in "$NODE_DATA"/store/*.seg; do
 		[[ -e $f ]] || return 1
-		[[ $(dd if="$f" bs=1 skip=8 count=6 status=none) == SLUICE ]] || return 1
+		[[ $(dd if="$f" bs=1 skip=8 count=6 status=none | tr -d '\0') == SLUICE ]] || return 1
 		n=$((n + 1))
 	done
 	((n > 0))
 }
 
 store_bytes() { cat "$NODE_DATA"/store/*.seg | wc -c; }
+
+# ulid_ms ULID -> its Unix time in milliseconds (the first 10 characters).
+ulid_ms() {
+	local alphabet=0123456789ABCDEFGHJKMNPQRSTVWXYZ value=0 i c prefix
+	for ((i = 0; i < 10; i++)); do
+		c=${1:i:1}
+		prefix=${alphabet%%"$c"*}
+		value=$((value * 32 + ${#prefix}))
+	done
+	echo "$value"
+}
+
+# segment_time_range -> "FIRST_MS LAST_MS" over every store segment's name.
+segment_time_range() {
+	local f name lo="" hi="" a b
+	for f in "$NODE_DATA"/store/*.seg; do
+		name=${f##*/}
+		a=$(ulid_ms "${name:0:26}")
+		b=$(ulid_ms "${name:27:26}")
+		[[ -z $lo ]] || ((a >= lo)) || lo=$a
+		[[ -n $lo ]] || lo=$a
+		[[ -z $hi ]] || ((b <= hi)) || hi=$b
+		[[ -n $hi ]] || hi=$b
+	done
+	echo "$lo $hi"
+}
 
 drop_caches() {
 	sync
@@ -131,16 +157,14 @@ cold() {
 
 # ------------------------------------------------------------------- run --
 bench_corpus() {
-	local name=$1 file=$OUT/corpus-$1 bytes lines t0 t0_ms t_sent t_q t_c t_sent_ms
+	local name=$1 file=$OUT/corpus-$1 bytes lines t0 t_sent t_q t_c
 	bytes=$(file_size "$file")
 	lines=$(wc -l <"$file")
 	log "corpus $name: $(mib "$bytes") MiB, $lines lines"
 	start_node "$name"
 	t0=$(now)
-	t0_ms=$(date +%s%3N)
 	nc -N "${NODE_FAST%:*}" "${NODE_FAST##*:}" <"$file" || die "nc failed"
 	t_sent=$(now)
-	t_sent_ms=$(date +%s%3N)
 	poll_until 600 0.2 "$lines records queryable" queryable "$lines"
 	t_q=$(now)
 	poll_until 1800 0.5 "every segment compacted to v2" all_compacted
@@ -159,7 +183,10 @@ bench_corpus() {
 	testsvc) common=ERROR regex='status=5[0-9]{2}' ;;
 	nginx) common='" 503 ' regex='" 5[0-9]{2} [0-9]+' ;;
 	esac
-	from_ms=$((t_sent_ms - (t_sent_ms - t0_ms) / 100))
+	# The data's time range, from the segments' names (ULID ranges).
+	local first_ms last_ms
+	read -r first_ms last_ms < <(segment_time_range)
+	from_ms=$((last_ms - (last_ms - first_ms) / 100))
 
 	local q label sl_args rg_args
 	{
