@@ -180,6 +180,26 @@ cpu_ticks() {
 # read_chars PID -> bytes the process has read with read(2) and friends (rchar; empty if gone)
 read_chars() { awk '/^rchar:/ { print $2 }' "/proc/$1/io" 2>/dev/null || true; }
 
+# require_tools TOOL...: die naming the first tool not on PATH.
+require_tools() {
+	local tool
+	for tool in "$@"; do
+		command -v "$tool" >/dev/null || die "missing required tool: $tool"
+	done
+}
+
+# build_sluice: `cargo build --release --locked` in $ROOT unless
+# SLUICE_BENCH_NO_BUILD=1, then check that $SLUICE is there.
+build_sluice() {
+	if [[ ${SLUICE_BENCH_NO_BUILD:-0} == 1 ]]; then
+		log "skipping build (SLUICE_BENCH_NO_BUILD=1)"
+	else
+		log "building sluice (release)"
+		(cd "$ROOT" && cargo build --release --locked -q) || die "cargo build --release failed"
+	fi
+	[[ -x $SLUICE ]] || die "no binary at $SLUICE"
+}
+
 # write_generated OUTPUT SCRIPT GENFILE [HEADER_FN]: replace the section of
 # OUTPUT between "<!-- BEGIN/END GENERATED: SCRIPT -->" with the contents of
 # GENFILE, or append the section (after HEADER_FN's output when OUTPUT does

@@ -50,14 +50,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for tool in nc curl ss awk; do
-	command -v "$tool" >/dev/null || die "missing tool: $tool"
-done
-if [[ ${SLUICE_BENCH_NO_BUILD:-0} != 1 ]]; then
-	log "building sluice (release)"
-	(cd "$ROOT" && cargo build --release --locked -q) || die "cargo build failed"
-fi
-[[ -x $SLUICE ]] || die "no binary at $SLUICE"
+require_tools nc curl ss awk
+build_sluice
 mkdir -p "$OUT"
 
 # ---------------------------------------------------------------- inputs --

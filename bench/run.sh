@@ -68,20 +68,7 @@ check_tools() {
 	fi
 	nc -h 2>&1 | grep -q -- '-N' ||
 		die "nc is not OpenBSD netcat (no -N); install with: apt-get install -y netcat-openbsd"
-	local t
-	for t in python3 curl ss awk timeout mkfifo getconf; do
-		command -v "$t" >/dev/null || die "missing required tool: $t"
-	done
-}
-
-build() {
-	if [[ ${SLUICE_BENCH_NO_BUILD:-0} == 1 ]]; then
-		log "skipping build (SLUICE_BENCH_NO_BUILD=1)"
-	else
-		log "cargo build --release"
-		(cd "$ROOT" && cargo build --release) || die "cargo build --release failed"
-	fi
-	[[ -x $SLUICE ]] || die "$SLUICE not found after build"
+	require_tools python3 curl ss awk timeout mkfifo getconf
 }
 
 check_disk() {
@@ -619,7 +606,7 @@ main() {
 	exec > >(tee -a "$OUT/run.log") 2>&1
 	log "run $RUN_ID: $MB MiB per corpus, output in $OUT"
 	check_disk
-	build
+	build_sluice
 
 	local size
 	for size in "${SIZES[@]}"; do

@@ -43,14 +43,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for tool in nc curl rg awk; do
-	command -v "$tool" >/dev/null || die "missing tool: $tool"
-done
-if [[ ${SLUICE_BENCH_NO_BUILD:-0} != 1 ]]; then
-	log "building sluice (release)"
-	(cd "$ROOT" && cargo build --release --locked -q) || die "cargo build failed"
-fi
-[[ -x $SLUICE ]] || die "no binary at $SLUICE"
+require_tools nc curl rg awk
+build_sluice
 mkdir -p "$OUT"
 CAN_DROP=0
 if [[ -w /proc/sys/vm/drop_caches ]] && (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then

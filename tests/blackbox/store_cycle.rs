@@ -45,14 +45,7 @@ fn seal_segment(log: &IngestLog, ids: &mut IdGenerator, tag: &str, n: u32) -> Ve
 }
 
 fn query_all(store: &Store) -> (Vec<String>, sluice_query::QueryStats) {
-    let query = Query {
-        from_ms: 0,
-        to_ms: u64::MAX / 2,
-        matcher: Matcher::All,
-        topic: None,
-        limit: None,
-        after: None,
-    };
+    let query = Query::between(0, u64::MAX / 2, Matcher::All);
     let mut got = Vec::new();
     let stats = sluice_query::execute(&**store.fs(), store.dir(), &query, &mut |r: &Record<'_>| {
         got.push(String::from_utf8(r.payload.to_vec()).unwrap());

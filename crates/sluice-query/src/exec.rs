@@ -34,6 +34,21 @@ pub struct Query {
     pub after: Option<Ulid>,
 }
 
+impl Query {
+    /// Every record in `[from_ms, to_ms]` that `matcher` accepts: any
+    /// topic, no limit, no resume cursor.
+    pub fn between(from_ms: u64, to_ms: u64, matcher: Matcher) -> Query {
+        Query {
+            from_ms,
+            to_ms,
+            matcher,
+            topic: None,
+            limit: None,
+            after: None,
+        }
+    }
+}
+
 /// The plan and counts of one query, as `/query?stats=true` reports them.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct QueryStats {
@@ -234,14 +249,7 @@ mod tests {
     }
 
     fn run(fs: &MemFs, dir: &Path, from_ms: u64, to_ms: u64, q: &str) -> (Vec<String>, QueryStats) {
-        let query = Query {
-            from_ms,
-            to_ms,
-            matcher: Matcher::new(q, false, false).unwrap(),
-            topic: None,
-            limit: None,
-            after: None,
-        };
+        let query = Query::between(from_ms, to_ms, Matcher::new(q, false, false).unwrap());
         let mut got = Vec::new();
         let stats = execute(fs, dir, &query, &mut |r: &Record<'_>| {
             got.push(String::from_utf8(r.payload.to_vec()).unwrap());

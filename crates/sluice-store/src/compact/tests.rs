@@ -53,14 +53,7 @@ fn query(fs: &MemFs, literal: &str, from_ms: u64, to_ms: u64) -> Vec<(Ulid, Stri
 }
 
 fn query_with(fs: &MemFs, matcher: Matcher, from_ms: u64, to_ms: u64) -> Vec<(Ulid, String)> {
-    let query = Query {
-        from_ms,
-        to_ms,
-        matcher,
-        topic: None,
-        limit: None,
-        after: None,
-    };
+    let query = Query::between(from_ms, to_ms, matcher);
     let mut got = Vec::new();
     let stats = sluice_query::execute(fs, dir(), &query, &mut |r: &Record<'_>| {
         got.push((r.id, String::from_utf8(r.payload.to_vec()).unwrap()));
@@ -444,14 +437,7 @@ fn a_corrupt_block_is_reported_by_queries_and_quarantined_with_the_rest_kept() {
     corrupt_block(&fs, &path, 1);
     let lost = blocks[1].count as usize;
 
-    let query = Query {
-        from_ms: 0,
-        to_ms: u64::MAX / 2,
-        matcher: Matcher::All,
-        topic: None,
-        limit: None,
-        after: None,
-    };
+    let query = Query::between(0, u64::MAX / 2, Matcher::All);
     let mut served = 0usize;
     let stats = sluice_query::execute(&fs, dir(), &query, &mut |_: &Record<'_>| {
         served += 1;
@@ -517,14 +503,7 @@ fn queries_running_while_compaction_removes_their_files_see_every_record() {
         }),
         lists: plans.clone(),
     };
-    let query = Query {
-        from_ms: 0,
-        to_ms: u64::MAX / 2,
-        matcher: Matcher::All,
-        topic: None,
-        limit: None,
-        after: None,
-    };
+    let query = Query::between(0, u64::MAX / 2, Matcher::All);
     let mut got = Vec::new();
     let stats = sluice_query::execute(&interleaved, dir(), &query, &mut |r: &Record<'_>| {
         got.push((r.id, String::from_utf8(r.payload.to_vec()).unwrap()));
