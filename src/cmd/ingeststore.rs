@@ -126,7 +126,8 @@ pub struct Args {
     #[arg(long, default_value = "256MiB", value_parser = parse_bytes, env = "SLUICE_COMPACT_TARGET")]
     compact_target: u64,
     /// Do not compact: store segments stay as the consumer wrote them.
-    /// Retention still runs.
+    /// Retention still runs; corrupt segments are reported by queries but
+    /// not quarantined (that is compaction's job).
     #[arg(long, env = "SLUICE_NO_COMPACT")]
     no_compact: bool,
     /// Pause between store maintenance passes (retention, compaction)
