@@ -54,16 +54,27 @@ else
 fi
 
 # --------------------------------------------------------------- corpora --
+# testsvc repeats a 16 MiB pool of lines, so one long run would hold every
+# id 128 times per 2 GiB. Real ids are rare: the corpus is made of 16 MiB
+# runs with distinct seeds. SEED COUNT prints COUNT ~200-byte lines.
+testsvc_lines() {
+	local seed=$1 left=$2 chunk=80000 n
+	while ((left > 0)); do
+		n=$((left < chunk ? left : chunk))
+		"$SLUICE" testsvc --rate 0 --size 200 --count "$n" --seed "$seed" ||
+			die "sluice testsvc failed"
+		left=$((left - n)) seed=$((seed + 1))
+	done
+}
 # testsvc: mixed logfmt, JSON, nginx and plain lines of ~200 bytes.
 gen_testsvc() {
 	local file=$OUT/corpus-testsvc lines=$((STORE_MB * 1048576 / 201))
-	"$SLUICE" testsvc --rate 0 --size 200 --count "$lines" --seed 7 >"$file" ||
-		die "sluice testsvc failed"
+	testsvc_lines 7000000 "$lines" >"$file"
 }
 # nginx: only the combined-format access-log lines of testsvc's mix.
 gen_nginx() {
 	local file=$OUT/corpus-nginx lines=$((NGINX_MB * 1048576 / 190))
-	"$SLUICE" testsvc --rate 0 --size 200 --count $((lines * 5)) --seed 8 |
+	testsvc_lines 8000000 $((lines * 5)) |
 		grep -E '^[0-9]{1,3}(\.[0-9]{1,3}){3} - ' | head -n "$lines" >"$file" || true
 	[[ -s $file ]] || die "no nginx lines in testsvc output"
 }
@@ -172,7 +183,7 @@ bench_corpus() {
 	# common one that matches about 1% of lines.
 	local rare common regex from_ms
 	# The rarest of 20 32-hex ids sampled from the second half of the corpus
-	# (testsvc's ids repeat: a trace spans several lines).
+	# (each id is on one line or a few, as in real logs).
 	local candidate count rare_lines=""
 	rare=""
 	while read -r candidate; do

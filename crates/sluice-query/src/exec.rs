@@ -146,10 +146,11 @@ pub fn execute(
     sink: &mut dyn RecordSink,
 ) -> Result<QueryStats, QueryError> {
     let started = Instant::now();
-    // A regex runs where blocks are decoded, on every core; a literal is
+    // A regex runs where blocks are decoded, on every core, on the records
+    // that hold its required literal (if it has one); a plain literal is
     // found there already.
     let filter: Option<RecordFilter> = match &query.matcher {
-        Matcher::Regex(_) => {
+        Matcher::Regex { .. } => {
             let matcher = query.matcher.clone();
             Some(Arc::new(move |payload: &[u8]| matcher.is_match(payload)))
         }

@@ -595,7 +595,7 @@ proptest! {
         ),
         target in 200u64..6000,
         passes in 0usize..3,
-        queries in proptest::collection::vec((0u64..420, 0u64..420, 0u8..6), 1..6),
+        queries in proptest::collection::vec((0u64..420, 0u64..420, 0u8..7), 1..6),
     ) {
         let fs = MemFs::new();
         fs.create_dir_all(dir()).unwrap();
@@ -632,9 +632,12 @@ proptest! {
         }
         for (a, b, word) in queries {
             let (from, to) = (a.min(b), a.max(b));
-            // Words 0..4 are literals; 4 is every record; 5 a regex.
+            // Words 0..4 are literals; 4 is every record; 5 a regex without
+            // a required literal; 6 one whose required literal " ERROR t"
+            // prunes blocks and selects records before the regex runs.
             let matcher = match word {
                 5 => Matcher::new(r"^[0-9]*[13579]\.[0-9] (beta|ERROR)", true, false).unwrap(),
+                6 => Matcher::new(r"[02468]\.[0-9]+ ERROR t[a-z]il$", true, false).unwrap(),
                 _ => Matcher::new(WORDS.get(word as usize).copied().unwrap_or(""), false, false).unwrap(),
             };
             let expected: Vec<(Ulid, String)> = model
