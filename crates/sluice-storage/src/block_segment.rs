@@ -9,7 +9,8 @@
 //! So `zstdcat SEGMENT | grep` prints the payloads, one per line.
 //!
 //! ```text
-//! header   skippable 0x184D2A50: "SLUICE" 0x02 0x00
+//! header   skippable 0x184D2A50: "SLUICE" 0x02 0x01 (format 2.1; 2.0
+//!          files, 0x02 0x00, differ only in their term filters)
 //! block*   skippable 0x184D2A51: block meta (below)
 //!          zstd frame: every payload of the block followed by "\n"
 //! footer   skippable 0x184D2A52: the block index (below)
@@ -56,6 +57,7 @@ use sluice_record::{MAX_PAYLOAD_BYTES, Record, Ulid};
 use crate::{
     StorageError,
     fs::{Fs, Mapped},
+    term_filter::FilterKind,
 };
 
 mod cursor;
@@ -66,7 +68,9 @@ pub use writer::BlockWriter;
 const SKIPPABLE_HEADER: u32 = 0x184D_2A50;
 const SKIPPABLE_BLOCK: u32 = 0x184D_2A51;
 const SKIPPABLE_FOOTER: u32 = 0x184D_2A52;
-const FILE_TAG: &[u8; 8] = b"SLUICE\x02\x00";
+/// Format 2.1: winnowed term filters. Format 2.0 (`0x02 0x00`, sampled
+/// filters) is still read.
+const FILE_TAG: &[u8; 8] = b"SLUICE\x02\x01";
 const FOOTER_TAG: &[u8; 4] = b"SLF2";
 /// Bytes of the file header frame.
 pub const HEADER_LEN: usize = 8 + FILE_TAG.len();
@@ -83,9 +87,23 @@ const ENTRY_LEN: usize = 8 + 4 + 4 + 4 + 16 + 16;
 
 /// Whether `bytes` (a file's first bytes) start a v2 segment.
 pub fn is_block_segment(bytes: &[u8]) -> bool {
-    bytes.len() >= HEADER_LEN
-        && bytes[..4] == SKIPPABLE_HEADER.to_le_bytes()
-        && bytes[8..HEADER_LEN] == FILE_TAG[..]
+    filter_kind(bytes).is_some()
+}
+
+/// The term filter kind of a v2 file, from its header; `None` when `bytes`
+/// do not start a v2 segment.
+fn filter_kind(bytes: &[u8]) -> Option<FilterKind> {
+    if bytes.len() < HEADER_LEN
+        || bytes[..4] != SKIPPABLE_HEADER.to_le_bytes()
+        || bytes[8..HEADER_LEN - 1] != FILE_TAG[..FILE_TAG.len() - 1]
+    {
+        return None;
+    }
+    match bytes[HEADER_LEN - 1] {
+        0 => Some(FilterKind::Sampled),
+        1 => Some(FilterKind::Winnowed),
+        _ => None,
+    }
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u128) {
@@ -186,6 +204,7 @@ pub struct BlockSegment {
     blocks: Vec<BlockEntry>,
     records: u64,
     text_bytes: u64,
+    filter_kind: FilterKind,
 }
 
 impl BlockSegment {
@@ -203,9 +222,9 @@ impl BlockSegment {
             offset: offset as u64,
             reason,
         };
-        if !is_block_segment(&bytes) {
+        let Some(filter_kind) = filter_kind(&bytes) else {
             return Err(corrupt(0, "not a v2 store segment (bad header)"));
-        }
+        };
         let len = bytes.len();
         if len < HEADER_LEN + 8 + 4 + 16 + 4 + 8 || bytes[len - 4..] != FOOTER_TAG[..] {
             return Err(corrupt(len, "no footer (the file is cut short)"));
@@ -276,6 +295,7 @@ impl BlockSegment {
             blocks,
             records,
             text_bytes,
+            filter_kind,
         })
     }
 

@@ -149,7 +149,7 @@ impl BlockCursor {
             }
             if let Some((_, probe)) = &self.literal {
                 match self.segment.filter(i) {
-                    Ok(filter) if !probe.may_match(filter) => {
+                    Ok(filter) if !probe.may_match(self.segment.filter_kind, filter) => {
                         // Only the filter was read (a loaded block counts its
                         // whole meta, filter included).
                         self.bytes_read += filter.len() as u64;

@@ -15,10 +15,19 @@ struct Rec {
     payload: Vec<u8>,
 }
 
+type MakeWriter = fn(Box<dyn crate::fs::WriteFile>) -> std::io::Result<BlockWriter>;
+
+/// The current format and format 2.0, which is still read.
+const FORMATS: [MakeWriter; 2] = [BlockWriter::new, BlockWriter::format_2_0];
+
 fn write(fs: &MemFs, path: &Path, records: &[Rec]) -> u64 {
+    write_with(fs, path, records, BlockWriter::new)
+}
+
+fn write_with(fs: &MemFs, path: &Path, records: &[Rec], make: MakeWriter) -> u64 {
     fs.create_dir_all(path.parent().unwrap()).unwrap();
     let file = fs.create_new(path).unwrap();
-    let mut w = BlockWriter::new(file).unwrap();
+    let mut w = make(file).unwrap();
     for r in records {
         w.push(Record {
             id: Ulid(r.id),
@@ -125,6 +134,16 @@ fn trace_id(i: u64) -> String {
 
 #[test]
 fn a_rare_literal_skips_blocks_by_their_filter() {
+    for (format, make) in FORMATS.into_iter().enumerate() {
+        rare_literal_skips_blocks(make);
+        let fs = MemFs::new();
+        write_with(&fs, Path::new("/d/seg"), &[], make);
+        let header = fs.read_all(Path::new("/d/seg")).unwrap();
+        assert_eq!(header[HEADER_LEN - 2..HEADER_LEN], [2, 1 - format as u8]);
+    }
+}
+
+fn rare_literal_skips_blocks(make: MakeWriter) {
     let fs = MemFs::new();
     let path = Path::new("/d/seg");
     let recs: Vec<Rec> = (0..80_000u64)
@@ -135,7 +154,7 @@ fn a_rare_literal_skips_blocks_by_their_filter() {
             payload: format!("GET /page/{i} status=200 trace_id={}", trace_id(i)).into_bytes(),
         })
         .collect();
-    write(&fs, path, &recs);
+    write_with(&fs, path, &recs, make);
     let rare = trace_id(4242);
     let finder = Arc::new(memmem::Finder::new(rare.as_bytes()).into_owned());
     let mut cursor = BlockCursor::open(&fs, path).unwrap().with_literal(finder);
@@ -191,11 +210,23 @@ proptest! {
         recs in records(3000),
         from in 0u64..4_000_000,
         width in 0u64..2_000_000,
-        needle in proptest::collection::vec(proptest::sample::select(b"abc ".to_vec()), 1..6),
+        short in proptest::collection::vec(proptest::sample::select(b"abc ".to_vec()), 1..6),
+        cut in proptest::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>(), 8usize..40)),
+        format in 0usize..2,
     ) {
         let fs = MemFs::new();
         let path = Path::new("/d/seg");
-        write(&fs, path, &recs);
+        write_with(&fs, path, &recs, FORMATS[format]);
+        // A short literal, or a long one cut from a record (long enough
+        // for the 8-gram filters to have keys).
+        let needle = match cut {
+            Some((pick, start, len)) if !recs.is_empty() => {
+                let payload = &recs[pick.index(recs.len())].payload;
+                let from = start.index(payload.len() + 1);
+                payload[from..(from + len).min(payload.len())].to_vec()
+            }
+            _ => short,
+        };
         prop_assert_eq!(read_all(BlockCursor::open(&fs, path).unwrap()).unwrap(), recs.clone());
 
         let (from_ms, to_ms) = (1_700_000_000_000 + from, 1_700_000_000_000 + from + width);

@@ -17,7 +17,10 @@ use super::{
     BlockEntry, ENTRY_LEN, FILE_TAG, FOOTER_TAG, SKIPPABLE_BLOCK, SKIPPABLE_FOOTER,
     SKIPPABLE_HEADER, TARGET_BLOCK_BYTES, ZSTD_LEVEL, put_varint, skippable,
 };
-use crate::{fs::WriteFile, term_filter::TermFilter};
+use crate::{
+    fs::WriteFile,
+    term_filter::{FilterKind, TermFilter},
+};
 
 /// The records of one block, as pushed.
 #[derive(Default)]
@@ -70,6 +73,7 @@ pub struct BlockWriter {
     text_closed: u64,
     open: OpenBlock,
     level: i32,
+    filter_kind: FilterKind,
     workers: usize,
     in_flight: VecDeque<JoinHandle<io::Result<Built>>>,
     spare_blocks: Vec<OpenBlock>,
@@ -85,12 +89,32 @@ impl BlockWriter {
 
     /// A writer at zstd `level` with up to `workers` blocks built at once.
     pub fn with_options(
-        mut file: Box<dyn WriteFile>,
+        file: Box<dyn WriteFile>,
         level: i32,
         workers: usize,
     ) -> io::Result<BlockWriter> {
+        Self::create(file, level, workers, FilterKind::Winnowed)
+    }
+
+    /// A writer of format 2.0 files (sampled filters), which are only read
+    /// now: for the tests that show they still are.
+    #[cfg(test)]
+    pub(crate) fn format_2_0(file: Box<dyn WriteFile>) -> io::Result<BlockWriter> {
+        Self::create(file, ZSTD_LEVEL, 2, FilterKind::Sampled)
+    }
+
+    fn create(
+        mut file: Box<dyn WriteFile>,
+        level: i32,
+        workers: usize,
+        filter_kind: FilterKind,
+    ) -> io::Result<BlockWriter> {
         let mut header = Vec::new();
-        skippable(&mut header, SKIPPABLE_HEADER, FILE_TAG);
+        let mut tag = *FILE_TAG;
+        if filter_kind == FilterKind::Sampled {
+            tag[FILE_TAG.len() - 1] = 0;
+        }
+        skippable(&mut header, SKIPPABLE_HEADER, &tag);
         file.write_all(&header)?;
         Ok(BlockWriter {
             file,
@@ -100,6 +124,7 @@ impl BlockWriter {
             text_closed: 0,
             open: OpenBlock::default(),
             level,
+            filter_kind,
             workers: workers.max(1),
             in_flight: VecDeque::new(),
             spare_blocks: Vec::new(),
@@ -168,7 +193,7 @@ impl BlockWriter {
         let tools = match self.spare_tools.pop() {
             Some(tools) => tools,
             None => Tools {
-                filter: TermFilter::new(),
+                filter: TermFilter::of_kind(self.filter_kind),
                 compressor: zstd::bulk::Compressor::new(self.level)?,
                 meta: Vec::new(),
                 frame: Vec::new(),
