@@ -180,10 +180,13 @@ pub(crate) async fn query(
     };
     if params.stats {
         let ran = tokio::task::spawn_blocking(move || {
-            let ran =
-                sluice_query::execute(&**store.fs(), store.dir(), &query, &mut |_: &Record<'_>| {
-                    true
-                });
+            let ran = sluice_query::execute_cached(
+                &**store.fs(),
+                store.dir(),
+                &query,
+                Some(store.segment_cache().clone()),
+                &mut |_: &Record<'_>| true,
+            );
             if let Ok(stats) = &ran {
                 report_corruption(&store, stats);
             }
@@ -225,7 +228,13 @@ pub(crate) async fn query(
             }
             true
         };
-        let result = sluice_query::execute(&**store.fs(), store.dir(), &query, &mut sink);
+        let result = sluice_query::execute_cached(
+            &**store.fs(),
+            store.dir(),
+            &query,
+            Some(store.segment_cache().clone()),
+            &mut sink,
+        );
         if let Ok(stats) = &result {
             report_corruption(&store, stats);
         }

@@ -1,10 +1,10 @@
 //! Planning and executing a query over a store directory.
 
-use std::{ops::ControlFlow, path::Path, sync::Arc, time::Instant};
+use std::{collections::HashSet, ops::ControlFlow, path::Path, sync::Arc, time::Instant};
 
 use sluice_record::{Record, Ulid};
 use sluice_storage::{
-    Fs, RecordCursor, SegmentMeta, StorageError,
+    Fs, RecordCursor, SegmentCache, SegmentMeta, StorageError,
     block_segment::RecordFilter,
     store_segment::{ScanOptions, list_segments, open_cursor},
 };
@@ -84,6 +84,16 @@ impl<F: FnMut(&Record<'_>) -> bool> RecordSink for F {
 /// The segments of `dir` that can hold records in the query's time range,
 /// sorted by smallest id.
 pub fn plan(fs: &dyn Fs, dir: &Path, query: &Query) -> Result<Vec<SegmentMeta>, QueryError> {
+    plan_evicting(fs, dir, query, None)
+}
+
+/// [`plan`], dropping from `cache` the segments that left the listing.
+fn plan_evicting(
+    fs: &dyn Fs,
+    dir: &Path,
+    query: &Query,
+    cache: Option<&SegmentCache>,
+) -> Result<Vec<SegmentMeta>, QueryError> {
     if query.from_ms > query.to_ms {
         return Err(QueryError::EmptyRange {
             from_ms: query.from_ms,
@@ -91,6 +101,10 @@ pub fn plan(fs: &dyn Fs, dir: &Path, query: &Query) -> Result<Vec<SegmentMeta>, 
         });
     }
     let (segments, _) = list_segments(fs, dir)?;
+    if let Some(cache) = cache {
+        let listed: HashSet<&str> = segments.iter().map(|s| s.name.as_str()).collect();
+        cache.retain(|name| listed.contains(name));
+    }
     Ok(segments
         .into_iter()
         .filter(|s| s.overlaps_ms(query.from_ms, query.to_ms))
@@ -119,7 +133,7 @@ fn open_plan(
 ) -> Result<(Vec<SegmentMeta>, Vec<Option<Opened>>), QueryError> {
     let mut attempt = 1;
     loop {
-        let segments = plan(fs, dir, query)?;
+        let segments = plan_evicting(fs, dir, query, options.cache.as_deref())?;
         let mut cursors = Vec::with_capacity(segments.len());
         let mut vanished = false;
         for segment in &segments {
@@ -145,6 +159,18 @@ pub fn execute(
     query: &Query,
     sink: &mut dyn RecordSink,
 ) -> Result<QueryStats, QueryError> {
+    execute_cached(fs, dir, query, None, sink)
+}
+
+/// [`execute`], opening v2 segments through `cache` (a long-lived store
+/// passes its own, so queries share mappings and verified filters).
+pub fn execute_cached(
+    fs: &dyn Fs,
+    dir: &Path,
+    query: &Query,
+    cache: Option<Arc<SegmentCache>>,
+    sink: &mut dyn RecordSink,
+) -> Result<QueryStats, QueryError> {
     let started = Instant::now();
     // A regex runs where blocks are decoded, on every core, on the records
     // that hold its required literal (if it has one); a plain literal is
@@ -161,6 +187,7 @@ pub fn execute(
         time_ms: Some((query.from_ms, query.to_ms)),
         skip_corrupt_blocks: true,
         filter,
+        cache,
     };
     let (segments, mut cursors) = open_plan(fs, dir, query, &options)?;
     let mut stats = QueryStats {

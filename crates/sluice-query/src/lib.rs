@@ -17,6 +17,6 @@ pub mod exec;
 pub mod matcher;
 pub mod time;
 
-pub use exec::{Query, QueryError, QueryStats, RecordSink, execute, plan};
+pub use exec::{Query, QueryError, QueryStats, RecordSink, execute, execute_cached, plan};
 pub use matcher::{Matcher, MatcherError};
 pub use time::{TimeError, parse_time_ms};

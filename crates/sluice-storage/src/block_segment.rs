@@ -51,6 +51,7 @@
 //!   used only after its block's meta checksum is verified.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sluice_record::{MAX_PAYLOAD_BYTES, Record, Ulid};
 
@@ -205,6 +206,9 @@ pub struct BlockSegment {
     records: u64,
     text_bytes: u64,
     filter_kind: FilterKind,
+    /// Whether block `i`'s meta checksum was verified: a segment shared
+    /// between queries ([`crate::SegmentCache`]) checks each filter once.
+    meta_verified: Box<[AtomicBool]>,
 }
 
 impl BlockSegment {
@@ -289,6 +293,7 @@ impl BlockSegment {
             Ok((blocks, records, text))
         };
         let (blocks, records, text_bytes) = parse(&mut r).map_err(|why| corrupt(start, why))?;
+        let blocks_len = blocks.len();
         Ok(BlockSegment {
             path: path.to_path_buf(),
             bytes: std::sync::Arc::new(bytes),
@@ -296,6 +301,7 @@ impl BlockSegment {
             records,
             text_bytes,
             filter_kind,
+            meta_verified: (0..blocks_len).map(|_| AtomicBool::new(false)).collect(),
         })
     }
 
@@ -316,6 +322,11 @@ impl BlockSegment {
         &self.path
     }
 
+    /// The whole file, as mapped.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// The term filter of block `i`, after its meta checksum is verified:
     /// a damaged filter could otherwise prune a block that matches.
     fn filter(&self, i: usize) -> Result<&[u8], &'static str> {
@@ -327,8 +338,12 @@ impl BlockSegment {
             return Err("bad block frame");
         }
         let (body, crc) = meta.split_at(meta.len() - 4);
-        if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4")) {
-            return Err("block meta checksum mismatch");
+        let verified = &self.meta_verified[i];
+        if !verified.load(Ordering::Relaxed) {
+            if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4")) {
+                return Err("block meta checksum mismatch");
+            }
+            verified.store(true, Ordering::Relaxed);
         }
         let mut r = Bytes {
             buf: body,

@@ -10,6 +10,8 @@
 //!   written atomically, and read through the [`RecordCursor`] abstraction.
 //! - [`block_segment`]: the store segment format v2 (zstd blocks with
 //!   checksums, time ranges and [`term_filter`]s, read by mmap).
+//! - [`segment_cache`]: opened v2 segments shared by queries, so each file
+//!   is mapped once and each block meta verified once.
 //!
 //! Architecture invariant: storage knows nothing about tokio, HTTP, gossip
 //! or query syntax. Everything here is synchronous and takes an `&dyn Fs`.
@@ -20,6 +22,7 @@ pub mod fs;
 pub mod memfs;
 pub mod merge;
 pub mod segment;
+pub mod segment_cache;
 pub mod store_segment;
 pub mod term_filter;
 
@@ -27,4 +30,5 @@ pub use error::StorageError;
 pub use fs::{DirEntry, Fs, Mapped, ReadFile, RealFs, WriteFile};
 pub use memfs::MemFs;
 pub use segment::{Recovery, SegmentScanner, SegmentWriter, recover_segment};
+pub use segment_cache::SegmentCache;
 pub use store_segment::{RecordCursor, SegmentMeta, StoreSegmentCursor, StoreSegmentWriter};

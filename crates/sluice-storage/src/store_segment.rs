@@ -34,7 +34,7 @@ use memchr::memmem;
 use sluice_record::{BatchEncoder, Record, Ulid, decode_record};
 
 use crate::{
-    StorageError,
+    SegmentCache, StorageError,
     block_segment::{BlockCursor, BlockWriter, HEADER_LEN, RecordFilter, is_block_segment},
     fs::Fs,
     segment::{SegmentScanner, SegmentWriter},
@@ -456,6 +456,9 @@ pub struct ScanOptions {
     /// where blocks are decoded, in parallel; a v1 cursor ignores it, so the
     /// caller still checks what it gets.
     pub filter: Option<RecordFilter>,
+    /// Open v2 segments through this cache (queries share their mappings
+    /// and verified filters); `None` opens each file afresh.
+    pub cache: Option<Arc<SegmentCache>>,
 }
 
 impl std::fmt::Debug for ScanOptions {
@@ -465,6 +468,7 @@ impl std::fmt::Debug for ScanOptions {
             .field("time_ms", &self.time_ms)
             .field("skip_corrupt_blocks", &self.skip_corrupt_blocks)
             .field("filter", &self.filter.is_some())
+            .field("cache", &self.cache.as_ref().map(|c| c.len()))
             .finish()
     }
 }
@@ -476,7 +480,10 @@ pub fn open_cursor(
     options: &ScanOptions,
 ) -> Result<Box<dyn RecordCursor>, StorageError> {
     if segment_format(fs, path)? == SegmentFormat::V2 {
-        let mut cursor = BlockCursor::open(fs, path)?;
+        let mut cursor = match &options.cache {
+            Some(cache) => BlockCursor::shared(cache.open(fs, path)?),
+            None => BlockCursor::open(fs, path)?,
+        };
         if let Some((from, to)) = options.time_ms {
             cursor = cursor.with_time_range(from, to);
         }

@@ -24,12 +24,12 @@ mod metrics;
 pub mod retention;
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, HashSet},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
-use sluice_storage::{Fs, SegmentMeta, StorageError, store_segment};
+use sluice_storage::{Fs, SegmentCache, SegmentMeta, StorageError, store_segment};
 
 pub use compact::CompactionConfig;
 pub use consumer::{Consumer, ConsumerConfig};
@@ -44,6 +44,8 @@ pub struct Store {
     /// Segments a query found corrupt, for the maintainer to salvage and
     /// quarantine.
     suspects: Arc<Mutex<BTreeSet<String>>>,
+    /// Opened v2 segments, shared by queries; evicted on every listing.
+    segment_cache: Arc<SegmentCache>,
 }
 
 impl Store {
@@ -66,6 +68,7 @@ impl Store {
             fs,
             dir: dir.to_path_buf(),
             suspects: Arc::default(),
+            segment_cache: Arc::default(),
         })
     }
 
@@ -75,6 +78,11 @@ impl Store {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The cache that queries open v2 segments through.
+    pub fn segment_cache(&self) -> &Arc<SegmentCache> {
+        &self.segment_cache
     }
 
     /// Note segments (by name) in which a query met corruption; the next
@@ -90,8 +98,12 @@ impl Store {
         std::mem::take(&mut *self.suspects.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Every segment, sorted by smallest id.
+    /// Every segment, sorted by smallest id. Cached segments no longer
+    /// listed are evicted, so their files' space is released.
     pub fn segments(&self) -> Result<Vec<SegmentMeta>, StorageError> {
-        Ok(store_segment::list_segments(&*self.fs, &self.dir)?.0)
+        let segments = store_segment::list_segments(&*self.fs, &self.dir)?.0;
+        let listed: HashSet<&str> = segments.iter().map(|s| s.name.as_str()).collect();
+        self.segment_cache.retain(|name| listed.contains(name));
+        Ok(segments)
     }
 }

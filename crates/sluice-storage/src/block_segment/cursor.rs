@@ -41,7 +41,7 @@ struct Decoded {
 /// A [`RecordCursor`](crate::RecordCursor) over a v2 segment, pruning blocks
 /// by time and by literal.
 pub struct BlockCursor {
-    segment: BlockSegment,
+    segment: Arc<BlockSegment>,
     next_block: usize,
     in_flight: VecDeque<(BlockEntry, JoinHandle<Decoded>)>,
     current: Decoded,
@@ -68,7 +68,13 @@ impl BlockCursor {
     }
 
     pub fn new(segment: BlockSegment) -> Result<BlockCursor, StorageError> {
-        Ok(BlockCursor {
+        Ok(Self::shared(Arc::new(segment)))
+    }
+
+    /// A cursor over a segment that other cursors may read too (see
+    /// [`crate::SegmentCache`]).
+    pub fn shared(segment: Arc<BlockSegment>) -> BlockCursor {
+        BlockCursor {
             segment,
             next_block: 0,
             in_flight: VecDeque::new(),
@@ -86,7 +92,7 @@ impl BlockCursor {
             skip_corrupt: false,
             corrupt_blocks: 0,
             first_corruption: None,
-        })
+        }
     }
 
     /// Skip blocks with no record in `[from_ms, to_ms]`. Records of a block

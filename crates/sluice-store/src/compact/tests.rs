@@ -9,7 +9,7 @@ use std::{
 
 use proptest::prelude::*;
 use sluice_query::{Matcher, Query};
-use sluice_storage::{MemFs, store_segment::list_segments};
+use sluice_storage::{MemFs, SegmentCache, store_segment::list_segments};
 
 use super::*;
 use crate::Store;
@@ -489,33 +489,89 @@ fn a_segment_with_a_corrupt_footer_is_quarantined_whole() {
 
 #[test]
 fn queries_running_while_compaction_removes_their_files_see_every_record() {
-    let fs = MemFs::new();
-    let model = overlapping_store(&fs);
-    let config = small_config();
-    // A query plans, then compaction removes every planned file before the
-    // query opens them: it plans again and finds the outputs.
-    let plans = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let fs2 = fs.clone();
-    let interleaved = InterleavedFs {
-        inner: fs.clone(),
-        on_first_list: Box::new(move || {
-            compact_fully(&fs2, &config);
-        }),
-        lists: plans.clone(),
-    };
+    // Without a cache, and with one that already holds the files the
+    // compaction is about to remove.
+    for cached in [false, true] {
+        let fs = MemFs::new();
+        let model = overlapping_store(&fs);
+        let config = small_config();
+        let cache = cached.then(|| {
+            // v2 segments first: only those are cached.
+            compact(
+                &fs,
+                dir(),
+                &candidates(&fs)[..1]
+                    .iter()
+                    .map(|c| c.meta.clone())
+                    .collect::<Vec<_>>(),
+                &config,
+            )
+            .unwrap();
+            let cache = Arc::new(SegmentCache::new());
+            assert_eq!(query_cached(&fs, Some(cache.clone())).0, model);
+            assert!(!cache.is_empty());
+            cache
+        });
+        // A query plans, then compaction removes every planned file before
+        // the query opens them: it plans again and finds the outputs.
+        let plans = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let fs2 = fs.clone();
+        let interleaved = InterleavedFs {
+            inner: fs.clone(),
+            on_first_list: Box::new(move || {
+                compact_fully(&fs2, &config);
+            }),
+            lists: plans.clone(),
+        };
+        let (got, stats) = query_cached(&interleaved, cache);
+        assert_eq!(got, model, "cached: {cached}");
+        assert!(stats.failed_segments.is_empty(), "{stats:?}");
+        assert!(
+            plans.load(std::sync::atomic::Ordering::Relaxed) >= 2,
+            "the query planned again"
+        );
+    }
+}
+
+fn query_cached(
+    fs: &dyn Fs,
+    cache: Option<Arc<SegmentCache>>,
+) -> (Vec<(Ulid, String)>, sluice_query::QueryStats) {
     let query = Query::between(0, u64::MAX / 2, Matcher::All);
     let mut got = Vec::new();
-    let stats = sluice_query::execute(&interleaved, dir(), &query, &mut |r: &Record<'_>| {
+    let stats = sluice_query::execute_cached(fs, dir(), &query, cache, &mut |r: &Record<'_>| {
         got.push((r.id, String::from_utf8(r.payload.to_vec()).unwrap()));
         true
     })
     .unwrap();
-    assert_eq!(got, model);
-    assert!(stats.failed_segments.is_empty(), "{stats:?}");
-    assert!(
-        plans.load(std::sync::atomic::Ordering::Relaxed) >= 2,
-        "the query planned again"
-    );
+    (got, stats)
+}
+
+#[test]
+fn a_shared_segment_cache_follows_compaction() {
+    let fs = MemFs::new();
+    let model = overlapping_store(&fs);
+    let config = small_config();
+    let cache = Arc::new(SegmentCache::new());
+    for pass in 0..3 {
+        // Each pass rewrites segments (some under new names, some under
+        // the names of their inputs); queries keep equal to the model and
+        // the cache holds only what is listed.
+        compact_fully(
+            &fs,
+            &CompactionConfig {
+                target_segment_bytes: 2048 << pass,
+                ..config
+            },
+        );
+        assert_eq!(
+            query_cached(&fs, Some(cache.clone())).0,
+            model,
+            "pass {pass}"
+        );
+        let listed = list_segments(&fs, dir()).unwrap().0.len();
+        assert_eq!(cache.len(), listed, "pass {pass}");
+    }
 }
 
 /// A filesystem that runs a hook right after the first directory listing.

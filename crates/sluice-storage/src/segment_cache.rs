@@ -1,0 +1,167 @@
+//! Opened v2 segments shared between queries.
+//!
+//! A v2 segment is immutable, so a query need not map it again, nor verify
+//! again the block metas whose term filters it probes: without the cache a
+//! selective query spends most of its time on checksums of filters it
+//! already checked (a tenth of the file) and on page faults of a fresh
+//! mapping.
+//!
+//! # Rules
+//!
+//! - An entry is used only while the file at its path is the one it
+//!   mapped: its length and last 12 bytes (the footer checksum, its length
+//!   and tag) are read from the file on every lookup (one small read) and
+//!   compared with the mapping's. A file replaced under the same name
+//!   (compaction may rewrite a segment as one of the same ULID range) is
+//!   opened again.
+//! - A mapping keeps a removed file's blocks on disk, so the store evicts
+//!   entries whose names left its listing ([`SegmentCache::retain`]) after
+//!   every listing: each query's plan and each maintenance pass.
+//! - Entries hold only the mapping and the verified footer; memory is the
+//!   footer index per segment, and the page cache owns the bytes.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use crate::{StorageError, block_segment::BlockSegment, fs::Fs};
+
+/// Bytes at the end of a v2 file that identify it with its length: the
+/// footer's checksum, the footer frame's length and the tag.
+const TAIL: usize = 12;
+
+/// Opened v2 segments by path. Cheap to share: clone the `Arc`.
+#[derive(Debug, Default)]
+pub struct SegmentCache {
+    entries: Mutex<HashMap<PathBuf, Arc<BlockSegment>>>,
+}
+
+/// What identifies the file a segment was opened from.
+fn fingerprint_of(bytes: &[u8]) -> Option<(u64, [u8; TAIL])> {
+    let tail = bytes.get(bytes.len().checked_sub(TAIL)?..)?;
+    Some((bytes.len() as u64, tail.try_into().expect("TAIL bytes")))
+}
+
+impl SegmentCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The v2 segment at `path`: the cached one if the file there is still
+    /// the one it mapped, else the file opened (and its footer verified)
+    /// now.
+    pub fn open(&self, fs: &dyn Fs, path: &Path) -> Result<Arc<BlockSegment>, StorageError> {
+        let cached = self.lock().get(path).cloned();
+        if let Some(segment) = cached {
+            let file = fs
+                .open_read(path)
+                .map_err(StorageError::io("open segment", path))?;
+            let len = file.len().map_err(StorageError::io("stat segment", path))?;
+            let mut tail = [0u8; TAIL];
+            let same = len >= TAIL as u64
+                && file.read_exact_at(&mut tail, len - TAIL as u64).is_ok()
+                && fingerprint_of(segment.bytes()) == Some((len, tail));
+            if same {
+                return Ok(segment);
+            }
+        }
+        let segment = Arc::new(BlockSegment::open(fs, path)?);
+        self.lock().insert(path.to_path_buf(), segment.clone());
+        Ok(segment)
+    }
+
+    /// Drop the entries whose file name `keep` rejects, releasing their
+    /// mappings (and so the disk space of removed files).
+    pub fn retain(&self, mut keep: impl FnMut(&str) -> bool) {
+        self.lock().retain(|path, _| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(&mut keep)
+        });
+    }
+
+    /// Segments held.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Arc<BlockSegment>>> {
+        // The map stays consistent even if a holder panicked: every
+        // operation on it is a single insert, lookup or retain.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MemFs, RecordCursor, block_segment::BlockCursor, block_segment::BlockWriter};
+    use sluice_record::{Record, Ulid};
+
+    fn write(fs: &MemFs, path: &Path, payloads: &[&str]) {
+        let mut writer = BlockWriter::new(fs.create_new(path).unwrap()).unwrap();
+        for (i, p) in payloads.iter().enumerate() {
+            let record = Record {
+                id: Ulid::from_parts(1_000 + i as u64, 0),
+                flags: 0,
+                topic: b"t",
+                payload: p.as_bytes(),
+            };
+            writer.push(record).unwrap();
+        }
+        writer.finish().unwrap();
+    }
+
+    fn payloads(segment: Arc<BlockSegment>) -> Vec<String> {
+        let mut cursor = BlockCursor::shared(segment);
+        let mut out = Vec::new();
+        while cursor.advance().unwrap() {
+            out.push(String::from_utf8(cursor.record().payload.to_vec()).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn a_file_is_opened_once_and_again_when_replaced() {
+        let fs = MemFs::new();
+        fs.create_dir_all(Path::new("/d")).unwrap();
+        let path = Path::new("/d/a.seg");
+        write(&fs, path, &["one", "two"]);
+        let cache = SegmentCache::new();
+        let first = cache.open(&fs, path).unwrap();
+        let again = cache.open(&fs, path).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the second open maps nothing");
+        assert_eq!(payloads(again), ["one", "two"]);
+
+        // Replaced under the same name, as compaction may do.
+        write(&fs, Path::new("/d/b.tmp"), &["three"]);
+        fs.rename(Path::new("/d/b.tmp"), path).unwrap();
+        let replaced = cache.open(&fs, path).unwrap();
+        assert!(!Arc::ptr_eq(&first, &replaced));
+        assert_eq!(payloads(replaced), ["three"]);
+        // The old mapping still serves a query that holds it.
+        assert_eq!(payloads(first), ["one", "two"]);
+    }
+
+    #[test]
+    fn removed_files_are_evicted_and_missing_files_are_errors() {
+        let fs = MemFs::new();
+        fs.create_dir_all(Path::new("/d")).unwrap();
+        let path = Path::new("/d/a.seg");
+        write(&fs, path, &["one"]);
+        let cache = SegmentCache::new();
+        cache.open(&fs, path).unwrap();
+        fs.remove_file(path).unwrap();
+        let err = cache.open(&fs, path).unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+        assert_eq!(cache.len(), 1);
+        cache.retain(|name| name != "a.seg");
+        assert!(cache.is_empty());
+    }
+}
