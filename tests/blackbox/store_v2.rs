@@ -87,4 +87,17 @@ fn v2_segments_are_queried_pruned_and_greppable_with_zstdcat() {
         read(&one) * 2 < read(&all),
         "a rare id should skip most blocks by their filters: {one} vs {all}"
     );
+
+    // A regex prunes through its mandatory literal ("trace_id=<id> ").
+    let pattern = format!("trace_id={rare} (done|failed)$");
+    let out = node.query(&["--regex", "-q", &pattern]);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("INFO request 31337 trace_id={rare} done\n")
+    );
+    let by_regex = node.stats(&["--regex", "-q", &pattern]);
+    assert!(
+        read(&by_regex) * 2 < read(&all),
+        "a regex with a rare mandatory literal should skip blocks too: {by_regex} vs {all}"
+    );
 }

@@ -48,7 +48,13 @@
 //! - Pruning: a cursor skips blocks outside its time range and, for a
 //!   literal, blocks whose term filter rules the literal out
 //!   ([`crate::term_filter`]); neither is ever decompressed. A filter is
-//!   used only after its block's meta checksum is verified.
+//!   used only after its block's meta checksum is verified; a segment
+//!   shared through [`crate::SegmentCache`] remembers which were, for the
+//!   life of its mapping (the file is immutable).
+//! - Format versions: 2.1 (`0x02 0x01`) is written; 2.0 (`0x02 0x00`) is
+//!   read too. They differ only in how the term filter chooses its 8-grams
+//!   ([`crate::term_filter::FilterKind`]). Any other version is not a v2
+//!   segment.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -144,7 +150,7 @@ impl BlockEntry {
         start..start + self.meta_len as usize
     }
 
-    fn data_range(&self) -> std::ops::Range<usize> {
+    pub(crate) fn data_range(&self) -> std::ops::Range<usize> {
         let start = self.meta_range().end;
         start..start + self.data_len as usize
     }

@@ -93,6 +93,42 @@ impl Mapped {
     pub fn owned(bytes: Vec<u8>) -> Mapped {
         Mapped(MappedBytes::Owned(bytes))
     }
+
+    /// Drop the pages that lie wholly inside `range` from this process's
+    /// resident set; the page cache keeps them, and a later read maps them
+    /// again. A reader calls this after it decoded a range it will not
+    /// need soon (a block's compressed data), so that a mapping held for
+    /// many queries keeps resident only what is read repeatedly (the block
+    /// filters). Best effort: errors are ignored. Owned bytes are kept.
+    pub fn release(&self, range: std::ops::Range<usize>) {
+        let MappedBytes::Mmap(map) = &self.0 else {
+            return;
+        };
+        let page = page_size();
+        let start = range.start.next_multiple_of(page);
+        let end = range.end.min(map.len()) / page * page;
+        if start < end {
+            // SAFETY: the mapping is of a sealed segment, never modified
+            // while mapped (see `RealFs::map`), so after MADV_DONTNEED a
+            // read faults the same bytes back in from the page cache; no
+            // reference into the mapping observes a change.
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+            };
+        }
+    }
+}
+
+fn page_size() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf has no preconditions.
+        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(size)
+            .ok()
+            .filter(|&s| s > 0)
+            .unwrap_or(4096)
+    })
 }
 
 impl std::ops::Deref for Mapped {

@@ -175,7 +175,13 @@ impl BlockCursor {
             let filter = self.filter.clone();
             let worker = std::thread::Builder::new()
                 .name("sluice-scan".into())
-                .spawn(move || decode(&bytes, &entry, job, literal.as_deref(), filter))
+                .spawn(move || {
+                    let decoded = decode(&bytes, &entry, job, literal.as_deref(), filter);
+                    // The compressed data is not read again soon; the
+                    // filters, which every query probes, stay resident.
+                    bytes.release(entry.data_range());
+                    decoded
+                })
                 .map_err(StorageError::io(
                     "start a block-decoding thread for",
                     &self.segment.path,
