@@ -283,13 +283,8 @@ impl TermProbe {
             return true;
         }
         let (trigrams, bloom) = filter.split_at(TRIGRAM_BYTES);
-        if !self
-            .trigrams
-            .iter()
-            .all(|&(byte, mask)| trigrams[byte as usize] & mask != 0)
-        {
-            return false;
-        }
+        // The 8-gram keys first: a long literal such as an id usually
+        // fails on its first key, while all its trigrams may well be set.
         let bits = (bloom.len() * 8) as u64;
         let keys = match kind {
             FilterKind::Sampled => &self.sampled,
@@ -298,7 +293,10 @@ impl TermProbe {
         keys.iter().all(|&hash| {
             let (positions, n) = bloom_bits(kind, hash, bits);
             positions[..n].iter().all(|&bit| bit_set(bloom, bit))
-        })
+        }) && self
+            .trigrams
+            .iter()
+            .all(|&(byte, mask)| trigrams[byte as usize] & mask != 0)
     }
 }
 
