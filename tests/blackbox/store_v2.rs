@@ -100,4 +100,19 @@ fn v2_segments_are_queried_pruned_and_greppable_with_zstdcat() {
         read(&by_regex) * 2 < read(&all),
         "a regex with a rare mandatory literal should skip blocks too: {by_regex} vs {all}"
     );
+
+    // An alternation prunes to the blocks that may hold one of its ids.
+    // (Both near each other, so in one block of several.)
+    let other = trace_id(31_400);
+    let pattern = format!("trace_id=({rare}|{other}) done");
+    let out = node.query(&["--regex", "-q", &pattern]);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("INFO request 31337 trace_id={rare} done\nINFO request 31400 trace_id={other} done\n")
+    );
+    let by_alternation = node.stats(&["--regex", "-q", &pattern]);
+    assert!(
+        read(&by_alternation) * 2 < read(&all),
+        "an alternation of rare ids should skip blocks: {by_alternation} vs {all}"
+    );
 }

@@ -187,6 +187,7 @@ pub fn execute_cached(
         time_ms: Some((query.from_ms, query.to_ms)),
         skip_corrupt_blocks: true,
         filter,
+        any_of: query.matcher.required_any_of().cloned(),
         cache,
     };
     let (segments, mut cursors) = open_plan(fs, dir, query, &options)?;

@@ -24,9 +24,14 @@ pub enum Matcher {
     /// `required` is the longest literal every match contains, when the
     /// pattern has one: cursors prune blocks and find candidates with it,
     /// and run the regex only on records that hold it.
+    ///
+    /// `any_of` is set when every match holds one of a few literals (as
+    /// `ERROR|FATAL` does): cursors also prune blocks that can hold none
+    /// of them.
     Regex {
         regex: Regex,
         required: Option<Arc<memmem::Finder<'static>>>,
+        any_of: Option<Arc<[Vec<u8>]>>,
     },
 }
 
@@ -55,11 +60,13 @@ impl Matcher {
                 pattern: query.to_string(),
                 source,
             })?;
-        let required = required_literal(&pattern, ignore_case)
-            .map(|literal| Arc::new(memmem::Finder::new(&literal).into_owned()));
+        let Required { one, any_of } = required_literals(&pattern, ignore_case);
+        let required = one.map(|literal| Arc::new(memmem::Finder::new(&literal).into_owned()));
+        let any_of = any_of.map(Into::into);
         Ok(Matcher::Regex {
             regex: compiled,
             required,
+            any_of,
         })
     }
 
@@ -69,6 +76,14 @@ impl Matcher {
             Matcher::Literal(finder) => Some(finder),
             Matcher::Regex { required, .. } => required.as_ref(),
             Matcher::All => None,
+        }
+    }
+
+    /// Literals one of which every match contains, from an alternation.
+    pub fn required_any_of(&self) -> Option<&Arc<[Vec<u8>]>> {
+        match self {
+            Matcher::Regex { any_of, .. } => any_of.as_ref(),
+            Matcher::Literal(_) | Matcher::All => None,
         }
     }
 
@@ -82,45 +97,96 @@ impl Matcher {
     }
 }
 
-/// The longest literal that every match of `pattern` contains, if any of
-/// at least [`MIN_REQUIRED_LITERAL`] bytes.
+/// What every match of a regex contains, as far as pruning can use it.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Required {
+    /// This literal (the longest mandatory one).
+    one: Option<Vec<u8>>,
+    /// One of these (from an alternation), sorted.
+    any_of: Option<Vec<Vec<u8>>>,
+}
+
+/// What every match of `pattern` contains: its longest mandatory literal
+/// of at least [`MIN_REQUIRED_LITERAL`] bytes, and the smallest set of
+/// two or more such literals one of which every match holds.
 ///
-/// Sound by construction: only literals on the mandatory path of the
-/// pattern count (parts of a concatenation, the body of a repetition of at
-/// least one, a capture group). Alternations, classes and optional parts
-/// contribute nothing, and so does case-insensitive matching, whose
-/// letters parse as classes. A pattern the parser rejects has none; the
+/// Sound by construction: only the mandatory path of the pattern counts
+/// (parts of a concatenation, the body of a repetition of at least one, a
+/// capture group), and an alternation counts only when each of its
+/// branches has a literal, giving "one of these". Classes and optional
+/// parts contribute nothing, and so does case-insensitive matching, whose
+/// letters parse as classes. A pattern the parser rejects has nothing; the
 /// regex crate then reports the error.
-fn required_literal(pattern: &str, ignore_case: bool) -> Option<Vec<u8>> {
-    let hir = regex_syntax::ParserBuilder::new()
+fn required_literals(pattern: &str, ignore_case: bool) -> Required {
+    let Ok(hir) = regex_syntax::ParserBuilder::new()
         .case_insensitive(ignore_case)
         // Like `regex::bytes`: a pattern may match bytes that are not UTF-8.
         .utf8(false)
         .build()
         .parse(pattern)
-        .ok()?;
-    let mut literals = Vec::new();
-    mandatory_literals(&hir, &mut literals);
-    literals
-        .into_iter()
-        .filter(|l| l.len() >= MIN_REQUIRED_LITERAL)
-        .max_by_key(|l| l.len())
+    else {
+        return Required::default();
+    };
+    let mut clauses = Vec::new();
+    mandatory_clauses(&hir, &mut clauses);
+    let (singles, alternations): (Vec<_>, Vec<_>) = clauses.into_iter().partition(|c| c.len() == 1);
+    Required {
+        one: singles
+            .into_iter()
+            .flatten()
+            .max_by_key(|literal| literal.len()),
+        any_of: best_clause(alternations),
+    }
 }
 
 /// Shorter literals select too many records to be worth a prefilter, and
 /// the term filter cannot prune with fewer than three bytes.
 const MIN_REQUIRED_LITERAL: usize = 3;
+/// An alternation of more literals than this prunes too little to probe.
+const MAX_ANY_OF: usize = 16;
 
-fn mandatory_literals(hir: &Hir, out: &mut Vec<Vec<u8>>) {
+/// The clause that prunes best: the fewest literals, then the longest
+/// shortest literal.
+fn best_clause(clauses: Vec<Vec<Vec<u8>>>) -> Option<Vec<Vec<u8>>> {
+    clauses.into_iter().min_by_key(|c| {
+        let shortest = c.iter().map(Vec::len).min().unwrap_or(0);
+        (c.len(), std::cmp::Reverse(shortest))
+    })
+}
+
+/// Pushes onto `out` clauses that every match of `hir` satisfies, each a
+/// set of literals (every one at least [`MIN_REQUIRED_LITERAL`] bytes) one
+/// of which the match contains.
+fn mandatory_clauses(hir: &Hir, out: &mut Vec<Vec<Vec<u8>>>) {
     match hir.kind() {
-        HirKind::Literal(literal) => out.push(literal.0.to_vec()),
-        HirKind::Capture(capture) => mandatory_literals(&capture.sub, out),
+        HirKind::Literal(literal) if literal.0.len() >= MIN_REQUIRED_LITERAL => {
+            out.push(vec![literal.0.to_vec()])
+        }
+        HirKind::Capture(capture) => mandatory_clauses(&capture.sub, out),
         HirKind::Repetition(repetition) if repetition.min >= 1 => {
-            mandatory_literals(&repetition.sub, out)
+            mandatory_clauses(&repetition.sub, out)
         }
         HirKind::Concat(parts) => {
             for part in parts {
-                mandatory_literals(part, out);
+                mandatory_clauses(part, out);
+            }
+        }
+        HirKind::Alternation(branches) => {
+            // Each branch implies its best clause, so the whole implies
+            // their union.
+            let mut union: Vec<Vec<u8>> = Vec::new();
+            for branch in branches {
+                let mut clauses = Vec::new();
+                mandatory_clauses(branch, &mut clauses);
+                let Some(clause) = best_clause(clauses) else {
+                    return;
+                };
+                union.extend(clause);
+            }
+            union.sort();
+            union.dedup();
+            if union.len() <= MAX_ANY_OF {
+                out.push(union);
             }
         }
         _ => {}
@@ -169,11 +235,53 @@ mod tests {
         assert_eq!(required("x(abcdef)y", false).as_deref(), Some("abcdef"));
         // Nothing mandatory, too short, or case-insensitive: no literal.
         assert_eq!(required("ERROR|WARN", false), None);
+        assert_eq!(required("(ERROR|WARN) x(y|zz)", false), None);
         assert_eq!(required("(timeout)?ab", false), None);
         assert_eq!(required("(timeout)*x", false), None);
         assert_eq!(required("[0-9]+ms", false), None);
         assert_eq!(required("status", true), None);
         assert_eq!(required("(?i)status", false), None);
+    }
+
+    fn any_of(pattern: &str) -> Option<Vec<String>> {
+        let matcher = Matcher::new(pattern, true, false).unwrap();
+        matcher.required_any_of().map(|literals| {
+            literals
+                .iter()
+                .map(|l| String::from_utf8(l.clone()).unwrap())
+                .collect()
+        })
+    }
+
+    #[test]
+    fn alternations_yield_one_of_their_branches_literals() {
+        assert_eq!(
+            any_of("ERROR|WARN"),
+            Some(vec!["ERROR".into(), "WARN".into()])
+        );
+        // Of two alternations, the one whose shortest literal is longer.
+        assert_eq!(
+            any_of("(error|fatal) .*(timeout|refused)"),
+            Some(vec!["refused".into(), "timeout".into()])
+        );
+        // A branch's own mandatory literal stands for it.
+        assert_eq!(
+            any_of("(GET [0-9]+ ok|PUT x+ done)"),
+            Some(vec![" done".into(), "GET ".into()])
+        );
+        // Alongside a mandatory literal too; a branch without a literal, a
+        // too-short one or an optional alternation gives nothing.
+        assert_eq!(
+            any_of("(ERROR|WARN) request failed"),
+            Some(vec!["ERROR".into(), "WARN".into()])
+        );
+        assert_eq!(
+            required("(ERROR|WARN) request failed", false).as_deref(),
+            Some(" request failed")
+        );
+        assert_eq!(any_of("ERROR|[0-9]+"), None);
+        assert_eq!(any_of("ERROR|OK"), None);
+        assert_eq!(any_of("(ERROR|WARN)?x"), None);
     }
 
     proptest::proptest! {
@@ -186,7 +294,7 @@ mod tests {
         fn a_match_always_contains_the_required_literal(
             pieces in proptest::collection::vec(
                 proptest::sample::select(vec![
-                    "ab", "abc", "bcd", "(abc)", "(?:ab|cd)", "(?:abc|dcb)", "c+", "(bcd)?", "[a-c]", "d*",
+                    "ab", "abc", "bcd", "(abc)", "(?:ab|cd)", "(?:abc|dcb)", "(?:abcd|ba+dc|cc)", "(?:(abc)+|x?dcb)", "c+", "(bcd)?", "[a-c]", "d*",
                     "(abcd){1,2}", "x", "(ab)+c", ".", "(?i)ab",
                 ]),
                 1..4,
@@ -195,13 +303,24 @@ mod tests {
         ) {
             let pattern: String = pieces.concat();
             let matcher = Matcher::new(&pattern, true, false).unwrap();
-            if let (Some(literal), Matcher::Regex { regex, .. }) = (matcher.required_literal(), &matcher) {
-                for found in regex.find_iter(haystack.as_bytes()) {
+            let Matcher::Regex { regex, .. } = &matcher else {
+                unreachable!("a regex");
+            };
+            for found in regex.find_iter(haystack.as_bytes()) {
+                if let Some(literal) = matcher.required_literal() {
                     proptest::prop_assert!(
                         literal.find(found.as_bytes()).is_some(),
                         "{pattern:?} matched {:?} without {:?}",
                         found.as_bytes(),
                         literal.needle()
+                    );
+                }
+                if let Some(literals) = matcher.required_any_of() {
+                    proptest::prop_assert!(
+                        literals.iter().any(|l| memmem::find(found.as_bytes(), l).is_some()),
+                        "{pattern:?} matched {:?} without any of {:?}",
+                        found.as_bytes(),
+                        literals
                     );
                 }
             }

@@ -456,6 +456,10 @@ pub struct ScanOptions {
     /// where blocks are decoded, in parallel; a v1 cursor ignores it, so the
     /// caller still checks what it gets.
     pub filter: Option<RecordFilter>,
+    /// Every wanted record holds one of these literals (a regex's
+    /// alternation): a v2 cursor skips blocks whose filter rules out all of
+    /// them. Records are still selected by `filter` (or by the caller).
+    pub any_of: Option<Arc<[Vec<u8>]>>,
     /// Open v2 segments through this cache (queries share their mappings
     /// and verified filters); `None` opens each file afresh.
     pub cache: Option<Arc<SegmentCache>>,
@@ -468,6 +472,7 @@ impl std::fmt::Debug for ScanOptions {
             .field("time_ms", &self.time_ms)
             .field("skip_corrupt_blocks", &self.skip_corrupt_blocks)
             .field("filter", &self.filter.is_some())
+            .field("any_of", &self.any_of)
             .field("cache", &self.cache.as_ref().map(|c| c.len()))
             .finish()
     }
@@ -489,6 +494,9 @@ pub fn open_cursor(
         }
         if let Some(literal) = &options.literal {
             cursor = cursor.with_literal(literal.clone());
+        }
+        if let Some(literals) = &options.any_of {
+            cursor = cursor.with_any_of(literals);
         }
         if options.skip_corrupt_blocks {
             cursor = cursor.skipping_corrupt_blocks();

@@ -52,6 +52,9 @@ pub struct BlockCursor {
     from_ms: u64,
     to_ms: u64,
     literal: Option<(Literal, TermProbe)>,
+    /// Probes of literals one of which every wanted record holds; empty
+    /// when there are none.
+    any_of: Vec<TermProbe>,
     filter: Option<RecordFilter>,
     bytes_read: u64,
     skipped: u64,
@@ -85,6 +88,7 @@ impl BlockCursor {
             from_ms: 0,
             to_ms: u64::MAX,
             literal: None,
+            any_of: Vec::new(),
             filter: None,
             bytes_read: 0,
             skipped: 0,
@@ -106,6 +110,13 @@ impl BlockCursor {
     pub fn with_literal(mut self, literal: Literal) -> Self {
         let probe = TermProbe::new(literal.needle());
         self.literal = Some((literal, probe));
+        self
+    }
+
+    /// Skip blocks that can hold none of `literals` (every wanted record
+    /// holds one; the caller's filter selects the records).
+    pub fn with_any_of(mut self, literals: &[Vec<u8>]) -> Self {
+        self.any_of = literals.iter().map(|l| TermProbe::new(l)).collect();
         self
     }
 
@@ -143,6 +154,15 @@ impl BlockCursor {
         Ok(())
     }
 
+    /// Whether a block with this term filter may hold a wanted record.
+    fn may_match(&self, filter: &[u8]) -> bool {
+        let kind = self.segment.filter_kind;
+        self.literal
+            .as_ref()
+            .is_none_or(|(_, probe)| probe.may_match(kind, filter))
+            && (self.any_of.is_empty() || self.any_of.iter().any(|p| p.may_match(kind, filter)))
+    }
+
     /// Start decoding the next blocks that may hold a wanted record, until
     /// [`PREFETCH`] are in flight.
     fn schedule(&mut self) -> Result<(), StorageError> {
@@ -153,9 +173,9 @@ impl BlockCursor {
             if !entry.overlaps_ms(self.from_ms, self.to_ms) {
                 continue;
             }
-            if let Some((_, probe)) = &self.literal {
+            if self.literal.is_some() || !self.any_of.is_empty() {
                 match self.segment.filter(i) {
-                    Ok(filter) if !probe.may_match(self.segment.filter_kind, filter) => {
+                    Ok(filter) if !self.may_match(filter) => {
                         // Only the filter was read (a loaded block counts its
                         // whole meta, filter included).
                         self.bytes_read += filter.len() as u64;

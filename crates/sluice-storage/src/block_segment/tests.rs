@@ -179,6 +179,55 @@ fn rare_literal_skips_blocks(make: MakeWriter) {
 }
 
 #[test]
+fn any_of_several_literals_reads_only_their_blocks() {
+    let fs = MemFs::new();
+    let path = Path::new("/d/seg");
+    let recs: Vec<Rec> = (0..80_000u64)
+        .map(|i| Rec {
+            id: Ulid::from_parts(1_000_000 + i, 0).0,
+            flags: 0,
+            topic: b"t".to_vec(),
+            payload: format!("GET /page/{i} status=200 trace_id={}", trace_id(i)).into_bytes(),
+        })
+        .collect();
+    write(&fs, path, &recs);
+    let blocks = BlockSegment::open(&fs, path).unwrap().blocks().len() as u64;
+    let wanted = [trace_id(4242), trace_id(70_000)];
+    let literals: Vec<Vec<u8>> = wanted.iter().map(|t| t.clone().into_bytes()).collect();
+    let filter_literals = literals.clone();
+    let filter: RecordFilter = Arc::new(move |payload: &[u8]| {
+        filter_literals
+            .iter()
+            .any(|l| memmem::find(payload, l).is_some())
+    });
+    let mut cursor = BlockCursor::open(&fs, path)
+        .unwrap()
+        .with_any_of(&literals)
+        .with_filter(filter);
+    let mut got = Vec::new();
+    while cursor.advance().unwrap() {
+        got.push(cursor.record().payload.to_vec());
+    }
+    let want: Vec<Vec<u8>> = recs
+        .iter()
+        .filter(|r| {
+            wanted
+                .iter()
+                .any(|t| memmem::find(&r.payload, t.as_bytes()).is_some())
+        })
+        .map(|r| r.payload.clone())
+        .collect();
+    assert_eq!(want.len(), 2);
+    assert_eq!(got, want);
+    assert!(blocks >= 3, "{blocks} blocks");
+    assert!(
+        cursor.blocks_loaded() <= 3,
+        "only the blocks that may hold one of the ids are read: loaded {} of {blocks}",
+        cursor.blocks_loaded()
+    );
+}
+
+#[test]
 fn zstd_sees_payload_lines() {
     // The data frames are standard zstd: decoding them in order (skipping
     // the skippable frames, as `zstd -d` does) gives one payload per line.
