@@ -108,7 +108,9 @@ fn v2_segments_are_queried_pruned_and_greppable_with_zstdcat() {
     let out = node.query(&["--regex", "-q", &pattern]);
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
-        format!("INFO request 31337 trace_id={rare} done\nINFO request 31400 trace_id={other} done\n")
+        format!(
+            "INFO request 31337 trace_id={rare} done\nINFO request 31400 trace_id={other} done\n"
+        )
     );
     let by_alternation = node.stats(&["--regex", "-q", &pattern]);
     assert!(
