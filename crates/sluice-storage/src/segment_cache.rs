@@ -26,7 +26,11 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use crate::{StorageError, block_segment::BlockSegment, fs::Fs};
+use crate::{
+    StorageError,
+    block_segment::BlockSegment,
+    fs::{Fs, ReadFile},
+};
 
 /// Bytes at the end of a v2 file that identify it with its length: the
 /// footer's checksum, the footer frame's length and the tag.
@@ -49,15 +53,17 @@ impl SegmentCache {
         Self::default()
     }
 
-    /// The v2 segment at `path`: the cached one if the file there is still
-    /// the one it mapped, else the file opened (and its footer verified)
-    /// now.
-    pub fn open(&self, fs: &dyn Fs, path: &Path) -> Result<Arc<BlockSegment>, StorageError> {
+    /// The v2 segment at `path`, whose open file is `file` (the caller
+    /// opened it to read the format): the cached one if `file` is still the
+    /// one it mapped, else the file mapped (and its footer verified) now.
+    pub fn open(
+        &self,
+        fs: &dyn Fs,
+        path: &Path,
+        file: &dyn ReadFile,
+    ) -> Result<Arc<BlockSegment>, StorageError> {
         let cached = self.lock().get(path).cloned();
         if let Some(segment) = cached {
-            let file = fs
-                .open_read(path)
-                .map_err(StorageError::io("open segment", path))?;
             let len = file.len().map_err(StorageError::io("stat segment", path))?;
             let mut tail = [0u8; TAIL];
             let same = len >= TAIL as u64
@@ -118,6 +124,18 @@ mod tests {
         writer.finish().unwrap();
     }
 
+    /// As a query opens a segment: the file first, then the cache.
+    fn open(
+        cache: &SegmentCache,
+        fs: &MemFs,
+        path: &Path,
+    ) -> Result<Arc<BlockSegment>, StorageError> {
+        let file = fs
+            .open_read(path)
+            .map_err(StorageError::io("open segment", path))?;
+        cache.open(fs, path, &*file)
+    }
+
     fn payloads(segment: Arc<BlockSegment>) -> Vec<String> {
         let mut cursor = BlockCursor::shared(segment);
         let mut out = Vec::new();
@@ -134,15 +152,15 @@ mod tests {
         let path = Path::new("/d/a.seg");
         write(&fs, path, &["one", "two"]);
         let cache = SegmentCache::new();
-        let first = cache.open(&fs, path).unwrap();
-        let again = cache.open(&fs, path).unwrap();
+        let first = open(&cache, &fs, path).unwrap();
+        let again = open(&cache, &fs, path).unwrap();
         assert!(Arc::ptr_eq(&first, &again), "the second open maps nothing");
         assert_eq!(payloads(again), ["one", "two"]);
 
         // Replaced under the same name, as compaction may do.
         write(&fs, Path::new("/d/b.tmp"), &["three"]);
         fs.rename(Path::new("/d/b.tmp"), path).unwrap();
-        let replaced = cache.open(&fs, path).unwrap();
+        let replaced = open(&cache, &fs, path).unwrap();
         assert!(!Arc::ptr_eq(&first, &replaced));
         assert_eq!(payloads(replaced), ["three"]);
         // The old mapping still serves a query that holds it.
@@ -156,9 +174,9 @@ mod tests {
         let path = Path::new("/d/a.seg");
         write(&fs, path, &["one"]);
         let cache = SegmentCache::new();
-        cache.open(&fs, path).unwrap();
+        open(&cache, &fs, path).unwrap();
         fs.remove_file(path).unwrap();
-        let err = cache.open(&fs, path).unwrap_err();
+        let err = open(&cache, &fs, path).unwrap_err();
         assert!(err.is_not_found(), "{err}");
         assert_eq!(cache.len(), 1);
         cache.retain(|name| name != "a.seg");

@@ -36,7 +36,7 @@ use sluice_record::{BatchEncoder, Record, Ulid, decode_record};
 use crate::{
     SegmentCache, StorageError,
     block_segment::{BlockCursor, BlockWriter, HEADER_LEN, RecordFilter, is_block_segment},
-    fs::Fs,
+    fs::{Fs, ReadFile},
     segment::{SegmentScanner, SegmentWriter},
 };
 
@@ -204,6 +204,14 @@ pub fn quarantine(fs: &dyn Fs, dir: &Path, name: &str) -> Result<PathBuf, Storag
 
 /// The format a segment file is written in, from its first bytes.
 pub fn segment_format(fs: &dyn Fs, path: &Path) -> Result<SegmentFormat, StorageError> {
+    Ok(open_segment(fs, path)?.1)
+}
+
+/// The segment file opened for reading, and its format.
+fn open_segment(
+    fs: &dyn Fs,
+    path: &Path,
+) -> Result<(Box<dyn ReadFile>, SegmentFormat), StorageError> {
     let mut head = [0u8; HEADER_LEN];
     let file = fs
         .open_read(path)
@@ -211,11 +219,12 @@ pub fn segment_format(fs: &dyn Fs, path: &Path) -> Result<SegmentFormat, Storage
     let n = file
         .read_at(&mut head, 0)
         .map_err(StorageError::io("read segment", path))?;
-    Ok(if is_block_segment(&head[..n]) {
+    let format = if is_block_segment(&head[..n]) {
         SegmentFormat::V2
     } else {
         SegmentFormat::V1
-    })
+    };
+    Ok((file, format))
 }
 
 /// A segment's format and the bytes of its records, uncompressed (a v1
@@ -484,9 +493,10 @@ pub fn open_cursor(
     path: &Path,
     options: &ScanOptions,
 ) -> Result<Box<dyn RecordCursor>, StorageError> {
-    if segment_format(fs, path)? == SegmentFormat::V2 {
+    let (file, format) = open_segment(fs, path)?;
+    if format == SegmentFormat::V2 {
         let mut cursor = match &options.cache {
-            Some(cache) => BlockCursor::shared(cache.open(fs, path)?),
+            Some(cache) => BlockCursor::shared(cache.open(fs, path, &*file)?),
             None => BlockCursor::open(fs, path)?,
         };
         if let Some((from, to)) = options.time_ms {
