@@ -482,18 +482,12 @@ fn filter_tradeoff() {
         .flat_map(|i| {
             let v = (i + 7).wrapping_mul(0x9E37_79B9_7F4A_7C15) as u128 * 0x1_0000_0001;
             let h = format!("{v:032x}");
-            [
-                h.clone(),
-                h[..24].to_string(),
-                format!(
-                    "{}-{}-4{}-a{}-{}",
-                    &h[0..8],
-                    &h[8..12],
-                    &h[13..16],
-                    &h[17..20],
-                    &h[20..32]
-                ),
-            ]
+            // 8-4-4-4-12 digits, as a UUID is written.
+            let mut uuid = h.clone();
+            for at in [20, 16, 12, 8] {
+                uuid.insert(at, '-');
+            }
+            [h.clone(), h[..24].to_string(), uuid]
         })
         .collect();
     let probes: Vec<TermProbe> = ids.iter().map(|id| TermProbe::new(id.as_bytes())).collect();

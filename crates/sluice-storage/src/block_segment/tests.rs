@@ -132,6 +132,27 @@ fn trace_id(i: u64) -> String {
     )
 }
 
+/// 80,000 request lines, each with its own trace id: several blocks.
+fn traced_requests() -> Vec<Rec> {
+    (0..80_000u64)
+        .map(|i| Rec {
+            id: Ulid::from_parts(1_000_000 + i, 0).0,
+            flags: 0,
+            topic: b"t".to_vec(),
+            payload: format!("GET /page/{i} status=200 trace_id={}", trace_id(i)).into_bytes(),
+        })
+        .collect()
+}
+
+/// The payloads a cursor returns (it stays usable for its counters).
+fn payloads(cursor: &mut BlockCursor) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while cursor.advance().unwrap() {
+        out.push(cursor.record().payload.to_vec());
+    }
+    out
+}
+
 #[test]
 fn a_rare_literal_skips_blocks_by_their_filter() {
     for (format, make) in FORMATS.into_iter().enumerate() {
@@ -146,22 +167,12 @@ fn a_rare_literal_skips_blocks_by_their_filter() {
 fn rare_literal_skips_blocks(make: MakeWriter) {
     let fs = MemFs::new();
     let path = Path::new("/d/seg");
-    let recs: Vec<Rec> = (0..80_000u64)
-        .map(|i| Rec {
-            id: Ulid::from_parts(1_000_000 + i, 0).0,
-            flags: 0,
-            topic: b"t".to_vec(),
-            payload: format!("GET /page/{i} status=200 trace_id={}", trace_id(i)).into_bytes(),
-        })
-        .collect();
+    let recs = traced_requests();
     write_with(&fs, path, &recs, make);
     let rare = trace_id(4242);
     let finder = Arc::new(memmem::Finder::new(rare.as_bytes()).into_owned());
     let mut cursor = BlockCursor::open(&fs, path).unwrap().with_literal(finder);
-    let mut got = Vec::new();
-    while cursor.advance().unwrap() {
-        got.push(cursor.record().payload.to_vec());
-    }
+    let got = payloads(&mut cursor);
     let want: Vec<Vec<u8>> = recs
         .iter()
         .filter(|r| memmem::find(&r.payload, rare.as_bytes()).is_some())
@@ -182,14 +193,7 @@ fn rare_literal_skips_blocks(make: MakeWriter) {
 fn any_of_several_literals_reads_only_their_blocks() {
     let fs = MemFs::new();
     let path = Path::new("/d/seg");
-    let recs: Vec<Rec> = (0..80_000u64)
-        .map(|i| Rec {
-            id: Ulid::from_parts(1_000_000 + i, 0).0,
-            flags: 0,
-            topic: b"t".to_vec(),
-            payload: format!("GET /page/{i} status=200 trace_id={}", trace_id(i)).into_bytes(),
-        })
-        .collect();
+    let recs = traced_requests();
     write(&fs, path, &recs);
     let blocks = BlockSegment::open(&fs, path).unwrap().blocks().len() as u64;
     let wanted = [trace_id(4242), trace_id(70_000)];
@@ -204,10 +208,7 @@ fn any_of_several_literals_reads_only_their_blocks() {
         .unwrap()
         .with_any_of(&literals)
         .with_filter(filter);
-    let mut got = Vec::new();
-    while cursor.advance().unwrap() {
-        got.push(cursor.record().payload.to_vec());
-    }
+    let got = payloads(&mut cursor);
     let want: Vec<Vec<u8>> = recs
         .iter()
         .filter(|r| {
