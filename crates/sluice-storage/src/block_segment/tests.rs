@@ -344,13 +344,14 @@ fn write_throughput() {
     let mut text = Vec::new();
     let t = std::time::Instant::now();
     let mut out = 0;
+    let mut compressor = block_compressor(ZSTD_LEVEL).unwrap();
     for chunk in lines.chunks(1300) {
         text.clear();
         for l in chunk {
             text.extend_from_slice(l);
             text.push(b'\n');
         }
-        out += zstd::bulk::compress(&text, ZSTD_LEVEL).unwrap().len();
+        out += compressor.compress(&text).unwrap().len();
     }
     let zstd_s = t.elapsed().as_secs_f64();
     let fs = MemFs::new();

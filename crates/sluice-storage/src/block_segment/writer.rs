@@ -15,7 +15,7 @@ use sluice_record::{Record, Ulid};
 
 use super::{
     BlockEntry, ENTRY_LEN, FILE_TAG, FOOTER_TAG, SKIPPABLE_BLOCK, SKIPPABLE_FOOTER,
-    SKIPPABLE_HEADER, TARGET_BLOCK_BYTES, ZSTD_LEVEL, put_varint, skippable,
+    SKIPPABLE_HEADER, TARGET_BLOCK_BYTES, ZSTD_LEVEL, block_compressor, put_varint, skippable,
 };
 use crate::{
     fs::WriteFile,
@@ -194,7 +194,7 @@ impl BlockWriter {
             Some(tools) => tools,
             None => Tools {
                 filter: TermFilter::of_kind(self.filter_kind),
-                compressor: zstd::bulk::Compressor::new(self.level)?,
+                compressor: block_compressor(self.level)?,
                 meta: Vec::new(),
                 frame: Vec::new(),
             },
