@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# bench/compaction.sh: does compaction keep up with sustained ingest?
+# Sends testsvc lines at a fixed rate to a fresh ingeststore for a fixed
+# time and samples, every 2 s, the bytes still in v1 store segments (queryable,
+# not yet compacted) and in v2 ones. Rewrites its own generated section of
+# BENCHMARKS.md.
+#
+#   bash bench/compaction.sh                         # 150 MB/s for 30 s
+#   SLUICE_BENCH_RATE_MB=100 SLUICE_BENCH_SECONDS=10 bash bench/compaction.sh
+#
+# Environment:
+#   SLUICE_BENCH_RATE_MB    MB/s of 200-byte lines to send (default 150)
+#   SLUICE_BENCH_SECONDS    seconds to send for (default 30)
+#   SLUICE_BENCH_NO_BUILD=1 skip `cargo build --release`
+#   SLUICE_BENCH_OUTPUT     file to write (default BENCHMARKS.md at the repo root)
+#   SLUICE_BIN              binary to benchmark (default target/release/sluice)
+#
+# Compaction keeps up when the v1 backlog stops growing while the send goes
+# on; the report gives the compaction rate during the send (the counter
+# sluice_store_compaction_input_bytes_total over the send's duration)
+# against the send rate, the peak backlog and how long it took to drain.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$ROOT/bench/lib.sh"
+
+RATE_MB=${SLUICE_BENCH_RATE_MB:-150}
+SECONDS_SENT=${SLUICE_BENCH_SECONDS:-30}
+OUTPUT=${SLUICE_BENCH_OUTPUT:-$ROOT/BENCHMARKS.md}
+SLUICE=${SLUICE_BIN:-$ROOT/target/release/sluice}
+
+RUN_ID=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=$ROOT/bench/out/compaction-$RUN_ID
+trap 'stop_all; rm -rf "$OUT/data"' EXIT
+
+require_tools nc curl awk
+build_sluice
+mkdir -p "$OUT"
+
+read -r api fast durable batch < <(free_ports 4)
+API=127.0.0.1:$api
+DATA=$OUT/data
+"$SLUICE" ingeststore --data "$DATA" --api "$API" --fast "127.0.0.1:$fast" \
+	--durable "127.0.0.1:$durable" --batch "127.0.0.1:$batch" --fluent off --syslog off \
+	>"$OUT/node.log" 2>&1 &
+NODE_PID=$!
+BG_PIDS+=("$NODE_PID")
+poll_until 60 0.1 "ingeststore ready" curl -fsS -o /dev/null --max-time 2 "http://$API/ready"
+
+# backlog: "V1_BYTES V2_BYTES" of the store's segments (v2 files carry
+# SLUICE in their header frame).
+backlog() {
+	local f size v1=0 v2=0
+	for f in "$DATA"/store/*.seg; do
+		[[ -e $f ]] || continue
+		size=$(file_size "$f")
+		if [[ $(dd if="$f" bs=1 skip=8 count=6 status=none 2>/dev/null | tr -d '\0') == SLUICE ]]; then
+			v2=$((v2 + size))
+		else
+			v1=$((v1 + size))
+		fi
+	done
+	echo "$v1 $v2"
+}
+compacted_bytes() {
+	curl -fsS --max-time 5 "http://$API/metrics" |
+		awk '$1 == "sluice_store_compaction_input_bytes_total" { printf "%.0f", $2; found = 1 } END { if (!found) print 0 }'
+}
+
+LINES_PER_S=$((RATE_MB * 1000000 / 200))
+COUNT=$((LINES_PER_S * SECONDS_SENT))
+log "sending $COUNT lines at $RATE_MB MB/s for ${SECONDS_SENT}s"
+START=$(now)
+"$SLUICE" testsvc --rate "$LINES_PER_S" --size 200 --count "$COUNT" | nc -N 127.0.0.1 "$fast" &
+SEND_PID=$!
+BG_PIDS+=("$SEND_PID")
+SAMPLES=$OUT/samples.md
+: >"$SAMPLES"
+PEAK_V1=0 SEND_END="" SEND_COMPACTED="" DRAINED=""
+DEADLINE=$(($(date +%s) + SECONDS_SENT * 10 + 120))
+while (($(date +%s) < DEADLINE)); do
+	sleep 2
+	kill -0 "$NODE_PID" 2>/dev/null || die "ingeststore exited; see $OUT/node.log"
+	t=$(elapsed "$START" "$(now)")
+	read -r v1 v2 < <(backlog)
+	((v1 > PEAK_V1)) && PEAK_V1=$v1
+	echo "| $t | $(mib "$v1") | $(mib "$v2") |" >>"$SAMPLES"
+	if [[ -z $SEND_END ]] && ! kill -0 "$SEND_PID" 2>/dev/null; then
+		wait "$SEND_PID" || die "the send failed"
+		SEND_END=$t
+		SEND_COMPACTED=$(compacted_bytes)
+	fi
+	if [[ -n $SEND_END ]] && ((v1 == 0)); then
+		DRAINED=$t
+		break
+	fi
+done
+[[ -n $DRAINED ]] || die "compaction did not drain the v1 backlog in time"
+RSS=$(peak_rss_kib "$NODE_PID")
+stop_pid "$NODE_PID" ingeststore
+
+SENT_BYTES=$(awk -v n="$COUNT" 'BEGIN { printf "%.0f", n * 201 }')
+GEN=$OUT/generated.md
+{
+	echo "## Compaction under sustained ingest (bench/compaction.sh)"
+	echo
+	echo "Run $RUN_ID on $(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)."
+	echo "Command: \`bash bench/compaction.sh\` (SLUICE_BENCH_RATE_MB=$RATE_MB, SLUICE_BENCH_SECONDS=$SECONDS_SENT):"
+	echo "\`sluice testsvc --rate $LINES_PER_S --size 200 --count $COUNT | nc -N 127.0.0.1 FAST\` into a fresh ingeststore, sender and node on the same cores."
+	echo
+	echo "- The send took ${SEND_END}s or less (sampled every 2 s): $(mib_per_s "$SENT_BYTES" "$SEND_END") MiB/s."
+	echo "- Compaction read $(mib "$SEND_COMPACTED") MiB of segments during the send: $(mib_per_s "$SEND_COMPACTED" "$SEND_END") MiB/s, $(ratio "$SEND_COMPACTED" "$SENT_BYTES") of the bytes sent."
+	echo "- Peak v1 backlog $(mib "$PEAK_V1") MiB; every segment was v2 at ${DRAINED}s, $(elapsed "$SEND_END" "$DRAINED")s after the send ended."
+	echo "- Peak RSS of the ingeststore: $(awk -v k="$RSS" 'BEGIN { printf "%.0f MiB", k / 1024 }')."
+	echo
+	echo "| seconds | v1 MiB (not yet compacted) | v2 MiB |"
+	echo "|---:|---:|---:|"
+	cat "$SAMPLES"
+} >"$GEN"
+write_generated "$OUTPUT" bench/compaction.sh "$GEN"
