@@ -143,7 +143,8 @@ fn winnow(bytes: &[u8], scratch: &mut Winnowing, out: &mut Vec<u64>) {
 }
 
 /// [`winnow_portable`] compiled for AVX-512, which has 64-bit multiplies
-/// and minima in its vectors: a third faster. Same results.
+/// and minima in its vectors: the whole filter built at 229 MB/s instead
+/// of 195 in one A/B. Same results.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl")]
 fn winnow_avx512(bytes: &[u8], scratch: &mut Winnowing, out: &mut Vec<u64>) {
