@@ -47,6 +47,27 @@ free_ports() {
 	echo "${ports[*]}"
 }
 
+# start_ingeststore DATA LOG [ARGS...]: a fresh `sluice ingeststore` ($SLUICE)
+# on DATA with its four ports free on 127.0.0.1, plus ARGS, its output in LOG.
+# Sets NODE_PID, NODE_API and NODE_FAST, and returns once it is ready.
+start_ingeststore() {
+	local data=$1 log=$2 api fast durable batch
+	shift 2
+	read -r api fast durable batch < <(free_ports 4)
+	NODE_API=127.0.0.1:$api
+	NODE_FAST=127.0.0.1:$fast
+	"$SLUICE" ingeststore --data "$data" --api "$NODE_API" --fast "$NODE_FAST" \
+		--durable "127.0.0.1:$durable" --batch "127.0.0.1:$batch" "$@" >"$log" 2>&1 &
+	NODE_PID=$!
+	BG_PIDS+=("$NODE_PID")
+	poll_until 60 0.1 "ingeststore ready" curl -fsS -o /dev/null --max-time 2 "http://$NODE_API/ready"
+}
+
+# is_v2_segment FILE: FILE is a v2 store segment (its header frame says SLUICE).
+is_v2_segment() {
+	[[ $(dd if="$1" bs=1 skip=8 count=6 status=none 2>/dev/null | tr -d '\0') == SLUICE ]]
+}
+
 # port_listening PORT: something listens on TCP PORT
 port_listening() { ss -Hltn "sport = :$1" | grep -q .; }
 

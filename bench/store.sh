@@ -81,19 +81,11 @@ gen_nginx() {
 
 # ------------------------------------------------------------------ node --
 start_node() {
-	local name=$1 api fast durable batch
-	read -r api fast durable batch < <(free_ports 4)
-	NODE_API=127.0.0.1:$api
-	NODE_FAST=127.0.0.1:$fast
+	local name=$1
 	NODE_DATA=$OUT/data-$name
 	NODE_LOG=$OUT/node-$name.log
 	rm -rf "$NODE_DATA"
-	"$SLUICE" ingeststore --data "$NODE_DATA" --api "$NODE_API" --fast "$NODE_FAST" \
-		--durable "127.0.0.1:$durable" --batch "127.0.0.1:$batch" --fluent off --syslog off \
-		>"$NODE_LOG" 2>&1 &
-	NODE_PID=$!
-	BG_PIDS+=("$NODE_PID")
-	poll_until 60 0.1 "ingeststore ready" curl -fsS -o /dev/null --max-time 2 "http://$NODE_API/ready"
+	start_ingeststore "$NODE_DATA" "$NODE_LOG" --fluent off --syslog off
 }
 
 node_alive() {
@@ -115,7 +107,7 @@ all_compacted() {
 	local f n=0
 	for f in "$NODE_DATA"/store/*.seg; do
 		[[ -e $f ]] || return 1
-		[[ $(dd if="$f" bs=1 skip=8 count=6 status=none | tr -d '\0') == SLUICE ]] || return 1
+		is_v2_segment "$f" || return 1
 		n=$((n + 1))
 	done
 	((n > 0))

@@ -169,6 +169,23 @@ impl<'a> Merge<'a> {
             self.close(idx);
         }
     }
+
+    /// [`Merge::run`] into a sink that can fail, such as a segment writer:
+    /// stops at the first failure and returns it.
+    pub fn run_fallible<E>(
+        &mut self,
+        mut push: impl FnMut(&Record<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut failure = None;
+        self.run(|record| match push(record) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(err) => {
+                failure = Some(err);
+                ControlFlow::Break(())
+            }
+        });
+        failure.map_or(Ok(()), Err)
+    }
 }
 
 #[cfg(test)]
@@ -204,6 +221,39 @@ pub(crate) mod tests {
             topic: b"t".to_vec(),
             payload: (id % 7).to_string().into_bytes(),
         }
+    }
+
+    #[test]
+    fn a_failing_sink_stops_the_merge_with_its_error() {
+        let segments = [vec![rec(1), rec(3), rec(5)], vec![rec(2), rec(4)]];
+        let mins = [Ulid(1), Ulid(2)];
+        let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
+            Ok(Box::new(VecCursor {
+                records: segments[i].clone(),
+                pos: None,
+            }))
+        };
+        let keep_all = |_: &Record<'_>| Verdict::Keep;
+        let mut merge = Merge::new(&mins, &mut open, &keep_all);
+        let mut pushed = Vec::new();
+        let result = merge.run_fallible(|record| {
+            if record.id == Ulid(3) {
+                return Err("disk full");
+            }
+            pushed.push(record.id.0);
+            Ok(())
+        });
+        assert_eq!(result, Err("disk full"));
+        assert_eq!(pushed, [1, 2]);
+        // A sink that never fails takes every record.
+        let mut merge = Merge::new(&mins, &mut open, &keep_all);
+        let mut all = Vec::new();
+        let result: Result<(), ()> = merge.run_fallible(|record| {
+            all.push(record.id.0);
+            Ok(())
+        });
+        assert_eq!(result, Ok(()));
+        assert_eq!(all, [1, 2, 3, 4, 5]);
     }
 
     proptest! {

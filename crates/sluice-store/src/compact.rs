@@ -40,7 +40,7 @@
 //! segment of their plan before reading and plan again when one vanished
 //! (see `sluice_query::exec`).
 
-use std::{collections::BTreeSet, ops::ControlFlow, path::Path};
+use std::{collections::BTreeSet, path::Path};
 
 use sluice_record::{Record, Ulid};
 use sluice_storage::{
@@ -186,17 +186,10 @@ pub fn compact(
         records: 0,
         duplicates: 0,
     };
-    let mut write_error = None;
     let mut merge = Merge::new(&mins, &mut open, &keep_all);
-    merge.run(|record| match outputs.push(record) {
-        Ok(()) => ControlFlow::Continue(()),
-        Err(err) => {
-            write_error = Some(err);
-            ControlFlow::Break(())
-        }
-    });
+    let written = merge.run_fallible(|record| outputs.push(record));
     let stats = merge.stats;
-    if let Some(err) = write_error {
+    if let Err(err) = written {
         outputs.undo();
         return Err(err);
     }

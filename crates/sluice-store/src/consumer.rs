@@ -23,7 +23,6 @@
 //! timeout, and the duplicate ids it brings are removed at query time.
 
 use std::{
-    ops::ControlFlow,
     path::{Path, PathBuf},
     sync::{
         Arc,
@@ -476,17 +475,10 @@ fn merge_inputs(
     };
     let keep_all = |_: &sluice_record::Record<'_>| Verdict::Keep;
     let mut writer = StoreSegmentWriter::create_as(fs, dir, format)?;
-    let mut write_error = None;
     let mut merge = Merge::new(&mins, &mut open, &keep_all);
-    merge.run(|record| match writer.push(*record) {
-        Ok(()) => ControlFlow::Continue(()),
-        Err(err) => {
-            write_error = Some(err);
-            ControlFlow::Break(())
-        }
-    });
+    let written = merge.run_fallible(|record| writer.push(*record));
     let stats = merge.stats;
-    if let Some(err) = write_error {
+    if let Err(err) = written {
         writer.abort();
         return Err(err.into());
     }
