@@ -19,6 +19,11 @@
 # on; the report gives the compaction rate during the send (the counter
 # sluice_store_compaction_input_bytes_total over the send's duration)
 # against the send rate, the peak backlog and how long it took to drain.
+#
+# Queries must not stall meanwhile: at every sample it times
+# `sluice query -q ERROR --stats` over the second that ended 3 s before, and
+# after the drain it runs the same windows again on the idle node. The
+# report compares the two latencies and the records each run matched.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -60,6 +65,19 @@ compacted_bytes() {
 		awk '$1 == "sluice_store_compaction_input_bytes_total" { printf "%.0f", $2; found = 1 } END { if (!found) print 0 }'
 }
 
+# probe_query FROM_MS TO_MS: "SECONDS MATCHED" of one query over that window.
+probe_query() {
+	local t0 t1 matched
+	t0=$(now)
+	matched=$(timeout 60 "$SLUICE" query --api "$NODE_API" --from "$1" --to "$2" -q ERROR --stats | json_num records_matched)
+	t1=$(now)
+	echo "$(elapsed "$t0" "$t1") ${matched:-n/a}"
+}
+# median and max of column $1 of stdin, as "MEDIAN MAX".
+median_max() {
+	sort -g -k"$1","$1" | awk -v c="$1" '{ v[NR] = $c } END { if (NR == 0) { print "n/a n/a"; exit } printf "%.3f %.3f\n", v[int((NR + 1) / 2)], v[NR] }'
+}
+
 LINES_PER_S=$((RATE_MB * 1000000 / 200))
 COUNT=$((LINES_PER_S * SECONDS_SENT))
 log "sending $COUNT lines at $RATE_MB MB/s for ${SECONDS_SENT}s"
@@ -68,7 +86,9 @@ START=$(now)
 SEND_PID=$!
 BG_PIDS+=("$SEND_PID")
 SAMPLES=$OUT/samples.md
+PROBES=$OUT/probes.txt
 : >"$SAMPLES"
+: >"$PROBES"
 PEAK_V1=0 SEND_END="" SEND_COMPACTED="" DRAINED=""
 DEADLINE=$(($(date +%s) + SECONDS_SENT * 10 + 120))
 while (($(date +%s) < DEADLINE)); do
@@ -77,7 +97,11 @@ while (($(date +%s) < DEADLINE)); do
 	t=$(elapsed "$START" "$(now)")
 	read -r v1 v2 < <(backlog)
 	((v1 > PEAK_V1)) && PEAK_V1=$v1
-	echo "| $t | $(mib "$v1") | $(mib "$v2") |" >>"$SAMPLES"
+	probe_to=$(($(date +%s%3N) - 2000))
+	probe_from=$((probe_to - 1000))
+	read -r probe_s probe_n < <(probe_query "$probe_from" "$probe_to")
+	echo "$probe_from $probe_to $probe_s $probe_n" >>"$PROBES"
+	echo "| $t | $(mib "$v1") | $(mib "$v2") | $probe_s | $probe_n |" >>"$SAMPLES"
 	if [[ -z $SEND_END ]] && ! kill -0 "$SEND_PID" 2>/dev/null; then
 		wait "$SEND_PID" || die "the send failed"
 		SEND_END=$t
@@ -89,6 +113,20 @@ while (($(date +%s) < DEADLINE)); do
 	fi
 done
 [[ -n $DRAINED ]] || die "compaction did not drain the v1 backlog in time"
+# The same windows again, now that nothing is being written or compacted.
+IDLE=$OUT/idle.txt
+: >"$IDLE"
+while read -r probe_from probe_to probe_s probe_n; do
+	read -r idle_s idle_n < <(probe_query "$probe_from" "$probe_to")
+	echo "$probe_s $idle_s $probe_n $idle_n" >>"$IDLE"
+done <"$PROBES"
+read -r BUSY_MED BUSY_MAX < <(median_max 1 <"$IDLE")
+read -r IDLE_MED IDLE_MAX < <(median_max 2 <"$IDLE")
+# Windows whose count changed: before the drain a window may still have been
+# in flight through the ingest log; a later count below an earlier one would
+# be a gap.
+FEWER_LATER=$(awk '$3 != "n/a" && $4 != "n/a" && $4 + 0 < $3 + 0' "$IDLE" | wc -l)
+MORE_LATER=$(awk '$3 != "n/a" && $4 != "n/a" && $4 + 0 > $3 + 0' "$IDLE" | wc -l)
 RSS=$(peak_rss_kib "$NODE_PID")
 stop_pid "$NODE_PID" ingeststore
 
@@ -105,9 +143,11 @@ GEN=$OUT/generated.md
 	echo "- Compaction read $(mib "$SEND_COMPACTED") MiB of segments during the send: $(mib_per_s "$SEND_COMPACTED" "$SEND_END") MiB/s, $(ratio "$SEND_COMPACTED" "$SENT_BYTES") of the bytes sent (its inputs include v2 segments merged again with small neighbours, so this can pass 1)."
 	echo "- Peak v1 backlog $(mib "$PEAK_V1") MiB; every segment was v2 at ${DRAINED}s, $(elapsed "$SEND_END" "$DRAINED")s after the send ended."
 	echo "- Peak RSS of the ingeststore: $(awk -v k="$RSS" 'BEGIN { printf "%.0f MiB", k / 1024 }')."
+	echo "- Query during the send (\`sluice query -q ERROR --stats\` over one second of data, at every sample): median ${BUSY_MED}s, max ${BUSY_MAX}s. The same $(wc -l <"$IDLE") windows on the idle node afterwards: median ${IDLE_MED}s, max ${IDLE_MAX}s."
+	echo "- Matched counts: $FEWER_LATER windows matched fewer records afterwards than during the send (a gap), $MORE_LATER matched more (records still in flight when first asked)."
 	echo
-	echo "| seconds | v1 MiB (not yet compacted) | v2 MiB |"
-	echo "|---:|---:|---:|"
+	echo "| seconds | v1 MiB (not yet compacted) | v2 MiB | query (s) | matched |"
+	echo "|---:|---:|---:|---:|---:|"
 	cat "$SAMPLES"
 } >"$GEN"
 write_generated "$OUTPUT" bench/compaction.sh "$GEN"
