@@ -1,6 +1,7 @@
 //! The store segment v2 reader (footer, block meta, term filter and zstd
-//! data), which reads files from disk that may be damaged: never panics on
-//! any input, and every record it returns lies within its block's range.
+//! data, and the raw blocks compaction copies), which reads files from
+//! disk that may be damaged: never panics on any input, and every record
+//! it returns lies within its block's range.
 #![no_main]
 
 use std::{path::Path, sync::Arc};
@@ -16,6 +17,13 @@ fuzz_target!(|data: &[u8]| {
     else {
         return;
     };
+    // The path compaction copies blocks by: checked without decompressing.
+    for (i, entry) in segment.blocks().iter().enumerate() {
+        if let Ok(raw) = segment.raw_block(i) {
+            assert_eq!(raw.entry, *entry);
+            assert!(raw.text_len as usize <= sluice_storage::block_segment::MAX_BLOCK_TEXT);
+        }
+    }
     let Ok(cursor) = BlockCursor::new(segment) else {
         return;
     };

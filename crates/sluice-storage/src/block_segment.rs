@@ -350,6 +350,26 @@ impl BlockSegment {
         &self.bytes
     }
 
+    /// Whether this file's blocks are of the format written now (2.1), so
+    /// a writer may take them whole ([`BlockWriter::append_raw`]).
+    pub fn is_current_format(&self) -> bool {
+        self.filter_kind == FilterKind::Winnowed
+    }
+
+    /// Block `i` as its bytes on disk, for a writer to copy without
+    /// decompressing it: its frame head, both checksums, its lengths and
+    /// its agreement with the footer are verified, as [`Block::load`]
+    /// verifies them before it decompresses.
+    pub fn raw_block(&self, i: usize) -> Result<RawBlock<'_>, &'static str> {
+        let entry = self.blocks[i];
+        let checked = check_block(&self.bytes, &entry)?;
+        Ok(RawBlock {
+            entry,
+            text_len: checked.text_len,
+            frame: checked.frame,
+        })
+    }
+
     /// The term filter of block `i`, after its meta checksum is verified:
     /// a damaged filter could otherwise prune a block that matches.
     fn filter(&self, i: usize) -> Result<&[u8], &'static str> {
@@ -370,11 +390,82 @@ impl BlockSegment {
         }
         let mut r = Bytes {
             buf: body,
-            pos: 4 + 16 + 16 + 4 + 4 + 4,
+            pos: BLOCK_META_FIXED,
         };
         let len = r.u32()? as usize;
         r.take(len)
     }
+}
+
+/// Bytes of a block meta's fixed fields, before its filter: `count`, `min`,
+/// `max`, `text_len`, `data_len`, `data_crc`.
+const BLOCK_META_FIXED: usize = 4 + 16 + 16 + 4 + 4 + 4;
+
+/// A block whose frame, checksums and lengths were verified.
+struct CheckedBlock<'f> {
+    frame: &'f [u8],
+    /// The meta frame's content without its checksum.
+    meta_body: &'f [u8],
+    text_len: u32,
+}
+
+impl<'f> CheckedBlock<'f> {
+    /// The zstd frame of the block's text.
+    fn data(&self) -> &'f [u8] {
+        &self.frame[8 + self.meta_body.len() + 4..]
+    }
+}
+
+/// Verify block `entry` of `file` short of decompressing it: its frame
+/// head, meta and data checksums, lengths, and agreement with the footer.
+fn check_block<'f>(file: &'f [u8], entry: &BlockEntry) -> Result<CheckedBlock<'f>, &'static str> {
+    let frame = file
+        .get(entry.offset as usize..entry.data_range().end)
+        .ok_or("block outside the file")?;
+    let (head, rest) = frame.split_at(8);
+    let (meta, data) = rest.split_at(entry.meta_len as usize);
+    if head[..4] != SKIPPABLE_BLOCK.to_le_bytes()
+        || u32::from_le_bytes(head[4..8].try_into().expect("4")) != entry.meta_len
+        || meta.len() < 4
+    {
+        return Err("bad block frame");
+    }
+    let (body, crc) = meta.split_at(meta.len() - 4);
+    if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4")) {
+        return Err("block meta checksum mismatch");
+    }
+    let mut r = Bytes { buf: body, pos: 0 };
+    let count = r.u32()?;
+    let (min, max) = (Ulid(r.u128()?), Ulid(r.u128()?));
+    let text_len = r.u32()?;
+    let data_len = r.u32()?;
+    let data_crc = r.u32()?;
+    if count != entry.count || min != entry.min || max != entry.max {
+        return Err("block meta disagrees with the footer");
+    }
+    if data_len != entry.data_len || text_len as usize > MAX_BLOCK_TEXT {
+        return Err("bad block lengths");
+    }
+    if crc32fast::hash(data) != data_crc {
+        return Err("block data checksum mismatch");
+    }
+    Ok(CheckedBlock {
+        frame,
+        meta_body: body,
+        text_len,
+    })
+}
+
+/// A verified block as stored: its meta frame and data frame, whole
+/// ([`BlockSegment::raw_block`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RawBlock<'a> {
+    /// Its footer entry in the file it came from.
+    pub entry: BlockEntry,
+    /// Bytes of its text, uncompressed.
+    pub text_len: u32,
+    /// Both frames, from the meta frame's magic to the data frame's end.
+    pub frame: &'a [u8],
 }
 
 /// One decoded block.
@@ -400,43 +491,16 @@ impl Block {
         entry: &BlockEntry,
         decompressor: &mut zstd::bulk::Decompressor<'static>,
     ) -> Result<(), &'static str> {
-        let meta = file
-            .get(entry.meta_range())
-            .ok_or("block outside the file")?;
-        let data = file
-            .get(entry.data_range())
-            .ok_or("block outside the file")?;
-        let head = file
-            .get(entry.offset as usize..entry.offset as usize + 8)
-            .ok_or("block outside the file")?;
-        if head[..4] != SKIPPABLE_BLOCK.to_le_bytes()
-            || u32::from_le_bytes(head[4..8].try_into().expect("4")) != entry.meta_len
-            || meta.len() < 4
-        {
-            return Err("bad block frame");
-        }
-        let (body, crc) = meta.split_at(meta.len() - 4);
-        if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4")) {
-            return Err("block meta checksum mismatch");
-        }
-        let mut r = Bytes { buf: body, pos: 0 };
-        let count = r.u32()?;
-        let (min, max) = (Ulid(r.u128()?), Ulid(r.u128()?));
-        let text_len = r.u32()? as usize;
-        let data_len = r.u32()?;
-        let data_crc = r.u32()?;
-        if count != entry.count || min != entry.min || max != entry.max {
-            return Err("block meta disagrees with the footer");
-        }
-        if data_len != entry.data_len || text_len > MAX_BLOCK_TEXT {
-            return Err("bad block lengths");
-        }
-        if crc32fast::hash(data) != data_crc {
-            return Err("block data checksum mismatch");
-        }
+        let checked = check_block(file, entry)?;
+        let text_len = checked.text_len as usize;
+        let mut r = Bytes {
+            buf: checked.meta_body,
+            pos: BLOCK_META_FIXED,
+        };
         let filter_len = r.u32()? as usize;
         r.take(filter_len)?;
-        let count = count as usize;
+        let count = entry.count as usize;
+        let max = entry.max;
         self.ids.clear();
         let mut id = r.u128()?;
         self.ids.push(Ulid(id));
@@ -506,13 +570,13 @@ impl Block {
                 .get_mut(usize::try_from(index).unwrap_or(usize::MAX))
                 .ok_or("flag index out of range")? = flags;
         }
-        if r.pos != body.len() {
+        if r.pos != checked.meta_body.len() {
             return Err("trailing bytes in block meta");
         }
         self.text.clear();
         self.text.reserve(text_len);
         let n = decompressor
-            .decompress_to_buffer(data, &mut self.text)
+            .decompress_to_buffer(checked.data(), &mut self.text)
             .map_err(|_| "block data does not decompress")?;
         if n != text_len || self.text.len() != text_len {
             return Err("block text has the wrong length");

@@ -402,6 +402,28 @@ impl<'fs> StoreSegmentWriter<'fs> {
         Ok(())
     }
 
+    /// Append a block copied whole from a v2 segment of the current format
+    /// ([`crate::block_segment::BlockSegment::raw_block`]); this writer must
+    /// be v2 and every id pushed so far below the block's.
+    pub fn push_raw_block(
+        &mut self,
+        raw: &crate::block_segment::RawBlock<'_>,
+    ) -> Result<(), StorageError> {
+        assert!(
+            self.last.is_none_or(|last| last < raw.entry.min),
+            "store segment blocks must be pushed in id order"
+        );
+        let FormatWriter::V2(writer) = &mut self.writer else {
+            panic!("raw blocks go to v2 writers only");
+        };
+        writer
+            .append_raw(raw)
+            .map_err(StorageError::io("write segment", &self.tmp))?;
+        self.first.get_or_insert(raw.entry.min);
+        self.last = Some(raw.entry.max);
+        Ok(())
+    }
+
     /// Make the segment durable under its final name. Returns `None` (and
     /// removes the temp file) when no record was pushed.
     pub fn finish(self) -> Result<Option<SegmentMeta>, StorageError> {

@@ -22,6 +22,14 @@
 //! never overlap. Memory is one block per open input plus the writer's
 //! blocks in flight, whatever the group's size.
 //!
+//! **Block copy**: when no two inputs of a group overlap (small neighbours),
+//! the blocks of a v2 input of the current format go to the output whole,
+//! checksums verified but neither decompressed nor compressed again; only
+//! the v1 inputs between them are merged and encoded. A segment first
+//! compacted at a fraction of the target would otherwise be compressed
+//! again at every merge that grows it. Inputs a query found corrupt are
+//! always decoded, so that their bad blocks are found and left behind.
+//!
 //! **Durability rule**: every output is fsynced and renamed into place (and
 //! the directory fsynced) before any input is removed. A crash in between
 //! leaves records twice, never missing: queries remove the duplicates by id,
@@ -45,7 +53,8 @@ use std::{collections::BTreeSet, path::Path};
 use sluice_record::{Record, Ulid};
 use sluice_storage::{
     Fs, RecordCursor, SegmentMeta, StorageError, StoreSegmentWriter,
-    merge::{Merge, Verdict},
+    block_segment::{BlockSegment, RawBlock},
+    merge::{Merge, MergeStats, Verdict},
     store_segment::{self, ScanOptions, SegmentFormat},
 };
 
@@ -152,6 +161,8 @@ pub struct Compacted {
     /// Inputs moved to `quarantine/`, with the first corruption met.
     pub quarantined: Vec<(String, String)>,
     pub corrupt_blocks: u64,
+    /// Blocks that went to an output whole (see the module's block copy).
+    pub copied_blocks: u64,
 }
 
 impl Compacted {
@@ -161,22 +172,15 @@ impl Compacted {
 }
 
 /// Merge `inputs` (sorted by smallest id) into v2 segments in `dir`, then
-/// remove or quarantine the inputs (see the module's rules).
+/// remove or quarantine the inputs (see the module's rules). The blocks of
+/// `suspects` (names a query found corrupt) are never copied whole.
 pub fn compact(
     fs: &dyn Fs,
     dir: &Path,
     inputs: &[SegmentMeta],
     config: &CompactionConfig,
+    suspects: &BTreeSet<String>,
 ) -> Result<Compacted, StorageError> {
-    let mins: Vec<Ulid> = inputs.iter().map(|m| m.min).collect();
-    let options = ScanOptions {
-        skip_corrupt_blocks: true,
-        ..ScanOptions::default()
-    };
-    let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
-        store_segment::open_cursor(fs, &dir.join(&inputs[i].name), &options)
-    };
-    let keep_all = |_: &Record<'_>| Verdict::Keep;
     let mut outputs = Outputs {
         fs,
         dir,
@@ -185,13 +189,32 @@ pub fn compact(
         done: Vec::new(),
         records: 0,
         duplicates: 0,
+        copied_blocks: 0,
     };
-    let mut merge = Merge::new(&mins, &mut open, &keep_all);
-    let written = merge.run_fallible(|record| outputs.push(record));
-    let stats = merge.stats;
-    if let Err(err) = written {
-        outputs.undo();
-        return Err(err);
+    let copyable = copyable_inputs(fs, dir, inputs, suspects);
+    let mut stats = MergeStats::default();
+    let mut next = 0;
+    while next < inputs.len() {
+        let written = match &copyable[next] {
+            Some(segment) => {
+                let copied = copy_blocks(segment, next, &mut outputs, &mut stats);
+                next += 1;
+                copied
+            }
+            None => {
+                let end = (next..inputs.len())
+                    .find(|&i| copyable[i].is_some())
+                    .unwrap_or(inputs.len());
+                let merged = merge_inputs(fs, dir, &inputs[next..end], &mut outputs);
+                absorb(&mut stats, merged.1, next);
+                next = end;
+                merged.0
+            }
+        };
+        if let Err(err) = written {
+            outputs.undo();
+            return Err(err);
+        }
     }
     let corrupt: BTreeSet<usize> = stats.corrupt.iter().map(|(idx, _)| *idx).collect();
     if let Some((idx, message)) = stats.failed.iter().find(|(idx, _)| !corrupt.contains(idx)) {
@@ -208,6 +231,7 @@ pub fn compact(
     }
     // Every output is durable: the inputs may go.
     let mut done = Compacted {
+        copied_blocks: outputs.copied_blocks,
         inputs: inputs.len(),
         input_bytes: inputs.iter().map(|m| m.bytes).sum(),
         records: outputs.records,
@@ -237,6 +261,94 @@ pub fn compact(
     Ok(done)
 }
 
+/// For each input, the opened segment when its blocks may be copied whole:
+/// no two inputs overlap, and it is a v2 segment of the current format that
+/// no query found corrupt and whose footer reads.
+fn copyable_inputs(
+    fs: &dyn Fs,
+    dir: &Path,
+    inputs: &[SegmentMeta],
+    suspects: &BTreeSet<String>,
+) -> Vec<Option<BlockSegment>> {
+    let disjoint = inputs.windows(2).all(|pair| pair[0].max < pair[1].min);
+    inputs
+        .iter()
+        .map(|input| {
+            if !disjoint || inputs.len() < 2 || suspects.contains(&input.name) {
+                return None;
+            }
+            let path = dir.join(&input.name);
+            if store_segment::segment_format(fs, &path).ok()? != SegmentFormat::V2 {
+                return None;
+            }
+            // A footer that does not read is left to the merge, which
+            // tells corruption from other failures.
+            let segment = BlockSegment::open(fs, &path).ok()?;
+            segment.is_current_format().then_some(segment)
+        })
+        .collect()
+}
+
+/// Copy the blocks of input `index` to the outputs. A block that fails its
+/// checks is passed over and counted, as the merge does.
+fn copy_blocks(
+    segment: &BlockSegment,
+    index: usize,
+    outputs: &mut Outputs<'_>,
+    stats: &mut MergeStats,
+) -> Result<(), StorageError> {
+    for i in 0..segment.blocks().len() {
+        match segment.raw_block(i) {
+            Ok(raw) => outputs.push_raw(&raw)?,
+            Err(why) => {
+                stats.corrupt_blocks += 1;
+                if !stats.corrupt.iter().any(|(idx, _)| *idx == index) {
+                    let at = segment.blocks()[i].offset;
+                    stats.corrupt.push((
+                        index,
+                        format!("{}: offset {at}: {why}", segment.path().display()),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Merge `inputs` by id into the outputs; returns what writing them did
+/// and the merge's stats, whose input indices are into `inputs`.
+fn merge_inputs(
+    fs: &dyn Fs,
+    dir: &Path,
+    inputs: &[SegmentMeta],
+    outputs: &mut Outputs<'_>,
+) -> (Result<(), StorageError>, MergeStats) {
+    let mins: Vec<Ulid> = inputs.iter().map(|m| m.min).collect();
+    let options = ScanOptions {
+        skip_corrupt_blocks: true,
+        ..ScanOptions::default()
+    };
+    let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
+        store_segment::open_cursor(fs, &dir.join(&inputs[i].name), &options)
+    };
+    let keep_all = |_: &Record<'_>| Verdict::Keep;
+    let mut merge = Merge::new(&mins, &mut open, &keep_all);
+    let written = merge.run_fallible(|record| outputs.push(record));
+    (written, merge.stats)
+}
+
+/// Add the stats of a merge over the inputs from `offset` on to `total`.
+fn absorb(total: &mut MergeStats, part: MergeStats, offset: usize) {
+    total.duplicates_removed += part.duplicates_removed;
+    total.corrupt_blocks += part.corrupt_blocks;
+    total
+        .failed
+        .extend(part.failed.into_iter().map(|(i, why)| (i + offset, why)));
+    total
+        .corrupt
+        .extend(part.corrupt.into_iter().map(|(i, why)| (i + offset, why)));
+}
+
 /// The outputs of one compaction: the writer under way and those done.
 struct Outputs<'a> {
     fs: &'a dyn Fs,
@@ -246,20 +358,36 @@ struct Outputs<'a> {
     done: Vec<SegmentMeta>,
     records: u64,
     duplicates: u64,
+    copied_blocks: u64,
 }
 
 impl<'a> Outputs<'a> {
-    fn push(&mut self, record: &Record<'_>) -> Result<(), StorageError> {
-        let writer = match &mut self.writer {
-            Some(writer) => writer,
-            None => self.writer.insert(StoreSegmentWriter::create_as(
+    fn writer(&mut self) -> Result<&mut StoreSegmentWriter<'a>, StorageError> {
+        match self.writer {
+            Some(ref mut writer) => Ok(writer),
+            None => Ok(self.writer.insert(StoreSegmentWriter::create_as(
                 self.fs,
                 self.dir,
                 SegmentFormat::V2,
-            )?),
-        };
+            )?)),
+        }
+    }
+
+    fn push(&mut self, record: &Record<'_>) -> Result<(), StorageError> {
+        let writer = self.writer()?;
         writer.push(*record)?;
         if writer.record_bytes() >= self.target {
+            self.seal()?;
+        }
+        Ok(())
+    }
+
+    fn push_raw(&mut self, raw: &RawBlock<'_>) -> Result<(), StorageError> {
+        let writer = self.writer()?;
+        writer.push_raw_block(raw)?;
+        let full = writer.record_bytes() >= self.target;
+        self.copied_blocks += 1;
+        if full {
             self.seal()?;
         }
         Ok(())

@@ -155,7 +155,7 @@ impl Maintainer {
                 break;
             }
             let started = Instant::now();
-            let done = compact::compact(&*fs, &dir, &group, &self.config.compaction)
+            let done = compact::compact(&*fs, &dir, &group, &self.config.compaction, &suspects)
                 .inspect_err(|_| metrics::maintenance_error("compaction"))?;
             metrics::compacted(&done, started.elapsed());
             for (name, why) in &done.quarantined {
@@ -168,6 +168,7 @@ impl Maintainer {
                 output_bytes = done.output_bytes(),
                 records = done.records,
                 duplicates_removed = done.duplicates_removed,
+                copied_blocks = done.copied_blocks,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "compacted segments"
             );

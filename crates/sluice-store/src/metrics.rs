@@ -28,6 +28,8 @@ pub(crate) fn compacted(done: &crate::compact::Compacted, elapsed: Duration) {
     counter!("sluice_store_compaction_input_bytes_total").increment(done.input_bytes);
     counter!("sluice_store_compaction_output_bytes_total").increment(done.output_bytes());
     counter!("sluice_store_compaction_records_total").increment(done.records);
+    // Blocks moved whole, neither decompressed nor compressed again.
+    counter!("sluice_store_compaction_copied_blocks_total").increment(done.copied_blocks);
     if done.duplicates_removed > 0 {
         counter!("sluice_store_duplicates_dropped_total").increment(done.duplicates_removed);
     }

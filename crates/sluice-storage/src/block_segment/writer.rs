@@ -177,6 +177,29 @@ impl BlockWriter {
         Ok(())
     }
 
+    /// Append a block taken whole from another file of this format
+    /// ([`super::BlockSegment::raw_block`]): compaction's way to move a
+    /// block without decompressing and compressing it again. The open block
+    /// is closed first, and every block in flight written, so blocks stay
+    /// in id order; the caller keeps ids increasing across the two.
+    pub fn append_raw(&mut self, raw: &super::RawBlock<'_>) -> io::Result<()> {
+        debug_assert_eq!(self.filter_kind, FilterKind::Winnowed);
+        self.close_block()?;
+        while !self.in_flight.is_empty() {
+            self.write_oldest()?;
+        }
+        debug_assert!(self.blocks.last().is_none_or(|b| b.max < raw.entry.min));
+        self.file.write_all(raw.frame)?;
+        self.blocks.push(BlockEntry {
+            offset: self.written,
+            ..raw.entry
+        });
+        self.written += raw.frame.len() as u64;
+        self.records += raw.entry.count as u64;
+        self.text_closed += raw.text_len as u64;
+        Ok(())
+    }
+
     /// Hand the open block to a worker, first writing the oldest block in
     /// flight if all workers are busy.
     fn close_block(&mut self) -> io::Result<()> {
