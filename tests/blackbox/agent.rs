@@ -131,6 +131,31 @@ fn black_hole() -> String {
     addr
 }
 
+/// An agent that spools to `spool` and forwards to a destination that
+/// never answers: whatever it acks, it acked from its spool.
+fn spooling_to_a_black_hole(spool: &std::path::Path) -> Agent {
+    let hole = black_hole();
+    Agent::start(
+        &format!("sluice://{hole}"),
+        &["--spool", spool.to_str().unwrap()],
+    )
+}
+
+/// Event time for records sent now: a minute ago, in nanoseconds.
+fn a_minute_ago_ns() -> i64 {
+    (jiff::Timestamp::now().as_millisecond() - 60_000) * 1_000_000
+}
+
+/// A connection to the agent's Fluent port that waits at most a minute for
+/// an ack.
+fn fluent_client(agent: &Agent) -> TcpStream {
+    let client = TcpStream::connect(&agent.fluent).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    client
+}
+
 /// `read = acked + dropped + queued + spooled + in_flight` in final counts.
 fn assert_balances(counts: &serde_json::Value) {
     let n = |key: &str| {
@@ -208,10 +233,7 @@ fn the_agent_acks_a_fluent_chunk_only_once_an_ingester_acked_it() {
     let agent = Agent::start(&format!("sluice://{gate}"), &[]);
 
     let when_ns = (jiff::Timestamp::now().as_millisecond() - 3_600_000) * 1_000_000;
-    let mut client = TcpStream::connect(&agent.fluent).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
+    let mut client = fluent_client(&agent);
     let chunks = ["chunk-one\n", "chunk-two\n"];
     for (i, chunk) in chunks.iter().enumerate() {
         client
@@ -274,13 +296,9 @@ fn with_a_spool_the_agent_acks_what_is_on_disk_and_delivers_it_after_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     let spool_arg = spool.to_str().unwrap();
-    let hole = black_hole();
-    let agent = Agent::start(&format!("sluice://{hole}"), &["--spool", spool_arg]);
-    let when_ns = (jiff::Timestamp::now().as_millisecond() - 60_000) * 1_000_000;
-    let mut client = TcpStream::connect(&agent.fluent).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
+    let agent = spooling_to_a_black_hole(&spool);
+    let when_ns = a_minute_ago_ns();
+    let mut client = fluent_client(&agent);
     for i in 0..4 {
         let chunk = format!("spooled-{i}");
         client
@@ -420,13 +438,8 @@ fn a_stop_is_not_held_up_by_a_full_queue_and_the_counts_balance() {
 #[test]
 fn a_client_that_never_reads_its_acks_does_not_hold_up_a_stop() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
-    let hole = black_hole();
-    let agent = Agent::start(
-        &format!("sluice://{hole}"),
-        &["--spool", spool.to_str().unwrap()],
-    );
-    let when_ns = (jiff::Timestamp::now().as_millisecond() - 60_000) * 1_000_000;
+    let agent = spooling_to_a_black_hole(&dir.path().join("spool"));
+    let when_ns = a_minute_ago_ns();
     let client = TcpStream::connect(&agent.fluent).unwrap();
     let mut writer = client.try_clone().unwrap();
     // Long chunk ids make long acks, which soon fill the socket's buffers
@@ -457,17 +470,9 @@ fn a_client_that_never_reads_its_acks_does_not_hold_up_a_stop() {
 #[test]
 fn a_chunk_id_past_the_limit_closes_its_connection_unacked() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
-    let hole = black_hole();
-    let agent = Agent::start(
-        &format!("sluice://{hole}"),
-        &["--spool", spool.to_str().unwrap()],
-    );
-    let when_ns = (jiff::Timestamp::now().as_millisecond() - 60_000) * 1_000_000;
-    let mut client = TcpStream::connect(&agent.fluent).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
+    let agent = spooling_to_a_black_hole(&dir.path().join("spool"));
+    let when_ns = a_minute_ago_ns();
+    let mut client = fluent_client(&agent);
     let long = "c".repeat(4096);
     client
         .write_all(&forward_frame("app.long", 0, 10, when_ns, &long))
@@ -486,10 +491,7 @@ fn a_chunk_id_past_the_limit_closes_its_connection_unacked() {
         1.0
     );
     // A chunk id of the usual size is taken.
-    let mut client = TcpStream::connect(&agent.fluent).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
+    let mut client = fluent_client(&agent);
     let usual = "X2Y3dXpUQlN4Vk1mZ2hKaw==";
     client
         .write_all(&forward_frame("app.long", 10, 10, when_ns, usual))
@@ -507,11 +509,8 @@ fn without_a_spool_a_stop_still_acks_a_chunk_acked_upstream_while_draining() {
     let release = Arc::new(AtomicBool::new(false));
     let gate = reply_gate(node.batch.clone(), release.clone());
     let agent = Agent::start(&format!("sluice://{gate}"), &["--drain-timeout", "60s"]);
-    let when_ns = (jiff::Timestamp::now().as_millisecond() - 60_000) * 1_000_000;
-    let mut client = TcpStream::connect(&agent.fluent).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
+    let when_ns = a_minute_ago_ns();
+    let mut client = fluent_client(&agent);
     let chunk = "drained-chunk";
     client
         .write_all(&forward_frame("app.drain", 0, 500, when_ns, chunk))

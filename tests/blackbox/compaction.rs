@@ -1,20 +1,9 @@
 //! Store maintenance through the real binary: compaction into v2 segments,
 //! retention by age and by size, and quarantine of a corrupt segment.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::harness::*;
-
-/// Store segments in `store`, sorted by name.
-fn segments(store: &Path) -> Vec<PathBuf> {
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(store)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    segments.sort();
-    segments
-}
+use crate::harness::{store_segments as segments, *};
 
 /// Whether a segment is v2 (its file starts with the v2 header frame).
 fn is_v2(path: &Path) -> bool {
@@ -92,17 +81,7 @@ fn compaction_rewrites_fresh_segments_as_non_overlapping_greppable_v2() {
     }
     let mut text = Vec::new();
     for segment in &settled {
-        let out = std::process::Command::new("zstdcat")
-            .arg(segment)
-            .output()
-            .expect("zstdcat (installed by scripts/setup-test-deps)");
-        assert!(
-            out.status.success(),
-            "zstdcat {}: {}",
-            segment.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        text.extend_from_slice(&out.stdout);
+        text.extend_from_slice(&zstdcat(segment));
     }
     let mut got = lines_of(&text);
     let mut want = lines_of(&input);

@@ -304,3 +304,30 @@ pub fn lines_of(bytes: &[u8]) -> Vec<Vec<u8>> {
     }
     lines
 }
+
+/// Store segments (`*.seg`) in `store`, sorted by name.
+pub fn store_segments(store: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut segments: Vec<std::path::PathBuf> = std::fs::read_dir(store)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segments.sort();
+    segments
+}
+
+/// What `zstdcat SEGMENT` prints: a v2 segment's lines, as standard tools
+/// read them.
+pub fn zstdcat(segment: &std::path::Path) -> Vec<u8> {
+    let out = std::process::Command::new("zstdcat")
+        .arg(segment)
+        .output()
+        .expect("zstdcat (installed by scripts/setup-test-deps)");
+    assert!(
+        out.status.success(),
+        "zstdcat {}: {}",
+        segment.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}

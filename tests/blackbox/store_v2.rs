@@ -1,7 +1,5 @@
 //! `--store-format v2`: compressed store segments, end to end.
 
-use std::process::Command;
-
 use crate::harness::*;
 
 /// A well-mixed 32-digit hex id, like a tracing system's.
@@ -30,37 +28,16 @@ fn v2_segments_are_queried_pruned_and_greppable_with_zstdcat() {
 
     // Every store segment is v2: a zstd stream whose text is the lines.
     let store = node.data().join("store");
-    let mut segments: Vec<_> = std::fs::read_dir(&store)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    segments.sort();
+    let segments = store_segments(&store);
     assert!(!segments.is_empty());
     let mut text = Vec::new();
     let mut stored = 0u64;
     for seg in &segments {
         stored += std::fs::metadata(seg).unwrap().len();
-        let out = Command::new("zstdcat")
-            .arg(seg)
-            .output()
-            .expect("zstdcat (installed by scripts/setup-test-deps)");
-        assert!(
-            out.status.success(),
-            "zstdcat {}: {}",
-            seg.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        text.extend_from_slice(&out.stdout);
+        text.extend_from_slice(&zstdcat(seg));
     }
-    let mut got: Vec<&[u8]> = text
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .collect();
-    let mut want: Vec<&[u8]> = input
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .collect();
+    let mut got = lines_of(&text);
+    let mut want = lines_of(&input);
     got.sort();
     want.sort();
     assert_eq!(got, want, "zstdcat prints every line once");
