@@ -51,6 +51,10 @@
 //!   used only after its block's meta checksum is verified; a segment
 //!   shared through [`crate::SegmentCache`] remembers which were, for the
 //!   life of its mapping (the file is immutable).
+//! - Blocks are self-contained: nothing in a block refers to its offset or
+//!   to another block, so compaction copies a verified block whole into a
+//!   new file of the same version ([`BlockSegment::raw_block`],
+//!   [`BlockWriter::append_raw`]); only the footer records where it lies.
 //! - Format versions: 2.1 (`0x02 0x01`) is written; 2.0 (`0x02 0x00`) is
 //!   read too. They differ only in how the term filter chooses its 8-grams
 //!   ([`crate::term_filter::FilterKind`]). Any other version is not a v2
@@ -358,8 +362,8 @@ impl BlockSegment {
 
     /// Block `i` as its bytes on disk, for a writer to copy without
     /// decompressing it: its frame head, both checksums, its lengths and
-    /// its agreement with the footer are verified, as [`Block::load`]
-    /// verifies them before it decompresses.
+    /// its agreement with the footer are verified, the same checks a
+    /// cursor makes before it decompresses a block.
     pub fn raw_block(&self, i: usize) -> Result<RawBlock<'_>, &'static str> {
         let entry = self.blocks[i];
         let checked = check_block(&self.bytes, &entry)?;

@@ -205,10 +205,9 @@ pub fn compact(
                 let end = (next..inputs.len())
                     .find(|&i| copyable[i].is_some())
                     .unwrap_or(inputs.len());
-                let merged = merge_inputs(fs, dir, &inputs[next..end], &mut outputs);
-                absorb(&mut stats, merged.1, next);
+                let merged = merge_inputs(fs, dir, inputs, next..end, &mut outputs, &mut stats);
                 next = end;
-                merged.0
+                merged
             }
         };
         if let Err(err) = written {
@@ -270,11 +269,16 @@ fn copyable_inputs(
     inputs: &[SegmentMeta],
     suspects: &BTreeSet<String>,
 ) -> Vec<Option<BlockSegment>> {
+    // One input is compacted to be rewritten (a v1 segment) or checked (a
+    // suspect); overlapping inputs need the merge to interleave them.
     let disjoint = inputs.windows(2).all(|pair| pair[0].max < pair[1].min);
+    if inputs.len() < 2 || !disjoint {
+        return inputs.iter().map(|_| None).collect();
+    }
     inputs
         .iter()
         .map(|input| {
-            if !disjoint || inputs.len() < 2 || suspects.contains(&input.name) {
+            if suspects.contains(&input.name) {
                 return None;
             }
             let path = dir.join(&input.name);
@@ -302,12 +306,14 @@ fn copy_blocks(
             Ok(raw) => outputs.push_raw(&raw)?,
             Err(why) => {
                 stats.corrupt_blocks += 1;
+                // Worded as a cursor words it, so both paths log alike.
                 if !stats.corrupt.iter().any(|(idx, _)| *idx == index) {
-                    let at = segment.blocks()[i].offset;
-                    stats.corrupt.push((
-                        index,
-                        format!("{}: offset {at}: {why}", segment.path().display()),
-                    ));
+                    let err = StorageError::Malformed {
+                        path: segment.path().to_path_buf(),
+                        offset: segment.blocks()[i].offset,
+                        reason: why,
+                    };
+                    stats.corrupt.push((index, err.to_string()));
                 }
             }
         }
@@ -315,14 +321,18 @@ fn copy_blocks(
     Ok(())
 }
 
-/// Merge `inputs` by id into the outputs; returns what writing them did
-/// and the merge's stats, whose input indices are into `inputs`.
+/// Merge `inputs[range]` by id into the outputs, adding the merge's stats
+/// (with indices into `inputs`) to `stats`.
 fn merge_inputs(
     fs: &dyn Fs,
     dir: &Path,
     inputs: &[SegmentMeta],
+    range: std::ops::Range<usize>,
     outputs: &mut Outputs<'_>,
-) -> (Result<(), StorageError>, MergeStats) {
+    stats: &mut MergeStats,
+) -> Result<(), StorageError> {
+    let offset = range.start;
+    let inputs = &inputs[range];
     let mins: Vec<Ulid> = inputs.iter().map(|m| m.min).collect();
     let options = ScanOptions {
         skip_corrupt_blocks: true,
@@ -334,19 +344,13 @@ fn merge_inputs(
     let keep_all = |_: &Record<'_>| Verdict::Keep;
     let mut merge = Merge::new(&mins, &mut open, &keep_all);
     let written = merge.run_fallible(|record| outputs.push(record));
-    (written, merge.stats)
-}
-
-/// Add the stats of a merge over the inputs from `offset` on to `total`.
-fn absorb(total: &mut MergeStats, part: MergeStats, offset: usize) {
-    total.duplicates_removed += part.duplicates_removed;
-    total.corrupt_blocks += part.corrupt_blocks;
-    total
-        .failed
-        .extend(part.failed.into_iter().map(|(i, why)| (i + offset, why)));
-    total
-        .corrupt
-        .extend(part.corrupt.into_iter().map(|(i, why)| (i + offset, why)));
+    let part = merge.stats;
+    stats.duplicates_removed += part.duplicates_removed;
+    stats.corrupt_blocks += part.corrupt_blocks;
+    let shift = |(i, why): (usize, String)| (i + offset, why);
+    stats.failed.extend(part.failed.into_iter().map(shift));
+    stats.corrupt.extend(part.corrupt.into_iter().map(shift));
+    written
 }
 
 /// The outputs of one compaction: the writer under way and those done.
