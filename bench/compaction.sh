@@ -60,10 +60,12 @@ backlog() {
 	done
 	echo "$v1 $v2"
 }
-compacted_bytes() {
+# metric NAME: the value of an unlabelled metric of the node (0 if absent).
+metric() {
 	curl -fsS --max-time 5 "http://$NODE_API/metrics" |
-		awk '$1 == "sluice_store_compaction_input_bytes_total" { printf "%.0f", $2; found = 1 } END { if (!found) print 0 }'
+		awk -v m="$1" '$1 == m { printf "%.0f", $2; found = 1 } END { if (!found) print 0 }'
 }
+compacted_bytes() { metric sluice_store_compaction_input_bytes_total; }
 
 # probe_query FROM_MS TO_MS: "SECONDS MATCHED" of one query over that window.
 probe_query() {
@@ -101,7 +103,7 @@ while (($(date +%s) < DEADLINE)); do
 	probe_from=$((probe_to - 1000))
 	read -r probe_s probe_n < <(probe_query "$probe_from" "$probe_to")
 	echo "$probe_from $probe_to $probe_s $probe_n" >>"$PROBES"
-	echo "| $t | $(mib "$v1") | $(mib "$v2") | $probe_s | $probe_n |" >>"$SAMPLES"
+	echo "| $t | $(mib "$v1") | $(mib "$v2") | $(metric sluice_store_unsorted_blocks) | $probe_s | $probe_n |" >>"$SAMPLES"
 	if [[ -z $SEND_END ]] && ! kill -0 "$SEND_PID" 2>/dev/null; then
 		wait "$SEND_PID" || die "the send failed"
 		SEND_END=$t
@@ -113,6 +115,16 @@ while (($(date +%s) < DEADLINE)); do
 	fi
 done
 [[ -n $DRAINED ]] || die "compaction did not drain the v1 backlog in time"
+# Then the passes with nothing to merge sort the blocks written in id order.
+SORTED=""
+while (($(date +%s) < DEADLINE)); do
+	if (($(metric sluice_store_unsorted_blocks) == 0)); then
+		SORTED=$(elapsed "$START" "$(now)")
+		break
+	fi
+	sleep 1
+done
+[[ -n $SORTED ]] || die "the store did not sort every block in time"
 # The same windows again, now that nothing is being written or compacted.
 IDLE=$OUT/idle.txt
 : >"$IDLE"
@@ -142,12 +154,13 @@ GEN=$OUT/generated.md
 	echo "- The send took ${SEND_END}s or less (sampled every 2 s): $(mib_per_s "$SENT_BYTES" "$SEND_END") MiB/s."
 	echo "- Compaction read $(mib "$SEND_COMPACTED") MiB of segments during the send: $(mib_per_s "$SEND_COMPACTED" "$SEND_END") MiB/s, $(ratio "$SEND_COMPACTED" "$SENT_BYTES") of the bytes sent (its inputs include v2 segments merged again with small neighbours, so this can pass 1)."
 	echo "- Peak v1 backlog $(mib "$PEAK_V1") MiB; every segment was v2 at ${DRAINED}s, $(elapsed "$SEND_END" "$DRAINED")s after the send ended."
+	echo "- Merges write blocks in id order; passes with nothing to merge then sort them (\`sluice_store_unsorted_blocks\`): every block was sorted at ${SORTED}s, $(elapsed "$SEND_END" "$SORTED")s after the send ended."
 	echo "- Peak RSS of the ingeststore: $(awk -v k="$RSS" 'BEGIN { printf "%.0f MiB", k / 1024 }')."
-	echo "- Query during the send (\`sluice query -q ERROR --stats\` over one second of data, at every sample): median ${BUSY_MED}s, max ${BUSY_MAX}s. The same $(wc -l <"$IDLE") windows on the idle node afterwards: median ${IDLE_MED}s, max ${IDLE_MAX}s."
+	echo "- Query during the send (\`sluice query -q ERROR --stats\` over one second of data, at every sample): median ${BUSY_MED}s, max ${BUSY_MAX}s. The same $(wc -l <"$IDLE") windows on the idle node afterwards, every block sorted: median ${IDLE_MED}s, max ${IDLE_MAX}s."
 	echo "- Matched counts: $FEWER_LATER windows matched fewer records afterwards than during the send (a gap), $MORE_LATER matched more (records still in flight when first asked)."
 	echo
-	echo "| seconds | v1 MiB (not yet compacted) | v2 MiB | query (s) | matched |"
-	echo "|---:|---:|---:|---:|---:|"
+	echo "| seconds | v1 MiB (not yet compacted) | v2 MiB | unsorted blocks | query (s) | matched |"
+	echo "|---:|---:|---:|---:|---:|---:|"
 	cat "$SAMPLES"
 } >"$GEN"
 write_generated "$OUTPUT" bench/compaction.sh "$GEN"

@@ -35,7 +35,9 @@ use sluice_record::{BatchEncoder, Record, Ulid, decode_record};
 
 use crate::{
     SegmentCache, StorageError,
-    block_segment::{BlockCursor, BlockWriter, HEADER_LEN, RecordFilter, is_block_segment},
+    block_segment::{
+        BlockCursor, BlockLayout, BlockWriter, HEADER_LEN, RecordFilter, is_block_segment,
+    },
     fs::{Fs, ReadFile},
     segment::{SegmentScanner, SegmentWriter},
 };
@@ -227,19 +229,34 @@ fn open_segment(
     Ok((file, format))
 }
 
-/// A segment's format and the bytes of its records, uncompressed (a v1
-/// file's size; a v2 footer's text size).
-pub fn segment_sizes(
-    fs: &dyn Fs,
-    path: &Path,
-    bytes: u64,
-) -> Result<(SegmentFormat, u64), StorageError> {
+/// What compaction plans with, of one segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentSizes {
+    pub format: SegmentFormat,
+    /// Bytes of its records, uncompressed (a v1 file's size; a v2 footer's
+    /// text size).
+    pub record_bytes: u64,
+    /// Its blocks whose lines are not sorted (every block of a v1, 2.0 or
+    /// 2.1 file; 2.2 blocks of [`BlockLayout::InOrder`]).
+    pub unsorted_blocks: u64,
+}
+
+/// A segment's [`SegmentSizes`]; `bytes` is its size on disk.
+pub fn segment_sizes(fs: &dyn Fs, path: &Path, bytes: u64) -> Result<SegmentSizes, StorageError> {
     match segment_format(fs, path)? {
-        SegmentFormat::V1 => Ok((SegmentFormat::V1, bytes)),
-        SegmentFormat::V2 => Ok((
-            SegmentFormat::V2,
-            crate::block_segment::BlockSegment::open(fs, path)?.text_bytes(),
-        )),
+        SegmentFormat::V1 => Ok(SegmentSizes {
+            format: SegmentFormat::V1,
+            record_bytes: bytes,
+            unsorted_blocks: 1,
+        }),
+        SegmentFormat::V2 => {
+            let segment = crate::block_segment::BlockSegment::open(fs, path)?;
+            Ok(SegmentSizes {
+                format: SegmentFormat::V2,
+                record_bytes: segment.text_bytes(),
+                unsorted_blocks: segment.unsorted_blocks() as u64,
+            })
+        }
     }
 }
 
@@ -298,6 +315,16 @@ impl<'fs> StoreSegmentWriter<'fs> {
         dir: &Path,
         format: SegmentFormat,
     ) -> Result<Self, StorageError> {
+        Self::create_with(fs, dir, format, BlockLayout::default())
+    }
+
+    /// A writer of `format`, whose v2 blocks are of `layout`.
+    pub fn create_with(
+        fs: &'fs dyn Fs,
+        dir: &Path,
+        format: SegmentFormat,
+        layout: BlockLayout,
+    ) -> Result<Self, StorageError> {
         let tmp_dir = dir.join(TMP_DIR);
         fs.create_dir_all(&tmp_dir)
             .map_err(StorageError::io("create tmp dir", &tmp_dir))?;
@@ -313,7 +340,9 @@ impl<'fs> StoreSegmentWriter<'fs> {
                     .create_new(&tmp)
                     .map_err(StorageError::io("create segment", &tmp))?;
                 FormatWriter::V2(
-                    BlockWriter::new(file).map_err(StorageError::io("write segment", &tmp))?,
+                    BlockWriter::new(file)
+                        .map_err(StorageError::io("write segment", &tmp))?
+                        .with_layout(layout),
                 )
             }
         };

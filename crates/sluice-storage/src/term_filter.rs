@@ -1,13 +1,21 @@
-//! The per-block term filter, in two parts, both sound for substring
-//! matching (a block that holds a literal inside one payload always passes):
+//! Term filters, sound for substring matching (a block or frame that holds
+//! a literal inside one payload always passes). Two kinds of keys:
 //!
-//! - **Trigrams**: a bitmap of [`TRIGRAM_BYTES`] (4 KiB, 32,768 bits) with
-//!   one bit per hashed byte trigram of every payload (never across two
-//!   payloads). Good for words: a literal passes only if all its trigrams'
-//!   bits are set. Useless for hex ids, whose 4,096 trigrams all occur.
+//! - **Trigrams**: one bit per hashed byte trigram of every payload (never
+//!   across two payloads). Good for words: a literal passes only if all its
+//!   trigrams' bits are set.
+//!   - Formats 2.0 and 2.1: a bitmap of [`TRIGRAM_BYTES`] (4 KiB, 32,768
+//!     bits) per 1 MiB block, of every trigram. Useless for hex ids, whose
+//!     4,096 trigrams all occur, and nearly full for any varied block.
+//!   - Format 2.2 ([`FilterKind::Framed`]): only *word* trigrams, those
+//!     with no ASCII digit that are not three hex letters, so the random
+//!     digits and hex of ids, numbers and times do not fill the map; per
+//!     frame, in the block's bit-sliced filter ([`sliced`]). A literal's
+//!     digit and hex trigrams are not probed there.
 //! - **Chosen 8-grams** in a bloom filter, for long literals such as ids.
 //!   Which 8-grams are chosen depends on the segment's [`FilterKind`]:
-//!   - [`FilterKind::Winnowed`] (format 2.1, written now): *winnowing*. Of
+//!   - [`FilterKind::Winnowed`] and [`FilterKind::Framed`] (formats 2.1 and
+//!     2.2): *winnowing*. Of
 //!     every [`WINDOW`] consecutive 8-grams of a payload, the one with the
 //!     smallest hash is indexed. A literal that holds a whole window holds
 //!     the same window in any payload that contains it, so that window's
@@ -21,9 +29,12 @@
 //!     probes per key. A literal may have no sampled 8-gram at all (3.5%
 //!     of 32-character ids), and then it prunes by trigrams only.
 //!
-//! Encoded: the trigram bitmap, then the bloom (its size in bytes is what is
-//! left). Literals shorter than three bytes never prune; shorter than eight
-//! (or, winnowed, than `8 + WINDOW - 1`), only by trigrams.
+//! Encoded, 2.0 and 2.1 ([`TermFilter`]): the trigram bitmap, then the bloom
+//! (its size in bytes is what is left). 2.2: see [`sliced`]. Literals
+//! shorter than three bytes never prune; shorter than eight (or, winnowed,
+//! than `8 + WINDOW - 1`), only by trigrams.
+
+pub mod sliced;
 
 /// Bytes of the trigram bitmap.
 pub const TRIGRAM_BYTES: usize = 4096;
@@ -53,6 +64,60 @@ pub enum FilterKind {
     Sampled,
     /// Format 2.1: winnowed 8-grams.
     Winnowed,
+    /// Format 2.2: word trigrams and winnowed 8-grams of each frame, in
+    /// one bit-sliced filter per block ([`sliced`]).
+    Framed,
+}
+
+/// Byte classes for [`for_each_word_trigram`], two bits a byte.
+const DIGIT: u8 = 1;
+const HEX_LETTER: u8 = 2;
+const CLASS: [u8; 256] = {
+    let mut class = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_digit() {
+            class[b] = DIGIT;
+        } else if matches!(c, b'a'..=b'f' | b'A'..=b'F') {
+            class[b] = HEX_LETTER;
+        }
+        b += 1;
+    }
+    class
+};
+/// The digit bits, and the hex-letter bits, of three bytes' classes.
+const DIGITS_OF_3: u32 = 0b01_01_01;
+const HEX_OF_3: u32 = 0b10_10_10;
+
+/// Calls `f` with the 24-bit key (first byte highest) of every *word*
+/// trigram of `bytes`, those indexed by 2.2 filters: no digit, and not
+/// three hex letters (the trigrams of ids, numbers and times, which are
+/// many and random and would fill the map). One table lookup a byte.
+#[inline]
+fn for_each_word_trigram(bytes: &[u8], mut f: impl FnMut(u32)) {
+    let (mut key, mut classes) = (0u32, 0u32);
+    for (i, &b) in bytes.iter().enumerate() {
+        key = (key << 8 | b as u32) & 0xFF_FFFF;
+        classes = (classes << 2 | CLASS[b as usize] as u32) & 0b11_11_11;
+        if i >= 2 && is_word(classes) {
+            f(key);
+        }
+    }
+}
+
+/// Whether three bytes of these classes (two bits each) make a word
+/// trigram.
+#[inline]
+fn is_word(classes: u32) -> bool {
+    classes & DIGITS_OF_3 == 0 && classes & HEX_OF_3 != HEX_OF_3
+}
+
+/// A 2.2 filter's hash of a word trigram's key: its two 15-bit indices
+/// come from the high bits of one 64-bit product.
+#[inline]
+fn word_trigram_hash(key: u32) -> u32 {
+    ((key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32
 }
 
 #[inline]
@@ -204,7 +269,7 @@ fn bloom_bits(kind: FilterKind, hash: u64, bits: u64) -> ([u64; 3], usize) {
             ],
             2,
         ),
-        FilterKind::Winnowed => {
+        FilterKind::Winnowed | FilterKind::Framed => {
             // Double hashing: h1 + i * h2.
             let step = hash.rotate_left(32) | 1;
             let at = |i: u64| hash.wrapping_add(i.wrapping_mul(step)) % bits;
@@ -220,7 +285,7 @@ fn bit_set(bloom: &[u8], bit: u64) -> bool {
 fn bits_per_key(kind: FilterKind) -> usize {
     match kind {
         FilterKind::Sampled => SAMPLE_BITS_PER_KEY,
-        FilterKind::Winnowed => WINNOW_BITS_PER_KEY,
+        FilterKind::Winnowed | FilterKind::Framed => WINNOW_BITS_PER_KEY,
     }
 }
 
@@ -314,7 +379,7 @@ impl TermFilter {
                     }
                 }
             }
-            FilterKind::Winnowed => {
+            FilterKind::Winnowed | FilterKind::Framed => {
                 winnow(payload, &mut self.winnowing, &mut self.grams);
             }
         }
@@ -359,6 +424,8 @@ pub struct TermProbe {
     sampled: Vec<u64>,
     /// Hashes of the literal's winnowed 8-grams.
     winnowed: Vec<u64>,
+    /// Hashes of the literal's word trigrams, for 2.2 filters.
+    word_trigrams: Vec<u32>,
 }
 
 impl TermProbe {
@@ -383,10 +450,15 @@ impl TermProbe {
         winnow(literal, &mut Winnowing::default(), &mut winnowed);
         winnowed.sort_unstable();
         winnowed.dedup();
+        let mut word_trigrams = Vec::new();
+        for_each_word_trigram(literal, |key| word_trigrams.push(word_trigram_hash(key)));
+        word_trigrams.sort_unstable();
+        word_trigrams.dedup();
         TermProbe {
             trigrams,
             sampled,
             winnowed,
+            word_trigrams,
         }
     }
 
@@ -403,7 +475,7 @@ impl TermProbe {
         let bits = (bloom.len() * 8) as u64;
         let keys = match kind {
             FilterKind::Sampled => &self.sampled,
-            FilterKind::Winnowed => &self.winnowed,
+            FilterKind::Winnowed | FilterKind::Framed => &self.winnowed,
         };
         keys.iter().all(|&hash| {
             let (positions, n) = bloom_bits(kind, hash, bits);
@@ -416,191 +488,7 @@ impl TermProbe {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    const KINDS: [FilterKind; 2] = [FilterKind::Sampled, FilterKind::Winnowed];
-
-    fn encoded(kind: FilterKind, payloads: &[&[u8]]) -> Vec<u8> {
-        let mut filter = TermFilter::of_kind(kind);
-        for p in payloads {
-            filter.add(p);
-        }
-        let mut out = Vec::new();
-        filter.encode(&mut out);
-        out
-    }
-
-    #[test]
-    fn short_literals_never_prune() {
-        for kind in KINDS {
-            let empty = encoded(kind, &[]);
-            assert!(TermProbe::new(b"ab").may_match(kind, &empty));
-            assert!(!TermProbe::new(b"abc").may_match(kind, &empty));
-        }
-    }
-
-    #[test]
-    fn distinct_keys_are_counted_within_a_few_percent() {
-        let mut bitmap = Vec::new();
-        assert_eq!(distinct_estimate(&[], &mut bitmap), 0);
-        assert_eq!(distinct_estimate(&[9], &mut bitmap), 1);
-        assert_eq!(distinct_estimate(&[9, 9, 9, 9], &mut bitmap), 1);
-        for distinct in [10u64, 1_000, 80_000] {
-            // Each key twice or more, as the chosen grams of a block are.
-            let keys: Vec<u64> = (0..distinct * 5 / 2)
-                .map(|i| gram_hash(&(i % distinct).to_le_bytes()))
-                .collect();
-            let estimate = distinct_estimate(&keys, &mut bitmap) as f64;
-            let error = (estimate - distinct as f64).abs() / distinct as f64;
-            assert!(
-                error < 0.05,
-                "{distinct} distinct keys estimated as {estimate}"
-            );
-        }
-    }
-
-    /// A filter reused for the next block must not take the keys it saw
-    /// for the last one as already added.
-    #[test]
-    fn a_cleared_filter_indexes_repeated_payloads_again() {
-        let line = b"level=info trace_id=4bf92f3577b34da6a3ce929d0e0e4736 done";
-        let probe = TermProbe::new(b"4bf92f3577b34da6a3ce929d0e0e4736");
-        let mut filter = TermFilter::new();
-        let mut out = Vec::new();
-        for _block in 0..2 {
-            filter.add(line);
-            filter.add(line);
-            out.clear();
-            filter.encode(&mut out);
-            assert!(probe.may_match(FilterKind::Winnowed, &out));
-            filter.clear();
-        }
-    }
-
-    /// Ids from a simple generator: every hex trigram occurs, so only the
-    /// 8-grams can tell the blocks apart.
-    fn hex_id(i: u64) -> String {
-        format!(
-            "{:032x}",
-            (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) as u128 * 0x1_0000_0001
-        )
-    }
-
-    /// How many of 2,000 absent ids pass a filter of 3,000 lines with ids.
-    fn absent_ids_passing(kind: FilterKind) -> usize {
-        let lines: Vec<String> = (0..3000)
-            .map(|i| format!("req_id={} ok", hex_id(i)))
-            .collect();
-        let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-        let filter = encoded(kind, &refs);
-        assert!(TermProbe::new(hex_id(17).as_bytes()).may_match(kind, &filter));
-        (10_000..12_000)
-            .filter(|&i| TermProbe::new(hex_id(i).as_bytes()).may_match(kind, &filter))
-            .count()
-    }
-
-    #[test]
-    fn hex_ids_are_pruned_by_chosen_grams() {
-        let sampled = absent_ids_passing(FilterKind::Sampled);
-        assert!(
-            sampled < 400,
-            "sampled: {sampled} of 2000 absent ids passed"
-        );
-        // Winnowing leaves no id without keys: far fewer pass.
-        let winnowed = absent_ids_passing(FilterKind::Winnowed);
-        assert!(
-            winnowed < 20,
-            "winnowed: {winnowed} of 2000 absent ids passed"
-        );
-    }
-
-    #[test]
-    fn a_32_character_id_always_has_three_winnowed_keys() {
-        for i in 0..2000 {
-            let probe = TermProbe::new(hex_id(i).as_bytes());
-            assert!(
-                probe.winnowed.len() >= 3,
-                "{} has {:?}",
-                hex_id(i),
-                probe.winnowed
-            );
-        }
-    }
-
-    /// Each window's minimum, the obvious way.
-    fn window_minima(bytes: &[u8]) -> Vec<u64> {
-        let hashes: Vec<u64> = bytes.windows(GRAM).map(gram_hash).collect();
-        let mut minima: Vec<u64> = hashes
-            .windows(WINDOW)
-            .map(|w| *w.iter().min().expect("a full window"))
-            .collect();
-        minima.dedup();
-        minima
-    }
-
-    proptest! {
-        /// The keys appended for a run of payloads are exactly their
-        /// windows' minima, for every length around the window, with
-        /// repeated grams (ties) as log lines have: scratch space is
-        /// reused, and a key is skipped only if appended before.
-        #[test]
-        fn winnowing_picks_each_windows_minimum(
-            texts in proptest::collection::vec(
-                prop_oneof![
-                    proptest::collection::vec(any::<u8>(), 0..80),
-                    proptest::collection::vec(prop::sample::select(b"ab".to_vec()), 0..80),
-                ],
-                1..4,
-            ),
-        ) {
-            // Whichever code the CPU runs, and the portable code.
-            let mut scratch = Winnowing::default();
-            let mut portable_scratch = Winnowing::default();
-            let mut got = Vec::new();
-            let mut portable = Vec::new();
-            let mut want = Vec::new();
-            for text in &texts {
-                winnow(text, &mut scratch, &mut got);
-                winnow_portable(text, &mut portable_scratch, &mut portable);
-                want.extend(window_minima(text));
-            }
-            for keys in [&mut got, &mut portable, &mut want] {
-                keys.sort_unstable();
-                keys.dedup();
-            }
-            prop_assert_eq!(&got, &want, "{:?}", texts);
-            prop_assert_eq!(&portable, &want, "{:?}", texts);
-        }
-
-        /// No false negatives: a literal found in a payload always passes,
-        /// with either kind. Payloads of few distinct bytes repeat grams and
-        /// tie hashes, as log lines do.
-        #[test]
-        fn a_contained_literal_always_passes(
-            payloads in proptest::collection::vec(
-                prop_oneof![
-                    proptest::collection::vec(any::<u8>(), 0..96),
-                    proptest::collection::vec(prop::sample::select(b"ab0".to_vec()), 0..96),
-                ],
-                1..20,
-            ),
-            pick in any::<prop::sample::Index>(),
-            start in any::<prop::sample::Index>(),
-            len in 0usize..48,
-        ) {
-            let refs: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
-            let p = &payloads[pick.index(payloads.len())];
-            let from = start.index(p.len() + 1);
-            let to = (from + len).min(p.len());
-            for kind in KINDS {
-                let filter = encoded(kind, &refs);
-                prop_assert!(TermProbe::new(&p[from..to]).may_match(kind, &filter), "{:?}", kind);
-            }
-        }
-    }
-}
+mod tests;
 
 /// What each filter kind costs and prunes on real lines.
 #[cfg(test)]

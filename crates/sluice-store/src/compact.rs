@@ -22,13 +22,25 @@
 //! never overlap. Memory is one block per open input plus the writer's
 //! blocks in flight, whatever the group's size.
 //!
-//! **Block copy**: when no two inputs of a group overlap (small neighbours),
-//! the blocks of a v2 input of the current format go to the output whole,
-//! checksums verified but neither decompressed nor compressed again; only
-//! the v1 inputs between them are merged and encoded. A segment first
-//! compacted at a fraction of the target would otherwise be compressed
-//! again at every merge that grows it. Inputs a query found corrupt are
-//! always decoded, so that their bad blocks are found and left behind.
+//! **Two layouts** ([`BlockLayout`]): merges write blocks whose lines are in
+//! id order, which costs about as much as the 2.1 format did, so that
+//! compaction keeps up with ingest. When a pass finds nothing to merge, it
+//! *upgrades* one segment ([`plan_upgrade`]: the oldest with blocks in id
+//! order, or of a 2.0 or 2.1 file): a compaction of that one input into
+//! sorted blocks (lines sorted by kind, in frames with their own filters),
+//! which queries for a word read a few percent of. Under sustained ingest
+//! the newest data waits in id order; it is as fast to query as 2.1 was.
+//!
+//! **Block copy**: when no two inputs of a group overlap (small neighbours,
+//! or the one input of an upgrade), the blocks of a v2 input of the current
+//! format go to the output whole, checksums verified but neither
+//! decompressed nor compressed again, when the output takes their layout:
+//! a merge takes any block, an upgrade only sorted ones (it decodes and
+//! sorts the others). Only the v1 inputs between them are merged and
+//! encoded. A segment first compacted at a fraction of the target would
+//! otherwise be compressed again at every merge that grows it. Inputs a
+//! query found corrupt are always decoded, so that their bad blocks are
+//! found and left behind.
 //!
 //! **Durability rule**: every output is fsynced and renamed into place (and
 //! the directory fsynced) before any input is removed. A crash in between
@@ -51,9 +63,11 @@
 use std::{collections::BTreeSet, path::Path};
 
 use sluice_record::{Record, Ulid};
+use std::sync::Arc;
+
 use sluice_storage::{
     Fs, RecordCursor, SegmentMeta, StorageError, StoreSegmentWriter,
-    block_segment::{BlockSegment, RawBlock},
+    block_segment::{BlockCursor, BlockLayout, BlockSegment, RawBlock},
     merge::{Merge, MergeStats, Verdict},
     store_segment::{self, ScanOptions, SegmentFormat},
 };
@@ -84,6 +98,8 @@ pub struct Candidate {
     /// Bytes of its records, uncompressed
     /// ([`store_segment::segment_sizes`]).
     pub record_bytes: u64,
+    /// Its blocks whose lines are not sorted: an upgrade sorts them.
+    pub unsorted_blocks: u64,
 }
 
 impl Candidate {
@@ -150,6 +166,20 @@ pub fn plan(
     groups
 }
 
+/// The segment to sort next, when there is nothing to merge: the oldest
+/// v2 segment with blocks in id order ([`BlockLayout::InOrder`], or from a
+/// 2.0 or 2.1 file) that no query found corrupt.
+pub fn plan_upgrade(segments: &[Candidate], suspects: &BTreeSet<String>) -> Option<SegmentMeta> {
+    segments
+        .iter()
+        .find(|c| {
+            c.format == SegmentFormat::V2
+                && c.unsorted_blocks > 0
+                && !suspects.contains(&c.meta.name)
+        })
+        .map(|c| c.meta.clone())
+}
+
 /// What one compaction did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Compacted {
@@ -163,6 +193,8 @@ pub struct Compacted {
     pub corrupt_blocks: u64,
     /// Blocks that went to an output whole (see the module's block copy).
     pub copied_blocks: u64,
+    /// How the blocks it wrote lay out their lines.
+    pub layout: BlockLayout,
 }
 
 impl Compacted {
@@ -171,19 +203,22 @@ impl Compacted {
     }
 }
 
-/// Merge `inputs` (sorted by smallest id) into v2 segments in `dir`, then
-/// remove or quarantine the inputs (see the module's rules). The blocks of
-/// `suspects` (names a query found corrupt) are never copied whole.
+/// Merge `inputs` (sorted by smallest id) into v2 segments of blocks of
+/// `layout` in `dir`, then remove or quarantine the inputs (see the
+/// module's rules). The blocks of `suspects` (names a query found corrupt)
+/// are never copied whole.
 pub fn compact(
     fs: &dyn Fs,
     dir: &Path,
     inputs: &[SegmentMeta],
     config: &CompactionConfig,
     suspects: &BTreeSet<String>,
+    layout: BlockLayout,
 ) -> Result<Compacted, StorageError> {
     let mut outputs = Outputs {
         fs,
         dir,
+        layout,
         target: config.target_segment_bytes,
         writer: None,
         done: Vec::new(),
@@ -230,6 +265,7 @@ pub fn compact(
     }
     // Every output is durable: the inputs may go.
     let mut done = Compacted {
+        layout,
         copied_blocks: outputs.copied_blocks,
         inputs: inputs.len(),
         input_bytes: inputs.iter().map(|m| m.bytes).sum(),
@@ -268,11 +304,10 @@ fn copyable_inputs(
     dir: &Path,
     inputs: &[SegmentMeta],
     suspects: &BTreeSet<String>,
-) -> Vec<Option<BlockSegment>> {
-    // One input is compacted to be rewritten (a v1 segment) or checked (a
-    // suspect); overlapping inputs need the merge to interleave them.
+) -> Vec<Option<Arc<BlockSegment>>> {
+    // Overlapping inputs need the merge to interleave them.
     let disjoint = inputs.windows(2).all(|pair| pair[0].max < pair[1].min);
-    if inputs.len() < 2 || !disjoint {
+    if !disjoint {
         return inputs.iter().map(|_| None).collect();
     }
     inputs
@@ -288,21 +323,36 @@ fn copyable_inputs(
             // A footer that does not read is left to the merge, which
             // tells corruption from other failures.
             let segment = BlockSegment::open(fs, &path).ok()?;
-            segment.is_current_format().then_some(segment)
+            segment.is_current_format().then(|| Arc::new(segment))
         })
         .collect()
 }
 
-/// Copy the blocks of input `index` to the outputs. A block that fails its
-/// checks is passed over and counted, as the merge does.
+/// Copy the blocks of input `index` to the outputs: whole when the
+/// outputs take them as they are (any block, for outputs in id order; a
+/// sorted block, for sorted outputs), else decoded and written again. A
+/// block that fails its checks is passed over and counted, as the merge
+/// does.
 fn copy_blocks(
-    segment: &BlockSegment,
+    segment: &Arc<BlockSegment>,
     index: usize,
     outputs: &mut Outputs<'_>,
     stats: &mut MergeStats,
 ) -> Result<(), StorageError> {
-    for i in 0..segment.blocks().len() {
-        match segment.raw_block(i) {
+    let blocks = segment.blocks().len();
+    let in_order = outputs.layout == BlockLayout::InOrder;
+    let whole = |i: usize| in_order || segment.block_is_sorted(i);
+    let mut i = 0;
+    while i < blocks {
+        if !whole(i) {
+            let end = (i..blocks).find(|&j| whole(j)).unwrap_or(blocks);
+            rewrite_blocks(segment, i..end, index, outputs, stats)?;
+            i = end;
+            continue;
+        }
+        let block = i;
+        i += 1;
+        match segment.raw_block(block) {
             Ok(raw) => outputs.push_raw(&raw)?,
             Err(why) => {
                 stats.corrupt_blocks += 1;
@@ -310,13 +360,37 @@ fn copy_blocks(
                 if !stats.corrupt.iter().any(|(idx, _)| *idx == index) {
                     let err = StorageError::Malformed {
                         path: segment.path().to_path_buf(),
-                        offset: segment.blocks()[i].offset,
+                        offset: segment.blocks()[block].offset,
                         reason: why,
                     };
                     stats.corrupt.push((index, err.to_string()));
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Decode blocks `blocks` of input `index` and write their records to the
+/// outputs; corrupt blocks are counted, as the merge counts them.
+fn rewrite_blocks(
+    segment: &Arc<BlockSegment>,
+    blocks: std::ops::Range<usize>,
+    index: usize,
+    outputs: &mut Outputs<'_>,
+    stats: &mut MergeStats,
+) -> Result<(), StorageError> {
+    let mut cursor = BlockCursor::shared(segment.clone())
+        .with_blocks(blocks)
+        .skipping_corrupt_blocks();
+    while cursor.advance()? {
+        outputs.push(&cursor.record())?;
+    }
+    stats.corrupt_blocks += cursor.corrupt_blocks();
+    if let Some(why) = cursor.first_corruption()
+        && !stats.corrupt.iter().any(|(idx, _)| *idx == index)
+    {
+        stats.corrupt.push((index, why.to_string()));
     }
     Ok(())
 }
@@ -357,6 +431,7 @@ fn merge_inputs(
 struct Outputs<'a> {
     fs: &'a dyn Fs,
     dir: &'a Path,
+    layout: BlockLayout,
     target: u64,
     writer: Option<StoreSegmentWriter<'a>>,
     done: Vec<SegmentMeta>,
@@ -369,10 +444,11 @@ impl<'a> Outputs<'a> {
     fn writer(&mut self) -> Result<&mut StoreSegmentWriter<'a>, StorageError> {
         match self.writer {
             Some(ref mut writer) => Ok(writer),
-            None => Ok(self.writer.insert(StoreSegmentWriter::create_as(
+            None => Ok(self.writer.insert(StoreSegmentWriter::create_with(
                 self.fs,
                 self.dir,
                 SegmentFormat::V2,
+                self.layout,
             )?)),
         }
     }

@@ -3,9 +3,11 @@
 //!
 //! One pass lists the segments, purges what retention selects, plans
 //! compaction groups ([`crate::compact::plan`]) and compacts them one after
-//! another. A pass that compacted something is followed at once by another
-//! (its outputs may now merge with small neighbours); otherwise the thread
-//! waits [`MaintenanceConfig::interval`]. A failed pass (a full disk, say)
+//! another, writing blocks in id order; a pass with no group sorts the
+//! blocks of one segment instead ([`crate::compact::plan_upgrade`]). A pass
+//! that compacted something is followed at once by another (its outputs
+//! may now merge with small neighbours); otherwise the thread waits
+//! [`MaintenanceConfig::interval`]. A failed pass (a full disk, say)
 //! is logged and counted, changes nothing (see the rules of
 //! [`crate::compact`]), and is tried again after the interval.
 
@@ -19,8 +21,9 @@ use std::{
 };
 
 use sluice_storage::{
-    StorageError,
-    store_segment::{self, SegmentFormat},
+    SegmentMeta, StorageError,
+    block_segment::BlockLayout,
+    store_segment::{self, SegmentFormat, SegmentSizes},
 };
 
 use crate::{
@@ -61,9 +64,10 @@ pub struct Pass {
 pub struct Maintainer {
     store: Store,
     config: MaintenanceConfig,
-    /// Format and record bytes of segments seen, by name (a name is never
-    /// reused for other bytes), so a pass reads no file just to plan.
-    sizes: HashMap<String, (SegmentFormat, u64)>,
+    /// Format, record bytes and unsorted blocks of segments seen, by name
+    /// (a name is never reused for other bytes), so a pass reads no file
+    /// just to plan.
+    sizes: HashMap<String, SegmentSizes>,
 }
 
 impl Maintainer {
@@ -128,7 +132,7 @@ impl Maintainer {
         let mut suspects: BTreeSet<String> = self.store.take_suspects();
         let mut candidates = Vec::with_capacity(segments.len());
         for meta in segments {
-            let (format, record_bytes) = match self.sizes.get(&meta.name) {
+            let sizes = match self.sizes.get(&meta.name) {
                 Some(sizes) => *sizes,
                 None => match store_segment::segment_sizes(&*fs, &dir.join(&meta.name), meta.bytes)
                 {
@@ -137,7 +141,11 @@ impl Maintainer {
                     Err(err) if err.is_corrupt() => {
                         tracing::error!(segment = %meta.name, error = %err, "corrupt store segment found while planning compaction");
                         suspects.insert(meta.name.clone());
-                        (SegmentFormat::V2, 0)
+                        SegmentSizes {
+                            format: SegmentFormat::V2,
+                            record_bytes: 0,
+                            unsorted_blocks: 0,
+                        }
                     }
                     // Gone meanwhile, or unreadable: plan without it.
                     Err(_) => continue,
@@ -145,18 +153,39 @@ impl Maintainer {
             };
             candidates.push(Candidate {
                 meta,
-                format,
-                record_bytes,
+                format: sizes.format,
+                record_bytes: sizes.record_bytes,
+                unsorted_blocks: sizes.unsorted_blocks,
             });
         }
-        let groups = compact::plan(&candidates, &suspects, &self.config.compaction);
-        for group in groups {
+        metrics::unsorted_blocks(candidates.iter().map(|c| c.unsorted_blocks).sum());
+        // Merges first, writing blocks in id order (the fast layout, so
+        // compaction keeps up with ingest); when there is none, sort the
+        // blocks of one segment.
+        let mut work: Vec<(Vec<SegmentMeta>, BlockLayout)> =
+            compact::plan(&candidates, &suspects, &self.config.compaction)
+                .into_iter()
+                .map(|group| (group, BlockLayout::InOrder))
+                .collect();
+        if work.is_empty()
+            && let Some(segment) = compact::plan_upgrade(&candidates, &suspects)
+        {
+            work.push((vec![segment], BlockLayout::Sorted));
+        }
+        for (group, layout) in work {
             if shutdown.load(Ordering::Relaxed) {
                 break;
             }
             let started = Instant::now();
-            let done = compact::compact(&*fs, &dir, &group, &self.config.compaction, &suspects)
-                .inspect_err(|_| metrics::maintenance_error("compaction"))?;
+            let done = compact::compact(
+                &*fs,
+                &dir,
+                &group,
+                &self.config.compaction,
+                &suspects,
+                layout,
+            )
+            .inspect_err(|_| metrics::maintenance_error("compaction"))?;
             metrics::compacted(&done, started.elapsed());
             for (name, why) in &done.quarantined {
                 tracing::error!(segment = %name, corruption = %why, "corrupt segment moved to quarantine/; its readable records were kept");
@@ -169,6 +198,7 @@ impl Maintainer {
                 records = done.records,
                 duplicates_removed = done.duplicates_removed,
                 copied_blocks = done.copied_blocks,
+                layout = ?done.layout,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "compacted segments"
             );

@@ -23,7 +23,11 @@ pub(crate) fn cycle(elapsed: Duration) {
 }
 
 pub(crate) fn compacted(done: &crate::compact::Compacted, elapsed: Duration) {
-    counter!("sluice_store_compactions_total").increment(1);
+    let layout = match done.layout {
+        sluice_storage::block_segment::BlockLayout::Sorted => "sorted",
+        sluice_storage::block_segment::BlockLayout::InOrder => "in_order",
+    };
+    counter!("sluice_store_compactions_total", "layout" => layout).increment(1);
     counter!("sluice_store_compaction_input_segments_total").increment(done.inputs as u64);
     counter!("sluice_store_compaction_input_bytes_total").increment(done.input_bytes);
     counter!("sluice_store_compaction_output_bytes_total").increment(done.output_bytes());
@@ -55,4 +59,10 @@ pub(crate) fn purged(reason: &'static str, bytes: u64) {
 pub(crate) fn store_size(segments: usize, bytes: u64) {
     gauge!("sluice_store_segments").set(segments as f64);
     gauge!("sluice_store_bytes").set(bytes as f64);
+}
+
+/// Blocks (and v1 segments) whose lines are not yet sorted: the work that
+/// waits for a pass with nothing to merge.
+pub(crate) fn unsorted_blocks(blocks: u64) {
+    gauge!("sluice_store_unsorted_blocks").set(blocks as f64);
 }

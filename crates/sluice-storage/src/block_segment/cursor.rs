@@ -15,7 +15,7 @@ use std::{collections::VecDeque, sync::Arc, thread::JoinHandle};
 use memchr::memmem;
 use sluice_record::Record;
 
-use super::{Block, BlockEntry, BlockSegment};
+use super::{Block, BlockEntry, BlockSegment, FrameScratch, Layout, Probes};
 use crate::{StorageError, fs::Fs, term_filter::TermProbe};
 
 /// A test of a record's payload, run where its block is decoded (a query's
@@ -33,6 +33,14 @@ struct Decoded {
     block: Block,
     /// Indices of the records to return, ascending.
     selected: Vec<u32>,
+    /// The frames to read; all of them when `all_frames`.
+    wanted: Vec<u32>,
+    all_frames: bool,
+    /// Compressed bytes of the frames read, how many, and the bytes of
+    /// the block's filter.
+    data_read: u64,
+    frames_read: u64,
+    filter_len: u64,
     decompressor: Option<zstd::bulk::Decompressor<'static>>,
     /// Why the block failed its checks, if it did.
     failure: Option<&'static str>,
@@ -43,22 +51,27 @@ struct Decoded {
 pub struct BlockCursor {
     segment: Arc<BlockSegment>,
     next_block: usize,
-    in_flight: VecDeque<(BlockEntry, JoinHandle<Decoded>)>,
+    /// The block after the last one to read.
+    end_block: usize,
+    /// Blocks being decoded: index, entry, worker.
+    in_flight: VecDeque<(usize, BlockEntry, JoinHandle<Decoded>)>,
     current: Decoded,
     /// Position in `current.selected`.
     pos: usize,
     started: bool,
     spare: Vec<Decoded>,
+    /// Scratch for probing a block's frame filters.
+    frames: FrameScratch,
     from_ms: u64,
     to_ms: u64,
-    literal: Option<(Literal, TermProbe)>,
-    /// Probes of literals one of which every wanted record holds; empty
-    /// when there are none.
-    any_of: Vec<TermProbe>,
+    literal: Option<Literal>,
+    /// What the filters are asked.
+    probes: Probes,
     filter: Option<RecordFilter>,
     bytes_read: u64,
     skipped: u64,
     blocks_loaded: u64,
+    frames_loaded: u64,
     /// Pass over blocks that fail their checks instead of failing.
     skip_corrupt: bool,
     corrupt_blocks: u64,
@@ -80,19 +93,22 @@ impl BlockCursor {
         BlockCursor {
             segment,
             next_block: 0,
+            end_block: usize::MAX,
             in_flight: VecDeque::new(),
             current: Decoded::default(),
             pos: 0,
             started: false,
             spare: Vec::new(),
+            frames: FrameScratch::default(),
             from_ms: 0,
             to_ms: u64::MAX,
             literal: None,
-            any_of: Vec::new(),
+            probes: Probes::default(),
             filter: None,
             bytes_read: 0,
             skipped: 0,
             blocks_loaded: 0,
+            frames_loaded: 0,
             skip_corrupt: false,
             corrupt_blocks: 0,
             first_corruption: None,
@@ -106,17 +122,23 @@ impl BlockCursor {
         self
     }
 
+    /// Read only blocks `blocks` (indices into the segment's blocks).
+    pub fn with_blocks(mut self, blocks: std::ops::Range<usize>) -> Self {
+        (self.next_block, self.end_block) = (blocks.start, blocks.end);
+        self
+    }
+
     /// Return only records whose payload contains `literal`.
     pub fn with_literal(mut self, literal: Literal) -> Self {
-        let probe = TermProbe::new(literal.needle());
-        self.literal = Some((literal, probe));
+        self.probes.all_of = Some(TermProbe::new(literal.needle()));
+        self.literal = Some(literal);
         self
     }
 
     /// Skip blocks that can hold none of `literals` (every wanted record
     /// holds one; the caller's filter selects the records).
     pub fn with_any_of(mut self, literals: &[Vec<u8>]) -> Self {
-        self.any_of = literals.iter().map(|l| TermProbe::new(l)).collect();
+        self.probes.any_of = literals.iter().map(|l| TermProbe::new(l)).collect();
         self
     }
 
@@ -134,9 +156,14 @@ impl BlockCursor {
         self
     }
 
-    /// Blocks decompressed so far (the others were pruned).
+    /// Blocks read so far, wholly or in part (the others were pruned).
     pub fn blocks_loaded(&self) -> u64 {
         self.blocks_loaded
+    }
+
+    /// Frames decompressed so far (a 2.0/2.1 block is one frame).
+    pub fn frames_loaded(&self) -> u64 {
+        self.frames_loaded
     }
 
     /// A block failed its checks: fail, or count it and pass over it.
@@ -154,49 +181,59 @@ impl BlockCursor {
         Ok(())
     }
 
-    /// Whether a block with this term filter may hold a wanted record.
-    fn may_match(&self, filter: &[u8]) -> bool {
-        let kind = self.segment.filter_kind;
-        self.literal
-            .as_ref()
-            .is_none_or(|(_, probe)| probe.may_match(kind, filter))
-            && (self.any_of.is_empty() || self.any_of.iter().any(|p| p.may_match(kind, filter)))
-    }
-
     /// Start decoding the next blocks that may hold a wanted record, until
     /// [`PREFETCH`] are in flight.
     fn schedule(&mut self) -> Result<(), StorageError> {
-        while self.in_flight.len() < PREFETCH && self.next_block < self.segment.blocks.len() {
+        let end = self.end_block.min(self.segment.blocks.len());
+        while self.in_flight.len() < PREFETCH && self.next_block < end {
             let i = self.next_block;
             self.next_block += 1;
             let entry = self.segment.blocks[i];
             if !entry.overlaps_ms(self.from_ms, self.to_ms) {
                 continue;
             }
-            if self.literal.is_some() || !self.any_of.is_empty() {
-                match self.segment.filter(i) {
-                    Ok(filter) if !self.may_match(filter) => {
-                        // Only the filter was read (a loaded block counts its
-                        // whole meta, filter included).
-                        self.bytes_read += filter.len() as u64;
+            let mut job = self.spare.pop().unwrap_or_default();
+            job.all_frames = true;
+            if !self.probes.is_empty() {
+                let probed =
+                    self.segment
+                        .wanted_frames(i, &self.probes, &mut self.frames, &mut job.wanted);
+                let frame_count = self.frames.frames.len().max(1);
+                match probed {
+                    Ok(filter_bytes) if job.wanted.is_empty() => {
+                        // Only the filter was read.
+                        self.bytes_read += filter_bytes;
                         self.skipped += entry.count as u64;
+                        self.spare.push(job);
                         continue;
                     }
-                    Ok(_) => {}
+                    Ok(filter_bytes) => {
+                        self.bytes_read += filter_bytes;
+                        job.all_frames = job.wanted.len() == frame_count;
+                    }
                     Err(why) => {
+                        self.spare.push(job);
                         self.corrupt_block(entry.offset, why)?;
                         continue;
                     }
                 }
             }
-            let job = self.spare.pop().unwrap_or_default();
             let bytes = self.segment.bytes.clone();
-            let literal = self.literal.as_ref().map(|(finder, _)| finder.clone());
+            let layout = self.segment.layout();
+            let meta_verified = self.segment.meta_is_verified(i);
+            let literal = self.literal.clone();
             let filter = self.filter.clone();
             let worker = std::thread::Builder::new()
                 .name("sluice-scan".into())
                 .spawn(move || {
-                    let decoded = decode(&bytes, &entry, job, literal.as_deref(), filter);
+                    let decoded = decode(
+                        &bytes,
+                        &entry,
+                        (layout, meta_verified),
+                        job,
+                        literal.as_deref(),
+                        filter,
+                    );
                     // The compressed data is not read again soon; the
                     // filters, which every query probes, stay resident.
                     bytes.release(entry.data_range());
@@ -206,7 +243,7 @@ impl BlockCursor {
                     "start a block-decoding thread for",
                     &self.segment.path,
                 ))?;
-            self.in_flight.push_back((entry, worker));
+            self.in_flight.push_back((i, entry, worker));
         }
         Ok(())
     }
@@ -215,7 +252,7 @@ impl BlockCursor {
     fn next_block(&mut self) -> Result<bool, StorageError> {
         loop {
             self.schedule()?;
-            let Some((entry, worker)) = self.in_flight.pop_front() else {
+            let Some((i, entry, worker)) = self.in_flight.pop_front() else {
                 return Ok(false);
             };
             let decoded = worker.join().map_err(|_| StorageError::Io {
@@ -230,8 +267,16 @@ impl BlockCursor {
                 self.corrupt_block(entry.offset, why)?;
                 continue;
             }
-            self.bytes_read += 8 + entry.meta_len as u64 + entry.data_len as u64;
+            // The meta, less its filter once verified (the filter was
+            // probed, and counted, above), and the frames read.
+            let filter = match self.segment.meta_is_verified(i) {
+                true => self.current.filter_len,
+                false => 0,
+            };
+            self.segment.meta_was_verified(i);
+            self.bytes_read += 8 + entry.meta_len as u64 - filter + self.current.data_read;
             self.blocks_loaded += 1;
+            self.frames_loaded += self.current.frames_read;
             self.skipped += (entry.count as usize - self.current.selected.len()) as u64;
             if !self.current.selected.is_empty() {
                 return Ok(true);
@@ -240,11 +285,13 @@ impl BlockCursor {
     }
 }
 
-/// Verify and decompress block `entry` of `bytes` into `job`, and select
-/// the records that hold `literal` and pass `filter`.
+/// Verify and decompress block `entry` of `bytes` (the frames `job`
+/// wants) into `job`, and select the records that hold `literal` and pass
+/// `filter`.
 fn decode(
     bytes: &[u8],
     entry: &BlockEntry,
+    (layout, meta_verified): (Layout, bool),
     mut job: Decoded,
     literal: Option<&memmem::Finder<'static>>,
     filter: Option<RecordFilter>,
@@ -261,12 +308,24 @@ fn decode(
         },
     };
     let decompressor = job.decompressor.insert(decompressor);
-    job.failure = job.block.load(bytes, entry, decompressor).err();
-    if job.failure.is_some() {
-        return job;
+    let wanted = (!job.all_frames).then_some(&job.wanted[..]);
+    match job
+        .block
+        .load(bytes, entry, layout, wanted, meta_verified, decompressor)
+    {
+        Ok(read) => {
+            job.failure = None;
+            (job.data_read, job.frames_read) = (read.bytes, read.frames);
+            job.filter_len = read.filter_len;
+        }
+        Err(why) => {
+            job.failure = Some(why);
+            return job;
+        }
     }
     let block = &job.block;
-    let count = entry.count as usize;
+    // The records read, in the order of their lines in the text.
+    let lines = &block.loaded;
     match literal {
         Some(finder) => {
             // Payloads are separated by "\n", which a literal may hold: find
@@ -275,26 +334,35 @@ fn decode(
             let needle = finder.needle().len();
             let text = &block.text;
             let mut from = 0;
-            let mut record = 0;
-            while record < count {
+            let mut line = 0;
+            while line < lines.len() {
                 let Some(at) = finder.find(&text[from..]) else {
                     break;
                 };
                 let hit = from + at;
-                while record < count && (block.ends[record] as usize) < hit + needle {
-                    record += 1;
+                while line < lines.len()
+                    && (block.ends[lines[line] as usize] as usize) < hit + needle
+                {
+                    line += 1;
                 }
-                if record < count && block.starts[record] as usize <= hit {
-                    job.selected.push(record as u32);
-                    // The next record starts after this one's newline.
-                    from = block.ends[record] as usize + 1;
-                    record += 1;
+                let Some(&record) = lines.get(line) else {
+                    break;
+                };
+                if block.starts[record as usize] as usize <= hit {
+                    job.selected.push(record);
+                    // The next line starts after this one's newline.
+                    from = block.ends[record as usize] as usize + 1;
+                    line += 1;
                 } else {
                     from = hit + 1;
                 }
             }
         }
-        None => job.selected.extend(0..count as u32),
+        None => job.selected.extend_from_slice(lines),
+    }
+    // Lines of a 2.2 block are in sort-key order; records go out in id order.
+    if layout == Layout::Framed {
+        job.selected.sort_unstable();
     }
     if let Some(filter) = filter {
         job.selected

@@ -74,29 +74,49 @@ fn candidates(fs: &MemFs) -> Vec<Candidate> {
         .0
         .into_iter()
         .map(|meta| {
-            let (format, record_bytes) =
+            let sizes =
                 store_segment::segment_sizes(fs, &dir().join(&meta.name), meta.bytes).unwrap();
             Candidate {
                 meta,
-                format,
-                record_bytes,
+                format: sizes.format,
+                record_bytes: sizes.record_bytes,
+                unsorted_blocks: sizes.unsorted_blocks,
             }
         })
         .collect()
 }
 
-/// Compact until the plan is empty; returns the passes run.
+/// Compact as the maintainer does until there is nothing left to do:
+/// merges in id order, then, when there are none, one segment sorted.
+/// Returns the passes run.
 fn compact_fully(fs: &MemFs, config: &CompactionConfig) -> usize {
-    for pass in 0..20 {
-        let groups = plan(&candidates(fs), &BTreeSet::new(), config);
+    for pass in 0..200 {
+        let none = BTreeSet::new();
+        let groups = plan(&candidates(fs), &none, config);
         if groups.is_empty() {
-            return pass;
+            let Some(segment) = plan_upgrade(&candidates(fs), &none) else {
+                return pass;
+            };
+            compact(fs, dir(), &[segment], config, &none, BlockLayout::Sorted).unwrap();
         }
         for group in groups {
-            compact(fs, dir(), &group, config, &BTreeSet::new()).unwrap();
+            compact(fs, dir(), &group, config, &none, BlockLayout::InOrder).unwrap();
         }
     }
-    panic!("compaction did not settle in 20 passes");
+    panic!("compaction did not settle in 200 passes");
+}
+
+/// A merge as the maintainer runs one: blocks in id order, no suspects.
+fn merge(fs: &MemFs, inputs: &[SegmentMeta], config: &CompactionConfig) -> Compacted {
+    compact(
+        fs,
+        dir(),
+        inputs,
+        config,
+        &BTreeSet::new(),
+        BlockLayout::InOrder,
+    )
+    .unwrap()
 }
 
 fn small_config() -> CompactionConfig {
@@ -153,6 +173,7 @@ fn candidate(min_ms: u64, max_ms: u64, bytes: u64, format: SegmentFormat) -> Can
             SegmentFormat::V1 => bytes,
             SegmentFormat::V2 => bytes * 4,
         },
+        unsorted_blocks: 0,
     }
 }
 
@@ -277,7 +298,14 @@ fn a_crash_at_every_step_of_compaction_loses_no_record_and_shows_no_duplicate() 
         |fs| {
             let groups = plan(&candidates(fs), &BTreeSet::new(), &config);
             for group in groups {
-                compact(fs, dir(), &group, &config, &BTreeSet::new())?;
+                compact(
+                    fs,
+                    dir(),
+                    &group,
+                    &config,
+                    &BTreeSet::new(),
+                    BlockLayout::InOrder,
+                )?;
             }
             Ok(())
         },
@@ -382,7 +410,16 @@ fn a_full_disk_fails_compaction_without_changing_anything_and_it_resumes() {
     let groups = plan(&candidates(&fs), &BTreeSet::new(), &config);
     let err = groups
         .iter()
-        .map(|g| compact(&fs, dir(), g, &config, &BTreeSet::new()))
+        .map(|g| {
+            compact(
+                &fs,
+                dir(),
+                g,
+                &config,
+                &BTreeSet::new(),
+                BlockLayout::InOrder,
+            )
+        })
         .find_map(Result::err)
         .expect("the disk is too small for the outputs");
     assert!(err.is_disk_full(), "{err}");
@@ -419,7 +456,7 @@ fn a_corrupt_block_is_reported_by_queries_and_quarantined_with_the_rest_kept() {
     let fs = MemFs::new();
     fs.create_dir_all(dir()).unwrap();
     // Big enough for several blocks.
-    let records: Vec<(Ulid, String)> = (0..60_000)
+    let records: Vec<(Ulid, String)> = (0..240_000)
         .map(|i| {
             (
                 id(10_000 + i, 0),
@@ -487,6 +524,7 @@ fn a_segment_with_a_corrupt_footer_is_quarantined_whole() {
         &[bad.clone(), good],
         &small_config(),
         &BTreeSet::new(),
+        BlockLayout::InOrder,
     )
     .unwrap();
     assert_eq!(done.quarantined.len(), 1);
@@ -513,6 +551,7 @@ fn queries_running_while_compaction_removes_their_files_see_every_record() {
                     .collect::<Vec<_>>(),
                 &config,
                 &BTreeSet::new(),
+                BlockLayout::InOrder,
             )
             .unwrap();
             let cache = Arc::new(SegmentCache::new());
@@ -686,7 +725,7 @@ proptest! {
         };
         for _ in 0..passes {
             for group in plan(&candidates(&fs), &BTreeSet::new(), &config) {
-                compact(&fs, dir(), &group, &config, &BTreeSet::new()).unwrap();
+                merge(&fs, &group, &config);
             }
         }
         if passes == 2 {
@@ -714,105 +753,4 @@ proptest! {
     }
 }
 
-/// Records at millisecond `ms` whose payloads fill `blocks` v2 blocks.
-fn block_filling_records(ms: u64, blocks: usize) -> Vec<(Ulid, String)> {
-    let per_block = sluice_storage::block_segment::TARGET_BLOCK_BYTES / 1000;
-    (0..blocks * per_block)
-        .map(|n| {
-            let payload = format!("ms={ms} n={n:06} {}", "x".repeat(980));
-            (id(ms, n as u128), payload)
-        })
-        .collect()
-}
-
-fn blocks_of(fs: &MemFs, meta: &SegmentMeta) -> Vec<sluice_storage::block_segment::BlockEntry> {
-    BlockSegment::open(fs, &dir().join(&meta.name))
-        .unwrap()
-        .blocks()
-        .to_vec()
-}
-
-#[test]
-fn the_blocks_of_disjoint_v2_neighbours_are_copied_whole() {
-    let fs = MemFs::new();
-    let a = write(&fs, SegmentFormat::V2, &block_filling_records(1, 2));
-    let b = write(&fs, SegmentFormat::V1, &[(id(2, 0), "between".into())]);
-    let c = write(&fs, SegmentFormat::V2, &block_filling_records(3, 1));
-    let copied = blocks_of(&fs, &a).len() + blocks_of(&fs, &c).len();
-    let model = all(&fs);
-    let config = CompactionConfig {
-        target_segment_bytes: 1 << 30,
-        max_input_bytes: 1 << 30,
-    };
-    let done = compact(&fs, dir(), &[a, b, c], &config, &BTreeSet::new()).unwrap();
-    assert_eq!(done.copied_blocks, copied as u64);
-    assert_eq!(done.outputs.len(), 1);
-    assert_eq!(done.records, model.len() as u64);
-    assert_eq!(all(&fs), model);
-    // The copied blocks' filters still find their records.
-    assert_eq!(query(&fs, "ms=3 n=000007 ", 0, u64::MAX / 2).len(), 1);
-    assert_eq!(query(&fs, "between", 0, u64::MAX / 2).len(), 1);
-}
-
-#[test]
-fn copied_blocks_are_cut_into_outputs_of_the_target_size() {
-    let fs = MemFs::new();
-    let a = write(&fs, SegmentFormat::V2, &block_filling_records(1, 3));
-    let b = write(&fs, SegmentFormat::V2, &block_filling_records(2, 3));
-    let model = all(&fs);
-    let config = CompactionConfig {
-        target_segment_bytes: 2 << 20,
-        max_input_bytes: 1 << 30,
-    };
-    let done = compact(&fs, dir(), &[a, b], &config, &BTreeSet::new()).unwrap();
-    assert_eq!(done.copied_blocks, 6);
-    assert_eq!(done.outputs.len(), 3, "{:?}", done.outputs);
-    for pair in done.outputs.windows(2) {
-        assert!(pair[0].max < pair[1].min, "outputs must not overlap");
-    }
-    assert_eq!(all(&fs), model);
-}
-
-#[test]
-fn a_corrupt_block_of_a_copied_input_is_left_behind_and_the_input_quarantined() {
-    let fs = MemFs::new();
-    let records = block_filling_records(1, 3);
-    let a = write(&fs, SegmentFormat::V2, &records);
-    let b = write(&fs, SegmentFormat::V1, &[(id(2, 0), "kept".into())]);
-    let blocks = blocks_of(&fs, &a);
-    assert!(blocks.len() >= 3);
-    let path = dir().join(&a.name);
-    let mut bytes = fs.read_all(&path).unwrap();
-    let data_start = blocks[1].offset as usize + 8 + blocks[1].meta_len as usize;
-    bytes[data_start + 10] ^= 1;
-    fs.write_all_synced(&path, &bytes);
-    let done = compact(
-        &fs,
-        dir(),
-        &[a.clone(), b],
-        &small_config(),
-        &BTreeSet::new(),
-    )
-    .unwrap();
-    assert_eq!(done.corrupt_blocks, 1);
-    assert_eq!(done.copied_blocks, blocks.len() as u64 - 1);
-    assert_eq!(done.quarantined.len(), 1);
-    assert!(fs.exists(&dir().join(QUARANTINE).join(&a.name)));
-    assert_eq!(
-        all(&fs).len(),
-        records.len() - blocks[1].count as usize + 1,
-        "every record but the corrupt block's"
-    );
-}
-
-#[test]
-fn the_blocks_of_a_suspect_input_are_decoded_not_copied() {
-    let fs = MemFs::new();
-    let a = write(&fs, SegmentFormat::V2, &block_filling_records(1, 1));
-    let c = write(&fs, SegmentFormat::V2, &block_filling_records(3, 1));
-    let model = all(&fs);
-    let suspects = BTreeSet::from([a.name.clone()]);
-    let done = compact(&fs, dir(), &[a, c], &small_config(), &suspects).unwrap();
-    assert_eq!(done.copied_blocks, 1, "only the trusted input's block");
-    assert_eq!(all(&fs), model);
-}
+mod blocks;

@@ -1,0 +1,422 @@
+//! Decoding one block of a v2 segment, whole or only some of its frames.
+//!
+//! Both layouts decode into the same [`Block`]: the text of the frames read,
+//! in frame order, and per record (by its index in id order) where its
+//! payload lies in that text. A 2.0/2.1 block is one frame whose records are
+//! in id order; a 2.2 block's frames hold its records in sort-key order, and
+//! the meta's ordinals say which record each line is.
+
+use std::io::Cursor;
+
+use sluice_record::{Record, Ulid};
+
+use super::{BLOCK_META_FIXED, BlockEntry, Bytes, Checks, IN_ORDER, MAX_BLOCK_TEXT, check_block};
+
+/// The largest number of frames a 2.2 block may have: more than any block
+/// the writer cuts (a frame holds at least one record or 64 KiB of text).
+pub const MAX_FRAMES: usize = 1 << 16;
+
+/// How a file's blocks are laid out, from its format version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Formats 2.0 and 2.1: one zstd frame of the records in id order and
+    /// one filter for the block.
+    Single,
+    /// Format 2.2: frames of records in sort-key order, each with its own
+    /// filter and checksum.
+    Framed,
+}
+
+/// One frame of a 2.2 block, as its meta describes it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct FrameEntry {
+    /// Where its zstd frame starts in the block's data.
+    pub data_at: u32,
+    pub data_len: u32,
+    pub text_len: u32,
+    pub rows: u32,
+    /// crc32 of its zstd frame.
+    pub crc: u32,
+}
+
+/// Bytes of a frame's entry in the frame table.
+pub(crate) const FRAME_ENTRY_LEN: usize = 16;
+
+/// What [`Block::load`] decompressed.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Read {
+    pub frames: u64,
+    /// Their compressed bytes.
+    pub bytes: u64,
+    /// Bytes of the block's filter, in its meta.
+    pub filter_len: u64,
+}
+
+/// The fixed fields of a block meta, after its frame head.
+pub(crate) struct Fixed {
+    pub text_len: u32,
+    pub data_len: u32,
+}
+
+/// A 2.2 block's frame table, as parsed.
+pub(crate) struct FrameTable<'m> {
+    /// Its sliced filter.
+    pub filter: &'m [u8],
+    /// Whether its lines are in id order ([`super::BlockLayout::InOrder`]).
+    pub in_order: bool,
+}
+
+/// Parse a 2.2 block's frame table and filter (the meta body from just
+/// after the fixed fields) into `frames`, checking that the frames account
+/// for the block's records, text and data exactly.
+pub(crate) fn parse_frames<'m>(
+    r: &mut Bytes<'m>,
+    count: u32,
+    fixed: &Fixed,
+    frames: &mut Vec<FrameEntry>,
+) -> Result<FrameTable<'m>, &'static str> {
+    frames.clear();
+    let raw = r.u32()?;
+    let in_order = raw & IN_ORDER != 0;
+    let n = (raw & !IN_ORDER) as usize;
+    if n == 0 || n > MAX_FRAMES || n > count as usize {
+        return Err("bad frame count");
+    }
+    let table = r.take(n * FRAME_ENTRY_LEN)?;
+    let (mut rows, mut text, mut data) = (0u64, 0u64, 0u64);
+    for entry in table.chunks_exact(FRAME_ENTRY_LEN) {
+        let field = |i: usize| u32::from_le_bytes(entry[i * 4..i * 4 + 4].try_into().expect("4"));
+        let frame = FrameEntry {
+            data_at: data as u32,
+            data_len: field(0),
+            text_len: field(1),
+            rows: field(2),
+            crc: field(3),
+        };
+        if frame.rows == 0 || frame.text_len < frame.rows || frame.data_len == 0 {
+            return Err("bad frame lengths");
+        }
+        rows += frame.rows as u64;
+        text += frame.text_len as u64;
+        data += frame.data_len as u64;
+        if data > fixed.data_len as u64 {
+            return Err("frames overrun the block data");
+        }
+        frames.push(frame);
+    }
+    if rows != count as u64 || text != fixed.text_len as u64 || data != fixed.data_len as u64 {
+        return Err("frames do not add up to the block");
+    }
+    let filter_len = r.u32()? as usize;
+    Ok(FrameTable {
+        filter: r.take(filter_len)?,
+        in_order,
+    })
+}
+
+/// Which record each line of a block is.
+enum Ordinals<'a> {
+    /// 2.0/2.1, and 2.2 blocks in id order: line `i` is record `i`.
+    Identity,
+    /// 2.2: little-endian integers of `width` bytes, one per line; read
+    /// only for the lines of the frames read.
+    Packed { bytes: &'a [u8], width: usize },
+}
+
+impl<'a> Ordinals<'a> {
+    fn read(r: &mut Bytes<'a>, count: usize) -> Result<Self, &'static str> {
+        let width = r.u8()? as usize;
+        if !(1..=4).contains(&width) || (width < 4 && count > 1 << (8 * width)) {
+            return Err("bad ordinal width");
+        }
+        let bytes = r.take(count.checked_mul(width).ok_or("too many records")?)?;
+        Ok(Ordinals::Packed { bytes, width })
+    }
+
+    #[inline]
+    fn get(&self, line: usize) -> u32 {
+        match *self {
+            Ordinals::Identity => line as u32,
+            Ordinals::Packed { bytes, width } => {
+                let at = line * width;
+                let b = |i: usize| bytes[at + i] as u32;
+                match width {
+                    1 => b(0),
+                    2 => b(0) | b(1) << 8,
+                    3 => b(0) | b(1) << 8 | b(2) << 16,
+                    _ => b(0) | b(1) << 8 | b(2) << 16 | b(3) << 24,
+                }
+            }
+        }
+    }
+}
+
+/// One decoded block: the frames asked for, and every record's id, topic
+/// and flags.
+#[derive(Debug, Default)]
+pub(crate) struct Block {
+    /// The text of the frames read, in frame order: payloads, each
+    /// followed by "\n".
+    pub(crate) text: Vec<u8>,
+    ids: Vec<Ulid>,
+    /// Payload `i` (in id order) is `text[starts[i]..ends[i]]`; both are
+    /// `u32::MAX` for a record whose frame was not read.
+    pub(crate) starts: Vec<u32>,
+    pub(crate) ends: Vec<u32>,
+    /// The records read, in text order.
+    pub(crate) loaded: Vec<u32>,
+    topics: Vec<(u32, u32)>,
+    /// Bytes of the topic names, indexed by `topics`.
+    topic_bytes: Vec<u8>,
+    topic_of: Vec<u32>,
+    flags: Vec<u8>,
+    /// Scratch: the frame table, each line's length (lines in frame
+    /// order), and which records were placed.
+    frames: Vec<FrameEntry>,
+    lens: Vec<u32>,
+    seen: Vec<u64>,
+}
+
+impl Block {
+    /// Decode and verify block `entry` of `file`: its meta (its checksum
+    /// unless `meta_verified`), and the frames in `wanted` (indices,
+    /// ascending), or all of them when it is `None`.
+    /// Returns what it decompressed. A 2.0/2.1 block is always read
+    /// whole.
+    pub(crate) fn load(
+        &mut self,
+        file: &[u8],
+        entry: &BlockEntry,
+        layout: Layout,
+        wanted: Option<&[u32]>,
+        meta_verified: bool,
+        decompressor: &mut zstd::bulk::Decompressor<'static>,
+    ) -> Result<Read, &'static str> {
+        let checks = Checks {
+            meta: !meta_verified,
+            data: layout == Layout::Single,
+        };
+        let checked = check_block(file, entry, checks)?;
+        let count = entry.count as usize;
+        let fixed = Fixed {
+            text_len: checked.text_len,
+            data_len: entry.data_len,
+        };
+        let mut r = Bytes {
+            buf: checked.meta_body,
+            pos: BLOCK_META_FIXED,
+        };
+        let (filter_len, in_order) = match layout {
+            Layout::Single => {
+                let filter_len = r.u32()? as usize;
+                (r.take(filter_len)?.len(), true)
+            }
+            Layout::Framed => {
+                let table = parse_frames(&mut r, entry.count, &fixed, &mut self.frames)?;
+                (table.filter.len(), table.in_order)
+            }
+        };
+        let filter_len = filter_len as u64;
+        self.ids.clear();
+        let mut id = r.u128()?;
+        self.ids.push(Ulid(id));
+        for _ in 1..count {
+            let delta = r.varint()?;
+            if delta == 0 {
+                return Err("ids do not increase");
+            }
+            id = id.checked_add(delta).ok_or("id overflows")?;
+            self.ids.push(Ulid(id));
+        }
+        if self.ids.last() != Some(&entry.max) {
+            return Err("ids do not end at the block's max");
+        }
+        let ordinals = match in_order {
+            true => Ordinals::Identity,
+            false => Ordinals::read(&mut r, count)?,
+        };
+        self.lens.clear();
+        for _ in 0..count {
+            let len = u32::try_from(r.varint()?).map_err(|_| "payload too long")?;
+            self.lens.push(len);
+        }
+        self.read_topics_and_flags(&mut r, count)?;
+        if r.pos != checked.meta_body.len() {
+            return Err("trailing bytes in block meta");
+        }
+        self.seen.clear();
+        self.seen.resize(count.div_ceil(64), 0);
+        self.starts.clear();
+        self.starts.resize(count, u32::MAX);
+        self.ends.clear();
+        self.ends.resize(count, u32::MAX);
+        self.loaded.clear();
+        self.text.clear();
+        let data = checked.data();
+        match layout {
+            Layout::Single => {
+                let frame = FrameEntry {
+                    data_at: 0,
+                    data_len: entry.data_len,
+                    text_len: checked.text_len,
+                    rows: entry.count,
+                    crc: 0,
+                };
+                // The whole data's checksum was verified with the meta.
+                self.read_frame(data, &frame, 0, &ordinals, false, decompressor)?;
+                Ok(Read {
+                    frames: 1,
+                    bytes: entry.data_len as u64,
+                    filter_len,
+                })
+            }
+            Layout::Framed => {
+                let frames = std::mem::take(&mut self.frames);
+                let mut read = Ok(Read {
+                    filter_len,
+                    ..Read::default()
+                });
+                let mut first_row = 0usize;
+                let mut next_wanted = wanted.map(|w| w.iter().peekable());
+                for (f, frame) in frames.iter().enumerate() {
+                    let take = match &mut next_wanted {
+                        None => true,
+                        Some(w) => w.next_if(|&&i| i as usize == f).is_some(),
+                    };
+                    if take {
+                        read = read.and_then(|read| {
+                            self.read_frame(data, frame, first_row, &ordinals, true, decompressor)?;
+                            Ok(Read {
+                                frames: read.frames + 1,
+                                bytes: read.bytes + frame.data_len as u64,
+                                ..read
+                            })
+                        });
+                        if read.is_err() {
+                            break;
+                        }
+                    }
+                    first_row += frame.rows as usize;
+                }
+                self.frames = frames;
+                read
+            }
+        }
+    }
+
+    fn read_topics_and_flags(
+        &mut self,
+        r: &mut Bytes<'_>,
+        count: usize,
+    ) -> Result<(), &'static str> {
+        let topics = r.varint()? as usize;
+        if topics == 0 || topics > count {
+            return Err("bad topic table");
+        }
+        self.topics.clear();
+        self.topic_bytes.clear();
+        for _ in 0..topics {
+            let len = r.u8()? as usize;
+            let name = r.take(len)?;
+            let from = self.topic_bytes.len() as u32;
+            self.topic_bytes.extend_from_slice(name);
+            self.topics.push((from, self.topic_bytes.len() as u32));
+        }
+        self.topic_of.clear();
+        if topics > 1 {
+            for _ in 0..count {
+                let t = r.varint()?;
+                if t >= topics as u128 {
+                    return Err("topic index out of range");
+                }
+                self.topic_of.push(t as u32);
+            }
+        } else {
+            self.topic_of.resize(count, 0);
+        }
+        self.flags.clear();
+        self.flags.resize(count, 0);
+        let flagged = r.varint()?;
+        if flagged > count as u128 {
+            return Err("too many flagged records");
+        }
+        for _ in 0..flagged {
+            let index = r.varint()?;
+            let flags = r.u8()?;
+            *self
+                .flags
+                .get_mut(usize::try_from(index).unwrap_or(usize::MAX))
+                .ok_or("flag index out of range")? = flags;
+        }
+        Ok(())
+    }
+
+    /// Verify (when `check_crc`) and decompress `frame`, whose first line
+    /// is line `first_row` of the block, after the text read so far, and
+    /// place its records.
+    fn read_frame(
+        &mut self,
+        data: &[u8],
+        frame: &FrameEntry,
+        first_row: usize,
+        ordinals: &Ordinals<'_>,
+        check_crc: bool,
+        decompressor: &mut zstd::bulk::Decompressor<'static>,
+    ) -> Result<(), &'static str> {
+        let at = frame.data_at as usize;
+        let bytes = data
+            .get(at..at + frame.data_len as usize)
+            .ok_or("frame outside the block data")?;
+        if check_crc && crc32fast::hash(bytes) != frame.crc {
+            return Err("frame data checksum mismatch");
+        }
+        let text_len = frame.text_len as usize;
+        let base = self.text.len();
+        if base + text_len > MAX_BLOCK_TEXT {
+            return Err("bad block lengths");
+        }
+        self.text.reserve(text_len);
+        let mut out = Cursor::new(&mut self.text);
+        out.set_position(base as u64);
+        let n = decompressor
+            .decompress_to_buffer(bytes, &mut out)
+            .map_err(|_| "block data does not decompress")?;
+        if n != text_len || self.text.len() != base + text_len {
+            return Err("block text has the wrong length");
+        }
+        let mut at = base;
+        let lines = first_row..first_row + frame.rows as usize;
+        for (line, &len) in lines.clone().zip(&self.lens[lines]) {
+            let end = at.checked_add(len as usize).ok_or("payload too long")?;
+            if end >= base + text_len || self.text[end] != b'\n' {
+                return Err("block text is not one payload per line");
+            }
+            let ordinal = ordinals.get(line);
+            let i = ordinal as usize;
+            // Each line a different record: checked for the lines read.
+            if i >= self.starts.len() || self.seen[i / 64] & (1 << (i % 64)) != 0 {
+                return Err("ordinals are not a permutation");
+            }
+            self.seen[i / 64] |= 1 << (i % 64);
+            self.starts[ordinal as usize] = at as u32;
+            self.ends[ordinal as usize] = end as u32;
+            self.loaded.push(ordinal);
+            at = end + 1;
+        }
+        if at != base + text_len {
+            return Err("payload lengths do not add up to the frame text");
+        }
+        Ok(())
+    }
+
+    /// Record `i` (in id order); its frame must have been read.
+    pub(crate) fn record(&self, i: usize) -> Record<'_> {
+        let (from, to) = self.topics[self.topic_of[i] as usize];
+        Record {
+            id: self.ids[i],
+            flags: self.flags[i],
+            topic: &self.topic_bytes[from as usize..to as usize],
+            payload: &self.text[self.starts[i] as usize..self.ends[i] as usize],
+        }
+    }
+}

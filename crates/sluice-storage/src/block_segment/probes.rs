@@ -1,0 +1,64 @@
+//! What a cursor asks of a block's filters: a literal every wanted record
+//! holds, or literals one of which each holds.
+
+use super::FrameEntry;
+use crate::term_filter::{FilterKind, TermProbe, sliced};
+
+/// The probes of a query's literals.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Probes {
+    /// A literal every wanted record holds.
+    pub(crate) all_of: Option<TermProbe>,
+    /// Literals one of which every wanted record holds; empty when none.
+    pub(crate) any_of: Vec<TermProbe>,
+}
+
+/// Scratch space for [`BlockSegment::wanted_frames`](super::BlockSegment::wanted_frames).
+#[derive(Debug, Default)]
+pub(crate) struct FrameScratch {
+    pub(crate) frames: Vec<FrameEntry>,
+    pub(crate) mask: Vec<u64>,
+}
+
+impl Probes {
+    /// Whether there is anything to probe.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.all_of.is_none() && self.any_of.is_empty()
+    }
+
+    /// Whether a 2.0/2.1 block with this term filter may hold a wanted
+    /// record.
+    pub(crate) fn may_match(&self, kind: FilterKind, filter: &[u8]) -> bool {
+        self.all_of
+            .as_ref()
+            .is_none_or(|probe| probe.may_match(kind, filter))
+            && (self.any_of.is_empty() || self.any_of.iter().any(|p| p.may_match(kind, filter)))
+    }
+
+    /// `mask`: one bit per frame of a 2.2 block of `frames`, set for each
+    /// frame its sliced `filter` says may hold a wanted record. Returns the
+    /// bytes of the filter read.
+    pub(crate) fn narrow_frames(&self, filter: &[u8], frames: usize, mask: &mut Vec<u64>) -> u64 {
+        sliced::all_frames(frames, mask);
+        let mut read = 0;
+        if let Some(probe) = &self.all_of {
+            read += probe.narrow_frames(filter, frames, mask);
+        }
+        if self.any_of.is_empty() {
+            return read;
+        }
+        let mut union = vec![0u64; mask.len()];
+        let mut one = Vec::new();
+        for probe in &self.any_of {
+            sliced::all_frames(frames, &mut one);
+            read += probe.narrow_frames(filter, frames, &mut one);
+            for (u, o) in union.iter_mut().zip(&one) {
+                *u |= o;
+            }
+        }
+        for (m, u) in mask.iter_mut().zip(&union) {
+            *m &= u;
+        }
+        read
+    }
+}

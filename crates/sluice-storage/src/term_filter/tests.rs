@@ -1,0 +1,200 @@
+use super::*;
+use proptest::prelude::*;
+
+const KINDS: [FilterKind; 2] = [FilterKind::Sampled, FilterKind::Winnowed];
+
+fn encoded(kind: FilterKind, payloads: &[&[u8]]) -> Vec<u8> {
+    let mut filter = TermFilter::of_kind(kind);
+    for p in payloads {
+        filter.add(p);
+    }
+    let mut out = Vec::new();
+    filter.encode(&mut out);
+    out
+}
+
+#[test]
+fn short_literals_never_prune() {
+    for kind in KINDS {
+        let empty = encoded(kind, &[]);
+        assert!(TermProbe::new(b"ab").may_match(kind, &empty));
+        assert!(!TermProbe::new(b"abc").may_match(kind, &empty));
+    }
+}
+
+#[test]
+fn distinct_keys_are_counted_within_a_few_percent() {
+    let mut bitmap = Vec::new();
+    assert_eq!(distinct_estimate(&[], &mut bitmap), 0);
+    assert_eq!(distinct_estimate(&[9], &mut bitmap), 1);
+    assert_eq!(distinct_estimate(&[9, 9, 9, 9], &mut bitmap), 1);
+    for distinct in [10u64, 1_000, 80_000] {
+        // Each key twice or more, as the chosen grams of a block are.
+        let keys: Vec<u64> = (0..distinct * 5 / 2)
+            .map(|i| gram_hash(&(i % distinct).to_le_bytes()))
+            .collect();
+        let estimate = distinct_estimate(&keys, &mut bitmap) as f64;
+        let error = (estimate - distinct as f64).abs() / distinct as f64;
+        assert!(
+            error < 0.05,
+            "{distinct} distinct keys estimated as {estimate}"
+        );
+    }
+}
+
+/// A filter reused for the next block must not take the keys it saw
+/// for the last one as already added.
+#[test]
+fn a_cleared_filter_indexes_repeated_payloads_again() {
+    let line = b"level=info trace_id=4bf92f3577b34da6a3ce929d0e0e4736 done";
+    let probe = TermProbe::new(b"4bf92f3577b34da6a3ce929d0e0e4736");
+    let mut filter = TermFilter::new();
+    let mut out = Vec::new();
+    for _block in 0..2 {
+        filter.add(line);
+        filter.add(line);
+        out.clear();
+        filter.encode(&mut out);
+        assert!(probe.may_match(FilterKind::Winnowed, &out));
+        filter.clear();
+    }
+}
+
+/// Ids from a simple generator: every hex trigram occurs, so only the
+/// 8-grams can tell the blocks apart.
+fn hex_id(i: u64) -> String {
+    format!(
+        "{:032x}",
+        (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) as u128 * 0x1_0000_0001
+    )
+}
+
+/// How many of 2,000 absent ids pass a filter of 3,000 lines with ids.
+fn absent_ids_passing(kind: FilterKind) -> usize {
+    let lines: Vec<String> = (0..3000)
+        .map(|i| format!("req_id={} ok", hex_id(i)))
+        .collect();
+    let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+    let filter = encoded(kind, &refs);
+    assert!(TermProbe::new(hex_id(17).as_bytes()).may_match(kind, &filter));
+    (10_000..12_000)
+        .filter(|&i| TermProbe::new(hex_id(i).as_bytes()).may_match(kind, &filter))
+        .count()
+}
+
+#[test]
+fn hex_ids_are_pruned_by_chosen_grams() {
+    let sampled = absent_ids_passing(FilterKind::Sampled);
+    assert!(
+        sampled < 400,
+        "sampled: {sampled} of 2000 absent ids passed"
+    );
+    // Winnowing leaves no id without keys: far fewer pass.
+    let winnowed = absent_ids_passing(FilterKind::Winnowed);
+    assert!(
+        winnowed < 20,
+        "winnowed: {winnowed} of 2000 absent ids passed"
+    );
+}
+
+#[test]
+fn a_32_character_id_always_has_three_winnowed_keys() {
+    for i in 0..2000 {
+        let probe = TermProbe::new(hex_id(i).as_bytes());
+        assert!(
+            probe.winnowed.len() >= 3,
+            "{} has {:?}",
+            hex_id(i),
+            probe.winnowed
+        );
+    }
+}
+
+/// Each window's minimum, the obvious way.
+fn window_minima(bytes: &[u8]) -> Vec<u64> {
+    let hashes: Vec<u64> = bytes.windows(GRAM).map(gram_hash).collect();
+    let mut minima: Vec<u64> = hashes
+        .windows(WINDOW)
+        .map(|w| *w.iter().min().expect("a full window"))
+        .collect();
+    minima.dedup();
+    minima
+}
+
+proptest! {
+    /// The rolling scan finds exactly the trigrams with no digit that are
+    /// not three hex letters.
+    #[test]
+    fn word_trigrams_are_those_without_digits_or_only_hex(
+        bytes in proptest::collection::vec(prop::sample::select(b"09afAFgz .=\n".to_vec()), 0..40),
+    ) {
+        let mut got = Vec::new();
+        for_each_word_trigram(&bytes, |key| got.push(key));
+        let hex = |b: u8| b.is_ascii_hexdigit() && !b.is_ascii_digit();
+        let want: Vec<u32> = bytes
+            .windows(3)
+            .filter(|w| !w.iter().any(u8::is_ascii_digit) && !w.iter().all(|&b| hex(b)))
+            .map(|w| (w[0] as u32) << 16 | (w[1] as u32) << 8 | w[2] as u32)
+            .collect();
+        prop_assert_eq!(got, want);
+    }
+
+    /// The keys appended for a run of payloads are exactly their
+    /// windows' minima, for every length around the window, with
+    /// repeated grams (ties) as log lines have: scratch space is
+    /// reused, and a key is skipped only if appended before.
+    #[test]
+    fn winnowing_picks_each_windows_minimum(
+        texts in proptest::collection::vec(
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..80),
+                proptest::collection::vec(prop::sample::select(b"ab".to_vec()), 0..80),
+            ],
+            1..4,
+        ),
+    ) {
+        // Whichever code the CPU runs, and the portable code.
+        let mut scratch = Winnowing::default();
+        let mut portable_scratch = Winnowing::default();
+        let mut got = Vec::new();
+        let mut portable = Vec::new();
+        let mut want = Vec::new();
+        for text in &texts {
+            winnow(text, &mut scratch, &mut got);
+            winnow_portable(text, &mut portable_scratch, &mut portable);
+            want.extend(window_minima(text));
+        }
+        for keys in [&mut got, &mut portable, &mut want] {
+            keys.sort_unstable();
+            keys.dedup();
+        }
+        prop_assert_eq!(&got, &want, "{:?}", texts);
+        prop_assert_eq!(&portable, &want, "{:?}", texts);
+    }
+
+    /// No false negatives: a literal found in a payload always passes,
+    /// with either kind. Payloads of few distinct bytes repeat grams and
+    /// tie hashes, as log lines do.
+    #[test]
+    fn a_contained_literal_always_passes(
+        payloads in proptest::collection::vec(
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..96),
+                proptest::collection::vec(prop::sample::select(b"ab0".to_vec()), 0..96),
+            ],
+            1..20,
+        ),
+        pick in any::<prop::sample::Index>(),
+        start in any::<prop::sample::Index>(),
+        len in 0usize..48,
+    ) {
+        let refs: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
+        let p = &payloads[pick.index(payloads.len())];
+        let from = start.index(p.len() + 1);
+        let to = (from + len).min(p.len());
+        for kind in KINDS {
+            let filter = encoded(kind, &refs);
+            prop_assert!(TermProbe::new(&p[from..to]).may_match(kind, &filter), "{:?}", kind);
+        }
+    }
+}
