@@ -28,12 +28,15 @@
 //! time order.
 //!
 //! Block meta, 2.2: `count u32, min u128, max u128, text_len u32, data_len
-//! u32, data_crc u32` (crc32 of all the block's zstd frames), `frames u32`,
-//! per frame `data_len u32, text_len u32, rows u32, crc u32` (its zstd
-//! frame's crc32), `filter_len u32` and the sliced filter, the first id
-//! (u128) and `count - 1` id deltas (LEB128, each at least 1), `width u8`
-//! and per line (in frame order) its record's index in id order, in
-//! `width` bytes; per line its payload length (LEB128); the topic table
+//! u32, data_crc u32` (crc32 of all the block's zstd frames), `frames u32`
+//! (its bit 31 set for a block whose lines are in id order,
+//! [`BlockLayout::InOrder`]), per frame `data_len u32, text_len u32, rows
+//! u32, crc u32` (its zstd frame's crc32), `filter_len u32` and the sliced
+//! filter, the first id (u128) and `count - 1` id deltas (LEB128, each at
+//! least 1); for a sorted block only, `width u8` and per line (in frame
+//! order) its record's index in id order, in `width` bytes (a block in id
+//! order has none: line `i` is record `i`); per line its payload length
+//! (LEB128); the topic table
 //! (`n` LEB128, then `n` times `len u8, bytes`) and, when `n > 1`, one
 //! topic index per record (LEB128), the flagged records (`k` LEB128, then
 //! `k` times `index LEB128, flags u8`), and last `meta_crc u32` over all of
