@@ -60,12 +60,7 @@ backlog() {
 	done
 	echo "$v1 $v2"
 }
-# metric NAME: the value of an unlabelled metric of the node (0 if absent).
-metric() {
-	curl -fsS --max-time 5 "http://$NODE_API/metrics" |
-		awk -v m="$1" '$1 == m { printf "%.0f", $2; found = 1 } END { if (!found) print 0 }'
-}
-compacted_bytes() { metric sluice_store_compaction_input_bytes_total; }
+compacted_bytes() { node_metric sluice_store_compaction_input_bytes_total; }
 
 # probe_query FROM_MS TO_MS: "SECONDS MATCHED" of one query over that window.
 probe_query() {
@@ -103,7 +98,7 @@ while (($(date +%s) < DEADLINE)); do
 	probe_from=$((probe_to - 1000))
 	read -r probe_s probe_n < <(probe_query "$probe_from" "$probe_to")
 	echo "$probe_from $probe_to $probe_s $probe_n" >>"$PROBES"
-	echo "| $t | $(mib "$v1") | $(mib "$v2") | $(metric sluice_store_unsorted_blocks) | $probe_s | $probe_n |" >>"$SAMPLES"
+	echo "| $t | $(mib "$v1") | $(mib "$v2") | $(node_metric sluice_store_unsorted_blocks) | $probe_s | $probe_n |" >>"$SAMPLES"
 	if [[ -z $SEND_END ]] && ! kill -0 "$SEND_PID" 2>/dev/null; then
 		wait "$SEND_PID" || die "the send failed"
 		SEND_END=$t
@@ -118,7 +113,7 @@ done
 # Then the passes with nothing to merge sort the blocks written in id order.
 SORTED=""
 while (($(date +%s) < DEADLINE)); do
-	if (($(metric sluice_store_unsorted_blocks) == 0)); then
+	if (($(node_metric sluice_store_unsorted_blocks) == 0)); then
 		SORTED=$(elapsed "$START" "$(now)")
 		break
 	fi

@@ -60,7 +60,22 @@ start_ingeststore() {
 		--durable "127.0.0.1:$durable" --batch "127.0.0.1:$batch" "$@" >"$log" 2>&1 &
 	NODE_PID=$!
 	BG_PIDS+=("$NODE_PID")
-	poll_until 60 0.1 "ingeststore ready" curl -fsS -o /dev/null --max-time 2 "http://$NODE_API/ready"
+	poll_until 60 0.1 "ingeststore ready" node_ready "$log"
+}
+
+# node_ready LOG: the node at $NODE_API answers /ready; dies, showing the
+# end of LOG, if the node has exited (a bad flag, a port taken).
+node_ready() {
+	kill -0 "$NODE_PID" 2>/dev/null ||
+		die "ingeststore exited at startup; last lines of $1:"$'\n'"$(tail -n 20 "$1")"
+	curl -fsS -o /dev/null --max-time 2 "http://$NODE_API/ready"
+}
+
+# node_metric NAME: the value of an unlabelled metric of the node at
+# $NODE_API (0 if absent).
+node_metric() {
+	curl -fsS --max-time 5 "http://$NODE_API/metrics" |
+		awk -v m="$1" '$1 == m { printf "%.0f", $2; found = 1 } END { if (!found) print 0 }'
 }
 
 # is_v2_segment FILE: FILE is a v2 store segment (its header frame says SLUICE).

@@ -119,8 +119,7 @@ store_bytes() { cat "$NODE_DATA"/store/*.seg | wc -c; }
 # blocks in id order; passes with nothing to merge sort them).
 all_sorted() {
 	node_alive
-	[[ $(curl -fsS --max-time 5 "http://$NODE_API/metrics" |
-		awk '$1 == "sluice_store_unsorted_blocks" { printf "%.0f", $2 }') == 0 ]]
+	(($(node_metric sluice_store_unsorted_blocks) == 0))
 }
 
 # ulid_ms ULID -> its Unix time in milliseconds (the first 10 characters).

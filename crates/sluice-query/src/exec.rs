@@ -1,6 +1,6 @@
 //! Planning and executing a query over a store directory.
 
-use std::{collections::HashSet, ops::ControlFlow, path::Path, sync::Arc, time::Instant};
+use std::{ops::ControlFlow, path::Path, sync::Arc, time::Instant};
 
 use sluice_record::{Record, Ulid};
 use sluice_storage::{
@@ -102,8 +102,7 @@ fn plan_evicting(
     }
     let (segments, _) = list_segments(fs, dir)?;
     if let Some(cache) = cache {
-        let listed: HashSet<&str> = segments.iter().map(|s| s.name.as_str()).collect();
-        cache.retain(|name| listed.contains(name));
+        cache.retain_listed(&segments);
     }
     Ok(segments
         .into_iter()
@@ -174,7 +173,9 @@ pub fn execute_cached(
     let started = Instant::now();
     // A regex runs where blocks are decoded, on every core, on the records
     // that hold its required literal (if it has one); a plain literal is
-    // found there already.
+    // found there already. (The merge's filter below tests the matcher
+    // again on the records that come out: cheap for those few, and it
+    // covers v1 segments, whose cursors do not filter.)
     let filter: Option<RecordFilter> = match &query.matcher {
         Matcher::Regex { .. } => {
             let matcher = query.matcher.clone();

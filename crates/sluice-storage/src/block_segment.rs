@@ -503,17 +503,15 @@ impl BlockSegment {
         i: usize,
         frames: &mut Vec<FrameEntry>,
     ) -> Result<block::FrameTable<'_>, &'static str> {
-        // From the fixed fields' `text_len`, `data_len` and `data_crc`.
+        let body = self.verified_meta(i)?;
+        // The fixed fields' `text_len`, then `data_len` and `data_crc`.
         let mut r = Bytes {
-            buf: self.verified_meta(i)?,
+            buf: body,
             pos: BLOCK_META_FIXED - 12,
         };
-        let fixed = block::Fixed {
-            text_len: r.u32()?,
-            data_len: r.u32()?,
-        };
-        r.u32()?;
-        block::parse_frames(&mut r, self.blocks[i].count, &fixed, frames)
+        let text_len = r.u32()?;
+        r.pos = BLOCK_META_FIXED;
+        block::parse_frames(&mut r, &self.blocks[i], text_len, frames)
     }
 
     /// Whether block `i` is a 2.2 block of [`BlockLayout::Sorted`] lines,
@@ -589,6 +587,8 @@ struct CheckedBlock<'f> {
     /// The meta frame's content without its checksum.
     meta_body: &'f [u8],
     text_len: u32,
+    /// crc32 of the block's data (all its zstd frames).
+    data_crc: u32,
 }
 
 impl<'f> CheckedBlock<'f> {
@@ -603,7 +603,8 @@ impl<'f> CheckedBlock<'f> {
 struct Checks {
     /// The meta's: skipped only when this mapping verified it already.
     meta: bool,
-    /// The whole data's: a 2.2 block read in part checks its frames'.
+    /// The whole data's, for a block copied whole; a block being read
+    /// checks each frame it decompresses instead.
     data: bool,
 }
 
@@ -648,6 +649,7 @@ fn check_block<'f>(
         frame,
         meta_body: body,
         text_len,
+        data_crc,
     })
 }
 

@@ -88,6 +88,14 @@ impl SegmentCache {
         });
     }
 
+    /// Drop the entries of files not in `segments` (a fresh listing of
+    /// their directory).
+    pub fn retain_listed(&self, segments: &[crate::SegmentMeta]) {
+        let listed: std::collections::HashSet<&str> =
+            segments.iter().map(|s| s.name.as_str()).collect();
+        self.retain(|name| listed.contains(name));
+    }
+
     /// Segments held.
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -111,10 +119,15 @@ mod tests {
     use sluice_record::{Record, Ulid};
 
     fn write(fs: &MemFs, path: &Path, payloads: &[&str]) {
+        write_from(fs, path, payloads, 1_000);
+    }
+
+    /// Payloads at milliseconds `first_ms`, `first_ms + 1`, ...
+    fn write_from(fs: &MemFs, path: &Path, payloads: &[&str], first_ms: u64) {
         let mut writer = BlockWriter::new(fs.create_new(path).unwrap()).unwrap();
         for (i, p) in payloads.iter().enumerate() {
             let record = Record {
-                id: Ulid::from_parts(1_000 + i as u64, 0),
+                id: Ulid::from_parts(first_ms + i as u64, 0),
                 flags: 0,
                 topic: b"t",
                 payload: p.as_bytes(),
@@ -162,9 +175,19 @@ mod tests {
         fs.rename(Path::new("/d/b.tmp"), path).unwrap();
         let replaced = open(&cache, &fs, path).unwrap();
         assert!(!Arc::ptr_eq(&first, &replaced));
-        assert_eq!(payloads(replaced), ["three"]);
+        assert_eq!(payloads(replaced.clone()), ["three"]);
         // The old mapping still serves a query that holds it.
         assert_eq!(payloads(first), ["one", "two"]);
+
+        // Replaced by a file of the same length: told apart by its tail
+        // (the footer's checksum covers the blocks' ids).
+        let length = |p: &str| fs.read_all(Path::new(p)).unwrap().len();
+        write_from(&fs, Path::new("/d/c.tmp"), &["three"], 5_000);
+        assert_eq!(length("/d/c.tmp"), length("/d/a.seg"), "same length");
+        fs.rename(Path::new("/d/c.tmp"), path).unwrap();
+        let same_length = open(&cache, &fs, path).unwrap();
+        assert!(!Arc::ptr_eq(&replaced, &same_length));
+        assert_eq!(same_length.blocks()[0].min.timestamp_ms(), 5_000);
     }
 
     #[test]
@@ -179,7 +202,7 @@ mod tests {
         let err = open(&cache, &fs, path).unwrap_err();
         assert!(err.is_not_found(), "{err}");
         assert_eq!(cache.len(), 1);
-        cache.retain(|name| name != "a.seg");
+        cache.retain_listed(&[]);
         assert!(cache.is_empty());
     }
 }

@@ -24,7 +24,7 @@ mod metrics;
 pub mod retention;
 
 use std::{
-    collections::{BTreeSet, HashSet},
+    collections::BTreeSet,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
@@ -102,8 +102,7 @@ impl Store {
     /// listed are evicted, so their files' space is released.
     pub fn segments(&self) -> Result<Vec<SegmentMeta>, StorageError> {
         let segments = store_segment::list_segments(&*self.fs, &self.dir)?.0;
-        let listed: HashSet<&str> = segments.iter().map(|s| s.name.as_str()).collect();
-        self.segment_cache.retain(|name| listed.contains(name));
+        self.segment_cache.retain_listed(&segments);
         Ok(segments)
     }
 }

@@ -52,12 +52,6 @@ pub(crate) struct Read {
     pub filter_len: u64,
 }
 
-/// The fixed fields of a block meta, after its frame head.
-pub(crate) struct Fixed {
-    pub text_len: u32,
-    pub data_len: u32,
-}
-
 /// A 2.2 block's frame table, as parsed.
 pub(crate) struct FrameTable<'m> {
     /// Its sliced filter.
@@ -66,15 +60,17 @@ pub(crate) struct FrameTable<'m> {
     pub in_order: bool,
 }
 
-/// Parse a 2.2 block's frame table and filter (the meta body from just
-/// after the fixed fields) into `frames`, checking that the frames account
-/// for the block's records, text and data exactly.
+/// Parse the frame table and filter of 2.2 block `entry`, whose meta says
+/// it holds `text_len` bytes of text (`r` at the end of the fixed fields),
+/// into `frames`, checking that the frames account for the block's
+/// records, text and data exactly.
 pub(crate) fn parse_frames<'m>(
     r: &mut Bytes<'m>,
-    count: u32,
-    fixed: &Fixed,
+    entry: &BlockEntry,
+    text_len: u32,
     frames: &mut Vec<FrameEntry>,
 ) -> Result<FrameTable<'m>, &'static str> {
+    let count = entry.count;
     frames.clear();
     let raw = r.u32()?;
     let in_order = raw & IN_ORDER != 0;
@@ -84,8 +80,8 @@ pub(crate) fn parse_frames<'m>(
     }
     let table = r.take(n * FRAME_ENTRY_LEN)?;
     let (mut rows, mut text, mut data) = (0u64, 0u64, 0u64);
-    for entry in table.chunks_exact(FRAME_ENTRY_LEN) {
-        let field = |i: usize| u32::from_le_bytes(entry[i * 4..i * 4 + 4].try_into().expect("4"));
+    for fields in table.chunks_exact(FRAME_ENTRY_LEN) {
+        let field = |i: usize| u32::from_le_bytes(fields[i * 4..i * 4 + 4].try_into().expect("4"));
         let frame = FrameEntry {
             data_at: data as u32,
             data_len: field(0),
@@ -99,12 +95,12 @@ pub(crate) fn parse_frames<'m>(
         rows += frame.rows as u64;
         text += frame.text_len as u64;
         data += frame.data_len as u64;
-        if data > fixed.data_len as u64 {
+        if data > entry.data_len as u64 {
             return Err("frames overrun the block data");
         }
         frames.push(frame);
     }
-    if rows != count as u64 || text != fixed.text_len as u64 || data != fixed.data_len as u64 {
+    if rows != count as u64 || text != text_len as u64 || data != entry.data_len as u64 {
         return Err("frames do not add up to the block");
     }
     let filter_len = r.u32()? as usize;
@@ -192,16 +188,14 @@ impl Block {
         meta_verified: bool,
         decompressor: &mut zstd::bulk::Decompressor<'static>,
     ) -> Result<Read, &'static str> {
+        // The data is checked frame by frame, as it is read (a 2.0/2.1
+        // block is one frame, its checksum the block's).
         let checks = Checks {
             meta: !meta_verified,
-            data: layout == Layout::Single,
+            data: false,
         };
         let checked = check_block(file, entry, checks)?;
         let count = entry.count as usize;
-        let fixed = Fixed {
-            text_len: checked.text_len,
-            data_len: entry.data_len,
-        };
         let mut r = Bytes {
             buf: checked.meta_body,
             pos: BLOCK_META_FIXED,
@@ -212,7 +206,7 @@ impl Block {
                 (r.take(filter_len)?.len(), true)
             }
             Layout::Framed => {
-                let table = parse_frames(&mut r, entry.count, &fixed, &mut self.frames)?;
+                let table = parse_frames(&mut r, entry, checked.text_len, &mut self.frames)?;
                 (table.filter.len(), table.in_order)
             }
         };
@@ -260,10 +254,9 @@ impl Block {
                     data_len: entry.data_len,
                     text_len: checked.text_len,
                     rows: entry.count,
-                    crc: 0,
+                    crc: checked.data_crc,
                 };
-                // The whole data's checksum was verified with the meta.
-                self.read_frame(data, &frame, 0, &ordinals, false, decompressor)?;
+                self.read_frame(data, &frame, 0, &ordinals, decompressor)?;
                 Ok(Read {
                     frames: 1,
                     bytes: entry.data_len as u64,
@@ -285,7 +278,7 @@ impl Block {
                     };
                     if take {
                         read = read.and_then(|read| {
-                            self.read_frame(data, frame, first_row, &ordinals, true, decompressor)?;
+                            self.read_frame(data, frame, first_row, &ordinals, decompressor)?;
                             Ok(Read {
                                 frames: read.frames + 1,
                                 bytes: read.bytes + frame.data_len as u64,
@@ -360,14 +353,13 @@ impl Block {
         frame: &FrameEntry,
         first_row: usize,
         ordinals: &Ordinals<'_>,
-        check_crc: bool,
         decompressor: &mut zstd::bulk::Decompressor<'static>,
     ) -> Result<(), &'static str> {
         let at = frame.data_at as usize;
         let bytes = data
             .get(at..at + frame.data_len as usize)
             .ok_or("frame outside the block data")?;
-        if check_crc && crc32fast::hash(bytes) != frame.crc {
+        if crc32fast::hash(bytes) != frame.crc {
             return Err("frame data checksum mismatch");
         }
         let text_len = frame.text_len as usize;

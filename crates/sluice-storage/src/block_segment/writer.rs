@@ -47,26 +47,28 @@ impl OpenBlock {
 
 /// What a worker needs besides the block, handed back for reuse.
 struct Tools {
-    filter: TermFilter,
+    /// The filter of a 2.0/2.1 block; a 2.2 writer has none.
+    filter: Option<TermFilter>,
     compressor: zstd::bulk::Compressor<'static>,
     meta: Vec<u8>,
     frame: Vec<u8>,
     /// 2.2 blocks: each record's sort key, payload start, the records in
     /// line order, one frame's text, the frames' data, the frame table,
-    /// and the sliced filter being built.
+    /// and the sliced filter being built (only a 2.2 writer has one: each
+    /// kind of filter holds 128 KiB of winnowing scratch).
     keys: Vec<[u8; SORT_KEY_LEN]>,
     starts: Vec<u32>,
     order: Vec<u32>,
     frame_text: Vec<u8>,
     data: Vec<u8>,
     table: Vec<u8>,
-    slices: SliceBuilder,
+    slices: Option<SliceBuilder>,
 }
 
 impl Tools {
     fn new(filter_kind: FilterKind, level: i32) -> io::Result<Tools> {
         Ok(Tools {
-            filter: TermFilter::of_kind(filter_kind),
+            filter: (filter_kind != FilterKind::Framed).then(|| TermFilter::of_kind(filter_kind)),
             compressor: block_compressor(level)?,
             meta: Vec::new(),
             frame: Vec::new(),
@@ -76,7 +78,7 @@ impl Tools {
             frame_text: Vec::new(),
             data: Vec::new(),
             table: Vec::new(),
-            slices: SliceBuilder::default(),
+            slices: (filter_kind == FilterKind::Framed).then(SliceBuilder::default),
         })
     }
 }
@@ -395,11 +397,15 @@ impl BlockWriter {
 /// in the module docs of [`super`]).
 fn build(block: OpenBlock, mut tools: Tools) -> io::Result<Built> {
     let count = block.ids.len();
-    tools.filter.clear();
+    let filter = tools
+        .filter
+        .as_mut()
+        .expect("a 2.0/2.1 writer has a term filter");
+    filter.clear();
     let mut at = 0;
     for &len in &block.lens {
         let end = at + len as usize;
-        tools.filter.add(&block.text[at..end]);
+        filter.add(&block.text[at..end]);
         at = end + 1;
     }
     let data = tools.compressor.compress(&block.text)?;
@@ -408,7 +414,7 @@ fn build(block: OpenBlock, mut tools: Tools) -> io::Result<Built> {
     put_fixed_meta(meta, &block, &data);
     let len_at = meta.len();
     meta.extend_from_slice(&[0; 4]);
-    tools.filter.encode(meta);
+    filter.encode(meta);
     let filter_len = (meta.len() - len_at - 4) as u32;
     meta[len_at..len_at + 4].copy_from_slice(&filter_len.to_le_bytes());
     meta.extend_from_slice(&min.0.to_le_bytes());
@@ -509,6 +515,7 @@ fn build_framed(block: OpenBlock, mut tools: Tools, layout: BlockLayout) -> io::
         table,
         slices,
     } = &mut tools;
+    let slices = slices.as_mut().expect("a 2.2 writer has a sliced filter");
     starts.clear();
     keys.clear();
     let mut at = 0u32;

@@ -518,15 +518,7 @@ fn a_segment_with_a_corrupt_footer_is_quarantined_whole() {
     let n = bytes.len();
     bytes[n - 12] ^= 1;
     fs.write_all_synced(&path, &bytes);
-    let done = compact(
-        &fs,
-        dir(),
-        &[bad.clone(), good],
-        &small_config(),
-        &BTreeSet::new(),
-        BlockLayout::InOrder,
-    )
-    .unwrap();
+    let done = merge(&fs, &[bad.clone(), good], &small_config());
     assert_eq!(done.quarantined.len(), 1);
     assert!(fs.exists(&dir().join(QUARANTINE).join(&bad.name)));
     assert_eq!(all(&fs), [(id(2, 0), "kept".to_string())]);

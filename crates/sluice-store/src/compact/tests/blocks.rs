@@ -76,15 +76,7 @@ fn a_corrupt_block_of_a_copied_input_is_left_behind_and_the_input_quarantined() 
     let data_start = blocks[1].offset as usize + 8 + blocks[1].meta_len as usize;
     bytes[data_start + 10] ^= 1;
     fs.write_all_synced(&path, &bytes);
-    let done = compact(
-        &fs,
-        dir(),
-        &[a.clone(), b],
-        &small_config(),
-        &BTreeSet::new(),
-        BlockLayout::InOrder,
-    )
-    .unwrap();
+    let done = merge(&fs, &[a.clone(), b], &small_config());
     assert_eq!(done.corrupt_blocks, 1);
     assert_eq!(done.copied_blocks, blocks.len() as u64 - 1);
     assert_eq!(done.quarantined.len(), 1);
