@@ -16,11 +16,12 @@
 //! footer   skippable 0x184D2A52: the block index (below)
 //! ```
 //!
-//! **Format 2.2.** A block's records are sorted by a *sort key* (the start
-//! of each payload's template: its words, with every word that holds a
-//! digit masked; see the writer) and cut into *frames* of 16 to
+//! **Format 2.2.** A block's records are sorted by a *sort key* (the
+//! line's severity and status, then the start of its template: its words,
+//! with every word that holds a digit masked; see `sort_key.rs`) and cut
+//! into *frames* of 16 to
 //! [`TARGET_FRAME_BYTES`] of text, each its own zstd frame. Lines of one
-//! kind (one format, one level, one message) share frames: they compress
+//! kind (one level, one status, one format, one message) share frames: they compress
 //! better together, and a word on a few kinds of line lies in a few frames.
 //! One bit-sliced filter ([`crate::term_filter::sliced`]) says, for every
 //! frame at once, which may hold a literal; a query decompresses only
@@ -104,6 +105,7 @@ use crate::{
 mod block;
 mod cursor;
 mod probes;
+mod sort_key;
 mod writer;
 pub use block::MAX_FRAMES;
 use block::{Block, FrameEntry, Layout};

@@ -12,6 +12,16 @@
 //!     digits and hex of ids, numbers and times do not fill the map; per
 //!     frame, in the block's bit-sliced filter ([`sliced`]). A literal's
 //!     digit and hex trigrams are not probed there.
+//! - **Short numbers** (format 2.2, in rows of their own): every run of one
+//!   to three ASCII digits with a separator (`is_separator`) or the payload's
+//!   edge on each side, such as the status in `" 503 "`, `status=503` or
+//!   `"status":503`. Digit trigrams would fill a filter; these are few (on
+//!   testsvc lines, about 5% of a frame's keys) and, in blocks sorted by
+//!   status ([`crate::block_segment`]'s sort key), each in a few frames. A literal probes those of its numbers that have a
+//!   separator on each side *within the literal*, so that any payload that
+//!   holds the literal holds the same run with the same neighbours: `" 503 "`
+//!   probes ` 503 ` (a key is the number and its two neighbours), while
+//!   `503` alone, or `" 5031`, probes nothing.
 //! - **Chosen 8-grams** in a bloom filter, for long literals such as ids.
 //!   Which 8-grams are chosen depends on the segment's [`FilterKind`]:
 //!   - [`FilterKind::Winnowed`] and [`FilterKind::Framed`] (formats 2.1 and
@@ -111,6 +121,101 @@ fn for_each_word_trigram(bytes: &[u8], mut f: impl FnMut(u32)) {
 #[inline]
 fn is_word(classes: u32) -> bool {
     classes & DIGITS_OF_3 == 0 && classes & HEX_OF_3 != HEX_OF_3
+}
+
+/// Whether `b` may stand next to a short number that 2.2 filters index:
+/// whitespace, quotes, and the punctuation of fields and lists. Not `.`,
+/// `/`, `-` or `+`, so the parts of addresses, paths, dates and decimals
+/// are not indexed. NUL too: a key writes the payload's edge as 0.
+#[inline]
+pub(crate) fn is_separator(b: u8) -> bool {
+    SEPARATOR[b as usize] != 0
+}
+
+/// [`is_separator`] as a table, 1 for a separator.
+pub(crate) const SEPARATOR: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let separators = b"\0 \t\"'=:,;[](){}";
+    let mut i = 0;
+    while i < separators.len() {
+        table[separators[i] as usize] = 1;
+        i += 1;
+    }
+    table
+};
+
+/// Calls `f` with the key of every short number of `bytes` (see the
+/// module docs): a run of 1 to 3 digits with a separator on each side. With
+/// `edges_separate`, the start and end of `bytes` count as separators (a
+/// payload); without, they do not (a literal, whose neighbours in a
+/// payload are unknown). A key is the number *with* its two neighbours,
+/// byte by byte (an edge as 0), so `" 503 "` and `status=503,` are apart.
+///
+/// Digits are found eight bytes at a time, and only a run that starts after
+/// a separator is looked at further: most runs (in ids, times, addresses)
+/// fail there.
+#[inline]
+fn for_each_short_number(bytes: &[u8], edges_separate: bool, mut f: impl FnMut(u64)) {
+    let n = bytes.len();
+    let edge = if edges_separate { 0 } else { b'x' };
+    // Whether the byte before the chunk was a digit: a run that goes on
+    // into the chunk does not start there.
+    let mut carry = 0u64;
+    let mut at = 0;
+    while at < n {
+        let chunk = match bytes.get(at..at + 8) {
+            Some(eight) => u64::from_le_bytes(eight.try_into().expect("8 bytes")),
+            None => {
+                let mut last = [b'x'; 8];
+                last[..n - at].copy_from_slice(&bytes[at..]);
+                u64::from_le_bytes(last)
+            }
+        };
+        let digits = digit_bytes(chunk);
+        let mut starts = digits & !(digits << 8 | carry);
+        carry = digits >> 56;
+        while starts != 0 {
+            let start = at + starts.trailing_zeros() as usize / 8;
+            starts &= starts - 1;
+            let before = match start.checked_sub(1) {
+                Some(b) => bytes[b],
+                None => edge,
+            };
+            if !is_separator(before) {
+                continue;
+            }
+            let run = bytes[start..n.min(start + 4)]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            let after = bytes.get(start + run).copied().unwrap_or(edge);
+            if run <= 3 && is_separator(after) {
+                let digits = bytes[start..start + run]
+                    .iter()
+                    .fold(0u64, |key, &d| key << 8 | d as u64);
+                f((before as u64) << 32 | digits << 8 | after as u64);
+            }
+        }
+        at += 8;
+    }
+}
+
+/// Bit 7 of each byte of `v` that is an ASCII digit.
+#[inline]
+fn digit_bytes(v: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let x = v ^ (0x30 * ONES);
+    // A digit is now below 10: its high bit clear, and its low seven bits
+    // do not reach 0x80 when 0x76 is added (no carry crosses a byte).
+    let high = x & (0x80 * ONES);
+    let ten_or_more = ((x & (0x7F * ONES)) + 0x76 * ONES) & (0x80 * ONES);
+    !(high | ten_or_more) & (0x80 * ONES)
+}
+
+/// A 2.2 filter's hash of a short number's key.
+#[inline]
+fn short_number_hash(key: u64) -> u64 {
+    gram_hash(&key.to_le_bytes())
 }
 
 /// A 2.2 filter's hash of a word trigram's key: its two 15-bit indices
@@ -426,6 +531,9 @@ pub struct TermProbe {
     winnowed: Vec<u64>,
     /// Hashes of the literal's word trigrams, for 2.2 filters.
     word_trigrams: Vec<u32>,
+    /// Hashes of the literal's short numbers, for 2.2 filters that index
+    /// them.
+    numbers: Vec<u64>,
 }
 
 impl TermProbe {
@@ -454,11 +562,16 @@ impl TermProbe {
         for_each_word_trigram(literal, |key| word_trigrams.push(word_trigram_hash(key)));
         word_trigrams.sort_unstable();
         word_trigrams.dedup();
+        let mut numbers = Vec::new();
+        for_each_short_number(literal, false, |key| numbers.push(short_number_hash(key)));
+        numbers.sort_unstable();
+        numbers.dedup();
         TermProbe {
             trigrams,
             sampled,
             winnowed,
             word_trigrams,
+            numbers,
         }
     }
 

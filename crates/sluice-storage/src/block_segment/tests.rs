@@ -267,7 +267,8 @@ fn any_of_several_literals_reads_only_their_blocks() {
 fn zstd_sees_payload_lines() {
     // The data frames are standard zstd: decoding them in order (skipping
     // the skippable frames, as `zstd -d` does) gives one payload per line
-    // (here in id order, as the lines' sort keys are all alike).
+    // (here in id order, as the lines' sort keys are all alike: `line-`
+    // and a number make one word, so no number is taken for a status).
     let fs = MemFs::new();
     let path = Path::new("/d/seg");
     let recs: Vec<Rec> = (0..5000u64)
@@ -275,13 +276,13 @@ fn zstd_sees_payload_lines() {
             id: Ulid::from_parts(1 + i, 0).0,
             flags: 0,
             topic: b"t".to_vec(),
-            payload: format!("line {i}").into_bytes(),
+            payload: format!("line-{i}").into_bytes(),
         })
         .collect();
     write(&fs, path, &recs);
     let bytes = fs.read_all(path).unwrap();
     let text = zstd::stream::decode_all(&bytes[..]).unwrap();
-    let want: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+    let want: String = (0..5000).map(|i| format!("line-{i}\n")).collect();
     assert_eq!(String::from_utf8(text).unwrap(), want);
 }
 
@@ -447,6 +448,10 @@ fn layout_breakdown() {
         len = write_with(&fs, Path::new("/d/seg"), &recs, make);
         secs = secs.min(t.elapsed().as_secs_f64());
     }
+    // SLUICE_PROBE_DUMP=FILE: the segment, to look into with other tools.
+    if let Ok(dump) = std::env::var("SLUICE_PROBE_DUMP") {
+        std::fs::write(dump, fs.read_all(Path::new("/d/seg")).unwrap()).unwrap();
+    }
     let segment = BlockSegment::open(&fs, Path::new("/d/seg")).unwrap();
     let (mut data, mut meta, mut filter) = (0u64, 0u64, 0u64);
     for (i, b) in segment.blocks().iter().enumerate() {
@@ -494,8 +499,6 @@ fn layout_breakdown() {
 /// level) is read from a few frames, returned in id order.
 #[test]
 fn a_word_on_one_kind_of_line_reads_few_frames() {
-    let fs = MemFs::new();
-    let path = Path::new("/d/seg");
     let recs: Vec<Rec> = (0..150_000u64)
         .map(|i| {
             let mix = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
@@ -518,25 +521,74 @@ fn a_word_on_one_kind_of_line_reads_few_frames() {
             }
         })
         .collect();
-    write(&fs, path, &recs);
+    assert_reads_few_frames(&recs, b"level=ERROR");
+}
+
+/// Access-log lines of a few statuses in random order: sorted by status
+/// first, the lines of one status share frames, although the request's
+/// path comes before the status on the line; and the frames' filters find
+/// a status by its number and neighbours.
+#[test]
+fn a_status_reads_few_frames() {
+    let recs: Vec<Rec> = (0..100_000u64)
+        .map(|i| {
+            let mix = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+            let status = match mix % 100 {
+                0 => 503,
+                1..=10 => 404,
+                11..=15 => 304,
+                _ => 200,
+            };
+            let words = ["orders", "users", "search", "items", "carts"];
+            Rec {
+                id: Ulid::from_parts(1_000_000 + i, 0).0,
+                flags: 0,
+                topic: b"t".to_vec(),
+                payload: format!(
+                    "10.{}.{}.{} - - [21/Nov/2026:06:{:02}:{:02} +0000] \"GET /api/v1/{}/{}?q={} HTTP/1.1\" {status} {} \"-\" \"curl/8.5.0\"",
+                    mix % 256,
+                    i % 256,
+                    (mix >> 8) % 256,
+                    i / 60 % 60,
+                    i % 60,
+                    words[(mix >> 3) as usize % 5],
+                    i * 7 % 100_000,
+                    words[(mix >> 5) as usize % 5],
+                    mix % 60_000,
+                )
+                .into_bytes(),
+            }
+        })
+        .collect();
+    assert_reads_few_frames(&recs, b"\" 503 ");
+}
+
+/// Written as one segment, a query for `literal` returns the records
+/// that hold it, in id order, from fewer than a tenth of the frames.
+fn assert_reads_few_frames(recs: &[Rec], literal: &[u8]) {
+    let fs = MemFs::new();
+    let path = Path::new("/d/seg");
+    write(&fs, path, recs);
     let all_frames = {
         let mut cursor = BlockCursor::open(&fs, path).unwrap();
         assert_eq!(read_from(&mut cursor).unwrap().len(), recs.len());
         cursor.frames_loaded()
     };
-    let finder = Arc::new(memmem::Finder::new(b"level=ERROR").into_owned());
+    let finder = Arc::new(memmem::Finder::new(literal).into_owned());
     let mut cursor = BlockCursor::open(&fs, path).unwrap().with_literal(finder);
     let got = read_from(&mut cursor).unwrap();
     let want: Vec<Rec> = recs
         .iter()
-        .filter(|r| memmem::find(&r.payload, b"level=ERROR").is_some())
+        .filter(|r| memmem::find(&r.payload, literal).is_some())
         .cloned()
         .collect();
+    assert!(!want.is_empty());
     assert_eq!(got, want, "in id order");
     assert!(
         cursor.frames_loaded() * 10 < all_frames,
-        "read {} of {all_frames} frames",
-        cursor.frames_loaded()
+        "read {} of {all_frames} frames for {:?}",
+        cursor.frames_loaded(),
+        String::from_utf8_lossy(literal)
     );
 }
 

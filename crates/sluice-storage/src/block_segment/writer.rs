@@ -17,6 +17,7 @@ use super::{
     BlockEntry, BlockLayout, ENTRY_LEN, FILE_TAG, FOOTER_TAG, IN_ORDER, IN_ORDER_FRAME_BYTES,
     MIN_FRAME_BYTES, SKIPPABLE_BLOCK, SKIPPABLE_FOOTER, SKIPPABLE_HEADER, TARGET_BLOCK_BYTES,
     TARGET_FRAME_BYTES, ZSTD_LEVEL, block_compressor, put_varint, skippable,
+    sort_key::{SORT_KEY_LEN, sort_key},
 };
 use crate::{
     fs::WriteFile,
@@ -81,50 +82,6 @@ impl Tools {
             slices: (filter_kind == FilterKind::Framed).then(SliceBuilder::default),
         })
     }
-}
-
-/// Bytes of a record's sort key.
-pub(crate) const SORT_KEY_LEN: usize = 64;
-
-/// Whether `b` is part of a word for [`sort_key`].
-fn word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'+')
-}
-
-/// A record's sort key in a 2.2 block: the first [`SORT_KEY_LEN`] bytes of
-/// its payload's *template*, where every word holding a digit (a time, a
-/// number, an id) is replaced by one byte 0x01, and the rest (field names,
-/// levels, message words, punctuation) is kept. Sorting a block by it puts
-/// lines of one shape and level next to each other, so a frame holds few
-/// kinds of line: it compresses better, and a word such as `ERROR` lies in
-/// few frames, which the frames' filters let a query find.
-pub(crate) fn sort_key(payload: &[u8], key: &mut [u8; SORT_KEY_LEN]) {
-    let mut out = 0;
-    let mut i = 0;
-    while i < payload.len() && out < SORT_KEY_LEN {
-        let b = payload[i];
-        if !word_byte(b) {
-            key[out] = b;
-            out += 1;
-            i += 1;
-            continue;
-        }
-        let start = i;
-        let mut digit = false;
-        while i < payload.len() && word_byte(payload[i]) {
-            digit |= payload[i].is_ascii_digit();
-            i += 1;
-        }
-        if digit {
-            key[out] = 1;
-            out += 1;
-        } else {
-            let n = (i - start).min(SORT_KEY_LEN - out);
-            key[out..out + n].copy_from_slice(&payload[start..start + n]);
-            out += n;
-        }
-    }
-    key[out..].fill(0);
 }
 
 /// A block built by a worker: its whole frame (meta frame and data frame).
@@ -658,36 +615,13 @@ fn encode_topics_and_flags(block: &OpenBlock, meta: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
-    fn key(payload: &str) -> Vec<u8> {
-        let mut key = [0u8; SORT_KEY_LEN];
-        sort_key(payload.as_bytes(), &mut key);
-        let end = key.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-        key[..end].to_vec()
-    }
-
-    #[test]
-    fn a_sort_key_keeps_words_and_masks_words_with_digits() {
-        assert_eq!(
-            key("ts=2026-11-21T06:00:00Z level=ERROR id=4bf92f35 msg=\"done\""),
-            b"ts=\x01:\x01:\x01 level=ERROR id=\x01 msg=\"done\""
-        );
-        assert_eq!(
-            key("{\"level\":\"info\",\"n\":17}"),
-            b"{\"level\":\"info\",\"n\":\x01}"
-        );
-        // Cut at its length, even inside a word.
-        let long = format!("{} tail", "abcdefghij".repeat(10));
-        assert_eq!(key(&long), long.as_bytes()[..SORT_KEY_LEN]);
-        assert_eq!(key(""), b"");
-    }
-
     /// Frames end where kinds of line change, once past the smallest size.
     #[test]
     fn a_frame_ends_at_the_weakest_key_boundary() {
         let payloads: Vec<String> = (0..2000)
             .map(|i| {
                 let kind = ["alpha", "bravo", "charlie"][i * 3 / 2000];
-                format!("{kind} {} {}", i, "x".repeat(90))
+                format!("{kind} n={} {}", i + 1000, "x".repeat(90))
             })
             .collect();
         let mut keys = Vec::new();

@@ -198,3 +198,93 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn short_numbers_need_a_separator_on_each_side() {
+    let numbers = |bytes: &[u8], edges| {
+        let mut out = Vec::new();
+        for_each_short_number(bytes, edges, |key| {
+            let [_, _, _, before, d1, d2, d3, after] = key.to_be_bytes();
+            let shown = |b: u8| if b == 0 { '|' } else { b as char };
+            let digits: String = [d1, d2, d3]
+                .iter()
+                .filter(|&&b| b != 0)
+                .map(|&b| b as char)
+                .collect();
+            out.push(format!("{}{digits}{}", shown(before), shown(after)));
+        });
+        out
+    };
+    let line = b"10.0.3.17 - - [21/Nov/2026:06:00:07 +0000] \"GET /a/503 HTTP/1.1\" 503 0 rt=1.5 n=1234 \"k\":42";
+    assert_eq!(
+        numbers(line, true),
+        [":06:", ":00:", ":07 ", " 503 ", " 0 ", ":42|"],
+        "not parts of addresses, paths, dates, decimals, nor long numbers"
+    );
+    assert_eq!(numbers(b"7 x 8", true), ["|7 ", " 8|"]);
+    // A literal's edges are not separators: its first and last runs may
+    // continue in a payload.
+    assert_eq!(numbers(b"7 x 8", false), Vec::<String>::new());
+    assert_eq!(numbers(b"\" 503 ", false), [" 503 "]);
+    // Leading zeros count.
+    let mut keys = Vec::new();
+    for_each_short_number(b" 5 05 005 ", false, |key| keys.push(key));
+    keys.dedup();
+    assert_eq!(keys.len(), 3);
+}
+
+/// The short numbers of `bytes`, found one byte at a time.
+fn short_numbers_byte_by_byte(bytes: &[u8], edges_separate: bool) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        let edge = |b: Option<&u8>| match b {
+            Some(&b) => is_separator(b).then_some(b),
+            None => edges_separate.then_some(0),
+        };
+        let before = edge(start.checked_sub(1).and_then(|b| bytes.get(b)));
+        let after = edge(bytes.get(i));
+        if let (Some(before), Some(after)) = (before, after)
+            && i - start <= 3
+        {
+            let digits = bytes[start..i].iter().fold(0u64, |k, &d| k << 8 | d as u64);
+            out.push((before as u64) << 32 | digits << 8 | after as u64);
+        }
+    }
+    out
+}
+
+#[test]
+fn digit_bytes_are_found_eight_at_a_time() {
+    for b in 0..=255u8 {
+        let chunk = u64::from_le_bytes([b'x', b, 0xFF, b'0', b'9', b'/', b':', 0x80]);
+        let want = (b.is_ascii_digit() as u64) << 15 | 0x80 << 24 | 0x80 << 32;
+        assert_eq!(digit_bytes(chunk), want, "byte {b:#x}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn short_numbers_are_found_as_byte_by_byte(
+        bytes in proptest::collection::vec(
+            prop_oneof![
+                proptest::sample::select(b"0123456789 =:\".x/\0".to_vec()),
+                any::<u8>(),
+            ],
+            0..40,
+        ),
+        edges_separate in any::<bool>(),
+    ) {
+        let mut found = Vec::new();
+        for_each_short_number(&bytes, edges_separate, |key| found.push(key));
+        prop_assert_eq!(found, short_numbers_byte_by_byte(&bytes, edges_separate));
+    }
+}
