@@ -1,5 +1,5 @@
 //! Term filters, sound for substring matching (a block or frame that holds
-//! a literal inside one payload always passes). Two kinds of keys:
+//! a literal inside one payload always passes). Three kinds of keys:
 //!
 //! - **Trigrams**: one bit per hashed byte trigram of every payload (never
 //!   across two payloads). Good for words: a literal passes only if all its
@@ -17,7 +17,8 @@
 //!   edge on each side, such as the status in `" 503 "`, `status=503` or
 //!   `"status":503`. Digit trigrams would fill a filter; these are few (on
 //!   testsvc lines, about 5% of a frame's keys) and, in blocks sorted by
-//!   status ([`crate::block_segment`]'s sort key), each in a few frames. A literal probes those of its numbers that have a
+//!   status ([`crate::block_segment`]'s sort key), each in a few frames. A
+//!   literal probes those of its numbers that have a
 //!   separator on each side *within the literal*, so that any payload that
 //!   holds the literal holds the same run with the same neighbours: `" 503 "`
 //!   probes ` 503 ` (a key is the number and its two neighbours), while
@@ -33,7 +34,7 @@
 //!     is guaranteed probe keys. A 32-character id spans 18 windows, so it
 //!     has at least 3 distinct minima (one key is the minimum of at most
 //!     `WINDOW` windows), about 5 on average. [`WINNOW_BITS_PER_KEY`] bits
-//!     and 3 probes per key.
+//!     (2.2: one more, see [`sliced`]) and 3 probes per key.
 //!   - [`FilterKind::Sampled`] (format 2.0, read only): the 8-grams whose
 //!     hash falls in one [`SAMPLE`]th of the hash space; 4 bits and 2
 //!     probes per key. A literal may have no sampled 8-gram at all (3.5%
@@ -42,7 +43,7 @@
 //! Encoded, 2.0 and 2.1 ([`TermFilter`]): the trigram bitmap, then the bloom
 //! (its size in bytes is what is left). 2.2: see [`sliced`]. Literals
 //! shorter than three bytes never prune; shorter than eight (or, winnowed,
-//! than `8 + WINDOW - 1`), only by trigrams.
+//! than `8 + WINDOW - 1`), only by trigrams and (2.2) short numbers.
 
 pub mod sliced;
 

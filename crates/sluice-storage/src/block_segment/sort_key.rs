@@ -12,8 +12,9 @@
 //!   [`FACET_SCAN_BYTES`] of the line, that names a level (`ERROR`,
 //!   `warn`, `Info`, ...; any case).
 //! - The *status* is the first word there of exactly three digits from
-//!   `100` to `599`: an HTTP status in access logs, `status=503`,
-//!   `"status":503`.
+//!   `100` to `599` after a space, tab, quote, `=` or `:`: an HTTP status
+//!   in access logs, `status=503`, `"status":503`; not a part of a path
+//!   such as `/orders/404`.
 //! - Past the template's end, the scan stops at the first of the two it
 //!   finds (most lines have one or neither, and it is the costly part of
 //!   the key).
@@ -88,9 +89,11 @@ fn severity(word: &[u8]) -> u8 {
     }
 }
 
-/// Whether `word` looks like a status: three digits, `100` to `599`.
-fn is_status(word: &[u8]) -> bool {
-    matches!(word, [b'1'..=b'5', b'0'..=b'9', b'0'..=b'9'])
+/// Whether `word`, after the byte `before`, looks like a status: three
+/// digits, `100` to `599`, after a field's or a column's start.
+fn is_status(before: Option<u8>, word: &[u8]) -> bool {
+    matches!(before, Some(b' ' | b'\t' | b'"' | b'=' | b':'))
+        && matches!(word, [b'1'..=b'5', b'0'..=b'9', b'0'..=b'9'])
 }
 
 /// Write `payload`'s sort key (see the module docs) into `key`.
@@ -128,7 +131,7 @@ pub(crate) fn sort_key(payload: &[u8], key: &mut [u8; SORT_KEY_LEN]) {
             if level == 0 {
                 level = severity(word);
             }
-            if !status && is_status(word) {
+            if !status && is_status(start.checked_sub(1).map(|b| payload[b]), word) {
                 facets[1..].copy_from_slice(word);
                 status = true;
             }
@@ -177,6 +180,11 @@ mod tests {
         // of them, are no status.
         assert_eq!(key("warn error 99 600 1000 302 201")[..4], *b"\x05302");
         assert_eq!(key("x=ERRORS y=warning")[..4], *b"\x05\0\0\0");
+        assert_eq!(
+            key("GET /orders/404 HTTP/1.1\" 200 12")[..4],
+            *b"\x00200",
+            "not a part of a path"
+        );
         assert_eq!(key(""), b"");
     }
 

@@ -1,9 +1,9 @@
 //! The bit-sliced term filter of a 2.2 block: one filter that answers, for
 //! all the block's frames at once, which may hold a literal.
 //!
-//! Each frame has, in effect, two bloom filters of the same sizes as every
-//! other frame of its block: a map of its word trigrams and a bloom of its
-//! winnowed 8-grams ([`super`]). They are stored *sliced*: row `r` holds bit
+//! Each frame has, in effect, three bloom filters of the same sizes as
+//! every other frame of its block: a map of its word trigrams, a bloom of
+//! its winnowed 8-grams, and one of its short numbers ([`super`]). They are stored *sliced*: row `r` holds bit
 //! `r` of every frame's filter, frame `f` at bit `f % 64` of the row's word
 //! `f / 64`. Probing a key reads one row per hash and ANDs it into a mask
 //! of frames, so a query pays a few loads per block, not one per frame
@@ -20,8 +20,8 @@
 //! trigram rows         ceil(trigram_rows * n / 8) bytes
 //! gram_rows u32        0: no 8-gram rows
 //! gram rows            ceil(gram_rows * n / 8) bytes
-//! number_rows u32      absent: numbers not indexed (filters written before
-//!                      they were, and blocks without trigram rows)
+//! number_rows u32      absent: numbers not indexed (blocks in id order,
+//!                      and filters written before numbers were indexed)
 //! number rows          ceil(number_rows * n / 8) bytes
 //! ```
 //!
@@ -71,7 +71,7 @@ const MAP_BITS: usize = 1 << 15;
 /// and 0.073 of the text in 8-gram rows. Sizing by the frame at the third
 /// quartile at 4 bits read 135, for 0.057.
 const GRAM_BITS_PER_KEY: usize = WINNOW_BITS_PER_KEY + 1;
-/// The fewest rows of either kind.
+/// The fewest rows of any kind (but none at all).
 const MIN_ROWS: usize = 64;
 /// Bits of a frame's short-number map as it is built; the rows are this
 /// many or fewer.
@@ -352,6 +352,12 @@ impl<'a> Rows<'a> {
     }
 
     /// AND row `row` of `area` into `mask`.
+    /// Bytes of the filter a probe read: the counts and `rows` rows.
+    fn bytes_read(&self, rows: u64) -> u64 {
+        let counts = if self.number_rows.is_some() { 12 } else { 8 };
+        counts + rows * self.frames.div_ceil(8) as u64
+    }
+
     #[inline]
     fn and(&self, area: &[u8], row: usize, mask: &mut [u64]) {
         let start = row * self.frames;
@@ -382,7 +388,7 @@ fn read_bits(area: &[u8], from: usize, len: usize) -> u64 {
 impl TermProbe {
     /// Narrow `mask` (one bit per frame of a block of `frames`) to the
     /// frames whose part of the sliced `filter` the literal may occur in.
-    /// Returns the bytes of the filter read: its two counts and the rows.
+    /// Returns the bytes of the filter read: its counts and the rows.
     pub(crate) fn narrow_frames(&self, filter: &[u8], frames: usize, mask: &mut [u64]) -> u64 {
         let Some(rows) = Rows::parse(filter, frames) else {
             return filter.len() as u64;
@@ -395,7 +401,7 @@ impl TermProbe {
                     read += 1;
                 }
                 if mask.iter().all(|&m| m == 0) {
-                    return 8 + read * frames.div_ceil(8) as u64;
+                    return rows.bytes_read(read);
                 }
             }
         }
@@ -403,7 +409,7 @@ impl TermProbe {
             if number_rows == 0 {
                 // No frame holds a short number.
                 mask.fill(0);
-                return 12;
+                return rows.bytes_read(read);
             }
             for &hash in &self.numbers {
                 for bit in number_bits(hash) {
@@ -420,7 +426,7 @@ impl TermProbe {
                 }
             }
         }
-        8 + read * frames.div_ceil(8) as u64
+        rows.bytes_read(read)
     }
 }
 
@@ -630,12 +636,18 @@ mod tests {
     /// A filter cut short passes every frame rather than failing.
     #[test]
     fn a_malformed_filter_passes_everything() {
-        let probe = TermProbe::new(b"ERROR");
+        // A word and a number: every section is probed.
+        let probe = TermProbe::new(b"ERROR \" 503 ");
         for filter in [
             &[][..],
             &[9u8][..],
             &[0, 0, 0, 0, 1, 0, 0][..],
             &[1, 0, 0, 0, 0][..],
+            // A number section cut short, too large, or of the wrong length.
+            &[0, 0, 0, 0, 0, 0, 0, 0, 1][..],
+            &[0, 0, 0, 0, 0, 0, 0, 0, 1, 0x20, 0, 0][..],
+            &[0, 0, 0, 0, 0, 0, 0, 0, 64, 0, 0, 0][..],
+            &[0, 0, 0, 0, 0, 0, 0, 0, 64, 0, 0, 0, 0, 0][..],
         ] {
             let mut mask = Vec::new();
             all_frames(3, &mut mask);
