@@ -499,29 +499,19 @@ fn layout_breakdown() {
 /// level) is read from a few frames, returned in id order.
 #[test]
 fn a_word_on_one_kind_of_line_reads_few_frames() {
-    let recs: Vec<Rec> = (0..150_000u64)
-        .map(|i| {
-            let mix = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
-            let level = match mix % 100 {
-                0 => "ERROR",
-                1..=9 => "WARN",
-                10..=39 => "DEBUG",
-                _ => "INFO",
-            };
-            Rec {
-                id: Ulid::from_parts(1_000_000 + i, 0).0,
-                flags: 0,
-                topic: b"t".to_vec(),
-                payload: format!(
-                    "ts={} level={level} msg=\"request done\" trace_id={}",
-                    1_000_000 + i,
-                    trace_id(i)
-                )
-                .into_bytes(),
-            }
-        })
-        .collect();
-    assert_reads_few_frames(&recs, b"level=ERROR");
+    assert_reads_few_frames(150_000, b"level=ERROR", |i, mix| {
+        let level = match mix % 100 {
+            0 => "ERROR",
+            1..=9 => "WARN",
+            10..=39 => "DEBUG",
+            _ => "INFO",
+        };
+        format!(
+            "ts={} level={level} msg=\"request done\" trace_id={}",
+            1_000_000 + i,
+            trace_id(i)
+        )
+    });
 }
 
 /// Access-log lines of a few statuses in random order: sorted by status
@@ -530,45 +520,45 @@ fn a_word_on_one_kind_of_line_reads_few_frames() {
 /// a status by its number and neighbours.
 #[test]
 fn a_status_reads_few_frames() {
-    let recs: Vec<Rec> = (0..100_000u64)
-        .map(|i| {
-            let mix = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
-            let status = match mix % 100 {
-                0 => 503,
-                1..=10 => 404,
-                11..=15 => 304,
-                _ => 200,
-            };
-            let words = ["orders", "users", "search", "items", "carts"];
-            Rec {
-                id: Ulid::from_parts(1_000_000 + i, 0).0,
-                flags: 0,
-                topic: b"t".to_vec(),
-                payload: format!(
-                    "10.{}.{}.{} - - [21/Nov/2026:06:{:02}:{:02} +0000] \"GET /api/v1/{}/{}?q={} HTTP/1.1\" {status} {} \"-\" \"curl/8.5.0\"",
-                    mix % 256,
-                    i % 256,
-                    (mix >> 8) % 256,
-                    i / 60 % 60,
-                    i % 60,
-                    words[(mix >> 3) as usize % 5],
-                    i * 7 % 100_000,
-                    words[(mix >> 5) as usize % 5],
-                    mix % 60_000,
-                )
-                .into_bytes(),
-            }
-        })
-        .collect();
-    assert_reads_few_frames(&recs, b"\" 503 ");
+    assert_reads_few_frames(100_000, b"\" 503 ", |i, mix| {
+        let status = match mix % 100 {
+            0 => 503,
+            1..=10 => 404,
+            11..=15 => 304,
+            _ => 200,
+        };
+        let words = ["orders", "users", "search", "items", "carts"];
+        format!(
+            "10.{}.{}.{} - - [21/Nov/2026:06:{:02}:{:02} +0000] \"GET /api/v1/{}/{}?q={} HTTP/1.1\" {status} {} \"-\" \"curl/8.5.0\"",
+            mix % 256,
+            i % 256,
+            (mix >> 8) % 256,
+            i / 60 % 60,
+            i % 60,
+            words[(mix >> 3) as usize % 5],
+            i * 7 % 100_000,
+            words[(mix >> 5) as usize % 5],
+            mix % 60_000,
+        )
+    });
 }
 
-/// Written as one segment, a query for `literal` returns the records
-/// that hold it, in id order, from fewer than a tenth of the frames.
-fn assert_reads_few_frames(recs: &[Rec], literal: &[u8]) {
+/// `count` records, record `i` (one a millisecond) of payload `payload(i,
+/// mix)` with `mix` a scrambling of `i`, written as one segment: a query
+/// for `literal` returns the records that hold it, in id order, from fewer
+/// than a tenth of the frames.
+fn assert_reads_few_frames(count: u64, literal: &[u8], payload: impl Fn(u64, u64) -> String) {
+    let recs: Vec<Rec> = (0..count)
+        .map(|i| Rec {
+            id: Ulid::from_parts(1_000_000 + i, 0).0,
+            flags: 0,
+            topic: b"t".to_vec(),
+            payload: payload(i, i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40).into_bytes(),
+        })
+        .collect();
     let fs = MemFs::new();
     let path = Path::new("/d/seg");
-    write(&fs, path, recs);
+    write(&fs, path, &recs);
     let all_frames = {
         let mut cursor = BlockCursor::open(&fs, path).unwrap();
         assert_eq!(read_from(&mut cursor).unwrap().len(), recs.len());

@@ -369,15 +369,7 @@ fn build(block: OpenBlock, mut tools: Tools) -> io::Result<Built> {
     let (min, max) = (block.ids[0], block.ids[count - 1]);
     let meta = &mut tools.meta;
     put_fixed_meta(meta, &block, &data);
-    let len_at = meta.len();
-    meta.extend_from_slice(&[0; 4]);
-    filter.encode(meta);
-    let filter_len = (meta.len() - len_at - 4) as u32;
-    meta[len_at..len_at + 4].copy_from_slice(&filter_len.to_le_bytes());
-    meta.extend_from_slice(&min.0.to_le_bytes());
-    for pair in block.ids.windows(2) {
-        put_varint(meta, pair[1].0 - pair[0].0);
-    }
+    put_filter_and_ids(meta, &block.ids, |meta| filter.encode(meta));
     for &len in &block.lens {
         put_varint(meta, len as u128);
     }
@@ -534,15 +526,7 @@ fn build_framed(block: OpenBlock, mut tools: Tools, layout: BlockLayout) -> io::
     let in_order_flag = if sorted { 0 } else { IN_ORDER };
     meta.extend_from_slice(&(frames as u32 | in_order_flag).to_le_bytes());
     meta.extend_from_slice(table);
-    let filter_at = meta.len();
-    meta.extend_from_slice(&[0; 4]);
-    slices.encode(meta);
-    let filter_len = (meta.len() - filter_at - 4) as u32;
-    meta[filter_at..filter_at + 4].copy_from_slice(&filter_len.to_le_bytes());
-    meta.extend_from_slice(&min.0.to_le_bytes());
-    for pair in block.ids.windows(2) {
-        put_varint(meta, pair[1].0 - pair[0].0);
-    }
+    put_filter_and_ids(meta, &block.ids, |meta| slices.encode(meta));
     // Each line's record, in as few bytes as the largest index needs.
     if sorted {
         let width = match count - 1 {
@@ -589,6 +573,20 @@ fn put_fixed_meta(meta: &mut Vec<u8>, block: &OpenBlock, data: &[u8]) {
     meta.extend_from_slice(&(block.text.len() as u32).to_le_bytes());
     meta.extend_from_slice(&(data.len() as u32).to_le_bytes());
     meta.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
+}
+
+/// Append the filter that `encode` writes, after its length (u32), then
+/// the block's ids: the first whole (u128), the rest as LEB128 deltas.
+fn put_filter_and_ids(meta: &mut Vec<u8>, ids: &[Ulid], encode: impl FnOnce(&mut Vec<u8>)) {
+    let len_at = meta.len();
+    meta.extend_from_slice(&[0; 4]);
+    encode(meta);
+    let filter_len = (meta.len() - len_at - 4) as u32;
+    meta[len_at..len_at + 4].copy_from_slice(&filter_len.to_le_bytes());
+    meta.extend_from_slice(&ids[0].0.to_le_bytes());
+    for pair in ids.windows(2) {
+        put_varint(meta, pair[1].0 - pair[0].0);
+    }
 }
 
 /// The topic table, each record's topic when there are several, and the

@@ -86,10 +86,11 @@ fn trigram_bits(hash: u32) -> [usize; 2] {
     [hash & (MAP_BITS - 1), (hash >> 16) & (MAP_BITS - 1)]
 }
 
-/// The row of trigram-map bit `bit` among `rows`.
+/// The row among `rows` of bit `bit` of a frame's map of `map_bits` (a
+/// power of two): maps are folded onto the rows by multiplying.
 #[inline]
-fn trigram_row(bit: usize, rows: usize) -> usize {
-    (bit * rows) >> MAP_BITS.trailing_zeros()
+fn fold(bit: usize, rows: usize, map_bits: usize) -> usize {
+    (bit * rows) >> map_bits.trailing_zeros()
 }
 
 /// A short number's three bits in a map of [`NUMBER_MAP_BITS`], from its
@@ -98,12 +99,6 @@ fn trigram_row(bit: usize, rows: usize) -> usize {
 fn number_bits(hash: u64) -> [usize; 3] {
     let mask = NUMBER_MAP_BITS as u64 - 1;
     [hash & mask, (hash >> 21) & mask, (hash >> 42) & mask].map(|b| b as usize)
-}
-
-/// The row of number-map bit `bit` among `rows`.
-#[inline]
-fn number_row(bit: usize, rows: usize) -> usize {
-    (bit * rows) >> NUMBER_MAP_BITS.trailing_zeros()
 }
 
 /// A frame's short numbers, as they are added.
@@ -227,35 +222,9 @@ impl SliceBuilder {
     /// Append the encoded filter of the frames so far to `out`.
     pub fn encode(&mut self, out: &mut Vec<u8>) {
         let frames = self.frames;
-        // Trigram rows: sized by the third quartile of the frames' word
-        // trigrams; denser frames pass every trigram.
-        let set: Vec<usize> = self.maps[..frames]
-            .iter()
-            .map(|m| m.iter().map(|w| w.count_ones() as usize).sum())
-            .collect();
-        let mut sorted = set.clone();
-        sorted.sort_unstable();
-        let quartile = sorted.get(frames * 3 / 4).copied().unwrap_or(0);
-        let rows = if quartile == 0 || !self.trigrams {
-            0
-        } else {
-            (quartile * 2).clamp(MIN_ROWS, MAP_BITS)
-        };
-        out.extend_from_slice(&(rows as u32).to_le_bytes());
-        let start = out.len();
-        out.resize(start + area_len(rows, frames).expect("small"), 0);
-        let area = &mut out[start..];
-        for (f, map) in self.maps[..frames].iter().enumerate().filter(|_| rows > 0) {
-            // More bits than rows: a map that dense would pass nearly
-            // everything anyway.
-            if set[f] > rows {
-                (0..rows).for_each(|row| mark(area, frames, row, f));
-                continue;
-            }
-            for_each_bit(&map[..], |bit| {
-                mark(area, frames, trigram_row(bit, rows), f)
-            });
-        }
+        // Word trigrams: two rows per bit of the frame at the third quartile.
+        let maps = self.maps[..frames].iter().map(|m| &m[..]);
+        put_folded(out, frames, maps, MAP_BITS, 2);
         // 8-gram rows: the mean frame's distinct keys times the bits per key.
         let distinct: usize = self.grams[..frames]
             .iter()
@@ -268,44 +237,64 @@ impl SliceBuilder {
                 .div_ceil(frames)
                 .max(MIN_ROWS)
         };
-        out.extend_from_slice(&(rows as u32).to_le_bytes());
-        let start = out.len();
-        out.resize(start + area_len(rows, frames).expect("small"), 0);
-        let area = &mut out[start..];
-        for (f, grams) in self.grams[..frames].iter().enumerate() {
-            for &hash in grams {
-                for row in gram_rows(hash, rows as u64) {
-                    mark(area, frames, row, f);
+        put_rows(out, rows, frames, |area| {
+            for (f, grams) in self.grams[..frames].iter().enumerate() {
+                for &hash in grams {
+                    for row in gram_rows(hash, rows as u64) {
+                        mark(area, frames, row, f);
+                    }
                 }
             }
-        }
+        });
+        // Short numbers, only where word trigrams are (see the module docs).
         if self.trigrams {
-            self.encode_numbers(out);
+            let maps = self.numbers[..frames].iter().map(|m| &m[..]);
+            put_folded(out, frames, maps, NUMBER_MAP_BITS, NUMBER_ROWS_PER_BIT);
         }
     }
+}
 
-    /// The short numbers' section (see the module docs).
-    fn encode_numbers(&self, out: &mut Vec<u8>) {
-        let frames = self.frames;
-        let maps = &self.numbers[..frames];
-        let mut set: Vec<usize> = maps
-            .iter()
-            .map(|m| m.iter().map(|w| w.count_ones() as usize).sum())
-            .collect();
-        set.sort_unstable();
-        let quartile = set.get(frames * 3 / 4).copied().unwrap_or(0);
-        let rows = match set.last() {
-            None | Some(0) => 0,
-            Some(_) => (quartile.max(1) * NUMBER_ROWS_PER_BIT).clamp(MIN_ROWS, NUMBER_MAP_BITS),
-        };
-        out.extend_from_slice(&(rows as u32).to_le_bytes());
-        let start = out.len();
-        out.resize(start + area_len(rows, frames).expect("small"), 0);
-        let area = &mut out[start..];
-        for (f, map) in maps.iter().enumerate().filter(|_| rows > 0) {
-            for_each_bit(&map[..], |bit| mark(area, frames, number_row(bit, rows), f));
+/// Append a section: `rows` (u32), then `rows` rows of `frames` bits, set
+/// by `fill`.
+fn put_rows(out: &mut Vec<u8>, rows: usize, frames: usize, fill: impl FnOnce(&mut [u8])) {
+    out.extend_from_slice(&(rows as u32).to_le_bytes());
+    let start = out.len();
+    out.resize(start + area_len(rows, frames).expect("small"), 0);
+    fill(&mut out[start..]);
+}
+
+/// Append the section of the frames' `maps` of `map_bits` each, folded
+/// onto `rows_per_bit` rows per bit set by the frame at the third quartile
+/// (none when no frame set a bit). A denser frame that sets more bits than
+/// there are rows has every row set: it would pass nearly everything
+/// anyway.
+fn put_folded<'m>(
+    out: &mut Vec<u8>,
+    frames: usize,
+    maps: impl Iterator<Item = &'m [u64]> + Clone,
+    map_bits: usize,
+    rows_per_bit: usize,
+) {
+    let set: Vec<usize> = maps
+        .clone()
+        .map(|m| m.iter().map(|w| w.count_ones() as usize).sum())
+        .collect();
+    let mut sorted = set.clone();
+    sorted.sort_unstable();
+    let quartile = sorted.get(frames * 3 / 4).copied().unwrap_or(0);
+    let rows = match sorted.last() {
+        None | Some(0) => 0,
+        Some(_) => (quartile.max(1) * rows_per_bit).clamp(MIN_ROWS, map_bits),
+    };
+    put_rows(out, rows, frames, |area| {
+        for (f, map) in maps.enumerate() {
+            if set[f] > rows {
+                (0..rows).for_each(|row| mark(area, frames, row, f));
+            } else {
+                for_each_bit(map, |bit| mark(area, frames, fold(bit, rows, map_bits), f));
+            }
         }
-    }
+    });
 }
 
 /// A sliced filter's rows, once its sizes are checked.
@@ -413,7 +402,7 @@ impl TermProbe {
             }
             for &hash in &self.numbers {
                 for bit in number_bits(hash) {
-                    rows.and(rows.numbers, number_row(bit, number_rows), mask);
+                    rows.and(rows.numbers, fold(bit, number_rows, NUMBER_MAP_BITS), mask);
                     read += 1;
                 }
             }
@@ -421,7 +410,7 @@ impl TermProbe {
         if rows.trigram_rows > 0 {
             for &hash in &self.word_trigrams {
                 for bit in trigram_bits(hash) {
-                    rows.and(rows.trigrams, trigram_row(bit, rows.trigram_rows), mask);
+                    rows.and(rows.trigrams, fold(bit, rows.trigram_rows, MAP_BITS), mask);
                     read += 1;
                 }
             }
@@ -445,25 +434,36 @@ pub(crate) fn all_frames(frames: usize, mask: &mut Vec<u64>) {
 mod tests {
     use super::*;
 
-    /// The frames of `frames` (each a list of payloads) that `literal` may
-    /// be in, by the sliced filter.
-    fn candidates(frames: &[Vec<String>], literal: &str) -> Vec<usize> {
+    /// The sliced filter of `frames`, each a list of payloads, with word
+    /// trigrams (and so numbers) indexed.
+    fn encoded<P: AsRef<[u8]>>(frames: &[Vec<P>]) -> Vec<u8> {
         let mut builder = SliceBuilder::default();
         builder.clear(true);
         for frame in frames {
             builder.start_frame();
             for p in frame {
-                builder.add(p.as_bytes());
+                builder.add(p.as_ref());
             }
         }
         let mut filter = Vec::new();
         builder.encode(&mut filter);
+        filter
+    }
+
+    /// The frames, of `frames`, that `filter` says `literal` may be in.
+    fn passing(filter: &[u8], frames: usize, literal: &[u8]) -> Vec<usize> {
         let mut mask = Vec::new();
-        all_frames(frames.len(), &mut mask);
-        TermProbe::new(literal.as_bytes()).narrow_frames(&filter, frames.len(), &mut mask);
-        (0..frames.len())
+        all_frames(frames, &mut mask);
+        TermProbe::new(literal).narrow_frames(filter, frames, &mut mask);
+        (0..frames)
             .filter(|&f| mask[f / 64] & (1 << (f % 64)) != 0)
             .collect()
+    }
+
+    /// The frames of `frames` (each a list of payloads) that `literal` may
+    /// be in, by the sliced filter.
+    fn candidates(frames: &[Vec<String>], literal: &str) -> Vec<usize> {
+        passing(&encoded(frames), frames.len(), literal.as_bytes())
     }
 
     fn id(i: u64) -> String {
@@ -601,23 +601,8 @@ mod tests {
         let frames: Vec<Vec<String>> = (0..10)
             .map(|f| vec![format!("status={} msg=done", 200 + f)])
             .collect();
-        let mut builder = SliceBuilder::default();
-        builder.clear(true);
-        for frame in &frames {
-            builder.start_frame();
-            builder.add(frame[0].as_bytes());
-        }
-        let mut filter = Vec::new();
-        builder.encode(&mut filter);
-        let probe = TermProbe::new(b"status=205 ");
-        let passed = |filter: &[u8]| {
-            let mut mask = Vec::new();
-            all_frames(10, &mut mask);
-            probe.narrow_frames(filter, 10, &mut mask);
-            (0..10)
-                .filter(|&f| mask[0] & 1 << f != 0)
-                .collect::<Vec<_>>()
-        };
+        let mut filter = encoded(&frames);
+        let passed = |filter: &[u8]| passing(filter, 10, b"status=205 ");
         let got = passed(&filter);
         assert!(got.contains(&5) && got.len() < 5, "{got:?}");
         // The same filter as written before numbers were indexed, without
@@ -661,10 +646,7 @@ mod tests {
         fn a_contained_literal_keeps_its_frame(
             frames in proptest::collection::vec(
                 proptest::collection::vec(
-                    proptest::prop_oneof![
-                        proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
-                        proptest::collection::vec(proptest::sample::select(b"ab05 E=\"x".to_vec()), 0..64),
-                    ],
+                    super::super::tests::payload(b"ab05 E=\"x", 64),
                     1..6,
                 ),
                 1..80,
@@ -674,24 +656,15 @@ mod tests {
             start in proptest::prelude::any::<proptest::sample::Index>(),
             len in 0usize..40,
         ) {
-            let mut builder = SliceBuilder::default();
-            builder.clear(true);
-            for frame in &frames {
-                builder.start_frame();
-                for p in frame {
-                    builder.add(p);
-                }
-            }
-            let mut filter = Vec::new();
-            builder.encode(&mut filter);
+            let filter = encoded(&frames);
             let f = pick.index(frames.len());
             let p = &frames[f][line.index(frames[f].len())];
             let from = start.index(p.len() + 1);
             let literal = &p[from..(from + len).min(p.len())];
-            let mut mask = Vec::new();
-            all_frames(frames.len(), &mut mask);
-            TermProbe::new(literal).narrow_frames(&filter, frames.len(), &mut mask);
-            proptest::prop_assert!(mask[f / 64] & (1 << (f % 64)) != 0, "frame {} lost {:?}", f, literal);
+            proptest::prop_assert!(
+                passing(&filter, frames.len(), literal).contains(&f),
+                "frame {} lost {:?}", f, literal
+            );
         }
     }
 }

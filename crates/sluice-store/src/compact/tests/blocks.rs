@@ -71,11 +71,7 @@ fn a_corrupt_block_of_a_copied_input_is_left_behind_and_the_input_quarantined() 
     let b = write(&fs, SegmentFormat::V1, &[(id(2, 0), "kept".into())]);
     let blocks = blocks_of(&fs, &a);
     assert!(blocks.len() >= 3);
-    let path = dir().join(&a.name);
-    let mut bytes = fs.read_all(&path).unwrap();
-    let data_start = blocks[1].offset as usize + 8 + blocks[1].meta_len as usize;
-    bytes[data_start + 10] ^= 1;
-    fs.write_all_synced(&path, &bytes);
+    corrupt_block(&fs, &dir().join(&a.name), 1);
     let done = merge(&fs, &[a.clone(), b], &small_config());
     assert_eq!(done.corrupt_blocks, 1);
     assert_eq!(done.copied_blocks, blocks.len() as u64 - 1);
