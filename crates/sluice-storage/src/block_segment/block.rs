@@ -10,7 +10,10 @@ use std::io::Cursor;
 
 use sluice_record::{Record, Ulid};
 
-use super::{BLOCK_META_FIXED, BlockEntry, Bytes, Checks, IN_ORDER, MAX_BLOCK_TEXT, check_block};
+use super::{
+    BLOCK_META_FIXED, BlockEntry, Bytes, Checks, IN_ORDER, MAX_BLOCK_TEXT, NO_LINE_LENGTHS,
+    check_block,
+};
 
 /// The largest number of frames a 2.2 block may have: more than any block
 /// the writer cuts (a frame holds at least one record or 64 KiB of text).
@@ -58,6 +61,9 @@ pub(crate) struct FrameTable<'m> {
     pub filter: &'m [u8],
     /// Whether its lines are in id order ([`super::BlockLayout::InOrder`]).
     pub in_order: bool,
+    /// Whether its meta lists each line's length (2.2 blocks; a 2.3
+    /// block's lines end at their newlines).
+    pub line_lengths: bool,
 }
 
 /// Parse the frame table and filter of 2.2 block `entry`, whose meta says
@@ -74,7 +80,8 @@ pub(crate) fn parse_frames<'m>(
     frames.clear();
     let raw = r.u32()?;
     let in_order = raw & IN_ORDER != 0;
-    let n = (raw & !IN_ORDER) as usize;
+    let line_lengths = raw & NO_LINE_LENGTHS == 0;
+    let n = (raw & !(IN_ORDER | NO_LINE_LENGTHS)) as usize;
     if n == 0 || n > MAX_FRAMES || n > count as usize {
         return Err("bad frame count");
     }
@@ -107,6 +114,7 @@ pub(crate) fn parse_frames<'m>(
     Ok(FrameTable {
         filter: r.take(filter_len)?,
         in_order,
+        line_lengths,
     })
 }
 
@@ -167,7 +175,8 @@ pub(crate) struct Block {
     topic_of: Vec<u32>,
     flags: Vec<u8>,
     /// Scratch: the frame table, each line's length (lines in frame
-    /// order), and which records were placed.
+    /// order; empty for a block whose lines end at their newlines), and
+    /// which records were placed.
     frames: Vec<FrameEntry>,
     lens: Vec<u32>,
     seen: Vec<u64>,
@@ -200,14 +209,14 @@ impl Block {
             buf: checked.meta_body,
             pos: BLOCK_META_FIXED,
         };
-        let (filter_len, in_order) = match layout {
+        let (filter_len, in_order, line_lengths) = match layout {
             Layout::Single => {
                 let filter_len = r.u32()? as usize;
-                (r.take(filter_len)?.len(), true)
+                (r.take(filter_len)?.len(), true, true)
             }
             Layout::Framed => {
                 let table = parse_frames(&mut r, entry, checked.text_len, &mut self.frames)?;
-                (table.filter.len(), table.in_order)
+                (table.filter.len(), table.in_order, table.line_lengths)
             }
         };
         let filter_len = filter_len as u64;
@@ -230,9 +239,11 @@ impl Block {
             false => Ordinals::read(&mut r, count)?,
         };
         self.lens.clear();
-        for _ in 0..count {
-            let len = u32::try_from(r.varint()?).map_err(|_| "payload too long")?;
-            self.lens.push(len);
+        if line_lengths {
+            for _ in 0..count {
+                let len = u32::try_from(r.varint()?).map_err(|_| "payload too long")?;
+                self.lens.push(len);
+            }
         }
         self.read_topics_and_flags(&mut r, count)?;
         if r.pos != checked.meta_body.len() {
@@ -376,13 +387,28 @@ impl Block {
         if n != text_len || self.text.len() != base + text_len {
             return Err("block text has the wrong length");
         }
-        let mut at = base;
+        let end_of_text = base + text_len;
+        if text_len == 0 || self.text[end_of_text - 1] != b'\n' {
+            return Err("block text is not one payload per line");
+        }
         let lines = first_row..first_row + frame.rows as usize;
-        for (line, &len) in lines.clone().zip(&self.lens[lines]) {
-            let end = at.checked_add(len as usize).ok_or("payload too long")?;
-            if end >= base + text_len || self.text[end] != b'\n' {
-                return Err("block text is not one payload per line");
-            }
+        // Where each line ends: at the length the meta lists (2.2), or at
+        // its newline (2.3). Either way each must end at a newline, and the
+        // lines must fill the frame's text exactly.
+        let mut newlines = memchr::memchr_iter(b'\n', &self.text[base..end_of_text]);
+        let mut at = base;
+        for line in lines {
+            let end = match self.lens.get(line) {
+                Some(&len) => {
+                    let end = at.checked_add(len as usize).ok_or("payload too long")?;
+                    if end >= end_of_text || self.text[end] != b'\n' {
+                        return Err("block text is not one payload per line");
+                    }
+                    end
+                }
+                None if !self.lens.is_empty() => return Err("bad line lengths"),
+                None => base + newlines.next().ok_or("frame has fewer lines than rows")?,
+            };
             let ordinal = ordinals.get(line);
             let i = ordinal as usize;
             // Each line a different record: checked for the lines read.
@@ -390,8 +416,8 @@ impl Block {
                 return Err("ordinals are not a permutation");
             }
             self.seen[i / 64] |= 1 << (i % 64);
-            self.starts[ordinal as usize] = at as u32;
-            self.ends[ordinal as usize] = end as u32;
+            self.starts[i] = at as u32;
+            self.ends[i] = end as u32;
             self.loaded.push(ordinal);
             at = end + 1;
         }

@@ -15,8 +15,9 @@ use sluice_record::{Record, Ulid};
 
 use super::{
     BlockEntry, BlockLayout, ENTRY_LEN, FILE_TAG, FOOTER_TAG, IN_ORDER, IN_ORDER_FRAME_BYTES,
-    MIN_FRAME_BYTES, SKIPPABLE_BLOCK, SKIPPABLE_FOOTER, SKIPPABLE_HEADER, TARGET_BLOCK_BYTES,
-    TARGET_FRAME_BYTES, ZSTD_LEVEL, block_compressor, put_varint, skippable,
+    MIN_FRAME_BYTES, NO_LINE_LENGTHS, SKIPPABLE_BLOCK, SKIPPABLE_FOOTER, SKIPPABLE_HEADER,
+    SORTED_ZSTD_LEVEL, TARGET_BLOCK_BYTES, TARGET_FRAME_BYTES, ZSTD_LEVEL, block_compressor,
+    put_varint, skippable,
     sort_key::{SORT_KEY_LEN, sort_key},
 };
 use crate::{
@@ -104,8 +105,10 @@ pub struct BlockWriter {
     records: u64,
     text_closed: u64,
     open: OpenBlock,
-    level: i32,
     filter_kind: FilterKind,
+    /// Whether 2.2+ blocks list each line's length (format 2.2 did; a 2.3
+    /// block's lines end at their newlines).
+    line_lengths: bool,
     /// The text at which a block closes.
     block_bytes: usize,
     /// How 2.2 blocks lay out their lines.
@@ -117,10 +120,10 @@ pub struct BlockWriter {
 }
 
 impl BlockWriter {
-    /// A writer at [`ZSTD_LEVEL`] with one worker per core.
+    /// A writer of the current format with one worker per core.
     pub fn new(file: Box<dyn WriteFile>) -> io::Result<BlockWriter> {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::with_options(file, ZSTD_LEVEL, workers)
+        Self::with_workers(file, workers)
     }
 
     /// Write blocks of `layout` (2.2 files; [`BlockLayout::Sorted`] unless
@@ -138,41 +141,46 @@ impl BlockWriter {
         self
     }
 
-    /// A writer at zstd `level` with up to `workers` blocks built at once.
-    pub fn with_options(
-        file: Box<dyn WriteFile>,
-        level: i32,
-        workers: usize,
-    ) -> io::Result<BlockWriter> {
-        Self::create(file, level, workers, FilterKind::Framed)
+    /// A writer of the current format with up to `workers` blocks built
+    /// at once.
+    pub fn with_workers(file: Box<dyn WriteFile>, workers: usize) -> io::Result<BlockWriter> {
+        Self::create(file, workers, FilterKind::Framed, false)
     }
 
     /// A writer of format 2.0 files (sampled filters), which are only read
     /// now: for the tests that show they still are.
     #[cfg(test)]
     pub(crate) fn format_2_0(file: Box<dyn WriteFile>) -> io::Result<BlockWriter> {
-        Self::create(file, ZSTD_LEVEL, 2, FilterKind::Sampled)
+        Self::create(file, 2, FilterKind::Sampled, true)
     }
 
     /// A writer of format 2.1 files (one frame and filter per block), which
     /// are only read now.
     #[doc(hidden)]
     pub fn format_2_1(file: Box<dyn WriteFile>) -> io::Result<BlockWriter> {
-        Self::create(file, ZSTD_LEVEL, 2, FilterKind::Winnowed)
+        Self::create(file, 2, FilterKind::Winnowed, true)
+    }
+
+    /// A writer of format 2.2 files (sorted frames whose meta lists each
+    /// line's length), which are only read now.
+    #[doc(hidden)]
+    pub fn format_2_2(file: Box<dyn WriteFile>) -> io::Result<BlockWriter> {
+        Self::create(file, 2, FilterKind::Framed, true)
     }
 
     fn create(
         mut file: Box<dyn WriteFile>,
-        level: i32,
         workers: usize,
         filter_kind: FilterKind,
+        line_lengths: bool,
     ) -> io::Result<BlockWriter> {
         let mut header = Vec::new();
         let mut tag = *FILE_TAG;
-        tag[FILE_TAG.len() - 1] = match filter_kind {
-            FilterKind::Sampled => 0,
-            FilterKind::Winnowed => 1,
-            FilterKind::Framed => 2,
+        tag[FILE_TAG.len() - 1] = match (filter_kind, line_lengths) {
+            (FilterKind::Sampled, _) => 0,
+            (FilterKind::Winnowed, _) => 1,
+            (FilterKind::Framed, true) => 2,
+            (FilterKind::Framed, false) => 3,
         };
         skippable(&mut header, SKIPPABLE_HEADER, &tag);
         file.write_all(&header)?;
@@ -183,8 +191,8 @@ impl BlockWriter {
             records: 0,
             text_closed: 0,
             open: OpenBlock::default(),
-            level,
             filter_kind,
+            line_lengths,
             layout: BlockLayout::Sorted,
             // Blocks of 2.0 and 2.1 files were cut at 1 MiB.
             block_bytes: match filter_kind {
@@ -266,6 +274,17 @@ impl BlockWriter {
         Ok(())
     }
 
+    /// The zstd level of this writer's blocks: [`SORTED_ZSTD_LEVEL`] for
+    /// sorted blocks, which the store writes when it has time, and
+    /// [`ZSTD_LEVEL`] for the rest, which compaction writes to keep up
+    /// with ingest.
+    fn level(&self) -> i32 {
+        match (self.filter_kind, self.layout) {
+            (FilterKind::Framed, BlockLayout::Sorted) => SORTED_ZSTD_LEVEL,
+            _ => ZSTD_LEVEL,
+        }
+    }
+
     /// Hand the open block to a worker, first writing the oldest block in
     /// flight if all workers are busy.
     fn close_block(&mut self) -> io::Result<()> {
@@ -281,13 +300,14 @@ impl BlockWriter {
         self.text_closed += block.text.len() as u64;
         let tools = match self.spare_tools.pop() {
             Some(tools) => tools,
-            None => Tools::new(self.filter_kind, self.level)?,
+            None => Tools::new(self.filter_kind, self.level())?,
         };
         let framed = (self.filter_kind == FilterKind::Framed).then_some(self.layout);
+        let line_lengths = self.line_lengths;
         let worker = std::thread::Builder::new()
             .name("sluice-block".into())
             .spawn(move || match framed {
-                Some(layout) => build_framed(block, tools, layout),
+                Some(layout) => build_framed(block, tools, layout, line_lengths),
                 None => build(block, tools),
             })?;
         self.in_flight.push_back(worker);
@@ -448,9 +468,19 @@ fn frame_end(order: &[u32], keys: &[[u8; SORT_KEY_LEN]], lens: &[u32], first: us
 /// Build one 2.2 block's frame: records sorted by [`sort_key`] and cut
 /// into frames of [`TARGET_FRAME_BYTES`], each compressed and filtered on
 /// its own (see the layout in the module docs of [`super`]).
-fn build_framed(block: OpenBlock, mut tools: Tools, layout: BlockLayout) -> io::Result<Built> {
+fn build_framed(
+    block: OpenBlock,
+    mut tools: Tools,
+    layout: BlockLayout,
+    line_lengths: bool,
+) -> io::Result<Built> {
     let sorted = layout == BlockLayout::Sorted;
     let count = block.ids.len();
+    // A payload never holds a newline (the record model), so a 2.3 reader
+    // finds each line's end at its newline. Should one hold a newline all
+    // the same, this block lists its lengths, as 2.2 blocks did, rather
+    // than be unreadable.
+    let line_lengths = line_lengths || memchr::memchr_iter(b'\n', &block.text).count() != count;
     let Tools {
         filter: _,
         compressor,
@@ -524,7 +554,8 @@ fn build_framed(block: OpenBlock, mut tools: Tools, layout: BlockLayout) -> io::
     let (min, max) = (block.ids[0], block.ids[count - 1]);
     put_fixed_meta(meta, &block, data);
     let in_order_flag = if sorted { 0 } else { IN_ORDER };
-    meta.extend_from_slice(&(frames as u32 | in_order_flag).to_le_bytes());
+    let lengths_flag = if line_lengths { 0 } else { NO_LINE_LENGTHS };
+    meta.extend_from_slice(&(frames as u32 | in_order_flag | lengths_flag).to_le_bytes());
     meta.extend_from_slice(table);
     put_filter_and_ids(meta, &block.ids, |meta| slices.encode(meta));
     // Each line's record, in as few bytes as the largest index needs.
@@ -540,8 +571,10 @@ fn build_framed(block: OpenBlock, mut tools: Tools, layout: BlockLayout) -> io::
             meta.extend_from_slice(&record.to_le_bytes()[..width]);
         }
     }
-    for &record in order.iter() {
-        put_varint(meta, block.lens[record as usize] as u128);
+    if line_lengths {
+        for &record in order.iter() {
+            put_varint(meta, block.lens[record as usize] as u128);
+        }
     }
     encode_topics_and_flags(&block, meta);
     let crc = crc32fast::hash(meta);
