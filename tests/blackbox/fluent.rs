@@ -264,6 +264,61 @@ fn a_bad_frame_closes_only_its_connection_and_what_was_acked_stays() {
     assert!(node.metric("sluice_ingest_fluent_errors_total") >= 2.0);
 }
 
+/// An event whose JSON passes `--max-line` is cut there, flagged and
+/// counted, as a long line is; the chunk is still acked, and the events
+/// around it are whole.
+#[test]
+fn an_event_longer_than_the_line_limit_is_cut_and_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &["--max-line", "100"]);
+    // Control bytes: 300 bytes of msgpack render as 1,800 bytes of JSON.
+    let long: String = "\u{1}".repeat(300);
+    let frame = [
+        vec![0x93],
+        fixstr("cut.test"),
+        vec![0x93],
+        [
+            vec![0x92],
+            event_time(now_secs(), 0),
+            message("short before"),
+        ]
+        .concat(),
+        [vec![0x92], event_time(now_secs(), 1), message(&long)].concat(),
+        [
+            vec![0x92],
+            event_time(now_secs(), 2),
+            message("short after"),
+        ]
+        .concat(),
+        vec![0x81],
+        fixstr("chunk"),
+        fixstr("k1"),
+    ]
+    .concat();
+    assert_eq!(exchange(&node.fluent, &frame), ack("k1"));
+    node.wait_records(3);
+    let out = node.query(&["--topic", "cut.test"]);
+    assert!(out.status.success());
+    let lines: Vec<&[u8]> = out
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0], br#"{"message":"short before"}"#);
+    assert_eq!(lines[1].len(), 100, "the long event is cut at --max-line");
+    assert!(lines[1].starts_with(br#"{"message":"\u0001"#));
+    assert_eq!(lines[2], br#"{"message":"short after"}"#);
+    assert_eq!(node.metric("sluice_ingest_lines_truncated_total"), 1.0);
+    let json = node.query(&["--topic", "cut.test", "--json"]);
+    let flagged: Vec<bool> = String::from_utf8(json.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["truncated"] == true)
+        .collect();
+    assert_eq!(flagged, [false, true, false]);
+}
+
 /// Peak resident memory of a process, in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -35,6 +35,8 @@
 //!   torn tail (a crash mid-append) or a corrupt frame is skipped: the
 //!   reader searches forward for the next magic, and the bytes skipped are
 //!   counted and logged. Files are never appended to after a restart.
+//! - The directory is synced as each file is created, so a file whose
+//!   frames were synced cannot vanish in a crash.
 //! - A file is deleted only when every frame in it is resolved and a
 //!   checkpoint that covers its source offsets has been written, so a
 //!   restart never re-reads a file's lines that the spool forgot.
@@ -218,6 +220,11 @@ impl Spool {
                     .read(true)
                     .append(true)
                     .open(&path)?;
+                // The checkpoint moves past lines once their batch is
+                // spooled and synced; `sync_data` makes the file's bytes
+                // durable but not its name in the directory, so a crash
+                // could otherwise lose the whole file and those lines.
+                File::open(&self.dir)?.sync_all()?;
                 self.files.insert(
                     seq,
                     SpoolFile {

@@ -2,7 +2,8 @@
 //!
 //! The codec is [`sluice_fluent`]; this module turns frames into records:
 //! - the tag becomes the topic (bytes a topic cannot hold become `_`);
-//! - the record map becomes one line of JSON, the payload;
+//! - the record map becomes one line of JSON, the payload (longer than
+//!   `--max-line`, it is cut there and flagged truncated, as a line is);
 //! - the event time becomes the ULID time (clamped to a minute ahead of
 //!   now); without one, the arrival time.
 //!
@@ -30,7 +31,9 @@ use std::{
 use sluice_fluent::{
     DrainError, FrameBuffer, Limits, Scratch, decode_frame, encode_ack, handshake,
 };
-use sluice_record::{BatchEncoder, IdGenerator, Record, Ulid, clamp_time_ms, now_ms};
+use sluice_record::{
+    BatchEncoder, FLAG_TRUNCATED, IdGenerator, Record, Ulid, clamp_time_ms, now_ms,
+};
 
 use crate::{
     listener::{IngestConfig, POLL_INTERVAL, is_idle},
@@ -86,6 +89,8 @@ pub(crate) fn serve(
         acks: Vec::new(),
         peer,
         nonce: None,
+        max_line_bytes: config.max_line_bytes,
+        warned_truncation: false,
     };
     if conn.config.shared_key.is_some() {
         let mut nonce = [0u8; 16];
@@ -117,6 +122,10 @@ struct FluentConnection {
     peer: SocketAddr,
     /// Set while the shared-key handshake is not yet done.
     nonce: Option<[u8; 16]>,
+    /// `--max-line`: an event's JSON payload is cut there and flagged, as
+    /// a line is.
+    max_line_bytes: usize,
+    warned_truncation: bool,
 }
 
 impl FluentConnection {
@@ -175,7 +184,8 @@ impl FluentConnection {
         let (encoder, ids, topic) = (&mut self.encoder, &mut self.ids, &mut self.topic);
         let mut topic_ready = false;
         let (mut first, mut last) = (Ulid(u128::MAX), Ulid(0));
-        let mut bytes = 0u64;
+        let (mut bytes, mut truncated) = (0u64, 0u64);
+        let max_line = self.max_line_bytes;
         let decoded = decode_frame(frame, &self.config.limits, &mut self.scratch, |event| {
             let ms = event
                 .time_ns
@@ -189,12 +199,22 @@ impl FluentConnection {
                 sluice_record::clean_topic(event.tag.as_bytes(), FALLBACK_TOPIC, topic);
                 topic_ready = true;
             }
-            bytes += event.payload.len() as u64;
+            // A record's JSON can be far larger than its msgpack (a string
+            // of control bytes grows sixfold), so it is held to the line
+            // limit like any line.
+            let (payload, flags) = match event.payload.get(..max_line) {
+                Some(cut) if cut.len() < event.payload.len() => {
+                    truncated += 1;
+                    (cut, FLAG_TRUNCATED)
+                }
+                _ => (event.payload, 0),
+            };
+            bytes += payload.len() as u64;
             encoder.push(Record {
                 id,
-                flags: 0,
+                flags,
                 topic: &topic[..],
-                payload: event.payload,
+                payload,
             });
         });
         let info = match decoded {
@@ -217,7 +237,11 @@ impl FluentConnection {
                 // No ack: the client keeps the chunk and sends it again.
                 return Err(format!("write fluent events: {}", failure.message));
             }
-            metrics::buffer_ingested(crate::Mode::Fluent, count, bytes, 0);
+            metrics::buffer_ingested(crate::Mode::Fluent, count, bytes, truncated);
+        }
+        if truncated > 0 && !self.warned_truncation {
+            self.warned_truncation = true;
+            tracing::warn!(protocol = "fluent", peer = %self.peer, max_line_bytes = max_line, "event longer than the line limit was cut and flagged (logged once per connection; raise --max-line to keep longer events)");
         }
         if let Some(chunk) = info.chunk_bytes(frame) {
             encode_ack(chunk, &mut self.acks);
