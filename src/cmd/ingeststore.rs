@@ -91,7 +91,8 @@ pub struct Args {
     /// Most records accepted in one batch.
     #[arg(long, default_value_t = 100_000, env = "SLUICE_BATCH_MAX_RECORDS")]
     batch_max_records: u32,
-    /// Longest line kept; longer lines are cut here and flagged as truncated.
+    /// Longest line (or Fluentd event, as JSON) kept; longer ones are cut
+    /// here and flagged as truncated.
     #[arg(long, default_value = "1MiB", value_parser = parse_bytes, env = "SLUICE_MAX_LINE")]
     max_line: u64,
     /// Seal an active ingest segment at this size.

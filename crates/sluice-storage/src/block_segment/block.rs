@@ -398,16 +398,17 @@ impl Block {
         let mut newlines = memchr::memchr_iter(b'\n', &self.text[base..end_of_text]);
         let mut at = base;
         for line in lines {
-            let end = match self.lens.get(line) {
-                Some(&len) => {
-                    let end = at.checked_add(len as usize).ok_or("payload too long")?;
-                    if end >= end_of_text || self.text[end] != b'\n' {
-                        return Err("block text is not one payload per line");
-                    }
-                    end
+            // `lens` holds every line of the block, or none.
+            let end = if self.lens.is_empty() {
+                base + newlines.next().ok_or("frame has fewer lines than rows")?
+            } else {
+                let end = at
+                    .checked_add(self.lens[line] as usize)
+                    .ok_or("payload too long")?;
+                if end >= end_of_text || self.text[end] != b'\n' {
+                    return Err("block text is not one payload per line");
                 }
-                None if !self.lens.is_empty() => return Err("bad line lengths"),
-                None => base + newlines.next().ok_or("frame has fewer lines than rows")?,
+                end
             };
             let ordinal = ordinals.get(line);
             let i = ordinal as usize;

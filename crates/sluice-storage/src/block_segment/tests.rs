@@ -190,14 +190,8 @@ fn a_rare_literal_skips_blocks_by_their_filter() {
 fn lines_end_at_their_newlines() {
     let recs = traced_requests();
     let metas = [BlockWriter::new as MakeWriter, BlockWriter::format_2_2].map(|make| {
-        let fs = MemFs::new();
-        let path = Path::new("/d/seg");
-        write_with(&fs, path, &recs, make);
-        assert_eq!(
-            read_all(BlockCursor::open(&fs, path).unwrap()).unwrap(),
-            recs
-        );
-        let segment = BlockSegment::open(&fs, path).unwrap();
+        let fs = written_and_read_back(&recs, make);
+        let segment = BlockSegment::open(&fs, Path::new("/d/seg")).unwrap();
         let meta: u64 = segment.blocks().iter().map(|b| b.meta_len as u64).sum();
         meta
     });
@@ -225,14 +219,21 @@ fn a_payload_with_a_newline_keeps_its_block_readable() {
         })
         .collect();
     for make in [BlockWriter::new as MakeWriter, in_order] {
-        let fs = MemFs::new();
-        let path = Path::new("/d/seg");
-        write_with(&fs, path, &recs, make);
-        assert_eq!(
-            read_all(BlockCursor::open(&fs, path).unwrap()).unwrap(),
-            recs
-        );
+        written_and_read_back(&recs, make);
     }
+}
+
+/// `recs` written by `make` as `/d/seg`, after checking that they read
+/// back equal.
+fn written_and_read_back(recs: &[Rec], make: MakeWriter) -> MemFs {
+    let fs = MemFs::new();
+    let path = Path::new("/d/seg");
+    write_with(&fs, path, recs, make);
+    assert_eq!(
+        read_all(BlockCursor::open(&fs, path).unwrap()).unwrap(),
+        recs
+    );
+    fs
 }
 
 fn rare_literal_skips_blocks(make: MakeWriter, expect_sorted: bool) {

@@ -123,7 +123,7 @@ impl BlockWriter {
     /// A writer of the current format with one worker per core.
     pub fn new(file: Box<dyn WriteFile>) -> io::Result<BlockWriter> {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::with_workers(file, workers)
+        Self::create(file, workers, FilterKind::Framed, false)
     }
 
     /// Write blocks of `layout` (2.2 files; [`BlockLayout::Sorted`] unless
@@ -141,12 +141,6 @@ impl BlockWriter {
         self
     }
 
-    /// A writer of the current format with up to `workers` blocks built
-    /// at once.
-    pub fn with_workers(file: Box<dyn WriteFile>, workers: usize) -> io::Result<BlockWriter> {
-        Self::create(file, workers, FilterKind::Framed, false)
-    }
-
     /// A writer of format 2.0 files (sampled filters), which are only read
     /// now: for the tests that show they still are.
     #[cfg(test)]
@@ -156,15 +150,15 @@ impl BlockWriter {
 
     /// A writer of format 2.1 files (one frame and filter per block), which
     /// are only read now.
-    #[doc(hidden)]
-    pub fn format_2_1(file: Box<dyn WriteFile>) -> io::Result<BlockWriter> {
+    #[cfg(test)]
+    pub(crate) fn format_2_1(file: Box<dyn WriteFile>) -> io::Result<BlockWriter> {
         Self::create(file, 2, FilterKind::Winnowed, true)
     }
 
     /// A writer of format 2.2 files (sorted frames whose meta lists each
     /// line's length), which are only read now.
-    #[doc(hidden)]
-    pub fn format_2_2(file: Box<dyn WriteFile>) -> io::Result<BlockWriter> {
+    #[cfg(test)]
+    pub(crate) fn format_2_2(file: Box<dyn WriteFile>) -> io::Result<BlockWriter> {
         Self::create(file, 2, FilterKind::Framed, true)
     }
 
