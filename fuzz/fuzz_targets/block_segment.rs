@@ -1,4 +1,4 @@
-//! The store segment v2 reader (footer, block meta, term filter and zstd
+//! The block file reader (footer, block meta, sliced filter and zstd
 //! data, and the raw blocks compaction copies), which reads files from
 //! disk that may be damaged: never panics on any input, and every record
 //! it returns lies within its block's range.

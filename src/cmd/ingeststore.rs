@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use sluice_ingest::{IngestConfig, IngestLog, Listener, Mode};
-use sluice_storage::{Fs, RealFs, store_segment::SegmentFormat};
+use sluice_storage::{Fs, RealFs};
 use sluice_store::{
     CompactionConfig, Consumer, ConsumerConfig, Maintainer, MaintenanceConfig, RetentionConfig,
     Store,
@@ -27,10 +27,6 @@ use crate::size::parse_bytes;
 /// A listen address, or `off`.
 #[derive(Debug, Clone, Copy)]
 pub struct Listen(Option<SocketAddr>);
-
-fn parse_store_format(text: &str) -> Result<SegmentFormat, String> {
-    SegmentFormat::parse(text).ok_or_else(|| format!("unknown store format {text:?}: use v1 or v2"))
-}
 
 fn parse_listen(text: &str) -> Result<Listen, String> {
     if text == "off" {
@@ -108,12 +104,6 @@ pub struct Args {
     /// time is lent again.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, env = "SLUICE_PENDING_TIMEOUT")]
     pending_timeout: Duration,
-    /// Format the store consumer writes: v1 (checksummed batches, adopted
-    /// as ingested, so data is queryable at once) or v2 (zstd blocks with
-    /// time and term filters, greppable with zstdcat). Compaction rewrites
-    /// v1 segments as v2 in the background either way; both are read.
-    #[arg(long, default_value = "v1", value_parser = parse_store_format, env = "SLUICE_STORE_FORMAT")]
-    store_format: SegmentFormat,
     /// Remove store segments whose newest record is older than this, e.g.
     /// 7d or 12h. Purges are logged and counted. Default: keep everything.
     #[arg(long, value_parser = humantime::parse_duration, env = "SLUICE_RETAIN")]
@@ -289,7 +279,6 @@ async fn serve(
         store,
         ConsumerConfig {
             ingesters: vec![self_url],
-            format: args.store_format,
             ..ConsumerConfig::default()
         },
     );

@@ -1,14 +1,9 @@
-//! Store maintenance through the real binary: compaction into v2 segments,
+//! Store maintenance through the real binary: compaction into block files,
 //! retention by age and by size, and quarantine of a corrupt segment.
 
 use std::path::Path;
 
 use crate::harness::{store_segments as segments, *};
-
-/// Whether a segment is v2 (its file starts with the v2 header frame).
-fn is_v2(path: &Path) -> bool {
-    std::fs::read(path).is_ok_and(|b| b.len() > 16 && &b[8..14] == b"SLUICE")
-}
 
 /// The `<min>-<max>` range of a segment's name.
 fn range(path: &Path) -> (String, String) {
@@ -33,7 +28,7 @@ fn lines(n: usize) -> Vec<u8> {
 }
 
 #[test]
-fn compaction_rewrites_fresh_segments_as_non_overlapping_greppable_v2() {
+fn compaction_rewrites_fresh_segments_as_non_overlapping_greppable_block_files() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = Node::start(
         dir.path(),
@@ -57,10 +52,13 @@ fn compaction_rewrites_fresh_segments_as_non_overlapping_greppable_v2() {
     node.wait_records(40_000);
 
     let store = node.data().join("store");
-    wait_for("every store segment to be compacted to v2", || {
-        let segments = segments(&store);
-        (segments.len() > 1 && segments.iter().all(|p| is_v2(p))).then_some(())
-    });
+    wait_for(
+        "every store segment to be compacted to a block file",
+        || {
+            let segments = segments(&store);
+            (segments.len() > 1 && segments.iter().all(|p| is_block_file(p))).then_some(())
+        },
+    );
     assert_eq!(node.all_payloads().len(), 40_000);
     let out = node.query(&["-q", "ERROR"]);
     assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 400);
@@ -75,12 +73,12 @@ fn compaction_rewrites_fresh_segments_as_non_overlapping_greppable_v2() {
     });
     assert_eq!(node.all_payloads().len(), 40_000);
 
-    // Compaction may still be merging small v2 neighbours (files come and
+    // Compaction may still be merging small block file neighbours (files come and
     // go); a stopped node finishes the merge under way and leaves the
     // directory still.
     node.stop();
     let settled = segments(&store);
-    assert!(settled.iter().all(|p| is_v2(p)), "{settled:?}");
+    assert!(settled.iter().all(|p| is_block_file(p)), "{settled:?}");
     for pair in settled.windows(2) {
         assert!(
             range(&pair[0]).1 < range(&pair[1]).0,
@@ -166,11 +164,11 @@ fn a_corrupt_segment_is_reported_by_queries_and_quarantined_keeping_its_good_blo
     send_and_wait_close(&node.fast, &input);
     node.wait_records(300_000);
     let store = node.data().join("store");
-    // Settled: one v2 segment, its blocks sorted, nothing left to do.
-    let segment = wait_for("a compacted and sorted v2 segment", || {
+    // Settled: one block file, its blocks sorted, nothing left to do.
+    let segment = wait_for("a compacted and sorted block file", || {
         let segments = segments(&store);
         (segments.len() == 1
-            && is_v2(&segments[0])
+            && is_block_file(&segments[0])
             && node.metric("sluice_store_unsorted_blocks") == 0.0)
             .then(|| segments[0].clone())
     });
@@ -204,4 +202,43 @@ fn a_corrupt_segment_is_reported_by_queries_and_quarantined_keeping_its_good_blo
     );
     assert_eq!(stats["corrupt_blocks"], 0, "{stats}");
     assert!(node.metric("sluice_store_quarantined_segments_total") >= 1.0);
+}
+
+/// A block file of a version this build does not read is refused by name:
+/// a query reports it as corrupt, with the version in the reason, never as
+/// an empty segment.
+#[test]
+fn a_block_file_of_another_version_is_reported_as_corrupt_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path(), &["--maintenance-interval", "100ms"]);
+    send_and_wait_close(&node.fast, &lines(20_000));
+    node.wait_records(20_000);
+    let store = node.data().join("store");
+    let segment = wait_for("one compacted and sorted block file", || {
+        let segments = segments(&store);
+        (segments.len() == 1
+            && is_block_file(&segments[0])
+            && node.metric("sluice_store_unsorted_blocks") == 0.0)
+            .then(|| segments[0].clone())
+    });
+    node.stop();
+    // The header's version bytes: "SLUICE" then major and minor.
+    let mut bytes = std::fs::read(&segment).unwrap();
+    assert_eq!(&bytes[8..16], b"SLUICE\x02\x03");
+    bytes[14..16].copy_from_slice(&[2, 9]);
+    std::fs::write(&segment, &bytes).unwrap();
+    // Without compaction, which would quarantine it: the query alone.
+    node.extra_args.push("--no-compact".into());
+    node.restart();
+
+    let stats = node.stats(&[]);
+    let name = segment.file_name().unwrap().to_str().unwrap();
+    assert_eq!(stats["corrupt_segments"][0], name, "{stats}");
+    let reason = stats["failed_segments"][0].as_str().unwrap();
+    assert!(
+        reason.contains(name) && reason.contains("format 2.9") && reason.contains("2.3"),
+        "{stats}"
+    );
+    assert_eq!(stats["records_matched"], 0, "{stats}");
+    assert!(segment.exists(), "the file is kept");
 }

@@ -316,7 +316,13 @@ pub fn store_segments(store: &std::path::Path) -> Vec<std::path::PathBuf> {
     segments
 }
 
-/// What `zstdcat SEGMENT` prints: a v2 segment's lines, as standard tools
+/// Whether a store segment is a block file (its file starts with the block
+/// file header frame), as compaction writes them.
+pub fn is_block_file(path: &std::path::Path) -> bool {
+    std::fs::read(path).is_ok_and(|b| b.len() > 16 && &b[8..14] == b"SLUICE")
+}
+
+/// What `zstdcat SEGMENT` prints: a block file's lines, as standard tools
 /// read them.
 pub fn zstdcat(segment: &std::path::Path) -> Vec<u8> {
     let out = std::process::Command::new("zstdcat")
@@ -330,4 +336,30 @@ pub fn zstdcat(segment: &std::path::Path) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// The store's block files, their bytes on disk and what `zstdcat` prints
+/// of them all, read while no compaction replaced any of them: a listing
+/// taken again after reading is the same.
+pub fn settled_block_files(store: &std::path::Path) -> (Vec<std::path::PathBuf>, u64, Vec<u8>) {
+    wait_for(
+        "a listing of block files that stays the same while read",
+        || {
+            let segments = store_segments(store);
+            let mut text = Vec::new();
+            let mut bytes = 0;
+            for segment in &segments {
+                bytes += std::fs::metadata(segment).ok()?.len();
+                let out = std::process::Command::new("zstdcat")
+                    .arg(segment)
+                    .output()
+                    .expect("zstdcat (installed by scripts/setup-test-deps)");
+                if !out.status.success() {
+                    return None;
+                }
+                text.extend_from_slice(&out.stdout);
+            }
+            (store_segments(store) == segments).then_some((segments, bytes, text))
+        },
+    )
 }

@@ -12,7 +12,7 @@ mod ingest;
 mod query;
 mod recovery;
 mod spool;
+mod store_blocks;
 mod store_cycle;
-mod store_v2;
 mod syslog;
 mod syslog_clients;

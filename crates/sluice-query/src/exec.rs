@@ -161,7 +161,7 @@ pub fn execute(
     execute_cached(fs, dir, query, None, sink)
 }
 
-/// [`execute`], opening v2 segments through `cache` (a long-lived store
+/// [`execute`], opening block files through `cache` (a long-lived store
 /// passes its own, so queries share mappings and verified filters).
 pub fn execute_cached(
     fs: &dyn Fs,
@@ -175,7 +175,7 @@ pub fn execute_cached(
     // that hold its required literal (if it has one); a plain literal is
     // found there already. (The merge's filter below tests the matcher
     // again on the records that come out: cheap for those few, and it
-    // covers v1 segments, whose cursors do not filter.)
+    // covers batch files, whose cursors do not filter.)
     let filter: Option<RecordFilter> = match &query.matcher {
         Matcher::Regex { .. } => {
             let matcher = query.matcher.clone();
@@ -264,7 +264,7 @@ mod tests {
     use sluice_storage::{MemFs, StoreSegmentWriter};
 
     fn write(fs: &MemFs, dir: &Path, ids: &[(u64, &str)]) {
-        let mut w = StoreSegmentWriter::create(fs, dir).unwrap();
+        let mut w = StoreSegmentWriter::batches(fs, dir).unwrap();
         for (i, (ms, payload)) in ids.iter().enumerate() {
             let id = Ulid::from_parts(*ms, i as u128);
             w.push(Record {

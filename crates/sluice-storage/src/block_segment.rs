@@ -1,103 +1,116 @@
-//! Store segments, format v2: zstd-compressed, checksummed blocks with time
-//! and term filters, greppable with standard tools.
+//! Block files: the store's compressed segments. zstd-compressed,
+//! checksummed blocks with time and term filters, greppable with standard
+//! tools. Compaction writes them ([`BlockWriter`]); queries read them by
+//! mmap ([`BlockCursor`]).
+//!
+//! # Version policy
+//!
+//! One version is read: 2.3, the header's bytes `0x02 0x03`. A file with
+//! any other version is refused with [`StorageError::UnsupportedVersion`],
+//! which names the version found; nothing of it is read. A change to the
+//! byte layout below gets a new version, and the old one is no longer read.
 //!
 //! # Byte layout
 //!
-//! The file is a valid zstd stream: a sequence of zstd *skippable frames*
-//! (which `zstd -d` ignores) and ordinary zstd frames. Every integer is
-//! little-endian; a skippable frame is `magic u32, size u32, size bytes`.
-//! So `zstdcat SEGMENT | grep` prints the payloads, one per line.
+//! The file is a valid zstd stream: zstd *skippable frames* (which
+//! `zstd -d` ignores) and ordinary zstd frames. A skippable frame is
+//! `magic u32, size u32, size bytes`; every integer is little-endian, and
+//! LEB128 is the unsigned variable-length integer.
 //!
 //! ```text
-//! header   skippable 0x184D2A50: "SLUICE" 0x02 0x03 (format 2.3; 2.2
-//!          files, 0x02 0x02, 2.1 files, 0x02 0x01, and 2.0 files,
-//!          0x02 0x00, are still read)
-//! block*   skippable 0x184D2A51: block meta (below)
-//!          zstd frames: the block's text (2.2, 2.3: one per frame)
+//! header   skippable 0x184D2A50: "SLUICE" 0x02 0x03
+//! block*   skippable 0x184D2A51: the block's meta (below)
+//!          zstd frames: the block's text, one per frame of the block
 //! footer   skippable 0x184D2A52: the block index (below)
 //! ```
 //!
-//! **Formats 2.2 and 2.3: framed blocks.** A block's records are sorted by a *sort key* (the
-//! line's severity and status, then the start of its template: its words,
-//! with every word that holds a digit masked; see `sort_key.rs`) and cut
-//! into *frames* of 16 to
-//! [`TARGET_FRAME_BYTES`] of text, each its own zstd frame. Lines of one
-//! kind (one level, one status, one format, one message) share frames: they compress
-//! better together, and a word on a few kinds of line lies in a few frames.
+//! So `zstdcat FILE | grep` prints the payloads, one per line.
+//!
+//! **A block** holds about [`TARGET_BLOCK_BYTES`] of text (the payloads,
+//! each followed by a newline) cut into *frames*, each its own zstd frame.
+//! It is laid out in one of two ways ([`BlockLayout`]):
+//!
+//! - *sorted*: its lines are ordered by a sort key (the line's severity and
+//!   status, then the start of its template: its words, with every word
+//!   that holds a digit masked; see `sort_key.rs`) and cut into frames of
+//!   [`MIN_FRAME_BYTES`] to [`TARGET_FRAME_BYTES`] where kinds of line
+//!   change. Lines of one kind (one level, one status, one format, one
+//!   message) share frames: they compress better together, and a word on
+//!   a few kinds of line lies in a few frames. Within such a block
+//!   `zstdcat` prints lines in sort-key order, not in time order.
+//! - *in id order*: one frame of up to [`IN_ORDER_FRAME_BYTES`] of lines in
+//!   id order, cheaper to write.
+//!
 //! One bit-sliced filter ([`crate::term_filter::sliced`]) says, for every
 //! frame at once, which may hold a literal; a query decompresses only
-//! those. Within a block, `zstdcat` prints lines in sort-key order, not in
-//! time order. (Below, "a 2.2 block" is a framed block of either format.)
+//! those.
 //!
-//! Block meta, 2.2 and 2.3: `count u32, min u128, max u128, text_len u32, data_len
-//! u32, data_crc u32` (crc32 of all the block's zstd frames), `frames u32`
-//! (its bit 31 set for a block whose lines are in id order,
-//! [`BlockLayout::InOrder`]; its bit 30 for a block that does not list
-//! its lines' lengths, which every 2.3 writer's block is), per frame `data_len u32, text_len u32, rows
-//! u32, crc u32` (its zstd frame's crc32), `filter_len u32` and the sliced
-//! filter, the first id (u128) and `count - 1` id deltas (LEB128, each at
-//! least 1); for a sorted block only, `width u8` and per line (in frame
-//! order) its record's index in id order, in `width` bytes (a block in id
-//! order has none: line `i` is record `i`); unless bit 30 is set, per
-//! line its payload length (LEB128; with bit 30, a line ends at its
-//! newline, as no payload holds one); the topic table
-//! (`n` LEB128, then `n` times `len u8, bytes`) and, when `n > 1`, one
-//! topic index per record (LEB128), the flagged records (`k` LEB128, then
-//! `k` times `index LEB128, flags u8`), and last `meta_crc u32` over all of
-//! the above.
+//! Block meta, in order:
 //!
-//! Block meta, 2.0 and 2.1: one zstd frame of the records in id order; the
-//! fixed fields as above, then `filter_len u32` and the term filter
-//! ([`crate::term_filter::TermFilter`]), the ids, the payload lengths (in
-//! id order), the topics and flags, and `meta_crc u32`.
+//! | field | bytes | meaning |
+//! |---|---|---|
+//! | `count` | u32 | records in the block |
+//! | `min`, `max` | u128 each | its smallest and largest id |
+//! | `text_len` | u32 | bytes of its text, uncompressed |
+//! | `data_len` | u32 | bytes of its zstd frames |
+//! | `data_crc` | u32 | crc32 of all its zstd frames |
+//! | `frames` | u32 | bits 0-29: its number of frames `n`; bit 30: always set (each line ends at its newline, as no payload holds one); bit 31: set for a block in id order |
+//! | frame table | `16 n` | per frame `data_len u32, text_len u32, rows u32, crc u32` (the crc32 of its zstd frame) |
+//! | `filter_len` | u32 | bytes of the filter |
+//! | filter | `filter_len` | the sliced filter ([`crate::term_filter::sliced`]) |
+//! | first id | u128 | the record with the smallest id |
+//! | id deltas | `count - 1` LEB128 | each id less the one before, at least 1 |
+//! | `width` | u8 | sorted blocks only: bytes of a line ordinal, 1 to 4 |
+//! | line ordinals | `count * width` | sorted blocks only: per line, in frame order, its record's index in id order (in a block in id order, line `i` is record `i`) |
+//! | topic table | LEB128 `t`, then `t` times `len u8, bytes` | the block's topics |
+//! | topic indices | `count` LEB128 | only when `t > 1`: each record's topic |
+//! | flagged | LEB128 `k`, then `k` times `index LEB128, flags u8` | records with flags |
+//! | `meta_crc` | u32 | crc32 of every field above |
 //!
-//! Footer: `blocks u32`, per block `offset u64` (of its meta frame),
-//! `meta_len u32, data_len u32, count u32, min u128, max u128`, then
-//! `records u64, text u64` (the uncompressed bytes of all blocks' text,
-//! which compaction sizes segments by), `crc u32` over the above, then `frame_len u32` (the whole
-//! footer frame, header included) and the tag `"SLF2"`. A reader finds the
-//! footer from the last 8 bytes of the file.
+//! Footer, in order:
+//!
+//! | field | bytes | meaning |
+//! |---|---|---|
+//! | `blocks` | u32 | number of blocks `b` |
+//! | entries | `b` times 52 | per block `offset u64` (of its meta frame), `meta_len u32, data_len u32, count u32, min u128, max u128` |
+//! | `records` | u64 | records in the file |
+//! | `text` | u64 | bytes of all blocks' text, uncompressed (compaction sizes files by it) |
+//! | `crc` | u32 | crc32 of the fields above |
+//! | `frame_len` | u32 | bytes of the whole footer frame, its head included |
+//! | tag | 4 | `"SLF2"` |
+//!
+//! A reader finds the footer from the last 8 bytes of the file.
 //!
 //! # Rules
 //!
 //! - Records are sorted by id with no id repeated, within a block and
 //!   across the file; a block's `[min, max]` and the footer's copy agree.
-//!   (A 2.2 block's *lines* are in sort-key order; its ids, in id order.)
-//! - Blocks hold about [`TARGET_BLOCK_BYTES`] of text (one record may make
-//!   a block larger; blocks in id order, and 2.0 and 2.1 blocks, 1 MiB);
-//!   the reader refuses
-//!   `text_len` above [`MAX_BLOCK_TEXT`], more than [`MAX_FRAMES`] frames,
-//!   frames whose records, text or data do not add up to the block's, line
-//!   indices that are not a permutation, and any offset or length outside
+//!   (A sorted block's *lines* are in sort-key order; its ids, in id
+//!   order.)
+//! - No payload holds a newline: the record model forbids it, the store's
+//!   consumer checks it where data crosses from ingest to store, and the
+//!   writer asserts it in debug builds.
+//! - The reader refuses `text_len` above [`MAX_BLOCK_TEXT`], more than
+//!   [`MAX_FRAMES`] frames, frames whose records, text or data do not add
+//!   up to the block's, frames whose lines do not fill their text,
+//!   ordinals that are not a permutation, and any offset or length outside
 //!   the file.
 //! - Write rule: as every store segment ([`crate::store_segment`]): a temp
 //!   name, fsync, rename, fsync the directory. The file is never modified
 //!   afterwards, so it is read through a memory map.
 //! - Read rule: the footer's checksum is verified when the file is opened;
-//!   a block's meta checksum before its filter or meta is used, and the
-//!   data checksum of each zstd frame before it is decompressed (2.0 and
-//!   2.1: of the block's one frame). A mismatch is [`StorageError::Corrupt`]
-//!   naming the file and offset. A segment shared through
-//!   [`crate::SegmentCache`] remembers which metas were verified, for the
-//!   life of its mapping (the file is immutable).
+//!   a block's meta checksum before its filter or meta is used, and each
+//!   zstd frame's checksum before it is decompressed. A mismatch is
+//!   [`StorageError::Malformed`] naming the file and offset. A segment
+//!   shared through [`crate::SegmentCache`] remembers which metas were
+//!   verified, for the life of its mapping (the file is immutable).
 //! - Pruning: a cursor skips blocks outside its time range and, for a
-//!   literal, blocks whose filter rules the literal out, and (2.2) the
-//!   frames whose part of it does ([`crate::term_filter`]); neither is ever
-//!   decompressed.
+//!   literal, the frames whose part of the filter rules it out (and so the
+//!   blocks none of whose frames may hold it); neither is decompressed.
 //! - Blocks are self-contained: nothing in a block refers to its offset or
 //!   to another block, so compaction copies a verified block whole into a
-//!   new file of the same version ([`BlockSegment::raw_block`],
-//!   [`BlockWriter::append_raw`]); only the footer records where it lies.
-//!   A 2.2 file's blocks are copied into 2.3 files as they are (a block
-//!   says by its bit 30 whether it lists its lengths); 2.0 and 2.1 blocks
-//!   are decoded and written again.
-//! - Format versions: 2.3 (`0x02 0x03`) is written; 2.2 (`0x02 0x02`), 2.1
-//!   (`0x02 0x01`) and 2.0 (`0x02 0x00`) are read too. 2.0 and 2.1 differ
-//!   only in how the term filter chooses its 8-grams
-//!   ([`crate::term_filter::FilterKind`]); 2.3 from 2.2 only in bit 30 (a
-//!   binary that reads only 2.2 refuses a 2.3 file by its header, rather
-//!   than take its blocks for corrupt). Any other version is not a v2
-//!   segment.
+//!   new file ([`BlockSegment::raw_block`], [`BlockWriter::append_raw`]);
+//!   only the footer records where it lies.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -107,7 +120,6 @@ use sluice_record::{MAX_PAYLOAD_BYTES, Ulid};
 use crate::{
     StorageError,
     fs::{Fs, Mapped},
-    term_filter::FilterKind,
 };
 
 mod block;
@@ -116,7 +128,7 @@ mod probes;
 mod sort_key;
 mod writer;
 pub use block::MAX_FRAMES;
-use block::{Block, FrameEntry, Layout};
+use block::{Block, FrameEntry};
 pub use cursor::{BlockCursor, RecordFilter};
 pub(crate) use probes::{FrameScratch, Probes};
 pub use writer::BlockWriter;
@@ -124,10 +136,11 @@ pub use writer::BlockWriter;
 const SKIPPABLE_HEADER: u32 = 0x184D_2A50;
 const SKIPPABLE_BLOCK: u32 = 0x184D_2A51;
 const SKIPPABLE_FOOTER: u32 = 0x184D_2A52;
-/// Format 2.3: sorted frames with their own filters, lines found by their
-/// newlines. Formats 2.0 (`0x02 0x00`, sampled filters), 2.1 (`0x02 0x01`,
-/// winnowed) and 2.2 (`0x02 0x02`, line lengths listed) are still read.
+/// The header's content: the tag and the one version read and written, 2.3
+/// (see the version policy in the module docs).
 const FILE_TAG: &[u8; 8] = b"SLUICE\x02\x03";
+/// Bytes of the tag before the version.
+const TAG_LEN: usize = FILE_TAG.len() - 2;
 const FOOTER_TAG: &[u8; 4] = b"SLF2";
 /// Bytes of the file header frame.
 pub const HEADER_LEN: usize = 8 + FILE_TAG.len();
@@ -135,7 +148,7 @@ pub const HEADER_LEN: usize = 8 + FILE_TAG.len();
 /// sorted by their sort key and cut into frames, so the larger the
 /// block, the more lines of one kind share a frame.
 pub const TARGET_BLOCK_BYTES: usize = 4 << 20;
-/// How a 2.2 block lays out its lines.
+/// How a block lays out its lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BlockLayout {
     /// Sorted by their sort key, in frames cut where kinds of line change,
@@ -149,22 +162,21 @@ pub enum BlockLayout {
     InOrder,
 }
 
-/// A frame of a 2.2 block of [`BlockLayout::InOrder`] closes once its text
-/// reaches this size: 1 MiB, as the blocks of 2.1 files. Lines in id order
+/// The frame of a block of [`BlockLayout::InOrder`] closes once its text
+/// reaches this size: 1 MiB. Lines in id order
 /// mix every kind in every frame, so smaller frames would only compress
 /// worse (64 KiB frames: 0.307 of testsvc text, 1 MiB: 0.273).
 pub const IN_ORDER_FRAME_BYTES: usize = 1 << 20;
 
-/// The flag, in a 2.2 block meta's `frames` field, of a block whose lines
-/// are in id order.
+/// The flag, in a block meta's `frames` field, of a block whose lines are
+/// in id order.
 const IN_ORDER: u32 = 1 << 31;
-/// The flag, in a 2.2 block meta's `frames` field, of a block whose meta
-/// does not list its lines' lengths (format 2.3): each line ends at its
-/// newline, since no payload holds one. Two bytes a line, 0.01 of testsvc
-/// text, and a block is placed without decoding a varint per line.
-const NO_LINE_LENGTHS: u32 = 1 << 30;
+/// The flag, in a block meta's `frames` field, that each line ends at its
+/// newline (no payload holds one), set in every block. A block without it
+/// lists its lines' lengths, as version 2.2 did, and is refused.
+const LINES_END_AT_NEWLINES: u32 = 1 << 30;
 
-/// A frame of a 2.2 block closes once its text reaches this size: 64 KiB.
+/// A frame of a sorted block closes once its text reaches this size: 64 KiB.
 /// Measured on testsvc lines in 4 MiB blocks: frames of 64 KiB compress to
 /// 0.259 of the text (the block as one frame, unsorted: 0.274; 32 KiB
 /// frames: 0.271), and a word on 1% of the lines, such as `ERROR`, is in
@@ -206,26 +218,13 @@ pub fn block_compressor(level: i32) -> std::io::Result<zstd::bulk::Compressor<'s
 /// Bytes of one footer entry.
 const ENTRY_LEN: usize = 8 + 4 + 4 + 4 + 16 + 16;
 
-/// Whether `bytes` (a file's first bytes) start a v2 segment.
+/// Whether `bytes` (a file's first bytes) start a block file of any
+/// version: its header frame and tag. [`BlockSegment::open`] then refuses
+/// any version but the one it reads.
 pub fn is_block_segment(bytes: &[u8]) -> bool {
-    filter_kind(bytes).is_some()
-}
-
-/// The term filter kind of a v2 file, from its header; `None` when `bytes`
-/// do not start a v2 segment.
-fn filter_kind(bytes: &[u8]) -> Option<FilterKind> {
-    if bytes.len() < HEADER_LEN
-        || bytes[..4] != SKIPPABLE_HEADER.to_le_bytes()
-        || bytes[8..HEADER_LEN - 1] != FILE_TAG[..FILE_TAG.len() - 1]
-    {
-        return None;
-    }
-    match bytes[HEADER_LEN - 1] {
-        0 => Some(FilterKind::Sampled),
-        1 => Some(FilterKind::Winnowed),
-        2 | 3 => Some(FilterKind::Framed),
-        _ => None,
-    }
+    bytes.len() >= HEADER_LEN
+        && bytes[..4] == SKIPPABLE_HEADER.to_le_bytes()
+        && bytes[8..8 + TAG_LEN] == FILE_TAG[..TAG_LEN]
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u128) {
@@ -317,7 +316,7 @@ impl<'a> Bytes<'a> {
     }
 }
 
-/// An opened v2 segment: the mapped file and its verified block index.
+/// An opened block file: the mapped file and its verified block index.
 #[derive(Debug)]
 pub struct BlockSegment {
     path: std::path::PathBuf,
@@ -326,7 +325,6 @@ pub struct BlockSegment {
     blocks: Vec<BlockEntry>,
     records: u64,
     text_bytes: u64,
-    filter_kind: FilterKind,
     /// Whether block `i`'s meta checksum was verified: a segment shared
     /// between queries ([`crate::SegmentCache`]) checks each filter once.
     meta_verified: Box<[AtomicBool]>,
@@ -347,9 +345,17 @@ impl BlockSegment {
             offset: offset as u64,
             reason,
         };
-        let Some(filter_kind) = filter_kind(&bytes) else {
-            return Err(corrupt(0, "not a v2 store segment (bad header)"));
-        };
+        if !is_block_segment(&bytes) {
+            return Err(corrupt(0, "not a block file (bad header)"));
+        }
+        let version = &bytes[8 + TAG_LEN..HEADER_LEN];
+        if version != &FILE_TAG[TAG_LEN..] {
+            return Err(StorageError::UnsupportedVersion {
+                path: path.to_path_buf(),
+                found: format!("{}.{}", version[0], version[1]),
+                supported: format!("{}.{}", FILE_TAG[TAG_LEN], FILE_TAG[TAG_LEN + 1]),
+            });
+        }
         let len = bytes.len();
         if len < HEADER_LEN + 8 + 4 + 16 + 4 + 8 || bytes[len - 4..] != FOOTER_TAG[..] {
             return Err(corrupt(len, "no footer (the file is cut short)"));
@@ -421,7 +427,6 @@ impl BlockSegment {
             blocks,
             records,
             text_bytes,
-            filter_kind,
             meta_verified: (0..blocks_len).map(|_| AtomicBool::new(false)).collect(),
         })
     }
@@ -448,19 +453,6 @@ impl BlockSegment {
         &self.bytes
     }
 
-    /// Whether this file's blocks are framed (2.2 or 2.3), so a writer
-    /// may take them whole ([`BlockWriter::append_raw`]).
-    pub fn is_current_format(&self) -> bool {
-        self.filter_kind == FilterKind::Framed
-    }
-
-    fn layout(&self) -> Layout {
-        match self.filter_kind {
-            FilterKind::Framed => Layout::Framed,
-            FilterKind::Sampled | FilterKind::Winnowed => Layout::Single,
-        }
-    }
-
     /// Block `i` as its bytes on disk, for a writer to copy without
     /// decompressing it: its frame head, both checksums, its lengths and
     /// its agreement with the footer are verified, the same checks a
@@ -480,9 +472,8 @@ impl BlockSegment {
     }
 
     /// Which frames of block `i` may hold a wanted record, by its filter:
-    /// their indices go to `wanted` (a 2.0/2.1 block has one frame and one
-    /// filter), ascending. Returns the bytes of the filter read (of a
-    /// 2.2 block, the rows probed).
+    /// their indices go to `wanted`, ascending. Returns the bytes of the
+    /// filter read (the rows probed).
     pub(crate) fn wanted_frames(
         &self,
         i: usize,
@@ -492,14 +483,6 @@ impl BlockSegment {
     ) -> Result<u64, &'static str> {
         wanted.clear();
         scratch.frames.clear();
-        let kind = self.filter_kind;
-        if self.layout() == Layout::Single {
-            let filter = self.filter(i)?;
-            if probes.may_match(kind, filter) {
-                wanted.push(0);
-            }
-            return Ok(filter.len() as u64);
-        }
         let filter = self.frame_table(i, &mut scratch.frames)?.filter;
         let n = scratch.frames.len();
         let read = probes.narrow_frames(filter, n, &mut scratch.mask);
@@ -513,15 +496,12 @@ impl BlockSegment {
         Ok(read)
     }
 
-    /// Bytes of block `i`'s term filter (a 2.2 block's sliced filter).
+    /// Bytes of block `i`'s sliced filter.
     pub fn filter_bytes(&self, i: usize) -> Result<u64, &'static str> {
-        if self.layout() == Layout::Single {
-            return Ok(self.filter(i)?.len() as u64);
-        }
         Ok(self.frame_table(i, &mut Vec::new())?.filter.len() as u64)
     }
 
-    /// The frame table of 2.2 block `i`, its meta verified, into `frames`;
+    /// The frame table of block `i`, its meta verified, into `frames`;
     /// returns the block's sliced filter.
     fn frame_table(
         &self,
@@ -539,13 +519,10 @@ impl BlockSegment {
         block::parse_frames(&mut r, &self.blocks[i], text_len, frames)
     }
 
-    /// Whether block `i` is a 2.2 block of [`BlockLayout::Sorted`] lines,
-    /// by its meta's flag, not yet verified: what compaction plans and
-    /// copies by (a copied block is verified as it is copied).
+    /// Whether block `i`'s lines are [`BlockLayout::Sorted`], by its
+    /// meta's flag, not yet verified: what compaction plans and copies by
+    /// (a copied block is verified as it is copied).
     pub fn block_is_sorted(&self, i: usize) -> bool {
-        if self.layout() == Layout::Single {
-            return false;
-        }
         let at = self.blocks[i].offset as usize + 8 + BLOCK_META_FIXED;
         self.bytes
             .get(at..at + 4)
@@ -590,16 +567,6 @@ impl BlockSegment {
         }
         Ok(body)
     }
-
-    /// The term filter of 2.0/2.1 block `i`, its meta verified.
-    fn filter(&self, i: usize) -> Result<&[u8], &'static str> {
-        let mut r = Bytes {
-            buf: self.verified_meta(i)?,
-            pos: BLOCK_META_FIXED,
-        };
-        let len = r.u32()? as usize;
-        r.take(len)
-    }
 }
 
 /// Bytes of a block meta's fixed fields, before its filter: `count`, `min`,
@@ -612,12 +579,10 @@ struct CheckedBlock<'f> {
     /// The meta frame's content without its checksum.
     meta_body: &'f [u8],
     text_len: u32,
-    /// crc32 of the block's data (all its zstd frames).
-    data_crc: u32,
 }
 
 impl<'f> CheckedBlock<'f> {
-    /// The zstd frame of the block's text.
+    /// The zstd frames of the block's text.
     fn data(&self) -> &'f [u8] {
         &self.frame[8 + self.meta_body.len() + 4..]
     }
@@ -674,7 +639,6 @@ fn check_block<'f>(
         frame,
         meta_body: body,
         text_len,
-        data_crc,
     })
 }
 

@@ -24,6 +24,17 @@ pub enum StorageError {
         offset: u64,
         reason: &'static str,
     },
+    #[error(
+        "block file {path} is format {found}, and this sluice reads only format {supported}: \
+         read it with the sluice that wrote it (nothing of it was read)"
+    )]
+    UnsupportedVersion {
+        path: PathBuf,
+        /// The version in the file's header, as `major.minor`.
+        found: String,
+        /// The one version this build reads.
+        supported: String,
+    },
     #[error("segment name {name:?} is not <ulid>-<ulid>.seg")]
     BadName { name: String },
 }
@@ -39,14 +50,18 @@ impl StorageError {
 
     /// True when the underlying cause is a full disk.
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, StorageError::Io { source, .. } if source.raw_os_error() == Some(28) /* ENOSPC */ || source.kind() == io::ErrorKind::StorageFull)
+        matches!(self, StorageError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) || source.kind() == io::ErrorKind::StorageFull)
     }
 
-    /// True when a segment's bytes are damaged (not an I/O failure).
+    /// True when a segment's bytes cannot be read as a segment (not an I/O
+    /// failure): damaged, or of a block format version this build does not
+    /// read.
     pub fn is_corrupt(&self) -> bool {
         matches!(
             self,
-            StorageError::Corrupt { .. } | StorageError::Malformed { .. }
+            StorageError::Corrupt { .. }
+                | StorageError::Malformed { .. }
+                | StorageError::UnsupportedVersion { .. }
         )
     }
 

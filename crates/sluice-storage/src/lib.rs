@@ -31,4 +31,4 @@ pub use fs::{DirEntry, Fs, Mapped, ReadFile, RealFs, WriteFile};
 pub use memfs::MemFs;
 pub use segment::{Recovery, SegmentScanner, SegmentWriter, recover_segment};
 pub use segment_cache::SegmentCache;
-pub use store_segment::{RecordCursor, SegmentMeta, StoreSegmentCursor, StoreSegmentWriter};
+pub use store_segment::{BatchCursor, RecordCursor, SegmentMeta, StoreSegmentWriter};

@@ -4,25 +4,27 @@
 //! segment with the same range already exists (a re-consumed ingest segment
 //! yields the same range; both copies are kept and query dedupes them).
 //!
-//! Byte layout, by [`SegmentFormat`]: v1 is the segment-file batches of
-//! [`crate::segment`] (records sorted by id, no id repeated, batches of
-//! about [`TARGET_BATCH_BYTES`]); v2 is [`crate::block_segment`] (zstd
-//! blocks with checksums and time and term filters). Both are read;
-//! [`open_cursor`] tells them apart by their first bytes. v1 stays the
-//! default until v2 writes as fast (see the module docs of
-//! [`crate::block_segment`]).
+//! Two kinds of file ([`SegmentKind`]), told apart by their first bytes
+//! ([`open_cursor`] reads either):
+//!
+//! - **batch files**: the checksummed batches of [`crate::segment`]
+//!   (records sorted by id, no id repeated, batches of about
+//!   [`TARGET_BATCH_BYTES`]), uncompressed. The store's consumer writes
+//!   these, so what it pulls from the ingesters is queryable at once.
+//! - **block files**: [`crate::block_segment`] (zstd blocks with checksums
+//!   and time and term filters). Compaction alone writes these.
 //!
 //! Write rule: write to `tmp/<random>.tmp`, fsync, rename to the final name,
-//! fsync the directory. [`adopt`] does the same for a verified v1 file that
-//! is already sorted (a downloaded ingest segment that overlaps no other). A
-//! segment under its final name is therefore whole.
+//! fsync the directory. [`adopt`] does the same for a verified batch file
+//! that is already sorted (a downloaded ingest segment that overlaps no
+//! other). A segment under its final name is therefore whole.
 //! Recovery rule: files in `tmp/` are unfinished writes whose inputs were
 //! never committed upstream, so they are removed at startup. Files in the
 //! segment directory whose names do not parse are reported and left alone:
 //! nothing is deleted because its name looks odd.
 //!
 //! Reads go through [`RecordCursor`], the one reader abstraction the query
-//! engine and the store use, opened by [`open_cursor`] for either format.
+//! engine and the store use, opened by [`open_cursor`] for either kind.
 
 use std::{
     path::{Path, PathBuf},
@@ -42,27 +44,18 @@ use crate::{
     segment::{SegmentScanner, SegmentWriter},
 };
 
-/// v1 batches in a store segment hold about this many bytes: 1 MiB.
+/// The batches of a batch file hold about this many bytes: 1 MiB.
 pub const TARGET_BATCH_BYTES: usize = 1 << 20;
 
-/// The format new store segments are written in.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum SegmentFormat {
-    /// Checksummed batches of [`crate::segment`], uncompressed.
-    #[default]
-    V1,
-    /// Compressed blocks of [`crate::block_segment`].
-    V2,
-}
-
-impl SegmentFormat {
-    pub fn parse(text: &str) -> Option<SegmentFormat> {
-        match text {
-            "v1" => Some(SegmentFormat::V1),
-            "v2" => Some(SegmentFormat::V2),
-            _ => None,
-        }
-    }
+/// What a store segment file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentKind {
+    /// Checksummed batches of [`crate::segment`], uncompressed: what the
+    /// consumer writes.
+    Batches,
+    /// Compressed blocks of [`crate::block_segment`]: what compaction
+    /// writes.
+    Blocks,
 }
 pub const SEGMENT_SUFFIX: &str = ".seg";
 pub const TMP_DIR: &str = "tmp";
@@ -204,16 +197,16 @@ pub fn quarantine(fs: &dyn Fs, dir: &Path, name: &str) -> Result<PathBuf, Storag
     Ok(target)
 }
 
-/// The format a segment file is written in, from its first bytes.
-pub fn segment_format(fs: &dyn Fs, path: &Path) -> Result<SegmentFormat, StorageError> {
+/// What kind of file a segment is, from its first bytes.
+pub fn segment_kind(fs: &dyn Fs, path: &Path) -> Result<SegmentKind, StorageError> {
     Ok(open_segment(fs, path)?.1)
 }
 
-/// The segment file opened for reading, and its format.
+/// The segment file opened for reading, and its kind.
 fn open_segment(
     fs: &dyn Fs,
     path: &Path,
-) -> Result<(Box<dyn ReadFile>, SegmentFormat), StorageError> {
+) -> Result<(Box<dyn ReadFile>, SegmentKind), StorageError> {
     let mut head = [0u8; HEADER_LEN];
     let file = fs
         .open_read(path)
@@ -221,38 +214,38 @@ fn open_segment(
     let n = file
         .read_at(&mut head, 0)
         .map_err(StorageError::io("read segment", path))?;
-    let format = if is_block_segment(&head[..n]) {
-        SegmentFormat::V2
+    let kind = if is_block_segment(&head[..n]) {
+        SegmentKind::Blocks
     } else {
-        SegmentFormat::V1
+        SegmentKind::Batches
     };
-    Ok((file, format))
+    Ok((file, kind))
 }
 
 /// What compaction plans with, of one segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentSizes {
-    pub format: SegmentFormat,
-    /// Bytes of its records, uncompressed (a v1 file's size; a v2 footer's
-    /// text size).
+    pub kind: SegmentKind,
+    /// Bytes of its records, uncompressed (a batch file's size; a block
+    /// file's text size, from its footer).
     pub record_bytes: u64,
-    /// Its blocks whose lines are not sorted (every block of a v1, 2.0 or
-    /// 2.1 file; 2.2 blocks of [`BlockLayout::InOrder`]).
+    /// Its blocks whose lines are not sorted: 1 for a batch file, its
+    /// blocks of [`BlockLayout::InOrder`] for a block file.
     pub unsorted_blocks: u64,
 }
 
 /// A segment's [`SegmentSizes`]; `bytes` is its size on disk.
 pub fn segment_sizes(fs: &dyn Fs, path: &Path, bytes: u64) -> Result<SegmentSizes, StorageError> {
-    match segment_format(fs, path)? {
-        SegmentFormat::V1 => Ok(SegmentSizes {
-            format: SegmentFormat::V1,
+    match segment_kind(fs, path)? {
+        SegmentKind::Batches => Ok(SegmentSizes {
+            kind: SegmentKind::Batches,
             record_bytes: bytes,
             unsorted_blocks: 1,
         }),
-        SegmentFormat::V2 => {
+        SegmentKind::Blocks => {
             let segment = crate::block_segment::BlockSegment::open(fs, path)?;
             Ok(SegmentSizes {
-                format: SegmentFormat::V2,
+                kind: SegmentKind::Blocks,
                 record_bytes: segment.text_bytes(),
                 unsorted_blocks: segment.unsorted_blocks() as u64,
             })
@@ -260,7 +253,7 @@ pub fn segment_sizes(fs: &dyn Fs, path: &Path, bytes: u64) -> Result<SegmentSize
     }
 }
 
-/// Adopt an existing v1 segment file whose records are verified to be
+/// Adopt an existing batch file whose records are verified to be
 /// sorted by id and to span `min..=max`: fsync it and rename it into `dir`.
 /// The caller fsyncs `dir` once after adopting a group of files.
 pub fn adopt(
@@ -289,64 +282,65 @@ pub struct StoreSegmentWriter<'fs> {
     fs: &'fs dyn Fs,
     dir: PathBuf,
     tmp: PathBuf,
-    writer: FormatWriter,
+    writer: KindWriter,
     last: Option<Ulid>,
     first: Option<Ulid>,
     duplicates: u64,
 }
 
-enum FormatWriter {
-    V1 {
+enum KindWriter {
+    Batches {
         writer: SegmentWriter,
         encoder: BatchEncoder,
         batch_first: Option<Ulid>,
     },
-    V2(BlockWriter),
+    Blocks(BlockWriter),
 }
 
 impl<'fs> StoreSegmentWriter<'fs> {
-    /// A v1 segment writer (the default format).
-    pub fn create(fs: &'fs dyn Fs, dir: &Path) -> Result<Self, StorageError> {
-        Self::create_as(fs, dir, SegmentFormat::default())
+    /// A writer of a batch file, as the consumer writes.
+    pub fn batches(fs: &'fs dyn Fs, dir: &Path) -> Result<Self, StorageError> {
+        let tmp = Self::tmp_path(fs, dir)?;
+        let writer = KindWriter::Batches {
+            writer: SegmentWriter::create(fs, &tmp)?,
+            encoder: BatchEncoder::new(),
+            batch_first: None,
+        };
+        Ok(Self::with_writer(fs, dir, tmp, writer))
     }
 
-    pub fn create_as(
-        fs: &'fs dyn Fs,
-        dir: &Path,
-        format: SegmentFormat,
-    ) -> Result<Self, StorageError> {
-        Self::create_with(fs, dir, format, BlockLayout::default())
+    /// A writer of a block file of `layout`, as compaction writes.
+    pub fn blocks(fs: &'fs dyn Fs, dir: &Path, layout: BlockLayout) -> Result<Self, StorageError> {
+        let tmp = Self::tmp_path(fs, dir)?;
+        let file = fs
+            .create_new(&tmp)
+            .map_err(StorageError::io("create segment", &tmp))?;
+        let writer = KindWriter::Blocks(
+            BlockWriter::new(file)
+                .map_err(StorageError::io("write segment", &tmp))?
+                .with_layout(layout),
+        );
+        Ok(Self::with_writer(fs, dir, tmp, writer))
     }
 
-    /// A writer of `format`, whose v2 blocks are of `layout`.
-    pub fn create_with(
-        fs: &'fs dyn Fs,
-        dir: &Path,
-        format: SegmentFormat,
-        layout: BlockLayout,
-    ) -> Result<Self, StorageError> {
+    /// A writer of `kind`; block files are [`BlockLayout::Sorted`].
+    pub fn create(fs: &'fs dyn Fs, dir: &Path, kind: SegmentKind) -> Result<Self, StorageError> {
+        match kind {
+            SegmentKind::Batches => Self::batches(fs, dir),
+            SegmentKind::Blocks => Self::blocks(fs, dir, BlockLayout::Sorted),
+        }
+    }
+
+    /// A new temp path in `dir/tmp`, which is created if missing.
+    fn tmp_path(fs: &dyn Fs, dir: &Path) -> Result<PathBuf, StorageError> {
         let tmp_dir = dir.join(TMP_DIR);
         fs.create_dir_all(&tmp_dir)
             .map_err(StorageError::io("create tmp dir", &tmp_dir))?;
-        let tmp = tmp_dir.join(format!("{}.tmp", Ulid::new()));
-        let writer = match format {
-            SegmentFormat::V1 => FormatWriter::V1 {
-                writer: SegmentWriter::create(fs, &tmp)?,
-                encoder: BatchEncoder::new(),
-                batch_first: None,
-            },
-            SegmentFormat::V2 => {
-                let file = fs
-                    .create_new(&tmp)
-                    .map_err(StorageError::io("create segment", &tmp))?;
-                FormatWriter::V2(
-                    BlockWriter::new(file)
-                        .map_err(StorageError::io("write segment", &tmp))?
-                        .with_layout(layout),
-                )
-            }
-        };
-        Ok(StoreSegmentWriter {
+        Ok(tmp_dir.join(format!("{}.tmp", Ulid::new())))
+    }
+
+    fn with_writer(fs: &'fs dyn Fs, dir: &Path, tmp: PathBuf, writer: KindWriter) -> Self {
+        StoreSegmentWriter {
             fs,
             dir: dir.to_path_buf(),
             tmp,
@@ -354,35 +348,37 @@ impl<'fs> StoreSegmentWriter<'fs> {
             last: None,
             first: None,
             duplicates: 0,
-        })
+        }
     }
 
     /// Records pushed so far, without duplicates.
     pub fn records(&self) -> u64 {
         match &self.writer {
-            FormatWriter::V1 {
+            KindWriter::Batches {
                 writer, encoder, ..
             } => writer.records() + encoder.count() as u64,
-            FormatWriter::V2(writer) => writer.records(),
+            KindWriter::Blocks(writer) => writer.records(),
         }
     }
 
-    /// Bytes written so far, plus what is buffered (for v2, uncompressed).
+    /// Bytes written so far, plus what is buffered (in a block file's open
+    /// block, uncompressed).
     pub fn bytes(&self) -> u64 {
         match &self.writer {
-            FormatWriter::V1 {
+            KindWriter::Batches {
                 writer, encoder, ..
             } => writer.bytes() + encoder.len() as u64,
-            FormatWriter::V2(writer) => writer.bytes(),
+            KindWriter::Blocks(writer) => writer.bytes(),
         }
     }
 
-    /// Bytes of the records pushed, uncompressed: the v1 file size, or the
-    /// v2 text (payloads and newlines). Compaction cuts outputs by this.
+    /// Bytes of the records pushed, uncompressed: a batch file's size, or a
+    /// block file's text (payloads and newlines). Compaction cuts outputs
+    /// by this.
     pub fn record_bytes(&self) -> u64 {
         match &self.writer {
-            FormatWriter::V1 { .. } => self.bytes(),
-            FormatWriter::V2(writer) => writer.text_bytes(),
+            KindWriter::Batches { .. } => self.bytes(),
+            KindWriter::Blocks(writer) => writer.text_bytes(),
         }
     }
 
@@ -405,7 +401,7 @@ impl<'fs> StoreSegmentWriter<'fs> {
             }
         }
         match &mut self.writer {
-            FormatWriter::V1 {
+            KindWriter::Batches {
                 writer,
                 encoder,
                 batch_first,
@@ -422,7 +418,7 @@ impl<'fs> StoreSegmentWriter<'fs> {
                     encoder.begin();
                 }
             }
-            FormatWriter::V2(writer) => writer
+            KindWriter::Blocks(writer) => writer
                 .push(record)
                 .map_err(StorageError::io("write segment", &self.tmp))?,
         }
@@ -431,9 +427,9 @@ impl<'fs> StoreSegmentWriter<'fs> {
         Ok(())
     }
 
-    /// Append a block copied whole from a v2 segment of the current format
+    /// Append a block copied whole from a block file
     /// ([`crate::block_segment::BlockSegment::raw_block`]); this writer must
-    /// be v2 and every id pushed so far below the block's.
+    /// write a block file and every id pushed so far be below the block's.
     pub fn push_raw_block(
         &mut self,
         raw: &crate::block_segment::RawBlock<'_>,
@@ -442,8 +438,8 @@ impl<'fs> StoreSegmentWriter<'fs> {
             self.last.is_none_or(|last| last < raw.entry.min),
             "store segment blocks must be pushed in id order"
         );
-        let FormatWriter::V2(writer) = &mut self.writer else {
-            panic!("raw blocks go to v2 writers only");
+        let KindWriter::Blocks(writer) = &mut self.writer else {
+            panic!("raw blocks go to block file writers only");
         };
         writer
             .append_raw(raw)
@@ -465,7 +461,7 @@ impl<'fs> StoreSegmentWriter<'fs> {
             return Ok(None);
         };
         let bytes = match self.writer {
-            FormatWriter::V1 {
+            KindWriter::Batches {
                 mut writer,
                 mut encoder,
                 batch_first,
@@ -477,7 +473,7 @@ impl<'fs> StoreSegmentWriter<'fs> {
                 writer.sync()?;
                 writer.bytes()
             }
-            FormatWriter::V2(writer) => {
+            KindWriter::Blocks(writer) => {
                 let (mut file, bytes) = writer
                     .finish()
                     .map_err(StorageError::io("write segment", &tmp))?;
@@ -508,19 +504,21 @@ pub struct ScanOptions {
     /// Only records in this time range (inclusive, Unix ms); records of a
     /// block that overlaps it are returned, for the caller to filter.
     pub time_ms: Option<(u64, u64)>,
-    /// In a v2 segment, pass over a block that fails its checks (counted
-    /// by the cursor) instead of ending the scan with an error. v1 batches
-    /// carry no index to resume from, so a v1 cursor still stops there.
+    /// In a block file, pass over a block that fails its checks (counted
+    /// by the cursor) instead of ending the scan with an error. A batch
+    /// file carries no index to resume from, so its cursor still stops
+    /// there.
     pub skip_corrupt_blocks: bool,
-    /// Only records whose payload this accepts. A v2 cursor applies it
-    /// where blocks are decoded, in parallel; a v1 cursor ignores it, so the
-    /// caller still checks what it gets.
+    /// Only records whose payload this accepts. A block file's cursor
+    /// applies it where blocks are decoded, in parallel; a batch file's
+    /// cursor ignores it, so the caller still checks what it gets.
     pub filter: Option<RecordFilter>,
     /// Every wanted record holds one of these literals (a regex's
-    /// alternation): a v2 cursor skips blocks whose filter rules out all of
-    /// them. Records are still selected by `filter` (or by the caller).
+    /// alternation): a block file's cursor skips blocks whose filter rules
+    /// out all of them. Records are still selected by `filter` (or by the
+    /// caller).
     pub any_of: Option<Arc<[Vec<u8>]>>,
-    /// Open v2 segments through this cache (queries share their mappings
+    /// Open block files through this cache (queries share their mappings
     /// and verified filters); `None` opens each file afresh.
     pub cache: Option<Arc<SegmentCache>>,
 }
@@ -538,14 +536,14 @@ impl std::fmt::Debug for ScanOptions {
     }
 }
 
-/// A cursor over a segment of either format.
+/// A cursor over a segment of either kind.
 pub fn open_cursor(
     fs: &dyn Fs,
     path: &Path,
     options: &ScanOptions,
 ) -> Result<Box<dyn RecordCursor>, StorageError> {
-    let (file, format) = open_segment(fs, path)?;
-    if format == SegmentFormat::V2 {
+    let (file, kind) = open_segment(fs, path)?;
+    if kind == SegmentKind::Blocks {
         let mut cursor = match &options.cache {
             Some(cache) => BlockCursor::shared(cache.open(fs, path, &*file)?),
             None => BlockCursor::open(fs, path)?,
@@ -567,7 +565,7 @@ pub fn open_cursor(
         }
         return Ok(Box::new(cursor));
     }
-    let cursor = StoreSegmentCursor::open(fs, path)?;
+    let cursor = BatchCursor::open(fs, path)?;
     Ok(match &options.literal {
         Some(literal) => Box::new(cursor.with_literal(literal.clone())),
         None => Box::new(cursor),
@@ -600,15 +598,15 @@ pub trait RecordCursor: Send {
     }
 }
 
-/// [`RecordCursor`] over a v1 store segment (or any segment file with
+/// [`RecordCursor`] over a batch file (or any segment file with
 /// sorted records, such as a sorted ingest segment).
 ///
-/// With a literal prefilter ([`StoreSegmentCursor::with_literal`]) each
+/// With a literal prefilter ([`BatchCursor::with_literal`]) each
 /// batch body is searched once with memchr's memmem, and only records whose
 /// payload holds an occurrence are returned; a batch without one is skipped
 /// whole. The records passed over are counted in
 /// [`records_skipped`](RecordCursor::records_skipped).
-pub struct StoreSegmentCursor {
+pub struct BatchCursor {
     scanner: SegmentScanner,
     /// Offset of the next record in the scanner's body.
     next: usize,
@@ -630,9 +628,9 @@ struct CurrentRecord {
     payload: (usize, usize),
 }
 
-impl StoreSegmentCursor {
+impl BatchCursor {
     pub fn open(fs: &dyn Fs, path: &Path) -> Result<Self, StorageError> {
-        Ok(StoreSegmentCursor {
+        Ok(BatchCursor {
             scanner: SegmentScanner::open(fs, path)?,
             next: 0,
             remaining_in_batch: 0,
@@ -688,7 +686,7 @@ impl StoreSegmentCursor {
     }
 }
 
-impl RecordCursor for StoreSegmentCursor {
+impl RecordCursor for BatchCursor {
     fn advance(&mut self) -> Result<bool, StorageError> {
         loop {
             while self.remaining_in_batch == 0 {
@@ -771,16 +769,16 @@ mod tests {
 
     #[test]
     fn written_segments_read_back_in_order_without_duplicates() {
-        for format in [SegmentFormat::V1, SegmentFormat::V2] {
+        for format in [SegmentKind::Batches, SegmentKind::Blocks] {
             written_segment_reads_back(format);
         }
     }
 
-    fn written_segment_reads_back(format: SegmentFormat) {
+    fn written_segment_reads_back(format: SegmentKind) {
         let fs = MemFs::new();
         let dir = Path::new("/store");
         fs.create_dir_all(dir).unwrap();
-        let mut w = StoreSegmentWriter::create_as(&fs, dir, format).unwrap();
+        let mut w = StoreSegmentWriter::create(&fs, dir, format).unwrap();
         let payload = vec![b'p'; 5000];
         for i in 0..1000u128 {
             let r = Record {
@@ -804,8 +802,8 @@ mod tests {
         }
         assert_eq!(ids, (7..507).collect::<Vec<_>>());
         match format {
-            SegmentFormat::V1 => assert_eq!(cursor.bytes_read(), meta.bytes),
-            SegmentFormat::V2 => {
+            SegmentKind::Batches => assert_eq!(cursor.bytes_read(), meta.bytes),
+            SegmentKind::Blocks => {
                 assert!(cursor.bytes_read() > 0 && cursor.bytes_read() < meta.bytes)
             }
         }
@@ -818,13 +816,13 @@ mod tests {
         fn literal_prefilter_equals_a_per_record_search(
             payloads in proptest::collection::vec(proptest::collection::vec(proptest::sample::select(b"ab".to_vec()), 0..8), 1..300),
             needle in proptest::collection::vec(proptest::sample::select(b"ab".to_vec()), 1..4),
-            v2 in proptest::bool::ANY,
+            blocks in proptest::bool::ANY,
         ) {
-            let format = if v2 { SegmentFormat::V2 } else { SegmentFormat::V1 };
+            let format = if blocks { SegmentKind::Blocks } else { SegmentKind::Batches };
             let fs = MemFs::new();
             let dir = Path::new("/store");
             fs.create_dir_all(dir).unwrap();
-            let mut w = StoreSegmentWriter::create_as(&fs, dir, format).unwrap();
+            let mut w = StoreSegmentWriter::create(&fs, dir, format).unwrap();
             for (i, p) in payloads.iter().enumerate() {
                 w.push(Record { id: Ulid(i as u128 + 1), flags: 0, topic: b"a", payload: p }).unwrap();
             }

@@ -1,84 +1,41 @@
-//! Term filters, sound for substring matching (a block or frame that holds
-//! a literal inside one payload always passes). Three kinds of keys:
+//! The keys of the term filters, and what a literal probes for. A filter
+//! is sound for substring matching: a frame that holds a literal inside
+//! one payload always passes. Three kinds of keys, each stored per frame in
+//! a block's bit-sliced filter ([`sliced`]):
 //!
-//! - **Trigrams**: one bit per hashed byte trigram of every payload (never
-//!   across two payloads). Good for words: a literal passes only if all its
-//!   trigrams' bits are set.
-//!   - Formats 2.0 and 2.1: a bitmap of [`TRIGRAM_BYTES`] (4 KiB, 32,768
-//!     bits) per 1 MiB block, of every trigram. Useless for hex ids, whose
-//!     4,096 trigrams all occur, and nearly full for any varied block.
-//!   - Format 2.2 ([`FilterKind::Framed`]): only *word* trigrams, those
-//!     with no ASCII digit that are not three hex letters, so the random
-//!     digits and hex of ids, numbers and times do not fill the map; per
-//!     frame, in the block's bit-sliced filter ([`sliced`]). A literal's
-//!     digit and hex trigrams are not probed there.
-//! - **Short numbers** (format 2.2, in rows of their own): every run of one
-//!   to three ASCII digits with a separator (`is_separator`) or the payload's
-//!   edge on each side, such as the status in `" 503 "`, `status=503` or
-//!   `"status":503`. Digit trigrams would fill a filter; these are few (on
-//!   testsvc lines, about 5% of a frame's keys) and, in blocks sorted by
-//!   status ([`crate::block_segment`]'s sort key), each in a few frames. A
-//!   literal probes those of its numbers that have a
-//!   separator on each side *within the literal*, so that any payload that
-//!   holds the literal holds the same run with the same neighbours: `" 503 "`
-//!   probes ` 503 ` (a key is the number and its two neighbours), while
-//!   `503` alone, or `" 5031`, probes nothing.
-//! - **Chosen 8-grams** in a bloom filter, for long literals such as ids.
-//!   Which 8-grams are chosen depends on the segment's [`FilterKind`]:
-//!   - [`FilterKind::Winnowed`] and [`FilterKind::Framed`] (formats 2.1 and
-//!     2.2): *winnowing*. Of
-//!     every [`WINDOW`] consecutive 8-grams of a payload, the one with the
-//!     smallest hash is indexed. A literal that holds a whole window holds
-//!     the same window in any payload that contains it, so that window's
-//!     minimum was indexed: every literal of `8 + WINDOW - 1` bytes or more
-//!     is guaranteed probe keys. A 32-character id spans 18 windows, so it
-//!     has at least 3 distinct minima (one key is the minimum of at most
-//!     `WINDOW` windows), about 5 on average. [`WINNOW_BITS_PER_KEY`] bits
-//!     (2.2: one more, see [`sliced`]) and 3 probes per key.
-//!   - [`FilterKind::Sampled`] (format 2.0, read only): the 8-grams whose
-//!     hash falls in one [`SAMPLE`]th of the hash space; 4 bits and 2
-//!     probes per key. A literal may have no sampled 8-gram at all (3.5%
-//!     of 32-character ids), and then it prunes by trigrams only.
+//! - **Word trigrams**: the byte trigrams of a payload (never across two
+//!   payloads) with no ASCII digit that are not three hex letters, so the
+//!   random digits and hex of ids, numbers and times do not fill the map.
+//!   Good for words: a literal passes only if all its word trigrams do.
+//!   Its digit and hex trigrams are not probed.
+//! - **Short numbers**: every run of one to three ASCII digits with a
+//!   separator (`is_separator`) or the payload's edge on each side, such as
+//!   the status in `" 503 "`, `status=503` or `"status":503`. Digit trigrams
+//!   would fill a filter; these are few (about 5% of a frame's keys on
+//!   testsvc lines) and, in blocks sorted by status
+//!   ([`crate::block_segment`]'s sort key), each in a few frames. A literal
+//!   probes those of its numbers that have a separator on each side *within
+//!   the literal*, so that any payload that holds the literal holds the
+//!   same run with the same neighbours: `" 503 "` probes ` 503 ` (a key is
+//!   the number and its two neighbours), while `503` alone, or `" 5031`,
+//!   probes nothing.
+//! - **Winnowed 8-grams**, for long literals such as ids: of every
+//!   [`WINDOW`] consecutive 8-grams of a payload, the one with the smallest
+//!   hash is indexed. A literal that holds a whole window holds the same
+//!   window in any payload that contains it, so that window's minimum was
+//!   indexed: every literal of `8 + WINDOW - 1` bytes or more is guaranteed
+//!   probe keys. A 32-character id spans 18 windows, so it has at least 3
+//!   distinct minima (one key is the minimum of at most `WINDOW` windows),
+//!   about 5 on average.
 //!
-//! Encoded, 2.0 and 2.1 ([`TermFilter`]): the trigram bitmap, then the bloom
-//! (its size in bytes is what is left). 2.2: see [`sliced`]. Literals
-//! shorter than three bytes never prune; shorter than eight (or, winnowed,
-//! than `8 + WINDOW - 1`), only by trigrams and (2.2) short numbers.
+//! Literals shorter than three bytes never prune; shorter than
+//! `8 + WINDOW - 1`, only by word trigrams and short numbers.
 
 pub mod sliced;
 
-/// Bytes of the trigram bitmap.
-pub const TRIGRAM_BYTES: usize = 4096;
-const TRIGRAM_BITS: u32 = (TRIGRAM_BYTES * 8) as u32;
-/// Sampled filters: one 8-gram in this many is indexed.
-pub const SAMPLE: u64 = 8;
 const GRAM: usize = 8;
-/// Sampled filters: bloom bits per 8-gram.
-const SAMPLE_BITS_PER_KEY: usize = 4;
-/// Winnowed filters: 8-grams per window.
+/// Winnowing: 8-grams per window.
 pub const WINDOW: usize = 8;
-/// Winnowed filters: bloom bits per chosen 8-gram, 3 probes each: about
-/// 15% false positives per key, so 0.3% for a literal with three keys.
-///
-/// Measured on 100 MB of testsvc lines in 1 MiB blocks (the ignored test
-/// `filter_tradeoff`): the filter is 0.040 of the text (sampled: 0.024), and
-/// absent 32-hex ids pass 0.06% of blocks (sampled: 4.8%), 24-hex ids 1%
-/// (13.7%). Windows of 10 or 12 grams save a fifth to a quarter of the
-/// space but let 5 to 15 times more blocks through.
-pub const WINNOW_BITS_PER_KEY: usize = 4;
-
-/// How the 8-grams of a segment's filters were chosen and hashed into the
-/// bloom; fixed per file by its format version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FilterKind {
-    /// Format 2.0: sampled 8-grams.
-    Sampled,
-    /// Format 2.1: winnowed 8-grams.
-    Winnowed,
-    /// Format 2.2: word trigrams and winnowed 8-grams of each frame, in
-    /// one bit-sliced filter per block ([`sliced`]).
-    Framed,
-}
 
 /// Byte classes for [`for_each_word_trigram`], two bits a byte.
 const DIGIT: u8 = 1;
@@ -102,7 +59,7 @@ const DIGITS_OF_3: u32 = 0b01_01_01;
 const HEX_OF_3: u32 = 0b10_10_10;
 
 /// Calls `f` with the 24-bit key (first byte highest) of every *word*
-/// trigram of `bytes`, those indexed by 2.2 filters: no digit, and not
+/// trigram of `bytes`, those the filters index: no digit, and not
 /// three hex letters (the trigrams of ids, numbers and times, which are
 /// many and random and would fill the map). One table lookup a byte.
 #[inline]
@@ -124,7 +81,7 @@ fn is_word(classes: u32) -> bool {
     classes & DIGITS_OF_3 == 0 && classes & HEX_OF_3 != HEX_OF_3
 }
 
-/// Whether `b` may stand next to a short number that 2.2 filters index:
+/// Whether `b` may stand next to a short number that the filters index:
 /// whitespace, quotes, and the punctuation of fields and lists. Not `.`,
 /// `/`, `-` or `+`, so the parts of addresses, paths, dates and decimals
 /// are not indexed. NUL too: a key writes the payload's edge as 0.
@@ -213,30 +170,17 @@ fn digit_bytes(v: u64) -> u64 {
     !(high | ten_or_more) & (0x80 * ONES)
 }
 
-/// A 2.2 filter's hash of a short number's key.
+/// The hash of a short number's key.
 #[inline]
 fn short_number_hash(key: u64) -> u64 {
     gram_hash(&key.to_le_bytes())
 }
 
-/// A 2.2 filter's hash of a word trigram's key: its two 15-bit indices
+/// The hash of a word trigram's key: its two 15-bit indices
 /// come from the high bits of one 64-bit product.
 #[inline]
 fn word_trigram_hash(key: u32) -> u32 {
     ((key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32
-}
-
-#[inline]
-fn trigram_bit(a: u8, b: u8, c: u8) -> u32 {
-    trigram_key_bit((a as u32) << 16 | (b as u32) << 8 | c as u32)
-}
-
-/// The bit of a trigram whose bytes, first to last, are `key`'s bits 23
-/// to 0.
-#[inline]
-fn trigram_key_bit(key: u32) -> u32 {
-    // Fibonacci hashing: the high bits of the product are well mixed.
-    key.wrapping_mul(0x9E37_79B1) >> (32 - TRIGRAM_BITS.trailing_zeros())
 }
 
 #[inline]
@@ -248,11 +192,6 @@ fn gram_hash(gram: &[u8]) -> u64 {
     x ^= x >> 27;
     x = x.wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^ (x >> 31)
-}
-
-#[inline]
-fn sampled(hash: u64) -> bool {
-    hash.is_multiple_of(SAMPLE)
 }
 
 /// Entries of [`Winnowing::recent`].
@@ -362,39 +301,6 @@ fn winnow_portable(bytes: &[u8], scratch: &mut Winnowing, out: &mut Vec<u64>) {
     out.extend_from_slice(&minima[..kept]);
 }
 
-/// The bloom positions of a hash in a filter of `bits` bits: the first
-/// `n` of the array.
-#[inline]
-fn bloom_bits(kind: FilterKind, hash: u64, bits: u64) -> ([u64; 3], usize) {
-    match kind {
-        FilterKind::Sampled => (
-            [
-                (hash >> 8) % bits,
-                (hash >> 36 ^ hash.rotate_left(17)) % bits,
-                0,
-            ],
-            2,
-        ),
-        FilterKind::Winnowed | FilterKind::Framed => {
-            // Double hashing: h1 + i * h2.
-            let step = hash.rotate_left(32) | 1;
-            let at = |i: u64| hash.wrapping_add(i.wrapping_mul(step)) % bits;
-            ([at(0), at(1), at(2)], 3)
-        }
-    }
-}
-
-fn bit_set(bloom: &[u8], bit: u64) -> bool {
-    bloom[(bit >> 3) as usize] & (1 << (bit & 7)) != 0
-}
-
-fn bits_per_key(kind: FilterKind) -> usize {
-    match kind {
-        FilterKind::Sampled => SAMPLE_BITS_PER_KEY,
-        FilterKind::Winnowed | FilterKind::Framed => WINNOW_BITS_PER_KEY,
-    }
-}
-
 /// About how many distinct values `keys` holds (linear counting: hash
 /// each into a bitmap at least as large as the number of keys, and see
 /// what share of its bits stayed clear; within a few percent here), never
@@ -419,142 +325,22 @@ fn distinct_estimate(keys: &[u64], bitmap: &mut Vec<u64>) -> usize {
     (estimate.round() as usize).clamp(1, keys.len())
 }
 
-/// A filter being built for one block.
-#[derive(Clone)]
-pub struct TermFilter {
-    kind: FilterKind,
-    trigrams: Box<[u8; TRIGRAM_BYTES]>,
-    /// The chosen keys; one may occur more than once.
-    grams: Vec<u64>,
-    /// Scratch bitmap for [`distinct_estimate`].
-    counting: Vec<u64>,
-    winnowing: Winnowing,
-}
-
-impl std::fmt::Debug for TermFilter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let set: u32 = self.trigrams.iter().map(|b| b.count_ones()).sum();
-        f.debug_struct("TermFilter")
-            .field("kind", &self.kind)
-            .field("trigram_bits_set", &set)
-            .field("chosen_grams", &self.grams.len())
-            .finish()
-    }
-}
-
-impl TermFilter {
-    /// A filter of the kind that new segments are written with.
-    pub fn new() -> Self {
-        Self::of_kind(FilterKind::Winnowed)
-    }
-
-    pub fn of_kind(kind: FilterKind) -> Self {
-        TermFilter {
-            kind,
-            trigrams: Box::new([0; TRIGRAM_BYTES]),
-            grams: Vec::new(),
-            counting: Vec::new(),
-            winnowing: Winnowing::default(),
-        }
-    }
-
-    /// Add the terms of one payload.
-    pub fn add(&mut self, payload: &[u8]) {
-        let trigrams = &mut self.trigrams;
-        let mut set = |key: u32| {
-            let bit = trigram_key_bit(key);
-            trigrams[(bit >> 3) as usize] |= 1 << (bit & 7);
-        };
-        // One 4-byte load per trigram (its first three bytes), then the
-        // last trigram, which has no fourth byte after it.
-        let quads = payload.windows(4);
-        let last = payload.len().checked_sub(3);
-        for quad in quads {
-            set(u32::from_be_bytes(quad.try_into().expect("4 bytes")) >> 8);
-        }
-        if let Some(at) = last {
-            let w = &payload[at..];
-            set((w[0] as u32) << 16 | (w[1] as u32) << 8 | w[2] as u32);
-        }
-        match self.kind {
-            FilterKind::Sampled => {
-                for w in payload.windows(GRAM) {
-                    let hash = gram_hash(w);
-                    if sampled(hash) {
-                        self.grams.push(hash);
-                    }
-                }
-            }
-            FilterKind::Winnowed | FilterKind::Framed => {
-                winnow(payload, &mut self.winnowing, &mut self.grams);
-            }
-        }
-    }
-
-    /// Append the encoded filter to `out`.
-    pub fn encode(&mut self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.trigrams[..]);
-        let distinct = distinct_estimate(&self.grams, &mut self.counting);
-        let bytes = (distinct * bits_per_key(self.kind)).div_ceil(8).max(8);
-        let start = out.len();
-        out.resize(start + bytes, 0);
-        let bloom = &mut out[start..];
-        let bits = (bytes * 8) as u64;
-        for &hash in &self.grams {
-            let (positions, n) = bloom_bits(self.kind, hash, bits);
-            for bit in &positions[..n] {
-                bloom[(bit >> 3) as usize] |= 1 << (bit & 7);
-            }
-        }
-    }
-
-    pub fn clear(&mut self) {
-        self.trigrams.fill(0);
-        self.grams.clear();
-        self.winnowing.forget();
-    }
-}
-
-impl Default for TermFilter {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// What a literal needs of a filter, computed once per query.
+/// The keys a literal probes a sliced filter for, computed once per
+/// query (see [`sliced`] for how a probe narrows a block's frames).
 #[derive(Debug, Clone, Default)]
 pub struct TermProbe {
-    /// (byte index, mask) pairs of the trigram bitmap, deduplicated.
-    trigrams: Vec<(u16, u8)>,
-    /// Hashes of the literal's sampled 8-grams.
-    sampled: Vec<u64>,
     /// Hashes of the literal's winnowed 8-grams.
     winnowed: Vec<u64>,
-    /// Hashes of the literal's word trigrams, for 2.2 filters.
+    /// Hashes of the literal's word trigrams.
     word_trigrams: Vec<u32>,
-    /// Hashes of the literal's short numbers, for 2.2 filters that index
-    /// them.
+    /// Hashes of the literal's short numbers.
     numbers: Vec<u64>,
 }
 
 impl TermProbe {
+    /// The probe of `literal`: each kind of its keys, hashed and
+    /// deduplicated.
     pub fn new(literal: &[u8]) -> Self {
-        let mut trigrams: Vec<(u16, u8)> = literal
-            .windows(3)
-            .map(|w| {
-                let bit = trigram_bit(w[0], w[1], w[2]);
-                ((bit >> 3) as u16, 1u8 << (bit & 7))
-            })
-            .collect();
-        trigrams.sort_unstable();
-        trigrams.dedup();
-        let mut sampled: Vec<u64> = literal
-            .windows(GRAM)
-            .map(gram_hash)
-            .filter(|h| self::sampled(*h))
-            .collect();
-        sampled.sort_unstable();
-        sampled.dedup();
         let mut winnowed = Vec::new();
         winnow(literal, &mut Winnowing::default(), &mut winnowed);
         winnowed.sort_unstable();
@@ -568,100 +354,12 @@ impl TermProbe {
         numbers.sort_unstable();
         numbers.dedup();
         TermProbe {
-            trigrams,
-            sampled,
             winnowed,
             word_trigrams,
             numbers,
         }
     }
-
-    /// Whether the literal may occur in a block whose encoded filter, of
-    /// `kind`, is `filter`. A filter too short to hold the bitmap passes
-    /// everything.
-    pub fn may_match(&self, kind: FilterKind, filter: &[u8]) -> bool {
-        if filter.len() < TRIGRAM_BYTES + 8 {
-            return true;
-        }
-        let (trigrams, bloom) = filter.split_at(TRIGRAM_BYTES);
-        // The 8-gram keys first: a long literal such as an id usually
-        // fails on its first key, while all its trigrams may well be set.
-        let bits = (bloom.len() * 8) as u64;
-        let keys = match kind {
-            FilterKind::Sampled => &self.sampled,
-            FilterKind::Winnowed | FilterKind::Framed => &self.winnowed,
-        };
-        keys.iter().all(|&hash| {
-            let (positions, n) = bloom_bits(kind, hash, bits);
-            positions[..n].iter().all(|&bit| bit_set(bloom, bit))
-        }) && self
-            .trigrams
-            .iter()
-            .all(|&(byte, mask)| trigrams[byte as usize] & mask != 0)
-    }
 }
 
 #[cfg(test)]
 mod tests;
-
-/// What each filter kind costs and prunes on real lines.
-#[cfg(test)]
-#[test]
-#[ignore = "filter probe: SLUICE_PROBE_LINES=FILE cargo test --release -p sluice-storage -- --ignored filter_tradeoff --nocapture"]
-fn filter_tradeoff() {
-    let path = std::env::var("SLUICE_PROBE_LINES").expect("SLUICE_PROBE_LINES=FILE");
-    let text = std::fs::read(path).expect("read SLUICE_PROBE_LINES");
-    // 1 MiB blocks of whole lines, as the writer cuts them.
-    let mut blocks: Vec<&[u8]> = Vec::new();
-    let mut rest = &text[..];
-    while !rest.is_empty() {
-        let cut = rest.len().min(1 << 20);
-        let end = memchr::memrchr(b'\n', &rest[..cut]).map_or(rest.len(), |at| at + 1);
-        blocks.push(&rest[..end]);
-        rest = &rest[end..];
-    }
-    // Absent ids shaped like the corpus's: 32 and 24 hex digits, and UUIDs.
-    let ids: Vec<String> = (0..300u64)
-        .flat_map(|i| {
-            let v = (i + 7).wrapping_mul(0x9E37_79B9_7F4A_7C15) as u128 * 0x1_0000_0001;
-            let h = format!("{v:032x}");
-            // 8-4-4-4-12 digits, as a UUID is written.
-            let mut uuid = h.clone();
-            for at in [20, 16, 12, 8] {
-                uuid.insert(at, '-');
-            }
-            [h.clone(), h[..24].to_string(), uuid]
-        })
-        .collect();
-    let probes: Vec<TermProbe> = ids.iter().map(|id| TermProbe::new(id.as_bytes())).collect();
-    for kind in [FilterKind::Sampled, FilterKind::Winnowed] {
-        let started = std::time::Instant::now();
-        let filters: Vec<Vec<u8>> = blocks
-            .iter()
-            .map(|block| {
-                let mut filter = TermFilter::of_kind(kind);
-                for line in block.split(|&b| b == b'\n') {
-                    filter.add(line);
-                }
-                let mut out = Vec::new();
-                filter.encode(&mut out);
-                out
-            })
-            .collect();
-        let build = started.elapsed().as_secs_f64();
-        let bytes: usize = filters.iter().map(Vec::len).sum();
-        let mut passed = [0usize; 3];
-        for (i, probe) in probes.iter().enumerate() {
-            passed[i % 3] += filters.iter().filter(|f| probe.may_match(kind, f)).count();
-        }
-        let rate = |n: usize| n as f64 / (ids.len() / 3 * blocks.len()) as f64;
-        println!(
-            "{kind:?}: filter {:.4} of raw, built at {:.0} MB/s; absent ids passing: 32-hex {:.4}, 24-hex {:.4}, uuid {:.4}",
-            bytes as f64 / text.len() as f64,
-            text.len() as f64 / build / 1e6,
-            rate(passed[0]),
-            rate(passed[1]),
-            rate(passed[2]),
-        );
-    }
-}

@@ -1,46 +1,46 @@
-//! Compaction: merge overlapping and small segments into non-overlapping v2
-//! segments of a target size, without duplicate ids.
+//! Compaction: merge overlapping and small segments into non-overlapping
+//! block files of a target size, without duplicate ids.
 //!
-//! Segments reach the store in v1 (the consumer adopts ingest segments
-//! as they are, so data is queryable as soon as it is durable); compaction
-//! is what rewrites them as compressed, indexed v2 blocks, off the ingest
-//! path.
+//! Segments reach the store as batch files (the consumer adopts ingest
+//! segments as they are, so data is queryable as soon as it is durable);
+//! compaction is what rewrites them as compressed, indexed block files,
+//! off the ingest path. It is the only writer of block files.
 //!
 //! **Plan** ([`plan`]): walk the segments by smallest id and cut them into
 //! groups. A segment joins the group before it when their id ranges overlap,
-//! or when both are *small* (every v1 segment, and a v2 segment holding
+//! or when both are *small* (every batch file, and a block file holding
 //! under half of [`CompactionConfig::target_segment_bytes`] of records) and
 //! the group's records still fit in one output. Small neighbours join
 //! only while the group stays under [`CompactionConfig::max_input_bytes`];
 //! overlapping segments always join. A group is compacted when it
-//! has two or more segments, or one v1 segment, or one that a query found
+//! has two or more segments, or one batch file, or one that a query found
 //! corrupt.
 //!
 //! **Run** ([`compact`]): a k-way merge of the group's cursors by id (equal
-//! ids come out once) feeds v2 writers; an output is cut at the first new id
-//! after [`CompactionConfig::target_segment_bytes`] of records, so outputs
+//! ids come out once) feeds block writers; an output is cut at the first new
+//! id after [`CompactionConfig::target_segment_bytes`] of records, so outputs
 //! never overlap. Memory is one block per open input plus the writer's
 //! blocks in flight, whatever the group's size.
 //!
 //! **Two layouts** ([`BlockLayout`]): merges write blocks whose lines are in
-//! id order, which costs about as much as the 2.1 format did, so that
-//! compaction keeps up with ingest. When a pass finds nothing to merge, it
-//! *upgrades* one segment ([`plan_upgrade`]: the oldest with blocks in id
-//! order, or of a 2.0 or 2.1 file): a compaction of that one input into
-//! sorted blocks (lines sorted by kind, in frames with their own filters),
-//! which queries for a word read a few percent of. Under sustained ingest
-//! the newest data waits in id order; it is as fast to query as 2.1 was.
+//! id order, which is cheap, so that compaction keeps up with ingest. When
+//! a pass finds nothing to merge, it *upgrades* one segment
+//! ([`plan_upgrade`]: the oldest with blocks in id order): a compaction of
+//! that one input into sorted blocks (lines sorted by kind, in frames with
+//! their own filters), which queries for a word read a few percent of.
+//! Under sustained ingest the newest data waits in id order; it is queried
+//! the same way, only more slowly.
 //!
 //! **Block copy**: when no two inputs of a group overlap (small neighbours,
-//! or the one input of an upgrade), the blocks of a v2 input of the current
-//! format go to the output whole, checksums verified but neither
-//! decompressed nor compressed again, when the output takes their layout:
-//! a merge takes any block, an upgrade only sorted ones (it decodes and
-//! sorts the others). Only the v1 inputs between them are merged and
-//! encoded. A segment first compacted at a fraction of the target would
-//! otherwise be compressed again at every merge that grows it. Inputs a
-//! query found corrupt are always decoded, so that their bad blocks are
-//! found and left behind.
+//! or the one input of an upgrade), the blocks of a block-file input go to
+//! the output whole, checksums verified but neither decompressed nor
+//! compressed again, when the output takes their layout: a merge takes any
+//! block, an upgrade only sorted ones (it decodes and sorts the others).
+//! Only the batch files between them are merged and encoded. A segment
+//! first compacted at a fraction of the target would otherwise be
+//! compressed again at every merge that grows it. Inputs a query found
+//! corrupt are always decoded, so that their bad blocks are found and left
+//! behind.
 //!
 //! **Durability rule**: every output is fsynced and renamed into place (and
 //! the directory fsynced) before any input is removed. A crash in between
@@ -49,8 +49,8 @@
 //! before the inputs are removed, the outputs written so far are removed
 //! and the inputs stay as they were.
 //!
-//! **Corruption rule**: a v2 block that fails its checks is passed over and
-//! counted; a v1 segment that fails stops at its last good batch. An input
+//! **Corruption rule**: a block that fails its checks is passed over and
+//! counted; a batch file that fails stops at its last good batch. An input
 //! where corruption was met is not removed but moved to `quarantine/`
 //! ([`store_segment::quarantine`]) once the records that could be read are
 //! durable elsewhere. An input that fails for another reason (an I/O error)
@@ -69,7 +69,7 @@ use sluice_storage::{
     Fs, RecordCursor, SegmentMeta, StorageError, StoreSegmentWriter,
     block_segment::{BlockCursor, BlockLayout, BlockSegment, RawBlock},
     merge::{Merge, MergeStats, Verdict},
-    store_segment::{self, ScanOptions, SegmentFormat},
+    store_segment::{self, ScanOptions, SegmentKind},
 };
 
 /// Sizes that steer compaction.
@@ -94,7 +94,7 @@ impl Default for CompactionConfig {
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub meta: SegmentMeta,
-    pub format: SegmentFormat,
+    pub kind: SegmentKind,
     /// Bytes of its records, uncompressed
     /// ([`store_segment::segment_sizes`]).
     pub record_bytes: u64,
@@ -104,11 +104,11 @@ pub struct Candidate {
 
 impl Candidate {
     /// Whether this segment may be merged with neighbours it does not
-    /// overlap: every v1 segment, and a v2 segment under half the target.
+    /// overlap: every batch file, and a block file under half the target.
     /// Two neighbours merge only while their records fit one output, so
     /// the merge writes one segment and the plan never repeats itself.
     fn is_small(&self, config: &CompactionConfig) -> bool {
-        self.format == SegmentFormat::V1 || self.record_bytes < config.target_segment_bytes / 2
+        self.kind == SegmentKind::Batches || self.record_bytes < config.target_segment_bytes / 2
     }
 }
 
@@ -128,7 +128,7 @@ pub fn plan(
     let mut close = |group: &mut Vec<&Candidate>| {
         let worth = match group.as_slice() {
             [] => false,
-            [one] => one.format == SegmentFormat::V1 || suspects.contains(&one.meta.name),
+            [one] => one.kind == SegmentKind::Batches || suspects.contains(&one.meta.name),
             _ => true,
         };
         if worth {
@@ -167,13 +167,13 @@ pub fn plan(
 }
 
 /// The segment to sort next, when there is nothing to merge: the oldest
-/// v2 segment with blocks in id order ([`BlockLayout::InOrder`], or from a
-/// 2.0 or 2.1 file) that no query found corrupt.
+/// block file with blocks in id order ([`BlockLayout::InOrder`]) that no
+/// query found corrupt.
 pub fn plan_upgrade(segments: &[Candidate], suspects: &BTreeSet<String>) -> Option<SegmentMeta> {
     segments
         .iter()
         .find(|c| {
-            c.format == SegmentFormat::V2
+            c.kind == SegmentKind::Blocks
                 && c.unsorted_blocks > 0
                 && !suspects.contains(&c.meta.name)
         })
@@ -203,7 +203,7 @@ impl Compacted {
     }
 }
 
-/// Merge `inputs` (sorted by smallest id) into v2 segments of blocks of
+/// Merge `inputs` (sorted by smallest id) into block files of blocks of
 /// `layout` in `dir`, then remove or quarantine the inputs (see the
 /// module's rules). The blocks of `suspects` (names a query found corrupt)
 /// are never copied whole.
@@ -297,8 +297,8 @@ pub fn compact(
 }
 
 /// For each input, the opened segment when its blocks may be copied whole:
-/// no two inputs overlap, and it is a v2 segment of the current format that
-/// no query found corrupt and whose footer reads.
+/// no two inputs overlap, and it is a block file that no query found
+/// corrupt and whose footer reads.
 fn copyable_inputs(
     fs: &dyn Fs,
     dir: &Path,
@@ -317,13 +317,12 @@ fn copyable_inputs(
                 return None;
             }
             let path = dir.join(&input.name);
-            if store_segment::segment_format(fs, &path).ok()? != SegmentFormat::V2 {
+            if store_segment::segment_kind(fs, &path).ok()? != SegmentKind::Blocks {
                 return None;
             }
             // A footer that does not read is left to the merge, which
             // tells corruption from other failures.
-            let segment = BlockSegment::open(fs, &path).ok()?;
-            segment.is_current_format().then(|| Arc::new(segment))
+            BlockSegment::open(fs, &path).ok().map(Arc::new)
         })
         .collect()
 }
@@ -444,12 +443,11 @@ impl<'a> Outputs<'a> {
     fn writer(&mut self) -> Result<&mut StoreSegmentWriter<'a>, StorageError> {
         match self.writer {
             Some(ref mut writer) => Ok(writer),
-            None => Ok(self.writer.insert(StoreSegmentWriter::create_with(
-                self.fs,
-                self.dir,
-                SegmentFormat::V2,
-                self.layout,
-            )?)),
+            None => {
+                Ok(self
+                    .writer
+                    .insert(StoreSegmentWriter::blocks(self.fs, self.dir, self.layout)?))
+            }
         }
     }
 

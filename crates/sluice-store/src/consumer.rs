@@ -36,8 +36,7 @@ use sluice_record::{OwnedRecord, RecordIter, Ulid};
 use sluice_storage::{
     Fs, RecordCursor, SegmentScanner, SegmentWriter, StorageError, StoreSegmentWriter,
     merge::{Merge, Verdict},
-    store_segment::{self, TMP_DIR},
-    store_segment::{ScanOptions, SegmentFormat},
+    store_segment::{self, ScanOptions, TMP_DIR},
 };
 
 use crate::{Store, metrics};
@@ -66,6 +65,11 @@ pub enum ConsumeError {
     },
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(
+        "segment {path}: record {id} has a newline in its payload, which the record model \
+         forbids; the segment is refused (the ingester that wrote it is broken)"
+    )]
+    NewlineInPayload { path: PathBuf, id: Ulid },
     #[error("merge failed: {0}")]
     Merge(String),
 }
@@ -82,8 +86,6 @@ pub struct ConsumerConfig {
     pub poll_wait: Duration,
     /// Pause after a failed cycle.
     pub retry_backoff: Duration,
-    /// The format of the store segments written.
-    pub format: SegmentFormat,
 }
 
 impl Default for ConsumerConfig {
@@ -94,7 +96,6 @@ impl Default for ConsumerConfig {
             max_gather_bytes: 64 << 20,
             poll_wait: Duration::from_millis(500),
             retry_backoff: Duration::from_millis(500),
-            format: SegmentFormat::default(),
         }
     }
 }
@@ -171,8 +172,7 @@ impl Consumer {
                 records: i.records,
             })
             .collect();
-        let format = self.config.format;
-        let written = tokio::task::spawn_blocking(move || store_inputs(&*fs, &dir, ranges, format))
+        let written = tokio::task::spawn_blocking(move || store_inputs(&*fs, &dir, ranges))
             .await
             .map_err(|e| ConsumeError::Merge(e.to_string()))
             .and_then(|r| r);
@@ -363,7 +363,9 @@ impl Consumer {
     }
 }
 
-/// Verify every checksum of a downloaded segment. Ingest segments are sorted
+/// Verify every checksum of a downloaded segment, and that no payload
+/// holds a newline: this is where data crosses from ingest to store, and
+/// block files end each line at its newline. Ingest segments are sorted
 /// by id per connection; one that is not (clock games, or a future protocol
 /// with origin times) is rewritten sorted, which is bounded by the segment
 /// size. Returns the smallest and largest id and the record count.
@@ -381,6 +383,12 @@ fn verify_and_sort(fs: &dyn Fs, path: &Path) -> Result<(Ulid, Ulid, u64), Consum
                 offset: 0,
                 source,
             })?;
+            if memchr::memchr(b'\n', record.payload).is_some() {
+                return Err(ConsumeError::NewlineInPayload {
+                    path: path.to_path_buf(),
+                    id: record.id,
+                });
+            }
             if last.is_some_and(|l| record.id <= l) {
                 sorted = false;
             }
@@ -437,19 +445,15 @@ struct Downloaded {
     records: u64,
 }
 
-/// Make downloaded inputs durable store segments. In format v1, inputs
-/// whose id ranges overlap no other (one connection's consecutive segments)
-/// are adopted as they are; otherwise they are merged by id into one new
-/// segment in the configured format.
-fn store_inputs(
-    fs: &dyn Fs,
-    dir: &Path,
-    mut inputs: Vec<Downloaded>,
-    format: SegmentFormat,
-) -> Result<(), ConsumeError> {
+/// Make downloaded inputs durable store segments, as batch files (so they
+/// are queryable at once; compaction makes block files of them later).
+/// Inputs whose id ranges overlap no other (one connection's consecutive
+/// segments) are adopted as they are; otherwise they are merged by id into
+/// one new batch file.
+fn store_inputs(fs: &dyn Fs, dir: &Path, mut inputs: Vec<Downloaded>) -> Result<(), ConsumeError> {
     inputs.sort_by_key(|d| d.min);
     let disjoint = inputs.windows(2).all(|w| w[0].max < w[1].min);
-    if disjoint && format == SegmentFormat::V1 {
+    if disjoint {
         for input in &inputs {
             let meta = store_segment::adopt(fs, dir, &input.path, input.min, input.max)?;
             metrics::segment_written(input.records, meta.bytes, 0, 1);
@@ -458,23 +462,18 @@ fn store_inputs(
             .map_err(StorageError::io("fsync store dir", dir))?;
         return Ok(());
     }
-    merge_inputs(fs, dir, inputs, format)
+    merge_inputs(fs, dir, inputs)
 }
 
-/// Merge downloaded inputs, sorted by smallest id, into one durable store
-/// segment.
-fn merge_inputs(
-    fs: &dyn Fs,
-    dir: &Path,
-    inputs: Vec<Downloaded>,
-    format: SegmentFormat,
-) -> Result<(), ConsumeError> {
+/// Merge downloaded inputs, sorted by smallest id, into one durable batch
+/// file.
+fn merge_inputs(fs: &dyn Fs, dir: &Path, inputs: Vec<Downloaded>) -> Result<(), ConsumeError> {
     let mins: Vec<Ulid> = inputs.iter().map(|d| d.min).collect();
     let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
         store_segment::open_cursor(fs, &inputs[i].path, &ScanOptions::default())
     };
     let keep_all = |_: &sluice_record::Record<'_>| Verdict::Keep;
-    let mut writer = StoreSegmentWriter::create_as(fs, dir, format)?;
+    let mut writer = StoreSegmentWriter::batches(fs, dir)?;
     let mut merge = Merge::new(&mins, &mut open, &keep_all);
     let written = merge.run_fallible(|record| writer.push(*record));
     let stats = merge.stats;
@@ -496,4 +495,63 @@ fn merge_inputs(
         tracing::debug!(segment = %meta.name, records, inputs = inputs.len(), "store segment written");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_storage::MemFs;
+
+    /// A batch of one record, built by hand: the encoder refuses (in debug
+    /// builds) the newline this test needs.
+    fn one_record_batch(id: Ulid, payload: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend_from_slice(&id.0.to_be_bytes());
+        body.extend_from_slice(&[0, 1]);
+        body.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        body.push(b't');
+        body.extend_from_slice(payload);
+        let mut batch = b"SLB1".to_vec();
+        batch.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        batch.extend_from_slice(&1u32.to_le_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&batch[4..12]);
+        crc.update(&body);
+        batch.extend_from_slice(&crc.finalize().to_le_bytes());
+        batch.extend_from_slice(&body);
+        batch
+    }
+
+    /// A downloaded segment whose record holds a newline is refused where
+    /// it crosses into the store, naming the record; a good one passes.
+    #[test]
+    fn a_payload_with_a_newline_is_refused_at_verify() {
+        let fs = MemFs::new();
+        Fs::create_dir_all(&fs, Path::new("/d")).unwrap();
+        let id = Ulid::from_parts(1_000, 7);
+        for (name, payload, refused) in [
+            ("good", &b"one line"[..], false),
+            ("bad", &b"two\nlines"[..], true),
+        ] {
+            let path = Path::new("/d").join(name);
+            let mut writer = SegmentWriter::create(&fs, &path).unwrap();
+            writer
+                .append(&one_record_batch(id, payload), 1, id, id)
+                .unwrap();
+            drop(writer);
+            match verify_and_sort(&fs, &path) {
+                Ok(range) => {
+                    assert!(!refused, "{name}: accepted");
+                    assert_eq!(range, (id, id, 1));
+                }
+                Err(err) => {
+                    assert!(refused, "{name}: {err}");
+                    assert!(
+                        matches!(err, ConsumeError::NewlineInPayload { id: got, .. } if got == id),
+                        "{err}"
+                    );
+                }
+            }
+        }
+    }
 }

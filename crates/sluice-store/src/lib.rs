@@ -7,8 +7,8 @@
 //!   protocol), merges them by id into one store segment, makes it durable,
 //!   and only then commits.
 //! - [`maintain`]: the background thread that applies [`retention`] and
-//!   runs [`compact`]ion, which rewrites fresh v1 segments, overlapping
-//!   segments and small neighbours as non-overlapping v2 segments, and
+//!   runs [`compact`]ion, which rewrites fresh batch files, overlapping
+//!   segments and small neighbours as non-overlapping block files, and
 //!   quarantines corrupt ones.
 //!
 //! Architecture invariant: a segment is committed to its ingester only after
@@ -44,7 +44,7 @@ pub struct Store {
     /// Segments a query found corrupt, for the maintainer to salvage and
     /// quarantine.
     suspects: Arc<Mutex<BTreeSet<String>>>,
-    /// Opened v2 segments, shared by queries; evicted on every listing.
+    /// Opened block files, shared by queries; evicted on every listing.
     segment_cache: Arc<SegmentCache>,
 }
 
@@ -80,7 +80,7 @@ impl Store {
         &self.dir
     }
 
-    /// The cache that queries open v2 segments through.
+    /// The cache that queries open block files through.
     pub fn segment_cache(&self) -> &Arc<SegmentCache> {
         &self.segment_cache
     }

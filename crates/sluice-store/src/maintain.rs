@@ -23,7 +23,7 @@ use std::{
 use sluice_storage::{
     SegmentMeta, StorageError,
     block_segment::BlockLayout,
-    store_segment::{self, SegmentFormat, SegmentSizes},
+    store_segment::{self, SegmentKind, SegmentSizes},
 };
 
 use crate::{
@@ -142,7 +142,7 @@ impl Maintainer {
                         tracing::error!(segment = %meta.name, error = %err, "corrupt store segment found while planning compaction");
                         suspects.insert(meta.name.clone());
                         SegmentSizes {
-                            format: SegmentFormat::V2,
+                            kind: SegmentKind::Blocks,
                             record_bytes: 0,
                             unsorted_blocks: 0,
                         }
@@ -153,7 +153,7 @@ impl Maintainer {
             };
             candidates.push(Candidate {
                 meta,
-                format: sizes.format,
+                kind: sizes.kind,
                 record_bytes: sizes.record_bytes,
                 unsorted_blocks: sizes.unsorted_blocks,
             });

@@ -61,7 +61,7 @@ pub(crate) fn store_size(segments: usize, bytes: u64) {
     gauge!("sluice_store_bytes").set(bytes as f64);
 }
 
-/// Blocks (and v1 segments) whose lines are not yet sorted: the work that
+/// Blocks (and batch files) whose lines are not yet sorted: the work that
 /// waits for a pass with nothing to merge.
 pub(crate) fn unsorted_blocks(blocks: u64) {
     gauge!("sluice_store_unsorted_blocks").set(blocks as f64);

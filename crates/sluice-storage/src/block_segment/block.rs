@@ -1,36 +1,25 @@
-//! Decoding one block of a v2 segment, whole or only some of its frames.
+//! Decoding one block of a block file, whole or only some of its frames.
 //!
-//! Both layouts decode into the same [`Block`]: the text of the frames read,
-//! in frame order, and per record (by its index in id order) where its
-//! payload lies in that text. A 2.0/2.1 block is one frame whose records are
-//! in id order; a 2.2 block's frames hold its records in sort-key order, and
-//! the meta's ordinals say which record each line is.
+//! A block decodes into a [`Block`]: the text of the frames read, in frame
+//! order, and per record (by its index in id order) where its payload lies
+//! in that text. A sorted block's frames hold its records in sort-key
+//! order, and the meta's ordinals say which record each line is; in a
+//! block in id order, line `i` is record `i`.
 
 use std::io::Cursor;
 
 use sluice_record::{Record, Ulid};
 
 use super::{
-    BLOCK_META_FIXED, BlockEntry, Bytes, Checks, IN_ORDER, MAX_BLOCK_TEXT, NO_LINE_LENGTHS,
+    BLOCK_META_FIXED, BlockEntry, Bytes, Checks, IN_ORDER, LINES_END_AT_NEWLINES, MAX_BLOCK_TEXT,
     check_block,
 };
 
-/// The largest number of frames a 2.2 block may have: more than any block
+/// The largest number of frames a block may have: more than any block
 /// the writer cuts (a frame holds at least one record or 64 KiB of text).
 pub const MAX_FRAMES: usize = 1 << 16;
 
-/// How a file's blocks are laid out, from its format version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Layout {
-    /// Formats 2.0 and 2.1: one zstd frame of the records in id order and
-    /// one filter for the block.
-    Single,
-    /// Format 2.2: frames of records in sort-key order, each with its own
-    /// filter and checksum.
-    Framed,
-}
-
-/// One frame of a 2.2 block, as its meta describes it.
+/// One frame of a block, as its meta describes it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct FrameEntry {
     /// Where its zstd frame starts in the block's data.
@@ -55,18 +44,15 @@ pub(crate) struct Read {
     pub filter_len: u64,
 }
 
-/// A 2.2 block's frame table, as parsed.
+/// A block's frame table, as parsed.
 pub(crate) struct FrameTable<'m> {
     /// Its sliced filter.
     pub filter: &'m [u8],
     /// Whether its lines are in id order ([`super::BlockLayout::InOrder`]).
     pub in_order: bool,
-    /// Whether its meta lists each line's length (2.2 blocks; a 2.3
-    /// block's lines end at their newlines).
-    pub line_lengths: bool,
 }
 
-/// Parse the frame table and filter of 2.2 block `entry`, whose meta says
+/// Parse the frame table and filter of block `entry`, whose meta says
 /// it holds `text_len` bytes of text (`r` at the end of the fixed fields),
 /// into `frames`, checking that the frames account for the block's
 /// records, text and data exactly.
@@ -79,9 +65,11 @@ pub(crate) fn parse_frames<'m>(
     let count = entry.count;
     frames.clear();
     let raw = r.u32()?;
+    if raw & LINES_END_AT_NEWLINES == 0 {
+        return Err("block lists its line lengths (format 2.2), which is not read");
+    }
     let in_order = raw & IN_ORDER != 0;
-    let line_lengths = raw & NO_LINE_LENGTHS == 0;
-    let n = (raw & !(IN_ORDER | NO_LINE_LENGTHS)) as usize;
+    let n = (raw & !(IN_ORDER | LINES_END_AT_NEWLINES)) as usize;
     if n == 0 || n > MAX_FRAMES || n > count as usize {
         return Err("bad frame count");
     }
@@ -114,15 +102,14 @@ pub(crate) fn parse_frames<'m>(
     Ok(FrameTable {
         filter: r.take(filter_len)?,
         in_order,
-        line_lengths,
     })
 }
 
 /// Which record each line of a block is.
 enum Ordinals<'a> {
-    /// 2.0/2.1, and 2.2 blocks in id order: line `i` is record `i`.
+    /// A block in id order: line `i` is record `i`.
     Identity,
-    /// 2.2: little-endian integers of `width` bytes, one per line; read
+    /// A sorted block: little-endian integers of `width` bytes, one per line; read
     /// only for the lines of the frames read.
     Packed { bytes: &'a [u8], width: usize },
 }
@@ -174,31 +161,25 @@ pub(crate) struct Block {
     topic_bytes: Vec<u8>,
     topic_of: Vec<u32>,
     flags: Vec<u8>,
-    /// Scratch: the frame table, each line's length (lines in frame
-    /// order; empty for a block whose lines end at their newlines), and
-    /// which records were placed.
+    /// Scratch: the frame table, and which records were placed.
     frames: Vec<FrameEntry>,
-    lens: Vec<u32>,
     seen: Vec<u64>,
 }
 
 impl Block {
     /// Decode and verify block `entry` of `file`: its meta (its checksum
     /// unless `meta_verified`), and the frames in `wanted` (indices,
-    /// ascending), or all of them when it is `None`.
-    /// Returns what it decompressed. A 2.0/2.1 block is always read
-    /// whole.
+    /// ascending), or all of them when it is `None`. Returns what it
+    /// decompressed.
     pub(crate) fn load(
         &mut self,
         file: &[u8],
         entry: &BlockEntry,
-        layout: Layout,
         wanted: Option<&[u32]>,
         meta_verified: bool,
         decompressor: &mut zstd::bulk::Decompressor<'static>,
     ) -> Result<Read, &'static str> {
-        // The data is checked frame by frame, as it is read (a 2.0/2.1
-        // block is one frame, its checksum the block's).
+        // The data is checked frame by frame, as it is read.
         let checks = Checks {
             meta: !meta_verified,
             data: false,
@@ -209,17 +190,8 @@ impl Block {
             buf: checked.meta_body,
             pos: BLOCK_META_FIXED,
         };
-        let (filter_len, in_order, line_lengths) = match layout {
-            Layout::Single => {
-                let filter_len = r.u32()? as usize;
-                (r.take(filter_len)?.len(), true, true)
-            }
-            Layout::Framed => {
-                let table = parse_frames(&mut r, entry, checked.text_len, &mut self.frames)?;
-                (table.filter.len(), table.in_order, table.line_lengths)
-            }
-        };
-        let filter_len = filter_len as u64;
+        let table = parse_frames(&mut r, entry, checked.text_len, &mut self.frames)?;
+        let (filter_len, in_order) = (table.filter.len() as u64, table.in_order);
         self.ids.clear();
         let mut id = r.u128()?;
         self.ids.push(Ulid(id));
@@ -238,13 +210,6 @@ impl Block {
             true => Ordinals::Identity,
             false => Ordinals::read(&mut r, count)?,
         };
-        self.lens.clear();
-        if line_lengths {
-            for _ in 0..count {
-                let len = u32::try_from(r.varint()?).map_err(|_| "payload too long")?;
-                self.lens.push(len);
-            }
-        }
         self.read_topics_and_flags(&mut r, count)?;
         if r.pos != checked.meta_body.len() {
             return Err("trailing bytes in block meta");
@@ -258,54 +223,35 @@ impl Block {
         self.loaded.clear();
         self.text.clear();
         let data = checked.data();
-        match layout {
-            Layout::Single => {
-                let frame = FrameEntry {
-                    data_at: 0,
-                    data_len: entry.data_len,
-                    text_len: checked.text_len,
-                    rows: entry.count,
-                    crc: checked.data_crc,
-                };
-                self.read_frame(data, &frame, 0, &ordinals, decompressor)?;
-                Ok(Read {
-                    frames: 1,
-                    bytes: entry.data_len as u64,
-                    filter_len,
-                })
-            }
-            Layout::Framed => {
-                let frames = std::mem::take(&mut self.frames);
-                let mut read = Ok(Read {
-                    filter_len,
-                    ..Read::default()
+        let frames = std::mem::take(&mut self.frames);
+        let mut read = Ok(Read {
+            filter_len,
+            ..Read::default()
+        });
+        let mut first_row = 0usize;
+        let mut next_wanted = wanted.map(|w| w.iter().peekable());
+        for (f, frame) in frames.iter().enumerate() {
+            let take = match &mut next_wanted {
+                None => true,
+                Some(w) => w.next_if(|&&i| i as usize == f).is_some(),
+            };
+            if take {
+                read = read.and_then(|read| {
+                    self.read_frame(data, frame, first_row, &ordinals, decompressor)?;
+                    Ok(Read {
+                        frames: read.frames + 1,
+                        bytes: read.bytes + frame.data_len as u64,
+                        ..read
+                    })
                 });
-                let mut first_row = 0usize;
-                let mut next_wanted = wanted.map(|w| w.iter().peekable());
-                for (f, frame) in frames.iter().enumerate() {
-                    let take = match &mut next_wanted {
-                        None => true,
-                        Some(w) => w.next_if(|&&i| i as usize == f).is_some(),
-                    };
-                    if take {
-                        read = read.and_then(|read| {
-                            self.read_frame(data, frame, first_row, &ordinals, decompressor)?;
-                            Ok(Read {
-                                frames: read.frames + 1,
-                                bytes: read.bytes + frame.data_len as u64,
-                                ..read
-                            })
-                        });
-                        if read.is_err() {
-                            break;
-                        }
-                    }
-                    first_row += frame.rows as usize;
+                if read.is_err() {
+                    break;
                 }
-                self.frames = frames;
-                read
             }
+            first_row += frame.rows as usize;
         }
+        self.frames = frames;
+        read
     }
 
     fn read_topics_and_flags(
@@ -355,9 +301,8 @@ impl Block {
         Ok(())
     }
 
-    /// Verify (when `check_crc`) and decompress `frame`, whose first line
-    /// is line `first_row` of the block, after the text read so far, and
-    /// place its records.
+    /// Verify and decompress `frame`, whose first line is line `first_row`
+    /// of the block, after the text read so far, and place its records.
     fn read_frame(
         &mut self,
         data: &[u8],
@@ -392,24 +337,12 @@ impl Block {
             return Err("block text is not one payload per line");
         }
         let lines = first_row..first_row + frame.rows as usize;
-        // Where each line ends: at the length the meta lists (2.2), or at
-        // its newline (2.3). Either way each must end at a newline, and the
-        // lines must fill the frame's text exactly.
+        // Each line ends at its newline, and the lines must fill the
+        // frame's text exactly.
         let mut newlines = memchr::memchr_iter(b'\n', &self.text[base..end_of_text]);
         let mut at = base;
         for line in lines {
-            // `lens` holds every line of the block, or none.
-            let end = if self.lens.is_empty() {
-                base + newlines.next().ok_or("frame has fewer lines than rows")?
-            } else {
-                let end = at
-                    .checked_add(self.lens[line] as usize)
-                    .ok_or("payload too long")?;
-                if end >= end_of_text || self.text[end] != b'\n' {
-                    return Err("block text is not one payload per line");
-                }
-                end
-            };
+            let end = base + newlines.next().ok_or("frame has fewer lines than rows")?;
             let ordinal = ordinals.get(line);
             let i = ordinal as usize;
             // Each line a different record: checked for the lines read.
@@ -423,7 +356,7 @@ impl Block {
             at = end + 1;
         }
         if at != base + text_len {
-            return Err("payload lengths do not add up to the frame text");
+            return Err("frame has more lines than rows");
         }
         Ok(())
     }

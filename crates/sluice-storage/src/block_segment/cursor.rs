@@ -1,4 +1,4 @@
-//! Reading v2 segments: a cursor that prunes blocks by time and term filter
+//! Reading block files: a cursor that prunes blocks by time and term filter
 //! and decodes the blocks it keeps on worker threads, a few ahead of the
 //! reader, handing them over strictly in order.
 //!
@@ -15,7 +15,7 @@ use std::{collections::VecDeque, sync::Arc, thread::JoinHandle};
 use memchr::memmem;
 use sluice_record::Record;
 
-use super::{Block, BlockEntry, BlockSegment, FrameScratch, Layout, Probes};
+use super::{Block, BlockEntry, BlockSegment, FrameScratch, Probes};
 use crate::{StorageError, fs::Fs, term_filter::TermProbe};
 
 /// A test of a record's payload, run where its block is decoded (a query's
@@ -46,7 +46,7 @@ struct Decoded {
     failure: Option<&'static str>,
 }
 
-/// A [`RecordCursor`](crate::RecordCursor) over a v2 segment, pruning blocks
+/// A [`RecordCursor`](crate::RecordCursor) over a block file, pruning blocks
 /// by time and by literal.
 pub struct BlockCursor {
     segment: Arc<BlockSegment>,
@@ -161,7 +161,7 @@ impl BlockCursor {
         self.blocks_loaded
     }
 
-    /// Frames decompressed so far (a 2.0/2.1 block is one frame).
+    /// Frames decompressed so far.
     pub fn frames_loaded(&self) -> u64 {
         self.frames_loaded
     }
@@ -198,7 +198,7 @@ impl BlockCursor {
                 let probed =
                     self.segment
                         .wanted_frames(i, &self.probes, &mut self.frames, &mut job.wanted);
-                let frame_count = self.frames.frames.len().max(1);
+                let frame_count = self.frames.frames.len();
                 match probed {
                     Ok(filter_bytes) if job.wanted.is_empty() => {
                         // Only the filter was read.
@@ -219,7 +219,6 @@ impl BlockCursor {
                 }
             }
             let bytes = self.segment.bytes.clone();
-            let layout = self.segment.layout();
             let meta_verified = self.segment.meta_is_verified(i);
             let literal = self.literal.clone();
             let filter = self.filter.clone();
@@ -229,7 +228,7 @@ impl BlockCursor {
                     let decoded = decode(
                         &bytes,
                         &entry,
-                        (layout, meta_verified),
+                        meta_verified,
                         job,
                         literal.as_deref(),
                         filter,
@@ -291,7 +290,7 @@ impl BlockCursor {
 fn decode(
     bytes: &[u8],
     entry: &BlockEntry,
-    (layout, meta_verified): (Layout, bool),
+    meta_verified: bool,
     mut job: Decoded,
     literal: Option<&memmem::Finder<'static>>,
     filter: Option<RecordFilter>,
@@ -311,7 +310,7 @@ fn decode(
     let wanted = (!job.all_frames).then_some(&job.wanted[..]);
     match job
         .block
-        .load(bytes, entry, layout, wanted, meta_verified, decompressor)
+        .load(bytes, entry, wanted, meta_verified, decompressor)
     {
         Ok(read) => {
             job.failure = None;
@@ -360,10 +359,9 @@ fn decode(
         }
         None => job.selected.extend_from_slice(lines),
     }
-    // Lines of a 2.2 block are in sort-key order; records go out in id order.
-    if layout == Layout::Framed {
-        job.selected.sort_unstable();
-    }
+    // A sorted block's lines are in sort-key order; records go out in id
+    // order.
+    job.selected.sort_unstable();
     if let Some(filter) = filter {
         job.selected
             .retain(|&i| filter(job.block.record(i as usize).payload));

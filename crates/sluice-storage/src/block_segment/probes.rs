@@ -2,7 +2,7 @@
 //! holds, or literals one of which each holds.
 
 use super::FrameEntry;
-use crate::term_filter::{FilterKind, TermProbe, sliced};
+use crate::term_filter::{TermProbe, sliced};
 
 /// The probes of a query's literals.
 #[derive(Debug, Clone, Default)]
@@ -26,16 +26,7 @@ impl Probes {
         self.all_of.is_none() && self.any_of.is_empty()
     }
 
-    /// Whether a 2.0/2.1 block with this term filter may hold a wanted
-    /// record.
-    pub(crate) fn may_match(&self, kind: FilterKind, filter: &[u8]) -> bool {
-        self.all_of
-            .as_ref()
-            .is_none_or(|probe| probe.may_match(kind, filter))
-            && (self.any_of.is_empty() || self.any_of.iter().any(|p| p.may_match(kind, filter)))
-    }
-
-    /// `mask`: one bit per frame of a 2.2 block of `frames`, set for each
+    /// `mask`: one bit per frame of a block of `frames`, set for each
     /// frame its sliced `filter` says may hold a wanted record. Returns the
     /// bytes of the filter read.
     pub(crate) fn narrow_frames(&self, filter: &[u8], frames: usize, mask: &mut Vec<u64>) -> u64 {

@@ -18,15 +18,8 @@ struct Rec {
 
 type MakeWriter = fn(Box<dyn crate::fs::WriteFile>) -> std::io::Result<BlockWriter>;
 
-/// The current format (2.3, both layouts) and formats 2.1, 2.0 and 2.2,
-/// which are still read.
-const FORMATS: [MakeWriter; 5] = [
-    BlockWriter::new,
-    BlockWriter::format_2_1,
-    BlockWriter::format_2_0,
-    in_order,
-    BlockWriter::format_2_2,
-];
+/// Writers of both layouts: sorted, and in id order.
+const LAYOUTS: [MakeWriter; 2] = [BlockWriter::new, in_order];
 
 fn in_order(file: Box<dyn crate::fs::WriteFile>) -> std::io::Result<BlockWriter> {
     Ok(BlockWriter::new(file)?.with_layout(BlockLayout::InOrder))
@@ -81,7 +74,7 @@ fn records(max: usize) -> impl Strategy<Value = Vec<Rec>> {
             1u64..2_000,
             0u8..3,
             prop_oneof![Just(0u8), Just(1u8)],
-            proptest::collection::vec(proptest::sample::select(b"abc \n".to_vec()), 0..200),
+            proptest::collection::vec(proptest::sample::select(b"abc \t".to_vec()), 0..200),
         ),
         0..max,
     )
@@ -173,67 +166,56 @@ fn payloads(cursor: &mut BlockCursor) -> Vec<Vec<u8>> {
 
 #[test]
 fn a_rare_literal_skips_blocks_by_their_filter() {
-    for (format, make) in FORMATS.into_iter().enumerate() {
-        rare_literal_skips_blocks(make, format == 0 || format == 4);
+    for (layout, make) in LAYOUTS.into_iter().enumerate() {
+        rare_literal_skips_blocks(make, layout == 0);
         let fs = MemFs::new();
         write_with(&fs, Path::new("/d/seg"), &[], make);
         let header = fs.read_all(Path::new("/d/seg")).unwrap();
-        let version = [3, 1, 0, 3, 2][format];
-        assert_eq!(header[HEADER_LEN - 2..HEADER_LEN], [2, version]);
+        assert_eq!(header[HEADER_LEN - 2..HEADER_LEN], [2, 3]);
     }
 }
 
-/// A 2.3 block does not list its lines' lengths: each line ends at its
-/// newline. It reads back as the 2.2 block of the same records does, and
-/// its meta is at least a byte a line smaller.
+/// A block file of any other version than the one read is refused with
+/// an error that names the version, never read as empty or as batches.
 #[test]
-fn lines_end_at_their_newlines() {
-    let recs = traced_requests();
-    let metas = [BlockWriter::new as MakeWriter, BlockWriter::format_2_2].map(|make| {
-        let fs = written_and_read_back(&recs, make);
-        let segment = BlockSegment::open(&fs, Path::new("/d/seg")).unwrap();
-        let meta: u64 = segment.blocks().iter().map(|b| b.meta_len as u64).sum();
-        meta
-    });
-    assert!(
-        metas[0] + recs.len() as u64 <= metas[1],
-        "2.3 metas {} bytes, 2.2 {}",
-        metas[0],
-        metas[1]
-    );
-}
-
-/// Should a payload hold a newline after all (the record model forbids
-/// it), its block lists its lines' lengths, so it stays readable.
-#[test]
-fn a_payload_with_a_newline_keeps_its_block_readable() {
-    let recs: Vec<Rec> = (0..500u64)
-        .map(|i| Rec {
-            id: Ulid::from_parts(1_000 + i, 0).0,
-            flags: 0,
-            topic: b"t".to_vec(),
-            payload: match i {
-                250 => b"level=INFO two\nlines".to_vec(),
-                _ => format!("level=INFO line {i}").into_bytes(),
-            },
-        })
-        .collect();
-    for make in [BlockWriter::new as MakeWriter, in_order] {
-        written_and_read_back(&recs, make);
-    }
-}
-
-/// `recs` written by `make` as `/d/seg`, after checking that they read
-/// back equal.
-fn written_and_read_back(recs: &[Rec], make: MakeWriter) -> MemFs {
+fn a_file_of_another_version_is_refused_by_name() {
     let fs = MemFs::new();
     let path = Path::new("/d/seg");
-    write_with(&fs, path, recs, make);
-    assert_eq!(
-        read_all(BlockCursor::open(&fs, path).unwrap()).unwrap(),
-        recs
-    );
-    fs
+    write(&fs, path, &traced_requests()[..1000]);
+    let written = fs.read_all(path).unwrap();
+    for (major, minor) in [(2, 2), (2, 4), (3, 0), (2, 0)] {
+        let mut bytes = written.clone();
+        bytes[HEADER_LEN - 2..HEADER_LEN].copy_from_slice(&[major, minor]);
+        assert!(is_block_segment(&bytes), "routed to the block reader");
+        let err = BlockSegment::from_bytes(path, crate::Mapped::owned(bytes)).unwrap_err();
+        assert!(err.is_corrupt(), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("format {major}.{minor}")) && message.contains("2.3"),
+            "{message}"
+        );
+    }
+}
+
+/// A block whose meta lacks the flag that its lines end at their newlines
+/// lists their lengths (format 2.2): it is refused, not misread.
+#[test]
+fn a_block_that_lists_line_lengths_is_refused() {
+    let fs = MemFs::new();
+    let path = Path::new("/d/seg");
+    write(&fs, path, &traced_requests()[..1000]);
+    let mut bytes = fs.read_all(path).unwrap();
+    let segment = BlockSegment::open(&fs, path).unwrap();
+    let entry = segment.blocks()[0];
+    let at = entry.offset as usize + 8 + BLOCK_META_FIXED;
+    bytes[at + 3] &= !((LINES_END_AT_NEWLINES >> 24) as u8);
+    // The meta's checksum is made right again: only the flag is wrong.
+    let meta = entry.meta_range();
+    let crc = crc32fast::hash(&bytes[meta.start..meta.end - 4]);
+    bytes[meta.end - 4..meta.end].copy_from_slice(&crc.to_le_bytes());
+    let segment = BlockSegment::from_bytes(path, crate::Mapped::owned(bytes)).unwrap();
+    let err = read_all(BlockCursor::new(segment).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("line lengths"), "{err}");
 }
 
 fn rare_literal_skips_blocks(make: MakeWriter, expect_sorted: bool) {
@@ -259,18 +241,16 @@ fn rare_literal_skips_blocks(make: MakeWriter, expect_sorted: bool) {
         "the filter should spare blocks without the literal: loaded {} of {blocks}",
         cursor.blocks_loaded()
     );
-    // A 2.2 block's frames have their own filters: the id's frame is read,
+    // A block's frames have their own filters: the id's frame is read,
     // not its whole block.
     let segment = BlockSegment::open(&fs, path).unwrap();
-    if segment.is_current_format() {
-        let sorted = (0..segment.blocks().len()).all(|i| segment.block_is_sorted(i));
-        assert_eq!(sorted, expect_sorted);
-        assert!(
-            cursor.frames_loaded() <= 2,
-            "read {} frames",
-            cursor.frames_loaded()
-        );
-    }
+    let sorted = (0..segment.blocks().len()).all(|i| segment.block_is_sorted(i));
+    assert_eq!(sorted, expect_sorted);
+    assert!(
+        cursor.frames_loaded() <= 2,
+        "read {} frames",
+        cursor.frames_loaded()
+    );
     assert!(
         cursor.bytes_read() * 3 < len,
         "read {} of {len} bytes",
@@ -353,11 +333,11 @@ proptest! {
         width in 0u64..2_000_000,
         short in proptest::collection::vec(proptest::sample::select(b"abc ".to_vec()), 1..6),
         cut in proptest::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>(), 8usize..40)),
-        format in 0usize..FORMATS.len(),
+        layout in 0usize..LAYOUTS.len(),
     ) {
         let fs = MemFs::new();
         let path = Path::new("/d/seg");
-        write_with(&fs, path, &recs, FORMATS[format]);
+        write_with(&fs, path, &recs, LAYOUTS[layout]);
         // A short literal, or a long one cut from a record (long enough
         // for the 8-gram filters to have keys).
         let needle = match cut {
@@ -426,10 +406,14 @@ fn write_throughput() {
         .map(|i| format!("2026-11-21T06:00:00.{:03}Z INFO api: request handled path=/api/v1/users/{} status=200 duration_ms={}.{} trace_id={} user_agent=curl/8.5.0", i % 1000, i * 37 % 100_000, i % 900, i % 7, trace_id(i)).into_bytes())
         .collect();
     let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
-    let mut filter = crate::term_filter::TermFilter::new();
+    let mut filter = crate::term_filter::sliced::SliceBuilder::default();
     let t = std::time::Instant::now();
-    for l in &lines {
-        filter.add(l);
+    filter.clear(true);
+    for chunk in lines.chunks(600) {
+        filter.start_frame();
+        for l in chunk {
+            filter.add(l);
+        }
     }
     let filter_s = t.elapsed().as_secs_f64();
     let mut text = Vec::new();
@@ -636,7 +620,7 @@ fn assert_reads_few_frames(count: u64, literal: &[u8], payload: impl Fn(u64, u64
     );
 }
 
-/// Small valid segments of each format, as seeds for the `block_segment`
+/// Small valid block files of each layout, as seeds for the `block_segment`
 /// fuzz target (without them it rarely gets past the footer checksum).
 #[test]
 #[ignore = "fuzz seeds: SLUICE_FUZZ_SEEDS=fuzz/seeds/block_segment cargo test -p sluice-storage -- --ignored write_fuzz_seeds"]
@@ -663,10 +647,7 @@ fn write_fuzz_seeds() {
         })
         .collect();
     std::fs::create_dir_all(&dir).unwrap();
-    for (name, make) in ["2.3", "2.1", "2.0", "2.3-in-order", "2.2"]
-        .into_iter()
-        .zip(FORMATS)
-    {
+    for (name, make) in ["2.3", "2.3-in-order"].into_iter().zip(LAYOUTS) {
         let fs = MemFs::new();
         let path = Path::new("/d/seg");
         write_with(&fs, path, &recs, make);

@@ -1,8 +1,8 @@
-//! Writing v2 segments, with blocks built on worker threads.
+//! Writing block files, with blocks built on worker threads.
 //!
 //! The caller's thread only appends records to the open block (text, ids,
-//! lengths, topics). A full block goes to a worker thread, which builds its
-//! term filter, compresses its text and encodes its meta; the writer keeps
+//! lengths, topics). A full block goes to a worker thread, which sorts its
+//! lines (for a sorted block), cuts its frames, builds its sliced filter, compresses its text and encodes its meta; the writer keeps
 //! up to [`BlockWriter::workers`] blocks in flight and writes the finished
 //! frames to the file strictly in order. Memory is bounded by the open block
 //! plus the blocks in flight; their buffers, filters and zstd contexts are
@@ -15,15 +15,12 @@ use sluice_record::{Record, Ulid};
 
 use super::{
     BlockEntry, BlockLayout, ENTRY_LEN, FILE_TAG, FOOTER_TAG, IN_ORDER, IN_ORDER_FRAME_BYTES,
-    MIN_FRAME_BYTES, NO_LINE_LENGTHS, SKIPPABLE_BLOCK, SKIPPABLE_FOOTER, SKIPPABLE_HEADER,
+    LINES_END_AT_NEWLINES, MIN_FRAME_BYTES, SKIPPABLE_BLOCK, SKIPPABLE_FOOTER, SKIPPABLE_HEADER,
     SORTED_ZSTD_LEVEL, TARGET_BLOCK_BYTES, TARGET_FRAME_BYTES, ZSTD_LEVEL, block_compressor,
     put_varint, skippable,
     sort_key::{SORT_KEY_LEN, sort_key},
 };
-use crate::{
-    fs::WriteFile,
-    term_filter::{FilterKind, TermFilter, sliced::SliceBuilder},
-};
+use crate::{fs::WriteFile, term_filter::sliced::SliceBuilder};
 
 /// The records of one block, as pushed.
 #[derive(Default)]
@@ -49,28 +46,24 @@ impl OpenBlock {
 
 /// What a worker needs besides the block, handed back for reuse.
 struct Tools {
-    /// The filter of a 2.0/2.1 block; a 2.2 writer has none.
-    filter: Option<TermFilter>,
     compressor: zstd::bulk::Compressor<'static>,
     meta: Vec<u8>,
     frame: Vec<u8>,
-    /// 2.2 blocks: each record's sort key, payload start, the records in
-    /// line order, one frame's text, the frames' data, the frame table,
-    /// and the sliced filter being built (only a 2.2 writer has one: each
-    /// kind of filter holds 128 KiB of winnowing scratch).
+    /// Each record's sort key, payload start, the records in line order,
+    /// one frame's text, the frames' data, the frame table, and the sliced
+    /// filter being built.
     keys: Vec<[u8; SORT_KEY_LEN]>,
     starts: Vec<u32>,
     order: Vec<u32>,
     frame_text: Vec<u8>,
     data: Vec<u8>,
     table: Vec<u8>,
-    slices: Option<SliceBuilder>,
+    slices: SliceBuilder,
 }
 
 impl Tools {
-    fn new(filter_kind: FilterKind, level: i32) -> io::Result<Tools> {
+    fn new(level: i32) -> io::Result<Tools> {
         Ok(Tools {
-            filter: (filter_kind != FilterKind::Framed).then(|| TermFilter::of_kind(filter_kind)),
             compressor: block_compressor(level)?,
             meta: Vec::new(),
             frame: Vec::new(),
@@ -80,7 +73,7 @@ impl Tools {
             frame_text: Vec::new(),
             data: Vec::new(),
             table: Vec::new(),
-            slices: (filter_kind == FilterKind::Framed).then(SliceBuilder::default),
+            slices: SliceBuilder::default(),
         })
     }
 }
@@ -96,7 +89,7 @@ struct Built {
     max: Ulid,
 }
 
-/// Builds a v2 segment into a [`WriteFile`], block by block.
+/// Builds a block file into a [`WriteFile`], block by block.
 pub struct BlockWriter {
     file: Box<dyn WriteFile>,
     written: u64,
@@ -105,13 +98,9 @@ pub struct BlockWriter {
     records: u64,
     text_closed: u64,
     open: OpenBlock,
-    filter_kind: FilterKind,
-    /// Whether 2.2+ blocks list each line's length (format 2.2 did; a 2.3
-    /// block's lines end at their newlines).
-    line_lengths: bool,
     /// The text at which a block closes.
     block_bytes: usize,
-    /// How 2.2 blocks lay out their lines.
+    /// How blocks lay out their lines.
     layout: BlockLayout,
     workers: usize,
     in_flight: VecDeque<JoinHandle<io::Result<Built>>>,
@@ -120,63 +109,12 @@ pub struct BlockWriter {
 }
 
 impl BlockWriter {
-    /// A writer of the current format with one worker per core.
-    pub fn new(file: Box<dyn WriteFile>) -> io::Result<BlockWriter> {
+    /// A writer of [`BlockLayout::Sorted`] blocks, with one worker per
+    /// core.
+    pub fn new(mut file: Box<dyn WriteFile>) -> io::Result<BlockWriter> {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::create(file, workers, FilterKind::Framed, false)
-    }
-
-    /// Write blocks of `layout` (2.2 files; [`BlockLayout::Sorted`] unless
-    /// set).
-    pub fn with_layout(mut self, layout: BlockLayout) -> Self {
-        self.layout = layout;
-        if self.filter_kind == FilterKind::Framed {
-            self.block_bytes = match layout {
-                BlockLayout::Sorted => TARGET_BLOCK_BYTES,
-                // One frame a block, as 2.1 blocks were: a quarter of the
-                // memory in flight while compaction keeps up with ingest.
-                BlockLayout::InOrder => IN_ORDER_FRAME_BYTES,
-            };
-        }
-        self
-    }
-
-    /// A writer of format 2.0 files (sampled filters), which are only read
-    /// now: for the tests that show they still are.
-    #[cfg(test)]
-    pub(crate) fn format_2_0(file: Box<dyn WriteFile>) -> io::Result<BlockWriter> {
-        Self::create(file, 2, FilterKind::Sampled, true)
-    }
-
-    /// A writer of format 2.1 files (one frame and filter per block), which
-    /// are only read now.
-    #[cfg(test)]
-    pub(crate) fn format_2_1(file: Box<dyn WriteFile>) -> io::Result<BlockWriter> {
-        Self::create(file, 2, FilterKind::Winnowed, true)
-    }
-
-    /// A writer of format 2.2 files (sorted frames whose meta lists each
-    /// line's length), which are only read now.
-    #[cfg(test)]
-    pub(crate) fn format_2_2(file: Box<dyn WriteFile>) -> io::Result<BlockWriter> {
-        Self::create(file, 2, FilterKind::Framed, true)
-    }
-
-    fn create(
-        mut file: Box<dyn WriteFile>,
-        workers: usize,
-        filter_kind: FilterKind,
-        line_lengths: bool,
-    ) -> io::Result<BlockWriter> {
         let mut header = Vec::new();
-        let mut tag = *FILE_TAG;
-        tag[FILE_TAG.len() - 1] = match (filter_kind, line_lengths) {
-            (FilterKind::Sampled, _) => 0,
-            (FilterKind::Winnowed, _) => 1,
-            (FilterKind::Framed, true) => 2,
-            (FilterKind::Framed, false) => 3,
-        };
-        skippable(&mut header, SKIPPABLE_HEADER, &tag);
+        skippable(&mut header, SKIPPABLE_HEADER, FILE_TAG);
         file.write_all(&header)?;
         Ok(BlockWriter {
             file,
@@ -185,19 +123,25 @@ impl BlockWriter {
             records: 0,
             text_closed: 0,
             open: OpenBlock::default(),
-            filter_kind,
-            line_lengths,
             layout: BlockLayout::Sorted,
-            // Blocks of 2.0 and 2.1 files were cut at 1 MiB.
-            block_bytes: match filter_kind {
-                FilterKind::Framed => TARGET_BLOCK_BYTES,
-                FilterKind::Sampled | FilterKind::Winnowed => 1 << 20,
-            },
+            block_bytes: TARGET_BLOCK_BYTES,
             workers: workers.max(1),
             in_flight: VecDeque::new(),
             spare_blocks: Vec::new(),
             spare_tools: Vec::new(),
         })
+    }
+
+    /// Write blocks of `layout` ([`BlockLayout::Sorted`] unless set).
+    pub fn with_layout(mut self, layout: BlockLayout) -> Self {
+        self.layout = layout;
+        self.block_bytes = match layout {
+            BlockLayout::Sorted => TARGET_BLOCK_BYTES,
+            // One frame a block: a quarter of the memory in flight while
+            // compaction keeps up with ingest.
+            BlockLayout::InOrder => IN_ORDER_FRAME_BYTES,
+        };
+        self
     }
 
     /// Records written or buffered.
@@ -216,10 +160,16 @@ impl BlockWriter {
         self.text_closed + self.open.text.len() as u64
     }
 
-    /// Append a record; ids must increase (the caller dedupes).
+    /// Append a record; ids must increase (the caller dedupes), and its
+    /// payload holds no newline (the record model; the store's consumer
+    /// checks it where data comes in).
     pub fn push(&mut self, record: Record<'_>) -> io::Result<()> {
         let open = &mut self.open;
         debug_assert!(open.ids.last().is_none_or(|last| record.id > *last));
+        debug_assert!(
+            memchr::memchr(b'\n', record.payload).is_none(),
+            "a payload holds a newline"
+        );
         let index = open.ids.len() as u32;
         open.ids.push(record.id);
         open.lens.push(record.payload.len() as u32);
@@ -245,13 +195,12 @@ impl BlockWriter {
         Ok(())
     }
 
-    /// Append a block taken whole from another file of this format
+    /// Append a block taken whole from another block file
     /// ([`super::BlockSegment::raw_block`]): compaction's way to move a
     /// block without decompressing and compressing it again. The open block
     /// is closed first, and every block in flight written, so blocks stay
     /// in id order; the caller keeps ids increasing across the two.
     pub fn append_raw(&mut self, raw: &super::RawBlock<'_>) -> io::Result<()> {
-        debug_assert_eq!(self.filter_kind, FilterKind::Framed);
         self.close_block()?;
         while !self.in_flight.is_empty() {
             self.write_oldest()?;
@@ -273,9 +222,9 @@ impl BlockWriter {
     /// [`ZSTD_LEVEL`] for the rest, which compaction writes to keep up
     /// with ingest.
     fn level(&self) -> i32 {
-        match (self.filter_kind, self.layout) {
-            (FilterKind::Framed, BlockLayout::Sorted) => SORTED_ZSTD_LEVEL,
-            _ => ZSTD_LEVEL,
+        match self.layout {
+            BlockLayout::Sorted => SORTED_ZSTD_LEVEL,
+            BlockLayout::InOrder => ZSTD_LEVEL,
         }
     }
 
@@ -294,16 +243,12 @@ impl BlockWriter {
         self.text_closed += block.text.len() as u64;
         let tools = match self.spare_tools.pop() {
             Some(tools) => tools,
-            None => Tools::new(self.filter_kind, self.level())?,
+            None => Tools::new(self.level())?,
         };
-        let framed = (self.filter_kind == FilterKind::Framed).then_some(self.layout);
-        let line_lengths = self.line_lengths;
+        let layout = self.layout;
         let worker = std::thread::Builder::new()
             .name("sluice-block".into())
-            .spawn(move || match framed {
-                Some(layout) => build_framed(block, tools, layout, line_lengths),
-                None => build(block, tools),
-            })?;
+            .spawn(move || build(block, tools, layout))?;
         self.in_flight.push_back(worker);
         Ok(())
     }
@@ -364,47 +309,6 @@ impl BlockWriter {
     }
 }
 
-/// Build one block's frame: filter, compressed text, meta (see the layout
-/// in the module docs of [`super`]).
-fn build(block: OpenBlock, mut tools: Tools) -> io::Result<Built> {
-    let count = block.ids.len();
-    let filter = tools
-        .filter
-        .as_mut()
-        .expect("a 2.0/2.1 writer has a term filter");
-    filter.clear();
-    let mut at = 0;
-    for &len in &block.lens {
-        let end = at + len as usize;
-        filter.add(&block.text[at..end]);
-        at = end + 1;
-    }
-    let data = tools.compressor.compress(&block.text)?;
-    let (min, max) = (block.ids[0], block.ids[count - 1]);
-    let meta = &mut tools.meta;
-    put_fixed_meta(meta, &block, &data);
-    put_filter_and_ids(meta, &block.ids, |meta| filter.encode(meta));
-    for &len in &block.lens {
-        put_varint(meta, len as u128);
-    }
-    encode_topics_and_flags(&block, meta);
-    let crc = crc32fast::hash(meta);
-    meta.extend_from_slice(&crc.to_le_bytes());
-
-    tools.frame.clear();
-    skippable(&mut tools.frame, SKIPPABLE_BLOCK, &tools.meta);
-    tools.frame.extend_from_slice(&data);
-    Ok(Built {
-        meta_len: tools.meta.len() as u32,
-        data_len: data.len() as u32,
-        count: count as u32,
-        min,
-        max,
-        block,
-        tools,
-    })
-}
-
 /// Where a frame of lines in id order that starts at line `first` ends
 /// (exclusive): at [`IN_ORDER_FRAME_BYTES`].
 fn fixed_frame_end(lens: &[u32], first: usize) -> usize {
@@ -459,24 +363,14 @@ fn frame_end(order: &[u32], keys: &[[u8; SORT_KEY_LEN]], lens: &[u32], first: us
     }
 }
 
-/// Build one 2.2 block's frame: records sorted by [`sort_key`] and cut
-/// into frames of [`TARGET_FRAME_BYTES`], each compressed and filtered on
-/// its own (see the layout in the module docs of [`super`]).
-fn build_framed(
-    block: OpenBlock,
-    mut tools: Tools,
-    layout: BlockLayout,
-    line_lengths: bool,
-) -> io::Result<Built> {
+/// Build one block's frame: for a sorted block, records sorted by
+/// [`sort_key`] and cut into frames of up to [`TARGET_FRAME_BYTES`]; each
+/// frame compressed and filtered on its own (see the layout in the module
+/// docs of [`super`]).
+fn build(block: OpenBlock, mut tools: Tools, layout: BlockLayout) -> io::Result<Built> {
     let sorted = layout == BlockLayout::Sorted;
     let count = block.ids.len();
-    // A payload never holds a newline (the record model), so a 2.3 reader
-    // finds each line's end at its newline. Should one hold a newline all
-    // the same, this block lists its lengths, as 2.2 blocks did, rather
-    // than be unreadable.
-    let line_lengths = line_lengths || memchr::memchr_iter(b'\n', &block.text).count() != count;
     let Tools {
-        filter: _,
         compressor,
         meta,
         frame,
@@ -488,7 +382,6 @@ fn build_framed(
         table,
         slices,
     } = &mut tools;
-    let slices = slices.as_mut().expect("a 2.2 writer has a sliced filter");
     starts.clear();
     keys.clear();
     let mut at = 0u32;
@@ -548,8 +441,7 @@ fn build_framed(
     let (min, max) = (block.ids[0], block.ids[count - 1]);
     put_fixed_meta(meta, &block, data);
     let in_order_flag = if sorted { 0 } else { IN_ORDER };
-    let lengths_flag = if line_lengths { 0 } else { NO_LINE_LENGTHS };
-    meta.extend_from_slice(&(frames as u32 | in_order_flag | lengths_flag).to_le_bytes());
+    meta.extend_from_slice(&(frames as u32 | in_order_flag | LINES_END_AT_NEWLINES).to_le_bytes());
     meta.extend_from_slice(table);
     put_filter_and_ids(meta, &block.ids, |meta| slices.encode(meta));
     // Each line's record, in as few bytes as the largest index needs.
@@ -563,11 +455,6 @@ fn build_framed(
         meta.push(width as u8);
         for &record in order.iter() {
             meta.extend_from_slice(&record.to_le_bytes()[..width]);
-        }
-    }
-    if line_lengths {
-        for &record in order.iter() {
-            put_varint(meta, block.lens[record as usize] as u128);
         }
     }
     encode_topics_and_flags(&block, meta);
@@ -617,7 +504,7 @@ fn put_filter_and_ids(meta: &mut Vec<u8>, ids: &[Ulid], encode: impl FnOnce(&mut
 }
 
 /// The topic table, each record's topic when there are several, and the
-/// flagged records: the end of a block meta in every format.
+/// flagged records: the end of a block meta.
 fn encode_topics_and_flags(block: &OpenBlock, meta: &mut Vec<u8>) {
     put_varint(meta, block.topics.len() as u128);
     for topic in &block.topics {

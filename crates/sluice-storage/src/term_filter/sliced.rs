@@ -1,5 +1,5 @@
-//! The bit-sliced term filter of a 2.2 block: one filter that answers, for
-//! all the block's frames at once, which may hold a literal.
+//! The bit-sliced term filter of a block: one filter that answers, for all
+//! the block's frames at once, which may hold a literal.
 //!
 //! Each frame has, in effect, three bloom filters of the same sizes as
 //! every other frame of its block: a map of its word trigrams, a bloom of
@@ -20,8 +20,7 @@
 //! trigram rows         ceil(trigram_rows * n / 8) bytes
 //! gram_rows u32        0: no 8-gram rows
 //! gram rows            ceil(gram_rows * n / 8) bytes
-//! number_rows u32      absent: numbers not indexed (blocks in id order,
-//!                      and filters written before numbers were indexed)
+//! number_rows u32      absent: numbers not indexed (blocks in id order)
 //! number rows          ceil(number_rows * n / 8) bytes
 //! ```
 //!
@@ -55,22 +54,19 @@
 //! A filter whose sizes do not match its length passes every frame.
 
 use super::{
-    CLASS, TermProbe, WINNOW_BITS_PER_KEY, Winnowing, distinct_estimate, for_each_short_number,
-    is_word, short_number_hash, winnow, word_trigram_hash,
+    CLASS, TermProbe, Winnowing, distinct_estimate, for_each_short_number, is_word,
+    short_number_hash, winnow, word_trigram_hash,
 };
 
 /// Bits of a frame's word-trigram map as it is built; the rows are this
 /// many or fewer.
 const MAP_BITS: usize = 1 << 15;
-/// 8-gram rows per distinct 8-gram of the mean frame. One more than
-/// [`WINNOW_BITS_PER_KEY`] of a 2.1 block's bloom: frames are sorted by
-/// kind, so their keys vary more than blocks' do, and a frame of many more
-/// keys than the mean (one of lines full of ids) lets absent ids through.
-/// Measured on 96 MB of testsvc lines, 45 ids of one line each: 4 bits
-/// read 221 frames for them, 5 bits 93 and 6 bits 62, for 0.050, 0.062
-/// and 0.073 of the text in 8-gram rows. Sizing by the frame at the third
-/// quartile at 4 bits read 135, for 0.057.
-const GRAM_BITS_PER_KEY: usize = WINNOW_BITS_PER_KEY + 1;
+/// 8-gram rows per distinct 8-gram of the mean frame, 3 probes per key.
+/// Frames are sorted by kind, so their keys vary, and a frame of many more
+/// keys than the mean (one of lines full of ids) lets absent ids through:
+/// 5 rows a key read less than half the frames that 4 did for absent ids
+/// (BENCHMARKS.md, "Filter sizing").
+const GRAM_BITS_PER_KEY: usize = 5;
 /// The fewest rows of any kind (but none at all).
 const MIN_ROWS: usize = 64;
 /// Bits of a frame's short-number map as it is built; the rows are this
@@ -508,6 +504,56 @@ mod tests {
         assert_eq!(candidates(&frames, "06:00:77").len(), 100);
     }
 
+    /// A literal shorter than a trigram has no key: it passes every frame,
+    /// whatever the frames hold.
+    #[test]
+    fn short_literals_never_prune() {
+        let frames: Vec<Vec<String>> = (0..3)
+            .map(|f| vec![format!("level=INFO msg=done n={f} {}", id(f))])
+            .collect();
+        assert_eq!(candidates(&frames, "ab"), [0, 1, 2]);
+        assert_eq!(candidates(&frames, ""), [0, 1, 2]);
+    }
+
+    /// Of 2,000 ids absent from a frame of 3,000 lines with ids (every
+    /// hex trigram occurs, so only the 8-grams tell them apart), few pass.
+    #[test]
+    fn absent_ids_are_pruned_by_their_winnowed_grams() {
+        let hex_id = super::super::tests::hex_id;
+        let frame: Vec<String> = (0..3000)
+            .map(|i| format!("req_id={} ok", hex_id(i)))
+            .collect();
+        let filter = encoded(&[frame]);
+        assert_eq!(passing(&filter, 1, hex_id(17).as_bytes()), [0]);
+        let passed = (10_000..12_000)
+            .filter(|&i| !passing(&filter, 1, hex_id(i).as_bytes()).is_empty())
+            .count();
+        assert!(passed < 20, "{passed} of 2000 absent ids passed");
+    }
+
+    /// A builder reused for the next block must not take the keys it saw
+    /// for the last one as already added (its recent-keys cache).
+    #[test]
+    fn a_cleared_builder_indexes_repeated_payloads_again() {
+        let line = b"level=info trace_id=4bf92f3577b34da6a3ce929d0e0e4736 done";
+        let mut builder = SliceBuilder::default();
+        let mut filter = Vec::new();
+        for _block in 0..2 {
+            builder.clear(true);
+            for _frame in 0..2 {
+                builder.start_frame();
+                builder.add(line);
+                builder.add(line);
+            }
+            filter.clear();
+            builder.encode(&mut filter);
+            assert_eq!(
+                passing(&filter, 2, b"4bf92f3577b34da6a3ce929d0e0e4736"),
+                [0, 1]
+            );
+        }
+    }
+
     /// A frame of random words sets every trigram row: it always passes,
     /// and does not make the rows of the other frames denser.
     #[test]
@@ -605,8 +651,8 @@ mod tests {
         let passed = |filter: &[u8]| passing(filter, 10, b"status=205 ");
         let got = passed(&filter);
         assert!(got.contains(&5) && got.len() < 5, "{got:?}");
-        // The same filter as written before numbers were indexed, without
-        // their section: every frame holds the literal's word trigrams, and
+        // The same filter without its number section, as a block in id
+        // order has it: every frame holds the literal's word trigrams, and
         // its number is not probed.
         let section = 4 + Rows::parse(&filter, 10).unwrap().numbers.len();
         filter.truncate(filter.len() - section);

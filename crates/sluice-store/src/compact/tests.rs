@@ -25,10 +25,10 @@ fn id(ms: u64, n: u128) -> Ulid {
 }
 
 /// Write one segment holding `records` (sorted here) in `format`.
-fn write(fs: &MemFs, format: SegmentFormat, records: &[(Ulid, String)]) -> SegmentMeta {
+fn write(fs: &MemFs, format: SegmentKind, records: &[(Ulid, String)]) -> SegmentMeta {
     let mut sorted = records.to_vec();
     sorted.sort();
-    let mut writer = StoreSegmentWriter::create_as(fs, dir(), format).unwrap();
+    let mut writer = StoreSegmentWriter::create(fs, dir(), format).unwrap();
     for (id, payload) in &sorted {
         writer
             .push(Record {
@@ -78,7 +78,7 @@ fn candidates(fs: &MemFs) -> Vec<Candidate> {
                 store_segment::segment_sizes(fs, &dir().join(&meta.name), meta.bytes).unwrap();
             Candidate {
                 meta,
-                format: sizes.format,
+                kind: sizes.kind,
                 record_bytes: sizes.record_bytes,
                 unsorted_blocks: sizes.unsorted_blocks,
             }
@@ -126,7 +126,7 @@ fn small_config() -> CompactionConfig {
     }
 }
 
-/// Three overlapping v1 segments (one a re-consumed copy) and one later.
+/// Three overlapping batch files (one a re-consumed copy) and one later.
 fn overlapping_store(fs: &MemFs) -> Vec<(Ulid, String)> {
     fs.create_dir_all(dir()).unwrap();
     // An id always carries the same record, as in a re-consumed segment.
@@ -143,10 +143,10 @@ fn overlapping_store(fs: &MemFs) -> Vec<(Ulid, String)> {
     let a = records(0, 200);
     let b: Vec<_> = records(100, 300).into_iter().step_by(2).collect();
     let c = records(400, 500);
-    write(fs, SegmentFormat::V1, &a);
-    write(fs, SegmentFormat::V1, &b);
-    write(fs, SegmentFormat::V1, &b);
-    write(fs, SegmentFormat::V2, &c);
+    write(fs, SegmentKind::Batches, &a);
+    write(fs, SegmentKind::Batches, &b);
+    write(fs, SegmentKind::Batches, &b);
+    write(fs, SegmentKind::Blocks, &c);
     let mut model: BTreeMap<Ulid, String> = BTreeMap::new();
     for (id, p) in a.iter().chain(&b).chain(&c) {
         model.entry(*id).or_insert_with(|| p.clone());
@@ -164,14 +164,14 @@ fn meta(min_ms: u64, max_ms: u64, bytes: u64) -> SegmentMeta {
     }
 }
 
-/// A candidate whose records take four times its bytes on disk if v2.
-fn candidate(min_ms: u64, max_ms: u64, bytes: u64, format: SegmentFormat) -> Candidate {
+/// A candidate whose records take four times its bytes on disk if a block file.
+fn candidate(min_ms: u64, max_ms: u64, bytes: u64, format: SegmentKind) -> Candidate {
     Candidate {
         meta: meta(min_ms, max_ms, bytes),
-        format,
+        kind: format,
         record_bytes: match format {
-            SegmentFormat::V1 => bytes,
-            SegmentFormat::V2 => bytes * 4,
+            SegmentKind::Batches => bytes,
+            SegmentKind::Blocks => bytes * 4,
         },
         unsorted_blocks: 0,
     }
@@ -179,20 +179,20 @@ fn candidate(min_ms: u64, max_ms: u64, bytes: u64, format: SegmentFormat) -> Can
 
 #[test]
 fn plan_merges_overlaps_and_small_neighbours_and_leaves_settled_segments() {
-    use SegmentFormat::{V1, V2};
+    use SegmentKind::{Batches, Blocks};
     let config = CompactionConfig {
         target_segment_bytes: 1000,
         max_input_bytes: 10_000,
     };
     let segments = [
-        candidate(0, 10, 500, V2),  // big, alone: settled
-        candidate(20, 30, 50, V2),  // small neighbours...
-        candidate(31, 40, 50, V2),  // ...merged
-        candidate(41, 45, 130, V2), // not small: over half the target
-        candidate(50, 60, 900, V2), // big
-        candidate(55, 70, 900, V2), // overlaps it: merged
-        candidate(80, 90, 300, V1), // fresh v1 alone: rewritten as v2
-        candidate(100, 110, 400, V2),
+        candidate(0, 10, 500, Blocks),   // big, alone: settled
+        candidate(20, 30, 50, Blocks),   // small neighbours...
+        candidate(31, 40, 50, Blocks),   // ...merged
+        candidate(41, 45, 130, Blocks),  // not small: over half the target
+        candidate(50, 60, 900, Blocks),  // big
+        candidate(55, 70, 900, Blocks),  // overlaps it: merged
+        candidate(80, 90, 300, Batches), // fresh batch file alone: rewritten as blocks
+        candidate(100, 110, 400, Blocks),
     ];
     let groups = plan(&segments, &BTreeSet::new(), &config);
     let spans: Vec<Vec<u64>> = groups
@@ -223,7 +223,7 @@ fn plan_merges_overlaps_and_small_neighbours_and_leaves_settled_segments() {
 }
 
 #[test]
-fn compaction_merges_dedupes_and_splits_into_non_overlapping_v2_segments() {
+fn compaction_merges_dedupes_and_splits_into_non_overlapping_block_files() {
     let fs = MemFs::new();
     let model = overlapping_store(&fs);
     assert_eq!(all(&fs), model);
@@ -243,8 +243,8 @@ fn compaction_merges_dedupes_and_splits_into_non_overlapping_v2_segments() {
     for s in &segments {
         let path = dir().join(&s.name);
         assert_eq!(
-            store_segment::segment_format(&fs, &path).unwrap(),
-            SegmentFormat::V2
+            store_segment::segment_kind(&fs, &path).unwrap(),
+            SegmentKind::Blocks
         );
         let mut cursor = store_segment::open_cursor(&fs, &path, &ScanOptions::default()).unwrap();
         while cursor.advance().unwrap() {
@@ -334,11 +334,11 @@ fn a_crash_at_every_step_of_a_segment_write_leaves_it_whole_or_absent() {
     let records: Vec<(Ulid, String)> = (0..3000)
         .map(|i| (id(5000 + i, 0), format!("line {i}")))
         .collect();
-    for format in [SegmentFormat::V1, SegmentFormat::V2] {
+    for format in [SegmentKind::Batches, SegmentKind::Blocks] {
         crash_at_every_step(
             |fs| fs.create_dir_all(dir()).unwrap(),
             |fs| {
-                let mut writer = StoreSegmentWriter::create_as(fs, dir(), format)?;
+                let mut writer = StoreSegmentWriter::create(fs, dir(), format)?;
                 for (id, payload) in &records {
                     writer.push(Record {
                         id: *id,
@@ -370,7 +370,7 @@ fn a_crash_at_every_step_of_retention_purges_only_old_segments() {
             let records: Vec<_> = (0..50)
                 .map(|i| (id(day * 1000 + i, 0), format!("day {day} {i}")))
                 .collect();
-            write(fs, SegmentFormat::V2, &records);
+            write(fs, SegmentKind::Blocks, &records);
         }
     };
     let config = RetentionConfig {
@@ -441,7 +441,7 @@ fn a_full_disk_fails_compaction_without_changing_anything_and_it_resumes() {
     assert_eq!(all(&fs), model);
 }
 
-/// Flip one byte in the data frame of block `block` of a v2 segment.
+/// Flip one byte in the data frame of block `block` of a block file.
 fn corrupt_block(fs: &MemFs, path: &Path, block: usize) {
     let segment = sluice_storage::block_segment::BlockSegment::open(fs, path).unwrap();
     let entry = segment.blocks()[block];
@@ -464,7 +464,7 @@ fn a_corrupt_block_is_reported_by_queries_and_quarantined_with_the_rest_kept() {
             )
         })
         .collect();
-    let segment = write(&fs, SegmentFormat::V2, &records);
+    let segment = write(&fs, SegmentKind::Blocks, &records);
     let path = dir().join(&segment.name);
     let blocks = sluice_storage::block_segment::BlockSegment::open(&fs, &path)
         .unwrap()
@@ -511,8 +511,8 @@ const QUARANTINE: &str = store_segment::QUARANTINE_DIR;
 fn a_segment_with_a_corrupt_footer_is_quarantined_whole() {
     let fs = MemFs::new();
     fs.create_dir_all(dir()).unwrap();
-    let bad = write(&fs, SegmentFormat::V2, &[(id(1, 0), "lost".into())]);
-    let good = write(&fs, SegmentFormat::V1, &[(id(2, 0), "kept".into())]);
+    let bad = write(&fs, SegmentKind::Blocks, &[(id(1, 0), "lost".into())]);
+    let good = write(&fs, SegmentKind::Batches, &[(id(2, 0), "kept".into())]);
     let path = dir().join(&bad.name);
     let mut bytes = fs.read_all(&path).unwrap();
     let n = bytes.len();
@@ -533,7 +533,7 @@ fn queries_running_while_compaction_removes_their_files_see_every_record() {
         let model = overlapping_store(&fs);
         let config = small_config();
         let cache = cached.then(|| {
-            // v2 segments first: only those are cached.
+            // block files first: only those are cached.
             compact(
                 &fs,
                 dir(),
@@ -695,7 +695,7 @@ proptest! {
         let fs = MemFs::new();
         fs.create_dir_all(dir()).unwrap();
         let mut model: BTreeMap<Ulid, String> = BTreeMap::new();
-        for (batch, v2) in &batches {
+        for (batch, blocks) in &batches {
             let ids: BTreeSet<Ulid> = batch.iter().map(|&(ms, n, _)| id(ms, n as u128)).collect();
             // The same id always carries the same payload, as a re-consumed
             // segment does.
@@ -707,7 +707,7 @@ proptest! {
                     (id, payload(ms, n, word))
                 })
                 .collect();
-            let format = if *v2 { SegmentFormat::V2 } else { SegmentFormat::V1 };
+            let format = if *blocks { SegmentKind::Blocks } else { SegmentKind::Batches };
             write(&fs, format, &records);
             model.extend(records);
         }

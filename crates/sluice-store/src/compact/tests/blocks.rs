@@ -3,7 +3,7 @@
 
 use super::*;
 
-/// Records at millisecond `ms` whose payloads fill `blocks` v2 blocks.
+/// Records at millisecond `ms` whose payloads fill `blocks` blocks.
 fn block_filling_records(ms: u64, blocks: usize) -> Vec<(Ulid, String)> {
     let per_block = sluice_storage::block_segment::TARGET_BLOCK_BYTES / 1000;
     (0..blocks * per_block)
@@ -22,11 +22,11 @@ fn blocks_of(fs: &MemFs, meta: &SegmentMeta) -> Vec<sluice_storage::block_segmen
 }
 
 #[test]
-fn the_blocks_of_disjoint_v2_neighbours_are_copied_whole() {
+fn the_blocks_of_disjoint_block_file_neighbours_are_copied_whole() {
     let fs = MemFs::new();
-    let a = write(&fs, SegmentFormat::V2, &block_filling_records(1, 2));
-    let b = write(&fs, SegmentFormat::V1, &[(id(2, 0), "between".into())]);
-    let c = write(&fs, SegmentFormat::V2, &block_filling_records(3, 1));
+    let a = write(&fs, SegmentKind::Blocks, &block_filling_records(1, 2));
+    let b = write(&fs, SegmentKind::Batches, &[(id(2, 0), "between".into())]);
+    let c = write(&fs, SegmentKind::Blocks, &block_filling_records(3, 1));
     let copied = blocks_of(&fs, &a).len() + blocks_of(&fs, &c).len();
     let model = all(&fs);
     let config = CompactionConfig {
@@ -46,8 +46,8 @@ fn the_blocks_of_disjoint_v2_neighbours_are_copied_whole() {
 #[test]
 fn copied_blocks_are_cut_into_outputs_of_the_target_size() {
     let fs = MemFs::new();
-    let a = write(&fs, SegmentFormat::V2, &block_filling_records(1, 3));
-    let b = write(&fs, SegmentFormat::V2, &block_filling_records(2, 3));
+    let a = write(&fs, SegmentKind::Blocks, &block_filling_records(1, 3));
+    let b = write(&fs, SegmentKind::Blocks, &block_filling_records(2, 3));
     let model = all(&fs);
     // Two blocks' worth.
     let config = CompactionConfig {
@@ -67,8 +67,8 @@ fn copied_blocks_are_cut_into_outputs_of_the_target_size() {
 fn a_corrupt_block_of_a_copied_input_is_left_behind_and_the_input_quarantined() {
     let fs = MemFs::new();
     let records = block_filling_records(1, 3);
-    let a = write(&fs, SegmentFormat::V2, &records);
-    let b = write(&fs, SegmentFormat::V1, &[(id(2, 0), "kept".into())]);
+    let a = write(&fs, SegmentKind::Blocks, &records);
+    let b = write(&fs, SegmentKind::Batches, &[(id(2, 0), "kept".into())]);
     let blocks = blocks_of(&fs, &a);
     assert!(blocks.len() >= 3);
     corrupt_block(&fs, &dir().join(&a.name), 1);
@@ -87,8 +87,8 @@ fn a_corrupt_block_of_a_copied_input_is_left_behind_and_the_input_quarantined() 
 #[test]
 fn the_blocks_of_a_suspect_input_are_decoded_not_copied() {
     let fs = MemFs::new();
-    let a = write(&fs, SegmentFormat::V2, &block_filling_records(1, 1));
-    let c = write(&fs, SegmentFormat::V2, &block_filling_records(3, 1));
+    let a = write(&fs, SegmentKind::Blocks, &block_filling_records(1, 1));
+    let c = write(&fs, SegmentKind::Blocks, &block_filling_records(3, 1));
     let model = all(&fs);
     let suspects = BTreeSet::from([a.name.clone()]);
     let done = compact(
@@ -115,17 +115,17 @@ fn sorted_blocks(fs: &MemFs, meta: &SegmentMeta) -> (bool, usize) {
 
 #[test]
 fn plan_upgrade_picks_the_oldest_segment_with_unsorted_blocks() {
-    use SegmentFormat::{V1, V2};
+    use SegmentKind::{Batches, Blocks};
     let mut segments = vec![
-        candidate(0, 9, 100, V2),
-        candidate(10, 19, 100, V2),
-        candidate(20, 29, 100, V2),
-        candidate(30, 39, 100, V1),
+        candidate(0, 9, 100, Blocks),
+        candidate(10, 19, 100, Blocks),
+        candidate(20, 29, 100, Blocks),
+        candidate(30, 39, 100, Batches),
     ];
     assert_eq!(
         plan_upgrade(&segments, &BTreeSet::new()),
         None,
-        "all sorted; v1 is merged, not upgraded"
+        "all sorted; a batch file is merged, not upgraded"
     );
     segments[1].unsorted_blocks = 2;
     segments[2].unsorted_blocks = 1;
@@ -145,8 +145,8 @@ fn plan_upgrade_picks_the_oldest_segment_with_unsorted_blocks() {
 #[test]
 fn merges_write_blocks_in_id_order_and_the_upgrade_sorts_only_those() {
     let fs = MemFs::new();
-    let a = write(&fs, SegmentFormat::V2, &block_filling_records(1, 2));
-    let b = write(&fs, SegmentFormat::V1, &block_filling_records(2, 1));
+    let a = write(&fs, SegmentKind::Blocks, &block_filling_records(1, 2));
+    let b = write(&fs, SegmentKind::Batches, &block_filling_records(2, 1));
     assert_eq!(sorted_blocks(&fs, &a), (true, 2));
     let model = all(&fs);
     let config = CompactionConfig {
@@ -160,7 +160,7 @@ fn merges_write_blocks_in_id_order_and_the_upgrade_sorts_only_those() {
     let (all_sorted, sorted) = sorted_blocks(&fs, &output);
     assert!(
         !all_sorted && sorted == 2,
-        "the v1 records were written in id order"
+        "the batch file's records were written in id order"
     );
     assert_eq!(all(&fs), model);
 
@@ -196,7 +196,7 @@ fn the_maintainer_sorts_segments_only_when_nothing_is_left_to_merge() {
     let model: Vec<(Ulid, String)> = (0..3)
         .flat_map(|ms| {
             let records = block_filling_records(ms, 1);
-            write(&fs, SegmentFormat::V1, &records);
+            write(&fs, SegmentKind::Batches, &records);
             records
         })
         .collect();

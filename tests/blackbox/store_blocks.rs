@@ -1,4 +1,5 @@
-//! `--store-format v2`: compressed store segments, end to end.
+//! Block files, as compaction writes them: compressed store segments,
+//! queried, pruned and greppable, end to end.
 
 use crate::harness::*;
 
@@ -13,9 +14,18 @@ fn trace_id(i: u64) -> String {
 }
 
 #[test]
-fn v2_segments_are_queried_pruned_and_greppable_with_zstdcat() {
+fn block_files_are_queried_pruned_and_greppable_with_zstdcat() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &["--store-format", "v2"]);
+    // Outputs of 1 MiB of records: several files, each of one sorted block.
+    let node = Node::start(
+        dir.path(),
+        &[
+            "--compact-target",
+            "1MiB",
+            "--maintenance-interval",
+            "100ms",
+        ],
+    );
     let mut input = Vec::new();
     for i in 0..50_000 {
         let level = if i % 100 == 7 { "ERROR" } else { "INFO" };
@@ -26,16 +36,23 @@ fn v2_segments_are_queried_pruned_and_greppable_with_zstdcat() {
     send_and_wait_close(&node.fast, &input);
     node.wait_records(50_000);
 
-    // Every store segment is v2: a zstd stream whose text is the lines.
+    // Every store segment becomes a block file, and every block is sorted.
     let store = node.data().join("store");
-    let segments = store_segments(&store);
+    wait_for(
+        "every store segment to be compacted to a block file",
+        || {
+            let segments = store_segments(&store);
+            (!segments.is_empty() && segments.iter().all(|p| is_block_file(p))).then_some(())
+        },
+    );
+    wait_for("every block sorted", || {
+        (node.metric("sluice_store_unsorted_blocks") == 0.0
+            && node.metric("sluice_store_compactions_total{layout=\"sorted\"}") >= 1.0)
+            .then_some(())
+    });
+    // A block file is a zstd stream whose text is the lines.
+    let (segments, stored, text) = settled_block_files(&store);
     assert!(!segments.is_empty());
-    let mut text = Vec::new();
-    let mut stored = 0u64;
-    for seg in &segments {
-        stored += std::fs::metadata(seg).unwrap().len();
-        text.extend_from_slice(&zstdcat(seg));
-    }
     let mut got = lines_of(&text);
     let mut want = lines_of(&input);
     got.sort();
