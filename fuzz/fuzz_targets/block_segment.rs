@@ -8,7 +8,7 @@ use std::{path::Path, sync::Arc};
 
 use libfuzzer_sys::fuzz_target;
 use sluice_storage::{
-    Mapped, RecordCursor,
+    Mapped, RecordCursor, WorkerPool,
     block_segment::{BlockCursor, BlockSegment},
 };
 
@@ -24,9 +24,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(raw.text_len as usize <= sluice_storage::block_segment::MAX_BLOCK_TEXT);
         }
     }
-    let Ok(cursor) = BlockCursor::new(segment) else {
-        return;
-    };
+    let cursor = BlockCursor::new(segment, WorkerPool::inline());
     let finder = Arc::new(memchr::memmem::Finder::new(b"abcdefgh").into_owned());
     let mut cursor = cursor.with_literal(finder);
     let mut last = None;

@@ -16,13 +16,18 @@ use std::{
 
 use anyhow::{Context, bail};
 use sluice_ingest::{IngestConfig, IngestLog, Listener, Mode};
-use sluice_storage::{Fs, RealFs};
+use sluice_storage::{Fs, RealFs, WorkerPool};
 use sluice_store::{
     CompactionConfig, Consumer, ConsumerConfig, Maintainer, MaintenanceConfig, RetentionConfig,
     Store,
 };
 
 use crate::size::parse_bytes;
+
+/// Blocking threads for what is not a query scan: the lending endpoints'
+/// ingest log work and segment reads, the consumer's verify and write
+/// steps, query planning (see ARCHITECTURE.md, "Concurrency model").
+const BLOCKING_THREADS_BESIDE_QUERIES: usize = 32;
 
 /// A listen address, or `off`.
 #[derive(Debug, Clone, Copy)]
@@ -104,6 +109,18 @@ pub struct Args {
     /// time is lent again.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, env = "SLUICE_PENDING_TIMEOUT")]
     pending_timeout: Duration,
+    /// Worker threads that decode and build store blocks, for queries and
+    /// compaction alike (default: the number of cores).
+    #[arg(long, default_value_t = sluice_storage::workers::default_workers(), env = "SLUICE_WORKERS")]
+    workers: usize,
+    /// Queries that scan at once (default: twice the number of cores); more
+    /// wait in line, see --query-queue.
+    #[arg(long, default_value_t = sluice_api::admission::default_max_queries(), env = "SLUICE_MAX_QUERIES")]
+    max_queries: usize,
+    /// Queries that may wait for a slot (default: as many as --max-queries);
+    /// beyond that a query is refused with 503 and Retry-After, and counted.
+    #[arg(long, default_value_t = sluice_api::admission::default_query_queue(), env = "SLUICE_QUERY_QUEUE")]
+    query_queue: usize,
     /// Remove store segments whose newest record is older than this, e.g.
     /// 7d or 12h. Purges are logged and counted. Default: keep everything.
     #[arg(long, value_parser = humantime::parse_duration, env = "SLUICE_RETAIN")]
@@ -141,6 +158,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sluice")
+        .max_blocking_threads(args.max_queries.max(1) + BLOCKING_THREADS_BESIDE_QUERIES)
         .build()
         .context("start the async runtime")?;
     runtime.block_on(serve(args, metrics))
@@ -164,7 +182,9 @@ async fn serve(
         "ingest log opened"
     );
     let log = Arc::new(log);
-    let store = Store::open(fs.clone(), &store_dir)
+    let workers = WorkerPool::new(args.workers.max(1))
+        .with_context(|| format!("start {} worker threads (--workers)", args.workers))?;
+    let store = Store::open(fs.clone(), &store_dir, workers)
         .with_context(|| format!("open store directory {}", store_dir.display()))?;
 
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -240,6 +260,10 @@ async fn serve(
         store: Some(store.clone()),
         metrics: Some(metrics),
         ready: ready.clone(),
+        queries: Arc::new(sluice_api::admission::QueryGate::new(
+            args.max_queries,
+            args.query_queue,
+        )),
     };
     let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let api = tokio::spawn(async move {

@@ -108,6 +108,19 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
             )
         })?;
     let status = response.status();
+    if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+        let retry = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("1")
+            .to_string();
+        let body = response.text().await.unwrap_or_default();
+        bail!(
+            "the node at {base} is busy and refused the query: {}; try again in {retry} s",
+            body.trim()
+        );
+    }
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();
         bail!("query failed with {status}: {}", body.trim());
@@ -126,7 +139,7 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.context("read query results (the server may have failed mid-query)")?;
         pending.extend_from_slice(&chunk);
-        let Some(last_nl) = memchr_last(&pending) else {
+        let Some(last_nl) = memchr::memrchr(b'\n', &pending) else {
             continue;
         };
         for line in pending[..last_nl].split(|&b| b == b'\n') {
@@ -139,10 +152,6 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn memchr_last(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().rposition(|&b| b == b'\n')
 }
 
 /// A raw result line is `<ulid> <topic> <payload>`.

@@ -10,6 +10,7 @@ mod forward;
 mod harness;
 mod ingest;
 mod query;
+mod query_limits;
 mod recovery;
 mod spool;
 mod store_blocks;

@@ -47,10 +47,17 @@ fn seal_segment(log: &IngestLog, ids: &mut IdGenerator, tag: &str, n: u32) -> Ve
 fn query_all(store: &Store) -> (Vec<String>, sluice_query::QueryStats) {
     let query = Query::between(0, u64::MAX / 2, Matcher::All);
     let mut got = Vec::new();
-    let stats = sluice_query::execute(&**store.fs(), store.dir(), &query, &mut |r: &Record<'_>| {
-        got.push(String::from_utf8(r.payload.to_vec()).unwrap());
-        true
-    })
+    let scan = sluice_query::Scan::new(store.workers().clone());
+    let stats = sluice_query::execute(
+        &**store.fs(),
+        store.dir(),
+        &query,
+        &scan,
+        &mut |r: &Record<'_>| {
+            got.push(String::from_utf8(r.payload.to_vec()).unwrap());
+            true
+        },
+    )
     .unwrap();
     (got, stats)
 }
@@ -68,7 +75,12 @@ fn a_failure_anywhere_in_the_store_cycle_is_retried_without_loss_or_visible_dupl
         )
         .unwrap();
         let log = Arc::new(log);
-        let store = Store::open(Arc::new(fs.clone()), Path::new("/data/store")).unwrap();
+        let store = Store::open(
+            Arc::new(fs.clone()),
+            Path::new("/data/store"),
+            sluice_storage::WorkerPool::inline(),
+        )
+        .unwrap();
 
         // An ingest API whose commits can be made to fail, as a network would.
         let fail_commits = Arc::new(AtomicBool::new(false));
@@ -78,6 +90,7 @@ fn a_failure_anywhere_in_the_store_cycle_is_retried_without_loss_or_visible_dupl
             store: Some(store.clone()),
             metrics: None,
             ready: Arc::new(AtomicBool::new(true)),
+            queries: Arc::new(sluice_api::admission::QueryGate::new(2, 2)),
         };
         let router = sluice_api::router(state).layer(axum::middleware::from_fn(
             move |request: Request, next: Next| {

@@ -1,5 +1,10 @@
 //! The segment lending endpoints (see `sluice_store::consumer` for the
 //! protocol).
+//!
+//! Every call into the [`IngestLog`] renames or opens files under its lock,
+//! so it runs on a blocking thread ([`on_log`]), never on the async
+//! runtime's workers; only the long-poll's wait for a flushed segment is
+//! async.
 
 use std::time::Duration;
 
@@ -11,7 +16,7 @@ use axum::{
 };
 use bytes::Bytes;
 use serde::Deserialize;
-use sluice_ingest::{LogError, log::parse_id};
+use sluice_ingest::{IngestLog, LogError, log::parse_id};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{ApiState, error};
@@ -38,6 +43,21 @@ fn no_ingest_role() -> Response {
     )
 }
 
+/// Run `work` on the ingest log on a blocking thread.
+async fn on_log<T: Send + 'static>(
+    log: &std::sync::Arc<IngestLog>,
+    work: impl FnOnce(&IngestLog) -> Result<T, LogError> + Send + 'static,
+) -> Result<T, Response> {
+    let log = log.clone();
+    match tokio::task::spawn_blocking(move || work(&log)).await {
+        Ok(done) => done.map_err(log_error),
+        Err(err) => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("ingest log task failed: {err}"),
+        )),
+    }
+}
+
 fn log_error(err: LogError) -> Response {
     match err {
         LogError::BadId(_) => error(StatusCode::BAD_REQUEST, err.to_string()),
@@ -56,10 +76,10 @@ pub(crate) async fn next(
     let wait = Duration::from_millis(params.wait_ms).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        match log.next() {
+        match on_log(&log, |log| log.next()).await {
             Ok(Some(id)) => return (StatusCode::OK, id.to_string()).into_response(),
             Ok(None) => {}
-            Err(err) => return log_error(err),
+            Err(response) => return response,
         }
         let now = tokio::time::Instant::now();
         if now >= deadline {
@@ -76,27 +96,32 @@ pub(crate) async fn read(
     let Some(log) = state.ingest.clone() else {
         return no_ingest_role();
     };
-    let path = match parse_id(&params.id).and_then(|id| log.pending_path(id)) {
-        Ok(path) => path,
+    let id = match parse_id(&params.id) {
+        Ok(id) => id,
         Err(err) => return log_error(err),
     };
-    let file = match log.fs().open_read(&path) {
-        Ok(file) => file,
-        Err(err) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("open {}: {err}", path.display()),
-            );
-        }
-    };
-    let len = match file.len() {
-        Ok(len) => len,
-        Err(err) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("stat {}: {err}", path.display()),
-            );
-        }
+    let opened = on_log(&log, move |log| {
+        let path = log.pending_path(id)?;
+        let file = match log.fs().open_read(&path) {
+            Ok(file) => file,
+            Err(err) => {
+                let why = format!("open {}: {err}", path.display());
+                return Ok(Err((StatusCode::NOT_FOUND, why)));
+            }
+        };
+        Ok(match file.len() {
+            Ok(len) => Ok((file, len)),
+            Err(err) => {
+                let why = format!("stat {}: {err}", path.display());
+                Err((StatusCode::INTERNAL_SERVER_ERROR, why))
+            }
+        })
+    })
+    .await;
+    let (file, len) = match opened {
+        Ok(Ok(opened)) => opened,
+        Ok(Err((status, why))) => return error(status, why),
+        Err(response) => return response,
     };
     // A pending segment is immutable, so its length is final.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
@@ -128,9 +153,13 @@ pub(crate) async fn commit(
     let Some(log) = state.ingest.clone() else {
         return no_ingest_role();
     };
-    match parse_id(&params.id).and_then(|id| log.commit(id)) {
+    let id = match parse_id(&params.id) {
+        Ok(id) => id,
+        Err(err) => return log_error(err),
+    };
+    match on_log(&log, move |log| log.commit(id)).await {
         Ok(()) => (StatusCode::OK, "committed\n").into_response(),
-        Err(err) => log_error(err),
+        Err(response) => response,
     }
 }
 
@@ -141,8 +170,12 @@ pub(crate) async fn failed(
     let Some(log) = state.ingest.clone() else {
         return no_ingest_role();
     };
-    match parse_id(&params.id).and_then(|id| log.failed(id)) {
+    let id = match parse_id(&params.id) {
+        Ok(id) => id,
+        Err(err) => return log_error(err),
+    };
+    match on_log(&log, move |log| log.failed(id)).await {
         Ok(()) => (StatusCode::OK, "returned\n").into_response(),
-        Err(err) => log_error(err),
+        Err(response) => response,
     }
 }

@@ -8,13 +8,19 @@
 //! GET  /ingest/read?id=        a lent segment's bytes
 //! POST /ingest/commit?id=      the store has it
 //! POST /ingest/failed?id=      lend it again
-//! GET  /query?...              stream matching records (store role; see [`query`])
+//! GET  /query?...              stream matching records (store role; see [`query`]);
+//!                              503 + Retry-After when too many queries run and wait
 //! HEAD /query?...              the plan only, in X-Sluice-* headers
 //! ```
+//!
+//! Handlers stay short on the async runtime: file I/O (the lending
+//! endpoints' renames and reads) and scans run on blocking threads, and
+//! scans are admitted by [`admission::QueryGate`].
 //!
 //! Architecture invariant: only this crate (and the CLI that reads it)
 //! knows the HTTP and JSON shapes; the storage and query crates do not.
 
+pub mod admission;
 mod ingest;
 mod metrics;
 pub mod query;
@@ -36,6 +42,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_ingest::IngestLog;
 use sluice_store::Store;
 
+use crate::admission::QueryGate;
+
 /// What the API serves. Roles that a node does not run are `None`, and
 /// their endpoints answer 404.
 #[derive(Clone)]
@@ -44,6 +52,8 @@ pub struct ApiState {
     pub store: Option<Store>,
     pub metrics: Option<PrometheusHandle>,
     pub ready: Arc<AtomicBool>,
+    /// Admits queries: at most so many run, so many more wait.
+    pub queries: Arc<QueryGate>,
 }
 
 /// The router with every endpoint and the RED middleware.
@@ -70,6 +80,10 @@ async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
 }
 
 async fn render_metrics(State(state): State<ApiState>) -> impl IntoResponse {
+    state.queries.publish();
+    if let Some(store) = &state.store {
+        metrics::workers(store.workers());
+    }
     match &state.metrics {
         Some(handle) => (
             StatusCode::OK,

@@ -1,9 +1,40 @@
-//! RED metrics for every endpoint: rate, errors, duration.
+//! Telemetry of the API crate, declared in one place: RED metrics for
+//! every endpoint (rate, errors, duration), the queries running, waiting,
+//! refused and cancelled, and the worker pool's use.
 
 use std::time::Instant;
 
 use axum::{extract::MatchedPath, extract::Request, middleware::Next, response::Response};
-use metrics::{counter, histogram};
+use metrics::{counter, gauge, histogram};
+use sluice_storage::WorkerPool;
+
+/// Queries running, and waiting in line for a slot.
+pub(crate) fn queries(running: usize, queued: usize) {
+    gauge!("sluice_queries_running").set(running as f64);
+    gauge!("sluice_queries_queued").set(queued as f64);
+}
+
+/// A query refused because every slot was taken and the line was full.
+pub(crate) fn query_rejected() {
+    counter!("sluice_queries_rejected_total", "reason" => "busy").increment(1);
+}
+
+/// A query stopped because its client went away.
+pub(crate) fn query_cancelled() {
+    counter!("sluice_queries_cancelled_total").increment(1);
+}
+
+/// Corrupt blocks a query passed over.
+pub(crate) fn query_corrupt_blocks(blocks: u64) {
+    counter!("sluice_query_corrupt_blocks_total").increment(blocks);
+}
+
+/// The worker pool's size and what it is doing, as a scrape sees it.
+pub(crate) fn workers(pool: &WorkerPool) {
+    gauge!("sluice_workers").set(pool.workers() as f64);
+    gauge!("sluice_worker_jobs_queued").set(pool.queued() as f64);
+    gauge!("sluice_worker_jobs_running").set(pool.busy() as f64);
+}
 
 pub(crate) async fn red(request: Request, next: Next) -> Response {
     // The matched route, not the raw path, keeps the label set bounded.

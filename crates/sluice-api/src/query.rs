@@ -17,9 +17,13 @@
 //!
 //! Records are sent as they are found, in chunks of at most 64 KiB (sooner
 //! when matches are sparse), through a channel of 8 chunks: memory stays
-//! bounded whatever the result size, and a client that goes away stops the
-//! scan. `HEAD` returns the plan (segments, bytes) in `X-Sluice-*` headers
-//! without scanning.
+//! bounded whatever the result size. `HEAD` returns the plan (segments,
+//! bytes) in `X-Sluice-*` headers without scanning.
+//!
+//! A query (`GET`, streamed or `stats`) is admitted by the node's
+//! [`QueryGate`](crate::admission::QueryGate): when every slot is taken and
+//! the line is full, it is refused with 503 and `Retry-After`. A client
+//! that goes away cancels its scan, which stops at the next block.
 
 use std::{
     sync::Arc,
@@ -34,17 +38,23 @@ use axum::{
 };
 use bytes::Bytes;
 use serde::Deserialize;
-use sluice_query::{Matcher, Query, QueryStats, parse_time_ms, time::format_ms};
+use sluice_query::{Matcher, Query, QueryStats, Scan, parse_time_ms, time::format_ms};
 use sluice_record::Record;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, wrappers::ReceiverStream};
 
-use crate::{ApiState, error};
+use crate::{
+    ApiState,
+    admission::{Busy, Client},
+    error, metrics,
+};
 
 const CHUNK_BYTES: usize = 64 << 10;
 const CHUNKS_IN_FLIGHT: usize = 8;
 /// Send a partial chunk when it has waited this long, so sparse matches
 /// reach the client before the scan ends.
 const CHUNK_LINGER: Duration = Duration::from_millis(50);
+/// What a refused query is told to wait before it asks again, in seconds.
+const RETRY_AFTER_SECS: u64 = 1;
 
 #[derive(Debug, Deserialize, Default)]
 pub struct QueryParams {
@@ -116,6 +126,21 @@ fn no_store_role() -> Response {
     )
 }
 
+/// 503 for a query refused by the gate.
+fn busy(busy: Busy) -> Response {
+    let message = format!(
+        "too many queries: {} running and {} waiting, the node's limits \
+         (--max-queries, --query-queue); retry after {RETRY_AFTER_SECS} s\n",
+        busy.running, busy.queued
+    );
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, RETRY_AFTER_SECS.to_string())],
+        message,
+    )
+        .into_response()
+}
+
 pub fn stats_json(stats: &QueryStats) -> serde_json::Value {
     serde_json::json!({
         "nodes": 1,
@@ -178,21 +203,34 @@ pub(crate) async fn query(
         Ok(q) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
+    let (scanning, client) = match state.queries.enter().await {
+        Ok(admitted) => admitted,
+        Err(refused) => return busy(refused),
+    };
+    let scan = Scan {
+        workers: store.workers().clone(),
+        cache: Some(store.segment_cache().clone()),
+        cancel: Some(scanning.cancel()),
+    };
     if params.stats {
+        // `client` is held across the wait: if the client goes away, the
+        // request is dropped with it and the scan is cancelled.
         let ran = tokio::task::spawn_blocking(move || {
-            let ran = sluice_query::execute_cached(
+            let ran = sluice_query::execute(
                 &**store.fs(),
                 store.dir(),
                 &query,
-                Some(store.segment_cache().clone()),
+                &scan,
                 &mut |_: &Record<'_>| true,
             );
             if let Ok(stats) = &ran {
                 report_corruption(&store, stats);
             }
+            scanning.end();
             ran
         })
         .await;
+        drop(client);
         return match ran {
             Ok(Ok(stats)) => (
                 StatusCode::OK,
@@ -228,17 +266,19 @@ pub(crate) async fn query(
             }
             true
         };
-        let result = sluice_query::execute_cached(
-            &**store.fs(),
-            store.dir(),
-            &query,
-            Some(store.segment_cache().clone()),
-            &mut sink,
-        );
+        let result = sluice_query::execute(&**store.fs(), store.dir(), &query, &scan, &mut sink);
         if let Ok(stats) = &result {
             report_corruption(&store, stats);
         }
+        // The body was dropped (the client went away), whether its channel
+        // or its cancel flag told the scan first.
         if client_gone {
+            scanning
+                .cancel()
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        let cancelled = scanning.end();
+        if client_gone || cancelled {
             return;
         }
         match result {
@@ -259,10 +299,34 @@ pub(crate) async fn query(
         Format::Raw => "text/plain; charset=utf-8",
         Format::Json => "application/x-ndjson",
     };
+    let body = WithClient {
+        _client: client,
+        chunks: ReceiverStream::new(rx),
+    };
     Response::builder()
         .header(header::CONTENT_TYPE, content_type)
-        .body(Body::from_stream(ReceiverStream::new(rx)))
+        .body(Body::from_stream(body))
         .expect("static headers are valid")
+}
+
+/// A response body that holds its query's [`Client`] guard: when the
+/// server drops the body (the client went away), the scan is cancelled.
+/// (The guard is dropped first, so the flag is up before the scan sees its
+/// channel close.)
+struct WithClient<S> {
+    _client: Client,
+    chunks: S,
+}
+
+impl<S: Stream + Unpin> Stream for WithClient<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<S::Item>> {
+        std::pin::Pin::new(&mut self.chunks).poll_next(cx)
+    }
 }
 
 /// Hand segments in which the query met corruption to the store's
@@ -272,7 +336,7 @@ fn report_corruption(store: &sluice_store::Store, stats: &QueryStats) {
         return;
     }
     tracing::error!(segments = ?stats.corrupt_segments, blocks = stats.corrupt_blocks, "query met corrupt segments; they are quarantined by the next maintenance pass");
-    metrics::counter!("sluice_query_corrupt_blocks_total").increment(stats.corrupt_blocks);
+    metrics::query_corrupt_blocks(stats.corrupt_blocks);
     store.report_corrupt(stats.corrupt_segments.iter().map(String::as_str));
 }
 

@@ -4,8 +4,8 @@ use std::{ops::ControlFlow, path::Path, sync::Arc, time::Instant};
 
 use sluice_record::{Record, Ulid};
 use sluice_storage::{
-    Fs, RecordCursor, SegmentCache, SegmentMeta, StorageError,
-    block_segment::RecordFilter,
+    Fs, RecordCursor, SegmentCache, SegmentMeta, StorageError, WorkerPool,
+    block_segment::{Cancel, RecordFilter},
     store_segment::{ScanOptions, list_segments, open_cursor},
 };
 
@@ -45,6 +45,31 @@ impl Query {
             topic: None,
             limit: None,
             after: None,
+        }
+    }
+}
+
+/// What a query runs with besides itself: where blocks are decoded, the
+/// cache of opened block files, and the flag that stops it.
+#[derive(Clone)]
+pub struct Scan {
+    /// The node's worker pool.
+    pub workers: Arc<WorkerPool>,
+    /// A long-lived store passes its own, so queries share mappings and
+    /// verified filters; `None` opens each file afresh.
+    pub cache: Option<Arc<SegmentCache>>,
+    /// Raised when the query's client went away: every cursor stops at its
+    /// next block or batch, and the query returns what it found so far.
+    pub cancel: Option<Cancel>,
+}
+
+impl Scan {
+    /// Decode on `workers`, with no cache and no cancel flag.
+    pub fn new(workers: Arc<WorkerPool>) -> Scan {
+        Scan {
+            workers,
+            cache: None,
+            cancel: None,
         }
     }
 }
@@ -151,23 +176,13 @@ fn open_plan(
 }
 
 /// Run `query` over the store segments in `dir`, sending matches in id
-/// order to `sink`.
+/// order to `sink`. The query stops early, with the counts so far, when the
+/// sink returns `false`, the limit is reached, or `scan.cancel` is raised.
 pub fn execute(
     fs: &dyn Fs,
     dir: &Path,
     query: &Query,
-    sink: &mut dyn RecordSink,
-) -> Result<QueryStats, QueryError> {
-    execute_cached(fs, dir, query, None, sink)
-}
-
-/// [`execute`], opening block files through `cache` (a long-lived store
-/// passes its own, so queries share mappings and verified filters).
-pub fn execute_cached(
-    fs: &dyn Fs,
-    dir: &Path,
-    query: &Query,
-    cache: Option<Arc<SegmentCache>>,
+    scan: &Scan,
     sink: &mut dyn RecordSink,
 ) -> Result<QueryStats, QueryError> {
     let started = Instant::now();
@@ -184,12 +199,14 @@ pub fn execute_cached(
         Matcher::All | Matcher::Literal(_) => None,
     };
     let options = ScanOptions {
+        workers: scan.workers.clone(),
+        cancel: scan.cancel.clone(),
         literal: query.matcher.required_literal().cloned(),
         time_ms: Some((query.from_ms, query.to_ms)),
         skip_corrupt_blocks: true,
         filter,
         any_of: query.matcher.required_any_of().cloned(),
-        cache,
+        cache: scan.cache.clone(),
     };
     let (segments, mut cursors) = open_plan(fs, dir, query, &options)?;
     let mut stats = QueryStats {
@@ -281,7 +298,8 @@ mod tests {
     fn run(fs: &MemFs, dir: &Path, from_ms: u64, to_ms: u64, q: &str) -> (Vec<String>, QueryStats) {
         let query = Query::between(from_ms, to_ms, Matcher::new(q, false, false).unwrap());
         let mut got = Vec::new();
-        let stats = execute(fs, dir, &query, &mut |r: &Record<'_>| {
+        let scan = Scan::new(WorkerPool::inline());
+        let stats = execute(fs, dir, &query, &scan, &mut |r: &Record<'_>| {
             got.push(String::from_utf8(r.payload.to_vec()).unwrap());
             true
         })
@@ -304,5 +322,61 @@ mod tests {
         assert_eq!(stats.duplicates_removed, 1);
         let (got, _) = run(&fs, dir, 250, 450, "");
         assert_eq!(got, ["c", "d"]);
+    }
+
+    /// A query whose cancel flag is raised stops at the next block or
+    /// batch of every segment, whichever kind of file: it reads a few of
+    /// them, not all.
+    #[test]
+    fn a_cancelled_query_stops_at_the_next_block() {
+        use sluice_storage::{block_segment::BlockLayout, store_segment::SegmentKind};
+        let fs = MemFs::new();
+        let dir = Path::new("/store");
+        sluice_storage::Fs::create_dir_all(&fs, dir).unwrap();
+        let workers = WorkerPool::new(2).unwrap();
+        // Two segments of about 12 MiB each, one of each kind: a dozen
+        // 1 MiB batches, a dozen 1 MiB blocks in id order.
+        let payload = "x".repeat(1000);
+        for (kind, base) in [(SegmentKind::Batches, 0u64), (SegmentKind::Blocks, 20_000)] {
+            let mut w = match kind {
+                SegmentKind::Batches => StoreSegmentWriter::batches(&fs, dir).unwrap(),
+                SegmentKind::Blocks => {
+                    StoreSegmentWriter::blocks(&fs, dir, BlockLayout::InOrder, workers.clone())
+                        .unwrap()
+                }
+            };
+            for i in 0..12_000u64 {
+                w.push(Record {
+                    id: Ulid::from_parts(1_000 + base + i, 0),
+                    flags: 0,
+                    topic: b"t",
+                    payload: payload.as_bytes(),
+                })
+                .unwrap();
+            }
+            w.finish().unwrap();
+        }
+        let query = Query::between(0, 100_000, Matcher::All);
+        let cancel: Cancel = Arc::default();
+        let scan = Scan {
+            cancel: Some(cancel.clone()),
+            ..Scan::new(workers)
+        };
+        let mut returned = 0u64;
+        let stats = execute(&fs, dir, &query, &scan, &mut |_: &Record<'_>| {
+            returned += 1;
+            // The client goes away after the first record.
+            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+            true
+        })
+        .unwrap();
+        assert!(returned >= 1);
+        // Each segment stops within its block or batch under way and the
+        // blocks already in flight: about 4 MiB of 24.
+        assert!(
+            stats.records_scanned < 6_000,
+            "scanned {} of 24000 records after the cancel",
+            stats.records_scanned
+        );
     }
 }

@@ -5,8 +5,8 @@
 //! - [`matcher`]: literal (memchr's memmem), case-insensitive and regex
 //!   matching over payload bytes.
 //! - [`exec`]: plan (segments overlapping the range), scan, merge (with
-//!   [`sluice_storage::merge`]), (segments overlapping the range), scan, merge, and emit
-//!   matching records to a [`RecordSink`], with [`QueryStats`].
+//!   [`sluice_storage::merge`]), and emit matching records to a
+//!   [`RecordSink`], with [`QueryStats`].
 //!
 //! Architecture invariant: query reads segments only through
 //! [`sluice_storage::RecordCursor`], so a new segment format needs no change
@@ -17,6 +17,6 @@ pub mod exec;
 pub mod matcher;
 pub mod time;
 
-pub use exec::{Query, QueryError, QueryStats, RecordSink, execute, execute_cached, plan};
+pub use exec::{Query, QueryError, QueryStats, RecordSink, Scan, execute, plan};
 pub use matcher::{Matcher, MatcherError};
 pub use time::{TimeError, parse_time_ms};

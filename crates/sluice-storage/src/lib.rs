@@ -10,8 +10,10 @@
 //!   written atomically, and read through the [`RecordCursor`] abstraction.
 //! - [`block_segment`]: the store segment format v2 (zstd blocks with
 //!   checksums, time ranges and [`term_filter`]s, read by mmap).
-//! - [`segment_cache`]: opened v2 segments shared by queries, so each file
+//! - [`segment_cache`]: opened block files shared by queries, so each file
 //!   is mapped once and each block meta verified once.
+//! - [`workers`]: the process's pool of worker threads, which decode and
+//!   build blocks for every cursor and writer.
 //!
 //! Architecture invariant: storage knows nothing about tokio, HTTP, gossip
 //! or query syntax. Everything here is synchronous and takes an `&dyn Fs`.
@@ -25,6 +27,7 @@ pub mod segment;
 pub mod segment_cache;
 pub mod store_segment;
 pub mod term_filter;
+pub mod workers;
 
 pub use error::StorageError;
 pub use fs::{DirEntry, Fs, Mapped, ReadFile, RealFs, WriteFile};
@@ -32,3 +35,4 @@ pub use memfs::MemFs;
 pub use segment::{Recovery, SegmentScanner, SegmentWriter, recover_segment};
 pub use segment_cache::SegmentCache;
 pub use store_segment::{BatchCursor, RecordCursor, SegmentMeta, StoreSegmentWriter};
+pub use workers::WorkerPool;

@@ -124,7 +124,8 @@ mod tests {
 
     /// Payloads at milliseconds `first_ms`, `first_ms + 1`, ...
     fn write_from(fs: &MemFs, path: &Path, payloads: &[&str], first_ms: u64) {
-        let mut writer = BlockWriter::new(fs.create_new(path).unwrap()).unwrap();
+        let mut writer =
+            BlockWriter::new(fs.create_new(path).unwrap(), crate::workers::test_pool()).unwrap();
         for (i, p) in payloads.iter().enumerate() {
             let record = Record {
                 id: Ulid::from_parts(first_ms + i as u64, 0),
@@ -150,7 +151,7 @@ mod tests {
     }
 
     fn payloads(segment: Arc<BlockSegment>) -> Vec<String> {
-        let mut cursor = BlockCursor::shared(segment);
+        let mut cursor = BlockCursor::shared(segment, crate::workers::test_pool());
         let mut out = Vec::new();
         while cursor.advance().unwrap() {
             out.push(String::from_utf8(cursor.record().payload.to_vec()).unwrap());

@@ -38,10 +38,11 @@ use sluice_record::{BatchEncoder, Record, Ulid, decode_record};
 use crate::{
     SegmentCache, StorageError,
     block_segment::{
-        BlockCursor, BlockLayout, BlockWriter, HEADER_LEN, RecordFilter, is_block_segment,
+        BlockCursor, BlockLayout, BlockWriter, Cancel, HEADER_LEN, RecordFilter, is_block_segment,
     },
     fs::{Fs, ReadFile},
     segment::{SegmentScanner, SegmentWriter},
+    workers::WorkerPool,
 };
 
 /// The batches of a batch file hold about this many bytes: 1 MiB.
@@ -309,14 +310,20 @@ impl<'fs> StoreSegmentWriter<'fs> {
         Ok(Self::with_writer(fs, dir, tmp, writer))
     }
 
-    /// A writer of a block file of `layout`, as compaction writes.
-    pub fn blocks(fs: &'fs dyn Fs, dir: &Path, layout: BlockLayout) -> Result<Self, StorageError> {
+    /// A writer of a block file of `layout`, as compaction writes, whose
+    /// blocks are built on `workers`.
+    pub fn blocks(
+        fs: &'fs dyn Fs,
+        dir: &Path,
+        layout: BlockLayout,
+        workers: Arc<WorkerPool>,
+    ) -> Result<Self, StorageError> {
         let tmp = Self::tmp_path(fs, dir)?;
         let file = fs
             .create_new(&tmp)
             .map_err(StorageError::io("create segment", &tmp))?;
         let writer = KindWriter::Blocks(
-            BlockWriter::new(file)
+            BlockWriter::new(file, workers)
                 .map_err(StorageError::io("write segment", &tmp))?
                 .with_layout(layout),
         );
@@ -324,10 +331,15 @@ impl<'fs> StoreSegmentWriter<'fs> {
     }
 
     /// A writer of `kind`; block files are [`BlockLayout::Sorted`].
-    pub fn create(fs: &'fs dyn Fs, dir: &Path, kind: SegmentKind) -> Result<Self, StorageError> {
+    pub fn create(
+        fs: &'fs dyn Fs,
+        dir: &Path,
+        kind: SegmentKind,
+        workers: Arc<WorkerPool>,
+    ) -> Result<Self, StorageError> {
         match kind {
             SegmentKind::Batches => Self::batches(fs, dir),
-            SegmentKind::Blocks => Self::blocks(fs, dir, BlockLayout::Sorted),
+            SegmentKind::Blocks => Self::blocks(fs, dir, BlockLayout::Sorted, workers),
         }
     }
 
@@ -496,9 +508,17 @@ impl<'fs> StoreSegmentWriter<'fs> {
     }
 }
 
-/// What a scan wants, so a cursor can skip what cannot match.
-#[derive(Clone, Default)]
+/// What a scan wants, so a cursor can skip what cannot match, and where it
+/// decodes.
+#[derive(Clone)]
 pub struct ScanOptions {
+    /// The pool that decodes a block file's blocks ([`WorkerPool::inline`]
+    /// decodes them on the reading thread).
+    pub workers: Arc<WorkerPool>,
+    /// Stop, as if at the end of the segment, once this is raised: the
+    /// query's client went away. A block file's cursor checks it before each
+    /// block, a batch file's before each batch.
+    pub cancel: Option<Cancel>,
     /// Only records whose payload holds this literal.
     pub literal: Option<Arc<memmem::Finder<'static>>>,
     /// Only records in this time range (inclusive, Unix ms); records of a
@@ -523,9 +543,27 @@ pub struct ScanOptions {
     pub cache: Option<Arc<SegmentCache>>,
 }
 
+impl ScanOptions {
+    /// Every record of a segment, decoded on `workers`.
+    pub fn new(workers: Arc<WorkerPool>) -> ScanOptions {
+        ScanOptions {
+            workers,
+            cancel: None,
+            literal: None,
+            time_ms: None,
+            skip_corrupt_blocks: false,
+            filter: None,
+            any_of: None,
+            cache: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for ScanOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ScanOptions")
+            .field("workers", &self.workers.workers())
+            .field("cancel", &self.cancel)
             .field("literal", &self.literal.as_ref().map(|l| l.needle()))
             .field("time_ms", &self.time_ms)
             .field("skip_corrupt_blocks", &self.skip_corrupt_blocks)
@@ -544,10 +582,14 @@ pub fn open_cursor(
 ) -> Result<Box<dyn RecordCursor>, StorageError> {
     let (file, kind) = open_segment(fs, path)?;
     if kind == SegmentKind::Blocks {
+        let workers = options.workers.clone();
         let mut cursor = match &options.cache {
-            Some(cache) => BlockCursor::shared(cache.open(fs, path, &*file)?),
-            None => BlockCursor::open(fs, path)?,
+            Some(cache) => BlockCursor::shared(cache.open(fs, path, &*file)?, workers),
+            None => BlockCursor::open(fs, path, workers)?,
         };
+        if let Some(cancel) = &options.cancel {
+            cursor = cursor.with_cancel(cancel.clone());
+        }
         if let Some((from, to)) = options.time_ms {
             cursor = cursor.with_time_range(from, to);
         }
@@ -565,11 +607,14 @@ pub fn open_cursor(
         }
         return Ok(Box::new(cursor));
     }
-    let cursor = BatchCursor::open(fs, path)?;
-    Ok(match &options.literal {
-        Some(literal) => Box::new(cursor.with_literal(literal.clone())),
-        None => Box::new(cursor),
-    })
+    let mut cursor = BatchCursor::open(fs, path)?;
+    if let Some(literal) = &options.literal {
+        cursor = cursor.with_literal(literal.clone());
+    }
+    if let Some(cancel) = &options.cancel {
+        cursor = cursor.with_cancel(cancel.clone());
+    }
+    Ok(Box::new(cursor))
 }
 
 /// A forward cursor over the records of one segment, in id order.
@@ -618,6 +663,7 @@ pub struct BatchCursor {
     hits: Vec<usize>,
     next_hit: usize,
     skipped: u64,
+    cancel: Option<Cancel>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -639,12 +685,19 @@ impl BatchCursor {
             hits: Vec::new(),
             next_hit: 0,
             skipped: 0,
+            cancel: None,
         })
     }
 
     /// Return only records whose payload contains `literal`.
     pub fn with_literal(mut self, literal: Arc<memmem::Finder<'static>>) -> Self {
         self.literal = Some(literal);
+        self
+    }
+
+    /// Stop, as if at the end, once `cancel` is raised.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = Some(cancel);
         self
     }
 
@@ -659,6 +712,13 @@ impl BatchCursor {
     /// Load the next batch; with a literal, skip batches that lack it.
     fn next_batch(&mut self) -> Result<bool, StorageError> {
         loop {
+            if self
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            {
+                return Ok(false);
+            }
             let Some((header, body)) = self.scanner.next_batch()? else {
                 return Ok(false);
             };
@@ -778,7 +838,7 @@ mod tests {
         let fs = MemFs::new();
         let dir = Path::new("/store");
         fs.create_dir_all(dir).unwrap();
-        let mut w = StoreSegmentWriter::create(&fs, dir, format).unwrap();
+        let mut w = StoreSegmentWriter::create(&fs, dir, format, WorkerPool::inline()).unwrap();
         let payload = vec![b'p'; 5000];
         for i in 0..1000u128 {
             let r = Record {
@@ -795,7 +855,12 @@ mod tests {
         let (segments, strangers) = list_segments(&fs, dir).unwrap();
         assert_eq!(segments, vec![meta.clone()]);
         assert!(strangers.is_empty());
-        let mut cursor = open_cursor(&fs, &dir.join(&meta.name), &ScanOptions::default()).unwrap();
+        let mut cursor = open_cursor(
+            &fs,
+            &dir.join(&meta.name),
+            &ScanOptions::new(WorkerPool::inline()),
+        )
+        .unwrap();
         let mut ids = Vec::new();
         while cursor.advance().unwrap() {
             ids.push(cursor.record().id.0);
@@ -822,13 +887,13 @@ mod tests {
             let fs = MemFs::new();
             let dir = Path::new("/store");
             fs.create_dir_all(dir).unwrap();
-            let mut w = StoreSegmentWriter::create(&fs, dir, format).unwrap();
+            let mut w = StoreSegmentWriter::create(&fs, dir, format, WorkerPool::inline()).unwrap();
             for (i, p) in payloads.iter().enumerate() {
                 w.push(Record { id: Ulid(i as u128 + 1), flags: 0, topic: b"a", payload: p }).unwrap();
             }
             let meta = w.finish().unwrap().unwrap();
             let finder = Arc::new(memmem::Finder::new(&needle).into_owned());
-            let options = ScanOptions { literal: Some(finder.clone()), time_ms: None, ..ScanOptions::default() };
+            let options = ScanOptions { literal: Some(finder.clone()), ..ScanOptions::new(WorkerPool::inline()) };
             let mut cursor = open_cursor(&fs, &dir.join(&meta.name), &options).unwrap();
             let mut got = Vec::new();
             while cursor.advance().unwrap() {

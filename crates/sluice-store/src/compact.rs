@@ -66,7 +66,7 @@ use sluice_record::{Record, Ulid};
 use std::sync::Arc;
 
 use sluice_storage::{
-    Fs, RecordCursor, SegmentMeta, StorageError, StoreSegmentWriter,
+    Fs, RecordCursor, SegmentMeta, StorageError, StoreSegmentWriter, WorkerPool,
     block_segment::{BlockCursor, BlockLayout, BlockSegment, RawBlock},
     merge::{Merge, MergeStats, Verdict},
     store_segment::{self, ScanOptions, SegmentKind},
@@ -206,7 +206,7 @@ impl Compacted {
 /// Merge `inputs` (sorted by smallest id) into block files of blocks of
 /// `layout` in `dir`, then remove or quarantine the inputs (see the
 /// module's rules). The blocks of `suspects` (names a query found corrupt)
-/// are never copied whole.
+/// are never copied whole. Blocks are decoded and built on `workers`.
 pub fn compact(
     fs: &dyn Fs,
     dir: &Path,
@@ -214,11 +214,13 @@ pub fn compact(
     config: &CompactionConfig,
     suspects: &BTreeSet<String>,
     layout: BlockLayout,
+    workers: &Arc<WorkerPool>,
 ) -> Result<Compacted, StorageError> {
     let mut outputs = Outputs {
         fs,
         dir,
         layout,
+        workers,
         target: config.target_segment_bytes,
         writer: None,
         done: Vec::new(),
@@ -379,7 +381,7 @@ fn rewrite_blocks(
     outputs: &mut Outputs<'_>,
     stats: &mut MergeStats,
 ) -> Result<(), StorageError> {
-    let mut cursor = BlockCursor::shared(segment.clone())
+    let mut cursor = BlockCursor::shared(segment.clone(), outputs.workers.clone())
         .with_blocks(blocks)
         .skipping_corrupt_blocks();
     while cursor.advance()? {
@@ -409,7 +411,7 @@ fn merge_inputs(
     let mins: Vec<Ulid> = inputs.iter().map(|m| m.min).collect();
     let options = ScanOptions {
         skip_corrupt_blocks: true,
-        ..ScanOptions::default()
+        ..ScanOptions::new(outputs.workers.clone())
     };
     let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
         store_segment::open_cursor(fs, &dir.join(&inputs[i].name), &options)
@@ -431,6 +433,8 @@ struct Outputs<'a> {
     fs: &'a dyn Fs,
     dir: &'a Path,
     layout: BlockLayout,
+    /// Where blocks are decoded and built.
+    workers: &'a Arc<WorkerPool>,
     target: u64,
     writer: Option<StoreSegmentWriter<'a>>,
     done: Vec<SegmentMeta>,
@@ -443,11 +447,12 @@ impl<'a> Outputs<'a> {
     fn writer(&mut self) -> Result<&mut StoreSegmentWriter<'a>, StorageError> {
         match self.writer {
             Some(ref mut writer) => Ok(writer),
-            None => {
-                Ok(self
-                    .writer
-                    .insert(StoreSegmentWriter::blocks(self.fs, self.dir, self.layout)?))
-            }
+            None => Ok(self.writer.insert(StoreSegmentWriter::blocks(
+                self.fs,
+                self.dir,
+                self.layout,
+                self.workers.clone(),
+            )?)),
         }
     }
 

@@ -34,7 +34,7 @@ use std::{
 use futures_util::StreamExt;
 use sluice_record::{OwnedRecord, RecordIter, Ulid};
 use sluice_storage::{
-    Fs, RecordCursor, SegmentScanner, SegmentWriter, StorageError, StoreSegmentWriter,
+    Fs, RecordCursor, SegmentScanner, SegmentWriter, StorageError, StoreSegmentWriter, WorkerPool,
     merge::{Merge, Verdict},
     store_segment::{self, ScanOptions, TMP_DIR},
 };
@@ -469,8 +469,10 @@ fn store_inputs(fs: &dyn Fs, dir: &Path, mut inputs: Vec<Downloaded>) -> Result<
 /// file.
 fn merge_inputs(fs: &dyn Fs, dir: &Path, inputs: Vec<Downloaded>) -> Result<(), ConsumeError> {
     let mins: Vec<Ulid> = inputs.iter().map(|d| d.min).collect();
+    // Downloads are batch files: there are no blocks to decode.
+    let options = ScanOptions::new(WorkerPool::inline());
     let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
-        store_segment::open_cursor(fs, &inputs[i].path, &ScanOptions::default())
+        store_segment::open_cursor(fs, &inputs[i].path, &options)
     };
     let keep_all = |_: &sluice_record::Record<'_>| Verdict::Keep;
     let mut writer = StoreSegmentWriter::batches(fs, dir)?;

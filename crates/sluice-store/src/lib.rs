@@ -29,7 +29,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use sluice_storage::{Fs, SegmentCache, SegmentMeta, StorageError, store_segment};
+use sluice_storage::{Fs, SegmentCache, SegmentMeta, StorageError, WorkerPool, store_segment};
 
 pub use compact::CompactionConfig;
 pub use consumer::{Consumer, ConsumerConfig};
@@ -46,13 +46,21 @@ pub struct Store {
     suspects: Arc<Mutex<BTreeSet<String>>>,
     /// Opened block files, shared by queries; evicted on every listing.
     segment_cache: Arc<SegmentCache>,
+    /// The node's worker pool: queries, compaction and the consumer
+    /// decode and build blocks on it.
+    workers: Arc<WorkerPool>,
 }
 
 impl Store {
     /// Open (creating if needed) the store directory and run recovery:
     /// unfinished writes in `tmp/` are removed; files that are not segments
-    /// are reported and left alone.
-    pub fn open(fs: Arc<dyn Fs>, dir: &Path) -> Result<Store, StorageError> {
+    /// are reported and left alone. Blocks are decoded and built on
+    /// `workers`.
+    pub fn open(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        workers: Arc<WorkerPool>,
+    ) -> Result<Store, StorageError> {
         fs.create_dir_all(dir)
             .map_err(StorageError::io("create store dir", dir))?;
         let removed = store_segment::clean_tmp(&*fs, dir)?;
@@ -69,6 +77,7 @@ impl Store {
             dir: dir.to_path_buf(),
             suspects: Arc::default(),
             segment_cache: Arc::default(),
+            workers,
         })
     }
 
@@ -78,6 +87,11 @@ impl Store {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The node's worker pool.
+    pub fn workers(&self) -> &Arc<WorkerPool> {
+        &self.workers
     }
 
     /// The cache that queries open block files through.

@@ -184,6 +184,7 @@ impl Maintainer {
                 &self.config.compaction,
                 &suspects,
                 layout,
+                self.store.workers(),
             )
             .inspect_err(|_| metrics::maintenance_error("compaction"))?;
             metrics::compacted(&done, started.elapsed());

@@ -1,6 +1,6 @@
 //! Reading block files: a cursor that prunes blocks by time and term filter
-//! and decodes the blocks it keeps on worker threads, a few ahead of the
-//! reader, handing them over strictly in order.
+//! and decodes the blocks it keeps on the process's [`WorkerPool`], a few
+//! ahead of the reader, handing them over strictly in order.
 //!
 //! A worker verifies and decompresses its block, finds the literal (if any)
 //! and applies the record filter (if any), so the reader's thread only walks
@@ -9,21 +9,41 @@
 //! block being read plus the blocks in flight; their buffers and zstd
 //! contexts are reused. A cursor does no work until it is first advanced,
 //! so opening every segment of a query's plan up front costs nothing.
+//!
+//! A cursor stops early, as if at the end of its segment, once its
+//! [`Cancel`] flag is raised (the query's client went away): it checks the
+//! flag before each block it schedules, so a cancelled scan ends within
+//! the blocks already in flight.
 
-use std::{collections::VecDeque, sync::Arc, thread::JoinHandle};
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use memchr::memmem;
 use sluice_record::Record;
 
 use super::{Block, BlockEntry, BlockSegment, FrameScratch, Probes};
-use crate::{StorageError, fs::Fs, term_filter::TermProbe};
+use crate::{
+    StorageError,
+    fs::Fs,
+    term_filter::TermProbe,
+    workers::{Task, WorkerPool},
+};
 
 /// A test of a record's payload, run where its block is decoded (a query's
 /// regex, say). Records it rejects are never returned.
 pub type RecordFilter = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
 
 /// Blocks decoded ahead of the one being read.
-const PREFETCH: usize = 2;
+pub const PREFETCH: usize = 2;
+
+/// Raised when a scan should stop (its client went away); shared by every
+/// cursor of one query.
+pub type Cancel = Arc<AtomicBool>;
 
 type Literal = Arc<memmem::Finder<'static>>;
 
@@ -53,8 +73,10 @@ pub struct BlockCursor {
     next_block: usize,
     /// The block after the last one to read.
     end_block: usize,
-    /// Blocks being decoded: index, entry, worker.
-    in_flight: VecDeque<(usize, BlockEntry, JoinHandle<Decoded>)>,
+    /// Blocks being decoded: index, entry, task.
+    in_flight: VecDeque<(usize, BlockEntry, Task<Decoded>)>,
+    workers: Arc<WorkerPool>,
+    cancel: Option<Cancel>,
     current: Decoded,
     /// Position in `current.selected`.
     pos: usize,
@@ -79,22 +101,29 @@ pub struct BlockCursor {
 }
 
 impl BlockCursor {
-    pub fn open(fs: &dyn Fs, path: &std::path::Path) -> Result<BlockCursor, StorageError> {
-        Self::new(BlockSegment::open(fs, path)?)
+    /// A cursor over the block file at `path`, decoding on `workers`.
+    pub fn open(
+        fs: &dyn Fs,
+        path: &std::path::Path,
+        workers: Arc<WorkerPool>,
+    ) -> Result<BlockCursor, StorageError> {
+        Ok(Self::new(BlockSegment::open(fs, path)?, workers))
     }
 
-    pub fn new(segment: BlockSegment) -> Result<BlockCursor, StorageError> {
-        Ok(Self::shared(Arc::new(segment)))
+    pub fn new(segment: BlockSegment, workers: Arc<WorkerPool>) -> BlockCursor {
+        Self::shared(Arc::new(segment), workers)
     }
 
     /// A cursor over a segment that other cursors may read too (see
     /// [`crate::SegmentCache`]).
-    pub fn shared(segment: Arc<BlockSegment>) -> BlockCursor {
+    pub fn shared(segment: Arc<BlockSegment>, workers: Arc<WorkerPool>) -> BlockCursor {
         BlockCursor {
             segment,
             next_block: 0,
             end_block: usize::MAX,
             in_flight: VecDeque::new(),
+            workers,
+            cancel: None,
             current: Decoded::default(),
             pos: 0,
             started: false,
@@ -148,6 +177,18 @@ impl BlockCursor {
         self
     }
 
+    /// Stop, as if at the end, once `cancel` is raised.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = Some(cancel);
+        self
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+
     /// Pass over a block whose meta or data fails its checks, count it
     /// ([`RecordCursor::corrupt_blocks`](crate::RecordCursor::corrupt_blocks)),
     /// and go on with the next block, so the rest of the segment is served.
@@ -186,6 +227,10 @@ impl BlockCursor {
     fn schedule(&mut self) -> Result<(), StorageError> {
         let end = self.end_block.min(self.segment.blocks.len());
         while self.in_flight.len() < PREFETCH && self.next_block < end {
+            if self.is_cancelled() {
+                self.next_block = end;
+                break;
+            }
             let i = self.next_block;
             self.next_block += 1;
             let entry = self.segment.blocks[i];
@@ -222,27 +267,21 @@ impl BlockCursor {
             let meta_verified = self.segment.meta_is_verified(i);
             let literal = self.literal.clone();
             let filter = self.filter.clone();
-            let worker = std::thread::Builder::new()
-                .name("sluice-scan".into())
-                .spawn(move || {
-                    let decoded = decode(
-                        &bytes,
-                        &entry,
-                        meta_verified,
-                        job,
-                        literal.as_deref(),
-                        filter,
-                    );
-                    // The compressed data is not read again soon; the
-                    // filters, which every query probes, stay resident.
-                    bytes.release(entry.data_range());
-                    decoded
-                })
-                .map_err(StorageError::io(
-                    "start a block-decoding thread for",
-                    &self.segment.path,
-                ))?;
-            self.in_flight.push_back((i, entry, worker));
+            let task = self.workers.submit(move || {
+                let decoded = decode(
+                    &bytes,
+                    &entry,
+                    meta_verified,
+                    job,
+                    literal.as_deref(),
+                    filter,
+                );
+                // The compressed data is not read again soon; the filters,
+                // which every query probes, stay resident.
+                bytes.release(entry.data_range());
+                decoded
+            });
+            self.in_flight.push_back((i, entry, task));
         }
         Ok(())
     }
@@ -251,13 +290,13 @@ impl BlockCursor {
     fn next_block(&mut self) -> Result<bool, StorageError> {
         loop {
             self.schedule()?;
-            let Some((i, entry, worker)) = self.in_flight.pop_front() else {
+            let Some((i, entry, task)) = self.in_flight.pop_front() else {
                 return Ok(false);
             };
-            let decoded = worker.join().map_err(|_| StorageError::Io {
+            let decoded = task.wait().map_err(|panicked| StorageError::Io {
                 op: "decode a block of",
                 path: self.segment.path.clone(),
-                source: std::io::Error::other("a block-decoding thread panicked"),
+                source: std::io::Error::other(panicked),
             })?;
             let done = std::mem::replace(&mut self.current, decoded);
             self.spare.push(done);

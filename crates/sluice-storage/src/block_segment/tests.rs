@@ -5,7 +5,7 @@ use memchr::memmem;
 use proptest::prelude::*;
 
 use super::*;
-use crate::{MemFs, RecordCursor, fs::Fs};
+use crate::{MemFs, RecordCursor, fs::Fs, workers::test_pool};
 use sluice_record::Record;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,14 +19,18 @@ struct Rec {
 type MakeWriter = fn(Box<dyn crate::fs::WriteFile>) -> std::io::Result<BlockWriter>;
 
 /// Writers of both layouts: sorted, and in id order.
-const LAYOUTS: [MakeWriter; 2] = [BlockWriter::new, in_order];
+const LAYOUTS: [MakeWriter; 2] = [sorted, in_order];
+
+fn sorted(file: Box<dyn crate::fs::WriteFile>) -> std::io::Result<BlockWriter> {
+    BlockWriter::new(file, test_pool())
+}
 
 fn in_order(file: Box<dyn crate::fs::WriteFile>) -> std::io::Result<BlockWriter> {
-    Ok(BlockWriter::new(file)?.with_layout(BlockLayout::InOrder))
+    Ok(BlockWriter::new(file, test_pool())?.with_layout(BlockLayout::InOrder))
 }
 
 fn write(fs: &MemFs, path: &Path, records: &[Rec]) -> u64 {
-    write_with(fs, path, records, BlockWriter::new)
+    write_with(fs, path, records, sorted)
 }
 
 fn write_with(fs: &MemFs, path: &Path, records: &[Rec], make: MakeWriter) -> u64 {
@@ -117,10 +121,13 @@ fn many_blocks_read_back_with_time_pruning() {
         segment.blocks().len()
     );
     assert_eq!(segment.records(), 32_000);
-    assert_eq!(read_all(BlockCursor::new(segment).unwrap()).unwrap(), recs);
+    assert_eq!(
+        read_all(BlockCursor::new(segment, test_pool())).unwrap(),
+        recs
+    );
     // The last 1% of the time range reads one block or two (of about
     // 4,200 records each), not all of them.
-    let mut cursor = BlockCursor::open(&fs, path)
+    let mut cursor = BlockCursor::open(&fs, path, test_pool())
         .unwrap()
         .with_time_range(1_031_680, 1_031_999);
     let mut ids = Vec::new();
@@ -214,7 +221,7 @@ fn a_block_that_lists_line_lengths_is_refused() {
     let crc = crc32fast::hash(&bytes[meta.start..meta.end - 4]);
     bytes[meta.end - 4..meta.end].copy_from_slice(&crc.to_le_bytes());
     let segment = BlockSegment::from_bytes(path, crate::Mapped::owned(bytes)).unwrap();
-    let err = read_all(BlockCursor::new(segment).unwrap()).unwrap_err();
+    let err = read_all(BlockCursor::new(segment, test_pool())).unwrap_err();
     assert!(err.to_string().contains("line lengths"), "{err}");
 }
 
@@ -225,7 +232,9 @@ fn rare_literal_skips_blocks(make: MakeWriter, expect_sorted: bool) {
     let len = write_with(&fs, path, &recs, make);
     let rare = trace_id(4242);
     let finder = Arc::new(memmem::Finder::new(rare.as_bytes()).into_owned());
-    let mut cursor = BlockCursor::open(&fs, path).unwrap().with_literal(finder);
+    let mut cursor = BlockCursor::open(&fs, path, test_pool())
+        .unwrap()
+        .with_literal(finder);
     let got = payloads(&mut cursor);
     let want: Vec<Vec<u8>> = recs
         .iter()
@@ -273,7 +282,7 @@ fn any_of_several_literals_reads_only_their_blocks() {
             .iter()
             .any(|l| memmem::find(payload, l).is_some())
     });
-    let mut cursor = BlockCursor::open(&fs, path)
+    let mut cursor = BlockCursor::open(&fs, path, test_pool())
         .unwrap()
         .with_any_of(&literals)
         .with_filter(filter);
@@ -348,11 +357,11 @@ proptest! {
             }
             _ => short,
         };
-        prop_assert_eq!(read_all(BlockCursor::open(&fs, path).unwrap()).unwrap(), recs.clone());
+        prop_assert_eq!(read_all(BlockCursor::open(&fs, path, test_pool()).unwrap()).unwrap(), recs.clone());
 
         let (from_ms, to_ms) = (1_700_000_000_000 + from, 1_700_000_000_000 + from + width);
         let finder = Arc::new(memmem::Finder::new(&needle).into_owned());
-        let cursor = BlockCursor::open(&fs, path).unwrap()
+        let cursor = BlockCursor::open(&fs, path, test_pool()).unwrap()
             .with_time_range(from_ms, to_ms)
             .with_literal(finder.clone());
         let got: Vec<Rec> = read_all(cursor).unwrap()
@@ -379,7 +388,7 @@ proptest! {
         let i = at.index(bytes.len());
         bytes[i] ^= 1 << bit;
         let outcome = BlockSegment::from_bytes(path, crate::Mapped::owned(bytes))
-            .and_then(|segment| read_all(BlockCursor::new(segment)?));
+            .and_then(|segment| read_all(BlockCursor::new(segment, test_pool())));
         if let Ok(got) = outcome {
             prop_assert_eq!(got, recs);
         }
@@ -394,7 +403,7 @@ proptest! {
             bytes[8..HEADER_LEN].copy_from_slice(FILE_TAG);
         }
         if let Ok(segment) = BlockSegment::from_bytes(Path::new("/x"), crate::Mapped::owned(bytes)) {
-            let _ = read_all(BlockCursor::new(segment).unwrap());
+            let _ = read_all(BlockCursor::new(segment, test_pool()));
         }
     }
 }
@@ -481,7 +490,7 @@ fn layout_breakdown() {
         // SLUICE_PROBE_LAYOUT=in-order: the layout compaction writes first.
         let make: MakeWriter = match std::env::var("SLUICE_PROBE_LAYOUT").as_deref() {
             Ok("in-order") => in_order,
-            _ => BlockWriter::new,
+            _ => sorted,
         };
         len = write_with(&fs, Path::new("/d/seg"), &recs, make);
         secs = secs.min(t.elapsed().as_secs_f64());
@@ -510,13 +519,13 @@ fn layout_breakdown() {
     // What a literal query decompresses.
     let literals = std::env::var("SLUICE_PROBE_LITERALS").unwrap_or("ERROR".into());
     let all_frames = {
-        let mut cursor = BlockCursor::open(&fs, Path::new("/d/seg")).unwrap();
+        let mut cursor = BlockCursor::open(&fs, Path::new("/d/seg"), test_pool()).unwrap();
         while cursor.advance().unwrap() {}
         cursor.frames_loaded()
     };
     for literal in literals.split(',') {
         let finder = Arc::new(memmem::Finder::new(literal.as_bytes()).into_owned());
-        let mut cursor = BlockCursor::open(&fs, Path::new("/d/seg"))
+        let mut cursor = BlockCursor::open(&fs, Path::new("/d/seg"), test_pool())
             .unwrap()
             .with_literal(finder);
         let mut matched = 0;
@@ -598,12 +607,14 @@ fn assert_reads_few_frames(count: u64, literal: &[u8], payload: impl Fn(u64, u64
     let path = Path::new("/d/seg");
     write(&fs, path, &recs);
     let all_frames = {
-        let mut cursor = BlockCursor::open(&fs, path).unwrap();
+        let mut cursor = BlockCursor::open(&fs, path, test_pool()).unwrap();
         assert_eq!(read_from(&mut cursor).unwrap().len(), recs.len());
         cursor.frames_loaded()
     };
     let finder = Arc::new(memmem::Finder::new(literal).into_owned());
-    let mut cursor = BlockCursor::open(&fs, path).unwrap().with_literal(finder);
+    let mut cursor = BlockCursor::open(&fs, path, test_pool())
+        .unwrap()
+        .with_literal(finder);
     let got = read_from(&mut cursor).unwrap();
     let want: Vec<Rec> = recs
         .iter()

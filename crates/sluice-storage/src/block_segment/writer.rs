@@ -1,15 +1,16 @@
-//! Writing block files, with blocks built on worker threads.
+//! Writing block files, with blocks built on the process's worker pool.
 //!
 //! The caller's thread only appends records to the open block (text, ids,
-//! lengths, topics). A full block goes to a worker thread, which sorts its
-//! lines (for a sorted block), cuts its frames, builds its sliced filter, compresses its text and encodes its meta; the writer keeps
-//! up to [`BlockWriter::workers`] blocks in flight and writes the finished
-//! frames to the file strictly in order. Memory is bounded by the open block
-//! plus the blocks in flight; their buffers, filters and zstd contexts are
-//! reused from block to block. A writer dropped unfinished leaves its
-//! workers to finish their one block each and exit.
+//! lengths, topics). A full block goes to a worker, which sorts its lines
+//! (for a sorted block), cuts its frames, builds its sliced filter,
+//! compresses its text and encodes its meta; the writer keeps up to one
+//! block per worker of the pool in flight and writes the finished frames
+//! to the file strictly in order. Memory is bounded by the open
+//! block plus the blocks in flight; their buffers, filters and zstd contexts
+//! are reused from block to block. A writer dropped unfinished leaves its
+//! jobs to finish their one block each; their results are dropped.
 
-use std::{collections::VecDeque, io, thread::JoinHandle};
+use std::{collections::VecDeque, io, sync::Arc};
 
 use sluice_record::{Record, Ulid};
 
@@ -20,7 +21,11 @@ use super::{
     put_varint, skippable,
     sort_key::{SORT_KEY_LEN, sort_key},
 };
-use crate::{fs::WriteFile, term_filter::sliced::SliceBuilder};
+use crate::{
+    fs::WriteFile,
+    term_filter::sliced::SliceBuilder,
+    workers::{Task, WorkerPool},
+};
 
 /// The records of one block, as pushed.
 #[derive(Default)]
@@ -102,17 +107,15 @@ pub struct BlockWriter {
     block_bytes: usize,
     /// How blocks lay out their lines.
     layout: BlockLayout,
-    workers: usize,
-    in_flight: VecDeque<JoinHandle<io::Result<Built>>>,
+    workers: Arc<WorkerPool>,
+    in_flight: VecDeque<Task<io::Result<Built>>>,
     spare_blocks: Vec<OpenBlock>,
     spare_tools: Vec<Tools>,
 }
 
 impl BlockWriter {
-    /// A writer of [`BlockLayout::Sorted`] blocks, with one worker per
-    /// core.
-    pub fn new(mut file: Box<dyn WriteFile>) -> io::Result<BlockWriter> {
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    /// A writer of [`BlockLayout::Sorted`] blocks, built on `workers`.
+    pub fn new(mut file: Box<dyn WriteFile>, workers: Arc<WorkerPool>) -> io::Result<BlockWriter> {
         let mut header = Vec::new();
         skippable(&mut header, SKIPPABLE_HEADER, FILE_TAG);
         file.write_all(&header)?;
@@ -125,7 +128,7 @@ impl BlockWriter {
             open: OpenBlock::default(),
             layout: BlockLayout::Sorted,
             block_bytes: TARGET_BLOCK_BYTES,
-            workers: workers.max(1),
+            workers,
             in_flight: VecDeque::new(),
             spare_blocks: Vec::new(),
             spare_tools: Vec::new(),
@@ -234,7 +237,7 @@ impl BlockWriter {
         if self.open.ids.is_empty() {
             return Ok(());
         }
-        while self.in_flight.len() >= self.workers {
+        while self.in_flight.len() >= self.workers.workers().max(1) {
             self.write_oldest()?;
         }
         let next = self.spare_blocks.pop().unwrap_or_default();
@@ -246,21 +249,17 @@ impl BlockWriter {
             None => Tools::new(self.level())?,
         };
         let layout = self.layout;
-        let worker = std::thread::Builder::new()
-            .name("sluice-block".into())
-            .spawn(move || build(block, tools, layout))?;
-        self.in_flight.push_back(worker);
+        let task = self.workers.submit(move || build(block, tools, layout));
+        self.in_flight.push_back(task);
         Ok(())
     }
 
     /// Wait for the oldest block in flight and append its frame.
     fn write_oldest(&mut self) -> io::Result<()> {
-        let Some(worker) = self.in_flight.pop_front() else {
+        let Some(task) = self.in_flight.pop_front() else {
             return Ok(());
         };
-        let mut built = worker
-            .join()
-            .map_err(|_| io::Error::other("a block-building thread panicked"))??;
+        let mut built = task.wait().map_err(io::Error::other)??;
         self.file.write_all(&built.tools.frame)?;
         self.blocks.push(BlockEntry {
             offset: self.written,

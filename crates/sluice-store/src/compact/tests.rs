@@ -20,6 +20,14 @@ fn dir() -> &'static Path {
     Path::new(DIR)
 }
 
+/// Two workers shared by the tests, so blocks are built and decoded on
+/// other threads, as in a node.
+pub(super) fn workers() -> Arc<WorkerPool> {
+    static POOL: std::sync::LazyLock<Arc<WorkerPool>> =
+        std::sync::LazyLock::new(|| WorkerPool::new(2).expect("start test workers"));
+    POOL.clone()
+}
+
 fn id(ms: u64, n: u128) -> Ulid {
     Ulid::from_parts(ms, n)
 }
@@ -28,7 +36,7 @@ fn id(ms: u64, n: u128) -> Ulid {
 fn write(fs: &MemFs, format: SegmentKind, records: &[(Ulid, String)]) -> SegmentMeta {
     let mut sorted = records.to_vec();
     sorted.sort();
-    let mut writer = StoreSegmentWriter::create(fs, dir(), format).unwrap();
+    let mut writer = StoreSegmentWriter::create(fs, dir(), format, workers()).unwrap();
     for (id, payload) in &sorted {
         writer
             .push(Record {
@@ -55,7 +63,8 @@ fn query(fs: &MemFs, literal: &str, from_ms: u64, to_ms: u64) -> Vec<(Ulid, Stri
 fn query_with(fs: &MemFs, matcher: Matcher, from_ms: u64, to_ms: u64) -> Vec<(Ulid, String)> {
     let query = Query::between(from_ms, to_ms, matcher);
     let mut got = Vec::new();
-    let stats = sluice_query::execute(fs, dir(), &query, &mut |r: &Record<'_>| {
+    let scan = sluice_query::Scan::new(workers());
+    let stats = sluice_query::execute(fs, dir(), &query, &scan, &mut |r: &Record<'_>| {
         got.push((r.id, String::from_utf8(r.payload.to_vec()).unwrap()));
         true
     })
@@ -97,10 +106,28 @@ fn compact_fully(fs: &MemFs, config: &CompactionConfig) -> usize {
             let Some(segment) = plan_upgrade(&candidates(fs), &none) else {
                 return pass;
             };
-            compact(fs, dir(), &[segment], config, &none, BlockLayout::Sorted).unwrap();
+            compact(
+                fs,
+                dir(),
+                &[segment],
+                config,
+                &none,
+                BlockLayout::Sorted,
+                &workers(),
+            )
+            .unwrap();
         }
         for group in groups {
-            compact(fs, dir(), &group, config, &none, BlockLayout::InOrder).unwrap();
+            compact(
+                fs,
+                dir(),
+                &group,
+                config,
+                &none,
+                BlockLayout::InOrder,
+                &workers(),
+            )
+            .unwrap();
         }
     }
     panic!("compaction did not settle in 200 passes");
@@ -115,6 +142,7 @@ fn merge(fs: &MemFs, inputs: &[SegmentMeta], config: &CompactionConfig) -> Compa
         config,
         &BTreeSet::new(),
         BlockLayout::InOrder,
+        &workers(),
     )
     .unwrap()
 }
@@ -246,7 +274,8 @@ fn compaction_merges_dedupes_and_splits_into_non_overlapping_block_files() {
             store_segment::segment_kind(&fs, &path).unwrap(),
             SegmentKind::Blocks
         );
-        let mut cursor = store_segment::open_cursor(&fs, &path, &ScanOptions::default()).unwrap();
+        let mut cursor =
+            store_segment::open_cursor(&fs, &path, &ScanOptions::new(workers())).unwrap();
         while cursor.advance().unwrap() {
             stored += 1;
         }
@@ -277,7 +306,7 @@ fn crash_at_every_step(
         let finished = step(&fs).is_ok();
         fs.fail_after(None);
         fs.crash(Some(n));
-        Store::open(Arc::new(fs.clone()), dir()).unwrap();
+        Store::open(Arc::new(fs.clone()), dir(), workers()).unwrap();
         check(&fs, n);
         if finished {
             return n;
@@ -305,6 +334,7 @@ fn a_crash_at_every_step_of_compaction_loses_no_record_and_shows_no_duplicate() 
                     &config,
                     &BTreeSet::new(),
                     BlockLayout::InOrder,
+                    &workers(),
                 )?;
             }
             Ok(())
@@ -338,7 +368,7 @@ fn a_crash_at_every_step_of_a_segment_write_leaves_it_whole_or_absent() {
         crash_at_every_step(
             |fs| fs.create_dir_all(dir()).unwrap(),
             |fs| {
-                let mut writer = StoreSegmentWriter::create(fs, dir(), format)?;
+                let mut writer = StoreSegmentWriter::create(fs, dir(), format, workers())?;
                 for (id, payload) in &records {
                     writer.push(Record {
                         id: *id,
@@ -418,6 +448,7 @@ fn a_full_disk_fails_compaction_without_changing_anything_and_it_resumes() {
                 &config,
                 &BTreeSet::new(),
                 BlockLayout::InOrder,
+                &workers(),
             )
         })
         .find_map(Result::err)
@@ -476,7 +507,8 @@ fn a_corrupt_block_is_reported_by_queries_and_quarantined_with_the_rest_kept() {
 
     let query = Query::between(0, u64::MAX / 2, Matcher::All);
     let mut served = 0usize;
-    let stats = sluice_query::execute(&fs, dir(), &query, &mut |_: &Record<'_>| {
+    let scan = sluice_query::Scan::new(workers());
+    let stats = sluice_query::execute(&fs, dir(), &query, &scan, &mut |_: &Record<'_>| {
         served += 1;
         true
     })
@@ -486,7 +518,7 @@ fn a_corrupt_block_is_reported_by_queries_and_quarantined_with_the_rest_kept() {
     assert_eq!(stats.corrupt_segments, std::slice::from_ref(&segment.name));
 
     // The maintainer salvages it once a query reported it.
-    let store = Store::open(Arc::new(fs.clone()), dir()).unwrap();
+    let store = Store::open(Arc::new(fs.clone()), dir(), workers()).unwrap();
     store.report_corrupt(stats.corrupt_segments.iter().map(String::as_str));
     let mut maintainer = crate::Maintainer::new(store, crate::MaintenanceConfig::default());
     let pass = maintainer
@@ -533,7 +565,7 @@ fn queries_running_while_compaction_removes_their_files_see_every_record() {
         let model = overlapping_store(&fs);
         let config = small_config();
         let cache = cached.then(|| {
-            // block files first: only those are cached.
+            // Block files first: only those are cached.
             compact(
                 &fs,
                 dir(),
@@ -544,6 +576,7 @@ fn queries_running_while_compaction_removes_their_files_see_every_record() {
                 &config,
                 &BTreeSet::new(),
                 BlockLayout::InOrder,
+                &workers(),
             )
             .unwrap();
             let cache = Arc::new(SegmentCache::new());
@@ -578,7 +611,11 @@ fn query_cached(
 ) -> (Vec<(Ulid, String)>, sluice_query::QueryStats) {
     let query = Query::between(0, u64::MAX / 2, Matcher::All);
     let mut got = Vec::new();
-    let stats = sluice_query::execute_cached(fs, dir(), &query, cache, &mut |r: &Record<'_>| {
+    let scan = sluice_query::Scan {
+        cache,
+        ..sluice_query::Scan::new(workers())
+    };
+    let stats = sluice_query::execute(fs, dir(), &query, &scan, &mut |r: &Record<'_>| {
         got.push((r.id, String::from_utf8(r.payload.to_vec()).unwrap()));
         true
     })

@@ -98,6 +98,7 @@ fn the_blocks_of_a_suspect_input_are_decoded_not_copied() {
         &small_config(),
         &suspects,
         BlockLayout::InOrder,
+        &workers(),
     )
     .unwrap();
     assert_eq!(done.copied_blocks, 1, "only the trusted input's block");
@@ -173,6 +174,7 @@ fn merges_write_blocks_in_id_order_and_the_upgrade_sorts_only_those() {
         &config,
         &BTreeSet::new(),
         BlockLayout::Sorted,
+        &workers(),
     )
     .unwrap();
     assert_eq!(
@@ -200,7 +202,7 @@ fn the_maintainer_sorts_segments_only_when_nothing_is_left_to_merge() {
             records
         })
         .collect();
-    let store = Store::open(Arc::new(fs.clone()), dir()).unwrap();
+    let store = Store::open(Arc::new(fs.clone()), dir(), workers()).unwrap();
     let mut maintainer = crate::Maintainer::new(store, crate::MaintenanceConfig::default());
     let stop = std::sync::atomic::AtomicBool::new(false);
     let first = maintainer.pass(0, &stop).unwrap();
