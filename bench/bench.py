@@ -1,0 +1,1518 @@
+#!/usr/bin/env python3
+"""sluice end-to-end benchmarks: the release binary against nc and rg on this machine.
+
+Each subcommand measures one thing and rewrites only its own generated section of
+BENCHMARKS.md (between <!-- BEGIN/END GENERATED: bench/bench.py SUBCOMMAND -->).
+Every knob is a flag and an environment variable (the flag wins): see SUBCOMMAND --help.
+Raw results (JSON), the generated Markdown and logs go to bench/out/run-ID/.
+Python 3.11, standard library only; needs nc (OpenBSD netcat) and rg. See bench/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import median_low
+from subprocess import DEVNULL, PIPE
+from typing import IO, Any, TypeVar
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+MIB = 1048576
+QUERY_TIMEOUT = 600.0
+T = TypeVar("T")
+HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy for the nodes on 127.0.0.1
+
+
+class BenchError(Exception):
+    """A failed step: main() prints it and exits 1."""
+
+
+# ------------------------------------------------------------------ knobs --
+
+KNOBS: list[tuple[str, str, str, Any, str]] = [  # subcommands ("*": all), flag, env, default (None: computed), help
+    ("*", "--bin", "SLUICE_BIN", "target/release/sluice", "binary under test"),
+    ("*", "--output", "SLUICE_BENCH_OUTPUT", "BENCHMARKS.md", "report file; only the subcommand's section is rewritten"),
+    ("*", "--no-build", "SLUICE_BENCH_NO_BUILD", False, "skip `cargo build --release --locked`"),
+    ("*", "--keep", "SLUICE_BENCH_KEEP", False, "keep corpora, inputs and data dirs under bench/out/run-ID"),
+    ("run protocols store", "--reps", "SLUICE_BENCH_REPS", None, "repetitions, best reported (default: run 3, protocols 2, store 3)"),
+    ("run", "--mb", "SLUICE_BENCH_MB", 512, "MiB per corpus (needs about 6x this free under bench/out)"),
+    ("run", "--timeout", "SLUICE_BENCH_TIMEOUT", None, "seconds for one ingest to become queryable (default 120 + 2 x MB)"),
+    ("run", "--fwd-rate", "SLUICE_BENCH_FWD_RATE", 250000, "lines/s of the forwarder CPU run (x ~201 bytes = ~50 MB/s)"),
+    ("run", "--fwd-secs", "SLUICE_BENCH_FWD_SECS", 10, "seconds of the forwarder CPU run"),
+    ("protocols", "--events", "SLUICE_BENCH_EVENTS", 2000000, "events per run"),
+    ("protocols", "--size", "SLUICE_BENCH_SIZE", 200, "bytes per generated line"),
+    ("store", "--store-mb", "SLUICE_BENCH_STORE_MB", 2048, "MiB of the testsvc corpus"),
+    ("store", "--nginx-mb", "SLUICE_BENCH_NGINX_MB", 512, "MiB of the nginx access-log corpus"),
+    ("compaction", "--rate-mb", "SLUICE_BENCH_RATE_MB", 150, "MB/s of 200-byte lines to send"),
+    ("compaction", "--seconds", "SLUICE_BENCH_SECONDS", 30, "seconds to send for"),
+]
+
+
+def positive_int(text: str) -> int:
+    if not re.fullmatch(r"[1-9][0-9]*", text.strip()):
+        raise argparse.ArgumentTypeError(f"must be a positive integer (from the flag or its env variable), got {text!r}")
+    return int(text)
+
+
+def add_knobs(parser: argparse.ArgumentParser, command: str) -> None:
+    for where, flag, env, default, text in KNOBS:
+        if where != "*" and command not in where.split() and command != "all":
+            continue
+        value, dest = os.environ.get(env), flag[2:].replace("-", "_")
+        if default is False:
+            parser.add_argument(flag, dest=dest, action="store_true", default=value == "1", help=f"{text} [env {env}=1]")
+        elif isinstance(default, str):
+            parser.add_argument(flag, dest=dest, default=value or str(ROOT / default),
+                                help=f"{text} [env {env}, default {default}]")
+        else:  # argparse checks a string default (the environment's) with positive_int too
+            parser.add_argument(flag, dest=dest, type=positive_int, metavar="N", default=value or default,
+                                help=f"{text} [env {env}" + ("]" if default is None else f", default {default}]"))
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="bench/bench.py", description=__doc__, formatter_class=fmt)
+    subs = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    for name, func in COMMANDS.items():
+        doc = inspect.cleandoc(func.__doc__ or "")
+        sub = subs.add_parser(name, help=doc.splitlines()[0], description=doc, formatter_class=fmt)
+        if name != "selftest":
+            add_knobs(sub, name)
+    return parser.parse_args(argv)
+
+
+@dataclass
+class Ctx:
+    """What every benchmark needs: the resolved knobs, the run directory, the binary."""
+
+    args: argparse.Namespace
+    run_id: str
+    out: Path
+    sluice: str
+    scratch: list[Path] = field(default_factory=list)  # deleted at the end unless --keep
+
+    def reps(self, default: int) -> int:
+        return self.args.reps or default
+
+
+# -------------------------------------------------------- logs and waits --
+
+LOG_FILE: IO[str] | None = None
+
+
+def log(msg: str) -> None:
+    line = f"[bench {time.strftime('%H:%M:%S')}] {msg}"
+    print(line, file=sys.stderr, flush=True)
+    if LOG_FILE:
+        print(line, file=LOG_FILE, flush=True)
+
+
+def tail(path: Path, n: int = 20) -> str:
+    with suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    return "(no log)"
+
+
+def wait_until(what: str | Callable[[], str], secs: float, interval: float, check: Callable[[], T | None]) -> T:
+    """check() every interval seconds until it returns something but None; fails after secs naming what."""
+    end = time.monotonic() + secs
+    while (value := check()) is None:
+        if time.monotonic() >= end:
+            raise BenchError(f"timed out after {secs:g}s waiting for {what() if callable(what) else what}")
+        time.sleep(interval)
+    return value
+
+
+# ------------------------------------------------------------- processes --
+
+
+class Proc:
+    """A child this program started. A thread reaps it with wait4, which gives its exit time and
+    CPU time; stop_all() stops exactly these processes (also on Ctrl-C and errors)."""
+
+    started: list[Proc] = []
+
+    def __init__(self, name: str, argv: list[str], stdin: Any = DEVNULL, stdout: Any = DEVNULL,
+                 stderr: Any = None) -> None:
+        self.name, self.rc, self.end, self.cpu = name, None, 0.0, 0.0
+        # Its own process group: a Ctrl-C reaches this program only, which then stops it.
+        self.popen = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, process_group=0)
+        self.pid, self.done = self.popen.pid, threading.Event()
+        threading.Thread(target=self._reap, daemon=True).start()
+        Proc.started.append(self)
+
+    def _reap(self) -> None:
+        _, status, usage = os.wait4(self.pid, 0)
+        self.end, self.cpu = time.monotonic(), usage.ru_utime + usage.ru_stime
+        self.rc = self.popen.returncode = os.waitstatus_to_exitcode(status)
+        self.done.set()
+
+    @property
+    def alive(self) -> bool:
+        return not self.done.is_set()
+
+    def wait(self, secs: float, what: str) -> int:
+        if not self.done.wait(secs):
+            raise BenchError(f"timed out after {secs:g}s waiting for {what}")
+        return self.rc  # type: ignore[return-value]
+
+    def kill(self, sig: int) -> None:
+        if self.alive:
+            with suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def stop(self, grace: float = 20.0) -> None:
+        """SIGTERM, then SIGKILL after grace seconds."""
+        self.kill(signal.SIGTERM)
+        if not self.done.wait(grace):
+            log(f"WARNING: {self.name} (pid {self.pid}) ignored SIGTERM for {grace:g}s; sending SIGKILL")
+            self.kill(signal.SIGKILL)
+            self.done.wait(10)
+
+    @classmethod
+    def stop_all(cls) -> None:
+        for proc in cls.started:
+            proc.kill(signal.SIGTERM)
+        for proc in cls.started:
+            if not proc.done.wait(2):
+                proc.kill(signal.SIGKILL)
+        cls.started = []
+
+
+def run_cmd(argv: list[str], timeout: float = QUERY_TIMEOUT, maxrc: int = 0, capture: bool = False) -> bytes:
+    """Run a short command; fail naming it if it exits above maxrc or times out. Its stdout if capture."""
+    try:
+        done = subprocess.run(argv, stdout=PIPE if capture else DEVNULL, stderr=PIPE, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"timed out after {timeout:g}s: {' '.join(argv)}") from None
+    if not 0 <= done.returncode <= maxrc:
+        raise BenchError(f"command failed (rc {done.returncode}): {' '.join(argv)}\n"
+                         + done.stderr.decode(errors="replace")[-2000:])
+    return done.stdout or b""
+
+
+def best_of(n: int, argv: list[str], maxrc: int = 0) -> float:
+    """The best wall time of n runs, stdout to /dev/null (rg exits 1 when nothing matches)."""
+    times = []
+    for _ in range(n):
+        t0 = time.monotonic()
+        run_cmd(argv, maxrc=maxrc)
+        times.append(time.monotonic() - t0)
+    return min(times)
+
+
+def rg_count(args: list[str], path: Path | str) -> int:
+    return int(run_cmd(["rg", "-c", *args, str(path)], maxrc=1, capture=True).strip() or 0)
+
+
+def proc_field(pid: int, name: str, key: str) -> int | None:
+    """The integer after "key:" in /proc/PID/NAME; None once the process is gone."""
+    with suppress(OSError, ValueError, StopIteration):
+        lines = Path(f"/proc/{pid}/{name}").read_text().splitlines()
+        return int(next(line for line in lines if line.startswith(key + ":")).split()[1])
+    return None
+
+
+def cpu_ticks(pid: int) -> int | None:
+    """utime + stime in clock ticks (comm, in parentheses, may hold spaces: split after the ')')."""
+    with suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    return None
+
+
+def port_listening(port: int) -> bool:
+    """Something listens on TCP port: a row in state 0A (LISTEN) of /proc/net/tcp or tcp6."""
+    rows = [r.split() for t in ("/proc/net/tcp", "/proc/net/tcp6") for r in Path(t).read_text().splitlines()[1:]]
+    return any(r[3] == "0A" and int(r[1].rsplit(":", 1)[1], 16) == port for r in rows)
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports on 127.0.0.1, held open together while chosen (as the test harness does)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+# ----------------------------------------------------------------- nodes --
+
+
+@dataclass
+class Node:
+    """A `sluice ingeststore` this program started, on a data dir of its run and free ports."""
+
+    ctx: Ctx
+    name: str
+    proc: Proc
+    data: Path
+    log: Path
+    api: str
+    fast: str
+    batch: str
+    fluent: str
+    syslog: str
+
+    def check_alive(self) -> None:
+        if not self.proc.alive:
+            raise BenchError(f"ingeststore {self.name} exited (rc {self.proc.rc}); last lines of {self.log}:\n"
+                             + tail(self.log))
+
+    def http(self, path: str, timeout: float = 5.0) -> str | None:
+        with suppress(OSError):
+            with HTTP.open(f"http://{self.api}{path}", timeout=timeout) as resp:
+                return resp.read().decode() if resp.status == 200 else None
+        return None
+
+    def metric(self, name: str) -> int:
+        """An unlabelled metric from /metrics (0 if absent)."""
+        text = self.http("/metrics")
+        if text is None:
+            raise BenchError(f"could not read http://{self.api}/metrics of ingeststore {self.name}")
+        values = [p[1] for p in (line.split() for line in text.splitlines()) if len(p) > 1 and p[0] == name]
+        return round(float(values[0])) if values else 0
+
+    def peak_rss_kib(self) -> int | None:
+        return proc_field(self.proc.pid, "status", "VmHWM")
+
+    def query(self, args: list[str]) -> list[str]:
+        return [self.ctx.sluice, "query", "--api", self.api, *args]
+
+    def stats(self, args: list[str], timeout: float = QUERY_TIMEOUT) -> dict[str, Any]:
+        """The --stats JSON of a query: records_matched, bytes (scanned), bytes_read, ..."""
+        out = run_cmd(self.query([*args, "--stats"]), timeout, capture=True)
+        with suppress(ValueError, TypeError, KeyError):
+            stats = json.loads(out)
+            int(stats["records_matched"])
+            return stats
+        raise BenchError(f"sluice query --stats printed no records_matched: {out[:500]!r}")
+
+    def matched_all(self, since: str, timeout: float = QUERY_TIMEOUT) -> int:
+        """records_matched of -q '' from since (1h, 24h or Unix ms) to now."""
+        return int(self.stats(["--from", since, "-q", ""], timeout)["records_matched"])
+
+    def segments(self) -> list[Path]:
+        return sorted((self.data / "store").glob("*.seg"))
+
+
+def start_node(ctx: Ctx, name: str, data: Path, log_path: Path, protocols: bool) -> Node | None:
+    """Start once and wait for /ready; None if a port was taken between choosing and binding it."""
+    api, fast, durable, batch, fluent, syslog = (f"127.0.0.1:{p}" for p in free_ports(6))
+    if not protocols:
+        fluent = syslog = "off"
+    with open(log_path, "ab") as log_file:
+        proc = Proc(f"ingeststore {name}", [
+            ctx.sluice, "ingeststore", "--data", str(data), "--api", api, "--fast", fast, "--durable", durable,
+            "--batch", batch, "--fluent", fluent, "--syslog", syslog], stdout=log_file, stderr=log_file)
+    node = Node(ctx, name, proc, data, log_path, api, fast, batch, fluent, syslog)
+
+    def ready() -> bool | None:
+        if not proc.alive and "Address already in use" in tail(log_path):
+            return False
+        node.check_alive()
+        return True if node.http("/ready", timeout=2) is not None else None
+
+    return node if wait_until(f"ingeststore {name} ready at http://{api}/ready", 60, 0.1, ready) else None
+
+
+@contextmanager
+def running_node(ctx: Ctx, name: str, protocols: bool = False) -> Iterator[Node]:
+    """A fresh node on OUT/data-NAME, stopped (and its data deleted unless --keep) when the block ends."""
+    data, log_path = ctx.out / f"data-{name}", ctx.out / f"node-{name}.log"
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
+    for _ in range(5):
+        if node := start_node(ctx, name, data, log_path, protocols):
+            break
+    else:
+        raise BenchError(f"could not start ingeststore {name} on free ports; see {log_path}")
+    log(f"ingeststore {name}: pid {node.proc.pid} api {node.api} fast {node.fast} batch {node.batch}")
+    try:
+        yield node
+    except BaseException:
+        Proc.stop_all()  # an error or Ctrl-C: stop every process now, not one by one
+        raise
+    finally:
+        node.proc.stop()
+        if not ctx.args.keep:
+            shutil.rmtree(data, ignore_errors=True)
+
+
+def is_v2_segment(path: Path) -> bool:
+    """A v2 store segment: its header frame says SLUICE at bytes 8..14."""
+    with suppress(OSError), open(path, "rb") as f:
+        f.seek(8)
+        return f.read(6).replace(b"\0", b"") == b"SLUICE"
+    return False
+
+
+def ulid_ms(ulid: str) -> int:
+    value = 0
+    for c in ulid[:10]:
+        value = value * 32 + "0123456789ABCDEFGHJKMNPQRSTVWXYZ".index(c)
+    return value
+
+
+def count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 24), b""))
+
+
+# --------------------------------------------------------------- machine --
+
+
+@dataclass
+class Machine:
+    cpu: str
+    cores: int
+    mem_kib: int
+    kernel: str
+    fs: str
+    rustc: str
+    rg: str
+    nc: str
+
+    @property
+    def gib(self) -> str:
+        return f"{self.mem_kib / 1048576:.0f} GiB"
+
+
+def first_line(argv: list[str], default: str = "unknown") -> str:
+    with suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.splitlines()[0].strip()
+    return default
+
+
+def machine_info() -> Machine:
+    model = re.search(r"^model name\s*:\s*(.*)$", Path("/proc/cpuinfo").read_text(), re.M)
+    mem = re.search(r"^MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text(), re.M)
+    df = subprocess.run(["df", "-PT", str(BENCH_DIR)], capture_output=True, text=True).stdout.splitlines()
+    return Machine(model.group(1).strip() if model else "unknown", len(os.sched_getaffinity(0)),
+                   int(mem.group(1)) if mem else 0, f"{os.uname().sysname} {os.uname().release}",
+                   df[1].split()[1] if len(df) > 1 else "unknown", first_line(["rustc", "--version"]),
+                   first_line(["rg", "--version"]),
+                   first_line(["dpkg-query", "-W", "-f", "${Version}\n", "netcat-openbsd"], "?"))
+
+
+def commit_id() -> str:
+    commit = first_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], "uncommitted")
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain"], capture_output=True, text=True)
+    return commit + (" (dirty tree)" if dirty.stdout.strip() else "")
+
+
+# ------------------------------------------------------------ formatting --
+
+
+def mib(n: float) -> str:
+    return f"{n / MIB:.1f}"
+
+
+def mibs(n: float, secs: float) -> str:
+    return f"{n / MIB / secs:.1f}" if secs > 0 else "n/a"
+
+
+def per_s(n: float, secs: float) -> str:
+    return f"{n / secs:.0f}" if secs > 0 else "n/a"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}" if a is not None and b else "n/a"
+
+
+def secs3(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def rss(kib: int | None) -> str:
+    return "n/a" if kib is None else f"{kib / 1024:.0f} MiB"
+
+
+def table(header: list[str], align: str, rows: list[list[str]]) -> list[str]:
+    """A Markdown table; align has one '-' (left) or ':' (right) per column."""
+    rule = "|" + "|".join("---" if a == "-" else "---:" for a in align) + "|"
+    return ["| " + " | ".join(header) + " |", rule] + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+# =============================================================== results --
+
+
+@dataclass
+class Report:
+    """What the results of every subcommand start with."""
+
+    run_id: str
+    machine: Machine
+
+    def errors(self) -> list[str]:
+        """Match counts that differ: the section is then not written."""
+        return []
+
+
+@dataclass
+class Corpus:
+    size: int  # nominal line bytes
+    path: str
+    lines: int
+    bytes: int
+    error_lines: int
+
+
+@dataclass
+class IngestResult:
+    corpus: int
+    bytes: int
+    lines: int
+    nc_secs: float  # the best transport run
+    sent_secs: float
+    queryable_secs: float
+    peak_rss_kib: int | None
+
+
+@dataclass
+class QueryResult:
+    name: str
+    mode: str  # literal or regex
+    pattern: str
+    corpus_bytes: int
+    sluice_secs: float
+    rg_secs: float
+    sluice_matches: int
+    rg_matches: int
+    bytes_scanned: int | None
+
+    @property
+    def ok(self) -> bool:
+        return self.sluice_matches == self.rg_matches
+
+
+@dataclass
+class ForwardResult:
+    corpus: int
+    mode: str  # tcp, write or fsync
+    bytes: int
+    lines: int
+    exited_secs: float
+    queryable_secs: float
+    sent_secs: float
+    cpu_secs: float
+
+
+@dataclass
+class ForwardCpuResult:
+    size: int
+    rate: int
+    secs: int
+    count: int
+    clk_tck: int
+    nominal_mbs: float
+    achieved_mbs: float
+    window_secs: float
+    forwarder_cores: float
+    node_cores: float
+    testsvc_cores: float
+    forwarder_cpu_secs: float
+    forwarder_run_secs: float  # from the window's start to the forwarder's exit
+
+
+@dataclass
+class RunReport(Report):
+    date: str
+    commit: str
+    mb: int
+    reps: int
+    corpora: list[Corpus] = field(default_factory=list)
+    ingest: list[IngestResult] = field(default_factory=list)
+    queries: list[QueryResult] = field(default_factory=list)
+    rss_after_query_kib: int | None = None
+    forward: list[ForwardResult] = field(default_factory=list)
+    forward_cpu: ForwardCpuResult | None = None
+
+    def errors(self) -> list[str]:
+        return [f"query {q.name}: sluice matched {q.sluice_matches} records, rg -c counted {q.rg_matches}"
+                for q in self.queries if not q.ok]
+
+
+SEED, FWD_SIZE = 1, 200
+TARGETS = {"write": 0.8, "fsync": 0.5}
+
+
+# ============================================================ run: work --
+
+
+def gen_corpus(ctx: Ctx, size: int) -> Corpus:
+    path = ctx.out / f"corpus-{size}.log"
+    ctx.scratch.append(path)
+    count = ctx.args.mb * MIB // (size + 1)
+    log(f"generating {path}: {count} lines of ~{size} bytes")
+    with open(path, "wb") as f:
+        gen = Proc("testsvc", [ctx.sluice, "testsvc", "--size", str(size), "--rate", "0", "--count", str(count),
+                               "--seed", str(SEED)], stdout=f)
+    if gen.wait(600, f"sluice testsvc to write {path}") != 0:
+        raise BenchError(f"sluice testsvc failed (rc {gen.rc})")
+    if (lines := count_lines(path)) != count:
+        raise BenchError(f"testsvc wrote {lines} lines, expected {count}")
+    corpus = Corpus(size, str(path), lines, path.stat().st_size, rg_count(["--no-config", "-F", "ERROR"], path))
+    log(f"corpus-{size}: {lines} lines, {mib(corpus.bytes)} MiB")
+    return corpus
+
+
+def nc_once(ctx: Ctx, corpus: Corpus) -> float:
+    """The transport ceiling: nc -N into nc -d -l writing a file, until the file holds every byte."""
+    sink = ctx.out / "nc-sink"
+    ctx.scratch.append(sink)
+    sink.unlink(missing_ok=True)
+    os.sync()
+    port = free_ports(1)[0]
+    with open(sink, "wb") as out:
+        listener = Proc("nc listener", ["nc", "-d", "-l", "127.0.0.1", str(port)], stdout=out)
+    wait_until(f"nc listener on port {port}", 10, 0.02, lambda: True if port_listening(port) else None)
+    t0 = time.monotonic()
+    with open(corpus.path, "rb") as src:
+        client = Proc("nc client", ["nc", "-N", "127.0.0.1", str(port)], stdin=src)
+    wait_until(f"nc sink to receive {corpus.bytes} bytes", ctx.args.timeout, 0.01,
+               lambda: True if sink.stat().st_size >= corpus.bytes else None)
+    secs = time.monotonic() - t0
+    client.stop()
+    listener.stop()
+    sink.unlink()
+    return secs
+
+
+def send_until_queryable(ctx: Ctx, node: Node, corpus: Corpus, name: str, argv: list[str],
+                         stderr: Path | None = None) -> tuple[Proc, float, float, float]:
+    """Start argv reading the corpus on stdin; once it has read all of it (or exited), poll
+    `--stats -q ''` every 100 ms until every line is queryable. Fails at once if argv fails.
+    Returns (the sender, its start, when it had read everything, when all was queryable)."""
+    with open(corpus.path, "rb") as src, open(stderr or os.devnull, "wb") as err:
+        t0 = time.monotonic()
+        sender = Proc(name, argv, stdin=src, stderr=err)
+    t_sent, matched, end = 0.0, 0, t0 + ctx.args.timeout
+    while True:
+        node.check_alive()
+        if not sender.alive and sender.rc != 0:
+            raise BenchError(f"{name} exited with status {sender.rc}; last lines of its stderr ({stderr}):\n"
+                             + tail(stderr or Path(os.devnull)))
+        # The send is over when the sender has exited or read all of its input (nc then waits
+        # for the server to close the connection).
+        if not t_sent and (not sender.alive or proc_field(sender.pid, "fdinfo/0", "pos") == corpus.bytes):
+            t_sent = time.monotonic()
+        if t_sent and (matched := node.matched_all("1h")) >= corpus.lines:
+            break
+        if time.monotonic() >= end:
+            pos = proc_field(sender.pid, "fdinfo/0", "pos")
+            raise BenchError(f"corpus-{corpus.size} not queryable after {ctx.args.timeout}s: {name} read "
+                             f"{'all' if pos is None else pos} of {corpus.bytes} bytes, {matched} of "
+                             f"{corpus.lines} records queryable")
+        time.sleep(0.1)
+    if matched != corpus.lines:
+        log(f"WARNING: corpus-{corpus.size}: {matched} records queryable, {corpus.lines} lines sent")
+    return sender, t0, t_sent, time.monotonic()
+
+
+def bench_ingest(ctx: Ctx, node: Node, corpus: Corpus, nc_secs: float) -> IngestResult:
+    os.sync()
+    host, port = node.fast.rsplit(":", 1)
+    sender, t0, t_sent, t1 = send_until_queryable(ctx, node, corpus, "nc sender", ["nc", "-N", host, port])
+    try:  # nc -N exits once the server closes the connection; give it a moment
+        sender.wait(5, "nc sender")
+    except BenchError:
+        log("WARNING: the fast port kept the connection open 5s after all data was queryable; stopping nc")
+        sender.stop()
+    result = IngestResult(corpus.size, corpus.bytes, corpus.lines, nc_secs, t_sent - t0, t1 - t0,
+                          node.peak_rss_kib())
+    log(f"sluice corpus-{corpus.size}: sent in {t_sent - t0:.3f}s, queryable after {t1 - t0:.3f}s, "
+        f"{mibs(corpus.bytes, t1 - t0)} MiB/s, peak RSS {result.peak_rss_kib} KiB")
+    return result
+
+
+def rare_token(corpus: Corpus) -> str:
+    """A request id from a third into the corpus (the generator cycles a ~16 MiB pool)."""
+    with open(corpus.path, "rb") as f:
+        f.seek(corpus.bytes // 3 - 1)
+        if found := re.search(rb"req-[0-9a-f]{16}", f.read(4000000)):
+            return found.group().decode()
+    raise BenchError(f"could not find a request id in {corpus.path}")
+
+
+def bench_query(ctx: Ctx, node: Node, corpus: Corpus, name: str, mode: str, pattern: str) -> QueryResult:
+    sl_args = ["--from", "1h", "-q", pattern] + (["--regex"] if mode == "regex" else [])
+    rg_args = ["--no-config"] + ([] if mode == "regex" else ["-F"]) + ["--", pattern]
+    log(f"query {name}: {pattern}")
+    s_secs = best_of(ctx.reps(3), node.query(sl_args))
+    r_secs = best_of(ctx.reps(3), ["rg", *rg_args, corpus.path], maxrc=1)
+    stats = node.stats(sl_args)
+    q = QueryResult(name, mode, pattern, corpus.bytes, s_secs, r_secs, int(stats["records_matched"]),
+                    rg_count(rg_args, corpus.path), stats.get("bytes"))
+    log(f"query {name}: sluice {s_secs:.3f}s rg {r_secs:.3f}s, matches sluice={q.sluice_matches} rg={q.rg_matches}"
+        + ("" if q.ok else " MISMATCH"))
+    return q
+
+
+def check_acked(errlog: Path, lines: int, what: str) -> None:
+    """The --json counts (the last line of stderr) say every line was read and acked."""
+    last = tail(errlog, 1)
+    with suppress(ValueError):
+        counts = json.loads(last)
+        if counts.get("read") == lines and counts.get("acked") == lines:
+            return
+    raise BenchError(f"{what}: expected {lines} lines read and acked; the forwarder's last report: {last}")
+
+
+def bench_forward(ctx: Ctx, corpus: Corpus, mode: str) -> ForwardResult:
+    name = f"fwd-{mode}-{corpus.size}"
+    errlog, what = ctx.out / f"{name}.stderr", f"sluice forward ({mode})"
+    os.sync()
+    with running_node(ctx, name) as node:
+        target = [f"tcp://{node.fast}"] if mode == "tcp" else [f"sluice://{node.batch}", "--guarantee", mode, "--json"]
+        fwd, t0, t_sent, t1 = send_until_queryable(ctx, node, corpus, what, [ctx.sluice, "forward", *target], errlog)
+        if fwd.wait(ctx.args.timeout, f"{what} to exit (all records were queryable)") != 0:
+            raise BenchError(f"{what} exited with status {fwd.rc}; see {errlog}")
+        if mode != "tcp":
+            check_acked(errlog, corpus.lines, what)
+    r = ForwardResult(corpus.size, mode, corpus.bytes, corpus.lines, fwd.end - t0, t1 - t0, t_sent - t0, fwd.cpu)
+    log(f"forward {mode} corpus-{corpus.size}: input read after {r.sent_secs:.3f}s, exited after "
+        f"{r.exited_secs:.3f}s, queryable after {t1 - t0:.3f}s, {mibs(corpus.bytes, t1 - t0)} MiB/s, "
+        f"forwarder CPU {fwd.cpu:.2f}s")
+    return r
+
+
+def bench_forward_cpu(ctx: Ctx, c200: Corpus) -> ForwardCpuResult:
+    """testsvc --rate into a FIFO read by `sluice forward sluice://BATCH --guarantee write`;
+    cores = CPU time / wall time between the first sample after the forwarder had read 1 MiB
+    and the last sample before testsvc exited."""
+    rate, secs, hz = ctx.args.fwd_rate, ctx.args.fwd_secs, os.sysconf("SC_CLK_TCK")
+    nominal = rate * c200.bytes / c200.lines / 1e6
+    what = f"sluice forward (write) fed by testsvc --rate {rate}"
+    fifo, errlog = ctx.out / "fwd-fifo", ctx.out / "fwd-cpu.stderr"
+    ctx.scratch.append(fifo)
+    fifo.unlink(missing_ok=True)
+    os.mkfifo(fifo)
+    with running_node(ctx, "fwd-cpu") as node:
+        log(f"forwarder CPU: testsvc --size {FWD_SIZE} --rate {rate} --count {rate * secs} "
+            f"(nominal {nominal:.1f} MB/s for {secs}s)")
+        # Both ends opened here, the reader first without blocking, so neither child blocks or sees EOF early.
+        rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        wfd = os.open(fifo, os.O_WRONLY)
+        os.set_blocking(rfd, True)
+        with open(errlog, "wb") as err:
+            fwd = Proc(what, [ctx.sluice, "forward", f"sluice://{node.batch}", "--guarantee", "write", "--json"],
+                       stdin=rfd, stderr=err)
+        gen = Proc("testsvc", [ctx.sluice, "testsvc", "--size", str(FWD_SIZE), "--rate", str(rate), "--count",
+                               str(rate * secs), "--seed", str(SEED)], stdout=wfd)
+        os.close(rfd)
+        os.close(wfd)
+        first = last = None
+        end = time.monotonic() + 2 * secs + 60
+        while gen.alive:
+            node.check_alive()
+            if not fwd.alive and fwd.rc != 0:
+                raise BenchError(f"{what} exited with status {fwd.rc}; last lines of {errlog}:\n{tail(errlog)}")
+            # (time, forwarder ticks, forwarder rchar, node ticks, testsvc ticks)
+            sample = (time.monotonic(), cpu_ticks(fwd.pid), proc_field(fwd.pid, "io", "rchar"),
+                      cpu_ticks(node.proc.pid), cpu_ticks(gen.pid))
+            if None not in sample and first:
+                last = sample
+            elif None not in sample and sample[2] >= MIB:  # type: ignore[operator]
+                first = sample
+            if time.monotonic() >= end:
+                raise BenchError(f"{what}: testsvc still running after {2 * secs + 60}s")
+            time.sleep(0.05)
+        if gen.wait(5, "testsvc") != 0:
+            raise BenchError(f"sluice testsvc exited with status {gen.rc} during the forwarder CPU run")
+        if fwd.wait(60, f"{what} to exit after its input ended") != 0:
+            raise BenchError(f"{what} exited with status {fwd.rc}; see {errlog}")
+        check_acked(errlog, rate * secs, what)
+    if not first or not last:
+        raise BenchError(f"{what}: too few CPU samples (run longer with SLUICE_BENCH_FWD_SECS)")
+    w = last[0] - first[0]
+    (tf, rf, nf, gf), (tl, rl, nl, gl) = first[1:], last[1:]
+    r = ForwardCpuResult(FWD_SIZE, rate, secs, rate * secs, hz, nominal, (rl - rf) / w / 1e6, w, (tl - tf) / hz / w,
+                         (nl - nf) / hz / w, (gl - gf) / hz / w, fwd.cpu, fwd.end - first[0])
+    log(f"forwarder CPU: input {r.achieved_mbs:.1f} MB/s over {w:.2f}s: forwarder {r.forwarder_cores:.3f} cores, "
+        f"ingeststore {r.node_cores:.3f}, testsvc {r.testsvc_cores:.3f}")
+    return r
+
+
+def cmd_run(ctx: Ctx) -> RunReport:
+    """Corpora, ingest vs nc, query vs rg, forwarder and batch protocol (section `bench/bench.py run`).
+
+    1. two corpora from `sluice testsvc --rate 0 --seed 1`: ~100- and ~200-byte lines, MB MiB each;
+    2. ingest: the transport ceiling, `nc -N` into `nc -d -l > sink` (best of 3); then each corpus
+       sent with `nc -N` to a fresh node's fast port, `sluice query --stats -q ''` polled every
+       100 ms until records_matched equals the line count (time to queryable); peak RSS (VmHWM);
+    3. query: a rare request id, `ERROR` and `ERROR.*timeout|status=5[0-9][0-9]` with `sluice query`
+       and with `rg` over the corpus (best of REPS); records_matched must equal `rg -c`;
+    4. forwarder: `sluice forward tcp://FAST` and `sluice forward sluice://BATCH --guarantee
+       write|fsync --json`, each into a fresh node, per corpus; then the forwarder's CPU at a fixed
+       input rate (`sluice testsvc --rate FWD_RATE` into a FIFO, /proc/PID/stat every 50 ms).
+    """
+    args = ctx.args
+    args.timeout = args.timeout or 120 + 2 * args.mb
+    if (free := shutil.disk_usage(BENCH_DIR).free) <= args.mb * MIB * 6:
+        raise BenchError(f"need about {args.mb * 6} MiB free under {BENCH_DIR}, have {free // MIB} MiB")
+    r = RunReport(ctx.run_id, machine_info(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), commit_id(),
+                  args.mb, ctx.reps(3))
+    r.corpora = [gen_corpus(ctx, size) for size in (100, FWD_SIZE)]
+    nc_best = {c.size: min(nc_once(ctx, c) for _ in range(3)) for c in r.corpora}
+    log("nc best: " + ", ".join(f"corpus-{c.size} {mibs(c.bytes, nc_best[c.size])} MiB/s" for c in r.corpora))
+    for c in r.corpora:
+        with running_node(ctx, f"ingest-{c.size}") as node:
+            r.ingest.append(bench_ingest(ctx, node, c, nc_best[c.size]))
+            if c is r.corpora[0]:  # the queries, on the node holding the 100-byte corpus
+                for name, mode, pattern in (("rare literal", "literal", rare_token(c)), ("ERROR", "literal", "ERROR"),
+                                            ("regex", "regex", "ERROR.*timeout|status=5[0-9][0-9]")):
+                    r.queries.append(bench_query(ctx, node, c, name, mode, pattern))
+                r.rss_after_query_kib = node.peak_rss_kib()
+    r.forward = [bench_forward(ctx, c, mode) for c in r.corpora for mode in ("tcp", "write", "fsync")]
+    r.forward_cpu = bench_forward_cpu(ctx, r.corpora[1])
+    return r
+
+
+# ========================================================== run: render --
+
+RUN_INGEST = """\
+- nc: `nc -d -l 127.0.0.1 PORT > sink` fed by `nc -N 127.0.0.1 PORT < corpus`; time until the sink holds every byte, best of 3.
+- sluice: fresh `sluice ingeststore --data DIR --api .. --fast .. --durable ..`, then `nc -N 127.0.0.1 FAST < corpus`,
+  polling `sluice query --api .. --from 1h -q '' --stats` every 100 ms (once nc has read all its input) until
+  `records_matched` equals the line count. Time is from the start of the send to the first poll that sees every record,
+  so it includes that final full-scan stats query. "sent" is when `nc` had read the whole corpus (or exited).
+- Peak RSS is `VmHWM` from `/proc/PID/status` of the ingeststore, read right after the data became queryable."""
+
+RUN_QUERY = """\
+Against the ingeststore holding the 100-byte corpus, versus ripgrep over the same corpus file (in page cache).
+sluice: `sluice query --api .. --from 1h -q PATTERN [--regex] > /dev/null`;
+rg: `rg --no-config [-F] -- PATTERN corpus > /dev/null` (literals with `-F`). Wall time, best of {reps}.
+MiB/s is corpus MiB divided by wall time for both tools; "sluice/rg" is the throughput ratio (above 1: sluice faster).
+Match counts: `records_matched` of `--stats` versus `rg -c`."""
+
+RUN_FORWARD = """\
+Each run starts a fresh ingeststore (as in Ingest, plus `--batch 127.0.0.1:PORT`) and feeds it one corpus file:
+
+- tcp: `sluice forward tcp://127.0.0.1:FAST < corpus` (plain lines to the fast port; the baseline of this section);
+- write, fsync: `sluice forward sluice://127.0.0.1:BATCH --guarantee write|fsync --json < corpus` (the batch protocol,
+  default batching: 1 MiB batches, 100 ms linger, 64 MiB queue).
+
+"exited" is when the forwarder process exited: for sluice://, every batch was acknowledged (exit status 0 and
+`read` = `acked` = line count are checked); for tcp://, every line was sent and the node closed the connection.
+"queryable" is measured as in Ingest (polling starts once the forwarder has read all of its input), from the
+start of the forwarder. MiB/s and records/s divide the corpus by the queryable time; "÷ tcp" is that MiB/s over the
+tcp row's for the same corpus. "fwd CPU" is the forwarder's user + system time over its whole run."""
+
+RUN_FORWARD_CPU = """\
+#### Forwarder CPU at a fixed input rate
+
+`sluice testsvc --size {c.size} --rate {c.rate} --count {c.count} --seed 1 > FIFO` and
+`sluice forward sluice://127.0.0.1:BATCH --guarantee write --json < FIFO` into a fresh ingeststore; the nominal
+input is the rate times the mean line of the {c.size}-byte corpus, for {c.secs}s. utime + stime of each process
+is sampled from `/proc/PID/stat` (CLK_TCK {c.clk_tck}) every 50 ms; cores = CPU time / wall time over the window
+from the first sample after the forwarder had read 1 MiB (`rchar` in `/proc/PID/io`) to the last sample before
+testsvc exited, and "achieved" is the forwarder's `rchar` growth over that window. The three processes share the
+machine's {cores} cores. "whole run" is the forwarder's total CPU (from `wait4`'s rusage) over the time from the
+window's start to its exit (all acked). MB = 10^6 bytes.
+"""
+
+
+def render_run(r: RunReport) -> str:
+    m = r.machine
+    out = ["## Results", "", f"Generated by `bench/bench.py run` on {r.date}, commit {r.commit}.",
+           f"Corpus size: {r.mb} MiB per corpus (`SLUICE_BENCH_MB={r.mb}`), query repetitions: {r.reps} (best reported).",
+           "", "### Machine", "", f"- CPU: {m.cpu} ({m.cores} cores available to the run)",
+           f"- Memory: {m.mem_kib / 1048576:.1f} GiB", f"- Kernel: {m.kernel}", f"- Disk under bench/out: {m.fs}",
+           f"- Rust: {m.rustc}", f"- Tools: {m.rg}, OpenBSD netcat {m.nc}", "", "### Corpora", "",
+           f"Generated with `sluice testsvc --size SIZE --rate 0 --count N --seed {SEED}`.", ""]
+    out += table(["corpus", "lines", "MiB", "mean line bytes", "lines with ERROR"], "-::::",
+                 [[f"{c.size}-byte", str(c.lines), mib(c.bytes), f"{c.bytes / c.lines - 1:.1f}", str(c.error_lines)]
+                  for c in r.corpora])
+    rows = []
+    for i in r.ingest:
+        nc, sl = i.bytes / MIB / i.nc_secs, i.bytes / MIB / i.queryable_secs
+        rows.append([f"{i.corpus}-byte", f"{nc:.1f}", f"{i.sent_secs:.2f}", f"{i.queryable_secs:.2f}", f"{sl:.1f}",
+                     per_s(i.lines, i.queryable_secs), f"{sl / nc:.2f}", rss(i.peak_rss_kib)])
+    out += ["", "### Ingest", "", RUN_INGEST, ""]
+    out += table(["corpus", "transport (nc) MiB/s", "sluice sent (s)", "sluice queryable (s)", "sluice MiB/s",
+                  "sluice records/s", "sluice/nc", "ingeststore peak RSS"], "-:::::::", rows)
+    out += ["", "### Query", "", RUN_QUERY.format(reps=r.reps), ""]
+    out += table(["query", "pattern", "sluice (s)", "sluice MiB/s", "rg (s)", "rg MiB/s", "sluice/rg",
+                  "matches sluice / rg"], "--:::::-",
+                 [[q.name, "`" + q.pattern.replace("|", "\\|") + "`", f"{q.sluice_secs:.3f}",
+                   mibs(q.corpus_bytes, q.sluice_secs), f"{q.rg_secs:.3f}", mibs(q.corpus_bytes, q.rg_secs),
+                   f"{q.rg_secs / q.sluice_secs:.2f}", f"{q.sluice_matches} / {q.rg_matches}"
+                   + ("" if q.ok else " **MISMATCH**")] for q in r.queries])
+    if bad := [q.name for q in r.queries if not q.ok]:
+        out += ["", f"**Warning:** match counts differ for: {','.join(bad)}."]
+    out += ["", f"Peak RSS of the ingeststore after the queries: {rss(r.rss_after_query_kib)}.", "",
+            "### Forwarder and batch protocol", "", RUN_FORWARD, ""]
+    out += table(["corpus", "forwarder", "exited (s)", "queryable (s)", "MiB/s", "records/s", "÷ tcp", "target",
+                  "fwd CPU (s)"], "--:::::-:", [forward_row(r, f) for f in r.forward])
+    if c := r.forward_cpu:
+        whole = c.forwarder_cpu_secs / c.forwarder_run_secs if c.forwarder_run_secs > 0 else 0
+        out += ["", RUN_FORWARD_CPU.format(c=c, cores=m.cores)]
+        out += table(["input nominal MB/s", "achieved MB/s", "window (s)", "forwarder cores", "target",
+                      "ingeststore cores", "testsvc cores", "forwarder whole run"], "::::-::-",
+                     [[f"{c.nominal_mbs:.1f}", f"{c.achieved_mbs:.1f}", f"{c.window_secs:.2f}",
+                       f"{c.forwarder_cores:.2f}", "≤ 0.3: " + ("met" if c.forwarder_cores <= 0.3 else "**missed**"),
+                       f"{c.node_cores:.2f}", f"{c.testsvc_cores:.2f}",
+                       f"{c.forwarder_cpu_secs:.2f} s CPU / {c.forwarder_run_secs:.2f} s = {whole:.2f} cores"]])
+    return "\n".join(out) + "\n"
+
+
+def forward_row(r: RunReport, f: ForwardResult) -> list[str]:
+    m = f.bytes / MIB / f.queryable_secs
+    base = next((b.bytes / MIB / b.queryable_secs for b in r.forward if b.corpus == f.corpus and b.mode == "tcp"), 0)
+    label, rel, target = "tcp:// (fast port)", "1.00", "baseline"
+    if f.mode != "tcp":
+        label, rel, want = f"sluice:// {f.mode}", ratio(m, base), TARGETS[f.mode]
+        target = f"≥ {want:.1f}: " + ("met" if base and m / base >= want else "**missed**")
+    return [f"{f.corpus}-byte", label, f"{f.exited_secs:.2f}", f"{f.queryable_secs:.2f}", f"{m:.1f}",
+            per_s(f.lines, f.queryable_secs), rel, target, f"{f.cpu_secs:.2f}"]
+
+
+# ============================================================= protocols --
+
+INPUTS = (("lines", "fast"), ("fluent", "fluent"), ("syslog-lf", "fast"), ("syslog", "syslog"))  # input, port
+
+
+@dataclass
+class ProtocolRun:
+    input: str  # the testsvc --format
+    port: str  # fast, fluent or syslog
+    secs: float
+    input_bytes: int
+    peak_rss_kib: int | None
+
+
+@dataclass
+class ProtocolsReport(Report):
+    events: int
+    size: int
+    reps: int
+    runs: list[ProtocolRun] = field(default_factory=list)
+
+    def best(self, name: str) -> ProtocolRun:
+        return min((r for r in self.runs if r.input == name), key=lambda r: r.secs)
+
+
+def measure_protocol(ctx: Ctx, name: str, port_name: str, inp: Path) -> ProtocolRun:
+    """One nc -N connection into a fresh node, timed until every event is queryable (polled every 50 ms)."""
+    events, deadline = ctx.args.events, 120 + ctx.args.events / 10000
+    os.sync()
+    with running_node(ctx, name, protocols=True) as node:
+        port = {"fast": node.fast, "fluent": node.fluent, "syslog": node.syslog}[port_name].rsplit(":", 1)[1]
+        t0, matched = time.monotonic(), 0
+        with open(inp, "rb") as src:
+            sender = Proc("nc", ["nc", "-N", "127.0.0.1", port], stdin=src)
+        while matched < events:
+            if time.monotonic() >= t0 + deadline:
+                raise BenchError(f"{name}: {matched} of {events} events queryable after {deadline:g}s")
+            time.sleep(0.05)
+            node.check_alive()
+            matched = node.matched_all("1h", timeout=60)
+        secs = time.monotonic() - t0
+        if matched != events:
+            raise BenchError(f"{name}: {matched} events queryable, {events} sent")
+        run = ProtocolRun(name, port_name, secs, inp.stat().st_size, node.peak_rss_kib())
+        sender.stop()
+    log(f"{name}: {events} events in {secs:.3f}s = {per_s(events, secs)} events/s, "
+        f"{mibs(run.input_bytes, secs)} MiB/s of input, peak RSS {run.peak_rss_kib} KiB")
+    return run
+
+
+def cmd_protocols(ctx: Ctx) -> ProtocolsReport:
+    """Fluent forward and octet-counted syslog on one connection (section `bench/bench.py protocols`).
+
+    `sluice testsvc --format lines|fluent|syslog-lf|syslog --seed 7` prepares EVENTS events of SIZE
+    bytes (fluent: forward-mode frames of 1000 events with a chunk, which the node acks). Each input
+    goes over one `nc -N` connection into a fresh node (lines and syslog-lf to the fast port, fluent
+    and syslog to their own), timed until every event is queryable; best of REPS (default 2).
+    Reports events/s, fluent/lines and syslog/syslog-lf.
+    """
+    r = ProtocolsReport(ctx.run_id, machine_info(), ctx.args.events, ctx.args.size, ctx.reps(2))
+    inputs = {name: ctx.out / f"input-{name}" for name, _ in INPUTS}
+    for name, path in inputs.items():
+        ctx.scratch.append(path)
+        with open(path, "wb") as f:
+            gen = Proc("testsvc", [ctx.sluice, "testsvc", "--rate", "0", "--count", str(r.events), "--size",
+                                   str(r.size), "--seed", "7", "--format", name], stdout=f)
+        if gen.wait(600, f"sluice testsvc --format {name}") != 0:
+            raise BenchError(f"sluice testsvc --format {name} failed (rc {gen.rc})")
+        log(f"input {name}: {mib(path.stat().st_size)} MiB")
+    r.runs = [measure_protocol(ctx, name, port, inputs[name]) for _ in range(r.reps) for name, port in INPUTS]
+    return r
+
+
+def render_protocols(r: ProtocolsReport) -> str:
+    m, rows, eps = r.machine, [], {}
+    for name, port in INPUTS:
+        best, last = r.best(name), [x for x in r.runs if x.input == name][-1]
+        eps[name] = round(r.events / best.secs)
+        rows.append([name, port, str(eps[name]), mibs(best.input_bytes, best.secs),
+                     "n/a" if last.peak_rss_kib is None else f"{last.peak_rss_kib / 1024:.0f}"])
+    out = ["## Protocols: fluent forward and syslog on one connection (bench/bench.py protocols)", "",
+           f"Run {r.run_id}: {r.events} events of ~{r.size} bytes per run, best of {r.reps}, one `nc -N` connection,",
+           "timed from the start of the send until every event is queryable.", f"Machine: {m.cores} cores, {m.cpu},",
+           f"{m.gib} RAM; sender, node and poller share it.", "Command: `python3 bench/bench.py protocols`.", ""]
+    out += table(["input", "port", "events/s", "MiB/s of input", "peak RSS (MiB)"], "--:::", rows)
+    out += ["", f"- fluent forward mode: **{eps['fluent']} events/s** (target 300,000), "
+            f"{ratio(eps['fluent'], eps['lines'])}× plain lines of the same messages.",
+            f"- octet-counted syslog: **{ratio(eps['syslog'], eps['syslog-lf'])}×** the plain-lines rate of the "
+            "same messages (target 0.8).", ""]
+    return "\n".join(out) + "\n"
+
+
+# ================================================================= store --
+
+
+@dataclass
+class StoreQuery:
+    kind: str  # common, rare, regex or recent
+    label: str
+    sluice_warm: float
+    rg_warm: float | None
+    sluice_cold: float | None
+    rg_cold: float | None
+    bytes_read: int
+    full_scan_bytes: int
+    sluice_matches: int
+    rg_matches: int | None
+
+    @property
+    def ok(self) -> bool:
+        return self.rg_matches in (None, self.sluice_matches)
+
+
+@dataclass
+class StoreCorpus:
+    name: str
+    bytes: int
+    lines: int
+    sent_secs: float
+    queryable_secs: float
+    compacted_secs: float
+    sorted_secs: float
+    disk_bytes: int
+    rss_compact_kib: int | None
+    queries: list[StoreQuery] = field(default_factory=list)
+    rss_query_kib: int | None = None
+
+
+@dataclass
+class StoreReport(Report):
+    store_mb: int
+    nginx_mb: int
+    reps: int
+    can_drop: bool
+    corpora: list[StoreCorpus] = field(default_factory=list)
+
+    def errors(self) -> list[str]:
+        return [f"store {c.name} {q.kind}: sluice matched {q.sluice_matches} records, rg -c counted {q.rg_matches}"
+                for c in self.corpora for q in c.queries if not q.ok]
+
+
+# corpus: (seed of its first testsvc run, a literal on about 1% of lines (a status on 0.3% of nginx's), regex)
+STORE_CORPORA = {"testsvc": (7000000, "ERROR", "~1%", "status=5[0-9]{2}"),
+                 "nginx": (8000000, '" 503 ', "~0.3%", '" 5[0-9]{2} [0-9]+')}
+NGINX_LINE = re.compile(rb"^[0-9]{1,3}(\.[0-9]{1,3}){3} - ")
+
+
+def gen_store_corpus(ctx: Ctx, name: str) -> Path:
+    """~200-byte lines as 16 MiB testsvc runs with distinct seeds (one long run repeats a 16 MiB pool,
+    which would put every id on 128 lines per 2 GiB); nginx keeps only the combined-format access lines."""
+    path = ctx.out / f"corpus-{name}"
+    ctx.scratch.append(path)
+    want = ctx.args.store_mb * MIB // 201 if name == "testsvc" else ctx.args.nginx_mb * MIB // 190
+    seed, left = STORE_CORPORA[name][0], want if name == "testsvc" else want * 5
+    with open(path, "wb") as f:
+        while left > 0 and want > 0:
+            n = min(left, 80000)
+            data = run_cmd([ctx.sluice, "testsvc", "--rate", "0", "--size", "200", "--count", str(n), "--seed",
+                            str(seed)], 600, capture=True)
+            lines = data.splitlines(keepends=True)
+            if name == "nginx":
+                lines = [line for line in lines if NGINX_LINE.match(line)][:want]
+            f.writelines(lines)
+            left, seed, want = left - n, seed + 1, want - len(lines)
+    if path.stat().st_size == 0:
+        raise BenchError(f"no lines for corpus {name} in testsvc output")
+    return path
+
+
+def pick_rare_id(path: Path, lines: int) -> tuple[str, int]:
+    """The rarest (by rg -c) of 20 32-hex ids: every 997th from the second half of the corpus."""
+    hexid, candidates, seen = re.compile(rb"[0-9a-f]{32}"), [], 0
+    with open(path, "rb") as f:
+        for i, line in enumerate(f, 1):
+            for found in hexid.finditer(line) if i >= lines // 2 else ():
+                if seen % 997 == 0:
+                    candidates.append(found.group().decode())
+                seen += 1
+            if len(candidates) >= 20:
+                break
+    if not candidates:
+        raise BenchError(f"no 32-hex id in the second half of {path}")
+    count, _, rare = min((rg_count(["-F", "--", c], path), i, c) for i, c in enumerate(candidates[:20]))
+    return rare, count
+
+
+def drop_caches() -> bool:
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def store_query(ctx: Ctx, node: Node, path: Path, kind: str, label: str, sl_args: list[str],
+                rg_args: list[str] | None, can_drop: bool) -> StoreQuery:
+    s_warm = best_of(ctx.reps(3), node.query(sl_args))
+    stats = node.stats(sl_args)
+    r_warm = r_cold = s_cold = n_r = None
+    if rg_args is not None:
+        with open(path, "rb") as f:  # into the page cache
+            while f.read(1 << 24):
+                pass
+        r_warm = best_of(ctx.reps(3), ["rg", *rg_args, str(path)], maxrc=1)
+        n_r = rg_count(rg_args, path)
+    if can_drop:  # one run each, the page cache dropped just before
+        drop_caches()
+        s_cold = best_of(1, node.query(sl_args))
+        if rg_args is not None:
+            drop_caches()
+            r_cold = best_of(1, ["rg", *rg_args, str(path)], 1)
+    full = node.stats(["--from", "24h", "-q", ""])
+    q = StoreQuery(kind, label, s_warm, r_warm, s_cold, r_cold, int(stats["bytes_read"]), int(full["bytes_read"]),
+                   int(stats["records_matched"]), n_r)
+    log(f"{node.name} {kind}: sluice {secs3(s_warm)} s warm, {secs3(s_cold)} s cold; rg {secs3(r_warm)} s warm, "
+        f"{secs3(r_cold)} s cold; {q.sluice_matches} / {'n/a' if n_r is None else n_r} matches" + ("" if q.ok else " MISMATCH"))
+    return q
+
+
+def bench_store_corpus(ctx: Ctx, name: str, path: Path, can_drop: bool) -> StoreCorpus:
+    nbytes, lines, seen = path.stat().st_size, count_lines(path), [0]
+    log(f"corpus {name}: {mib(nbytes)} MiB, {lines} lines")
+    with running_node(ctx, name) as node:
+
+        def queryable() -> bool | None:
+            node.check_alive()
+            seen[0] = node.matched_all("24h")
+            return True if seen[0] == lines else None
+
+        def compacted() -> bool | None:
+            node.check_alive()
+            return True if (segs := node.segments()) and all(is_v2_segment(s) for s in segs) else None
+
+        def all_sorted() -> bool | None:
+            node.check_alive()
+            return True if node.metric("sluice_store_unsorted_blocks") == 0 else None
+
+        host, port = node.fast.rsplit(":", 1)
+        t0 = time.monotonic()
+        with open(path, "rb") as src:
+            if Proc("nc", ["nc", "-N", host, port], stdin=src).wait(1800, f"nc to send corpus {name}") != 0:
+                raise BenchError(f"nc failed sending corpus {name}")
+        t_sent = time.monotonic()
+        wait_until(lambda: f"{lines} records queryable ({seen[0]} were)", 600, 0.2, queryable)
+        t_q = time.monotonic()
+        wait_until("every segment compacted to v2", 1800, 0.5, compacted)
+        t_c = time.monotonic()
+        wait_until("every block sorted", 1800, 0.5, all_sorted)
+        t_s = time.monotonic()
+        disk = sum(s.stat().st_size for s in node.segments())
+        c = StoreCorpus(name, nbytes, lines, t_sent - t0, t_q - t0, t_c - t0, t_s - t0, disk, node.peak_rss_kib())
+        log(f"{name}: queryable after {t_q - t0:.3f} s, compacted after {t_c - t0:.3f} s, "
+            f"sorted after {t_s - t0:.3f} s, {mib(disk)} MiB on disk")
+        rare, rare_lines = pick_rare_id(path, lines)
+        _, common, share, regex = STORE_CORPORA[name]
+        names = [s.name for s in node.segments()]  # ULID ranges: FIRST-LAST.seg
+        first_ms, last_ms = min(ulid_ms(n[:26]) for n in names), max(ulid_ms(n[27:53]) for n in names)
+        for kind, label, sl_args, rg_args in (
+                ("common", f"literal `{common}` ({share})", ["--from", "24h", "-q", common], ["-F", "--", common]),
+                ("rare", f"rare id `{rare[:8]}…` ({rare_lines} lines)", ["--from", "24h", "-q", rare],
+                 ["-F", "--", rare]),
+                ("regex", f"regex `{regex}`", ["--from", "24h", "--regex", "-q", regex], ["-e", regex]),
+                ("recent", "last 1% of the time range, all lines",
+                 ["--from", str(last_ms - (last_ms - first_ms) // 100), "-q", ""], None)):
+            c.queries.append(store_query(ctx, node, path, kind, label, sl_args, rg_args, can_drop))
+        c.rss_query_kib = node.peak_rss_kib()
+    return c
+
+
+def cmd_store(ctx: Ctx) -> StoreReport:
+    """The store engine against rg, warm and cold (section `bench/bench.py store`).
+
+    A testsvc corpus of STORE_MB (16 MiB testsvc runs with distinct seeds, so ids stay rare) and an
+    nginx one of NGINX_MB, each sent with `nc -N` into a fresh node: times to queryable, to every
+    segment compacted to v2 and to every block sorted; bytes on disk. Then a ~1% literal, a rare
+    id, a regex and the last 1% of the time range with `sluice query` and `rg`, warm (best of REPS,
+    default 3) and cold (page cache dropped before each run; needs root, else skipped).
+    """
+    if not (can_drop := drop_caches()):
+        log("WARNING: cannot drop the page cache (not root?): cold runs are skipped")
+    r = StoreReport(ctx.run_id, machine_info(), ctx.args.store_mb, ctx.args.nginx_mb, ctx.reps(3), can_drop)
+    paths = {name: gen_store_corpus(ctx, name) for name in STORE_CORPORA}
+    r.corpora = [bench_store_corpus(ctx, name, path, can_drop) for name, path in paths.items()]
+    return r
+
+
+def render_store(r: StoreReport) -> str:
+    m = r.machine
+    out = ["## Store engine against ripgrep (bench/bench.py store)", "",
+           f"Run {r.run_id} on {m.cores} cores ({m.cpu}), {m.gib}.",
+           f"Command: `python3 bench/bench.py store` (SLUICE_BENCH_STORE_MB={r.store_mb}, "
+           f"SLUICE_BENCH_NGINX_MB={r.nginx_mb}, best of {r.reps} warm).",
+           "sluice: `sluice query --api .. --from 24h -q PATTERN [--regex] > /dev/null` against a fresh ingeststore "
+           "holding the corpus;",
+           'rg: `rg -F PATTERN corpus > /dev/null` (or `-e REGEX`). "sluice/rg" is rg\'s time over sluice\'s '
+           "(above 1: sluice faster).",
+           "Cold: `echo 3 > /proc/sys/vm/drop_caches` before each single run."
+           + ("" if r.can_drop else " (Skipped in this run: no permission.)"),
+           '"bytes read" is the query\'s `bytes_read` (from `--stats`) against that of a full scan.']
+    for c in r.corpora:
+        out += ["", f"#### Corpus `{c.name}`: {mib(c.bytes)} MiB, {c.lines} lines", "",
+                f"- Queryable {c.queryable_secs:.3f} s after the send began ({mibs(c.bytes, c.queryable_secs)} MiB/s); "
+                f"the send itself took {c.sent_secs:.3f} s.",
+                f"- Compaction had rewritten every segment as v2 {c.compacted_secs:.3f} s after the send began, "
+                f"{c.compacted_secs - c.queryable_secs:.3f} s after the data was queryable: "
+                f"{mibs(c.bytes, c.compacted_secs)} MiB/s of corpus end to end.",
+                f"- Every block was sorted {c.sorted_secs:.3f} s after the send began, "
+                f"{c.sorted_secs - c.compacted_secs:.3f} s after compaction: "
+                f"{mibs(c.bytes, c.sorted_secs - c.compacted_secs)} MiB/s sorted. The queries below run on sorted blocks.",
+                f"- On disk after compaction: {mib(c.disk_bytes)} MiB, **{ratio(c.disk_bytes, c.bytes)}** of the raw text.",
+                f"- Peak RSS of the ingeststore through ingest and compaction: {rss(c.rss_compact_kib)}.", ""]
+        out += table(["query", "sluice warm (s)", "rg warm (s)", "sluice/rg warm", "sluice cold (s)", "rg cold (s)",
+                      "sluice/rg cold", "bytes read", "matches sluice / rg"], "-:::::::-",
+                     [[q.label, secs3(q.sluice_warm), secs3(q.rg_warm), ratio(q.rg_warm, q.sluice_warm),
+                       secs3(q.sluice_cold), secs3(q.rg_cold), ratio(q.rg_cold, q.sluice_cold),
+                       f"{mib(q.bytes_read)} MiB ({ratio(q.bytes_read, q.full_scan_bytes)} of a full scan)",
+                       f"{q.sluice_matches} / {'n/a' if q.rg_matches is None else q.rg_matches}"
+                       + ("" if q.ok else " **MISMATCH**")] for q in c.queries])
+        out += ["", f"Peak RSS of the ingeststore after the queries: {rss(c.rss_query_kib)}."]
+    return "\n".join(out) + "\n"
+
+
+# ============================================================ compaction --
+
+
+@dataclass
+class CompactionSample:
+    secs: float  # since the send began
+    v1_bytes: int
+    v2_bytes: int
+    unsorted_blocks: int
+    probe_from_ms: int
+    probe_to_ms: int
+    query_secs: float
+    matched: int | None
+    idle_query_secs: float = 0.0
+    idle_matched: int | None = None
+
+
+@dataclass
+class CompactionReport(Report):
+    rate_mb: int
+    seconds: int
+    lines_per_s: int
+    count: int
+    send_secs: float = 0.0  # at the first sample after the send ended
+    compacted_during_send: int = 0
+    peak_v1_bytes: int = 0
+    drained_secs: float = 0.0
+    sorted_secs: float = 0.0
+    peak_rss_kib: int | None = None
+    samples: list[CompactionSample] = field(default_factory=list)
+
+
+def segment_bytes(node: Node) -> tuple[int, int]:
+    """(bytes in v1 segments, bytes in v2 segments) of the node's store."""
+    v1 = v2 = 0
+    for seg in node.segments():
+        with suppress(FileNotFoundError):
+            size = seg.stat().st_size
+            v2, v1 = (v2 + size, v1) if is_v2_segment(seg) else (v2, v1 + size)
+    return v1, v2
+
+
+def probe_query(node: Node, frm: int, to: int) -> tuple[float, int | None]:
+    """(seconds, records matched or None) of `sluice query -q ERROR --stats` over [frm, to] in Unix ms."""
+    t0 = time.monotonic()
+    try:
+        out = run_cmd(node.query(["--from", str(frm), "--to", str(to), "-q", "ERROR", "--stats"]), 60, capture=True)
+        matched: int | None = int(json.loads(out)["records_matched"])
+    except (BenchError, ValueError, KeyError, TypeError):
+        matched = None
+    return time.monotonic() - t0, matched
+
+
+def cmd_compaction(ctx: Ctx) -> CompactionReport:
+    """Compaction under sustained ingest (section `bench/bench.py compaction`).
+
+    `sluice testsvc --rate L --size 200 | nc -N` at RATE_MB MB/s for SECONDS into a fresh node;
+    every 2 s: the bytes in v1 (not yet compacted) and v2 store segments, the unsorted blocks, and
+    the time of `sluice query -q ERROR --stats` over the second of data that ended 2 s before.
+    Then the times to drain the v1 backlog and to sort every block after the send, and the same
+    query windows again on the idle node (a window matching fewer records later is a gap).
+    """
+    lps = ctx.args.rate_mb * 1000000 // 200
+    r = CompactionReport(ctx.run_id, machine_info(), ctx.args.rate_mb, ctx.args.seconds, lps, lps * ctx.args.seconds)
+    with running_node(ctx, "compaction") as node:
+        log(f"sending {r.count} lines at {r.rate_mb} MB/s for {r.seconds}s")
+        start, deadline = time.monotonic(), time.monotonic() + r.seconds * 10 + 120
+        gen = Proc("testsvc", [ctx.sluice, "testsvc", "--rate", str(lps), "--size", "200", "--count", str(r.count)],
+                   stdout=PIPE)
+        send = Proc("nc", ["nc", "-N", *node.fast.rsplit(":", 1)], stdin=gen.popen.stdout)
+        gen.popen.stdout.close()  # type: ignore[union-attr]
+        while not r.drained_secs:
+            if time.monotonic() >= deadline:
+                raise BenchError("compaction did not drain the v1 backlog in time")
+            time.sleep(2)
+            node.check_alive()
+            t = time.monotonic() - start
+            v1, v2 = segment_bytes(node)
+            r.peak_v1_bytes = max(r.peak_v1_bytes, v1)
+            to_ms = time.time_ns() // 1000000 - 2000
+            q_secs, matched = probe_query(node, to_ms - 1000, to_ms)
+            r.samples.append(CompactionSample(t, v1, v2, node.metric("sluice_store_unsorted_blocks"), to_ms - 1000,
+                                              to_ms, q_secs, matched))
+            if not r.send_secs and not send.alive:
+                if send.rc != 0 or gen.wait(5, "testsvc") != 0:
+                    raise BenchError(f"the send failed (testsvc rc {gen.rc}, nc rc {send.rc})")
+                r.send_secs, r.compacted_during_send = t, node.metric("sluice_store_compaction_input_bytes_total")
+            if r.send_secs and v1 == 0:
+                r.drained_secs = t
+        # Then the passes with nothing to merge sort the blocks that merges wrote in id order.
+        wait_until("the store to sort every block", max(deadline - time.monotonic(), 0), 1,
+                   lambda: True if node.metric("sluice_store_unsorted_blocks") == 0 else None)
+        r.sorted_secs = time.monotonic() - start
+        for s in r.samples:  # the same windows again, with nothing being written or compacted
+            s.idle_query_secs, s.idle_matched = probe_query(node, s.probe_from_ms, s.probe_to_ms)
+        r.peak_rss_kib = node.peak_rss_kib()
+    return r
+
+
+def render_compaction(r: CompactionReport) -> str:
+    m, sent = r.machine, r.count * 201
+    busy, idle = [s.query_secs for s in r.samples], [s.idle_query_secs for s in r.samples]
+    pairs = [(s.matched, s.idle_matched) for s in r.samples if s.matched is not None and s.idle_matched is not None]
+    out = ["## Compaction under sustained ingest (bench/bench.py compaction)", "",
+           f"Run {r.run_id} on {m.cores} cores ({m.cpu}), {m.gib}.",
+           f"Command: `python3 bench/bench.py compaction` (SLUICE_BENCH_RATE_MB={r.rate_mb}, "
+           f"SLUICE_BENCH_SECONDS={r.seconds}):",
+           f"`sluice testsvc --rate {r.lines_per_s} --size 200 --count {r.count} | nc -N 127.0.0.1 FAST` into a fresh "
+           "ingeststore, sender and node on the same cores.", "",
+           f"- The send took {r.send_secs:.3f}s or less (sampled every 2 s): {mibs(sent, r.send_secs)} MiB/s.",
+           f"- Compaction read {mib(r.compacted_during_send)} MiB of segments during the send: "
+           f"{mibs(r.compacted_during_send, r.send_secs)} MiB/s, {ratio(r.compacted_during_send, sent)} of the bytes "
+           "sent (its inputs include v2 segments merged again with small neighbours, so this can pass 1).",
+           f"- Peak v1 backlog {mib(r.peak_v1_bytes)} MiB; every segment was v2 at {r.drained_secs:.3f}s, "
+           f"{r.drained_secs - r.send_secs:.3f}s after the send ended.",
+           "- Merges write blocks in id order; passes with nothing to merge then sort them "
+           f"(`sluice_store_unsorted_blocks`): every block was sorted at {r.sorted_secs:.3f}s, "
+           f"{r.sorted_secs - r.send_secs:.3f}s after the send ended.",
+           f"- Peak RSS of the ingeststore: {rss(r.peak_rss_kib)}.",
+           "- Query during the send (`sluice query -q ERROR --stats` over one second of data, at every sample): "
+           f"median {median_low(busy):.3f}s, max {max(busy):.3f}s. The same {len(r.samples)} windows on the idle node "
+           f"afterwards, every block sorted: median {median_low(idle):.3f}s, max {max(idle):.3f}s.",
+           f"- Matched counts: {sum(b < a for a, b in pairs)} windows matched fewer records afterwards than during "
+           f"the send (a gap), {sum(b > a for a, b in pairs)} matched more (records still in flight when first asked).",
+           ""]
+    out += table(["seconds", "v1 MiB (not yet compacted)", "v2 MiB", "unsorted blocks", "query (s)", "matched"],
+                 "::::::", [[f"{s.secs:.3f}", mib(s.v1_bytes), mib(s.v2_bytes), str(s.unsorted_blocks),
+                             f"{s.query_secs:.3f}", "n/a" if s.matched is None else str(s.matched)]
+                            for s in r.samples])
+    return "\n".join(out) + "\n"
+
+
+# ========================================================== output, main --
+
+NEW_FILE_HEADER = "# sluice benchmarks\n\nGenerated by `bench/bench.py` (see bench/README.md).\n\n"
+
+
+def replace_generated(text: str, label: str, body: str) -> str:
+    """text with the section between label's markers replaced by body (appended if there is none)."""
+    begin, end = f"<!-- BEGIN GENERATED: {label} -->", f"<!-- END GENERATED: {label} -->"
+    section, lines = f"{begin}\n{body}{end}\n", text.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.rstrip("\n") == begin]
+    if not starts:
+        return text + ("\n" if text else NEW_FILE_HEADER) + section
+    stops = [i for i in range(starts[0], len(lines)) if lines[i].rstrip("\n") == end]
+    if not stops:
+        raise BenchError(f"{begin} has no {end}")
+    return "".join(lines[:starts[0]]) + section + "".join(lines[stops[0] + 1:])
+
+
+RENDER: dict[str, Callable[[Any], str]] = {"run": render_run, "protocols": render_protocols, "store": render_store,
+                                           "compaction": render_compaction}
+
+
+def build(ctx: Ctx) -> None:
+    if ctx.args.no_build:
+        log("skipping build (SLUICE_BENCH_NO_BUILD=1)")
+    elif subprocess.run(["cargo", "build", "--release", "--locked", "-q"], cwd=ROOT).returncode != 0:
+        raise BenchError("cargo build --release failed")
+    if not os.access(ctx.sluice, os.X_OK):
+        raise BenchError(f"no binary at {ctx.sluice}")
+    if not shutil.which("nc") or not shutil.which("rg"):
+        raise BenchError("nc or rg missing; install with: apt-get install -y netcat-openbsd ripgrep")
+    nc_help = subprocess.run(["nc", "-h"], capture_output=True, text=True)
+    if "-N" not in nc_help.stdout + nc_help.stderr:
+        raise BenchError("nc is not OpenBSD netcat (no -N); install with: apt-get install -y netcat-openbsd")
+
+
+def run_bench(ctx: Ctx, name: str) -> list[str]:
+    """Measure, save the raw results and the Markdown, and write the section unless a check failed."""
+    log(f"{name}: output in {ctx.out}")
+    report = COMMANDS[name](ctx)
+    (ctx.out / f"{name}.json").write_text(json.dumps(dataclasses.asdict(report), indent=1) + "\n")
+    (ctx.out / f"{name}.md").write_text(body := RENDER[name](report))
+    if failed := report.errors():
+        log(f"{name}: NOT writing {ctx.args.output}: match counts differ:\n  " + "\n  ".join(failed))
+    else:  # a whole new file, renamed over the old one
+        output, label = Path(ctx.args.output), f"bench/bench.py {name}"
+        fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=output.name + ".")
+        with os.fdopen(fd, "w") as f:
+            f.write(replace_generated(output.read_text() if output.exists() else "", label, body))
+        os.replace(tmp, output)
+        log(f"wrote section `{label}` of {output}")
+    return failed
+
+
+def cmd_all(ctx: Ctx) -> None:
+    """run, protocols, store and compaction, in that order, in one run directory."""
+
+
+def cleanup(ctx: Ctx) -> None:
+    Proc.stop_all()
+    if not ctx.args.keep:
+        for path in ctx.scratch:
+            path.unlink(missing_ok=True)
+        for data in ctx.out.glob("data-*"):
+            shutil.rmtree(data, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    global LOG_FILE
+    args = parse_args(argv)
+    if args.command == "selftest":
+        return selftest()
+    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    ctx = Ctx(args, run_id, BENCH_DIR / "out" / f"run-{run_id}", str(Path(args.bin).resolve()))
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    LOG_FILE = open(ctx.out / "bench.log", "a")
+    for sig in (signal.SIGINT, signal.SIGTERM):  # both raise KeyboardInterrupt (even if SIGINT came in ignored)
+        signal.signal(sig, signal.default_int_handler)
+    try:
+        build(ctx)
+        failed = [f for name in (RENDER if args.command == "all" else [args.command]) for f in run_bench(ctx, name)]
+    except (BenchError, OSError) as e:
+        log(f"FAILED: {e}\nlogs are in {ctx.out}")
+        return 1
+    except KeyboardInterrupt:
+        log(f"interrupted; logs are in {ctx.out}")
+        return 130
+    finally:
+        cleanup(ctx)
+    log(f"FAILED: match counts differ; results in {ctx.out}" if failed else f"done; results in {ctx.out}")
+    return 1 if failed else 0
+
+
+# ============================================================== selftest --
+
+
+def canned() -> dict[str, Any]:
+    """Typed results like a real run's."""
+    m = Machine("AMD EPYC", 2, 24641536, "Linux 6.1", "ext4", "rustc 1.95.0", "ripgrep 13.0.0", "1.219-1")
+    corpora = [Corpus(100, "c100", 5315553, 542937088, 62720), Corpus(200, "c200", 2670999, 537395200, 26080)]
+    queries = [QueryResult(n, mode, p, corpora[0].bytes, 0.09, 0.04, 32, 32, 1) for n, mode, p in (
+        ("rare literal", "literal", "req-f32339d02a198d31"), ("ERROR", "literal", "ERROR"),
+        ("regex", "regex", "ERROR.*timeout|status=5[0-9][0-9]"))]
+    run = RunReport("20260101T000000Z", m, "2026-01-01 00:00 UTC", "abc1234", 512, 3, corpora,
+                    [IngestResult(c.size, c.bytes, c.lines, 0.56, 1.57, 2.2, 20480) for c in corpora], queries, 20480,
+                    [ForwardResult(c.size, mode, c.bytes, c.lines, 1.5, 2.2, 1.4, 0.5)
+                     for c in corpora for mode in ("tcp", "write", "fsync")],
+                    ForwardCpuResult(200, 250000, 10, 2500000, 100, 50.3, 50.3, 9.93, 0.07, 0.14, 0.02, 0.74, 10.07))
+    protocols = ProtocolsReport("20260101T000000Z", m, 2000000, 200, 2,
+                                [ProtocolRun(n, p, 1.2 + i / 10, 400000000, 20480) for i, (n, p) in enumerate(INPUTS * 2)])
+    queries = [StoreQuery(k, k, 0.1, 0.2, 0.3, 3.0, 40 * MIB, 600 * MIB, 10, 10) for k in ("common", "rare", "regex")]
+    queries.append(StoreQuery("recent", "recent", 0.1, None, 0.3, None, 4 * MIB, 600 * MIB, 10, None))
+    store = StoreReport("20260101T000000Z", m, 2048, 512, 3, True, [
+        StoreCorpus(n, 2048 * MIB, 10683998, 8.5, 11.9, 15.7, 42.6, 700 * MIB, 136192, queries, 245760)
+        for n in STORE_CORPORA])
+    compaction = CompactionReport("20260101T000000Z", m, 150, 30, 750000, 22500000, 30.7, 5120 * MIB, 370 * MIB,
+                                  33.1, 89.9, 190464, [CompactionSample(2.0 * i, 100 * MIB, 30 * MIB * i, 190, 0, 1000,
+                                                                        0.25, 7364, 0.016, 7364) for i in range(13)])
+    return {"run": run, "protocols": protocols, "store": store, "compaction": compaction}
+
+
+EXPECTED_ROWS = {"run": [2, 2, 3, 6, 1], "protocols": [4], "store": [4, 4], "compaction": [13]}  # per table
+
+
+def tables(markdown: str) -> list[tuple[str, int]]:
+    """(header row, number of data rows) of every Markdown table."""
+    found, lines = [], markdown.splitlines()
+    for i, line in enumerate(lines[:-1]):
+        if line.startswith("|") and re.fullmatch(r"\|(-{3}:?\|)+", lines[i + 1]):
+            rows = 0
+            while i + 2 + rows < len(lines) and lines[i + 2 + rows].startswith("|"):
+                rows += 1
+            found.append((line, rows))
+    return found
+
+
+def selftest() -> int:
+    """Render every section from canned results and check its tables (no sluice run).
+
+    Each table must have the header of the same table in the committed BENCHMARKS.md and the
+    expected number of rows; rewriting a section must keep the text outside its markers.
+    """
+    problems, committed = [], (ROOT / "BENCHMARKS.md").read_text()
+    doc = "# head\n\nprose\n"
+    for name, report in canned().items():
+        body, label = RENDER[name](report), f"bench/bench.py {name}"
+        json.dumps(dataclasses.asdict(report))
+        found = tables(body)
+        if [n for _, n in found] != EXPECTED_ROWS[name]:
+            problems.append(f"{name}: tables have {[n for _, n in found]} rows, expected {EXPECTED_ROWS[name]}")
+        section = re.search(f"<!-- BEGIN GENERATED: {re.escape(label)} -->\n(.*?)<!-- END GENERATED", committed, re.S)
+        if not section:
+            problems.append(f"{name}: BENCHMARKS.md has no section `{label}`")
+        elif (want := [h for h, _ in tables(section.group(1))]) != [h for h, _ in found]:
+            problems.append(f"{name}: table headers differ from BENCHMARKS.md's: {set(want) ^ {h for h, _ in found}}")
+        doc = replace_generated(doc, label, body) + "trailer\n"
+        if replace_generated(doc, label, body) != doc or not doc.startswith("# head\n\nprose\n"):
+            problems.append(f"{name}: rewriting the section changed the text outside its markers")
+    if ulid_ms("01ARYZ6S41TSV4RRFFQ69G5FAV") != 1469918176385:
+        problems.append("ulid_ms is wrong")
+    for p in problems:
+        print(f"selftest: {p}", file=sys.stderr)
+    print(f"selftest: {'FAILED' if problems else 'ok'} ({len(RENDER)} sections rendered)")
+    return 1 if problems else 0
+
+
+COMMANDS: dict[str, Callable[[Ctx], Any]] = {"run": cmd_run, "protocols": cmd_protocols, "store": cmd_store,
+                                             "compaction": cmd_compaction, "all": cmd_all, "selftest": selftest}
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
