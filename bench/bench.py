@@ -359,8 +359,8 @@ def running_node(ctx: Ctx, name: str, protocols: bool = False) -> Iterator[Node]
             shutil.rmtree(data, ignore_errors=True)
 
 
-def is_v2_segment(path: Path) -> bool:
-    """A v2 store segment: its header frame says SLUICE at bytes 8..14."""
+def is_block_file(path: Path) -> bool:
+    """A block file (what compaction writes): its header frame says SLUICE at bytes 8..14."""
     with suppress(OSError), open(path, "rb") as f:
         f.seek(8)
         return f.read(6).replace(b"\0", b"") == b"SLUICE"
@@ -1122,7 +1122,7 @@ def bench_store_corpus(ctx: Ctx, name: str, path: Path, can_drop: bool) -> Store
 
         def compacted() -> bool | None:
             node.check_alive()
-            return True if (segs := node.segments()) and all(is_v2_segment(s) for s in segs) else None
+            return True if (segs := node.segments()) and all(is_block_file(s) for s in segs) else None
 
         def all_sorted() -> bool | None:
             node.check_alive()
@@ -1136,7 +1136,7 @@ def bench_store_corpus(ctx: Ctx, name: str, path: Path, can_drop: bool) -> Store
         t_sent = time.monotonic()
         wait_until(lambda: f"{lines} records queryable ({seen[0]} were)", 600, 0.2, queryable)
         t_q = time.monotonic()
-        wait_until("every segment compacted to v2", 1800, 0.5, compacted)
+        wait_until("every segment compacted to a block file", 1800, 0.5, compacted)
         t_c = time.monotonic()
         wait_until("every block sorted", 1800, 0.5, all_sorted)
         t_s = time.monotonic()
@@ -1165,7 +1165,7 @@ def cmd_store(ctx: Ctx) -> StoreReport:
 
     A testsvc corpus of STORE_MB (16 MiB testsvc runs with distinct seeds, so ids stay rare) and an
     nginx one of NGINX_MB, each sent with `nc -N` into a fresh node: times to queryable, to every
-    segment compacted to v2 and to every block sorted; bytes on disk. Then a ~1% literal, a rare
+    segment compacted to a block file and to every block sorted; bytes on disk. Then a ~1% literal, a rare
     id, a regex and the last 1% of the time range with `sluice query` and `rg`, warm (best of REPS,
     default 3) and cold (page cache dropped before each run; needs root, else skipped).
     """
@@ -1194,7 +1194,7 @@ def render_store(r: StoreReport) -> str:
         out += ["", f"#### Corpus `{c.name}`: {mib(c.bytes)} MiB, {c.lines} lines", "",
                 f"- Queryable {c.queryable_secs:.3f} s after the send began ({mibs(c.bytes, c.queryable_secs)} MiB/s); "
                 f"the send itself took {c.sent_secs:.3f} s.",
-                f"- Compaction had rewritten every segment as v2 {c.compacted_secs:.3f} s after the send began, "
+                f"- Compaction had rewritten every segment as a block file {c.compacted_secs:.3f} s after the send began, "
                 f"{c.compacted_secs - c.queryable_secs:.3f} s after the data was queryable: "
                 f"{mibs(c.bytes, c.compacted_secs)} MiB/s of corpus end to end.",
                 f"- Every block was sorted {c.sorted_secs:.3f} s after the send began, "
@@ -1219,8 +1219,8 @@ def render_store(r: StoreReport) -> str:
 @dataclass
 class CompactionSample:
     secs: float  # since the send began
-    v1_bytes: int
-    v2_bytes: int
+    batch_bytes: int
+    block_bytes: int
     unsorted_blocks: int
     probe_from_ms: int
     probe_to_ms: int
@@ -1238,7 +1238,7 @@ class CompactionReport(Report):
     count: int
     send_secs: float = 0.0  # at the first sample after the send ended
     compacted_during_send: int = 0
-    peak_v1_bytes: int = 0
+    peak_batch_bytes: int = 0
     drained_secs: float = 0.0
     sorted_secs: float = 0.0
     peak_rss_kib: int | None = None
@@ -1246,13 +1246,13 @@ class CompactionReport(Report):
 
 
 def segment_bytes(node: Node) -> tuple[int, int]:
-    """(bytes in v1 segments, bytes in v2 segments) of the node's store."""
-    v1 = v2 = 0
+    """(bytes in batch files, bytes in block files) of the node's store."""
+    batches = blocks = 0
     for seg in node.segments():
         with suppress(FileNotFoundError):
             size = seg.stat().st_size
-            v2, v1 = (v2 + size, v1) if is_v2_segment(seg) else (v2, v1 + size)
-    return v1, v2
+            blocks, batches = (blocks + size, batches) if is_block_file(seg) else (blocks, batches + size)
+    return batches, blocks
 
 
 def probe_query(node: Node, frm: int, to: int) -> tuple[float, int | None]:
@@ -1270,9 +1270,9 @@ def cmd_compaction(ctx: Ctx) -> CompactionReport:
     """Compaction under sustained ingest (section `bench/bench.py compaction`).
 
     `sluice testsvc --rate L --size 200 | nc -N` at RATE_MB MB/s for SECONDS into a fresh node;
-    every 2 s: the bytes in v1 (not yet compacted) and v2 store segments, the unsorted blocks, and
+    every 2 s: the bytes in batch files (not yet compacted) and block files, the unsorted blocks, and
     the time of `sluice query -q ERROR --stats` over the second of data that ended 2 s before.
-    Then the times to drain the v1 backlog and to sort every block after the send, and the same
+    Then the times to drain the batch-file backlog and to sort every block after the send, and the same
     query windows again on the idle node (a window matching fewer records later is a gap).
     """
     lps = ctx.args.rate_mb * 1000000 // 200
@@ -1286,21 +1286,21 @@ def cmd_compaction(ctx: Ctx) -> CompactionReport:
         gen.popen.stdout.close()  # type: ignore[union-attr]
         while not r.drained_secs:
             if time.monotonic() >= deadline:
-                raise BenchError("compaction did not drain the v1 backlog in time")
+                raise BenchError("compaction did not drain the batch-file backlog in time")
             time.sleep(2)
             node.check_alive()
             t = time.monotonic() - start
-            v1, v2 = segment_bytes(node)
-            r.peak_v1_bytes = max(r.peak_v1_bytes, v1)
+            batches, blocks = segment_bytes(node)
+            r.peak_batch_bytes = max(r.peak_batch_bytes, batches)
             to_ms = time.time_ns() // 1000000 - 2000
             q_secs, matched = probe_query(node, to_ms - 1000, to_ms)
-            r.samples.append(CompactionSample(t, v1, v2, node.metric("sluice_store_unsorted_blocks"), to_ms - 1000,
+            r.samples.append(CompactionSample(t, batches, blocks, node.metric("sluice_store_unsorted_blocks"), to_ms - 1000,
                                               to_ms, q_secs, matched))
             if not r.send_secs and not send.alive:
                 if send.rc != 0 or gen.wait(5, "testsvc") != 0:
                     raise BenchError(f"the send failed (testsvc rc {gen.rc}, nc rc {send.rc})")
                 r.send_secs, r.compacted_during_send = t, node.metric("sluice_store_compaction_input_bytes_total")
-            if r.send_secs and v1 == 0:
+            if r.send_secs and batches == 0:
                 r.drained_secs = t
         # Then the passes with nothing to merge sort the blocks that merges wrote in id order.
         wait_until("the store to sort every block", max(deadline - time.monotonic(), 0), 1,
@@ -1325,8 +1325,8 @@ def render_compaction(r: CompactionReport) -> str:
            f"- The send took {r.send_secs:.3f}s or less (sampled every 2 s): {mibs(sent, r.send_secs)} MiB/s.",
            f"- Compaction read {mib(r.compacted_during_send)} MiB of segments during the send: "
            f"{mibs(r.compacted_during_send, r.send_secs)} MiB/s, {ratio(r.compacted_during_send, sent)} of the bytes "
-           "sent (its inputs include v2 segments merged again with small neighbours, so this can pass 1).",
-           f"- Peak v1 backlog {mib(r.peak_v1_bytes)} MiB; every segment was v2 at {r.drained_secs:.3f}s, "
+           "sent (its inputs include block files merged again with small neighbours, so this can pass 1).",
+           f"- Peak batch-file backlog {mib(r.peak_batch_bytes)} MiB; every segment was a block file at {r.drained_secs:.3f}s, "
            f"{r.drained_secs - r.send_secs:.3f}s after the send ended.",
            "- Merges write blocks in id order; passes with nothing to merge then sort them "
            f"(`sluice_store_unsorted_blocks`): every block was sorted at {r.sorted_secs:.3f}s, "
@@ -1338,8 +1338,8 @@ def render_compaction(r: CompactionReport) -> str:
            f"- Matched counts: {sum(b < a for a, b in pairs)} windows matched fewer records afterwards than during "
            f"the send (a gap), {sum(b > a for a, b in pairs)} matched more (records still in flight when first asked).",
            ""]
-    out += table(["seconds", "v1 MiB (not yet compacted)", "v2 MiB", "unsorted blocks", "query (s)", "matched"],
-                 "::::::", [[f"{s.secs:.3f}", mib(s.v1_bytes), mib(s.v2_bytes), str(s.unsorted_blocks),
+    out += table(["seconds", "batch files MiB (not yet compacted)", "block files MiB", "unsorted blocks", "query (s)", "matched"],
+                 "::::::", [[f"{s.secs:.3f}", mib(s.batch_bytes), mib(s.block_bytes), str(s.unsorted_blocks),
                              f"{s.query_secs:.3f}", "n/a" if s.matched is None else str(s.matched)]
                             for s in r.samples])
     return "\n".join(out) + "\n"

@@ -10,8 +10,9 @@ use clap::{Parser, Subcommand};
 
 /// Distributed log aggregation and search: forward, ingest, store, query.
 ///
-/// Every flag can also be set with an environment variable named
-/// SLUICE_<FLAG>, for example SLUICE_DATA=/var/lib/sluice.
+/// Every flag can also be set with an environment variable: SLUICE_ and
+/// the flag's name in capitals, dashes as underscores, for example
+/// SLUICE_DATA=/var/lib/sluice or SLUICE_MAX_LINE=4MiB.
 #[derive(Parser)]
 #[command(name = "sluice", version, about, long_about)]
 struct Cli {
