@@ -7,16 +7,18 @@
 //! - [`merge`]: the k-way merge of sorted cursors by ULID, with dedupe,
 //!   shared by queries and by the store's segment writer.
 //! - [`store_segment`]: immutable store segments named by their ULID range,
-//!   written atomically, and read through the [`RecordCursor`] abstraction.
-//! - [`block_segment`]: the store segment format v2 (zstd blocks with
-//!   checksums, time ranges and [`term_filter`]s, read by mmap).
+//!   batch files or block files, written atomically, and read through the
+//!   [`RecordCursor`] abstraction.
+//! - [`block_segment`]: block files (zstd blocks with checksums, time
+//!   ranges and [`term_filter`]s, read by mmap), which compaction writes.
 //! - [`segment_cache`]: opened block files shared by queries, so each file
 //!   is mapped once and each block meta verified once.
 //! - [`workers`]: the process's pool of worker threads, which decode and
 //!   build blocks for every cursor and writer.
 //!
-//! Architecture invariant: storage knows nothing about tokio, HTTP, gossip
-//! or query syntax. Everything here is synchronous and takes an `&dyn Fs`.
+//! Architecture invariant: storage knows nothing about tokio, HTTP or query
+//! syntax. Everything here is synchronous and takes an `&dyn Fs`; block
+//! work runs on the [`WorkerPool`] a caller passes in.
 
 pub mod block_segment;
 mod error;

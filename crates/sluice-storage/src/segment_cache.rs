@@ -1,6 +1,6 @@
-//! Opened v2 segments shared between queries.
+//! Opened block files shared between queries.
 //!
-//! A v2 segment is immutable, so a query need not map it again, nor verify
+//! A block file is immutable, so a query need not map it again, nor verify
 //! again the block metas whose term filters it probes: without the cache a
 //! selective query spends most of its time on checksums of filters it
 //! already checked (a tenth of the file) and on page faults of a fresh
@@ -32,11 +32,11 @@ use crate::{
     fs::{Fs, ReadFile},
 };
 
-/// Bytes at the end of a v2 file that identify it with its length: the
+/// Bytes at the end of a block file that identify it with its length: the
 /// footer's checksum, the footer frame's length and the tag.
 const TAIL: usize = 12;
 
-/// Opened v2 segments by path. Cheap to share: clone the `Arc`.
+/// Opened block files by path. Cheap to share: clone the `Arc`.
 #[derive(Debug, Default)]
 pub struct SegmentCache {
     entries: Mutex<HashMap<PathBuf, Arc<BlockSegment>>>,
@@ -53,7 +53,7 @@ impl SegmentCache {
         Self::default()
     }
 
-    /// The v2 segment at `path`, whose open file is `file` (the caller
+    /// The block file at `path`, whose open file is `file` (the caller
     /// opened it to read the format): the cached one if `file` is still the
     /// one it mapped, else the file mapped (and its footer verified) now.
     pub fn open(

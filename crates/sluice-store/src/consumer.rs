@@ -1,18 +1,7 @@
-//! The pull loop: gather → merge → write → commit.
-//!
-//! The ingest lending API, as served by every ingester (OK Log's shape):
-//!
-//! ```text
-//! POST /ingest/next?wait_ms=N   200 + segment id, or 204 when none is flushed
-//!                               (waits up to N ms for one)
-//! GET  /ingest/read?id=ID       200 + the segment's bytes (batches)
-//! POST /ingest/commit?id=ID     200; the ingester deletes the segment
-//! POST /ingest/failed?id=ID     200; the segment is lent again later
-//! ```
-//!
-//! A lent segment that is neither committed nor failed returns to the
-//! ingester's queue after its pending timeout, so a store that dies mid-cycle
-//! loses nothing.
+//! The pull loop: gather → verify → merge → write → commit, over the
+//! ingesters' lending API (`next`, `read`, `commit`, `failed`; OK Log's
+//! shape). The protocol, its guarantees and limits are specified in
+//! `docs/protocol-lending.md`.
 //!
 //! One cycle: lend up to `max_gather_segments` / `max_gather_bytes` from the
 //! ingesters, download each into `tmp/` and verify every checksum (and sort
