@@ -163,9 +163,9 @@ pub enum BlockLayout {
 }
 
 /// The frame of a block of [`BlockLayout::InOrder`] closes once its text
-/// reaches this size: 1 MiB. Lines in id order
-/// mix every kind in every frame, so smaller frames would only compress
-/// worse (64 KiB frames: 0.307 of testsvc text, 1 MiB: 0.273).
+/// reaches this size: 1 MiB. Lines in id order mix every kind in every
+/// frame, so smaller frames would only compress worse (BENCHMARKS.md,
+/// "Design measurements").
 pub const IN_ORDER_FRAME_BYTES: usize = 1 << 20;
 
 /// The flag, in a block meta's `frames` field, of a block whose lines are
@@ -176,11 +176,9 @@ const IN_ORDER: u32 = 1 << 31;
 /// lists its lines' lengths, as version 2.2 did, and is refused.
 const LINES_END_AT_NEWLINES: u32 = 1 << 30;
 
-/// A frame of a sorted block closes once its text reaches this size: 64 KiB.
-/// Measured on testsvc lines in 4 MiB blocks: frames of 64 KiB compress to
-/// 0.259 of the text (the block as one frame, unsorted: 0.274; 32 KiB
-/// frames: 0.271), and a word on 1% of the lines, such as `ERROR`, is in
-/// 7% of the text's frames (32 KiB: 4%, 128 KiB: 11%).
+/// A frame of a sorted block closes once its text reaches this size: 64 KiB,
+/// the size that compressed best while a word on 1% of the lines still lies
+/// in few frames (BENCHMARKS.md, "Design measurements").
 pub const TARGET_FRAME_BYTES: usize = 64 << 10;
 /// The smallest frame the writer cuts where kinds of line change (see
 /// `frame_end` in the writer); the last frame of a block may be smaller.
@@ -192,21 +190,17 @@ pub const MAX_BLOCK_TEXT: usize = TARGET_BLOCK_BYTES + MAX_PAYLOAD_BYTES + (1 <<
 /// log lines.
 pub const ZSTD_LEVEL: i32 = 3;
 /// zstd level of sorted blocks, which the store writes only when it has
-/// time. Measured with the layout probe on 32 MiB of testsvc lines in
-/// 64 KiB sorted frames: level 3 compresses the text to 0.264 of raw at
-/// 148 MiB/s (the whole writer, two workers); level 6 to 0.248 at 99
-/// MiB/s; level 9 to 0.243 at 79 MiB/s. Decompression is as fast at
-/// every level.
+/// time: it saves a few hundredths of the text over level 3 at half the
+/// writer's speed, and decompression is as fast at every level
+/// (BENCHMARKS.md, "Design measurements").
 pub const SORTED_ZSTD_LEVEL: i32 = 9;
 
 /// A compressor for block text at `level`, with match-finder tables sized
-/// for 1 MiB blocks rather than zstd's defaults for inputs of any size.
-///
-/// Measured with `zstd -b3 -B1M` on 50 MB of testsvc lines: the default
-/// tables (hash 2^17, chain 2^16 entries, matches from 5 bytes) compress
-/// to 0.276 at 215 MB/s; 2^16 and 2^15 entries, matches from 6 bytes,
-/// to 0.274 at 260 MB/s. The tables then fit the core's L2 cache, and the
-/// longer minimum match skips short ones that cost more than they save.
+/// for 1 MiB blocks rather than zstd's defaults for inputs of any size
+/// (hash 2^16 and chain 2^15 entries, matches from 6 bytes): the tables
+/// then fit the core's L2 cache, and the longer minimum match skips short
+/// ones that cost more than they save; faster and no larger
+/// (BENCHMARKS.md, "Design measurements").
 pub fn block_compressor(level: i32) -> std::io::Result<zstd::bulk::Compressor<'static>> {
     use zstd::zstd_safe::CParameter;
     let mut compressor = zstd::bulk::Compressor::new(level)?;

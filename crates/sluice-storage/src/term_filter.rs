@@ -11,8 +11,8 @@
 //! - **Short numbers**: every run of one to three ASCII digits with a
 //!   separator (`is_separator`) or the payload's edge on each side, such as
 //!   the status in `" 503 "`, `status=503` or `"status":503`. Digit trigrams
-//!   would fill a filter; these are few (about 5% of a frame's keys on
-//!   testsvc lines) and, in blocks sorted by status
+//!   would fill a filter; these are few (a small share of a frame's keys)
+//!   and, in blocks sorted by status
 //!   ([`crate::block_segment`]'s sort key), each in a few frames. A literal
 //!   probes those of its numbers that have a separator on each side *within
 //!   the literal*, so that any payload that holds the literal holds the
@@ -253,8 +253,8 @@ fn winnow(bytes: &[u8], scratch: &mut Winnowing, out: &mut Vec<u64>) {
 }
 
 /// [`winnow_portable`] compiled for AVX-512, which has 64-bit multiplies
-/// and minima in its vectors: the whole filter built at 229 MB/s instead
-/// of 195 in one A/B. Same results.
+/// and minima in its vectors: the filter builds faster (BENCHMARKS.md,
+/// "Design measurements"), with the same results.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl")]
 fn winnow_avx512(bytes: &[u8], scratch: &mut Winnowing, out: &mut Vec<u64>) {

@@ -325,9 +325,8 @@ fn fixed_frame_end(lens: &[u32], first: usize) -> usize {
 /// shortest prefix with the one before it, up to [`TARGET_FRAME_BYTES`] (the
 /// later of equals, for larger frames). Frames then tend to begin where a
 /// kind of line begins, so a word on a few kinds of line lies in fewer
-/// frames: on testsvc lines, `ERROR` in 4.9% of the text's frames rather
-/// than 7.0% when frames are cut at a fixed size, for 0.263 of the text
-/// rather than 0.259.
+/// frames than when frames are cut at a fixed size, for a little more
+/// compressed text (BENCHMARKS.md, "Design measurements").
 fn frame_end(order: &[u32], keys: &[[u8; SORT_KEY_LEN]], lens: &[u32], first: usize) -> usize {
     let key = |line: usize| &keys[order[line] as usize];
     // The bytes two keys share at their start, eight at a time.

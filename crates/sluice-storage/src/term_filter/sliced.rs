@@ -31,10 +31,9 @@
 //!   (about four rows per trigram), so a frame up to there sets about two
 //!   bits in five, and an absent trigram passes it about one time in six.
 //!   A frame that sets more bits than there are rows (random words) has
-//!   its bit set in every row, so trigrams never rule it out.
-//!   Measured on testsvc lines: one probe per trigram in four times as
-//!   many rows let a word of two trigrams (`WARN`) through to 25% of the
-//!   frames, against the 4.4% that hold it; two probes, to the 4.4%.
+//!   its bit set in every row, so trigrams never rule it out. (Two probes
+//!   in half the rows prune a short word far better than one probe in
+//!   all of them: BENCHMARKS.md, "Design measurements".)
 //! - An 8-gram's hash picks 3 rows by double hashing, each mapped onto
 //!   `gram_rows` by multiplying (not by a division). There are
 //!   5 (`GRAM_BITS_PER_KEY`) times as many rows as the mean of the
@@ -44,11 +43,10 @@
 //!   8,192 bits (`NUMBER_MAP_BITS`), folded onto the rows as trigrams are.
 //!   There are 6 (`NUMBER_ROWS_PER_BIT`) times as many rows as bits set by the frame
 //!   at the third quartile: a number is often a literal's only key
-//!   (`" 503 "`), so it must prune on its own. Measured on testsvc lines:
-//!   in the trigram rows, two bits each, `" 503 "` passed to 51% of the
-//!   frames, four bits to 16%, against the 1.1% that hold it; keyed with
-//!   its neighbours, in rows of its own, to 1.5% (11 frames of 733, 8 of
-//!   which hold it), for 0.003 of the text. Zero rows say that no frame
+//!   (`" 503 "`), so it must prune on its own: keyed with its neighbours,
+//!   in rows of its own, it passes a few times the frames that hold it,
+//!   where in the trigram rows it passed half of all frames
+//!   (BENCHMARKS.md, "Design measurements"). Zero rows say that no frame
 //!   holds a short number.
 //!
 //! A filter whose sizes do not match its length passes every frame.
@@ -65,7 +63,7 @@ const MAP_BITS: usize = 1 << 15;
 /// Frames are sorted by kind, so their keys vary, and a frame of many more
 /// keys than the mean (one of lines full of ids) lets absent ids through:
 /// 5 rows a key read less than half the frames that 4 did for absent ids
-/// (BENCHMARKS.md, "Filter sizing").
+/// (BENCHMARKS.md, "Design measurements").
 const GRAM_BITS_PER_KEY: usize = 5;
 /// The fewest rows of any kind (but none at all).
 const MIN_ROWS: usize = 64;
