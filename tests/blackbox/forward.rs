@@ -66,18 +66,27 @@ fn kill_9_of_the_ingeststore_while_forwarding_with_fsync_loses_nothing_and_shows
         &["--guarantee", "fsync"],
     );
     let counts = feed_and_finish(forwarder, input.clone(), || {
-        // Kill at moments spread over the stream (a fixed-seed sequence).
+        // Kill at points spread over the stream (a fixed-seed sequence):
+        // once this run of the node has taken 20,000 to 120,000 records.
         let mut seed = 0x5eed_u64;
         for _ in 0..4 {
             seed = seed
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            std::thread::sleep(std::time::Duration::from_millis(100 + (seed >> 33) % 500));
+            let at = 20_000 + (seed >> 33) % 100_000;
+            wait_for("the node to take records before its kill", || {
+                (node.metric("sluice_ingest_records_total") >= at as f64).then_some(())
+            });
             node.kill9();
             node.restart();
         }
     });
     assert_eq!(counts["acked"], 1_000_000);
+    // The kills cut batches off in flight: the forwarder sent them again.
+    assert!(
+        counts["resent"].as_u64().unwrap() > 0,
+        "nothing was re-sent: {counts}"
+    );
     node.wait_records(1_000_000);
     assert_eq!(
         node.all_payloads(),

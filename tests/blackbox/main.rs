@@ -14,6 +14,5 @@ mod query_limits;
 mod recovery;
 mod spool;
 mod store_blocks;
-mod store_cycle;
 mod syslog;
 mod syslog_clients;

@@ -22,4 +22,4 @@ pub mod syslog;
 
 pub use fluent::FluentConfig;
 pub use listener::{IngestConfig, Listener, Mode};
-pub use log::{IngestLog, LogError};
+pub use log::{Clock, IngestLog, LogError, ManualClock, SystemClock};

@@ -11,6 +11,9 @@
 //! The `<ulid>` names the segment (it is made when the file is created), so
 //! names sort by age and `next` lends the oldest segment first.
 //!
+//! Time (segment ages, pending deadlines) is read from a [`Clock`]: the
+//! system's monotonic clock, or a [`ManualClock`] that a test moves.
+//!
 //! Recovery at startup: every `.active` file is verified and its torn tail
 //! cut (see [`sluice_storage::recover_segment`]); it then becomes `.flushed`,
 //! or is removed if it holds no record. Every `.pending` file becomes
@@ -45,6 +48,49 @@ pub enum LogError {
     NotPending(Ulid),
 }
 
+/// Where the ingest log reads the time.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> Instant;
+}
+
+/// The system's monotonic clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// A clock that moves only when told to: tests step pending timeouts and
+/// segment ages with it instead of sleeping.
+#[derive(Debug)]
+pub struct ManualClock {
+    start: Instant,
+    elapsed: Mutex<Duration>,
+}
+
+impl ManualClock {
+    pub fn new() -> Arc<ManualClock> {
+        Arc::new(ManualClock {
+            start: Instant::now(),
+            elapsed: Mutex::new(Duration::ZERO),
+        })
+    }
+
+    /// Move the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        *self.elapsed.lock().unwrap_or_else(|p| p.into_inner()) += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        self.start + *self.elapsed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     flushed: BTreeSet<Ulid>,
@@ -57,6 +103,7 @@ pub struct IngestLog {
     fs: Arc<dyn Fs>,
     dir: PathBuf,
     pending_timeout: Duration,
+    clock: Arc<dyn Clock>,
     state: Mutex<State>,
     flushed_notify: Notify,
     /// Waiters for the commit of a segment (`replicated` acks).
@@ -68,6 +115,7 @@ pub struct ActiveSegment {
     id: Ulid,
     writer: SegmentWriter,
     created: Instant,
+    clock: Arc<dyn Clock>,
 }
 
 impl ActiveSegment {
@@ -78,7 +126,7 @@ impl ActiveSegment {
         self.writer.bytes()
     }
     pub fn age(&self) -> Duration {
-        self.created.elapsed()
+        self.clock.now().saturating_duration_since(self.created)
     }
     pub fn writer(&mut self) -> &mut SegmentWriter {
         &mut self.writer
@@ -104,12 +152,23 @@ impl IngestLog {
         dir: &Path,
         pending_timeout: Duration,
     ) -> Result<(IngestLog, StartupReport), LogError> {
+        Self::open_with_clock(fs, dir, pending_timeout, Arc::new(SystemClock))
+    }
+
+    /// [`IngestLog::open`], reading the time from `clock`.
+    pub fn open_with_clock(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        pending_timeout: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(IngestLog, StartupReport), LogError> {
         fs.create_dir_all(dir)
             .map_err(StorageError::io("create ingest dir", dir))?;
         let log = IngestLog {
             fs,
             dir: dir.to_path_buf(),
             pending_timeout,
+            clock,
             state: Mutex::new(State::default()),
             flushed_notify: Notify::new(),
             commit_watchers: Mutex::new(HashMap::new()),
@@ -207,7 +266,8 @@ impl IngestLog {
         Ok(ActiveSegment {
             id,
             writer,
-            created: Instant::now(),
+            created: self.clock.now(),
+            clock: self.clock.clone(),
         })
     }
 
@@ -266,7 +326,7 @@ impl IngestLog {
         }
         state
             .pending
-            .insert(id, Instant::now() + self.pending_timeout);
+            .insert(id, self.clock.now() + self.pending_timeout);
         metrics::segments_waiting(state.flushed.len(), state.pending.len());
         metrics::lend("lent");
         Ok(Some(id))
@@ -300,7 +360,7 @@ impl IngestLog {
         if let Err(err) = self.fs.remove_file(&path) {
             state
                 .pending
-                .insert(id, Instant::now() + self.pending_timeout);
+                .insert(id, self.clock.now() + self.pending_timeout);
             return Err(StorageError::io("remove committed segment", &path)(err).into());
         }
         metrics::segments_waiting(state.flushed.len(), state.pending.len());
@@ -355,7 +415,7 @@ impl IngestLog {
 
     /// Return every pending segment whose timeout passed.
     pub fn reap_expired(&self) {
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut state = self.state();
         let expired: Vec<Ulid> = state
             .pending

@@ -1,5 +1,6 @@
 //! The gather → write → commit cycle under injected faults, in process: a
-//! real HTTP API and consumer over the in-memory, fault-injecting filesystem.
+//! real HTTP API and consumer over the in-memory, fault-injecting filesystem,
+//! with the ingest log on a clock the test moves.
 
 use std::{
     path::Path,
@@ -11,7 +12,7 @@ use std::{
 };
 
 use axum::{extract::Request, middleware::Next, response::IntoResponse};
-use sluice_ingest::IngestLog;
+use sluice_ingest::{IngestLog, ManualClock};
 use sluice_query::{Matcher, Query};
 use sluice_record::{BatchEncoder, IdGenerator, Record};
 use sluice_storage::MemFs;
@@ -67,11 +68,13 @@ fn a_failure_anywhere_in_the_store_cycle_is_retried_without_loss_or_visible_dupl
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let fs = MemFs::new();
-        let pending_timeout = Duration::from_millis(200);
-        let (log, _) = IngestLog::open(
+        let pending_timeout = Duration::from_secs(60);
+        let clock = ManualClock::new();
+        let (log, _) = IngestLog::open_with_clock(
             Arc::new(fs.clone()),
             Path::new("/data/ingest"),
             pending_timeout,
+            clock.clone(),
         )
         .unwrap();
         let log = Arc::new(log);
@@ -145,7 +148,7 @@ fn a_failure_anywhere_in_the_store_cycle_is_retried_without_loss_or_visible_dupl
         assert_eq!(consumer.cycle().await.unwrap(), 3);
         assert_eq!(log.counts(), (0, 3));
         fail_commits.store(false, Ordering::Relaxed);
-        tokio::time::sleep(pending_timeout + Duration::from_millis(50)).await;
+        clock.advance(pending_timeout);
         assert_eq!(consumer.cycle().await.unwrap(), 3);
         assert_eq!(log.counts(), (0, 0));
 
