@@ -155,6 +155,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("install the metrics recorder")?;
+    sluice_store::describe_metrics();
+    sluice_api::describe_metrics();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sluice")

@@ -43,6 +43,7 @@ use sluice_ingest::IngestLog;
 use sluice_store::Store;
 
 use crate::admission::QueryGate;
+pub use crate::metrics::describe as describe_metrics;
 
 /// What the API serves. Roles that a node does not run are `None`, and
 /// their endpoints answer 404.

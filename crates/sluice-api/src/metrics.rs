@@ -5,8 +5,70 @@
 use std::time::Instant;
 
 use axum::{extract::MatchedPath, extract::Request, middleware::Next, response::Response};
-use metrics::{counter, gauge, histogram};
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use sluice_storage::WorkerPool;
+
+/// Register the help text and unit of every API metric; the binary calls
+/// it once, after installing the recorder.
+pub fn describe() {
+    describe_counter!(
+        "sluice_http_requests_total",
+        Unit::Count,
+        "HTTP requests answered, by endpoint, method and status class."
+    );
+    describe_counter!(
+        "sluice_http_errors_total",
+        Unit::Count,
+        "HTTP requests answered with a 5xx status, by endpoint."
+    );
+    describe_histogram!(
+        "sluice_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer an HTTP request (to its headers, for a streamed body), by endpoint."
+    );
+    describe_gauge!(
+        "sluice_queries_running",
+        Unit::Count,
+        "Queries scanning now (at most --max-queries)."
+    );
+    describe_gauge!(
+        "sluice_queries_queued",
+        Unit::Count,
+        "Queries waiting for a slot (at most --query-queue)."
+    );
+    describe_counter!(
+        "sluice_queries_rejected_total",
+        Unit::Count,
+        "Queries refused with 503 because every slot was taken and the line was full, by reason."
+    );
+    describe_counter!(
+        "sluice_queries_cancelled_total",
+        Unit::Count,
+        "Queries whose client went away before their scan ended; the scan stopped."
+    );
+    describe_counter!(
+        "sluice_query_corrupt_blocks_total",
+        Unit::Count,
+        "Corrupt blocks queries passed over (their segments are quarantined by the next maintenance pass)."
+    );
+    describe_gauge!(
+        "sluice_workers",
+        Unit::Count,
+        "Threads of the worker pool that decodes and builds blocks (--workers)."
+    );
+    describe_gauge!(
+        "sluice_worker_jobs_queued",
+        Unit::Count,
+        "Block jobs waiting for a worker."
+    );
+    describe_gauge!(
+        "sluice_worker_jobs_running",
+        Unit::Count,
+        "Block jobs running on the workers."
+    );
+}
 
 /// Queries running, and waiting in line for a slot.
 pub(crate) fn queries(running: usize, queued: usize) {

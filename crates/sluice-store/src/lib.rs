@@ -34,6 +34,7 @@ use sluice_storage::{Fs, SegmentCache, SegmentMeta, StorageError, WorkerPool, st
 pub use compact::CompactionConfig;
 pub use consumer::{Consumer, ConsumerConfig};
 pub use maintain::{Maintainer, MaintenanceConfig};
+pub use metrics::describe as describe_metrics;
 pub use retention::RetentionConfig;
 
 /// The store directory.

@@ -1,13 +1,132 @@
-//! Telemetry of the store crate, declared in one place.
+//! Telemetry of the store crate, declared in one place: [`describe`] gives
+//! every metric its help text and unit, and one function per event below
+//! adds to them (per segment or per pass, never per record).
 
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+
+/// Register the help text and unit of every store metric; the binary calls
+/// it once, after installing the recorder.
+pub fn describe() {
+    describe_counter!(
+        "sluice_store_segments_written_total",
+        Unit::Count,
+        "Store segments the consumer made durable."
+    );
+    describe_counter!(
+        "sluice_store_records_written_total",
+        Unit::Count,
+        "Records the consumer wrote to store segments."
+    );
+    describe_counter!(
+        "sluice_store_written_bytes_total",
+        Unit::Bytes,
+        "Bytes of store segments the consumer wrote."
+    );
+    describe_counter!(
+        "sluice_store_segments_consumed_total",
+        Unit::Count,
+        "Ingest segments consumed (downloaded, verified and stored)."
+    );
+    describe_counter!(
+        "sluice_store_duplicates_dropped_total",
+        Unit::Count,
+        "Records dropped because their id was already stored (at-least-once delivery)."
+    );
+    describe_counter!(
+        "sluice_store_consume_errors_total",
+        Unit::Count,
+        "Failed consume cycles, by stage (download, merge, commit); the segments are retried."
+    );
+    describe_histogram!(
+        "sluice_store_consume_cycle_seconds",
+        Unit::Seconds,
+        "Time of one gather, verify, write and commit cycle that consumed segments."
+    );
+    describe_counter!(
+        "sluice_store_compactions_total",
+        Unit::Count,
+        "Compactions run, by the layout of the blocks written (in_order merges, sorted upgrades)."
+    );
+    describe_counter!(
+        "sluice_store_compaction_input_segments_total",
+        Unit::Count,
+        "Segments read by compactions."
+    );
+    describe_counter!(
+        "sluice_store_compaction_input_bytes_total",
+        Unit::Bytes,
+        "Bytes on disk of the segments compactions read."
+    );
+    describe_counter!(
+        "sluice_store_compaction_output_bytes_total",
+        Unit::Bytes,
+        "Bytes on disk of the block files compactions wrote."
+    );
+    describe_counter!(
+        "sluice_store_compaction_records_total",
+        Unit::Count,
+        "Records compactions wrote."
+    );
+    describe_counter!(
+        "sluice_store_compaction_copied_blocks_total",
+        Unit::Count,
+        "Blocks compactions moved whole, neither decompressed nor compressed again."
+    );
+    describe_counter!(
+        "sluice_store_quarantined_segments_total",
+        Unit::Count,
+        "Corrupt segments moved to store/quarantine/ after their readable records were kept."
+    );
+    describe_counter!(
+        "sluice_store_corrupt_blocks_dropped_total",
+        Unit::Count,
+        "Corrupt blocks compaction passed over."
+    );
+    describe_histogram!(
+        "sluice_store_compaction_seconds",
+        Unit::Seconds,
+        "Time of one compaction."
+    );
+    describe_counter!(
+        "sluice_store_maintenance_errors_total",
+        Unit::Count,
+        "Maintenance passes that failed, by stage (retention, compaction)."
+    );
+    describe_counter!(
+        "sluice_store_purged_segments_total",
+        Unit::Count,
+        "Segments retention removed, by reason (age, disk)."
+    );
+    describe_counter!(
+        "sluice_store_purged_bytes_total",
+        Unit::Bytes,
+        "Bytes retention removed, by reason (age, disk)."
+    );
+    describe_gauge!(
+        "sluice_store_segments",
+        Unit::Count,
+        "Store segments on disk."
+    );
+    describe_gauge!(
+        "sluice_store_bytes",
+        Unit::Bytes,
+        "Bytes of store segments on disk."
+    );
+    describe_gauge!(
+        "sluice_store_unsorted_blocks",
+        Unit::Count,
+        "Blocks (and batch files) whose lines are not yet sorted: work for idle maintenance passes."
+    );
+}
 
 pub(crate) fn segment_written(records: u64, bytes: u64, duplicates: u64, inputs: usize) {
     counter!("sluice_store_segments_written_total").increment(1);
     counter!("sluice_store_records_written_total").increment(records);
-    counter!("sluice_store_bytes_written_total").increment(bytes);
+    counter!("sluice_store_written_bytes_total").increment(bytes);
     counter!("sluice_store_segments_consumed_total").increment(inputs as u64);
     if duplicates > 0 {
         counter!("sluice_store_duplicates_dropped_total").increment(duplicates);
