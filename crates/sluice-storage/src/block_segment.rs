@@ -209,8 +209,20 @@ pub fn block_compressor(level: i32) -> std::io::Result<zstd::bulk::Compressor<'s
     compressor.set_parameter(CParameter::MinMatch(6))?;
     Ok(compressor)
 }
-/// Bytes of one footer entry.
+/// Bytes of a skippable frame's head: its magic and its size (u32 each).
+const FRAME_HEAD: usize = 4 + 4;
+/// Bytes of one footer entry: `offset` (u64), `meta_len`, `data_len` and
+/// `count` (u32), `min` and `max` (u128).
 const ENTRY_LEN: usize = 8 + 4 + 4 + 4 + 16 + 16;
+/// Bytes of the footer's fields around its entries, up to its checksum:
+/// `blocks` (u32), `records` and `text` (u64).
+const FOOTER_FIELDS: usize = 4 + 8 + 8;
+/// Bytes of a crc32.
+const CRC_LEN: usize = 4;
+/// Bytes after the footer's checksum: `frame_len` (u32) and the tag.
+const FOOTER_TRAILER: usize = 4 + FOOTER_TAG.len();
+/// The smallest footer frame, of a file with no block.
+const MIN_FOOTER_FRAME: usize = FRAME_HEAD + FOOTER_FIELDS + CRC_LEN + FOOTER_TRAILER;
 
 /// Whether `bytes` (a file's first bytes) start a block file of any
 /// version: its header frame and tag. [`BlockSegment::open`] then refuses
@@ -254,7 +266,7 @@ impl BlockEntry {
     }
 
     fn meta_range(&self) -> std::ops::Range<usize> {
-        let start = self.offset as usize + 8;
+        let start = self.offset as usize + FRAME_HEAD;
         start..start + self.meta_len as usize
     }
 
@@ -351,22 +363,26 @@ impl BlockSegment {
             });
         }
         let len = bytes.len();
-        if len < HEADER_LEN + 8 + 4 + 16 + 4 + 8 || bytes[len - 4..] != FOOTER_TAG[..] {
+        if len < HEADER_LEN + MIN_FOOTER_FRAME || bytes[len - FOOTER_TAG.len()..] != FOOTER_TAG[..]
+        {
             return Err(corrupt(len, "no footer (the file is cut short)"));
         }
-        let frame_len = u32::from_le_bytes(bytes[len - 8..len - 4].try_into().expect("4")) as usize;
-        if frame_len < 8 + 4 + 16 + 4 + 8 || frame_len > len - HEADER_LEN {
-            return Err(corrupt(len - 8, "bad footer length"));
+        let trailer = len - FOOTER_TRAILER;
+        let frame_len =
+            u32::from_le_bytes(bytes[trailer..trailer + 4].try_into().expect("4")) as usize;
+        if frame_len < MIN_FOOTER_FRAME || frame_len > len - HEADER_LEN {
+            return Err(corrupt(trailer, "bad footer length"));
         }
         let start = len - frame_len;
         let frame = &bytes[start..len];
         if frame[..4] != SKIPPABLE_FOOTER.to_le_bytes()
-            || u32::from_le_bytes(frame[4..8].try_into().expect("4")) as usize != frame_len - 8
+            || u32::from_le_bytes(frame[4..FRAME_HEAD].try_into().expect("4")) as usize
+                != frame_len - FRAME_HEAD
         {
             return Err(corrupt(start, "bad footer frame"));
         }
-        let content = &frame[8..frame_len - 8];
-        let (body, crc) = content.split_at(content.len() - 4);
+        let content = &frame[FRAME_HEAD..frame_len - FOOTER_TRAILER];
+        let (body, crc) = content.split_at(content.len() - CRC_LEN);
         if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4")) {
             return Err(corrupt(start, "footer checksum mismatch"));
         }
@@ -374,7 +390,7 @@ impl BlockSegment {
         let parse = |r: &mut Bytes<'_>| -> Result<(Vec<BlockEntry>, u64, u64), &'static str> {
             let n = r.u32()? as usize;
             if n.checked_mul(ENTRY_LEN)
-                .is_none_or(|b| b + 20 != body.len())
+                .is_none_or(|b| b + FOOTER_FIELDS != body.len())
             {
                 return Err("footer block count does not match its size");
             }
@@ -391,7 +407,10 @@ impl BlockSegment {
                     min: Ulid(r.u128()?),
                     max: Ulid(r.u128()?),
                 };
-                let end = entry.offset + 8 + entry.meta_len as u64 + entry.data_len as u64;
+                let end = entry.offset
+                    + FRAME_HEAD as u64
+                    + entry.meta_len as u64
+                    + entry.data_len as u64;
                 if entry.offset != next_offset || end > start as u64 {
                     return Err("a block lies outside the file or out of place");
                 }
@@ -517,7 +536,7 @@ impl BlockSegment {
     /// meta's flag, not yet verified: what compaction plans and copies by
     /// (a copied block is verified as it is copied).
     pub fn block_is_sorted(&self, i: usize) -> bool {
-        let at = self.blocks[i].offset as usize + 8 + BLOCK_META_FIXED;
+        let at = self.blocks[i].offset as usize + FRAME_HEAD + BLOCK_META_FIXED;
         self.bytes
             .get(at..at + 4)
             .is_some_and(|b| u32::from_le_bytes(b.try_into().expect("4")) & IN_ORDER == 0)
@@ -602,7 +621,7 @@ fn check_block<'f>(
     let frame = file
         .get(entry.offset as usize..entry.data_range().end)
         .ok_or("block outside the file")?;
-    let (head, rest) = frame.split_at(8);
+    let (head, rest) = frame.split_at(FRAME_HEAD);
     let (meta, data) = rest.split_at(entry.meta_len as usize);
     if head[..4] != SKIPPABLE_BLOCK.to_le_bytes()
         || u32::from_le_bytes(head[4..8].try_into().expect("4")) != entry.meta_len

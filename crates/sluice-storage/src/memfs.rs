@@ -47,7 +47,7 @@ pub struct MemFs {
 }
 
 fn enospc() -> io::Error {
-    io::Error::from_raw_os_error(28)
+    io::Error::from_raw_os_error(libc::ENOSPC)
 }
 
 fn not_found(path: &Path) -> io::Error {
@@ -350,6 +350,6 @@ mod tests {
         let mut f = fs.create_new(Path::new("/d/a")).unwrap();
         f.write_all(b"1234").unwrap();
         let err = f.write_all(b"5").unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(28));
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
     }
 }

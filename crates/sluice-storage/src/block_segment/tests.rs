@@ -214,7 +214,7 @@ fn a_block_that_lists_line_lengths_is_refused() {
     let mut bytes = fs.read_all(path).unwrap();
     let segment = BlockSegment::open(&fs, path).unwrap();
     let entry = segment.blocks()[0];
-    let at = entry.offset as usize + 8 + BLOCK_META_FIXED;
+    let at = entry.offset as usize + FRAME_HEAD + BLOCK_META_FIXED;
     bytes[at + 3] &= !((LINES_END_AT_NEWLINES >> 24) as u8);
     // The meta's checksum is made right again: only the flag is wrong.
     let meta = entry.meta_range();

@@ -15,10 +15,10 @@ use std::{collections::VecDeque, io, sync::Arc};
 use sluice_record::{Record, Ulid};
 
 use super::{
-    BlockEntry, BlockLayout, ENTRY_LEN, FILE_TAG, FOOTER_TAG, IN_ORDER, IN_ORDER_FRAME_BYTES,
-    LINES_END_AT_NEWLINES, MIN_FRAME_BYTES, SKIPPABLE_BLOCK, SKIPPABLE_FOOTER, SKIPPABLE_HEADER,
-    SORTED_ZSTD_LEVEL, TARGET_BLOCK_BYTES, TARGET_FRAME_BYTES, ZSTD_LEVEL, block_compressor,
-    put_varint, skippable,
+    BlockEntry, BlockLayout, CRC_LEN, ENTRY_LEN, FILE_TAG, FOOTER_FIELDS, FOOTER_TAG,
+    FOOTER_TRAILER, FRAME_HEAD, IN_ORDER, IN_ORDER_FRAME_BYTES, LINES_END_AT_NEWLINES,
+    MIN_FRAME_BYTES, SKIPPABLE_BLOCK, SKIPPABLE_FOOTER, SKIPPABLE_HEADER, SORTED_ZSTD_LEVEL,
+    TARGET_BLOCK_BYTES, TARGET_FRAME_BYTES, ZSTD_LEVEL, block_compressor, put_varint, skippable,
     sort_key::{SORT_KEY_LEN, sort_key},
 };
 use crate::{
@@ -283,7 +283,9 @@ impl BlockWriter {
         while !self.in_flight.is_empty() {
             self.write_oldest()?;
         }
-        let mut footer = Vec::with_capacity(24 + self.blocks.len() * ENTRY_LEN);
+        let mut footer = Vec::with_capacity(
+            FOOTER_FIELDS + CRC_LEN + FOOTER_TRAILER + self.blocks.len() * ENTRY_LEN,
+        );
         footer.extend_from_slice(&(self.blocks.len() as u32).to_le_bytes());
         for b in &self.blocks {
             footer.extend_from_slice(&b.offset.to_le_bytes());
@@ -297,10 +299,10 @@ impl BlockWriter {
         footer.extend_from_slice(&self.text_closed.to_le_bytes());
         let crc = crc32fast::hash(&footer);
         footer.extend_from_slice(&crc.to_le_bytes());
-        let frame_len = (8 + footer.len() + 8) as u32;
+        let frame_len = (FRAME_HEAD + footer.len() + FOOTER_TRAILER) as u32;
         footer.extend_from_slice(&frame_len.to_le_bytes());
         footer.extend_from_slice(FOOTER_TAG);
-        let mut frame = Vec::with_capacity(footer.len() + 8);
+        let mut frame = Vec::with_capacity(FRAME_HEAD + footer.len());
         skippable(&mut frame, SKIPPABLE_FOOTER, &footer);
         self.file.write_all(&frame)?;
         self.written += frame.len() as u64;
