@@ -116,6 +116,9 @@ impl Mapped {
     /// need soon (a block's compressed data), so that a mapping held for
     /// many queries keeps resident only what is read repeatedly (the block
     /// filters). Best effort: errors are ignored. Owned bytes are kept.
+    // `unsafe_code` is allowed in this method alone, for MADV_DONTNEED
+    // through memmap2's unchecked advice (justified at the block).
+    #[allow(unsafe_code)]
     pub fn release(&self, range: std::ops::Range<usize>) {
         let MappedBytes::Mmap(map) = &self.0 else {
             return;
@@ -136,6 +139,8 @@ impl Mapped {
 }
 
 /// The size of a memory page in bytes (4096 if the system cannot say).
+// `unsafe_code` is allowed for the one FFI call, `sysconf`.
+#[allow(unsafe_code)]
 fn page_size() -> usize {
     static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *PAGE.get_or_init(|| {
@@ -209,6 +214,10 @@ impl Fs for RealFs {
         Ok(Box::new(RealReadFile(File::open(path)?)))
     }
 
+    // `unsafe_code` is allowed for the one `Mmap::map` call: memmap2 cannot
+    // promise that the file stays unchanged while mapped, so the caller
+    // does (see `Fs::map`).
+    #[allow(unsafe_code)]
     fn map(&self, path: &Path) -> io::Result<Mapped> {
         let file = File::open(path)?;
         if file.metadata()?.len() == 0 {
