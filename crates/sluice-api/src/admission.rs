@@ -44,7 +44,9 @@ pub struct QueryGate {
 /// A query was refused: every slot is taken and the line is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy {
+    /// Queries running when it was refused.
     pub running: usize,
+    /// Queries waiting in line when it was refused.
     pub queued: usize,
 }
 

@@ -17,8 +17,10 @@
 //! endpoints' renames and reads) and scans run on blocking threads, and
 //! scans are admitted by [`admission::QueryGate`].
 //!
-//! Architecture invariant: only this crate (and the CLI that reads it)
-//! knows the HTTP and JSON shapes; the storage and query crates do not.
+//! Architecture invariant: only this crate serves HTTP, and it alone
+//! defines the JSON shapes. Its clients are the CLI, the store's consumer
+//! (the lending endpoints) and `sluice-client`'s `Scanner` (`/query`); the
+//! storage and query crates know no HTTP.
 
 pub mod admission;
 mod ingest;
@@ -49,9 +51,14 @@ pub use crate::metrics::describe as describe_metrics;
 /// their endpoints answer 404.
 #[derive(Clone)]
 pub struct ApiState {
+    /// The ingest log the lending endpoints (`/ingest/*`) serve.
     pub ingest: Option<Arc<IngestLog>>,
+    /// The store `/query` reads.
     pub store: Option<Store>,
+    /// What `/metrics` renders; `None` answers 404.
     pub metrics: Option<PrometheusHandle>,
+    /// Raised once listeners and storage are open: `/ready` answers 200
+    /// from then on, 503 before.
     pub ready: Arc<AtomicBool>,
     /// Admits queries: at most so many run, so many more wait.
     pub queries: Arc<QueryGate>,

@@ -23,7 +23,7 @@
 //! A query (`GET`, streamed or `stats`) is admitted by the node's
 //! [`QueryGate`](crate::admission::QueryGate): when every slot is taken and
 //! the line is full, it is refused with 503 and `Retry-After`. A client
-//! that goes away cancels its scan, which stops at the next block.
+//! that goes away cancels its scan, which stops at the next block or batch.
 
 use std::{
     sync::Arc,
@@ -56,8 +56,9 @@ const CHUNK_LINGER: Duration = Duration::from_millis(50);
 /// What a refused query is told to wait before it asks again, in seconds.
 const RETRY_AFTER_SECS: u64 = 1;
 
+/// The query string of `/query`, as the table in the module docs describes.
 #[derive(Debug, Deserialize, Default)]
-pub struct QueryParams {
+pub(crate) struct QueryParams {
     pub from: Option<String>,
     pub to: Option<String>,
     pub q: Option<String>,
@@ -141,7 +142,8 @@ fn busy(busy: Busy) -> Response {
         .into_response()
 }
 
-pub fn stats_json(stats: &QueryStats) -> serde_json::Value {
+/// The JSON object `GET /query?stats=true` returns.
+pub(crate) fn stats_json(stats: &QueryStats) -> serde_json::Value {
     serde_json::json!({
         "nodes": 1,
         "segments": stats.segments,

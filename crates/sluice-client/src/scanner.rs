@@ -2,20 +2,32 @@ use std::collections::VecDeque;
 
 use sluice_record::Ulid;
 
+/// Why a page of a [`Scanner`] could not be read. No record is skipped:
+/// the cursor passes only records returned, so iterating on retries from
+/// there.
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
+    /// The request failed: no connection, or the response was cut off.
     #[error("query {url}: {source}")]
     Http {
+        /// The `/query` URL, without its parameters.
         url: String,
+        /// reqwest's error.
         #[source]
         source: reqwest::Error,
     },
+    /// The node answered with a status other than 200 (400 for a bad
+    /// query, 503 when it is busy).
     #[error("query {url} failed with {status}: {body}")]
     Status {
+        /// The `/query` URL, without its parameters.
         url: String,
+        /// The HTTP status.
         status: u16,
+        /// The node's message, trimmed.
         body: String,
     },
+    /// A result line is not `<ulid> <topic> <payload>`.
     #[error("malformed result line {0:?}")]
     Malformed(String),
 }
@@ -23,8 +35,11 @@ pub enum ScanError {
 /// One record of a query result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The record's id: pass it to [`Scanner::after`] to resume here.
     pub id: Ulid,
+    /// Its topic (bytes that are not UTF-8 replaced).
     pub topic: String,
+    /// Its payload, as ingested.
     pub payload: Vec<u8>,
 }
 
@@ -66,11 +81,14 @@ impl Scanner {
         self
     }
 
+    /// Only records of `topic`.
     pub fn topic(mut self, topic: &str) -> Scanner {
         self.params.push(("topic".into(), topic.into()));
         self
     }
 
+    /// Ask for `records` records per request (at least 1; 10,000 unless
+    /// set).
     pub fn page_size(mut self, records: usize) -> Scanner {
         self.page = records.max(1);
         self

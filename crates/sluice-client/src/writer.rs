@@ -9,18 +9,27 @@ use sluice_record::{
     wire::{BatchBuilder, Guarantee, Reply, parse_reply},
 };
 
+/// Where a [`Writer`] sends and how.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
     /// `host:port` of an ingester's batch port.
     pub addr: String,
+    /// The topic of every record written.
     pub topic: String,
+    /// When the ingester acknowledges a batch: once written, fsynced, and
+    /// so on.
     pub guarantee: Guarantee,
     /// Send a batch when its records reach this many bytes.
     pub batch_bytes: usize,
+    /// How long to wait for each acknowledgement (the connection's read
+    /// timeout); a batch not acknowledged by then has failed.
     pub timeout: Duration,
 }
 
 impl WriterConfig {
+    /// Send to `addr` as topic `default`, acknowledged once written
+    /// ([`Guarantee::Write`]), in batches of 1 MiB, waiting up to 30 s
+    /// for each acknowledgement.
     pub fn new(addr: impl Into<String>) -> WriterConfig {
         WriterConfig {
             addr: addr.into(),
@@ -35,10 +44,13 @@ impl WriterConfig {
 /// A batch that was not acknowledged.
 #[derive(Debug, Clone)]
 pub struct FailedBatch {
+    /// Its sequence number, which the acknowledgement must carry.
     pub seq: u64,
+    /// Records in the batch.
     pub records: u32,
     /// The encoded batch, sent again as is by [`Writer::retry`].
     pub wire: Vec<u8>,
+    /// Why it failed: the ingester's refusal, or the connection's error.
     pub reason: String,
 }
 
@@ -56,6 +68,8 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// A writer that connects at its first batch (and again after a
+    /// failure).
     pub fn new(config: WriterConfig) -> Writer {
         Writer {
             config,

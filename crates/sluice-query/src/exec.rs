@@ -13,22 +13,36 @@ use sluice_storage::merge::{Merge, Verdict};
 
 use crate::matcher::Matcher;
 
+/// Why a query could not run. A segment that fails while it is read does
+/// not fail the query: it is reported in [`QueryStats`].
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
+    /// The store directory could not be listed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// `from_ms` is after `to_ms`.
     #[error("the time range is empty: from {from_ms} is after to {to_ms}")]
-    EmptyRange { from_ms: u64, to_ms: u64 },
+    EmptyRange {
+        /// The query's start, Unix ms.
+        from_ms: u64,
+        /// The query's end, Unix ms.
+        to_ms: u64,
+    },
 }
 
 /// A parsed query.
 #[derive(Debug, Clone)]
 pub struct Query {
-    /// Inclusive bounds, Unix milliseconds.
+    /// Start of the time range, inclusive, Unix milliseconds.
     pub from_ms: u64,
+    /// End of the time range, inclusive, Unix milliseconds.
     pub to_ms: u64,
+    /// What a record's payload must match.
     pub matcher: Matcher,
+    /// Only records of this topic (compared byte for byte); `None`: every
+    /// topic.
     pub topic: Option<Vec<u8>>,
+    /// Stop after this many records; `None`: no limit.
     pub limit: Option<u64>,
     /// Resume cursor: only records with ids strictly greater.
     pub after: Option<Ulid>,
@@ -77,12 +91,24 @@ impl Scan {
 /// The plan and counts of one query, as `/query?stats=true` reports them.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct QueryStats {
+    /// Segments planned: those whose id range overlaps the time range.
     pub segments: u64,
+    /// Their size on disk in bytes.
     pub bytes: u64,
+    /// Planned segments the merge reached and read (a query that stops
+    /// early reads fewer).
     pub segments_read: u64,
+    /// Bytes of segments read: a block file counts the filters, metas and
+    /// frames it read, not the blocks it pruned.
     pub bytes_read: u64,
+    /// Records the merge read, plus those the cursors' prefilters (the
+    /// literal, the term filters, a regex run where blocks are decoded)
+    /// passed over; blocks outside the time range are not counted.
     pub records_scanned: u64,
+    /// Records sent to the sink.
     pub records_matched: u64,
+    /// Matching records dropped because another segment held the same id
+    /// (a segment consumed twice, or a compaction cut short).
     pub duplicates_removed: u64,
     /// Segments that could not be read, with the reason.
     pub failed_segments: Vec<String>,
@@ -91,12 +117,14 @@ pub struct QueryStats {
     pub corrupt_segments: Vec<String>,
     /// Corrupt blocks passed over.
     pub corrupt_blocks: u64,
+    /// Wall time of the query, planning included, in milliseconds.
     pub elapsed_ms: u64,
 }
 
 /// Where matching records go. Returning `false` stops the query (the
 /// client went away, or a limit was reached).
 pub trait RecordSink {
+    /// Take one matching record, in id order; `false` stops the query.
     fn record(&mut self, record: &Record<'_>) -> bool;
 }
 

@@ -10,8 +10,9 @@
 //!
 //! Architecture invariant: query reads segments only through
 //! [`sluice_storage::RecordCursor`], so a new segment format needs no change
-//! here. Memory is bounded by the number of overlapping segments times one
-//! batch, never by the size of the result.
+//! here. Memory is bounded by the number of overlapping segments times what
+//! each cursor holds (one batch, or a block and the blocks it decodes
+//! ahead), never by the size of the result.
 
 pub mod exec;
 pub mod matcher;

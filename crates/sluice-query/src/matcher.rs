@@ -6,6 +6,7 @@ use memchr::memmem;
 use regex::bytes::{Regex, RegexBuilder};
 use regex_syntax::hir::{Hir, HirKind};
 
+/// The query's pattern (a regex, or a literal with `-i`) does not compile.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid regex {pattern:?}: {source}")]
 pub struct MatcherError {
@@ -29,8 +30,11 @@ pub enum Matcher {
     /// `ERROR|FATAL` does): cursors also prune blocks that can hold none
     /// of them.
     Regex {
+        /// The compiled pattern, case-insensitive with `-i`.
         regex: Regex,
+        /// The longest literal every match contains, if any.
         required: Option<Arc<memmem::Finder<'static>>>,
+        /// Literals one of which every match contains, if any.
         any_of: Option<Arc<[Vec<u8>]>>,
     },
 }
@@ -87,6 +91,7 @@ impl Matcher {
         }
     }
 
+    /// Whether `payload` matches: holds the literal, or matches the regex.
     #[inline]
     pub fn is_match(&self, payload: &[u8]) -> bool {
         match self {

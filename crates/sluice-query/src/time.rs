@@ -2,11 +2,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// A query time in none of the forms [`parse_time_ms`] accepts.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
     "cannot parse time {value:?}: use a duration ago (5m, 1h30m, 7d), an RFC 3339 time (2026-11-21T06:00:00Z), Unix milliseconds, or now"
 )]
 pub struct TimeError {
+    /// The value given, trimmed.
     pub value: String,
 }
 
@@ -43,6 +45,7 @@ pub fn format_ms(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
+/// The current time in Unix milliseconds (0 if the clock is before 1970).
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -252,10 +252,16 @@ fn skippable(out: &mut Vec<u8>, magic: u32, content: &[u8]) {
 pub struct BlockEntry {
     /// Offset of the block's meta frame.
     pub offset: u64,
+    /// Bytes of the meta frame's content (after its 8-byte head), its
+    /// checksum included.
     pub meta_len: u32,
+    /// Bytes of the block's zstd frames, which follow the meta frame.
     pub data_len: u32,
+    /// Records in the block, at least 1.
     pub count: u32,
+    /// Its smallest id.
     pub min: Ulid,
+    /// Its largest id.
     pub max: Ulid,
 }
 
@@ -337,6 +343,8 @@ pub struct BlockSegment {
 }
 
 impl BlockSegment {
+    /// Map the block file at `path` and verify its header and footer (see
+    /// [`BlockSegment::from_bytes`]).
     pub fn open(fs: &dyn Fs, path: &Path) -> Result<BlockSegment, StorageError> {
         let bytes = fs
             .map(path)
@@ -444,10 +452,12 @@ impl BlockSegment {
         })
     }
 
+    /// The footer's index: every block, in id order.
     pub fn blocks(&self) -> &[BlockEntry] {
         &self.blocks
     }
 
+    /// Records in the file, as the footer states it.
     pub fn records(&self) -> u64 {
         self.records
     }
@@ -457,6 +467,7 @@ impl BlockSegment {
         self.text_bytes
     }
 
+    /// The file this was opened from.
     pub fn path(&self) -> &Path {
         &self.path
     }

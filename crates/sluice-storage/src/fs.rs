@@ -29,6 +29,7 @@ pub trait ReadFile: Send + Sync {
     /// Current length in bytes.
     fn len(&self) -> io::Result<u64>;
 
+    /// Whether the file holds no bytes now.
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }
@@ -53,31 +54,44 @@ pub trait ReadFile: Send + Sync {
 /// One entry of a directory listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirEntry {
+    /// The file name, without its directory.
     pub name: String,
+    /// Its length in bytes; meaningless for a directory.
     pub len: u64,
+    /// Whether it is a directory.
     pub is_dir: bool,
 }
 
+/// The filesystem operations storage uses: [`RealFs`] in production,
+/// [`crate::MemFs`] in tests (see the module docs).
 pub trait Fs: Send + Sync + std::fmt::Debug + 'static {
+    /// Create a directory and any missing parents; nothing if it exists.
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
     /// Create a new file for writing; fails if it exists.
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn WriteFile>>;
     /// Open an existing file for appending.
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn WriteFile>>;
+    /// Open an existing file for positional reads.
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn ReadFile>>;
     /// Map a sealed file (one that is never modified again) for reading.
     /// The mapping stays valid if the file is removed meanwhile.
+    ///
+    /// Callers map only sealed store segments: [`RealFs`]'s mapping is
+    /// sound only while no one writes to or truncates the file (see the
+    /// `SAFETY` comment in its implementation).
     fn map(&self, path: &Path) -> io::Result<Mapped>;
     /// Entries of a directory, sorted by name. Names that are not UTF-8 are
     /// skipped (sluice writes none).
     fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>>;
     /// Atomically rename, replacing `to` if it exists.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Remove a file; open handles and mappings of it stay readable.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Cut a file to `len` bytes and make that durable.
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
     /// Make renames and creations in a directory durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Whether a file or directory is at `path`.
     fn exists(&self, path: &Path) -> bool;
 }
 
@@ -90,6 +104,8 @@ enum MappedBytes {
 }
 
 impl Mapped {
+    /// Bytes held in memory, as [`crate::MemFs`] maps a file (and
+    /// [`RealFs`] an empty one, which cannot be mapped).
     pub fn owned(bytes: Vec<u8>) -> Mapped {
         Mapped(MappedBytes::Owned(bytes))
     }
@@ -100,6 +116,9 @@ impl Mapped {
     /// need soon (a block's compressed data), so that a mapping held for
     /// many queries keeps resident only what is read repeatedly (the block
     /// filters). Best effort: errors are ignored. Owned bytes are kept.
+    // `unsafe_code` is allowed in this method alone, for MADV_DONTNEED
+    // through memmap2's unchecked advice (justified at the block).
+    #[allow(unsafe_code)]
     pub fn release(&self, range: std::ops::Range<usize>) {
         let MappedBytes::Mmap(map) = &self.0 else {
             return;
@@ -119,6 +138,9 @@ impl Mapped {
     }
 }
 
+/// The size of a memory page in bytes (4096 if the system cannot say).
+// `unsafe_code` is allowed for the one FFI call, `sysconf`.
+#[allow(unsafe_code)]
 fn page_size() -> usize {
     static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *PAGE.get_or_init(|| {
@@ -192,6 +214,10 @@ impl Fs for RealFs {
         Ok(Box::new(RealReadFile(File::open(path)?)))
     }
 
+    // `unsafe_code` is allowed for the one `Mmap::map` call: memmap2 cannot
+    // promise that the file stays unchanged while mapped, so the caller
+    // does (see `Fs::map`).
+    #[allow(unsafe_code)]
     fn map(&self, path: &Path) -> io::Result<Mapped> {
         let file = File::open(path)?;
         if file.metadata()?.len() == 0 {

@@ -5,7 +5,7 @@
 //! - [`segment`]: the segment file format (a sequence of checksummed
 //!   batches), its writer, its scanner and torn-tail recovery.
 //! - [`merge`]: the k-way merge of sorted cursors by ULID, with dedupe,
-//!   shared by queries and by the store's segment writer.
+//!   shared by queries, the store's consumer and compaction.
 //! - [`store_segment`]: immutable store segments named by their ULID range,
 //!   batch files or block files, written atomically, and read through the
 //!   [`RecordCursor`] abstraction.

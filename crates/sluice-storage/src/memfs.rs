@@ -41,6 +41,9 @@ struct State {
     ops_done: u64,
 }
 
+/// An in-memory [`Fs`] with the semantics of the module docs. Clones share
+/// the same files, so a test keeps one to crash, inspect or damage what a
+/// writer holding another wrote.
 #[derive(Debug, Default, Clone)]
 pub struct MemFs {
     state: Arc<Mutex<State>>,
@@ -58,6 +61,7 @@ fn not_found(path: &Path) -> io::Error {
 }
 
 impl MemFs {
+    /// An empty filesystem: no files, no directories, no limits.
     pub fn new() -> Self {
         Self::default()
     }

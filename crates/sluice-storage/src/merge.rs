@@ -15,7 +15,9 @@ use sluice_record::{Record, Ulid};
 /// What the filter says about a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
+    /// Emit the record.
     Keep,
+    /// Pass over the record and go on with the cursor's next.
     Skip,
     /// This and every later record of the cursor are past the range.
     Stop,
@@ -24,10 +26,17 @@ pub enum Verdict {
 /// Counters of one merge.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct MergeStats {
+    /// Records read from the cursors, whether the filter kept them or not,
+    /// plus those the cursors' own prefilters passed over.
     pub records_scanned: u64,
+    /// Records handed to the sink, duplicates excluded.
     pub records_emitted: u64,
+    /// Kept records dropped because the record before had the same id.
     pub duplicates_removed: u64,
+    /// Bytes of the segments read, as the cursors count them.
     pub bytes_read: u64,
+    /// Inputs whose cursor was opened (a merge that stops early opens
+    /// fewer than it was given).
     pub segments_opened: u64,
     /// Segments that failed while being read, with the error.
     pub failed: Vec<(usize, String)>,
@@ -47,6 +56,9 @@ impl MergeStats {
     }
 }
 
+/// A k-way merge of the cursors of segments sorted by smallest id (see the
+/// module docs): [`Merge::new`], then [`Merge::run`] or
+/// [`Merge::run_fallible`].
 pub struct Merge<'a> {
     /// Smallest id of each input, sorted ascending.
     mins: &'a [Ulid],
@@ -56,10 +68,15 @@ pub struct Merge<'a> {
     cursors: Vec<Option<Box<dyn RecordCursor>>>,
     heap: BinaryHeap<Reverse<(Ulid, usize)>>,
     last_emitted: Option<Ulid>,
+    /// What the merge did so far; complete once [`Merge::run`] returned.
     pub stats: MergeStats,
 }
 
 impl<'a> Merge<'a> {
+    /// A merge of inputs whose smallest ids are `mins` (ascending). `open`
+    /// opens input `i` when the merge reaches `mins[i]`; an input that fails
+    /// to open or to read is recorded in [`MergeStats::failed`] and left
+    /// out. `filter` decides each record's [`Verdict`].
     pub fn new(
         mins: &'a [Ulid],
         open: &'a mut dyn FnMut(usize) -> Result<Box<dyn RecordCursor>, StorageError>,

@@ -50,18 +50,22 @@ impl SegmentWriter {
         })
     }
 
+    /// The file being written.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Bytes appended so far, synced or not.
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
 
+    /// Records appended so far.
     pub fn records(&self) -> u64 {
         self.records
     }
 
+    /// The smallest and largest id appended; `None` before the first batch.
     pub fn id_range(&self) -> Option<(Ulid, Ulid)> {
         Some((self.first_id?, self.last_id?))
     }
@@ -104,6 +108,8 @@ pub struct SegmentScanner {
 }
 
 impl SegmentScanner {
+    /// Open the segment file at `path` and note its length: bytes appended
+    /// later are not read.
     pub fn open(fs: &dyn Fs, path: &Path) -> Result<SegmentScanner, StorageError> {
         let file = fs
             .open_read(path)
@@ -118,6 +124,7 @@ impl SegmentScanner {
         })
     }
 
+    /// The file being read.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -132,6 +139,7 @@ impl SegmentScanner {
         self.len
     }
 
+    /// Whether the file was empty when it was opened.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -194,8 +202,11 @@ pub struct Recovery {
     pub valid_bytes: u64,
     /// Bytes cut off (and quarantined).
     pub torn_bytes: u64,
+    /// Records in the batches kept.
     pub records: u64,
+    /// The smallest id kept; `None` when no record is.
     pub first_id: Option<Ulid>,
+    /// The largest id kept; `None` when no record is.
     pub last_id: Option<Ulid>,
     /// Why the tail was cut, when it was.
     pub reason: Option<String>,

@@ -49,6 +49,7 @@ fn fingerprint_of(bytes: &[u8]) -> Option<(u64, [u8; TAIL])> {
 }
 
 impl SegmentCache {
+    /// An empty cache.
     pub fn new() -> Self {
         Self::default()
     }
@@ -101,6 +102,7 @@ impl SegmentCache {
         self.lock().len()
     }
 
+    /// Whether no segment is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

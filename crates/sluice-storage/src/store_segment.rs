@@ -58,7 +58,10 @@ pub enum SegmentKind {
     /// writes.
     Blocks,
 }
+/// The suffix of every store segment's file name.
 pub const SEGMENT_SUFFIX: &str = ".seg";
+/// Where segments are written before they are renamed into the store
+/// directory; what is left there at startup is removed ([`clean_tmp`]).
 pub const TMP_DIR: &str = "tmp";
 /// Where corrupt segments are moved, under their own names; never read
 /// again and never deleted by sluice.
@@ -72,9 +75,13 @@ static PLACING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// A store segment's identity and size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentMeta {
+    /// The file name in the store directory, such as `<min>-<max>.seg`.
     pub name: String,
+    /// The smallest id the segment holds.
     pub min: Ulid,
+    /// The largest id the segment holds.
     pub max: Ulid,
+    /// Its size on disk in bytes.
     pub bytes: u64,
 }
 
@@ -226,6 +233,7 @@ fn open_segment(
 /// What compaction plans with, of one segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentSizes {
+    /// A batch file or a block file.
     pub kind: SegmentKind,
     /// Bytes of its records, uncompressed (a batch file's size; a block
     /// file's text size, from its footer).
@@ -675,6 +683,7 @@ struct CurrentRecord {
 }
 
 impl BatchCursor {
+    /// A cursor over every record of the batch file at `path`.
     pub fn open(fs: &dyn Fs, path: &Path) -> Result<Self, StorageError> {
         Ok(BatchCursor {
             scanner: SegmentScanner::open(fs, path)?,

@@ -240,13 +240,18 @@ impl Winnowing {
 /// those of 2 (`min8[i] = min(min4[i], min4[i + 4])`): three straight
 /// passes over the hashes, each done in place from the front, without the
 /// unpredictable branches of tracking the minimum's position.
+// `unsafe_code` is allowed in this function alone: calling the
+// `#[target_feature]` function from code compiled without those features
+// is unsafe, and sound once they are detected.
+#[allow(unsafe_code)]
 fn winnow(bytes: &[u8], scratch: &mut Winnowing, out: &mut Vec<u64>) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f")
         && std::arch::is_x86_feature_detected!("avx512dq")
         && std::arch::is_x86_feature_detected!("avx512vl")
     {
-        // SAFETY: the CPU has the features `winnow_avx512` is compiled for.
+        // SAFETY: `winnow_avx512`'s one precondition is a CPU with AVX-512
+        // F, DQ and VL, and all three were just detected.
         return unsafe { winnow_avx512(bytes, scratch, out) };
     }
     winnow_portable(bytes, scratch, out)

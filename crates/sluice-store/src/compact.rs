@@ -93,7 +93,9 @@ impl Default for CompactionConfig {
 /// A segment as compaction plans with it.
 #[derive(Debug, Clone)]
 pub struct Candidate {
+    /// Its name, id range and size on disk.
     pub meta: SegmentMeta,
+    /// A batch file or a block file.
     pub kind: SegmentKind,
     /// Bytes of its records, uncompressed
     /// ([`store_segment::segment_sizes`]).
@@ -183,13 +185,21 @@ pub fn plan_upgrade(segments: &[Candidate], suspects: &BTreeSet<String>) -> Opti
 /// What one compaction did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Compacted {
+    /// Segments merged.
     pub inputs: usize,
+    /// Their size on disk in bytes.
     pub input_bytes: u64,
+    /// The segments written, in id order; none when every input was
+    /// empty or unreadable.
     pub outputs: Vec<SegmentMeta>,
+    /// Records written, duplicates excluded.
     pub records: u64,
+    /// Records dropped because an input already gave their id.
     pub duplicates_removed: u64,
-    /// Inputs moved to `quarantine/`, with the first corruption met.
+    /// Inputs moved to `quarantine/` (by name), with the first corruption
+    /// met.
     pub quarantined: Vec<(String, String)>,
+    /// Blocks of all inputs passed over because they failed their checks.
     pub corrupt_blocks: u64,
     /// Blocks that went to an output whole (see the module's block copy).
     pub copied_blocks: u64,
@@ -198,6 +208,7 @@ pub struct Compacted {
 }
 
 impl Compacted {
+    /// Size of the outputs on disk in bytes.
     pub fn output_bytes(&self) -> u64 {
         self.outputs.iter().map(|m| m.bytes).sum()
     }

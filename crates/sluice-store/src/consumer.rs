@@ -5,11 +5,12 @@
 //!
 //! One cycle: lend up to `max_gather_segments` / `max_gather_bytes` from the
 //! ingesters, download each into `tmp/` and verify every checksum (and sort
-//! it if its ids are out of order), merge them by id into one store segment,
-//! make it durable, then commit each input. On any failure before the store
-//! segment is durable, every input is returned with `failed`. A failed
-//! commit leaves the segment pending; it is consumed again after the
-//! timeout, and the duplicate ids it brings are removed at query time.
+//! it if its ids are out of order), adopt each as a batch file when no two
+//! overlap or else merge them by id into one, make the result durable, then
+//! commit each input. On any failure before the store segments are
+//! durable, every input is returned with `failed`. A failed commit leaves
+//! the segment pending; it is consumed again after the timeout, and the
+//! duplicate ids it brings are removed at query time.
 
 use std::{
     path::{Path, PathBuf},
@@ -30,39 +31,69 @@ use sluice_storage::{
 
 use crate::{Store, metrics};
 
+/// Why a consume cycle failed. Whatever the cause, the cycle's segments
+/// go back to their ingesters (`failed`, or else the pending timeout) and
+/// are consumed again later.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
+    /// A request to an ingester failed: no connection, a timeout, or a
+    /// body cut off.
     #[error("ingester {base}: {what}: {source}")]
     Http {
+        /// The ingester's base URL.
         base: String,
+        /// The endpoint: `next`, `read`, `commit` or `failed`.
         what: &'static str,
+        /// reqwest's error.
         #[source]
         source: reqwest::Error,
     },
+    /// An ingester answered with a status the protocol does not allow, or
+    /// `next` answered with something that is not a ULID.
     #[error("ingester {base}: {what}: unexpected status {status}")]
     Status {
+        /// The ingester's base URL.
         base: String,
+        /// The endpoint, or what was wrong with its answer.
         what: &'static str,
+        /// The HTTP status received.
         status: u16,
     },
+    /// A download ended before its `Content-Length`.
     #[error("ingester {base}: segment {id}: body ended after {got} of {expected} bytes")]
     ShortBody {
+        /// The ingester's base URL.
         base: String,
+        /// The segment being read.
         id: Ulid,
+        /// Bytes received.
         got: u64,
+        /// Bytes announced.
         expected: u64,
     },
+    /// A download failed its checks (corrupt), or writing the store
+    /// segment failed (a full disk, say).
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A downloaded segment holds a payload with a newline, which block
+    /// files cannot store.
     #[error(
         "segment {path}: record {id} has a newline in its payload, which the record model \
          forbids; the segment is refused (the ingester that wrote it is broken)"
     )]
-    NewlineInPayload { path: PathBuf, id: Ulid },
+    NewlineInPayload {
+        /// The downloaded file, in the store's `tmp/`.
+        path: PathBuf,
+        /// The record whose payload holds the newline.
+        id: Ulid,
+    },
+    /// Merging the downloads failed: an input could not be read or held no
+    /// record, or a blocking task that verifies or merges them panicked.
     #[error("merge failed: {0}")]
     Merge(String),
 }
 
+/// Where the consumer pulls from and how much it gathers per cycle.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
     /// Base URLs of the ingesters' APIs, e.g. `http://127.0.0.1:7650`.
@@ -89,6 +120,8 @@ impl Default for ConsumerConfig {
     }
 }
 
+/// The store's side of the lending protocol: pulls flushed segments from
+/// the ingesters into [`Store`] (see the module docs).
 pub struct Consumer {
     store: Store,
     client: reqwest::Client,
@@ -106,6 +139,8 @@ struct Input {
 }
 
 impl Consumer {
+    /// A consumer writing into `store`, with an HTTP client that gives up
+    /// connecting after 2 s and on any request after 120 s.
     pub fn new(store: Store, config: ConsumerConfig) -> Consumer {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))

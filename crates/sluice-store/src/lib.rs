@@ -4,8 +4,9 @@
 //!   startup recovery.
 //! - [`consumer`]: the pull loop that gathers flushed segments from
 //!   ingesters over HTTP (`next` / `read` / `commit` / `failed`, OK Log's
-//!   protocol), merges them by id into one store segment, makes it durable,
-//!   and only then commits.
+//!   protocol), stores them as batch files (adopted as they are, or merged
+//!   by id into one when their id ranges overlap), makes them durable, and
+//!   only then commits.
 //! - [`maintain`]: the background thread that applies [`retention`] and
 //!   runs [`compact`]ion, which rewrites fresh batch files, overlapping
 //!   segments and small neighbours as non-overlapping block files, and
@@ -82,10 +83,13 @@ impl Store {
         })
     }
 
+    /// The filesystem the store's files live on.
     pub fn fs(&self) -> &Arc<dyn Fs> {
         &self.fs
     }
 
+    /// The store directory, which holds the segments, `tmp/` and
+    /// `quarantine/`.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -33,9 +33,12 @@ use crate::{
     retention::{self, Purged, RetentionConfig},
 };
 
+/// What the maintenance thread does and how often.
 #[derive(Debug, Clone)]
 pub struct MaintenanceConfig {
+    /// Sizes that steer compaction.
     pub compaction: CompactionConfig,
+    /// What retention keeps.
     pub retention: RetentionConfig,
     /// Whether to compact at all (retention runs either way).
     pub compact: bool,
@@ -57,10 +60,14 @@ impl Default for MaintenanceConfig {
 /// What one pass did.
 #[derive(Debug, Default)]
 pub struct Pass {
+    /// Segments retention removed.
     pub purged: Vec<Purged>,
+    /// Compactions run, in order.
     pub compactions: Vec<Compacted>,
 }
 
+/// The store's maintenance: retention, then compaction, one pass after
+/// another on the thread that calls [`Maintainer::run`].
 pub struct Maintainer {
     store: Store,
     config: MaintenanceConfig,
@@ -71,6 +78,8 @@ pub struct Maintainer {
 }
 
 impl Maintainer {
+    /// A maintainer of `store`; nothing runs until [`Maintainer::run`] or
+    /// [`Maintainer::pass`].
     pub fn new(store: Store, config: MaintenanceConfig) -> Maintainer {
         Maintainer {
             store,

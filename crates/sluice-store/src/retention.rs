@@ -21,11 +21,16 @@ use sluice_storage::{Fs, SegmentMeta, StorageError};
 /// What retention keeps; `None` is no limit.
 #[derive(Debug, Clone, Default)]
 pub struct RetentionConfig {
+    /// Remove segments whose newest record is older than this
+    /// (`--retain`).
     pub retain: Option<Duration>,
+    /// Remove the oldest segments while the store's segments together hold
+    /// more than this many bytes on disk (`--max-disk`).
     pub max_disk: Option<u64>,
 }
 
 impl RetentionConfig {
+    /// Whether retention keeps everything: neither limit is set.
     pub fn is_unlimited(&self) -> bool {
         self.retain.is_none() && self.max_disk.is_none()
     }
@@ -34,11 +39,15 @@ impl RetentionConfig {
 /// Why a segment was purged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PurgeReason {
+    /// Its newest record passed [`RetentionConfig::retain`].
     Age,
+    /// The store passed [`RetentionConfig::max_disk`].
     Disk,
 }
 
 impl PurgeReason {
+    /// The reason as logged and as the `reason` label of the purge
+    /// counters: `"age"` or `"disk"`.
     pub fn as_str(self) -> &'static str {
         match self {
             PurgeReason::Age => "age",
@@ -50,7 +59,9 @@ impl PurgeReason {
 /// One purged segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Purged {
+    /// The segment removed.
     pub segment: SegmentMeta,
+    /// Which limit removed it.
     pub reason: PurgeReason,
 }
 

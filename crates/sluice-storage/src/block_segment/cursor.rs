@@ -110,6 +110,7 @@ impl BlockCursor {
         Ok(Self::new(BlockSegment::open(fs, path)?, workers))
     }
 
+    /// A cursor over an opened segment, decoding on `workers`.
     pub fn new(segment: BlockSegment, workers: Arc<WorkerPool>) -> BlockCursor {
         Self::shared(Arc::new(segment), workers)
     }
