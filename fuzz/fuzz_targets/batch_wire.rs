@@ -23,6 +23,6 @@ fuzz_target!(|data: &[u8]| {
                 });
             }
         }
-        assert!(decoder.buffered() <= limits.max_batch_bytes + 1024 + 256);
+        assert!(decoder.pending() <= limits.max_batch_bytes + 1024 + 256);
     }
 });

@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         spare[..piece.len()].copy_from_slice(piece);
         framer.filled(piece.len());
         framer.drain(check);
-        assert!(framer.pending_len() <= max_line + 1);
+        assert!(framer.pending() <= max_line + 1);
     }
     framer.finish(check);
 });

@@ -384,6 +384,36 @@ fn syslog_through_the_agent_keeps_topic_time_and_line() {
     assert_eq!(counts["acked"], 601);
 }
 
+/// The agent maps fluent events as the ingester does: an event whose JSON
+/// passes `--max-line` is cut there and counted as truncated.
+#[test]
+fn the_agent_cuts_a_fluent_event_past_max_line_as_the_ingester_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let agent = Agent::start(&format!("sluice://{}", node.batch), &["--max-line", "100"]);
+    let mut encoder = sluice_fluent::ForwardEncoder::new("app.long");
+    encoder.push(a_minute_ago_ns(), b"short");
+    encoder.push(a_minute_ago_ns(), "x".repeat(500).as_bytes());
+    let mut client = fluent_client(&agent);
+    client.write_all(&encoder.seal("long-chunk")).unwrap();
+    read_ack(&mut client, &expected_ack("long-chunk"));
+    drop(client);
+
+    node.wait_records(2);
+    let out = node.query(&["--topic", "app.long"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lengths: Vec<usize> = text.lines().map(str::len).collect();
+    lengths.sort();
+    assert_eq!(lengths.len(), 2, "{text}");
+    assert!(lengths[0] < 100, "the short event is whole: {text}");
+    assert_eq!(lengths[1], 100, "the long event is cut at --max-line");
+    let (status, counts) = agent.stop();
+    assert!(status.success(), "{counts}");
+    assert_eq!(counts["read"], 2);
+    assert_eq!(counts["truncated"], 1);
+    assert_balances(&counts);
+}
+
 #[test]
 fn a_stop_is_not_held_up_by_a_destination_that_never_acks() {
     let hole = black_hole();

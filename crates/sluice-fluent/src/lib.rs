@@ -6,6 +6,9 @@
 //! A connection carries concatenated msgpack values, one per frame; there
 //! is no length prefix. [`frame_len`] (or the resumable [`FrameScanner`])
 //! finds where the first one ends; [`decode_frame`] turns it into events.
+//! [`FluentFramer`] does both for a connection: it reads into a
+//! [`ReadBuffer`](sluice_record::ReadBuffer) and hands out whole frames, and
+//! [`Frame::records`] makes each event a record (see below).
 //! A frame is:
 //!
 //! - **nil**: a TCP heartbeat. No events, no reply ([`FrameInfo::heartbeat`]).
@@ -55,6 +58,14 @@
 //! Docker's fields (`log`, `source`, `container_id`, `container_name`) are
 //! ordinary fields, kept as they are.
 //!
+//! # Events as records
+//!
+//! [`Frame::records`] is the one event → record mapping, shared by the
+//! ingester's listener and the forwarder's agent: the tag becomes the topic
+//! (cleaned, else [`DEFAULT_TOPIC`]), the event time the record's time
+//! (clamped; the arrival time without one), and the JSON line the payload,
+//! cut at the line limit and flagged truncated (see the `record` module).
+//!
 //! # Limits
 //!
 //! [`Limits`] bounds what one frame may cost: its size (checked from
@@ -79,23 +90,26 @@
 //! and a `chunk` option, for `sluice forward` to Fluentd or Fluent Bit.
 //!
 //! Architecture invariant: no I/O, no clocks, no randomness; callers own
-//! sockets, time and nonces.
+//! sockets, time and nonces. Records and read buffers are
+//! [`sluice_record`]'s.
 
-mod buffer;
 mod decode;
 mod encode;
 mod error;
 mod frame;
+mod framer;
 pub mod handshake;
 mod json;
 mod msgpack;
+mod record;
 
-pub use buffer::{DrainError, FrameBuffer};
 pub use decode::{Event, FrameInfo, Mode, Scratch, decode_frame};
 pub use encode::{ForwardEncoder, decode_ack, encode_ack};
 pub use error::FluentError;
 pub use frame::{FrameScanner, MAX_DEPTH_CAP, frame_len};
+pub use framer::{FluentFramer, Frame};
 pub use handshake::PingMessage;
+pub use record::DEFAULT_TOPIC;
 
 /// The forward protocol's usual TCP and UDP port.
 pub const DEFAULT_PORT: u16 = 24224;

@@ -1,27 +1,19 @@
-//! The ingest listeners: fast and durable lines, and the batch protocol.
+//! The ingest listeners: one accept loop for every port, and one thread,
+//! id generator and active segment per connection (OK Log's key ingest fix:
+//! no lock is shared between connections on the hot path).
 //!
-//! The accept loop is shared; a batch connection is served by
-//! [`crate::batch`]. The line ports take newline-delimited text (the OK Log wire format, so `oklog
-//! forward` and `nc` can send). Each accepted connection gets its own
-//! thread, [`LineFramer`] and active segment (OK Log's key ingest fix: no
-//! lock is shared between connections on the hot path).
-//!
-//! Hot path, per read buffer: one `read`, lines split by `memchr`, one id
-//! per line from a per-connection [`IdGenerator`], one batch encoded into a
-//! reused buffer, one `write`. Nothing is allocated per line.
-//!
-//! - **fast**: fire-and-forget. Segments are fsynced when sealed.
-//! - **durable**: the batch is fsynced before the next read, so when the
-//!   server closes the connection after the client's EOF every line the
-//!   client sent is on disk.
-//!
-//! A segment is sealed when it reaches `segment_target_bytes` or
-//! `flush_age` has passed since it was created (checked after every read and
-//! at least every `POLL_INTERVAL` while the connection is idle), and when the
-//! connection ends.
+//! Each connection is served by the intake loop
+//! ([`sluice_record::intake::serve`]) with its protocol: `stream.rs` for
+//! fast, durable and syslog, [`crate::fluent`], and `batch.rs`. The
+//! loop reads with a timeout of `POLL_INTERVAL`, so that a connection
+//! seals its segment by age while idle and sees shutdown; a segment is
+//! sealed when it reaches `segment_target_bytes`, when `flush_age` has
+//! passed since it was created, and when the connection ends. The socket is
+//! closed only after that, so that in durable mode the client sees the close
+//! after everything it sent is on disk.
 
 use std::{
-    io::{self, Read},
+    io,
     net::{SocketAddr, TcpStream},
     sync::{
         Arc,
@@ -30,35 +22,28 @@ use std::{
     time::Duration,
 };
 
-use sluice_record::{
-    BatchEncoder, DEFAULT_TOPIC, FLAG_TRUNCATED, IdGenerator, LineFramer, Record, now_ms,
-};
+use sluice_record::intake;
 use tokio::net::TcpListener;
 
-use crate::{log::IngestLog, metrics, sink::SegmentSink};
+use crate::{
+    batch::Batch, error::IngestError, fluent::Fluent, log::IngestLog, metrics, stream::Stream,
+};
 
 /// How often an idle connection wakes to check its segment's age and
 /// shutdown.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-/// A read that returned only because the poll interval passed (or a signal
-/// interrupted it): not an error, read again.
-pub(crate) fn is_idle(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// Lines, fire-and-forget (`stream.rs`).
     Fast,
+    /// Lines, each batch fsynced before the next read.
     Durable,
-    /// The acknowledged batch protocol (see [`crate::batch`]).
+    /// The acknowledged batch protocol (`batch.rs`).
     Batch,
     /// The Fluentd forward protocol (see [`crate::fluent`]).
     Fluent,
-    /// syslog over TCP (see [`crate::syslog`]).
+    /// syslog over TCP (`stream.rs`).
     Syslog,
 }
 
@@ -209,43 +194,10 @@ struct Connection {
     active: Arc<AtomicUsize>,
 }
 
-/// Per-connection state of the hot path, reused for every buffer.
-struct Pipeline {
-    framer: LineFramer,
-    ids: IdGenerator,
-    encoder: BatchEncoder,
-    sink: SegmentSink,
-    warned_truncation: bool,
-}
-
 impl Connection {
     fn run(self, mut stream: TcpStream) {
         metrics::connection_opened(self.mode);
-        let result = match self.mode {
-            Mode::Batch => crate::batch::serve(
-                &mut stream,
-                self.peer,
-                &self.log,
-                &self.config,
-                &self.shutdown,
-            ),
-            Mode::Fluent => crate::fluent::serve(
-                &mut stream,
-                self.peer,
-                &self.log,
-                &self.config,
-                &self.shutdown,
-            ),
-            Mode::Syslog => crate::syslog::serve(
-                &mut stream,
-                self.peer,
-                &self.log,
-                &self.config,
-                &self.shutdown,
-            ),
-            Mode::Fast | Mode::Durable => self.serve(&mut stream),
-        };
-        if let Err(err) = result {
+        if let Err(err) = self.serve(&mut stream) {
             tracing::warn!(protocol = self.mode.name(), peer = %self.peer, error = %err, "ingest connection ended with an error");
         }
         // Closing only now matters for durable mode: the client sees the
@@ -255,77 +207,29 @@ impl Connection {
         self.active.fetch_sub(1, Ordering::Relaxed);
     }
 
-    fn serve(&self, stream: &mut TcpStream) -> Result<(), String> {
+    fn serve(&self, stream: &mut TcpStream) -> Result<(), IngestError> {
         stream
             .set_read_timeout(Some(POLL_INTERVAL))
-            .map_err(|e| e.to_string())?;
-        let mut p = Pipeline {
-            framer: LineFramer::new(self.config.max_line_bytes, self.config.read_chunk_bytes),
-            ids: IdGenerator::new(),
-            encoder: BatchEncoder::new(),
-            sink: SegmentSink::new(self.log.clone(), self.config.clone()),
-            warned_truncation: false,
-        };
-        let outcome = loop {
-            if self.shutdown.load(Ordering::Relaxed) {
-                break Ok(());
+            .map_err(IngestError::Setup)?;
+        let (peer, log, config) = (self.peer, &self.log, &self.config);
+        let stop = &*self.shutdown;
+        match self.mode {
+            Mode::Fast | Mode::Durable | Mode::Syslog => {
+                intake::serve(stream, stop, &mut Stream::new(self.mode, peer, log, config))
             }
-            match stream.read(p.framer.spare()) {
-                Ok(0) => break Ok(()),
-                Ok(n) => {
-                    p.framer.filled(n);
-                    if let Err(e) = self.ingest(&mut p, false, n as u64) {
-                        break Err(e);
-                    }
-                }
-                Err(e) if is_idle(&e) => {}
-                // A reset connection: keep every byte that arrived, including
-                // an unterminated last line.
-                Err(e) => break Err(format!("read: {e}")),
+            Mode::Fluent => {
+                let mut fluent = Fluent::open(stream, peer, log, config)?;
+                intake::serve(stream, stop, &mut fluent)
             }
-            if let Err(e) = p.sink.maybe_seal(false) {
-                break Err(e);
+            Mode::Batch => {
+                let (mut batch, replier) = Batch::open(stream, peer, log, config, &self.shutdown)?;
+                let served = intake::serve(stream, stop, &mut batch);
+                // Closing the reply queue lets the replier send what is
+                // queued and exit.
+                drop(batch);
+                let _ = replier.join();
+                served
             }
-        };
-        let finished = self
-            .ingest(&mut p, true, 0)
-            .and_then(|_| p.sink.maybe_seal(true));
-        outcome.and(finished)
-    }
-
-    /// Turn the lines in the framer into one batch and append it.
-    fn ingest(&self, p: &mut Pipeline, at_eof: bool, bytes: u64) -> Result<(), String> {
-        let ms = now_ms();
-        p.encoder.begin();
-        let (encoder, ids) = (&mut p.encoder, &mut p.ids);
-        let mut push = |line: sluice_record::FramedLine<'_>| {
-            encoder.push(Record {
-                id: ids.next_at(ms),
-                flags: if line.truncated { FLAG_TRUNCATED } else { 0 },
-                topic: DEFAULT_TOPIC,
-                payload: line.bytes,
-            })
-        };
-        let mut truncated = p.framer.drain(&mut push);
-        if at_eof {
-            truncated += p.framer.finish(&mut push);
         }
-        let count = p.encoder.count();
-        metrics::buffer_ingested(self.mode, count as u64, bytes, truncated);
-        if truncated > 0 && !p.warned_truncation {
-            p.warned_truncation = true;
-            tracing::warn!(protocol = self.mode.name(), peer = %self.peer, max_line_bytes = self.config.max_line_bytes, "line longer than the limit was cut and flagged (logged once per connection; raise --max-line to keep longer lines)");
-        }
-        if count == 0 {
-            return Ok(());
-        }
-        let last = p.ids.last().expect("ids were handed out");
-        let first = sluice_record::Ulid(last.0 - (count as u128 - 1));
-        let sync = self.mode == Mode::Durable;
-        if let Err(failure) = p.sink.append(&mut p.encoder, first, last, sync) {
-            metrics::records_dropped("write_error", count as u64);
-            return Err(failure.message);
-        }
-        Ok(())
     }
 }

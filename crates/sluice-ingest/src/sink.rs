@@ -1,70 +1,111 @@
-//! A connection's active segment: append batches, seal by size or age.
+//! A connection's active segment and the batch being encoded for it.
 //!
-//! Shared by the line and batch connections, so that both follow one rule:
-//! a failed write is cut back to the last whole batch and what came before
-//! it is still sealed and lent to the store.
+//! Every protocol writes through one [`SegmentSink`], so all follow one
+//! rule: records are encoded into one reused batch ([`begin`], [`push`]),
+//! appended with one write ([`write`], plus one fsync when asked), and a
+//! failed write is cut back to the last whole batch; what came before it
+//! is still sealed and lent to the store. The segment is sealed by size or
+//! age ([`maybe_seal`]) and when the connection ends.
+//!
+//! [`begin`]: SegmentSink::begin
+//! [`push`]: SegmentSink::push
+//! [`write`]: SegmentSink::write
+//! [`maybe_seal`]: SegmentSink::maybe_seal
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
-use sluice_record::{BatchEncoder, Ulid};
+use sluice_record::{BatchEncoder, Record, Ulid};
 
 use crate::{
+    error::IngestError,
     listener::IngestConfig,
     log::{ActiveSegment, IngestLog},
     metrics,
 };
 
-/// Why an append failed.
-#[derive(Debug)]
-pub(crate) struct WriteFailure {
-    pub disk_full: bool,
-    pub message: String,
-}
-
 pub(crate) struct SegmentSink {
     log: Arc<IngestLog>,
-    config: IngestConfig,
+    segment_target_bytes: u64,
+    flush_age: Duration,
     segment: Option<ActiveSegment>,
+    encoder: BatchEncoder,
+    /// The id range of the batch being encoded.
+    first: Ulid,
+    last: Ulid,
 }
 
 impl SegmentSink {
-    pub fn new(log: Arc<IngestLog>, config: IngestConfig) -> SegmentSink {
+    pub fn new(log: Arc<IngestLog>, config: &IngestConfig) -> SegmentSink {
         SegmentSink {
             log,
-            config,
+            segment_target_bytes: config.segment_target_bytes,
+            flush_age: config.flush_age,
             segment: None,
+            encoder: BatchEncoder::new(),
+            first: Ulid(u128::MAX),
+            last: Ulid(0),
         }
     }
 
-    /// Append the encoder's finished batch of `count` records spanning
-    /// `first..=last`; with `sync`, make it durable before returning.
-    /// Returns the id of the segment that holds it.
-    pub fn append(
-        &mut self,
-        encoder: &mut BatchEncoder,
-        first: Ulid,
-        last: Ulid,
-        sync: bool,
-    ) -> Result<Ulid, WriteFailure> {
-        let count = encoder.count();
+    /// Start a batch, forgetting the records of one not written.
+    pub fn begin(&mut self) {
+        self.encoder.begin();
+        self.first = Ulid(u128::MAX);
+        self.last = Ulid(0);
+    }
+
+    /// Add a record to the batch.
+    pub fn push(&mut self, record: Record<'_>) {
+        self.first = self.first.min(record.id);
+        self.last = self.last.max(record.id);
+        self.encoder.push(record);
+    }
+
+    /// Records in the batch.
+    pub fn count(&self) -> u32 {
+        self.encoder.count()
+    }
+
+    /// The lowest and highest id in the batch.
+    pub fn range(&self) -> (Ulid, Ulid) {
+        (self.first, self.last)
+    }
+
+    /// Append the batch, if it holds records, to the active segment (made
+    /// durable first with `sync`), and return the id of the segment that
+    /// holds it. On failure its records are counted as dropped, and the
+    /// segment is cut back to its last whole batch and sealed.
+    pub fn write(&mut self, sync: bool) -> Result<Option<Ulid>, IngestError> {
+        let count = self.encoder.count();
+        if count == 0 {
+            return Ok(None);
+        }
+        let written = self.append(sync);
+        if written.is_err() {
+            metrics::records_dropped("write_error", u64::from(count));
+        }
+        written.map(Some)
+    }
+
+    fn append(&mut self, sync: bool) -> Result<Ulid, IngestError> {
         if self.segment.is_none() {
-            match self.log.create_active() {
-                Ok(seg) => self.segment = Some(seg),
-                Err(err) => {
-                    let disk_full = matches!(&err, crate::LogError::Storage(e) if e.is_disk_full());
-                    metrics::write_error(if disk_full { "disk_full" } else { "io" });
-                    return Err(WriteFailure {
-                        disk_full,
-                        message: format!("create segment: {err}"),
-                    });
-                }
-            }
+            let segment = self.log.create_active().map_err(|err| {
+                let err = IngestError::CreateSegment(err);
+                metrics::write_error(if err.is_disk_full() {
+                    "disk_full"
+                } else {
+                    "io"
+                });
+                err
+            })?;
+            self.segment = Some(segment);
         }
         let segment = self.segment.as_mut().expect("segment was just created");
         let good = segment.bytes();
+        let count = self.encoder.count();
         let written = segment
             .writer()
-            .append(encoder.finish(), count, first, last)
+            .append(self.encoder.finish(), count, self.first, self.last)
             .and_then(|_| {
                 if sync {
                     segment.writer().sync()
@@ -75,48 +116,43 @@ impl SegmentSink {
         match written {
             Ok(()) => Ok(segment.id()),
             Err(err) => {
-                let disk_full = err.is_disk_full();
-                metrics::write_error(if disk_full { "disk_full" } else { "io" });
+                metrics::write_error(if err.is_disk_full() {
+                    "disk_full"
+                } else {
+                    "io"
+                });
                 // Keep what was written before this batch: cut the partial
                 // write and seal the rest.
                 let segment = self.segment.take().expect("segment exists");
                 if self.log.rewind(&segment, good).is_ok() {
                     let _ = self.log.seal(segment);
                 }
-                Err(WriteFailure {
-                    disk_full,
-                    message: format!("write segment: {err}"),
-                })
+                Err(IngestError::WriteSegment(err))
             }
         }
     }
 
     /// Make the active segment's appended batches durable.
-    pub fn sync(&mut self) -> Result<(), WriteFailure> {
+    pub fn sync(&mut self) -> Result<(), IngestError> {
         let Some(segment) = self.segment.as_mut() else {
             return Ok(());
         };
         segment.writer().sync().map_err(|err| {
             metrics::write_error("fsync");
-            WriteFailure {
-                disk_full: err.is_disk_full(),
-                message: format!("fsync segment: {err}"),
-            }
+            IngestError::SyncSegment(err)
         })
     }
 
     /// Seal the active segment if it is due (size or age), or if `force`.
-    pub fn maybe_seal(&mut self, force: bool) -> Result<(), String> {
+    pub fn maybe_seal(&mut self, force: bool) -> Result<(), IngestError> {
         let due = self.segment.as_ref().is_some_and(|s| {
-            force
-                || s.bytes() >= self.config.segment_target_bytes
-                || s.age() >= self.config.flush_age
+            force || s.bytes() >= self.segment_target_bytes || s.age() >= self.flush_age
         });
         if due {
             let segment = self.segment.take().expect("checked above");
-            self.log.seal(segment).map_err(|e| {
+            self.log.seal(segment).map_err(|err| {
                 metrics::write_error("seal");
-                format!("seal segment: {e}")
+                IngestError::SealSegment(err)
             })?;
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! Sans-IO line framing with a line limit.
 //!
-//! [`LineFramer`] owns one growable buffer. The caller reads from its source
+//! [`LineFramer`] sits on a [`ReadBuffer`]: the caller reads from its source
 //! into [`LineFramer::spare`], reports how much arrived with
 //! [`LineFramer::filled`], and drains complete lines with
 //! [`LineFramer::drain`]. Lines are found with `memchr`; nothing is allocated
@@ -11,11 +11,14 @@
 //! - any other byte (NUL, invalid UTF-8, control characters) is kept;
 //! - a line longer than `max_line` is emitted as its first `max_line` bytes
 //!   with `truncated = true`, and the rest of it, up to the next `\n`, is
-//!   skipped. The buffer therefore never grows past `max_line + read_chunk`,
-//!   and an endless line cannot wedge a connection;
+//!   skipped. The framer therefore never holds more than `max_line + 1`
+//!   bytes between reads (its buffer's bound), and an endless line cannot
+//!   wedge a connection;
 //! - at end of input an unterminated final line is emitted as a line.
 
 use memchr::memchr_iter;
+
+use crate::ReadBuffer;
 
 /// One line handed out by [`LineFramer::drain`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,15 +35,12 @@ pub struct FramedLine<'a> {
 #[derive(Debug)]
 pub struct LineFramer {
     max_line: usize,
-    read_chunk: usize,
-    buf: Vec<u8>,
-    /// Bytes in `buf[..len]` are valid input not yet handed out.
-    len: usize,
-    /// Bytes in `buf[..scanned]` are known to hold no `\n`.
+    buf: ReadBuffer,
+    /// The first `scanned` held bytes are known to hold no `\n`.
     scanned: usize,
     /// Skipping the tail of a line that was already emitted truncated.
     discarding: bool,
-    /// Stream offset of `buf[0]`.
+    /// Stream offset of the first held byte.
     base: u64,
 }
 
@@ -49,12 +49,10 @@ impl LineFramer {
     /// [`spare`](Self::spare) offers per read.
     pub fn new(max_line: usize, read_chunk: usize) -> Self {
         let max_line = max_line.max(1);
-        let read_chunk = read_chunk.max(1);
         LineFramer {
             max_line,
-            read_chunk,
-            buf: Vec::new(),
-            len: 0,
+            // A trailing '\r' may be half of a CRLF: one byte of slack.
+            buf: ReadBuffer::new(read_chunk, max_line + 1),
             scanned: 0,
             discarding: false,
             base: 0,
@@ -71,27 +69,20 @@ impl LineFramer {
         self.max_line
     }
 
-    /// Room to read into: at least `read_chunk` bytes.
+    /// Room to read into (see [`ReadBuffer::spare`]).
     pub fn spare(&mut self) -> &mut [u8] {
-        let want = self.len + self.read_chunk;
-        if self.buf.len() < want {
-            self.buf.resize(want, 0);
-        }
-        &mut self.buf[self.len..]
+        self.buf.spare()
     }
 
-    /// Record that `n` bytes were read into [`spare`](Self::spare).
+    /// `n` bytes were read into [`spare`](Self::spare) (see
+    /// [`ReadBuffer::filled`]).
     pub fn filled(&mut self, n: usize) {
-        assert!(
-            self.len + n <= self.buf.len(),
-            "filled past the spare buffer"
-        );
-        self.len += n;
+        self.buf.filled(n);
     }
 
     /// Bytes held that do not yet form a complete line.
-    pub fn pending_len(&self) -> usize {
-        self.len
+    pub fn pending(&self) -> usize {
+        self.buf.len()
     }
 
     /// Hand every complete line to `emit`, in order. Returns the number of
@@ -99,58 +90,41 @@ impl LineFramer {
     pub fn drain(&mut self, mut emit: impl FnMut(FramedLine<'_>)) -> u64 {
         let mut truncated = 0;
         let mut start = 0;
-        for nl in memchr_iter(b'\n', &self.buf[self.scanned..self.len]) {
+        let data = self.buf.data();
+        for nl in memchr_iter(b'\n', &data[self.scanned..]) {
             let end = self.scanned + nl;
             if self.discarding {
                 self.discarding = false;
             } else {
-                let line = strip_cr(&self.buf[start..end]);
-                if line.len() > self.max_line {
-                    truncated += 1;
-                    emit(FramedLine {
-                        bytes: &line[..self.max_line],
-                        truncated: true,
-                        end: self.base + end as u64 + 1,
-                    });
-                } else {
-                    emit(FramedLine {
-                        bytes: line,
-                        truncated: false,
-                        end: self.base + end as u64 + 1,
-                    });
-                }
+                let line = strip_cr(&data[start..end]);
+                let cut = line.len() > self.max_line;
+                truncated += u64::from(cut);
+                emit(FramedLine {
+                    bytes: &line[..line.len().min(self.max_line)],
+                    truncated: cut,
+                    end: self.base + end as u64 + 1,
+                });
             }
             start = end + 1;
         }
-        // What is left has no newline. Cut it now if it already exceeds the limit.
-        let rest = self.len - start;
-        if self.discarding {
-            self.base += self.len as u64;
-            self.len = 0;
-            self.scanned = 0;
-            return truncated;
-        }
-        // A trailing '\r' may be the first half of a CRLF, so allow one byte
-        // of slack before deciding the line is too long.
-        if rest > self.max_line + 1 {
+        // What is left has no newline. Cut it now if it already exceeds the
+        // limit (allowing one byte for the '\r' of a CRLF).
+        let rest = data.len() - start;
+        if !self.discarding && rest > self.max_line + 1 {
             truncated += 1;
             emit(FramedLine {
-                bytes: &self.buf[start..start + self.max_line],
+                bytes: &data[start..start + self.max_line],
                 truncated: true,
-                end: self.base + self.len as u64,
+                end: self.base + data.len() as u64,
             });
             self.discarding = true;
-            self.base += self.len as u64;
-            self.len = 0;
-            self.scanned = 0;
-            return truncated;
         }
-        if start > 0 {
-            self.buf.copy_within(start..self.len, 0);
-            self.base += start as u64;
+        if self.discarding {
+            self.skip(data.len());
+        } else {
+            self.skip(start);
+            self.scanned = rest;
         }
-        self.len = rest;
-        self.scanned = rest;
         truncated
     }
 
@@ -158,28 +132,27 @@ impl LineFramer {
     /// number of lines truncated (0 or 1).
     pub fn finish(&mut self, mut emit: impl FnMut(FramedLine<'_>)) -> u64 {
         let mut truncated = 0;
-        if !self.discarding && self.len > 0 {
-            let line = strip_cr(&self.buf[..self.len]);
-            if line.len() > self.max_line {
-                truncated = 1;
-                emit(FramedLine {
-                    bytes: &line[..self.max_line],
-                    truncated: true,
-                    end: self.base + self.len as u64,
-                });
-            } else {
-                emit(FramedLine {
-                    bytes: line,
-                    truncated: false,
-                    end: self.base + self.len as u64,
-                });
-            }
+        let data = self.buf.data();
+        if !self.discarding && !data.is_empty() {
+            let line = strip_cr(data);
+            let cut = line.len() > self.max_line;
+            truncated = u64::from(cut);
+            emit(FramedLine {
+                bytes: &line[..line.len().min(self.max_line)],
+                truncated: cut,
+                end: self.base + data.len() as u64,
+            });
         }
-        self.base += self.len as u64;
-        self.len = 0;
-        self.scanned = 0;
+        self.skip(self.buf.len());
         self.discarding = false;
         truncated
+    }
+
+    /// Drop the first `n` held bytes, which hold no `\n` still to find.
+    fn skip(&mut self, n: usize) {
+        self.buf.consume(n);
+        self.base += n as u64;
+        self.scanned = 0;
     }
 }
 
@@ -264,7 +237,7 @@ mod tests {
             let n = spare.len();
             framer.filled(n);
             framer.drain(|_| {});
-            assert!(framer.pending_len() <= 64 + 1);
+            assert!(framer.pending() <= 64 + 1);
         }
     }
 

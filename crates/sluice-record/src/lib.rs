@@ -8,23 +8,32 @@
 //! - `payload` is arbitrary bytes without a newline.
 //!
 //! Modules:
+//! - [`read_buffer`]: [`ReadBuffer`], the one read buffer every decoder of a
+//!   byte stream sits on (lines, syslog, fluent, the batch protocol).
 //! - [`framing`]: sans-IO splitting of a byte stream into lines, with a line
 //!   limit that truncates instead of wedging.
 //! - [`batch`]: the checksummed batch frame used on disk (ingest segments,
 //!   store segments) and on the wire between ingesters and stores.
 //! - [`wire`]: the text-framed batch protocol clients speak to port 7653.
+//! - [`intake`]: the one connection loop of the intake layer (the
+//!   ingester's ports and the forwarder's agent) and the [`intake::Protocol`]
+//!   trait each protocol implements.
 //!
-//! Architecture invariant: this crate does no I/O and knows nothing about
-//! files, sockets, tokio or HTTP.
+//! Architecture invariant: this crate opens no file or socket and starts no
+//! thread, and knows nothing about tokio or HTTP; the intake loop reads only
+//! from the `std::io::Read` its caller lends it.
 
 pub mod batch;
 pub mod framing;
 mod id;
+pub mod intake;
+pub mod read_buffer;
 pub mod wire;
 
 pub use batch::{BatchDecoder, BatchEncoder, BatchHeader, CodecError, RecordIter, decode_record};
 pub use framing::{FramedLine, LineFramer};
-pub use id::{IdGenerator, clamp_time_ms, now_ms};
+pub use id::{IdGenerator, MAX_FUTURE_MS, clamp_time_ms, now_ms};
+pub use read_buffer::ReadBuffer;
 pub use ulid::Ulid;
 
 /// Topic used when a protocol carries none.
@@ -63,6 +72,37 @@ impl Record<'_> {
             topic: self.topic.to_vec(),
             payload: self.payload.to_vec(),
         }
+    }
+}
+
+/// A record before its id: what a protocol's mapping makes of a message (a
+/// Fluentd event, a syslog frame), for the ingester to
+/// [`stamp`](Self::stamp) with a ULID, or the forwarder's agent to batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unstamped<'a> {
+    /// A valid topic.
+    pub topic: &'a [u8],
+    /// The origin time, clamped ([`clamp_time_ms`]); the arrival time when
+    /// the message carries none.
+    pub time_ms: u64,
+    pub flags: u8,
+    /// One line: no newline.
+    pub payload: &'a [u8],
+}
+
+impl<'a> Unstamped<'a> {
+    /// The record with `id`.
+    pub fn stamp(self, id: Ulid) -> Record<'a> {
+        Record {
+            id,
+            flags: self.flags,
+            topic: self.topic,
+            payload: self.payload,
+        }
+    }
+
+    pub fn is_truncated(&self) -> bool {
+        self.flags & FLAG_TRUNCATED != 0
     }
 }
 

@@ -1,9 +1,12 @@
 //! Sans-IO syslog framing over TCP (RFC 6587), detected per frame.
 //!
-//! [`SyslogFramer`] has the shape of `sluice_record::LineFramer`: it owns one
-//! growable buffer, the caller reads into [`SyslogFramer::spare`], reports how
-//! much arrived with [`SyslogFramer::filled`], and takes complete frames with
-//! [`SyslogFramer::drain`] and, at end of input, [`SyslogFramer::finish`].
+//! [`SyslogFramer`] has the shape of `sluice_record::LineFramer` and sits on
+//! the same [`ReadBuffer`]: the caller reads into [`SyslogFramer::spare`],
+//! reports how much arrived with [`SyslogFramer::filled`], and takes complete
+//! frames with [`SyslogFramer::drain`] and, at end of input,
+//! [`SyslogFramer::finish`] (or, as records, with
+//! [`drain_records`](SyslogFramer::drain_records) and
+//! [`finish_records`](SyslogFramer::finish_records): see [`crate::record`]).
 //! Frames borrow the buffer; nothing is allocated or copied per frame.
 //!
 //! Rules, decided afresh at the start of every frame, so one stream may mix
@@ -27,9 +30,9 @@
 //!   first `max_frame` bytes with `truncated = true`, and the rest of it is
 //!   skipped as it arrives, without being buffered: up to the next `\n` for a
 //!   line, exactly the declared count for a counted frame (so a huge declared
-//!   count swallows that many bytes, as the sender asked). The buffer never
+//!   count swallows that many bytes, as the sender asked). The framer never
 //!   holds more than `max(max_frame + 1, MAX_COUNT_DIGITS)` bytes between
-//!   reads, plus one read.
+//!   reads (its buffer's bound).
 //! - End of input ([`SyslogFramer::finish`]): an unterminated line is handed
 //!   out; a counted frame that has not fully arrived is discarded and counted
 //!   in [`FrameCounts::incomplete`] (a partial counted frame is a cut
@@ -37,6 +40,7 @@
 //!   truncated is dropped silently.
 
 use memchr::memchr;
+use sluice_record::ReadBuffer;
 
 /// Default longest frame handed out: 1 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 1 << 20;
@@ -83,8 +87,8 @@ impl std::ops::AddAssign for FrameCounts {
     }
 }
 
-/// Where the framer stands; offsets are relative to the first byte not yet
-/// consumed, which `drain` moves to the start of the buffer.
+/// Where the framer stands; offsets are relative to the first byte held
+/// (not yet consumed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// At a frame boundary, deciding the framing.
@@ -105,23 +109,22 @@ enum State {
 #[derive(Debug)]
 pub struct SyslogFramer {
     max_frame: usize,
-    read_chunk: usize,
-    buf: Vec<u8>,
-    /// Bytes in `buf[..len]` are valid input not yet consumed.
-    len: usize,
+    buf: ReadBuffer,
     state: State,
+    /// Scratch for a frame made one line ([`crate::record`]).
+    pub(crate) line: Vec<u8>,
 }
 
 impl SyslogFramer {
     /// `max_frame` is the longest frame handed out (at least 1);
     /// `read_chunk` is how much room [`spare`](Self::spare) offers per read.
     pub fn new(max_frame: usize, read_chunk: usize) -> Self {
+        let max_frame = max_frame.max(1);
         SyslogFramer {
-            max_frame: max_frame.max(1),
-            read_chunk: read_chunk.max(1),
-            buf: Vec::new(),
-            len: 0,
+            max_frame,
+            buf: ReadBuffer::new(read_chunk, (max_frame + 1).max(MAX_COUNT_DIGITS)),
             state: State::Start,
+            line: Vec::new(),
         }
     }
 
@@ -129,34 +132,45 @@ impl SyslogFramer {
         self.max_frame
     }
 
-    /// Room to read into: at least `read_chunk` bytes.
+    /// Room to read into (see [`ReadBuffer::spare`]).
     pub fn spare(&mut self) -> &mut [u8] {
-        let want = self.len + self.read_chunk;
-        if self.buf.len() < want {
-            self.buf.resize(want, 0);
-        }
-        &mut self.buf[self.len..]
+        self.buf.spare()
     }
 
-    /// Record that `n` bytes were read into [`spare`](Self::spare).
+    /// `n` bytes were read into [`spare`](Self::spare) (see
+    /// [`ReadBuffer::filled`]).
     pub fn filled(&mut self, n: usize) {
-        assert!(
-            self.len + n <= self.buf.len(),
-            "filled past the spare buffer"
-        );
-        self.len += n;
+        self.buf.filled(n);
     }
 
     /// Bytes held that do not yet form a complete frame.
-    pub fn pending_len(&self) -> usize {
-        self.len
+    pub fn pending(&self) -> usize {
+        self.buf.len()
     }
 
     /// Hand every complete frame to `emit`, in order.
     pub fn drain(&mut self, mut emit: impl FnMut(Frame<'_>)) -> FrameCounts {
+        self.drain_lending(|frame, _| emit(frame))
+    }
+
+    /// End of input: hand out what [`drain`](Self::drain) would, then the
+    /// unterminated final line, if any. A counted frame cut short is
+    /// discarded and counted in [`FrameCounts::incomplete`]. The framer is
+    /// then empty and ready for a new stream.
+    pub fn finish(&mut self, mut emit: impl FnMut(Frame<'_>)) -> FrameCounts {
+        self.finish_lending(|frame, _| emit(frame))
+    }
+
+    /// [`drain`](Self::drain), lending `emit` the framer's scratch line.
+    pub(crate) fn drain_lending(
+        &mut self,
+        mut emit: impl FnMut(Frame<'_>, &mut Vec<u8>),
+    ) -> FrameCounts {
+        let line = &mut self.line;
+        let mut emit = |frame: Frame<'_>| emit(frame, line);
         let mut counts = FrameCounts::default();
         let max = self.max_frame;
-        let buf = &self.buf[..self.len];
+        let buf = self.buf.data();
         let mut pos = 0;
         let mut state = self.state;
         loop {
@@ -253,20 +267,19 @@ impl SyslogFramer {
             }
         }
         self.state = state;
-        if pos > 0 {
-            self.buf.copy_within(pos..self.len, 0);
-            self.len -= pos;
-        }
+        self.buf.consume(pos);
         counts
     }
 
-    /// End of input: hand out what [`drain`](Self::drain) would, then the
-    /// unterminated final line, if any. A counted frame cut short is
-    /// discarded and counted in [`FrameCounts::incomplete`]. The framer is
-    /// then empty and ready for a new stream.
-    pub fn finish(&mut self, mut emit: impl FnMut(Frame<'_>)) -> FrameCounts {
-        let mut counts = self.drain(&mut emit);
-        let rest = &self.buf[..self.len];
+    /// [`finish`](Self::finish), lending `emit` the framer's scratch line.
+    pub(crate) fn finish_lending(
+        &mut self,
+        mut emit: impl FnMut(Frame<'_>, &mut Vec<u8>),
+    ) -> FrameCounts {
+        let mut counts = self.drain_lending(&mut emit);
+        let line = &mut self.line;
+        let mut emit = |frame: Frame<'_>| emit(frame, line);
+        let rest = self.buf.data();
         match self.state {
             // After a drain, `Start` holds only an undecided run of digits.
             State::Start | State::Line { .. } => {
@@ -275,7 +288,7 @@ impl SyslogFramer {
             State::Counted { .. } | State::CountedLong { .. } => counts.incomplete += 1,
             State::DiscardLine | State::Skip { .. } => {}
         }
-        self.len = 0;
+        self.buf.clear();
         self.state = State::Start;
         counts
     }
@@ -388,10 +401,10 @@ mod tests {
             framer.filled(n);
             offset += n;
             counts += framer.drain(|f| out.push((f.bytes.to_vec(), f.truncated, f.framing)));
-            assert!(framer.pending_len() <= (max_frame + 1).max(MAX_COUNT_DIGITS));
+            assert!(framer.pending() <= (max_frame + 1).max(MAX_COUNT_DIGITS));
         }
         counts += framer.finish(|f| out.push((f.bytes.to_vec(), f.truncated, f.framing)));
-        assert_eq!(framer.pending_len(), 0);
+        assert_eq!(framer.pending(), 0);
         assert_eq!(counts.frames, out.len() as u64);
         assert_eq!(
             counts.truncated,
@@ -544,7 +557,7 @@ mod tests {
                 assert_eq!(f.bytes.len(), 64);
                 got += 1;
             });
-            assert_eq!(framer.pending_len(), 0);
+            assert_eq!(framer.pending(), 0);
         }
         assert_eq!(got, 1);
         let counts = framer.finish(|_| panic!("nothing more"));

@@ -1,7 +1,7 @@
 //! syslog over TCP: a sans-IO codec for the ingester's syslog listener
-//! (port 5140).
+//! (port 5140) and the forwarder's agent (`--listen syslog://`).
 //!
-//! Two steps, both borrowing, neither allocating per message:
+//! Three steps, borrowing, none allocating per message:
 //! - [`framing`]: [`SyslogFramer`] splits a TCP byte stream into frames,
 //!   detecting RFC 6587 octet counting (`MSG-LEN SP SYSLOG-MSG`) or
 //!   non-transparent (LF) framing afresh at every frame, with a frame limit
@@ -10,6 +10,9 @@
 //!   frame: topic (APP-NAME or TAG), origin time in UTC milliseconds, and
 //!   priority. A frame it cannot read is [`Format::Unknown`], never an error:
 //!   the caller stores the original frame either way.
+//! - [`record`]: the one frame → record mapping both listeners use
+//!   ([`SyslogFramer::drain_records`]): topic, origin time (clamped), the
+//!   message made one line.
 //!
 //! ```
 //! use sluice_syslog::{Format, SyslogFramer, parse};
@@ -32,31 +35,8 @@
 
 pub mod framing;
 pub mod parse;
+pub mod record;
 
 pub use framing::{DEFAULT_MAX_FRAME, Frame, FrameCounts, Framing, MAX_COUNT_DIGITS, SyslogFramer};
 pub use parse::{DEFAULT_TOPIC, Format, MAX_PRI, Parsed, parse, topic_or_default};
-
-/// A frame as one line: a multi-line octet-counted message has its inner
-/// line feeds turned into spaces (a payload is one line), using `scratch`.
-/// Returns the line and whether it was changed.
-pub fn one_line<'a>(frame: &'a [u8], scratch: &'a mut Vec<u8>) -> (&'a [u8], bool) {
-    if memchr::memchr(b'\n', frame).is_none() {
-        return (frame, false);
-    }
-    scratch.clear();
-    scratch.extend(frame.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
-    (&scratch[..], true)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn one_line_replaces_only_line_feeds() {
-        let mut scratch = Vec::new();
-        assert_eq!(super::one_line(b"a b", &mut scratch), (&b"a b"[..], false));
-        assert_eq!(
-            super::one_line(b"Exception\n\tat x\n", &mut scratch),
-            (&b"Exception \tat x "[..], true)
-        );
-    }
-}
+pub use record::RecordCounts;

@@ -1,10 +1,11 @@
 //! Whole frames through the public API (`frame_len`, `FrameScanner`,
-//! `decode_frame`), with the helpers they share:
+//! `decode_frame`, `FluentFramer`), with the helpers they share:
 //!
 //! - `frames`: byte for byte as real senders write them (Fluent Bit,
 //!   Fluentd, Docker), and what their records become;
 //! - `limits`: refused frames, their error messages, the limits, memory;
-//! - `properties`: property tests on random values, encodings and bytes.
+//! - `properties`: property tests on random values, encodings and bytes;
+//! - `records`: events as records, the mapping the ingester and agent share.
 
 use std::io::Write;
 
@@ -17,6 +18,7 @@ use crate::*;
 mod frames;
 mod limits;
 mod properties;
+mod records;
 
 /// A msgpack writer choosing encodings explicitly.
 #[derive(Default, Clone)]

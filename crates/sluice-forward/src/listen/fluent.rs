@@ -1,9 +1,12 @@
 //! The agent's Fluentd forward-protocol listener.
 //!
-//! A connection has two threads. The reader decodes frames
-//! ([`sluice_fluent`]), turns each into batches (one topic per frame: its
-//! tag) and pushes them to the queue. A frame is decoded whole before any of
-//! its batches is pushed, so a frame that fails half way adds nothing. For a
+//! A connection has two threads. The reader (the intake loop with
+//! [`Fluent`]) cuts frames ([`FluentFramer`]), makes each event a record by
+//! the mapping the ingester's listener uses ([`Frame::records`]: tag →
+//! topic, event time clamped, the record as one JSON line cut at
+//! `--max-line`), turns them into batches (one topic per frame: its tag)
+//! and pushes them to the queue. A frame is decoded whole before any of its
+//! batches is pushed, so a frame that fails half way adds nothing. For a
 //! frame with a `chunk` option the reader hands the writer the chunk and a
 //! way to hear when its batches are safe; the writer acknowledges chunks in
 //! the order they came, each once all its batches are spooled (and the
@@ -17,21 +20,23 @@
 //! not offered: the agent listens for local applications.
 
 use std::{
-    io::{Read, Write},
+    io::Write,
     net::{Shutdown, SocketAddr, TcpStream},
-    sync::{atomic::Ordering, mpsc},
+    sync::mpsc,
     time::Duration,
 };
 
 use metrics::counter;
-use sluice_fluent::{DrainError, FrameBuffer, Scratch, decode_frame, encode_ack};
-use sluice_record::{IdGenerator, clamp_time_ms, now_ms};
+use sluice_fluent::{FluentFramer, Frame, encode_ack};
+use sluice_record::{
+    IdGenerator,
+    intake::{End, Flow, Protocol, is_idle},
+    now_ms,
+};
 
-use super::{Intake, OpenBatch};
+use super::{Intake, ListenError, OpenBatch};
 use crate::queue::{Batch, Safe};
 
-/// Topic for events whose tag is empty after cleaning.
-const FALLBACK_TOPIC: &[u8] = b"fluent";
 const READ_CHUNK: usize = 256 << 10;
 /// Chunks read but not yet acknowledged, per connection, before the reader
 /// waits for the writer.
@@ -39,7 +44,7 @@ const MAX_PENDING_ACKS: usize = 1024;
 /// Longest `chunk` option taken. Clients send an id of 16 bytes, in base64
 /// or hex; a waiting ack holds its chunk, so this bounds what the
 /// `MAX_PENDING_ACKS` acks of a connection hold.
-const MAX_CHUNK_BYTES: usize = 1024;
+pub(super) const MAX_CHUNK_BYTES: usize = 1024;
 
 /// A chunk whose acknowledgement waits for its batches.
 struct PendingAck {
@@ -54,149 +59,116 @@ fn error(reason: &'static str) {
 }
 
 pub(super) fn serve(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     intake: &Intake<'_>,
-) -> Result<(), String> {
-    let writer = stream
-        .try_clone()
-        .map_err(|e| format!("clone the connection: {e}"))?;
+) -> Result<(), ListenError> {
+    let writer = stream.try_clone().map_err(ListenError::Setup)?;
     let (pending_tx, pending_rx) = mpsc::sync_channel::<PendingAck>(MAX_PENDING_ACKS);
     std::thread::scope(|scope| {
         let acks = scope.spawn(|| write_acks(writer, pending_rx, intake));
-        let mut conn = Connection {
-            intake,
+        let mut fluent = Fluent {
             peer,
-            frames: FrameBuffer::new(READ_CHUNK),
-            scratch: Scratch::new(),
-            ids: IdGenerator::new(),
-            topic: Vec::new(),
-            made: Vec::new(),
-            pending: pending_tx,
+            frames: FluentFramer::new(
+                intake.config.fluent_limits,
+                intake.batch.max_line_bytes,
+                READ_CHUNK,
+            ),
+            chunks: Chunks {
+                intake,
+                ids: IdGenerator::new(),
+                made: Vec::new(),
+                pending: pending_tx,
+            },
         };
-        let read = conn.run(stream);
-        drop(conn);
-        let acked = acks
-            .join()
-            .unwrap_or_else(|_| Err("the ack writer panicked".into()));
+        let read = sluice_record::intake::serve(&mut stream, intake.stop, &mut fluent);
+        drop(fluent);
+        let acked = acks.join().unwrap_or(Err(ListenError::AckWriterPanicked));
         read.and(acked)
     })
 }
 
-struct Connection<'a, 'i> {
-    intake: &'a Intake<'i>,
+/// The reader of one fluent connection of the agent.
+struct Fluent<'a, 'i> {
     peer: SocketAddr,
     /// Received bytes, cut into frames.
-    frames: FrameBuffer,
-    scratch: Scratch,
+    frames: FluentFramer,
+    chunks: Chunks<'a, 'i>,
+}
+
+/// What turns frames into batches and pending acks.
+struct Chunks<'a, 'i> {
+    intake: &'a Intake<'i>,
     ids: IdGenerator,
-    /// The cleaned tag of the frame being decoded.
-    topic: Vec<u8>,
     /// Batches made from the frame being decoded.
     made: Vec<OpenBatch>,
     pending: mpsc::SyncSender<PendingAck>,
 }
 
-impl Connection<'_, '_> {
-    fn run(&mut self, mut stream: TcpStream) -> Result<(), String> {
-        loop {
-            if self.intake.stop.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            match stream.read(self.frames.spare()) {
-                Ok(0) => {
-                    if self.frames.pending() > 0 {
-                        error("incomplete_at_eof");
-                        tracing::warn!(peer = %self.peer, buffered = self.frames.pending(), "fluent client closed in the middle of a frame; the partial frame was discarded");
-                    }
-                    return Ok(());
-                }
-                Ok(n) => {
-                    self.frames.filled(n);
-                    self.process()?;
-                }
-                Err(e) if super::is_idle(&e) => {}
-                Err(e) => return Err(format!("read: {e}")),
-            }
-            if self.frames.shrink() {
-                self.scratch.trim(1 << 20);
-            }
-        }
+impl Protocol for Fluent<'_, '_> {
+    type Error = ListenError;
+
+    fn spare(&mut self) -> &mut [u8] {
+        self.frames.spare()
     }
 
     /// Handle every complete frame in the buffer.
-    fn process(&mut self) -> Result<(), String> {
-        let limits = self.intake.config.fluent_limits;
-        let mut frames = std::mem::take(&mut self.frames);
-        let result = frames.drain(&limits, |frame| self.frame(frame));
-        self.frames = frames;
-        result.map_err(|e| match e {
-            DrainError::Bad(err) => self.refuse("bad_frame", &err.to_string()),
-            DrainError::Frame(e) => e,
-        })
+    fn on_read(&mut self, n: usize) -> Result<Flow, ListenError> {
+        self.frames.filled(n);
+        let chunks = &mut self.chunks;
+        let handled = self.frames.drain(|frame| chunks.frame(frame));
+        if let Err(err) = &handled
+            && let Some(reason) = err.fluent_refusal()
+        {
+            error(reason);
+            tracing::warn!(peer = %self.peer, reason, error = %err, "closing fluent connection: bad frame (chunks acknowledged before it are safe)");
+        }
+        handled?;
+        Ok(Flow::Continue)
     }
 
-    fn refuse(&self, reason: &'static str, detail: &str) -> String {
-        error(reason);
-        tracing::warn!(peer = %self.peer, reason, error = detail, "closing fluent connection: bad frame (chunks acknowledged before it are safe)");
-        format!("bad fluent frame: {detail}")
+    fn finish(&mut self, end: End) -> Result<(), ListenError> {
+        if end == End::Eof && self.frames.pending() > 0 {
+            error("incomplete_at_eof");
+            tracing::warn!(peer = %self.peer, buffered = self.frames.pending(), "fluent client closed in the middle of a frame; the partial frame was discarded");
+        }
+        Ok(())
     }
+}
 
+impl Chunks<'_, '_> {
     /// Decode one frame into batches, then queue them.
-    fn frame(&mut self, frame: &[u8]) -> Result<(), String> {
-        let now = now_ms();
+    fn frame(&mut self, mut frame: Frame<'_>) -> Result<(), ListenError> {
         let intake = self.intake;
-        let (made, ids, topic) = (&mut self.made, &mut self.ids, &mut self.topic);
+        let (made, ids) = (&mut self.made, &mut self.ids);
         made.clear();
-        let mut topic_ready = false;
-        let decoded = decode_frame(
-            frame,
-            &intake.config.fluent_limits,
-            &mut self.scratch,
-            |event| {
-                // One frame has one tag: clean it once.
-                if !topic_ready {
-                    sluice_record::clean_topic(event.tag.as_bytes(), FALLBACK_TOPIC, topic);
-                    topic_ready = true;
-                }
-                let ms = event
-                    .time_ns
-                    .filter(|ns| *ns > 0)
-                    .map_or(now, |ns| clamp_time_ms((ns / 1_000_000) as u64, now));
-                if made.last().is_none_or(|b| b.is_full(intake.batch)) {
-                    let topic = std::str::from_utf8(topic).expect("a clean topic is ASCII");
-                    made.push(OpenBatch::new(topic, intake, ids));
-                }
-                made.last_mut()
-                    .expect("a batch is open")
-                    .push(ms, event.payload);
-            },
-        );
+        let mut truncated = 0;
+        let decoded = frame.records(now_ms(), |record| {
+            truncated += u64::from(record.is_truncated());
+            if made.last().is_none_or(|b| b.is_full(intake.batch)) {
+                let topic = std::str::from_utf8(record.topic).expect("a clean topic is ASCII");
+                made.push(OpenBatch::new(topic, intake, ids));
+            }
+            made.last_mut()
+                .expect("a batch is open")
+                .push(record.time_ms, record.payload);
+        });
         let info = match decoded {
             Ok(info) => info,
             Err(err) => {
                 self.made.clear();
-                return Err(self.refuse("bad_frame", &err.to_string()));
+                return Err(err.into());
             }
         };
         if info.handshake.is_some() {
-            return Err(self.refuse(
-                "handshake",
-                "the agent does not take the shared-key handshake; send without a key",
-            ));
+            return Err(ListenError::Handshake);
         }
-        let chunk = info.chunk_bytes(frame).map(<[u8]>::to_vec);
+        let chunk = info.chunk_bytes(frame.bytes()).map(<[u8]>::to_vec);
         if let Some(chunk) = &chunk
             && chunk.len() > MAX_CHUNK_BYTES
         {
             self.made.clear();
-            return Err(self.refuse(
-                "chunk_too_long",
-                &format!(
-                    "a chunk option of {} bytes; at most {MAX_CHUNK_BYTES} are taken",
-                    chunk.len()
-                ),
-            ));
+            return Err(ListenError::ChunkTooLong { len: chunk.len() });
         }
         let batches: Vec<Batch> = self
             .made
@@ -208,12 +180,18 @@ impl Connection<'_, '_> {
                 batch
             })
             .collect();
+        // Events cut at the line limit are counted with the first batch.
+        let mut read = |batch: &Batch| {
+            intake
+                .queue
+                .read(batch.records, std::mem::take(&mut truncated))
+        };
         match chunk {
             Some(chunk) => {
                 let (notice, safe) = mpsc::channel();
                 let count = batches.len();
                 for batch in batches {
-                    intake.queue.read(batch.records, 0);
+                    read(&batch);
                     intake.queue.push_notify(batch, notice.clone());
                 }
                 self.pending
@@ -222,11 +200,11 @@ impl Connection<'_, '_> {
                         batches: count,
                         safe,
                     })
-                    .map_err(|_| "the ack writer stopped".to_string())
+                    .map_err(|_| ListenError::AckWriterStopped)
             }
             None => {
                 for batch in batches {
-                    intake.queue.read(batch.records, 0);
+                    read(&batch);
                     intake.queue.push(batch);
                 }
                 Ok(())
@@ -243,11 +221,11 @@ fn write_acks(
     mut stream: TcpStream,
     pending: mpsc::Receiver<PendingAck>,
     intake: &Intake<'_>,
-) -> Result<(), String> {
+) -> Result<(), ListenError> {
     let mut ack = Vec::new();
     stream
         .set_write_timeout(Some(super::POLL))
-        .map_err(|e| format!("set a write timeout: {e}"))?;
+        .map_err(ListenError::Setup)?;
     let result = loop {
         let next = match pending.recv() {
             Ok(next) => next,
@@ -260,7 +238,7 @@ fn write_acks(
         ack.clear();
         encode_ack(&next.chunk, &mut ack);
         if let Err(e) = send(&mut stream, &ack, intake) {
-            break Err(format!("send ack: {e}"));
+            break Err(ListenError::SendAck(e));
         }
         counter!("sluice_forward_listen_chunks_acked_total").increment(1);
     };
@@ -281,7 +259,7 @@ fn send(stream: &mut TcpStream, mut bytes: &[u8], intake: &Intake<'_>) -> std::i
         match stream.write(bytes) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => bytes = &bytes[n..],
-            Err(e) if super::is_idle(&e) => {
+            Err(e) if is_idle(&e) => {
                 if intake.drain_over() {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
@@ -296,7 +274,7 @@ fn send(stream: &mut TcpStream, mut bytes: &[u8], intake: &Intake<'_>) -> std::i
 }
 
 /// Wait until every batch of `chunk` is safe; with the spool, make it durable.
-fn wait_safe(chunk: &PendingAck, intake: &Intake<'_>) -> Result<(), String> {
+fn wait_safe(chunk: &PendingAck, intake: &Intake<'_>) -> Result<(), ListenError> {
     let mut spooled_through = 0;
     for _ in 0..chunk.batches {
         let safe = loop {
@@ -304,11 +282,11 @@ fn wait_safe(chunk: &PendingAck, intake: &Intake<'_>) -> Result<(), String> {
                 Ok(safe) => break safe,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if intake.drain_over() {
-                        return Err("stopping before the chunk was safe; not acknowledged".into());
+                        return Err(ListenError::StoppedBeforeSafe);
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err("the forwarder stopped before the chunk was safe".into());
+                    return Err(ListenError::ForwarderStopped);
                 }
             }
         };
@@ -317,9 +295,7 @@ fn wait_safe(chunk: &PendingAck, intake: &Intake<'_>) -> Result<(), String> {
             Safe::Acked => {}
             Safe::Dropped => {
                 error("dropped");
-                return Err(
-                    "a batch of the chunk was dropped (--on-full); not acknowledged".into(),
-                );
+                return Err(ListenError::ChunkDropped);
             }
         }
     }
@@ -327,7 +303,7 @@ fn wait_safe(chunk: &PendingAck, intake: &Intake<'_>) -> Result<(), String> {
         intake
             .queue
             .sync_spool(spooled_through)
-            .map_err(|e| format!("sync the spool: {e}"))?;
+            .map_err(ListenError::SyncSpool)?;
     }
     Ok(())
 }

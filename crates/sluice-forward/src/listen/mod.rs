@@ -2,14 +2,18 @@
 //! `--listen syslog://ADDR`.
 //!
 //! Applications log to localhost, in the Fluentd forward protocol
-//! ([`fluent`]) or in syslog over TCP ([`syslog`]); their events become
+//! (`fluent.rs`) or in syslog over TCP (`syslog.rs`); their events become
 //! batches in the forwarder's queue, and from there the queue, the spool and
 //! the senders carry them to the ingesters as they carry lines read from a
 //! file.
 //!
-//! Each event keeps what the ingester's own listeners would give it: the tag
-//! or APP-NAME as its topic, its time as the record's origin time, the
-//! record as one line of JSON (fluent) or the message line (syslog).
+//! Each connection is served by the intake loop
+//! ([`sluice_record::intake::serve`]) that serves the ingester's ports, and
+//! each event becomes a record by the same mapping as there
+//! ([`sluice_fluent::Frame::records`], [`sluice_syslog::record`]): the tag
+//! or APP-NAME as its topic, its time (clamped) as the record's origin time,
+//! the record as one line of JSON cut at `--max-line` (fluent) or the
+//! message line (syslog).
 //!
 //! Acknowledgements: a fluent chunk is acknowledged to its client only once
 //! every batch made from it is safe, meaning durable in the spool (with
@@ -38,8 +42,8 @@ use std::{
 };
 
 use metrics::counter;
-use sluice_fluent::Limits;
-use sluice_record::{IdGenerator, Ulid, now_ms, wire::BatchBuilder};
+use sluice_fluent::{FluentError, Limits};
+use sluice_record::{IdGenerator, Ulid, intake::ReadError, now_ms, wire::BatchBuilder};
 
 use crate::{
     ForwardError,
@@ -157,15 +161,51 @@ impl Intake<'_> {
     }
 }
 
-/// A read or write that timed out or was interrupted: nothing happened,
-/// look at the stop flag and try again.
-pub(crate) fn is_idle(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::WouldBlock
-            | std::io::ErrorKind::TimedOut
-            | std::io::ErrorKind::Interrupted
-    )
+/// Why an agent connection was closed (logged with its peer).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ListenError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("set up the connection: {0}")]
+    Setup(#[source] std::io::Error),
+    #[error("bad fluent frame: {0}")]
+    BadFrame(#[from] FluentError),
+    #[error(
+        "bad fluent frame: the agent does not take the shared-key handshake; send without a key"
+    )]
+    Handshake,
+    #[error(
+        "bad fluent frame: a chunk option of {len} bytes; at most {} are taken",
+        fluent::MAX_CHUNK_BYTES
+    )]
+    ChunkTooLong { len: usize },
+    #[error("the ack writer stopped")]
+    AckWriterStopped,
+    #[error("the ack writer panicked")]
+    AckWriterPanicked,
+    #[error("send an ack: {0}")]
+    SendAck(#[source] std::io::Error),
+    #[error("stopping before the chunk was safe; not acknowledged")]
+    StoppedBeforeSafe,
+    #[error("the forwarder stopped before the chunk was safe")]
+    ForwarderStopped,
+    #[error("a batch of the chunk was dropped (--on-full); not acknowledged")]
+    ChunkDropped,
+    #[error("sync the spool: {0}")]
+    SyncSpool(#[source] std::io::Error),
+}
+
+impl ListenError {
+    /// The label under which a fluent connection closed for what its
+    /// client sent is counted, if it was closed for that.
+    fn fluent_refusal(&self) -> Option<&'static str> {
+        Some(match self {
+            ListenError::BadFrame(_) => "bad_frame",
+            ListenError::Handshake => "handshake",
+            ListenError::ChunkTooLong { .. } => "chunk_too_long",
+            _ => return None,
+        })
+    }
 }
 
 /// How often blocked reads and accepts look at the stop flag.
@@ -224,7 +264,7 @@ fn accept_loop<'scope>(
                 let served = stream
                     .set_nonblocking(false)
                     .and_then(|_| stream.set_read_timeout(Some(POLL)))
-                    .map_err(|e| e.to_string())
+                    .map_err(ListenError::Setup)
                     .and_then(|_| {
                         if fluent {
                             fluent::serve(stream, peer, intake)

@@ -1,29 +1,29 @@
 //! The agent's syslog listener (TCP; RFC 6587 octet counting or LF framing,
 //! per frame).
 //!
-//! Frames are parsed as the ingester's syslog listener parses them
-//! ([`sluice_syslog`]): the topic is the APP-NAME or TAG (else `syslog`), the
-//! header's timestamp is the origin time, and the payload is the message
-//! line as sent (a multi-line counted message has its inner line feeds
-//! turned into spaces). A header that does not parse keeps the raw line, and
-//! is counted.
+//! Frames become records by the mapping the ingester's syslog listener uses
+//! ([`sluice_syslog::record`]): the topic is the APP-NAME or TAG (else
+//! `syslog`), the header's timestamp is the origin time (clamped), and the
+//! payload is the message line as sent (a multi-line counted message has its
+//! inner line feeds turned into spaces). A header that does not parse keeps
+//! the raw line, and is counted.
 //!
 //! A connection keeps one open batch per topic, up to [`MAX_OPEN_TOPICS`];
-//! a batch closes when full, `linger` after its first line, or when the
-//! connection ends. Whatever arrived before a connection ends, or breaks,
-//! is queued.
+//! a batch closes when full, `linger` after its first line (checked after
+//! every read and every poll interval), or when the connection ends.
+//! Whatever arrived before a connection ends, or breaks, is queued.
 
-use std::{
-    io::Read,
-    net::{SocketAddr, TcpStream},
-    sync::atomic::Ordering,
-};
+use std::net::{SocketAddr, TcpStream};
 
 use metrics::counter;
-use sluice_record::{IdGenerator, clamp_time_ms, now_ms};
-use sluice_syslog::{Format, SyslogFramer};
+use sluice_record::{
+    IdGenerator, Unstamped,
+    intake::{End, Flow, Protocol},
+    now_ms,
+};
+use sluice_syslog::SyslogFramer;
 
-use super::{Intake, OpenBatch};
+use super::{Intake, ListenError, OpenBatch};
 
 /// Open batches per connection; one more topic closes them all first.
 const MAX_OPEN_TOPICS: usize = 64;
@@ -33,91 +33,101 @@ pub(super) fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
     intake: &Intake<'_>,
-) -> Result<(), String> {
-    let mut framer = SyslogFramer::new(intake.batch.max_line_bytes, READ_CHUNK);
-    let mut batches = Batches {
-        intake,
-        ids: IdGenerator::new(),
-        open: Vec::new(),
-        topic: Vec::new(),
-        line: Vec::new(),
-        truncated: 0,
-        unparsed: 0,
-    };
-    let outcome = loop {
-        if intake.stop.load(Ordering::Relaxed) {
-            break Ok(());
+) -> Result<(), ListenError> {
+    let mut syslog = Syslog::new(peer, intake);
+    sluice_record::intake::serve(&mut stream, intake.stop, &mut syslog)
+}
+
+/// One syslog connection of the agent.
+struct Syslog<'a, 'i> {
+    peer: SocketAddr,
+    framer: SyslogFramer,
+    batches: Batches<'a, 'i>,
+}
+
+impl<'a, 'i> Syslog<'a, 'i> {
+    fn new(peer: SocketAddr, intake: &'a Intake<'i>) -> Self {
+        Syslog {
+            peer,
+            framer: SyslogFramer::new(intake.batch.max_line_bytes, READ_CHUNK),
+            batches: Batches {
+                intake,
+                ids: IdGenerator::new(),
+                open: Vec::new(),
+                truncated: 0,
+                unparsed: 0,
+            },
         }
-        match stream.read(framer.spare()) {
-            Ok(0) => break Ok(()),
-            Ok(n) => {
-                framer.filled(n);
-                let now = now_ms();
-                framer.drain(|frame| batches.add(frame, now));
-            }
-            Err(e) if super::is_idle(&e) => {}
-            Err(e) => break Err(format!("read: {e}")),
-        }
-        batches.close_lingered();
-    };
-    // Whatever arrived before the end (or a reset) is kept.
-    let now = now_ms();
-    let counts = framer.finish(|frame| batches.add(frame, now));
-    if counts.incomplete > 0 {
-        counter!("sluice_forward_listen_errors_total", "listener" => "syslog", "reason" => "incomplete_at_eof").increment(counts.incomplete);
-        tracing::warn!(%peer, "syslog client closed in the middle of an octet-counted frame; the partial frame was discarded");
     }
-    batches.close_all();
-    outcome
+}
+
+impl Protocol for Syslog<'_, '_> {
+    type Error = ListenError;
+
+    fn spare(&mut self) -> &mut [u8] {
+        self.framer.spare()
+    }
+
+    fn on_read(&mut self, n: usize) -> Result<Flow, ListenError> {
+        self.framer.filled(n);
+        let batches = &mut self.batches;
+        let counts = self
+            .framer
+            .drain_records(now_ms(), |record| batches.add(record));
+        batches.unparsed += counts.unparsed;
+        Ok(Flow::Continue)
+    }
+
+    fn on_tick(&mut self) -> Result<(), ListenError> {
+        self.batches.close_lingered();
+        Ok(())
+    }
+
+    /// Whatever arrived before the end (or a reset) is kept.
+    fn finish(&mut self, _: End) -> Result<(), ListenError> {
+        let batches = &mut self.batches;
+        let counts = self
+            .framer
+            .finish_records(now_ms(), |record| batches.add(record));
+        if counts.frames.incomplete > 0 {
+            counter!("sluice_forward_listen_errors_total", "listener" => "syslog", "reason" => "incomplete_at_eof").increment(counts.frames.incomplete);
+            tracing::warn!(peer = %self.peer, "syslog client closed in the middle of an octet-counted frame; the partial frame was discarded");
+        }
+        batches.unparsed += counts.unparsed;
+        batches.close_all();
+        Ok(())
+    }
 }
 
 struct Batches<'a, 'i> {
     intake: &'a Intake<'i>,
     ids: IdGenerator,
     open: Vec<OpenBatch>,
-    /// Scratch for a cleaned topic.
-    topic: Vec<u8>,
-    /// Scratch for a multi-line message made one line.
-    line: Vec<u8>,
-    /// Frames cut at the line limit, not yet reported to the queue.
+    /// Records cut at the line limit, not yet reported to the queue.
     truncated: u64,
     unparsed: u64,
 }
 
 impl Batches<'_, '_> {
-    fn add(&mut self, frame: sluice_syslog::Frame<'_>, now: u64) {
-        let parsed = sluice_syslog::parse(frame.bytes, now as i64);
-        if parsed.format == Format::Unknown {
-            self.unparsed += 1;
-        }
-        self.truncated += frame.truncated as u64;
-        let ms = parsed
-            .time_ms
-            .filter(|t| *t > 0)
-            .map_or(now, |t| clamp_time_ms(t as u64, now));
-        sluice_record::clean_topic(
-            parsed.topic_or_default().as_bytes(),
-            sluice_syslog::DEFAULT_TOPIC.as_bytes(),
-            &mut self.topic,
-        );
+    fn add(&mut self, record: Unstamped<'_>) {
+        self.truncated += u64::from(record.is_truncated());
         let found = self
             .open
             .iter()
-            .position(|b| b.topic().as_bytes() == self.topic.as_slice());
+            .position(|b| b.topic().as_bytes() == record.topic);
         let at = match found {
             Some(at) => at,
             None => {
                 if self.open.len() >= MAX_OPEN_TOPICS {
                     self.close_all();
                 }
-                let topic = std::str::from_utf8(&self.topic).expect("a clean topic is ASCII");
+                let topic = std::str::from_utf8(record.topic).expect("a syslog topic is ASCII");
                 let batch = OpenBatch::new(topic, self.intake, &mut self.ids);
                 self.open.push(batch);
                 self.open.len() - 1
             }
         };
-        let (line, _) = sluice_syslog::one_line(frame.bytes, &mut self.line);
-        self.open[at].push(ms, line);
+        self.open[at].push(record.time_ms, record.payload);
         if self.open[at].is_full(self.intake.batch) {
             let batch = self.open.swap_remove(at);
             self.close(batch);
