@@ -143,11 +143,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let stop = Arc::new(AtomicBool::new(false));
     let metrics = match args.api {
-        Some(_) => Some(
-            metrics_exporter_prometheus::PrometheusBuilder::new()
+        Some(_) => {
+            let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
                 .install_recorder()
-                .context("install the metrics recorder")?,
-        ),
+                .context("install the metrics recorder")?;
+            sluice_forward::describe_metrics();
+            Some(handle)
+        }
         None => None,
     };
     let (json, api) = (args.json, args.api);

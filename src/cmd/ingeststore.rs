@@ -155,6 +155,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("install the metrics recorder")?;
+    sluice_ingest::describe_metrics();
     sluice_store::describe_metrics();
     sluice_api::describe_metrics();
     let runtime = tokio::runtime::Builder::new_multi_thread()

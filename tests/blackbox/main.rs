@@ -16,3 +16,4 @@ mod spool;
 mod store_blocks;
 mod syslog;
 mod syslog_clients;
+mod telemetry;

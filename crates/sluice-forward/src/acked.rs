@@ -24,7 +24,7 @@ use std::{
     time::Duration,
 };
 
-use metrics::counter;
+use crate::metrics;
 use sluice_record::wire::{Reply, parse_reply};
 
 use crate::queue::{Batch, Queue};
@@ -86,7 +86,7 @@ pub fn run_slot(
                 }
             }
             Err(err) => {
-                counter!("sluice_forward_connect_errors_total").increment(1);
+                metrics::connect_error();
                 tracing::warn!(addr, error = %err, retry_in_ms = backoff.as_millis() as u64, "cannot connect to ingester");
             }
         }
@@ -190,7 +190,7 @@ fn serve_connection(
         std::mem::take(&mut guard.0).into_values().collect()
     };
     if !unacked.is_empty() {
-        counter!("sluice_forward_reconnects_total").increment(1);
+        metrics::reconnect();
     }
     queue.give_back(unacked);
     acked_any.load(Ordering::Relaxed)

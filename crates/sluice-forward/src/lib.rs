@@ -24,6 +24,7 @@ pub mod checkpoint;
 pub mod follow;
 pub mod lines;
 pub mod listen;
+mod metrics;
 pub mod queue;
 pub mod reader;
 pub mod spool;
@@ -42,6 +43,7 @@ use std::{
 
 pub use lines::{ForwardStats, LinesConfig, forward_lines};
 pub use listen::{Listen, ListenConfig};
+pub use metrics::describe as describe_metrics;
 pub use queue::{Counts, OnFull};
 use sluice_record::wire::Guarantee;
 

@@ -21,7 +21,7 @@ use std::{
     time::Duration,
 };
 
-use metrics::counter;
+use crate::metrics;
 
 use crate::ForwardError;
 
@@ -107,14 +107,14 @@ impl Sender<'_> {
             match stream.write_all(bytes) {
                 Ok(()) => {
                     self.stats.bytes_sent += bytes.len() as u64;
-                    counter!("sluice_forward_bytes_sent_total").increment(bytes.len() as u64);
+                    metrics::sent_bytes(bytes.len() as u64);
                     return Ok(());
                 }
                 Err(err) => {
                     tracing::warn!(addr = %self.config.addr, error = %err, "connection to ingester broke; reconnecting and sending the chunk again");
                     self.stream = None;
                     self.stats.reconnects += 1;
-                    counter!("sluice_forward_reconnects_total").increment(1);
+                    metrics::reconnect();
                 }
             }
         }
@@ -161,7 +161,7 @@ pub fn forward_lines(
         sender.stats.bytes_read += n as u64;
         let lines = memchr::memchr_iter(b'\n', &buf[held..held + n]).count() as u64;
         sender.stats.lines_read += lines;
-        counter!("sluice_forward_lines_read_total").increment(lines);
+        metrics::lines_read(lines);
         let filled = held + n;
         match memchr::memrchr(b'\n', &buf[..filled]) {
             Some(last_nl) => {

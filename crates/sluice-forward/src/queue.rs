@@ -31,7 +31,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use metrics::{counter, gauge};
+use crate::metrics;
 
 use crate::{
     checkpoint::{self, Progress},
@@ -222,7 +222,7 @@ impl State {
     fn settle(&mut self, seq: u64, source: Option<SourcePos>, disk: Option<SpoolRef>) {
         if let (Some(spool), Some(at)) = (self.spool.as_mut(), disk) {
             spool.resolve(at);
-            gauge!("sluice_forward_spool_bytes").set(spool.live_bytes() as f64);
+            metrics::spool_bytes(spool.live_bytes());
         }
         if let Some(pos) = source {
             self.progress.safe(seq, pos);
@@ -249,8 +249,7 @@ impl State {
             DropReason::SpoolCorrupt => &mut self.counts.dropped_spool_corrupt,
         };
         *count += records;
-        counter!("sluice_forward_records_dropped_total", "reason" => reason.label())
-            .increment(records);
+        metrics::records_dropped(reason.label(), records);
         self.notify(seq, Safe::Dropped);
         self.settle(seq, source, disk);
     }
@@ -318,7 +317,7 @@ impl Queue {
                     disk: Some(r.at),
                 });
             }
-            gauge!("sluice_forward_spool_bytes").set(spool.live_bytes() as f64);
+            metrics::spool_bytes(spool.live_bytes());
             state.spool = Some(spool);
         }
         (queue, max_seq)
@@ -337,9 +336,9 @@ impl Queue {
 
     /// `--on-full block`: wait for room, showing that the input is held.
     fn block<'a>(&self, state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        gauge!("sluice_forward_queue_blocked").set(1.0);
+        metrics::queue_blocked(true);
         let state = self.wait(state);
-        gauge!("sluice_forward_queue_blocked").set(0.0);
+        metrics::queue_blocked(false);
         state
     }
 
@@ -350,7 +349,7 @@ impl Queue {
         state.counts.truncated += truncated;
         // Read but not yet in a batch: counted as queued until pushed.
         state.counts.queued += records;
-        counter!("sluice_forward_records_read_total").increment(records);
+        metrics::records_read(records);
     }
 
     /// A follower started reading `key` at `offset`.
@@ -437,7 +436,7 @@ impl Queue {
                 Ok(at) => {
                     batch.spooled = Some(at);
                     let appended = spool.appended();
-                    gauge!("sluice_forward_spool_bytes").set(spool.live_bytes() as f64);
+                    metrics::spool_bytes(spool.live_bytes());
                     state.notify(batch.seq, Safe::Spooled(appended));
                     // On disk is safe for the checkpoint.
                     if let Some(pos) = batch.source {
@@ -447,7 +446,7 @@ impl Queue {
                         // Memory is full: queue only its place on disk.
                         state.counts.queued -= batch.records;
                         state.counts.spooled += batch.records;
-                        counter!("sluice_forward_records_spooled_total").increment(batch.records);
+                        metrics::records_spooled(batch.records);
                         state.ready.push_back(Entry {
                             seq: batch.seq,
                             records: batch.records,
@@ -461,7 +460,7 @@ impl Queue {
                     }
                 }
                 Err(err) => {
-                    counter!("sluice_forward_spool_errors_total").increment(1);
+                    metrics::spool_error();
                     tracing::error!(error = %err, "cannot write to the spool; this batch is held in memory only");
                 }
             }
@@ -491,7 +490,7 @@ impl Queue {
         }
         state.ready_bytes += size;
         state.ready.push_back(Entry::in_memory(Arc::new(batch)));
-        gauge!("sluice_forward_queue_bytes").set(state.ready_bytes as f64);
+        metrics::queue_bytes(state.ready_bytes);
         self.changed.notify_all();
     }
 
@@ -524,8 +523,7 @@ impl Queue {
                         Ok(wire) => {
                             state.counts.spooled -= entry.records;
                             state.counts.replayed += entry.records;
-                            counter!("sluice_forward_records_replayed_total")
-                                .increment(entry.records);
+                            metrics::records_replayed(entry.records);
                             Arc::new(Batch {
                                 seq: entry.seq,
                                 records: entry.records,
@@ -544,8 +542,8 @@ impl Queue {
             };
             state.counts.in_flight += batch.records;
             state.counts.sent += batch.records;
-            counter!("sluice_forward_records_sent_total").increment(batch.records);
-            gauge!("sluice_forward_queue_bytes").set(state.ready_bytes as f64);
+            metrics::records_sent(batch.records);
+            metrics::queue_bytes(state.ready_bytes);
             self.changed.notify_all();
             return Some(batch);
         }
@@ -564,7 +562,7 @@ impl Queue {
             state.counts.in_flight -= batch.records;
             state.counts.queued += batch.records;
             state.counts.resent += batch.records;
-            counter!("sluice_forward_records_resent_total").increment(batch.records);
+            metrics::records_resent(batch.records);
             state.ready.push_front(Entry::in_memory(batch));
         }
         self.changed.notify_all();
@@ -574,7 +572,7 @@ impl Queue {
         let mut state = self.lock();
         state.counts.in_flight -= batch.records;
         state.counts.acked += batch.records;
-        counter!("sluice_forward_records_acked_total").increment(batch.records);
+        metrics::records_acked(batch.records);
         state.notify(batch.seq, Safe::Acked);
         state.settle(batch.seq, batch.source, batch.spooled);
         self.changed.notify_all();
@@ -586,8 +584,7 @@ impl Queue {
         let mut state = self.lock();
         state.counts.in_flight -= batch.records;
         state.counts.dropped_rejected += batch.records;
-        counter!("sluice_forward_records_dropped_total", "reason" => "rejected")
-            .increment(batch.records);
+        metrics::records_dropped("rejected", batch.records);
         state.notify(batch.seq, Safe::Dropped);
         state.settle(batch.seq, batch.source, batch.spooled);
         self.changed.notify_all();
@@ -784,7 +781,7 @@ mod tests {
     #[derive(Default)]
     struct BlockedSeen(Arc<std::sync::atomic::AtomicBool>);
 
-    impl metrics::GaugeFn for BlockedSeen {
+    impl ::metrics::GaugeFn for BlockedSeen {
         fn increment(&self, _: f64) {}
         fn decrement(&self, _: f64) {}
         fn set(&self, value: f64) {
@@ -794,48 +791,52 @@ mod tests {
         }
     }
 
-    impl metrics::Recorder for BlockedSeen {
+    impl ::metrics::Recorder for BlockedSeen {
         fn describe_counter(
             &self,
-            _: metrics::KeyName,
-            _: Option<metrics::Unit>,
-            _: metrics::SharedString,
+            _: ::metrics::KeyName,
+            _: Option<::metrics::Unit>,
+            _: ::metrics::SharedString,
         ) {
         }
         fn describe_gauge(
             &self,
-            _: metrics::KeyName,
-            _: Option<metrics::Unit>,
-            _: metrics::SharedString,
+            _: ::metrics::KeyName,
+            _: Option<::metrics::Unit>,
+            _: ::metrics::SharedString,
         ) {
         }
         fn describe_histogram(
             &self,
-            _: metrics::KeyName,
-            _: Option<metrics::Unit>,
-            _: metrics::SharedString,
+            _: ::metrics::KeyName,
+            _: Option<::metrics::Unit>,
+            _: ::metrics::SharedString,
         ) {
         }
         fn register_counter(
             &self,
-            _: &metrics::Key,
-            _: &metrics::Metadata<'_>,
-        ) -> metrics::Counter {
-            metrics::Counter::noop()
+            _: &::metrics::Key,
+            _: &::metrics::Metadata<'_>,
+        ) -> ::metrics::Counter {
+            ::metrics::Counter::noop()
         }
-        fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        fn register_gauge(
+            &self,
+            key: &::metrics::Key,
+            _: &::metrics::Metadata<'_>,
+        ) -> ::metrics::Gauge {
             if key.name() == "sluice_forward_queue_blocked" {
-                metrics::Gauge::from_arc(Arc::new(BlockedSeen(self.0.clone())))
+                ::metrics::Gauge::from_arc(Arc::new(BlockedSeen(self.0.clone())))
             } else {
-                metrics::Gauge::noop()
+                ::metrics::Gauge::noop()
             }
         }
         fn register_histogram(
             &self,
-            _: &metrics::Key,
-            _: &metrics::Metadata<'_>,
-        ) -> metrics::Histogram {
-            metrics::Histogram::noop()
+            _: &::metrics::Key,
+            _: &::metrics::Metadata<'_>,
+        ) -> ::metrics::Histogram {
+            ::metrics::Histogram::noop()
         }
     }
 
@@ -853,7 +854,7 @@ mod tests {
             q.push(batch(1, 1, 10));
             q.stop_input();
             let seen = BlockedSeen::default();
-            metrics::with_local_recorder(&seen, || {
+            ::metrics::with_local_recorder(&seen, || {
                 for seq in 2..=4 {
                     q.read(1, 0);
                     q.push(batch(seq, 1, 10));

@@ -117,6 +117,9 @@ impl Batch {
                     }
                 }
                 Event::Batch { header, section } => {
+                    if header.crc.is_none() {
+                        metrics::batch_unchecked();
+                    }
                     let bytes = section.len() as u64;
                     if let Err(error) = encode(&mut self.sink, &mut self.ids, &header, section) {
                         metrics::batch_error(error.kind());

@@ -31,3 +31,4 @@ pub use error::IngestError;
 pub use fluent::FluentConfig;
 pub use listener::{IngestConfig, Listener, Mode};
 pub use log::{Clock, IngestLog, LogError, ManualClock, SystemClock};
+pub use metrics::describe as describe_metrics;

@@ -1,8 +1,115 @@
-//! Telemetry of the ingest crate, declared in one place.
+//! Telemetry of the ingest crate, declared in one place: [`describe`] gives
+//! every metric its help text and unit, and one function per event below
+//! adds to them.
 //!
 //! Counters are added once per read buffer, never per record.
 
-use metrics::{counter, gauge};
+use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
+
+/// Register the help text and unit of every ingest metric; the binary calls
+/// it once, after installing the recorder.
+pub fn describe() {
+    describe_counter!(
+        "sluice_ingest_connections_total",
+        Unit::Count,
+        "Ingest connections accepted, by protocol."
+    );
+    describe_gauge!(
+        "sluice_ingest_connections_active",
+        Unit::Count,
+        "Ingest connections open now, by protocol (at most --max-connections each)."
+    );
+    describe_counter!(
+        "sluice_ingest_connections_rejected_total",
+        Unit::Count,
+        "Ingest connections refused, by protocol and reason (too_many_connections, accept_error, thread_spawn)."
+    );
+    describe_counter!(
+        "sluice_ingest_records_total",
+        Unit::Count,
+        "Records written to ingest segments, by protocol."
+    );
+    describe_counter!(
+        "sluice_ingest_bytes_total",
+        Unit::Bytes,
+        "Bytes read from ingest connections, by protocol."
+    );
+    describe_counter!(
+        "sluice_ingest_lines_truncated_total",
+        Unit::Count,
+        "Lines (or Fluentd events) cut at --max-line and flagged truncated, by protocol."
+    );
+    describe_counter!(
+        "sluice_ingest_records_dropped_total",
+        Unit::Count,
+        "Records read but not kept, by reason (write_error, syslog_incomplete_frame)."
+    );
+    describe_counter!(
+        "sluice_ingest_write_errors_total",
+        Unit::Count,
+        "Failed writes to ingest segments, by reason (disk_full, io)."
+    );
+    describe_counter!(
+        "sluice_ingest_segments_flushed_total",
+        Unit::Count,
+        "Ingest segments sealed (fsynced) and handed to the lending queue."
+    );
+    describe_counter!(
+        "sluice_ingest_flushed_bytes_total",
+        Unit::Bytes,
+        "Bytes of the ingest segments sealed."
+    );
+    describe_gauge!(
+        "sluice_ingest_segments_flushed",
+        Unit::Count,
+        "Sealed ingest segments waiting for a store."
+    );
+    describe_gauge!(
+        "sluice_ingest_segments_pending",
+        Unit::Count,
+        "Ingest segments lent to a store and not yet committed."
+    );
+    describe_counter!(
+        "sluice_ingest_segments_lent_total",
+        Unit::Count,
+        "Lending events, by outcome (lent, committed, failed, timed_out, commit_not_pending)."
+    );
+    describe_counter!(
+        "sluice_ingest_recovered_torn_tails_total",
+        Unit::Count,
+        "Torn segment tails cut at startup (moved to ingest/quarantine/)."
+    );
+    describe_counter!(
+        "sluice_ingest_recovered_torn_bytes_total",
+        Unit::Bytes,
+        "Bytes of torn segment tails cut at startup."
+    );
+    describe_counter!(
+        "sluice_ingest_syslog_unparsed_total",
+        Unit::Count,
+        "syslog frames whose header did not parse (kept raw, under the topic syslog)."
+    );
+    describe_counter!(
+        "sluice_ingest_syslog_multiline_total",
+        Unit::Count,
+        "syslog messages whose inner line feeds became spaces."
+    );
+    describe_counter!(
+        "sluice_ingest_fluent_errors_total",
+        Unit::Count,
+        "Fluentd connections closed for a bad frame, by reason."
+    );
+    describe_counter!(
+        "sluice_ingest_batch_errors_total",
+        Unit::Count,
+        "Batches refused on the batch port (ERR replies), by reason."
+    );
+    describe_counter!(
+        "sluice_ingest_batch_unchecked_total",
+        Unit::Count,
+        "Batches sent without a checksum (crc written as -)."
+    );
+}
 
 use crate::listener::Mode;
 
@@ -39,7 +146,7 @@ pub(crate) fn write_error(reason: &'static str) {
 
 pub(crate) fn segment_flushed(bytes: u64) {
     counter!("sluice_ingest_segments_flushed_total").increment(1);
-    counter!("sluice_ingest_segment_bytes_flushed_total").increment(bytes);
+    counter!("sluice_ingest_flushed_bytes_total").increment(bytes);
 }
 
 pub(crate) fn segments_waiting(flushed: usize, pending: usize) {
@@ -71,6 +178,11 @@ pub(crate) fn syslog_frames(unparsed: u64, multiline: u64, incomplete: u64) {
 
 pub(crate) fn fluent_error(kind: &'static str) {
     counter!("sluice_ingest_fluent_errors_total", "reason" => kind).increment(1);
+}
+
+/// A batch arrived without a checksum (`-`).
+pub(crate) fn batch_unchecked() {
+    counter!("sluice_ingest_batch_unchecked_total").increment(1);
 }
 
 pub(crate) fn batch_error(kind: &'static str) {

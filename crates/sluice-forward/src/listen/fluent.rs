@@ -26,7 +26,7 @@ use std::{
     time::Duration,
 };
 
-use metrics::counter;
+use crate::metrics;
 use sluice_fluent::{FluentFramer, Frame, encode_ack};
 use sluice_record::{
     IdGenerator,
@@ -54,8 +54,7 @@ struct PendingAck {
 }
 
 fn error(reason: &'static str) {
-    counter!("sluice_forward_listen_errors_total", "listener" => "fluent", "reason" => reason)
-        .increment(1);
+    metrics::listen_errors("fluent", reason, 1);
 }
 
 pub(super) fn serve(
@@ -240,7 +239,7 @@ fn write_acks(
         if let Err(e) = send(&mut stream, &ack, intake) {
             break Err(ListenError::SendAck(e));
         }
-        counter!("sluice_forward_listen_chunks_acked_total").increment(1);
+        metrics::listen_chunk_acked();
     };
     if result.is_err() {
         // The reader stops at its next read; the client resends.

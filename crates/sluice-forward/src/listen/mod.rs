@@ -41,7 +41,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use metrics::counter;
+use crate::metrics;
 use sluice_fluent::{FluentError, Limits};
 use sluice_record::{IdGenerator, Ulid, intake::ReadError, now_ms, wire::BatchBuilder};
 
@@ -253,11 +253,11 @@ fn accept_loop<'scope>(
         };
         if open.fetch_add(1, Ordering::Relaxed) >= intake.config.max_connections {
             open.fetch_sub(1, Ordering::Relaxed);
-            counter!("sluice_forward_listen_refused_total", "listener" => kind, "reason" => "too_many_connections").increment(1);
+            metrics::listen_refused(kind, "too_many_connections");
             tracing::warn!(listener = kind, %peer, limit = intake.config.max_connections, "too many connections; closing this one");
             continue;
         }
-        counter!("sluice_forward_listen_connections_total", "listener" => kind).increment(1);
+        metrics::listen_connection(kind);
         let spawned = std::thread::Builder::new()
             .name(format!("forward-{kind}"))
             .spawn_scoped(scope, move || {

@@ -15,7 +15,7 @@
 
 use std::net::{SocketAddr, TcpStream};
 
-use metrics::counter;
+use crate::metrics;
 use sluice_record::{
     IdGenerator, Unstamped,
     intake::{End, Flow, Protocol},
@@ -90,7 +90,7 @@ impl Protocol for Syslog<'_, '_> {
             .framer
             .finish_records(now_ms(), |record| batches.add(record));
         if counts.frames.incomplete > 0 {
-            counter!("sluice_forward_listen_errors_total", "listener" => "syslog", "reason" => "incomplete_at_eof").increment(counts.frames.incomplete);
+            metrics::listen_errors("syslog", "incomplete_at_eof", counts.frames.incomplete);
             tracing::warn!(peer = %self.peer, "syslog client closed in the middle of an octet-counted frame; the partial frame was discarded");
         }
         batches.unparsed += counts.unparsed;
@@ -167,7 +167,7 @@ impl Batches<'_, '_> {
 
     fn report_unparsed(&mut self) {
         if self.unparsed > 0 {
-            counter!("sluice_forward_listen_syslog_unparsed_total").increment(self.unparsed);
+            metrics::listen_syslog_unparsed(self.unparsed);
             self.unparsed = 0;
         }
     }
