@@ -7,7 +7,6 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
 };
 
 use anyhow::{Context, bail};
@@ -16,7 +15,9 @@ use sluice_forward::{
 };
 use sluice_record::wire::Guarantee;
 
-use crate::size::parse_bytes;
+use crate::size::ByteSize;
+use humantime::Duration as HumanDuration;
+use sluice_forward::defaults;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -34,26 +35,26 @@ pub struct Args {
     #[arg(long, default_value = "write", value_parser = ["none", "write", "fsync", "replicated"], env = "SLUICE_GUARANTEE")]
     guarantee: String,
     /// Topic of every record.
-    #[arg(long, default_value = "default", env = "SLUICE_TOPIC")]
+    #[arg(long, default_value = sluice_record::DEFAULT_TOPIC_STR, env = "SLUICE_TOPIC")]
     topic: String,
     /// Text prepended to every line.
     #[arg(long, default_value = "")]
     prefix: String,
     /// Bytes of batches waiting in memory before --on-full applies.
-    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
-    queue_max: u64,
+    #[arg(long, default_value_t = ByteSize::of(defaults::QUEUE_MAX_BYTES))]
+    queue_max: ByteSize,
     /// When the queue is full: block (push back on stdin), drop-oldest or drop-newest.
     #[arg(long, default_value = "block", value_parser = ["block", "drop-oldest", "drop-newest"])]
     on_full: String,
-    /// Close a batch at this many bytes.
-    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
-    batch_size: u64,
+    /// Close a batch at this many bytes (at most 16MiB).
+    #[arg(long, default_value_t = ByteSize::of(defaults::BATCH_BYTES))]
+    batch_size: ByteSize,
     /// Close a batch this long after its first line.
-    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
-    linger: Duration,
-    /// Longest line sent; longer lines are cut and counted.
-    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
-    max_line: u64,
+    #[arg(long, default_value_t = defaults::LINGER.into())]
+    linger: HumanDuration,
+    /// Longest line sent (at most 16MiB); longer lines are cut and counted.
+    #[arg(long, default_value_t = ByteSize::of(defaults::MAX_LINE_BYTES))]
+    max_line: ByteSize,
     /// Follow these files instead of reading stdin: appends, rotation by
     /// rename and truncation are followed, and a checkpoint makes a restart
     /// neither re-send nor skip.
@@ -69,7 +70,7 @@ pub struct Args {
     #[arg(long = "listen", value_name = "URL")]
     listens: Vec<String>,
     /// With --listen: open connections allowed, over all listeners.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = defaults::LISTEN_MAX_CONNECTIONS)]
     listen_max_connections: usize,
     /// Where file checkpoints are kept [default: DIR/checkpoints.json with
     /// --spool, else ./sluice-forward.checkpoints.json].
@@ -81,12 +82,12 @@ pub struct Args {
     #[arg(long, value_name = "DIR", env = "SLUICE_SPOOL")]
     spool: Option<PathBuf>,
     /// Bytes the spool may hold before --on-full applies.
-    #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
-    spool_max: u64,
+    #[arg(long, default_value_t = ByteSize(defaults::SPOOL_MAX_BYTES))]
+    spool_max: ByteSize,
     /// On SIGTERM or SIGINT without a spool: how long to wait for acks
     /// before giving up (with a spool, what is unacknowledged stays there).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    drain_timeout: Duration,
+    #[arg(long, default_value_t = defaults::DRAIN_TIMEOUT.into())]
+    drain_timeout: HumanDuration,
     /// Print the final counts as one JSON object on stderr.
     #[arg(long)]
     json: bool,
@@ -116,17 +117,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     config.batch.topic = args.topic;
     config.batch.prefix = args.prefix.into_bytes();
-    config.queue_max_bytes = args.queue_max as usize;
+    config.queue_max_bytes = args.queue_max.0 as usize;
     config.on_full = OnFull::parse(&args.on_full).context("parse --on-full")?;
-    config.batch.batch_bytes = args.batch_size.clamp(1, 16 << 20) as usize;
-    config.batch.linger = args.linger;
-    config.batch.max_line_bytes = args.max_line.clamp(1, 16 << 20) as usize;
+    config.batch.batch_bytes = (args.batch_size.0 as usize).clamp(1, defaults::MAX_BATCH_BYTES);
+    config.batch.linger = args.linger.into();
+    config.batch.max_line_bytes = (args.max_line.0 as usize).clamp(1, defaults::MAX_BATCH_BYTES);
     config.spool = args.spool.map(|dir| SpoolConfig {
         dir,
-        max_bytes: args.spool_max,
+        max_bytes: args.spool_max.0,
     });
     config.checkpoint = args.checkpoint;
-    config.drain_timeout = args.drain_timeout;
+    config.drain_timeout = args.drain_timeout.into();
     config.listen.max_connections = args.listen_max_connections.max(1);
     let source = match (args.files.is_empty(), args.listens.is_empty()) {
         (true, true) => Source::Stream(Box::new(std::io::stdin())),

@@ -22,7 +22,8 @@ use sluice_store::{
     Store,
 };
 
-use crate::size::parse_bytes;
+use crate::size::{ByteSize, parse_bytes};
+use humantime::Duration as HumanDuration;
 
 /// Blocking threads for what is not a query scan: the lending endpoints'
 /// ingest log work and segment reads, the consumer's verify and write
@@ -48,24 +49,24 @@ pub struct Args {
     #[arg(long, default_value = "./data", env = "SLUICE_DATA")]
     data: PathBuf,
     /// HTTP API address: queries, segment lending, /metrics, /health, /ready.
-    #[arg(long, default_value = "127.0.0.1:7650", env = "SLUICE_API")]
+    #[arg(long, default_value = sluice_api::DEFAULT_ADDR, env = "SLUICE_API")]
     api: SocketAddr,
     /// Fast ingest: newline-delimited lines, fire-and-forget (OK Log and nc compatible).
-    #[arg(long, default_value = "127.0.0.1:7651", env = "SLUICE_FAST")]
+    #[arg(long, default_value = sluice_ingest::listener::DEFAULT_FAST_ADDR, env = "SLUICE_FAST")]
     fast: SocketAddr,
     /// Durable ingest: lines, fsynced before more is read.
-    #[arg(long, default_value = "127.0.0.1:7652", env = "SLUICE_DURABLE")]
+    #[arg(long, default_value = sluice_ingest::listener::DEFAULT_DURABLE_ADDR, env = "SLUICE_DURABLE")]
     durable: SocketAddr,
     /// Batch ingest: the acknowledged batch protocol (docs/protocol-batch.md).
-    #[arg(long, default_value = "127.0.0.1:7653", env = "SLUICE_BATCH")]
+    #[arg(long, default_value = sluice_ingest::listener::DEFAULT_BATCH_ADDR, env = "SLUICE_BATCH")]
     batch: SocketAddr,
     /// Fluentd forward protocol (TCP, and UDP heartbeats on the same port);
     /// `off` disables it.
-    #[arg(long, default_value = "127.0.0.1:24224", value_parser = parse_listen, env = "SLUICE_FLUENT")]
+    #[arg(long, default_value = sluice_ingest::listener::DEFAULT_FLUENT_ADDR, value_parser = parse_listen, env = "SLUICE_FLUENT")]
     fluent: Listen,
     /// syslog over TCP (RFC 5424 and 3164; octet-counted or LF framing);
     /// `off` disables it.
-    #[arg(long, default_value = "127.0.0.1:5140", value_parser = parse_listen, env = "SLUICE_SYSLOG")]
+    #[arg(long, default_value = sluice_ingest::listener::DEFAULT_SYSLOG_ADDR, value_parser = parse_listen, env = "SLUICE_SYSLOG")]
     syslog: Listen,
     /// Require Fluentd's shared-key handshake (`<security>` with this key).
     #[arg(long, env = "SLUICE_FLUENT_SHARED_KEY", hide_env_values = true)]
@@ -74,41 +75,43 @@ pub struct Args {
     /// fsynced (fsync).
     #[arg(long, default_value = "write", value_parser = ["write", "fsync"])]
     fluent_ack: String,
-    /// Largest fluent frame accepted; a larger one closes its connection.
-    #[arg(long, default_value = "16MiB", value_parser = parse_bytes)]
-    fluent_max_frame: u64,
-    /// Largest inflated CompressedPackedForward chunk (gzip bomb limit).
-    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
-    fluent_max_decompressed: u64,
+    /// Largest fluent frame accepted (1KiB to 1GiB); a larger one closes its
+    /// connection.
+    #[arg(long, default_value_t = ByteSize::of(sluice_fluent::DEFAULT_MAX_FRAME_BYTES))]
+    fluent_max_frame: ByteSize,
+    /// Largest inflated CompressedPackedForward chunk (gzip bomb limit;
+    /// 1KiB to 4GiB).
+    #[arg(long, default_value_t = ByteSize::of(sluice_fluent::DEFAULT_MAX_DECOMPRESSED_BYTES))]
+    fluent_max_decompressed: ByteSize,
     /// Most events in one fluent frame.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = sluice_fluent::DEFAULT_MAX_ENTRIES_PER_FRAME)]
     fluent_max_entries: usize,
     /// Deepest nesting of maps and arrays in a fluent frame.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = sluice_fluent::DEFAULT_MAX_DEPTH)]
     fluent_max_depth: usize,
     /// Largest batch accepted on the batch port (its record section).
-    #[arg(long, default_value = "16MiB", value_parser = parse_bytes, env = "SLUICE_BATCH_MAX_BYTES")]
-    batch_max_bytes: u64,
+    #[arg(long, default_value_t = ByteSize::of(sluice_record::wire::DEFAULT_MAX_BATCH_BYTES), env = "SLUICE_BATCH_MAX_BYTES")]
+    batch_max_bytes: ByteSize,
     /// Most records accepted in one batch.
-    #[arg(long, default_value_t = 100_000, env = "SLUICE_BATCH_MAX_RECORDS")]
+    #[arg(long, default_value_t = sluice_record::wire::DEFAULT_MAX_BATCH_RECORDS, env = "SLUICE_BATCH_MAX_RECORDS")]
     batch_max_records: u32,
     /// Longest line (or Fluentd event, as JSON) kept; longer ones are cut
     /// here and flagged as truncated.
-    #[arg(long, default_value = "1MiB", value_parser = parse_bytes, env = "SLUICE_MAX_LINE")]
-    max_line: u64,
+    #[arg(long, default_value_t = ByteSize::of(sluice_ingest::listener::DEFAULT_MAX_LINE_BYTES), env = "SLUICE_MAX_LINE")]
+    max_line: ByteSize,
     /// Seal an active ingest segment at this size.
-    #[arg(long, default_value = "16MiB", value_parser = parse_bytes, env = "SLUICE_SEGMENT_SIZE")]
-    segment_size: u64,
+    #[arg(long, default_value_t = ByteSize(sluice_ingest::listener::DEFAULT_SEGMENT_TARGET_BYTES), env = "SLUICE_SEGMENT_SIZE")]
+    segment_size: ByteSize,
     /// Seal an active ingest segment at this age (e.g. 1s, 500ms).
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, env = "SLUICE_FLUSH_AGE")]
-    flush_age: Duration,
+    #[arg(long, default_value_t = sluice_ingest::listener::DEFAULT_FLUSH_AGE.into(), env = "SLUICE_FLUSH_AGE")]
+    flush_age: HumanDuration,
     /// Connections accepted at once per ingest port; more are refused and counted.
-    #[arg(long, default_value_t = 1024, env = "SLUICE_MAX_CONNECTIONS")]
+    #[arg(long, default_value_t = sluice_ingest::listener::DEFAULT_MAX_CONNECTIONS, env = "SLUICE_MAX_CONNECTIONS")]
     max_connections: usize,
     /// A segment lent to a store that is neither committed nor failed in this
     /// time is lent again.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, env = "SLUICE_PENDING_TIMEOUT")]
-    pending_timeout: Duration,
+    #[arg(long, default_value_t = sluice_ingest::log::DEFAULT_PENDING_TIMEOUT.into(), env = "SLUICE_PENDING_TIMEOUT")]
+    pending_timeout: HumanDuration,
     /// Worker threads that decode and build store blocks, for queries and
     /// compaction alike (default: the number of cores).
     #[arg(long, default_value_t = sluice_storage::workers::default_workers(), env = "SLUICE_WORKERS")]
@@ -131,8 +134,8 @@ pub struct Args {
     #[arg(long, value_parser = parse_bytes, env = "SLUICE_MAX_DISK")]
     max_disk: Option<u64>,
     /// Records (uncompressed) per compacted store segment.
-    #[arg(long, default_value = "256MiB", value_parser = parse_bytes, env = "SLUICE_COMPACT_TARGET")]
-    compact_target: u64,
+    #[arg(long, default_value_t = ByteSize(sluice_store::compact::DEFAULT_TARGET_SEGMENT_BYTES), env = "SLUICE_COMPACT_TARGET")]
+    compact_target: ByteSize,
     /// Do not compact: store segments stay as the consumer wrote them.
     /// Retention still runs; corrupt segments are reported by queries but
     /// not quarantined (that is compaction's job).
@@ -140,16 +143,16 @@ pub struct Args {
     no_compact: bool,
     /// Pause between store maintenance passes (retention, compaction)
     /// that found nothing to do.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, env = "SLUICE_MAINTENANCE_INTERVAL")]
-    maintenance_interval: Duration,
+    #[arg(long, default_value_t = sluice_store::maintain::DEFAULT_INTERVAL.into(), env = "SLUICE_MAINTENANCE_INTERVAL")]
+    maintenance_interval: HumanDuration,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.max_line == 0 || args.max_line > sluice_record::MAX_PAYLOAD_BYTES as u64 {
+    if args.max_line.0 == 0 || args.max_line.0 > sluice_record::MAX_PAYLOAD_BYTES as u64 {
         bail!(
-            "--max-line {} is out of range: use 1 byte to {} bytes",
+            "--max-line {} is out of range: use 1 byte to {}",
             args.max_line,
-            sluice_record::MAX_PAYLOAD_BYTES
+            ByteSize::of(sluice_record::MAX_PAYLOAD_BYTES)
         );
     }
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -174,7 +177,7 @@ async fn serve(
     let fs: Arc<dyn Fs> = Arc::new(RealFs);
     let ingest_dir = args.data.join("ingest");
     let store_dir = args.data.join("store");
-    let (log, report) = IngestLog::open(fs.clone(), &ingest_dir, args.pending_timeout)
+    let (log, report) = IngestLog::open(fs.clone(), &ingest_dir, args.pending_timeout.into())
         .with_context(|| format!("open ingest directory {}", ingest_dir.display()))?;
     tracing::info!(
         recovered_active = report.recovered_active,
@@ -193,23 +196,29 @@ async fn serve(
     let shutdown = Arc::new(AtomicBool::new(false));
     let ready = Arc::new(AtomicBool::new(false));
     let config = IngestConfig {
-        max_line_bytes: args.max_line as usize,
-        segment_target_bytes: args.segment_size,
-        flush_age: args.flush_age,
+        max_line_bytes: args.max_line.0 as usize,
+        segment_target_bytes: args.segment_size.0,
+        flush_age: args.flush_age.into(),
         max_connections: args.max_connections,
         wire: sluice_record::wire::WireLimits {
             max_batch_bytes: args
                 .batch_max_bytes
+                .0
                 .min(sluice_record::batch::MAX_BATCH_BODY_BYTES as u64 / 2)
                 as usize,
             max_batch_records: args.batch_max_records,
         },
         fluent: sluice_ingest::FluentConfig {
             limits: sluice_fluent::Limits {
-                max_frame_bytes: args.fluent_max_frame.clamp(1024, 1 << 30) as usize,
-                max_decompressed_bytes: args.fluent_max_decompressed.clamp(1024, 4 << 30) as usize,
+                max_frame_bytes: clamp_to(args.fluent_max_frame, sluice_fluent::FRAME_LIMIT_RANGE),
+                max_decompressed_bytes: clamp_to(
+                    args.fluent_max_decompressed,
+                    sluice_fluent::DECOMPRESSED_LIMIT_RANGE,
+                ),
                 max_entries_per_frame: args.fluent_max_entries.max(1),
-                max_depth: args.fluent_max_depth.clamp(4, sluice_fluent::MAX_DEPTH_CAP),
+                max_depth: args
+                    .fluent_max_depth
+                    .clamp(sluice_fluent::MIN_DEPTH, sluice_fluent::MAX_DEPTH_CAP),
             },
             shared_key: args.fluent_shared_key.clone(),
             hostname: hostname(),
@@ -281,16 +290,13 @@ async fn serve(
     // The store reaches this node's ingest API like any remote store would.
     let self_url = format!("http://{}", loopback_if_unspecified(api_addr));
     let maintenance = MaintenanceConfig {
-        compaction: CompactionConfig {
-            target_segment_bytes: args.compact_target.max(1),
-            max_input_bytes: (args.compact_target.saturating_mul(4)).max(1 << 30),
-        },
+        compaction: CompactionConfig::for_target(args.compact_target.0),
         retention: RetentionConfig {
             retain: args.retain,
             max_disk: args.max_disk,
         },
         compact: !args.no_compact,
-        interval: args.maintenance_interval,
+        interval: args.maintenance_interval.into(),
     };
     let maintainer = Maintainer::new(store.clone(), maintenance);
     let maintainer_shutdown = Arc::new(AtomicBool::new(false));
@@ -351,6 +357,13 @@ async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(5), api).await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `size` within `range`, in bytes.
+fn clamp_to(size: ByteSize, range: std::ops::RangeInclusive<usize>) -> usize {
+    usize::try_from(size.0)
+        .unwrap_or(usize::MAX)
+        .clamp(*range.start(), *range.end())
 }
 
 /// This host's name, for the fluent handshake.

@@ -11,13 +11,13 @@ use futures_util::StreamExt;
 #[derive(clap::Args)]
 pub struct Args {
     /// Address of a sluice node's HTTP API.
-    #[arg(long, default_value = "127.0.0.1:7650", env = "SLUICE_API")]
+    #[arg(long, default_value = sluice_api::DEFAULT_ADDR, env = "SLUICE_API")]
     api: String,
     /// Start of the range: a duration ago (5m, 1h, 7d), an RFC 3339 time, or Unix ms.
-    #[arg(long, default_value = "1h")]
+    #[arg(long, default_value = sluice_query::time::DEFAULT_FROM)]
     from: String,
     /// End of the range, same forms, or now.
-    #[arg(long, default_value = "now")]
+    #[arg(long, default_value = sluice_query::time::DEFAULT_TO)]
     to: String,
     /// Text to find in the payload. Empty matches every record.
     #[arg(short = 'q', long = "query", default_value = "")]

@@ -5,16 +5,16 @@ use anyhow::Context;
 #[derive(clap::Args)]
 pub struct Args {
     /// Approximate bytes per line, without the newline.
-    #[arg(long, default_value_t = 100, env = "SLUICE_TESTSVC_SIZE")]
+    #[arg(long, default_value_t = sluice_testsvc::DEFAULT_SIZE, env = "SLUICE_TESTSVC_SIZE")]
     size: usize,
     /// Lines per second; 0 writes as fast as possible.
-    #[arg(long, default_value_t = 100, env = "SLUICE_TESTSVC_RATE")]
+    #[arg(long, default_value_t = sluice_testsvc::DEFAULT_RATE, env = "SLUICE_TESTSVC_RATE")]
     rate: u64,
     /// Stop after this many lines.
     #[arg(long)]
     count: Option<u64>,
     /// Seed of the generator: the same seed gives the same lines.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = sluice_testsvc::DEFAULT_SEED)]
     seed: u64,
     /// How lines are framed: lines (one per line), syslog (octet-counted
     /// RFC 5424, as rsyslog forwards, for the syslog port), syslog-lf (the

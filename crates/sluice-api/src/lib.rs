@@ -47,6 +47,9 @@ use sluice_store::Store;
 use crate::admission::QueryGate;
 pub use crate::metrics::describe as describe_metrics;
 
+/// The default address of a node's HTTP API (OK Log's port).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7650";
+
 /// What the API serves. Roles that a node does not run are `None`, and
 /// their endpoints answer 404.
 #[derive(Clone)]

@@ -83,10 +83,22 @@ enum Format {
 
 fn parse(params: &QueryParams) -> Result<(Query, Format), String> {
     let now = sluice_query::time::now_ms();
-    let from_ms = parse_time_ms(params.from.as_deref().unwrap_or("1h"), now)
-        .map_err(|e| format!("from: {e}"))?;
-    let to_ms = parse_time_ms(params.to.as_deref().unwrap_or("now"), now)
-        .map_err(|e| format!("to: {e}"))?;
+    let from_ms = parse_time_ms(
+        params
+            .from
+            .as_deref()
+            .unwrap_or(sluice_query::time::DEFAULT_FROM),
+        now,
+    )
+    .map_err(|e| format!("from: {e}"))?;
+    let to_ms = parse_time_ms(
+        params
+            .to
+            .as_deref()
+            .unwrap_or(sluice_query::time::DEFAULT_TO),
+        now,
+    )
+    .map_err(|e| format!("to: {e}"))?;
     if from_ms > to_ms {
         return Err(format!(
             "empty time range: from ({}) is after to ({}); swap them",

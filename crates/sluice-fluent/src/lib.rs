@@ -136,13 +136,28 @@ pub struct Limits {
     pub max_depth: usize,
 }
 
+/// The default largest frame: 16 MiB (`--fluent-max-frame`).
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 << 20;
+/// The default largest inflated chunk: 64 MiB (`--fluent-max-decompressed`).
+pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 64 << 20;
+/// The default most entries in one frame (`--fluent-max-entries`).
+pub const DEFAULT_MAX_ENTRIES_PER_FRAME: usize = 1_000_000;
+/// The default deepest nesting (`--fluent-max-depth`).
+pub const DEFAULT_MAX_DEPTH: usize = 32;
+/// The range a frame size limit may be set in: 1 KiB to 1 GiB.
+pub const FRAME_LIMIT_RANGE: std::ops::RangeInclusive<usize> = (1 << 10)..=(1 << 30);
+/// The range an inflated size limit may be set in: 1 KiB to 4 GiB.
+pub const DECOMPRESSED_LIMIT_RANGE: std::ops::RangeInclusive<usize> = (1 << 10)..=(4 << 30);
+/// The shallowest nesting limit: a Forward record is at level 4.
+pub const MIN_DEPTH: usize = 4;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_frame_bytes: 16 << 20,
-            max_decompressed_bytes: 64 << 20,
-            max_entries_per_frame: 1_000_000,
-            max_depth: 32,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+            max_entries_per_frame: DEFAULT_MAX_ENTRIES_PER_FRAME,
+            max_depth: DEFAULT_MAX_DEPTH,
         }
     }
 }

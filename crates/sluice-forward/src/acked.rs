@@ -24,7 +24,7 @@ use std::{
     time::Duration,
 };
 
-use crate::metrics;
+use crate::{defaults, metrics};
 use sluice_record::wire::{Reply, parse_reply};
 
 use crate::queue::{Batch, Queue};
@@ -72,7 +72,7 @@ pub fn run_slot(
     queue: Arc<Queue>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = defaults::FIRST_BACKOFF;
     let mut index = 0;
     while !stop.load(Ordering::Relaxed) {
         let addr = &destinations[index % destinations.len()];
@@ -82,7 +82,7 @@ pub fn run_slot(
                 tracing::debug!(addr, "connected to ingester");
                 let delivered = serve_connection(stream, addr, &config, &queue, &stop);
                 if delivered {
-                    backoff = Duration::from_millis(50);
+                    backoff = defaults::FIRST_BACKOFF;
                 }
             }
             Err(err) => {
@@ -108,7 +108,7 @@ fn connect(addr: &str) -> std::io::Result<TcpStream> {
             format!("no address for {addr}"),
         )
     })?;
-    let stream = TcpStream::connect_timeout(&target, Duration::from_secs(5))?;
+    let stream = TcpStream::connect_timeout(&target, defaults::CONNECT_TIMEOUT)?;
     stream.set_nodelay(true)?;
     Ok(stream)
 }
@@ -153,7 +153,7 @@ fn serve_connection(
             while guard.0.len() >= config.window && !guard.1 && !stop.load(Ordering::Relaxed) {
                 guard = window
                     .changed
-                    .wait_timeout(guard, Duration::from_millis(100))
+                    .wait_timeout(guard, defaults::SENDER_WAIT)
                     .unwrap_or_else(|p| p.into_inner())
                     .0;
             }
@@ -161,7 +161,7 @@ fn serve_connection(
                 break;
             }
         }
-        let Some(batch) = queue.take(Duration::from_millis(100)) else {
+        let Some(batch) = queue.take(defaults::SENDER_WAIT) else {
             if window.batches.lock().unwrap_or_else(|p| p.into_inner()).1 {
                 break;
             }
@@ -207,7 +207,7 @@ fn read_fluent_acks(
     acked_any: &AtomicBool,
 ) {
     use std::io::Read;
-    let mut buf = vec![0u8; 64 << 10];
+    let mut buf = vec![0u8; defaults::REPLY_BUFFER_BYTES];
     let mut len = 0;
     'read: loop {
         if len == buf.len() {
@@ -256,7 +256,7 @@ fn read_replies(
     queue: &Queue,
     acked_any: &AtomicBool,
 ) {
-    let mut reader = BufReader::with_capacity(64 << 10, stream);
+    let mut reader = BufReader::with_capacity(defaults::REPLY_BUFFER_BYTES, stream);
     let mut line = Vec::with_capacity(128);
     loop {
         line.clear();

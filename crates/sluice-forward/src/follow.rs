@@ -85,7 +85,7 @@ pub fn key_of(meta: &fs::Metadata) -> SourceKey {
     }
 }
 
-const CHUNK_BYTES: usize = 256 << 10;
+const CHUNK_BYTES: usize = crate::defaults::READ_CHUNK_BYTES;
 
 /// Follow `path` until `stop` is set, sending what is read to `out`.
 pub fn follow(

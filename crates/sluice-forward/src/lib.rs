@@ -21,6 +21,7 @@
 
 pub mod acked;
 pub mod checkpoint;
+pub mod defaults;
 pub mod follow;
 pub mod lines;
 pub mod listen;
@@ -169,23 +170,23 @@ impl ForwardConfig {
             destinations,
             mode: Mode::Failover,
             batch: reader::BatchConfig {
-                topic: "default".into(),
+                topic: sluice_record::DEFAULT_TOPIC_STR.into(),
                 guarantee: Guarantee::Write,
-                batch_bytes: 1 << 20,
-                batch_records: 10_000,
-                linger: Duration::from_millis(100),
-                max_line_bytes: 1 << 20,
+                batch_bytes: defaults::BATCH_BYTES,
+                batch_records: defaults::BATCH_RECORDS,
+                linger: defaults::LINGER,
+                max_line_bytes: defaults::MAX_LINE_BYTES,
                 prefix: Vec::new(),
                 fluent: false,
             },
-            queue_max_bytes: 64 << 20,
+            queue_max_bytes: defaults::QUEUE_MAX_BYTES,
             on_full: OnFull::Block,
-            window: 16,
-            max_backoff: Duration::from_secs(5),
+            window: defaults::WINDOW,
+            max_backoff: defaults::MAX_BACKOFF,
             spool: None,
             checkpoint: None,
-            poll: Duration::from_millis(100),
-            drain_timeout: Duration::from_secs(10),
+            poll: defaults::FILE_POLL,
+            drain_timeout: defaults::DRAIN_TIMEOUT,
             listen: ListenConfig::default(),
         }
     }
@@ -359,14 +360,14 @@ pub fn forward_observed(
             .spawn(move || {
                 let mut input_stopped = false;
                 while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(100));
+                    std::thread::sleep(defaults::CHECKPOINT_INTERVAL);
                     if !input_stopped && input_stop.load(Ordering::Relaxed) {
                         queue.stop_input();
                         input_stopped = true;
                     }
                     if let Err(err) = queue.checkpoint(path.as_ref()) {
                         tracing::error!(error = %err, "cannot write the checkpoint or sync the spool; will retry");
-                        std::thread::sleep(Duration::from_secs(1));
+                        std::thread::sleep(defaults::CHECKPOINT_RETRY);
                     }
                 }
             })
@@ -423,7 +424,7 @@ pub fn forward_observed(
     if read.is_ok() {
         let started = Instant::now();
         loop {
-            if queue.wait_drained(Some(Duration::from_millis(200))) {
+            if queue.wait_drained(Some(defaults::STOP_CHECK)) {
                 break;
             }
             // The drain counts from the stop (the listeners' ack writers

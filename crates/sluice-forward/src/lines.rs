@@ -21,7 +21,7 @@ use std::{
     time::Duration,
 };
 
-use crate::metrics;
+use crate::{defaults, metrics};
 
 use crate::ForwardError;
 
@@ -40,8 +40,8 @@ impl LinesConfig {
     pub fn new(addr: &str) -> LinesConfig {
         LinesConfig {
             addr: addr.to_string(),
-            read_chunk_bytes: 256 << 10,
-            max_backoff: Duration::from_secs(5),
+            read_chunk_bytes: defaults::READ_CHUNK_BYTES,
+            max_backoff: defaults::MAX_BACKOFF,
             max_attempts: None,
         }
     }
@@ -65,7 +65,7 @@ struct Sender<'a> {
 impl Sender<'_> {
     fn connect(&mut self) -> Result<&mut TcpStream, ForwardError> {
         let mut attempts = 0u32;
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = defaults::FIRST_LINES_BACKOFF;
         while self.stream.is_none() {
             let connected = self
                 .config
@@ -76,7 +76,7 @@ impl Sender<'_> {
                         .next()
                         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))
                 })
-                .and_then(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(5)));
+                .and_then(|addr| TcpStream::connect_timeout(&addr, defaults::CONNECT_TIMEOUT));
             match connected {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
@@ -125,7 +125,7 @@ impl Sender<'_> {
         if let Some(mut stream) = self.stream.take() {
             let _ = stream.flush();
             let _ = stream.shutdown(Shutdown::Write);
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+            let _ = stream.set_read_timeout(Some(defaults::LINES_CLOSE_WAIT));
             let mut sink = [0u8; 1024];
             while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
         }

@@ -329,7 +329,7 @@ impl Queue {
 
     fn wait<'a>(&self, state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         self.changed
-            .wait_timeout(state, Duration::from_millis(200))
+            .wait_timeout(state, crate::defaults::STOP_CHECK)
             .unwrap_or_else(|p| p.into_inner())
             .0
     }

@@ -25,6 +25,7 @@ use sluice_record::{
 };
 
 use crate::{
+    defaults,
     follow::{Input, PreviousSource},
     queue::{Batch, Queue},
     spool::{SourceKey, SourcePos},
@@ -45,7 +46,7 @@ pub struct BatchConfig {
     pub fluent: bool,
 }
 
-const CHUNK_BYTES: usize = 256 << 10;
+const CHUNK_BYTES: usize = defaults::READ_CHUNK_BYTES;
 
 /// Feed `input` to a channel from a thread of its own, until its end.
 pub fn spawn_stream_reader(
@@ -111,7 +112,7 @@ pub fn run_batcher(
         }
         let wait = match batcher.base {
             Some(_) => config.linger.saturating_sub(batcher.opened.elapsed()),
-            None => Duration::from_millis(200),
+            None => defaults::STOP_CHECK,
         };
         match incoming.recv_timeout(wait) {
             Ok(Input::Data(chunk)) => batcher.feed(&mut framer, &chunk),

@@ -122,6 +122,14 @@ pub struct RecoveryStats {
     pub skipped_bytes: u64,
 }
 
+/// A spool is cut into about this many files, so that acked ones can be
+/// deleted while the rest wait.
+const FILES_PER_SPOOL: u64 = 8;
+/// The smallest spool file: 1 MiB.
+const MIN_FILE_BYTES: u64 = 1 << 20;
+/// The largest spool file: 64 MiB.
+const MAX_FILE_BYTES: u64 = 64 << 20;
+
 impl Spool {
     /// Open (or create) the spool in `dir` and return every batch it holds,
     /// in file order.
@@ -130,7 +138,7 @@ impl Spool {
         let mut spool = Spool {
             dir: dir.to_path_buf(),
             max_bytes: max_bytes.max(1),
-            file_bytes: (max_bytes / 8).clamp(1 << 20, 64 << 20),
+            file_bytes: (max_bytes / FILES_PER_SPOOL).clamp(MIN_FILE_BYTES, MAX_FILE_BYTES),
             files: BTreeMap::new(),
             writer: None,
             live_bytes: 0,

@@ -77,14 +77,40 @@ pub struct IngestConfig {
     pub fluent: crate::fluent::FluentConfig,
 }
 
+/// The default address of the fast port (OK Log's, for `nc` and `oklog
+/// forward`).
+pub const DEFAULT_FAST_ADDR: &str = "127.0.0.1:7651";
+/// The default address of the durable port.
+pub const DEFAULT_DURABLE_ADDR: &str = "127.0.0.1:7652";
+/// The default address of the batch protocol's port.
+pub const DEFAULT_BATCH_ADDR: &str = "127.0.0.1:7653";
+/// The default address of the Fluentd forward port (Fluentd's own port).
+pub const DEFAULT_FLUENT_ADDR: &str = "127.0.0.1:24224";
+/// The default address of the syslog port.
+pub const DEFAULT_SYSLOG_ADDR: &str = "127.0.0.1:5140";
+
+/// The default longest line kept: 1 MiB (`--max-line`).
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+/// The default size at which an active segment is sealed: 16 MiB
+/// (`--segment-size`).
+pub const DEFAULT_SEGMENT_TARGET_BYTES: u64 = 16 << 20;
+/// The default age at which an active segment is sealed (`--flush-age`).
+pub const DEFAULT_FLUSH_AGE: Duration = Duration::from_secs(1);
+/// Bytes offered to each `read` of a connection: 256 KiB, enough for one
+/// read to fill a batch at line rate, small enough per connection.
+pub const READ_CHUNK_BYTES: usize = 256 << 10;
+/// The default connections accepted at once per port
+/// (`--max-connections`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
-            max_line_bytes: 1 << 20,
-            segment_target_bytes: 16 << 20,
-            flush_age: Duration::from_secs(1),
-            read_chunk_bytes: 256 << 10,
-            max_connections: 1024,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            segment_target_bytes: DEFAULT_SEGMENT_TARGET_BYTES,
+            flush_age: DEFAULT_FLUSH_AGE,
+            read_chunk_bytes: READ_CHUNK_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             wire: sluice_record::wire::WireLimits::default(),
             fluent: crate::fluent::FluentConfig::default(),
         }

@@ -33,6 +33,10 @@ use tokio::sync::Notify;
 
 use crate::metrics;
 
+/// The default time a lent segment may stay uncommitted before it is lent
+/// again (`--pending-timeout`).
+pub const DEFAULT_PENDING_TIMEOUT: Duration = Duration::from_secs(60);
+
 const ACTIVE: &str = "active";
 const FLUSHED: &str = "flushed";
 const PENDING: &str = "pending";

@@ -2,6 +2,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Where a query's time range starts when none is given: an hour ago.
+pub const DEFAULT_FROM: &str = "1h";
+/// Where a query's time range ends when none is given.
+pub const DEFAULT_TO: &str = "now";
+
 /// A query time in none of the forms [`parse_time_ms`] accepts.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(

@@ -36,8 +36,10 @@ pub use id::{IdGenerator, MAX_FUTURE_MS, clamp_time_ms, now_ms};
 pub use read_buffer::ReadBuffer;
 pub use ulid::Ulid;
 
+/// Topic used when a protocol carries none, as text (for flags).
+pub const DEFAULT_TOPIC_STR: &str = "default";
 /// Topic used when a protocol carries none.
-pub const DEFAULT_TOPIC: &[u8] = b"default";
+pub const DEFAULT_TOPIC: &[u8] = DEFAULT_TOPIC_STR.as_bytes();
 /// Longest topic, in bytes. Topics are names, not payloads.
 pub const MAX_TOPIC_BYTES: usize = 255;
 /// Hard ceiling on one payload, whatever `--max-line` says: 64 MiB.

@@ -81,12 +81,30 @@ pub struct CompactionConfig {
     pub max_input_bytes: u64,
 }
 
+/// The default records (uncompressed) per compacted segment: 256 MiB
+/// (`--compact-target`).
+pub const DEFAULT_TARGET_SEGMENT_BYTES: u64 = 256 << 20;
+/// The least a merge of small neighbours may read: 1 GiB.
+pub const MIN_MAX_INPUT_BYTES: u64 = 1 << 30;
+
+impl CompactionConfig {
+    /// Outputs of `target_segment_bytes` of records, from merges of small
+    /// neighbours that read at most four targets on disk (and at least
+    /// [`MIN_MAX_INPUT_BYTES`]).
+    pub fn for_target(target_segment_bytes: u64) -> CompactionConfig {
+        let target_segment_bytes = target_segment_bytes.max(1);
+        CompactionConfig {
+            target_segment_bytes,
+            max_input_bytes: target_segment_bytes
+                .saturating_mul(4)
+                .max(MIN_MAX_INPUT_BYTES),
+        }
+    }
+}
+
 impl Default for CompactionConfig {
     fn default() -> Self {
-        CompactionConfig {
-            target_segment_bytes: 256 << 20,
-            max_input_bytes: 1 << 30,
-        }
+        Self::for_target(DEFAULT_TARGET_SEGMENT_BYTES)
     }
 }
 

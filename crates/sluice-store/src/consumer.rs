@@ -108,14 +108,32 @@ pub struct ConsumerConfig {
     pub retry_backoff: Duration,
 }
 
+/// Segments gathered into one store segment at most.
+pub const MAX_GATHER_SEGMENTS: usize = 32;
+/// Bytes gathered into one store segment at most: 64 MiB (one segment may
+/// pass it).
+pub const MAX_GATHER_BYTES: u64 = 64 << 20;
+/// How long a `next` may wait for a segment (with one ingester).
+pub const POLL_WAIT: Duration = Duration::from_millis(500);
+/// The pause after a failed cycle.
+pub const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+/// The pause after an empty cycle over several ingesters (one ingester is
+/// long-polled instead).
+const IDLE_PAUSE: Duration = Duration::from_millis(100);
+/// How long connecting to an ingester may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one request to an ingester may take, a segment's download
+/// included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
 impl Default for ConsumerConfig {
     fn default() -> Self {
         ConsumerConfig {
             ingesters: Vec::new(),
-            max_gather_segments: 32,
-            max_gather_bytes: 64 << 20,
-            poll_wait: Duration::from_millis(500),
-            retry_backoff: Duration::from_millis(500),
+            max_gather_segments: MAX_GATHER_SEGMENTS,
+            max_gather_bytes: MAX_GATHER_BYTES,
+            poll_wait: POLL_WAIT,
+            retry_backoff: RETRY_BACKOFF,
         }
     }
 }
@@ -143,8 +161,8 @@ impl Consumer {
     /// connecting after 2 s and on any request after 120 s.
     pub fn new(store: Store, config: ConsumerConfig) -> Consumer {
         let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(120))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
             .build()
             .expect("an HTTP client with default TLS settings builds");
         Consumer {
@@ -161,7 +179,7 @@ impl Consumer {
             match self.cycle().await {
                 Ok(0) => {
                     if self.config.ingesters.len() != 1 {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        tokio::time::sleep(IDLE_PAUSE).await;
                     }
                 }
                 Ok(_) => metrics::cycle(started.elapsed()),

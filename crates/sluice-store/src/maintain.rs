@@ -46,13 +46,19 @@ pub struct MaintenanceConfig {
     pub interval: Duration,
 }
 
+/// The default pause between passes that found nothing to do
+/// (`--maintenance-interval`).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a pause looks at the shutdown flag.
+const SHUTDOWN_CHECK: Duration = Duration::from_millis(50);
+
 impl Default for MaintenanceConfig {
     fn default() -> Self {
         MaintenanceConfig {
             compaction: CompactionConfig::default(),
             retention: RetentionConfig::default(),
             compact: true,
-            interval: Duration::from_secs(1),
+            interval: DEFAULT_INTERVAL,
         }
     }
 }
@@ -105,7 +111,7 @@ impl Maintainer {
             if !busy {
                 let until = Instant::now() + self.config.interval;
                 while Instant::now() < until && !shutdown.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(50).min(self.config.interval));
+                    std::thread::sleep(SHUTDOWN_CHECK.min(self.config.interval));
                 }
             }
         }

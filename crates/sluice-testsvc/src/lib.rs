@@ -60,14 +60,21 @@ pub struct Config {
     pub seed: u64,
 }
 
+/// The default bytes per line (`--size`).
+pub const DEFAULT_SIZE: usize = 100;
+/// The default lines per second (`--rate`).
+pub const DEFAULT_RATE: u64 = 100;
+/// The default seed (`--seed`).
+pub const DEFAULT_SEED: u64 = 1;
+
 impl Default for Config {
     /// 100-byte lines at 100 lines/s, forever, seed 1 (the CLI defaults).
     fn default() -> Self {
         Self {
-            size: 100,
-            rate: 100,
+            size: DEFAULT_SIZE,
+            rate: DEFAULT_RATE,
             count: None,
-            seed: 1,
+            seed: DEFAULT_SEED,
         }
     }
 }

@@ -23,7 +23,6 @@ use std::{
     io::Write,
     net::{Shutdown, SocketAddr, TcpStream},
     sync::mpsc,
-    time::Duration,
 };
 
 use crate::metrics;
@@ -37,7 +36,7 @@ use sluice_record::{
 use super::{Intake, ListenError, OpenBatch};
 use crate::queue::{Batch, Safe};
 
-const READ_CHUNK: usize = 256 << 10;
+const READ_CHUNK: usize = crate::defaults::READ_CHUNK_BYTES;
 /// Chunks read but not yet acknowledged, per connection, before the reader
 /// waits for the writer.
 const MAX_PENDING_ACKS: usize = 1024;
@@ -277,7 +276,7 @@ fn wait_safe(chunk: &PendingAck, intake: &Intake<'_>) -> Result<(), ListenError>
     let mut spooled_through = 0;
     for _ in 0..chunk.batches {
         let safe = loop {
-            match chunk.safe.recv_timeout(Duration::from_millis(200)) {
+            match chunk.safe.recv_timeout(crate::defaults::STOP_CHECK) {
                 Ok(safe) => break safe,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if intake.drain_over() {

@@ -94,7 +94,7 @@ pub struct ListenConfig {
 impl Default for ListenConfig {
     fn default() -> Self {
         ListenConfig {
-            max_connections: 1024,
+            max_connections: crate::defaults::LISTEN_MAX_CONNECTIONS,
             fluent_limits: Limits::default(),
         }
     }

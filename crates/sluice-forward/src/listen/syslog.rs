@@ -27,7 +27,7 @@ use super::{Intake, ListenError, OpenBatch};
 
 /// Open batches per connection; one more topic closes them all first.
 const MAX_OPEN_TOPICS: usize = 64;
-const READ_CHUNK: usize = 256 << 10;
+const READ_CHUNK: usize = crate::defaults::READ_CHUNK_BYTES;
 
 pub(super) fn serve(
     mut stream: TcpStream,

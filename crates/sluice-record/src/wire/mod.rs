@@ -83,11 +83,17 @@ pub struct WireLimits {
     pub max_batch_records: u32,
 }
 
+/// The default largest record section of one batch: 16 MiB
+/// (`--batch-max-bytes`).
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 16 << 20;
+/// The default most records in one batch (`--batch-max-records`).
+pub const DEFAULT_MAX_BATCH_RECORDS: u32 = 100_000;
+
 impl Default for WireLimits {
     fn default() -> Self {
         WireLimits {
-            max_batch_bytes: 16 << 20,
-            max_batch_records: 100_000,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            max_batch_records: DEFAULT_MAX_BATCH_RECORDS,
         }
     }
 }
