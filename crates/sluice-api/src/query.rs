@@ -20,15 +20,16 @@
 //! bounded whatever the result size. `HEAD` returns the plan (segments,
 //! bytes) in `X-Sluice-*` headers without scanning.
 //!
+//! Bad parameters, and a time range the query cannot run over (more than
+//! `sluice_query::exec::MAX_PLAN_SEGMENTS` segments), are answered 400 with
+//! a message before anything is streamed; a failure of the store, 500.
+//!
 //! A query (`GET`, streamed or `stats`) is admitted by the node's
 //! [`QueryGate`](crate::admission::QueryGate): when every slot is taken and
 //! the line is full, it is refused with 503 and `Retry-After`. A client
 //! that goes away cancels its scan, which stops at the next block or batch.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use axum::{
     body::Body,
@@ -38,7 +39,7 @@ use axum::{
 };
 use bytes::Bytes;
 use serde::Deserialize;
-use sluice_query::{Matcher, Query, QueryStats, Scan, parse_time_ms, time::format_ms};
+use sluice_query::{Matcher, Query, QueryError, QueryStats, Scan, parse_time_ms, time::format_ms};
 use sluice_record::Record;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 
@@ -137,6 +138,16 @@ fn no_store_role() -> Response {
         StatusCode::NOT_FOUND,
         "this node does not run the store role",
     )
+}
+
+/// A query that could not run: 400 when the query is at fault (its range),
+/// 500 when the store is.
+fn query_error(e: &QueryError) -> Response {
+    let status = match e.is_the_query() {
+        true => StatusCode::BAD_REQUEST,
+        false => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
 }
 
 /// 503 for a query refused by the gate.
@@ -252,12 +263,14 @@ pub(crate) async fn query(
                 format!("{}\n", stats_json(&stats)),
             )
                 .into_response(),
-            Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            Ok(Err(e)) => query_error(&e),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         };
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
-    let query = Arc::new(query);
+    // The scan says whether the query could start before anything is
+    // answered: an error then is a status and a message, not a cut stream.
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<Result<(), QueryError>>();
     tokio::task::spawn_blocking(move || {
         let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
         let mut last_send = Instant::now();
@@ -280,10 +293,21 @@ pub(crate) async fn query(
             }
             true
         };
-        let result = sluice_query::execute(&**store.fs(), store.dir(), &query, &scan, &mut sink);
-        if let Ok(stats) = &result {
-            report_corruption(&store, stats);
+        let prepared = match sluice_query::prepare(&**store.fs(), store.dir(), &query, &scan) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                scanning.end();
+                let _ = started_tx.send(Err(e));
+                return;
+            }
+        };
+        if started_tx.send(Ok(())).is_err() {
+            // The client went away while the query was planned.
+            scanning.end();
+            return;
         }
+        let stats = prepared.run(&mut sink);
+        report_corruption(&store, &stats);
         // The body was dropped (the client went away), whether its channel
         // or its cancel flag told the scan first.
         if client_gone {
@@ -295,20 +319,23 @@ pub(crate) async fn query(
         if client_gone || cancelled {
             return;
         }
-        match result {
-            Ok(stats) => {
-                if !out.is_empty() {
-                    let _ = tx.blocking_send(Ok(Bytes::from(out)));
-                }
-                if !stats.failed_segments.is_empty() {
-                    tracing::warn!(failed = ?stats.failed_segments, "query skipped unreadable segments");
-                }
-            }
-            Err(e) => {
-                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-            }
+        if !out.is_empty() {
+            let _ = tx.blocking_send(Ok(Bytes::from(out)));
+        }
+        if !stats.failed_segments.is_empty() {
+            tracing::warn!(failed = ?stats.failed_segments, "query skipped unreadable segments");
         }
     });
+    match started_rx.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return query_error(&e),
+        Err(_) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the query's scan ended before it started",
+            );
+        }
+    }
     let content_type = match format {
         Format::Raw => "text/plain; charset=utf-8",
         Format::Json => "application/x-ndjson",

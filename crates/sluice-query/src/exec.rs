@@ -28,7 +28,34 @@ pub enum QueryError {
         /// The query's end, Unix ms.
         to_ms: u64,
     },
+    /// The time range holds more segments than a query opens at once.
+    #[error(
+        "the time range holds {segments} store segments, more than a query opens at once \
+         ({limit}): narrow it with from and to"
+    )]
+    PlanTooLarge {
+        /// Segments in the time range.
+        segments: usize,
+        /// [`MAX_PLAN_SEGMENTS`].
+        limit: usize,
+    },
 }
+
+impl QueryError {
+    /// Whether the query itself is at fault (its range), not the store.
+    pub fn is_the_query(&self) -> bool {
+        matches!(
+            self,
+            QueryError::EmptyRange { .. } | QueryError::PlanTooLarge { .. }
+        )
+    }
+}
+
+/// The most segments one query opens: every segment of a plan is opened
+/// (a mapping, or for a batch file a descriptor) before any is read. At
+/// compaction's 256 MiB of records a segment, that is 2.5 TiB of records
+/// in one query.
+pub const MAX_PLAN_SEGMENTS: usize = 10_000;
 
 /// A parsed query.
 #[derive(Debug, Clone)]
@@ -167,7 +194,7 @@ fn plan_evicting(
 /// listing and opening.
 const MAX_PLANS: usize = 8;
 
-type Opened = Result<Box<dyn RecordCursor>, StorageError>;
+type OpenedCursor = Result<Box<dyn RecordCursor>, StorageError>;
 
 /// Plan, and open a cursor on every planned segment before reading any.
 ///
@@ -182,10 +209,16 @@ fn open_plan(
     dir: &Path,
     query: &Query,
     options: &ScanOptions,
-) -> Result<(Vec<SegmentMeta>, Vec<Option<Opened>>), QueryError> {
+) -> Result<(Vec<SegmentMeta>, Vec<Option<OpenedCursor>>), QueryError> {
     let mut attempt = 1;
     loop {
         let segments = plan_evicting(fs, dir, query, options.cache.as_deref())?;
+        if segments.len() > MAX_PLAN_SEGMENTS {
+            return Err(QueryError::PlanTooLarge {
+                segments: segments.len(),
+                limit: MAX_PLAN_SEGMENTS,
+            });
+        }
         let mut cursors = Vec::with_capacity(segments.len());
         let mut vanished = false;
         for segment in &segments {
@@ -213,6 +246,28 @@ pub fn execute(
     scan: &Scan,
     sink: &mut dyn RecordSink,
 ) -> Result<QueryStats, QueryError> {
+    Ok(prepare(fs, dir, query, scan)?.run(sink))
+}
+
+/// A query whose plan is made and whose segments are open: what can fail
+/// before any record is read has not.
+pub struct Prepared<'q> {
+    query: &'q Query,
+    segments: Vec<SegmentMeta>,
+    cursors: Vec<Option<OpenedCursor>>,
+    started: Instant,
+}
+
+/// Plan `query` over the store segments in `dir` and open them (see
+/// [`execute`]); [`Prepared::run`] reads them. A server calls this before
+/// it answers, so that a query it cannot run gets an error, not a
+/// truncated stream.
+pub fn prepare<'q>(
+    fs: &dyn Fs,
+    dir: &Path,
+    query: &'q Query,
+    scan: &Scan,
+) -> Result<Prepared<'q>, QueryError> {
     let started = Instant::now();
     // A regex runs where blocks are decoded, on every core, on the records
     // that hold its required literal (if it has one); a plain literal is
@@ -236,71 +291,90 @@ pub fn execute(
         any_of: query.matcher.required_any_of().cloned(),
         cache: scan.cache.clone(),
     };
-    let (segments, mut cursors) = open_plan(fs, dir, query, &options)?;
-    let mut stats = QueryStats {
-        segments: segments.len() as u64,
-        bytes: segments.iter().map(|s| s.bytes).sum(),
-        ..QueryStats::default()
-    };
-    let mins: Vec<Ulid> = segments.iter().map(|s| s.min).collect();
-    let mut open = |i: usize| -> Opened {
-        cursors[i]
-            .take()
-            .expect("the merge opens each segment once")
-    };
-    // Ids sort by time, so the range is an id range.
-    let mut lower = Ulid::from_parts(query.from_ms, 0);
-    if let Some(after) = query.after {
-        lower = lower.max(Ulid(after.0.saturating_add(1)));
-    }
-    let upper = Ulid::from_parts(query.to_ms, u128::MAX);
-    let filter = |r: &Record<'_>| {
-        if r.id < lower {
-            Verdict::Skip
-        } else if r.id > upper {
-            Verdict::Stop
-        } else if query.topic.as_deref().is_some_and(|t| t != r.topic)
-            || !query.matcher.is_match(r.payload)
-        {
-            Verdict::Skip
-        } else {
-            Verdict::Keep
+    let (segments, cursors) = open_plan(fs, dir, query, &options)?;
+    Ok(Prepared {
+        query,
+        segments,
+        cursors,
+        started,
+    })
+}
+
+impl Prepared<'_> {
+    /// Read the segments, sending matches in id order to `sink`; see
+    /// [`execute`].
+    pub fn run(self, sink: &mut dyn RecordSink) -> QueryStats {
+        let Prepared {
+            query,
+            segments,
+            mut cursors,
+            started,
+        } = self;
+        let mut stats = QueryStats {
+            segments: segments.len() as u64,
+            bytes: segments.iter().map(|s| s.bytes).sum(),
+            ..QueryStats::default()
+        };
+        let mins: Vec<Ulid> = segments.iter().map(|s| s.min).collect();
+        let mut open = |i: usize| -> OpenedCursor {
+            cursors[i]
+                .take()
+                .expect("the merge opens each segment once")
+        };
+        // Ids sort by time, so the range is an id range.
+        let mut lower = Ulid::from_parts(query.from_ms, 0);
+        if let Some(after) = query.after {
+            lower = lower.max(Ulid(after.0.saturating_add(1)));
         }
-    };
-    let mut merge = Merge::new(&mins, &mut open, &filter);
-    let limit = query.limit.unwrap_or(u64::MAX);
-    let mut emitted = 0u64;
-    merge.run(|record| {
-        emitted += 1;
-        if !sink.record(record) || emitted >= limit {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
+        let upper = Ulid::from_parts(query.to_ms, u128::MAX);
+        let filter = |r: &Record<'_>| {
+            if r.id < lower {
+                Verdict::Skip
+            } else if r.id > upper {
+                Verdict::Stop
+            } else if query.topic.as_deref().is_some_and(|t| t != r.topic)
+                || !query.matcher.is_match(r.payload)
+            {
+                Verdict::Skip
+            } else {
+                Verdict::Keep
+            }
+        };
+        let mut merge = Merge::new(&mins, &mut open, &filter);
+        let limit = query.limit.unwrap_or(u64::MAX);
+        let mut emitted = 0u64;
+        merge.run(|record| {
+            emitted += 1;
+            if !sink.record(record) || emitted >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        let merged = merge.stats;
+        for (idx, err) in &merged.failed {
+            tracing::error!(segment = %segments[*idx].name, error = %err, "segment could not be read; the query skipped it");
         }
-    });
-    let merged = merge.stats;
-    for (idx, err) in &merged.failed {
-        tracing::error!(segment = %segments[*idx].name, error = %err, "segment could not be read; the query skipped it");
+        stats.segments_read = merged.segments_opened;
+        stats.bytes_read = merged.bytes_read;
+        stats.records_scanned = merged.records_scanned;
+        stats.records_matched = emitted;
+        stats.duplicates_removed = merged.duplicates_removed;
+        stats.corrupt_blocks = merged.corrupt_blocks;
+        stats.corrupt_segments = merged
+            .corrupt
+            .iter()
+            .map(|(idx, _)| segments[*idx].name.clone())
+            .collect();
+        stats.corrupt_segments.dedup();
+        stats.failed_segments = merged
+            .failed
+            .into_iter()
+            .map(|(idx, err)| format!("{}: {err}", segments[idx].name))
+            .collect();
+        stats.elapsed_ms = started.elapsed().as_millis() as u64;
+        stats
     }
-    stats.segments_read = merged.segments_opened;
-    stats.bytes_read = merged.bytes_read;
-    stats.records_scanned = merged.records_scanned;
-    stats.records_matched = emitted;
-    stats.duplicates_removed = merged.duplicates_removed;
-    stats.corrupt_blocks = merged.corrupt_blocks;
-    stats.corrupt_segments = merged
-        .corrupt
-        .iter()
-        .map(|(idx, _)| segments[*idx].name.clone())
-        .collect();
-    stats.corrupt_segments.dedup();
-    stats.failed_segments = merged
-        .failed
-        .into_iter()
-        .map(|(idx, err)| format!("{}: {err}", segments[idx].name))
-        .collect();
-    stats.elapsed_ms = started.elapsed().as_millis() as u64;
-    Ok(stats)
 }
 
 #[cfg(test)]
@@ -406,5 +480,31 @@ mod tests {
             "scanned {} of 24000 records after the cancel",
             stats.records_scanned
         );
+    }
+
+    /// A time range of more segments than a query opens at once is refused
+    /// before any is opened, with the counts; one fewer runs.
+    #[test]
+    fn a_plan_of_too_many_segments_is_refused() {
+        let fs = MemFs::new();
+        let dir = Path::new("/store");
+        sluice_storage::Fs::create_dir_all(&fs, dir).unwrap();
+        for ms in 0..=MAX_PLAN_SEGMENTS as u64 {
+            write(&fs, dir, &[(1_000 + ms, "x")]);
+        }
+        let scan = Scan::new(WorkerPool::inline());
+        let all = Query::between(0, 1_000_000, Matcher::All);
+        let err = execute(&fs, dir, &all, &scan, &mut |_: &Record<'_>| true).unwrap_err();
+        assert!(err.is_the_query());
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the time range holds {} store segments, more than a query opens at once ({MAX_PLAN_SEGMENTS}): narrow it with from and to",
+                MAX_PLAN_SEGMENTS + 1
+            )
+        );
+        let fewer = Query::between(1_001, 1_000_000, Matcher::All);
+        let stats = execute(&fs, dir, &fewer, &scan, &mut |_: &Record<'_>| true).unwrap();
+        assert_eq!(stats.records_matched, MAX_PLAN_SEGMENTS as u64);
     }
 }

@@ -18,6 +18,6 @@ pub mod exec;
 pub mod matcher;
 pub mod time;
 
-pub use exec::{Query, QueryError, QueryStats, RecordSink, Scan, execute, plan};
+pub use exec::{Prepared, Query, QueryError, QueryStats, RecordSink, Scan, execute, plan, prepare};
 pub use matcher::{Matcher, MatcherError};
 pub use time::{TimeError, parse_time_ms};
