@@ -11,8 +11,8 @@
 //! [`FluentError::Truncated`]).
 //!
 //! [`Bytes`] rather than `&[u8]` through `std::io::Read`: the same reads
-//! without a `std::io::Error` in every result, which made the decoder about
-//! 10% slower.
+//! without a `std::io::Error` in every result; the decoder was faster so
+//! when this was chosen (BENCHMARKS.md, "Design measurements").
 //!
 //! Every encoding of a type is accepted (a map16 holding one pair, an int64
 //! holding 5, a str32 holding "gzip"): only the value matters. Nothing here

@@ -25,34 +25,77 @@
 use crate::{MAX_PAYLOAD_BYTES, MAX_TOPIC_BYTES, Record};
 use ulid::Ulid;
 
+/// The first 4 bytes of every batch.
 pub const BATCH_MAGIC: [u8; 4] = *b"SLB1";
+/// Length of a batch header: magic, body length, count and CRC.
 pub const BATCH_HEADER_BYTES: usize = 16;
 /// Bytes a record adds to its topic and payload.
 pub const RECORD_OVERHEAD_BYTES: usize = 22;
 /// Largest batch body accepted: 128 MiB.
 pub const MAX_BATCH_BODY_BYTES: usize = 128 << 20;
 
+/// Why bytes are not an intact batch. Readers of a file take any of these
+/// at its end as a torn tail (see the module docs).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CodecError {
+    /// The header does not start with [`BATCH_MAGIC`].
     #[error("bad batch magic {found:02x?}: this is not a sluice batch (expected \"SLB1\")")]
-    BadMagic { found: [u8; 4] },
+    BadMagic {
+        /// The first 4 bytes found.
+        found: [u8; 4],
+    },
+    /// The header declares a body over [`MAX_BATCH_BODY_BYTES`].
     #[error("batch body of {len} bytes exceeds the limit of {limit} bytes")]
-    BodyTooLarge { len: usize, limit: usize },
+    BodyTooLarge {
+        /// The declared body length, in bytes.
+        len: usize,
+        /// [`MAX_BATCH_BODY_BYTES`].
+        limit: usize,
+    },
+    /// The body does not hash to the header's CRC.
     #[error("batch checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
-    Checksum { stored: u32, computed: u32 },
+    Checksum {
+        /// The CRC in the header.
+        stored: u32,
+        /// The CRC of the bytes read.
+        computed: u32,
+    },
+    /// The bytes end before the header or the body does.
     #[error("batch is truncated: need {needed} bytes, have {have}")]
-    Truncated { needed: usize, have: usize },
+    Truncated {
+        /// Bytes the header, the body or the whole batch takes.
+        needed: usize,
+        /// Bytes there are.
+        have: usize,
+    },
+    /// A record of a verified body does not decode.
     #[error("malformed record at body offset {offset}: {reason}")]
-    BadRecord { offset: usize, reason: &'static str },
+    BadRecord {
+        /// Where the record starts in the body (for bytes after the last
+        /// record: the body's length).
+        offset: usize,
+        /// What is wrong, such as `"empty topic"`.
+        reason: &'static str,
+    },
+    /// The header's record count does not match the body.
     #[error("batch declares {declared} records but its body holds {found}")]
-    CountMismatch { declared: u32, found: u32 },
+    CountMismatch {
+        /// The count in the header.
+        declared: u32,
+        /// Records decoded; 0 when the declared count cannot fit in the
+        /// body at all.
+        found: u32,
+    },
 }
 
 /// A decoded batch header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchHeader {
+    /// Bytes of body after the header, at most [`MAX_BATCH_BODY_BYTES`].
     pub body_len: u32,
+    /// Records in the body.
     pub count: u32,
+    /// CRC-32 (IEEE) of `body_len` and `count` (little-endian) and the body.
     pub crc: u32,
 }
 
@@ -92,6 +135,7 @@ impl BatchHeader {
         })
     }
 
+    /// Bytes of the whole batch: header and body.
     pub fn frame_len(&self) -> usize {
         BATCH_HEADER_BYTES + self.body_len as usize
     }
@@ -134,6 +178,7 @@ pub struct BatchEncoder {
 }
 
 impl BatchEncoder {
+    /// An encoder with an empty buffer.
     pub fn new() -> Self {
         Self::default()
     }
@@ -145,10 +190,12 @@ impl BatchEncoder {
         self.count = 0;
     }
 
+    /// Records pushed since [`begin`](Self::begin).
     pub fn count(&self) -> u32 {
         self.count
     }
 
+    /// Whether no record was pushed since [`begin`](Self::begin).
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -207,6 +254,10 @@ pub struct RecordIter<'a> {
 }
 
 impl<'a> RecordIter<'a> {
+    /// The `count` records of `body`, a body that
+    /// [`BatchHeader::verify`] accepted; bytes after the last of them come
+    /// out as a [`CodecError::BadRecord`], and iteration ends at the first
+    /// error.
     pub fn new(body: &'a [u8], count: u32) -> Self {
         RecordIter {
             body,
@@ -299,6 +350,7 @@ pub struct BatchDecoder<'a> {
 }
 
 impl<'a> BatchDecoder<'a> {
+    /// A decoder of `bytes` from its first byte.
     pub fn new(bytes: &'a [u8]) -> Self {
         BatchDecoder { bytes, offset: 0 }
     }

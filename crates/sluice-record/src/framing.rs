@@ -23,7 +23,10 @@ use crate::ReadBuffer;
 /// One line handed out by [`LineFramer::drain`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FramedLine<'a> {
+    /// The line without its `\n` and one trailing `\r`, at most `max_line`
+    /// bytes.
     pub bytes: &'a [u8],
+    /// The line was longer than `max_line`; `bytes` is its start.
     pub truncated: bool,
     /// Offset in the input stream just past what this line consumed (its
     /// `\n` included). A reader that restarts at `end` neither repeats nor
@@ -32,6 +35,8 @@ pub struct FramedLine<'a> {
     pub end: u64,
 }
 
+/// Splits a byte stream into lines of at most `max_line` bytes; see the
+/// module docs for the rules.
 #[derive(Debug)]
 pub struct LineFramer {
     max_line: usize,
@@ -65,6 +70,7 @@ impl LineFramer {
         self
     }
 
+    /// The longest line handed out, in bytes (at least 1).
     pub fn max_line(&self) -> usize {
         self.max_line
     }

@@ -42,6 +42,7 @@ const RANDOM_BITS: u32 = 80;
 const RANDOM_MASK: u128 = (1u128 << RANDOM_BITS) - 1;
 
 impl IdGenerator {
+    /// A generator that has handed out no id yet.
     pub fn new() -> Self {
         IdGenerator { last: 0 }
     }

@@ -51,13 +51,20 @@ pub const FLAG_TRUNCATED: u8 = 0b0000_0001;
 /// One record, borrowed from a batch or a line buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record<'a> {
+    /// Identifies the record (a re-sent record keeps its id); its 48-bit
+    /// time part is the record's time, and records sort by it.
     pub id: Ulid,
+    /// Bit set of flags; [`FLAG_TRUNCATED`] is the one defined, other bits
+    /// are kept as read.
     pub flags: u8,
+    /// 1 to [`MAX_TOPIC_BYTES`] printable ASCII bytes ([`is_valid_topic`]).
     pub topic: &'a [u8],
+    /// One line: no newline, at most [`MAX_PAYLOAD_BYTES`].
     pub payload: &'a [u8],
 }
 
 impl Record<'_> {
+    /// Whether the payload was cut at the line limit ([`FLAG_TRUNCATED`]).
     pub fn is_truncated(&self) -> bool {
         self.flags & FLAG_TRUNCATED != 0
     }
@@ -67,6 +74,7 @@ impl Record<'_> {
         self.id.timestamp_ms()
     }
 
+    /// A copy that owns its topic and payload.
     pub fn to_owned_record(&self) -> OwnedRecord {
         OwnedRecord {
             id: self.id,
@@ -87,6 +95,7 @@ pub struct Unstamped<'a> {
     /// The origin time, clamped ([`clamp_time_ms`]); the arrival time when
     /// the message carries none.
     pub time_ms: u64,
+    /// As [`Record::flags`].
     pub flags: u8,
     /// One line: no newline.
     pub payload: &'a [u8],
@@ -103,6 +112,7 @@ impl<'a> Unstamped<'a> {
         }
     }
 
+    /// Whether the payload was cut at the line limit ([`FLAG_TRUNCATED`]).
     pub fn is_truncated(&self) -> bool {
         self.flags & FLAG_TRUNCATED != 0
     }
@@ -111,13 +121,18 @@ impl<'a> Unstamped<'a> {
 /// An owned record, for tests, models and slow paths.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct OwnedRecord {
+    /// As [`Record::id`]; records order by it first.
     pub id: Ulid,
+    /// As [`Record::flags`].
     pub flags: u8,
+    /// As [`Record::topic`].
     pub topic: Vec<u8>,
+    /// As [`Record::payload`].
     pub payload: Vec<u8>,
 }
 
 impl OwnedRecord {
+    /// The record borrowed from this one.
     pub fn as_record(&self) -> Record<'_> {
         Record {
             id: self.id,

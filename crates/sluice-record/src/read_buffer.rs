@@ -97,6 +97,7 @@ impl ReadBuffer {
         self.end - self.start
     }
 
+    /// Whether no byte is held.
     pub fn is_empty(&self) -> bool {
         self.start == self.end
     }

@@ -61,10 +61,14 @@ pub enum Framing {
 /// [`SyslogFramer::finish`]: the syslog message without its framing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame<'a> {
+    /// The message without its framing (the count, the `\n` that ends it
+    /// and a `\r` before that), at most `max_frame` bytes. A counted frame
+    /// may hold inner newlines.
     pub bytes: &'a [u8],
     /// The frame was longer than the limit; `bytes` is its first `max_frame`
     /// bytes.
     pub truncated: bool,
+    /// How the sender delimited it.
     pub framing: Framing,
 }
 
@@ -106,6 +110,8 @@ enum State {
     Skip { remaining: u64 },
 }
 
+/// Splits one connection's byte stream into syslog frames of at most
+/// `max_frame` bytes; see the module docs for the rules.
 #[derive(Debug)]
 pub struct SyslogFramer {
     max_frame: usize,
@@ -128,6 +134,7 @@ impl SyslogFramer {
         }
     }
 
+    /// The longest frame handed out, in bytes (at least 1).
     pub fn max_frame(&self) -> usize {
         self.max_frame
     }

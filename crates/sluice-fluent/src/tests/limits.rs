@@ -1,4 +1,4 @@
-//! Refused frames and what they cost: error messages, limits, memory, speed.
+//! Refused frames and what they cost: error messages, limits, memory.
 
 use super::*;
 
@@ -193,33 +193,4 @@ fn scratch_is_reused_across_frames() {
         decode_frame(&frame, &Limits::default(), &mut scratch, |_| {}).unwrap();
     }
     assert_eq!(scratch.capacity(), cap);
-}
-
-/// A sanity check of the hot path, not a benchmark: run with
-/// `cargo test --release -p sluice-fluent -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn throughput_of_200_byte_records() {
-    let mut enc = ForwardEncoder::new("bench");
-    let line = "x".repeat(170);
-    for i in 0..10_000 {
-        enc.push(T_NS + i, line.as_bytes());
-    }
-    let frame = enc.seal("c");
-    let mut scratch = Scratch::new();
-    let mut total = 0u64;
-    let start = std::time::Instant::now();
-    for _ in 0..100 {
-        let info = decode_frame(&frame, &Limits::default(), &mut scratch, |e| {
-            total += e.payload.len() as u64
-        })
-        .unwrap();
-        assert_eq!(info.events, 10_000);
-    }
-    let secs = start.elapsed().as_secs_f64();
-    eprintln!(
-        "{:.2} M events/s, {:.0} MB/s of JSON",
-        1e6 / secs / 1e6,
-        total as f64 / secs / 1e6
-    );
 }

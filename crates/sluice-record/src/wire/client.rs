@@ -15,19 +15,23 @@ pub struct BatchBuilder {
 }
 
 impl BatchBuilder {
+    /// An empty builder.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Drop the records pushed, keeping the buffer.
     pub fn clear(&mut self) {
         self.section.clear();
         self.count = 0;
     }
 
+    /// Records pushed since the last clear.
     pub fn count(&self) -> u32 {
         self.count
     }
 
+    /// Bytes of the record section so far (the header's `bytes`).
     pub fn section_len(&self) -> usize {
         self.section.len()
     }
@@ -107,8 +111,24 @@ impl std::fmt::Write for Fmt<'_> {
 /// A server reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    Ok { seq: u64, first: Ulid, last: Ulid },
-    Err { seq: Option<u64>, reason: String },
+    /// Batch `seq` was accepted and its guarantee holds.
+    Ok {
+        /// The batch's `seq`.
+        seq: u64,
+        /// The smallest id given to its records.
+        first: Ulid,
+        /// The largest id given to its records.
+        last: Ulid,
+    },
+    /// A batch or command was refused.
+    Err {
+        /// The refused batch's `seq`; `None` (`ERR -`) when the server could
+        /// not read the command and closes the connection.
+        seq: Option<u64>,
+        /// Why, as the server's [`WireError`](super::WireError) says.
+        reason: String,
+    },
+    /// The answer to `PING`.
     Pong,
 }
 

@@ -12,15 +12,22 @@ pub enum Event<'a> {
     /// A whole batch whose CRC (if given) matched. Records are not yet
     /// parsed: use [`parse_section`].
     Batch {
+        /// The batch's header, its fields checked.
         header: BatchHeader,
+        /// The record section, `header.bytes` long; lent until the
+        /// decoder's next call.
         section: &'a [u8],
     },
+    /// A `PING`: the reply is `PONG`.
     Ping,
     /// A batch or command was refused. If
     /// [`error.is_fatal()`](WireError::is_fatal) the framing is lost and the
     /// connection must close after replying; nothing more is decoded.
     Error {
+        /// The refused batch's `seq`; `None` when the command could not be
+        /// read (the reply is `ERR -`).
         seq: Option<u64>,
+        /// Why; its text is the `ERR` reply's reason.
         error: WireError,
     },
 }

@@ -33,16 +33,24 @@ use ulid::Ulid;
 /// Longest header or command line accepted.
 pub const MAX_HEADER_BYTES: usize = 1024;
 
-/// When the server acknowledges a batch.
+/// When the server acknowledges a batch; ordered from weakest to strongest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Guarantee {
+    /// Once parsed and verified.
     None,
+    /// Once written to the connection's active segment (in the page
+    /// cache).
     Write,
+    /// Once on disk (`fdatasync`); fsyncs are grouped per read buffer.
     Fsync,
+    /// Once in a sealed store segment: a store committed the ingest segment
+    /// holding it.
     Replicated,
 }
 
 impl Guarantee {
+    /// The guarantee's word in a `BATCH` header: `none`, `write`, `fsync`
+    /// or `replicated`.
     pub fn name(self) -> &'static str {
         match self {
             Guarantee::None => "none",
@@ -52,6 +60,8 @@ impl Guarantee {
         }
     }
 
+    /// The guarantee whose [`name`](Self::name) is `text`; `None` for any
+    /// other text.
     pub fn parse(text: &str) -> Option<Guarantee> {
         Some(match text {
             "none" => Guarantee::None,
@@ -66,20 +76,33 @@ impl Guarantee {
 /// A parsed `BATCH` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchHeader {
+    /// The client's number for the batch; the reply names it.
     pub seq: u64,
+    /// The records' topic as sent; a valid topic unless the batch was
+    /// refused.
     pub topic: Vec<u8>,
+    /// Records in the section; 1 to [`WireLimits::max_batch_records`]
+    /// unless the batch was refused.
     pub count: u32,
+    /// Length of the record section after the header line, in bytes.
     pub bytes: usize,
-    /// `None` when the client sent `-`.
+    /// CRC-32 (IEEE) of the section; `None` when the client sent `-`.
     pub crc: Option<u32>,
+    /// When to acknowledge the batch; [`Guarantee::Write`] in a header
+    /// refused before this field was read.
     pub guarantee: Guarantee,
+    /// The id of the batch's first record, if sent: record `i` gets
+    /// [`record_id`]`(base, i, time)`.
     pub base: Option<Ulid>,
 }
 
 /// Limits the decoder enforces.
 #[derive(Debug, Clone, Copy)]
 pub struct WireLimits {
+    /// Longest record section, in bytes (default 16 MiB); a longer one is
+    /// skipped unread and the batch refused.
     pub max_batch_bytes: usize,
+    /// Most records in one batch (default 100,000).
     pub max_batch_records: u32,
 }
 

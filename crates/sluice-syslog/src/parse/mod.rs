@@ -69,7 +69,10 @@ pub const MAX_PRI: u8 = 191;
 /// Which header a frame carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// `<PRI>1 TIMESTAMP HOSTNAME APP-NAME ...`: the version is `1`.
     Rfc5424,
+    /// `<PRI>Mmm dd hh:mm:ss ...` (BSD syslog; an RFC 3339 time may stand
+    /// in for the timestamp), with or without a TAG.
     Rfc3164,
     /// No recognisable header: no topic, no time.
     Unknown,
@@ -78,6 +81,8 @@ pub enum Format {
 /// What [`parse`] read from a frame's header. Borrows the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parsed<'a> {
+    /// The header found; with [`Format::Unknown`] every other field is
+    /// `None`.
     pub format: Format,
     /// APP-NAME (RFC 5424) or TAG (RFC 3164), when present and a valid
     /// sluice topic.
