@@ -102,6 +102,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|d| Destination::parse(d))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(api) = args.api
+        && destinations
+            .iter()
+            .any(|d| matches!(d, Destination::Lines(_)))
+    {
+        bail!(
+            "--api {api} is not served for a tcp:// destination, which has no acks or queue to \
+             count: drop --api, or forward to sluice:// or fluent://"
+        );
+    }
     let mut config = ForwardConfig::new(destinations);
     config.mode = if args.mode == "balance" {
         Mode::Balance
@@ -188,6 +198,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             )
         }
         Outcome::Lines(stats) => {
+            if json {
+                eprintln!(
+                    "{}",
+                    serde_json::to_string(&stats).expect("stats serialize")
+                );
+            }
             tracing::info!(
                 lines_read = stats.lines_read,
                 bytes_read = stats.bytes_read,

@@ -2,140 +2,17 @@
 
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    net::TcpStream,
     time::Duration,
 };
 
 use crate::harness::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_sluice");
-
-/// An agent listening for fluent and syslog on ports of its own.
-struct Agent {
-    child: Child,
-    fluent: String,
-    syslog: String,
-    api: String,
-}
-
-impl Agent {
-    fn start(destination: &str, extra: &[&str]) -> Agent {
-        for _ in 0..5 {
-            let [fluent, syslog, api] = free_ports::<3>().map(|p| format!("127.0.0.1:{p}"));
-            let mut child = Command::new(BIN)
-                .args(["forward", destination, "--json", "--linger", "20ms"])
-                .args(["--listen", &format!("fluent://{fluent}")])
-                .args(["--listen", &format!("syslog://{syslog}")])
-                .args(["--api", &api])
-                .args(extra)
-                .stdin(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            // Ready when the API answers (the listeners are bound before).
-            let ready = (0..200).any(|_| {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return false;
-                }
-                if http_get(&api, "/health").is_some() && TcpStream::connect(&fluent).is_ok() {
-                    return true;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-                false
-            });
-            if ready {
-                return Agent {
-                    child,
-                    fluent,
-                    syslog,
-                    api,
-                };
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("the agent did not start");
-    }
-
-    fn metric(&self, name: &str) -> f64 {
-        let (_, body) = http_get(&self.api, "/metrics").expect("agent metrics");
-        body.lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-            .sum()
-    }
-
-    /// SIGTERM, then the exit status and the final counts (`--json`).
-    fn stop(self) -> (std::process::ExitStatus, serde_json::Value) {
-        self.sigterm();
-        self.exited()
-    }
-
-    /// Send SIGTERM (a second one would make it exit at once).
-    fn sigterm(&self) {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-    }
-
-    /// Wait for the exit; the status and the final counts (`--json`).
-    fn exited(mut self) -> (std::process::ExitStatus, serde_json::Value) {
-        let status = wait_for("the agent to exit after SIGTERM", || {
-            self.child.try_wait().unwrap()
-        });
-        let mut err = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        let counts = err
-            .lines()
-            .rev()
-            .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .unwrap_or_else(|| panic!("no counts in the agent's stderr:\n{err}"));
-        (status, counts)
-    }
-
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A destination that takes connections and never answers.
-fn black_hole() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in listener.incoming().flatten() {
-            held.push(conn);
-        }
-    });
-    addr
-}
-
 /// An agent that spools to `spool` and forwards to a destination that
 /// never answers: whatever it acks, it acked from its spool.
-fn spooling_to_a_black_hole(spool: &std::path::Path) -> Agent {
+fn spooling_to_a_black_hole(spool: &std::path::Path) -> Forwarder {
     let hole = black_hole();
-    Agent::start(
+    Forwarder::agent(
         &format!("sluice://{hole}"),
         &["--spool", spool.to_str().unwrap()],
     )
@@ -148,7 +25,7 @@ fn a_minute_ago_ns() -> i64 {
 
 /// A connection to the agent's Fluent port that waits at most a minute for
 /// an ack.
-fn fluent_client(agent: &Agent) -> TcpStream {
+fn fluent_client(agent: &Forwarder) -> TcpStream {
     let client = TcpStream::connect(&agent.fluent).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(60)))
@@ -197,40 +74,13 @@ fn read_ack(stream: &mut TcpStream, want: &[u8]) {
     assert_eq!(got, want, "the ack echoes the chunk byte for byte");
 }
 
-/// A proxy to `target` that passes requests at once but holds every reply
-/// until `release` is set: the ingester has the batch, the agent has no ack.
-fn reply_gate(target: String, release: Arc<AtomicBool>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(client) = client else { return };
-            let Ok(server) = TcpStream::connect(&target) else {
-                continue;
-            };
-            let (mut client_read, mut server_write) =
-                (client.try_clone().unwrap(), server.try_clone().unwrap());
-            let (mut server_read, mut client_write) = (server, client);
-            std::thread::spawn(move || std::io::copy(&mut client_read, &mut server_write));
-            let release = release.clone();
-            std::thread::spawn(move || {
-                while !release.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                std::io::copy(&mut server_read, &mut client_write)
-            });
-        }
-    });
-    addr
-}
-
 #[test]
 fn the_agent_acks_a_fluent_chunk_only_once_an_ingester_acked_it() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), &[]);
-    let release = Arc::new(AtomicBool::new(false));
+    let release = Gate::default();
     let gate = reply_gate(node.batch.clone(), release.clone());
-    let agent = Agent::start(&format!("sluice://{gate}"), &[]);
+    let agent = Forwarder::agent(&format!("sluice://{gate}"), &[]);
 
     let when_ns = (jiff::Timestamp::now().as_millisecond() - 3_600_000) * 1_000_000;
     let mut client = fluent_client(&agent);
@@ -254,7 +104,7 @@ fn the_agent_acks_a_fluent_chunk_only_once_an_ingester_acked_it() {
     );
     client.set_nonblocking(false).unwrap();
 
-    release.store(true, Ordering::Relaxed);
+    release.open();
     for chunk in chunks {
         read_ack(&mut client, &expected_ack(chunk));
     }
@@ -312,7 +162,7 @@ fn with_a_spool_the_agent_acks_what_is_on_disk_and_delivers_it_after_a_crash() {
 
     // A new agent on the same spool, with a real ingester, delivers it all.
     let node = Node::start(dir.path(), &[]);
-    let agent = Agent::start(&format!("sluice://{}", node.batch), &["--spool", spool_arg]);
+    let agent = Forwarder::agent(&format!("sluice://{}", node.batch), &["--spool", spool_arg]);
     node.wait_records(1000);
     let (status, counts) = agent.stop();
     assert!(status.success(), "{counts}");
@@ -332,7 +182,7 @@ fn with_a_spool_the_agent_acks_what_is_on_disk_and_delivers_it_after_a_crash() {
 fn syslog_through_the_agent_keeps_topic_time_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), &[]);
-    let agent = Agent::start(&format!("sluice://{}", node.batch), &[]);
+    let agent = Forwarder::agent(&format!("sluice://{}", node.batch), &[]);
     let then =
         jiff::Timestamp::from_millisecond(jiff::Timestamp::now().as_millisecond() - 7_200_000)
             .unwrap();
@@ -390,7 +240,7 @@ fn syslog_through_the_agent_keeps_topic_time_and_line() {
 fn the_agent_cuts_a_fluent_event_past_max_line_as_the_ingester_does() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), &[]);
-    let agent = Agent::start(&format!("sluice://{}", node.batch), &["--max-line", "100"]);
+    let agent = Forwarder::agent(&format!("sluice://{}", node.batch), &["--max-line", "100"]);
     let mut encoder = sluice_fluent::ForwardEncoder::new("app.long");
     encoder.push(a_minute_ago_ns(), b"short");
     encoder.push(a_minute_ago_ns(), "x".repeat(500).as_bytes());
@@ -418,7 +268,7 @@ fn the_agent_cuts_a_fluent_event_past_max_line_as_the_ingester_does() {
 fn a_stop_is_not_held_up_by_a_destination_that_never_acks() {
     let hole = black_hole();
     // One record a batch: 16 (the window) in flight fill it.
-    let agent = Agent::start(
+    let agent = Forwarder::agent(
         &format!("sluice://{hole}"),
         &["--batch-size", "1", "--drain-timeout", "1s"],
     );
@@ -437,7 +287,7 @@ fn a_stop_is_not_held_up_by_a_destination_that_never_acks() {
 fn a_stop_is_not_held_up_by_a_full_queue_and_the_counts_balance() {
     // Nothing is ever acked: the queue fills and holds the syslog reader.
     let hole = black_hole();
-    let agent = Agent::start(
+    let agent = Forwarder::agent(
         &format!("sluice://{hole}"),
         &[
             "--queue-max",
@@ -536,9 +386,9 @@ fn a_chunk_id_past_the_limit_closes_its_connection_unacked() {
 fn without_a_spool_a_stop_still_acks_a_chunk_acked_upstream_while_draining() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), &[]);
-    let release = Arc::new(AtomicBool::new(false));
+    let release = Gate::default();
     let gate = reply_gate(node.batch.clone(), release.clone());
-    let agent = Agent::start(&format!("sluice://{gate}"), &["--drain-timeout", "60s"]);
+    let agent = Forwarder::agent(&format!("sluice://{gate}"), &["--drain-timeout", "60s"]);
     let when_ns = a_minute_ago_ns();
     let mut client = fluent_client(&agent);
     let chunk = "drained-chunk";
@@ -547,10 +397,13 @@ fn without_a_spool_a_stop_still_acks_a_chunk_acked_upstream_while_draining() {
         .unwrap();
     node.wait_records(500);
     agent.sigterm();
-    // Well past the stop's first look at the chunk (every 200 ms) before the
-    // ingester's ack reaches the agent: the drain still waits for it.
-    std::thread::sleep(Duration::from_secs(1));
-    release.store(true, Ordering::Relaxed);
+    // The stop has begun once the agent refuses new clients (its listeners
+    // close as it starts to drain); only then does the ingester's ack reach
+    // it: the drain still waits for it.
+    wait_for("the agent to stop taking clients", || {
+        TcpStream::connect(&agent.fluent).is_err().then_some(())
+    });
+    release.open();
     read_ack(&mut client, &expected_ack(chunk));
     drop(client);
     let (status, counts) = agent.exited();

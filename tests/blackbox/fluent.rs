@@ -451,20 +451,11 @@ fn forward_to_a_fluent_destination_delivers_every_line_acked() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), &["--fluent-ack", "fsync"]);
     let input = numbered_lines(50_000, "to-fluent");
-    let mut forwarder = crate::forward::spawn_forwarder(
+    let forwarder = Forwarder::stdin(
         &[&format!("fluent://{}", node.fluent)],
         &["--topic", "app.fluent"],
     );
-    let mut stdin = forwarder.stdin.take().unwrap();
-    let writer = {
-        let input = input.clone();
-        std::thread::spawn(move || stdin.write_all(&input).unwrap())
-    };
-    writer.join().unwrap();
-    let output = forwarder.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    let counts: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+    let counts = forwarder.feed(input.clone(), || {});
     assert_eq!(
         (counts["read"].as_u64(), counts["acked"].as_u64()),
         (Some(50_000), Some(50_000))

@@ -1,54 +1,16 @@
 //! `sluice forward` over the acknowledged batch protocol.
 
-use std::{
-    collections::BTreeMap,
-    io::Write,
-    process::{Child, Command, Stdio},
-};
+use std::{collections::BTreeMap, io::Write};
 
 use crate::harness::*;
-
-pub fn spawn_forwarder(destinations: &[&str], extra: &[&str]) -> Child {
-    Command::new(BIN)
-        .arg("forward")
-        .args(destinations)
-        .args(["--json"])
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Feed `input` on a thread (the forwarder may push back), then wait for
-/// the forwarder and return its final counts.
-fn feed_and_finish(
-    mut forwarder: Child,
-    input: Vec<u8>,
-    during: impl FnOnce(),
-) -> serde_json::Value {
-    let mut stdin = forwarder.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
-    during();
-    writer.join().unwrap();
-    let output = forwarder.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "forwarder failed ({}): {stderr}",
-        output.status
-    );
-    let counts = stderr.lines().last().expect("final counts");
-    serde_json::from_str(counts).unwrap_or_else(|_| panic!("counts are JSON: {stderr}"))
-}
 
 #[test]
 fn acked_forwarding_delivers_every_line_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), &[]);
     let input = numbered_lines(100_000, "acked");
-    let forwarder = spawn_forwarder(&[&format!("sluice://{}", node.batch)], &["--topic", "web"]);
-    let counts = feed_and_finish(forwarder, input.clone(), || {});
+    let forwarder = Forwarder::stdin(&[&format!("sluice://{}", node.batch)], &["--topic", "web"]);
+    let counts = forwarder.feed(input.clone(), || {});
     assert_eq!(counts["read"], 100_000);
     assert_eq!(counts["acked"], 100_000);
     node.wait_records(100_000);
@@ -61,11 +23,11 @@ fn kill_9_of_the_ingeststore_while_forwarding_with_fsync_loses_nothing_and_shows
     let dir = tempfile::tempdir().unwrap();
     let mut node = Node::start(dir.path(), &[]);
     let input = numbered_lines(1_000_000, "kill");
-    let forwarder = spawn_forwarder(
+    let forwarder = Forwarder::stdin(
         &[&format!("sluice://{}", node.batch)],
         &["--guarantee", "fsync"],
     );
-    let counts = feed_and_finish(forwarder, input.clone(), || {
+    let counts = forwarder.feed(input.clone(), || {
         // Kill at points spread over the stream (a fixed-seed sequence):
         // once this run of the node has taken 20,000 to 120,000 records.
         let mut seed = 0x5eed_u64;
@@ -102,7 +64,7 @@ fn failover_to_a_second_ingester_when_the_first_is_killed_loses_nothing() {
     let mut a = Node::start(dir_a.path(), &[]);
     let b = Node::start(dir_b.path(), &[]);
     let input = numbered_lines(300_000, "failover");
-    let forwarder = spawn_forwarder(
+    let mut forwarder = Forwarder::stdin(
         &[
             &format!("sluice://{}", a.batch),
             &format!("sluice://{}", b.batch),
@@ -111,8 +73,7 @@ fn failover_to_a_second_ingester_when_the_first_is_killed_loses_nothing() {
     );
     // Half the stream reaches the first ingester, which then dies; the
     // rest (and whatever it had not acknowledged) must go to the second.
-    let mut forwarder = forwarder;
-    let mut stdin = forwarder.stdin.take().unwrap();
+    let mut stdin = forwarder.take_stdin();
     let half = input[..input.len() / 2]
         .iter()
         .rposition(|&b| b == b'\n')
@@ -126,11 +87,13 @@ fn failover_to_a_second_ingester_when_the_first_is_killed_loses_nothing() {
     a.kill9();
     stdin.write_all(&input[half..]).unwrap();
     drop(stdin);
-    let output = forwarder.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "forwarder failed: {stderr}");
-    let counts: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
-    assert_eq!(counts["acked"], 300_000);
+    let exited = forwarder.wait();
+    assert!(
+        exited.status.success(),
+        "forwarder failed: {}",
+        exited.stderr
+    );
+    assert_eq!(exited.counts()["acked"], 300_000);
     a.restart();
     // Across both stores, deduplicated by id as a cluster query would.
     let mut by_id = BTreeMap::new();
@@ -160,40 +123,6 @@ fn failover_to_a_second_ingester_when_the_first_is_killed_loses_nothing() {
     );
 }
 
-/// A TCP proxy to `target` that lets the client's bytes through at about
-/// `bytes_per_tick` every 10 ms: a slow destination.
-pub fn throttling_proxy(target: String, bytes_per_tick: usize) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(client) = client else { return };
-            let Ok(server) = std::net::TcpStream::connect(&target) else {
-                continue;
-            };
-            let (mut client_read, mut server_write) =
-                (client.try_clone().unwrap(), server.try_clone().unwrap());
-            let (mut server_read, mut client_write) = (server, client);
-            std::thread::spawn(move || {
-                use std::io::Read;
-                let mut buf = vec![0u8; bytes_per_tick];
-                while let Ok(n) = client_read.read(&mut buf) {
-                    if n == 0 || server_write.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                let _ = server_write.shutdown(std::net::Shutdown::Write);
-            });
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut server_read, &mut client_write);
-                let _ = client_write.shutdown(std::net::Shutdown::Write);
-            });
-        }
-    });
-    addr
-}
-
 #[test]
 fn a_slow_destination_loses_nothing_in_block_mode_and_the_counts_balance_when_dropping() {
     let dir = tempfile::tempdir().unwrap();
@@ -211,14 +140,12 @@ fn a_slow_destination_loses_nothing_in_block_mode_and_the_counts_balance_when_dr
         let input = numbered_lines(lines, mode);
         let mut args = vec!["--on-full", mode];
         args.extend(small_queue);
-        let mut forwarder = spawn_forwarder(&[&destination], &args);
-        let mut stdin = forwarder.stdin.take().unwrap();
+        let mut forwarder = Forwarder::stdin(&[&destination], &args);
+        let mut stdin = forwarder.take_stdin();
         let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
         writer.join().unwrap();
-        let output = forwarder.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let counts: serde_json::Value =
-            serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+        let exited = forwarder.wait();
+        let counts = exited.counts();
         let (read, acked) = (
             counts["read"].as_u64().unwrap(),
             counts["acked"].as_u64().unwrap(),
@@ -235,11 +162,11 @@ fn a_slow_destination_loses_nothing_in_block_mode_and_the_counts_balance_when_dr
         assert_eq!(counts["queued"], 0);
         if mode == "block" {
             assert_eq!(dropped, 0, "block never drops");
-            assert!(output.status.success());
+            assert!(exited.status.success());
         } else {
             assert!(dropped > 0, "{mode}: the queue overflowed");
             assert!(
-                !output.status.success(),
+                !exited.status.success(),
                 "{mode}: not everything was acknowledged"
             );
         }
@@ -252,40 +179,29 @@ fn a_slow_destination_loses_nothing_in_block_mode_and_the_counts_balance_when_dr
 fn the_forwarder_reports_on_sigusr1_and_serves_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), &[]);
-    let api = format!("127.0.0.1:{}", free_port());
-    let mut forwarder = spawn_forwarder(&[&format!("sluice://{}", node.batch)], &["--api", &api]);
-    let mut stdin = forwarder.stdin.take().unwrap();
+    let mut forwarder = Forwarder::stdin(&[&format!("sluice://{}", node.batch)], &[]);
+    let mut stdin = forwarder.take_stdin();
     stdin.write_all(&numbered_lines(1000, "usr1")).unwrap();
     stdin.flush().unwrap();
     wait_for("the forwarder's metrics to show every ack", || {
-        let (_, body) = http_get(&api, "/metrics")?;
+        let (_, body) = http_get(&forwarder.api, "/metrics")?;
         body.lines()
             .any(|l| l == "sluice_forward_records_acked_total 1000")
             .then_some(())
     });
-    let pid = forwarder.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-USR1", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    forwarder.signal("USR1");
     drop(stdin);
-    let output = forwarder.wait_with_output().unwrap();
+    let exited = forwarder.wait();
     assert!(
-        output.status.success(),
+        exited.status.success(),
         "SIGUSR1 does not stop the forwarder"
     );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let reports: Vec<serde_json::Value> = stderr
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let reports = &exited.reports;
     assert_eq!(
         reports.len(),
         2,
-        "one report on SIGUSR1, one at exit: {stderr}"
+        "one report on SIGUSR1, one at exit: {}",
+        exited.stderr
     );
     assert_eq!(reports[0]["read"], 1000);
     assert_eq!(reports[0]["acked"], 1000);
@@ -299,4 +215,29 @@ fn the_forwarder_reports_on_sigusr1_and_serves_metrics() {
     ] {
         assert!(reports[0][field].is_u64(), "{field} is reported");
     }
+}
+
+/// A plain-lines forwarder has no acks or queue to count: it refuses
+/// `--api` with a reason rather than ignore it, and `--json` reports what
+/// it read and sent.
+#[test]
+fn a_tcp_forwarder_refuses_api_and_reports_its_lines_as_json() {
+    let out = std::process::Command::new(BIN)
+        .args(["forward", "tcp://127.0.0.1:9", "--api", "127.0.0.1:0"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--api") && stderr.contains("tcp://"),
+        "{stderr}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let forwarder = Forwarder::stdin(&[&format!("tcp://{}", node.fast)], &[]);
+    let stats = forwarder.feed(numbered_lines(100, "json"), || {});
+    assert_eq!(stats["lines_read"], 100, "{stats}");
+    node.wait_records(100);
 }

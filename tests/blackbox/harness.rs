@@ -255,10 +255,7 @@ impl Node {
     pub fn metric(&self, name: &str) -> f64 {
         let (status, body) = http_get(&self.api, "/metrics").expect("metrics");
         assert_eq!(status, 200);
-        body.lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-            .sum()
+        metric_in(&body, name)
     }
 }
 
@@ -269,6 +266,14 @@ impl Drop for Node {
             let _ = child.wait();
         }
     }
+}
+
+/// The sum of a metric's samples (every label set) in a `/metrics` body.
+pub fn metric_in(body: &str, name: &str) -> f64 {
+    body.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
 }
 
 /// Send bytes over a raw socket, half-close, and wait for the server to
@@ -362,4 +367,291 @@ pub fn settled_block_files(store: &std::path::Path) -> (Vec<std::path::PathBuf>,
             (store_segments(store) == segments).then_some((segments, bytes, text))
         },
     )
+}
+
+/// A `sluice forward` run by a test, with `--json` and `--api` on a free
+/// port. Its stderr goes to a file (a pipe nobody reads could fill); its
+/// counts are read from there.
+pub struct Forwarder {
+    child: Child,
+    stderr: PathBuf,
+    _logs: tempfile::TempDir,
+    /// Its `--api` address: `/health` and `/metrics` (none for a `tcp://`
+    /// destination).
+    pub api: String,
+    /// With [`Forwarder::agent`], its fluent listener.
+    pub fluent: String,
+    /// With [`Forwarder::agent`], its syslog listener.
+    pub syslog: String,
+}
+
+/// How a forwarder ended.
+pub struct Exited {
+    pub status: std::process::ExitStatus,
+    pub stderr: String,
+    /// Every counts report it printed (`--json`: on SIGUSR1, and at exit),
+    /// the final one last.
+    pub reports: Vec<serde_json::Value>,
+}
+
+impl Exited {
+    /// The final counts.
+    pub fn counts(&self) -> serde_json::Value {
+        self.reports
+            .last()
+            .cloned()
+            .unwrap_or_else(|| panic!("no counts in the forwarder's stderr:\n{}", self.stderr))
+    }
+}
+
+impl Forwarder {
+    /// Forward stdin to `destinations`: write it through
+    /// [`take_stdin`](Self::take_stdin) or [`feed`](Self::feed).
+    pub fn stdin(destinations: &[&str], args: &[&str]) -> Forwarder {
+        Self::spawn(destinations, args, true, false)
+    }
+
+    /// Forward what `args` name (`--file ...`), stdin closed.
+    pub fn start(destinations: &[&str], args: &[&str]) -> Forwarder {
+        Self::spawn(destinations, args, false, false)
+    }
+
+    /// A local agent to `destination`: fluent and syslog listeners on free
+    /// ports, batches closed after 20 ms.
+    pub fn agent(destination: &str, args: &[&str]) -> Forwarder {
+        let mut all = vec!["--linger", "20ms"];
+        all.extend_from_slice(args);
+        Self::spawn(&[destination], &all, false, true)
+    }
+
+    fn spawn(destinations: &[&str], args: &[&str], piped: bool, agent: bool) -> Forwarder {
+        // Another test may take a port between our choosing it and the
+        // forwarder binding it; then choose again.
+        for _ in 0..5 {
+            let [api, fluent, syslog] = free_ports::<3>().map(|p| format!("127.0.0.1:{p}"));
+            let logs = tempfile::tempdir().unwrap();
+            let stderr = logs.path().join("forwarder.log");
+            // A tcp:// forwarder serves no API: it has no acks to count.
+            let serves_api = !destinations.iter().any(|d| d.starts_with("tcp://"));
+            let mut command = Command::new(BIN);
+            command.arg("forward").args(destinations).arg("--json");
+            if serves_api {
+                command.args(["--api", &api]);
+            }
+            if agent {
+                command
+                    .args(["--listen", &format!("fluent://{fluent}")])
+                    .args(["--listen", &format!("syslog://{syslog}")]);
+            }
+            let child = command
+                .args(args)
+                .stdin(if piped { Stdio::piped() } else { Stdio::null() })
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&stderr).unwrap())
+                .spawn()
+                .expect("start sluice forward");
+            let mut forwarder = Forwarder {
+                child,
+                stderr,
+                _logs: logs,
+                api,
+                fluent,
+                syslog,
+            };
+            let ready = wait_for("the forwarder to serve its API", || {
+                if let Ok(Some(status)) = forwarder.child.try_wait() {
+                    let log = std::fs::read_to_string(&forwarder.stderr).unwrap_or_default();
+                    if log.contains("Address already in use") {
+                        return Some(false);
+                    }
+                    panic!("sluice forward exited early with {status}:\n{log}");
+                }
+                let listening = !agent || TcpStream::connect(&forwarder.fluent).is_ok();
+                let serving = !serves_api || http_get(&forwarder.api, "/health").is_some();
+                (listening && serving).then_some(true)
+            });
+            if ready {
+                return forwarder;
+            }
+        }
+        panic!("could not start a forwarder on free ports");
+    }
+
+    /// The forwarder's stdin (once).
+    pub fn take_stdin(&mut self) -> std::process::ChildStdin {
+        self.child.stdin.take().expect("a forwarder of stdin")
+    }
+
+    /// Write `input` on a thread (the forwarder may push back), run
+    /// `during` meanwhile, close stdin, and return the final counts of a
+    /// forwarder that exited 0.
+    pub fn feed(mut self, input: Vec<u8>, during: impl FnOnce()) -> serde_json::Value {
+        let mut stdin = self.take_stdin();
+        let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
+        during();
+        writer.join().unwrap();
+        let exited = self.wait();
+        assert!(
+            exited.status.success(),
+            "forwarder failed ({}): {}",
+            exited.status,
+            exited.stderr
+        );
+        exited.counts()
+    }
+
+    /// The sum of a metric's samples.
+    pub fn metric(&self, name: &str) -> f64 {
+        let (_, body) = http_get(&self.api, "/metrics").unwrap_or_default();
+        metric_in(&body, name)
+    }
+
+    /// Send signal `name` (`TERM`, `USR1`).
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// SIGTERM (a second one would make it exit at once).
+    pub fn sigterm(&self) {
+        self.signal("TERM");
+    }
+
+    /// Wait for it to exit.
+    pub fn wait(mut self) -> Exited {
+        let status = wait_for("the forwarder to exit", || self.child.try_wait().unwrap());
+        let stderr = std::fs::read_to_string(&self.stderr).unwrap();
+        let reports = stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .collect();
+        Exited {
+            status,
+            stderr,
+            reports,
+        }
+    }
+
+    /// Wait for the exit: its status and final counts.
+    pub fn exited(self) -> (std::process::ExitStatus, serde_json::Value) {
+        let exited = self.wait();
+        (exited.status, exited.counts())
+    }
+
+    /// SIGTERM, then [`exited`](Self::exited).
+    pub fn stop(self) -> (std::process::ExitStatus, serde_json::Value) {
+        self.sigterm();
+        self.exited()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        // A failed test must not leave a forwarder behind.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A destination that takes connections and never answers.
+pub fn black_hole() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    addr
+}
+
+/// A TCP proxy to `target` that lets the client's bytes through at about
+/// `bytes_per_tick` every 10 ms: a slow destination.
+pub fn throttling_proxy(target: String, bytes_per_tick: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(&target) else {
+                continue;
+            };
+            let (mut client_read, mut server_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut server_read, mut client_write) = (server, client);
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; bytes_per_tick];
+                while let Ok(n) = client_read.read(&mut buf) {
+                    if n == 0 || server_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    // The pace of a slow link, not a wait for anything.
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let _ = server_write.shutdown(Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut server_read, &mut client_write);
+                let _ = client_write.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+/// A gate that holds whoever waits at it until a test opens it.
+#[derive(Clone, Default)]
+pub struct Gate(std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    /// Let every waiter through, now and later.
+    pub fn open(&self) {
+        let (open, changed) = &*self.0;
+        *open.lock().unwrap() = true;
+        changed.notify_all();
+    }
+
+    /// Wait until the gate is open.
+    pub fn wait(&self) {
+        let (open, changed) = &*self.0;
+        let mut is_open = open.lock().unwrap();
+        while !*is_open {
+            is_open = changed.wait(is_open).unwrap();
+        }
+    }
+}
+
+/// A proxy to `target` that passes requests at once but holds every reply
+/// until `release` opens: the destination has the data, the sender no ack.
+pub fn reply_gate(target: String, release: Gate) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(&target) else {
+                continue;
+            };
+            let (mut client_read, mut server_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut server_read, mut client_write) = (server, client);
+            std::thread::spawn(move || std::io::copy(&mut client_read, &mut server_write));
+            let release = release.clone();
+            std::thread::spawn(move || {
+                release.wait();
+                std::io::copy(&mut server_read, &mut client_write)
+            });
+        }
+    });
+    addr
 }

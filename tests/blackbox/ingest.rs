@@ -10,13 +10,8 @@ fn lines_through_sluice_forward_come_back_exactly_and_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), &[]);
     let input = numbered_lines(100_000, "fwd");
-    let mut forward = Command::new(BIN)
-        .args(["forward", &format!("tcp://{}", node.fast)])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    forward.stdin.take().unwrap().write_all(&input).unwrap();
-    assert!(forward.wait().unwrap().success());
+    let forward = Forwarder::stdin(&[&format!("tcp://{}", node.fast)], &[]);
+    forward.feed(input.clone(), || {});
     node.wait_records(100_000);
     assert_eq!(node.all_payloads(), lines_of(&input));
 }

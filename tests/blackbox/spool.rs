@@ -1,80 +1,9 @@
 //! The forwarder's disk spool and file sources: crashes, restarts, slow
 //! destinations, rotation.
 
-use std::{
-    fs,
-    io::Write,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-};
+use std::{fs, io::Write, path::Path};
 
 use crate::harness::*;
-
-/// A forwarder following files, its stderr in a file (it runs until told to
-/// stop, so a pipe nobody reads could fill).
-struct Forwarder {
-    child: Child,
-    stderr: PathBuf,
-    api: String,
-}
-
-impl Forwarder {
-    fn start(dir: &Path, destination: &str, args: &[&str]) -> Forwarder {
-        let api = format!("127.0.0.1:{}", free_port());
-        let stderr = dir.join(format!("forwarder-{}.log", free_port()));
-        let child = Command::new(BIN)
-            .args(["forward", destination, "--json", "--api", &api])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        wait_for("the forwarder's API", || http_get(&api, "/health"));
-        Forwarder { child, stderr, api }
-    }
-
-    fn metric(&self, name: &str) -> u64 {
-        let (_, body) = http_get(&self.api, "/metrics").unwrap_or_default();
-        body.lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64)
-            .sum()
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM, then the exit status and the final counts.
-    fn terminate(mut self) -> (bool, serde_json::Value) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let status = self.child.wait().unwrap();
-        let log = fs::read_to_string(&self.stderr).unwrap();
-        let counts = log
-            .lines()
-            .rev()
-            .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .unwrap_or_else(|| panic!("final counts in: {log}"));
-        (status.success(), counts)
-    }
-}
-
-impl Drop for Forwarder {
-    fn drop(&mut self) {
-        // A failed test must not leave a forwarder behind.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn append(path: &Path, bytes: &[u8]) {
     fs::OpenOptions::new()
@@ -92,7 +21,7 @@ fn kill_9_of_a_forwarder_with_a_spool_delivers_every_line_read_exactly_once() {
     let node = Node::start(dir.path(), &[]);
     // A slow destination, so the spool holds most of the stream when the
     // forwarder dies.
-    let proxy = crate::forward::throttling_proxy(node.batch.clone(), 32 << 10);
+    let proxy = throttling_proxy(node.batch.clone(), 32 << 10);
     let destination = format!("sluice://{proxy}");
     let log = dir.path().join("app.log");
     let spool = dir.path().join("spool");
@@ -116,10 +45,10 @@ fn kill_9_of_a_forwarder_with_a_spool_delivers_every_line_read_exactly_once() {
     append(&log, &thirds[0]);
     let mut delivered_before = 0;
     for third in &thirds[1..] {
-        let forwarder = Forwarder::start(dir.path(), &destination, &args);
+        let forwarder = Forwarder::start(&[&destination], &args);
         // Die once some of it (but not all) was acknowledged.
         wait_for("some acks", || {
-            (forwarder.metric("sluice_forward_records_acked_total") > 10_000).then_some(())
+            (forwarder.metric("sluice_forward_records_acked_total") > 10_000.0).then_some(())
         });
         forwarder.kill9();
         let now = node.stats(&[])["records_matched"].as_u64().unwrap();
@@ -131,12 +60,12 @@ fn kill_9_of_a_forwarder_with_a_spool_delivers_every_line_read_exactly_once() {
         delivered_before < 240_000,
         "the forwarder died with work left ({delivered_before} delivered)"
     );
-    let forwarder = Forwarder::start(dir.path(), &destination, &args);
+    let forwarder = Forwarder::start(&[&destination], &args);
     node.wait_records(240_000);
     assert_eq!(node.all_payloads(), lines, "every line once, in order");
-    let (ok, counts) = forwarder.terminate();
+    let (status, counts) = forwarder.stop();
     assert!(
-        ok,
+        status.success(),
         "a stopped forwarder with everything acknowledged exits 0"
     );
     assert!(counts["recovered"].as_u64().unwrap() > 0, "{counts}");
@@ -162,7 +91,7 @@ fn followed_files_survive_rotation_truncation_and_a_clean_restart() {
         expected.extend(lines_of(bytes));
     };
     write(&numbered_lines(1000, "first"), &mut expected);
-    let forwarder = Forwarder::start(dir.path(), &destination, &args);
+    let forwarder = Forwarder::start(&[&destination], &args);
     node.wait_records(1000);
     // Rotation by rename, with an unterminated last line in the old file.
     append(&log, b"last line of the old file");
@@ -171,11 +100,11 @@ fn followed_files_survive_rotation_truncation_and_a_clean_restart() {
     write(&numbered_lines(500, "rotated"), &mut expected);
     node.wait_records(1501);
     // A clean stop, lines written while stopped, and a restart.
-    let (ok, counts) = forwarder.terminate();
-    assert!(ok);
+    let (status, counts) = forwarder.stop();
+    assert!(status.success());
     assert_eq!(counts["acked"], counts["read"]);
     write(&numbered_lines(300, "while-stopped"), &mut expected);
-    let forwarder = Forwarder::start(dir.path(), &destination, &args);
+    let forwarder = Forwarder::start(&[&destination], &args);
     node.wait_records(1801);
     // Truncation in place (copytruncate), then new lines.
     fs::write(&log, b"").unwrap();
@@ -186,8 +115,8 @@ fn followed_files_survive_rotation_truncation_and_a_clean_restart() {
     });
     write(&numbered_lines(200, "after-truncate"), &mut expected);
     node.wait_records(2001);
-    let (ok, _) = forwarder.terminate();
-    assert!(ok);
+    let (status, _) = forwarder.stop();
+    assert!(status.success());
     assert_eq!(
         node.all_payloads(),
         expected,
@@ -200,12 +129,12 @@ fn a_slow_destination_engages_the_spool_and_the_counts_balance() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), &[]);
     // About 1.6 MB/s: far slower than the input.
-    let proxy = crate::forward::throttling_proxy(node.batch.clone(), 16 << 10);
+    let proxy = throttling_proxy(node.batch.clone(), 16 << 10);
     let destination = format!("sluice://{proxy}");
     let mut total = 0;
     for (mode, spool_max, lines) in [("block", "1GiB", 50_000), ("drop-oldest", "300KiB", 50_000)] {
         let spool = dir.path().join(format!("spool-{mode}"));
-        let forwarder = crate::forward::spawn_forwarder(
+        let mut forwarder = Forwarder::stdin(
             &[&destination],
             &[
                 "--on-full",
@@ -220,15 +149,12 @@ fn a_slow_destination_engages_the_spool_and_the_counts_balance() {
                 spool_max,
             ],
         );
-        let mut forwarder = forwarder;
-        let mut stdin = forwarder.stdin.take().unwrap();
+        let mut stdin = forwarder.take_stdin();
         let input = numbered_lines(lines, mode);
         let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
         writer.join().unwrap();
-        let output = forwarder.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let counts: serde_json::Value =
-            serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+        let exited = forwarder.wait();
+        let counts = exited.counts();
         let n = |k: &str| counts[k].as_u64().unwrap();
         let dropped = n("dropped_queue_full")
             + n("dropped_spool_full")
@@ -244,13 +170,13 @@ fn a_slow_destination_engages_the_spool_and_the_counts_balance() {
         if mode == "block" {
             assert!(n("replayed") > 0, "the spool engaged: {counts}");
             assert_eq!(dropped, 0, "block never drops: {counts}");
-            assert!(output.status.success());
+            assert!(exited.status.success());
         } else {
             assert!(
                 n("dropped_spool_full") > 0,
                 "the spool overflowed: {counts}"
             );
-            assert!(!output.status.success());
+            assert!(!exited.status.success());
         }
         let leftover: Vec<_> = fs::read_dir(&spool)
             .unwrap()

@@ -48,7 +48,7 @@ impl LinesConfig {
 }
 
 /// What a forwarder run did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ForwardStats {
     pub bytes_read: u64,
     pub lines_read: u64,
