@@ -82,7 +82,24 @@ enum Format {
     Json,
 }
 
-fn parse(params: &QueryParams) -> Result<(Query, Format), String> {
+/// A `/query` parameter that cannot be used (answered 400).
+#[derive(Debug, thiserror::Error)]
+enum ParamError {
+    #[error("from: {0}")]
+    From(#[source] sluice_query::TimeError),
+    #[error("to: {0}")]
+    To(#[source] sluice_query::TimeError),
+    #[error("empty time range: from ({from}) is after to ({to}); swap them")]
+    EmptyRange { from: String, to: String },
+    #[error(transparent)]
+    Matcher(#[from] sluice_query::MatcherError),
+    #[error("after: {0:?} is not a ULID; pass the id of the last record you read")]
+    After(String),
+    #[error("unknown format {0:?}: use raw or json")]
+    Format(String),
+}
+
+fn parse(params: &QueryParams) -> Result<(Query, Format), ParamError> {
     let now = sluice_query::time::now_ms();
     let from_ms = parse_time_ms(
         params
@@ -91,7 +108,7 @@ fn parse(params: &QueryParams) -> Result<(Query, Format), String> {
             .unwrap_or(sluice_query::time::DEFAULT_FROM),
         now,
     )
-    .map_err(|e| format!("from: {e}"))?;
+    .map_err(ParamError::From)?;
     let to_ms = parse_time_ms(
         params
             .to
@@ -99,26 +116,25 @@ fn parse(params: &QueryParams) -> Result<(Query, Format), String> {
             .unwrap_or(sluice_query::time::DEFAULT_TO),
         now,
     )
-    .map_err(|e| format!("to: {e}"))?;
+    .map_err(ParamError::To)?;
     if from_ms > to_ms {
-        return Err(format!(
-            "empty time range: from ({}) is after to ({}); swap them",
-            format_ms(from_ms),
-            format_ms(to_ms)
-        ));
+        return Err(ParamError::EmptyRange {
+            from: format_ms(from_ms),
+            to: format_ms(to_ms),
+        });
     }
-    let matcher = Matcher::new(params.q.as_deref().unwrap_or(""), params.regex, params.i)
-        .map_err(|e| e.to_string())?;
+    let matcher = Matcher::new(params.q.as_deref().unwrap_or(""), params.regex, params.i)?;
     let after = match params.after.as_deref() {
         None | Some("") => None,
-        Some(text) => Some(sluice_record::Ulid::from_string(text).map_err(|_| {
-            format!("after: {text:?} is not a ULID; pass the id of the last record you read")
-        })?),
+        Some(text) => Some(
+            sluice_record::Ulid::from_string(text)
+                .map_err(|_| ParamError::After(text.to_string()))?,
+        ),
     };
     let format = match params.format.as_deref() {
         None | Some("raw") => Format::Raw,
         Some("json") => Format::Json,
-        Some(other) => return Err(format!("unknown format {other:?}: use raw or json")),
+        Some(other) => return Err(ParamError::Format(other.to_string())),
     };
     Ok((
         Query {
@@ -193,7 +209,7 @@ pub(crate) async fn plan(
     };
     let (query, _) = match parse(&params) {
         Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let planned =
         tokio::task::spawn_blocking(move || sluice_query::plan(&**store.fs(), store.dir(), &query))
@@ -226,7 +242,7 @@ pub(crate) async fn query(
     };
     let (query, format) = match parse(&params) {
         Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let (scanning, client) = match state.queries.enter().await {
         Ok(admitted) => admitted,
@@ -439,12 +455,12 @@ mod tests {
             to: Some("1h".into()),
             ..Default::default()
         };
-        assert!(parse(&p).unwrap_err().contains("swap them"));
+        assert!(parse(&p).unwrap_err().to_string().contains("swap them"));
         let p = QueryParams {
             q: Some("(".into()),
             regex: true,
             ..Default::default()
         };
-        assert!(parse(&p).unwrap_err().contains("invalid regex"));
+        assert!(parse(&p).unwrap_err().to_string().contains("invalid regex"));
     }
 }

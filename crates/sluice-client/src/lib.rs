@@ -14,4 +14,4 @@ mod writer;
 
 pub use scanner::{Entry, ScanError, Scanner};
 pub use sluice_record::wire::Guarantee;
-pub use writer::{FailedBatch, Writer, WriterConfig};
+pub use writer::{FailedBatch, SendError, Writer, WriterConfig};

@@ -41,6 +41,54 @@ impl WriterConfig {
     }
 }
 
+/// Why a batch was not acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The ingester could not be reached.
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        /// The ingester's `host:port`.
+        addr: String,
+        /// What the connection attempt (or its setup) said.
+        #[source]
+        source: io::Error,
+    },
+    /// The batch could not be written to the connection.
+    #[error("send batch {seq}: {source}")]
+    Send {
+        /// The batch's sequence number.
+        seq: u64,
+        /// What the write said.
+        #[source]
+        source: io::Error,
+    },
+    /// No acknowledgement could be read (a timeout, a closed connection).
+    #[error("read the ack of batch {seq}: {source}")]
+    ReadAck {
+        /// The batch's sequence number.
+        seq: u64,
+        /// What the read said.
+        #[source]
+        source: io::Error,
+    },
+    /// The ingester refused the batch (`ERR`).
+    #[error("the ingester refused batch {seq}: {reason}")]
+    Refused {
+        /// The batch's sequence number.
+        seq: u64,
+        /// The ingester's reason.
+        reason: String,
+    },
+    /// The reply was not this batch's `OK` or `ERR`.
+    #[error("unexpected reply to batch {seq}: {reply:?}")]
+    UnexpectedReply {
+        /// The batch's sequence number.
+        seq: u64,
+        /// The reply line as received.
+        reply: String,
+    },
+}
+
 /// A batch that was not acknowledged.
 #[derive(Debug, Clone)]
 pub struct FailedBatch {
@@ -97,8 +145,11 @@ impl Writer {
     /// Send every failed batch again. Returns how many are still failing.
     pub fn retry(&mut self) -> usize {
         for batch in std::mem::take(&mut self.failed) {
-            if let Err(reason) = self.send(batch.seq, &batch.wire) {
-                self.failed.push(FailedBatch { reason, ..batch });
+            if let Err(error) = self.send(batch.seq, &batch.wire) {
+                self.failed.push(FailedBatch {
+                    reason: error.to_string(),
+                    ..batch
+                });
             } else {
                 self.acked_records += batch.records as u64;
             }
@@ -130,16 +181,16 @@ impl Writer {
         );
         match self.send(self.seq, &wire) {
             Ok(()) => self.acked_records += records as u64,
-            Err(reason) => self.failed.push(FailedBatch {
+            Err(error) => self.failed.push(FailedBatch {
                 seq: self.seq,
                 records,
                 wire,
-                reason,
+                reason: error.to_string(),
             }),
         }
     }
 
-    fn send(&mut self, seq: u64, wire: &[u8]) -> Result<(), String> {
+    fn send(&mut self, seq: u64, wire: &[u8]) -> Result<(), SendError> {
         let result = self.try_send(seq, wire);
         if result.is_err() {
             // Start afresh next time: the framing may be lost.
@@ -148,28 +199,38 @@ impl Writer {
         result
     }
 
-    fn try_send(&mut self, seq: u64, wire: &[u8]) -> Result<(), String> {
+    fn try_send(&mut self, seq: u64, wire: &[u8]) -> Result<(), SendError> {
         if self.connection.is_none() {
-            let stream = TcpStream::connect(&self.config.addr)
-                .map_err(|e| format!("connect {}: {e}", self.config.addr))?;
-            stream
-                .set_read_timeout(Some(self.config.timeout))
-                .map_err(|e| e.to_string())?;
-            let reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
-            self.connection = Some((stream, reader));
+            let connect = |addr: &str, timeout| -> io::Result<(TcpStream, BufReader<TcpStream>)> {
+                let stream = TcpStream::connect(addr)?;
+                stream.set_read_timeout(Some(timeout))?;
+                let reader = BufReader::new(stream.try_clone()?);
+                Ok((stream, reader))
+            };
+            let connection = connect(&self.config.addr, self.config.timeout).map_err(|source| {
+                SendError::Connect {
+                    addr: self.config.addr.clone(),
+                    source,
+                }
+            })?;
+            self.connection = Some(connection);
         }
         let (stream, reader) = self.connection.as_mut().expect("connected above");
         stream
             .write_all(wire)
-            .map_err(|e| format!("send batch {seq}: {e}"))?;
+            .map_err(|source| SendError::Send { seq, source })?;
         let mut line = Vec::new();
         reader
             .read_until(b'\n', &mut line)
-            .map_err(|e| format!("read ack of batch {seq}: {e}"))?;
-        match parse_reply(line.strip_suffix(b"\n").unwrap_or(&line)) {
+            .map_err(|source| SendError::ReadAck { seq, source })?;
+        let line = line.strip_suffix(b"\n").unwrap_or(&line);
+        match parse_reply(line) {
             Some(Reply::Ok { seq: got, .. }) if got == seq => Ok(()),
-            Some(Reply::Err { reason, .. }) => Err(reason),
-            other => Err(format!("unexpected reply to batch {seq}: {other:?}")),
+            Some(Reply::Err { reason, .. }) => Err(SendError::Refused { seq, reason }),
+            _ => Err(SendError::UnexpectedReply {
+                seq,
+                reply: String::from_utf8_lossy(line).into_owned(),
+            }),
         }
     }
 }
