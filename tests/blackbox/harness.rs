@@ -575,9 +575,14 @@ pub fn black_hole() -> String {
     addr
 }
 
-/// A TCP proxy to `target` that lets the client's bytes through at about
-/// `bytes_per_tick` every 10 ms: a slow destination.
-pub fn throttling_proxy(target: String, bytes_per_tick: usize) -> String {
+/// A TCP proxy to `target`: for each client, `up` carries the client's
+/// bytes to the server (reading the first, writing the second) and `down`
+/// the server's to the client, each on a thread of its own.
+fn proxy<U, D>(target: String, up: U, down: D) -> String
+where
+    U: Fn(TcpStream, TcpStream) + Clone + Send + 'static,
+    D: Fn(TcpStream, TcpStream) + Clone + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || {
@@ -586,27 +591,37 @@ pub fn throttling_proxy(target: String, bytes_per_tick: usize) -> String {
             let Ok(server) = TcpStream::connect(&target) else {
                 continue;
             };
-            let (mut client_read, mut server_write) =
+            let (client_read, server_write) =
                 (client.try_clone().unwrap(), server.try_clone().unwrap());
-            let (mut server_read, mut client_write) = (server, client);
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; bytes_per_tick];
-                while let Ok(n) = client_read.read(&mut buf) {
-                    if n == 0 || server_write.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                    // The pace of a slow link, not a wait for anything.
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                let _ = server_write.shutdown(Shutdown::Write);
-            });
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut server_read, &mut client_write);
-                let _ = client_write.shutdown(Shutdown::Write);
-            });
+            let (up, down) = (up.clone(), down.clone());
+            std::thread::spawn(move || up(client_read, server_write));
+            std::thread::spawn(move || down(server, client));
         }
     });
     addr
+}
+
+/// Copy `from` to `to` until either ends, then half-close `to`.
+fn pass(mut from: TcpStream, mut to: TcpStream) {
+    let _ = std::io::copy(&mut from, &mut to);
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+/// A TCP proxy to `target` that lets the client's bytes through at about
+/// `bytes_per_tick` every 10 ms: a slow destination.
+pub fn throttling_proxy(target: String, bytes_per_tick: usize) -> String {
+    let slow = move |mut from: TcpStream, mut to: TcpStream| {
+        let mut buf = vec![0u8; bytes_per_tick];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            // The pace of a slow link, not a wait for anything.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    };
+    proxy(target, slow, pass)
 }
 
 /// A gate that holds whoever waits at it until a test opens it.
@@ -634,24 +649,9 @@ impl Gate {
 /// A proxy to `target` that passes requests at once but holds every reply
 /// until `release` opens: the destination has the data, the sender no ack.
 pub fn reply_gate(target: String, release: Gate) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(client) = client else { return };
-            let Ok(server) = TcpStream::connect(&target) else {
-                continue;
-            };
-            let (mut client_read, mut server_write) =
-                (client.try_clone().unwrap(), server.try_clone().unwrap());
-            let (mut server_read, mut client_write) = (server, client);
-            std::thread::spawn(move || std::io::copy(&mut client_read, &mut server_write));
-            let release = release.clone();
-            std::thread::spawn(move || {
-                release.wait();
-                std::io::copy(&mut server_read, &mut client_write)
-            });
-        }
-    });
-    addr
+    let held = move |from: TcpStream, to: TcpStream| {
+        release.wait();
+        pass(from, to);
+    };
+    proxy(target, pass, held)
 }
