@@ -1,4 +1,5 @@
-//! Sending batches to ingesters over the batch protocol, with acks.
+//! Sending batches to ingesters with acks: the batch protocol (`sluice://`)
+//! or the Fluentd forward protocol (`fluent://`).
 //!
 //! One sender thread per connection slot: in `failover` mode a single slot
 //! walks the destination list, moving on when a connection fails; in
@@ -8,10 +9,13 @@
 //! A connection keeps up to `window` batches in flight. A second thread
 //! reads its replies: `OK <seq>` acknowledges a batch; `ERR <seq>` for a
 //! refusal that a retry can cure (a full disk) puts the batch back, other
-//! refusals count it as dropped (`rejected`). When the connection breaks,
+//! refusals count it as dropped (`rejected`). A fluent destination's
+//! `{"ack": chunk}` acknowledges the batch its chunk id names
+//! ([`chunk_id`]); fluent has no refusal. When the connection breaks,
 //! every unacknowledged batch goes back to the front of the queue and is
-//! sent again, on this destination or another, with the same base ULID, so
-//! the re-send cannot show a record twice.
+//! sent again, on this destination or another, as the same bytes. Over
+//! the batch protocol that keeps its base ULID, so the re-send cannot show
+//! a record twice.
 
 use std::{
     collections::BTreeMap,
@@ -29,12 +33,18 @@ use sluice_record::wire::{Reply, parse_reply};
 
 use crate::queue::{Batch, Queue};
 
+/// Settings of every sender slot.
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
-    /// `host:port` of each destination's batch port.
+    /// `host:port` of each destination's batch port (a slot walks the
+    /// order given to [`run_slot`]).
     pub destinations: Vec<String>,
+    /// Batches in flight per connection, unacknowledged (at least 1).
     pub window: usize,
+    /// The longest wait between rounds of connection attempts; the first
+    /// is [`FIRST_BACKOFF`](defaults::FIRST_BACKOFF).
     pub max_backoff: Duration,
+    /// What the destinations speak.
     pub protocol: Protocol,
 }
 

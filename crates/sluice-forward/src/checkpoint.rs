@@ -28,15 +28,23 @@ use std::{
 
 use crate::spool::{SourceKey, SourcePos};
 
+/// One file of the checkpoint: how far it is safe.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileCheckpoint {
+    /// The path the file was read under (a file rotated while the
+    /// forwarder was stopped has the name it was found under).
     pub path: PathBuf,
+    /// The file's device (`st_dev`).
     pub dev: u64,
+    /// The file's inode (`st_ino`).
     pub ino: u64,
+    /// Bytes from the file's start that are safe: a restart reads on from
+    /// here.
     pub offset: u64,
 }
 
 impl FileCheckpoint {
+    /// The file's device and inode.
     pub fn key(&self) -> SourceKey {
         SourceKey {
             dev: self.dev,
@@ -164,6 +172,8 @@ impl Progress {
             .retain(|_, s| !(s.closed && s.pending.is_empty()));
     }
 
+    /// The checkpoint to write: every file followed now, or with batches
+    /// not yet safe, at its safe offset, sorted by path and inode.
     pub fn snapshot(&self) -> Vec<FileCheckpoint> {
         let mut files: Vec<FileCheckpoint> = self
             .sources

@@ -39,8 +39,12 @@ pub enum Input {
     Data(Vec<u8>),
     /// From now on the bytes come from `key`, starting at `offset`.
     Source {
+        /// The file.
         key: SourceKey,
+        /// Its path: the followed one, or the name a file rotated while
+        /// the forwarder was stopped was found under.
         path: PathBuf,
+        /// Where reading starts, in bytes from the file's start.
         offset: u64,
         /// What became of the previous source.
         previous: PreviousSource,
@@ -48,9 +52,12 @@ pub enum Input {
     /// The follower stopped (shutdown): close the open batch, but leave an
     /// unterminated line unread; the next run reads it whole.
     Stopped,
+    /// Following failed (the path names the file); the batcher closes its
+    /// batch and returns the error.
     Error(io::Error),
 }
 
+/// What became of the source before an [`Input::Source`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PreviousSource {
     /// There was none.
@@ -78,6 +85,7 @@ impl Resume {
     }
 }
 
+/// The device and inode of a file's metadata.
 pub fn key_of(meta: &fs::Metadata) -> SourceKey {
     SourceKey {
         dev: meta.dev(),

@@ -5,19 +5,23 @@
 //!   protocol with acknowledgements ([`acked`]). Lines are batched
 //!   ([`reader`]), held in a bounded queue ([`queue`]), sent pipelined, and
 //!   re-sent until acknowledged. On end of input the forwarder waits for
-//!   every ack before it returns.
+//!   every ack before it returns (after a stop, for `drain_timeout` at
+//!   most, and not at all with a spool).
+//! - `fluent://HOST:PORT`: the same path, with each batch a Fluentd
+//!   Forward-mode frame whose `chunk` ack stands for the `OK`.
 //! - `tcp://HOST:PORT`: plain lines for the fast and durable ports and for
 //!   OK Log ([`lines`]); no acknowledgement.
 //!
-//! Several `sluice://` destinations are used in `failover` mode (one at a
-//! time, moving on when it fails) or `balance` mode (all at once, taking
-//! from one queue).
+//! Several `sluice://` or `fluent://` destinations are used in `failover`
+//! mode (one at a time, moving on when it fails) or `balance` mode (all at
+//! once, taking from one queue).
 //!
 //! Input is stdin, files followed through rotation ([`follow`]) with a
 //! checkpoint ([`checkpoint`]), or local applications speaking the Fluentd
-//! forward protocol or syslog to the agent's listeners ([`listen`]). With a spool ([`spool`]) every batch is
-//! written ahead to disk, so a full queue, a destination that is down, or a
-//! restart loses nothing that was read.
+//! forward protocol or syslog to the agent's listeners ([`listen`]). With a
+//! spool ([`spool`]) every batch is written ahead to disk, so a full queue,
+//! a destination that is down, or a restart loses nothing that was read.
+//! Every default and limit is named in [`defaults`].
 
 pub mod acked;
 pub mod checkpoint;
@@ -48,53 +52,81 @@ pub use metrics::describe as describe_metrics;
 pub use queue::{Counts, OnFull};
 use sluice_record::wire::Guarantee;
 
+/// Why a forwarder run could not start, or ended with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
+    /// A destination URL with a scheme other than `sluice`, `fluent` or
+    /// `tcp`, or without a `HOST:PORT`.
     #[error(
         "unsupported destination {0:?}: use sluice://HOST:PORT (batch protocol, acknowledged), fluent://HOST:PORT (Fluentd forward protocol, acknowledged) or tcp://HOST:PORT (plain lines)"
     )]
     BadDestination(String),
+    /// Destinations of more than one scheme; the text counts each.
     #[error("destinations mix schemes ({0}); use one of sluice://, fluent:// or tcp://")]
     MixedSchemes(String),
+    /// This many `tcp://` destinations; plain lines go to one.
     #[error("plain-lines (tcp://) forwarding takes one destination, got {0}")]
     ManyLineDestinations(usize),
+    /// Reading stdin or a followed file failed, or a forwarder thread
+    /// could not be started.
     #[error("read input: {0}")]
     Input(#[source] io::Error),
+    /// The spool directory could not be created, listed or read.
     #[error("open the spool in {dir}: {source}; check that the directory is writable")]
     Spool {
+        /// The spool directory (`--spool`).
         dir: PathBuf,
+        /// The failed operation's error.
         #[source]
         source: io::Error,
     },
+    /// The checkpoint file could not be read, or is not a checkpoint.
     #[error("read the checkpoint {path}: {source}")]
     Checkpoint {
+        /// The checkpoint file.
         path: PathBuf,
+        /// The read's error, or why its contents are invalid.
         #[source]
         source: io::Error,
     },
+    /// `--file`, `--listen` or `--spool` with a `tcp://` destination, which
+    /// acknowledges nothing that could advance a checkpoint, answer a
+    /// client or free the spool.
     #[error(
         "--file, --listen and --spool need sluice:// or fluent:// destinations (tcp:// has no acknowledgements)"
     )]
     FileNeedsAcks,
+    /// A `--listen` URL other than `fluent://HOST:PORT` or
+    /// `syslog://HOST:PORT`.
     #[error(
         "unsupported --listen {0:?}: use fluent://HOST:PORT (Fluentd forward protocol) or syslog://HOST:PORT (syslog over TCP)"
     )]
     BadListen(String),
+    /// An agent listener could not bind its address.
     #[error("listen on {addr}: {source}; is another process (fluentd, rsyslog) using the port?")]
     Listen {
+        /// The address of the `--listen` URL.
         addr: String,
+        /// The bind's error.
         #[source]
         source: io::Error,
     },
+    /// A plain-lines destination could not be reached in
+    /// [`LinesConfig::max_attempts`] attempts in a row.
     #[error("gave up on {addr} after {attempts} attempts: {source}")]
     GaveUp {
+        /// The destination's `host:port`.
         addr: String,
+        /// Attempts made in a row.
         attempts: u32,
+        /// The last attempt's error.
         #[source]
         source: io::Error,
     },
 }
 
+/// Where a forwarder sends, by its URL's scheme; each holds the
+/// `HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
     /// The batch protocol.
@@ -106,6 +138,10 @@ pub enum Destination {
 }
 
 impl Destination {
+    /// Parse `sluice://HOST:PORT`, `fluent://HOST:PORT` or
+    /// `tcp://HOST:PORT`; no scheme means `sluice://`, and a trailing `/`
+    /// is dropped. Anything else, or an address without a `:`, is
+    /// [`ForwardError::BadDestination`].
     pub fn parse(url: &str) -> Result<Destination, ForwardError> {
         let (scheme, addr) = match url.split_once("://") {
             Some((scheme, rest)) => (scheme, rest.trim_end_matches('/')),
@@ -123,24 +159,42 @@ impl Destination {
     }
 }
 
+/// How several acknowledged destinations share the batches (`--mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// One connection at a time, walking the destinations in order: the
+    /// next one when the current one fails.
     Failover,
+    /// One connection per destination, all taking from the one queue;
+    /// each fails over to the others in turn.
     Balance,
 }
 
+/// Settings of a forwarder run; [`new`](Self::new) takes them from
+/// [`defaults`].
 #[derive(Debug, Clone)]
 pub struct ForwardConfig {
+    /// Where to send, all of one scheme.
     pub destinations: Vec<Destination>,
+    /// How several destinations share the batches.
     pub mode: Mode,
+    /// How lines become batches: topic, guarantee, size, linger, line
+    /// limit, prefix.
     pub batch: reader::BatchConfig,
+    /// Bytes of batches held in memory before `on_full` applies
+    /// (`--queue-max`; at least 1).
     pub queue_max_bytes: usize,
+    /// What a full queue, or a full spool, does.
     pub on_full: OnFull,
-    /// Batches in flight per connection.
+    /// Batches in flight per connection, unacknowledged (at least 1).
     pub window: usize,
+    /// The longest wait between rounds of connection attempts.
     pub max_backoff: Duration,
+    /// The disk spool, if any (`--spool`).
     pub spool: Option<SpoolConfig>,
-    /// Where file checkpoints are kept (default: in the spool directory).
+    /// Where file checkpoints are kept (default: `checkpoints.json` in the
+    /// spool directory, else `sluice-forward.checkpoints.json` in the
+    /// working directory).
     pub checkpoint: Option<PathBuf>,
     /// How often a followed file is polled at its end.
     pub poll: Duration,
@@ -150,21 +204,31 @@ pub struct ForwardConfig {
     pub listen: ListenConfig,
 }
 
+/// Where the disk spool is, and how much it may hold.
 #[derive(Debug, Clone)]
 pub struct SpoolConfig {
+    /// Directory of the spool files, created if missing (`--spool`).
     pub dir: PathBuf,
+    /// Bytes of unresolved batches the spool holds before `on_full`
+    /// applies (`--spool-max`).
     pub max_bytes: u64,
 }
 
 /// Where lines come from.
 pub enum Source {
+    /// A reader (stdin in the binary), read to its end.
     Stream(Box<dyn Read + Send>),
+    /// Files followed through appends, rotation and truncation until
+    /// stopped (`--file`), each from its checkpoint.
     Files(Vec<PathBuf>),
     /// Serve local clients until stopped (the agent).
     Listen(Vec<Listen>),
 }
 
 impl ForwardConfig {
+    /// Settings for `destinations`, every other one at its default:
+    /// failover, topic `default`, `write` acks, blocking when full, no
+    /// spool.
     pub fn new(destinations: Vec<Destination>) -> ForwardConfig {
         ForwardConfig {
             destinations,
@@ -195,7 +259,9 @@ impl ForwardConfig {
 /// What a run delivered.
 #[derive(Debug, Clone)]
 pub enum Outcome {
+    /// A `sluice://` or `fluent://` run: the accounting of its records.
     Acked(Counts),
+    /// A `tcp://` run: lines and bytes read and sent.
     Lines(ForwardStats),
 }
 

@@ -25,11 +25,16 @@ use crate::{defaults, metrics};
 
 use crate::ForwardError;
 
+/// Settings of a plain-lines (`tcp://`) run.
 #[derive(Debug, Clone)]
 pub struct LinesConfig {
     /// `host:port` of the ingester's line port.
     pub addr: String,
+    /// Bytes read from the input at a time: the longest line held back
+    /// whole; a longer one is sent in pieces.
     pub read_chunk_bytes: usize,
+    /// The longest wait between connection attempts; the first is
+    /// [`FIRST_LINES_BACKOFF`](defaults::FIRST_LINES_BACKOFF).
     pub max_backoff: Duration,
     /// Give up after this many failed connection attempts in a row
     /// (`None`: never).
@@ -37,6 +42,7 @@ pub struct LinesConfig {
 }
 
 impl LinesConfig {
+    /// Settings for `addr` at their defaults, retrying forever.
     pub fn new(addr: &str) -> LinesConfig {
         LinesConfig {
             addr: addr.to_string(),
@@ -50,9 +56,14 @@ impl LinesConfig {
 /// What a forwarder run did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ForwardStats {
+    /// Bytes read from the input.
     pub bytes_read: u64,
+    /// Lines read, an unterminated last one included.
     pub lines_read: u64,
+    /// Bytes written to the destination, chunks sent again after a
+    /// reconnect included.
     pub bytes_sent: u64,
+    /// Connections that broke during a write and were made again.
     pub reconnects: u64,
 }
 

@@ -41,12 +41,18 @@ use crate::{
 /// What to do when the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnFull {
+    /// Wait for room: the producer stops reading its input (back-pressure).
     Block,
+    /// Drop the oldest waiting batch (with a spool, the oldest on disk) to
+    /// make room, until the new one fits.
     DropOldest,
+    /// Drop the batch being added.
     DropNewest,
 }
 
 impl OnFull {
+    /// Parse a value of `--on-full`: `block`, `drop-oldest` or
+    /// `drop-newest`.
     pub fn parse(text: &str) -> Option<OnFull> {
         Some(match text {
             "block" => OnFull::Block,
@@ -60,8 +66,14 @@ impl OnFull {
 /// One encoded batch, sent as is (and sent again as is after a failure).
 #[derive(Debug)]
 pub struct Batch {
+    /// The batch's number: increasing, and after a restart with a spool
+    /// higher than any batch in it. Acks name the batch by it (its `seq`,
+    /// or its fluent `chunk` id).
     pub seq: u64,
+    /// Records in the batch.
     pub records: u64,
+    /// The bytes sent: a batch-protocol command with its section, or a
+    /// Fluentd Forward-mode frame.
     pub wire: Vec<u8>,
     /// The file and offset its lines came from (`--file`).
     pub source: Option<SourcePos>,
@@ -70,6 +82,7 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// A batch from no file, not yet spooled.
     pub fn new(seq: u64, records: u64, wire: Vec<u8>) -> Batch {
         Batch {
             seq,
@@ -97,12 +110,15 @@ pub enum Safe {
 /// Counters of one forwarder run, in records.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {
+    /// Read from the input, and (with a spool) found in it at start.
     pub read: u64,
+    /// Acknowledged by an ingester.
     pub acked: u64,
     /// Waiting in memory.
     pub queued: u64,
     /// Waiting on disk only (memory was full or the destination down).
     pub spooled: u64,
+    /// Sent on a connection and not yet acknowledged.
     pub in_flight: u64,
     /// Handed to a connection to be sent (re-sends included).
     pub sent: u64,
@@ -110,11 +126,19 @@ pub struct Counts {
     pub replayed: u64,
     /// Of `read`: found in the spool at start, left there by an earlier run.
     pub recovered: u64,
+    /// Given back to the queue by a connection that failed before their
+    /// ack, to be sent again (each time).
     pub resent: u64,
+    /// Dropped by `--on-full drop-*` when memory was full.
     pub dropped_queue_full: u64,
+    /// Dropped by `--on-full drop-*` when the spool was full.
     pub dropped_spool_full: u64,
+    /// Refused by an ingester for good (malformed or too large).
     pub dropped_rejected: u64,
+    /// Waiting in the spool, and unreadable when their turn came (a
+    /// checksum mismatch or a failed read).
     pub dropped_spool_corrupt: u64,
+    /// Of `read`: lines cut at the line limit, and sent cut.
     pub truncated: u64,
     /// At the end of a run stopped early: records left in the spool for the
     /// next run.
@@ -122,6 +146,7 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// Dropped for any reason: the sum of the `dropped_*` counts.
     pub fn dropped(&self) -> u64 {
         self.dropped_queue_full
             + self.dropped_spool_full
@@ -272,6 +297,9 @@ impl State {
     }
 }
 
+/// The queue between the batchers and the senders (see the module docs),
+/// shared as an `Arc`: it holds the batches, the spool, the counts and
+/// each followed file's progress, under one lock.
 #[derive(Debug)]
 pub struct Queue {
     state: Mutex<State>,
@@ -281,6 +309,8 @@ pub struct Queue {
 }
 
 impl Queue {
+    /// A queue of at most `max_bytes` of batches in memory (at least 1),
+    /// without a spool.
     pub fn new(max_bytes: usize, on_full: OnFull) -> Arc<Queue> {
         Arc::new(Queue {
             state: Mutex::new(State::default()),
@@ -568,6 +598,9 @@ impl Queue {
         self.changed.notify_all();
     }
 
+    /// An ingester acknowledged `batch`, taken by [`take`](Self::take):
+    /// its spool frame is resolved and its lines are safe for the
+    /// checkpoint.
     pub fn acked(&self, batch: &Batch) {
         let mut state = self.lock();
         state.counts.in_flight -= batch.records;
@@ -609,6 +642,8 @@ impl Queue {
         self.lock().input_stopped
     }
 
+    /// The input ended: nothing more will be pushed, so the queue can
+    /// drain ([`wait_drained`](Self::wait_drained)).
     pub fn close_input(&self) {
         self.lock().input_closed = true;
         self.changed.notify_all();
@@ -637,6 +672,7 @@ impl Queue {
         self.changed.notify_all();
     }
 
+    /// The counts now; they balance at every moment.
     pub fn counts(&self) -> Counts {
         self.lock().counts.clone()
     }

@@ -31,13 +31,24 @@ use crate::{
     spool::{SourceKey, SourcePos},
 };
 
+/// How lines become batches.
 #[derive(Debug, Clone)]
 pub struct BatchConfig {
+    /// Topic of every record read from stdin or a file (`--topic`); the
+    /// agent takes each event's tag or APP-NAME instead.
     pub topic: String,
+    /// The acknowledgement a batch asks for (`--guarantee`; not sent to
+    /// fluent destinations).
     pub guarantee: Guarantee,
+    /// Close a batch once its encoded records take this many bytes
+    /// (`--batch-size`).
     pub batch_bytes: usize,
+    /// Close a batch at this many records.
     pub batch_records: u32,
+    /// Close a batch this long after its first line (`--linger`).
     pub linger: Duration,
+    /// The longest line; longer ones are cut and counted as truncated
+    /// (`--max-line`).
     pub max_line_bytes: usize,
     /// Prepended to every line.
     pub prefix: Vec<u8>,

@@ -55,17 +55,24 @@ use std::{
 const MAGIC: &[u8; 4] = b"SPF1";
 const HEADER_BYTES: usize = 48;
 
-/// Where the lines of a batch came from: a file (by device and inode) and the
-/// offset just past its last line.
+/// A followed file, by device and inode, so that it is the same file after
+/// a rename.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SourceKey {
+    /// The device holding the file (`st_dev`).
     pub dev: u64,
+    /// The file's inode number (`st_ino`).
     pub ino: u64,
 }
 
+/// Where the lines of a batch came from: a file and the offset just past
+/// its last line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SourcePos {
+    /// The file.
     pub key: SourceKey,
+    /// Bytes from the file's start to just past the batch's last line:
+    /// the checkpoint's offset once the batch is safe.
     pub end: u64,
 }
 
@@ -86,9 +93,13 @@ impl SpoolRef {
 /// A batch found in the spool at open.
 #[derive(Debug)]
 pub struct Recovered {
+    /// The batch's [`seq`](crate::queue::Batch::seq).
     pub seq: u64,
+    /// Records in the batch.
     pub records: u64,
+    /// The file its lines came from, and the offset past the last one.
     pub source: Option<SourcePos>,
+    /// Where its frame is, to read the batch back.
     pub at: SpoolRef,
 }
 
@@ -100,6 +111,9 @@ struct SpoolFile {
     unresolved: u64,
 }
 
+/// The spool directory of one forwarder: frames appended to the newest
+/// file, read back by their [`SpoolRef`], files deleted once all their
+/// frames are resolved (see the module docs).
 #[derive(Debug)]
 pub struct Spool {
     dir: PathBuf,
@@ -114,11 +128,16 @@ pub struct Spool {
     appended: u64,
 }
 
+/// What [`Spool::open`] found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RecoveryStats {
+    /// Spool files read.
     pub files: u64,
+    /// Intact frames found: batches a run before did not resolve.
     pub batches: u64,
+    /// Records in those batches.
     pub records: u64,
+    /// Bytes skipped as torn or corrupt.
     pub skipped_bytes: u64,
 }
 
@@ -188,6 +207,7 @@ impl Spool {
         Ok((spool, recovered, stats))
     }
 
+    /// Bytes of unresolved frames the spool holds at most (at least 1).
     pub fn max_bytes(&self) -> u64 {
         self.max_bytes
     }
@@ -332,6 +352,9 @@ impl Spool {
         self.writer = None;
     }
 
+    /// Delete the files `ids` (from [`resolved_files`](Self::resolved_files))
+    /// whose frames are all resolved. A file that cannot be deleted is
+    /// logged and kept, to be tried again.
     pub fn remove(&mut self, ids: &[u64]) {
         for id in ids {
             if let Some(file) = self.files.get(id)

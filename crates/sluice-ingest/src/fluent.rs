@@ -45,6 +45,8 @@ use crate::{
 /// Settings of the fluent listener.
 #[derive(Debug, Clone)]
 pub struct FluentConfig {
+    /// Limits on a frame: its size, its decompressed size, its entries and
+    /// its nesting (`--fluent-max-*`).
     pub limits: Limits,
     /// Require the shared-key handshake.
     pub shared_key: Option<String>,

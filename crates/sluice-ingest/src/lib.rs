@@ -1,9 +1,6 @@
 //! Ingest: turn bytes from the network into records in segment files, and
 //! lend flushed segments to stores.
 //!
-//! - [`log`]: the ingest directory and its state machine
-//!   (`active` → `flushed` → `pending` → removed on commit), with pending
-//!   timeouts and startup recovery.
 //! - [`listener`]: one accept loop for every port; one thread and one
 //!   active segment per connection, served by the intake loop
 //!   ([`sluice_record::intake`]) with the connection's protocol:
@@ -12,10 +9,17 @@
 //!     heartbeats);
 //!   - `batch`: the acknowledged batch protocol (port 7653).
 //! - `sink`: a connection's active segment and the batch encoded for it.
-//! - [`IngestError`]: why a connection ended with an error.
+//! - [`log`]: the ingest directory and its state machine
+//!   (`active` → `flushed` → `pending` → removed on commit), with pending
+//!   timeouts and startup recovery.
+//! - `error`: [`IngestError`], why a connection ended with an error.
+//! - `metrics`: every ingest metric, described by [`describe_metrics`].
 //!
-//! Architecture invariant: a record is acknowledged to nobody before it is
-//! in a segment file; a segment leaves the ingester only by a store's
+//! Architecture invariant: no acknowledgement comes before what it
+//! promises: a batch's `OK` waits for its guarantee (`write`: in a segment
+//! file, `fsync`: on disk, `replicated`: committed by a store; `none`
+//! promises only that the batch parsed), and a fluent chunk's ack for its
+//! write (or fsync). A segment leaves the ingester only by a store's
 //! commit, never by a timeout.
 
 mod batch;

@@ -33,6 +33,7 @@ use crate::{
 /// shutdown.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The protocol a listener serves: one port each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Lines, fire-and-forget (`stream.rs`).
@@ -48,6 +49,8 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The `protocol` label of the mode's metrics and logs, as its flag
+    /// names it: `fast`, `durable`, `batch`, `fluent`, `syslog`.
     pub fn name(self) -> &'static str {
         match self {
             Mode::Fast => "fast",
@@ -59,6 +62,8 @@ impl Mode {
     }
 }
 
+/// Settings of a node's listeners, cloned into each connection.
+/// [`Default`] takes this module's constants.
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
     /// Longest payload kept; longer lines are cut and flagged.
@@ -128,6 +133,8 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// Bind `addr` for `mode`. Connections write to `log` with `config`,
+    /// and [`serve`](Self::serve) returns once `shutdown` is set.
     pub async fn bind(
         mode: Mode,
         addr: SocketAddr,
@@ -146,6 +153,7 @@ impl Listener {
         })
     }
 
+    /// The address bound (its port when `addr` asked for port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }

@@ -42,18 +42,25 @@ const FLUSHED: &str = "flushed";
 const PENDING: &str = "pending";
 const QUARANTINE_DIR: &str = "quarantine";
 
+/// Why an operation of the ingest log failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
+    /// A file operation in the ingest directory failed; the error names
+    /// the operation and the path.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A segment id given to the lending API ([`parse_id`]) is not a ULID.
     #[error("segment id {0:?} is not a ULID")]
     BadId(String),
+    /// The segment is not lent out now: it was committed, given back by
+    /// [`failed`](IngestLog::failed) or its pending timeout, or never lent.
     #[error("segment {0} is not pending (it was committed, failed, or timed out)")]
     NotPending(Ulid),
 }
 
 /// Where the ingest log reads the time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current time; never earlier than a time read before.
     fn now(&self) -> Instant;
 }
 
@@ -76,6 +83,8 @@ pub struct ManualClock {
 }
 
 impl ManualClock {
+    /// A clock that reads the moment it was made until it is advanced; in
+    /// an `Arc`, so the test keeps it while the log reads it.
     pub fn new() -> Arc<ManualClock> {
         Arc::new(ManualClock {
             start: Instant::now(),
@@ -123,15 +132,25 @@ pub struct ActiveSegment {
 }
 
 impl ActiveSegment {
+    /// The segment's id, made when its file was created: the file is
+    /// `<id>.active` until sealed, and a store commits it by this id.
     pub fn id(&self) -> Ulid {
         self.id
     }
+
+    /// Bytes of the whole batches appended so far, synced or not: where a
+    /// failed write is cut back to ([`IngestLog::rewind`]).
     pub fn bytes(&self) -> u64 {
         self.writer.bytes()
     }
+
+    /// Time since the segment was created, by the log's [`Clock`];
+    /// compared with `--flush-age` to seal it.
     pub fn age(&self) -> Duration {
         self.clock.now().saturating_duration_since(self.created)
     }
+
+    /// The segment file's writer: append whole batches, and sync them.
     pub fn writer(&mut self) -> &mut SegmentWriter {
         &mut self.writer
     }
@@ -140,12 +159,24 @@ impl ActiveSegment {
 /// What startup recovery did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct StartupReport {
+    /// `.active` files found (left by a crash or a kill), each verified
+    /// and cut at its torn tail.
     pub recovered_active: usize,
+    /// Of those, the files that had a torn tail; each tail was moved to
+    /// `quarantine/`.
     pub torn_tails: usize,
+    /// Bytes of those torn tails, in all.
     pub torn_bytes: u64,
+    /// `.active` files removed because no whole record was left in them.
     pub empty_removed: usize,
+    /// `.pending` files made `.flushed` again: their store never
+    /// committed them.
     pub pending_returned: usize,
+    /// Segments waiting for a store after recovery (recovered ones
+    /// included).
     pub flushed: usize,
+    /// Names of files in the directory that are not ingest segments; they
+    /// are logged and left alone.
     pub strangers: Vec<String>,
 }
 
@@ -447,6 +478,8 @@ impl IngestLog {
         (state.flushed.len(), state.pending.len())
     }
 
+    /// The filesystem the log's files are on; the lending API reads
+    /// pending segments through it, at [`pending_path`](Self::pending_path).
     pub fn fs(&self) -> &Arc<dyn Fs> {
         &self.fs
     }

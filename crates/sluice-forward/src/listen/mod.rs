@@ -61,6 +61,8 @@ pub enum Listen {
 }
 
 impl Listen {
+    /// Parse `fluent://HOST:PORT` or `syslog://HOST:PORT` (a trailing `/`
+    /// is dropped); anything else is [`ForwardError::BadListen`].
     pub fn parse(url: &str) -> Result<Listen, ForwardError> {
         let bad = || ForwardError::BadListen(url.to_string());
         let (scheme, addr) = url.split_once("://").ok_or_else(bad)?;
@@ -107,6 +109,7 @@ pub struct Bound {
 }
 
 impl Bound {
+    /// The address bound (its port when the URL asked for port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
