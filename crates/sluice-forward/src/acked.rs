@@ -36,9 +36,6 @@ use crate::queue::{Batch, Queue};
 /// Settings of every sender slot.
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
-    /// `host:port` of each destination's batch port (a slot walks the
-    /// order given to [`run_slot`]).
-    pub destinations: Vec<String>,
     /// Batches in flight per connection, unacknowledged (at least 1).
     pub window: usize,
     /// The longest wait between rounds of connection attempts; the first

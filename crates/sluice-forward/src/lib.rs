@@ -388,7 +388,6 @@ pub fn forward_observed(
     observe(Arc::new(move || probe.counts()));
     let senders_stop = Arc::new(AtomicBool::new(false));
     let sender_config = acked::SenderConfig {
-        destinations: sluice.clone(),
         window: config.window.max(1),
         max_backoff: config.max_backoff,
         protocol,
