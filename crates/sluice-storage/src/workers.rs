@@ -4,11 +4,16 @@
 //! A node owns one pool ([`WorkerPool::new`], sized by `--workers`, the
 //! number of cores by default) and passes it to the cursors and writers it
 //! opens. Work is CPU-bound (zstd, filters, matching), so more threads than
-//! cores would only add switches; fewer leave cores idle. Jobs queue in
-//! FIFO order; each cursor or writer keeps a bounded number in flight
-//! (`PREFETCH` blocks for a cursor, one per worker for a writer), so the
-//! queue is bounded by the cursors and writers open, and memory by the
-//! blocks they hold.
+//! cores would only add switches; fewer leave cores idle. Each cursor or
+//! writer keeps a bounded number of jobs in flight (`PREFETCH` blocks for a
+//! cursor, one per worker for a writer), so the queue is bounded by the
+//! cursors and writers open, and memory by the blocks they hold.
+//!
+//! Two queues, each FIFO: a worker takes a *foreground* job (a query's
+//! blocks) before any *background* one (compaction's), so a query waits at
+//! most for the background jobs already running, not for every block a
+//! large compaction has queued. [`WorkerPool::background`] gives the handle
+//! compaction submits through; the threads are the same.
 //!
 //! A job never submits to the pool and never waits on another job, so a
 //! full pool cannot deadlock. A job that panics loses only its own result:
@@ -19,9 +24,10 @@
 //! need no parallelism.
 
 use std::{
+    collections::VecDeque,
     panic::{AssertUnwindSafe, catch_unwind},
     sync::{
-        Arc, Mutex,
+        Arc, Condvar, Mutex, MutexGuard,
         atomic::{AtomicUsize, Ordering},
         mpsc,
     },
@@ -35,78 +41,128 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// A fixed set of worker threads, shared by the cursors and writers of a
-/// process.
+/// A handle to a fixed set of worker threads, shared by the cursors and
+/// writers of a process; it submits foreground jobs, or background ones
+/// (see [`WorkerPool::background`]). The threads end when the last handle
+/// is dropped, after the jobs queued before.
 pub struct WorkerPool {
-    /// `None` for an inline pool, and once the pool is dropped.
-    jobs: Option<mpsc::Sender<Job>>,
-    threads: Vec<JoinHandle<()>>,
-    counts: Arc<Counts>,
+    shared: Arc<Shared>,
+    /// Joins the threads when the last handle goes.
+    _owner: Arc<Owner>,
+    background: bool,
 }
 
-/// What the pool is doing, for its gauges.
+/// What the handles and the threads share.
 #[derive(Debug, Default)]
-struct Counts {
+struct Shared {
+    queues: Mutex<Queues>,
+    /// Signalled when a job is queued or the pool closes.
+    ready: Condvar,
     /// Jobs submitted and not yet started.
     queued: AtomicUsize,
     /// Jobs running now.
     busy: AtomicUsize,
+    /// Worker threads: 0 for an inline pool.
+    workers: usize,
+}
+
+#[derive(Default)]
+struct Queues {
+    foreground: VecDeque<Job>,
+    background: VecDeque<Job>,
+    closed: bool,
+}
+
+impl std::fmt::Debug for Queues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queues")
+            .field("foreground", &self.foreground.len())
+            .field("background", &self.background.len())
+            .field("closed", &self.closed)
+            .finish()
+    }
+}
+
+/// Owns the threads: closes the queues and joins them when dropped.
+struct Owner {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for WorkerPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerPool")
-            .field("workers", &self.threads.len())
+            .field("workers", &self.workers())
             .field("queued", &self.queued())
             .field("busy", &self.busy())
+            .field("background", &self.background)
             .finish()
     }
 }
 
 impl WorkerPool {
-    /// A pool of `workers` threads (at least one), named `sluice-worker`.
+    /// A pool of `workers` threads (at least one), named `sluice-worker`;
+    /// the handle submits foreground jobs.
     pub fn new(workers: usize) -> std::io::Result<Arc<WorkerPool>> {
-        let (tx, rx) = mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
-        let counts = Arc::new(Counts::default());
-        let mut threads = Vec::with_capacity(workers.max(1));
-        for _ in 0..workers.max(1) {
-            let rx = rx.clone();
-            let counts = counts.clone();
+        let workers = workers.max(1);
+        let shared = Arc::new(Shared {
+            workers,
+            ..Shared::default()
+        });
+        let mut owner = Owner {
+            shared: shared.clone(),
+            threads: Vec::with_capacity(workers),
+        };
+        for _ in 0..workers {
+            let shared = shared.clone();
             let thread = std::thread::Builder::new()
                 .name("sluice-worker".into())
-                .spawn(move || work(&rx, &counts))?;
-            threads.push(thread);
+                .spawn(move || work(&shared))?;
+            owner.threads.push(thread);
         }
         Ok(Arc::new(WorkerPool {
-            jobs: Some(tx),
-            threads,
-            counts,
+            shared,
+            _owner: Arc::new(owner),
+            background: false,
         }))
     }
 
     /// A pool that runs every job on the submitting thread.
     pub fn inline() -> Arc<WorkerPool> {
+        let shared = Arc::new(Shared::default());
         Arc::new(WorkerPool {
-            jobs: None,
-            threads: Vec::new(),
-            counts: Arc::new(Counts::default()),
+            shared: shared.clone(),
+            _owner: Arc::new(Owner {
+                shared,
+                threads: Vec::new(),
+            }),
+            background: false,
+        })
+    }
+
+    /// A handle to the same threads whose jobs wait behind every
+    /// foreground one: what compaction submits through.
+    pub fn background(&self) -> Arc<WorkerPool> {
+        Arc::new(WorkerPool {
+            shared: self.shared.clone(),
+            _owner: self._owner.clone(),
+            background: true,
         })
     }
 
     /// Worker threads: 0 for an inline pool.
     pub fn workers(&self) -> usize {
-        self.threads.len()
+        self.shared.workers
     }
 
     /// Jobs submitted and not yet started.
     pub fn queued(&self) -> usize {
-        self.counts.queued.load(Ordering::Relaxed)
+        self.shared.queued.load(Ordering::Relaxed)
     }
 
     /// Jobs running now.
     pub fn busy(&self) -> usize {
-        self.counts.busy.load(Ordering::Relaxed)
+        self.shared.busy.load(Ordering::Relaxed)
     }
 
     /// Run `job` on a worker; its result is [`Task::wait`]ed for.
@@ -116,47 +172,64 @@ impl WorkerPool {
             // The submitter may have gone (a cursor dropped mid-scan).
             let _ = tx.send(job());
         };
-        match &self.jobs {
-            Some(jobs) => {
-                self.counts.queued.fetch_add(1, Ordering::Relaxed);
-                if let Err(mpsc::SendError(run)) = jobs.send(Box::new(run)) {
-                    // Every worker is gone (only after a panic escaped the
-                    // worker loop, which catches them): run it here.
-                    self.counts.queued.fetch_sub(1, Ordering::Relaxed);
-                    run();
-                }
-            }
-            None => {
-                let _ = catch_unwind(AssertUnwindSafe(run));
-            }
+        if self.shared.workers == 0 {
+            let _ = catch_unwind(AssertUnwindSafe(run));
+            return Task { result: rx };
         }
+        let mut queues = self.shared.lock();
+        match self.background {
+            true => queues.background.push_back(Box::new(run)),
+            false => queues.foreground.push_back(Box::new(run)),
+        }
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        drop(queues);
+        self.shared.ready.notify_one();
         Task { result: rx }
     }
 }
 
-/// A worker: take jobs until the pool is dropped.
-fn work(jobs: &Mutex<mpsc::Receiver<Job>>, counts: &Counts) {
-    loop {
-        // The lock is held only to take one job, never while it runs.
-        let job = match jobs.lock() {
-            Ok(jobs) => jobs.recv(),
-            Err(poisoned) => poisoned.into_inner().recv(),
-        };
-        let Ok(job) = job else {
-            return;
-        };
-        counts.queued.fetch_sub(1, Ordering::Relaxed);
-        counts.busy.fetch_add(1, Ordering::Relaxed);
-        // A panicking job drops its result sender: its task reports it.
-        let _ = catch_unwind(AssertUnwindSafe(job));
-        counts.busy.fetch_sub(1, Ordering::Relaxed);
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queues> {
+        self.queues.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-impl Drop for WorkerPool {
+/// A worker: take jobs, foreground first, until the pool closes and its
+/// queues are empty.
+fn work(shared: &Shared) {
+    loop {
+        // The lock is held only to take one job, never while it runs.
+        let job = {
+            let mut queues = shared.lock();
+            loop {
+                if let Some(job) = queues.foreground.pop_front() {
+                    break job;
+                }
+                if let Some(job) = queues.background.pop_front() {
+                    break job;
+                }
+                if queues.closed {
+                    return;
+                }
+                queues = shared
+                    .ready
+                    .wait(queues)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        shared.queued.fetch_sub(1, Ordering::Relaxed);
+        shared.busy.fetch_add(1, Ordering::Relaxed);
+        // A panicking job drops its result sender: its task reports it.
+        let _ = catch_unwind(AssertUnwindSafe(job));
+        shared.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Owner {
     fn drop(&mut self) {
-        // Closing the queue ends each worker after the jobs queued before.
-        self.jobs = None;
+        // Closing the queues ends each worker after the jobs queued before.
+        self.shared.lock().closed = true;
+        self.shared.ready.notify_all();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -226,6 +299,35 @@ mod tests {
         assert_eq!(
             pool.submit(|| -> u8 { panic!("x") }).wait(),
             Err(JobPanicked)
+        );
+    }
+
+    /// A foreground job queued behind background ones runs first.
+    #[test]
+    fn foreground_jobs_run_before_queued_background_ones() {
+        let pool = WorkerPool::new(1).unwrap();
+        let background = pool.background();
+        // Hold the one worker until every job is queued.
+        let (release, held) = mpsc::channel::<()>();
+        let busy = pool.submit(move || held.recv().ok());
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let log = |name: &'static str| {
+            let order = order.clone();
+            move || order.lock().unwrap().push(name)
+        };
+        let tasks = [
+            background.submit(log("compaction 1")),
+            background.submit(log("compaction 2")),
+            pool.submit(log("query")),
+        ];
+        release.send(()).unwrap();
+        busy.wait().unwrap();
+        for task in tasks {
+            task.wait().unwrap();
+        }
+        assert_eq!(
+            *order.lock().unwrap(),
+            ["query", "compaction 1", "compaction 2"]
         );
     }
 

@@ -199,7 +199,8 @@ impl Maintainer {
                 &self.config.compaction,
                 &suspects,
                 layout,
-                self.store.workers(),
+                // Behind every query's blocks: compaction can wait.
+                &self.store.workers().background(),
             )
             .inspect_err(|_| metrics::maintenance_error("compaction"))?;
             metrics::compacted(&done, started.elapsed());
