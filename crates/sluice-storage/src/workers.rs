@@ -211,10 +211,7 @@ fn work(shared: &Shared) {
                 if queues.closed {
                     return;
                 }
-                queues = shared
-                    .ready
-                    .wait(queues)
-                    .unwrap_or_else(|p| p.into_inner());
+                queues = shared.ready.wait(queues).unwrap_or_else(|p| p.into_inner());
             }
         };
         shared.queued.fetch_sub(1, Ordering::Relaxed);
