@@ -80,9 +80,11 @@ fn queries_beyond_the_limit_and_the_line_get_503_while_the_node_stays_healthy() 
     assert_eq!(node.metric("sluice_queries_rejected_total"), 20.0);
     // The node answers meanwhile, and the burst cost no thread per query.
     assert_eq!(http_get(&node.api, "/health").map(|r| r.0), Some(200));
+    // Two scans hold a blocking thread each, the store's lending call may
+    // take a third; one thread a query would be 23 more.
     let during = threads(&node);
     assert!(
-        during <= before + 3,
+        during <= before + 4,
         "threads went from {before} to {during} under 23 queries"
     );
     // The CLI says why.
