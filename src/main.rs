@@ -38,7 +38,14 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run the ingest and store roles in one process: the default for one machine.
-    Ingeststore(cmd::ingeststore::Args),
+    Ingeststore(cmd::node::BothNode),
+    /// Run an ingest node of a cluster: it takes lines and holds them until stores consume them.
+    Ingest(cmd::node::IngestNode),
+    /// Run a store node of a cluster: it consumes from every ingester it finds by gossip, and keeps.
+    Store(cmd::node::StoreNode),
+    /// Show the cluster's nodes, or forget a dead one.
+    #[command(subcommand)]
+    Cluster(cmd::cluster::Command),
     /// Search stored records in a time range; prints payloads in time order.
     Query(cmd::query::Args),
     /// Send lines from stdin or followed files to ingesters, acknowledged, with an optional disk spool.
@@ -51,7 +58,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
-        Command::Ingeststore(args) => cmd::ingeststore::run(args),
+        Command::Ingeststore(args) => cmd::node::run_both(args),
+        Command::Ingest(args) => cmd::node::run_ingest(args),
+        Command::Store(args) => cmd::node::run_store(args),
+        Command::Cluster(command) => cmd::cluster::run(command),
         Command::Query(args) => cmd::query::run(args),
         Command::Forward(args) => cmd::forward::run(args),
         Command::Testsvc(args) => cmd::testsvc::run(args),

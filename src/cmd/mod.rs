@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
+pub mod cluster;
 pub mod forward;
-pub mod ingeststore;
+pub mod node;
 pub mod query;
 pub mod testsvc;

@@ -7,6 +7,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
+use sluice_query::frames::Frame;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -46,10 +47,22 @@ pub struct Args {
     /// One JSON object per record: id, time, topic, payload (and truncated).
     #[arg(long, conflicts_with_all = ["ulid", "time", "stats"])]
     json: bool,
-    /// Print the plan and counts (segments, bytes, records scanned and matched) as JSON instead of records.
+    /// Print the plan and counts (segments, bytes, records scanned and matched, nodes
+    /// queried and failed) as JSON instead of records.
     #[arg(long)]
     stats: bool,
+    /// What a node that cannot answer does to the query: partial goes on with the
+    /// others, names the failed nodes on stderr and exits 3; strict fails the query.
+    #[arg(long, default_value = "partial", value_parser = ["partial", "strict"], env = "SLUICE_CONSISTENCY")]
+    consistency: String,
+    /// How long the coordinating node waits for another node's next answer before
+    /// it counts that node as failed (default: the node's --node-timeout, 10s).
+    #[arg(long, value_parser = humantime::parse_duration, env = "SLUICE_NODE_TIMEOUT")]
+    node_timeout: Option<std::time::Duration>,
 }
+
+/// The exit status of a query whose result is incomplete (a node failed).
+const EXIT_INCOMPLETE: u8 = 3;
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -59,7 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(query(args))
 }
 
-fn base_url(api: &str) -> String {
+pub fn base_url(api: &str) -> String {
     if api.starts_with("http://") || api.starts_with("https://") {
         api.trim_end_matches('/').to_string()
     } else {
@@ -91,9 +104,12 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
     }
     if args.stats {
         params.push(("stats", "true".into()));
+    } else {
+        params.push(("format", "frames".into()));
     }
-    if args.json {
-        params.push(("format", "json".into()));
+    params.push(("consistency", args.consistency.clone()));
+    if let Some(timeout) = args.node_timeout {
+        params.push(("node_timeout", format!("{}ms", timeout.as_millis())));
     }
     let client = reqwest::Client::new();
     let url = format!("{base}/query");
@@ -108,13 +124,10 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
             )
         })?;
     let status = response.status();
-    if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
-        let retry = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("1")
-            .to_string();
+    if status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+        && let Some(retry) = response.headers().get(reqwest::header::RETRY_AFTER)
+    {
+        let retry = retry.to_str().unwrap_or("1").to_string();
         let body = response.text().await.unwrap_or_default();
         bail!(
             "the node at {base} is busy and refused the query: {}; try again in {retry} s",
@@ -128,59 +141,114 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(256 << 10, stdout.lock());
     let mut stream = response.bytes_stream();
-    if args.stats || args.json {
+    if args.stats {
+        let mut body = Vec::new();
         while let Some(chunk) = stream.next().await {
-            out.write_all(&chunk.context("read query results")?)?;
+            body.extend_from_slice(&chunk.context("read query stats")?);
         }
+        out.write_all(&body)?;
         out.flush()?;
-        return Ok(ExitCode::SUCCESS);
+        let stats: serde_json::Value =
+            serde_json::from_slice(&body).context("the node's stats are not JSON")?;
+        return Ok(verdict(&stats));
     }
-    let mut pending: Vec<u8> = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.context("read query results (the server may have failed mid-query)")?;
-        pending.extend_from_slice(&chunk);
-        let Some(last_nl) = memchr::memrchr(b'\n', &pending) else {
-            continue;
-        };
-        for line in pending[..last_nl].split(|&b| b == b'\n') {
-            print_line(&mut out, line, &args)?;
+    let mut decoder = sluice_query::frames::FrameDecoder::new();
+    let mut line = Vec::new();
+    loop {
+        match decoder.next_frame() {
+            Ok(Some(Frame::Records(records))) => {
+                for record in &records {
+                    print_record(&mut out, &mut line, &record, &args)?;
+                }
+            }
+            Ok(Some(Frame::Progress(_))) => {}
+            Ok(Some(Frame::Stats(stats))) => {
+                out.flush()?;
+                return Ok(verdict(&serde_json::Value::Object(stats)));
+            }
+            Ok(Some(Frame::Error(message))) => {
+                out.flush()?;
+                bail!("the query failed: {message}");
+            }
+            Ok(None) => match stream.next().await {
+                Some(chunk) => decoder.push(
+                    &chunk.context("read query results (the node may have failed mid-query)")?,
+                ),
+                None => {
+                    out.flush()?;
+                    bail!(
+                        "query results ended before their stats: the node at {base} stopped \
+                         mid-query; the records printed are a prefix of the result"
+                    );
+                }
+            },
+            Err(e) => bail!("query results from {base} are damaged: {e}"),
         }
-        pending.drain(..=last_nl);
     }
-    if !pending.is_empty() {
-        bail!("query results ended in the middle of a record");
-    }
-    out.flush()?;
-    Ok(ExitCode::SUCCESS)
 }
 
-/// A raw result line is `<ulid> <topic> <payload>`.
-fn print_line(out: &mut impl Write, line: &[u8], args: &Args) -> anyhow::Result<()> {
-    if line.len() < 27 {
-        bail!("malformed result line {:?}", String::from_utf8_lossy(line));
+/// Exit 0 for a complete result; for an incomplete one, name the failed
+/// nodes on stderr and exit 3.
+fn verdict(stats: &serde_json::Value) -> ExitCode {
+    if stats["complete"].as_bool() != Some(false) {
+        return ExitCode::SUCCESS;
     }
-    let (id, rest) = line.split_at(26);
-    let payload = match rest[1..].iter().position(|&b| b == b' ') {
-        Some(space) => &rest[1 + space + 1..],
-        None => bail!("malformed result line {:?}", String::from_utf8_lossy(line)),
-    };
+    let failed: Vec<String> = stats["nodes_failed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            format!(
+                "{} at {} ({})",
+                n["node"].as_str().unwrap_or("?"),
+                n["api"].as_str().unwrap_or("?"),
+                n["reason"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    eprintln!(
+        "sluice: the result is incomplete: {} of {} nodes failed: {}",
+        failed.len(),
+        stats["nodes_queried"].as_u64().unwrap_or(0),
+        failed.join(", ")
+    );
+    ExitCode::from(EXIT_INCOMPLETE)
+}
+
+/// Print one record as the flags ask.
+fn print_record(
+    out: &mut impl Write,
+    line: &mut Vec<u8>,
+    record: &sluice_record::Record<'_>,
+    args: &Args,
+) -> anyhow::Result<()> {
+    if args.json {
+        line.clear();
+        let object = serde_json::json!({
+            "id": record.id.to_string(),
+            "time": sluice_query::time::format_ms(record.time_ms()),
+            "topic": String::from_utf8_lossy(record.topic),
+            "payload": String::from_utf8_lossy(record.payload),
+        });
+        let mut object = object;
+        if record.is_truncated() {
+            object["truncated"] = serde_json::Value::Bool(true);
+        }
+        serde_json::to_writer(&mut *line, &object)?;
+        line.push(b'\n');
+        out.write_all(line)?;
+        return Ok(());
+    }
     if args.ulid {
-        out.write_all(id)?;
+        let mut id = [0u8; 26];
+        out.write_all(record.id.array_to_str(&mut id).as_bytes())?;
         out.write_all(b" ")?;
     } else if args.time {
-        let id = std::str::from_utf8(id)
-            .ok()
-            .and_then(|s| ulid::Ulid::from_string(s).ok());
-        let Some(id) = id else {
-            bail!(
-                "malformed id in result line {:?}",
-                String::from_utf8_lossy(line)
-            );
-        };
-        let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(id.timestamp_ms());
+        let time =
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(record.id.timestamp_ms());
         write!(out, "{} ", humantime::format_rfc3339_millis(time))?;
     }
-    out.write_all(payload)?;
+    out.write_all(record.payload)?;
     out.write_all(b"\n")?;
     Ok(())
 }

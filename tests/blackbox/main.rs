@@ -3,6 +3,8 @@
 mod agent;
 mod batch;
 mod client;
+mod cluster;
+mod cluster_harness;
 mod compaction;
 mod fluent;
 mod fluent_clients;

@@ -100,7 +100,7 @@ impl QueryGate {
         let finished = Arc::new(AtomicBool::new(false));
         Ok((
             Scanning {
-                _slot: permit,
+                _slot: Some(permit),
                 cancel: cancel.clone(),
                 finished: finished.clone(),
             },
@@ -127,12 +127,23 @@ impl Drop for InLine<'_> {
 /// ends, and the flag its cursors check.
 #[derive(Debug)]
 pub struct Scanning {
-    _slot: OwnedSemaphorePermit,
+    _slot: Option<OwnedSemaphorePermit>,
     cancel: Cancel,
     finished: Arc<AtomicBool>,
 }
 
 impl Scanning {
+    /// A scan that runs within a query admitted already: a coordinator's
+    /// own part of a cluster query, which holds the coordinator's slot. It
+    /// stops when its output channel closes.
+    pub fn unadmitted() -> Scanning {
+        Scanning {
+            _slot: None,
+            cancel: Arc::new(AtomicBool::new(false)),
+            finished: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     /// The flag the scan's cursors check.
     pub fn cancel(&self) -> Cancel {
         self.cancel.clone()

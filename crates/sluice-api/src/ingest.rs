@@ -77,7 +77,15 @@ pub(crate) async fn next(
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match on_log(&log, |log| log.next()).await {
-            Ok(Some(id)) => return (StatusCode::OK, id.to_string()).into_response(),
+            Ok(Some(id)) => {
+                let lease = log.pending_timeout().as_millis().to_string();
+                return (
+                    StatusCode::OK,
+                    [(sluice_store::consumer::LEASE_HEADER, lease)],
+                    id.to_string(),
+                )
+                    .into_response();
+            }
             Ok(None) => {}
             Err(response) => return response,
         }

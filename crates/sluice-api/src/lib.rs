@@ -8,9 +8,13 @@
 //! GET  /ingest/read?id=        a lent segment's bytes
 //! POST /ingest/commit?id=      the store has it
 //! POST /ingest/failed?id=      lend it again
-//! GET  /query?...              stream matching records (store role; see [`query`]);
-//!                              503 + Retry-After when too many queries run and wait
+//! GET  /query?...              stream matching records from the whole cluster (see
+//!                              [`query`] and `coordinate`); `scope=local`: this node's
+//!                              store and ingest segments only; 503 + Retry-After when
+//!                              too many queries run and wait
 //! HEAD /query?...              the plan only, in X-Sluice-* headers
+//! GET  /cluster                the membership view (see [`cluster`])
+//! POST /cluster/forget?node=   drop a dead node from the view
 //! ```
 //!
 //! Handlers stay short on the async runtime: file I/O (the lending
@@ -22,7 +26,13 @@
 //! (the lending endpoints) and `sluice-client`'s `Scanner` (`/query`); the
 //! storage and query crates know no HTTP.
 
+// Helpers return the response a failed request gets as their error; it is
+// built once, on a cold path, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
 pub mod admission;
+pub mod cluster;
+mod coordinate;
 mod ingest;
 mod metrics;
 pub mod query;
@@ -58,6 +68,8 @@ pub struct ApiState {
     pub ingest: Option<Arc<IngestLog>>,
     /// The store `/query` reads.
     pub store: Option<Store>,
+    /// The node's worker pool, where queries decode blocks.
+    pub workers: Arc<sluice_storage::WorkerPool>,
     /// What `/metrics` renders; `None` answers 404.
     pub metrics: Option<PrometheusHandle>,
     /// Raised once listeners and storage are open: `/ready` answers 200
@@ -65,6 +77,8 @@ pub struct ApiState {
     pub ready: Arc<AtomicBool>,
     /// Admits queries: at most so many run, so many more wait.
     pub queries: Arc<QueryGate>,
+    /// The cluster: its view, and the client that reaches other nodes.
+    pub cluster: Arc<cluster::Cluster>,
 }
 
 /// The router with every endpoint and the RED middleware.
@@ -78,6 +92,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/ingest/commit", post(ingest::commit))
         .route("/ingest/failed", post(ingest::failed))
         .route("/query", get(query::query).head(query::plan))
+        .route("/cluster", get(cluster::view))
+        .route("/cluster/forget", post(cluster::forget))
         .layer(middleware::from_fn(metrics::red))
         .with_state(state)
 }
@@ -92,9 +108,7 @@ async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
 
 async fn render_metrics(State(state): State<ApiState>) -> impl IntoResponse {
     state.queries.publish();
-    if let Some(store) = &state.store {
-        metrics::workers(store.workers());
-    }
+    metrics::workers(&state.workers);
     match &state.metrics {
         Some(handle) => (
             StatusCode::OK,

@@ -14,6 +14,11 @@ use sluice_storage::WorkerPool;
 /// it once, after installing the recorder.
 pub fn describe() {
     describe_counter!(
+        "sluice_query_nodes_failed_total",
+        Unit::Count,
+        "Nodes that failed to answer a coordinated query, by reason (dead, not_ready, unreachable, timeout, truncated, error)."
+    );
+    describe_counter!(
         "sluice_http_requests_total",
         Unit::Count,
         "HTTP requests answered, by endpoint, method and status class."
@@ -123,4 +128,9 @@ pub(crate) async fn red(request: Request, next: Next) -> Response {
     histogram!("sluice_http_request_duration_seconds", "endpoint" => endpoint)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// A node failed to answer a query this node coordinated.
+pub(crate) fn query_node_failed(reason: &'static str) {
+    counter!("sluice_query_nodes_failed_total", "reason" => reason).increment(1);
 }

@@ -29,7 +29,10 @@
 //! the line is full, it is refused with 503 and `Retry-After`. A client
 //! that goes away cancels its scan, which stops at the next block or batch.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
     body::Body,
@@ -39,7 +42,9 @@ use axum::{
 };
 use bytes::Bytes;
 use serde::Deserialize;
-use sluice_query::{Matcher, Query, QueryError, QueryStats, Scan, parse_time_ms, time::format_ms};
+use sluice_query::{
+    Matcher, Query, QueryError, QueryStats, Scan, Sources, parse_time_ms, time::format_ms,
+};
 use sluice_record::Record;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 
@@ -58,7 +63,7 @@ const CHUNK_LINGER: Duration = Duration::from_millis(50);
 const RETRY_AFTER_SECS: u64 = 1;
 
 /// The query string of `/query`, as the table in the module docs describes.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, Default)]
 pub(crate) struct QueryParams {
     pub from: Option<String>,
     pub to: Option<String>,
@@ -74,17 +79,30 @@ pub(crate) struct QueryParams {
     #[serde(default)]
     pub stats: bool,
     pub format: Option<String>,
+    /// `strict` or `partial` (the default): what a failed node does to the
+    /// query.
+    pub consistency: Option<String>,
+    /// How long to wait for a node's next frame, e.g. `10s`.
+    pub node_timeout: Option<String>,
+    /// `local`: answer from this node alone (what a coordinator asks of
+    /// each node); otherwise this node coordinates the whole cluster.
+    pub scope: Option<String>,
 }
 
+/// How results are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
+    /// `<ulid> <topic> <payload>\n`
     Raw,
+    /// One JSON object per record.
     Json,
+    /// The framed protocol of `sluice_query::frames`, ending with stats.
+    Frames,
 }
 
 /// A `/query` parameter that cannot be used (answered 400).
 #[derive(Debug, thiserror::Error)]
-enum ParamError {
+pub(crate) enum ParamError {
     #[error("from: {0}")]
     From(#[source] sluice_query::TimeError),
     #[error("to: {0}")]
@@ -95,11 +113,11 @@ enum ParamError {
     Matcher(#[from] sluice_query::MatcherError),
     #[error("after: {0:?} is not a ULID; pass the id of the last record you read")]
     After(String),
-    #[error("unknown format {0:?}: use raw or json")]
+    #[error("unknown format {0:?}: use raw, json or frames")]
     Format(String),
 }
 
-fn parse(params: &QueryParams) -> Result<(Query, Format), ParamError> {
+pub(crate) fn parse(params: &QueryParams) -> Result<(Query, Format), ParamError> {
     let now = sluice_query::time::now_ms();
     let from_ms = parse_time_ms(
         params
@@ -134,6 +152,7 @@ fn parse(params: &QueryParams) -> Result<(Query, Format), ParamError> {
     let format = match params.format.as_deref() {
         None | Some("raw") => Format::Raw,
         Some("json") => Format::Json,
+        Some("frames") => Format::Frames,
         Some(other) => return Err(ParamError::Format(other.to_string())),
     };
     Ok((
@@ -149,16 +168,16 @@ fn parse(params: &QueryParams) -> Result<(Query, Format), ParamError> {
     ))
 }
 
-fn no_store_role() -> Response {
+fn no_data_role() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "this node does not run the store role",
+        "this node runs neither the ingest nor the store role",
     )
 }
 
 /// A query that could not run: 400 when the query is at fault (its range),
 /// 500 when the store is.
-fn query_error(e: &QueryError) -> Response {
+pub(crate) fn query_error(e: &QueryError) -> Response {
     let status = match e.is_the_query() {
         true => StatusCode::BAD_REQUEST,
         false => StatusCode::INTERNAL_SERVER_ERROR,
@@ -167,7 +186,7 @@ fn query_error(e: &QueryError) -> Response {
 }
 
 /// 503 for a query refused by the gate.
-fn busy(busy: Busy) -> Response {
+pub(crate) fn busy(busy: Busy) -> Response {
     let message = format!(
         "too many queries: {} running and {} waiting, the node's limits \
          (--max-queries, --query-queue); retry after {RETRY_AFTER_SECS} s\n",
@@ -181,10 +200,10 @@ fn busy(busy: Busy) -> Response {
         .into_response()
 }
 
-/// The JSON object `GET /query?stats=true` returns.
+/// The JSON object `GET /query?stats=true` returns for one node (a
+/// cluster of one adds the cluster fields to it).
 pub(crate) fn stats_json(stats: &QueryStats) -> serde_json::Value {
     serde_json::json!({
-        "nodes": 1,
         "segments": stats.segments,
         "bytes": stats.bytes,
         "segments_read": stats.segments_read,
@@ -199,162 +218,122 @@ pub(crate) fn stats_json(stats: &QueryStats) -> serde_json::Value {
     })
 }
 
-/// `HEAD /query`: the plan, without scanning.
+/// `HEAD /query`: the plan, without scanning; for the whole cluster
+/// unless `scope=local`.
 pub(crate) async fn plan(
     State(state): State<ApiState>,
     QueryParamsExtractor(params): QueryParamsExtractor<QueryParams>,
 ) -> Response {
-    let Some(store) = state.store.clone() else {
-        return no_store_role();
-    };
     let (query, _) = match parse(&params) {
         Ok(q) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let planned =
-        tokio::task::spawn_blocking(move || sluice_query::plan(&**store.fs(), store.dir(), &query))
-            .await;
-    match planned {
-        Ok(Ok(segments)) => {
-            let bytes: u64 = segments.iter().map(|s| s.bytes).sum();
-            (
-                StatusCode::OK,
-                [
-                    ("x-sluice-nodes", "1".to_string()),
-                    ("x-sluice-segments", segments.len().to_string()),
-                    ("x-sluice-bytes", bytes.to_string()),
-                ],
-            )
-                .into_response()
-        }
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    if params.scope.as_deref() != Some("local") && !crate::coordinate::is_alone(&state) {
+        return crate::coordinate::plan(state, params).await;
+    }
+    match local_plan(&state, query).await {
+        Ok((segments, bytes)) => (
+            StatusCode::OK,
+            [
+                ("x-sluice-nodes", "1".to_string()),
+                ("x-sluice-segments", segments.to_string()),
+                ("x-sluice-bytes", bytes.to_string()),
+            ],
+        )
+            .into_response(),
+        Err(response) => response,
     }
 }
 
-/// `GET /query`.
+/// This node's plan: segments and bytes in its store and ingest log.
+async fn local_plan(state: &ApiState, query: Query) -> Result<(u64, u64), Response> {
+    if state.store.is_none() && state.ingest.is_none() {
+        return Err(no_data_role());
+    }
+    let store = state.store.clone();
+    let ingest = state.ingest.clone();
+    let planned = tokio::task::spawn_blocking(move || {
+        let ingest_files = match &ingest {
+            Some(log) => log
+                .query_segments()
+                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+            None => Vec::new(),
+        };
+        let fs = match (&store, &ingest) {
+            (Some(store), _) => store.fs().clone(),
+            (None, Some(log)) => log.fs().clone(),
+            (None, None) => unreachable!("checked above"),
+        };
+        let sources = Sources {
+            store: store.as_ref().map(|s| s.dir()),
+            ingest: &ingest_files,
+        };
+        sluice_query::plan_sources(&*fs, sources, &query)
+            .map_err(|e| query_error(&e))
+            .map(|segments| {
+                (
+                    segments.len() as u64,
+                    segments.iter().map(|s| s.bytes).sum::<u64>(),
+                )
+            })
+    })
+    .await;
+    match planned {
+        Ok(result) => result,
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+/// `GET /query`: for the whole cluster, unless `scope=local` or this node
+/// is a cluster of one.
 pub(crate) async fn query(
     State(state): State<ApiState>,
     QueryParamsExtractor(params): QueryParamsExtractor<QueryParams>,
 ) -> Response {
-    let Some(store) = state.store.clone() else {
-        return no_store_role();
-    };
     let (query, format) = match parse(&params) {
         Ok(q) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
+    let local = params.scope.as_deref() == Some("local");
+    if !local && !crate::coordinate::is_alone(&state) {
+        return crate::coordinate::query(state, params, query, format).await;
+    }
+    if state.store.is_none() && state.ingest.is_none() {
+        return no_data_role();
+    }
     let (scanning, client) = match state.queries.enter().await {
         Ok(admitted) => admitted,
         Err(refused) => return busy(refused),
     };
-    let scan = Scan {
-        workers: store.workers().clone(),
-        cache: Some(store.segment_cache().clone()),
-        cancel: Some(scanning.cancel()),
-    };
     if params.stats {
         // `client` is held across the wait: if the client goes away, the
         // request is dropped with it and the scan is cancelled.
-        let ran = tokio::task::spawn_blocking(move || {
-            let ran = sluice_query::execute(
-                &**store.fs(),
-                store.dir(),
-                &query,
-                &scan,
-                &mut |_: &Record<'_>| true,
-            );
-            if let Ok(stats) = &ran {
-                report_corruption(&store, stats);
-            }
-            scanning.end();
-            ran
-        })
-        .await;
+        let ran = local_stats(&state, query, scanning).await;
         drop(client);
         return match ran {
-            Ok(Ok(stats)) => (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                format!("{}\n", stats_json(&stats)),
-            )
-                .into_response(),
-            Ok(Err(e)) => query_error(&e),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        };
-    }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
-    // The scan says whether the query could start before anything is
-    // answered: an error then is a status and a message, not a cut stream.
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<Result<(), QueryError>>();
-    tokio::task::spawn_blocking(move || {
-        let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
-        let mut last_send = Instant::now();
-        let mut client_gone = false;
-        let mut sink = |record: &Record<'_>| {
-            match format {
-                Format::Raw => write_raw(&mut out, record),
-                Format::Json => write_json(&mut out, record),
-            }
-            if out.len() >= CHUNK_BYTES || last_send.elapsed() >= CHUNK_LINGER {
-                let chunk = Bytes::from(std::mem::replace(
-                    &mut out,
-                    Vec::with_capacity(CHUNK_BYTES * 2),
-                ));
-                last_send = Instant::now();
-                if tx.blocking_send(Ok(chunk)).is_err() {
-                    client_gone = true;
-                    return false;
+            Ok(stats) => {
+                let mut json = stats_json(&stats);
+                if !local {
+                    crate::coordinate::add_alone_fields(&mut json);
                 }
+                (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    format!("{json}\n"),
+                )
+                    .into_response()
             }
-            true
+            Err(response) => response,
         };
-        let prepared = match sluice_query::prepare(&**store.fs(), store.dir(), &query, &scan) {
-            Ok(prepared) => prepared,
-            Err(e) => {
-                scanning.end();
-                let _ = started_tx.send(Err(e));
-                return;
-            }
-        };
-        if started_tx.send(Ok(())).is_err() {
-            // The client went away while the query was planned.
-            scanning.end();
-            return;
-        }
-        let stats = prepared.run(&mut sink);
-        report_corruption(&store, &stats);
-        // The body was dropped (the client went away), whether its channel
-        // or its cancel flag told the scan first.
-        if client_gone {
-            scanning
-                .cancel()
-                .store(true, std::sync::atomic::Ordering::Release);
-        }
-        let cancelled = scanning.end();
-        if client_gone || cancelled {
-            return;
-        }
-        if !out.is_empty() {
-            let _ = tx.blocking_send(Ok(Bytes::from(out)));
-        }
-        if !stats.failed_segments.is_empty() {
-            tracing::warn!(failed = ?stats.failed_segments, "query skipped unreadable segments");
-        }
-    });
-    match started_rx.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return query_error(&e),
-        Err(_) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the query's scan ended before it started",
-            );
-        }
     }
+    let rx = match start_local(&state, query, format, scanning, !local).await {
+        Ok(rx) => rx,
+        Err(response) => return response,
+    };
     let content_type = match format {
         Format::Raw => "text/plain; charset=utf-8",
         Format::Json => "application/x-ndjson",
+        Format::Frames => FRAMES_CONTENT_TYPE,
     };
     let body = WithClient {
         _client: client,
@@ -366,13 +345,267 @@ pub(crate) async fn query(
         .expect("static headers are valid")
 }
 
+/// The content type of a framed response.
+pub(crate) const FRAMES_CONTENT_TYPE: &str = "application/x-sluice-frames";
+
+/// How often a framed response says it is alive while its scan finds
+/// nothing: well inside any sensible node timeout.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// The filesystem and the ingest segments (each with the names it may
+/// have) a local query reads beside the store directory.
+type LocalSources = (Arc<dyn sluice_storage::Fs>, Vec<Vec<std::path::PathBuf>>);
+
+/// What a node's local query reads: its store and its ingest segments.
+fn local_sources(state: &ApiState) -> Result<LocalSources, String> {
+    let ingest_files = match &state.ingest {
+        Some(log) => log.query_segments().map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
+    let fs = match (&state.store, &state.ingest) {
+        (Some(store), _) => store.fs().clone(),
+        (None, Some(log)) => log.fs().clone(),
+        (None, None) => return Err("this node runs neither the ingest nor the store role".into()),
+    };
+    Ok((fs, ingest_files))
+}
+
+fn local_scan(state: &ApiState, scanning: &crate::admission::Scanning) -> Scan {
+    Scan {
+        workers: state.workers.clone(),
+        cache: state.store.as_ref().map(|s| s.segment_cache().clone()),
+        cancel: Some(scanning.cancel()),
+    }
+}
+
+/// Run `query` on this node for its counts only.
+async fn local_stats(
+    state: &ApiState,
+    query: Query,
+    scanning: crate::admission::Scanning,
+) -> Result<QueryStats, Response> {
+    let state = state.clone();
+    let ran = tokio::task::spawn_blocking(move || {
+        let scan = local_scan(&state, &scanning);
+        let (fs, ingest_files) = match local_sources(&state) {
+            Ok(sources) => sources,
+            Err(e) => {
+                scanning.end();
+                return Err(error(StatusCode::INTERNAL_SERVER_ERROR, e));
+            }
+        };
+        let sources = Sources {
+            store: state.store.as_ref().map(|s| s.dir()),
+            ingest: &ingest_files,
+        };
+        let ran = sluice_query::prepare_sources(&*fs, sources, &query, &scan)
+            .map(|prepared| prepared.run(&mut |_: &Record<'_>| true));
+        if let (Ok(stats), Some(store)) = (&ran, &state.store) {
+            report_corruption(store, stats);
+        }
+        scanning.end();
+        ran.map_err(|e| query_error(&e))
+    })
+    .await;
+    match ran {
+        Ok(result) => result,
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+/// Start `query` on this node, streaming its results in `format` through
+/// the returned channel. What fails before the scan starts is answered as
+/// an error response; with `alone`, the stats frame also carries the
+/// cluster fields of a cluster of one.
+pub(crate) async fn start_local(
+    state: &ApiState,
+    query: Query,
+    format: Format,
+    scanning: crate::admission::Scanning,
+    alone: bool,
+) -> Result<tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>, Response> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
+    // The scan says whether the query could start before anything is
+    // answered: an error then is a status and a message, not a cut stream.
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<Result<(), Response>>();
+    // The id up to which every match was sent: what a progress frame says.
+    let frontier = Arc::new(std::sync::Mutex::new(sluice_record::Ulid::nil()));
+    // Set, under its lock, before the last frame is sent: no progress
+    // frame may follow the stats frame.
+    let scan_done = Arc::new(std::sync::Mutex::new(false));
+    if format == Format::Frames {
+        let tx = tx.clone();
+        let frontier = frontier.clone();
+        let scan_done = scan_done.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PROGRESS_EVERY).await;
+                let done = scan_done.lock().unwrap_or_else(|p| p.into_inner());
+                if *done {
+                    return;
+                }
+                let at = *frontier.lock().unwrap_or_else(|p| p.into_inner());
+                let frame = sluice_query::frames::FrameWriter::new().progress(at);
+                // A full channel means the reader is behind, not that this
+                // node is silent: skip this one.
+                if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
+                    tx.try_send(Ok(frame))
+                {
+                    return;
+                }
+            }
+        });
+    }
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let scan = local_scan(&state, &scanning);
+        let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
+        let mut frames = sluice_query::frames::FrameWriter::new();
+        let mut last_send = Instant::now();
+        let mut client_gone = false;
+        let send = |chunk: Bytes, last: Option<sluice_record::Ulid>| {
+            if tx.blocking_send(Ok(chunk)).is_err() {
+                return false;
+            }
+            if let Some(last) = last {
+                *frontier.lock().unwrap_or_else(|p| p.into_inner()) = last;
+            }
+            true
+        };
+        let mut sink = |record: &Record<'_>| {
+            match format {
+                Format::Raw => write_raw(&mut out, record),
+                Format::Json => write_json(&mut out, record),
+                Format::Frames => {
+                    match frames.push(record) {
+                        Ok(Some(frame)) => {
+                            last_send = Instant::now();
+                            if !send(frame, Some(record.id)) {
+                                client_gone = true;
+                                return false;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, "a record does not fit a frame");
+                            return false;
+                        }
+                    }
+                    if last_send.elapsed() >= CHUNK_LINGER
+                        && let Some(frame) = frames.flush()
+                    {
+                        last_send = Instant::now();
+                        if !send(frame, Some(record.id)) {
+                            client_gone = true;
+                            return false;
+                        }
+                    }
+                    return true;
+                }
+            }
+            if out.len() >= CHUNK_BYTES || last_send.elapsed() >= CHUNK_LINGER {
+                let chunk = Bytes::from(std::mem::replace(
+                    &mut out,
+                    Vec::with_capacity(CHUNK_BYTES * 2),
+                ));
+                last_send = Instant::now();
+                if !send(chunk, None) {
+                    client_gone = true;
+                    return false;
+                }
+            }
+            true
+        };
+        let (fs, ingest_files) = match local_sources(&state) {
+            Ok(sources) => sources,
+            Err(e) => {
+                scanning.end();
+                let _ = started_tx.send(Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)));
+                return;
+            }
+        };
+        let sources = Sources {
+            store: state.store.as_ref().map(|s| s.dir()),
+            ingest: &ingest_files,
+        };
+        let prepared = match sluice_query::prepare_sources(&*fs, sources, &query, &scan) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                scanning.end();
+                let _ = started_tx.send(Err(query_error(&e)));
+                return;
+            }
+        };
+        if started_tx.send(Ok(())).is_err() {
+            // The client went away while the query was planned.
+            scanning.end();
+            return;
+        }
+        let stats = prepared.run(&mut sink);
+        if let Some(store) = &state.store {
+            report_corruption(store, &stats);
+        }
+        // The body was dropped (the client went away), whether its channel
+        // or its cancel flag told the scan first.
+        if client_gone {
+            scanning
+                .cancel()
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        let cancelled = scanning.end();
+        *scan_done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        if client_gone || cancelled {
+            return;
+        }
+        if !stats.failed_segments.is_empty() {
+            tracing::warn!(failed = ?stats.failed_segments, "query skipped unreadable segments");
+        }
+        match format {
+            Format::Raw | Format::Json => {
+                if !out.is_empty() {
+                    let _ = tx.blocking_send(Ok(Bytes::from(out)));
+                }
+            }
+            Format::Frames => {
+                if let Some(frame) = frames.flush() {
+                    let _ = tx.blocking_send(Ok(frame));
+                }
+                let mut json = stats_json(&stats);
+                if alone {
+                    crate::coordinate::add_alone_fields(&mut json);
+                }
+                let object = match json {
+                    serde_json::Value::Object(map) => map,
+                    _ => unreachable!("stats are an object"),
+                };
+                match frames.stats(&object) {
+                    Ok(frame) => {
+                        let _ = tx.blocking_send(Ok(frame));
+                    }
+                    Err(e) => {
+                        let _ = tx.blocking_send(Ok(frames.error(&e.to_string())));
+                    }
+                }
+            }
+        }
+    });
+    match started_rx.await {
+        Ok(Ok(())) => Ok(rx),
+        Ok(Err(response)) => Err(response),
+        Err(_) => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the query's scan ended before it started",
+        )),
+    }
+}
+
 /// A response body that holds its query's [`Client`] guard: when the
 /// server drops the body (the client went away), the scan is cancelled.
 /// (The guard is dropped first, so the flag is up before the scan sees its
 /// channel close.)
-struct WithClient<S> {
-    _client: Client,
-    chunks: S,
+pub(crate) struct WithClient<S> {
+    pub(crate) _client: Client,
+    pub(crate) chunks: S,
 }
 
 impl<S: Stream + Unpin> Stream for WithClient<S> {
@@ -388,7 +621,7 @@ impl<S: Stream + Unpin> Stream for WithClient<S> {
 
 /// Hand segments in which the query met corruption to the store's
 /// maintenance, which keeps their readable records and quarantines them.
-fn report_corruption(store: &sluice_store::Store, stats: &QueryStats) {
+pub(crate) fn report_corruption(store: &sluice_store::Store, stats: &QueryStats) {
     if stats.corrupt_segments.is_empty() {
         return;
     }
@@ -398,7 +631,7 @@ fn report_corruption(store: &sluice_store::Store, stats: &QueryStats) {
 }
 
 /// `<ulid> <topic> <payload>\n`
-fn write_raw(out: &mut Vec<u8>, record: &Record<'_>) {
+pub(crate) fn write_raw(out: &mut Vec<u8>, record: &Record<'_>) {
     let mut id = [0u8; 26];
     out.extend_from_slice(record.id.array_to_str(&mut id).as_bytes());
     out.push(b' ');
@@ -410,7 +643,7 @@ fn write_raw(out: &mut Vec<u8>, record: &Record<'_>) {
 
 /// One JSON object per line. Invalid UTF-8 in a payload is replaced with
 /// U+FFFD; the raw format keeps the exact bytes.
-fn write_json(out: &mut Vec<u8>, record: &Record<'_>) {
+pub(crate) fn write_json(out: &mut Vec<u8>, record: &Record<'_>) {
     let mut object = serde_json::json!({
         "id": record.id.to_string(),
         "time": format_ms(record.time_ms()),

@@ -472,6 +472,54 @@ impl IngestLog {
         }
     }
 
+    /// Every segment a query can read here, oldest first: those being
+    /// written, waiting for a store, or lent out. For each, the paths it
+    /// may have by the time the query opens it, tried in order (a segment
+    /// is renamed as it is sealed, lent and given back).
+    pub fn query_segments(&self) -> Result<Vec<Vec<PathBuf>>, LogError> {
+        let entries = self
+            .fs
+            .read_dir(&self.dir)
+            .map_err(StorageError::io("list ingest dir", &self.dir))?;
+        let mut active: BTreeSet<Ulid> = BTreeSet::new();
+        for entry in entries {
+            if let Some(id) = entry
+                .name
+                .strip_suffix(".active")
+                .and_then(|id| Ulid::from_string(id).ok())
+            {
+                active.insert(id);
+            }
+        }
+        let (flushed, pending) = {
+            let state = self.state();
+            (
+                state.flushed.clone(),
+                state.pending.keys().copied().collect::<Vec<_>>(),
+            )
+        };
+        let mut segments: Vec<(Ulid, Vec<PathBuf>)> = Vec::new();
+        for id in active {
+            let names = [ACTIVE, FLUSHED, PENDING];
+            segments.push((id, names.iter().map(|s| self.path(id, s)).collect()));
+        }
+        for id in flushed {
+            segments.push((id, vec![self.path(id, FLUSHED), self.path(id, PENDING)]));
+        }
+        for id in pending {
+            segments.push((id, vec![self.path(id, PENDING), self.path(id, FLUSHED)]));
+        }
+        segments.sort_by_key(|(id, _)| *id);
+        segments.dedup_by_key(|(id, _)| *id);
+        Ok(segments.into_iter().map(|(_, names)| names).collect())
+    }
+
+    /// How long a lent segment may stay uncommitted before it is lent
+    /// again: the lease a store gets with each segment.
+    pub fn pending_timeout(&self) -> Duration {
+        self.pending_timeout
+    }
+
     /// Segments waiting for a store, and segments lent out.
     pub fn counts(&self) -> (usize, usize) {
         let state = self.state();

@@ -1,12 +1,17 @@
 //! Planning and executing a query over a store directory.
 
-use std::{ops::ControlFlow, path::Path, sync::Arc, time::Instant};
+use std::{
+    ops::ControlFlow,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Instant,
+};
 
 use sluice_record::{Record, Ulid};
 use sluice_storage::{
     Fs, RecordCursor, SegmentCache, SegmentMeta, StorageError, WorkerPool,
     block_segment::{Cancel, RecordFilter},
-    store_segment::{ScanOptions, list_segments, open_cursor},
+    store_segment::{BatchCursor, ScanOptions, list_segments, open_cursor},
 };
 
 use sluice_storage::merge::{Merge, Verdict};
@@ -161,10 +166,62 @@ impl<F: FnMut(&Record<'_>) -> bool> RecordSink for F {
     }
 }
 
+/// Where a query reads on one node: its store directory, the segment files
+/// its ingest log still holds, or both.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sources<'a> {
+    /// The store directory, on a node with the store role.
+    pub store: Option<&'a Path>,
+    /// Ingest segments not yet committed to a store (flushed, lent, or
+    /// still being written), on a node with the ingest role: for each, the
+    /// names it may have, tried in order (a segment is renamed as it is
+    /// sealed, lent and given back; once opened, a rename no longer
+    /// matters). Each must hold records in id order, as one connection
+    /// writes them. A segment gone under every name (a store committed
+    /// it) is passed over.
+    pub ingest: &'a [Vec<PathBuf>],
+}
+
+/// The prefix of a segment name that comes from the ingest log.
+pub const INGEST_PREFIX: &str = "ingest/";
+
 /// The segments of `dir` that can hold records in the query's time range,
 /// sorted by smallest id.
 pub fn plan(fs: &dyn Fs, dir: &Path, query: &Query) -> Result<Vec<SegmentMeta>, QueryError> {
     plan_evicting(fs, dir, query, None)
+}
+
+/// The segments of `sources` the query would read: the store's in its time
+/// range, and every ingest file (their ranges are not in their names).
+pub fn plan_sources(
+    fs: &dyn Fs,
+    sources: Sources<'_>,
+    query: &Query,
+) -> Result<Vec<SegmentMeta>, QueryError> {
+    let mut segments = match sources.store {
+        Some(dir) => plan(fs, dir, query)?,
+        None => Vec::new(),
+    };
+    for names in sources.ingest {
+        let Some((path, len)) = names
+            .iter()
+            .find_map(|p| Some((p, fs.open_read(p).and_then(|f| f.len()).ok()?)))
+        else {
+            continue;
+        };
+        segments.push(SegmentMeta {
+            name: ingest_name(path),
+            min: Ulid::nil(),
+            max: Ulid(u128::MAX),
+            bytes: len,
+        });
+    }
+    Ok(segments)
+}
+
+fn ingest_name(path: &Path) -> String {
+    let file = path.file_name().unwrap_or_default().to_string_lossy();
+    format!("{INGEST_PREFIX}{file}")
 }
 
 /// [`plan`], dropping from `cache` the segments that left the listing.
@@ -205,6 +262,101 @@ type OpenedCursor = Result<Box<dyn RecordCursor>, StorageError>;
 /// their inputs are removed, or purged: plan again and the listing shows
 /// what is there now. The cursors hold no block until they are read.
 fn open_plan(
+    fs: &dyn Fs,
+    sources: Sources<'_>,
+    query: &Query,
+    options: &ScanOptions,
+) -> Result<(Vec<SegmentMeta>, Vec<Option<OpenedCursor>>), QueryError> {
+    let (mut segments, mut cursors) = match sources.store {
+        Some(dir) => open_store_plan(fs, dir, query, options)?,
+        None => (Vec::new(), Vec::new()),
+    };
+    if sources.ingest.is_empty() {
+        return Ok((segments, cursors));
+    }
+    let upper = Ulid::from_parts(query.to_ms, u128::MAX);
+    for names in sources.ingest {
+        let Some((path, opened)) = open_first_of(fs, names) else {
+            continue;
+        };
+        let first = match &opened {
+            Ok(cursor) => cursor.first_id(),
+            Err(_) => Ok(Some(Ulid::nil())),
+        };
+        let min = match first {
+            Ok(Some(min)) => min,
+            // Empty so far, or committed and removed since it was listed.
+            Ok(None) => continue,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => {
+                segments.push(SegmentMeta {
+                    name: ingest_name(path),
+                    min: Ulid::nil(),
+                    max: Ulid::nil(),
+                    bytes: 0,
+                });
+                cursors.push(Some(Err(e)));
+                continue;
+            }
+        };
+        if min > upper {
+            continue;
+        }
+        let bytes = opened.as_ref().map(|c| c.len()).unwrap_or(0);
+        let opened = opened.map(|mut cursor| {
+            if let Some(literal) = &options.literal {
+                cursor = cursor.with_literal(literal.clone());
+            }
+            if let Some(cancel) = &options.cancel {
+                cursor = cursor.with_cancel(cancel.clone());
+            }
+            Box::new(cursor) as Box<dyn RecordCursor>
+        });
+        segments.push(SegmentMeta {
+            name: ingest_name(path),
+            min,
+            max: Ulid(u128::MAX),
+            bytes,
+        });
+        cursors.push(Some(opened));
+    }
+    if segments.len() > MAX_PLAN_SEGMENTS {
+        return Err(QueryError::PlanTooLarge {
+            segments: segments.len(),
+            limit: MAX_PLAN_SEGMENTS,
+        });
+    }
+    // The merge opens inputs in order of their smallest id.
+    let mut order: Vec<usize> = (0..segments.len()).collect();
+    order.sort_by_key(|&i| segments[i].min);
+    let mut paired: Vec<_> = segments.into_iter().zip(cursors).map(Some).collect();
+    let (segments, cursors) = order
+        .into_iter()
+        .map(|i| paired[i].take().expect("each input once"))
+        .unzip();
+    Ok((segments, cursors))
+}
+
+/// Open the first of `names` that exists, as a growing batch file.
+fn open_first_of<'p>(
+    fs: &dyn Fs,
+    names: &'p [PathBuf],
+) -> Option<(&'p Path, Result<BatchCursor, StorageError>)> {
+    let mut last = None;
+    for path in names {
+        match BatchCursor::open_growing(fs, path) {
+            Err(e) if e.is_not_found() => continue,
+            opened => {
+                last = Some((path.as_path(), opened));
+                break;
+            }
+        }
+    }
+    last
+}
+
+/// [`open_plan`] for the store directory alone.
+fn open_store_plan(
     fs: &dyn Fs,
     dir: &Path,
     query: &Query,
@@ -268,6 +420,21 @@ pub fn prepare<'q>(
     query: &'q Query,
     scan: &Scan,
 ) -> Result<Prepared<'q>, QueryError> {
+    let sources = Sources {
+        store: Some(dir),
+        ingest: &[],
+    };
+    prepare_sources(fs, sources, query, scan)
+}
+
+/// [`prepare`] over a node's [`Sources`]: its store, its ingest segments,
+/// or both, merged into one id-ordered stream.
+pub fn prepare_sources<'q>(
+    fs: &dyn Fs,
+    sources: Sources<'_>,
+    query: &'q Query,
+    scan: &Scan,
+) -> Result<Prepared<'q>, QueryError> {
     let started = Instant::now();
     // A regex runs where blocks are decoded, on every core, on the records
     // that hold its required literal (if it has one); a plain literal is
@@ -291,7 +458,7 @@ pub fn prepare<'q>(
         any_of: query.matcher.required_any_of().cloned(),
         cache: scan.cache.clone(),
     };
-    let (segments, cursors) = open_plan(fs, dir, query, &options)?;
+    let (segments, cursors) = open_plan(fs, sources, query, &options)?;
     Ok(Prepared {
         query,
         segments,

@@ -7,6 +7,11 @@
 //! - [`exec`]: plan (segments overlapping the range), scan, merge (with
 //!   [`sluice_storage::merge`]), and emit matching records to a
 //!   [`RecordSink`], with [`QueryStats`].
+//! - [`frames`]: the framed node-to-node query response (`format=frames`):
+//!   [`FrameWriter`] on the answering node, [`FrameDecoder`] on the
+//!   coordinator.
+//! - [`gather`]: [`NodeMerge`], the sans-IO merge of the nodes' streams by
+//!   ULID with copies dropped, and [`verdict`], the `complete` rule.
 //!
 //! Architecture invariant: query reads segments only through
 //! [`sluice_storage::RecordCursor`], so a new segment format needs no change
@@ -15,9 +20,19 @@
 //! ahead), never by the size of the result.
 
 pub mod exec;
+pub mod frames;
+pub mod gather;
 pub mod matcher;
 pub mod time;
 
-pub use exec::{Prepared, Query, QueryError, QueryStats, RecordSink, Scan, execute, plan, prepare};
+pub use exec::{
+    Prepared, Query, QueryError, QueryStats, RecordSink, Scan, Sources, execute, plan,
+    plan_sources, prepare, prepare_sources,
+};
+pub use frames::{
+    Frame, FrameDecoder, FrameError, FrameWriter, RecordsFrame, encode_error, encode_progress,
+    encode_stats,
+};
+pub use gather::{GatherError, NodeMerge, QueriedNode, Role, verdict};
 pub use matcher::{Matcher, MatcherError};
 pub use time::{TimeError, parse_time_ms};

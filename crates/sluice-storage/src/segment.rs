@@ -149,6 +149,35 @@ impl SegmentScanner {
         &self.body
     }
 
+    /// The id of the file's first record, read without moving the scan:
+    /// `None` when the first batch is not whole yet (a file being
+    /// written) or holds no record.
+    pub fn first_id(&self) -> Result<Option<Ulid>, StorageError> {
+        let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
+        if self.len < BATCH_HEADER_BYTES as u64 {
+            return Ok(None);
+        }
+        self.file
+            .read_exact_at(&mut header_bytes, 0)
+            .map_err(StorageError::io("read segment", &self.path))?;
+        let corrupt = |source| StorageError::Corrupt {
+            path: self.path.clone(),
+            offset: 0,
+            source,
+        };
+        let header = BatchHeader::parse(&header_bytes).map_err(corrupt)?;
+        if header.frame_len() as u64 > self.len || header.count == 0 {
+            return Ok(None);
+        }
+        let mut body = vec![0u8; header.body_len as usize];
+        self.file
+            .read_exact_at(&mut body, BATCH_HEADER_BYTES as u64)
+            .map_err(StorageError::io("read segment", &self.path))?;
+        header.verify(&body).map_err(corrupt)?;
+        let (record, _) = sluice_record::decode_record(&body, 0).map_err(corrupt)?;
+        Ok(Some(record.id))
+    }
+
     /// The next batch's header and verified body; `None` at the end.
     pub fn next_batch(&mut self) -> Result<Option<(BatchHeader, &[u8])>, StorageError> {
         if self.offset >= self.len {

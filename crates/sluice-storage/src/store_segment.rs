@@ -625,6 +625,17 @@ pub fn open_cursor(
     Ok(Box::new(cursor))
 }
 
+/// Whether `err` is a batch cut short by the end of the file.
+fn is_cut_short(err: &StorageError) -> bool {
+    matches!(
+        err,
+        StorageError::Corrupt {
+            source: sluice_record::CodecError::Truncated { .. },
+            ..
+        }
+    )
+}
+
 /// A forward cursor over the records of one segment, in id order.
 ///
 /// This is the reader abstraction of the store: query execution and
@@ -672,6 +683,9 @@ pub struct BatchCursor {
     next_hit: usize,
     skipped: u64,
     cancel: Option<Cancel>,
+    /// A file still being appended to: a short batch at its end is where
+    /// the writer is, not corruption (see [`BatchCursor::open_growing`]).
+    growing: bool,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -695,7 +709,34 @@ impl BatchCursor {
             next_hit: 0,
             skipped: 0,
             cancel: None,
+            growing: false,
         })
+    }
+
+    /// A cursor over the whole batches of a segment file that a connection
+    /// may still be appending to (an active ingest segment): it reads the
+    /// length the file had when opened and ends at the first batch cut
+    /// short there, which is a write in progress rather than a torn tail.
+    pub fn open_growing(fs: &dyn Fs, path: &Path) -> Result<Self, StorageError> {
+        let mut cursor = Self::open(fs, path)?;
+        cursor.growing = true;
+        Ok(cursor)
+    }
+
+    /// The id of the file's first record, without moving the cursor:
+    /// `None` when no whole batch is there yet or it holds no record.
+    pub fn first_id(&self) -> Result<Option<Ulid>, StorageError> {
+        self.scanner.first_id()
+    }
+
+    /// The file's length when it was opened: what the cursor reads.
+    pub fn len(&self) -> u64 {
+        self.scanner.len()
+    }
+
+    /// Whether the file was empty when it was opened.
+    pub fn is_empty(&self) -> bool {
+        self.scanner.is_empty()
     }
 
     /// Return only records whose payload contains `literal`.
@@ -728,7 +769,11 @@ impl BatchCursor {
             {
                 return Ok(false);
             }
-            let Some((header, body)) = self.scanner.next_batch()? else {
+            let next = match self.scanner.next_batch() {
+                Err(e) if self.growing && is_cut_short(&e) => return Ok(false),
+                other => other?,
+            };
+            let Some((header, body)) = next else {
                 return Ok(false);
             };
             self.remaining_in_batch = header.count;

@@ -22,6 +22,7 @@ use std::{
 };
 
 use futures_util::StreamExt;
+use rand::SeedableRng;
 use sluice_record::{OwnedRecord, RecordIter, Ulid};
 use sluice_storage::{
     Fs, RecordCursor, SegmentScanner, SegmentWriter, StorageError, StoreSegmentWriter, WorkerPool,
@@ -91,13 +92,112 @@ pub enum ConsumeError {
     /// record, or a blocking task that verifies or merges them panicked.
     #[error("merge failed: {0}")]
     Merge(String),
+    /// The cycle held its segments past half their lease (a slow disk or
+    /// network): it gave them back rather than race the ingester lending
+    /// them again.
+    #[error("held lent segments for {held:?}, past half their lease of {lease:?}; gave them back")]
+    LeaseLapsed {
+        /// How long the first segment was held.
+        held: Duration,
+        /// The shortest lease among the segments.
+        lease: Duration,
+    },
+}
+
+/// The lease of one cycle's segments: the clock starts at the first lend,
+/// and the shortest lease counts. Times are passed in, so the rules are
+/// tested without waiting.
+#[derive(Debug)]
+struct Lease {
+    first_lent: Option<Instant>,
+    length: Duration,
+}
+
+impl Lease {
+    fn new() -> Lease {
+        Lease {
+            first_lent: None,
+            length: Duration::MAX,
+        }
+    }
+
+    fn lent(&mut self, length: Duration, now: Instant) {
+        self.first_lent.get_or_insert(now);
+        self.length = self.length.min(length);
+    }
+
+    fn held(&self, now: Instant) -> Duration {
+        self.first_lent
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+    }
+
+    /// Stop gathering more: the rest of the cycle needs time too.
+    fn past_quarter(&self, now: Instant) -> bool {
+        self.first_lent.is_some() && self.held(now) > self.length / 4
+    }
+
+    /// Give everything back instead of writing it.
+    fn past_half(&self, now: Instant) -> bool {
+        self.first_lent.is_some() && self.held(now) > self.length / 2
+    }
+}
+
+/// Pick an ingester at random, weighted by [`Ingester::weight`].
+fn pick<'a>(ingesters: &'a [Ingester], rng: &mut impl rand::Rng) -> Option<&'a Ingester> {
+    let total: u64 = ingesters.iter().map(|i| u64::from(i.weight.max(1))).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut at = rng.random_range(0..total);
+    for ingester in ingesters {
+        let weight = u64::from(ingester.weight.max(1));
+        if at < weight {
+            return Some(ingester);
+        }
+        at -= weight;
+    }
+    None
+}
+
+/// One ingester a lane may consume from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ingester {
+    /// The base URL of its API, e.g. `http://127.0.0.1:7650`.
+    pub base: String,
+    /// How much it has waiting, as a weight for picking it (its gossiped
+    /// backlog bucket plus one), so that lanes do not all herd onto one.
+    pub weight: u32,
+}
+
+/// Where the consumer finds ingesters: a fixed list, or the cluster view,
+/// read again before every cycle.
+pub trait IngesterSource: Send + Sync {
+    /// The live ingesters to consume from now.
+    fn ingesters(&self) -> Vec<Ingester>;
+}
+
+impl IngesterSource for Vec<String> {
+    fn ingesters(&self) -> Vec<Ingester> {
+        self.iter()
+            .map(|base| Ingester {
+                base: base.clone(),
+                weight: 1,
+            })
+            .collect()
+    }
 }
 
 /// Where the consumer pulls from and how much it gathers per cycle.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConsumerConfig {
-    /// Base URLs of the ingesters' APIs, e.g. `http://127.0.0.1:7650`.
-    pub ingesters: Vec<String>,
+    /// The ingesters, read again before every cycle.
+    pub ingesters: Arc<dyn IngesterSource>,
+    /// Lanes that consume at once, each one cycle at a time from one
+    /// ingester (`--consume-lanes`).
+    pub lanes: usize,
+    /// The source address of connections to ingesters (`--bind`); `None`:
+    /// the system's choice.
+    pub local_address: Option<std::net::IpAddr>,
     /// Segments gathered into one store segment at most.
     pub max_gather_segments: usize,
     /// Bytes gathered into one store segment at most (one segment may pass it).
@@ -117,6 +217,12 @@ pub const MAX_GATHER_BYTES: u64 = 64 << 20;
 pub const POLL_WAIT: Duration = Duration::from_millis(500);
 /// The pause after a failed cycle.
 pub const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+/// Lanes per store (`--consume-lanes`).
+pub const DEFAULT_LANES: usize = 2;
+/// The lease assumed when an ingester does not say (an older node).
+const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+/// The header of a `next` reply that carries the lease, in milliseconds.
+pub const LEASE_HEADER: &str = "x-sluice-lease-ms";
 /// The pause after an empty cycle over several ingesters (one ingester is
 /// long-polled instead).
 const IDLE_PAUSE: Duration = Duration::from_millis(100);
@@ -129,7 +235,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 impl Default for ConsumerConfig {
     fn default() -> Self {
         ConsumerConfig {
-            ingesters: Vec::new(),
+            ingesters: Arc::new(Vec::<String>::new()),
+            lanes: DEFAULT_LANES,
+            local_address: None,
             max_gather_segments: MAX_GATHER_SEGMENTS,
             max_gather_bytes: MAX_GATHER_BYTES,
             poll_wait: POLL_WAIT,
@@ -148,7 +256,7 @@ pub struct Consumer {
 
 /// A segment lent to this cycle and downloaded into `tmp/`.
 struct Input {
-    ingester: usize,
+    ingester: Arc<str>,
     id: Ulid,
     path: PathBuf,
     min: Ulid,
@@ -161,6 +269,7 @@ impl Consumer {
     /// connecting after 2 s and on any request after 120 s.
     pub fn new(store: Store, config: ConsumerConfig) -> Consumer {
         let client = reqwest::Client::builder()
+            .local_address(config.local_address)
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .build()
@@ -172,36 +281,87 @@ impl Consumer {
         }
     }
 
-    /// Run cycles until `shutdown` is set. The cycle under way is finished.
+    /// Run `lanes` lanes until `shutdown` is set; each finishes the cycle
+    /// under way.
     pub async fn run(self, shutdown: Arc<AtomicBool>) {
+        let this = Arc::new(self);
+        let lanes: Vec<_> = (0..this.config.lanes.max(1))
+            .map(|lane| {
+                let this = this.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move { this.lane(lane, shutdown).await })
+            })
+            .collect();
+        for lane in lanes {
+            let _ = lane.await;
+        }
+    }
+
+    /// One lane: pick an ingester (weighted by its backlog), consume from
+    /// it, and again.
+    async fn lane(&self, lane: usize, shutdown: Arc<AtomicBool>) {
+        let mut rng = rand::rngs::SmallRng::from_os_rng();
         while !shutdown.load(Ordering::Relaxed) {
+            let ingesters = self.config.ingesters.ingesters();
+            let Some(picked) = pick(&ingesters, &mut rng) else {
+                tokio::time::sleep(IDLE_PAUSE).await;
+                continue;
+            };
+            let alone = ingesters.len() == 1;
             let started = Instant::now();
-            match self.cycle().await {
+            metrics::lane_busy(1.0);
+            let cycled = self
+                .cycle_over(std::slice::from_ref(&picked.base), alone)
+                .await;
+            metrics::lane_busy(-1.0);
+            match cycled {
                 Ok(0) => {
-                    if self.config.ingesters.len() != 1 {
+                    if !alone {
                         tokio::time::sleep(IDLE_PAUSE).await;
                     }
                 }
                 Ok(_) => metrics::cycle(started.elapsed()),
                 Err(err) => {
-                    tracing::warn!(error = %err, "store consume cycle failed; the segments go back to their ingesters and will be retried");
+                    tracing::warn!(lane, ingester = %picked.base, error = %err, "store consume cycle failed; the segments go back to their ingester and will be retried");
                     tokio::time::sleep(self.config.retry_backoff).await;
                 }
             }
         }
     }
 
-    /// One gather → merge → write → commit cycle. Returns the number of
-    /// segments consumed.
+    /// One gather → merge → write → commit cycle over every ingester the
+    /// source lists now. Returns the number of segments consumed.
     pub async fn cycle(&self) -> Result<usize, ConsumeError> {
+        let bases: Vec<String> = self
+            .config
+            .ingesters
+            .ingesters()
+            .into_iter()
+            .map(|i| i.base)
+            .collect();
+        let alone = bases.len() == 1;
+        self.cycle_over(&bases, alone).await
+    }
+
+    /// One cycle over `bases`; `long_poll`: wait for a first segment.
+    async fn cycle_over(&self, bases: &[String], long_poll: bool) -> Result<usize, ConsumeError> {
         let mut inputs: Vec<Input> = Vec::new();
-        let gathered = self.gather(&mut inputs).await;
+        let mut lease = Lease::new();
+        let gathered = self.gather(bases, long_poll, &mut inputs, &mut lease).await;
         if let Err(err) = gathered {
             self.give_back(&inputs).await;
             return Err(err);
         }
         if inputs.is_empty() {
             return Ok(0);
+        }
+        if lease.past_half(Instant::now()) {
+            metrics::lease_lapsed();
+            self.give_back(&inputs).await;
+            return Err(ConsumeError::LeaseLapsed {
+                held: lease.held(Instant::now()),
+                lease: lease.length,
+            });
         }
         let fs = self.store.fs().clone();
         let dir = self.store.dir().to_path_buf();
@@ -224,8 +384,7 @@ impl Consumer {
             return Err(err);
         }
         for input in &inputs {
-            let base = &self.config.ingesters[input.ingester];
-            if let Err(err) = self.post(base, "commit", input.id).await {
+            if let Err(err) = self.post(&input.ingester, "commit", input.id).await {
                 metrics::consume_error("commit");
                 tracing::warn!(error = %err, segment = %input.id, "commit failed; the segment will be consumed again and deduplicated");
             }
@@ -234,26 +393,34 @@ impl Consumer {
         Ok(inputs.len())
     }
 
-    async fn gather(&self, inputs: &mut Vec<Input>) -> Result<(), ConsumeError> {
+    async fn gather(
+        &self,
+        bases: &[String],
+        long_poll: bool,
+        inputs: &mut Vec<Input>,
+        lease: &mut Lease,
+    ) -> Result<(), ConsumeError> {
         let mut bytes = 0u64;
-        let single = self.config.ingesters.len() == 1;
-        for (ingester, base) in self.config.ingesters.iter().enumerate() {
+        for base in bases {
+            let ingester: Arc<str> = Arc::from(base.as_str());
             while inputs.len() < self.config.max_gather_segments
                 && bytes < self.config.max_gather_bytes
+                && !lease.past_quarter(Instant::now())
             {
-                let wait = if single && inputs.is_empty() {
+                let wait = if long_poll && inputs.is_empty() {
                     self.config.poll_wait
                 } else {
                     Duration::ZERO
                 };
-                let Some(id) = self.next(base, wait).await? else {
+                let Some((id, length)) = self.next(base, wait).await? else {
                     break;
                 };
+                lease.lent(length, Instant::now());
                 match self.download(base, id).await {
                     Ok((path, len, (min, max, records))) => {
                         bytes += len;
                         inputs.push(Input {
-                            ingester,
+                            ingester: ingester.clone(),
                             id,
                             path,
                             min,
@@ -272,7 +439,12 @@ impl Consumer {
         Ok(())
     }
 
-    async fn next(&self, base: &str, wait: Duration) -> Result<Option<Ulid>, ConsumeError> {
+    /// Lend the next segment: its id and lease.
+    async fn next(
+        &self,
+        base: &str,
+        wait: Duration,
+    ) -> Result<Option<(Ulid, Duration)>, ConsumeError> {
         let http = |source| ConsumeError::Http {
             base: base.to_string(),
             what: "next",
@@ -287,9 +459,15 @@ impl Consumer {
         match response.status().as_u16() {
             204 => Ok(None),
             200 => {
+                let lease = response
+                    .headers()
+                    .get(LEASE_HEADER)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                    .map(Duration::from_millis)
+                    .unwrap_or(DEFAULT_LEASE);
                 let text = response.text().await.map_err(http)?;
                 Ulid::from_string(text.trim())
-                    .map(Some)
+                    .map(|id| Some((id, lease)))
                     .map_err(|_| ConsumeError::Status {
                         base: base.to_string(),
                         what: "next returned a bad id",
@@ -390,8 +568,7 @@ impl Consumer {
     /// Return every input to its ingester and drop the downloads.
     async fn give_back(&self, inputs: &[Input]) {
         for input in inputs {
-            let base = &self.config.ingesters[input.ingester];
-            if let Err(err) = self.post(base, "failed", input.id).await {
+            if let Err(err) = self.post(&input.ingester, "failed", input.id).await {
                 tracing::warn!(error = %err, segment = %input.id, "could not return a segment; its pending timeout will");
             }
         }
@@ -545,6 +722,48 @@ fn merge_inputs(fs: &dyn Fs, dir: &Path, inputs: Vec<Downloaded>) -> Result<(), 
 mod tests {
     use super::*;
     use sluice_storage::MemFs;
+
+    #[test]
+    fn a_lease_stops_gathering_at_a_quarter_and_gives_back_past_half() {
+        let start = Instant::now();
+        let mut lease = Lease::new();
+        assert!(!lease.past_quarter(start + Duration::from_secs(3600)));
+        assert!(!lease.past_half(start + Duration::from_secs(3600)));
+        lease.lent(Duration::from_secs(60), start);
+        // A later, shorter lease counts; the clock still runs from the first.
+        lease.lent(Duration::from_secs(40), start + Duration::from_secs(5));
+        assert!(!lease.past_quarter(start + Duration::from_secs(10)));
+        assert!(lease.past_quarter(start + Duration::from_secs(11)));
+        assert!(!lease.past_half(start + Duration::from_secs(20)));
+        assert!(lease.past_half(start + Duration::from_secs(21)));
+        assert_eq!(
+            lease.held(start + Duration::from_secs(21)),
+            Duration::from_secs(21)
+        );
+    }
+
+    #[test]
+    fn picks_follow_the_weights_and_skip_nothing() {
+        use rand::SeedableRng;
+        let ingesters = vec![
+            Ingester {
+                base: "a".into(),
+                weight: 1,
+            },
+            Ingester {
+                base: "b".into(),
+                weight: 3,
+            },
+        ];
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        let picks: Vec<&str> = (0..4000)
+            .map(|_| pick(&ingesters, &mut rng).unwrap().base.as_str())
+            .collect();
+        let a = picks.iter().filter(|p| **p == "a").count();
+        // About a quarter: far from both 0 and a half.
+        assert!((700..1300).contains(&a), "a picked {a} times of 4000");
+        assert!(pick(&[], &mut rng).is_none());
+    }
 
     /// A batch of one record, built by hand: the encoder refuses (in debug
     /// builds) the newline this test needs.

@@ -33,7 +33,7 @@ use std::{
 use sluice_storage::{Fs, SegmentCache, SegmentMeta, StorageError, WorkerPool, store_segment};
 
 pub use compact::CompactionConfig;
-pub use consumer::{Consumer, ConsumerConfig};
+pub use consumer::{Consumer, ConsumerConfig, Ingester, IngesterSource};
 pub use maintain::{Maintainer, MaintenanceConfig};
 pub use metrics::describe as describe_metrics;
 pub use retention::RetentionConfig;

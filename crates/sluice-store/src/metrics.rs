@@ -11,6 +11,16 @@ use metrics::{
 /// Register the help text and unit of every store metric; the binary calls
 /// it once, after installing the recorder.
 pub fn describe() {
+    describe_gauge!(
+        "sluice_store_lanes_busy",
+        Unit::Count,
+        "Consumer lanes in a consume cycle now (the rest wait for an ingester)."
+    );
+    describe_counter!(
+        "sluice_store_leases_lapsed_total",
+        Unit::Count,
+        "Consume cycles that held their lent segments past half the lease and gave them back."
+    );
     describe_counter!(
         "sluice_store_segments_written_total",
         Unit::Count,
@@ -184,4 +194,14 @@ pub(crate) fn store_size(segments: usize, bytes: u64) {
 /// waits for a pass with nothing to merge.
 pub(crate) fn unsorted_blocks(blocks: u64) {
     gauge!("sluice_store_unsorted_blocks").set(blocks as f64);
+}
+
+/// A lane started (+1) or ended (-1) a cycle.
+pub(crate) fn lane_busy(delta: f64) {
+    gauge!("sluice_store_lanes_busy").increment(delta);
+}
+
+/// A cycle gave its segments back because it passed half their lease.
+pub(crate) fn lease_lapsed() {
+    counter!("sluice_store_leases_lapsed_total").increment(1);
 }

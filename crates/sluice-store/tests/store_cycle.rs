@@ -91,9 +91,17 @@ fn a_failure_anywhere_in_the_store_cycle_is_retried_without_loss_or_visible_dupl
         let state = sluice_api::ApiState {
             ingest: Some(log.clone()),
             store: Some(store.clone()),
+            workers: store.workers().clone(),
             metrics: None,
             ready: Arc::new(AtomicBool::new(true)),
             queries: Arc::new(sluice_api::admission::QueryGate::new(2, 2)),
+            cluster: Arc::new(sluice_api::cluster::Cluster::solo(
+                sluice_cluster::Roles {
+                    ingest: true,
+                    store: true,
+                },
+                "127.0.0.1:0",
+            )),
         };
         let router = sluice_api::router(state).layer(axum::middleware::from_fn(
             move |request: Request, next: Next| {
@@ -112,7 +120,7 @@ fn a_failure_anywhere_in_the_store_cycle_is_retried_without_loss_or_visible_dupl
         let consumer = Consumer::new(
             store.clone(),
             ConsumerConfig {
-                ingesters: vec![format!("http://{addr}")],
+                ingesters: Arc::new(vec![format!("http://{addr}")]),
                 poll_wait: Duration::ZERO,
                 ..ConsumerConfig::default()
             },
