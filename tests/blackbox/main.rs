@@ -6,6 +6,7 @@ mod client;
 mod cluster;
 mod cluster_harness;
 mod compaction;
+mod fault_proxy;
 mod fluent;
 mod fluent_clients;
 mod forward;

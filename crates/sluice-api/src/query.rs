@@ -622,12 +622,21 @@ impl<S: Stream + Unpin> Stream for WithClient<S> {
 /// Hand segments in which the query met corruption to the store's
 /// maintenance, which keeps their readable records and quarantines them.
 pub(crate) fn report_corruption(store: &sluice_store::Store, stats: &QueryStats) {
+    // Ingest segments are the ingest log's: its recovery cuts their
+    // damage at the next start, and the store verifies them as it takes
+    // them. Only store segments go to maintenance.
+    let store_segments: Vec<&str> = stats
+        .corrupt_segments
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !name.starts_with(sluice_query::exec::INGEST_PREFIX))
+        .collect();
     if stats.corrupt_segments.is_empty() {
         return;
     }
-    tracing::error!(segments = ?stats.corrupt_segments, blocks = stats.corrupt_blocks, "query met corrupt segments; they are quarantined by the next maintenance pass");
+    tracing::error!(segments = ?stats.corrupt_segments, blocks = stats.corrupt_blocks, "query met corrupt segments; store segments are quarantined by the next maintenance pass");
     metrics::query_corrupt_blocks(stats.corrupt_blocks);
-    store.report_corrupt(stats.corrupt_segments.iter().map(String::as_str));
+    store.report_corrupt(store_segments);
 }
 
 /// `<ulid> <topic> <payload>\n`

@@ -182,6 +182,11 @@ pub struct Sources<'a> {
     pub ingest: &'a [Vec<PathBuf>],
 }
 
+/// The most bytes of ingest segments whose ids do not increase (origin
+/// times, client ids) one query sorts in memory; past it such a segment is
+/// reported failed until a store has taken it (the store sorts it then).
+pub const MAX_SORTED_INGEST_BYTES: u64 = 256 << 20;
+
 /// The prefix of a segment name that comes from the ingest log.
 pub const INGEST_PREFIX: &str = "ingest/";
 
@@ -275,45 +280,68 @@ fn open_plan(
         return Ok((segments, cursors));
     }
     let upper = Ulid::from_parts(query.to_ms, u128::MAX);
+    let mut sort_budget = MAX_SORTED_INGEST_BYTES;
     for names in sources.ingest {
         let Some((path, opened)) = open_first_of(fs, names) else {
             continue;
         };
-        let first = match &opened {
-            Ok(cursor) => cursor.first_id(),
-            Err(_) => Ok(Some(Ulid::nil())),
+        let name = ingest_name(path);
+        let mut failed = |e: StorageError| {
+            segments.push(SegmentMeta {
+                name: name.clone(),
+                min: Ulid::nil(),
+                max: Ulid::nil(),
+                bytes: 0,
+            });
+            cursors.push(Some(Err(e)));
         };
-        let min = match first {
-            Ok(Some(min)) => min,
-            // Empty so far, or committed and removed since it was listed.
-            Ok(None) => continue,
-            Err(e) if e.is_not_found() => continue,
+        let cursor = match opened {
+            Ok(cursor) => cursor,
             Err(e) => {
-                segments.push(SegmentMeta {
-                    name: ingest_name(path),
-                    min: Ulid::nil(),
-                    max: Ulid::nil(),
-                    bytes: 0,
-                });
-                cursors.push(Some(Err(e)));
+                failed(e);
                 continue;
             }
+        };
+        // One pass over the ids: the true smallest (the merge opens inputs
+        // by it) and whether they increase (the merge needs them to).
+        let summary = match cursor.summarize_ids() {
+            Ok(summary) => summary,
+            Err(e) => {
+                failed(e);
+                continue;
+            }
+        };
+        let Some(min) = summary.min else {
+            // Nothing whole in it yet.
+            continue;
         };
         if min > upper {
             continue;
         }
-        let bytes = opened.as_ref().map(|c| c.len()).unwrap_or(0);
-        let opened = opened.map(|mut cursor| {
+        let bytes = cursor.len();
+        let opened: OpenedCursor = if summary.sorted {
+            let mut cursor = cursor;
             if let Some(literal) = &options.literal {
                 cursor = cursor.with_literal(literal.clone());
             }
             if let Some(cancel) = &options.cancel {
                 cursor = cursor.with_cancel(cancel.clone());
             }
-            Box::new(cursor) as Box<dyn RecordCursor>
-        });
+            Ok(Box::new(cursor))
+        } else if bytes > sort_budget {
+            Err(StorageError::TooLargeToSort {
+                path: path.to_path_buf(),
+                bytes,
+                limit: sort_budget,
+            })
+        } else {
+            sort_budget -= bytes;
+            cursor
+                .into_sorted()
+                .map(|c| Box::new(c) as Box<dyn RecordCursor>)
+        };
         segments.push(SegmentMeta {
-            name: ingest_name(path),
+            name,
             min,
             max: Ulid(u128::MAX),
             bytes,
@@ -673,5 +701,80 @@ mod tests {
         let fewer = Query::between(1_001, 1_000_000, Matcher::All);
         let stats = execute(&fs, dir, &fewer, &scan, &mut |_: &Record<'_>| true).unwrap();
         assert_eq!(stats.records_matched, MAX_PLAN_SEGMENTS as u64);
+    }
+
+    /// An ingest segment file of `ids` (ms, payload) in the order given,
+    /// one batch per record, with `torn` bytes of a batch being written at
+    /// its end.
+    fn ingest_file(fs: &MemFs, path: &Path, ids: &[(u64, u128, &str)], torn: usize) {
+        use sluice_storage::SegmentWriter;
+        let mut writer = SegmentWriter::create(fs, path).unwrap();
+        let mut encoder = sluice_record::BatchEncoder::new();
+        let mut last = Vec::new();
+        for (ms, n, payload) in ids {
+            let id = Ulid::from_parts(*ms, *n);
+            encoder.begin();
+            encoder.push(Record {
+                id,
+                flags: 0,
+                topic: b"default",
+                payload: payload.as_bytes(),
+            });
+            let batch = encoder.finish().to_vec();
+            writer.append(&batch, 1, id, id).unwrap();
+            last = batch;
+        }
+        drop(writer);
+        if torn > 0 {
+            let mut file = sluice_storage::Fs::open_append(fs, path).unwrap();
+            file.write_all(&last[..torn.min(last.len() - 1)]).unwrap();
+        }
+    }
+
+    #[test]
+    fn ingest_segments_merge_with_the_store_sorted_or_not_and_growing() {
+        let fs = MemFs::new();
+        let store = Path::new("/store");
+        let ingest = Path::new("/ingest");
+        sluice_storage::Fs::create_dir_all(&fs, store).unwrap();
+        sluice_storage::Fs::create_dir_all(&fs, ingest).unwrap();
+        write(&fs, store, &[(100, "a"), (300, "c")]);
+        // Sorted and still being written: the torn batch is not read.
+        let growing = ingest.join("1.active");
+        ingest_file(&fs, &growing, &[(200, 1, "b"), (400, 1, "d")], 9);
+        // Out of order (origin times): sorted in memory for the query.
+        let unsorted = ingest.join("2.flushed");
+        ingest_file(
+            &fs,
+            &unsorted,
+            &[(600, 1, "f"), (150, 1, "a2"), (500, 1, "e")],
+            0,
+        );
+        // Lent since it was listed: found under its next name.
+        let moved = ingest.join("3.pending");
+        ingest_file(&fs, &moved, &[(700, 1, "g")], 0);
+        let names = vec![
+            vec![growing.clone()],
+            vec![unsorted.clone()],
+            vec![ingest.join("3.flushed"), moved.clone()],
+            vec![ingest.join("4.flushed")],
+        ];
+        let sources = Sources {
+            store: Some(store),
+            ingest: &names,
+        };
+        let query = Query::between(0, 10_000, Matcher::All);
+        let scan = Scan::new(WorkerPool::inline());
+        let mut got = Vec::new();
+        let stats = prepare_sources(&fs, sources, &query, &scan)
+            .unwrap()
+            .run(&mut |r: &Record<'_>| {
+                got.push(String::from_utf8(r.payload.to_vec()).unwrap());
+                true
+            });
+        assert_eq!(got, ["a", "a2", "b", "c", "d", "e", "f", "g"]);
+        assert!(stats.failed_segments.is_empty(), "{stats:?}");
+        let planned = plan_sources(&fs, sources, &query).unwrap();
+        assert_eq!(planned.len(), 1 + 3, "{planned:?}");
     }
 }

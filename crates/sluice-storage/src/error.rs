@@ -66,6 +66,21 @@ pub enum StorageError {
         /// The name as listed.
         name: String,
     },
+    /// An ingest segment whose ids do not increase would have to be sorted
+    /// in memory for a query, past the query's budget for that.
+    #[error(
+        "ingest segment {path} holds ids out of order and is {bytes} bytes, more than \
+         this query may sort in memory ({limit} bytes left); its records are queryable \
+         once a store has taken it"
+    )]
+    TooLargeToSort {
+        /// The ingest segment.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
+        /// What the query's budget had left.
+        limit: u64,
+    },
 }
 
 impl StorageError {

@@ -98,6 +98,17 @@ impl SegmentWriter {
     }
 }
 
+/// What [`SegmentScanner::summarize_ids`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdSummary {
+    /// The smallest id; `None` when no whole batch holds a record.
+    pub min: Option<Ulid>,
+    /// Whether every id is larger than the one before it.
+    pub sorted: bool,
+    /// Records in whole batches.
+    pub records: u64,
+}
+
 /// Reads a segment file batch by batch, verifying each checksum.
 pub struct SegmentScanner {
     file: Box<dyn ReadFile>,
@@ -147,6 +158,52 @@ impl SegmentScanner {
     /// The body of the batch last returned by [`next_batch`](Self::next_batch).
     pub fn body(&self) -> &[u8] {
         &self.body
+    }
+
+    /// The smallest id, whether the ids increase, and the record count of
+    /// the whole batches in the file as opened, read without moving the
+    /// scan. A batch cut short by the end of the file ends the summary (a
+    /// file being written); any other damage is an error.
+    pub fn summarize_ids(&self) -> Result<IdSummary, StorageError> {
+        let mut summary = IdSummary {
+            min: None,
+            sorted: true,
+            records: 0,
+        };
+        let mut last: Option<Ulid> = None;
+        let mut offset = 0u64;
+        let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
+        let mut body = Vec::new();
+        let corrupt = |offset, source| StorageError::Corrupt {
+            path: self.path.clone(),
+            offset,
+            source,
+        };
+        while offset + BATCH_HEADER_BYTES as u64 <= self.len {
+            self.file
+                .read_exact_at(&mut header_bytes, offset)
+                .map_err(StorageError::io("read segment", &self.path))?;
+            let header = BatchHeader::parse(&header_bytes).map_err(|e| corrupt(offset, e))?;
+            if offset + header.frame_len() as u64 > self.len {
+                break;
+            }
+            body.resize(header.body_len as usize, 0);
+            self.file
+                .read_exact_at(&mut body, offset + BATCH_HEADER_BYTES as u64)
+                .map_err(StorageError::io("read segment", &self.path))?;
+            header.verify(&body).map_err(|e| corrupt(offset, e))?;
+            for record in sluice_record::RecordIter::new(&body, header.count) {
+                let id = record.map_err(|e| corrupt(offset, e))?.id;
+                if last.is_some_and(|l| id <= l) {
+                    summary.sorted = false;
+                }
+                last = Some(id);
+                summary.min = Some(summary.min.map_or(id, |m: Ulid| m.min(id)));
+                summary.records += 1;
+            }
+            offset += header.frame_len() as u64;
+        }
+        Ok(summary)
     }
 
     /// The id of the file's first record, read without moving the scan:

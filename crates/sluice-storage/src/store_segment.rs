@@ -625,6 +625,53 @@ pub fn open_cursor(
     Ok(Box::new(cursor))
 }
 
+/// [`RecordCursor`] over records held in memory, in id order.
+pub struct MemoryCursor {
+    records: Vec<sluice_record::OwnedRecord>,
+    next: usize,
+    bytes: u64,
+}
+
+impl MemoryCursor {
+    /// A cursor over `records`, which must be sorted by id; `bytes` is
+    /// what reading them cost, as [`RecordCursor::bytes_read`] reports.
+    pub fn new(records: Vec<sluice_record::OwnedRecord>, bytes: u64) -> MemoryCursor {
+        debug_assert!(records.is_sorted_by_key(|r| r.id));
+        MemoryCursor {
+            records,
+            next: 0,
+            bytes,
+        }
+    }
+
+    /// Bytes the records take in memory, about.
+    pub fn memory_bytes(&self) -> u64 {
+        self.records
+            .iter()
+            .map(|r| (r.topic.len() + r.payload.len() + 64) as u64)
+            .sum()
+    }
+}
+
+impl RecordCursor for MemoryCursor {
+    fn advance(&mut self) -> Result<bool, StorageError> {
+        if self.next < self.records.len() {
+            self.next += 1;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    fn record(&self) -> Record<'_> {
+        self.records[self.next - 1].as_record()
+    }
+
+    fn bytes_read(&self) -> u64 {
+        self.bytes
+    }
+}
+
 /// Whether `err` is a batch cut short by the end of the file.
 fn is_cut_short(err: &StorageError) -> bool {
     matches!(
@@ -721,6 +768,26 @@ impl BatchCursor {
         let mut cursor = Self::open(fs, path)?;
         cursor.growing = true;
         Ok(cursor)
+    }
+
+    /// The smallest id, whether the ids increase, and the record count, of
+    /// the whole batches (see [`SegmentScanner::summarize_ids`]).
+    pub fn summarize_ids(&self) -> Result<crate::IdSummary, StorageError> {
+        self.scanner.summarize_ids()
+    }
+
+    /// Every record of the whole batches, sorted by id: for a file whose
+    /// ids do not increase (origin times, client ids). Memory is the
+    /// file's records; the caller bounds it.
+    pub fn into_sorted(mut self) -> Result<MemoryCursor, StorageError> {
+        // Read every record, not only those with the literal.
+        self.literal = None;
+        let mut records = Vec::new();
+        while self.advance()? {
+            records.push(self.record().to_owned_record());
+        }
+        records.sort_by_key(|r| r.id);
+        Ok(MemoryCursor::new(records, self.scanner.offset()))
     }
 
     /// The id of the file's first record, without moving the cursor:

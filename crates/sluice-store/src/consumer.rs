@@ -223,8 +223,8 @@ pub const DEFAULT_LANES: usize = 2;
 const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 /// The header of a `next` reply that carries the lease, in milliseconds.
 pub const LEASE_HEADER: &str = "x-sluice-lease-ms";
-/// The pause after an empty cycle over several ingesters (one ingester is
-/// long-polled instead).
+/// The pause of a lane while the view lists no ingester (with one, the
+/// lane long-polls it instead).
 const IDLE_PAUSE: Duration = Duration::from_millis(100);
 /// How long connecting to an ingester may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -307,19 +307,15 @@ impl Consumer {
                 tokio::time::sleep(IDLE_PAUSE).await;
                 continue;
             };
-            let alone = ingesters.len() == 1;
             let started = Instant::now();
             metrics::lane_busy(1.0);
             let cycled = self
-                .cycle_over(std::slice::from_ref(&picked.base), alone)
+                .cycle_over(std::slice::from_ref(&picked.base), true)
                 .await;
             metrics::lane_busy(-1.0);
             match cycled {
-                Ok(0) => {
-                    if !alone {
-                        tokio::time::sleep(IDLE_PAUSE).await;
-                    }
-                }
+                // The long poll waited already: no pause, no tick.
+                Ok(0) => {}
                 Ok(_) => metrics::cycle(started.elapsed()),
                 Err(err) => {
                     tracing::warn!(lane, ingester = %picked.base, error = %err, "store consume cycle failed; the segments go back to their ingester and will be retried");

@@ -1,0 +1,727 @@
+//! A TCP fault proxy for the cluster tests: it sits in front of a node's
+//! API (the node advertises the proxy's address) and passes, delays,
+//! holds, black-holes, resets or refuses connections, switchable at run
+//! time for new and open connections alike. Std threads only; dropping the
+//! proxy ends every thread.
+
+use std::{
+    collections::HashMap,
+    io::{ErrorKind, Read, Write},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    sync::{
+        Arc, Condvar, Mutex, MutexGuard,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use crate::cluster_harness::{lock, next_loopback_ip};
+
+/// What a [`FaultProxy`] does with connections and the bytes on them. A
+/// switch applies to new connections and to open ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Forward everything.
+    Pass,
+    /// Forward each chunk read after this long (a slow link). Switching
+    /// away ends a delay under way.
+    Delay(Duration),
+    /// Forward nothing until switched to another mode; bytes queue (in the
+    /// proxy and the sockets' buffers) and then go on in order.
+    Hold,
+    /// Read and discard; never answer (the peer sees a hang; a connection
+    /// made now is accepted but never reaches the target).
+    Blackhole,
+    /// Accept and close at once; open connections are closed.
+    Reset,
+    /// Listen no more: connecting is refused; open connections are closed.
+    /// Switching to another mode listens again on the same address.
+    Refuse,
+}
+
+/// Which way bytes go through the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// Client to target.
+    Requests,
+    /// Target to client.
+    Replies,
+}
+
+/// What a pump does with a chunk (or an end of stream) after asking the
+/// mode.
+enum Step {
+    Forward,
+    Discard,
+    Close,
+}
+
+/// Counts of a [`FaultProxy`]'s work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProxyStats {
+    /// Connections accepted (also those closed at once).
+    pub accepted: u64,
+    /// Connections open now.
+    pub open: usize,
+    /// Chunks waiting in [`Mode::Hold`] now (a held request shows here),
+    /// and ends of streams kept back by a hold or a black hole.
+    pub held: usize,
+    /// Bytes forwarded to the target.
+    pub request_bytes: u64,
+    /// Bytes forwarded to clients.
+    pub reply_bytes: u64,
+    /// Bytes read and thrown away ([`Mode::Blackhole`]).
+    pub discarded_bytes: u64,
+}
+
+/// One proxied connection's sockets (clones), to cut it from outside.
+struct Conn {
+    sockets: Vec<TcpStream>,
+    /// Pump threads still using it; at 0 it is forgotten.
+    pumps: usize,
+}
+
+struct ProxyState {
+    requests: Mode,
+    replies: Mode,
+    target: Option<String>,
+    closing: bool,
+    conns: HashMap<u64, Conn>,
+    next_conn: u64,
+    held: usize,
+}
+
+impl ProxyState {
+    fn mode(&self, way: Way) -> Mode {
+        match way {
+            Way::Requests => self.requests,
+            Way::Replies => self.replies,
+        }
+    }
+
+    /// Close every open connection (their pumps then end).
+    fn cut_all(&self) {
+        for conn in self.conns.values() {
+            for socket in &conn.sockets {
+                let _ = socket.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+struct Shared {
+    state: Mutex<ProxyState>,
+    changed: Condvar,
+    accepted: AtomicU64,
+    request_bytes: AtomicU64,
+    reply_bytes: AtomicU64,
+    discarded_bytes: AtomicU64,
+    /// Every pump thread; joined when the proxy is dropped.
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, ProxyState> {
+        lock(&self.state)
+    }
+
+    /// What to do with a chunk going `way` (or, with `eof`, with the end of
+    /// the stream): waits while the mode holds it, or for a delay.
+    fn step(&self, way: Way, eof: bool) -> Step {
+        let mut state = self.state();
+        loop {
+            if state.closing {
+                return Step::Close;
+            }
+            match state.mode(way) {
+                Mode::Pass => return Step::Forward,
+                Mode::Reset | Mode::Refuse => return Step::Close,
+                // An end passed on would be an answer (a close): a black
+                // hole keeps it, like a hold.
+                Mode::Blackhole if !eof => return Step::Discard,
+                Mode::Hold | Mode::Blackhole => {
+                    state.held += 1;
+                    state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+                    state.held -= 1;
+                }
+                Mode::Delay(delay) => {
+                    // The pace of a slow link, not a wait for anything; a
+                    // switch of mode ends it.
+                    let (after, waited) = self
+                        .changed
+                        .wait_timeout_while(state, delay, |s| {
+                            !s.closing && s.mode(way) == Mode::Delay(delay)
+                        })
+                        .unwrap_or_else(|p| p.into_inner());
+                    state = after;
+                    if waited.timed_out() {
+                        return Step::Forward;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Register a socket of connection `id`, and one more pump if `pump`.
+    /// Callers hold the lock they checked `closing` under: a proxy being
+    /// dropped then either cuts this socket or was seen closing.
+    fn register(state: &mut ProxyState, id: u64, socket: &TcpStream, pump: bool) {
+        let conn = state.conns.entry(id).or_insert(Conn {
+            sockets: Vec::new(),
+            pumps: 0,
+        });
+        if let Ok(clone) = socket.try_clone() {
+            conn.sockets.push(clone);
+        }
+        conn.pumps += usize::from(pump);
+    }
+
+    /// A pump of connection `id` ended; the last one closes its sockets.
+    fn pump_done(&self, id: u64) {
+        let mut state = self.state();
+        let last = state.conns.get_mut(&id).is_some_and(|conn| {
+            conn.pumps -= 1;
+            conn.pumps == 0
+        });
+        if last && let Some(conn) = state.conns.remove(&id) {
+            for socket in conn.sockets {
+                let _ = socket.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    fn spawn(self: &Arc<Self>, work: impl FnOnce(Arc<Shared>) + Send + 'static) {
+        let shared = Arc::clone(self);
+        let thread = std::thread::spawn(move || work(shared));
+        let mut threads = lock(&self.threads);
+        threads.retain(|t| !t.is_finished());
+        threads.push(thread);
+    }
+}
+
+/// The listener's thread; stopped (and the listener closed) by
+/// [`FaultProxy::stop_listening`].
+struct Acceptor {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// A TCP proxy on a loopback IP of its own whose behaviour a test switches
+/// at run time ([`Mode`]). Connections reach the target only once a chunk
+/// is to be forwarded. Std threads only; every thread ends when it is
+/// dropped.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    acceptor: Mutex<Option<Acceptor>>,
+}
+
+impl Default for FaultProxy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FaultProxy {
+    /// A proxy in [`Mode::Pass`] with no target yet: until
+    /// [`set_target`](Self::set_target), connections are closed when they
+    /// would reach it. Use this when the target needs the proxy's address
+    /// to start (`--advertise-api`).
+    pub fn new() -> FaultProxy {
+        let listener = TcpListener::bind((next_loopback_ip(), 0)).expect("bind the proxy");
+        let proxy = FaultProxy {
+            addr: listener.local_addr().unwrap(),
+            shared: Arc::new(Shared {
+                state: Mutex::new(ProxyState {
+                    requests: Mode::Pass,
+                    replies: Mode::Pass,
+                    target: None,
+                    closing: false,
+                    conns: HashMap::new(),
+                    next_conn: 0,
+                    held: 0,
+                }),
+                changed: Condvar::new(),
+                accepted: AtomicU64::new(0),
+                request_bytes: AtomicU64::new(0),
+                reply_bytes: AtomicU64::new(0),
+                discarded_bytes: AtomicU64::new(0),
+                threads: Mutex::new(Vec::new()),
+            }),
+            acceptor: Mutex::new(None),
+        };
+        proxy.listen(listener);
+        proxy
+    }
+
+    /// A proxy in [`Mode::Pass`] to `target`.
+    pub fn to(target: &str) -> FaultProxy {
+        let proxy = Self::new();
+        proxy.set_target(target);
+        proxy
+    }
+
+    /// Its address, `127.0.0.x:port`, the same in every mode.
+    pub fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Where new connections go from now on (open ones keep theirs).
+    pub fn set_target(&self, target: &str) {
+        self.shared.state().target = Some(target.to_string());
+    }
+
+    /// The mode of both ways.
+    pub fn set_mode(&self, mode: Mode) {
+        {
+            let mut state = self.shared.state();
+            (state.requests, state.replies) = (mode, mode);
+            if matches!(mode, Mode::Reset | Mode::Refuse) {
+                state.cut_all();
+            }
+        }
+        self.shared.changed.notify_all();
+        match mode {
+            Mode::Refuse => self.stop_listening(),
+            _ => self.start_listening(),
+        }
+    }
+
+    /// A mode for each way: e.g. requests [`Mode::Pass`] and replies
+    /// [`Mode::Hold`] (the target does the work, the client hears nothing).
+    /// [`Mode::Reset`] and [`Mode::Refuse`] are for both ways
+    /// ([`set_mode`](Self::set_mode)).
+    pub fn set_modes(&self, requests: Mode, replies: Mode) {
+        for mode in [requests, replies] {
+            assert!(
+                !matches!(mode, Mode::Reset | Mode::Refuse),
+                "{mode:?} applies to whole connections: use set_mode"
+            );
+        }
+        {
+            let mut state = self.shared.state();
+            (state.requests, state.replies) = (requests, replies);
+        }
+        self.shared.changed.notify_all();
+        self.start_listening();
+    }
+
+    /// Its counts now.
+    pub fn stats(&self) -> ProxyStats {
+        let state = self.shared.state();
+        ProxyStats {
+            accepted: self.shared.accepted.load(Ordering::SeqCst),
+            open: state.conns.len(),
+            held: state.held,
+            request_bytes: self.shared.request_bytes.load(Ordering::SeqCst),
+            reply_bytes: self.shared.reply_bytes.load(Ordering::SeqCst),
+            discarded_bytes: self.shared.discarded_bytes.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Run the accept loop on `listener`.
+    fn listen(&self, listener: TcpListener) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Arc::clone(&self.shared);
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || accept_loop(listener, shared, stopped));
+        *lock(&self.acceptor) = Some(Acceptor { stop, thread });
+    }
+
+    /// Listen again if [`Mode::Refuse`] closed the listener.
+    fn start_listening(&self) {
+        if lock(&self.acceptor).is_some() {
+            return;
+        }
+        // The address is on an IP of our own, so it is normally free again.
+        let listener = TcpListener::bind(self.addr)
+            .unwrap_or_else(|e| panic!("listen again on the proxy's {}: {e}", self.addr));
+        self.listen(listener);
+    }
+
+    /// Close the listener (connecting is refused from when this returns).
+    fn stop_listening(&self) {
+        let acceptor = lock(&self.acceptor).take();
+        if let Some(acceptor) = acceptor {
+            acceptor.stop.store(true, Ordering::SeqCst);
+            // Wake the blocked accept; the loop then sees the stop.
+            let _ = TcpStream::connect(self.addr);
+            let _ = acceptor.thread.join();
+        }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        {
+            let mut state = self.shared.state();
+            state.closing = true;
+            state.cut_all();
+        }
+        self.shared.changed.notify_all();
+        self.stop_listening();
+        // Every pump ends now: its sockets are shut down and every wait
+        // sees `closing`. Pumps start no new pumps once closing.
+        loop {
+            let threads = std::mem::take(&mut *lock(&self.shared.threads));
+            if threads.is_empty() {
+                break;
+            }
+            for thread in threads {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
+    for client in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(client) = client else { continue };
+        shared.accepted.fetch_add(1, Ordering::SeqCst);
+        let id = {
+            let mut state = shared.state();
+            if state.closing || matches!(state.requests, Mode::Reset | Mode::Refuse) {
+                continue;
+            }
+            state.next_conn += 1;
+            let id = state.next_conn;
+            Shared::register(&mut state, id, &client, true);
+            id
+        };
+        shared.spawn(move |shared| pump_requests(shared, id, client));
+    }
+}
+
+/// Client to target, on the connection's first thread: connects to the
+/// target when the first chunk is to go there, and starts the replies'
+/// pump then.
+fn pump_requests(shared: Arc<Shared>, id: u64, mut client: TcpStream) {
+    let mut server: Option<TcpStream> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // An error ends the stream like an end does.
+        let n = client.read(&mut buf).unwrap_or_default();
+        let step = shared.step(Way::Requests, n == 0);
+        match step {
+            Step::Close => break,
+            Step::Discard => {
+                shared.discarded_bytes.fetch_add(n as u64, Ordering::SeqCst);
+                continue;
+            }
+            Step::Forward if n == 0 => {
+                // Pass the half-close on; the reply may still come.
+                if let Some(server) = &server {
+                    let _ = server.shutdown(Shutdown::Write);
+                }
+                shared.pump_done(id);
+                return;
+            }
+            Step::Forward => {}
+        }
+        if server.is_none() {
+            match connect_target(&shared, id, &client) {
+                Some(connected) => server = Some(connected),
+                None => break,
+            }
+        }
+        let Some(to) = server.as_mut() else { break };
+        // Counted before the write: whoever sees the bytes' effect sees
+        // them counted.
+        shared.request_bytes.fetch_add(n as u64, Ordering::SeqCst);
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    // Closed by the mode, the proxy, or an error: close both ends.
+    let _ = client.shutdown(Shutdown::Both);
+    if let Some(server) = &server {
+        let _ = server.shutdown(Shutdown::Both);
+    }
+    shared.pump_done(id);
+}
+
+/// Connect connection `id` to the target and start its replies' pump;
+/// `None` if there is no target, it is unreachable, or the proxy closes.
+fn connect_target(shared: &Arc<Shared>, id: u64, client: &TcpStream) -> Option<TcpStream> {
+    let target = shared.state().target.clone()?;
+    let server = TcpStream::connect(&target).ok()?;
+    let (from, to) = (server.try_clone().ok()?, client.try_clone().ok()?);
+    {
+        let mut state = shared.state();
+        if state.closing {
+            return None;
+        }
+        Shared::register(&mut state, id, &server, true);
+    }
+    shared.spawn(move |shared| pump_replies(shared, id, from, to));
+    Some(server)
+}
+
+/// Target to client.
+fn pump_replies(shared: Arc<Shared>, id: u64, mut server: TcpStream, mut client: TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // An error ends the stream like an end does.
+        let n = server.read(&mut buf).unwrap_or_default();
+        match shared.step(Way::Replies, n == 0) {
+            Step::Close => break,
+            Step::Discard => {
+                shared.discarded_bytes.fetch_add(n as u64, Ordering::SeqCst);
+            }
+            Step::Forward if n == 0 => {
+                let _ = client.shutdown(Shutdown::Write);
+                shared.pump_done(id);
+                return;
+            }
+            Step::Forward => {
+                shared.reply_bytes.fetch_add(n as u64, Ordering::SeqCst);
+                if client.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = client.shutdown(Shutdown::Both);
+    let _ = server.shutdown(Shutdown::Both);
+    shared.pump_done(id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{cluster_harness::wait_until, harness::DEADLINE};
+    use std::net::Ipv4Addr;
+
+    /// An echo server on 127.0.0.1 whose threads end when it is dropped
+    /// and its clients have closed.
+    struct Echo {
+        addr: SocketAddr,
+        stop: Arc<AtomicBool>,
+        thread: Option<JoinHandle<()>>,
+    }
+
+    impl Echo {
+        fn start() -> Echo {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let stopped = Arc::clone(&stop);
+            let thread = std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stopped.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(mut conn) = conn else { continue };
+                    std::thread::spawn(move || {
+                        let mut back = conn.try_clone().unwrap();
+                        let _ = std::io::copy(&mut conn, &mut back);
+                    });
+                }
+            });
+            Echo {
+                addr,
+                stop,
+                thread: Some(thread),
+            }
+        }
+    }
+
+    impl Drop for Echo {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::SeqCst);
+            let _ = TcpStream::connect(self.addr);
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+
+    fn connect(proxy: &FaultProxy) -> TcpStream {
+        let stream = TcpStream::connect(proxy.addr()).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        stream
+    }
+
+    fn round_trip(stream: &mut TcpStream, bytes: &[u8]) {
+        stream.write_all(bytes).unwrap();
+        let mut back = vec![0; bytes.len()];
+        stream.read_exact(&mut back).unwrap();
+        assert_eq!(back, bytes);
+    }
+
+    /// Nothing has arrived to read now (without waiting for anything).
+    fn nothing_to_read(stream: &TcpStream) {
+        stream.set_nonblocking(true).unwrap();
+        let mut byte = [0u8];
+        let read = (&*stream).read(&mut byte);
+        assert!(
+            matches!(&read, Err(e) if e.kind() == ErrorKind::WouldBlock),
+            "expected nothing to read, got {read:?}"
+        );
+        stream.set_nonblocking(false).unwrap();
+    }
+
+    /// The peer closed: end of stream or a reset.
+    fn closed(stream: &mut TcpStream) {
+        let mut byte = [0u8];
+        match stream.read(&mut byte) {
+            Ok(0) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {}
+            other => panic!("expected a closed connection, got {other:?}"),
+        }
+    }
+
+    fn wait_stats(proxy: &FaultProxy, what: &str, pred: impl Fn(&ProxyStats) -> bool) {
+        wait_until(what, || {
+            let stats = proxy.stats();
+            if pred(&stats) {
+                Ok(())
+            } else {
+                Err(format!("{stats:?}"))
+            }
+        })
+    }
+
+    #[test]
+    fn loopback_ips_are_distinct_and_not_the_default() {
+        let ips: Vec<Ipv4Addr> = (0..10).map(|_| next_loopback_ip()).collect();
+        for ip in &ips {
+            let [a, b, c, d] = ip.octets();
+            assert_eq!((a, b, c), (127, 0, 0));
+            assert!((2..250).contains(&d), "{ip}");
+        }
+        let mut unique = ips.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ips.len());
+    }
+
+    #[test]
+    fn passes_and_delays_both_ways() {
+        let echo = Echo::start();
+        let proxy = FaultProxy::to(&echo.addr.to_string());
+        assert!(proxy.addr().starts_with("127.0.0."));
+        let mut stream = connect(&proxy);
+        round_trip(&mut stream, b"hello");
+        proxy.set_mode(Mode::Delay(Duration::from_millis(1)));
+        round_trip(&mut stream, b"slow");
+        proxy.set_mode(Mode::Pass);
+        round_trip(&mut stream, b"again");
+        let stats = proxy.stats();
+        assert_eq!((stats.accepted, stats.open), (1, 1));
+        assert_eq!((stats.request_bytes, stats.reply_bytes), (14, 14));
+    }
+
+    #[test]
+    fn hold_queues_until_released_also_on_open_connections() {
+        let echo = Echo::start();
+        let proxy = FaultProxy::to(&echo.addr.to_string());
+        let mut open = connect(&proxy);
+        round_trip(&mut open, b"before");
+        proxy.set_mode(Mode::Hold);
+        open.write_all(b"held").unwrap();
+        let mut new = connect(&proxy);
+        new.write_all(b"queued").unwrap();
+        wait_stats(&proxy, "both requests held", |s| s.held == 2);
+        nothing_to_read(&open);
+        nothing_to_read(&new);
+        proxy.set_mode(Mode::Pass);
+        let mut back = [0u8; 4];
+        open.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"held");
+        let mut back = [0u8; 6];
+        new.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"queued");
+    }
+
+    #[test]
+    fn held_replies_reach_the_target_first() {
+        let echo = Echo::start();
+        let proxy = FaultProxy::to(&echo.addr.to_string());
+        proxy.set_modes(Mode::Pass, Mode::Hold);
+        let mut stream = connect(&proxy);
+        stream.write_all(b"request").unwrap();
+        wait_stats(&proxy, "the reply held", |s| {
+            s.request_bytes == 7 && s.held == 1
+        });
+        nothing_to_read(&stream);
+        proxy.set_mode(Mode::Pass);
+        let mut back = [0u8; 7];
+        stream.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"request");
+    }
+
+    #[test]
+    fn blackhole_discards_and_pass_resumes() {
+        let echo = Echo::start();
+        let proxy = FaultProxy::to(&echo.addr.to_string());
+        let mut open = connect(&proxy);
+        round_trip(&mut open, b"one");
+        proxy.set_mode(Mode::Blackhole);
+        open.write_all(b"lost").unwrap();
+        let mut new = connect(&proxy);
+        new.write_all(b"gone").unwrap();
+        new.shutdown(Shutdown::Write).unwrap();
+        wait_stats(&proxy, "8 bytes discarded", |s| s.discarded_bytes == 8);
+        // Neither an answer nor a close: a hang.
+        nothing_to_read(&open);
+        nothing_to_read(&new);
+        proxy.set_mode(Mode::Pass);
+        round_trip(&mut open, b"two");
+        // The held end of the half-closed one goes on now: it had nothing
+        // for the target, so the proxy closes it.
+        closed(&mut new);
+    }
+
+    #[test]
+    fn reset_and_refuse_close_open_connections() {
+        let echo = Echo::start();
+        let proxy = FaultProxy::to(&echo.addr.to_string());
+        let mut open = connect(&proxy);
+        round_trip(&mut open, b"x");
+        proxy.set_mode(Mode::Reset);
+        closed(&mut open);
+        let mut reset = connect(&proxy);
+        closed(&mut reset);
+
+        proxy.set_mode(Mode::Pass);
+        let mut open = connect(&proxy);
+        round_trip(&mut open, b"y");
+        proxy.set_mode(Mode::Refuse);
+        closed(&mut open);
+        let refused = TcpStream::connect(proxy.addr()).map(|_| ());
+        assert!(
+            matches!(&refused, Err(e) if e.kind() == ErrorKind::ConnectionRefused),
+            "{refused:?}"
+        );
+
+        proxy.set_mode(Mode::Pass);
+        let mut again = connect(&proxy);
+        round_trip(&mut again, b"z");
+        wait_stats(&proxy, "the closed connections forgotten", |s| s.open == 1);
+    }
+
+    #[test]
+    fn target_set_later_and_drop_closes_everything() {
+        let echo = Echo::start();
+        let proxy = FaultProxy::new();
+        let mut early = connect(&proxy);
+        early.write_all(b"nowhere").unwrap();
+        closed(&mut early);
+        proxy.set_target(&echo.addr.to_string());
+        let mut stream = connect(&proxy);
+        round_trip(&mut stream, b"there");
+        proxy.set_mode(Mode::Hold);
+        stream.write_all(b"held").unwrap();
+        wait_stats(&proxy, "the request held", |s| s.held == 1);
+        let addr = proxy.addr();
+        drop(proxy);
+        closed(&mut stream);
+        let refused = TcpStream::connect(addr).map(|_| ());
+        assert!(refused.is_err(), "{refused:?}");
+    }
+}
