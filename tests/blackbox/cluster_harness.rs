@@ -1,6 +1,7 @@
 //! Cluster test harness: several `sluice ingest|store|ingeststore`
-//! processes gossiping on loopback, and a TCP fault proxy to put between
-//! them.
+//! processes gossiping on loopback, and fault proxies to put between them:
+//! a TCP one in front of a node's API ([`FaultProxy`]) and a UDP one in
+//! front of its gossip socket ([`UdpFaultProxy`]).
 //!
 //! Every node gets a loopback IP of its own (127.0.0.x, x in 2..250), its
 //! own temp dir, and every listener on port 0: the node writes the ports it
@@ -32,6 +33,19 @@
 //! store.restart();
 //! proxy.set_target(&store.api());
 //! proxy.set_mode(Mode::Pass);
+//!
+//! // A gossip partition: nodes whose gossip (and API) are behind proxies
+//! // of their own, which the node owns and re-targets at each restart.
+//! let options = NodeOptions::default().gossip_behind_proxy().api_behind_proxy();
+//! let nodes = start_cluster_with(&["ingest", "store", "store"], options);
+//! let cut = nodes[2].ip();
+//! for node in &nodes {
+//!     node.gossip_proxy().set_mode_for(cut, UdpMode::Drop);
+//! }
+//! nodes[2].gossip_proxy().set_mode(UdpMode::Drop);
+//! nodes[0].wait_node_live(&nodes[2].id(), false);
+//! // Only the ingester's queries lose the second store's API.
+//! nodes[2].api_proxy().set_mode_for(nodes[0].ip(), Mode::Refuse);
 //! ```
 //!
 //! Only Linux routes all of 127.0.0.0/8 to loopback without setup; these
@@ -42,161 +56,23 @@
 
 use std::{
     collections::BTreeMap,
-    io::{ErrorKind, Read, Write},
-    net::{Ipv4Addr, TcpStream},
+    io::{ErrorKind, Write},
+    net::Ipv4Addr,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Output, Stdio},
     sync::{
-        Mutex, MutexGuard, OnceLock,
-        atomic::{AtomicBool, AtomicU32, Ordering},
+        Mutex, MutexGuard,
+        atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
 };
 
 use serde_json::Value;
 
 pub use crate::fault_proxy::{FaultProxy, Mode};
-use crate::harness::{BIN, DEADLINE, http_get, lines_of, metric_in};
-
-// ---------------------------------------------------------------------------
-// Loopback addresses and waits
-// ---------------------------------------------------------------------------
-
-/// The next loopback IP, 127.0.0.x with x in 2..250, never 127.0.0.1 (the
-/// single-node tests' address). The sequence starts at an offset taken from
-/// the pid so that test binaries running side by side rarely share an IP;
-/// since every port is picked by the kernel, sharing one is harmless anyway.
-pub fn next_loopback_ip() -> Ipv4Addr {
-    static BASE: OnceLock<u32> = OnceLock::new();
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let base = *BASE.get_or_init(|| std::process::id().wrapping_mul(37));
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let x = 2 + base.wrapping_add(n) % 248;
-    Ipv4Addr::new(127, 0, 0, x as u8)
-}
-
-/// Call `check` with a growing pause between calls (10 ms up to 200 ms)
-/// until it returns `Some`, or return `None` after `deadline`.
-fn poll<T>(deadline: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(10);
-    loop {
-        if let Some(value) = check() {
-            return Some(value);
-        }
-        if started.elapsed() >= deadline {
-            return None;
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(200));
-    }
-}
-
-/// Like [`crate::harness::wait_for`], but `check` says what it saw when it
-/// is not done yet (`Err`), and the panic after [`DEADLINE`] shows the last
-/// of that: a cluster test that times out says what the view was.
-pub fn wait_until<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
-    let mut last = String::new();
-    let done = poll(DEADLINE, || match check() {
-        Ok(value) => Some(value),
-        Err(seen) => {
-            last = seen;
-            None
-        }
-    });
-    done.unwrap_or_else(|| {
-        panic!("gave up waiting for {what} after {DEADLINE:?}; last seen: {last}")
-    })
-}
-
-/// An HTTP reply read by [`http_request`].
-#[derive(Debug, Clone)]
-pub struct HttpReply {
-    /// The status code.
-    pub status: u16,
-    /// Header names (lowercased) and values, in order.
-    pub headers: Vec<(String, String)>,
-    /// The body, lossily as UTF-8.
-    pub body: String,
-}
-
-impl HttpReply {
-    /// The first value of header `name` (any case).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// One HTTP/1.0 request with an empty body (`GET`, `HEAD`, `POST`, ...)
-/// over std; `None` if the connection failed or the reply did not parse.
-/// Reads for at most 30 s, like [`http_get`].
-pub fn http_request(addr: &str, method: &str, path: &str) -> Option<HttpReply> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).ok()?;
-    let response = String::from_utf8_lossy(&response);
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Some(HttpReply {
-        status,
-        headers,
-        body: body.to_string(),
-    })
-}
-
-/// Run `command` to its end with stdout and stderr captured, stdin closed.
-/// Panics (after killing it) if it runs past [`DEADLINE`]: a query that
-/// hangs must fail the test, not hang it.
-fn run_bounded(mut command: Command, what: &str) -> Output {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("could not run {what}: {e}"));
-    // Read both pipes meanwhile: a full pipe would stop the child.
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            bytes
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let status = poll(DEADLINE, || child.try_wait().unwrap());
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        let stderr = stderr.join().unwrap_or_default();
-        panic!(
-            "{what} ran past {DEADLINE:?}; its stderr:\n{}",
-            String::from_utf8_lossy(&stderr)
-        );
-    };
-    Output {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    }
-}
+use crate::harness::{BIN, http_get, lines_of, metric_in};
+use crate::loopback::run_bounded;
+pub use crate::loopback::{http_request, next_loopback_ip, wait_until};
+pub use crate::udp_proxy::{UdpFaultProxy, UdpMode};
 
 // ---------------------------------------------------------------------------
 // Nodes
@@ -223,6 +99,14 @@ pub struct NodeOptions {
     pub wait_ready: bool,
     /// `SLUICE_LOG` (default `"info"`).
     pub log_filter: String,
+    /// Whether its gossip is behind a [`UdpFaultProxy`] of its own, which
+    /// it advertises (`--advertise-gossip`) and which its seeds go
+    /// through (default false). Read at the first start only.
+    pub gossip_proxy: bool,
+    /// Whether its API is behind a [`FaultProxy`] of its own, which it
+    /// advertises (`--advertise-api`) (default false). Read at the first
+    /// start only.
+    pub api_proxy: bool,
 }
 
 impl Default for NodeOptions {
@@ -235,6 +119,8 @@ impl Default for NodeOptions {
             gossip: true,
             wait_ready: true,
             log_filter: "info".to_string(),
+            gossip_proxy: false,
+            api_proxy: false,
         }
     }
 }
@@ -281,13 +167,29 @@ impl NodeOptions {
         self.log_filter = filter.to_string();
         self
     }
+
+    /// Put its gossip behind a [`UdpFaultProxy`] of its own
+    /// ([`ClusterNode::gossip_proxy`]).
+    pub fn gossip_behind_proxy(mut self) -> Self {
+        self.gossip_proxy = true;
+        self
+    }
+
+    /// Put its API behind a [`FaultProxy`] of its own
+    /// ([`ClusterNode::api_proxy`]).
+    pub fn api_behind_proxy(mut self) -> Self {
+        self.api_proxy = true;
+        self
+    }
 }
 
 /// One `sluice ingest|store|ingeststore` process on a loopback IP of its
 /// own. Methods take `&self` (the process handle is behind a lock) so that
 /// a test can query a node from one thread while it stops it from another.
 /// Dropping it kills the process; if the test is failing, the tail of the
-/// node's log is printed first.
+/// node's log is printed first. Proxies it owns
+/// ([`NodeOptions::gossip_behind_proxy`],
+/// [`NodeOptions::api_behind_proxy`]) go with it.
 pub struct ClusterNode {
     role: String,
     ip: Ipv4Addr,
@@ -296,6 +198,8 @@ pub struct ClusterNode {
     ports: Mutex<BTreeMap<String, u16>>,
     child: Mutex<Option<Child>>,
     stopped: AtomicBool,
+    gossip_proxy: Option<UdpFaultProxy>,
+    api_proxy: Option<FaultProxy>,
 }
 
 /// Lock `mutex`, also after a panic elsewhere poisoned it: the harness
@@ -340,9 +244,15 @@ impl ClusterNode {
     pub fn start_with(role: &str, options: NodeOptions) -> ClusterNode {
         // An unknown role fails here, before anything starts.
         listeners(role);
+        assert!(
+            options.gossip || !options.gossip_proxy,
+            "a gossip proxy needs --gossip: not with no_gossip()"
+        );
         let node = ClusterNode {
             role: role.to_string(),
             ip: next_loopback_ip(),
+            gossip_proxy: options.gossip_proxy.then(UdpFaultProxy::new),
+            api_proxy: options.api_proxy.then(FaultProxy::new),
             options,
             dir: tempfile::tempdir().unwrap(),
             ports: Mutex::new(BTreeMap::new()),
@@ -435,9 +345,46 @@ impl ClusterNode {
         self.addr("api")
     }
 
-    /// Its gossip address: a seed for other nodes.
+    /// Its gossip address, as bound (not as advertised).
     pub fn gossip(&self) -> String {
         self.addr("gossip")
+    }
+
+    /// The gossip address other nodes use, and a seed for them: its
+    /// gossip proxy's if it has one, else [`gossip`](Self::gossip).
+    pub fn advertised_gossip(&self) -> String {
+        match &self.gossip_proxy {
+            Some(proxy) => proxy.addr(),
+            None => self.gossip(),
+        }
+    }
+
+    /// The API address other nodes use: its API proxy's if it has one
+    /// (not one of [`start_behind_proxy`](Self::start_behind_proxy)),
+    /// else [`api`](Self::api).
+    pub fn advertised_api(&self) -> String {
+        match &self.api_proxy {
+            Some(proxy) => proxy.addr(),
+            None => self.api(),
+        }
+    }
+
+    /// The [`UdpFaultProxy`] in front of its gossip socket
+    /// ([`NodeOptions::gossip_behind_proxy`]); panics if it has none.
+    /// Restarts point it at the new port.
+    pub fn gossip_proxy(&self) -> &UdpFaultProxy {
+        self.gossip_proxy
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} has no gossip proxy", self.name()))
+    }
+
+    /// The [`FaultProxy`] in front of its API
+    /// ([`NodeOptions::api_behind_proxy`]); panics if it has none.
+    /// Restarts point it at the new port.
+    pub fn api_proxy(&self) -> &FaultProxy {
+        self.api_proxy
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} has no API proxy", self.name()))
     }
 
     /// Its fast (newline, no ack) listener.
@@ -554,6 +501,13 @@ impl ClusterNode {
         for seed in &self.options.seeds {
             command.args(["--peer", seed]);
         }
+        // Other nodes reach it through its own proxies.
+        if let Some(proxy) = &self.gossip_proxy {
+            command.args(["--advertise-gossip", &proxy.addr()]);
+        }
+        if let Some(proxy) = &self.api_proxy {
+            command.args(["--advertise-api", &proxy.addr()]);
+        }
         let child = command
             .args(&self.options.args)
             .env("SLUICE_LOG", &self.options.log_filter)
@@ -578,6 +532,13 @@ impl ClusterNode {
             }
         });
         *lock(&self.ports) = ports;
+        // Before readiness: a node may be ready only once it sees others.
+        if let Some(proxy) = &self.gossip_proxy {
+            proxy.set_target(&self.gossip());
+        }
+        if let Some(proxy) = &self.api_proxy {
+            proxy.set_target(&self.api());
+        }
         if self.options.wait_ready {
             self.wait_ready();
         }
@@ -837,9 +798,10 @@ impl Drop for ClusterNode {
 // Clusters and views
 // ---------------------------------------------------------------------------
 
-/// The gossip addresses of `nodes`, as `--peer` seeds.
+/// The gossip addresses of `nodes`, as `--peer` seeds (through their
+/// gossip proxies, for those behind one).
 pub fn gossip_seeds(nodes: &[&ClusterNode]) -> Vec<String> {
-    nodes.iter().map(|n| n.gossip()).collect()
+    nodes.iter().map(|n| n.advertised_gossip()).collect()
 }
 
 /// Start one node per role, the first without seeds and each other seeded
@@ -858,7 +820,7 @@ pub fn start_cluster_with(roles: &[&str], options: NodeOptions) -> Vec<ClusterNo
     for role in roles {
         let mut options = options.clone().no_wait_ready();
         if let Some(first) = nodes.first() {
-            options.seeds.push(first.gossip());
+            options.seeds.push(first.advertised_gossip());
         }
         nodes.push(ClusterNode::start_with(role, options));
     }

@@ -1,13 +1,16 @@
 //! A TCP fault proxy for the cluster tests: it sits in front of a node's
 //! API (the node advertises the proxy's address) and passes, delays,
 //! holds, black-holes, resets or refuses connections, switchable at run
-//! time for new and open connections alike. Std threads only; dropping the
-//! proxy ends every thread.
+//! time for new and open connections alike, for every client or for the
+//! clients of one source IP (every node binds a loopback IP of its own, so
+//! the IP names the node: cut coordinator A from a store while coordinator
+//! B still reaches it). Std threads only; dropping the proxy ends every
+//! thread.
 
 use std::{
     collections::HashMap,
     io::{ErrorKind, Read, Write},
-    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream},
     sync::{
         Arc, Condvar, Mutex, MutexGuard,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -77,6 +80,8 @@ pub struct ProxyStats {
 
 /// One proxied connection's sockets (clones), to cut it from outside.
 struct Conn {
+    /// The client's IP, whose rule ([`FaultProxy::set_mode_for`]) applies.
+    ip: IpAddr,
     sockets: Vec<TcpStream>,
     /// Pump threads still using it; at 0 it is forgotten.
     pumps: usize,
@@ -85,6 +90,8 @@ struct Conn {
 struct ProxyState {
     requests: Mode,
     replies: Mode,
+    /// Rules per client IP, both ways; they override the global modes.
+    per_ip: HashMap<IpAddr, Mode>,
     target: Option<String>,
     closing: bool,
     conns: HashMap<u64, Conn>,
@@ -93,16 +100,35 @@ struct ProxyState {
 }
 
 impl ProxyState {
-    fn mode(&self, way: Way) -> Mode {
+    /// The mode of the bytes going `way` on a connection from `ip`: its
+    /// IP's rule if there is one, else the global mode.
+    fn mode(&self, way: Way, ip: IpAddr) -> Mode {
+        if let Some(&mode) = self.per_ip.get(&ip) {
+            return mode;
+        }
         match way {
             Way::Requests => self.requests,
             Way::Replies => self.replies,
         }
     }
 
+    /// Whether a connection from `ip` is to be closed (at accept, or now).
+    fn closes(&self, ip: IpAddr) -> bool {
+        matches!(self.mode(Way::Requests, ip), Mode::Reset | Mode::Refuse)
+    }
+
     /// Close every open connection (their pumps then end).
     fn cut_all(&self) {
         for conn in self.conns.values() {
+            for socket in &conn.sockets {
+                let _ = socket.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// Close the open connections whose mode closes them now.
+    fn cut_closing(&self) {
+        for conn in self.conns.values().filter(|c| self.closes(c.ip)) {
             for socket in &conn.sockets {
                 let _ = socket.shutdown(Shutdown::Both);
             }
@@ -126,15 +152,16 @@ impl Shared {
         lock(&self.state)
     }
 
-    /// What to do with a chunk going `way` (or, with `eof`, with the end of
-    /// the stream): waits while the mode holds it, or for a delay.
-    fn step(&self, way: Way, eof: bool) -> Step {
+    /// What to do with a chunk going `way` on a connection from `ip` (or,
+    /// with `eof`, with the end of the stream): waits while the mode holds
+    /// it, or for a delay.
+    fn step(&self, way: Way, ip: IpAddr, eof: bool) -> Step {
         let mut state = self.state();
         loop {
             if state.closing {
                 return Step::Close;
             }
-            match state.mode(way) {
+            match state.mode(way, ip) {
                 Mode::Pass => return Step::Forward,
                 Mode::Reset | Mode::Refuse => return Step::Close,
                 // An end passed on would be an answer (a close): a black
@@ -151,7 +178,7 @@ impl Shared {
                     let (after, waited) = self
                         .changed
                         .wait_timeout_while(state, delay, |s| {
-                            !s.closing && s.mode(way) == Mode::Delay(delay)
+                            !s.closing && s.mode(way, ip) == Mode::Delay(delay)
                         })
                         .unwrap_or_else(|p| p.into_inner());
                     state = after;
@@ -163,11 +190,13 @@ impl Shared {
         }
     }
 
-    /// Register a socket of connection `id`, and one more pump if `pump`.
-    /// Callers hold the lock they checked `closing` under: a proxy being
-    /// dropped then either cuts this socket or was seen closing.
-    fn register(state: &mut ProxyState, id: u64, socket: &TcpStream, pump: bool) {
+    /// Register a socket of connection `id` from client `ip`, and one more
+    /// pump if `pump`. Callers hold the lock they checked `closing` (and
+    /// the mode) under: a proxy being dropped, or a rule cutting this
+    /// client, then either cuts this socket or was seen.
+    fn register(state: &mut ProxyState, id: u64, ip: IpAddr, socket: &TcpStream, pump: bool) {
         let conn = state.conns.entry(id).or_insert(Conn {
+            ip,
             sockets: Vec::new(),
             pumps: 0,
         });
@@ -236,6 +265,7 @@ impl FaultProxy {
                 state: Mutex::new(ProxyState {
                     requests: Mode::Pass,
                     replies: Mode::Pass,
+                    per_ip: HashMap::new(),
                     target: None,
                     closing: false,
                     conns: HashMap::new(),
@@ -272,14 +302,13 @@ impl FaultProxy {
         self.shared.state().target = Some(target.to_string());
     }
 
-    /// The mode of both ways.
+    /// The mode of both ways, for every client without a rule of its own
+    /// ([`set_mode_for`](Self::set_mode_for)).
     pub fn set_mode(&self, mode: Mode) {
         {
             let mut state = self.shared.state();
             (state.requests, state.replies) = (mode, mode);
-            if matches!(mode, Mode::Reset | Mode::Refuse) {
-                state.cut_all();
-            }
+            state.cut_closing();
         }
         self.shared.changed.notify_all();
         match mode {
@@ -305,6 +334,43 @@ impl FaultProxy {
         }
         self.shared.changed.notify_all();
         self.start_listening();
+    }
+
+    /// A rule for the clients of source IP `ip` (a node's `--bind` IP):
+    /// `mode`, both ways, on their new and open connections, whatever the
+    /// global mode (except that a global [`Mode::Refuse`] closes the
+    /// listener for every client). There is one listener for every
+    /// client, so [`Mode::Refuse`] for one IP cannot refuse the connection:
+    /// it closes it at once when accepted, as [`Mode::Reset`] does (the
+    /// client sees its request fail before any answer).
+    pub fn set_mode_for(&self, ip: Ipv4Addr, mode: Mode) {
+        {
+            let mut state = self.shared.state();
+            state.per_ip.insert(IpAddr::V4(ip), mode);
+            state.cut_closing();
+        }
+        self.shared.changed.notify_all();
+    }
+
+    /// Drop the rule of `ip`: its clients follow the global mode again.
+    pub fn clear_mode_for(&self, ip: Ipv4Addr) {
+        {
+            let mut state = self.shared.state();
+            state.per_ip.remove(&IpAddr::V4(ip));
+            state.cut_closing();
+        }
+        self.shared.changed.notify_all();
+    }
+
+    /// Drop every rule per IP ([`clear_mode_for`](Self::clear_mode_for)
+    /// each).
+    pub fn clear_modes_for_all(&self) {
+        {
+            let mut state = self.shared.state();
+            state.per_ip.clear();
+            state.cut_closing();
+        }
+        self.shared.changed.notify_all();
     }
 
     /// Its counts now.
@@ -382,30 +448,34 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>
         }
         let Ok(client) = client else { continue };
         shared.accepted.fetch_add(1, Ordering::SeqCst);
+        let Ok(peer) = client.peer_addr() else {
+            continue;
+        };
+        let ip = peer.ip();
         let id = {
             let mut state = shared.state();
-            if state.closing || matches!(state.requests, Mode::Reset | Mode::Refuse) {
+            if state.closing || state.closes(ip) {
                 continue;
             }
             state.next_conn += 1;
             let id = state.next_conn;
-            Shared::register(&mut state, id, &client, true);
+            Shared::register(&mut state, id, ip, &client, true);
             id
         };
-        shared.spawn(move |shared| pump_requests(shared, id, client));
+        shared.spawn(move |shared| pump_requests(shared, id, ip, client));
     }
 }
 
 /// Client to target, on the connection's first thread: connects to the
 /// target when the first chunk is to go there, and starts the replies'
 /// pump then.
-fn pump_requests(shared: Arc<Shared>, id: u64, mut client: TcpStream) {
+fn pump_requests(shared: Arc<Shared>, id: u64, ip: IpAddr, mut client: TcpStream) {
     let mut server: Option<TcpStream> = None;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         // An error ends the stream like an end does.
         let n = client.read(&mut buf).unwrap_or_default();
-        let step = shared.step(Way::Requests, n == 0);
+        let step = shared.step(Way::Requests, ip, n == 0);
         match step {
             Step::Close => break,
             Step::Discard => {
@@ -423,7 +493,7 @@ fn pump_requests(shared: Arc<Shared>, id: u64, mut client: TcpStream) {
             Step::Forward => {}
         }
         if server.is_none() {
-            match connect_target(&shared, id, &client) {
+            match connect_target(&shared, id, ip, &client) {
                 Some(connected) => server = Some(connected),
                 None => break,
             }
@@ -446,28 +516,39 @@ fn pump_requests(shared: Arc<Shared>, id: u64, mut client: TcpStream) {
 
 /// Connect connection `id` to the target and start its replies' pump;
 /// `None` if there is no target, it is unreachable, or the proxy closes.
-fn connect_target(shared: &Arc<Shared>, id: u64, client: &TcpStream) -> Option<TcpStream> {
+fn connect_target(
+    shared: &Arc<Shared>,
+    id: u64,
+    ip: IpAddr,
+    client: &TcpStream,
+) -> Option<TcpStream> {
     let target = shared.state().target.clone()?;
     let server = TcpStream::connect(&target).ok()?;
     let (from, to) = (server.try_clone().ok()?, client.try_clone().ok()?);
     {
         let mut state = shared.state();
-        if state.closing {
+        if state.closing || state.closes(ip) {
             return None;
         }
-        Shared::register(&mut state, id, &server, true);
+        Shared::register(&mut state, id, ip, &server, true);
     }
-    shared.spawn(move |shared| pump_replies(shared, id, from, to));
+    shared.spawn(move |shared| pump_replies(shared, id, ip, from, to));
     Some(server)
 }
 
 /// Target to client.
-fn pump_replies(shared: Arc<Shared>, id: u64, mut server: TcpStream, mut client: TcpStream) {
+fn pump_replies(
+    shared: Arc<Shared>,
+    id: u64,
+    ip: IpAddr,
+    mut server: TcpStream,
+    mut client: TcpStream,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         // An error ends the stream like an end does.
         let n = server.read(&mut buf).unwrap_or_default();
-        match shared.step(Way::Replies, n == 0) {
+        match shared.step(Way::Replies, ip, n == 0) {
             Step::Close => break,
             Step::Discard => {
                 shared.discarded_bytes.fetch_add(n as u64, Ordering::SeqCst);
@@ -494,7 +575,6 @@ fn pump_replies(shared: Arc<Shared>, id: u64, mut server: TcpStream, mut client:
 mod tests {
     use super::*;
     use crate::{cluster_harness::wait_until, harness::DEADLINE};
-    use std::net::Ipv4Addr;
 
     /// An echo server on 127.0.0.1 whose threads end when it is dropped
     /// and its clients have closed.
@@ -573,6 +653,20 @@ mod tests {
             Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {}
             other => panic!("expected a closed connection, got {other:?}"),
         }
+    }
+
+    /// Wait until connecting to `addr` is refused. Not at once: a process
+    /// another test spawns holds a copy of every open socket between its
+    /// fork and its exec, the closed listener too, which accepts
+    /// meanwhile.
+    fn wait_refused(addr: &str) {
+        wait_until(
+            &format!("connecting to {addr} refused"),
+            || match TcpStream::connect(addr) {
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+        )
     }
 
     fn wait_stats(proxy: &FaultProxy, what: &str, pred: impl Fn(&ProxyStats) -> bool) {
@@ -693,16 +787,81 @@ mod tests {
         round_trip(&mut open, b"y");
         proxy.set_mode(Mode::Refuse);
         closed(&mut open);
-        let refused = TcpStream::connect(proxy.addr()).map(|_| ());
-        assert!(
-            matches!(&refused, Err(e) if e.kind() == ErrorKind::ConnectionRefused),
-            "{refused:?}"
-        );
+        wait_refused(&proxy.addr());
 
         proxy.set_mode(Mode::Pass);
         let mut again = connect(&proxy);
         round_trip(&mut again, b"z");
         wait_stats(&proxy, "the closed connections forgotten", |s| s.open == 1);
+    }
+
+    /// A connection to `addr` from source IP `ip`. Std cannot bind a TCP
+    /// socket before connecting it; tokio's socket can, and the stream is
+    /// used as a std one after.
+    fn connect_from(ip: Ipv4Addr, addr: &str) -> TcpStream {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let stream = runtime.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::new(ip.into(), 0)).unwrap();
+            let stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+            stream.into_std().unwrap()
+        });
+        stream.set_nonblocking(false).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        stream
+    }
+
+    #[test]
+    fn a_rule_for_one_ip_cuts_only_its_clients() {
+        let echo = Echo::start();
+        let proxy = FaultProxy::to(&echo.addr.to_string());
+        let (a, b) = (next_loopback_ip(), next_loopback_ip());
+        let mut from_a = connect_from(a, &proxy.addr());
+        let mut from_b = connect_from(b, &proxy.addr());
+        round_trip(&mut from_a, b"a");
+        round_trip(&mut from_b, b"b");
+
+        // Reset for a: its open connection is closed, and so is a new one
+        // at once; b's goes on.
+        proxy.set_mode_for(a, Mode::Reset);
+        closed(&mut from_a);
+        let mut again = connect_from(a, &proxy.addr());
+        closed(&mut again);
+        round_trip(&mut from_b, b"still");
+
+        // Refuse for one IP: the listener stays for the others, so a's
+        // connections are closed when accepted.
+        proxy.set_mode_for(a, Mode::Refuse);
+        let mut refused = connect_from(a, &proxy.addr());
+        closed(&mut refused);
+        let mut new_b = connect_from(b, &proxy.addr());
+        round_trip(&mut new_b, b"new");
+
+        // Hold for a while the global mode passes; clearing the rule lets
+        // the held bytes go on.
+        proxy.set_mode_for(a, Mode::Hold);
+        let mut held = connect_from(a, &proxy.addr());
+        held.write_all(b"held").unwrap();
+        wait_stats(&proxy, "a's request held", |s| s.held == 1);
+        nothing_to_read(&held);
+        round_trip(&mut from_b, b"passes");
+        proxy.clear_mode_for(a);
+        let mut back = [0u8; 4];
+        held.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"held");
+
+        // A rule wins over the global mode.
+        proxy.set_mode_for(b, Mode::Pass);
+        proxy.set_mode(Mode::Reset);
+        closed(&mut held);
+        round_trip(&mut from_b, b"ruled");
+        proxy.set_mode(Mode::Pass);
+        proxy.clear_modes_for_all();
+        let mut healed = connect_from(a, &proxy.addr());
+        round_trip(&mut healed, b"healed");
     }
 
     #[test]
@@ -721,7 +880,6 @@ mod tests {
         let addr = proxy.addr();
         drop(proxy);
         closed(&mut stream);
-        let refused = TcpStream::connect(addr).map(|_| ());
-        assert!(refused.is_err(), "{refused:?}");
+        wait_refused(&addr);
     }
 }

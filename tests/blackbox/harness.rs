@@ -226,12 +226,30 @@ impl Node {
     }
 
     /// Wait until exactly `n` records are queryable.
+    /// Wait until `n` records are queryable *and* the store holds them:
+    /// the ingest log has no segment with records left (queries read the
+    /// ingest log too, so the count alone says nothing about the store).
     pub fn wait_records(&self, n: u64) {
         let mut last = 0;
         wait_for(&format!("{n} records to be queryable"), || {
             last = self.stats(&[])["records_matched"].as_u64().unwrap();
             assert!(last <= n, "more records than sent: {last} > {n}");
             (last == n).then_some(())
+        });
+        let ingest = self.data().join("ingest");
+        wait_for("the store to take every ingest segment", || {
+            let left = std::fs::read_dir(&ingest)
+                .map(|entries| {
+                    entries.filter_map(|e| e.ok()).any(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                        name.ends_with(".flushed")
+                            || name.ends_with(".pending")
+                            || (name.ends_with(".active") && size > 0)
+                    })
+                })
+                .unwrap_or(false);
+            (!left).then_some(())
         });
     }
 
