@@ -459,62 +459,14 @@ pub(crate) async fn start_local(
     let state = state.clone();
     tokio::task::spawn_blocking(move || {
         let scan = local_scan(&state, &scanning);
-        let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
-        let mut frames = sluice_query::frames::FrameWriter::new();
-        let mut last_send = Instant::now();
-        let mut client_gone = false;
-        let send = |chunk: Bytes, last: Option<sluice_record::Ulid>| {
-            if tx.blocking_send(Ok(chunk)).is_err() {
-                return false;
-            }
-            if let Some(last) = last {
-                *frontier.lock().unwrap_or_else(|p| p.into_inner()) = last;
-            }
-            true
-        };
-        let mut sink = |record: &Record<'_>| {
-            match format {
-                Format::Raw => write_raw(&mut out, record),
-                Format::Json => write_json(&mut out, record),
-                Format::Frames => {
-                    match frames.push(record) {
-                        Ok(Some(frame)) => {
-                            last_send = Instant::now();
-                            if !send(frame, Some(record.id)) {
-                                client_gone = true;
-                                return false;
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::error!(error = %e, "a record does not fit a frame");
-                            return false;
-                        }
-                    }
-                    if last_send.elapsed() >= CHUNK_LINGER
-                        && let Some(frame) = frames.flush()
-                    {
-                        last_send = Instant::now();
-                        if !send(frame, Some(record.id)) {
-                            client_gone = true;
-                            return false;
-                        }
-                    }
-                    return true;
-                }
-            }
-            if out.len() >= CHUNK_BYTES || last_send.elapsed() >= CHUNK_LINGER {
-                let chunk = Bytes::from(std::mem::replace(
-                    &mut out,
-                    Vec::with_capacity(CHUNK_BYTES * 2),
-                ));
-                last_send = Instant::now();
-                if !send(chunk, None) {
-                    client_gone = true;
-                    return false;
-                }
-            }
-            true
+        let mut sink = LocalSink {
+            format,
+            out: Vec::with_capacity(CHUNK_BYTES * 2),
+            frames: sluice_query::frames::FrameWriter::new(),
+            last_send: Instant::now(),
+            client_gone: false,
+            tx,
+            frontier,
         };
         let (fs, ingest_files) = match local_sources(&state) {
             Ok(sources) => sources,
@@ -545,6 +497,13 @@ pub(crate) async fn start_local(
         if let Some(store) = &state.store {
             report_corruption(store, &stats);
         }
+        let LocalSink {
+            out,
+            mut frames,
+            client_gone,
+            tx,
+            ..
+        } = sink;
         // The body was dropped (the client went away), whether its channel
         // or its cancel flag told the scan first.
         if client_gone {
@@ -596,6 +555,93 @@ pub(crate) async fn start_local(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the query's scan ended before it started",
         )),
+    }
+}
+
+/// Where a local scan's records go: written in the response's format and
+/// sent in chunks; for frames, progress is published for the keep-alive
+/// task to send.
+struct LocalSink {
+    format: Format,
+    out: Vec<u8>,
+    frames: sluice_query::frames::FrameWriter,
+    last_send: Instant,
+    client_gone: bool,
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    /// The id up to which every match was sent: what a progress frame says.
+    frontier: Arc<std::sync::Mutex<sluice_record::Ulid>>,
+}
+
+impl LocalSink {
+    /// Send a chunk; with `covers`, every match up to that id is now sent.
+    fn send(&mut self, chunk: Bytes, covers: Option<sluice_record::Ulid>) -> bool {
+        self.last_send = Instant::now();
+        if self.tx.blocking_send(Ok(chunk)).is_err() {
+            self.client_gone = true;
+            return false;
+        }
+        if let Some(id) = covers {
+            self.advance_frontier(id);
+        }
+        true
+    }
+
+    fn advance_frontier(&self, id: sluice_record::Ulid) {
+        let mut frontier = self.frontier.lock().unwrap_or_else(|p| p.into_inner());
+        *frontier = (*frontier).max(id);
+    }
+}
+
+impl sluice_query::RecordSink for LocalSink {
+    fn record(&mut self, record: &Record<'_>) -> bool {
+        match self.format {
+            Format::Raw => write_raw(&mut self.out, record),
+            Format::Json => write_json(&mut self.out, record),
+            Format::Frames => {
+                match self.frames.push(record) {
+                    Ok(Some(frame)) => return self.send(frame, Some(record.id)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "a record does not fit a frame");
+                        return false;
+                    }
+                }
+                if self.last_send.elapsed() >= CHUNK_LINGER
+                    && let Some(frame) = self.frames.flush()
+                {
+                    return self.send(frame, Some(record.id));
+                }
+                return true;
+            }
+        }
+        if self.out.len() >= CHUNK_BYTES || self.last_send.elapsed() >= CHUNK_LINGER {
+            let chunk = Bytes::from(std::mem::replace(
+                &mut self.out,
+                Vec::with_capacity(CHUNK_BYTES * 2),
+            ));
+            return self.send(chunk, None);
+        }
+        true
+    }
+
+    fn progress(&mut self, done: sluice_record::Ulid) {
+        if self.format != Format::Frames {
+            return;
+        }
+        // A progress frame may claim only what was sent: with records
+        // still in the open frame, send them first, but no more often than
+        // the linger (a scan that matches little reaches here often).
+        if self.frames.has_pending() {
+            if self.last_send.elapsed() < CHUNK_LINGER {
+                return;
+            }
+            if let Some(frame) = self.frames.flush()
+                && !self.send(frame, None)
+            {
+                return;
+            }
+        }
+        self.advance_frontier(done);
     }
 }
 

@@ -158,6 +158,14 @@ pub struct QueryStats {
 pub trait RecordSink {
     /// Take one matching record, in id order; `false` stops the query.
     fn record(&mut self, record: &Record<'_>) -> bool;
+
+    /// Every record with an id up to and including `done` was given to
+    /// [`record`](Self::record) already or does not match: told now and
+    /// then as the scan moves on, even when nothing matches, so a server
+    /// can say how far it got. The default ignores it.
+    fn progress(&mut self, done: Ulid) {
+        let _ = done;
+    }
 }
 
 impl<F: FnMut(&Record<'_>) -> bool> RecordSink for F {
@@ -538,14 +546,18 @@ impl Prepared<'_> {
         let mut merge = Merge::new(&mins, &mut open, &filter);
         let limit = query.limit.unwrap_or(u64::MAX);
         let mut emitted = 0u64;
-        merge.run(|record| {
-            emitted += 1;
-            if !sink.record(record) || emitted >= limit {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        });
+        let sink = std::cell::RefCell::new(sink);
+        merge.run_with_progress(
+            |record| {
+                emitted += 1;
+                if !sink.borrow_mut().record(record) || emitted >= limit {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+            |done| sink.borrow_mut().progress(done),
+        );
         let merged = merge.stats;
         for (idx, err) in &merged.failed {
             tracing::error!(segment = %segments[*idx].name, error = %err, "segment could not be read; the query skipped it");

@@ -68,9 +68,15 @@ pub struct Merge<'a> {
     cursors: Vec<Option<Box<dyn RecordCursor>>>,
     heap: BinaryHeap<Reverse<(Ulid, usize)>>,
     last_emitted: Option<Ulid>,
+    /// A cursor passed over records since progress was last reported.
+    progress_due: bool,
     /// What the merge did so far; complete once [`Merge::run`] returned.
     pub stats: MergeStats,
 }
+
+/// Report progress at least this often, in records emitted, when no
+/// cursor skips anything.
+const PROGRESS_EVERY_RECORDS: u64 = 256;
 
 impl<'a> Merge<'a> {
     /// A merge of inputs whose smallest ids are `mins` (ascending). `open`
@@ -91,7 +97,20 @@ impl<'a> Merge<'a> {
             cursors: (0..mins.len()).map(|_| None).collect(),
             heap: BinaryHeap::new(),
             last_emitted: None,
+            progress_due: false,
             stats: MergeStats::default(),
+        }
+    }
+
+    /// Every record with an id below this one has been emitted or passed
+    /// over (the smallest id on the heap or of an input not yet opened);
+    /// `None` once every input is done.
+    pub fn frontier(&self) -> Option<Ulid> {
+        let on_heap = self.heap.peek().map(|Reverse((id, _))| *id);
+        let unopened = self.mins.get(self.next_to_open).copied();
+        match (on_heap, unopened) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -102,6 +121,7 @@ impl<'a> Merge<'a> {
             return;
         };
         let mut scanned = 0;
+        let skipped_before = cursor.records_skipped();
         let outcome = loop {
             match cursor.advance() {
                 Ok(true) => {
@@ -118,6 +138,9 @@ impl<'a> Merge<'a> {
             }
         };
         self.stats.records_scanned += scanned;
+        if scanned > 1 || cursor.records_skipped() != skipped_before {
+            self.progress_due = true;
+        }
         match outcome {
             Ok(Some(id)) => self.heap.push(Reverse((id, idx))),
             Ok(None) => self.close(idx),
@@ -162,9 +185,37 @@ impl<'a> Merge<'a> {
     }
 
     /// Emit kept records in id order until the inputs end or `emit` breaks.
-    pub fn run(&mut self, mut emit: impl FnMut(&Record<'_>) -> ControlFlow<()>) {
+    pub fn run(&mut self, emit: impl FnMut(&Record<'_>) -> ControlFlow<()>) {
+        self.run_with_progress(emit, |_| {});
+    }
+
+    /// [`Merge::run`], telling `progress` now and then how far the merge
+    /// has got: every record with an id up to and including the one given
+    /// was emitted (or passed over) already. It is told after cursors
+    /// passed over records (a scan that finds nothing still moves on) and
+    /// every few hundred records emitted; it never goes back.
+    pub fn run_with_progress(
+        &mut self,
+        mut emit: impl FnMut(&Record<'_>) -> ControlFlow<()>,
+        mut progress: impl FnMut(Ulid),
+    ) {
+        let mut reported: Option<Ulid> = None;
         loop {
             self.open_reached();
+            if self.progress_due
+                || self.stats.records_emitted % PROGRESS_EVERY_RECORDS == PROGRESS_EVERY_RECORDS - 1
+            {
+                self.progress_due = false;
+                if let Some(below) = self.frontier()
+                    && below.0 > 0
+                {
+                    let done = Ulid(below.0 - 1);
+                    if reported.is_none_or(|r| done > r) {
+                        reported = Some(done);
+                        progress(done);
+                    }
+                }
+            }
             let Some(Reverse((id, idx))) = self.heap.pop() else {
                 break;
             };
@@ -297,6 +348,52 @@ pub(crate) mod tests {
             merge.run(|r| { got.push(r.id.0); ControlFlow::Continue(()) });
             let want: std::collections::BTreeSet<u128> = inputs.iter().flatten().copied().filter(|i| i.is_multiple_of(keep_mod)).collect();
             prop_assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+        }
+
+        /// Progress never claims a record not emitted yet, never goes back,
+        /// and moves while the filter passes over records.
+        #[test]
+        fn progress_never_runs_ahead_of_the_records(
+            inputs in proptest::collection::vec(proptest::collection::btree_set(1u128..2000, 1..300), 1..6),
+            keep_mod in 1u128..50,
+        ) {
+            let mut segments: Vec<Vec<OwnedRecord>> = inputs
+                .iter()
+                .map(|s| s.iter().map(|&i| rec(i)).collect())
+                .collect();
+            segments.sort_by_key(|s| s[0].id);
+            let mins: Vec<Ulid> = segments.iter().map(|s| s[0].id).collect();
+            let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
+                Ok(Box::new(VecCursor { records: segments[i].clone(), pos: None }))
+            };
+            let filter = |r: &Record<'_>| if r.id.0.is_multiple_of(keep_mod) { Verdict::Keep } else { Verdict::Skip };
+            let mut merge = Merge::new(&mins, &mut open, &filter);
+            #[derive(Debug, Clone, Copy, PartialEq)]
+            enum Event { Record(u128), Progress(u128) }
+            let events = std::cell::RefCell::new(Vec::new());
+            merge.run_with_progress(
+                |r| { events.borrow_mut().push(Event::Record(r.id.0)); ControlFlow::Continue(()) },
+                |done| events.borrow_mut().push(Event::Progress(done.0)),
+            );
+            let events = events.into_inner();
+            let records: Vec<u128> = events.iter().filter_map(|e| match e { Event::Record(id) => Some(*id), _ => None }).collect();
+            let mut last_progress = 0;
+            for (at, event) in events.iter().enumerate() {
+                if let Event::Progress(done) = *event {
+                    prop_assert!(done > last_progress, "progress went back: {events:?}");
+                    last_progress = done;
+                    let sent: Vec<u128> = events[..at].iter().filter_map(|e| match e { Event::Record(id) => Some(*id), _ => None }).collect();
+                    // Every record at or below the mark came out before it.
+                    prop_assert!(records.iter().filter(|&&id| id <= done).all(|id| sent.contains(id)), "{events:?}");
+                }
+            }
+            // A record passed over before one that comes out: progress is
+            // told (a scan that finds little still moves on).
+            if let Some(&largest) = records.last()
+                && inputs.iter().flatten().any(|i| *i < largest && !i.is_multiple_of(keep_mod))
+            {
+                prop_assert!(last_progress > 0, "{events:?}");
+            }
         }
     }
 }
