@@ -55,11 +55,7 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let base = base_url(&args.api);
     let response = reqwest::get(format!("{base}/cluster"))
         .await
-        .with_context(|| {
-            format!(
-                "cannot reach sluice at {base}: is a node running there? (set --api or SLUICE_API)"
-            )
-        })?;
+        .with_context(|| super::query::cannot_reach(&base))?;
     let status = response.status();
     let body = response.text().await.context("read the cluster view")?;
     if !status.is_success() {
@@ -124,11 +120,7 @@ async fn forget(args: ForgetArgs) -> anyhow::Result<ExitCode> {
         .query(&[("node", &args.node)])
         .send()
         .await
-        .with_context(|| {
-            format!(
-                "cannot reach sluice at {base}: is a node running there? (set --api or SLUICE_API)"
-            )
-        })?;
+        .with_context(|| super::query::cannot_reach(&base))?;
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     if !status.is_success() {

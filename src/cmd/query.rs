@@ -72,6 +72,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(query(args))
 }
 
+/// What to say when no node answers at `base`.
+pub fn cannot_reach(base: &str) -> String {
+    format!("cannot reach sluice at {base}: is a node running there? (set --api or SLUICE_API)")
+}
+
 pub fn base_url(api: &str) -> String {
     if api.starts_with("http://") || api.starts_with("https://") {
         api.trim_end_matches('/').to_string()
@@ -118,11 +123,7 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
         .query(&params)
         .send()
         .await
-        .with_context(|| {
-            format!(
-                "cannot reach sluice at {base}: is a node running there? (set --api or SLUICE_API)"
-            )
-        })?;
+        .with_context(|| cannot_reach(&base))?;
     let status = response.status();
     if status == reqwest::StatusCode::SERVICE_UNAVAILABLE
         && let Some(retry) = response.headers().get(reqwest::header::RETRY_AFTER)

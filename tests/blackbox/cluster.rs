@@ -4,14 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::{cluster_harness::*, harness::*};
-
-/// Every node's view lists `id` with this generation.
-fn generation_of(view: &serde_json::Value, id: &str) -> u64 {
-    view_node(view, id)
-        .and_then(|n| n["generation"].as_u64())
-        .unwrap_or_else(|| panic!("{id} is not in the view {view}"))
-}
+use crate::{cluster_checks::*, cluster_harness::*, harness::*};
 
 /// Lines printed by `sluice query --ulid`, split into (id, payload).
 fn ids_and_payloads(output: &std::process::Output) -> Vec<(String, Vec<u8>)> {
@@ -27,28 +20,9 @@ fn ids_and_payloads(output: &std::process::Output) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// Wait until a query on `node` returns `n` records with every node
-/// answering, and return its stats.
+/// Wait until a query on `node` is complete with `n` records.
 fn wait_records(node: &ClusterNode, n: u64) -> serde_json::Value {
-    wait_until(&format!("{n} records from {}", node.name()), || {
-        let (code, stats) = node.query_stats(&[]);
-        if code == 0 && stats["records_matched"].as_u64() == Some(n) {
-            Ok(stats)
-        } else {
-            Err(format!("exit {code}: {stats}"))
-        }
-    })
-}
-
-/// How many records a store holds (its own answer, by the per-node stats).
-fn records_on(stats: &serde_json::Value, id: &str) -> u64 {
-    stats["per_node"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|n| n["node"] == id)
-        .and_then(|n| n["records_matched"].as_u64())
-        .unwrap_or(0)
+    wait_records_with(node, n, &[])
 }
 
 /// Start nodes of `roles`, each with its own extra flags, seeded at the
@@ -85,19 +59,6 @@ fn wait_stored(node: &ClusterNode, store: &str, n: u64) -> serde_json::Value {
             Err(stats.to_string())
         }
     })
-}
-
-fn send_lines(ingester: &ClusterNode, lines: &[u8]) {
-    let forwarder = Forwarder::stdin(
-        &[&format!("sluice://{}", ingester.batch())],
-        &["--guarantee", "write"],
-    );
-    let counts = forwarder.feed(lines.to_vec(), || {});
-    assert_eq!(
-        counts["acked"].as_u64(),
-        Some(lines_of(lines).len() as u64),
-        "{counts}"
-    );
 }
 
 #[test]

@@ -4,6 +4,7 @@ mod agent;
 mod batch;
 mod client;
 mod cluster;
+mod cluster_checks;
 mod cluster_harness;
 mod compaction;
 mod fault_proxy;

@@ -6,41 +6,15 @@
 
 use serde_json::Value;
 
-use crate::{cluster_harness::*, harness::*};
+use crate::{cluster_checks::*, cluster_harness::*, harness::*};
 
 /// Every query here names a node timeout: a node that hangs costs 2 s,
 /// not the default 10 s.
 const NODE_TIMEOUT: [&str; 2] = ["--node-timeout", "2s"];
 
-/// The generation a view gives node `id`.
-fn generation_of(view: &Value, id: &str) -> u64 {
-    view_node(view, id)
-        .and_then(|n| n["generation"].as_u64())
-        .unwrap_or_else(|| panic!("{id} is not in the view {view}"))
-}
-
-/// How many records node `id` answered with, by a query's per-node stats.
-fn records_on(stats: &Value, id: &str) -> u64 {
-    stats["per_node"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|n| n["node"] == id)
-        .and_then(|n| n["records_matched"].as_u64())
-        .unwrap_or(0)
-}
-
-/// Wait until a query on `node` is complete (exit 0) with `n` records, and
-/// return its stats.
+/// Wait until a query on `node` is complete with `n` records.
 fn wait_records(node: &ClusterNode, n: u64) -> Value {
-    wait_until(&format!("{n} records from {}", node.name()), || {
-        let (code, stats) = node.query_stats(&NODE_TIMEOUT);
-        if code == 0 && stats["records_matched"].as_u64() == Some(n) {
-            Ok(stats)
-        } else {
-            Err(format!("exit {code}: {stats}"))
-        }
-    })
+    wait_records_with(node, n, &NODE_TIMEOUT)
 }
 
 /// The failed nodes of a query's stats, as (node, reason).
@@ -54,20 +28,6 @@ fn failed(stats: &Value) -> Vec<(String, String)> {
             (field("node"), field("reason"))
         })
         .collect()
-}
-
-/// Send `lines` to the ingester's batch listener; every one is acked.
-fn send_lines(ingester: &ClusterNode, lines: &[u8]) {
-    let forwarder = Forwarder::stdin(
-        &[&format!("sluice://{}", ingester.batch())],
-        &["--guarantee", "write"],
-    );
-    let counts = forwarder.feed(lines.to_vec(), || {});
-    assert_eq!(
-        counts["acked"].as_u64(),
-        Some(lines_of(lines).len() as u64),
-        "{counts}"
-    );
 }
 
 #[test]

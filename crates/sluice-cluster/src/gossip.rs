@@ -30,7 +30,7 @@ use tokio::{
 use tracing::warn;
 
 use crate::{
-    ClusterError, ClusterView, ForgetError, Membership, NodeEntry, keys,
+    ClusterError, NodeEntry, keys,
     local::{Core, Shared, initial_keys, lock},
     metrics,
     view::tombstones,
@@ -225,19 +225,7 @@ impl Gossip {
     }
 }
 
-impl Membership for Gossip {
-    fn view(&self) -> Arc<ClusterView> {
-        self.shared.view()
-    }
-
-    fn set_self(&self, key: &str, value: &str) {
-        self.shared.set_self(key, value)
-    }
-
-    fn forget(&self, node_id: &str) -> Result<(), ForgetError> {
-        self.shared.forget(node_id)
-    }
-}
+crate::local::membership_through_shared!(Gossip);
 
 /// The failure detector for a gossip interval: the prior mean heartbeat
 /// interval is the gossip interval, and gaps over 10 intervals (a paused
@@ -511,6 +499,7 @@ mod tests {
     use std::{future::Future, time::Duration};
 
     use super::*;
+    use crate::{ForgetError, Membership};
 
     #[test]
     fn seeds_must_be_host_and_port() {

@@ -14,7 +14,7 @@ use std::{
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
-    ClusterView, ForgetError, Membership, NodeEntry, PROTOCOL_VERSION, build_view, keys, metrics,
+    ClusterView, ForgetError, NodeEntry, PROTOCOL_VERSION, build_view, keys, metrics,
     view::add_forgotten,
 };
 
@@ -140,6 +140,28 @@ impl Shared {
     }
 }
 
+/// `impl Membership` for a type whose `shared` field (a [`Shared`]) does
+/// the work: every implementation keeps its view and this node's keys the
+/// same way, and differs only in where the other nodes come from.
+macro_rules! membership_through_shared {
+    ($type:ty) => {
+        impl $crate::Membership for $type {
+            fn view(&self) -> std::sync::Arc<$crate::ClusterView> {
+                self.shared.view()
+            }
+
+            fn set_self(&self, key: &str, value: &str) {
+                self.shared.set_self(key, value)
+            }
+
+            fn forget(&self, node_id: &str) -> Result<(), $crate::ForgetError> {
+                self.shared.forget(node_id)
+            }
+        }
+    };
+}
+pub(crate) use membership_through_shared;
+
 /// Membership of a node that does not gossip (`sluice ingeststore` with
 /// neither `--peer` nor `--gossip`): the view is this node alone, live once
 /// its `roles` and `api` keys are set (give them in `keys`), with no
@@ -162,19 +184,7 @@ impl Solo {
     }
 }
 
-impl Membership for Solo {
-    fn view(&self) -> Arc<ClusterView> {
-        self.shared.view()
-    }
-
-    fn set_self(&self, key: &str, value: &str) {
-        self.shared.set_self(key, value)
-    }
-
-    fn forget(&self, node_id: &str) -> Result<(), ForgetError> {
-        self.shared.forget(node_id)
-    }
-}
+membership_through_shared!(Solo);
 
 /// Membership whose other nodes the caller sets ([`Manual::set_others`]):
 /// a stand-in for [`Gossip`](crate::Gossip) in tests of code that reads
@@ -205,19 +215,7 @@ impl Manual {
     }
 }
 
-impl Membership for Manual {
-    fn view(&self) -> Arc<ClusterView> {
-        self.shared.view()
-    }
-
-    fn set_self(&self, key: &str, value: &str) {
-        self.shared.set_self(key, value)
-    }
-
-    fn forget(&self, node_id: &str) -> Result<(), ForgetError> {
-        self.shared.forget(node_id)
-    }
-}
+membership_through_shared!(Manual);
 
 fn local_shared(
     cluster_id: &str,
@@ -241,7 +239,7 @@ fn local_shared(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Health;
+    use crate::{Health, Membership};
 
     fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
