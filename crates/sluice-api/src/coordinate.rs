@@ -299,7 +299,7 @@ pub(crate) async fn query(
     let content_type = match format {
         Format::Raw => "text/plain; charset=utf-8",
         Format::Json => "application/x-ndjson",
-        Format::Frames => FRAMES_CONTENT_TYPE,
+        Format::Frames | Format::Ids => FRAMES_CONTENT_TYPE,
     };
     let mut builder = Response::builder().header(header::CONTENT_TYPE, content_type);
     if !down.is_empty() {
@@ -351,7 +351,9 @@ impl Gather {
         let mut merge = NodeMerge::new(n);
         let mut local_params = self.params.clone();
         local_params.scope = Some("local".into());
-        local_params.format = Some("frames".into());
+        // Counting needs the ids (to drop copies), not the records.
+        let counting = out.is_none() || self.format == Format::Ids;
+        local_params.format = Some(if counting { "ids" } else { "frames" }.into());
         local_params.stats = false;
         local_params.consistency = None;
         local_params.node_timeout = None;
@@ -379,6 +381,11 @@ impl Gather {
                     tokio::spawn(read_self(
                         self.state.clone(),
                         self.query.clone(),
+                        if counting {
+                            Format::Ids
+                        } else {
+                            Format::Frames
+                        },
                         tx,
                         ready_tx,
                     ));
@@ -416,7 +423,7 @@ impl Gather {
                 match self.format {
                     Format::Raw => crate::query::write_raw(&mut buffer, &record),
                     Format::Json => crate::query::write_json(&mut buffer, &record),
-                    Format::Frames => {
+                    Format::Frames | Format::Ids => {
                         if let Ok(Some(frame)) = frames.push(&record) {
                             buffer.extend_from_slice(&frame);
                         }
@@ -443,7 +450,7 @@ impl Gather {
             if !buffer.is_empty()
                 && let Some(out) = &out
             {
-                if self.format == Format::Frames
+                if self.format.framed()
                     && let Some(frame) = frames.flush()
                 {
                     buffer.extend_from_slice(&frame);
@@ -564,7 +571,7 @@ impl Gather {
             }
             if let Some(message) = &strict_failure {
                 match self.format {
-                    Format::Frames => {
+                    Format::Frames | Format::Ids => {
                         buffer.extend_from_slice(&frames.error(message));
                         let _ = out.send(Ok(Bytes::from(buffer))).await;
                     }
@@ -577,7 +584,7 @@ impl Gather {
                 }
                 return Err(message.clone());
             }
-            if self.format == Format::Frames {
+            if self.format.framed() {
                 if let Some(frame) = frames.flush() {
                     buffer.extend_from_slice(&frame);
                 }
@@ -720,11 +727,12 @@ async fn pump(
 async fn read_self(
     state: ApiState,
     query: Query,
+    format: Format,
     tx: mpsc::Sender<Event>,
     ready: tokio::sync::oneshot::Sender<()>,
 ) {
     let scanning = crate::admission::Scanning::unadmitted();
-    let started = start_local(&state, query, Format::Frames, scanning, false).await;
+    let started = start_local(&state, query, format, scanning, false).await;
     let _ = ready.send(());
     match started {
         Ok(rx) => {

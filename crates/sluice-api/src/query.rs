@@ -13,7 +13,10 @@
 //! | `limit`  | stop after this many records                              | none    |
 //! | `after`  | resume cursor: only records with a larger ULID            | none    |
 //! | `stats`  | `true`: run the query, return only the plan and counts    | `false` |
-//! | `format` | `raw`: `<ulid> <topic> <payload>\n`; `json`: one object per line | `raw` |
+//! | `format` | `raw`: `<ulid> <topic> <payload>\n`; `json`: one object per line; `frames`: the framed answer of `sluice_query::frames` (records, progress, stats); `ids`: frames of ids only | `raw` |
+//! | `consistency` | `partial` or `strict`: what a node that cannot answer does to the query | `partial` |
+//! | `node_timeout` | how long to wait for a silent node, e.g. `10s` | the node's `--node-timeout` |
+//! | `scope` | `local`: this node's store and ingest segments only | the whole cluster |
 //!
 //! Records are sent as they are found, in chunks of at most 64 KiB (sooner
 //! when matches are sparse), through a channel of 8 chunks: memory stays
@@ -98,6 +101,16 @@ pub(crate) enum Format {
     Json,
     /// The framed protocol of `sluice_query::frames`, ending with stats.
     Frames,
+    /// Frames whose records carry their id only (topic `-`, no payload):
+    /// what a coordinator asks for when it only counts (`stats=true`).
+    Ids,
+}
+
+impl Format {
+    /// Whether the answer is framed.
+    pub(crate) fn framed(self) -> bool {
+        matches!(self, Format::Frames | Format::Ids)
+    }
 }
 
 /// A `/query` parameter that cannot be used (answered 400).
@@ -113,7 +126,7 @@ pub(crate) enum ParamError {
     Matcher(#[from] sluice_query::MatcherError),
     #[error("after: {0:?} is not a ULID; pass the id of the last record you read")]
     After(String),
-    #[error("unknown format {0:?}: use raw, json or frames")]
+    #[error("unknown format {0:?}: use raw, json, frames or ids")]
     Format(String),
 }
 
@@ -153,6 +166,7 @@ pub(crate) fn parse(params: &QueryParams) -> Result<(Query, Format), ParamError>
         None | Some("raw") => Format::Raw,
         Some("json") => Format::Json,
         Some("frames") => Format::Frames,
+        Some("ids") => Format::Ids,
         Some(other) => return Err(ParamError::Format(other.to_string())),
     };
     Ok((
@@ -333,7 +347,7 @@ pub(crate) async fn query(
     let content_type = match format {
         Format::Raw => "text/plain; charset=utf-8",
         Format::Json => "application/x-ndjson",
-        Format::Frames => FRAMES_CONTENT_TYPE,
+        Format::Frames | Format::Ids => FRAMES_CONTENT_TYPE,
     };
     let body = WithClient {
         _client: client,
@@ -433,7 +447,7 @@ pub(crate) async fn start_local(
     // Set, under its lock, before the last frame is sent: no progress
     // frame may follow the stats frame.
     let scan_done = Arc::new(std::sync::Mutex::new(false));
-    if format == Format::Frames {
+    if format.framed() {
         let tx = tx.clone();
         let frontier = frontier.clone();
         let scan_done = scan_done.clone();
@@ -525,7 +539,7 @@ pub(crate) async fn start_local(
                     let _ = tx.blocking_send(Ok(Bytes::from(out)));
                 }
             }
-            Format::Frames => {
+            Format::Frames | Format::Ids => {
                 if let Some(frame) = frames.flush() {
                     let _ = tx.blocking_send(Ok(frame));
                 }
@@ -597,8 +611,18 @@ impl sluice_query::RecordSink for LocalSink {
         match self.format {
             Format::Raw => write_raw(&mut self.out, record),
             Format::Json => write_json(&mut self.out, record),
-            Format::Frames => {
-                match self.frames.push(record) {
+            Format::Frames | Format::Ids => {
+                let id_only = Record {
+                    id: record.id,
+                    flags: record.flags,
+                    topic: b"-",
+                    payload: b"",
+                };
+                let pushed = match self.format {
+                    Format::Ids => self.frames.push(&id_only),
+                    _ => self.frames.push(record),
+                };
+                match pushed {
                     Ok(Some(frame)) => return self.send(frame, Some(record.id)),
                     Ok(None) => {}
                     Err(e) => {
@@ -625,7 +649,7 @@ impl sluice_query::RecordSink for LocalSink {
     }
 
     fn progress(&mut self, done: sluice_record::Ulid) {
-        if self.format != Format::Frames {
+        if !self.format.framed() {
             return;
         }
         // A progress frame may claim only what was sent: with records
