@@ -140,9 +140,10 @@ pub struct IngestArgs {
     /// given back in this time is lent again.
     #[arg(long, default_value_t = sluice_ingest::log::DEFAULT_PENDING_TIMEOUT.into(), env = "SLUICE_PENDING_TIMEOUT")]
     pub pending_timeout: HumanDuration,
-    /// On SIGTERM, how long to wait for stores to take the segments this
-    /// node still holds before it exits anyway (they stay on disk and are
-    /// served again at the next start).
+    /// On SIGTERM, how long a node of a cluster waits for stores to take
+    /// the segments it still holds before it exits anyway (they stay on
+    /// disk and are served again at the next start). A lone ingeststore
+    /// does not wait.
     #[arg(long, default_value = "60s", env = "SLUICE_DRAIN_TIMEOUT")]
     pub drain_timeout: HumanDuration,
 }

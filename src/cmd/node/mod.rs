@@ -235,7 +235,10 @@ async fn serve(
     }
     shutdown.store(true, Ordering::Relaxed);
     if let Some(ingest) = &mut ingest {
-        drain_ingest(ingest).await;
+        // A cluster of one keeps its segments where its own store finds
+        // them at the next start: it stops taking lines and goes. A node
+        // that leaves a cluster hands its segments to the stores first.
+        drain_ingest(ingest, members.gossip_port.is_some()).await;
     }
     if let Some((consumer_shutdown, consumer_task, maintainer_shutdown, maintainer_thread)) =
         store_parts
@@ -359,9 +362,9 @@ async fn start_ingest(
     })
 }
 
-/// Stop taking lines, seal what connections hold, and wait (up to the
-/// drain timeout) until stores have taken every segment.
-async fn drain_ingest(ingest: &mut IngestRole) {
+/// Stop taking lines, seal what connections hold, and with `hand_over`
+/// wait (up to the drain timeout) until stores have taken every segment.
+async fn drain_ingest(ingest: &mut IngestRole, hand_over: bool) {
     for task in ingest.tasks.drain(..) {
         let _ = task.await;
     }
@@ -374,6 +377,9 @@ async fn drain_ingest(ingest: &mut IngestRole) {
         && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !hand_over {
+        return;
     }
     let deadline = Instant::now() + ingest.drain_timeout;
     let mut logged = false;
