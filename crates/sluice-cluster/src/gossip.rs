@@ -79,7 +79,7 @@ pub struct GossipConfig {
 }
 
 /// Membership over chitchat gossip. Needs a tokio runtime (timers and the
-/// network); [`Membership`] calls are plain functions, callable from any
+/// network); [`Membership`](crate::Membership) calls are plain functions, callable from any
 /// thread.
 pub struct Gossip {
     shared: Arc<Shared>,

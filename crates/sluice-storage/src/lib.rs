@@ -21,6 +21,7 @@
 //! work runs on the [`WorkerPool`] a caller passes in.
 
 pub mod block_segment;
+pub mod cursor;
 mod error;
 pub mod fs;
 pub mod memfs;
