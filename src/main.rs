@@ -41,7 +41,7 @@ enum Command {
     Ingeststore(cmd::node::BothNode),
     /// Run an ingest node of a cluster: it takes lines and holds them until stores consume them.
     Ingest(cmd::node::IngestNode),
-    /// Run a store node of a cluster: it consumes from every ingester it finds by gossip, and keeps.
+    /// Run a store node of a cluster: it consumes from every ingester it finds by gossip and keeps what it takes.
     Store(cmd::node::StoreNode),
     /// Show the cluster's nodes, or forget a dead one.
     #[command(subcommand)]
