@@ -199,6 +199,12 @@ class Proc:
         cls.started = []
 
 
+def need_free(mib: int) -> None:
+    """Refuse to start without about `mib` MiB free under BENCH_DIR."""
+    if (free := shutil.disk_usage(BENCH_DIR).free) <= mib * MIB:
+        raise BenchError(f"need about {mib} MiB free under {BENCH_DIR}, have {free // MIB} MiB")
+
+
 def run_cmd(argv: list[str], timeout: float = QUERY_TIMEOUT, maxrc: int = 0, capture: bool = False) -> bytes:
     """Run a short command; fail naming it if it exits above maxrc or times out. Its stdout if capture."""
     try:
@@ -779,8 +785,7 @@ def cmd_run(ctx: Ctx) -> RunReport:
     """
     args = ctx.args
     args.timeout = args.timeout or 120 + 2 * args.mb
-    if (free := shutil.disk_usage(BENCH_DIR).free) <= args.mb * MIB * 6:
-        raise BenchError(f"need about {args.mb * 6} MiB free under {BENCH_DIR}, have {free // MIB} MiB")
+    need_free(args.mb * 6)
     r = RunReport(ctx.run_id, machine_info(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), commit_id(),
                   args.mb, ctx.reps(3))
     r.corpora = [gen_corpus(ctx, size) for size in (100, FWD_SIZE)]
@@ -1635,8 +1640,7 @@ def cmd_cluster(ctx: Ctx) -> ClusterReport:
     """
     args = ctx.args
     args.timeout = args.timeout or 120 + 2 * args.mb
-    if (free := shutil.disk_usage(BENCH_DIR).free) <= args.mb * MIB * 4:
-        raise BenchError(f"need about {args.mb * 4} MiB free under {BENCH_DIR}, have {free // MIB} MiB")
+    need_free(args.mb * 4)
     r = ClusterReport(ctx.run_id, machine_info(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), commit_id(),
                       args.mb, ctx.reps(3))
     r.corpus = c = gen_corpus(ctx, FWD_SIZE)

@@ -264,22 +264,12 @@ async fn local_plan(state: &ApiState, query: Query) -> Result<(u64, u64), Respon
     if state.store.is_none() && state.ingest.is_none() {
         return Err(no_data_role());
     }
-    let store = state.store.clone();
-    let ingest = state.ingest.clone();
+    let state = state.clone();
     let planned = tokio::task::spawn_blocking(move || {
-        let ingest_files = match &ingest {
-            Some(log) => log
-                .query_segments()
-                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
-            None => Vec::new(),
-        };
-        let fs = match (&store, &ingest) {
-            (Some(store), _) => store.fs().clone(),
-            (None, Some(log)) => log.fs().clone(),
-            (None, None) => unreachable!("checked above"),
-        };
+        let (fs, ingest_files) =
+            local_sources(&state).map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
         let sources = Sources {
-            store: store.as_ref().map(|s| s.dir()),
+            store: state.store.as_ref().map(|s| s.dir()),
             ingest: &ingest_files,
         };
         sluice_query::plan_sources(&*fs, sources, &query)

@@ -324,6 +324,32 @@ pub(crate) mod tests {
         assert_eq!(all, [1, 2, 3, 4, 5]);
     }
 
+    /// The non-empty inputs as segments sorted by their smallest id, and
+    /// those ids.
+    fn sorted_segments(
+        inputs: &[std::collections::BTreeSet<u128>],
+    ) -> (Vec<Vec<OwnedRecord>>, Vec<Ulid>) {
+        let mut segments: Vec<Vec<OwnedRecord>> = inputs
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.iter().map(|&i| rec(i)).collect())
+            .collect();
+        segments.sort_by_key(|s| s[0].id);
+        let mins = segments.iter().map(|s| s[0].id).collect();
+        (segments, mins)
+    }
+
+    /// A filter keeping the records whose id is a multiple of `keep_mod`.
+    fn keep_multiples_of(keep_mod: u128) -> impl Fn(&Record<'_>) -> Verdict {
+        move |r| {
+            if r.id.0.is_multiple_of(keep_mod) {
+                Verdict::Keep
+            } else {
+                Verdict::Skip
+            }
+        }
+    }
+
     proptest! {
         /// Merging any overlapping sorted inputs equals sorting their union,
         /// dropping duplicate ids and applying the filter.
@@ -332,17 +358,11 @@ pub(crate) mod tests {
             inputs in proptest::collection::vec(proptest::collection::btree_set(0u128..200, 0..40), 0..8),
             keep_mod in 1u128..4,
         ) {
-            let mut segments: Vec<Vec<OwnedRecord>> = inputs
-                .iter()
-                .filter(|s| !s.is_empty())
-                .map(|s| s.iter().map(|&i| rec(i)).collect())
-                .collect();
-            segments.sort_by_key(|s| s[0].id);
-            let mins: Vec<Ulid> = segments.iter().map(|s| s[0].id).collect();
+            let (segments, mins) = sorted_segments(&inputs);
             let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
                 Ok(Box::new(VecCursor { records: segments[i].clone(), pos: None }))
             };
-            let filter = |r: &Record<'_>| if r.id.0.is_multiple_of(keep_mod) { Verdict::Keep } else { Verdict::Skip };
+            let filter = keep_multiples_of(keep_mod);
             let mut merge = Merge::new(&mins, &mut open, &filter);
             let mut got = Vec::new();
             merge.run(|r| { got.push(r.id.0); ControlFlow::Continue(()) });
@@ -357,16 +377,11 @@ pub(crate) mod tests {
             inputs in proptest::collection::vec(proptest::collection::btree_set(1u128..2000, 1..300), 1..6),
             keep_mod in 1u128..50,
         ) {
-            let mut segments: Vec<Vec<OwnedRecord>> = inputs
-                .iter()
-                .map(|s| s.iter().map(|&i| rec(i)).collect())
-                .collect();
-            segments.sort_by_key(|s| s[0].id);
-            let mins: Vec<Ulid> = segments.iter().map(|s| s[0].id).collect();
+            let (segments, mins) = sorted_segments(&inputs);
             let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
                 Ok(Box::new(VecCursor { records: segments[i].clone(), pos: None }))
             };
-            let filter = |r: &Record<'_>| if r.id.0.is_multiple_of(keep_mod) { Verdict::Keep } else { Verdict::Skip };
+            let filter = keep_multiples_of(keep_mod);
             let mut merge = Merge::new(&mins, &mut open, &filter);
             #[derive(Debug, Clone, Copy, PartialEq)]
             enum Event { Record(u128), Progress(u128) }

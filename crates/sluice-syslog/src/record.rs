@@ -36,30 +36,24 @@ pub struct RecordCounts {
 impl SyslogFramer {
     /// [`drain`](Self::drain), each frame made a record at `now_ms` (the
     /// arrival time, UTC milliseconds).
-    pub fn drain_records(
-        &mut self,
-        now_ms: u64,
-        mut emit: impl FnMut(Unstamped<'_>),
-    ) -> RecordCounts {
-        let (mut unparsed, mut multiline) = (0, 0);
-        let frames = self.drain_lending(|frame, line| {
-            emit(record(frame, now_ms, line, &mut unparsed, &mut multiline));
-        });
-        RecordCounts {
-            frames,
-            unparsed,
-            multiline,
-        }
+    pub fn drain_records(&mut self, now_ms: u64, emit: impl FnMut(Unstamped<'_>)) -> RecordCounts {
+        self.records(now_ms, emit, |framer, lend| framer.drain_lending(lend))
     }
 
     /// [`finish`](Self::finish), each frame made a record at `now_ms`.
-    pub fn finish_records(
+    pub fn finish_records(&mut self, now_ms: u64, emit: impl FnMut(Unstamped<'_>)) -> RecordCounts {
+        self.records(now_ms, emit, |framer, lend| framer.finish_lending(lend))
+    }
+
+    /// Run `lend` (draining or finishing), making each frame a record.
+    fn records(
         &mut self,
         now_ms: u64,
         mut emit: impl FnMut(Unstamped<'_>),
+        lend: impl FnOnce(&mut Self, &mut dyn FnMut(Frame<'_>, &mut Vec<u8>)) -> FrameCounts,
     ) -> RecordCounts {
         let (mut unparsed, mut multiline) = (0, 0);
-        let frames = self.finish_lending(|frame, line| {
+        let frames = lend(self, &mut |frame, line| {
             emit(record(frame, now_ms, line, &mut unparsed, &mut multiline));
         });
         RecordCounts {

@@ -103,10 +103,16 @@ pub async fn join(
 /// none, else 1 + floor(log4(flushed)), at most 9. Coarse on purpose: it
 /// changes rarely, so it costs gossip almost nothing.
 pub fn backlog_bucket(flushed: usize) -> u8 {
-    if flushed == 0 {
+    log4_bucket(flushed as u64)
+}
+
+/// 0 for 0, else 1 + floor(log4(n)), at most 9: the coarse scale of every
+/// bucketed key.
+fn log4_bucket(n: u64) -> u8 {
+    if n == 0 {
         return 0;
     }
-    let log4 = (usize::BITS - 1 - flushed.leading_zeros()) / 2;
+    let log4 = (u64::BITS - 1 - n.leading_zeros()) / 2;
     (1 + log4).min(9) as u8
 }
 
@@ -120,12 +126,7 @@ pub fn disk_bucket(dir: &std::path::Path) -> Option<u8> {
 }
 
 fn free_bucket(free_bytes: u64) -> u8 {
-    let gib = free_bytes >> 30;
-    if gib == 0 {
-        return 0;
-    }
-    let log4 = (u64::BITS - 1 - gib.leading_zeros()) / 2;
-    (1 + log4).min(9) as u8
+    log4_bucket(free_bytes >> 30)
 }
 
 /// The live ingesters of the view, for the consumer: those ready or
