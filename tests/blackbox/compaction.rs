@@ -106,6 +106,8 @@ fn retention_purges_by_age_and_by_size_and_reports_it() {
         &["--retain", "1s", "--maintenance-interval", "100ms"],
     );
     send_and_wait_close(&node.fast, &lines(1000));
+    // Queries read the ingest side too: wait until the store holds it all.
+    node.wait_ingest_drained();
     wait_for("the segments to be purged by age", || {
         (node.metric("sluice_store_purged_segments_total{reason=\"age\"}") >= 1.0
             && segments(&node.data().join("store")).is_empty())
@@ -129,8 +131,19 @@ fn retention_purges_by_age_and_by_size_and_reports_it() {
             "100ms",
         ],
     );
+    // In ten rounds, each taken by the store before the next: a store
+    // segment then holds one round at most (about 60 KiB), however slowly
+    // the store consumes on a busy machine. One gather of everything would
+    // be a single segment over the limit, purged whole with the newest line.
     let input = lines(20_000);
-    send_and_wait_close(&node.fast, &input);
+    for round in lines_of(&input).chunks(2_000) {
+        let round: Vec<u8> = round
+            .iter()
+            .flat_map(|line| [&line[..], b"\n"].concat())
+            .collect();
+        send_and_wait_close(&node.fast, &round);
+        node.wait_ingest_drained();
+    }
     let store = node.data().join("store");
     let last_line = "compaction test line 019999";
     let kept = wait_for(

@@ -236,6 +236,12 @@ impl Node {
             assert!(last <= n, "more records than sent: {last} > {n}");
             (last == n).then_some(())
         });
+        self.wait_ingest_drained();
+    }
+
+    /// Waits until the ingest directory holds nothing for a store to take:
+    /// no flushed or pending segment and no active one with data in it.
+    pub fn wait_ingest_drained(&self) {
         let ingest = self.data().join("ingest");
         wait_for("the store to take every ingest segment", || {
             let left = std::fs::read_dir(&ingest)
