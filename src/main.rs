@@ -48,6 +48,8 @@ enum Command {
     Cluster(cmd::cluster::Command),
     /// Search stored records in a time range; prints payloads in time order.
     Query(cmd::query::Args),
+    /// Print live records from every ingester as they arrive, until interrupted.
+    Stream(cmd::stream::Args),
     /// Send lines from stdin or followed files to ingesters, acknowledged, with an optional disk spool.
     Forward(cmd::forward::Args),
     /// Print realistic synthetic log lines, for tests and benchmarks.
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Store(args) => cmd::node::run_store(args),
         Command::Cluster(command) => cmd::cluster::run(command),
         Command::Query(args) => cmd::query::run(args),
+        Command::Stream(args) => cmd::stream::run(args),
         Command::Forward(args) => cmd::forward::run(args),
         Command::Testsvc(args) => cmd::testsvc::run(args),
     };

@@ -162,7 +162,7 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
                     print_record(&mut out, &mut line, &record, &args)?;
                 }
             }
-            Ok(Some(Frame::Progress(_))) => {}
+            Ok(Some(Frame::Progress(_) | Frame::Lagged(_))) => {}
             Ok(Some(Frame::Stats(stats))) => {
                 out.flush()?;
                 return Ok(verdict(&serde_json::Value::Object(stats)));

@@ -22,5 +22,6 @@ mod spool;
 mod store_blocks;
 mod syslog;
 mod syslog_clients;
+mod tail;
 mod telemetry;
 mod udp_proxy;

@@ -535,6 +535,10 @@ impl Gather {
                     None
                 }
                 Some(Event::Frame(Frame::Error(message))) => Some(("error", message)),
+                Some(Event::Frame(Frame::Lagged(_))) => Some((
+                    "error",
+                    "it sent a live-tail frame (lagged) in a query answer".to_string(),
+                )),
                 Some(Event::Failed(reason, why)) => Some((reason, why)),
                 None => Some(("truncated", "its answer ended without stats".to_string())),
             };

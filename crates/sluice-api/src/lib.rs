@@ -13,6 +13,8 @@
 //!                              store and ingest segments only; 503 + Retry-After when
 //!                              too many queries run and wait
 //! HEAD /query?...              the plan only, in X-Sluice-* headers
+//! GET  /stream?...             live records from every ingester in the view (see `stream`)
+//! GET  /ingest/tail?...        this ingester's live records, framed (for `/stream`)
 //! GET  /cluster                the membership view (see [`cluster`])
 //! POST /cluster/forget?node=   drop a dead node from the view
 //! ```
@@ -36,6 +38,7 @@ mod coordinate;
 mod ingest;
 mod metrics;
 pub mod query;
+mod stream;
 
 use std::sync::{
     Arc,
@@ -92,6 +95,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/ingest/commit", post(ingest::commit))
         .route("/ingest/failed", post(ingest::failed))
         .route("/query", get(query::query).head(query::plan))
+        .route("/ingest/tail", get(stream::ingester::tail))
+        .route("/stream", get(stream::stream))
         .route("/cluster", get(cluster::view))
         .route("/cluster/forget", post(cluster::forget))
         .layer(middleware::from_fn(metrics::red))

@@ -13,6 +13,11 @@ use sluice_storage::WorkerPool;
 /// Register the help text and unit of every API metric; the binary calls
 /// it once, after installing the recorder.
 pub fn describe() {
+    describe_gauge!(
+        "sluice_stream_clients",
+        Unit::Count,
+        "Live-tail (/stream) clients this node serves now."
+    );
     describe_counter!(
         "sluice_query_nodes_failed_total",
         Unit::Count,
@@ -133,4 +138,8 @@ pub(crate) async fn red(request: Request, next: Next) -> Response {
 /// A node failed to answer a query this node coordinated.
 pub(crate) fn query_node_failed(reason: &'static str) {
     counter!("sluice_query_nodes_failed_total", "reason" => reason).increment(1);
+}
+
+pub(crate) fn stream_clients(change: i64) {
+    gauge!("sluice_stream_clients").increment(change as f64);
 }

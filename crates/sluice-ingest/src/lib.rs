@@ -12,6 +12,7 @@
 //! - [`log`]: the ingest directory and its state machine
 //!   (`active` → `flushed` → `pending` → removed on commit), with pending
 //!   timeouts and startup recovery.
+//! - [`tail`]: the live-tail ring of recent batches, read by `/stream`.
 //! - `error`: [`IngestError`], why a connection ended with an error.
 //! - `metrics`: every ingest metric, described by [`describe_metrics`].
 //!
@@ -30,6 +31,7 @@ pub mod log;
 mod metrics;
 mod sink;
 mod stream;
+pub mod tail;
 
 pub use error::IngestError;
 pub use fluent::FluentConfig;

@@ -121,6 +121,8 @@ pub struct IngestLog {
     flushed_notify: Notify,
     /// Waiters for the commit of a segment (`replicated` acks).
     commit_watchers: Mutex<HashMap<Ulid, Vec<mpsc::Sender<()>>>>,
+    /// Recent batches for live-tail readers.
+    tail: Arc<crate::tail::TailRing>,
 }
 
 /// A segment being written by one connection.
@@ -207,6 +209,7 @@ impl IngestLog {
             state: Mutex::new(State::default()),
             flushed_notify: Notify::new(),
             commit_watchers: Mutex::new(HashMap::new()),
+            tail: Arc::new(crate::tail::TailRing::default()),
         };
         let report = log.recover()?;
         Ok((log, report))
@@ -512,6 +515,11 @@ impl IngestLog {
         segments.sort_by_key(|(id, _)| *id);
         segments.dedup_by_key(|(id, _)| *id);
         Ok(segments.into_iter().map(|(_, names)| names).collect())
+    }
+
+    /// The live-tail ring every connection publishes its batches to.
+    pub fn tail(&self) -> &Arc<crate::tail::TailRing> {
+        &self.tail
     }
 
     /// How long a lent segment may stay uncommitted before it is lent

@@ -9,6 +9,21 @@ use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
 /// Register the help text and unit of every ingest metric; the binary calls
 /// it once, after installing the recorder.
 pub fn describe() {
+    describe_gauge!(
+        "sluice_tail_readers",
+        Unit::Count,
+        "Live-tail readers subscribed to this ingester's ring now."
+    );
+    describe_gauge!(
+        "sluice_tail_ring_bytes",
+        Unit::Bytes,
+        "Bytes of recent batches held for live-tail readers (at most --tail-buffer; 0 while nobody tails)."
+    );
+    describe_counter!(
+        "sluice_tail_lagged_records_total",
+        Unit::Count,
+        "Records a live-tail reader missed because it fell behind the ring (each reader counts its own)."
+    );
     describe_counter!(
         "sluice_ingest_connections_total",
         Unit::Count,
@@ -187,4 +202,16 @@ pub(crate) fn batch_unchecked() {
 
 pub(crate) fn batch_error(kind: &'static str) {
     counter!("sluice_ingest_batch_errors_total", "reason" => kind).increment(1);
+}
+
+pub(crate) fn tail_readers(readers: usize) {
+    gauge!("sluice_tail_readers").set(readers as f64);
+}
+
+pub(crate) fn tail_ring_bytes(bytes: u64) {
+    gauge!("sluice_tail_ring_bytes").set(bytes as f64);
+}
+
+pub(crate) fn tail_lagged(records: u64) {
+    counter!("sluice_tail_lagged_records_total").increment(records);
 }

@@ -103,9 +103,10 @@ impl SegmentSink {
         let segment = self.segment.as_mut().expect("segment was just created");
         let good = segment.bytes();
         let count = self.encoder.count();
+        let batch = self.encoder.finish();
         let written = segment
             .writer()
-            .append(self.encoder.finish(), count, self.first, self.last)
+            .append(batch, count, self.first, self.last)
             .and_then(|_| {
                 if sync {
                     segment.writer().sync()
@@ -114,7 +115,12 @@ impl SegmentSink {
                 }
             });
         match written {
-            Ok(()) => Ok(segment.id()),
+            Ok(()) => {
+                // In the segment file (and on disk when asked): readers of
+                // the live tail may see it now.
+                self.log.tail().publish(batch, count);
+                Ok(segment.id())
+            }
             Err(err) => {
                 metrics::write_error(if err.is_disk_full() {
                     "disk_full"

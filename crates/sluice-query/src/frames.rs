@@ -12,6 +12,8 @@
 //! kind 2  progress: id:u128 BE -- every record with id <= this was sent
 //! kind 3  stats:    a JSON object (UTF-8); the last frame of a good stream
 //! kind 4  error:    a UTF-8 message; the stream failed (and ends)
+//! kind 5  lagged:   count:u64 LE -- live tail only: this many records were
+//!                   dropped because the reader fell behind the ring
 //! ```
 //!
 //! Limits: a payload is at most [`MAX_FRAME_PAYLOAD`] bytes (a decoder
@@ -42,6 +44,7 @@ const KIND_RECORDS: u8 = 1;
 const KIND_PROGRESS: u8 = 2;
 const KIND_STATS: u8 = 3;
 const KIND_ERROR: u8 = 4;
+const KIND_LAGGED: u8 = 5;
 
 /// Why bytes are not a good frame stream, or a frame cannot be written.
 ///
@@ -49,8 +52,8 @@ const KIND_ERROR: u8 = 4;
 /// frame at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
-    /// The kind byte is none of 1 to 4.
-    #[error("bad frame kind {kind} at stream offset {offset} (expected 1 to 4)")]
+    /// The kind byte is none of 1 to 5.
+    #[error("bad frame kind {kind} at stream offset {offset} (expected 1 to 5)")]
     BadKind {
         /// The kind byte read.
         kind: u8,
@@ -95,6 +98,14 @@ pub enum FrameError {
     /// A progress payload is not 16 bytes.
     #[error("malformed progress frame at stream offset {offset}: {len} bytes, expected 16")]
     BadProgress {
+        /// Where the frame starts.
+        offset: u64,
+        /// The payload length.
+        len: usize,
+    },
+    /// A lagged payload is not 8 bytes.
+    #[error("malformed lagged frame at stream offset {offset}: {len} bytes, expected 8")]
+    BadLagged {
         /// Where the frame starts.
         offset: u64,
         /// The payload length.
@@ -163,6 +174,9 @@ pub enum Frame {
     /// The node's query failed with this message (invalid UTF-8 replaced);
     /// the records before it are valid.
     Error(String),
+    /// Live tail only: the node dropped this many matching-or-not records
+    /// because the reader fell behind its ring; the stream goes on.
+    Lagged(u64),
 }
 
 /// The payload of a records frame: checked once, then read without
@@ -396,6 +410,11 @@ pub fn encode_progress(out: &mut BytesMut, id: Ulid) {
     put_frame(out, KIND_PROGRESS, &id.0.to_be_bytes());
 }
 
+/// Append a lagged frame: `records` were dropped for a slow tail reader.
+pub fn encode_lagged(out: &mut BytesMut, records: u64) {
+    put_frame(out, KIND_LAGGED, &records.to_le_bytes());
+}
+
 /// Append a stats frame holding `stats`.
 pub fn encode_stats(out: &mut BytesMut, stats: &Map<String, Value>) -> Result<(), FrameError> {
     let json = serde_json::to_vec(stats).expect("a JSON map always serialises");
@@ -500,6 +519,13 @@ impl FrameWriter {
     pub fn progress(&mut self, id: Ulid) -> Bytes {
         self.close();
         encode_progress(&mut self.buf, id);
+        self.buf.split().freeze()
+    }
+
+    /// The open records, then a lagged frame (live tail).
+    pub fn lagged(&mut self, records: u64) -> Bytes {
+        self.close();
+        encode_lagged(&mut self.buf, records);
         self.buf.split().freeze()
     }
 
@@ -611,7 +637,7 @@ impl FrameDecoder {
             return self.wait(FRAME_HEADER_BYTES);
         }
         let kind = self.buf[0];
-        if !(KIND_RECORDS..=KIND_ERROR).contains(&kind) {
+        if !(KIND_RECORDS..=KIND_LAGGED).contains(&kind) {
             return Err(FrameError::BadKind { kind, offset });
         }
         let len = u32::from_le_bytes(self.buf[1..5].try_into().expect("4 bytes"));
@@ -654,6 +680,13 @@ impl FrameDecoder {
                     reason: e.to_string(),
                 })?;
                 Frame::Stats(stats)
+            }
+            KIND_LAGGED => {
+                let count: [u8; 8] = frame[..].try_into().map_err(|_| FrameError::BadLagged {
+                    offset,
+                    len: frame.len(),
+                })?;
+                Frame::Lagged(u64::from_le_bytes(count))
             }
             _ => {
                 self.ended = true;
@@ -698,6 +731,7 @@ mod tests {
         Progress(Ulid),
         Stats(Map<String, Value>),
         Error(String),
+        Lagged(u64),
     }
 
     impl From<Frame> for Model {
@@ -709,6 +743,7 @@ mod tests {
                 Frame::Progress(id) => Model::Progress(id),
                 Frame::Stats(s) => Model::Stats(s),
                 Frame::Error(e) => Model::Error(e),
+                Frame::Lagged(n) => Model::Lagged(n),
             }
         }
     }
@@ -748,6 +783,7 @@ mod tests {
         prop_oneof![
             proptest::collection::vec(arb_record(), 0..6).prop_map(Model::Records),
             any::<u128>().prop_map(|id| Model::Progress(Ulid(id))),
+            any::<u64>().prop_map(Model::Lagged),
         ]
     }
 
@@ -790,6 +826,7 @@ mod tests {
                 Model::Progress(id) => out.extend_from_slice(&w.progress(*id)),
                 Model::Stats(s) => out.extend_from_slice(&w.stats(s).unwrap()),
                 Model::Error(e) => out.extend_from_slice(&w.error(e)),
+                Model::Lagged(n) => out.extend_from_slice(&w.lagged(*n)),
             }
         }
         out
@@ -950,7 +987,7 @@ mod tests {
         let (_, err) = decode(&[9, 0, 0, 0, 0, 0, 0, 0, 0], &[9]);
         assert_eq!(
             err.unwrap().to_string(),
-            "bad frame kind 9 at stream offset 0 (expected 1 to 4)"
+            "bad frame kind 9 at stream offset 0 (expected 1 to 5)"
         );
 
         // A progress frame of the wrong size, correctly checksummed.

@@ -136,6 +136,11 @@ pub struct IngestArgs {
     /// Connections accepted at once per ingest port; more are refused and counted.
     #[arg(long, default_value_t = sluice_ingest::listener::DEFAULT_MAX_CONNECTIONS, env = "SLUICE_MAX_CONNECTIONS")]
     pub max_connections: usize,
+    /// Memory for recent batches kept for live-tail readers (`/stream`);
+    /// a reader further behind is told how many records it missed. Used
+    /// only while someone tails.
+    #[arg(long, default_value_t = ByteSize(sluice_ingest::tail::DEFAULT_TAIL_BYTES), env = "SLUICE_TAIL_BUFFER")]
+    pub tail_buffer: ByteSize,
     /// The lease of a segment lent to a store: one neither committed nor
     /// given back in this time is lent again.
     #[arg(long, default_value_t = sluice_ingest::log::DEFAULT_PENDING_TIMEOUT.into(), env = "SLUICE_PENDING_TIMEOUT")]

@@ -287,6 +287,7 @@ async fn start_ingest(
         flushed = report.flushed,
         "ingest log opened"
     );
+    log.tail().set_capacity(args.tail_buffer.0);
     let log = Arc::new(log);
     let config = IngestConfig {
         max_line_bytes: args.max_line.0 as usize,
