@@ -52,11 +52,11 @@ KNOBS: list[tuple[str, str, str, Any, str]] = [  # subcommands ("*": all), flag,
     ("*", "--output", "SLUICE_BENCH_OUTPUT", "BENCHMARKS.md", "report file; only the subcommand's section is rewritten"),
     ("*", "--no-build", "SLUICE_BENCH_NO_BUILD", False, "skip `cargo build --release --locked`"),
     ("*", "--keep", "SLUICE_BENCH_KEEP", False, "keep corpora, inputs and data dirs under bench/out/run-ID"),
-    ("run protocols store cluster", "--reps", "SLUICE_BENCH_REPS", None,
-     "repetitions, best reported (default: run 3, protocols 2, store 3, cluster 3)"),
+    ("run protocols store cluster tail", "--reps", "SLUICE_BENCH_REPS", None,
+     "repetitions, best reported (default: run 3, protocols 2, store 3, cluster 3, tail 3)"),
     ("run cluster", "--mb", "SLUICE_BENCH_MB", 512, "MiB per corpus (run needs about 6x this free under bench/out, cluster 4x)"),
-    ("run cluster", "--timeout", "SLUICE_BENCH_TIMEOUT", None,
-     "seconds for one ingest to become queryable (default 120 + 2 x MB)"),
+    ("run cluster tail", "--timeout", "SLUICE_BENCH_TIMEOUT", None,
+     "seconds for one ingest to become queryable (default 120 + 2 x MB; tail: 600)"),
     ("run", "--fwd-rate", "SLUICE_BENCH_FWD_RATE", 250000, "lines/s of the forwarder CPU run (x ~201 bytes = ~50 MB/s)"),
     ("run", "--fwd-secs", "SLUICE_BENCH_FWD_SECS", 10, "seconds of the forwarder CPU run"),
     ("protocols", "--events", "SLUICE_BENCH_EVENTS", 2000000, "events per run"),
@@ -65,6 +65,9 @@ KNOBS: list[tuple[str, str, str, Any, str]] = [  # subcommands ("*": all), flag,
     ("store", "--nginx-mb", "SLUICE_BENCH_NGINX_MB", 512, "MiB of the nginx access-log corpus"),
     ("compaction", "--rate-mb", "SLUICE_BENCH_RATE_MB", 150, "MB/s of 200-byte lines to send"),
     ("compaction", "--seconds", "SLUICE_BENCH_SECONDS", 30, "seconds to send for"),
+    ("tail", "--tail-lines", "SLUICE_BENCH_TAIL_LINES", 12000, "lines whose tail latency is measured"),
+    ("tail", "--tail-rate", "SLUICE_BENCH_TAIL_RATE", 2000, "lines/s written while the latency is measured"),
+    ("tail", "--stall-mb", "SLUICE_BENCH_STALL_MB", 256, "MiB sent with and without a stalled tail reader"),
 ]
 
 
@@ -1416,10 +1419,12 @@ class ClusterReport(Report):
                 for run in self.runs for q in run.queries if not q.ok]
 
 
-def start_cluster_node(ctx: Ctx, name: str, home: Path, seeds: list[str], store_extra: tuple[str, ...] = ()) -> Node:
-    """`sluice ingest|store` on its own loopback address, every listener on port 0; returns once
-    the node has written its ports file (not yet ready: see running_cluster)."""
-    role, ip = name.split("-")[0], CLUSTER_IPS[name]
+def start_cluster_node(ctx: Ctx, name: str, home: Path, seeds: list[str], store_extra: tuple[str, ...] = (),
+                       ip: str = "") -> Node:
+    """`sluice ingest|store` on its own loopback address (ip, default CLUSTER_IPS[name]), every
+    listener on port 0; returns once the node has written its ports file (not yet ready: see
+    running_cluster)."""
+    role, ip = name.split("-")[0], ip or CLUSTER_IPS[name]
     data, ports_file, log_path = home / "data", home / "ports.json", ctx.out / f"node-cluster-{name}.log"
     data.mkdir(parents=True)
     listeners = ["--api", "0", "--gossip", "0"]
@@ -1458,10 +1463,13 @@ def cluster_view(node: Node) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def running_cluster(ctx: Ctx, store_extra: tuple[str, ...] = ()) -> Iterator[list[Node]]:
-    """One `sluice ingest` and two `sluice store` nodes (seeded with the ingest node's gossip address),
-    yielded once every node's /cluster shows all three live and ready; stopped, the stores first,
-    when the block ends (and their data deleted unless --keep)."""
+def running_cluster(ctx: Ctx, store_extra: tuple[str, ...] = (),
+                    layout: dict[str, str] | None = None) -> Iterator[list[Node]]:
+    """The nodes of layout (name: --bind address; default CLUSTER_IPS: one `sluice ingest` and two
+    `sluice store`), seeded with the first node's gossip address, yielded once every node's /cluster
+    shows all of them live and ready; stopped in reverse order when the block ends (and their data
+    deleted unless --keep)."""
+    layout = layout or CLUSTER_IPS
     base, seen = ctx.out / "data-cluster", [""]
     nodes: list[Node] = []
     shutil.rmtree(base, ignore_errors=True)
@@ -1477,8 +1485,9 @@ def running_cluster(ctx: Ctx, store_extra: tuple[str, ...] = ()) -> Iterator[lis
         return True
 
     try:
-        for name in CLUSTER_IPS:
-            nodes.append(start_cluster_node(ctx, name, base / name, [nodes[0].gossip] if nodes else [], store_extra))
+        for name, ip in layout.items():
+            nodes.append(start_cluster_node(ctx, name, base / name, [nodes[0].gossip] if nodes else [], store_extra,
+                                            ip))
         wait_until(lambda: f"every node to see {len(nodes)} live ready nodes ({seen[0]})", 60, 0.1, converged)
         log(f"cluster: {len(nodes)} nodes live and ready in every view")
         yield nodes
@@ -1736,6 +1745,173 @@ def render_cluster(r: ClusterReport) -> str:
     return "\n".join(out) + "\n"
 
 
+# =========================================================== tail: work --
+
+TAIL_CLUSTER = {"ingest-1": "127.0.0.24", "ingest-2": "127.0.0.25", "store-1": "127.0.0.26"}
+TAIL_TARGETS = {"ingeststore": 200.0, "cluster": 500.0}  # p99 ms, at most
+TAIL_TAG = "tailbench"
+
+
+@dataclass
+class TailRun:
+    setup: str  # ingeststore or cluster
+    lines: int
+    rate: int  # lines per second, steady
+    received: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+@dataclass
+class StallRun:
+    stalled: bool  # a /stream reader subscribed that never reads
+    secs: list[float]  # per rep: nc -N of the corpus into the fast port until it exited
+
+
+@dataclass
+class TailReport(Report):
+    date: str
+    commit: str
+    tail_lines: int
+    tail_rate: int
+    stall_mb: int
+    reps: int
+    runs: list[TailRun] = field(default_factory=list)
+    stall: list[StallRun] = field(default_factory=list)
+
+
+def tail_readers(nodes: list[Node]) -> bool | None:
+    """Every ingest-role node has a live-tail reader subscribed."""
+    for node in nodes:
+        node.check_alive()
+    return True if all(n.metric("sluice_tail_readers") >= 1 for n in nodes if n.role != "store") else None
+
+
+def tail_latency(ctx: Ctx, setup: str, nodes: list[Node], lines: int, rate: int) -> TailRun:
+    """`sluice stream -q TAIL_TAG` on the last node; lines `TAIL_TAG SEQ T_NS` written at a steady
+    rate, round robin over the ingest nodes' fast ports, each stamped with the wall clock (ns) just
+    before its write; latency = arrival on the stream's stdout - stamp."""
+    coordinator, ingesters = nodes[-1], [n for n in nodes if n.role != "store"]
+    stream = Proc(f"sluice stream ({setup})", [ctx.sluice, "stream", "--api", coordinator.api, "-q", TAIL_TAG],
+                  stdout=PIPE)
+    latencies: list[int] = []
+
+    def read() -> None:
+        assert stream.popen.stdout is not None
+        for raw in stream.popen.stdout:
+            now = time.time_ns()
+            parts = raw.split()
+            if len(parts) == 3 and parts[0] == TAIL_TAG.encode():
+                latencies.append(now - int(parts[2]))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    wait_until(f"the stream to subscribe to every ingest node of the {setup}", 30, 0.05,
+               lambda: tail_readers(ingesters))
+    socks = [socket.create_connection(tuple(n.fast.rsplit(":", 1))) for n in ingesters]  # type: ignore[arg-type]
+    tick, per_tick = 0.01, max(1, rate // 100)
+    t0, seq = time.monotonic(), 0
+    while seq < lines:
+        for _ in range(min(per_tick, lines - seq)):
+            socks[seq % len(socks)].sendall(f"{TAIL_TAG} {seq:07d} {time.time_ns()}\n".encode())
+            seq += 1
+        time.sleep(max(0.0, t0 + (seq / rate) - time.monotonic()))
+    wait_until(lambda: f"{lines} lines on the stream ({len(latencies)} so far)", 60, 0.05,
+               lambda: True if len(latencies) >= lines else None)
+    for sock in socks:
+        sock.close()
+    stream.stop()
+    ms = sorted(x / 1e6 for x in latencies)
+    run = TailRun(setup, lines, rate, len(ms), ms[len(ms) // 2], ms[min(len(ms) - 1, int(len(ms) * 0.99))], ms[-1])
+    log(f"tail {setup}: {run.received} lines at {rate}/s: p50 {run.p50_ms:.1f} ms, p99 {run.p99_ms:.1f} ms, "
+        f"max {run.max_ms:.1f} ms")
+    return run
+
+
+def stalled_ingest(ctx: Ctx, corpus: Corpus, stalled: bool) -> float:
+    """nc -N of the corpus into a fresh ingeststore's fast port, with or without a /stream reader
+    that never reads; seconds until nc exited (the node read every byte)."""
+    with running_node(ctx, "tail-stall" if stalled else "tail-free") as node:
+        reader = None
+        if stalled:
+            reader = socket.create_connection(tuple(node.api.rsplit(":", 1)))  # type: ignore[arg-type]
+            reader.sendall(b"GET /stream HTTP/1.1\r\nHost: bench\r\n\r\n")
+            wait_until("the stalled reader to subscribe", 30, 0.05, lambda: tail_readers([node]))
+        os.sync()
+        host, port = node.fast.rsplit(":", 1)
+        with open(corpus.path, "rb") as src:
+            t0 = time.monotonic()
+            nc = Proc("nc sender", ["nc", "-N", host, port], stdin=src)
+        nc.wait(ctx.args.timeout, "nc to send the corpus")
+        secs = nc.end - t0
+        if stalled:
+            lagged = node.metric("sluice_tail_lagged_records_total")
+            log(f"stalled reader: {lagged} records lagged")
+            if reader:
+                reader.close()
+    log(f"ingest {'with a stalled reader' if stalled else 'without readers'}: {secs:.3f}s")
+    return secs
+
+
+def cmd_tail(ctx: Ctx) -> TailReport:
+    """Live-tail latency on one node and a cluster; ingest speed with a stalled reader (section `bench/bench.py tail`).
+
+    Latency: a `sluice stream -q tailbench` client on the coordinating node while TAIL_LINES lines
+    `tailbench SEQ T_NS` are written at TAIL_RATE lines/s (in steps every 10 ms) over TCP to the fast
+    port(s), each stamped with the wall clock just before its write; latency is the arrival of its
+    line on the client's stdout minus that stamp. A: one `sluice ingeststore`; B: two `sluice ingest`
+    (127.0.0.24, .25, written round robin) and one `sluice store` (127.0.0.26), the client on the store.
+    Targets: p99 at most 200 ms on A, 500 ms on B (OK Log's stream showed a line after about 6 s).
+    Stalled reader: the run's 200-byte corpus (STALL_MB MiB) sent with `nc -N` into a fresh
+    ingeststore's fast port, with and without a `GET /stream` connection that never reads, REPS
+    times alternating; the time until nc exits (the node read every byte).
+    """
+    args = ctx.args
+    args.timeout = args.timeout or 600
+    need_free(args.stall_mb * 3)
+    r = TailReport(ctx.run_id, machine_info(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), commit_id(),
+                   args.tail_lines, args.tail_rate, args.stall_mb, ctx.reps(3))
+    with running_node(ctx, "tail-ingeststore") as node:
+        r.runs.append(tail_latency(ctx, "ingeststore", [node], r.tail_lines, r.tail_rate))
+    with running_cluster(ctx, layout=TAIL_CLUSTER) as nodes:
+        r.runs.append(tail_latency(ctx, "cluster", nodes, r.tail_lines, r.tail_rate))
+    args.mb = r.stall_mb
+    corpus = gen_corpus(ctx, FWD_SIZE)
+    r.stall = [StallRun(False, []), StallRun(True, [])]
+    for _ in range(r.reps):
+        for run in r.stall:
+            run.secs.append(stalled_ingest(ctx, corpus, run.stalled))
+    return r
+
+
+def render_tail(r: TailReport) -> str:
+    m = r.machine
+    rows = []
+    for run in r.runs:
+        want = TAIL_TARGETS[run.setup]
+        rows.append([{"ingeststore": "1 ingeststore", "cluster": "2 ingest + 1 store"}[run.setup],
+                     f"{run.received} / {run.lines}", f"{run.rate}", f"{run.p50_ms:.1f}", f"{run.p99_ms:.1f}",
+                     f"{run.max_ms:.1f}", f"≤ {want:.0f} ms: " + ("met" if run.p99_ms <= want else "**missed**")])
+    out = ["## Live tail (bench/bench.py tail)", "",
+           f"Run {r.run_id} on {r.date}, commit {r.commit}: {m.cores} cores ({m.cpu}), {m.gib}.",
+           f"Command: `python3 bench/bench.py tail` (SLUICE_BENCH_TAIL_LINES={r.tail_lines}, "
+           f"SLUICE_BENCH_TAIL_RATE={r.tail_rate}, SLUICE_BENCH_STALL_MB={r.stall_mb}, reps {r.reps}).", "",
+           "Latency from the write of a line (its wall-clock stamp) to its arrival on a `sluice stream` client's "
+           "stdout, every line of the run. OK Log's stream: about 6 s.", ""]
+    out += table(["setup", "lines received / sent", "lines/s", "p50 ms", "p99 ms", "max ms", "p99 target"],
+                 "-::::::", rows)
+    free, stalled = (statistics.median(s.secs) if s.secs else 0.0 for s in r.stall)
+    spread = max((max(s.secs) - min(s.secs)) / statistics.median(s.secs) for s in r.stall if s.secs)
+    out += ["", f"Ingest with a reader that never reads: `nc -N` of {r.stall_mb} MiB of 200-byte lines into a fresh "
+            f"ingeststore's fast port, until nc exits; median of {r.reps}, alternating.", ""]
+    out += table(["ingest", "median s", "runs s", "ratio"], "-::-", [
+        ["no tail reader", f"{free:.3f}", " ".join(f"{x:.3f}" for x in r.stall[0].secs), "1.00"],
+        ["one stalled /stream reader", f"{stalled:.3f}", " ".join(f"{x:.3f}" for x in r.stall[1].secs),
+         ratio(stalled, free) + f" (run-to-run spread {spread:.0%})"]])
+    return "\n".join(out) + "\n"
+
+
 # ========================================================== output, main --
 
 NEW_FILE_HEADER = "# sluice benchmarks\n\nGenerated by `bench/bench.py` (see bench/README.md).\n\n"
@@ -1755,7 +1931,8 @@ def replace_generated(text: str, label: str, body: str) -> str:
 
 
 RENDER: dict[str, Callable[[Any], str]] = {"run": render_run, "protocols": render_protocols, "store": render_store,
-                                           "compaction": render_compaction, "cluster": render_cluster}
+                                           "compaction": render_compaction, "cluster": render_cluster,
+                                           "tail": render_tail}
 
 
 def build(ctx: Ctx) -> None:
@@ -1791,7 +1968,7 @@ def run_bench(ctx: Ctx, name: str) -> list[str]:
 
 
 def cmd_all(ctx: Ctx) -> None:
-    """run, protocols, store, compaction and cluster, in that order, in one run directory."""
+    """run, protocols, store, compaction, cluster and tail, in that order, in one run directory."""
 
 
 def cleanup(ctx: Ctx) -> None:
@@ -1862,11 +2039,16 @@ def canned() -> dict[str, Any]:
         for setup, nodes, k in (("ingeststore", ["ingeststore 127.0.0.1:7650"], 1.0),
                                 ("cluster", [f"{role} 127.0.0.{i}:7650" for i, role in
                                              ((21, "ingest"), (22, "store"), (23, "store"))], 1.2))])
-    return {"run": run, "protocols": protocols, "store": store, "compaction": compaction, "cluster": cluster}
+    tail = TailReport("20260101T000000Z", m, "2026-01-01 00:00 UTC", "abc1234", 12000, 2000, 256, 3,
+                      [TailRun("ingeststore", 12000, 2000, 12000, 2.1, 6.5, 12.0),
+                       TailRun("cluster", 12000, 2000, 12000, 110.2, 205.0, 240.1)],
+                      [StallRun(False, [1.01, 1.05, 0.99]), StallRun(True, [1.02, 1.0, 1.04])])
+    return {"run": run, "protocols": protocols, "store": store, "compaction": compaction, "cluster": cluster,
+            "tail": tail}
 
 
 EXPECTED_ROWS = {"run": [2, 2, 3, 6, 1], "protocols": [4], "store": [4, 4], "compaction": [13],
-                 "cluster": [15]}  # per table
+                 "cluster": [15], "tail": [2, 2]}  # per table
 
 
 def tables(markdown: str) -> list[tuple[str, int]]:
@@ -1912,8 +2094,8 @@ def selftest() -> int:
 
 
 COMMANDS: dict[str, Callable[[Ctx], Any]] = {"run": cmd_run, "protocols": cmd_protocols, "store": cmd_store,
-                                             "compaction": cmd_compaction, "cluster": cmd_cluster, "all": cmd_all,
-                                             "selftest": selftest}
+                                             "compaction": cmd_compaction, "cluster": cmd_cluster, "tail": cmd_tail,
+                                             "all": cmd_all, "selftest": selftest}
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
