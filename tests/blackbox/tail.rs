@@ -406,3 +406,36 @@ fn a_forwarder_failing_over_between_two_ingesters_shows_each_line_once() {
     drop(stdin);
     forwarder.kill9();
 }
+
+#[test]
+fn a_closed_stdout_ends_sluice_stream_quietly_with_status_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let mut child = Command::new(BIN)
+        .args(["stream", "--api", &node.api])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_subscribed(|| node.metric("sluice_tail_readers"));
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    send_and_wait_close(&node.fast, b"one\n");
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "one\n");
+    // As `sluice stream | head -1` does: the reader goes away.
+    drop(stdout);
+    let status = wait_for("sluice stream to exit after its stdout closed", || {
+        send_and_wait_close(&node.fast, b"two\n");
+        child.try_wait().unwrap()
+    });
+    assert!(status.success(), "{status:?}");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(stderr, "", "quietly");
+}

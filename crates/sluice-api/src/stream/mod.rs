@@ -18,8 +18,11 @@
 //! every id the query showed: no gap and no duplicate at the seam.
 //!
 //! Memory is bounded: the window holds at most
-//! [`window::WINDOW_BYTES`], each source's frames wait in a small channel,
-//! and the ids shown are remembered up to [`window::SEEN_CAPACITY`].
+//! [`window::WINDOW_BYTES`] (while the history is shown, a full window
+//! stops taking records and the ingesters' rings take the lag), each
+//! source's frames wait in a small channel, the ids shown are remembered
+//! up to [`window::SEEN_CAPACITY`], and at most [`MAX_STREAM_CLIENTS`]
+//! clients are served at once.
 
 pub(crate) mod ingester;
 mod source;
@@ -27,6 +30,7 @@ pub(crate) mod window;
 
 use std::{
     collections::HashMap,
+    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
@@ -71,6 +75,34 @@ const SOURCE_FRAMES: usize = 64;
 const CHUNKS_IN_FLIGHT: usize = 8;
 /// Output is sent when it reaches this size or nothing more is due.
 const CHUNK_BYTES: usize = 64 << 10;
+
+/// `/stream` clients served at once; more are refused with 503. Each
+/// holds at most a full window and its set of ids shown (about 60 MiB at
+/// worst).
+pub const MAX_STREAM_CLIENTS: usize = 64;
+static STREAM_CLIENTS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a `/stream` client while it is served.
+struct ClientSlot;
+
+impl ClientSlot {
+    fn take() -> Option<ClientSlot> {
+        let taken = STREAM_CLIENTS.fetch_add(1, Ordering::Relaxed);
+        if taken >= MAX_STREAM_CLIENTS {
+            STREAM_CLIENTS.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        crate::metrics::stream_clients(1);
+        Some(ClientSlot)
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        STREAM_CLIENTS.fetch_sub(1, Ordering::Relaxed);
+        crate::metrics::stream_clients(-1);
+    }
+}
 
 /// The query string of `/stream` and `/ingest/tail`.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -142,6 +174,18 @@ pub(crate) async fn stream(
             }
         },
     };
+    let Some(slot) = ClientSlot::take() else {
+        let mut response = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "this node already serves {MAX_STREAM_CLIENTS} live tails; try another node or later"
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        return response;
+    };
     let (events_tx, events) = mpsc::channel(SOURCE_FRAMES);
     let mut tail = Tail {
         state: state.clone(),
@@ -169,10 +213,9 @@ pub(crate) async fn stream(
         }
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
-    crate::metrics::stream_clients(1);
     tokio::spawn(async move {
         tail.run(history, tx).await;
-        crate::metrics::stream_clients(-1);
+        drop(slot);
     });
     let content_type = match format {
         Format::Raw => "text/plain; charset=utf-8",
@@ -467,8 +510,9 @@ impl Tail {
                             None => decoder.finish(),
                         },
                         // Keep the sources' frames moving meanwhile, so
-                        // their rings do not lag; the window holds them.
-                        event = self.events.recv() => {
+                        // their rings do not lag; the window holds them,
+                        // up to its limit.
+                        event = self.events.recv(), if !self.window.is_full() => {
                             if let Some(event) = event {
                                 self.on_event(event);
                             }

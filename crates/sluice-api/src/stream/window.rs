@@ -130,6 +130,13 @@ impl ReorderWindow {
         self.seen.contains(id)
     }
 
+    /// Whether the window holds more than [`WINDOW_BYTES`]: a reader
+    /// that cannot release (the history is still being shown) stops
+    /// taking records, and the ingesters' rings take the lag.
+    pub(crate) fn is_full(&self) -> bool {
+        self.bytes > WINDOW_BYTES
+    }
+
     /// Hand every record that may leave at `now` to `show`, in id order.
     pub(crate) fn release(&mut self, now: Instant, mut show: impl FnMut(&OwnedRecord)) {
         let low_mark = self
