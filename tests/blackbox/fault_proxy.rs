@@ -845,7 +845,10 @@ mod tests {
         proxy.set_mode_for(a, Mode::Hold);
         let mut held = connect_from(a, &proxy.addr());
         held.write_all(b"held").unwrap();
-        wait_stats(&proxy, "a's request held", |s| s.held == 1);
+        // At least one chunk waits (a busy machine may read the 4 bytes
+        // in two); what matters is checked next: nothing passes until the
+        // rule is cleared, then every byte does.
+        wait_stats(&proxy, "a's request held", |s| s.held >= 1);
         nothing_to_read(&held);
         round_trip(&mut from_b, b"passes");
         proxy.clear_mode_for(a);
