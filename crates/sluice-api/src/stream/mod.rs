@@ -48,7 +48,7 @@ use sluice_query::{
     Matcher,
     frames::{Frame, FrameDecoder, FrameWriter},
 };
-use sluice_record::{OwnedRecord, Ulid};
+use sluice_record::{Record, Ulid};
 use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -258,6 +258,19 @@ struct Source {
     subscribed: bool,
 }
 
+/// Append `record` to `out` in `format`.
+fn render(format: Format, writer: &mut FrameWriter, out: &mut Vec<u8>, record: &Record<'_>) {
+    match format {
+        Format::Raw => write_raw(out, record),
+        Format::Json => write_json(out, record),
+        Format::Frames => {
+            if let Ok(Some(bytes)) = writer.push(record) {
+                out.extend_from_slice(&bytes);
+            }
+        }
+    }
+}
+
 /// One `/stream` client's tail.
 struct Tail {
     state: ApiState,
@@ -394,27 +407,16 @@ impl Tail {
         }
     }
 
-    fn show(&mut self, record: &OwnedRecord) {
-        let record = record.as_record();
-        match self.format {
-            Format::Raw => write_raw(&mut self.out, &record),
-            Format::Json => write_json(&mut self.out, &record),
-            Format::Frames => {
-                if let Ok(Some(bytes)) = self.writer.push(&record) {
-                    self.out.extend_from_slice(&bytes);
-                }
-            }
-        }
+    fn show(&mut self, record: &Record<'_>) {
+        render(self.format, &mut self.writer, &mut self.out, record);
     }
 
     /// Move what is due out of the window, and send what is written.
     async fn flush(&mut self, tx: &mpsc::Sender<Result<Bytes, std::io::Error>>) -> Result<(), ()> {
-        let mut shown = Vec::new();
-        self.window
-            .release(Instant::now(), |record| shown.push(record.clone()));
-        for record in &shown {
-            self.show(record);
-        }
+        let (format, writer, out) = (self.format, &mut self.writer, &mut self.out);
+        self.window.release(Instant::now(), |record| {
+            render(format, writer, out, &record.as_record())
+        });
         if self.format == Format::Frames
             && let Some(bytes) = self.writer.flush()
         {
@@ -529,15 +531,7 @@ impl Tail {
                 Frame::Records(records) => {
                     for record in records.iter() {
                         self.window.shown(record.id);
-                        match self.format {
-                            Format::Raw => write_raw(&mut self.out, &record),
-                            Format::Json => write_json(&mut self.out, &record),
-                            Format::Frames => {
-                                if let Ok(Some(bytes)) = self.writer.push(&record) {
-                                    self.out.extend_from_slice(&bytes);
-                                }
-                            }
-                        }
+                        self.show(&record);
                     }
                     if self.format == Format::Frames
                         && let Some(bytes) = self.writer.flush()
