@@ -12,7 +12,11 @@ use std::{
 
 use sluice_record::wire::{BatchBuilder, Guarantee};
 
-use crate::{cluster_checks::send_lines, cluster_harness::start_cluster, harness::*};
+use crate::{
+    cluster_checks::send_lines,
+    cluster_harness::{ClusterNode, start_cluster},
+    harness::*,
+};
 
 /// A `sluice stream` process whose stdout lines are collected.
 struct StreamClient {
@@ -152,8 +156,7 @@ fn with_two_ingesters_a_record_sent_to_both_with_the_same_id_shows_once() {
     // Any node coordinates: tail from the store, which ingests nothing.
     let cli = StreamClient::start(&store.api(), &["--ulid"]);
     wait_for("the stream to subscribe to both ingesters", || {
-        let subscribed =
-            |n: &crate::cluster_harness::ClusterNode| n.metric("sluice_tail_readers") >= 1.0;
+        let subscribed = |n: &ClusterNode| n.metric("sluice_tail_readers") >= 1.0;
         (subscribed(a) && subscribed(b)).then_some(())
     });
     // What a forwarder does when it fails over: the same batch, the same
@@ -438,4 +441,24 @@ fn a_closed_stdout_ends_sluice_stream_quietly_with_status_0() {
         .read_to_string(&mut stderr)
         .unwrap();
     assert_eq!(stderr, "", "quietly");
+}
+
+#[test]
+fn an_ingester_that_joins_later_is_tailed_too() {
+    let nodes = start_cluster(&["ingest", "store"], &[]);
+    let (first, store) = (&nodes[0], &nodes[1]);
+    let cli = StreamClient::start(&store.api(), &[]);
+    wait_subscribed(|| first.metric("sluice_tail_readers"));
+    let late = ClusterNode::start("ingest", &[first.advertised_gossip()], &[]);
+    late.wait_ready();
+    // The stream re-reads the view and subscribes to the new ingester.
+    wait_subscribed(|| late.metric("sluice_tail_readers"));
+    send_lines(&late, b"from the late ingester\n");
+    send_lines(first, b"from the first ingester\n");
+    cli.wait_line("the late ingester's line", |l| {
+        l == "from the late ingester"
+    });
+    cli.wait_line("the first ingester's line", |l| {
+        l == "from the first ingester"
+    });
 }
