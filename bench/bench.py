@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -52,8 +53,8 @@ KNOBS: list[tuple[str, str, str, Any, str]] = [  # subcommands ("*": all), flag,
     ("*", "--output", "SLUICE_BENCH_OUTPUT", "BENCHMARKS.md", "report file; only the subcommand's section is rewritten"),
     ("*", "--no-build", "SLUICE_BENCH_NO_BUILD", False, "skip `cargo build --release --locked`"),
     ("*", "--keep", "SLUICE_BENCH_KEEP", False, "keep corpora, inputs and data dirs under bench/out/run-ID"),
-    ("run protocols store cluster tail", "--reps", "SLUICE_BENCH_REPS", None,
-     "repetitions, best reported (default: run 3, protocols 2, store 3, cluster 3, tail 3)"),
+    ("run protocols store cluster tail histogram", "--reps", "SLUICE_BENCH_REPS", None,
+     "repetitions, best reported (default: run 3, protocols 2, store 3, cluster 3, tail 3, histogram 3)"),
     ("run cluster", "--mb", "SLUICE_BENCH_MB", 512, "MiB per corpus (run needs about 6x this free under bench/out, cluster 4x)"),
     ("run cluster tail", "--timeout", "SLUICE_BENCH_TIMEOUT", None,
      "seconds for one ingest to become queryable (default 120 + 2 x MB; tail: 600)"),
@@ -61,7 +62,7 @@ KNOBS: list[tuple[str, str, str, Any, str]] = [  # subcommands ("*": all), flag,
     ("run", "--fwd-secs", "SLUICE_BENCH_FWD_SECS", 10, "seconds of the forwarder CPU run"),
     ("protocols", "--events", "SLUICE_BENCH_EVENTS", 2000000, "events per run"),
     ("protocols", "--size", "SLUICE_BENCH_SIZE", 200, "bytes per generated line"),
-    ("store", "--store-mb", "SLUICE_BENCH_STORE_MB", 2048, "MiB of the testsvc corpus"),
+    ("store histogram", "--store-mb", "SLUICE_BENCH_STORE_MB", 2048, "MiB of the testsvc corpus"),
     ("store", "--nginx-mb", "SLUICE_BENCH_NGINX_MB", 512, "MiB of the nginx access-log corpus"),
     ("compaction", "--rate-mb", "SLUICE_BENCH_RATE_MB", 150, "MB/s of 200-byte lines to send"),
     ("compaction", "--seconds", "SLUICE_BENCH_SECONDS", 30, "seconds to send for"),
@@ -1912,6 +1913,125 @@ def render_tail(r: TailReport) -> str:
     return "\n".join(out) + "\n"
 
 
+# ====================================================== histogram: work --
+
+HISTOGRAM_TARGET = 10.0  # the full count over the histogram (empty query), at least
+
+
+@dataclass
+class HistogramQuery:
+    label: str
+    pattern: str  # "" for every record
+    histogram_secs: float  # GET /histogram, best of reps
+    count_secs: float  # `sluice query -q PATTERN --stats` over the same range, best of reps
+    histogram_total: int
+    count_matched: int
+    buckets: int
+
+    @property
+    def ok(self) -> bool:
+        return self.histogram_total == self.count_matched
+
+
+@dataclass
+class HistogramReport(Report):
+    date: str
+    commit: str
+    store_mb: int
+    reps: int
+    corpus_bytes: int = 0
+    corpus_lines: int = 0
+    queries: list[HistogramQuery] = field(default_factory=list)
+
+    def errors(self) -> list[str]:
+        return [f"histogram {q.label}: buckets sum to {q.histogram_total}, the full count matched {q.count_matched}"
+                for q in self.queries if not q.ok]
+
+
+def histogram_query(ctx: Ctx, node: Node, label: str, pattern: str, first_ms: int, last_ms: int,
+                    buckets: int = 60) -> HistogramQuery:
+    """GET /histogram against `sluice query --stats` (a full count) over [first_ms, last_ms]."""
+    url = f"/histogram?from={first_ms}&to={last_ms}&buckets={buckets}&q={urllib.parse.quote(pattern)}"
+    answers: list[dict[str, Any]] = []
+
+    def histogram() -> None:
+        body = node.http(url, timeout=QUERY_TIMEOUT)
+        if body is None:
+            raise BenchError(f"GET {url} on {node.api} failed")
+        answers.append(json.loads(body))
+
+    times = []
+    for _ in range(ctx.reps(3)):
+        t0 = time.monotonic()
+        histogram()
+        times.append(time.monotonic() - t0)
+    total = sum(int(b["count"]) for b in answers[-1]["buckets"])
+    args = ["--from", str(first_ms), "--to", str(last_ms), "-q", pattern]
+    count_secs = best_of(ctx.reps(3), node.query([*args, "--stats"]))
+    matched = int(node.stats(args)["records_matched"])
+    q = HistogramQuery(label, pattern, min(times), count_secs, total, matched, len(answers[-1]["buckets"]))
+    log(f"histogram {label}: {q.histogram_secs:.3f}s, full count {q.count_secs:.3f}s "
+        f"({ratio(q.count_secs, q.histogram_secs)}x); {total} / {matched} records" + ("" if q.ok else " MISMATCH"))
+    return q
+
+
+def cmd_histogram(ctx: Ctx) -> HistogramReport:
+    """A histogram against a full count, on the store corpus (section `bench/bench.py histogram`).
+
+    The testsvc corpus of `store` (STORE_MB, 16 MiB testsvc runs with distinct seeds) sent with
+    `nc -N` into a fresh node; once every segment is a block file and every block sorted, over the
+    corpus's whole time range: `GET /histogram?buckets=60` with an empty query (counted from block
+    metadata, no decompression) and with `ERROR`, each against the same count by a full query
+    (`sluice query -q PATTERN --stats`), best of REPS (default 3). The buckets must sum to the full
+    count. Target: the empty-query histogram at least 10x faster than the full count.
+    """
+    need_free(ctx.args.store_mb * 3)
+    r = HistogramReport(ctx.run_id, machine_info(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                        commit_id(), ctx.args.store_mb, ctx.reps(3))
+    path = gen_store_corpus(ctx, "testsvc")
+    r.corpus_bytes, r.corpus_lines = path.stat().st_size, count_lines(path)
+    with running_node(ctx, "histogram") as node:
+        host, port = node.fast.rsplit(":", 1)
+        with open(path, "rb") as src:
+            if Proc("nc", ["nc", "-N", host, port], stdin=src).wait(1800, "nc to send the corpus") != 0:
+                raise BenchError("nc failed sending the corpus")
+        seen = [0]
+
+        def settled() -> bool | None:
+            node.check_alive()
+            segs = node.segments()
+            if not segs or not all(is_block_file(s) for s in segs) or node.metric("sluice_store_unsorted_blocks"):
+                return None
+            seen[0] = node.matched_all("24h")
+            return True if seen[0] == r.corpus_lines else None
+
+        wait_until(lambda: f"{r.corpus_lines} records compacted and sorted ({seen[0]} queryable)", 1800, 0.5,
+                   settled)
+        names = [s.name for s in node.segments()]
+        first_ms, last_ms = min(ulid_ms(n[:26]) for n in names), max(ulid_ms(n[27:53]) for n in names) + 1
+        r.queries = [histogram_query(ctx, node, "every record", "", first_ms, last_ms),
+                     histogram_query(ctx, node, "`ERROR`", "ERROR", first_ms, last_ms)]
+    return r
+
+
+def render_histogram(r: HistogramReport) -> str:
+    m = r.machine
+    rows = [[q.label, str(q.buckets), f"{q.histogram_secs:.3f}", f"{q.count_secs:.3f}",
+             ratio(q.count_secs, q.histogram_secs), f"{q.histogram_total} / {q.count_matched}"
+             + ("" if q.ok else " **MISMATCH**"),
+             (f"≥ {HISTOGRAM_TARGET:.0f}: " + ("met" if q.count_secs >= HISTOGRAM_TARGET * q.histogram_secs
+                                               else "**missed**")) if q.pattern == "" else ""]
+            for q in r.queries]
+    out = ["## Histogram against a full count (bench/bench.py histogram)", "",
+           f"Run {r.run_id} on {r.date}, commit {r.commit}: {m.cores} cores ({m.cpu}), {m.gib}.",
+           f"Command: `python3 bench/bench.py histogram` (SLUICE_BENCH_STORE_MB={r.store_mb}, best of {r.reps}).",
+           f"Corpus: the `store` testsvc corpus, {r.corpus_lines} lines, {mib(r.corpus_bytes)} MiB, compacted and "
+           "sorted; both over its whole time range.", ""]
+    out += table(["query", "buckets", "histogram s", "full count s", "speed-up", "records (buckets / count)",
+                  "target"], "-::::--", rows)
+    return "\n".join(out) + "\n"
+
+
 # ========================================================== output, main --
 
 NEW_FILE_HEADER = "# sluice benchmarks\n\nGenerated by `bench/bench.py` (see bench/README.md).\n\n"
@@ -1932,7 +2052,7 @@ def replace_generated(text: str, label: str, body: str) -> str:
 
 RENDER: dict[str, Callable[[Any], str]] = {"run": render_run, "protocols": render_protocols, "store": render_store,
                                            "compaction": render_compaction, "cluster": render_cluster,
-                                           "tail": render_tail}
+                                           "tail": render_tail, "histogram": render_histogram}
 
 
 def build(ctx: Ctx) -> None:
@@ -1968,7 +2088,7 @@ def run_bench(ctx: Ctx, name: str) -> list[str]:
 
 
 def cmd_all(ctx: Ctx) -> None:
-    """run, protocols, store, compaction, cluster and tail, in that order, in one run directory."""
+    """run, protocols, store, compaction, cluster, tail and histogram, in that order, in one run directory."""
 
 
 def cleanup(ctx: Ctx) -> None:
@@ -2043,12 +2163,15 @@ def canned() -> dict[str, Any]:
                       [TailRun("ingeststore", 12000, 2000, 12000, 2.1, 6.5, 12.0),
                        TailRun("cluster", 12000, 2000, 12000, 110.2, 205.0, 240.1)],
                       [StallRun(False, [1.01, 1.05, 0.99]), StallRun(True, [1.02, 1.0, 1.04])])
+    histogram = HistogramReport("20260101T000000Z", m, "2026-01-01 00:00 UTC", "abc1234", 2048, 3, 2147483648,
+                                10683998, [HistogramQuery("every record", "", 0.05, 1.2, 10683998, 10683998, 60),
+                                           HistogramQuery("`ERROR`", "ERROR", 0.3, 0.35, 104000, 104000, 60)])
     return {"run": run, "protocols": protocols, "store": store, "compaction": compaction, "cluster": cluster,
-            "tail": tail}
+            "tail": tail, "histogram": histogram}
 
 
 EXPECTED_ROWS = {"run": [2, 2, 3, 6, 1], "protocols": [4], "store": [4, 4], "compaction": [13],
-                 "cluster": [15], "tail": [2, 2]}  # per table
+                 "cluster": [15], "tail": [2, 2], "histogram": [2]}  # per table
 
 
 def tables(markdown: str) -> list[tuple[str, int]]:
@@ -2095,7 +2218,7 @@ def selftest() -> int:
 
 COMMANDS: dict[str, Callable[[Ctx], Any]] = {"run": cmd_run, "protocols": cmd_protocols, "store": cmd_store,
                                              "compaction": cmd_compaction, "cluster": cmd_cluster, "tail": cmd_tail,
-                                             "all": cmd_all, "selftest": selftest}
+                                             "histogram": cmd_histogram, "all": cmd_all, "selftest": selftest}
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
