@@ -15,6 +15,7 @@
 //! HEAD /query?...              the plan only, in X-Sluice-* headers
 //! GET  /cluster                the membership view (see [`cluster`])
 //! POST /cluster/forget?node=   drop a dead node from the view
+//! GET  /ui/                    the web UI, embedded in the binary (see `ui`); /ui → /ui/
 //! ```
 //!
 //! Handlers stay short on the async runtime: file I/O (the lending
@@ -36,6 +37,7 @@ mod coordinate;
 mod ingest;
 mod metrics;
 pub mod query;
+mod ui;
 
 use std::sync::{
     Arc,
@@ -94,6 +96,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/query", get(query::query).head(query::plan))
         .route("/cluster", get(cluster::view))
         .route("/cluster/forget", post(cluster::forget))
+        .route("/ui", get(ui::redirect))
+        .route("/ui/", get(ui::index))
+        .route("/ui/{*path}", get(ui::asset))
         .layer(middleware::from_fn(metrics::red))
         .with_state(state)
 }
