@@ -24,3 +24,4 @@ mod syslog;
 mod syslog_clients;
 mod telemetry;
 mod udp_proxy;
+mod ui;
