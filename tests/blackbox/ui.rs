@@ -769,3 +769,45 @@ fn ui_live_tail_shows_new_lines_and_pauses_when_scrolled_up() {
     browser.screenshot("tail-paused");
     browser.assert_no_page_errors();
 }
+
+#[test]
+fn ui_renders_only_the_visible_rows_of_100000_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    send_and_wait_close(&node.fast, &numbered_lines(100_000, "big"));
+    node.wait_records(100_000);
+    let browser = Browser::start("virtual-list");
+    browser.goto(&format!("http://{}/ui/?q=big", node.api));
+    browser.wait_state("done");
+    let (from, to) = page_range(&browser);
+    let expected = api_records(
+        &node,
+        &format!("q=big&from={from}&to={to}&direction=backward&limit=100000"),
+    );
+    assert_eq!(expected.len(), 100_000);
+    let seen = browser.js(
+        "const r = document.querySelector('[data-testid=results]');
+         const before = r.querySelectorAll('[data-testid=row]').length;
+         r.scrollTop = 50000 * 20; r.dispatchEvent(new Event('scroll'));
+         const rows = [...r.querySelectorAll('[data-testid=row]')];
+         return [r.dataset.count, before, rows.length,
+                 rows.map((x) => [Number(x.dataset.index), x.dataset.id])];",
+        json!([]),
+    );
+    assert_eq!(seen[0], "100000");
+    let (before, after) = (seen[1].as_u64().unwrap(), seen[2].as_u64().unwrap());
+    assert!(
+        before > 0 && before < 200 && after > 0 && after < 200,
+        "only the visible rows are in the page: {before}, {after}"
+    );
+    for pair in seen[3].as_array().unwrap() {
+        let index = pair[0].as_u64().unwrap() as usize;
+        assert!(
+            (49_900..50_100).contains(&index),
+            "row {index} far from the scroll"
+        );
+        assert_eq!(pair[1], expected[index]["id"], "row {index}");
+    }
+    browser.screenshot("scrolled");
+    browser.assert_no_page_errors();
+}
