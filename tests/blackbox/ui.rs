@@ -154,6 +154,20 @@ impl Browser {
         );
     }
 
+    /// Press and release `key` (a character, or a WebDriver key code such
+    /// as `\u{E00C}`, Escape) wherever the focus is.
+    fn press(&self, key: &str) {
+        self.cmd(
+            "POST",
+            "actions",
+            Some(json!({"actions": [{
+                "type": "key", "id": "keyboard",
+                "actions": [{"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}],
+            }]})),
+        );
+        self.cmd("DELETE", "actions", None);
+    }
+
     /// Save a screenshot as `target/ui-screenshots/<test>-<label>.png`.
     fn screenshot(&self, label: &str) {
         let png = self.cmd("GET", "screenshot", None);
@@ -585,6 +599,14 @@ fn ui_state_round_trips_through_the_url() {
         }
     }
 
+    // `/` focuses the query box from anywhere.
+    browser.js("document.activeElement.blur();", json!([]));
+    browser.press("/");
+    assert_eq!(
+        browser.js("return document.activeElement.dataset.testid;", json!([])),
+        "q"
+    );
+
     // A query run in the page is in its URL; that URL shows it again.
     browser.type_into("[data-testid=q]", "quiet\u{E007}");
     browser.wait_js(
@@ -767,6 +789,12 @@ fn ui_live_tail_shows_new_lines_and_pauses_when_scrolled_up() {
         0
     );
     browser.screenshot("tail-paused");
+
+    // Esc ends the tail, and the URL says so.
+    browser.press("\u{E00C}");
+    browser.wait_state("idle");
+    let search = browser.js("return location.search;", json!([]));
+    assert!(!search.as_str().unwrap().contains("tail"), "{search}");
     browser.assert_no_page_errors();
 }
 
