@@ -839,3 +839,134 @@ fn ui_renders_only_the_visible_rows_of_100000_results() {
     browser.screenshot("scrolled");
     browser.assert_no_page_errors();
 }
+
+/// A proxy to `target` that holds the answer to any request whose first
+/// line contains one of `holds`' texts until that text's gate opens; other
+/// answers pass. (A browser does not pipeline: once a held request is
+/// sent on a connection, every later byte from the server on it is that
+/// answer or a later one.)
+fn holding_proxy(target: String, holds: Vec<(&'static str, Gate)>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(&target) else {
+                continue;
+            };
+            // The gates this connection's answers must pass, as requests ask.
+            let held: std::sync::Arc<Mutex<Vec<Gate>>> = Default::default();
+            let (mut client_read, mut server_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (up_held, holds) = (held.clone(), holds.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 << 10];
+                while let Ok(n) = client_read.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(&buf[..n]);
+                    let first = text.lines().next().unwrap_or("");
+                    for (what, gate) in &holds {
+                        if first.contains(what) {
+                            up_held.lock().unwrap().push(gate.clone());
+                        }
+                    }
+                    if server_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = server_write.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let (mut server, mut client) = (server, client);
+                let mut buf = [0u8; 16 << 10];
+                while let Ok(n) = server.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let gates: Vec<Gate> = held.lock().unwrap().clone();
+                    for gate in gates {
+                        gate.wait();
+                    }
+                    if client.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = client.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn ui_shows_planning_then_running_and_esc_cancels() {
+    let (_dir, node) = node_with(&sample_lines());
+    let (plan, results) = (Gate::default(), Gate::default());
+    let proxy = holding_proxy(
+        node.api.clone(),
+        vec![
+            ("HEAD /query", plan.clone()),
+            ("format=json", results.clone()),
+        ],
+    );
+    let browser = Browser::start("states");
+    browser.goto(&format!("http://{proxy}/ui/?q=ERROR"));
+    browser.wait_state("planning");
+    browser.screenshot("planning");
+    plan.open();
+    browser.wait_state("running");
+    browser.screenshot("running");
+    // Esc cancels the held query; the page is idle and says so.
+    browser.press("\u{E00C}");
+    browser.wait_state("idle");
+    let status = browser.js(
+        "return document.querySelector('[data-testid=status]').textContent;",
+        json!([]),
+    );
+    assert!(
+        status.as_str().unwrap().starts_with("cancelled"),
+        "{status}"
+    );
+    browser.screenshot("cancelled");
+    // Enter runs it again, to the end once the answers flow.
+    results.open();
+    browser.type_into("[data-testid=q]", "ERROR\u{E007}");
+    browser.wait_state("done");
+    assert_eq!(
+        browser.js(
+            "return document.querySelector('[data-testid=results]').dataset.count;",
+            json!([])
+        ),
+        "5"
+    );
+    browser.assert_no_page_errors();
+}
+
+#[test]
+fn ui_flags_an_incomplete_cluster_answer_with_the_failed_node() {
+    use crate::cluster_harness::*;
+    let nodes = start_cluster(&["ingest", "store"], &[]);
+    let (ingest, store) = (&nodes[0], &nodes[1]);
+    send_and_wait_close(&ingest.fast(), b"one ERROR line\n");
+    let dead = ingest.id();
+    ingest.kill9();
+    store.wait_node_live(&dead, false);
+    let browser = Browser::start("incomplete");
+    browser.goto(&format!("http://{}/ui/?q=ERROR", store.api()));
+    browser.wait_state("done");
+    let flag = browser.js(
+        "const f = document.querySelector('[data-testid=incomplete]');
+         return [f.hidden, f.textContent];",
+        json!([]),
+    );
+    assert_eq!(flag[0], false, "{flag}");
+    let text = flag[1].as_str().unwrap();
+    assert!(
+        text.starts_with("incomplete result: failed nodes: ") && text.contains(&dead),
+        "{text}"
+    );
+    browser.screenshot("incomplete");
+    browser.assert_no_page_errors();
+}
