@@ -81,8 +81,9 @@ let tailing = false;
 let following = true;
 let missed = 0;
 let lagged = 0;
-/** @type {Set<string>} */
-const failed = new Set();
+/** The nodes that failed this run, by node: the latest text about each. */
+/** @type {Map<string, string>} */
+const failed = new Map();
 /**
  * @type {{plan: {fromMs: number, toMs: number, stepMs: number, n: number},
  *   counts: number[], source: 'client'|'server', dirty: boolean} | null}
@@ -208,22 +209,21 @@ function fail(message) {
   controller = null;
 }
 
-/** @param {Iterable<string>} nodes */
+/** @param {Array<{node: string, text: string}>} nodes */
 function addFailed(nodes) {
-  for (const n of nodes) failed.add(n);
+  for (const { node, text } of nodes) failed.set(node, text);
   showFailed();
 }
 
 function showFailed() {
   els.incomplete.hidden = failed.size === 0;
   els.incomplete.textContent =
-    failed.size === 0 ? '' : `incomplete result: failed nodes: ${[...failed].join(', ')}`;
+    failed.size === 0 ? '' : `incomplete result: failed nodes: ${[...failed.values()].join(', ')}`;
 }
 
 /** @param {Response} response */
 function headerFailed(response) {
-  const down = response.headers.get('x-sluice-nodes-failed');
-  if (down) addFailed(down.split(', ').filter(Boolean));
+  addFailed(lib.failedHeader(response.headers.get('x-sluice-nodes-failed')));
 }
 
 /**
@@ -351,10 +351,11 @@ async function startQuery(state) {
   }
   if (!current()) return;
   const elapsed = Math.round(performance.now() - started);
-  order = direction === 'backward' ? 'newest first' : 'oldest first';
-  if (rows.length >= LIMIT) order += `, the first ${lib.formatCount(LIMIT)}`;
+  // The order is known from two records on.
+  if (rows.length >= 2) order = direction === 'backward' ? ' (newest first)' : ' (oldest first)';
+  if (rows.length >= LIMIT) order = `${order.slice(0, -1)}, the first ${lib.formatCount(LIMIT)})`;
   flushRender();
-  setStatus(`${lib.formatCount(rows.length)} results (${order}); counting…`);
+  setStatus(`${lib.formatCount(rows.length)} results${order}; counting…`);
   let stats = null;
   try {
     const limit = direction === 'backward' ? `&direction=backward&limit=${LIMIT}` : `&limit=${LIMIT}`;
@@ -368,7 +369,7 @@ async function startQuery(state) {
   els.stats.textContent = lib.statsText(stats, rows.length, elapsed);
   await histogramDone;
   if (!current()) return;
-  setStatus(`${lib.formatCount(rows.length)} results (${order})`);
+  setStatus(`${lib.formatCount(rows.length)} results${order}`);
   controller = null;
   flushRender();
   setState('done');
@@ -705,6 +706,7 @@ async function startTail(state) {
         } else if (line.kind === 'lagged') {
           lagged += line.n;
           els.lagged.hidden = false;
+          els.lagged.dataset.n = String(lagged);
           els.lagged.textContent = `lagged: ${lib.formatCount(lagged)} records dropped (this page fell behind)`;
         } else if (line.kind === 'heartbeat') {
           els.heartbeat.textContent = `alive ${line.time}`;

@@ -332,19 +332,33 @@ export function statsText(stats, shown, elapsedMs) {
 }
 
 /**
- * The failed nodes of a cluster answer (`nodes_failed`), one text each,
- * or [] when the answer is complete.
+ * The failed nodes of a cluster answer (`nodes_failed`), each as its node
+ * and a text, or [] when the answer is complete.
  * @param {any} answer stats or histogram JSON
+ * @returns {Array<{node: string, text: string}>}
  */
 export function failedNodes(answer) {
   if (!answer || answer.complete !== false) return [];
   const failed = Array.isArray(answer.nodes_failed) ? answer.nodes_failed : [];
-  if (failed.length === 0) return ['(unknown nodes)'];
+  if (failed.length === 0) return [{ node: '?', text: '(unknown nodes)' }];
   return failed.map((f) => {
-    const who = f.node ?? f.api ?? '?';
+    const node = String(f.node ?? f.api ?? '?');
     const why = [f.reason, f.detail].filter(Boolean).join(': ');
-    return why ? `${who} (${why})` : String(who);
+    return { node, text: why ? `${node} (${why})` : node };
   });
+}
+
+/**
+ * The nodes an `X-Sluice-Nodes-Failed` header names: `id (reason), ...`.
+ * @param {string|null} value
+ * @returns {Array<{node: string, text: string}>}
+ */
+export function failedHeader(value) {
+  if (!value) return [];
+  return value
+    .split(', ')
+    .filter(Boolean)
+    .map((text) => ({ node: text.split(' (')[0], text }));
 }
 
 // ---- stream lines ----------------------------------------------------------

@@ -122,9 +122,14 @@ test('an incomplete answer names its failed nodes', () => {
       complete: false,
       nodes_failed: [{ node: 'n2', api: '10.0.0.2:7650', role: 'store', reason: 'timeout', detail: 'no frame in 10s' }],
     }),
-    ['n2 (timeout: no frame in 10s)'],
+    [{ node: 'n2', text: 'n2 (timeout: no frame in 10s)' }],
   );
-  assert.deepEqual(lib.failedNodes({ complete: false }), ['(unknown nodes)']);
+  assert.deepEqual(lib.failedNodes({ complete: false }), [{ node: '?', text: '(unknown nodes)' }]);
+  assert.deepEqual(lib.failedHeader('n1 (dead), n2 (unreachable: refused)'), [
+    { node: 'n1', text: 'n1 (dead)' },
+    { node: 'n2', text: 'n2 (unreachable: refused)' },
+  ]);
+  assert.deepEqual(lib.failedHeader(null), []);
 });
 
 test('stream lines are records, lagged markers or heartbeats', () => {
