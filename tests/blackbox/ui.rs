@@ -552,6 +552,19 @@ fn ui_query_shows_the_api_answer_highlighted_as_text_with_detail_and_context() {
     let all = api_records(&node, "from=1h&topic=default");
     assert_eq!(context, json!(ids(&all)), "every line is within the window");
     browser.screenshot("detail-context");
+
+    // The OS's dark setting turns the page dark.
+    let background = "return getComputedStyle(document.body).backgroundColor;";
+    assert_eq!(browser.js(background, json!([])), "rgb(255, 255, 255)");
+    browser.cmd(
+        "POST",
+        "goog/cdp/execute",
+        Some(json!({"cmd": "Emulation.setEmulatedMedia", "params": {
+            "features": [{"name": "prefers-color-scheme", "value": "dark"}],
+        }})),
+    );
+    assert_eq!(browser.js(background, json!([])), "rgb(21, 24, 28)");
+    browser.screenshot("dark");
     browser.assert_no_page_errors();
 }
 

@@ -261,6 +261,33 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_file_of_the_ui_directory_is_embedded() {
+        let ui = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui");
+        let mut files = Vec::new();
+        for dir in [ui.clone(), ui.join("vendor")] {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_file() {
+                    files.push(
+                        path.strip_prefix(&ui)
+                            .unwrap()
+                            .to_string_lossy()
+                            .into_owned(),
+                    );
+                }
+            }
+        }
+        files.sort();
+        let mut embedded: Vec<&str> = ASSETS.iter().map(|a| a.path).collect();
+        embedded.push("lib.test.js");
+        embedded.sort();
+        assert_eq!(
+            files, embedded,
+            "add a new ui/ file to ASSETS (tests stay out)"
+        );
+    }
+
     /// The values of every `attr="..."` in `html`.
     fn attribute_values<'a>(html: &'a str, attr: &str) -> Vec<&'a str> {
         let needle = format!(" {attr}=\"");
