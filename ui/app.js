@@ -48,6 +48,7 @@ const els = {
   lagged: byId('lagged'),
   heartbeat: byId('heartbeat'),
   incomplete: byId('incomplete'),
+  histNote: byId('histogram-note'),
   histogram: byId('histogram'),
   results: byId('results'),
   spacer: byId('spacer'),
@@ -194,6 +195,7 @@ function clearResults() {
   els.plan.textContent = '';
   els.stats.textContent = '';
   els.heartbeat.textContent = '';
+  els.histNote.textContent = '';
   els.lagged.hidden = true;
   els.newLines.hidden = true;
   els.detail.hidden = true;
@@ -386,9 +388,9 @@ async function fetchHistogram(base, current, signal) {
     const response = await fetch(`/histogram?${base}&buckets=${BUCKETS}`, { signal });
     if (!current() || !hist) return;
     if (!response.ok) {
-      els.histogram.dataset.note =
+      els.histNote.textContent =
         response.status === 404
-          ? 'this server has no /histogram: bars count the results shown'
+          ? 'histogram: counted from the results shown (this server has no /histogram)'
           : `histogram failed: ${await errorText(response)}`;
       return;
     }
@@ -403,7 +405,7 @@ async function fetchHistogram(base, current, signal) {
     addFailed(lib.failedNodes(answer));
     drawHistogram();
   } catch (e) {
-    if (!aborted(e) && current()) els.histogram.dataset.note = `histogram failed: ${e}`;
+    if (!aborted(e) && current()) els.histNote.textContent = `histogram failed: ${e}`;
   }
 }
 
@@ -526,6 +528,7 @@ function flushRender() {
     els.spacer.replaceChildren(fragment);
   }
   if (hist && hist.dirty) drawHistogram();
+  if (document.body.dataset.state === 'running') setStatus(`running… ${lib.formatCount(n)} found`);
   els.newLines.hidden = missed === 0;
   els.newLines.textContent = `${lib.formatCount(missed)} new ${missed === 1 ? 'line' : 'lines'} ↓`;
 }

@@ -518,6 +518,24 @@ fn ui_query_shows_the_api_answer_highlighted_as_text_with_detail_and_context() {
         true
     );
 
+    // Without /histogram the bars count the streamed records, and say so.
+    if endpoint_status(&node.api, "/histogram?from=1h") == 404 {
+        let h = browser.js(
+            "const h = document.querySelector('[data-testid=histogram]').dataset;
+             return [h.source, h.counts.split(',').reduce((a, c) => a + Number(c), 0),
+                     document.querySelector('[data-testid=histogram-note]').textContent];",
+            json!([]),
+        );
+        assert_eq!(h[0], "client", "{h}");
+        assert_eq!(h[1], 5, "{h}");
+        assert!(
+            h[2].as_str()
+                .unwrap()
+                .contains("counted from the results shown"),
+            "{h}"
+        );
+    }
+
     // Expanding a JSON line pretty-prints it.
     let json_id = expected.iter().find(|r| r["payload"] == JSON_LINE).unwrap()["id"]
         .as_str()
