@@ -630,6 +630,15 @@ fn ui_state_round_trips_through_the_url() {
         }
     }
 
+    // The topic picker offers the topics of /topics, where it is served.
+    if endpoint_status(&node.api, "/topics?from=1h") != 404 {
+        browser.wait_js(
+            "the topic picker to offer the topic",
+            "return document.querySelector('#topics option[value=default]') !== null;",
+            json!([]),
+        );
+    }
+
     // `/` focuses the query box from anywhere.
     browser.js("document.activeElement.blur();", json!([]));
     browser.press("/");
