@@ -774,8 +774,12 @@ els.form.addEventListener('submit', (e) => {
 });
 els.cancel.addEventListener('click', cancelByUser);
 els.tail.addEventListener('change', () => {
-  if (els.tail.checked) run();
-  else cancelByUser();
+  if (els.tail.checked) {
+    run();
+  } else {
+    cancelByUser();
+    saveUrl(readControls());
+  }
 });
 for (const button of document.querySelectorAll('[data-range]')) {
   button.addEventListener('click', () => {
