@@ -25,3 +25,4 @@ mod syslog_clients;
 mod tail;
 mod telemetry;
 mod udp_proxy;
+mod ui;

@@ -17,6 +17,7 @@
 //! GET  /ingest/tail?...        this ingester's live records, framed (for `/stream`)
 //! GET  /cluster                the membership view (see [`cluster`])
 //! POST /cluster/forget?node=   drop a dead node from the view
+//! GET  /ui/                    the web UI, embedded in the binary (see `ui`); /ui → /ui/
 //! ```
 //!
 //! Handlers stay short on the async runtime: file I/O (the lending
@@ -39,6 +40,7 @@ mod ingest;
 mod metrics;
 pub mod query;
 mod stream;
+mod ui;
 
 use std::sync::{
     Arc,
@@ -99,6 +101,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/stream", get(stream::stream))
         .route("/cluster", get(cluster::view))
         .route("/cluster/forget", post(cluster::forget))
+        .route("/ui", get(ui::redirect))
+        .route("/ui/", get(ui::index))
+        .route("/ui/{*path}", get(ui::asset))
         .layer(middleware::from_fn(metrics::red))
         .with_state(state)
 }
