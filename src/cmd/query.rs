@@ -35,6 +35,10 @@ pub struct Args {
     /// Stop after this many records.
     #[arg(long)]
     limit: Option<u64>,
+    /// Newest first: the newest --limit records, in descending time order, reading
+    /// only the newest data it needs (needs --limit).
+    #[arg(long)]
+    reverse: bool,
     /// Resume: only records after this ULID (the last id you read, e.g. from --ulid or --json).
     #[arg(long, value_name = "ULID")]
     after: Option<String>,
@@ -106,6 +110,16 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(after) = &args.after {
         params.push(("after", after.clone()));
+    }
+    if args.reverse {
+        let max = sluice_query::newest::MAX_BACKWARD_LIMIT;
+        if !args.limit.is_some_and(|l| (1..=max).contains(&l)) {
+            bail!(
+                "--reverse needs --limit N (1 to {max}): the newest N records are kept in \
+                 memory until they are printed"
+            );
+        }
+        params.push(("direction", "backward".into()));
     }
     if args.stats {
         params.push(("stats", "true".into()));

@@ -14,6 +14,7 @@ mod forward;
 mod harness;
 mod ingest;
 mod loopback;
+mod newest_first;
 mod partition;
 mod query;
 mod query_limits;

@@ -348,7 +348,7 @@ impl Gather {
         let n = self.targets.len();
         let mut outcomes = vec![Outcome::default(); n];
         let mut receivers: Vec<Option<mpsc::Receiver<Event>>> = (0..n).map(|_| None).collect();
-        let mut merge = NodeMerge::new(n);
+        let mut merge = NodeMerge::with_direction(n, self.query.direction);
         let mut local_params = self.params.clone();
         local_params.scope = Some("local".into());
         // Counting needs the ids (to drop copies), not the records.

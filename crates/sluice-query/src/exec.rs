@@ -44,6 +44,17 @@ pub enum QueryError {
         /// [`MAX_PLAN_SEGMENTS`].
         limit: usize,
     },
+    /// A newest-first query without a limit, or with one too large.
+    #[error(
+        "a newest-first query needs a limit of 1 to {max} records, not {}: pass limit=N",
+        .limit.map_or("none".to_string(), |l| l.to_string())
+    )]
+    BackwardLimit {
+        /// The limit asked for.
+        limit: Option<u64>,
+        /// [`crate::newest::MAX_BACKWARD_LIMIT`].
+        max: u64,
+    },
 }
 
 impl QueryError {
@@ -51,7 +62,9 @@ impl QueryError {
     pub fn is_the_query(&self) -> bool {
         matches!(
             self,
-            QueryError::EmptyRange { .. } | QueryError::PlanTooLarge { .. }
+            QueryError::EmptyRange { .. }
+                | QueryError::PlanTooLarge { .. }
+                | QueryError::BackwardLimit { .. }
         )
     }
 }
@@ -78,6 +91,29 @@ pub struct Query {
     pub limit: Option<u64>,
     /// Resume cursor: only records with ids strictly greater.
     pub after: Option<Ulid>,
+    /// Oldest first (the default) or newest first; a newest-first query
+    /// needs a `limit` (see [`crate::newest`]).
+    pub direction: Direction,
+    /// Only records in this id range (inclusive), within the time range:
+    /// the window a newest-first query reads; `None`: the whole range.
+    pub ids: Option<(Ulid, Ulid)>,
+}
+
+/// The order in which a query returns its records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Direction {
+    /// Ascending ids, oldest first.
+    #[default]
+    Forward,
+    /// Descending ids, newest first: the newest `limit` matches.
+    Backward,
+}
+
+impl Direction {
+    /// Whether records come newest first.
+    pub fn is_backward(self) -> bool {
+        self == Direction::Backward
+    }
 }
 
 impl Query {
@@ -91,7 +127,24 @@ impl Query {
             topic: None,
             limit: None,
             after: None,
+            direction: Direction::Forward,
+            ids: None,
         }
+    }
+
+    /// The id range the query covers: its time range, narrowed by `after`
+    /// and `ids`. Ids sort by time, so a time range is an id range.
+    pub fn id_bounds(&self) -> (Ulid, Ulid) {
+        let mut lower = Ulid::from_parts(self.from_ms, 0);
+        if let Some(after) = self.after {
+            lower = lower.max(Ulid(after.0.saturating_add(1)));
+        }
+        let mut upper = Ulid::from_parts(self.to_ms, u128::MAX);
+        if let Some((min, max)) = self.ids {
+            lower = lower.max(min);
+            upper = upper.min(max);
+        }
+        (lower, upper)
     }
 }
 
@@ -156,13 +209,16 @@ pub struct QueryStats {
 /// Where matching records go. Returning `false` stops the query (the
 /// client went away, or a limit was reached).
 pub trait RecordSink {
-    /// Take one matching record, in id order; `false` stops the query.
+    /// Take one matching record, in id order (descending in a
+    /// [`Direction::Backward`] query); `false` stops the query.
     fn record(&mut self, record: &Record<'_>) -> bool;
 
     /// Every record with an id up to and including `done` was given to
     /// [`record`](Self::record) already or does not match: told now and
     /// then as the scan moves on, even when nothing matches, so a server
-    /// can say how far it got. The default ignores it.
+    /// can say how far it got. In a [`Direction::Backward`] query it means
+    /// the opposite side: every record with an id at or *above* `done`.
+    /// The default ignores it.
     fn progress(&mut self, done: Ulid) {
         let _ = done;
     }
@@ -254,9 +310,11 @@ fn plan_evicting(
     if let Some(cache) = cache {
         cache.retain_listed(&segments);
     }
+    let (lower, upper) = query.id_bounds();
     Ok(segments
         .into_iter()
         .filter(|s| s.overlaps_ms(query.from_ms, query.to_ms))
+        .filter(|s| query.ids.is_none() || (s.max >= lower && s.min <= upper))
         .collect())
 }
 
@@ -287,7 +345,7 @@ fn open_plan(
     if sources.ingest.is_empty() {
         return Ok((segments, cursors));
     }
-    let upper = Ulid::from_parts(query.to_ms, u128::MAX);
+    let (_, upper) = query.id_bounds();
     let mut sort_budget = MAX_SORTED_INGEST_BYTES;
     for names in sources.ingest {
         let Some((path, opened)) = open_first_of(fs, names) else {
@@ -438,9 +496,20 @@ pub fn execute(
 }
 
 /// A query whose plan is made and whose segments are open: what can fail
-/// before any record is read has not.
+/// before any record is read has not. (A newest-first query has its first
+/// window planned and opened; see [`crate::newest`].)
 pub struct Prepared<'q> {
-    query: &'q Query,
+    inner: Planned<'q>,
+}
+
+enum Planned<'q> {
+    Forward(Box<Forward<'q>>),
+    Backward(Box<crate::newest::Backward<'q>>),
+}
+
+/// A forward query (or one window of a backward one), planned and opened.
+pub(crate) struct Forward<'q> {
+    query: std::borrow::Cow<'q, Query>,
     segments: Vec<SegmentMeta>,
     cursors: Vec<Option<OpenedCursor>>,
     started: Instant,
@@ -451,8 +520,8 @@ pub struct Prepared<'q> {
 /// it answers, so that a query it cannot run gets an error, not a
 /// truncated stream.
 pub fn prepare<'q>(
-    fs: &dyn Fs,
-    dir: &Path,
+    fs: &'q dyn Fs,
+    dir: &'q Path,
     query: &'q Query,
     scan: &Scan,
 ) -> Result<Prepared<'q>, QueryError> {
@@ -466,11 +535,32 @@ pub fn prepare<'q>(
 /// [`prepare`] over a node's [`Sources`]: its store, its ingest segments,
 /// or both, merged into one id-ordered stream.
 pub fn prepare_sources<'q>(
-    fs: &dyn Fs,
-    sources: Sources<'_>,
+    fs: &'q dyn Fs,
+    sources: Sources<'q>,
     query: &'q Query,
     scan: &Scan,
 ) -> Result<Prepared<'q>, QueryError> {
+    let inner = match query.direction {
+        Direction::Forward => Planned::Forward(Box::new(prepare_forward(
+            fs,
+            sources,
+            std::borrow::Cow::Borrowed(query),
+            scan,
+        )?)),
+        Direction::Backward => Planned::Backward(Box::new(crate::newest::Backward::prepare(
+            fs, sources, query, scan,
+        )?)),
+    };
+    Ok(Prepared { inner })
+}
+
+/// Plan and open `query` as a forward scan.
+pub(crate) fn prepare_forward<'q>(
+    fs: &dyn Fs,
+    sources: Sources<'_>,
+    query: std::borrow::Cow<'q, Query>,
+    scan: &Scan,
+) -> Result<Forward<'q>, QueryError> {
     let started = Instant::now();
     // A regex runs where blocks are decoded, on every core, on the records
     // that hold its required literal (if it has one); a plain literal is
@@ -489,13 +579,14 @@ pub fn prepare_sources<'q>(
         cancel: scan.cancel.clone(),
         literal: query.matcher.required_literal().cloned(),
         time_ms: Some((query.from_ms, query.to_ms)),
+        ids: query.ids,
         skip_corrupt_blocks: true,
         filter,
         any_of: query.matcher.required_any_of().cloned(),
         cache: scan.cache.clone(),
     };
-    let (segments, cursors) = open_plan(fs, sources, query, &options)?;
-    Ok(Prepared {
+    let (segments, cursors) = open_plan(fs, sources, &query, &options)?;
+    Ok(Forward {
         query,
         segments,
         cursors,
@@ -504,10 +595,20 @@ pub fn prepare_sources<'q>(
 }
 
 impl Prepared<'_> {
-    /// Read the segments, sending matches in id order to `sink`; see
-    /// [`execute`].
+    /// Read the segments, sending matches in id order (descending for a
+    /// backward query) to `sink`; see [`execute`].
     pub fn run(self, sink: &mut dyn RecordSink) -> QueryStats {
-        let Prepared {
+        match self.inner {
+            Planned::Forward(forward) => forward.run(sink),
+            Planned::Backward(backward) => backward.run(sink),
+        }
+    }
+}
+
+impl Forward<'_> {
+    /// Read the segments, sending matches in id order to `sink`.
+    pub(crate) fn run(self, sink: &mut dyn RecordSink) -> QueryStats {
+        let Forward {
             query,
             segments,
             mut cursors,
@@ -524,12 +625,7 @@ impl Prepared<'_> {
                 .take()
                 .expect("the merge opens each segment once")
         };
-        // Ids sort by time, so the range is an id range.
-        let mut lower = Ulid::from_parts(query.from_ms, 0);
-        if let Some(after) = query.after {
-            lower = lower.max(Ulid(after.0.saturating_add(1)));
-        }
-        let upper = Ulid::from_parts(query.to_ms, u128::MAX);
+        let (lower, upper) = query.id_bounds();
         let filter = |r: &Record<'_>| {
             if r.id < lower {
                 Verdict::Skip

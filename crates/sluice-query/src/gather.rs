@@ -23,6 +23,13 @@
 //! does not grow with the result. A node that is not read is held back by
 //! the transport (TCP), which is what makes this safe.
 //!
+//! A newest-first query ([`NodeMerge::backward`]) merges the same way in
+//! descending id order: each node sends its ids strictly decreasing, a
+//! progress mark says it sent every record with an id at or *above* it,
+//! and the merge pops the largest id first. Internally ids are compared
+//! through a key that reverses them, so one set of rules
+//! serves both directions.
+//!
 //! [`verdict`] is the consistency rule a coordinator reports as
 //! `complete`.
 
@@ -42,8 +49,12 @@ pub enum GatherError {
         /// The node's index.
         node: usize,
     },
-    /// A record is not after the node's previous record or progress mark.
-    #[error("node {node} sent record {id} after {after}: a node's ids must strictly increase")]
+    /// A record is not after the node's previous record or progress mark
+    /// (in the merge's order: below it, in a newest-first merge).
+    #[error(
+        "node {node} sent record {id} after {after}: a node's ids must strictly increase \
+         (decrease, newest first)"
+    )]
     OutOfOrder {
         /// The node's index.
         node: usize,
@@ -61,9 +72,10 @@ struct Node {
     frames: VecDeque<RecordsFrame>,
     /// Payload offset of the next record in the front frame.
     cursor: usize,
-    /// The id at `cursor`: `Some` exactly when a record is buffered.
+    /// The [key](NodeMerge::key) of the id at `cursor`: `Some` exactly
+    /// when a record is buffered.
     head: Option<Ulid>,
-    /// The node sent every record with an id up to this one (its last
+    /// The node sent every record with a key up to this one (its last
     /// record, or a later progress mark).
     sent_through: Option<Ulid>,
     /// Finished or failed.
@@ -97,6 +109,8 @@ pub struct NodeMerge {
     last: Option<Ulid>,
     emitted: u64,
     duplicates: u64,
+    /// Newest first: ids descend.
+    backward: bool,
 }
 
 impl NodeMerge {
@@ -108,6 +122,33 @@ impl NodeMerge {
             last: None,
             emitted: 0,
             duplicates: 0,
+            backward: false,
+        }
+    }
+
+    /// A merge of `nodes` streams whose ids descend (a newest-first query):
+    /// see the module docs.
+    pub fn backward(nodes: usize) -> NodeMerge {
+        NodeMerge {
+            backward: true,
+            ..NodeMerge::new(nodes)
+        }
+    }
+
+    /// A merge in `direction`.
+    pub fn with_direction(nodes: usize, direction: crate::Direction) -> NodeMerge {
+        match direction {
+            crate::Direction::Forward => NodeMerge::new(nodes),
+            crate::Direction::Backward => NodeMerge::backward(nodes),
+        }
+    }
+
+    /// What ids are compared by: the id, or its reverse newest first. It
+    /// is its own inverse.
+    fn key(&self, id: Ulid) -> Ulid {
+        match self.backward {
+            false => id,
+            true => Ulid(!id.0),
         }
     }
 
@@ -120,32 +161,37 @@ impl NodeMerge {
     /// and follow the node's previous record and progress mark; otherwise
     /// nothing of it is taken. An empty frame changes nothing.
     pub fn push_records(&mut self, node: usize, records: RecordsFrame) -> Result<(), GatherError> {
-        let n = &mut self.nodes[node];
-        if n.closed {
+        if self.nodes[node].closed {
             return Err(GatherError::Closed { node });
         }
         let (Some(first), Some(last)) = (records.first_id(), records.last_id()) else {
             return Ok(());
         };
-        if let Some(after) = n.sent_through
+        let (first, last) = (self.key(first), self.key(last));
+        if let Some(after) = self.nodes[node].sent_through
             && first <= after
         {
             return Err(GatherError::OutOfOrder {
                 node,
-                id: first,
-                after,
+                id: self.key(first),
+                after: self.key(after),
             });
         }
-        if !records.is_strictly_increasing() {
-            let mut ids = records.iter().map(|r| r.id);
+        if self.backward || !records.is_strictly_increasing() {
+            let mut ids = records.iter().map(|r| self.key(r.id));
             let mut after = ids.next().unwrap_or(first);
             for id in ids {
                 if id <= after {
-                    return Err(GatherError::OutOfOrder { node, id, after });
+                    return Err(GatherError::OutOfOrder {
+                        node,
+                        id: self.key(id),
+                        after: self.key(after),
+                    });
                 }
                 after = id;
             }
         }
+        let n = &mut self.nodes[node];
         n.sent_through = Some(last);
         if n.head.is_none() {
             n.head = Some(first);
@@ -155,14 +201,15 @@ impl NodeMerge {
         Ok(())
     }
 
-    /// `node` sent every record with an id up to `id`. A mark below one
-    /// already known changes nothing.
+    /// `node` sent every record with an id up to `id` (at or above it,
+    /// newest first). A mark behind one already known changes nothing.
     pub fn progress(&mut self, node: usize, id: Ulid) -> Result<(), GatherError> {
+        let key = self.key(id);
         let n = &mut self.nodes[node];
         if n.closed {
             return Err(GatherError::Closed { node });
         }
-        n.sent_through = n.sent_through.max(Some(id));
+        n.sent_through = n.sent_through.max(Some(key));
         Ok(())
     }
 
@@ -190,7 +237,8 @@ impl NodeMerge {
         self.nodes[node].frames.len()
     }
 
-    /// The next record in id order, once no node can send a smaller one;
+    /// The next record in id order (descending, newest first), once no
+    /// node can send one before it;
     /// `None` while the merge waits for input (see
     /// [`needs`](Self::needs)) or when it is done. A record whose id equals
     /// the last one popped is dropped and counted instead.
@@ -284,16 +332,18 @@ impl NodeMerge {
         let next = front
             .record_at(n.cursor)
             .map_or(front.payload().len(), |(_, next)| next);
+        let backward = self.backward;
+        let key = |id: Ulid| if backward { Ulid(!id.0) } else { id };
         match front.id_at(next) {
             Some(id) => {
                 n.cursor = next;
-                n.head = Some(id);
+                n.head = Some(key(id));
                 false
             }
             None => {
                 self.retired = n.frames.pop_front();
                 n.cursor = 0;
-                n.head = n.frames.front().and_then(RecordsFrame::first_id);
+                n.head = n.frames.front().and_then(RecordsFrame::first_id).map(key);
                 true
             }
         }
@@ -463,7 +513,8 @@ mod tests {
         assert_eq!(
             m.push_records(0, frame(&[5, 6])).unwrap_err().to_string(),
             format!(
-                "node 0 sent record {} after {}: a node's ids must strictly increase",
+                "node 0 sent record {} after {}: a node's ids must strictly increase \
+                 (decrease, newest first)",
                 Ulid(5),
                 Ulid(5)
             )
@@ -585,20 +636,38 @@ mod tests {
     /// that still have events (and, if `by_needs`, from those the merge
     /// needs); check every popped record is safe, and return the output.
     fn run(scripts: &[Vec<Event>], picks: &[usize], by_needs: bool) -> Vec<u128> {
-        let mut m = NodeMerge::new(scripts.len());
+        run_in(scripts, picks, by_needs, false)
+    }
+
+    /// [`run`], newest first when `backward` (the scripts' ids descend).
+    fn run_in(
+        scripts: &[Vec<Event>],
+        picks: &[usize],
+        by_needs: bool,
+        backward: bool,
+    ) -> Vec<u128> {
+        let before = |a: u128, b: u128| if backward { a > b } else { a < b };
+        let mut m = if backward {
+            NodeMerge::backward(scripts.len())
+        } else {
+            NodeMerge::new(scripts.len())
+        };
         let mut next = vec![0usize; scripts.len()];
         let mut out: Vec<u128> = Vec::new();
         let mut picks = picks.iter().cycle();
         loop {
             while let Some(r) = m.pop() {
                 let id = r.id.0;
-                assert!(out.last().is_none_or(|&l| l < id), "{id} after {out:?}");
+                assert!(
+                    out.last().is_none_or(|&l| before(l, id)),
+                    "{id} after {out:?}"
+                );
                 // Safe: no node will still deliver a record at or below it.
                 for (node, script) in scripts.iter().enumerate() {
                     for event in &script[next[node]..] {
                         if let Event::Records(ids) = event {
                             assert!(
-                                ids.iter().all(|&later| later > id),
+                                ids.iter().all(|&later| before(id, later)),
                                 "{id} popped while node {node} will still send {ids:?}"
                             );
                         }
@@ -660,7 +729,61 @@ mod tests {
         all.into_iter().collect()
     }
 
+    /// The scripts with every id `x` made `MIRROR - x`: ids descend, and a
+    /// progress mark covers the ids above it.
+    const MIRROR: u128 = 1_000;
+
+    fn mirror(scripts: &[Vec<Event>]) -> Vec<Vec<Event>> {
+        scripts
+            .iter()
+            .map(|script| {
+                script
+                    .iter()
+                    .map(|e| match e {
+                        Event::Records(ids) => {
+                            Event::Records(ids.iter().map(|id| MIRROR - id).collect())
+                        }
+                        Event::Progress(id) => Event::Progress(MIRROR - id),
+                        other => other.clone(),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn newest_first_merges_in_descending_order_and_progress_covers_ids_above() {
+        let mut m = NodeMerge::backward(2);
+        m.push_records(0, frame(&[9, 5, 2])).unwrap();
+        assert_eq!(drain(&mut m), [] as [u128; 0]);
+        // Node 1 sent every id at or above 6: 9 is safe, 5 is not.
+        m.progress(1, Ulid(6)).unwrap();
+        assert_eq!(drain(&mut m), [9]);
+        m.push_records(1, frame(&[5, 4])).unwrap();
+        assert_eq!(drain(&mut m), [5, 4]);
+        assert!(matches!(
+            m.push_records(1, frame(&[4, 3])),
+            Err(GatherError::OutOfOrder { .. })
+        ));
+        m.finish(1);
+        assert_eq!(drain(&mut m), [2]);
+        m.finish(0);
+        assert!(m.is_done());
+        assert_eq!(m.duplicates_dropped(), 1);
+    }
+
     proptest! {
+        #[test]
+        fn newest_first_any_interleaving_gives_the_reversed_union_without_copies(
+            scripts in proptest::collection::vec(arb_script(), 1..5),
+            picks in proptest::collection::vec(any::<usize>(), 1..40),
+            by_needs in any::<bool>(),
+        ) {
+            let got = run_in(&mirror(&scripts), &picks, by_needs, true);
+            let want: Vec<u128> = want(&scripts).into_iter().map(|id| MIRROR - id).collect();
+            prop_assert_eq!(got, want);
+        }
+
         #[test]
         fn any_interleaving_gives_the_sorted_union_without_copies(
             scripts in proptest::collection::vec(arb_script(), 1..5),

@@ -7,6 +7,8 @@
 //! - [`exec`]: plan (segments overlapping the range), scan, merge (with
 //!   [`sluice_storage::merge`]), and emit matching records to a
 //!   [`RecordSink`], with [`QueryStats`].
+//! - [`newest`]: newest first ([`Direction::Backward`]): the range read
+//!   in windows of ids from its newest end, cut by the block index.
 //! - [`frames`]: the framed node-to-node query response (`format=frames`):
 //!   [`FrameWriter`] on the answering node, [`FrameDecoder`] on the
 //!   coordinator.
@@ -23,10 +25,11 @@ pub mod exec;
 pub mod frames;
 pub mod gather;
 pub mod matcher;
+pub mod newest;
 pub mod time;
 
 pub use exec::{
-    Prepared, Query, QueryError, QueryStats, RecordSink, Scan, Sources, execute, plan,
+    Direction, Prepared, Query, QueryError, QueryStats, RecordSink, Scan, Sources, execute, plan,
     plan_sources, prepare, prepare_sources,
 };
 pub use frames::{
