@@ -294,6 +294,7 @@ async fn local_plan(state: &ApiState, query: Query) -> Result<(u64, u64), Respon
         let sources = Sources {
             store: state.store.as_ref().map(|s| s.dir()),
             ingest: &ingest_files,
+            ..Sources::default()
         };
         sluice_query::plan_sources(&*fs, sources, &query)
             .map_err(|e| query_error(&e))
@@ -424,6 +425,7 @@ async fn local_stats(
         let sources = Sources {
             store: state.store.as_ref().map(|s| s.dir()),
             ingest: &ingest_files,
+            ..Sources::default()
         };
         let ran = sluice_query::prepare_sources(&*fs, sources, &query, &scan)
             .map(|prepared| prepared.run(&mut |_: &Record<'_>| true));
@@ -513,6 +515,7 @@ pub(crate) async fn start_local(
         let sources = Sources {
             store: state.store.as_ref().map(|s| s.dir()),
             ingest: &ingest_files,
+            ..Sources::default()
         };
         let prepared = match sluice_query::prepare_sources(&*fs, sources, &query, &scan) {
             Ok(prepared) => prepared,

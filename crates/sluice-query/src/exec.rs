@@ -244,6 +244,9 @@ pub struct Sources<'a> {
     /// writes them. A segment gone under every name (a store committed
     /// it) is passed over.
     pub ingest: &'a [Vec<PathBuf>],
+    /// Store segments (by name, sorted) to pass over: a count reads them
+    /// from their block index instead (see [`crate::count`]).
+    pub skip: &'a [String],
 }
 
 /// The most bytes of ingest segments whose ids do not increase (origin
@@ -339,7 +342,7 @@ fn open_plan(
     options: &ScanOptions,
 ) -> Result<(Vec<SegmentMeta>, Vec<Option<OpenedCursor>>), QueryError> {
     let (mut segments, mut cursors) = match sources.store {
-        Some(dir) => open_store_plan(fs, dir, query, options)?,
+        Some(dir) => open_store_plan(fs, dir, sources.skip, query, options)?,
         None => (Vec::new(), Vec::new()),
     };
     if sources.ingest.is_empty() {
@@ -453,12 +456,16 @@ fn open_first_of<'p>(
 fn open_store_plan(
     fs: &dyn Fs,
     dir: &Path,
+    skip: &[String],
     query: &Query,
     options: &ScanOptions,
 ) -> Result<(Vec<SegmentMeta>, Vec<Option<OpenedCursor>>), QueryError> {
     let mut attempt = 1;
     loop {
-        let segments = plan_evicting(fs, dir, query, options.cache.as_deref())?;
+        let mut segments = plan_evicting(fs, dir, query, options.cache.as_deref())?;
+        if !skip.is_empty() {
+            segments.retain(|s| skip.binary_search(&s.name).is_err());
+        }
         if segments.len() > MAX_PLAN_SEGMENTS {
             return Err(QueryError::PlanTooLarge {
                 segments: segments.len(),
@@ -528,6 +535,7 @@ pub fn prepare<'q>(
     let sources = Sources {
         store: Some(dir),
         ingest: &[],
+        ..Sources::default()
     };
     prepare_sources(fs, sources, query, scan)
 }
@@ -870,6 +878,7 @@ mod tests {
         let sources = Sources {
             store: Some(store),
             ingest: &names,
+            ..Sources::default()
         };
         let query = Query::between(0, 10_000, Matcher::All);
         let scan = Scan::new(WorkerPool::inline());

@@ -9,6 +9,9 @@
 //!   [`RecordSink`], with [`QueryStats`].
 //! - [`newest`]: newest first ([`Direction::Backward`]): the range read
 //!   in windows of ids from its newest end, cut by the block index.
+//! - [`count`]: matches counted per time bucket ([`count::Histogram`]) or
+//!   per topic ([`count::TopicCounts`]), from the block index where no
+//!   text is matched.
 //! - [`frames`]: the framed node-to-node query response (`format=frames`):
 //!   [`FrameWriter`] on the answering node, [`FrameDecoder`] on the
 //!   coordinator.
@@ -21,6 +24,7 @@
 //! each cursor holds (one batch, or a block and the blocks it decodes
 //! ahead), never by the size of the result.
 
+pub mod count;
 pub mod exec;
 pub mod frames;
 pub mod gather;
