@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod forward;
+pub mod histogram;
 pub mod node;
 pub mod query;
 pub mod testsvc;

@@ -13,28 +13,35 @@ use sluice_query::frames::Frame;
 pub struct Args {
     /// Address of a sluice node's HTTP API.
     #[arg(long, default_value = sluice_api::DEFAULT_ADDR, env = "SLUICE_API")]
-    api: String,
+    pub api: String,
     /// Start of the range: a duration ago (5m, 1h, 7d), an RFC 3339 time, or Unix ms.
     #[arg(long, default_value = sluice_query::time::DEFAULT_FROM)]
-    from: String,
+    pub from: String,
     /// End of the range, same forms, or now.
     #[arg(long, default_value = sluice_query::time::DEFAULT_TO)]
-    to: String,
+    pub to: String,
     /// Text to find in the payload. Empty matches every record.
     #[arg(short = 'q', long = "query", default_value = "")]
-    query: String,
+    pub query: String,
     /// Treat -q as a regular expression (Rust regex syntax).
     #[arg(long)]
-    regex: bool,
+    pub regex: bool,
     /// Ignore case.
     #[arg(short = 'i', long = "ignore-case")]
-    ignore_case: bool,
+    pub ignore_case: bool,
     /// Only records of this topic.
     #[arg(long)]
-    topic: Option<String>,
+    pub topic: Option<String>,
     /// Stop after this many records.
     #[arg(long)]
     limit: Option<u64>,
+    /// Print matching records per time bucket (a text chart; JSON with --json)
+    /// instead of the records.
+    #[arg(long, conflicts_with_all = ["stats", "reverse", "ulid", "time", "limit", "after"])]
+    histogram: bool,
+    /// Buckets of --histogram (1 to 1000).
+    #[arg(long, requires = "histogram", default_value_t = sluice_query::count::DEFAULT_BUCKETS)]
+    pub buckets: u32,
     /// Newest first: the newest --limit records, in descending time order, reading
     /// only the newest data it needs (needs --limit).
     #[arg(long)]
@@ -50,7 +57,7 @@ pub struct Args {
     time: bool,
     /// One JSON object per record: id, time, topic, payload (and truncated).
     #[arg(long, conflicts_with_all = ["ulid", "time", "stats"])]
-    json: bool,
+    pub json: bool,
     /// Print the plan and counts (segments, bytes, records scanned and matched, nodes
     /// queried and failed) as JSON instead of records.
     #[arg(long)]
@@ -58,11 +65,11 @@ pub struct Args {
     /// What a node that cannot answer does to the query: partial goes on with the
     /// others, names the failed nodes on stderr and exits 3; strict fails the query.
     #[arg(long, default_value = "partial", value_parser = ["partial", "strict"], env = "SLUICE_CONSISTENCY")]
-    consistency: String,
+    pub consistency: String,
     /// How long the coordinating node waits for another node's next answer before
     /// it counts that node as failed (default: the node's --node-timeout, 10s).
     #[arg(long, value_parser = humantime::parse_duration, env = "SLUICE_NODE_TIMEOUT")]
-    node_timeout: Option<std::time::Duration>,
+    pub node_timeout: Option<std::time::Duration>,
 }
 
 /// The exit status of a query whose result is incomplete (a node failed).
@@ -91,6 +98,9 @@ pub fn base_url(api: &str) -> String {
 
 async fn query(args: Args) -> anyhow::Result<ExitCode> {
     let base = base_url(&args.api);
+    if args.histogram {
+        return crate::cmd::histogram::run(&base, &args).await;
+    }
     let mut params: Vec<(&str, String)> = vec![
         ("from", args.from.clone()),
         ("to", args.to.clone()),
@@ -204,7 +214,7 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Exit 0 for a complete result; for an incomplete one, name the failed
 /// nodes on stderr and exit 3.
-fn verdict(stats: &serde_json::Value) -> ExitCode {
+pub fn verdict(stats: &serde_json::Value) -> ExitCode {
     if stats["complete"].as_bool() != Some(false) {
         return ExitCode::SUCCESS;
     }

@@ -7,6 +7,7 @@ mod cluster;
 mod cluster_checks;
 mod cluster_harness;
 mod compaction;
+mod counts;
 mod fault_proxy;
 mod fluent;
 mod fluent_clients;

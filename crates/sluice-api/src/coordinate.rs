@@ -68,7 +68,12 @@ pub(crate) fn add_alone_fields(json: &mut Value) {
 
 /// Whether the query must fail when a node does (`strict`).
 fn strict(params: &QueryParams) -> Result<bool, Response> {
-    match params.consistency.as_deref() {
+    strict_from(params.consistency.as_deref())
+}
+
+/// `consistency`: whether a failed node fails the request (`strict`).
+pub(crate) fn strict_from(consistency: Option<&str>) -> Result<bool, Response> {
+    match consistency {
         None | Some("partial") => Ok(false),
         Some("strict") => Ok(true),
         Some(other) => Err(error(
@@ -79,7 +84,15 @@ fn strict(params: &QueryParams) -> Result<bool, Response> {
 }
 
 fn node_timeout(state: &ApiState, params: &QueryParams) -> Result<Duration, Response> {
-    match params.node_timeout.as_deref() {
+    node_timeout_from(state, params.node_timeout.as_deref())
+}
+
+/// `node_timeout`, or the node's `--node-timeout`.
+pub(crate) fn node_timeout_from(
+    state: &ApiState,
+    text: Option<&str>,
+) -> Result<Duration, Response> {
+    match text {
         None | Some("") => Ok(state.cluster.node_timeout),
         Some(text) => humantime::parse_duration(text).map_err(|e| {
             error(
@@ -92,17 +105,17 @@ fn node_timeout(state: &ApiState, params: &QueryParams) -> Result<Duration, Resp
 
 /// A node the query asks.
 #[derive(Debug, Clone)]
-struct Target {
-    id: String,
-    api: Option<String>,
-    role: Role,
-    is_self: bool,
+pub(crate) struct Target {
+    pub(crate) id: String,
+    pub(crate) api: Option<String>,
+    pub(crate) role: Role,
+    pub(crate) is_self: bool,
     /// Why it failed before it was asked (dead, not ready).
-    failed_up_front: Option<&'static str>,
+    pub(crate) failed_up_front: Option<&'static str>,
 }
 
 /// The nodes with data in the view, ingesters first.
-fn targets(view: &ClusterView) -> Vec<Target> {
+pub(crate) fn targets(view: &ClusterView) -> Vec<Target> {
     let mut targets: Vec<Target> = view
         .nodes
         .iter()
@@ -316,7 +329,7 @@ pub(crate) async fn query(
 
 /// The replication factor the cluster runs with: the largest one its
 /// nodes publish (1 until replication exists).
-fn view_rf(view: &ClusterView) -> u32 {
+pub(crate) fn view_rf(view: &ClusterView) -> u32 {
     view.nodes
         .iter()
         .filter_map(|n| n.rf)

@@ -13,6 +13,8 @@
 //!                              store and ingest segments only; 503 + Retry-After when
 //!                              too many queries run and wait
 //! HEAD /query?...              the plan only, in X-Sluice-* headers
+//! GET  /histogram?...          matching records per time bucket, cluster-wide (see `counts`)
+//! GET  /topics?from=&to=       records per topic, cluster-wide (see `counts`)
 //! GET  /cluster                the membership view (see [`cluster`])
 //! POST /cluster/forget?node=   drop a dead node from the view
 //! ```
@@ -33,6 +35,7 @@
 pub mod admission;
 pub mod cluster;
 mod coordinate;
+mod counts;
 mod ingest;
 mod metrics;
 pub mod query;
@@ -92,6 +95,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/ingest/commit", post(ingest::commit))
         .route("/ingest/failed", post(ingest::failed))
         .route("/query", get(query::query).head(query::plan))
+        .route("/histogram", get(counts::histogram))
+        .route("/topics", get(counts::topics))
         .route("/cluster", get(cluster::view))
         .route("/cluster/forget", post(cluster::forget))
         .layer(middleware::from_fn(metrics::red))

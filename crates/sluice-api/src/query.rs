@@ -205,7 +205,7 @@ pub(crate) fn parse(params: &QueryParams) -> Result<(Query, Format), ParamError>
     ))
 }
 
-fn no_data_role() -> Response {
+pub(crate) fn no_data_role() -> Response {
     error(
         StatusCode::NOT_FOUND,
         "this node runs neither the ingest nor the store role",
@@ -382,10 +382,10 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 /// The filesystem and the ingest segments (each with the names it may
 /// have) a local query reads beside the store directory.
-type LocalSources = (Arc<dyn sluice_storage::Fs>, Vec<Vec<std::path::PathBuf>>);
+pub(crate) type LocalSources = (Arc<dyn sluice_storage::Fs>, Vec<Vec<std::path::PathBuf>>);
 
 /// What a node's local query reads: its store and its ingest segments.
-fn local_sources(state: &ApiState) -> Result<LocalSources, String> {
+pub(crate) fn local_sources(state: &ApiState) -> Result<LocalSources, String> {
     let ingest_files = match &state.ingest {
         Some(log) => log.query_segments().map_err(|e| e.to_string())?,
         None => Vec::new(),
@@ -398,7 +398,7 @@ fn local_sources(state: &ApiState) -> Result<LocalSources, String> {
     Ok((fs, ingest_files))
 }
 
-fn local_scan(state: &ApiState, scanning: &crate::admission::Scanning) -> Scan {
+pub(crate) fn local_scan(state: &ApiState, scanning: &crate::admission::Scanning) -> Scan {
     Scan {
         workers: state.workers.clone(),
         cache: state.store.as_ref().map(|s| s.segment_cache().clone()),
