@@ -142,6 +142,7 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
     }
     let client = reqwest::Client::new();
     let url = format!("{base}/query");
+    let mut progress = start_progress(&client, &url, &params, &args).await;
     let response = client
         .get(&url)
         .query(&params)
@@ -182,16 +183,24 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
     loop {
         match decoder.next_frame() {
             Ok(Some(Frame::Records(records))) => {
+                let mut n = 0;
                 for record in &records {
                     print_record(&mut out, &mut line, &record, &args)?;
+                    n += 1;
+                }
+                progress.records(n);
+                if let Some(last) = records.last_id() {
+                    progress.mark(last);
                 }
             }
-            Ok(Some(Frame::Progress(_))) => {}
+            Ok(Some(Frame::Progress(id))) => progress.mark(id),
             Ok(Some(Frame::Stats(stats))) => {
+                progress.finish();
                 out.flush()?;
                 return Ok(verdict(&serde_json::Value::Object(stats)));
             }
             Ok(Some(Frame::Error(message))) => {
+                progress.finish();
                 out.flush()?;
                 bail!("the query failed: {message}");
             }
@@ -200,6 +209,7 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
                     &chunk.context("read query results (the node may have failed mid-query)")?,
                 ),
                 None => {
+                    progress.finish();
                     out.flush()?;
                     bail!(
                         "query results ended before their stats: the node at {base} stopped \
@@ -210,6 +220,34 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
             Err(e) => bail!("query results from {base} are damaged: {e}"),
         }
     }
+}
+
+/// The progress line, drawn only when stderr is a terminal and stdout is
+/// not (see [`crate::cmd::progress`]); its plan's size from `HEAD /query`.
+async fn start_progress(
+    client: &reqwest::Client,
+    url: &str,
+    params: &[(&str, String)],
+    args: &Args,
+) -> crate::cmd::progress::Progress {
+    use std::io::IsTerminal;
+    let show = !args.stats
+        && crate::cmd::progress::should_show(
+            io::stderr().is_terminal(),
+            io::stdout().is_terminal(),
+        );
+    let now = sluice_query::time::now_ms();
+    let from_ms = sluice_query::parse_time_ms(&args.from, now).unwrap_or(0);
+    let to_ms = sluice_query::parse_time_ms(&args.to, now).unwrap_or(now);
+    let mut plan_bytes = 0;
+    if show && let Ok(head) = client.head(url).query(params).send().await {
+        plan_bytes = head
+            .headers()
+            .get("x-sluice-bytes")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+    }
+    crate::cmd::progress::Progress::new(show, from_ms, to_ms, plan_bytes, args.reverse)
 }
 
 /// Exit 0 for a complete result; for an incomplete one, name the failed
