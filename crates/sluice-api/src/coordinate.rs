@@ -31,17 +31,17 @@ use axum::{
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
-use sluice_cluster::{ClusterView, Health, NodeInfo};
 use sluice_query::{
     Query,
     frames::{Frame, FrameDecoder, FrameWriter},
-    gather::{NodeMerge, QueriedNode, Role, verdict},
+    gather::{NodeMerge, QueriedNode, verdict},
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{
     ApiState, error, metrics,
+    nodes::{Target, node_timeout_from, strict_from, targets, view_rf},
     query::{FRAMES_CONTENT_TYPE, Format, QueryParams, busy, start_local, stats_json},
 };
 
@@ -71,86 +71,8 @@ fn strict(params: &QueryParams) -> Result<bool, Response> {
     strict_from(params.consistency.as_deref())
 }
 
-/// `consistency`: whether a failed node fails the request (`strict`).
-pub(crate) fn strict_from(consistency: Option<&str>) -> Result<bool, Response> {
-    match consistency {
-        None | Some("partial") => Ok(false),
-        Some("strict") => Ok(true),
-        Some(other) => Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("unknown consistency {other:?}: use strict or partial"),
-        )),
-    }
-}
-
 fn node_timeout(state: &ApiState, params: &QueryParams) -> Result<Duration, Response> {
     node_timeout_from(state, params.node_timeout.as_deref())
-}
-
-/// `node_timeout`, or the node's `--node-timeout`.
-pub(crate) fn node_timeout_from(
-    state: &ApiState,
-    text: Option<&str>,
-) -> Result<Duration, Response> {
-    match text {
-        None | Some("") => Ok(state.cluster.node_timeout),
-        Some(text) => humantime::parse_duration(text).map_err(|e| {
-            error(
-                StatusCode::BAD_REQUEST,
-                format!("node_timeout {text:?} is not a duration like 10s or 500ms: {e}"),
-            )
-        }),
-    }
-}
-
-/// A node the query asks.
-#[derive(Debug, Clone)]
-pub(crate) struct Target {
-    pub(crate) id: String,
-    pub(crate) api: Option<String>,
-    pub(crate) role: Role,
-    pub(crate) is_self: bool,
-    /// Why it failed before it was asked (dead, not ready).
-    pub(crate) failed_up_front: Option<&'static str>,
-}
-
-/// The nodes with data in the view, ingesters first.
-pub(crate) fn targets(view: &ClusterView) -> Vec<Target> {
-    let mut targets: Vec<Target> = view
-        .nodes
-        .iter()
-        .filter_map(|n| {
-            let roles = n.roles?;
-            let role = match (roles.ingest, roles.store) {
-                (true, true) => Role::Both,
-                (true, false) => Role::Ingest,
-                (false, true) => Role::Store,
-                (false, false) => return None,
-            };
-            Some(Target {
-                id: n.id.clone(),
-                api: n.api.as_ref().map(|a| a.to_string()),
-                role,
-                is_self: n.id == view.self_id,
-                failed_up_front: up_front_failure(n, view),
-            })
-        })
-        .collect();
-    targets.sort_by_key(|t| !t.role.is_ingest());
-    targets
-}
-
-fn up_front_failure(node: &NodeInfo, view: &ClusterView) -> Option<&'static str> {
-    if node.id == view.self_id {
-        return None;
-    }
-    if !node.live {
-        return Some("dead");
-    }
-    if matches!(node.health, Some(Health::Starting) | None) {
-        return Some("not_ready");
-    }
-    None
 }
 
 /// What the query found out about one node.
@@ -325,17 +247,6 @@ pub(crate) async fn query(
     builder
         .body(Body::from_stream(body))
         .expect("static headers are valid")
-}
-
-/// The replication factor the cluster runs with: the largest one its
-/// nodes publish (1 until replication exists).
-pub(crate) fn view_rf(view: &ClusterView) -> u32 {
-    view.nodes
-        .iter()
-        .filter_map(|n| n.rf)
-        .max()
-        .unwrap_or(1)
-        .max(1)
 }
 
 /// One coordinated query.

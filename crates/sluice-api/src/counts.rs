@@ -22,7 +22,7 @@
 //! stores (so a segment committed in between is counted, perhaps twice,
 //! never missed), and sums their answers. Which nodes it asks, the failure
 //! reasons (`dead`, `not_ready`, `unreachable`, `timeout`, `error`) and
-//! `complete` are `/query`'s (`coordinate`); a node's whole answer must
+//! `complete` are `/query`'s (`nodes`, `coordinate`); a node's whole answer must
 //! arrive within the node timeout.
 
 use std::{collections::BTreeMap, time::Duration};
@@ -43,8 +43,9 @@ use sluice_query::{
 
 use crate::{
     ApiState,
-    coordinate::{Target, is_alone, node_timeout_from, strict_from, targets, view_rf},
+    coordinate::is_alone,
     error,
+    nodes::{Target, node_timeout_from, strict_from, targets, view_rf},
     query::{QueryParams, busy, local_scan, local_sources, no_data_role, parse, report_corruption},
 };
 

@@ -38,6 +38,7 @@ mod coordinate;
 mod counts;
 mod ingest;
 mod metrics;
+mod nodes;
 pub mod query;
 
 use std::sync::{

@@ -17,7 +17,9 @@
 //! ingester to a store while the count runs may be counted in both (the
 //! ingest segment is counted first, so none is missed), as may a record
 //! on two nodes of a cluster: counts cannot be deduplicated by id without
-//! sending the ids.
+//! sending the ids. Likewise a compaction that replaces an indexed block
+//! file between its count and the scan's listing can count its records
+//! twice (the index and the scan list the store separately).
 
 use std::collections::BTreeMap;
 
