@@ -17,9 +17,10 @@
 //! ingester to a store while the count runs may be counted in both (the
 //! ingest segment is counted first, so none is missed), as may a record
 //! on two nodes of a cluster: counts cannot be deduplicated by id without
-//! sending the ids. Likewise a compaction that replaces an indexed block
-//! file between its count and the scan's listing can count its records
-//! twice (the index and the scan list the store separately).
+//! sending the ids. The index pass and the scan list the store
+//! separately: when the scan's listing holds a segment the index pass did
+//! not (a compaction wrote it, perhaps from an indexed file), the count
+//! starts again before anything is counted.
 
 use std::collections::BTreeMap;
 
@@ -74,85 +75,133 @@ pub fn count(
     let mut query = query.clone();
     (query.limit, query.after, query.ids) = (None, None, None);
     query.direction = crate::Direction::Forward;
+    let mut attempt = 1;
+    let (indexed, forward) = loop {
+        let (listed, indexed) = match sources.store {
+            Some(dir) if matches!(query.matcher, Matcher::All) => {
+                indexed_segments(fs, dir, &query, scan)?
+            }
+            _ => (Vec::new(), Vec::new()),
+        };
+        let skip: Vec<String> = {
+            let mut names: Vec<String> = indexed.iter().map(|(name, _)| name.clone()).collect();
+            names.sort();
+            names
+        };
+        let rest = Sources {
+            skip: &skip,
+            ..sources
+        };
+        let forward = prepare_forward(fs, rest, std::borrow::Cow::Borrowed(&query), scan)?;
+        // A store segment the index pass did not list was written since
+        // (by compaction, perhaps from an indexed one): count again from
+        // a listing that holds it. The indexed files stay mapped, and the
+        // scan's cursors open, so nothing can change under the count now.
+        let fresh = forward.segments.iter().any(|s| {
+            !s.name.starts_with(crate::exec::INGEST_PREFIX)
+                && listed.binary_search(&s.name).is_err()
+        });
+        if fresh && !indexed.is_empty() && attempt < MAX_ATTEMPTS {
+            attempt += 1;
+            continue;
+        }
+        break (indexed, forward);
+    };
     let mut stats = CountStats::default();
-    let mut indexed: Vec<String> = Vec::new();
-    if let Some(dir) = sources.store
-        && matches!(query.matcher, Matcher::All)
-    {
-        let planned = plan(fs, dir, &query)?;
-        let (lower, upper) = query.id_bounds();
-        let mut meta = BlockMeta::default();
-        for (i, segment) in planned.iter().enumerate() {
-            let overlaps = |j: usize| {
-                let other = &planned[j];
-                j != i && other.min <= segment.max && other.max >= segment.min
-            };
-            if (0..planned.len()).any(overlaps) {
+    let (lower, upper) = query.id_bounds();
+    let mut meta = BlockMeta::default();
+    for (name, index) in &indexed {
+        stats.indexed_segments += 1;
+        for (b, block) in index.blocks().iter().enumerate() {
+            if block.max < lower || block.min > upper {
                 continue;
             }
-            let path = dir.join(&segment.name);
-            let index = match open_block_index(fs, &path, scan.cache.as_deref()) {
-                Ok(Some(index)) => index,
-                // A batch file, or one the scan will report.
-                Ok(None) | Err(_) => continue,
-            };
-            indexed.push(segment.name.clone());
-            stats.indexed_segments += 1;
-            for (b, block) in index.blocks().iter().enumerate() {
-                if block.max < lower || block.min > upper {
+            if scan
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            {
+                return Ok(stats);
+            }
+            let inside = block.min >= lower && block.max <= upper;
+            if inside
+                && query.topic.is_none()
+                && tally.block(block.min, block.max, u64::from(block.count))
+            {
+                stats.blocks_from_footer += 1;
+                continue;
+            }
+            match index.read_meta(b, &mut meta) {
+                Ok(read) => {
+                    stats.bytes_read += read;
+                    stats.blocks_from_meta += 1;
+                }
+                Err(e) => {
+                    stats.failed_segments.push(e.to_string());
+                    if !stats.corrupt_segments.contains(name) {
+                        stats.corrupt_segments.push(name.clone());
+                    }
                     continue;
                 }
-                if scan
-                    .cancel
-                    .as_ref()
-                    .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
-                {
-                    return Ok(stats);
-                }
-                let inside = block.min >= lower && block.max <= upper;
-                if inside
-                    && query.topic.is_none()
-                    && tally.block(block.min, block.max, u64::from(block.count))
-                {
-                    stats.blocks_from_footer += 1;
+            }
+            for (r, &id) in meta.ids().iter().enumerate() {
+                if id < lower || id > upper {
                     continue;
                 }
-                match index.read_meta(b, &mut meta) {
-                    Ok(read) => {
-                        stats.bytes_read += read;
-                        stats.blocks_from_meta += 1;
-                    }
-                    Err(e) => {
-                        stats.failed_segments.push(e.to_string());
-                        if !stats.corrupt_segments.contains(&segment.name) {
-                            stats.corrupt_segments.push(segment.name.clone());
-                        }
-                        continue;
-                    }
-                }
-                for (r, &id) in meta.ids().iter().enumerate() {
-                    if id < lower || id > upper {
-                        continue;
-                    }
-                    let topic = meta.topic(r);
-                    if query.topic.as_deref().is_none_or(|t| t == topic) {
-                        tally.record(id, topic);
-                    }
+                let topic = meta.topic(r);
+                if query.topic.as_deref().is_none_or(|t| t == topic) {
+                    tally.record(id, topic);
                 }
             }
         }
     }
-    indexed.sort();
-    let rest = Sources {
-        skip: &indexed,
-        ..sources
-    };
-    let forward = prepare_forward(fs, rest, std::borrow::Cow::Owned(query), scan)?;
     let scanned = forward.run(&mut Counting(tally));
     stats.bytes_read += scanned.bytes_read;
     stats.failed_segments.extend(scanned.failed_segments);
     stats.corrupt_segments.extend(scanned.corrupt_segments);
     Ok(stats)
+}
+
+/// How often a count lists the store again because compaction wrote a
+/// segment between its index pass and its scan.
+const MAX_ATTEMPTS: usize = 8;
+
+/// An indexed block file: its name and its index, mapped.
+type Indexed = (
+    String,
+    std::sync::Arc<sluice_storage::block_segment::BlockSegment>,
+);
+
+/// The store segments of `query`'s range (their names, sorted), and those
+/// of them that are block files overlapping no other, with their index.
+fn indexed_segments(
+    fs: &dyn Fs,
+    dir: &std::path::Path,
+    query: &Query,
+    scan: &Scan,
+) -> Result<(Vec<String>, Vec<Indexed>), QueryError> {
+    // Sorted by smallest id: a segment overlaps another if one before it
+    // reaches its min, or the next starts by its max.
+    let planned = plan(fs, dir, query)?;
+    let mut indexed = Vec::new();
+    let mut reach: Option<Ulid> = None;
+    for (i, segment) in planned.iter().enumerate() {
+        let before = reach.is_some_and(|r| r >= segment.min);
+        let after = planned.get(i + 1).is_some_and(|n| n.min <= segment.max);
+        reach = reach.max(Some(segment.max));
+        if before || after {
+            continue;
+        }
+        // A batch file, or one the scan will report.
+        if let Ok(Some(index)) =
+            open_block_index(fs, &dir.join(&segment.name), scan.cache.as_deref())
+        {
+            indexed.push((segment.name.clone(), index));
+        }
+    }
+    let mut listed: Vec<String> = planned.into_iter().map(|s| s.name).collect();
+    listed.sort();
+    Ok((listed, indexed))
 }
 
 /// A [`RecordSink`] that gives each record's id and topic to a tally.

@@ -517,7 +517,7 @@ enum Planned<'q> {
 /// A forward query (or one window of a backward one), planned and opened.
 pub(crate) struct Forward<'q> {
     query: std::borrow::Cow<'q, Query>,
-    segments: Vec<SegmentMeta>,
+    pub(crate) segments: Vec<SegmentMeta>,
     cursors: Vec<Option<OpenedCursor>>,
     started: Instant,
 }
