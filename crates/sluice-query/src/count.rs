@@ -439,6 +439,35 @@ mod tests {
         let a = ids.iter().filter(|(_, t)| *t == b"a").count() as u64;
         assert_eq!(topics.topics.get(&b"a"[..]), Some(&a));
         assert_eq!(topics.topics.get(&b"b"[..]), Some(&(ids.len() as u64 - a)));
+        // Ingest segments are scanned beside the index.
+        let ingest = Path::new("/ingest");
+        sluice_storage::Fs::create_dir_all(&fs, ingest).unwrap();
+        crate::newest::tests::ingest_file(
+            &fs,
+            &ingest.join("1.active"),
+            &[(5, "x"), (15_000, "y")],
+        );
+        let names = vec![vec![ingest.join("1.active")]];
+        let with_ingest = Sources {
+            store: Some(dir),
+            ingest: &names,
+            ..Sources::default()
+        };
+        let mut h = Histogram::new(0, 20_000, 2);
+        let stats = count(
+            &fs,
+            with_ingest,
+            &Query::between(0, 20_000, Matcher::All),
+            &scan,
+            &mut h,
+        )
+        .unwrap();
+        assert_eq!(stats.indexed_segments, 1);
+        let early = ids
+            .iter()
+            .filter(|(id, _)| id.timestamp_ms() < 10_000)
+            .count() as u64;
+        assert_eq!(h.counts, [early + 1, ids.len() as u64 - early + 1]);
         // With text, everything is scanned.
         let mut h = Histogram::new(0, 20_000, 4);
         let query = Query::between(0, 20_000, Matcher::new("z", false, false).unwrap());

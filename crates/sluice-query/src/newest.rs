@@ -282,7 +282,7 @@ impl RecordSink for Ring {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{Matcher, exec::execute};
     use proptest::prelude::*;
@@ -410,6 +410,73 @@ mod tests {
             whole.bytes_read
         );
         assert!(newest.bytes_read * 20 < whole.bytes_read);
+    }
+
+    /// An ingest segment of `ids` (ms, payload) in the order given, one
+    /// batch per record.
+    pub(crate) fn ingest_file(fs: &MemFs, path: &Path, ids: &[(u64, &str)]) {
+        let mut writer = sluice_storage::SegmentWriter::create(fs, path).unwrap();
+        let mut encoder = sluice_record::BatchEncoder::new();
+        for (ms, payload) in ids {
+            let id = Ulid::from_parts(*ms, 1);
+            encoder.begin();
+            encoder.push(Record {
+                id,
+                flags: 0,
+                topic: b"i",
+                payload: payload.as_bytes(),
+            });
+            writer.append(encoder.finish(), 1, id, id).unwrap();
+        }
+    }
+
+    /// Ingest segments, in order or not, are read in every window with the
+    /// store's segments.
+    #[test]
+    fn ingest_segments_count_newest_first() {
+        let fs = MemFs::new();
+        let (store, ingest) = (Path::new("/store"), Path::new("/ingest"));
+        sluice_storage::Fs::create_dir_all(&fs, store).unwrap();
+        sluice_storage::Fs::create_dir_all(&fs, ingest).unwrap();
+        let ids: Vec<(u64, u128)> = (0..300).map(|i| (1_000 + i * 3, 0)).collect();
+        segment(&fs, store, SegmentKind::Blocks, &ids);
+        ingest_file(&fs, &ingest.join("1.active"), &[(1_500, "a"), (1_950, "b")]);
+        ingest_file(
+            &fs,
+            &ingest.join("2.flushed"),
+            &[(1_902, "c"), (1_001, "d")],
+        );
+        let names = vec![
+            vec![ingest.join("1.active")],
+            vec![ingest.join("2.flushed")],
+        ];
+        let sources = Sources {
+            store: Some(store),
+            ingest: &names,
+            ..Sources::default()
+        };
+        let scan = Scan::new(WorkerPool::inline());
+        let all = Query::between(0, 10_000, Matcher::All);
+        let mut forward = Vec::new();
+        crate::exec::prepare_sources(&fs, sources, &all, &scan)
+            .unwrap()
+            .run(&mut |r: &Record<'_>| {
+                forward.push(r.id);
+                true
+            });
+        assert_eq!(forward.len(), 304);
+        for limit in [1, 5, 40, 304, 400] {
+            let query = backward(all.clone(), limit);
+            let mut got = Vec::new();
+            crate::exec::prepare_sources(&fs, sources, &query, &scan)
+                .unwrap()
+                .run(&mut |r: &Record<'_>| {
+                    got.push(r.id);
+                    true
+                });
+            let want: Vec<Ulid> = forward.iter().rev().take(limit as usize).copied().collect();
+            assert_eq!(got, want, "limit {limit}");
+        }
     }
 
     #[test]
