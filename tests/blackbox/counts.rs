@@ -218,4 +218,29 @@ fn histogram_and_topics_sum_every_node_of_a_cluster() {
         parts,
         model.iter().filter(|r| r.0 >= from && r.0 <= to).count() as u64
     );
+
+    // A store that cannot answer is named, as /query names it, and a
+    // strict count fails.
+    nodes[2].kill9();
+    let path = format!("/histogram?from={from}&to={to}&buckets=7");
+    let partial = get_json(&nodes[0].api(), &path);
+    assert_eq!(partial["complete"], false, "{partial}");
+    assert_eq!(
+        partial["nodes_failed"][0]["node"],
+        nodes[2].id(),
+        "{partial}"
+    );
+    let reason = partial["nodes_failed"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        ["unreachable", "dead"].contains(&reason.as_str()),
+        "{partial}"
+    );
+    let topics = get_json(&nodes[0].api(), &format!("/topics?from={from}&to={to}"));
+    assert_eq!(topics["complete"], false, "{topics}");
+    let (status, body) = http_get(&nodes[0].api(), &format!("{path}&consistency=strict")).unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("consistency strict"), "{body}");
 }

@@ -22,7 +22,9 @@
 //! what they cost over the last minute: the blocks holding them, plus at
 //! most the blocks of the last window's overshoot. Ingest segments have no
 //! index: every window reads them (filtered by id), which is cheap as they
-//! are small and recent.
+//! are small and recent. Nor do batch files: one that overlaps a window is
+//! read from its start up to the window's end (the consumer writes them,
+//! and compaction soon turns them into block files).
 //!
 //! Memory: the forward scan's, plus the ring of at most
 //! [`MAX_BACKWARD_LIMIT`] records, whose buffers are reused across
