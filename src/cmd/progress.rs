@@ -8,7 +8,9 @@
 //! record up to that id, or down to it newest first, is decided); ids
 //! sort by time, so that is a share of the time range, and the bytes
 //! scanned are that share of the plan's bytes (`HEAD /query`): an
-//! estimate, exact when data is spread evenly over the range.
+//! estimate, exact when data is spread evenly over the range. The range
+//! starts where the first id seen lies (the scan reports where its data
+//! starts first), so a range mostly empty does not read as nearly done.
 
 use std::time::Instant;
 
@@ -30,6 +32,8 @@ pub struct Progress {
     matches: u64,
     /// The share of the range decided, 0 to 1.
     done: f64,
+    /// Where the data starts (ends, newest first): the first id seen.
+    origin: Option<u64>,
     started: Instant,
 }
 
@@ -50,6 +54,7 @@ impl Progress {
             backward,
             matches: 0,
             done: 0.0,
+            origin: None,
             started: Instant::now(),
         }
     }
@@ -63,11 +68,16 @@ impl Progress {
     /// The node decided every record up to `id` (down to it, newest
     /// first).
     pub fn mark(&mut self, id: Ulid) {
-        let span = self.to_ms.saturating_sub(self.from_ms).max(1) as f64;
+        // A node says "nothing yet" with the smallest (largest, newest
+        // first) id: no news of where the data is.
+        if id.0 == 0 || id.0 == u128::MAX {
+            return;
+        }
         let ms = id.timestamp_ms().clamp(self.from_ms, self.to_ms);
+        let origin = *self.origin.get_or_insert(ms);
         let share = match self.backward {
-            false => (ms - self.from_ms) as f64 / span,
-            true => (self.to_ms - ms) as f64 / span,
+            false => (ms - origin) as f64 / self.to_ms.saturating_sub(origin).max(1) as f64,
+            true => (origin - ms) as f64 / origin.saturating_sub(self.from_ms).max(1) as f64,
         };
         self.done = self.done.max(share.clamp(0.0, 1.0));
         self.draw();
@@ -141,14 +151,24 @@ mod tests {
     #[test]
     fn marks_are_a_share_of_the_range_either_way() {
         let mut p = Progress::new(false, 1_000, 2_000, 100 << 20, false);
+        p.mark(Ulid::from_parts(900, 0));
+        assert_eq!(p.done, 0.0, "the data starts at the first id seen");
         p.mark(Ulid::from_parts(1_250, 0));
         assert_eq!(p.done, 0.25);
         p.mark(Ulid::from_parts(1_100, 0));
         assert_eq!(p.done, 0.25, "never goes back");
+        // Data only in the range's last tenth: measured from there.
+        let mut p = Progress::new(false, 1_000, 2_000, 100 << 20, false);
+        p.mark(Ulid::from_parts(1_900, 0));
+        p.mark(Ulid::from_parts(1_950, 0));
+        assert_eq!(p.done, 0.5);
         let mut p = Progress::new(false, 1_000, 2_000, 100 << 20, true);
+        p.mark(Ulid(u128::MAX));
+        assert_eq!(p.origin, None, "a mark of nothing yet");
+        p.mark(Ulid::from_parts(2_000, 0));
         p.mark(Ulid::from_parts(1_250, 0));
         assert_eq!(p.done, 0.75);
-        p.mark(Ulid(u128::MAX));
-        assert_eq!(p.done, 0.75, "a mark past the range is the start");
+        p.mark(Ulid::from_parts(1_500, 0));
+        assert_eq!(p.done, 0.75, "never goes back");
     }
 }
