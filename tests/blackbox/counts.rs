@@ -219,6 +219,18 @@ fn histogram_and_topics_sum_every_node_of_a_cluster() {
         model.iter().filter(|r| r.0 >= from && r.0 <= to).count() as u64
     );
 
+    // A paused store is named once it is silent for the node timeout.
+    nodes[2].sigstop();
+    let paused = get_json(
+        &nodes[0].api(),
+        &format!("/histogram?from={from}&to={to}&buckets=7&node_timeout=300ms"),
+    );
+    nodes[2].sigcont();
+    assert_eq!(paused["complete"], false, "{paused}");
+    assert_eq!(paused["nodes_failed"][0]["node"], nodes[2].id(), "{paused}");
+    let reason = paused["nodes_failed"][0]["reason"].as_str().unwrap().to_string();
+    assert!(["timeout", "dead"].contains(&reason.as_str()), "{paused}");
+
     // A store that cannot answer is named, as /query names it, and a
     // strict count fails.
     nodes[2].kill9();

@@ -22,16 +22,21 @@
 //! stores (so a segment committed in between is counted, perhaps twice,
 //! never missed), and sums their answers. Which nodes it asks, the failure
 //! reasons (`dead`, `not_ready`, `unreachable`, `timeout`, `error`) and
-//! `complete` are `/query`'s (`nodes`, `coordinate`); a node's whole answer must
-//! arrive within the node timeout.
+//! `complete` are `/query`'s (`nodes`, `coordinate`). A node's part
+//! streams a space every 500 ms while it counts, then its JSON (or
+//! `{"error": …}`), so `node_timeout` bounds silence, not the count's
+//! length, as it does for `/query`'s frames.
 
 use std::{collections::BTreeMap, time::Duration};
 
 use axum::{
+    body::Body,
     extract::{Query as Params, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
+use bytes::Bytes;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sluice_query::{
@@ -40,6 +45,7 @@ use sluice_query::{
     gather::{QueriedNode, verdict},
     time::format_ms,
 };
+use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{
     ApiState,
@@ -104,29 +110,42 @@ impl CountParams {
     }
 }
 
+/// A count of this node alone, with the cluster fields of a cluster of
+/// one.
+fn alone(mut out: Value) -> Value {
+    out["nodes_queried"] = json!(1);
+    out["nodes_failed"] = json!([]);
+    out["complete"] = json!(true);
+    out
+}
+
+/// Why a count failed: the status to answer and the message.
+type Failure = (StatusCode, String);
+
 /// Count `query` on this node into `tally`, on the blocking pool.
 async fn count_here<T: Tally + Send + 'static>(
     state: &ApiState,
     query: Query,
     mut tally: T,
     scanning: crate::admission::Scanning,
-) -> Result<T, Response> {
-    if state.store.is_none() && state.ingest.is_none() {
-        return Err(no_data_role());
-    }
+) -> Result<T, Failure> {
     let state = state.clone();
     let counted = tokio::task::spawn_blocking(move || {
         let scan = local_scan(&state, &scanning);
         let result = local_sources(&state)
-            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e))
             .and_then(|(fs, ingest_files)| {
                 let sources = Sources {
                     store: state.store.as_ref().map(|s| s.dir()),
                     ingest: &ingest_files,
                     ..Sources::default()
                 };
-                sluice_query::count::count(&*fs, sources, &query, &scan, &mut tally)
-                    .map_err(|e| crate::query::query_error(&e))
+                sluice_query::count::count(&*fs, sources, &query, &scan, &mut tally).map_err(|e| {
+                    match e.is_the_query() {
+                        true => (StatusCode::BAD_REQUEST, e.to_string()),
+                        false => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                    }
+                })
             });
         if let (Ok(stats), Some(store)) = (&result, &state.store) {
             report(store, stats);
@@ -135,7 +154,78 @@ async fn count_here<T: Tally + Send + 'static>(
         result.map(|_| tally)
     })
     .await;
-    counted.unwrap_or_else(|e| Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())))
+    counted.unwrap_or_else(|e| Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())))
+}
+
+/// How often a node's part of a count says it is alive while it counts
+/// (a space, which JSON ignores before a value).
+const ALIVE_EVERY: Duration = Duration::from_millis(500);
+
+/// The most bytes of one node's answer a coordinator reads.
+const MAX_ANSWER_BYTES: usize = 16 << 20;
+
+/// Answer a count of this node alone. To a coordinator (`scope=local`)
+/// the answer streams: a space every [`ALIVE_EVERY`] while the count runs,
+/// then the JSON (`{"error": ...}` if the count failed), so the
+/// coordinator tells a slow node from a silent one as `/query` does, and
+/// a coordinator that goes away cancels the count. Otherwise it is one
+/// JSON object, with the cluster fields of a cluster of one, or an error
+/// status.
+async fn answer_here<T, F>(
+    state: &ApiState,
+    query: Query,
+    tally: T,
+    admitted: (crate::admission::Scanning, crate::admission::Client),
+    local: bool,
+    to_json: F,
+) -> Response
+where
+    T: Tally + Send + 'static,
+    F: FnOnce(&T) -> Value + Send + 'static,
+{
+    let (scanning, client) = admitted;
+    if state.store.is_none() && state.ingest.is_none() {
+        scanning.end();
+        return no_data_role();
+    }
+    if !local {
+        // `client` is held across the wait: a client that goes away
+        // cancels the count.
+        let counted = count_here(state, query, tally, scanning).await;
+        drop(client);
+        return match counted {
+            Ok(tally) => json_ok(&alone(to_json(&tally))),
+            Err((status, message)) => error(status, message),
+        };
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut counting = std::pin::pin!(count_here(&state, query, tally, scanning));
+        let answer = loop {
+            tokio::select! {
+                counted = &mut counting => break counted,
+                _ = tokio::time::sleep(ALIVE_EVERY) => {
+                    if tx.send(Ok(Bytes::from_static(b" "))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        let body = match answer {
+            Ok(tally) => format!("{}\n", alone(to_json(&tally))),
+            Err((_, message)) => format!("{}\n", json!({ "error": message })),
+        };
+        let _ = tx.send(Ok(Bytes::from(body))).await;
+    });
+    let body = crate::query::WithClient {
+        _client: client,
+        chunks: ReceiverStream::new(rx),
+    };
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(body))
+        .expect("static headers are valid")
 }
 
 /// Hand corruption a count met to the store's maintenance.
@@ -191,7 +281,7 @@ async fn ask_all<F, Fut>(
 ) -> Result<Gathered, Response>
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<Value, Response>>,
+    Fut: std::future::Future<Output = Result<Value, Failure>>,
 {
     let view = state.cluster.membership.view();
     let targets = targets(&view);
@@ -219,38 +309,12 @@ where
                 return Err((reason, format!("the view says {reason}")));
             }
             if t.is_self {
-                return own().await.map_err(|response| {
-                    ("error", format!("this node answered {}", response.status()))
-                });
+                return own()
+                    .await
+                    .map_err(|(status, why)| ("error", format!("this node: {status}: {why}")));
             }
             let api = t.api.clone().unwrap_or_default();
-            let sent = http
-                .get(format!("http://{api}{path}"))
-                .query(local)
-                .timeout(timeout)
-                .send()
-                .await;
-            let response = match sent {
-                Ok(response) => response,
-                Err(e) if e.is_timeout() => {
-                    return Err(("timeout", format!("no answer from {api} in {timeout:?}")));
-                }
-                Err(e) => return Err(("unreachable", format!("{api}: {e}"))),
-            };
-            let status = response.status();
-            let body = match response.bytes().await {
-                Ok(body) => body,
-                Err(e) if e.is_timeout() => {
-                    return Err(("timeout", format!("{api} sent nothing for {timeout:?}")));
-                }
-                Err(e) => return Err(("truncated", format!("{api}: {e}"))),
-            };
-            if !status.is_success() {
-                let text = String::from_utf8_lossy(&body);
-                return Err(("error", format!("{api} answered {status}: {}", text.trim())));
-            }
-            serde_json::from_slice(&body)
-                .map_err(|e| ("error", format!("{api} answered no JSON: {e}")))
+            read_answer(&http, &api, path, local, timeout).await
         }
     };
     let first_store = targets
@@ -313,6 +377,67 @@ where
     Ok(gathered)
 }
 
+/// One node's answer to `path` with `local`: its JSON, or why it failed.
+/// The node sends a space now and then while it counts; `timeout` bounds
+/// the wait for its headers and then for each chunk, as `/query` bounds
+/// the wait for a frame.
+async fn read_answer(
+    http: &reqwest::Client,
+    api: &str,
+    path: &str,
+    local: &CountParams,
+    timeout: Duration,
+) -> Result<Value, (&'static str, String)> {
+    let sent = tokio::time::timeout(
+        timeout,
+        http.get(format!("http://{api}{path}")).query(local).send(),
+    )
+    .await;
+    let response = match sent {
+        Err(_) => return Err(("timeout", format!("no answer from {api} in {timeout:?}"))),
+        Ok(Err(e)) if e.is_timeout() => {
+            return Err(("timeout", format!("no answer from {api} in {timeout:?}")));
+        }
+        Ok(Err(e)) => return Err(("unreachable", format!("{api}: {e}"))),
+        Ok(Ok(response)) => response,
+    };
+    let status = response.status();
+    let mut chunks = response.bytes_stream();
+    let mut body = Vec::new();
+    loop {
+        match tokio::time::timeout(timeout, chunks.next()).await {
+            Err(_) => return Err(("timeout", format!("{api} sent nothing for {timeout:?}"))),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(("truncated", format!("{api}: {e}"))),
+            Ok(Some(Ok(chunk))) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_ANSWER_BYTES {
+                    return Err((
+                        "error",
+                        format!("{api} answered more than {MAX_ANSWER_BYTES} bytes"),
+                    ));
+                }
+            }
+        }
+    }
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&body);
+        return Err(("error", format!("{api} answered {status}: {}", text.trim())));
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err((
+            "truncated",
+            format!("{api} ended its answer before the count"),
+        ));
+    }
+    let answer: Value = serde_json::from_slice(&body)
+        .map_err(|e| ("error", format!("{api} answered no JSON: {e}")))?;
+    if let Some(why) = answer.get("error") {
+        return Err(("error", format!("{api}: {}", why.as_str().unwrap_or("?"))));
+    }
+    Ok(answer)
+}
+
 /// The JSON of a histogram (without the cluster fields).
 fn histogram_json(h: &Histogram) -> Value {
     let buckets: Vec<Value> = h
@@ -358,18 +483,8 @@ pub(crate) async fn histogram(
     let empty = Histogram::new(query.from_ms, query.to_ms, buckets);
     let local = params.scope.as_deref() == Some("local");
     if local || is_alone(&state) {
-        let counted = count_here(&state, query, empty, scanning).await;
-        drop(client);
-        return match counted {
-            Ok(h) => {
-                let mut out = histogram_json(&h);
-                out["nodes_queried"] = json!(1);
-                out["nodes_failed"] = json!([]);
-                out["complete"] = json!(true);
-                json_ok(&out)
-            }
-            Err(response) => response,
-        };
+        let admitted = (scanning, client);
+        return answer_here(&state, query, empty, admitted, local, histogram_json).await;
     }
     let asked = params.local(&query);
     let own = || {
@@ -378,7 +493,7 @@ pub(crate) async fn histogram(
         async move {
             let scanning = crate::admission::Scanning::unadmitted();
             let h = count_here(&state, query, empty, scanning).await?;
-            Ok(histogram_json(&h))
+            Ok::<Value, Failure>(histogram_json(&h))
         }
     };
     let gathered = ask_all(&state, "/histogram", &asked, strict, timeout, own).await;
@@ -457,18 +572,17 @@ pub(crate) async fn topics(
     };
     let local = params.scope.as_deref() == Some("local");
     if local || is_alone(&state) {
-        let counted = count_here(&state, query, TopicCounts::default(), scanning).await;
-        drop(client);
-        return match counted {
-            Ok(counts) => {
-                let mut out = topics_json(&topic_map(&counts));
-                out["nodes_queried"] = json!(1);
-                out["nodes_failed"] = json!([]);
-                out["complete"] = json!(true);
-                json_ok(&out)
-            }
-            Err(response) => response,
-        };
+        let admitted = (scanning, client);
+        let to_json = |counts: &TopicCounts| topics_json(&topic_map(counts));
+        return answer_here(
+            &state,
+            query,
+            TopicCounts::default(),
+            admitted,
+            local,
+            to_json,
+        )
+        .await;
     }
     let asked = params.local(&query);
     let own = || {
@@ -477,7 +591,7 @@ pub(crate) async fn topics(
         async move {
             let scanning = crate::admission::Scanning::unadmitted();
             let counts = count_here(&state, query, TopicCounts::default(), scanning).await?;
-            Ok(topics_json(&topic_map(&counts)))
+            Ok::<Value, Failure>(topics_json(&topic_map(&counts)))
         }
     };
     let gathered = ask_all(&state, "/topics", &asked, strict, timeout, own).await;
