@@ -228,7 +228,10 @@ fn histogram_and_topics_sum_every_node_of_a_cluster() {
     nodes[2].sigcont();
     assert_eq!(paused["complete"], false, "{paused}");
     assert_eq!(paused["nodes_failed"][0]["node"], nodes[2].id(), "{paused}");
-    let reason = paused["nodes_failed"][0]["reason"].as_str().unwrap().to_string();
+    let reason = paused["nodes_failed"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(["timeout", "dead"].contains(&reason.as_str()), "{paused}");
 
     // A store that cannot answer is named, as /query names it, and a

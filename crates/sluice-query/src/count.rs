@@ -350,6 +350,32 @@ mod tests {
         assert_eq!((h.step_ms, h.counts.len()), (1, 1));
     }
 
+    proptest::proptest! {
+        /// Every time in the range falls in the bucket the contract says:
+        /// `start_ms(k) <= ms < start_ms(k) + step_ms`, or the last bucket,
+        /// which ends at `to`; no bucket starts past `to`; there are at
+        /// most as many as asked.
+        #[test]
+        fn every_time_falls_in_its_bucket(
+            from in 0u64..1_000_000,
+            span in 0u64..100_000,
+            buckets in 1u32..1_200,
+            at in 0.0f64..=1.0,
+        ) {
+            let to = from + span;
+            let h = Histogram::new(from, to, buckets);
+            proptest::prop_assert!(h.step_ms >= 1);
+            proptest::prop_assert_eq!(h.step_ms, span.div_ceil(u64::from(buckets)).max(1));
+            proptest::prop_assert!(h.counts.len() as u64 <= u64::from(buckets));
+            proptest::prop_assert!(h.start_ms(h.counts.len() - 1) <= to);
+            let ms = from + (span as f64 * at) as u64;
+            let k = h.bucket_of(ms).unwrap();
+            proptest::prop_assert!(h.start_ms(k) <= ms);
+            proptest::prop_assert!(ms < h.start_ms(k) + h.step_ms || k == h.counts.len() - 1);
+            proptest::prop_assert_eq!(h.bucket_of(to + 1), None);
+        }
+    }
+
     /// Counts from the block index equal counts from a scan, whether the
     /// blocks lie in one bucket or across several, with a topic filter,
     /// and beside an overlapping batch file holding copies.
