@@ -8,6 +8,10 @@
 //! opened its segments: a segment a store commits in between is then on
 //! the store before the store plans, so no record falls between the two.
 //!
+//! A framed answer (`format=frames`, what the CLI reads) carries the
+//! coordinator's own progress frames too: while it waits on nodes, every
+//! 500 ms, how far the merge got ([`NodeMerge::decided`]).
+//!
 //! Memory stays bounded however many nodes answer and however large the
 //! result: each node's frames wait in a channel of [`FRAMES_PER_NODE`], and
 //! the merge reads only from the nodes it is waiting on
@@ -51,6 +55,9 @@ const FRAMES_PER_NODE: usize = 4;
 const CHUNK_BYTES: usize = 64 << 10;
 /// Chunks in flight to the client.
 const CHUNKS_IN_FLIGHT: usize = 8;
+/// How often a framed answer passes on how far the merge got (while it
+/// waits on nodes), so a client can show progress.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 /// Whether this node is a cluster of one: it answers from its own data,
 /// as a single node always did.
@@ -337,6 +344,7 @@ impl Gather {
         let mut buffer: Vec<u8> = Vec::with_capacity(CHUNK_BYTES * 2);
         let mut frames = FrameWriter::new();
         let mut client_gone = false;
+        let mut progress_sent = Instant::now();
         'gather: loop {
             while emitted < limit {
                 let Some(record) = merge.pop() else { break };
@@ -369,6 +377,19 @@ impl Gather {
             let needs: Vec<usize> = merge.needs().collect();
             if needs.is_empty() {
                 break;
+            }
+            // Tell a framed client how far the merge got, now and then,
+            // after the records it covers.
+            if self.format.framed()
+                && out.is_some()
+                && progress_sent.elapsed() >= PROGRESS_EVERY
+                && let Some(done) = merge.decided()
+            {
+                if let Some(frame) = frames.flush() {
+                    buffer.extend_from_slice(&frame);
+                }
+                buffer.extend_from_slice(&frames.progress(done));
+                progress_sent = Instant::now();
             }
             // Flush what is ready before waiting on slow nodes.
             if !buffer.is_empty()

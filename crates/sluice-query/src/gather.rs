@@ -288,6 +288,24 @@ impl NodeMerge {
         self.nodes.iter().all(|n| n.closed && n.head.is_none())
     }
 
+    /// How far the merge got: every record with an id up to this one (at
+    /// or above it, newest first) was popped or will never come, so a
+    /// coordinator can pass it on as its own progress mark. `None` while
+    /// nothing is decided, or once every node is done.
+    pub fn decided(&self) -> Option<Ulid> {
+        let mut bound: Option<Ulid> = None;
+        for n in &self.nodes {
+            let through = match n.head {
+                // Its buffered record is not popped yet.
+                Some(head) => Ulid(head.0.checked_sub(1)?),
+                None if n.closed => continue,
+                None => n.sent_through?,
+            };
+            bound = Some(bound.map_or(through, |b| b.min(through)));
+        }
+        bound.map(|key| self.key(key))
+    }
+
     /// Records popped.
     pub fn emitted(&self) -> u64 {
         self.emitted

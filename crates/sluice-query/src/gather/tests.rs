@@ -334,6 +334,31 @@ fn mirror(scripts: &[Vec<Event>]) -> Vec<Vec<Event>> {
 }
 
 #[test]
+fn decided_is_what_every_node_has_covered_and_nothing_buffered() {
+    let mut m = NodeMerge::new(2);
+    assert_eq!(m.decided(), None, "nothing said yet");
+    m.push_records(0, frame(&[3, 8])).unwrap();
+    assert_eq!(m.decided(), None, "node 1 said nothing");
+    m.progress(1, Ulid(5)).unwrap();
+    assert_eq!(m.decided(), Some(Ulid(2)), "3 is buffered");
+    assert_eq!(drain(&mut m), [3]);
+    assert_eq!(m.decided(), Some(Ulid(5)), "node 1 may still send 6");
+    m.finish(1);
+    assert_eq!(m.decided(), Some(Ulid(7)), "8 is buffered");
+    assert_eq!(drain(&mut m), [8]);
+    assert_eq!(m.decided(), Some(Ulid(8)));
+    m.finish(0);
+    assert_eq!(m.decided(), None, "done");
+    // Newest first: covered at or above.
+    let mut m = NodeMerge::backward(2);
+    m.push_records(0, frame(&[9, 4])).unwrap();
+    m.progress(1, Ulid(6)).unwrap();
+    assert_eq!(m.decided(), Some(Ulid(10)), "9 is buffered");
+    assert_eq!(drain(&mut m), [9]);
+    assert_eq!(m.decided(), Some(Ulid(6)));
+}
+
+#[test]
 fn newest_first_merges_in_descending_order_and_progress_covers_ids_above() {
     let mut m = NodeMerge::backward(2);
     m.push_records(0, frame(&[9, 5, 2])).unwrap();
