@@ -13,28 +13,29 @@ use sluice_query::frames::Frame;
 pub struct Args {
     /// Address of a sluice node's HTTP API.
     #[arg(long, default_value = sluice_api::DEFAULT_ADDR, env = "SLUICE_API")]
-    api: String,
+    pub api: String,
     /// Start of the range: a duration ago (5m, 1h, 7d), an RFC 3339 time, or Unix ms.
     #[arg(long, default_value = sluice_query::time::DEFAULT_FROM)]
-    from: String,
+    pub from: String,
     /// End of the range, same forms, or now.
     #[arg(long, default_value = sluice_query::time::DEFAULT_TO)]
-    to: String,
-    /// Text to find in the payload. Empty matches every record.
-    #[arg(short = 'q', long = "query", default_value = "")]
-    query: String,
-    /// Treat -q as a regular expression (Rust regex syntax).
-    #[arg(long)]
-    regex: bool,
-    /// Ignore case.
-    #[arg(short = 'i', long = "ignore-case")]
-    ignore_case: bool,
-    /// Only records of this topic.
-    #[arg(long)]
-    topic: Option<String>,
+    pub to: String,
+    #[command(flatten)]
+    pub filter: super::filter::Filter,
     /// Stop after this many records.
     #[arg(long)]
     limit: Option<u64>,
+    /// Print matching records per time bucket (a text chart; JSON with --json)
+    /// instead of the records.
+    #[arg(long, conflicts_with_all = ["stats", "reverse", "ulid", "time", "limit", "after"])]
+    histogram: bool,
+    /// Buckets of --histogram (1 to 1000).
+    #[arg(long, requires = "histogram", default_value_t = sluice_query::count::DEFAULT_BUCKETS)]
+    pub buckets: u32,
+    /// Newest first: the newest --limit records, in descending time order, reading
+    /// only the newest data it needs (needs --limit).
+    #[arg(long)]
+    reverse: bool,
     /// Resume: only records after this ULID (the last id you read, e.g. from --ulid or --json).
     #[arg(long, value_name = "ULID")]
     after: Option<String>,
@@ -46,7 +47,7 @@ pub struct Args {
     time: bool,
     /// One JSON object per record: id, time, topic, payload (and truncated).
     #[arg(long, conflicts_with_all = ["ulid", "time", "stats"])]
-    json: bool,
+    pub json: bool,
     /// Print the plan and counts (segments, bytes, records scanned and matched, nodes
     /// queried and failed) as JSON instead of records.
     #[arg(long)]
@@ -54,11 +55,11 @@ pub struct Args {
     /// What a node that cannot answer does to the query: partial goes on with the
     /// others, names the failed nodes on stderr and exits 3; strict fails the query.
     #[arg(long, default_value = "partial", value_parser = ["partial", "strict"], env = "SLUICE_CONSISTENCY")]
-    consistency: String,
+    pub consistency: String,
     /// How long the coordinating node waits for another node's next answer before
     /// it counts that node as failed (default: the node's --node-timeout, 10s).
     #[arg(long, value_parser = humantime::parse_duration, env = "SLUICE_NODE_TIMEOUT")]
-    node_timeout: Option<std::time::Duration>,
+    pub node_timeout: Option<std::time::Duration>,
 }
 
 /// The exit status of a query whose result is incomplete (a node failed).
@@ -87,25 +88,27 @@ pub fn base_url(api: &str) -> String {
 
 async fn query(args: Args) -> anyhow::Result<ExitCode> {
     let base = base_url(&args.api);
-    let mut params: Vec<(&str, String)> = vec![
-        ("from", args.from.clone()),
-        ("to", args.to.clone()),
-        ("q", args.query.clone()),
-    ];
-    if args.regex {
-        params.push(("regex", "true".into()));
+    if args.histogram {
+        return crate::cmd::histogram::run(&base, &args).await;
     }
-    if args.ignore_case {
-        params.push(("i", "true".into()));
-    }
-    if let Some(topic) = &args.topic {
-        params.push(("topic", topic.clone()));
-    }
+    let mut params: Vec<(&str, String)> =
+        vec![("from", args.from.clone()), ("to", args.to.clone())];
+    params.extend(args.filter.params());
     if let Some(limit) = args.limit {
         params.push(("limit", limit.to_string()));
     }
     if let Some(after) = &args.after {
         params.push(("after", after.clone()));
+    }
+    if args.reverse {
+        let max = sluice_query::newest::MAX_BACKWARD_LIMIT;
+        if !args.limit.is_some_and(|l| (1..=max).contains(&l)) {
+            bail!(
+                "--reverse needs --limit N (1 to {max}): the newest N records are kept in \
+                 memory until they are printed"
+            );
+        }
+        params.push(("direction", "backward".into()));
     }
     if args.stats {
         params.push(("stats", "true".into()));
@@ -118,6 +121,7 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
     }
     let client = reqwest::Client::new();
     let url = format!("{base}/query");
+    let mut progress = start_progress(&client, &url, &params, &args).await;
     let response = client
         .get(&url)
         .query(&params)
@@ -155,19 +159,33 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
     }
     let mut decoder = sluice_query::frames::FrameDecoder::new();
     let mut line = Vec::new();
+    let style = super::print::Style {
+        json: args.json,
+        ulid: args.ulid,
+        time: args.time,
+    };
     loop {
         match decoder.next_frame() {
             Ok(Some(Frame::Records(records))) => {
+                let mut n = 0;
                 for record in &records {
-                    print_record(&mut out, &mut line, &record, &args)?;
+                    super::print::record(&mut out, &mut line, &record, style)?;
+                    n += 1;
+                }
+                progress.records(n);
+                if let Some(last) = records.last_id() {
+                    progress.mark(last);
                 }
             }
-            Ok(Some(Frame::Progress(_) | Frame::Lagged(_))) => {}
+            Ok(Some(Frame::Progress(id))) => progress.mark(id),
+            Ok(Some(Frame::Lagged(_))) => {}
             Ok(Some(Frame::Stats(stats))) => {
+                progress.finish();
                 out.flush()?;
                 return Ok(verdict(&serde_json::Value::Object(stats)));
             }
             Ok(Some(Frame::Error(message))) => {
+                progress.finish();
                 out.flush()?;
                 bail!("the query failed: {message}");
             }
@@ -176,6 +194,7 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
                     &chunk.context("read query results (the node may have failed mid-query)")?,
                 ),
                 None => {
+                    progress.finish();
                     out.flush()?;
                     bail!(
                         "query results ended before their stats: the node at {base} stopped \
@@ -188,9 +207,37 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The progress line, drawn only when stderr is a terminal and stdout is
+/// not (see [`crate::cmd::progress`]); its plan's size from `HEAD /query`.
+async fn start_progress(
+    client: &reqwest::Client,
+    url: &str,
+    params: &[(&str, String)],
+    args: &Args,
+) -> crate::cmd::progress::Progress {
+    use std::io::IsTerminal;
+    let show = !args.stats
+        && crate::cmd::progress::should_show(
+            io::stderr().is_terminal(),
+            io::stdout().is_terminal(),
+        );
+    let now = sluice_query::time::now_ms();
+    let from_ms = sluice_query::parse_time_ms(&args.from, now).unwrap_or(0);
+    let to_ms = sluice_query::parse_time_ms(&args.to, now).unwrap_or(now);
+    let mut plan_bytes = 0;
+    if show && let Ok(head) = client.head(url).query(params).send().await {
+        plan_bytes = head
+            .headers()
+            .get("x-sluice-bytes")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+    }
+    crate::cmd::progress::Progress::new(show, from_ms, to_ms, plan_bytes, args.reverse)
+}
+
 /// Exit 0 for a complete result; for an incomplete one, name the failed
 /// nodes on stderr and exit 3.
-fn verdict(stats: &serde_json::Value) -> ExitCode {
+pub fn verdict(stats: &serde_json::Value) -> ExitCode {
     if stats["complete"].as_bool() != Some(false) {
         return ExitCode::SUCCESS;
     }
@@ -214,42 +261,4 @@ fn verdict(stats: &serde_json::Value) -> ExitCode {
         failed.join(", ")
     );
     ExitCode::from(EXIT_INCOMPLETE)
-}
-
-/// Print one record as the flags ask.
-fn print_record(
-    out: &mut impl Write,
-    line: &mut Vec<u8>,
-    record: &sluice_record::Record<'_>,
-    args: &Args,
-) -> anyhow::Result<()> {
-    if args.json {
-        line.clear();
-        let object = serde_json::json!({
-            "id": record.id.to_string(),
-            "time": sluice_query::time::format_ms(record.time_ms()),
-            "topic": String::from_utf8_lossy(record.topic),
-            "payload": String::from_utf8_lossy(record.payload),
-        });
-        let mut object = object;
-        if record.is_truncated() {
-            object["truncated"] = serde_json::Value::Bool(true);
-        }
-        serde_json::to_writer(&mut *line, &object)?;
-        line.push(b'\n');
-        out.write_all(line)?;
-        return Ok(());
-    }
-    if args.ulid {
-        let mut id = [0u8; 26];
-        out.write_all(record.id.array_to_str(&mut id).as_bytes())?;
-        out.write_all(b" ")?;
-    } else if args.time {
-        let time =
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(record.id.timestamp_ms());
-        write!(out, "{} ", humantime::format_rfc3339_millis(time))?;
-    }
-    out.write_all(record.payload)?;
-    out.write_all(b"\n")?;
-    Ok(())
 }

@@ -29,18 +29,8 @@ pub struct Args {
     /// Address of a sluice node's HTTP API (any node tails the whole cluster).
     #[arg(long, default_value = sluice_api::DEFAULT_ADDR, env = "SLUICE_API")]
     api: String,
-    /// Text to find in the payload. Empty matches every record.
-    #[arg(short = 'q', long = "query", default_value = "")]
-    query: String,
-    /// Treat -q as a regular expression (Rust regex syntax).
-    #[arg(long)]
-    regex: bool,
-    /// Ignore case.
-    #[arg(short = 'i', long = "ignore-case")]
-    ignore_case: bool,
-    /// Only records of this topic.
-    #[arg(long)]
-    topic: Option<String>,
+    #[command(flatten)]
+    filter: super::filter::Filter,
     /// Prefix each line with its ULID.
     #[arg(long, conflicts_with = "time")]
     ulid: bool,
@@ -164,18 +154,9 @@ async fn stream(args: Args) -> anyhow::Result<ExitCode> {
     loop {
         let mut params: Vec<(&str, String)> = vec![
             ("format", "frames".into()),
-            ("q", args.query.clone()),
             ("window", format!("{}ms", args.window.as_millis())),
         ];
-        if args.regex {
-            params.push(("regex", "true".into()));
-        }
-        if args.ignore_case {
-            params.push(("i", "true".into()));
-        }
-        if let Some(topic) = &args.topic {
-            params.push(("topic", topic.clone()));
-        }
+        params.extend(args.filter.params());
         if let Some(id) = after {
             params.push(("after", id.to_string()));
         }

@@ -8,6 +8,10 @@
 //! opened its segments: a segment a store commits in between is then on
 //! the store before the store plans, so no record falls between the two.
 //!
+//! A framed answer (`format=frames`, what the CLI reads) carries the
+//! coordinator's own progress frames too: while it waits on nodes, every
+//! 500 ms, how far the merge got ([`NodeMerge::decided`]).
+//!
 //! Memory stays bounded however many nodes answer and however large the
 //! result: each node's frames wait in a channel of [`FRAMES_PER_NODE`], and
 //! the merge reads only from the nodes it is waiting on
@@ -31,17 +35,17 @@ use axum::{
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
-use sluice_cluster::{ClusterView, Health, NodeInfo};
 use sluice_query::{
     Query,
     frames::{Frame, FrameDecoder, FrameWriter},
-    gather::{NodeMerge, QueriedNode, Role, verdict},
+    gather::{NodeMerge, QueriedNode, verdict},
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{
     ApiState, error, metrics,
+    nodes::{Target, node_timeout_from, strict_from, targets, view_rf},
     query::{FRAMES_CONTENT_TYPE, Format, QueryParams, busy, start_local, stats_json},
 };
 
@@ -51,6 +55,9 @@ const FRAMES_PER_NODE: usize = 4;
 const CHUNK_BYTES: usize = 64 << 10;
 /// Chunks in flight to the client.
 const CHUNKS_IN_FLIGHT: usize = 8;
+/// How often a framed answer passes on how far the merge got (while it
+/// waits on nodes), so a client can show progress.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 /// Whether this node is a cluster of one: it answers from its own data,
 /// as a single node always did.
@@ -68,76 +75,11 @@ pub(crate) fn add_alone_fields(json: &mut Value) {
 
 /// Whether the query must fail when a node does (`strict`).
 fn strict(params: &QueryParams) -> Result<bool, Response> {
-    match params.consistency.as_deref() {
-        None | Some("partial") => Ok(false),
-        Some("strict") => Ok(true),
-        Some(other) => Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("unknown consistency {other:?}: use strict or partial"),
-        )),
-    }
+    strict_from(params.consistency.as_deref())
 }
 
 fn node_timeout(state: &ApiState, params: &QueryParams) -> Result<Duration, Response> {
-    match params.node_timeout.as_deref() {
-        None | Some("") => Ok(state.cluster.node_timeout),
-        Some(text) => humantime::parse_duration(text).map_err(|e| {
-            error(
-                StatusCode::BAD_REQUEST,
-                format!("node_timeout {text:?} is not a duration like 10s or 500ms: {e}"),
-            )
-        }),
-    }
-}
-
-/// A node the query asks.
-#[derive(Debug, Clone)]
-struct Target {
-    id: String,
-    api: Option<String>,
-    role: Role,
-    is_self: bool,
-    /// Why it failed before it was asked (dead, not ready).
-    failed_up_front: Option<&'static str>,
-}
-
-/// The nodes with data in the view, ingesters first.
-fn targets(view: &ClusterView) -> Vec<Target> {
-    let mut targets: Vec<Target> = view
-        .nodes
-        .iter()
-        .filter_map(|n| {
-            let roles = n.roles?;
-            let role = match (roles.ingest, roles.store) {
-                (true, true) => Role::Both,
-                (true, false) => Role::Ingest,
-                (false, true) => Role::Store,
-                (false, false) => return None,
-            };
-            Some(Target {
-                id: n.id.clone(),
-                api: n.api.as_ref().map(|a| a.to_string()),
-                role,
-                is_self: n.id == view.self_id,
-                failed_up_front: up_front_failure(n, view),
-            })
-        })
-        .collect();
-    targets.sort_by_key(|t| !t.role.is_ingest());
-    targets
-}
-
-fn up_front_failure(node: &NodeInfo, view: &ClusterView) -> Option<&'static str> {
-    if node.id == view.self_id {
-        return None;
-    }
-    if !node.live {
-        return Some("dead");
-    }
-    if matches!(node.health, Some(Health::Starting) | None) {
-        return Some("not_ready");
-    }
-    None
+    node_timeout_from(state, params.node_timeout.as_deref())
 }
 
 /// What the query found out about one node.
@@ -314,17 +256,6 @@ pub(crate) async fn query(
         .expect("static headers are valid")
 }
 
-/// The replication factor the cluster runs with: the largest one its
-/// nodes publish (1 until replication exists).
-fn view_rf(view: &ClusterView) -> u32 {
-    view.nodes
-        .iter()
-        .filter_map(|n| n.rf)
-        .max()
-        .unwrap_or(1)
-        .max(1)
-}
-
 /// One coordinated query.
 struct Gather {
     state: ApiState,
@@ -348,7 +279,7 @@ impl Gather {
         let n = self.targets.len();
         let mut outcomes = vec![Outcome::default(); n];
         let mut receivers: Vec<Option<mpsc::Receiver<Event>>> = (0..n).map(|_| None).collect();
-        let mut merge = NodeMerge::new(n);
+        let mut merge = NodeMerge::with_direction(n, self.query.direction);
         let mut local_params = self.params.clone();
         local_params.scope = Some("local".into());
         // Counting needs the ids (to drop copies), not the records.
@@ -413,6 +344,7 @@ impl Gather {
         let mut buffer: Vec<u8> = Vec::with_capacity(CHUNK_BYTES * 2);
         let mut frames = FrameWriter::new();
         let mut client_gone = false;
+        let mut progress_sent = Instant::now();
         'gather: loop {
             while emitted < limit {
                 let Some(record) = merge.pop() else { break };
@@ -445,6 +377,19 @@ impl Gather {
             let needs: Vec<usize> = merge.needs().collect();
             if needs.is_empty() {
                 break;
+            }
+            // Tell a framed client how far the merge got, now and then,
+            // after the records it covers.
+            if self.format.framed()
+                && out.is_some()
+                && progress_sent.elapsed() >= PROGRESS_EVERY
+                && let Some(done) = merge.decided()
+            {
+                if let Some(frame) = frames.flush() {
+                    buffer.extend_from_slice(&frame);
+                }
+                buffer.extend_from_slice(&frames.progress(done));
+                progress_sent = Instant::now();
             }
             // Flush what is ready before waiting on slow nodes.
             if !buffer.is_empty()

@@ -15,6 +15,8 @@
 //! HEAD /query?...              the plan only, in X-Sluice-* headers
 //! GET  /stream?...             live records from every ingester in the view (see `stream`)
 //! GET  /ingest/tail?...        this ingester's live records, framed (for `/stream`)
+//! GET  /histogram?...          matching records per time bucket, cluster-wide (see `counts`)
+//! GET  /topics?from=&to=       records per topic, cluster-wide (see `counts`)
 //! GET  /cluster                the membership view (see [`cluster`])
 //! POST /cluster/forget?node=   drop a dead node from the view
 //! GET  /ui/                    the web UI, embedded in the binary (see `ui`); /ui → /ui/
@@ -36,8 +38,10 @@
 pub mod admission;
 pub mod cluster;
 mod coordinate;
+mod counts;
 mod ingest;
 mod metrics;
+mod nodes;
 pub mod query;
 mod stream;
 mod ui;
@@ -99,6 +103,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/query", get(query::query).head(query::plan))
         .route("/ingest/tail", get(stream::ingester::tail))
         .route("/stream", get(stream::stream))
+        .route("/histogram", get(counts::histogram))
+        .route("/topics", get(counts::topics))
         .route("/cluster", get(cluster::view))
         .route("/cluster/forget", post(cluster::forget))
         .route("/ui", get(ui::redirect))

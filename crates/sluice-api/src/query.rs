@@ -1,4 +1,5 @@
-//! `/query`: stream matching records in id order.
+//! `/query`: stream matching records in id order (newest first with
+//! `direction=backward`).
 //!
 //! Parameters (all optional):
 //!
@@ -11,6 +12,7 @@
 //! | `i`      | `true`: ignore case                                       | `false` |
 //! | `topic`  | only records of this topic                                | all     |
 //! | `limit`  | stop after this many records                              | none    |
+//! | `direction` | `forward`: oldest first; `backward`: the newest `limit` records (1 to `sluice_query::newest::MAX_BACKWARD_LIMIT`), in descending id order, reading only the newest segments and blocks it needs | `forward` |
 //! | `after`  | resume cursor: only records with a larger ULID            | none    |
 //! | `stats`  | `true`: run the query, return only the plan and counts    | `false` |
 //! | `format` | `raw`: `<ulid> <topic> <payload>\n`; `json`: one object per line; `frames`: the framed answer of `sluice_query::frames` (records, progress, stats); `ids`: frames of ids only | `raw` |
@@ -46,7 +48,8 @@ use axum::{
 use bytes::Bytes;
 use serde::Deserialize;
 use sluice_query::{
-    Matcher, Query, QueryError, QueryStats, Scan, Sources, parse_time_ms, time::format_ms,
+    Direction, Matcher, Query, QueryError, QueryStats, Scan, Sources, parse_time_ms,
+    time::format_ms,
 };
 use sluice_record::Record;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
@@ -79,6 +82,8 @@ pub(crate) struct QueryParams {
     pub limit: Option<u64>,
     /// Resume cursor: only records after this ULID.
     pub after: Option<String>,
+    /// `forward` (the default) or `backward`: newest first.
+    pub direction: Option<String>,
     #[serde(default)]
     pub stats: bool,
     pub format: Option<String>,
@@ -128,6 +133,10 @@ pub(crate) enum ParamError {
     After(String),
     #[error("unknown format {0:?}: use raw, json, frames or ids")]
     Format(String),
+    #[error("unknown direction {0:?}: use forward or backward")]
+    Direction(String),
+    #[error(transparent)]
+    Query(sluice_query::QueryError),
 }
 
 pub(crate) fn parse(params: &QueryParams) -> Result<(Query, Format), ParamError> {
@@ -169,6 +178,18 @@ pub(crate) fn parse(params: &QueryParams) -> Result<(Query, Format), ParamError>
         Some("ids") => Format::Ids,
         Some(other) => return Err(ParamError::Format(other.to_string())),
     };
+    let direction = match params.direction.as_deref() {
+        None | Some("") | Some("forward") => Direction::Forward,
+        Some("backward") => Direction::Backward,
+        Some(other) => return Err(ParamError::Direction(other.to_string())),
+    };
+    let max = sluice_query::newest::MAX_BACKWARD_LIMIT;
+    if direction.is_backward() && !params.limit.is_some_and(|l| (1..=max).contains(&l)) {
+        return Err(ParamError::Query(sluice_query::QueryError::BackwardLimit {
+            limit: params.limit,
+            max,
+        }));
+    }
     Ok((
         Query {
             from_ms,
@@ -177,12 +198,14 @@ pub(crate) fn parse(params: &QueryParams) -> Result<(Query, Format), ParamError>
             topic: params.topic.as_ref().map(|t| t.as_bytes().to_vec()),
             limit: params.limit,
             after,
+            direction,
+            ids: None,
         },
         format,
     ))
 }
 
-fn no_data_role() -> Response {
+pub(crate) fn no_data_role() -> Response {
     error(
         StatusCode::NOT_FOUND,
         "this node runs neither the ingest nor the store role",
@@ -271,6 +294,7 @@ async fn local_plan(state: &ApiState, query: Query) -> Result<(u64, u64), Respon
         let sources = Sources {
             store: state.store.as_ref().map(|s| s.dir()),
             ingest: &ingest_files,
+            ..Sources::default()
         };
         sluice_query::plan_sources(&*fs, sources, &query)
             .map_err(|e| query_error(&e))
@@ -358,10 +382,10 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 /// The filesystem and the ingest segments (each with the names it may
 /// have) a local query reads beside the store directory.
-type LocalSources = (Arc<dyn sluice_storage::Fs>, Vec<Vec<std::path::PathBuf>>);
+pub(crate) type LocalSources = (Arc<dyn sluice_storage::Fs>, Vec<Vec<std::path::PathBuf>>);
 
 /// What a node's local query reads: its store and its ingest segments.
-fn local_sources(state: &ApiState) -> Result<LocalSources, String> {
+pub(crate) fn local_sources(state: &ApiState) -> Result<LocalSources, String> {
     let ingest_files = match &state.ingest {
         Some(log) => log.query_segments().map_err(|e| e.to_string())?,
         None => Vec::new(),
@@ -374,7 +398,7 @@ fn local_sources(state: &ApiState) -> Result<LocalSources, String> {
     Ok((fs, ingest_files))
 }
 
-fn local_scan(state: &ApiState, scanning: &crate::admission::Scanning) -> Scan {
+pub(crate) fn local_scan(state: &ApiState, scanning: &crate::admission::Scanning) -> Scan {
     Scan {
         workers: state.workers.clone(),
         cache: state.store.as_ref().map(|s| s.segment_cache().clone()),
@@ -401,6 +425,7 @@ async fn local_stats(
         let sources = Sources {
             store: state.store.as_ref().map(|s| s.dir()),
             ingest: &ingest_files,
+            ..Sources::default()
         };
         let ran = sluice_query::prepare_sources(&*fs, sources, &query, &scan)
             .map(|prepared| prepared.run(&mut |_: &Record<'_>| true));
@@ -432,8 +457,14 @@ pub(crate) async fn start_local(
     // The scan says whether the query could start before anything is
     // answered: an error then is a status and a message, not a cut stream.
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<Result<(), Response>>();
-    // The id up to which every match was sent: what a progress frame says.
-    let frontier = Arc::new(std::sync::Mutex::new(sluice_record::Ulid::nil()));
+    // The id up to which every match was sent (down to which, newest
+    // first): what a progress frame says.
+    let backward = query.direction.is_backward();
+    let start = match backward {
+        false => sluice_record::Ulid::nil(),
+        true => sluice_record::Ulid(u128::MAX),
+    };
+    let frontier = Arc::new(std::sync::Mutex::new(start));
     // Set, under its lock, before the last frame is sent: no progress
     // frame may follow the stats frame.
     let scan_done = Arc::new(std::sync::Mutex::new(false));
@@ -471,6 +502,7 @@ pub(crate) async fn start_local(
             client_gone: false,
             tx,
             frontier,
+            backward,
         };
         let (fs, ingest_files) = match local_sources(&state) {
             Ok(sources) => sources,
@@ -483,6 +515,7 @@ pub(crate) async fn start_local(
         let sources = Sources {
             store: state.store.as_ref().map(|s| s.dir()),
             ingest: &ingest_files,
+            ..Sources::default()
         };
         let prepared = match sluice_query::prepare_sources(&*fs, sources, &query, &scan) {
             Ok(prepared) => prepared,
@@ -574,6 +607,8 @@ struct LocalSink {
     tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
     /// The id up to which every match was sent: what a progress frame says.
     frontier: Arc<std::sync::Mutex<sluice_record::Ulid>>,
+    /// Newest first: the frontier moves down.
+    backward: bool,
 }
 
 impl LocalSink {
@@ -592,7 +627,10 @@ impl LocalSink {
 
     fn advance_frontier(&self, id: sluice_record::Ulid) {
         let mut frontier = self.frontier.lock().unwrap_or_else(|p| p.into_inner());
-        *frontier = (*frontier).max(id);
+        *frontier = match self.backward {
+            false => (*frontier).max(id),
+            true => (*frontier).min(id),
+        };
     }
 }
 
@@ -727,42 +765,4 @@ pub(crate) fn write_json(out: &mut Vec<u8>, record: &Record<'_>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use sluice_record::{FLAG_TRUNCATED, Ulid};
-
-    #[test]
-    fn raw_and_json_lines() {
-        let r = Record {
-            id: Ulid::from_parts(1_795_240_800_000, 7),
-            flags: FLAG_TRUNCATED,
-            topic: b"app",
-            payload: b"a \"q\" \xff",
-        };
-        let mut raw = Vec::new();
-        write_raw(&mut raw, &r);
-        assert_eq!(&raw[26..], b" app a \"q\" \xff\n");
-        let mut json = Vec::new();
-        write_json(&mut json, &r);
-        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
-        assert_eq!(v["time"], "2026-11-21T06:00:00.000Z");
-        assert_eq!(v["payload"], "a \"q\" \u{fffd}");
-        assert_eq!(v["truncated"], true);
-    }
-
-    #[test]
-    fn bad_parameters_are_explained() {
-        let p = QueryParams {
-            from: Some("now".into()),
-            to: Some("1h".into()),
-            ..Default::default()
-        };
-        assert!(parse(&p).unwrap_err().to_string().contains("swap them"));
-        let p = QueryParams {
-            q: Some("(".into()),
-            regex: true,
-            ..Default::default()
-        };
-        assert!(parse(&p).unwrap_err().to_string().contains("invalid regex"));
-    }
-}
+mod tests;

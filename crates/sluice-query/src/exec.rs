@@ -44,6 +44,17 @@ pub enum QueryError {
         /// [`MAX_PLAN_SEGMENTS`].
         limit: usize,
     },
+    /// A newest-first query without a limit, or with one too large.
+    #[error(
+        "a newest-first query needs a limit of 1 to {max} records, not {}: pass limit=N",
+        .limit.map_or("none".to_string(), |l| l.to_string())
+    )]
+    BackwardLimit {
+        /// The limit asked for.
+        limit: Option<u64>,
+        /// [`crate::newest::MAX_BACKWARD_LIMIT`].
+        max: u64,
+    },
 }
 
 impl QueryError {
@@ -51,7 +62,9 @@ impl QueryError {
     pub fn is_the_query(&self) -> bool {
         matches!(
             self,
-            QueryError::EmptyRange { .. } | QueryError::PlanTooLarge { .. }
+            QueryError::EmptyRange { .. }
+                | QueryError::PlanTooLarge { .. }
+                | QueryError::BackwardLimit { .. }
         )
     }
 }
@@ -78,6 +91,29 @@ pub struct Query {
     pub limit: Option<u64>,
     /// Resume cursor: only records with ids strictly greater.
     pub after: Option<Ulid>,
+    /// Oldest first (the default) or newest first; a newest-first query
+    /// needs a `limit` (see [`crate::newest`]).
+    pub direction: Direction,
+    /// Only records in this id range (inclusive), within the time range:
+    /// the window a newest-first query reads; `None`: the whole range.
+    pub ids: Option<(Ulid, Ulid)>,
+}
+
+/// The order in which a query returns its records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Direction {
+    /// Ascending ids, oldest first.
+    #[default]
+    Forward,
+    /// Descending ids, newest first: the newest `limit` matches.
+    Backward,
+}
+
+impl Direction {
+    /// Whether records come newest first.
+    pub fn is_backward(self) -> bool {
+        self == Direction::Backward
+    }
 }
 
 impl Query {
@@ -91,7 +127,24 @@ impl Query {
             topic: None,
             limit: None,
             after: None,
+            direction: Direction::Forward,
+            ids: None,
         }
+    }
+
+    /// The id range the query covers: its time range, narrowed by `after`
+    /// and `ids`. Ids sort by time, so a time range is an id range.
+    pub fn id_bounds(&self) -> (Ulid, Ulid) {
+        let mut lower = Ulid::from_parts(self.from_ms, 0);
+        if let Some(after) = self.after {
+            lower = lower.max(Ulid(after.0.saturating_add(1)));
+        }
+        let mut upper = Ulid::from_parts(self.to_ms, u128::MAX);
+        if let Some((min, max)) = self.ids {
+            lower = lower.max(min);
+            upper = upper.min(max);
+        }
+        (lower, upper)
     }
 }
 
@@ -156,13 +209,16 @@ pub struct QueryStats {
 /// Where matching records go. Returning `false` stops the query (the
 /// client went away, or a limit was reached).
 pub trait RecordSink {
-    /// Take one matching record, in id order; `false` stops the query.
+    /// Take one matching record, in id order (descending in a
+    /// [`Direction::Backward`] query); `false` stops the query.
     fn record(&mut self, record: &Record<'_>) -> bool;
 
     /// Every record with an id up to and including `done` was given to
     /// [`record`](Self::record) already or does not match: told now and
     /// then as the scan moves on, even when nothing matches, so a server
-    /// can say how far it got. The default ignores it.
+    /// can say how far it got. In a [`Direction::Backward`] query it means
+    /// the opposite side: every record with an id at or *above* `done`.
+    /// The default ignores it.
     fn progress(&mut self, done: Ulid) {
         let _ = done;
     }
@@ -188,6 +244,9 @@ pub struct Sources<'a> {
     /// writes them. A segment gone under every name (a store committed
     /// it) is passed over.
     pub ingest: &'a [Vec<PathBuf>],
+    /// Store segments (by name, sorted) to pass over: a count reads them
+    /// from their block index instead (see [`crate::count`]).
+    pub skip: &'a [String],
 }
 
 /// The most bytes of ingest segments whose ids do not increase (origin
@@ -254,9 +313,11 @@ fn plan_evicting(
     if let Some(cache) = cache {
         cache.retain_listed(&segments);
     }
+    let (lower, upper) = query.id_bounds();
     Ok(segments
         .into_iter()
         .filter(|s| s.overlaps_ms(query.from_ms, query.to_ms))
+        .filter(|s| query.ids.is_none() || (s.max >= lower && s.min <= upper))
         .collect())
 }
 
@@ -281,13 +342,13 @@ fn open_plan(
     options: &ScanOptions,
 ) -> Result<(Vec<SegmentMeta>, Vec<Option<OpenedCursor>>), QueryError> {
     let (mut segments, mut cursors) = match sources.store {
-        Some(dir) => open_store_plan(fs, dir, query, options)?,
+        Some(dir) => open_store_plan(fs, dir, sources.skip, query, options)?,
         None => (Vec::new(), Vec::new()),
     };
     if sources.ingest.is_empty() {
         return Ok((segments, cursors));
     }
-    let upper = Ulid::from_parts(query.to_ms, u128::MAX);
+    let (_, upper) = query.id_bounds();
     let mut sort_budget = MAX_SORTED_INGEST_BYTES;
     for names in sources.ingest {
         let Some((path, opened)) = open_first_of(fs, names) else {
@@ -395,12 +456,16 @@ fn open_first_of<'p>(
 fn open_store_plan(
     fs: &dyn Fs,
     dir: &Path,
+    skip: &[String],
     query: &Query,
     options: &ScanOptions,
 ) -> Result<(Vec<SegmentMeta>, Vec<Option<OpenedCursor>>), QueryError> {
     let mut attempt = 1;
     loop {
-        let segments = plan_evicting(fs, dir, query, options.cache.as_deref())?;
+        let mut segments = plan_evicting(fs, dir, query, options.cache.as_deref())?;
+        if !skip.is_empty() {
+            segments.retain(|s| skip.binary_search(&s.name).is_err());
+        }
         if segments.len() > MAX_PLAN_SEGMENTS {
             return Err(QueryError::PlanTooLarge {
                 segments: segments.len(),
@@ -438,10 +503,21 @@ pub fn execute(
 }
 
 /// A query whose plan is made and whose segments are open: what can fail
-/// before any record is read has not.
+/// before any record is read has not. (A newest-first query has its first
+/// window planned and opened; see [`crate::newest`].)
 pub struct Prepared<'q> {
-    query: &'q Query,
-    segments: Vec<SegmentMeta>,
+    inner: Planned<'q>,
+}
+
+enum Planned<'q> {
+    Forward(Box<Forward<'q>>),
+    Backward(Box<crate::newest::Backward<'q>>),
+}
+
+/// A forward query (or one window of a backward one), planned and opened.
+pub(crate) struct Forward<'q> {
+    query: std::borrow::Cow<'q, Query>,
+    pub(crate) segments: Vec<SegmentMeta>,
     cursors: Vec<Option<OpenedCursor>>,
     started: Instant,
 }
@@ -451,14 +527,15 @@ pub struct Prepared<'q> {
 /// it answers, so that a query it cannot run gets an error, not a
 /// truncated stream.
 pub fn prepare<'q>(
-    fs: &dyn Fs,
-    dir: &Path,
+    fs: &'q dyn Fs,
+    dir: &'q Path,
     query: &'q Query,
     scan: &Scan,
 ) -> Result<Prepared<'q>, QueryError> {
     let sources = Sources {
         store: Some(dir),
         ingest: &[],
+        ..Sources::default()
     };
     prepare_sources(fs, sources, query, scan)
 }
@@ -466,11 +543,32 @@ pub fn prepare<'q>(
 /// [`prepare`] over a node's [`Sources`]: its store, its ingest segments,
 /// or both, merged into one id-ordered stream.
 pub fn prepare_sources<'q>(
-    fs: &dyn Fs,
-    sources: Sources<'_>,
+    fs: &'q dyn Fs,
+    sources: Sources<'q>,
     query: &'q Query,
     scan: &Scan,
 ) -> Result<Prepared<'q>, QueryError> {
+    let inner = match query.direction {
+        Direction::Forward => Planned::Forward(Box::new(prepare_forward(
+            fs,
+            sources,
+            std::borrow::Cow::Borrowed(query),
+            scan,
+        )?)),
+        Direction::Backward => Planned::Backward(Box::new(crate::newest::Backward::prepare(
+            fs, sources, query, scan,
+        )?)),
+    };
+    Ok(Prepared { inner })
+}
+
+/// Plan and open `query` as a forward scan.
+pub(crate) fn prepare_forward<'q>(
+    fs: &dyn Fs,
+    sources: Sources<'_>,
+    query: std::borrow::Cow<'q, Query>,
+    scan: &Scan,
+) -> Result<Forward<'q>, QueryError> {
     let started = Instant::now();
     // A regex runs where blocks are decoded, on every core, on the records
     // that hold its required literal (if it has one); a plain literal is
@@ -489,13 +587,14 @@ pub fn prepare_sources<'q>(
         cancel: scan.cancel.clone(),
         literal: query.matcher.required_literal().cloned(),
         time_ms: Some((query.from_ms, query.to_ms)),
+        ids: query.ids,
         skip_corrupt_blocks: true,
         filter,
         any_of: query.matcher.required_any_of().cloned(),
         cache: scan.cache.clone(),
     };
-    let (segments, cursors) = open_plan(fs, sources, query, &options)?;
-    Ok(Prepared {
+    let (segments, cursors) = open_plan(fs, sources, &query, &options)?;
+    Ok(Forward {
         query,
         segments,
         cursors,
@@ -504,10 +603,20 @@ pub fn prepare_sources<'q>(
 }
 
 impl Prepared<'_> {
-    /// Read the segments, sending matches in id order to `sink`; see
-    /// [`execute`].
+    /// Read the segments, sending matches in id order (descending for a
+    /// backward query) to `sink`; see [`execute`].
     pub fn run(self, sink: &mut dyn RecordSink) -> QueryStats {
-        let Prepared {
+        match self.inner {
+            Planned::Forward(forward) => forward.run(sink),
+            Planned::Backward(backward) => backward.run(sink),
+        }
+    }
+}
+
+impl Forward<'_> {
+    /// Read the segments, sending matches in id order to `sink`.
+    pub(crate) fn run(self, sink: &mut dyn RecordSink) -> QueryStats {
+        let Forward {
             query,
             segments,
             mut cursors,
@@ -524,12 +633,7 @@ impl Prepared<'_> {
                 .take()
                 .expect("the merge opens each segment once")
         };
-        // Ids sort by time, so the range is an id range.
-        let mut lower = Ulid::from_parts(query.from_ms, 0);
-        if let Some(after) = query.after {
-            lower = lower.max(Ulid(after.0.saturating_add(1)));
-        }
-        let upper = Ulid::from_parts(query.to_ms, u128::MAX);
+        let (lower, upper) = query.id_bounds();
         let filter = |r: &Record<'_>| {
             if r.id < lower {
                 Verdict::Skip
@@ -585,208 +689,4 @@ impl Prepared<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use sluice_storage::{MemFs, StoreSegmentWriter};
-
-    fn write(fs: &MemFs, dir: &Path, ids: &[(u64, &str)]) {
-        let mut w = StoreSegmentWriter::batches(fs, dir).unwrap();
-        for (i, (ms, payload)) in ids.iter().enumerate() {
-            let id = Ulid::from_parts(*ms, i as u128);
-            w.push(Record {
-                id,
-                flags: 0,
-                topic: b"default",
-                payload: payload.as_bytes(),
-            })
-            .unwrap();
-        }
-        w.finish().unwrap();
-    }
-
-    fn run(fs: &MemFs, dir: &Path, from_ms: u64, to_ms: u64, q: &str) -> (Vec<String>, QueryStats) {
-        let query = Query::between(from_ms, to_ms, Matcher::new(q, false, false).unwrap());
-        let mut got = Vec::new();
-        let scan = Scan::new(WorkerPool::inline());
-        let stats = execute(fs, dir, &query, &scan, &mut |r: &Record<'_>| {
-            got.push(String::from_utf8(r.payload.to_vec()).unwrap());
-            true
-        })
-        .unwrap();
-        (got, stats)
-    }
-
-    #[test]
-    fn overlapping_segments_merge_in_order_and_ranges_prune() {
-        let fs = MemFs::new();
-        let dir = Path::new("/store");
-        sluice_storage::Fs::create_dir_all(&fs, dir).unwrap();
-        write(&fs, dir, &[(100, "a ERROR"), (300, "c"), (500, "e ERROR")]);
-        write(&fs, dir, &[(200, "b ERROR"), (400, "d")]);
-        write(&fs, dir, &[(200, "b ERROR"), (400, "d")]); // consumed twice
-        write(&fs, dir, &[(10_000, "far ERROR")]);
-        let (got, stats) = run(&fs, dir, 0, 1000, "ERROR");
-        assert_eq!(got, ["a ERROR", "b ERROR", "e ERROR"]);
-        assert_eq!(stats.segments, 3, "the segment at 10s is pruned by time");
-        assert_eq!(stats.duplicates_removed, 1);
-        let (got, _) = run(&fs, dir, 250, 450, "");
-        assert_eq!(got, ["c", "d"]);
-    }
-
-    /// A query whose cancel flag is raised stops at the next block or
-    /// batch of every segment, whichever kind of file: it reads a few of
-    /// them, not all.
-    #[test]
-    fn a_cancelled_query_stops_at_the_next_block() {
-        use sluice_storage::{block_segment::BlockLayout, store_segment::SegmentKind};
-        let fs = MemFs::new();
-        let dir = Path::new("/store");
-        sluice_storage::Fs::create_dir_all(&fs, dir).unwrap();
-        let workers = WorkerPool::new(2).unwrap();
-        // Two segments of about 12 MiB each, one of each kind: a dozen
-        // 1 MiB batches, a dozen 1 MiB blocks in id order.
-        let payload = "x".repeat(1000);
-        for (kind, base) in [(SegmentKind::Batches, 0u64), (SegmentKind::Blocks, 20_000)] {
-            let mut w = match kind {
-                SegmentKind::Batches => StoreSegmentWriter::batches(&fs, dir).unwrap(),
-                SegmentKind::Blocks => {
-                    StoreSegmentWriter::blocks(&fs, dir, BlockLayout::InOrder, workers.clone())
-                        .unwrap()
-                }
-            };
-            for i in 0..12_000u64 {
-                w.push(Record {
-                    id: Ulid::from_parts(1_000 + base + i, 0),
-                    flags: 0,
-                    topic: b"t",
-                    payload: payload.as_bytes(),
-                })
-                .unwrap();
-            }
-            w.finish().unwrap();
-        }
-        let query = Query::between(0, 100_000, Matcher::All);
-        let cancel: Cancel = Arc::default();
-        let scan = Scan {
-            cancel: Some(cancel.clone()),
-            ..Scan::new(workers)
-        };
-        let mut returned = 0u64;
-        let stats = execute(&fs, dir, &query, &scan, &mut |_: &Record<'_>| {
-            returned += 1;
-            // The client goes away after the first record.
-            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
-            true
-        })
-        .unwrap();
-        assert!(returned >= 1);
-        // Each segment stops within its block or batch under way and the
-        // blocks already in flight: about 4 MiB of 24.
-        assert!(
-            stats.records_scanned < 6_000,
-            "scanned {} of 24000 records after the cancel",
-            stats.records_scanned
-        );
-    }
-
-    /// A time range of more segments than a query opens at once is refused
-    /// before any is opened, with the counts; one fewer runs.
-    #[test]
-    fn a_plan_of_too_many_segments_is_refused() {
-        let fs = MemFs::new();
-        let dir = Path::new("/store");
-        sluice_storage::Fs::create_dir_all(&fs, dir).unwrap();
-        for ms in 0..=MAX_PLAN_SEGMENTS as u64 {
-            write(&fs, dir, &[(1_000 + ms, "x")]);
-        }
-        let scan = Scan::new(WorkerPool::inline());
-        let all = Query::between(0, 1_000_000, Matcher::All);
-        let err = execute(&fs, dir, &all, &scan, &mut |_: &Record<'_>| true).unwrap_err();
-        assert!(err.is_the_query());
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "the time range holds {} store segments, more than a query opens at once ({MAX_PLAN_SEGMENTS}): narrow it with from and to",
-                MAX_PLAN_SEGMENTS + 1
-            )
-        );
-        let fewer = Query::between(1_001, 1_000_000, Matcher::All);
-        let stats = execute(&fs, dir, &fewer, &scan, &mut |_: &Record<'_>| true).unwrap();
-        assert_eq!(stats.records_matched, MAX_PLAN_SEGMENTS as u64);
-    }
-
-    /// An ingest segment file of `ids` (ms, payload) in the order given,
-    /// one batch per record, with `torn` bytes of a batch being written at
-    /// its end.
-    fn ingest_file(fs: &MemFs, path: &Path, ids: &[(u64, u128, &str)], torn: usize) {
-        use sluice_storage::SegmentWriter;
-        let mut writer = SegmentWriter::create(fs, path).unwrap();
-        let mut encoder = sluice_record::BatchEncoder::new();
-        let mut last = Vec::new();
-        for (ms, n, payload) in ids {
-            let id = Ulid::from_parts(*ms, *n);
-            encoder.begin();
-            encoder.push(Record {
-                id,
-                flags: 0,
-                topic: b"default",
-                payload: payload.as_bytes(),
-            });
-            let batch = encoder.finish().to_vec();
-            writer.append(&batch, 1, id, id).unwrap();
-            last = batch;
-        }
-        drop(writer);
-        if torn > 0 {
-            let mut file = sluice_storage::Fs::open_append(fs, path).unwrap();
-            file.write_all(&last[..torn.min(last.len() - 1)]).unwrap();
-        }
-    }
-
-    #[test]
-    fn ingest_segments_merge_with_the_store_sorted_or_not_and_growing() {
-        let fs = MemFs::new();
-        let store = Path::new("/store");
-        let ingest = Path::new("/ingest");
-        sluice_storage::Fs::create_dir_all(&fs, store).unwrap();
-        sluice_storage::Fs::create_dir_all(&fs, ingest).unwrap();
-        write(&fs, store, &[(100, "a"), (300, "c")]);
-        // Sorted and still being written: the torn batch is not read.
-        let growing = ingest.join("1.active");
-        ingest_file(&fs, &growing, &[(200, 1, "b"), (400, 1, "d")], 9);
-        // Out of order (origin times): sorted in memory for the query.
-        let unsorted = ingest.join("2.flushed");
-        ingest_file(
-            &fs,
-            &unsorted,
-            &[(600, 1, "f"), (150, 1, "a2"), (500, 1, "e")],
-            0,
-        );
-        // Lent since it was listed: found under its next name.
-        let moved = ingest.join("3.pending");
-        ingest_file(&fs, &moved, &[(700, 1, "g")], 0);
-        let names = vec![
-            vec![growing.clone()],
-            vec![unsorted.clone()],
-            vec![ingest.join("3.flushed"), moved.clone()],
-            vec![ingest.join("4.flushed")],
-        ];
-        let sources = Sources {
-            store: Some(store),
-            ingest: &names,
-        };
-        let query = Query::between(0, 10_000, Matcher::All);
-        let scan = Scan::new(WorkerPool::inline());
-        let mut got = Vec::new();
-        let stats = prepare_sources(&fs, sources, &query, &scan)
-            .unwrap()
-            .run(&mut |r: &Record<'_>| {
-                got.push(String::from_utf8(r.payload.to_vec()).unwrap());
-                true
-            });
-        assert_eq!(got, ["a", "a2", "b", "c", "d", "e", "f", "g"]);
-        assert!(stats.failed_segments.is_empty(), "{stats:?}");
-        let planned = plan_sources(&fs, sources, &query).unwrap();
-        assert_eq!(planned.len(), 1 + 3, "{planned:?}");
-    }
-}
+mod tests;

@@ -10,6 +10,7 @@
 //! kind 1  records:  repeated { id:u128 BE | flags:u8 | topic_len:u16 LE | topic
 //!                              | payload_len:u32 LE | payload }
 //! kind 2  progress: id:u128 BE -- every record with id <= this was sent
+//!                  (>= in a newest-first query, `direction=backward`)
 //! kind 3  stats:    a JSON object (UTF-8); the last frame of a good stream
 //! kind 4  error:    a UTF-8 message; the stream failed (and ends)
 //! kind 5  lagged:   count:u64 LE -- live tail only: this many records were

@@ -7,6 +7,11 @@
 //! - [`exec`]: plan (segments overlapping the range), scan, merge (with
 //!   [`sluice_storage::merge`]), and emit matching records to a
 //!   [`RecordSink`], with [`QueryStats`].
+//! - [`newest`]: newest first ([`Direction::Backward`]): the range read
+//!   in windows of ids from its newest end, cut by the block index.
+//! - [`count`]: matches counted per time bucket ([`count::Histogram`]) or
+//!   per topic ([`count::TopicCounts`]), from the block index where no
+//!   text is matched.
 //! - [`frames`]: the framed node-to-node query response (`format=frames`):
 //!   [`FrameWriter`] on the answering node, [`FrameDecoder`] on the
 //!   coordinator.
@@ -19,14 +24,16 @@
 //! each cursor holds (one batch, or a block and the blocks it decodes
 //! ahead), never by the size of the result.
 
+pub mod count;
 pub mod exec;
 pub mod frames;
 pub mod gather;
 pub mod matcher;
+pub mod newest;
 pub mod time;
 
 pub use exec::{
-    Prepared, Query, QueryError, QueryStats, RecordSink, Scan, Sources, execute, plan,
+    Direction, Prepared, Query, QueryError, QueryStats, RecordSink, Scan, Sources, execute, plan,
     plan_sources, prepare, prepare_sources,
 };
 pub use frames::{

@@ -520,6 +520,22 @@ impl BlockSegment {
         Ok(read)
     }
 
+    /// Block `i`'s record ids and topics from its meta alone (its checksum
+    /// verified), nothing decompressed: what a count by time or by topic
+    /// needs. Returns the bytes of the meta read.
+    pub fn read_meta(&self, i: usize, meta: &mut BlockMeta) -> Result<u64, StorageError> {
+        let entry = self.blocks[i];
+        meta.block
+            .load_meta(&self.bytes, &entry, self.meta_is_verified(i))
+            .map_err(|reason| StorageError::Malformed {
+                path: self.path.clone(),
+                offset: entry.offset,
+                reason,
+            })?;
+        self.meta_was_verified(i);
+        Ok((FRAME_HEAD + entry.meta_len as usize) as u64)
+    }
+
     /// Bytes of block `i`'s sliced filter.
     pub fn filter_bytes(&self, i: usize) -> Result<u64, &'static str> {
         Ok(self.frame_table(i, &mut Vec::new())?.filter.len() as u64)
@@ -590,6 +606,25 @@ impl BlockSegment {
             verified.store(true, Ordering::Relaxed);
         }
         Ok(body)
+    }
+}
+
+/// One block's record ids and topics, as [`BlockSegment::read_meta`]
+/// decodes them from its meta; reused from block to block.
+#[derive(Debug, Default)]
+pub struct BlockMeta {
+    block: Block,
+}
+
+impl BlockMeta {
+    /// Every record's id, ascending.
+    pub fn ids(&self) -> &[Ulid] {
+        self.block.ids()
+    }
+
+    /// Record `i`'s topic (`i` in id order).
+    pub fn topic(&self, i: usize) -> &[u8] {
+        self.block.topic_of(i)
     }
 }
 

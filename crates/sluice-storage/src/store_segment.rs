@@ -207,6 +207,24 @@ pub fn quarantine(fs: &dyn Fs, dir: &Path, name: &str) -> Result<PathBuf, Storag
     Ok(target)
 }
 
+/// The block index of the segment at `path` (its footer, verified), or
+/// `None` for a batch file, which has none. Opened through `cache` when
+/// given, so a query that reads the file later maps it once.
+pub fn open_block_index(
+    fs: &dyn Fs,
+    path: &Path,
+    cache: Option<&SegmentCache>,
+) -> Result<Option<Arc<crate::block_segment::BlockSegment>>, StorageError> {
+    let (file, kind) = open_segment(fs, path)?;
+    if kind == SegmentKind::Batches {
+        return Ok(None);
+    }
+    Ok(Some(match cache {
+        Some(cache) => cache.open(fs, path, &*file)?,
+        None => Arc::new(crate::block_segment::BlockSegment::open(fs, path)?),
+    }))
+}
+
 /// What kind of file a segment is, from its first bytes.
 pub fn segment_kind(fs: &dyn Fs, path: &Path) -> Result<SegmentKind, StorageError> {
     Ok(open_segment(fs, path)?.1)
@@ -534,6 +552,11 @@ pub struct ScanOptions {
     /// Only records in this time range (inclusive, Unix ms); records of a
     /// block that overlaps it are returned, for the caller to filter.
     pub time_ms: Option<(u64, u64)>,
+    /// Only records in this id range (inclusive): a block file's cursor
+    /// skips blocks wholly outside it (a newest-first query reads its
+    /// windows so); records of a block that overlaps it are returned, for
+    /// the caller to filter.
+    pub ids: Option<(Ulid, Ulid)>,
     /// In a block file, pass over a block that fails its checks (counted
     /// by the cursor) instead of ending the scan with an error. A batch
     /// file carries no index to resume from, so its cursor still stops
@@ -561,6 +584,7 @@ impl ScanOptions {
             cancel: None,
             literal: None,
             time_ms: None,
+            ids: None,
             skip_corrupt_blocks: false,
             filter: None,
             any_of: None,
@@ -576,6 +600,7 @@ impl std::fmt::Debug for ScanOptions {
             .field("cancel", &self.cancel)
             .field("literal", &self.literal.as_ref().map(|l| l.needle()))
             .field("time_ms", &self.time_ms)
+            .field("ids", &self.ids)
             .field("skip_corrupt_blocks", &self.skip_corrupt_blocks)
             .field("filter", &self.filter.is_some())
             .field("any_of", &self.any_of)
@@ -602,6 +627,9 @@ pub fn open_cursor(
         }
         if let Some((from, to)) = options.time_ms {
             cursor = cursor.with_time_range(from, to);
+        }
+        if let Some((min, max)) = options.ids {
+            cursor = cursor.with_id_range(min, max);
         }
         if let Some(literal) = &options.literal {
             cursor = cursor.with_literal(literal.clone());

@@ -192,25 +192,7 @@ impl Block {
         };
         let table = parse_frames(&mut r, entry, checked.text_len, &mut self.frames)?;
         let (filter_len, in_order) = (table.filter.len() as u64, table.in_order);
-        self.ids.clear();
-        let mut id = r.u128()?;
-        self.ids.push(Ulid(id));
-        for _ in 1..count {
-            let delta = r.varint()?;
-            if delta == 0 {
-                return Err("ids do not increase");
-            }
-            id = id.checked_add(delta).ok_or("id overflows")?;
-            self.ids.push(Ulid(id));
-        }
-        if self.ids.last() != Some(&entry.max) {
-            return Err("ids do not end at the block's max");
-        }
-        let ordinals = match in_order {
-            true => Ordinals::Identity,
-            false => Ordinals::read(&mut r, count)?,
-        };
-        self.read_topics_and_flags(&mut r, count)?;
+        let ordinals = self.parse_records(&mut r, entry, in_order)?;
         if r.pos != checked.meta_body.len() {
             return Err("trailing bytes in block meta");
         }
@@ -252,6 +234,75 @@ impl Block {
         }
         self.frames = frames;
         read
+    }
+
+    /// Parse the meta's ids, ordinals, topics and flags (`r` after the
+    /// filter) into this block; returns the ordinals.
+    fn parse_records<'m>(
+        &mut self,
+        r: &mut Bytes<'m>,
+        entry: &BlockEntry,
+        in_order: bool,
+    ) -> Result<Ordinals<'m>, &'static str> {
+        let count = entry.count as usize;
+        self.ids.clear();
+        let mut id = r.u128()?;
+        self.ids.push(Ulid(id));
+        for _ in 1..count {
+            let delta = r.varint()?;
+            if delta == 0 {
+                return Err("ids do not increase");
+            }
+            id = id.checked_add(delta).ok_or("id overflows")?;
+            self.ids.push(Ulid(id));
+        }
+        if self.ids.last() != Some(&entry.max) {
+            return Err("ids do not end at the block's max");
+        }
+        let ordinals = match in_order {
+            true => Ordinals::Identity,
+            false => Ordinals::read(r, count)?,
+        };
+        self.read_topics_and_flags(r, count)?;
+        Ok(ordinals)
+    }
+
+    /// Decode block `entry`'s meta alone (its checksum verified unless
+    /// `meta_verified`): every record's id, topic and flags, nothing
+    /// decompressed. [`Block::ids`] and [`Block::topic_of`] then answer.
+    pub(crate) fn load_meta(
+        &mut self,
+        file: &[u8],
+        entry: &BlockEntry,
+        meta_verified: bool,
+    ) -> Result<(), &'static str> {
+        let checks = Checks {
+            meta: !meta_verified,
+            data: false,
+        };
+        let checked = check_block(file, entry, checks)?;
+        let mut r = Bytes {
+            buf: checked.meta_body,
+            pos: BLOCK_META_FIXED,
+        };
+        let table = parse_frames(&mut r, entry, checked.text_len, &mut self.frames)?;
+        self.parse_records(&mut r, entry, table.in_order)?;
+        if r.pos != checked.meta_body.len() {
+            return Err("trailing bytes in block meta");
+        }
+        Ok(())
+    }
+
+    /// Every record's id, in id order (after [`Block::load`] or
+    /// [`Block::load_meta`]).
+    pub(crate) fn ids(&self) -> &[Ulid] {
+        &self.ids
+    }
+
+    /// Record `i`'s topic (in id order).
+    pub(crate) fn topic_of(&self, i: usize) -> &[u8] {
+        let (from, to) = self.topics[self.topic_of[i] as usize];
+        &self.topic_bytes[from as usize..to as usize]
     }
 
     fn read_topics_and_flags(

@@ -86,6 +86,8 @@ pub struct BlockCursor {
     frames: FrameScratch,
     from_ms: u64,
     to_ms: u64,
+    /// Only blocks that overlap this id range are read.
+    ids: (sluice_record::Ulid, sluice_record::Ulid),
     literal: Option<Literal>,
     /// What the filters are asked.
     probes: Probes,
@@ -132,6 +134,7 @@ impl BlockCursor {
             frames: FrameScratch::default(),
             from_ms: 0,
             to_ms: u64::MAX,
+            ids: (sluice_record::Ulid::nil(), sluice_record::Ulid(u128::MAX)),
             literal: None,
             probes: Probes::default(),
             filter: None,
@@ -149,6 +152,13 @@ impl BlockCursor {
     /// that is read are all returned; the caller filters them by time.
     pub fn with_time_range(mut self, from_ms: u64, to_ms: u64) -> Self {
         (self.from_ms, self.to_ms) = (from_ms, to_ms);
+        self
+    }
+
+    /// Skip blocks with no record in the id range `[min, max]`. Records of
+    /// a block that is read are all returned; the caller filters them.
+    pub fn with_id_range(mut self, min: sluice_record::Ulid, max: sluice_record::Ulid) -> Self {
+        self.ids = (min, max);
         self
     }
 
@@ -235,7 +245,10 @@ impl BlockCursor {
             let i = self.next_block;
             self.next_block += 1;
             let entry = self.segment.blocks[i];
-            if !entry.overlaps_ms(self.from_ms, self.to_ms) {
+            if !entry.overlaps_ms(self.from_ms, self.to_ms)
+                || entry.max < self.ids.0
+                || entry.min > self.ids.1
+            {
                 continue;
             }
             let mut job = self.spare.pop().unwrap_or_default();

@@ -497,3 +497,49 @@ fn assert_reads_few_frames(count: u64, literal: &[u8], payload: impl Fn(u64, u64
         String::from_utf8_lossy(literal)
     );
 }
+
+/// An id range prunes the blocks wholly outside it, and a block's meta
+/// alone gives every record's id and topic, for either layout.
+#[test]
+fn id_ranges_prune_blocks_and_metas_give_ids_and_topics() {
+    for make in LAYOUTS {
+        let fs = MemFs::new();
+        let path = Path::new("/s/ids.seg");
+        // 3 KB payloads: several blocks.
+        let records: Vec<Rec> = (0..4_000u128)
+            .map(|i| Rec {
+                id: 1_000 + i * 2,
+                flags: 0,
+                topic: if i % 2 == 0 {
+                    b"even".to_vec()
+                } else {
+                    b"odd".to_vec()
+                },
+                payload: format!("{i} {}", "p".repeat(3_000)).into_bytes(),
+            })
+            .collect();
+        write_with(&fs, path, &records, make);
+        let segment = BlockSegment::open(&fs, path).unwrap();
+        let blocks = segment.blocks().to_vec();
+        assert!(blocks.len() >= 3, "{} blocks", blocks.len());
+        let mut meta = BlockMeta::default();
+        let mut all = Vec::new();
+        for b in 0..blocks.len() {
+            let read = segment.read_meta(b, &mut meta).unwrap();
+            assert!(read > 0);
+            for (i, id) in meta.ids().iter().enumerate() {
+                all.push((id.0, meta.topic(i).to_vec()));
+            }
+        }
+        let want: Vec<(u128, Vec<u8>)> = records.iter().map(|r| (r.id, r.topic.clone())).collect();
+        assert_eq!(all, want);
+        // The last block's range, and one id before it: two blocks read.
+        let last = blocks[blocks.len() - 1];
+        let cursor = BlockCursor::new(BlockSegment::open(&fs, path).unwrap(), test_pool())
+            .with_id_range(Ulid(last.min.0 - 2), last.max);
+        let mut cursor = cursor;
+        let got = read_from(&mut cursor).unwrap();
+        assert_eq!(cursor.blocks_loaded(), 2);
+        assert_eq!(got.last().map(|r| r.id), Some(last.max.0));
+    }
+}

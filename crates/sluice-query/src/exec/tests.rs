@@ -1,0 +1,203 @@
+use super::*;
+use sluice_storage::{MemFs, StoreSegmentWriter};
+
+fn write(fs: &MemFs, dir: &Path, ids: &[(u64, &str)]) {
+    let mut w = StoreSegmentWriter::batches(fs, dir).unwrap();
+    for (i, (ms, payload)) in ids.iter().enumerate() {
+        let id = Ulid::from_parts(*ms, i as u128);
+        w.push(Record {
+            id,
+            flags: 0,
+            topic: b"default",
+            payload: payload.as_bytes(),
+        })
+        .unwrap();
+    }
+    w.finish().unwrap();
+}
+
+fn run(fs: &MemFs, dir: &Path, from_ms: u64, to_ms: u64, q: &str) -> (Vec<String>, QueryStats) {
+    let query = Query::between(from_ms, to_ms, Matcher::new(q, false, false).unwrap());
+    let mut got = Vec::new();
+    let scan = Scan::new(WorkerPool::inline());
+    let stats = execute(fs, dir, &query, &scan, &mut |r: &Record<'_>| {
+        got.push(String::from_utf8(r.payload.to_vec()).unwrap());
+        true
+    })
+    .unwrap();
+    (got, stats)
+}
+
+#[test]
+fn overlapping_segments_merge_in_order_and_ranges_prune() {
+    let fs = MemFs::new();
+    let dir = Path::new("/store");
+    sluice_storage::Fs::create_dir_all(&fs, dir).unwrap();
+    write(&fs, dir, &[(100, "a ERROR"), (300, "c"), (500, "e ERROR")]);
+    write(&fs, dir, &[(200, "b ERROR"), (400, "d")]);
+    write(&fs, dir, &[(200, "b ERROR"), (400, "d")]); // consumed twice
+    write(&fs, dir, &[(10_000, "far ERROR")]);
+    let (got, stats) = run(&fs, dir, 0, 1000, "ERROR");
+    assert_eq!(got, ["a ERROR", "b ERROR", "e ERROR"]);
+    assert_eq!(stats.segments, 3, "the segment at 10s is pruned by time");
+    assert_eq!(stats.duplicates_removed, 1);
+    let (got, _) = run(&fs, dir, 250, 450, "");
+    assert_eq!(got, ["c", "d"]);
+}
+
+/// A query whose cancel flag is raised stops at the next block or
+/// batch of every segment, whichever kind of file: it reads a few of
+/// them, not all.
+#[test]
+fn a_cancelled_query_stops_at_the_next_block() {
+    use sluice_storage::{block_segment::BlockLayout, store_segment::SegmentKind};
+    let fs = MemFs::new();
+    let dir = Path::new("/store");
+    sluice_storage::Fs::create_dir_all(&fs, dir).unwrap();
+    let workers = WorkerPool::new(2).unwrap();
+    // Two segments of about 12 MiB each, one of each kind: a dozen
+    // 1 MiB batches, a dozen 1 MiB blocks in id order.
+    let payload = "x".repeat(1000);
+    for (kind, base) in [(SegmentKind::Batches, 0u64), (SegmentKind::Blocks, 20_000)] {
+        let mut w = match kind {
+            SegmentKind::Batches => StoreSegmentWriter::batches(&fs, dir).unwrap(),
+            SegmentKind::Blocks => {
+                StoreSegmentWriter::blocks(&fs, dir, BlockLayout::InOrder, workers.clone()).unwrap()
+            }
+        };
+        for i in 0..12_000u64 {
+            w.push(Record {
+                id: Ulid::from_parts(1_000 + base + i, 0),
+                flags: 0,
+                topic: b"t",
+                payload: payload.as_bytes(),
+            })
+            .unwrap();
+        }
+        w.finish().unwrap();
+    }
+    let query = Query::between(0, 100_000, Matcher::All);
+    let cancel: Cancel = Arc::default();
+    let scan = Scan {
+        cancel: Some(cancel.clone()),
+        ..Scan::new(workers)
+    };
+    let mut returned = 0u64;
+    let stats = execute(&fs, dir, &query, &scan, &mut |_: &Record<'_>| {
+        returned += 1;
+        // The client goes away after the first record.
+        cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        true
+    })
+    .unwrap();
+    assert!(returned >= 1);
+    // Each segment stops within its block or batch under way and the
+    // blocks already in flight: about 4 MiB of 24.
+    assert!(
+        stats.records_scanned < 6_000,
+        "scanned {} of 24000 records after the cancel",
+        stats.records_scanned
+    );
+}
+
+/// A time range of more segments than a query opens at once is refused
+/// before any is opened, with the counts; one fewer runs.
+#[test]
+fn a_plan_of_too_many_segments_is_refused() {
+    let fs = MemFs::new();
+    let dir = Path::new("/store");
+    sluice_storage::Fs::create_dir_all(&fs, dir).unwrap();
+    for ms in 0..=MAX_PLAN_SEGMENTS as u64 {
+        write(&fs, dir, &[(1_000 + ms, "x")]);
+    }
+    let scan = Scan::new(WorkerPool::inline());
+    let all = Query::between(0, 1_000_000, Matcher::All);
+    let err = execute(&fs, dir, &all, &scan, &mut |_: &Record<'_>| true).unwrap_err();
+    assert!(err.is_the_query());
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the time range holds {} store segments, more than a query opens at once ({MAX_PLAN_SEGMENTS}): narrow it with from and to",
+            MAX_PLAN_SEGMENTS + 1
+        )
+    );
+    let fewer = Query::between(1_001, 1_000_000, Matcher::All);
+    let stats = execute(&fs, dir, &fewer, &scan, &mut |_: &Record<'_>| true).unwrap();
+    assert_eq!(stats.records_matched, MAX_PLAN_SEGMENTS as u64);
+}
+
+/// An ingest segment file of `ids` (ms, payload) in the order given,
+/// one batch per record, with `torn` bytes of a batch being written at
+/// its end.
+fn ingest_file(fs: &MemFs, path: &Path, ids: &[(u64, u128, &str)], torn: usize) {
+    use sluice_storage::SegmentWriter;
+    let mut writer = SegmentWriter::create(fs, path).unwrap();
+    let mut encoder = sluice_record::BatchEncoder::new();
+    let mut last = Vec::new();
+    for (ms, n, payload) in ids {
+        let id = Ulid::from_parts(*ms, *n);
+        encoder.begin();
+        encoder.push(Record {
+            id,
+            flags: 0,
+            topic: b"default",
+            payload: payload.as_bytes(),
+        });
+        let batch = encoder.finish().to_vec();
+        writer.append(&batch, 1, id, id).unwrap();
+        last = batch;
+    }
+    drop(writer);
+    if torn > 0 {
+        let mut file = sluice_storage::Fs::open_append(fs, path).unwrap();
+        file.write_all(&last[..torn.min(last.len() - 1)]).unwrap();
+    }
+}
+
+#[test]
+fn ingest_segments_merge_with_the_store_sorted_or_not_and_growing() {
+    let fs = MemFs::new();
+    let store = Path::new("/store");
+    let ingest = Path::new("/ingest");
+    sluice_storage::Fs::create_dir_all(&fs, store).unwrap();
+    sluice_storage::Fs::create_dir_all(&fs, ingest).unwrap();
+    write(&fs, store, &[(100, "a"), (300, "c")]);
+    // Sorted and still being written: the torn batch is not read.
+    let growing = ingest.join("1.active");
+    ingest_file(&fs, &growing, &[(200, 1, "b"), (400, 1, "d")], 9);
+    // Out of order (origin times): sorted in memory for the query.
+    let unsorted = ingest.join("2.flushed");
+    ingest_file(
+        &fs,
+        &unsorted,
+        &[(600, 1, "f"), (150, 1, "a2"), (500, 1, "e")],
+        0,
+    );
+    // Lent since it was listed: found under its next name.
+    let moved = ingest.join("3.pending");
+    ingest_file(&fs, &moved, &[(700, 1, "g")], 0);
+    let names = vec![
+        vec![growing.clone()],
+        vec![unsorted.clone()],
+        vec![ingest.join("3.flushed"), moved.clone()],
+        vec![ingest.join("4.flushed")],
+    ];
+    let sources = Sources {
+        store: Some(store),
+        ingest: &names,
+        ..Sources::default()
+    };
+    let query = Query::between(0, 10_000, Matcher::All);
+    let scan = Scan::new(WorkerPool::inline());
+    let mut got = Vec::new();
+    let stats = prepare_sources(&fs, sources, &query, &scan)
+        .unwrap()
+        .run(&mut |r: &Record<'_>| {
+            got.push(String::from_utf8(r.payload.to_vec()).unwrap());
+            true
+        });
+    assert_eq!(got, ["a", "a2", "b", "c", "d", "e", "f", "g"]);
+    assert!(stats.failed_segments.is_empty(), "{stats:?}");
+    let planned = plan_sources(&fs, sources, &query).unwrap();
+    assert_eq!(planned.len(), 1 + 3, "{planned:?}");
+}
