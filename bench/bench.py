@@ -54,7 +54,7 @@ KNOBS: list[tuple[str, str, str, Any, str]] = [  # subcommands ("*": all), flag,
     ("*", "--no-build", "SLUICE_BENCH_NO_BUILD", False, "skip `cargo build --release --locked`"),
     ("*", "--keep", "SLUICE_BENCH_KEEP", False, "keep corpora, inputs and data dirs under bench/out/run-ID"),
     ("run protocols store cluster tail histogram", "--reps", "SLUICE_BENCH_REPS", None,
-     "repetitions, best reported (default: run 3, protocols 2, store 3, cluster 3, tail 3, histogram 3)"),
+     "repetitions, best reported (default: run 3, protocols 2, store 3, cluster 3, tail 5, histogram 3)"),
     ("run cluster", "--mb", "SLUICE_BENCH_MB", 512, "MiB per corpus (run needs about 6x this free under bench/out, cluster 4x)"),
     ("run cluster tail", "--timeout", "SLUICE_BENCH_TIMEOUT", None,
      "seconds for one ingest to become queryable (default 120 + 2 x MB; tail: 600)"),
@@ -1832,23 +1832,28 @@ def tail_latency(ctx: Ctx, setup: str, nodes: list[Node], lines: int, rate: int)
 
 def stalled_ingest(ctx: Ctx, corpus: Corpus, stalled: bool) -> float:
     """nc -N of the corpus into a fresh ingeststore's fast port, with or without a /stream reader
-    that never reads; seconds until nc exited (the node read every byte)."""
-    with running_node(ctx, "tail-stall" if stalled else "tail-free") as node:
+    that never reads, once untimed (it fills every buffer between the ring and the reader, so the
+    timed pass sees a reader that is stalled for good) and once timed; seconds until nc exited
+    (the node read every byte)."""
+    # No compaction: it would run on the first send's data during the timed one.
+    with running_node(ctx, "tail-stall" if stalled else "tail-free", extra=("--no-compact",)) as node:
         reader = None
         if stalled:
             reader = socket.create_connection(tuple(node.api.rsplit(":", 1)))  # type: ignore[arg-type]
             reader.sendall(b"GET /stream HTTP/1.1\r\nHost: bench\r\n\r\n")
             wait_until("the stalled reader to subscribe", 30, 0.05, lambda: tail_readers([node]))
-        os.sync()
         host, port = node.fast.rsplit(":", 1)
-        with open(corpus.path, "rb") as src:
-            t0 = time.monotonic()
-            nc = Proc("nc sender", ["nc", "-N", host, port], stdin=src)
-        nc.wait(ctx.args.timeout, "nc to send the corpus")
-        secs = nc.end - t0
+        secs = 0.0
+        for timed in (False, True):
+            os.sync()
+            with open(corpus.path, "rb") as src:
+                t0 = time.monotonic()
+                nc = Proc("nc sender", ["nc", "-N", host, port], stdin=src)
+            nc.wait(ctx.args.timeout, "nc to send the corpus")
+            secs = nc.end - t0 if timed else 0.0
         if stalled:
-            lagged = node.metric("sluice_tail_lagged_records_total")
-            log(f"stalled reader: {lagged} records lagged")
+            held = node.metric("sluice_tail_ring_bytes")
+            log(f"stalled reader: the ring holds {mib(held)} MiB")
             if reader:
                 reader.close()
     log(f"ingest {'with a stalled reader' if stalled else 'without readers'}: {secs:.3f}s")
@@ -1864,15 +1869,16 @@ def cmd_tail(ctx: Ctx) -> TailReport:
     line on the client's stdout minus that stamp. A: one `sluice ingeststore`; B: two `sluice ingest`
     (127.0.0.24, .25, written round robin) and one `sluice store` (127.0.0.26), the client on the store.
     Targets: p99 at most 200 ms on A, 500 ms on B (OK Log's stream showed a line after about 6 s).
-    Stalled reader: the run's 200-byte corpus (STALL_MB MiB) sent with `nc -N` into a fresh
-    ingeststore's fast port, with and without a `GET /stream` connection that never reads, REPS
-    times alternating; the time until nc exits (the node read every byte).
+    Stalled reader: the run's 200-byte corpus (STALL_MB MiB) sent twice with `nc -N` into a fresh
+    `ingeststore --no-compact`'s fast port, with and without a `GET /stream` connection that never reads, REPS
+    times alternating; the time of the second send until nc exits (the node read every byte). The
+    first send fills every buffer between the ring and the stalled reader.
     """
     args = ctx.args
     args.timeout = args.timeout or 600
     need_free(args.stall_mb * 3)
     r = TailReport(ctx.run_id, machine_info(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), commit_id(),
-                   args.tail_lines, args.tail_rate, args.stall_mb, ctx.reps(3))
+                   args.tail_lines, args.tail_rate, args.stall_mb, ctx.reps(5))
     with running_node(ctx, "tail-ingeststore") as node:
         r.runs.append(tail_latency(ctx, "ingeststore", [node], r.tail_lines, r.tail_rate))
     with running_cluster(ctx, layout=TAIL_CLUSTER) as nodes:
@@ -1905,7 +1911,8 @@ def render_tail(r: TailReport) -> str:
     free, stalled = (statistics.median(s.secs) if s.secs else 0.0 for s in r.stall)
     spread = max((max(s.secs) - min(s.secs)) / statistics.median(s.secs) for s in r.stall if s.secs)
     out += ["", f"Ingest with a reader that never reads: `nc -N` of {r.stall_mb} MiB of 200-byte lines into a fresh "
-            f"ingeststore's fast port, until nc exits; median of {r.reps}, alternating.", ""]
+            f"`ingeststore --no-compact`'s fast port, until nc exits, after the same send untimed (it fills the buffers between "
+            f"the ring and the reader); median of {r.reps}, alternating.", ""]
     out += table(["ingest", "median s", "runs s", "ratio"], "-::-", [
         ["no tail reader", f"{free:.3f}", " ".join(f"{x:.3f}" for x in r.stall[0].secs), "1.00"],
         ["one stalled /stream reader", f"{stalled:.3f}", " ".join(f"{x:.3f}" for x in r.stall[1].secs),

@@ -117,8 +117,13 @@ impl SegmentSink {
         match written {
             Ok(()) => {
                 // In the segment file (and on disk when asked): readers of
-                // the live tail may see it now.
-                self.log.tail().publish(batch, count);
+                // the live tail may see it now. The ring takes the
+                // encoder's buffer and gives it a spare one: no copy.
+                let tail = self.log.tail();
+                if tail.is_read() {
+                    let batch = self.encoder.take_finished(tail.spare());
+                    tail.publish_owned(batch, count);
+                }
                 Ok(segment.id())
             }
             Err(err) => {

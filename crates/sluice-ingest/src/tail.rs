@@ -69,7 +69,14 @@ struct Ring {
     bytes: u64,
     /// Records published so far: the position of the next batch.
     published: u64,
+    /// Buffers of dropped batches no reader held, handed back to the
+    /// sinks to encode their next batches into: a reader that stays
+    /// behind costs neither a copy nor an allocation per batch.
+    spare: Vec<Vec<u8>>,
 }
+
+/// Buffers kept for reuse, at most.
+const SPARE_BUFFERS: usize = 16;
 
 /// The ring of recent batches. Shared by every connection of an ingester
 /// (publishers) and every `/ingest/tail` request (readers).
@@ -113,14 +120,37 @@ impl TailRing {
         self.readers.load(Ordering::Relaxed)
     }
 
+    /// Whether anyone reads: a sink offers its batches only then.
+    pub fn is_read(&self) -> bool {
+        self.readers.load(Ordering::Relaxed) > 0
+    }
+
     /// Offer a written batch (`bytes`: header and body, `count` records).
     /// Copies it only while someone reads; never blocks on a reader.
     pub fn publish(&self, bytes: &[u8], count: u32) {
-        if self.readers.load(Ordering::Relaxed) == 0 || count == 0 {
+        if !self.is_read() || count == 0 {
+            return;
+        }
+        let mut buffer = self.spare();
+        buffer.extend_from_slice(bytes);
+        self.publish_owned(buffer, count);
+    }
+
+    /// A buffer to encode a batch into: a dropped batch's, or a new one.
+    pub fn spare(&self) -> Vec<u8> {
+        let mut buffer = self.ring().spare.pop().unwrap_or_default();
+        buffer.clear();
+        buffer
+    }
+
+    /// Offer a written batch that the caller gives away (see
+    /// [`sluice_record::BatchEncoder::take_finished`]): no copy.
+    pub fn publish_owned(&self, bytes: Vec<u8>, count: u32) {
+        if count == 0 || !self.is_read() {
             return;
         }
         let batch = TailBatch {
-            bytes: Bytes::copy_from_slice(bytes),
+            bytes: Bytes::from(bytes),
             count,
         };
         let capacity = self.capacity.load(Ordering::Relaxed);
@@ -133,6 +163,11 @@ impl TailRing {
             while ring.bytes > capacity && ring.batches.len() > 1 {
                 let (_, old) = ring.batches.pop_front().expect("more than one batch");
                 ring.bytes -= old.bytes.len() as u64;
+                if ring.spare.len() < SPARE_BUFFERS
+                    && let Ok(buffer) = old.bytes.try_into_mut()
+                {
+                    ring.spare.push(Vec::from(buffer));
+                }
             }
             ring.bytes
         };
@@ -207,6 +242,7 @@ impl Drop for TailReader {
         let mut ring = self.ring.ring();
         if self.ring.readers.fetch_sub(1, Ordering::Relaxed) == 1 {
             ring.batches.clear();
+            ring.spare.clear();
             ring.bytes = 0;
             drop(ring);
             crate::metrics::tail_ring_bytes(0);
@@ -289,6 +325,40 @@ mod tests {
         assert_eq!(ids(&slow.try_next().unwrap())[0], 30);
         assert_eq!(ids(&slow.try_next().unwrap())[0], 40);
         assert!(slow.try_next().is_none());
+    }
+
+    #[test]
+    fn batches_handed_over_come_back_as_spare_buffers_once_dropped() {
+        let one = batch(0, 10, &[b'p'; 100]);
+        let ring = Arc::new(TailRing::new(2 * one.len() as u64));
+        let mut reader = ring.subscribe();
+        let mut encoder = BatchEncoder::new();
+        for i in 0..4u128 {
+            encoder.begin();
+            for j in 0..10 {
+                encoder.push(Record {
+                    id: Ulid(i * 10 + j),
+                    flags: 0,
+                    topic: b"t",
+                    payload: &[b'p'; 100],
+                });
+            }
+            let spare = ring.spare();
+            let handed = encoder.take_finished(spare);
+            assert_eq!(handed, batch(i * 10, 10, &[b'p'; 100]), "the whole batch");
+            ring.publish_owned(handed, 10);
+        }
+        // Two kept. The first dropped one was taken back to encode the
+        // last batch into; the second waits as a spare.
+        assert_eq!(ring.ring().batches.len(), 2);
+        assert_eq!(ring.ring().spare.len(), 1);
+        assert!(ring.ring().spare[0].capacity() >= one.len());
+        match reader.try_next().unwrap() {
+            TailItem::Lagged(n) => assert_eq!(n, 20),
+            other => panic!("expected lagged, got {other:?}"),
+        }
+        assert_eq!(ids(&reader.try_next().unwrap())[0], 20);
+        assert_eq!(ids(&reader.try_next().unwrap()), (30..40).collect::<Vec<_>>());
     }
 
     #[tokio::test]

@@ -245,6 +245,20 @@ impl BatchEncoder {
     }
 }
 
+impl BatchEncoder {
+    /// Seal the batch and hand over its buffer (header and body, as
+    /// [`finish`](Self::finish) returns them), taking `replacement`
+    /// (cleared) to encode the next batch into: a reader that keeps the
+    /// batch gets it without a copy.
+    pub fn take_finished(&mut self, replacement: Vec<u8>) -> Vec<u8> {
+        self.finish();
+        let mut next = replacement;
+        next.clear();
+        self.count = 0;
+        std::mem::replace(&mut self.buf, next)
+    }
+}
+
 /// Iterates the records of a verified batch body.
 #[derive(Debug, Clone)]
 pub struct RecordIter<'a> {
@@ -408,6 +422,31 @@ impl<'a> BatchDecoder<'a> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn take_finished_hands_over_the_batch_and_encodes_the_next_into_the_replacement() {
+        let record = |id: u128| Record {
+            id: Ulid(id),
+            flags: 0,
+            topic: b"t",
+            payload: b"line",
+        };
+        let mut encoder = BatchEncoder::new();
+        encoder.begin();
+        encoder.push(record(1));
+        let want = encoder.finish().to_vec();
+        encoder.begin();
+        encoder.push(record(1));
+        let given = encoder.take_finished(b"old bytes".to_vec());
+        assert_eq!(given, want);
+        encoder.begin();
+        encoder.push(record(2));
+        let mut decoded = Vec::new();
+        BatchDecoder::new(encoder.finish())
+            .for_each_record(|r| decoded.push(r.id))
+            .unwrap();
+        assert_eq!(decoded, vec![Ulid(2)], "nothing of the replacement's bytes is left");
+    }
     use super::*;
     use crate::OwnedRecord;
     use proptest::prelude::*;
