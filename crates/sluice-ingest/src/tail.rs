@@ -358,7 +358,10 @@ mod tests {
             other => panic!("expected lagged, got {other:?}"),
         }
         assert_eq!(ids(&reader.try_next().unwrap())[0], 20);
-        assert_eq!(ids(&reader.try_next().unwrap()), (30..40).collect::<Vec<_>>());
+        assert_eq!(
+            ids(&reader.try_next().unwrap()),
+            (30..40).collect::<Vec<_>>()
+        );
     }
 
     #[tokio::test]

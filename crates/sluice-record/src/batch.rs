@@ -423,30 +423,6 @@ impl<'a> BatchDecoder<'a> {
 #[cfg(test)]
 mod tests {
 
-    #[test]
-    fn take_finished_hands_over_the_batch_and_encodes_the_next_into_the_replacement() {
-        let record = |id: u128| Record {
-            id: Ulid(id),
-            flags: 0,
-            topic: b"t",
-            payload: b"line",
-        };
-        let mut encoder = BatchEncoder::new();
-        encoder.begin();
-        encoder.push(record(1));
-        let want = encoder.finish().to_vec();
-        encoder.begin();
-        encoder.push(record(1));
-        let given = encoder.take_finished(b"old bytes".to_vec());
-        assert_eq!(given, want);
-        encoder.begin();
-        encoder.push(record(2));
-        let mut decoded = Vec::new();
-        BatchDecoder::new(encoder.finish())
-            .for_each_record(|r| decoded.push(r.id))
-            .unwrap();
-        assert_eq!(decoded, vec![Ulid(2)], "nothing of the replacement's bytes is left");
-    }
     use super::*;
     use crate::OwnedRecord;
     use proptest::prelude::*;
@@ -527,5 +503,34 @@ mod tests {
             let result = BatchDecoder::new(&bytes).for_each_record(drop);
             prop_assert!(result.is_err());
         }
+    }
+
+    #[test]
+    fn take_finished_hands_over_the_batch_and_encodes_the_next_into_the_replacement() {
+        let record = |id: u128| Record {
+            id: Ulid(id),
+            flags: 0,
+            topic: b"t",
+            payload: b"line",
+        };
+        let mut encoder = BatchEncoder::new();
+        encoder.begin();
+        encoder.push(record(1));
+        let want = encoder.finish().to_vec();
+        encoder.begin();
+        encoder.push(record(1));
+        let given = encoder.take_finished(b"old bytes".to_vec());
+        assert_eq!(given, want);
+        encoder.begin();
+        encoder.push(record(2));
+        let mut decoded = Vec::new();
+        BatchDecoder::new(encoder.finish())
+            .for_each_record(|r| decoded.push(r.id))
+            .unwrap();
+        assert_eq!(
+            decoded,
+            vec![Ulid(2)],
+            "nothing of the replacement's bytes is left"
+        );
     }
 }
