@@ -86,17 +86,21 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     )?;
     writeln!(
         out,
-        "{:<26}  {:<12}  {:<21}  {:<9}  {:<4}  {:<13}  {:>9}",
-        "NODE", "ROLES", "API", "HEALTH", "LIVE", "GENERATION", "HEARTBEAT"
+        "{:<26}  {:<12}  {:<21}  {:<9}  {:<4}  {:<3}  {:<13}  {:>9}",
+        "NODE", "ROLES", "API", "HEALTH", "LIVE", "RF", "GENERATION", "HEARTBEAT"
     )?;
-    for node in view["nodes"].as_array().into_iter().flatten() {
+    let nodes: Vec<&serde_json::Value> = view["nodes"].as_array().into_iter().flatten().collect();
+    let mut rfs: Vec<u64> = nodes.iter().filter_map(|n| n["rf"].as_u64()).collect();
+    rfs.sort_unstable();
+    rfs.dedup();
+    for node in nodes {
         let heartbeat = match node["heartbeat_age_ms"].as_u64() {
             Some(ms) => format!("{:.1}s ago", ms as f64 / 1000.0),
             None => "-".to_string(),
         };
         writeln!(
             out,
-            "{:<26}  {:<12}  {:<21}  {:<9}  {:<4}  {:<13}  {:>9}",
+            "{:<26}  {:<12}  {:<21}  {:<9}  {:<4}  {:<3}  {:<13}  {:>9}",
             text(&node["id"]),
             text(&node["roles"]),
             text(&node["api"]),
@@ -106,8 +110,17 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             } else {
                 "DEAD"
             },
+            text(&node["rf"]),
             text(&node["generation"]),
             heartbeat
+        )?;
+    }
+    if rfs.len() > 1 {
+        let list: Vec<String> = rfs.iter().map(u64::to_string).collect();
+        writeln!(
+            out,
+            "warning: the nodes run with different replication factors ({}): give every node the same --replication-factor",
+            list.join(", ")
         )?;
     }
     Ok(ExitCode::SUCCESS)

@@ -36,6 +36,27 @@ pub(crate) struct IdParams {
     id: String,
 }
 
+#[derive(Deserialize)]
+pub(crate) struct CommitParams {
+    id: String,
+    /// The node ids of the stores that hold the segment's records,
+    /// comma-separated; absent: the committing store alone.
+    replicas: Option<String>,
+}
+
+/// Distinct stores a commit names (at least the committer).
+fn distinct_replicas(replicas: Option<&str>) -> usize {
+    let Some(list) = replicas else { return 1 };
+    let mut ids: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.len().max(1)
+}
+
 fn no_ingest_role() -> Response {
     error(
         StatusCode::NOT_FOUND,
@@ -156,7 +177,7 @@ pub(crate) async fn read(
 
 pub(crate) async fn commit(
     State(state): State<ApiState>,
-    Query(params): Query<IdParams>,
+    Query(params): Query<CommitParams>,
 ) -> Response {
     let Some(log) = state.ingest.clone() else {
         return no_ingest_role();
@@ -165,8 +186,27 @@ pub(crate) async fn commit(
         Ok(id) => id,
         Err(err) => return log_error(err),
     };
+    // What a `replicated` ack promises is decided here: a store that
+    // names fewer distinct holders than this ingester's RF (misconfigured,
+    // or replicating to too few stores) cannot commit, so it cannot
+    // weaken an ack.
+    let replicas = distinct_replicas(params.replicas.as_deref());
+    let rf = log.replication_factor() as usize;
+    if replicas < rf {
+        crate::metrics::commit_refused();
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "commit of segment {id} names {replicas} distinct store(s); this ingester's \
+                 --replication-factor is {rf}: replicate to {rf} stores first (the segment stays lent)"
+            ),
+        );
+    }
     match on_log(&log, move |log| log.commit(id)).await {
-        Ok(()) => (StatusCode::OK, "committed\n").into_response(),
+        Ok(()) => {
+            crate::metrics::committed(replicas);
+            (StatusCode::OK, "committed\n").into_response()
+        }
         Err(response) => response,
     }
 }

@@ -13,6 +13,16 @@ use sluice_storage::WorkerPool;
 /// Register the help text and unit of every API metric; the binary calls
 /// it once, after installing the recorder.
 pub fn describe() {
+    describe_counter!(
+        "sluice_ingest_commits_total",
+        Unit::Count,
+        "Segments committed by a store, by the number of distinct stores the commit named (replicas)."
+    );
+    describe_counter!(
+        "sluice_ingest_commits_refused_total",
+        Unit::Count,
+        "Commits refused (409) because they named fewer distinct stores than this ingester's --replication-factor."
+    );
     describe_gauge!(
         "sluice_stream_clients",
         Unit::Count,
@@ -142,4 +152,12 @@ pub(crate) fn query_node_failed(reason: &'static str) {
 
 pub(crate) fn stream_clients(change: i64) {
     gauge!("sluice_stream_clients").increment(change as f64);
+}
+
+pub(crate) fn committed(replicas: usize) {
+    counter!("sluice_ingest_commits_total", "replicas" => replicas.to_string()).increment(1);
+}
+
+pub(crate) fn commit_refused() {
+    counter!("sluice_ingest_commits_refused_total").increment(1);
 }

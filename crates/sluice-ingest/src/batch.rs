@@ -150,6 +150,7 @@ impl Batch {
                     Guarantee::Fsync => self.awaiting_fsync.push((header.seq, ok)),
                     Guarantee::Replicated => {
                         let segment = segment.expect("a batch has records");
+                        self.sink.seal_soon();
                         let committed = self.log.watch_commit(segment);
                         self.reply(Reply::AfterCommit(committed, ok))?;
                     }

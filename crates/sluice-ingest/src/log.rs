@@ -123,6 +123,8 @@ pub struct IngestLog {
     commit_watchers: Mutex<HashMap<Ulid, Vec<mpsc::Sender<()>>>>,
     /// Recent batches for live-tail readers.
     tail: Arc<crate::tail::TailRing>,
+    /// Distinct stores a commit must name (`--replication-factor`).
+    replication_factor: std::sync::atomic::AtomicU32,
 }
 
 /// A segment being written by one connection.
@@ -210,6 +212,7 @@ impl IngestLog {
             flushed_notify: Notify::new(),
             commit_watchers: Mutex::new(HashMap::new()),
             tail: Arc::new(crate::tail::TailRing::default()),
+            replication_factor: std::sync::atomic::AtomicU32::new(1),
         };
         let report = log.recover()?;
         Ok((log, report))
@@ -515,6 +518,18 @@ impl IngestLog {
         segments.sort_by_key(|(id, _)| *id);
         segments.dedup_by_key(|(id, _)| *id);
         Ok(segments.into_iter().map(|(_, names)| names).collect())
+    }
+
+    /// Set how many distinct stores a commit must name.
+    pub fn set_replication_factor(&self, rf: u32) {
+        self.replication_factor
+            .store(rf.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many distinct stores a commit must name (`--replication-factor`).
+    pub fn replication_factor(&self) -> u32 {
+        self.replication_factor
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The live-tail ring every connection publishes its batches to.

@@ -32,7 +32,15 @@ pub(crate) struct SegmentSink {
     /// The id range of the batch being encoded.
     first: Ulid,
     last: Ulid,
+    /// A batch in the active segment waits for `replicated`: seal it after
+    /// [`REPLICATED_SEAL_AGE`] rather than the flush age.
+    awaited: bool,
 }
+
+/// How old an active segment holding a batch that waits for `replicated`
+/// may get before it is sealed, so that stores take it (and the ack comes)
+/// well under a second after the write at low rates.
+pub const REPLICATED_SEAL_AGE: Duration = Duration::from_millis(200);
 
 impl SegmentSink {
     pub fn new(log: Arc<IngestLog>, config: &IngestConfig) -> SegmentSink {
@@ -44,7 +52,13 @@ impl SegmentSink {
             encoder: BatchEncoder::new(),
             first: Ulid(u128::MAX),
             last: Ulid(0),
+            awaited: false,
         }
+    }
+
+    /// A batch just written waits for `replicated`: seal its segment soon.
+    pub fn seal_soon(&mut self) {
+        self.awaited = true;
     }
 
     /// Start a batch, forgetting the records of one not written.
@@ -156,10 +170,17 @@ impl SegmentSink {
 
     /// Seal the active segment if it is due (size or age), or if `force`.
     pub fn maybe_seal(&mut self, force: bool) -> Result<(), IngestError> {
-        let due = self.segment.as_ref().is_some_and(|s| {
-            force || s.bytes() >= self.segment_target_bytes || s.age() >= self.flush_age
-        });
+        let max_age = if self.awaited {
+            self.flush_age.min(REPLICATED_SEAL_AGE)
+        } else {
+            self.flush_age
+        };
+        let due = self
+            .segment
+            .as_ref()
+            .is_some_and(|s| force || s.bytes() >= self.segment_target_bytes || s.age() >= max_age);
         if due {
+            self.awaited = false;
             let segment = self.segment.take().expect("checked above");
             self.log.seal(segment).map_err(|err| {
                 metrics::write_error("seal");

@@ -13,6 +13,7 @@
 //! duplicate ids it brings are removed at query time.
 
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
     sync::{
         Arc,
@@ -30,7 +31,10 @@ use sluice_storage::{
     store_segment::{self, ScanOptions, TMP_DIR},
 };
 
-use crate::{Store, metrics};
+use crate::{
+    Store, metrics,
+    replicate::{ReplicateError, Replication},
+};
 
 /// Why a consume cycle failed. Whatever the cause, the cycle's segments
 /// go back to their ingesters (`failed`, or else the pending timeout) and
@@ -92,6 +96,10 @@ pub enum ConsumeError {
     /// record, or a blocking task that verifies or merges them panicked.
     #[error("merge failed: {0}")]
     Merge(String),
+    /// A store segment reached fewer than RF−1 other stores: the cycle's
+    /// segments go back, and the local copy becomes a harmless duplicate.
+    #[error(transparent)]
+    Replicate(#[from] ReplicateError),
     /// The cycle held its segments past half their lease (a slow disk or
     /// network): it gave them back rather than race the ingester lending
     /// them again.
@@ -206,6 +214,9 @@ pub struct ConsumerConfig {
     pub poll_wait: Duration,
     /// Pause after a failed cycle.
     pub retry_backoff: Duration,
+    /// Replicate each store segment to RF−1 other stores before committing
+    /// (`None`: RF 1, commit at once).
+    pub replication: Option<Replication>,
 }
 
 /// Segments gathered into one store segment at most.
@@ -242,6 +253,7 @@ impl Default for ConsumerConfig {
             max_gather_bytes: MAX_GATHER_BYTES,
             poll_wait: POLL_WAIT,
             retry_backoff: RETRY_BACKOFF,
+            replication: None,
         }
     }
 }
@@ -301,7 +313,35 @@ impl Consumer {
     /// it, and again.
     async fn lane(&self, lane: usize, shutdown: Arc<AtomicBool>) {
         let mut rng = rand::rngs::SmallRng::from_os_rng();
+        let mut blocked = false;
         while !shutdown.load(Ordering::Relaxed) {
+            if let Some(replication) = &self.config.replication {
+                let ready = replication.source.targets().len();
+                let now_blocked = ready < replication.others();
+                if now_blocked != blocked {
+                    blocked = now_blocked;
+                    metrics::gather_blocked("too_few_stores", blocked);
+                    if blocked {
+                        tracing::warn!(
+                            lane,
+                            rf = replication.rf,
+                            other_ready_stores = ready,
+                            "fewer than RF stores are ready: this lane lends nothing, and ingesters keep their data until enough stores are back"
+                        );
+                    } else {
+                        tracing::info!(
+                            lane,
+                            rf = replication.rf,
+                            other_ready_stores = ready,
+                            "enough stores are ready again: this lane lends again"
+                        );
+                    }
+                }
+                if blocked {
+                    tokio::time::sleep(IDLE_PAUSE).await;
+                    continue;
+                }
+            }
             let ingesters = self.config.ingesters.ingesters();
             let Some(picked) = pick(&ingesters, &mut rng) else {
                 tokio::time::sleep(IDLE_PAUSE).await;
@@ -364,6 +404,7 @@ impl Consumer {
         let ranges: Vec<Downloaded> = inputs
             .iter()
             .map(|i| Downloaded {
+                id: i.id,
                 path: i.path.clone(),
                 min: i.min,
                 max: i.max,
@@ -374,13 +415,47 @@ impl Consumer {
             .await
             .map_err(|e| ConsumeError::Merge(e.to_string()))
             .and_then(|r| r);
-        if let Err(err) = written {
-            metrics::consume_error("merge");
-            self.give_back(&inputs).await;
-            return Err(err);
+        let written = match written {
+            Ok(written) => written,
+            Err(err) => {
+                metrics::consume_error("merge");
+                self.give_back(&inputs).await;
+                return Err(err);
+            }
+        };
+        // Each ingest segment's commit names the stores that hold its
+        // records: this one and the targets of the store segment it went
+        // into.
+        let mut replicas: HashMap<Ulid, Vec<String>> = HashMap::new();
+        if let Some(replication) = &self.config.replication {
+            for segment in &written {
+                match replication
+                    .send(
+                        &self.client,
+                        self.store.fs(),
+                        self.store.dir(),
+                        &segment.name,
+                    )
+                    .await
+                {
+                    Ok(targets) => {
+                        let mut holders = vec![replication.source.self_id()];
+                        holders.extend(targets);
+                        for id in &segment.inputs {
+                            replicas.insert(*id, holders.clone());
+                        }
+                    }
+                    Err(err) => {
+                        metrics::consume_error("replicate");
+                        self.give_back(&inputs).await;
+                        return Err(err.into());
+                    }
+                }
+            }
         }
         for input in &inputs {
-            if let Err(err) = self.post(&input.ingester, "commit", input.id).await {
+            let holders = replicas.get(&input.id).map(Vec::as_slice).unwrap_or(&[]);
+            if let Err(err) = self.commit(&input.ingester, input.id, holders).await {
                 metrics::consume_error("commit");
                 tracing::warn!(error = %err, segment = %input.id, "commit failed; the segment will be consumed again and deduplicated");
             }
@@ -540,6 +615,34 @@ impl Consumer {
         Ok((path, got, range))
     }
 
+    /// Commit a segment, naming the stores that hold its records (none:
+    /// an ingester without replication counts this store alone).
+    async fn commit(&self, base: &str, id: Ulid, replicas: &[String]) -> Result<(), ConsumeError> {
+        let mut url = format!("{base}/ingest/commit?id={id}");
+        if !replicas.is_empty() {
+            url.push_str("&replicas=");
+            url.push_str(&replicas.join(","));
+        }
+        let response = self
+            .client
+            .post(url)
+            .send()
+            .await
+            .map_err(|source| ConsumeError::Http {
+                base: base.to_string(),
+                what: "commit",
+                source,
+            })?;
+        match response.status().as_u16() {
+            200 => Ok(()),
+            status => Err(ConsumeError::Status {
+                base: base.to_string(),
+                what: "commit",
+                status,
+            }),
+        }
+    }
+
     async fn post(&self, base: &str, what: &'static str, id: Ulid) -> Result<(), ConsumeError> {
         let response = self
             .client
@@ -654,6 +757,8 @@ fn sort_segment(fs: &dyn Fs, path: &Path) -> Result<(), ConsumeError> {
 
 /// A verified download, as the blocking write step needs it.
 struct Downloaded {
+    /// The ingest segment it came from.
+    id: Ulid,
     path: PathBuf,
     min: Ulid,
     max: Ulid,
@@ -665,24 +770,37 @@ struct Downloaded {
 /// Inputs whose id ranges overlap no other (one connection's consecutive
 /// segments) are adopted as they are; otherwise they are merged by id into
 /// one new batch file.
-fn store_inputs(fs: &dyn Fs, dir: &Path, mut inputs: Vec<Downloaded>) -> Result<(), ConsumeError> {
+fn store_inputs(
+    fs: &dyn Fs,
+    dir: &Path,
+    mut inputs: Vec<Downloaded>,
+) -> Result<Vec<Written>, ConsumeError> {
     inputs.sort_by_key(|d| d.min);
     let disjoint = inputs.windows(2).all(|w| w[0].max < w[1].min);
     if disjoint {
+        let mut names = Vec::with_capacity(inputs.len());
         for input in &inputs {
             let meta = store_segment::adopt(fs, dir, &input.path, input.min, input.max)?;
             metrics::segment_written(input.records, meta.bytes, 0, 1);
+            names.push(Written {
+                name: meta.name,
+                inputs: vec![input.id],
+            });
         }
         fs.sync_dir(dir)
             .map_err(StorageError::io("fsync store dir", dir))?;
-        return Ok(());
+        return Ok(names);
     }
     merge_inputs(fs, dir, inputs)
 }
 
 /// Merge downloaded inputs, sorted by smallest id, into one durable batch
 /// file.
-fn merge_inputs(fs: &dyn Fs, dir: &Path, inputs: Vec<Downloaded>) -> Result<(), ConsumeError> {
+fn merge_inputs(
+    fs: &dyn Fs,
+    dir: &Path,
+    inputs: Vec<Downloaded>,
+) -> Result<Vec<Written>, ConsumeError> {
     let mins: Vec<Ulid> = inputs.iter().map(|d| d.min).collect();
     // Downloads are batch files: there are no blocks to decode.
     let options = ScanOptions::new(WorkerPool::inline());
@@ -707,11 +825,21 @@ fn merge_inputs(fs: &dyn Fs, dir: &Path, inputs: Vec<Downloaded>) -> Result<(), 
     }
     let records = writer.records();
     let duplicates = writer.duplicates() + stats.duplicates_removed;
-    if let Some(meta) = writer.finish()? {
-        metrics::segment_written(records, meta.bytes, duplicates, inputs.len());
-        tracing::debug!(segment = %meta.name, records, inputs = inputs.len(), "store segment written");
-    }
-    Ok(())
+    let Some(meta) = writer.finish()? else {
+        return Ok(Vec::new());
+    };
+    metrics::segment_written(records, meta.bytes, duplicates, inputs.len());
+    tracing::debug!(segment = %meta.name, records, inputs = inputs.len(), "store segment written");
+    Ok(vec![Written {
+        name: meta.name,
+        inputs: inputs.iter().map(|d| d.id).collect(),
+    }])
+}
+
+/// A store segment a cycle wrote, and the ingest segments it holds.
+struct Written {
+    name: String,
+    inputs: Vec<Ulid>,
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ pub mod compact;
 pub mod consumer;
 pub mod maintain;
 mod metrics;
+pub mod placement;
+pub mod replicate;
 pub mod retention;
 
 use std::{
@@ -36,6 +38,7 @@ pub use compact::CompactionConfig;
 pub use consumer::{Consumer, ConsumerConfig, Ingester, IngesterSource};
 pub use maintain::{Maintainer, MaintenanceConfig};
 pub use metrics::describe as describe_metrics;
+pub use replicate::{ReplicaSource, Replication};
 pub use retention::RetentionConfig;
 
 /// The store directory.

@@ -11,6 +11,31 @@ use metrics::{
 /// Register the help text and unit of every store metric; the binary calls
 /// it once, after installing the recorder.
 pub fn describe() {
+    describe_counter!(
+        "sluice_store_replicas_sent_total",
+        Unit::Count,
+        "Store segments this store's lanes replicated to another store, by target node."
+    );
+    describe_counter!(
+        "sluice_store_replica_bytes_sent_total",
+        Unit::Bytes,
+        "Bytes of store segments replicated to other stores, by target node."
+    );
+    describe_histogram!(
+        "sluice_store_replica_seconds",
+        Unit::Seconds,
+        "Time to replicate one store segment to one other store, by target node."
+    );
+    describe_counter!(
+        "sluice_store_replication_failures_total",
+        Unit::Count,
+        "Failed replicas, by reason (timeout, unreachable, refused, disk_full, io, too_few_stores)."
+    );
+    describe_gauge!(
+        "sluice_store_gather_blocked",
+        Unit::Count,
+        "1 while the lanes lend nothing, by reason (too_few_stores: fewer than RF stores ready)."
+    );
     describe_gauge!(
         "sluice_store_lanes_busy",
         Unit::Count,
@@ -204,4 +229,19 @@ pub(crate) fn lane_busy(delta: f64) {
 /// A cycle gave its segments back because it passed half their lease.
 pub(crate) fn lease_lapsed() {
     counter!("sluice_store_leases_lapsed_total").increment(1);
+}
+
+pub(crate) fn replicated(target: &str, bytes: u64, elapsed: Duration) {
+    let target = target.to_string();
+    counter!("sluice_store_replicas_sent_total", "target" => target.clone()).increment(1);
+    counter!("sluice_store_replica_bytes_sent_total", "target" => target.clone()).increment(bytes);
+    histogram!("sluice_store_replica_seconds", "target" => target).record(elapsed.as_secs_f64());
+}
+
+pub(crate) fn replication_failed(reason: &'static str) {
+    counter!("sluice_store_replication_failures_total", "reason" => reason).increment(1);
+}
+
+pub(crate) fn gather_blocked(reason: &'static str, blocked: bool) {
+    gauge!("sluice_store_gather_blocked", "reason" => reason).set(if blocked { 1.0 } else { 0.0 });
 }

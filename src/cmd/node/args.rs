@@ -57,6 +57,14 @@ pub struct NodeArgs {
     /// Time between gossip rounds; a dead node is noticed after a few.
     #[arg(long, default_value_t = sluice_cluster::DEFAULT_GOSSIP_INTERVAL.into(), env = "SLUICE_GOSSIP_INTERVAL")]
     pub gossip_interval: HumanDuration,
+    /// Copies of every record on distinct stores: a store commits a
+    /// segment only once RF stores hold it, an ingester refuses a commit
+    /// that names fewer, and a `replicated` ack waits for that commit.
+    /// Default: 1 for `ingeststore`, 2 for `ingest` and `store`. Give every
+    /// node of a cluster the same value (a mismatch is logged and shown in
+    /// `sluice cluster status`).
+    #[arg(long = "replication-factor", visible_alias = "rf", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16), env = "SLUICE_REPLICATION_FACTOR")]
+    pub replication_factor: Option<u32>,
     /// How long a query waits for another node's next frame before it
     /// counts that node as failed (timeout).
     #[arg(long, default_value_t = sluice_api::cluster::DEFAULT_NODE_TIMEOUT.into(), env = "SLUICE_NODE_TIMEOUT")]
@@ -160,6 +168,10 @@ pub struct StoreArgs {
     /// picked by backlog; more lanes consume from more ingesters at once.
     #[arg(long, default_value_t = sluice_store::consumer::DEFAULT_LANES, env = "SLUICE_CONSUME_LANES")]
     pub consume_lanes: usize,
+    /// How long one replica of a store segment may take on another store
+    /// before the lane tries the next store (with --replication-factor above 1).
+    #[arg(long, default_value_t = sluice_store::replicate::REPLICA_TIMEOUT.into(), env = "SLUICE_REPLICA_TIMEOUT")]
+    pub replica_timeout: HumanDuration,
     /// Remove store segments whose newest record is older than this, e.g.
     /// 7d or 12h. Purges are logged and counted. Default: keep everything.
     #[arg(long, value_parser = humantime::parse_duration, env = "SLUICE_RETAIN")]

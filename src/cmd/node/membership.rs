@@ -43,6 +43,7 @@ pub async fn join(
     api: SocketAddr,
     ingest_ports: Option<String>,
     both_roles: bool,
+    rf: u32,
 ) -> anyhow::Result<Members> {
     let node_id = sluice_cluster::load_or_create_node_id(&node.data)?;
     let generation = sluice_cluster::next_generation(&node.data)?;
@@ -54,7 +55,7 @@ pub async fn join(
         (keys::ROLES.to_string(), roles.to_string()),
         (keys::API.to_string(), api.to_string()),
         (keys::HEALTH.to_string(), Health::Starting.to_string()),
-        (keys::RF.to_string(), "1".to_string()),
+        (keys::RF.to_string(), rf.to_string()),
         (keys::BACKLOG.to_string(), "0".to_string()),
     ];
     if let Some(ports) = ingest_ports {
@@ -127,6 +128,55 @@ pub fn disk_bucket(dir: &std::path::Path) -> Option<u8> {
 
 fn free_bucket(free_bytes: u64) -> u8 {
     log4_bucket(free_bytes >> 30)
+}
+
+/// The other stores of the view a replica can go to: live, `ready`, with
+/// an API address; weighted by their free-disk bucket.
+pub struct ViewStores {
+    /// The cluster view.
+    pub membership: Arc<dyn Membership>,
+    /// This node's id.
+    pub self_id: String,
+}
+
+impl sluice_store::ReplicaSource for ViewStores {
+    fn self_id(&self) -> String {
+        self.self_id.clone()
+    }
+
+    fn targets(&self) -> Vec<sluice_store::placement::Candidate> {
+        let view = self.membership.view();
+        view.nodes
+            .iter()
+            .filter(|n| n.id != self.self_id && n.live && n.roles.is_some_and(|r| r.store))
+            .filter(|n| n.health == Some(Health::Ready))
+            .filter_map(|n| {
+                Some(sluice_store::placement::Candidate {
+                    id: n.id.clone(),
+                    api: n.api.as_ref()?.to_string(),
+                    weight: u64::from(n.disk.unwrap_or(0)) + 1,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Log, once per change, the nodes of the view whose replication factor
+/// differs from this node's.
+pub fn check_rf(view: &sluice_cluster::ClusterView, rf: u32, last: &mut Vec<String>) {
+    let mut differ: Vec<String> = view
+        .nodes
+        .iter()
+        .filter(|n| n.live && n.rf.is_some_and(|other| other != rf))
+        .map(|n| format!("{} (rf {})", n.id, n.rf.unwrap_or(0)))
+        .collect();
+    differ.sort();
+    if differ != *last {
+        if !differ.is_empty() {
+            tracing::warn!(rf, nodes = ?differ, "nodes of this cluster run with another --replication-factor; give every node the same one");
+        }
+        *last = differ;
+    }
 }
 
 /// The live ingesters of the view, for the consumer: those ready or

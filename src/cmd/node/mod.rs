@@ -136,12 +136,20 @@ async fn serve(
         ingest: ingest.is_some(),
         store: store.is_some(),
     };
+    let both_roles = ingest_args.is_some() && store_args.is_some();
+    let rf = node
+        .replication_factor
+        .unwrap_or(if both_roles { 1 } else { 2 });
+    if let Some(ingest) = &ingest {
+        ingest.log.set_replication_factor(rf);
+    }
     let members = membership::join(
         &node,
         roles,
         advertised_api,
         ingest_args.as_ref().map(|_| ingest_ports(&ports)),
-        ingest_args.is_some() && store_args.is_some(),
+        both_roles,
+        rf,
     )
     .await?;
     if let Some(gossip) = members.gossip_port {
@@ -182,7 +190,14 @@ async fn serve(
 
     let mut store_parts = None;
     if let (Some(store), Some(args)) = (&store, &store_args) {
-        store_parts = Some(start_store(store.clone(), args, membership.clone(), &node)?);
+        store_parts = Some(start_store(
+            store.clone(),
+            args,
+            membership.clone(),
+            &node,
+            rf,
+            members.node_id.clone(),
+        )?);
     }
 
     // Once a second: lend again what a store held too long, and publish
@@ -194,7 +209,9 @@ async fn serve(
         tokio::spawn(async move {
             let mut last_backlog = None;
             let mut last_disk = None;
+            let mut rf_differ = Vec::new();
             loop {
+                membership::check_rf(&membership.view(), rf, &mut rf_differ);
                 if let Some(log) = &log {
                     log.reap_expired();
                     let bucket = membership::backlog_bucket(log.counts().0);
@@ -423,6 +440,8 @@ fn start_store(
     args: &StoreArgs,
     membership: Arc<dyn sluice_cluster::Membership>,
     node: &NodeArgs,
+    rf: u32,
+    node_id: String,
 ) -> anyhow::Result<StoreParts> {
     let maintenance = MaintenanceConfig {
         compaction: CompactionConfig::for_target(args.compact_target.0),
@@ -445,9 +464,17 @@ fn start_store(
     let consumer = Consumer::new(
         store,
         ConsumerConfig {
-            ingesters: Arc::new(membership::ViewIngesters(membership)),
+            ingesters: Arc::new(membership::ViewIngesters(membership.clone())),
             lanes: args.consume_lanes.max(1),
             local_address: Some(node.bind),
+            replication: (rf > 1).then(|| sluice_store::Replication {
+                rf,
+                source: Arc::new(membership::ViewStores {
+                    membership,
+                    self_id: node_id,
+                }),
+                timeout: args.replica_timeout.into(),
+            }),
             ..ConsumerConfig::default()
         },
     );
