@@ -1431,8 +1431,11 @@ def start_cluster_node(ctx: Ctx, name: str, home: Path, seeds: list[str], store_
     listeners = ["--api", "0", "--gossip", "0"]
     if role == "ingest":
         listeners += ["--fast", "0", "--durable", "0", "--batch", "0", "--fluent", "off", "--syslog", "off"]
+    # RF 1: these runs compare the cluster's ingest path and queries with one node's (replication is
+    # measured apart).
     argv = [ctx.sluice, role, "--data", str(data), "--bind", ip, *listeners, "--ports-file", str(ports_file),
-            "--gossip-interval", "200ms", "--cluster-id", CLUSTER_ID, *(store_extra if role == "store" else ())]
+            "--gossip-interval", "200ms", "--cluster-id", CLUSTER_ID, "--replication-factor", "1",
+            *(store_extra if role == "store" else ())]
     with open(log_path, "ab") as log_file:
         proc = Proc(f"{role} {name}", argv + [a for seed in seeds for a in ("--peer", seed)],
                     stdout=log_file, stderr=log_file)
@@ -1635,7 +1638,7 @@ def cmd_cluster(ctx: Ctx) -> ClusterReport:
     On the run's 200-byte corpus (`sluice testsvc --size 200 --rate 0 --seed 1`, MB MiB), each of
     A. a fresh `sluice ingeststore` (as run starts it) and
     B. `sluice ingest --bind 127.0.0.21` and `sluice store --bind 127.0.0.22|23 --peer INGEST_GOSSIP`,
-       every listener on port 0 (`--ports-file`), `--gossip-interval 200ms`, started once every
+       every listener on port 0 (`--ports-file`), `--gossip-interval 200ms`, `--replication-factor 1`, started once every
        node's GET /cluster shows 3 live ready nodes,
     gets the corpus from `sluice forward sluice://BATCH --guarantee write --json`. Time until the
     forwarder has exited (all acked) and the ingest log (DATA/ingest of A or the ingest node) holds
@@ -1674,7 +1677,7 @@ CLUSTER_METHOD = """\
 - A: a fresh `sluice ingeststore --data DIR --api .. --fast .. --durable .. --batch ..` on 127.0.0.1 (as in `run`).
 - B: `sluice ingest --bind 127.0.0.21 --api 0 --gossip 0 --fast 0 --durable 0 --batch 0 --fluent off --syslog off` and
   two `sluice store --bind 127.0.0.22|23 --api 0 --gossip 0 --peer 127.0.0.21:GOSSIP`, each with `--ports-file`,
-  `--gossip-interval 200ms` and `--cluster-id {cluster_id}`; measured once every node's `GET /cluster` showed all 3
+  `--gossip-interval 200ms`, `--cluster-id {cluster_id}` and `--replication-factor 1`; measured once every node's `GET /cluster` showed all 3
   live and `ready`. All of them and the forwarder share the machine's {cores} cores.
 - Ingest: `sluice forward sluice://BATCH --guarantee write --json < corpus` into A's or the ingest node's batch port
   (exit status 0 and `read` = `acked` = line count are checked). "ingest to queryable in the stores" is the time from

@@ -508,6 +508,17 @@ impl ClusterNode {
         if let Some(proxy) = &self.api_proxy {
             command.args(["--advertise-api", &proxy.addr()]);
         }
+        // Replication factor 1 unless the test asks for more: most cluster
+        // tests run fewer stores than the default of 2 needs (the
+        // replication tests pass --replication-factor).
+        let asks_rf = self
+            .options
+            .args
+            .iter()
+            .any(|a| a == "--replication-factor" || a == "--rf");
+        if !asks_rf {
+            command.args(["--replication-factor", "1"]);
+        }
         let child = command
             .args(&self.options.args)
             .env("SLUICE_LOG", &self.options.log_filter)

@@ -1,0 +1,192 @@
+//! Replication (RF 2): every `replicated` ack means the record is durable
+//! on two distinct stores, whatever one node does.
+
+use std::{collections::BTreeMap, io::Write};
+
+use crate::{cluster_harness::*, harness::*};
+
+const RF2: &[&str] = &["--replication-factor", "2"];
+
+/// The payloads store `node` holds alone (`scope=local`), in id order.
+fn local_payloads(node: &ClusterNode) -> Vec<String> {
+    let (status, body) = http_get(&node.api(), "/query?scope=local&from=24h&format=json")
+        .unwrap_or_else(|| panic!("{}: /query: no answer", node.name()));
+    assert_eq!(status, 200, "{}: {body}", node.name());
+    body.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["payload"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// How many of `stores` hold each line of `sent` (each store counted once).
+fn copies(stores: &[&ClusterNode], sent: &[String]) -> BTreeMap<String, usize> {
+    let mut count: BTreeMap<String, usize> = sent.iter().map(|l| (l.clone(), 0)).collect();
+    for store in stores {
+        let mut held = local_payloads(store);
+        held.sort();
+        held.dedup();
+        for line in held {
+            if let Some(n) = count.get_mut(&line) {
+                *n += 1;
+            }
+        }
+    }
+    count
+}
+
+/// Lines `"{tag} {i:05}"`.
+fn lines(tag: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{tag} {i:05}")).collect()
+}
+
+fn joined(lines: &[String]) -> Vec<u8> {
+    lines
+        .iter()
+        .flat_map(|l| format!("{l}\n").into_bytes())
+        .collect()
+}
+
+/// Send `lines` through `sluice forward --guarantee replicated` to
+/// `ingester`; every one is acked.
+fn send_replicated(ingester: &ClusterNode, lines: &[String]) {
+    let forwarder = Forwarder::stdin(
+        &[&format!("sluice://{}", ingester.batch())],
+        &["--guarantee", "replicated"],
+    );
+    let counts = forwarder.feed(joined(lines), || {});
+    assert_eq!(
+        counts["acked"].as_u64(),
+        Some(lines.len() as u64),
+        "{counts}"
+    );
+}
+
+/// Every line of `sent` is answered once by a cluster query on `node`
+/// (`partial`: a dead node may be named, the exit status is then 3).
+fn assert_each_once(node: &ClusterNode, sent: &[String]) {
+    let mut got: Vec<String> = node
+        .payloads(&["--consistency", "partial"])
+        .into_iter()
+        .map(|p| String::from_utf8(p).unwrap())
+        .collect();
+    got.sort();
+    let mut want = sent.to_vec();
+    want.sort();
+    assert_eq!(got.len(), want.len(), "each acked line once");
+    assert_eq!(got, want);
+}
+
+#[test]
+fn every_replicated_ack_is_on_two_stores_and_a_query_shows_it_once() {
+    let nodes = start_cluster(&["ingest", "ingest", "store", "store", "store"], RF2);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let stores: Vec<&ClusterNode> = nodes[2..].iter().collect();
+    let to_a = lines("on-a", 1500);
+    let to_b = lines("on-b", 1500);
+    send_replicated(a, &to_a);
+    send_replicated(b, &to_b);
+    let sent: Vec<String> = to_a.iter().chain(&to_b).cloned().collect();
+    // Acked means committed, and a commit needs two stores: no waiting.
+    let under: Vec<(String, usize)> = copies(&stores, &sent)
+        .into_iter()
+        .filter(|(_, n)| *n < 2)
+        .collect();
+    assert!(
+        under.is_empty(),
+        "acked lines on fewer than 2 stores: {:?}",
+        &under[..under.len().min(5)]
+    );
+    assert_each_once(stores[0], &sent);
+    // The commits named two stores each.
+    let commits = |n: &ClusterNode| n.metric("sluice_ingest_commits_total{replicas=\"2\"}");
+    assert!(commits(a) >= 1.0 && commits(b) >= 1.0);
+    assert_eq!(a.metric("sluice_ingest_commits_total{replicas=\"1\"}"), 0.0);
+}
+
+#[test]
+fn an_ingester_killed_after_replicated_acks_with_its_data_deleted_loses_nothing() {
+    let nodes = start_cluster(&["ingest", "store", "store", "store"], RF2);
+    let ingester = &nodes[0];
+    let sent = lines("kept", 2000);
+    send_replicated(ingester, &sent);
+    ingester.kill9();
+    std::fs::remove_dir_all(ingester.data()).unwrap();
+    assert_each_once(&nodes[1], &sent);
+    let stores: Vec<&ClusterNode> = nodes[1..].iter().collect();
+    assert!(copies(&stores, &sent).values().all(|&n| n >= 2));
+}
+
+#[test]
+fn with_one_store_up_replicated_sends_stall_and_flow_when_a_second_returns() {
+    let nodes = start_cluster(&["ingest", "store", "store", "store"], RF2);
+    let (ingester, up) = (&nodes[0], &nodes[1]);
+    for gone in &nodes[2..] {
+        gone.kill9();
+        up.wait_node_live(&gone.id(), false);
+    }
+    // The lanes of the store left lend nothing: fewer than 2 stores.
+    wait_for("the store's lanes to stop lending", || {
+        (up.metric("sluice_store_gather_blocked{reason=\"too_few_stores\"}") == 1.0).then_some(())
+    });
+    let sent = lines("stalled", 500);
+    let mut forwarder = Forwarder::stdin(
+        &[&format!("sluice://{}", ingester.batch())],
+        &["--guarantee", "replicated"],
+    );
+    let mut stdin = forwarder.take_stdin();
+    stdin.write_all(&joined(&sent)).unwrap();
+    stdin.flush().unwrap();
+    // Written on the ingester, and not acked: no store may commit it.
+    wait_for("the ingester to write the lines", || {
+        (ingester.metric("sluice_ingest_records_total") >= sent.len() as f64).then_some(())
+    });
+    assert_eq!(forwarder.metric("sluice_forward_records_acked_total"), 0.0);
+    assert!(local_payloads(up).is_empty(), "the lone store took nothing");
+    // A second store comes back: everything flows.
+    nodes[2].restart();
+    drop(stdin);
+    let (status, counts) = forwarder.exited();
+    assert!(status.success(), "{counts}");
+    assert_eq!(
+        counts["acked"].as_u64(),
+        Some(sent.len() as u64),
+        "{counts}"
+    );
+    let stores = [up, &nodes[2]];
+    assert!(copies(&stores, &sent).values().all(|&n| n == 2));
+}
+
+#[test]
+fn a_stopped_replication_target_is_passed_over_and_acks_keep_coming() {
+    // A lane gives up on a target after 1 s; a segment lent to the stopped
+    // store goes back after 3 s.
+    let ingester = ClusterNode::start(
+        "ingest",
+        &[],
+        &["--replication-factor", "2", "--pending-timeout", "3s"],
+    );
+    let seeds = [ingester.advertised_gossip()];
+    let mut nodes = vec![ingester];
+    for _ in 0..3 {
+        nodes.push(ClusterNode::start(
+            "store",
+            &seeds,
+            &["--replication-factor", "2", "--replica-timeout", "1s"],
+        ));
+    }
+    wait_converged(&nodes.iter().collect::<Vec<_>>());
+    let (ingester, stopped) = (&nodes[0], &nodes[3]);
+    stopped.sigstop();
+    let sent = lines("around", 1000);
+    send_replicated(ingester, &sent);
+    let alive: Vec<&ClusterNode> = nodes[1..3].iter().collect();
+    let held = copies(&alive, &sent);
+    stopped.sigcont();
+    assert!(
+        held.values().all(|&n| n == 2),
+        "every line on both running stores"
+    );
+}
