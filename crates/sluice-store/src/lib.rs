@@ -11,6 +11,8 @@
 //!   runs [`compact`]ion, which rewrites fresh batch files, overlapping
 //!   segments and small neighbours as non-overlapping block files, and
 //!   quarantines corrupt ones.
+//! - [`placement`]: weighted rendezvous hashing, which ranks the stores
+//!   that may hold a batch's replicas.
 //!
 //! Architecture invariant: a segment is committed to its ingester only after
 //! the store segment holding its records is fsynced under its final name.
@@ -22,6 +24,7 @@ pub mod compact;
 pub mod consumer;
 pub mod maintain;
 mod metrics;
+pub mod placement;
 pub mod retention;
 
 use std::{
