@@ -8,6 +8,8 @@
 //! GET  /ingest/read?id=        a lent segment's bytes
 //! POST /ingest/commit?id=      the store has it
 //! POST /ingest/failed?id=      lend it again
+//! PUT  /store/replicate?batch= receive a replica of another store's batch file (store
+//!                              role; see `replicate`): 201 durable, 200 held already
 //! GET  /query?...              stream matching records from the whole cluster (see
 //!                              [`query`] and `coordinate`); `scope=local`: this node's
 //!                              store and ingest segments only; 503 + Retry-After when
@@ -43,6 +45,7 @@ mod ingest;
 mod metrics;
 mod nodes;
 pub mod query;
+mod replicate;
 mod stream;
 mod ui;
 
@@ -57,7 +60,7 @@ use axum::{
     http::StatusCode,
     middleware,
     response::IntoResponse,
-    routing::{get, post},
+    routing::{get, post, put},
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_ingest::IngestLog;
@@ -100,6 +103,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/ingest/read", get(ingest::read))
         .route("/ingest/commit", post(ingest::commit))
         .route("/ingest/failed", post(ingest::failed))
+        .route("/store/replicate", put(replicate::put))
         .route("/query", get(query::query).head(query::plan))
         .route("/ingest/tail", get(stream::ingester::tail))
         .route("/stream", get(stream::stream))

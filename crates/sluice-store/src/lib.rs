@@ -11,6 +11,11 @@
 //!   runs [`compact`]ion, which rewrites fresh batch files, overlapping
 //!   segments and small neighbours as non-overlapping block files, and
 //!   quarantines corrupt ones.
+//! - [`placement`]: weighted rendezvous hashing, which ranks the stores
+//!   that may hold a batch's replicas.
+//! - [`replica`]: the receiving side of replication, which writes a batch
+//!   file another store sends (`PUT /store/replicate`), verified and
+//!   durable before it is acknowledged.
 //!
 //! Architecture invariant: a segment is committed to its ingester only after
 //! the store segment holding its records is fsynced under its final name.
@@ -23,13 +28,17 @@ pub mod consumer;
 pub mod maintain;
 mod metrics;
 pub mod placement;
+pub mod replica;
 pub mod replicate;
 pub mod retention;
 
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use sluice_storage::{Fs, SegmentCache, SegmentMeta, StorageError, WorkerPool, store_segment};
@@ -54,6 +63,9 @@ pub struct Store {
     /// The node's worker pool: queries, compaction and the consumer
     /// decode and build blocks on it.
     workers: Arc<WorkerPool>,
+    /// `--max-disk` in bytes, `u64::MAX` for none: shared by every clone,
+    /// set by [`Maintainer::new`] (or [`Store::set_max_disk`]).
+    max_disk: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -83,6 +95,7 @@ impl Store {
             suspects: Arc::default(),
             segment_cache: Arc::default(),
             workers,
+            max_disk: Arc::new(AtomicU64::new(u64::MAX)),
         })
     }
 
@@ -114,6 +127,41 @@ impl Store {
         for name in names {
             suspects.insert(name.to_string());
         }
+    }
+
+    /// Set the store's disk limit (`--max-disk`, see
+    /// [`RetentionConfig::max_disk`]) for every clone of this store;
+    /// `None` is no limit. [`Maintainer::new`] sets it from its retention
+    /// config. Retention purges down to it; [`replica`] refuses replicas
+    /// while the store is over it.
+    pub fn set_max_disk(&self, limit: Option<u64>) {
+        self.max_disk
+            .store(limit.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// The store's disk limit in bytes, if any (see [`Store::set_max_disk`]).
+    pub fn max_disk(&self) -> Option<u64> {
+        match self.max_disk.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            limit => Some(limit),
+        }
+    }
+
+    /// The bytes the store's segments hold on disk, as retention counts
+    /// them: not `tmp/`, not `quarantine/`.
+    pub fn disk_bytes(&self) -> Result<u64, StorageError> {
+        let segments = store_segment::list_segments(&*self.fs, &self.dir)?.0;
+        Ok(segments.iter().map(|s| s.bytes).sum())
+    }
+
+    /// When the store's segments hold more than its disk limit:
+    /// `Some((held, limit))` in bytes; `None` when under it or unlimited.
+    pub fn over_max_disk(&self) -> Result<Option<(u64, u64)>, StorageError> {
+        let Some(limit) = self.max_disk() else {
+            return Ok(None);
+        };
+        let held = self.disk_bytes()?;
+        Ok((held > limit).then_some((held, limit)))
     }
 
     pub(crate) fn take_suspects(&self) -> BTreeSet<String> {

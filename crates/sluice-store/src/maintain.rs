@@ -85,8 +85,11 @@ pub struct Maintainer {
 
 impl Maintainer {
     /// A maintainer of `store`; nothing runs until [`Maintainer::run`] or
-    /// [`Maintainer::pass`].
+    /// [`Maintainer::pass`]. It sets the store's disk limit
+    /// ([`Store::set_max_disk`]) from the retention config, so replicas are
+    /// refused while the store is over it.
     pub fn new(store: Store, config: MaintenanceConfig) -> Maintainer {
+        store.set_max_disk(config.retention.max_disk);
         Maintainer {
             store,
             config,

@@ -151,6 +151,21 @@ pub fn describe() {
         Unit::Bytes,
         "Bytes of store segments on disk."
     );
+    describe_counter!(
+        "sluice_store_replicas_received_total",
+        Unit::Count,
+        "Replicas other stores sent here, by outcome (created: made durable; already_held: a retry, nothing written)."
+    );
+    describe_counter!(
+        "sluice_store_replica_bytes_received_total",
+        Unit::Bytes,
+        "Bytes of the replicas made durable here."
+    );
+    describe_counter!(
+        "sluice_store_replicas_refused_total",
+        Unit::Count,
+        "Replicas refused, by reason (bad_name, too_large, corrupt, disk_full, in_progress, io); the sender tries another store."
+    );
     describe_gauge!(
         "sluice_store_unsorted_blocks",
         Unit::Count,
@@ -244,4 +259,18 @@ pub(crate) fn replication_failed(reason: &'static str) {
 
 pub(crate) fn gather_blocked(reason: &'static str, blocked: bool) {
     gauge!("sluice_store_gather_blocked", "reason" => reason).set(if blocked { 1.0 } else { 0.0 });
+}
+
+/// A replica was received: `outcome` is `created` (with its bytes) or
+/// `already_held` (nothing written).
+pub(crate) fn replica_received(outcome: &'static str, bytes: u64) {
+    counter!("sluice_store_replicas_received_total", "outcome" => outcome).increment(1);
+    if bytes > 0 {
+        counter!("sluice_store_replica_bytes_received_total").increment(bytes);
+    }
+}
+
+/// A replica was refused, by reason (see `ReplicaError::reason`).
+pub(crate) fn replica_refused(reason: &'static str) {
+    counter!("sluice_store_replicas_refused_total", "reason" => reason).increment(1);
 }

@@ -179,8 +179,9 @@ pub fn check_rf(view: &sluice_cluster::ClusterView, rf: u32, last: &mut Vec<Stri
     }
 }
 
-/// The live ingesters of the view, for the consumer: those ready or
-/// draining (a draining one still hands out what it holds).
+/// The live ingesters of the view, for the consumer: those ready,
+/// draining (a draining one still hands out what it holds) or readonly
+/// (an ingeststore whose store part is full still lends).
 pub struct ViewIngesters(pub Arc<dyn Membership>);
 
 impl IngesterSource for ViewIngesters {
@@ -189,7 +190,12 @@ impl IngesterSource for ViewIngesters {
         view.nodes
             .iter()
             .filter(|n| n.live && n.roles.is_some_and(|r| r.ingest))
-            .filter(|n| matches!(n.health, Some(Health::Ready | Health::Draining)))
+            .filter(|n| {
+                matches!(
+                    n.health,
+                    Some(Health::Ready | Health::Draining | Health::Readonly)
+                )
+            })
             .filter_map(|n| {
                 Some(Ingester {
                     base: format!("http://{}", n.api.as_ref()?),

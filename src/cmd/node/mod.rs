@@ -204,11 +204,14 @@ async fn serve(
     // the backlog and free-disk buckets when they change.
     let reaper = {
         let log = ingest.as_ref().map(|i| i.log.clone());
+        let store = store.clone();
+        let ready = ready.clone();
         let membership = membership.clone();
         let data = node.data.clone();
         tokio::spawn(async move {
             let mut last_backlog = None;
             let mut last_disk = None;
+            let mut readonly = false;
             let mut rf_differ = Vec::new();
             loop {
                 membership::check_rf(&membership.view(), rf, &mut rf_differ);
@@ -226,6 +229,19 @@ async fn serve(
                     membership.set_self(sluice_cluster::keys::DISK, &bucket);
                     last_disk = disk;
                 }
+                // A store over --max-disk takes no replicas: it says so,
+                // and lanes elsewhere pick other stores.
+                if let Some(store) = &store
+                    && ready.load(Ordering::Relaxed)
+                {
+                    let over = matches!(store.over_max_disk(), Ok(Some(_)));
+                    if over != readonly {
+                        readonly = over;
+                        let health = if over { "readonly" } else { "ready" };
+                        membership.set_self(sluice_cluster::keys::HEALTH, health);
+                        tracing::warn!(health, "store disk limit (--max-disk): health changed");
+                    }
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         })
@@ -242,8 +258,9 @@ async fn serve(
     // Drain: say so first, so that coordinators and stores see it before
     // anything stops.
     tracing::info!("shutting down: draining");
-    membership.set_self(sluice_cluster::keys::HEALTH, "draining");
+    // Not ready first: the reaper then leaves the health key alone.
     ready.store(false, Ordering::Relaxed);
+    membership.set_self(sluice_cluster::keys::HEALTH, "draining");
     if members.gossip_port.is_some() {
         tokio::time::sleep(Duration::from_secs_f64(
             2.0 * Duration::from(node.gossip_interval).as_secs_f64(),

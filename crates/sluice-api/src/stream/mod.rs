@@ -303,7 +303,10 @@ impl Tail {
             let Some(roles) = node.roles else { continue };
             let usable = node.live
                 && roles.ingest
-                && matches!(node.health, Some(Health::Ready | Health::Draining));
+                && matches!(
+                    node.health,
+                    Some(Health::Ready | Health::Draining | Health::Readonly)
+                );
             if let (true, Some(api)) = (usable, &node.api) {
                 wanted.insert(node.id.clone(), api.to_string());
             }
