@@ -67,10 +67,18 @@ fn send_replicated(ingester: &ClusterNode, lines: &[String]) {
 /// Every line of `sent` is answered once by a cluster query on `node`
 /// (`partial`: a dead node may be named, the exit status is then 3).
 fn assert_each_once(node: &ClusterNode, sent: &[String]) {
-    let mut got: Vec<String> = node
-        .payloads(&["--consistency", "partial"])
-        .into_iter()
-        .map(|p| String::from_utf8(p).unwrap())
+    let out = node.query(&["--consistency", "partial"]);
+    let code = out.status.code();
+    assert!(
+        matches!(code, Some(0 | 3)),
+        "query on {} exited {code:?}: {}",
+        node.name(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
         .collect();
     got.sort();
     let mut want = sent.to_vec();
@@ -160,33 +168,64 @@ fn with_one_store_up_replicated_sends_stall_and_flow_when_a_second_returns() {
 }
 
 #[test]
-fn a_stopped_replication_target_is_passed_over_and_acks_keep_coming() {
-    // A lane gives up on a target after 1 s; a segment lent to the stopped
-    // store goes back after 3 s.
+fn a_silent_replication_target_is_passed_over_and_acks_keep_coming() {
+    // Store C's API sits behind a proxy that answers nothing, while C
+    // itself runs and gossips: it stays a candidate, and every replica sent
+    // to it times out (1 s) and goes to the next store.
     let ingester = ClusterNode::start(
         "ingest",
         &[],
         &["--replication-factor", "2", "--pending-timeout", "3s"],
     );
     let seeds = [ingester.advertised_gossip()];
-    let mut nodes = vec![ingester];
-    for _ in 0..3 {
-        nodes.push(ClusterNode::start(
-            "store",
-            &seeds,
-            &["--replication-factor", "2", "--replica-timeout", "1s"],
-        ));
-    }
-    wait_converged(&nodes.iter().collect::<Vec<_>>());
-    let (ingester, stopped) = (&nodes[0], &nodes[3]);
-    stopped.sigstop();
-    let sent = lines("around", 1000);
-    send_replicated(ingester, &sent);
-    let alive: Vec<&ClusterNode> = nodes[1..3].iter().collect();
-    let held = copies(&alive, &sent);
-    stopped.sigcont();
-    assert!(
-        held.values().all(|&n| n == 2),
-        "every line on both running stores"
+    let store_args = ["--replication-factor", "2", "--replica-timeout", "1s"];
+    let a = ClusterNode::start("store", &seeds, &store_args);
+    let b = ClusterNode::start("store", &seeds, &store_args);
+    let silent = ClusterNode::start_with(
+        "store",
+        NodeOptions::default()
+            .seeds(&seeds)
+            .args(&store_args)
+            .api_behind_proxy(),
     );
+    wait_converged(&[&ingester, &a, &b, &silent]);
+    silent
+        .api_proxy()
+        .set_mode(crate::fault_proxy::Mode::Blackhole);
+    // Thirty small rounds, each sealed into its own segment (a segment
+    // waiting for `replicated` is sealed after 200 ms): each segment that
+    // A or B takes ranks C first half the time.
+    let mut forwarder = Forwarder::stdin(
+        &[&format!("sluice://{}", ingester.batch())],
+        &["--guarantee", "replicated"],
+    );
+    let mut stdin = forwarder.take_stdin();
+    let sent = lines("around", 600);
+    for round in sent.chunks(20) {
+        stdin.write_all(&joined(round)).unwrap();
+        stdin.flush().unwrap();
+        // Pacing the input, not waiting on anything.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    drop(stdin);
+    let (status, counts) = forwarder.exited();
+    assert!(status.success(), "{counts}");
+    assert_eq!(
+        counts["acked"].as_u64(),
+        Some(sent.len() as u64),
+        "{counts}"
+    );
+    let timeouts: f64 = [&a, &b]
+        .iter()
+        .map(|n| n.metric("sluice_store_replication_failures_total{reason=\"timeout\"}"))
+        .sum();
+    assert!(
+        timeouts >= 1.0,
+        "no replica was ever sent to the silent store"
+    );
+    // Every line is on two stores: A and B, or one of them and C (whose
+    // own lanes still consume and replicate).
+    silent.api_proxy().set_mode(crate::fault_proxy::Mode::Pass);
+    let stores = [&a, &b, &silent];
+    assert!(copies(&stores, &sent).values().all(|&n| n >= 2));
 }
