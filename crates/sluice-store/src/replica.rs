@@ -161,7 +161,13 @@ impl ReplicaError {
 fn counted<T>(result: Result<T, ReplicaError>) -> Result<T, ReplicaError> {
     if let Err(err) = &result {
         metrics::replica_refused(err.reason());
-        tracing::warn!(error = %err, reason = err.reason(), "refused a replica");
+        if err.reason() == "disk_full" {
+            // Back-pressure, not a fault: it repeats for every replica
+            // while the store is full, so the counter tells it.
+            tracing::debug!(error = %err, "refused a replica: the store is full");
+        } else {
+            tracing::warn!(error = %err, reason = err.reason(), "refused a replica");
+        }
     }
     result
 }
