@@ -173,8 +173,36 @@ fn a_batch_sent_again_with_the_same_base_is_shown_once() {
     }
     assert_eq!(acks[0], acks[1], "the same ids both times");
     let stats = node.stats(&[]);
-    assert_eq!(stats["records_matched"], 3);
-    assert_eq!(stats["duplicates_removed"], 3);
+    // Once failed in CI with 6 matched; say all there is to know if it
+    // does again (a query whose merge met ids out of order logs the input
+    // and the plan).
+    let listing = |dir: &str| {
+        let mut names: Vec<String> = std::fs::read_dir(node.data().join(dir))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        stats["records_matched"],
+        3,
+        "stats {stats}\nstore {:?}\ningest {:?}\nlog:\n{}",
+        listing("store"),
+        listing("ingest"),
+        node.log()
+    );
+    // The query dropped the second copy, or compaction merged the two
+    // copies before the query ran (a maintenance pass may come between
+    // the second ack and the query on a slow machine).
+    assert!(
+        [0, 3].contains(&stats["duplicates_removed"].as_u64().unwrap()),
+        "{stats}"
+    );
     assert_eq!(
         node.all_payloads(),
         vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]

@@ -663,6 +663,24 @@ impl Forward<'_> {
             |done| sink.borrow_mut().progress(done),
         );
         let merged = merge.stats;
+        if let Some((idx, id, last)) = merged.first_out_of_order {
+            // Never expected: the plan's smallest ids and each input's
+            // order are what the merge's dedupe relies on. Say which input
+            // broke them, and the plan, so the cause can be found.
+            let plan: Vec<String> = segments
+                .iter()
+                .map(|s| format!("{} (min {})", s.name, s.min))
+                .collect();
+            tracing::error!(
+                segment = %segments[idx].name,
+                declared_min = %segments[idx].min,
+                id = %id,
+                after = %last,
+                records = merged.out_of_order,
+                plan = ?plan,
+                "query merge: records came out of id order (an input's smallest id was wrong or its ids do not increase); duplicate ids among them were not removed"
+            );
+        }
         for (idx, err) in &merged.failed {
             tracing::error!(segment = %segments[*idx].name, error = %err, "segment could not be read; the query skipped it");
         }

@@ -45,6 +45,15 @@ pub struct MergeStats {
     pub corrupt: Vec<(usize, String)>,
     /// Corrupt blocks passed over, in all segments.
     pub corrupt_blocks: u64,
+    /// Records that came out with an id below the one emitted before
+    /// them: an input whose ids do not increase, or whose smallest id was
+    /// declared too high (so it was opened late). Such records are still
+    /// emitted, but a duplicate among them is not recognised as one. A
+    /// correct plan never has any; this is what tells a wrong one.
+    pub out_of_order: u64,
+    /// The first of those: the input, its record's id, and the id emitted
+    /// before it.
+    pub first_out_of_order: Option<(usize, Ulid, Ulid)>,
 }
 
 impl MergeStats {
@@ -219,6 +228,12 @@ impl<'a> Merge<'a> {
             let Some(Reverse((id, idx))) = self.heap.pop() else {
                 break;
             };
+            if let Some(last) = self.last_emitted
+                && id < last
+            {
+                self.stats.out_of_order += 1;
+                self.stats.first_out_of_order.get_or_insert((idx, id, last));
+            }
             if self.last_emitted == Some(id) {
                 self.stats.duplicates_removed += 1;
             } else {
@@ -322,6 +337,51 @@ pub(crate) mod tests {
         });
         assert_eq!(result, Ok(()));
         assert_eq!(all, [1, 2, 3, 4, 5]);
+    }
+
+    /// The same records in two inputs are emitted once when the inputs'
+    /// smallest ids are right; when one is declared too high (the merge
+    /// opens that input after the other ran past its records) they are
+    /// emitted twice, and the stats say which input came out of order.
+    #[test]
+    fn an_input_opened_late_is_counted_out_of_order() {
+        let segments = [vec![rec(1), rec(2), rec(3)], vec![rec(1), rec(2), rec(3)]];
+        let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
+            Ok(Box::new(VecCursor {
+                records: segments[i].clone(),
+                pos: None,
+            }))
+        };
+        let keep_all = |_: &Record<'_>| Verdict::Keep;
+        let run = |mins: &[Ulid], open: &mut dyn FnMut(usize) -> _| {
+            let mut merge = Merge::new(mins, open, &keep_all);
+            let mut got = Vec::new();
+            merge.run(|r| {
+                got.push(r.id.0);
+                ControlFlow::Continue(())
+            });
+            (got, merge.stats)
+        };
+        let (got, stats) = run(&[Ulid(1), Ulid(1)], &mut open);
+        assert_eq!(got, [1, 2, 3]);
+        assert_eq!((stats.duplicates_removed, stats.out_of_order), (3, 0));
+        assert_eq!(stats.first_out_of_order, None);
+        // Input 1 declared to start at 4: opened once input 0 is done.
+        let (got, stats) = run(&[Ulid(1), Ulid(4)], &mut open);
+        assert_eq!(got, [1, 2, 3, 1, 2, 3]);
+        assert_eq!((stats.duplicates_removed, stats.out_of_order), (0, 1));
+        assert_eq!(stats.first_out_of_order, Some((1, Ulid(1), Ulid(3))));
+        // An input whose ids go back is counted the same way.
+        let unsorted = [vec![rec(1), rec(3), rec(2)]];
+        let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
+            Ok(Box::new(VecCursor {
+                records: unsorted[i].clone(),
+                pos: None,
+            }))
+        };
+        let (got, stats) = run(&[Ulid(1)], &mut open);
+        assert_eq!(got, [1, 3, 2]);
+        assert_eq!(stats.first_out_of_order, Some((0, Ulid(2), Ulid(3))));
     }
 
     /// The non-empty inputs as segments sorted by their smallest id, and
