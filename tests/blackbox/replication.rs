@@ -229,3 +229,54 @@ fn a_silent_replication_target_is_passed_over_and_acks_keep_coming() {
     let stores = [&a, &b, &silent];
     assert!(copies(&stores, &sent).values().all(|&n| n >= 2));
 }
+
+#[test]
+fn a_store_over_its_disk_limit_turns_readonly_and_replicas_go_elsewhere() {
+    // With two stores (A and C) every segment goes to both; C holds at most
+    // 1 KiB and its retention does not run, so it is over its limit once it
+    // holds anything.
+    let ingester = ClusterNode::start("ingest", &[], RF2);
+    let seeds = [ingester.advertised_gossip()];
+    let a = ClusterNode::start("store", &seeds, RF2);
+    let full = ClusterNode::start(
+        "store",
+        &seeds,
+        &[
+            "--replication-factor",
+            "2",
+            "--max-disk",
+            "1KiB",
+            "--maintenance-interval",
+            "1h",
+        ],
+    );
+    wait_converged(&[&ingester, &a, &full]);
+    let first = lines("first", 200);
+    send_replicated(&ingester, &first);
+    a.wait_view("the full store to say readonly", |view| {
+        view_node(view, &full.id()).is_some_and(|n| n["health"] == "readonly")
+    });
+    // A third store joins; new data goes to A and B only.
+    let b = ClusterNode::start("store", &seeds, RF2);
+    for (node, other) in [(&a, &b), (&b, &a)] {
+        node.wait_view("the other store ready and the full one readonly", |view| {
+            let health = |id: &str| view_node(view, id).map(|n| n["health"].clone());
+            health(&other.id()) == Some("ready".into())
+                && health(&full.id()) == Some("readonly".into())
+        });
+    }
+    let then = lines("then", 500);
+    send_replicated(&ingester, &then);
+    assert!(copies(&[&a, &b], &then).values().all(|&n| n == 2));
+    assert!(
+        copies(&[&full], &then).values().all(|&n| n == 0),
+        "the readonly store took nothing new"
+    );
+    assert_eq!(
+        full.metric("sluice_store_gather_blocked{reason=\"disk_full\"}"),
+        1.0
+    );
+    // It is still asked by queries: everything shows once.
+    let all: Vec<String> = first.iter().chain(&then).cloned().collect();
+    assert_each_once(&a, &all);
+}

@@ -341,19 +341,25 @@ fn open_plan(
     query: &Query,
     options: &ScanOptions,
 ) -> Result<(Vec<SegmentMeta>, Vec<Option<OpenedCursor>>), QueryError> {
+    // The ingest segments are opened before the store is listed: one that
+    // a store commits in between (it is on the store, durable, before the
+    // ingester removes it) is then read from the open file or found in the
+    // listing, never missed by both.
+    let opened_ingest: Vec<(&Path, Result<BatchCursor, StorageError>)> = sources
+        .ingest
+        .iter()
+        .filter_map(|names| open_first_of(fs, names))
+        .collect();
     let (mut segments, mut cursors) = match sources.store {
         Some(dir) => open_store_plan(fs, dir, sources.skip, query, options)?,
         None => (Vec::new(), Vec::new()),
     };
-    if sources.ingest.is_empty() {
+    if opened_ingest.is_empty() {
         return Ok((segments, cursors));
     }
     let (_, upper) = query.id_bounds();
     let mut sort_budget = MAX_SORTED_INGEST_BYTES;
-    for names in sources.ingest {
-        let Some((path, opened)) = open_first_of(fs, names) else {
-            continue;
-        };
+    for (path, opened) in opened_ingest {
         let name = ingest_name(path);
         let mut failed = |e: StorageError| {
             segments.push(SegmentMeta {

@@ -314,7 +314,30 @@ impl Consumer {
     async fn lane(&self, lane: usize, shutdown: Arc<AtomicBool>) {
         let mut rng = rand::rngs::SmallRng::from_os_rng();
         let mut blocked = false;
+        let mut full = false;
         while !shutdown.load(Ordering::Relaxed) {
+            // A store over --max-disk takes nothing new (it is `readonly`):
+            // the segments stay with their ingesters for other stores.
+            let now_full = matches!(self.store.over_max_disk(), Ok(Some(_)));
+            if now_full != full {
+                full = now_full;
+                metrics::gather_blocked("disk_full", full);
+                if full {
+                    tracing::warn!(
+                        lane,
+                        "the store is over --max-disk: this lane lends nothing until retention frees room"
+                    );
+                } else {
+                    tracing::info!(
+                        lane,
+                        "the store is under --max-disk again: this lane lends again"
+                    );
+                }
+            }
+            if full {
+                tokio::time::sleep(IDLE_PAUSE).await;
+                continue;
+            }
             if let Some(replication) = &self.config.replication {
                 let ready = replication.source.targets().len();
                 let now_blocked = ready < replication.others();

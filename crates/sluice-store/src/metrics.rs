@@ -34,7 +34,7 @@ pub fn describe() {
     describe_gauge!(
         "sluice_store_gather_blocked",
         Unit::Count,
-        "1 while the lanes lend nothing, by reason (too_few_stores: fewer than RF stores ready)."
+        "1 while the lanes lend nothing, by reason (too_few_stores: fewer than RF stores ready; disk_full: this store is over --max-disk)."
     );
     describe_gauge!(
         "sluice_store_lanes_busy",

@@ -201,3 +201,100 @@ fn ingest_segments_merge_with_the_store_sorted_or_not_and_growing() {
     let planned = plan_sources(&fs, sources, &query).unwrap();
     assert_eq!(planned.len(), 1 + 3, "{planned:?}");
 }
+
+/// A file system that runs `after_listing` once, right after it listed
+/// `dir`: what a store's commit does between a query's steps.
+struct CommitAfterListing {
+    inner: MemFs,
+    dir: PathBuf,
+    after_listing: std::sync::Mutex<Option<Box<dyn FnOnce(&MemFs) + Send>>>,
+}
+
+impl std::fmt::Debug for CommitAfterListing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommitAfterListing")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+impl Fs for CommitAfterListing {
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn create_new(&self, path: &Path) -> std::io::Result<Box<dyn sluice_storage::WriteFile>> {
+        self.inner.create_new(path)
+    }
+    fn open_append(&self, path: &Path) -> std::io::Result<Box<dyn sluice_storage::WriteFile>> {
+        self.inner.open_append(path)
+    }
+    fn open_read(&self, path: &Path) -> std::io::Result<Box<dyn sluice_storage::ReadFile>> {
+        self.inner.open_read(path)
+    }
+    fn map(&self, path: &Path) -> std::io::Result<sluice_storage::Mapped> {
+        self.inner.map(path)
+    }
+    fn read_dir(&self, path: &Path) -> std::io::Result<Vec<sluice_storage::DirEntry>> {
+        let listed = self.inner.read_dir(path)?;
+        if path == self.dir
+            && let Some(hook) = self.after_listing.lock().unwrap().take()
+        {
+            hook(&self.inner);
+        }
+        Ok(listed)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn truncate(&self, path: &Path, len: u64) -> std::io::Result<()> {
+        self.inner.truncate(path, len)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.inner.exists(path)
+    }
+}
+
+#[test]
+fn a_segment_committed_while_a_query_plans_is_read_once_not_missed() {
+    let fs = MemFs::new();
+    let store = Path::new("/store");
+    let ingest = Path::new("/ingest");
+    sluice_storage::Fs::create_dir_all(&fs, store).unwrap();
+    sluice_storage::Fs::create_dir_all(&fs, ingest).unwrap();
+    write(&fs, store, &[(100, "stored")]);
+    let lent = ingest.join("1.pending");
+    ingest_file(&fs, &lent, &[(200, 0, "in flight")], 0);
+    // Right after the query lists the store, a store commits the lent
+    // segment: its records land in a store segment the listing did not
+    // see, and the ingester removes its file.
+    let racing = CommitAfterListing {
+        inner: fs.clone(),
+        dir: store.to_path_buf(),
+        after_listing: std::sync::Mutex::new(Some(Box::new(|fs: &MemFs| {
+            write(fs, Path::new("/store"), &[(200, "in flight")]);
+            sluice_storage::Fs::remove_file(fs, Path::new("/ingest/1.pending")).unwrap();
+        }))),
+    };
+    let names = vec![vec![ingest.join("1.flushed"), lent.clone()]];
+    let sources = Sources {
+        store: Some(store),
+        ingest: &names,
+        ..Sources::default()
+    };
+    let query = Query::between(0, 10_000, Matcher::All);
+    let scan = Scan::new(WorkerPool::inline());
+    let mut got = Vec::new();
+    prepare_sources(&racing, sources, &query, &scan)
+        .unwrap()
+        .run(&mut |r: &Record<'_>| {
+            got.push(String::from_utf8(r.payload.to_vec()).unwrap());
+            true
+        });
+    assert_eq!(got, ["stored", "in flight"]);
+}
