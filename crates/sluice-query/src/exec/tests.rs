@@ -202,12 +202,15 @@ fn ingest_segments_merge_with_the_store_sorted_or_not_and_growing() {
     assert_eq!(planned.len(), 1 + 3, "{planned:?}");
 }
 
+/// What [`CommitAfterListing`] runs once.
+type Hook = Box<dyn FnOnce(&MemFs) + Send>;
+
 /// A file system that runs `after_listing` once, right after it listed
 /// `dir`: what a store's commit does between a query's steps.
 struct CommitAfterListing {
     inner: MemFs,
     dir: PathBuf,
-    after_listing: std::sync::Mutex<Option<Box<dyn FnOnce(&MemFs) + Send>>>,
+    after_listing: std::sync::Mutex<Option<Hook>>,
 }
 
 impl std::fmt::Debug for CommitAfterListing {
