@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import zlib
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -55,8 +56,8 @@ KNOBS: list[tuple[str, str, str, Any, str]] = [  # subcommands ("*": all), flag,
     ("*", "--keep", "SLUICE_BENCH_KEEP", False, "keep corpora, inputs and data dirs under bench/out/run-ID"),
     ("run protocols store cluster tail histogram", "--reps", "SLUICE_BENCH_REPS", None,
      "repetitions, best reported (default: run 3, protocols 2, store 3, cluster 3, tail 5, histogram 3)"),
-    ("run cluster", "--mb", "SLUICE_BENCH_MB", 512, "MiB per corpus (run needs about 6x this free under bench/out, cluster 4x)"),
-    ("run cluster tail", "--timeout", "SLUICE_BENCH_TIMEOUT", None,
+    ("run cluster replication", "--mb", "SLUICE_BENCH_MB", 512, "MiB per corpus (run needs about 6x this free under bench/out, cluster 4x)"),
+    ("run cluster tail replication", "--timeout", "SLUICE_BENCH_TIMEOUT", None,
      "seconds for one ingest to become queryable (default 120 + 2 x MB; tail: 600)"),
     ("run", "--fwd-rate", "SLUICE_BENCH_FWD_RATE", 250000, "lines/s of the forwarder CPU run (x ~201 bytes = ~50 MB/s)"),
     ("run", "--fwd-secs", "SLUICE_BENCH_FWD_SECS", 10, "seconds of the forwarder CPU run"),
@@ -66,6 +67,8 @@ KNOBS: list[tuple[str, str, str, Any, str]] = [  # subcommands ("*": all), flag,
     ("store", "--nginx-mb", "SLUICE_BENCH_NGINX_MB", 512, "MiB of the nginx access-log corpus"),
     ("compaction", "--rate-mb", "SLUICE_BENCH_RATE_MB", 150, "MB/s of 200-byte lines to send"),
     ("compaction", "--seconds", "SLUICE_BENCH_SECONDS", 30, "seconds to send for"),
+    ("replication", "--rf-rate-mb", "SLUICE_BENCH_RF_RATE_MB", 10, "MB/s of batches while the ack latency is measured"),
+    ("replication", "--rf-seconds", "SLUICE_BENCH_RF_SECONDS", 10, "seconds of the ack latency measurement"),
     ("tail", "--tail-lines", "SLUICE_BENCH_TAIL_LINES", 12000, "lines whose tail latency is measured"),
     ("tail", "--tail-rate", "SLUICE_BENCH_TAIL_RATE", 2000, "lines/s written while the latency is measured"),
     ("tail", "--stall-mb", "SLUICE_BENCH_STALL_MB", 256, "MiB sent with and without a stalled tail reader"),
@@ -1421,7 +1424,7 @@ class ClusterReport(Report):
 
 
 def start_cluster_node(ctx: Ctx, name: str, home: Path, seeds: list[str], store_extra: tuple[str, ...] = (),
-                       ip: str = "") -> Node:
+                       ip: str = "", rf: int = 1) -> Node:
     """`sluice ingest|store` on its own loopback address (ip, default CLUSTER_IPS[name]), every
     listener on port 0; returns once the node has written its ports file (not yet ready: see
     running_cluster)."""
@@ -1434,7 +1437,7 @@ def start_cluster_node(ctx: Ctx, name: str, home: Path, seeds: list[str], store_
     # RF 1: these runs compare the cluster's ingest path and queries with one node's (replication is
     # measured apart).
     argv = [ctx.sluice, role, "--data", str(data), "--bind", ip, *listeners, "--ports-file", str(ports_file),
-            "--gossip-interval", "200ms", "--cluster-id", CLUSTER_ID, "--replication-factor", "1",
+            "--gossip-interval", "200ms", "--cluster-id", CLUSTER_ID, "--replication-factor", str(rf),
             *(store_extra if role == "store" else ())]
     with open(log_path, "ab") as log_file:
         proc = Proc(f"{role} {name}", argv + [a for seed in seeds for a in ("--peer", seed)],
@@ -1468,7 +1471,7 @@ def cluster_view(node: Node) -> list[dict[str, Any]]:
 
 @contextmanager
 def running_cluster(ctx: Ctx, store_extra: tuple[str, ...] = (),
-                    layout: dict[str, str] | None = None) -> Iterator[list[Node]]:
+                    layout: dict[str, str] | None = None, rf: int = 1) -> Iterator[list[Node]]:
     """The nodes of layout (name: --bind address; default CLUSTER_IPS: one `sluice ingest` and two
     `sluice store`), seeded with the first node's gossip address, yielded once every node's /cluster
     shows all of them live and ready; stopped in reverse order when the block ends (and their data
@@ -1491,7 +1494,7 @@ def running_cluster(ctx: Ctx, store_extra: tuple[str, ...] = (),
     try:
         for name, ip in layout.items():
             nodes.append(start_cluster_node(ctx, name, base / name, [nodes[0].gossip] if nodes else [], store_extra,
-                                            ip))
+                                            ip, rf))
         wait_until(lambda: f"every node to see {len(nodes)} live ready nodes ({seen[0]})", 60, 0.1, converged)
         log(f"cluster: {len(nodes)} nodes live and ready in every view")
         yield nodes
@@ -2042,6 +2045,187 @@ def render_histogram(r: HistogramReport) -> str:
     return "\n".join(out) + "\n"
 
 
+# ==================================================== replication: work --
+
+RF_CLUSTER = {"ingest-1": "127.0.0.27", "ingest-2": "127.0.0.28", "store-1": "127.0.0.29", "store-2": "127.0.0.30",
+              "store-3": "127.0.0.31"}
+RF_TARGETS = {"cpu": 2.3, "p99_ms": 1000.0}  # RF 2 CPU per GB over RF 1, at most; p99 replicated ack, at most
+
+
+@dataclass
+class RfRun:
+    rf: int
+    acked_secs: float  # the forwarder's start to its exit: every line acked `replicated`
+    node_cpu_secs: float  # utime + stime of the five nodes over that time
+    p50_ms: float  # `replicated` ack latency at a steady rate
+    p99_ms: float
+    max_ms: float
+    batches: int
+    path_cpu_secs: float = 0.0  # the same send into fresh nodes with compaction off: the ingest path alone
+
+    def cpu_per_gb(self, nbytes: int) -> float:
+        return self.node_cpu_secs / (nbytes / 1e9)
+
+    def path_cpu_per_gb(self, nbytes: int) -> float:
+        return self.path_cpu_secs / (nbytes / 1e9)
+
+
+@dataclass
+class ReplicationReport(Report):
+    date: str
+    commit: str
+    mb: int
+    rate_mb: int
+    seconds: int
+    corpus: Corpus | None = None
+    runs: list[RfRun] = field(default_factory=list)
+
+
+def batch_frame(seq: int, lines: list[bytes]) -> bytes:
+    """One batch-protocol command (docs/protocol-batch.md) asking for `replicated`."""
+    body = b"".join(b"%d - %s\n" % (len(line), line) for line in lines)
+    return b"BATCH %d bench %d %d %08x replicated\n" % (seq, len(lines), len(body), zlib.crc32(body)) + body
+
+
+def ack_latency(nodes: list[Node], rate_mb: int, seconds: int) -> tuple[list[float], int]:
+    """Batches of 500 ~200-byte lines written at rate_mb MB/s in total, round robin over the ingest
+    nodes' batch ports (one connection each); ms from each batch's write to its `OK`."""
+    ingesters = [n for n in nodes if n.role == "ingest"]
+    line = b"x" * 190
+    per_batch = 500
+    batch_bytes = per_batch * (len(line) + 7)
+    interval = batch_bytes / (rate_mb * 1e6)
+    sent: dict[tuple[int, int], float] = {}
+    latencies: list[float] = []
+    lock = threading.Lock()
+    conns = [socket.create_connection(tuple(n.batch.rsplit(":", 1))) for n in ingesters]  # type: ignore[arg-type]
+
+    def read(i: int, conn: socket.socket) -> None:
+        for raw in conn.makefile("rb"):
+            now = time.monotonic()
+            parts = raw.split()
+            if len(parts) >= 2 and parts[0] == b"OK":
+                with lock:
+                    t = sent.pop((i, int(parts[1])), None)
+                    if t is not None:
+                        latencies.append((now - t) * 1000)
+            elif parts[:1] == [b"ERR"]:
+                raise BenchError(f"the ingest node answered {raw!r}")
+
+    readers = [threading.Thread(target=read, args=(i, c), daemon=True) for i, c in enumerate(conns)]
+    for r in readers:
+        r.start()
+    t0, count = time.monotonic(), int(seconds / interval)
+    for k in range(count):
+        i, seq = k % len(conns), k // len(conns) + 1
+        frame = batch_frame(seq, [line] * per_batch)
+        with lock:
+            sent[(i, seq)] = time.monotonic()
+        conns[i].sendall(frame)
+        time.sleep(max(0.0, t0 + (k + 1) * interval - time.monotonic()))
+    wait_until(lambda: f"every batch acked ({len(latencies)} of {count})", 120, 0.05,
+               lambda: True if len(latencies) >= count else None)
+    for conn in conns:
+        conn.close()
+    return sorted(latencies), count
+
+
+def send_replicated(ctx: Ctx, rf: int, corpus: Corpus, nodes: list[Node], label: str) -> tuple[float, float]:
+    """The corpus through `sluice forward --guarantee replicated` to every ingest node: seconds until
+    it exits (all acked) and the five nodes' CPU seconds over that time."""
+    ingesters = [n for n in nodes if n.role == "ingest"]
+    errlog, what = ctx.out / f"forward-rf{rf}-{label}.stderr", f"sluice forward --guarantee replicated (RF {rf}, {label})"
+    argv = [ctx.sluice, "forward", *(f"sluice://{n.batch}" for n in ingesters), "--mode", "balance",
+            "--guarantee", "replicated", "--json"]
+    hz = os.sysconf("SC_CLK_TCK")
+    os.sync()
+    before = [cpu_ticks(n.proc.pid) for n in nodes]
+    with open(corpus.path, "rb") as src, open(errlog, "wb") as err:
+        t0 = time.monotonic()
+        fwd = Proc(what, argv, stdin=src, stderr=err)
+    if fwd.wait(ctx.args.timeout, what) != 0:
+        raise BenchError(f"{what} exited with status {fwd.rc}; last lines of {errlog}:\n{tail(errlog)}")
+    after = [cpu_ticks(n.proc.pid) for n in nodes]
+    check_acked(errlog, corpus.lines, what)
+    if None in before or None in after:
+        raise BenchError(f"RF {rf}: could not read /proc/PID/stat of every node")
+    return fwd.end - t0, sum(a - b for a, b in zip(after, before)) / hz  # type: ignore[operator]
+
+
+def bench_rf(ctx: Ctx, rf: int, corpus: Corpus, rate_mb: int, seconds: int) -> RfRun:
+    with running_cluster(ctx, layout=RF_CLUSTER, rf=rf, store_extra=("--no-compact",)) as nodes:
+        _, path_cpu = send_replicated(ctx, rf, corpus, nodes, "no-compact")
+    with running_cluster(ctx, layout=RF_CLUSTER, rf=rf) as nodes:
+        acked, cpu = send_replicated(ctx, rf, corpus, nodes, "compacting")
+        latencies, count = ack_latency(nodes, rate_mb, seconds)
+    run = RfRun(rf, acked, cpu, latencies[len(latencies) // 2],
+                latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], latencies[-1], count, path_cpu)
+    log(f"RF {rf}: {corpus.lines} lines acked replicated after {run.acked_secs:.3f}s, node CPU {cpu:.2f}s "
+        f"({run.cpu_per_gb(corpus.bytes):.2f} s/GB; compaction off {run.path_cpu_per_gb(corpus.bytes):.2f} s/GB); "
+        f"ack at {rate_mb} MB/s: p50 {run.p50_ms:.0f} ms, "
+        f"p99 {run.p99_ms:.0f} ms, max {run.max_ms:.0f} ms over {count} batches")
+    return run
+
+
+def cmd_replication(ctx: Ctx) -> ReplicationReport:
+    """RF 1, 2 and 3 on a loopback cluster of 2 ingest and 3 store nodes (section `bench/bench.py replication`).
+
+    For each RF, a fresh cluster (`sluice ingest` on 127.0.0.27-28, `sluice store` on .29-31, all with
+    `--replication-factor RF`): the run's 200-byte corpus (MB MiB) with `sluice forward` to both ingest
+    nodes (`--mode balance --guarantee replicated --json`), timed until the forwarder exits (every line
+    acknowledged `replicated`: committed with RF replicas), with the CPU of the five node processes
+    over that time (and again into fresh nodes with `--no-compact` on the stores: the ingest path alone,
+    on which the CPU target is checked, since each copy is compacted later on its store); then the
+    `replicated` ack latency at a steady RATE_MB MB/s for SECONDS s: batches of
+    500 lines over the batch protocol, one connection per ingest node, ms from each write to its OK.
+    Targets: RF 2 at most 2.3x the node CPU per GB of RF 1; p99 ack latency under 1 s.
+    """
+    args = ctx.args
+    args.timeout = args.timeout or 120 + 2 * args.mb
+    need_free(args.mb * 8)
+    r = ReplicationReport(ctx.run_id, machine_info(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                          commit_id(), args.mb, args.rf_rate_mb, args.rf_seconds)
+    r.corpus = c = gen_corpus(ctx, FWD_SIZE)
+    r.runs = [bench_rf(ctx, rf, c, args.rf_rate_mb, args.rf_seconds) for rf in (1, 2, 3)]
+    return r
+
+
+def render_replication(r: ReplicationReport) -> str:
+    m, c = r.machine, r.corpus
+    if c is None or not r.runs:
+        raise BenchError("a replication report holds its corpus and its runs")
+    one = r.runs[0]
+    rows = []
+    for run in r.runs:
+        cpu_ratio = run.cpu_per_gb(c.bytes) / one.cpu_per_gb(c.bytes) if one.node_cpu_secs else 0.0
+        path_ratio = run.path_cpu_secs / one.path_cpu_secs if one.path_cpu_secs else 0.0
+        target = ""
+        if run.rf == 2:
+            target = (f"path CPU ≤ {RF_TARGETS['cpu']:.1f}x: "
+                      + ("met" if path_ratio <= RF_TARGETS["cpu"] else "**missed**"))
+        rows.append([str(run.rf), f"{run.acked_secs:.2f}", mibs(c.bytes, run.acked_secs),
+                     f"{run.path_cpu_per_gb(c.bytes):.2f}", f"{path_ratio:.2f}",
+                     f"{run.cpu_per_gb(c.bytes):.2f}", f"{cpu_ratio:.2f}", f"{run.p50_ms:.0f}", f"{run.p99_ms:.0f}",
+                     f"{run.max_ms:.0f}", f"p99 < 1 s: " + ("met" if run.p99_ms < RF_TARGETS["p99_ms"] else "**missed**")
+                     + (f"; {target}" if target else "")])
+    out = ["## Replication: RF 1, 2 and 3 (bench/bench.py replication)", "",
+           f"Run {r.run_id} on {r.date}, commit {r.commit}: {m.cores} cores ({m.cpu}), {m.gib}.",
+           f"Command: `python3 bench/bench.py replication` (SLUICE_BENCH_MB={r.mb}, "
+           f"SLUICE_BENCH_RF_RATE_MB={r.rate_mb}, SLUICE_BENCH_RF_SECONDS={r.seconds}).",
+           f"Corpus: `sluice testsvc --size {c.size} --rate 0 --count {c.lines} --seed {SEED}`, {c.lines} lines, "
+           f"{mib(c.bytes)} MiB. Two `sluice ingest` and three `sluice store` nodes on 127.0.0.27-31 share the "
+           f"machine's {m.cores} cores with the forwarder.", "",
+           "\"acked\" is `sluice forward --mode balance --guarantee replicated` of the corpus to both ingest nodes, "
+           "until it exits (every line committed with RF replicas); node CPU is utime + stime of the five nodes "
+           "over that time, with compaction off on the stores (the ingest path: receive, write, replicate, commit) "
+           "and with it running (each store also compacts every copy it holds, as much as fits in the window). "
+           "Ack latency (compaction running): batches of 500 lines at a steady {r.rate_mb} MB/s for {r.seconds} s, "
+           "from each write to its `OK`.", ""]
+    out += table(["RF", "acked (s)", "MiB/s", "path CPU s/GB", "path / RF 1", "CPU s/GB, compacting",
+                  "compacting / RF 1", "ack p50 ms", "ack p99 ms", "ack max ms", "targets"], "-::::::::::", rows)
+    return "\n".join(out) + "\n"
+
+
 # ========================================================== output, main --
 
 NEW_FILE_HEADER = "# sluice benchmarks\n\nGenerated by `bench/bench.py` (see bench/README.md).\n\n"
@@ -2062,7 +2246,8 @@ def replace_generated(text: str, label: str, body: str) -> str:
 
 RENDER: dict[str, Callable[[Any], str]] = {"run": render_run, "protocols": render_protocols, "store": render_store,
                                            "compaction": render_compaction, "cluster": render_cluster,
-                                           "tail": render_tail, "histogram": render_histogram}
+                                           "tail": render_tail, "histogram": render_histogram,
+                                           "replication": render_replication}
 
 
 def build(ctx: Ctx) -> None:
@@ -2098,7 +2283,7 @@ def run_bench(ctx: Ctx, name: str) -> list[str]:
 
 
 def cmd_all(ctx: Ctx) -> None:
-    """run, protocols, store, compaction, cluster, tail and histogram, in that order, in one run directory."""
+    """run, protocols, store, compaction, cluster, tail, histogram and replication, in that order, in one run directory."""
 
 
 def cleanup(ctx: Ctx) -> None:
@@ -2176,12 +2361,15 @@ def canned() -> dict[str, Any]:
     histogram = HistogramReport("20260101T000000Z", m, "2026-01-01 00:00 UTC", "abc1234", 2048, 3, 2147483648,
                                 10683998, [HistogramQuery("every record", "", 0.05, 1.2, 10683998, 10683998, 60),
                                            HistogramQuery("`ERROR`", "ERROR", 0.3, 0.35, 104000, 104000, 60)])
+    replication = ReplicationReport("20260101T000000Z", m, "2026-01-01 00:00 UTC", "abc1234", 512, 10, 10, c200,
+                                    [RfRun(rf, 3.0 * rf, 4.0 * rf, 150.0, 400.0, 600.0, 1000, 2.0 * rf)
+                                     for rf in (1, 2, 3)])
     return {"run": run, "protocols": protocols, "store": store, "compaction": compaction, "cluster": cluster,
-            "tail": tail, "histogram": histogram}
+            "tail": tail, "histogram": histogram, "replication": replication}
 
 
 EXPECTED_ROWS = {"run": [2, 2, 3, 6, 1], "protocols": [4], "store": [4, 4], "compaction": [13],
-                 "cluster": [15], "tail": [2, 2], "histogram": [2]}  # per table
+                 "cluster": [15], "tail": [2, 2], "histogram": [2], "replication": [3]}  # per table
 
 
 def tables(markdown: str) -> list[tuple[str, int]]:
@@ -2228,7 +2416,8 @@ def selftest() -> int:
 
 COMMANDS: dict[str, Callable[[Ctx], Any]] = {"run": cmd_run, "protocols": cmd_protocols, "store": cmd_store,
                                              "compaction": cmd_compaction, "cluster": cmd_cluster, "tail": cmd_tail,
-                                             "histogram": cmd_histogram, "all": cmd_all, "selftest": selftest}
+                                             "histogram": cmd_histogram, "replication": cmd_replication, "all": cmd_all,
+                                             "selftest": selftest}
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
