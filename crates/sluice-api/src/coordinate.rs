@@ -45,7 +45,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{
     ApiState, error, metrics,
-    nodes::{Target, node_timeout_from, strict_from, targets, view_rf},
+    nodes::{Target, down_up_front, node_timeout_from, strict_from, targets, view_rf},
     query::{FRAMES_CONTENT_TYPE, Format, QueryParams, busy, start_local, stats_json},
 };
 
@@ -184,21 +184,10 @@ pub(crate) async fn query(
     };
     let view = state.cluster.membership.view();
     let targets = targets(&view);
-    let down: Vec<String> = targets
-        .iter()
-        .filter_map(|t| Some(format!("{} ({})", t.id, t.failed_up_front?)))
-        .collect();
-    if strict && !down.is_empty() {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "consistency strict: {} node(s) cannot answer: {}; retry when they are back, \
-                 or ask with consistency=partial",
-                down.len(),
-                down.join(", ")
-            ),
-        );
-    }
+    let down = match down_up_front(&targets, strict) {
+        Ok(down) => down,
+        Err(response) => return response,
+    };
     let (scanning, client) = match state.queries.enter().await {
         Ok(admitted) => admitted,
         Err(refused) => return busy(refused),

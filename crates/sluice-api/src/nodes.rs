@@ -90,6 +90,28 @@ fn up_front_failure(node: &NodeInfo, view: &ClusterView) -> Option<&'static str>
     None
 }
 
+/// The nodes known to be unable to answer before anything is asked, as
+/// `id (reason)`. Under `strict` any of them fails the request with 503
+/// before the first byte.
+pub(crate) fn down_up_front(targets: &[Target], strict: bool) -> Result<Vec<String>, Response> {
+    let down: Vec<String> = targets
+        .iter()
+        .filter_map(|t| Some(format!("{} ({})", t.id, t.failed_up_front?)))
+        .collect();
+    if strict && !down.is_empty() {
+        return Err(crate::error(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "consistency strict: {} node(s) cannot answer: {}; retry when they are back, \
+                 or ask with consistency=partial",
+                down.len(),
+                down.join(", ")
+            ),
+        ));
+    }
+    Ok(down)
+}
+
 /// The replication factor the cluster runs with: the largest one its
 /// nodes publish (1 until replication exists).
 pub(crate) fn view_rf(view: &ClusterView) -> u32 {

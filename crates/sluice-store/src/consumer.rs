@@ -14,7 +14,7 @@
 
 use std::{
     collections::HashMap,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -24,13 +24,12 @@ use std::{
 
 use futures_util::StreamExt;
 use rand::SeedableRng;
-use sluice_record::{OwnedRecord, RecordIter, Ulid};
-use sluice_storage::{
-    Fs, RecordCursor, SegmentScanner, SegmentWriter, StorageError, StoreSegmentWriter, WorkerPool,
-    merge::{Merge, Verdict},
-    store_segment::{self, ScanOptions, TMP_DIR},
-};
+use sluice_record::Ulid;
+use sluice_storage::{StorageError, store_segment::TMP_DIR};
 
+mod files;
+
+use self::files::{Downloaded, store_inputs, verify_and_sort};
 use crate::{
     Store, metrics,
     replicate::{ReplicateError, Replication},
@@ -147,6 +146,37 @@ impl Lease {
     /// Give everything back instead of writing it.
     fn past_half(&self, now: Instant) -> bool {
         self.first_lent.is_some() && self.held(now) > self.length / 2
+    }
+}
+
+/// A reason for a lane to lend nothing, logged and published (the gauge
+/// `sluice_store_gather_blocked{reason}`) once per change, not per pause.
+struct Gate {
+    reason: &'static str,
+    closed: bool,
+}
+
+impl Gate {
+    fn new(reason: &'static str) -> Gate {
+        Gate {
+            reason,
+            closed: false,
+        }
+    }
+
+    /// Close or open the gate; `why` says why it closes. Returns whether it
+    /// is closed.
+    fn set(&mut self, closed: bool, why: impl FnOnce() -> String) -> bool {
+        if closed != self.closed {
+            self.closed = closed;
+            metrics::gather_blocked(self.reason, closed);
+            if closed {
+                tracing::warn!(reason = self.reason, "{}", why());
+            } else {
+                tracing::info!(reason = self.reason, "the lane lends again");
+            }
+        }
+        closed
     }
 }
 
@@ -313,57 +343,29 @@ impl Consumer {
     /// it, and again.
     async fn lane(&self, lane: usize, shutdown: Arc<AtomicBool>) {
         let mut rng = rand::rngs::SmallRng::from_os_rng();
-        let mut blocked = false;
-        let mut full = false;
+        let mut too_few = Gate::new("too_few_stores");
+        let mut full = Gate::new("disk_full");
         while !shutdown.load(Ordering::Relaxed) {
             // A store over --max-disk takes nothing new (it is `readonly`):
             // the segments stay with their ingesters for other stores.
-            let now_full = matches!(self.store.over_max_disk(), Ok(Some(_)));
-            if now_full != full {
-                full = now_full;
-                metrics::gather_blocked("disk_full", full);
-                if full {
-                    tracing::warn!(
-                        lane,
-                        "the store is over --max-disk: this lane lends nothing until retention frees room"
-                    );
-                } else {
-                    tracing::info!(
-                        lane,
-                        "the store is under --max-disk again: this lane lends again"
-                    );
-                }
-            }
-            if full {
+            let over = matches!(self.store.over_max_disk(), Ok(Some(_)));
+            let fewer = self.config.replication.as_ref().map(|replication| {
+                let ready = replication.source.targets().len();
+                (ready < replication.others(), ready, replication.rf)
+            });
+            let stop_full = full.set(over, || {
+                format!("lane {lane}: the store is over --max-disk; it lends nothing until retention frees room")
+            });
+            let stop_few = too_few.set(fewer.is_some_and(|f| f.0), || {
+                let (_, ready, rf) = fewer.unwrap_or_default();
+                format!(
+                    "lane {lane}: {ready} other store(s) ready, RF {rf} needs {}; it lends nothing, and ingesters keep their data until enough stores are back",
+                    rf.saturating_sub(1)
+                )
+            });
+            if stop_full || stop_few {
                 tokio::time::sleep(IDLE_PAUSE).await;
                 continue;
-            }
-            if let Some(replication) = &self.config.replication {
-                let ready = replication.source.targets().len();
-                let now_blocked = ready < replication.others();
-                if now_blocked != blocked {
-                    blocked = now_blocked;
-                    metrics::gather_blocked("too_few_stores", blocked);
-                    if blocked {
-                        tracing::warn!(
-                            lane,
-                            rf = replication.rf,
-                            other_ready_stores = ready,
-                            "fewer than RF stores are ready: this lane lends nothing, and ingesters keep their data until enough stores are back"
-                        );
-                    } else {
-                        tracing::info!(
-                            lane,
-                            rf = replication.rf,
-                            other_ready_stores = ready,
-                            "enough stores are ready again: this lane lends again"
-                        );
-                    }
-                }
-                if blocked {
-                    tokio::time::sleep(IDLE_PAUSE).await;
-                    continue;
-                }
             }
             let ingesters = self.config.ingesters.ingesters();
             let Some(picked) = pick(&ingesters, &mut rng) else {
@@ -704,171 +706,11 @@ impl Consumer {
     }
 }
 
-/// Verify every checksum of a downloaded segment, and that no payload
-/// holds a newline: this is where data crosses from ingest to store, and
-/// block files end each line at its newline. Ingest segments are sorted
-/// by id per connection; one that is not (clock games, or a future protocol
-/// with origin times) is rewritten sorted, which is bounded by the segment
-/// size. Returns the smallest and largest id and the record count.
-fn verify_and_sort(fs: &dyn Fs, path: &Path) -> Result<(Ulid, Ulid, u64), ConsumeError> {
-    let mut scanner = SegmentScanner::open(fs, path)?;
-    let mut sorted = true;
-    let mut last: Option<Ulid> = None;
-    let mut min: Option<Ulid> = None;
-    let mut max: Option<Ulid> = None;
-    let mut records = 0u64;
-    while let Some((header, body)) = scanner.next_batch()? {
-        for record in RecordIter::new(body, header.count) {
-            let record = record.map_err(|source| StorageError::Corrupt {
-                path: path.to_path_buf(),
-                offset: 0,
-                source,
-            })?;
-            if memchr::memchr(b'\n', record.payload).is_some() {
-                return Err(ConsumeError::NewlineInPayload {
-                    path: path.to_path_buf(),
-                    id: record.id,
-                });
-            }
-            if last.is_some_and(|l| record.id <= l) {
-                sorted = false;
-            }
-            last = Some(record.id);
-            min = Some(min.map_or(record.id, |m| m.min(record.id)));
-            max = Some(max.map_or(record.id, |m| m.max(record.id)));
-            records += 1;
-        }
-    }
-    let (Some(min), Some(max)) = (min, max) else {
-        return Err(ConsumeError::Merge(format!(
-            "segment {} holds no record",
-            path.display()
-        )));
-    };
-    if !sorted {
-        sort_segment(fs, path)?;
-    }
-    Ok((min, max, records))
-}
-
-fn sort_segment(fs: &dyn Fs, path: &Path) -> Result<(), ConsumeError> {
-    let mut records: Vec<OwnedRecord> = Vec::new();
-    let mut scanner = SegmentScanner::open(fs, path)?;
-    while let Some((header, body)) = scanner.next_batch()? {
-        for record in RecordIter::new(body, header.count).flatten() {
-            records.push(record.to_owned_record());
-        }
-    }
-    records.sort_by_key(|r| r.id);
-    let sorted_path = path.with_extension("sorted");
-    let _ = fs.remove_file(&sorted_path);
-    let mut writer = SegmentWriter::create(fs, &sorted_path)?;
-    let mut encoder = sluice_record::BatchEncoder::new();
-    for chunk in records.chunks(4096) {
-        encoder.begin();
-        for r in chunk {
-            encoder.push(r.as_record());
-        }
-        let (first, last) = (chunk[0].id, chunk[chunk.len() - 1].id);
-        writer.append(encoder.finish(), chunk.len() as u32, first, last)?;
-    }
-    drop(writer);
-    fs.rename(&sorted_path, path)
-        .map_err(StorageError::io("replace unsorted download", path))?;
-    Ok(())
-}
-
-/// A verified download, as the blocking write step needs it.
-struct Downloaded {
-    /// The ingest segment it came from.
-    id: Ulid,
-    path: PathBuf,
-    min: Ulid,
-    max: Ulid,
-    records: u64,
-}
-
-/// Make downloaded inputs durable store segments, as batch files (so they
-/// are queryable at once; compaction makes block files of them later).
-/// Inputs whose id ranges overlap no other (one connection's consecutive
-/// segments) are adopted as they are; otherwise they are merged by id into
-/// one new batch file.
-fn store_inputs(
-    fs: &dyn Fs,
-    dir: &Path,
-    mut inputs: Vec<Downloaded>,
-) -> Result<Vec<Written>, ConsumeError> {
-    inputs.sort_by_key(|d| d.min);
-    let disjoint = inputs.windows(2).all(|w| w[0].max < w[1].min);
-    if disjoint {
-        let mut names = Vec::with_capacity(inputs.len());
-        for input in &inputs {
-            let meta = store_segment::adopt(fs, dir, &input.path, input.min, input.max)?;
-            metrics::segment_written(input.records, meta.bytes, 0, 1);
-            names.push(Written {
-                name: meta.name,
-                inputs: vec![input.id],
-            });
-        }
-        fs.sync_dir(dir)
-            .map_err(StorageError::io("fsync store dir", dir))?;
-        return Ok(names);
-    }
-    merge_inputs(fs, dir, inputs)
-}
-
-/// Merge downloaded inputs, sorted by smallest id, into one durable batch
-/// file.
-fn merge_inputs(
-    fs: &dyn Fs,
-    dir: &Path,
-    inputs: Vec<Downloaded>,
-) -> Result<Vec<Written>, ConsumeError> {
-    let mins: Vec<Ulid> = inputs.iter().map(|d| d.min).collect();
-    // Downloads are batch files: there are no blocks to decode.
-    let options = ScanOptions::new(WorkerPool::inline());
-    let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
-        store_segment::open_cursor(fs, &inputs[i].path, &options)
-    };
-    let keep_all = |_: &sluice_record::Record<'_>| Verdict::Keep;
-    let mut writer = StoreSegmentWriter::batches(fs, dir)?;
-    let mut merge = Merge::new(&mins, &mut open, &keep_all);
-    let written = merge.run_fallible(|record| writer.push(*record));
-    let stats = merge.stats;
-    if let Err(err) = written {
-        writer.abort();
-        return Err(err.into());
-    }
-    if let Some((idx, err)) = stats.failed.first() {
-        writer.abort();
-        return Err(ConsumeError::Merge(format!(
-            "{}: {err}",
-            inputs[*idx].path.display()
-        )));
-    }
-    let records = writer.records();
-    let duplicates = writer.duplicates() + stats.duplicates_removed;
-    let Some(meta) = writer.finish()? else {
-        return Ok(Vec::new());
-    };
-    metrics::segment_written(records, meta.bytes, duplicates, inputs.len());
-    tracing::debug!(segment = %meta.name, records, inputs = inputs.len(), "store segment written");
-    Ok(vec![Written {
-        name: meta.name,
-        inputs: inputs.iter().map(|d| d.id).collect(),
-    }])
-}
-
-/// A store segment a cycle wrote, and the ingest segments it holds.
-struct Written {
-    name: String,
-    inputs: Vec<Ulid>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_storage::MemFs;
+    use sluice_storage::{Fs, MemFs, SegmentWriter};
+    use std::path::Path;
 
     #[test]
     fn a_lease_stops_gathering_at_a_quarter_and_gives_back_past_half() {

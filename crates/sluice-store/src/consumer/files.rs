@@ -1,0 +1,176 @@
+//! The consumer's blocking file work: verify (and sort) a download, then
+//! make the downloads durable store segments, adopted as they are or
+//! merged by id into one.
+
+use std::path::{Path, PathBuf};
+
+use sluice_record::{OwnedRecord, RecordIter, Ulid};
+use sluice_storage::{
+    Fs, RecordCursor, SegmentScanner, SegmentWriter, StorageError, StoreSegmentWriter, WorkerPool,
+    merge::{Merge, Verdict},
+    store_segment::{self, ScanOptions},
+};
+
+use super::ConsumeError;
+use crate::metrics;
+
+/// Verify every checksum of a downloaded segment, and that no payload
+/// holds a newline: this is where data crosses from ingest to store, and
+/// block files end each line at its newline. Ingest segments are sorted
+/// by id per connection; one that is not (clock games, or a future protocol
+/// with origin times) is rewritten sorted, which is bounded by the segment
+/// size. Returns the smallest and largest id and the record count.
+pub(super) fn verify_and_sort(fs: &dyn Fs, path: &Path) -> Result<(Ulid, Ulid, u64), ConsumeError> {
+    let mut scanner = SegmentScanner::open(fs, path)?;
+    let mut sorted = true;
+    let mut last: Option<Ulid> = None;
+    let mut min: Option<Ulid> = None;
+    let mut max: Option<Ulid> = None;
+    let mut records = 0u64;
+    while let Some((header, body)) = scanner.next_batch()? {
+        for record in RecordIter::new(body, header.count) {
+            let record = record.map_err(|source| StorageError::Corrupt {
+                path: path.to_path_buf(),
+                offset: 0,
+                source,
+            })?;
+            if memchr::memchr(b'\n', record.payload).is_some() {
+                return Err(ConsumeError::NewlineInPayload {
+                    path: path.to_path_buf(),
+                    id: record.id,
+                });
+            }
+            if last.is_some_and(|l| record.id <= l) {
+                sorted = false;
+            }
+            last = Some(record.id);
+            min = Some(min.map_or(record.id, |m| m.min(record.id)));
+            max = Some(max.map_or(record.id, |m| m.max(record.id)));
+            records += 1;
+        }
+    }
+    let (Some(min), Some(max)) = (min, max) else {
+        return Err(ConsumeError::Merge(format!(
+            "segment {} holds no record",
+            path.display()
+        )));
+    };
+    if !sorted {
+        sort_segment(fs, path)?;
+    }
+    Ok((min, max, records))
+}
+
+fn sort_segment(fs: &dyn Fs, path: &Path) -> Result<(), ConsumeError> {
+    let mut records: Vec<OwnedRecord> = Vec::new();
+    let mut scanner = SegmentScanner::open(fs, path)?;
+    while let Some((header, body)) = scanner.next_batch()? {
+        for record in RecordIter::new(body, header.count).flatten() {
+            records.push(record.to_owned_record());
+        }
+    }
+    records.sort_by_key(|r| r.id);
+    let sorted_path = path.with_extension("sorted");
+    let _ = fs.remove_file(&sorted_path);
+    let mut writer = SegmentWriter::create(fs, &sorted_path)?;
+    let mut encoder = sluice_record::BatchEncoder::new();
+    for chunk in records.chunks(4096) {
+        encoder.begin();
+        for r in chunk {
+            encoder.push(r.as_record());
+        }
+        let (first, last) = (chunk[0].id, chunk[chunk.len() - 1].id);
+        writer.append(encoder.finish(), chunk.len() as u32, first, last)?;
+    }
+    drop(writer);
+    fs.rename(&sorted_path, path)
+        .map_err(StorageError::io("replace unsorted download", path))?;
+    Ok(())
+}
+
+/// A verified download, as the blocking write step needs it.
+pub(super) struct Downloaded {
+    /// The ingest segment it came from.
+    pub(super) id: Ulid,
+    pub(super) path: PathBuf,
+    pub(super) min: Ulid,
+    pub(super) max: Ulid,
+    pub(super) records: u64,
+}
+
+/// Make downloaded inputs durable store segments, as batch files (so they
+/// are queryable at once; compaction makes block files of them later).
+/// Inputs whose id ranges overlap no other (one connection's consecutive
+/// segments) are adopted as they are; otherwise they are merged by id into
+/// one new batch file.
+pub(super) fn store_inputs(
+    fs: &dyn Fs,
+    dir: &Path,
+    mut inputs: Vec<Downloaded>,
+) -> Result<Vec<Written>, ConsumeError> {
+    inputs.sort_by_key(|d| d.min);
+    let disjoint = inputs.windows(2).all(|w| w[0].max < w[1].min);
+    if disjoint {
+        let mut names = Vec::with_capacity(inputs.len());
+        for input in &inputs {
+            let meta = store_segment::adopt(fs, dir, &input.path, input.min, input.max)?;
+            metrics::segment_written(input.records, meta.bytes, 0, 1);
+            names.push(Written {
+                name: meta.name,
+                inputs: vec![input.id],
+            });
+        }
+        fs.sync_dir(dir)
+            .map_err(StorageError::io("fsync store dir", dir))?;
+        return Ok(names);
+    }
+    merge_inputs(fs, dir, inputs)
+}
+
+/// Merge downloaded inputs, sorted by smallest id, into one durable batch
+/// file.
+fn merge_inputs(
+    fs: &dyn Fs,
+    dir: &Path,
+    inputs: Vec<Downloaded>,
+) -> Result<Vec<Written>, ConsumeError> {
+    let mins: Vec<Ulid> = inputs.iter().map(|d| d.min).collect();
+    // Downloads are batch files: there are no blocks to decode.
+    let options = ScanOptions::new(WorkerPool::inline());
+    let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
+        store_segment::open_cursor(fs, &inputs[i].path, &options)
+    };
+    let keep_all = |_: &sluice_record::Record<'_>| Verdict::Keep;
+    let mut writer = StoreSegmentWriter::batches(fs, dir)?;
+    let mut merge = Merge::new(&mins, &mut open, &keep_all);
+    let written = merge.run_fallible(|record| writer.push(*record));
+    let stats = merge.stats;
+    if let Err(err) = written {
+        writer.abort();
+        return Err(err.into());
+    }
+    if let Some((idx, err)) = stats.failed.first() {
+        writer.abort();
+        return Err(ConsumeError::Merge(format!(
+            "{}: {err}",
+            inputs[*idx].path.display()
+        )));
+    }
+    let records = writer.records();
+    let duplicates = writer.duplicates() + stats.duplicates_removed;
+    let Some(meta) = writer.finish()? else {
+        return Ok(Vec::new());
+    };
+    metrics::segment_written(records, meta.bytes, duplicates, inputs.len());
+    tracing::debug!(segment = %meta.name, records, inputs = inputs.len(), "store segment written");
+    Ok(vec![Written {
+        name: meta.name,
+        inputs: inputs.iter().map(|d| d.id).collect(),
+    }])
+}
+
+/// A store segment a cycle wrote, and the ingest segments it holds.
+pub(super) struct Written {
+    pub(super) name: String,
+    pub(super) inputs: Vec<Ulid>,
+}
