@@ -280,3 +280,33 @@ fn a_store_over_its_disk_limit_turns_readonly_and_replicas_go_elsewhere() {
     let all: Vec<String> = first.iter().chain(&then).cloned().collect();
     assert_each_once(&a, &all);
 }
+
+#[test]
+fn histogram_and_topics_count_each_record_once_when_two_stores_hold_it() {
+    let nodes = start_cluster(&["ingest", "store", "store"], RF2);
+    let sent = lines("counted", 700);
+    send_replicated(&nodes[0], &sent);
+    for asked in &nodes[1..] {
+        let (status, body) = http_get(&asked.api(), "/histogram?from=1h&buckets=10").unwrap();
+        assert_eq!(status, 200, "{body}");
+        let histogram: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let sum: u64 = histogram["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            sum,
+            sent.len() as u64,
+            "each record once, not once per copy: {body}"
+        );
+        assert_eq!(histogram["total"], sent.len() as u64);
+        assert_eq!(histogram["complete"], true);
+        let (status, body) = http_get(&asked.api(), "/topics?from=1h").unwrap();
+        assert_eq!(status, 200, "{body}");
+        let topics: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(topics["topics"][0]["records"], sent.len() as u64, "{body}");
+        assert_eq!(topics["nodes_queried"], 3);
+    }
+}

@@ -42,6 +42,7 @@ use serde_json::{Value, json};
 use sluice_query::{
     Query, Sources,
     count::{CountStats, DEFAULT_BUCKETS, Histogram, MAX_BUCKETS, Tally, TopicCounts},
+    frames::Frame,
     gather::{QueriedNode, verdict},
     time::format_ms,
 };
@@ -51,7 +52,7 @@ use crate::{
     ApiState,
     coordinate::is_alone,
     error,
-    nodes::{Target, node_timeout_from, strict_from, targets, view_rf},
+    nodes::{Target, down_up_front, node_timeout_from, strict_from, targets, view_rf},
     query::{QueryParams, busy, local_scan, local_sources, no_data_role, parse, report_corruption},
 };
 
@@ -73,6 +74,14 @@ pub(crate) struct CountParams {
 }
 
 impl CountParams {
+    /// `consistency` (strict or not) and `node_timeout`, as `/query` reads them.
+    fn consistency(&self, state: &ApiState) -> Result<(bool, std::time::Duration), Response> {
+        Ok((
+            strict_from(self.consistency.as_deref())?,
+            node_timeout_from(state, self.node_timeout.as_deref())?,
+        ))
+    }
+
     /// The query counted (its range resolved now), and the bucket count.
     fn parse(&self) -> Result<(Query, u32), Response> {
         let params = QueryParams {
@@ -285,21 +294,7 @@ where
 {
     let view = state.cluster.membership.view();
     let targets = targets(&view);
-    let down: Vec<String> = targets
-        .iter()
-        .filter_map(|t| Some(format!("{} ({})", t.id, t.failed_up_front?)))
-        .collect();
-    if strict && !down.is_empty() {
-        return Err(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "consistency strict: {} node(s) cannot answer: {}; retry when they are back, \
-                 or ask with consistency=partial",
-                down.len(),
-                down.join(", ")
-            ),
-        ));
-    }
+    down_up_front(&targets, strict)?;
     let ask = |t: &Target| {
         let t = t.clone();
         let http = state.cluster.http.clone();
@@ -469,18 +464,32 @@ pub(crate) async fn histogram(
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
-    let (strict, timeout) = match (
-        strict_from(params.consistency.as_deref()),
-        node_timeout_from(&state, params.node_timeout.as_deref()),
-    ) {
-        (Ok(s), Ok(t)) => (s, t),
-        (Err(response), _) | (_, Err(response)) => return response,
+    let (strict, timeout) = match params.consistency(&state) {
+        Ok(rules) => rules,
+        Err(response) => return response,
     };
+    let empty = Histogram::new(query.from_ms, query.to_ms, buckets);
+    if copies_on_several_stores(&state, &params) {
+        let mut counted = empty;
+        let deduped = count_deduped(&state, &params, &query, |record| {
+            if let Some(k) = counted.bucket_of(record.id.timestamp_ms()) {
+                counted.counts[k] += 1;
+            }
+        })
+        .await;
+        return match deduped {
+            Ok(fields) => {
+                let mut out = histogram_json(&counted);
+                add_cluster_fields(&mut out, &fields);
+                json_ok(&out)
+            }
+            Err(response) => response,
+        };
+    }
     let (scanning, client) = match state.queries.enter().await {
         Ok(admitted) => admitted,
         Err(refused) => return busy(refused),
     };
-    let empty = Histogram::new(query.from_ms, query.to_ms, buckets);
     let local = params.scope.as_deref() == Some("local");
     if local || is_alone(&state) {
         let admitted = (scanning, client);
@@ -559,13 +568,27 @@ pub(crate) async fn topics(
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
-    let (strict, timeout) = match (
-        strict_from(params.consistency.as_deref()),
-        node_timeout_from(&state, params.node_timeout.as_deref()),
-    ) {
-        (Ok(s), Ok(t)) => (s, t),
-        (Err(response), _) | (_, Err(response)) => return response,
+    let (strict, timeout) = match params.consistency(&state) {
+        Ok(rules) => rules,
+        Err(response) => return response,
     };
+    if copies_on_several_stores(&state, &params) {
+        let mut counted: BTreeMap<String, u64> = BTreeMap::new();
+        let deduped = count_deduped(&state, &params, &query, |record| {
+            *counted
+                .entry(String::from_utf8_lossy(record.topic).into_owned())
+                .or_insert(0) += 1;
+        })
+        .await;
+        return match deduped {
+            Ok(fields) => {
+                let mut out = topics_json(&counted);
+                add_cluster_fields(&mut out, &fields);
+                json_ok(&out)
+            }
+            Err(response) => response,
+        };
+    }
     let (scanning, client) = match state.queries.enter().await {
         Ok(admitted) => admitted,
         Err(refused) => return busy(refused),
@@ -613,6 +636,80 @@ pub(crate) async fn topics(
     let mut out = topics_json(&total);
     gathered.add_fields(&mut out);
     json_ok(&out)
+}
+
+/// Whether a count over the cluster must drop copies: with a replication
+/// factor above 1 every record is on several stores, and summing each
+/// node's count would count it once per copy.
+fn copies_on_several_stores(state: &ApiState, params: &CountParams) -> bool {
+    params.scope.as_deref() != Some("local")
+        && !is_alone(state)
+        && view_rf(&state.cluster.membership.view()) > 1
+}
+
+/// Count through the coordinated query instead: every node sends the ids
+/// and topics of its matches (`format=ids`, no payloads), the merge drops
+/// copies by id, and `each` sees every record once. Returns the query's
+/// stats (`nodes_queried`, `nodes_failed`, `complete`). This costs 16 bytes
+/// and the topic per match on the network, where the sum costs one number
+/// per bucket: exact, not cheap.
+async fn count_deduped(
+    state: &ApiState,
+    params: &CountParams,
+    query: &Query,
+    mut each: impl FnMut(&sluice_record::Record<'_>),
+) -> Result<serde_json::Map<String, Value>, Response> {
+    let asked = QueryParams {
+        from: Some(query.from_ms.to_string()),
+        to: Some(query.to_ms.to_string()),
+        q: params.q.clone(),
+        regex: params.regex,
+        i: params.i,
+        topic: params.topic.clone(),
+        format: Some("ids".into()),
+        consistency: params.consistency.clone(),
+        node_timeout: params.node_timeout.clone(),
+        ..QueryParams::default()
+    };
+    let response = crate::query::query(State(state.clone()), Params(asked)).await;
+    if !response.status().is_success() {
+        return Err(response);
+    }
+    let mut chunks = response.into_body().into_data_stream();
+    let mut decoder = sluice_query::frames::FrameDecoder::new();
+    loop {
+        match decoder.next_frame() {
+            Ok(Some(Frame::Records(records))) => records.iter().for_each(|r| each(&r)),
+            Ok(Some(Frame::Progress(_) | Frame::Lagged(_))) => {}
+            Ok(Some(Frame::Stats(stats))) => return Ok(stats),
+            Ok(Some(Frame::Error(message))) => {
+                return Err(error(StatusCode::SERVICE_UNAVAILABLE, message));
+            }
+            Ok(None) => match chunks.next().await {
+                Some(Ok(chunk)) => decoder.push(&chunk),
+                Some(Err(e)) => {
+                    return Err(error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("the coordinated count failed: {e}"),
+                    ));
+                }
+                None => decoder.finish(),
+            },
+            Err(e) => {
+                return Err(error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the coordinated count's answer is broken: {e}"),
+                ));
+            }
+        }
+    }
+}
+
+/// Copy the cluster fields of a coordinated query's stats into `out`.
+fn add_cluster_fields(out: &mut Value, stats: &serde_json::Map<String, Value>) {
+    for key in ["nodes_queried", "nodes_failed", "complete"] {
+        out[key] = stats.get(key).cloned().unwrap_or(Value::Null);
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 //! | `direction` | `forward`: oldest first; `backward`: the newest `limit` records (1 to `sluice_query::newest::MAX_BACKWARD_LIMIT`), in descending id order, reading only the newest segments and blocks it needs | `forward` |
 //! | `after`  | resume cursor: only records with a larger ULID            | none    |
 //! | `stats`  | `true`: run the query, return only the plan and counts    | `false` |
-//! | `format` | `raw`: `<ulid> <topic> <payload>\n`; `json`: one object per line; `frames`: the framed answer of `sluice_query::frames` (records, progress, stats); `ids`: frames of ids only | `raw` |
+//! | `format` | `raw`: `<ulid> <topic> <payload>\n`; `json`: one object per line; `frames`: the framed answer of `sluice_query::frames` (records, progress, stats); `ids`: frames of ids and topics, no payloads | `raw` |
 //! | `consistency` | `partial` or `strict`: what a node that cannot answer does to the query | `partial` |
 //! | `node_timeout` | how long to wait for a silent node, e.g. `10s` | the node's `--node-timeout` |
 //! | `scope` | `local`: this node's store and ingest segments only | the whole cluster |
@@ -106,7 +106,7 @@ pub(crate) enum Format {
     Json,
     /// The framed protocol of `sluice_query::frames`, ending with stats.
     Frames,
-    /// Frames whose records carry their id only (topic `-`, no payload):
+    /// Frames whose records carry their id and topic, no payload:
     /// what a coordinator asks for when it only counts (`stats=true`).
     Ids,
 }
@@ -640,10 +640,11 @@ impl sluice_query::RecordSink for LocalSink {
             Format::Raw => write_raw(&mut self.out, record),
             Format::Json => write_json(&mut self.out, record),
             Format::Frames | Format::Ids => {
+                // Ids and topics, no payload: what a count needs.
                 let id_only = Record {
                     id: record.id,
                     flags: record.flags,
-                    topic: b"-",
+                    topic: record.topic,
                     payload: b"",
                 };
                 let pushed = match self.format {
