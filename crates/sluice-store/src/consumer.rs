@@ -181,6 +181,16 @@ impl Gate {
 }
 
 /// Pick an ingester at random, weighted by [`Ingester::weight`].
+/// Record a written store segment in the store's manifest.
+fn note_batch(store: &Store, name: &str, holders: &[String]) {
+    match sluice_storage::SegmentMeta::parse(name, 0) {
+        Ok(meta) => store.note_batch(&meta, holders),
+        Err(err) => {
+            tracing::warn!(segment = name, error = %err, "a written segment's name does not parse; not recorded in the manifest")
+        }
+    }
+}
+
 fn pick<'a>(ingesters: &'a [Ingester], rng: &mut impl rand::Rng) -> Option<&'a Ingester> {
     let total: u64 = ingesters.iter().map(|i| u64::from(i.weight.max(1))).sum();
     if total == 0 {
@@ -466,6 +476,7 @@ impl Consumer {
                     Ok(targets) => {
                         let mut holders = vec![replication.source.self_id()];
                         holders.extend(targets);
+                        note_batch(&self.store, &segment.name, &holders);
                         for id in &segment.inputs {
                             replicas.insert(*id, holders.clone());
                         }
