@@ -52,6 +52,11 @@ pub struct Args {
     /// queried and failed) as JSON instead of records.
     #[arg(long)]
     stats: bool,
+    /// Only the records the node at --api holds itself (its store and ingest
+    /// segments), not the whole cluster's: to see what one node keeps, such
+    /// as each store's copies with --replication-factor above 1.
+    #[arg(long, conflicts_with_all = ["histogram", "consistency", "node_timeout"])]
+    local: bool,
     /// What a node that cannot answer does to the query: partial goes on with the
     /// others, names the failed nodes on stderr and exits 3; strict fails the query.
     #[arg(long, default_value = "partial", value_parser = ["partial", "strict"], env = "SLUICE_CONSISTENCY")]
@@ -115,7 +120,11 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         params.push(("format", "frames".into()));
     }
-    params.push(("consistency", args.consistency.clone()));
+    if args.local {
+        params.push(("scope", "local".into()));
+    } else {
+        params.push(("consistency", args.consistency.clone()));
+    }
     if let Some(timeout) = args.node_timeout {
         params.push(("node_timeout", format!("{}ms", timeout.as_millis())));
     }

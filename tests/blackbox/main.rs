@@ -22,6 +22,7 @@ mod query_limits;
 mod recovery;
 mod repair;
 mod replication;
+mod replication_faults;
 mod spool;
 mod store_blocks;
 mod syslog;
