@@ -15,6 +15,7 @@
 //! - [`batch`]: the checksummed batch frame used on disk (ingest segments,
 //!   store segments) and on the wire between ingesters and stores.
 //! - [`wire`]: the text-framed batch protocol clients speak to port 7653.
+//! - [`labels`]: label sets (Loki streams) in a topic's canonical text form.
 //! - [`intake`]: the one connection loop of the intake layer (the
 //!   ingester's ports and the forwarder's agent) and the [`intake::Protocol`]
 //!   trait each protocol implements.
@@ -27,6 +28,7 @@ pub mod batch;
 pub mod framing;
 mod id;
 pub mod intake;
+pub mod labels;
 pub mod read_buffer;
 pub mod wire;
 
