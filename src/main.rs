@@ -43,6 +43,8 @@ enum Command {
     Ingest(cmd::node::IngestNode),
     /// Run a store node of a cluster: it consumes from every ingester it finds by gossip and keeps what it takes.
     Store(cmd::node::StoreNode),
+    /// Count each record's copies across the live stores in a time range, and copy again what has fewer than the replication factor.
+    Repair(cmd::repair::Args),
     /// Show the cluster's nodes, or forget a dead one.
     #[command(subcommand)]
     Cluster(cmd::cluster::Command),
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Ingeststore(args) => cmd::node::run_both(args),
         Command::Ingest(args) => cmd::node::run_ingest(args),
         Command::Store(args) => cmd::node::run_store(args),
+        Command::Repair(args) => cmd::repair::run(args),
         Command::Cluster(command) => cmd::cluster::run(command),
         Command::Query(args) => cmd::query::run(args),
         Command::Stream(args) => cmd::stream::run(args),

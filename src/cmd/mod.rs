@@ -8,5 +8,6 @@ pub mod node;
 pub mod print;
 pub mod progress;
 pub mod query;
+pub mod repair;
 pub mod stream;
 pub mod testsvc;

@@ -99,6 +99,9 @@ pub struct NodeOptions {
     pub wait_ready: bool,
     /// `SLUICE_LOG` (default `"info"`).
     pub log_filter: String,
+    /// More environment variables, such as a flag only some roles take
+    /// (`SLUICE_REPAIR_AFTER`) for a whole cluster (default none).
+    pub env: Vec<(String, String)>,
     /// Whether its gossip is behind a [`UdpFaultProxy`] of its own, which
     /// it advertises (`--advertise-gossip`) and which its seeds go
     /// through (default false). Read at the first start only.
@@ -119,6 +122,7 @@ impl Default for NodeOptions {
             gossip: true,
             wait_ready: true,
             log_filter: "info".to_string(),
+            env: Vec::new(),
             gossip_proxy: false,
             api_proxy: false,
         }
@@ -159,6 +163,12 @@ impl NodeOptions {
     /// Return from start once the ports file is there, before `/ready`.
     pub fn no_wait_ready(mut self) -> Self {
         self.wait_ready = false;
+        self
+    }
+
+    /// Add an environment variable.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
         self
     }
 
@@ -522,6 +532,7 @@ impl ClusterNode {
         let child = command
             .args(&self.options.args)
             .env("SLUICE_LOG", &self.options.log_filter)
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -20,6 +20,7 @@ mod partition;
 mod query;
 mod query_limits;
 mod recovery;
+mod repair;
 mod replication;
 mod spool;
 mod store_blocks;

@@ -8,7 +8,7 @@ use crate::{cluster_harness::*, harness::*};
 const RF2: &[&str] = &["--replication-factor", "2"];
 
 /// The payloads store `node` holds alone (`scope=local`), in id order.
-fn local_payloads(node: &ClusterNode) -> Vec<String> {
+pub(crate) fn local_payloads(node: &ClusterNode) -> Vec<String> {
     let (status, body) = http_get(&node.api(), "/query?scope=local&from=24h&format=json")
         .unwrap_or_else(|| panic!("{}: /query: no answer", node.name()));
     assert_eq!(status, 200, "{}: {body}", node.name());
@@ -22,7 +22,7 @@ fn local_payloads(node: &ClusterNode) -> Vec<String> {
 }
 
 /// How many of `stores` hold each line of `sent` (each store counted once).
-fn copies(stores: &[&ClusterNode], sent: &[String]) -> BTreeMap<String, usize> {
+pub(crate) fn copies(stores: &[&ClusterNode], sent: &[String]) -> BTreeMap<String, usize> {
     let mut count: BTreeMap<String, usize> = sent.iter().map(|l| (l.clone(), 0)).collect();
     for store in stores {
         let mut held = local_payloads(store);
@@ -38,11 +38,11 @@ fn copies(stores: &[&ClusterNode], sent: &[String]) -> BTreeMap<String, usize> {
 }
 
 /// Lines `"{tag} {i:05}"`.
-fn lines(tag: &str, n: usize) -> Vec<String> {
+pub(crate) fn lines(tag: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{tag} {i:05}")).collect()
 }
 
-fn joined(lines: &[String]) -> Vec<u8> {
+pub(crate) fn joined(lines: &[String]) -> Vec<u8> {
     lines
         .iter()
         .flat_map(|l| format!("{l}\n").into_bytes())
@@ -51,7 +51,7 @@ fn joined(lines: &[String]) -> Vec<u8> {
 
 /// Send `lines` through `sluice forward --guarantee replicated` to
 /// `ingester`; every one is acked.
-fn send_replicated(ingester: &ClusterNode, lines: &[String]) {
+pub(crate) fn send_replicated(ingester: &ClusterNode, lines: &[String]) {
     let forwarder = Forwarder::stdin(
         &[&format!("sluice://{}", ingester.batch())],
         &["--guarantee", "replicated"],
@@ -66,7 +66,7 @@ fn send_replicated(ingester: &ClusterNode, lines: &[String]) {
 
 /// Every line of `sent` is answered once by a cluster query on `node`
 /// (`partial`: a dead node may be named, the exit status is then 3).
-fn assert_each_once(node: &ClusterNode, sent: &[String]) {
+pub(crate) fn assert_each_once(node: &ClusterNode, sent: &[String]) {
     let out = node.query(&["--consistency", "partial"]);
     let code = out.status.code();
     assert!(

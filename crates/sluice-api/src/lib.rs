@@ -10,6 +10,8 @@
 //! POST /ingest/failed?id=      lend it again
 //! PUT  /store/replicate?batch= receive a replica of another store's batch file (store
 //!                              role; see `replicate`): 201 durable, 200 held already
+//! GET  /store/manifest?since=  the batches this store holds, from a cursor (see `repair`)
+//! POST /store/repair/copy?...  copy an id range of this store to named stores
 //! GET  /query?...              stream matching records from the whole cluster (see
 //!                              [`query`] and `coordinate`); `scope=local`: this node's
 //!                              store and ingest segments only; 503 + Retry-After when
@@ -45,6 +47,7 @@ mod ingest;
 mod metrics;
 mod nodes;
 pub mod query;
+mod repair;
 mod replicate;
 mod stream;
 mod ui;
@@ -91,6 +94,9 @@ pub struct ApiState {
     pub queries: Arc<QueryGate>,
     /// The cluster: its view, and the client that reaches other nodes.
     pub cluster: Arc<cluster::Cluster>,
+    /// The store's repairer, on a store with RF above 1: serves
+    /// `POST /store/repair/copy`.
+    pub repair: Option<Arc<sluice_store::repair::Repairer>>,
 }
 
 /// The router with every endpoint and the RED middleware.
@@ -104,6 +110,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/ingest/commit", post(ingest::commit))
         .route("/ingest/failed", post(ingest::failed))
         .route("/store/replicate", put(replicate::put))
+        .route("/store/manifest", get(repair::manifest))
+        .route("/store/repair/copy", post(repair::copy))
         .route("/query", get(query::query).head(query::plan))
         .route("/ingest/tail", get(stream::ingester::tail))
         .route("/stream", get(stream::stream))

@@ -33,6 +33,10 @@ const CHUNKS_IN_FLIGHT: usize = 16;
 #[derive(Deserialize)]
 pub(crate) struct ReplicateParams {
     batch: String,
+    /// The sending store's node id (and any other holders, comma-separated),
+    /// for this store's manifest.
+    #[serde(default)]
+    from: Option<String>,
 }
 
 /// What the request task sends the writing thread.
@@ -67,7 +71,19 @@ pub(crate) async fn put(
     };
     let writer = match begun {
         Ok(Ok(Begun::AlreadyHeld)) => return received(&name, Received::AlreadyHeld),
-        Ok(Ok(Begun::Writing(writer))) => writer,
+        Ok(Ok(Begun::Writing(mut writer))) => {
+            let holders = params
+                .from
+                .as_deref()
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|id| !id.is_empty())
+                .map(str::to_string)
+                .collect();
+            writer.set_holders(holders);
+            writer
+        }
         Ok(Err(err)) => return refused(err),
         Err(err) => return task_failed(err),
     };

@@ -144,6 +144,16 @@ impl Gate {
     }
 }
 
+/// Record a written store segment in the store's manifest.
+fn note_batch(store: &Store, name: &str, holders: &[String]) {
+    match sluice_storage::SegmentMeta::parse(name, 0) {
+        Ok(meta) => store.note_batch(&meta, holders),
+        Err(err) => {
+            tracing::warn!(segment = name, error = %err, "a written segment's name does not parse; not recorded in the manifest")
+        }
+    }
+}
+
 /// One ingester a lane may consume from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ingester {
@@ -413,6 +423,7 @@ impl Consumer {
                     Ok(targets) => {
                         let mut holders = vec![replication.source.self_id()];
                         holders.extend(targets);
+                        note_batch(&self.store, &segment.name, &holders);
                         for id in &segment.inputs {
                             replicas.insert(*id, holders.clone());
                         }

@@ -20,6 +20,10 @@
 //! - [`replica`]: the receiving side of replication, which writes a batch
 //!   file another store sends (`PUT /store/replicate`), verified and
 //!   durable before it is acknowledged.
+//! - [`manifest`]: the append-only record of the batches this store holds
+//!   and who else held them, which stores exchange.
+//! - [`repair`]: copies a batch again when one of its holders has been dead
+//!   longer than `--repair-after`, and copies id ranges for `sluice repair`.
 //!
 //! Architecture invariant: a segment is committed to its ingester only after
 //! the store segment holding its records is fsynced under its final name.
@@ -31,8 +35,10 @@ pub mod compact;
 pub mod consumer;
 pub mod lane;
 pub mod maintain;
+pub mod manifest;
 mod metrics;
 pub mod placement;
+pub mod repair;
 pub mod replica;
 pub mod replicate;
 pub mod retention;
@@ -71,6 +77,11 @@ pub struct Store {
     /// `--max-disk` in bytes, `u64::MAX` for none: shared by every clone,
     /// set by [`Maintainer::new`] (or [`Store::set_max_disk`]).
     max_disk: Arc<AtomicU64>,
+    /// The batches this store holds (see [`manifest`]).
+    manifest: Arc<manifest::Manifest>,
+    /// This node's id, once the binary knows it; replicas and manifest
+    /// entries name it.
+    node_id: Arc<std::sync::OnceLock<String>>,
 }
 
 impl Store {
@@ -94,6 +105,10 @@ impl Store {
             tracing::warn!(file = %name, dir = %dir.display(), "ignoring a file that is not a store segment; it is left alone");
         }
         tracing::info!(segments = segments.len(), dir = %dir.display(), "store opened");
+        let manifest = manifest::Manifest::open(fs.clone(), dir).map_err(|err| match err {
+            manifest::ManifestError::Io(err) => err,
+            other => StorageError::io("open manifest", dir)(std::io::Error::other(other)),
+        })?;
         Ok(Store {
             fs,
             dir: dir.to_path_buf(),
@@ -101,7 +116,49 @@ impl Store {
             segment_cache: Arc::default(),
             workers,
             max_disk: Arc::new(AtomicU64::new(u64::MAX)),
+            manifest: Arc::new(manifest),
+            node_id: Arc::default(),
         })
+    }
+
+    /// The store's batch manifest.
+    pub fn manifest(&self) -> &Arc<manifest::Manifest> {
+        &self.manifest
+    }
+
+    /// Name this store's node (once; later calls are ignored). Manifest
+    /// entries and replicas name it.
+    pub fn set_node_id(&self, id: &str) {
+        let _ = self.node_id.set(id.to_string());
+    }
+
+    /// This store's node id, or `""` before [`Store::set_node_id`].
+    pub fn node_id(&self) -> &str {
+        self.node_id.get().map_or("", String::as_str)
+    }
+
+    /// Record in the manifest that this store now holds `batch` (a segment
+    /// named `<min>-<max>.seg`), known to be held by `replicas` too. A
+    /// failure is logged and counted, not returned: the batch itself is
+    /// durable, and `sluice repair` finds records by walking the stores.
+    pub fn note_batch(&self, batch: &SegmentMeta, replicas: &[String]) {
+        let mut holders: Vec<String> = Vec::with_capacity(replicas.len() + 1);
+        for id in std::iter::once(self.node_id()).chain(replicas.iter().map(String::as_str)) {
+            if !id.is_empty() && !holders.iter().any(|h| h == id) {
+                holders.push(id.to_string());
+            }
+        }
+        let entry = manifest::Entry {
+            batch: batch.name.clone(),
+            min: batch.min.to_string(),
+            max: batch.max.to_string(),
+            replicas: holders,
+            segment: batch.name.clone(),
+        };
+        if let Err(err) = self.manifest.append(&entry) {
+            metrics::manifest_error("append");
+            tracing::warn!(batch = %batch.name, error = %err, "could not record a batch in the manifest; `sluice repair` still finds its records");
+        }
     }
 
     /// The filesystem the store's files live on.

@@ -11,6 +11,41 @@ use metrics::{
 /// Register the help text and unit of every store metric; the binary calls
 /// it once, after installing the recorder.
 pub fn describe() {
+    describe_gauge!(
+        "sluice_store_manifest_entries",
+        Unit::Count,
+        "Entries in this store's batch manifest (batches it holds, as written)."
+    );
+    describe_counter!(
+        "sluice_store_manifest_recovered_total",
+        Unit::Count,
+        "Manifest repairs at open, by what was found (torn_tail, bad_header)."
+    );
+    describe_counter!(
+        "sluice_store_manifest_errors_total",
+        Unit::Count,
+        "Manifest operations that failed, by stage (append, exchange, prune)."
+    );
+    describe_counter!(
+        "sluice_store_repair_copies_total",
+        Unit::Count,
+        "Copies of batches (or id ranges) repair made on another store, by trigger (holder_dead, walk)."
+    );
+    describe_counter!(
+        "sluice_store_repair_records_total",
+        Unit::Count,
+        "Records repair copied to other stores."
+    );
+    describe_counter!(
+        "sluice_store_repair_failures_total",
+        Unit::Count,
+        "Repair copies that failed, by reason (read, replicate)."
+    );
+    describe_gauge!(
+        "sluice_store_repair_under_replicated",
+        Unit::Count,
+        "Batches this store holds that its last repair pass found on fewer than RF live stores."
+    );
     describe_counter!(
         "sluice_store_replicas_sent_total",
         Unit::Count,
@@ -273,4 +308,29 @@ pub(crate) fn replica_received(outcome: &'static str, bytes: u64) {
 /// A replica was refused, by reason (see `ReplicaError::reason`).
 pub(crate) fn replica_refused(reason: &'static str) {
     counter!("sluice_store_replicas_refused_total", "reason" => reason).increment(1);
+}
+
+pub(crate) fn manifest_entries(entries: u64) {
+    gauge!("sluice_store_manifest_entries").set(entries as f64);
+}
+
+pub(crate) fn manifest_recovered(what: &'static str) {
+    counter!("sluice_store_manifest_recovered_total", "what" => what).increment(1);
+}
+
+pub(crate) fn manifest_error(stage: &'static str) {
+    counter!("sluice_store_manifest_errors_total", "stage" => stage).increment(1);
+}
+
+pub(crate) fn repair_copied(trigger: &'static str, records: u64) {
+    counter!("sluice_store_repair_copies_total", "trigger" => trigger).increment(1);
+    counter!("sluice_store_repair_records_total").increment(records);
+}
+
+pub(crate) fn repair_failed(reason: &'static str) {
+    counter!("sluice_store_repair_failures_total", "reason" => reason).increment(1);
+}
+
+pub(crate) fn under_replicated(batches: usize) {
+    gauge!("sluice_store_repair_under_replicated").set(batches as f64);
 }

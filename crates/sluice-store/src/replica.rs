@@ -177,7 +177,7 @@ pub enum Begun {
     /// The name is held already: answer without reading the body.
     AlreadyHeld,
     /// Write the body to this writer, then [`ReplicaWriter::finish`].
-    Writing(ReplicaWriter),
+    Writing(Box<ReplicaWriter>),
 }
 
 /// Writes one replica chunk by chunk: [`ReplicaWriter::begin`], then
@@ -193,6 +193,8 @@ pub struct ReplicaWriter {
     bytes: u64,
     /// [`MAX_REPLICA_BYTES`], smaller in tests.
     limit: u64,
+    /// Other stores the sender says hold the batch, for the manifest.
+    holders: Vec<String>,
 }
 
 impl std::fmt::Debug for ReplicaWriter {
@@ -271,14 +273,21 @@ impl ReplicaWriter {
                 )(err)));
             }
         };
-        Ok(Begun::Writing(ReplicaWriter {
+        Ok(Begun::Writing(Box::new(ReplicaWriter {
             store: store.clone(),
             meta,
             tmp,
             file: Some(file),
             bytes: 0,
             limit,
-        }))
+            holders: Vec::new(),
+        })))
+    }
+
+    /// Note the other stores that hold this batch (the sender, at least),
+    /// for the manifest entry written once the replica is durable.
+    pub fn set_holders(&mut self, holders: Vec<String>) {
+        self.holders = holders;
     }
 
     /// The replica's name.
@@ -361,6 +370,9 @@ impl ReplicaWriter {
         self.tmp = PathBuf::new();
         fs.sync_dir(&dir)
             .map_err(|e| ReplicaError::Io(StorageError::io("fsync store dir", &dir)(e)))?;
+        let mut meta = self.meta.clone();
+        meta.bytes = self.bytes;
+        self.store.note_batch(&meta, &self.holders);
         Ok(Received::Created)
     }
 

@@ -33,6 +33,49 @@ pub trait ReplicaSource: Send + Sync {
     fn self_id(&self) -> String;
     /// The stores that can take a replica now: live, `ready`, not this one.
     fn targets(&self) -> Vec<Candidate>;
+    /// Every store the view knows, live or dead, this one included: what
+    /// repair counts a batch's live holders against. By default this store
+    /// and the [`targets`](ReplicaSource::targets), all live.
+    fn stores(&self) -> Vec<StoreState> {
+        let me = StoreState {
+            candidate: Candidate {
+                id: self.self_id(),
+                api: String::new(),
+                weight: 1,
+            },
+            live: true,
+            accepts: false,
+        };
+        std::iter::once(me)
+            .chain(self.targets().into_iter().map(|candidate| StoreState {
+                candidate,
+                live: true,
+                accepts: true,
+            }))
+            .collect()
+    }
+}
+
+/// Where [`Replication::send_ranked`] sends a file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Targets<'a> {
+    /// The stores to try, in order.
+    pub(crate) ranked: &'a [&'a Candidate],
+    /// How many must take it.
+    pub(crate) want: usize,
+    /// Other stores known to hold it already.
+    pub(crate) holders: &'a [String],
+}
+
+/// A store as the view shows it, for repair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreState {
+    /// Its id, API address and placement weight.
+    pub candidate: Candidate,
+    /// Gossip says it is alive (its data can be read).
+    pub live: bool,
+    /// It takes replicas now (live, `ready`).
+    pub accepts: bool,
 }
 
 /// How a lane replicates.
@@ -90,14 +133,44 @@ impl Replication {
         }
         let candidates = self.source.targets();
         let ranked = placement::rank(name, &candidates);
+        let targets = Targets {
+            ranked: &ranked,
+            want,
+            holders: &[],
+        };
+        self.send_ranked(client, fs, dir, name, targets).await
+    }
+
+    /// Send `dir/name` to `want` of `ranked`, in order: the first `want` at
+    /// once, each failure replaced by the next. `holders` are other stores
+    /// known to hold the batch already, named to the receivers for their
+    /// manifests with this one. Returns the node ids that took it.
+    pub(crate) async fn send_ranked(
+        &self,
+        client: &reqwest::Client,
+        fs: &Arc<dyn Fs>,
+        dir: &Path,
+        name: &str,
+        targets: Targets<'_>,
+    ) -> Result<Vec<String>, ReplicateError> {
+        let Targets {
+            ranked,
+            want,
+            holders,
+        } = targets;
+        let me = self.source.self_id();
+        let mut from = vec![me.clone()];
+        from.extend(holders.iter().filter(|h| **h != me).cloned());
+        let from = from.join(",");
+        let from = from.as_str();
         let path = dir.join(name);
         // The target choice and its fallback rule are the lane's
         // (`lane::Fanout`), which the simulation drives too.
-        let (mut fanout, first) = Fanout::start(ranked, want);
+        let (mut fanout, first) = Fanout::start(ranked.to_vec(), want);
         let mut running = FuturesUnordered::new();
         let mut last = "no ready store to send to".to_string();
         for target in first {
-            running.push(self.one(client, fs, &path, name, target));
+            running.push(self.one(client, fs, &path, name, from, target));
         }
         while let Some((target, result)) = running.next().await {
             match result {
@@ -106,7 +179,7 @@ impl Replication {
                     tracing::warn!(segment = name, target = %target.id, api = %target.api, error = %why, "replica failed; trying the next store");
                     last = format!("{}: {why}", target.id);
                     if let Some(next_target) = fanout.failed() {
-                        running.push(self.one(client, fs, &path, name, next_target));
+                        running.push(self.one(client, fs, &path, name, from, next_target));
                     }
                 }
             }
@@ -133,10 +206,12 @@ impl Replication {
         fs: &Arc<dyn Fs>,
         path: &Path,
         name: &str,
+        from: &str,
         target: &'t Candidate,
     ) -> (&'t Candidate, Result<(), String>) {
         let started = Instant::now();
-        let sent = tokio::time::timeout(self.timeout, put(client, fs, path, name, target)).await;
+        let sent =
+            tokio::time::timeout(self.timeout, put(client, fs, path, name, from, target)).await;
         let result = match sent {
             Err(_) => {
                 metrics::replication_failed("timeout");
@@ -162,6 +237,7 @@ async fn put(
     fs: &Arc<dyn Fs>,
     path: &Path,
     name: &str,
+    from: &str,
     target: &Candidate,
 ) -> Result<u64, (&'static str, String)> {
     let file = {
@@ -193,7 +269,7 @@ async fn put(
     let url = format!("http://{}/store/replicate", target.api);
     let response = client
         .put(url)
-        .query(&[("batch", name)])
+        .query(&[("batch", name), ("from", from)])
         .header(reqwest::header::CONTENT_LENGTH, len)
         .body(reqwest::Body::wrap_stream(chunks))
         .send()

@@ -172,6 +172,12 @@ pub struct StoreArgs {
     /// before the lane tries the next store (with --replication-factor above 1).
     #[arg(long, default_value_t = sluice_store::replicate::REPLICA_TIMEOUT.into(), env = "SLUICE_REPLICA_TIMEOUT")]
     pub replica_timeout: HumanDuration,
+    /// With --replication-factor above 1: once a store holding one of this
+    /// store's batches has been dead (or forgotten) this long, copy the
+    /// batch again to another store. Long by default, so that restarts and
+    /// upgrades never trigger copies.
+    #[arg(long, default_value_t = sluice_store::repair::REPAIR_AFTER.into(), env = "SLUICE_REPAIR_AFTER")]
+    pub repair_after: HumanDuration,
     /// Remove store segments whose newest record is older than this, e.g.
     /// 7d or 12h. Purges are logged and counted. Default: keep everything.
     #[arg(long, value_parser = humantime::parse_duration, env = "SLUICE_RETAIN")]

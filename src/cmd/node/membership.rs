@@ -159,6 +159,39 @@ impl sluice_store::ReplicaSource for ViewStores {
             })
             .collect()
     }
+
+    fn stores(&self) -> Vec<sluice_store::replicate::StoreState> {
+        let view = self.membership.view();
+        let mut stores: Vec<_> = view
+            .nodes
+            .iter()
+            .filter(|n| n.roles.is_some_and(|r| r.store))
+            .map(|n| {
+                let me = n.id == self.self_id;
+                sluice_store::replicate::StoreState {
+                    candidate: sluice_store::placement::Candidate {
+                        id: n.id.clone(),
+                        api: n.api.as_ref().map(ToString::to_string).unwrap_or_default(),
+                        weight: u64::from(n.disk.unwrap_or(0)) + 1,
+                    },
+                    live: n.live || me,
+                    accepts: !me && n.live && n.health == Some(Health::Ready) && n.api.is_some(),
+                }
+            })
+            .collect();
+        if !stores.iter().any(|s| s.candidate.id == self.self_id) {
+            stores.push(sluice_store::replicate::StoreState {
+                candidate: sluice_store::placement::Candidate {
+                    id: self.self_id.clone(),
+                    api: String::new(),
+                    weight: 1,
+                },
+                live: true,
+                accepts: false,
+            });
+        }
+        stores
+    }
 }
 
 /// Log, once per change, the nodes of the view whose replication factor

@@ -156,12 +156,25 @@ async fn serve(
         ports.insert("gossip", gossip);
     }
     let membership = members.membership.clone();
+    if let Some(store) = &store {
+        store.set_node_id(&members.node_id);
+    }
 
     let http = reqwest::Client::builder()
         .local_address(node.bind)
         .connect_timeout(Duration::from_secs(2))
         .build()
         .context("build the HTTP client for other nodes")?;
+    // Repair runs on stores that keep more than one copy.
+    let repairer = match (&store, &store_args) {
+        (Some(store), Some(args)) if rf > 1 => Some(Arc::new(sluice_store::repair::Repairer::new(
+            store.clone(),
+            replication(rf, &membership, &members.node_id, args),
+            http.clone(),
+            args.repair_after.into(),
+        ))),
+        _ => None,
+    };
     let state = sluice_api::ApiState {
         ingest: ingest.as_ref().map(|i| i.log.clone()),
         store: store.clone(),
@@ -177,6 +190,7 @@ async fn serve(
             http: http.clone(),
             node_timeout: node.node_timeout.into(),
         }),
+        repair: repairer.clone(),
     };
     let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let api = tokio::spawn(async move {
@@ -197,6 +211,7 @@ async fn serve(
             &node,
             rf,
             members.node_id.clone(),
+            repairer,
         )?);
     }
 
@@ -459,6 +474,7 @@ fn start_store(
     node: &NodeArgs,
     rf: u32,
     node_id: String,
+    repairer: Option<Arc<sluice_store::repair::Repairer>>,
 ) -> anyhow::Result<StoreParts> {
     let maintenance = MaintenanceConfig {
         compaction: CompactionConfig::for_target(args.compact_target.0),
@@ -484,25 +500,38 @@ fn start_store(
             ingesters: Arc::new(membership::ViewIngesters(membership.clone())),
             lanes: args.consume_lanes.max(1),
             local_address: Some(node.bind),
-            replication: (rf > 1).then(|| sluice_store::Replication {
-                rf,
-                source: Arc::new(membership::ViewStores {
-                    membership,
-                    self_id: node_id,
-                }),
-                timeout: args.replica_timeout.into(),
-            }),
+            replication: (rf > 1).then(|| replication(rf, &membership, &node_id, args)),
             ..ConsumerConfig::default()
         },
     );
     let consumer_shutdown = Arc::new(AtomicBool::new(false));
     let consumer_task = tokio::spawn(consumer.run(consumer_shutdown.clone()));
+    if let Some(repairer) = repairer {
+        tokio::spawn(repairer.run(consumer_shutdown.clone()));
+    }
     Ok((
         consumer_shutdown,
         consumer_task,
         maintainer_shutdown,
         maintainer_thread,
     ))
+}
+
+/// How this store replicates: to the view's other ready stores.
+fn replication(
+    rf: u32,
+    membership: &Arc<dyn sluice_cluster::Membership>,
+    node_id: &str,
+    args: &StoreArgs,
+) -> sluice_store::Replication {
+    sluice_store::Replication {
+        rf,
+        source: Arc::new(membership::ViewStores {
+            membership: membership.clone(),
+            self_id: node_id.to_string(),
+        }),
+        timeout: args.replica_timeout.into(),
+    }
 }
 
 /// `size` within `range`, in bytes.
