@@ -137,7 +137,13 @@ fn without_faults_every_batch_is_acked() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    // A fixed seed: like the simulation's own seeds, the shapes tried are
+    // the same every run, so a failure replays.
+    #![proptest_config(ProptestConfig {
+        cases: 24,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(19),
+        ..ProptestConfig::default()
+    })]
 
     /// Other cluster shapes: 1 to 3 ingesters, 2 to 5 stores, RF 1 to 3,
     /// 1 to 3 lanes, with faults.
