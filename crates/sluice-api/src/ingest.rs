@@ -44,19 +44,6 @@ pub(crate) struct CommitParams {
     replicas: Option<String>,
 }
 
-/// Distinct stores a commit names (at least the committer).
-fn distinct_replicas(replicas: Option<&str>) -> usize {
-    let Some(list) = replicas else { return 1 };
-    let mut ids: Vec<&str> = list
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids.len().max(1)
-}
-
 fn no_ingest_role() -> Response {
     error(
         StatusCode::NOT_FOUND,
@@ -83,6 +70,7 @@ fn log_error(err: LogError) -> Response {
     match err {
         LogError::BadId(_) => error(StatusCode::BAD_REQUEST, err.to_string()),
         LogError::NotPending(_) => error(StatusCode::NOT_FOUND, err.to_string()),
+        LogError::TooFewReplicas { .. } => error(StatusCode::CONFLICT, err.to_string()),
         LogError::Storage(_) => error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
     }
 }
@@ -186,26 +174,23 @@ pub(crate) async fn commit(
         Ok(id) => id,
         Err(err) => return log_error(err),
     };
-    // What a `replicated` ack promises is decided here: a store that
-    // names fewer distinct holders than this ingester's RF (misconfigured,
-    // or replicating to too few stores) cannot commit, so it cannot
-    // weaken an ack.
-    let replicas = distinct_replicas(params.replicas.as_deref());
-    let rf = log.replication_factor() as usize;
-    if replicas < rf {
-        crate::metrics::commit_refused();
-        return error(
-            StatusCode::CONFLICT,
-            format!(
-                "commit of segment {id} names {replicas} distinct store(s); this ingester's \
-                 --replication-factor is {rf}: replicate to {rf} stores first (the segment stays lent)"
-            ),
-        );
-    }
-    match on_log(&log, move |log| log.commit(id)).await {
-        Ok(()) => {
+    // The commit rule (fewer distinct replicas than RF: 409, the segment
+    // stays lent) is the log's, so the deterministic simulation runs the
+    // same rule.
+    let committed = on_log(&log, move |log| {
+        Ok(log.commit_replicated(id, params.replicas.as_deref()))
+    })
+    .await;
+    match committed {
+        Ok(Ok(replicas)) => {
             crate::metrics::committed(replicas);
             (StatusCode::OK, "committed\n").into_response()
+        }
+        Ok(Err(err)) => {
+            if matches!(err, LogError::TooFewReplicas { .. }) {
+                crate::metrics::commit_refused();
+            }
+            log_error(err)
         }
         Err(response) => response,
     }

@@ -56,12 +56,34 @@ pub enum LogError {
     /// [`failed`](IngestLog::failed) or its pending timeout, or never lent.
     #[error("segment {0} is not pending (it was committed, failed, or timed out)")]
     NotPending(Ulid),
+    /// A commit named fewer distinct stores than the log's replication
+    /// factor ([`IngestLog::commit_replicated`]); the segment stays lent.
+    #[error(
+        "commit of segment {id} names {named} distinct store(s); this ingester's \
+         --replication-factor is {rf}: replicate to {rf} stores first (the segment stays lent)"
+    )]
+    TooFewReplicas {
+        /// The segment the commit was for.
+        id: Ulid,
+        /// Distinct stores the commit named.
+        named: usize,
+        /// The log's replication factor.
+        rf: usize,
+    },
 }
 
 /// Where the ingest log reads the time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// The current time; never earlier than a time read before.
     fn now(&self) -> Instant;
+
+    /// A new segment id. The default is [`Ulid::new`] (wall clock and
+    /// random bits); a simulation makes them reproducible
+    /// ([`ManualClock::with_ids`]), because lending takes the oldest id
+    /// first and so the ids decide the order of events.
+    fn new_id(&self) -> Ulid {
+        Ulid::new()
+    }
 }
 
 /// The system's monotonic clock.
@@ -80,7 +102,15 @@ impl Clock for SystemClock {
 pub struct ManualClock {
     start: Instant,
     elapsed: Mutex<Duration>,
+    /// `Some((seed, made))`: segment ids come from the clock's time, the
+    /// seed and a counter instead of [`Ulid::new`].
+    ids: Option<Mutex<(u64, u64)>>,
 }
+
+/// The wall-clock time, in Unix milliseconds, that a [`ManualClock`] made
+/// by [`ManualClock::with_ids`] starts at (2024-01-01), so its ids look
+/// like ids of today's records.
+const MANUAL_EPOCH_MS: u64 = 1_704_067_200_000;
 
 impl ManualClock {
     /// A clock that reads the moment it was made until it is advanced; in
@@ -89,7 +119,26 @@ impl ManualClock {
         Arc::new(ManualClock {
             start: Instant::now(),
             elapsed: Mutex::new(Duration::ZERO),
+            ids: None,
         })
+    }
+
+    /// A manual clock whose segment ids ([`Clock::new_id`]) are
+    /// reproducible: their time part is the clock's (from 2024-01-01),
+    /// their random part `seed` and a counter, so ids increase in the
+    /// order they are made and two clocks with different seeds never
+    /// make the same id.
+    pub fn with_ids(seed: u64) -> Arc<ManualClock> {
+        Arc::new(ManualClock {
+            start: Instant::now(),
+            elapsed: Mutex::new(Duration::ZERO),
+            ids: Some(Mutex::new((seed, 0))),
+        })
+    }
+
+    /// Time the clock was advanced by in all.
+    pub fn elapsed(&self) -> Duration {
+        *self.elapsed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Move the clock forward by `by`.
@@ -100,7 +149,19 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> Instant {
-        self.start + *self.elapsed.lock().unwrap_or_else(|p| p.into_inner())
+        self.start + self.elapsed()
+    }
+
+    fn new_id(&self) -> Ulid {
+        let Some(ids) = &self.ids else {
+            return Ulid::new();
+        };
+        let mut ids = ids.lock().unwrap_or_else(|p| p.into_inner());
+        ids.1 += 1;
+        let ms = MANUAL_EPOCH_MS + self.elapsed().as_millis() as u64;
+        // The random part is 80 bits: 16 of the seed over 64 of the
+        // counter, so ids sort by time, then by the order they were made.
+        Ulid::from_parts(ms, (u128::from(ids.0 & 0xffff) << 64) | u128::from(ids.1))
     }
 }
 
@@ -302,7 +363,7 @@ impl IngestLog {
 
     /// Start a new active segment.
     pub fn create_active(&self) -> Result<ActiveSegment, LogError> {
-        let id = Ulid::new();
+        let id = self.clock.new_id();
         let writer = SegmentWriter::create(&*self.fs, &self.path(id, ACTIVE))?;
         Ok(ActiveSegment {
             id,
@@ -416,6 +477,24 @@ impl IngestLog {
             let _ = watcher.send(());
         }
         Ok(())
+    }
+
+    /// The commit rule, then the commit: a store commits segment `id`
+    /// naming the stores that hold its records (`replicas`, node ids
+    /// comma-separated; `None`: the committing store alone). A commit that
+    /// names fewer distinct stores than
+    /// [`replication_factor`](Self::replication_factor) is refused with
+    /// [`LogError::TooFewReplicas`] and the segment stays lent: what a
+    /// `replicated` ack promises is decided here, so one misconfigured
+    /// store cannot weaken it. Returns the distinct stores named.
+    pub fn commit_replicated(&self, id: Ulid, replicas: Option<&str>) -> Result<usize, LogError> {
+        let named = distinct_replicas(replicas);
+        let rf = self.replication_factor() as usize;
+        if named < rf {
+            return Err(LogError::TooFewReplicas { id, named, rf });
+        }
+        self.commit(id)?;
+        Ok(named)
     }
 
     /// A receiver that gets a message when a store commits segment `id`.
@@ -556,6 +635,20 @@ impl IngestLog {
     }
 }
 
+/// Distinct stores a commit names, comma-separated (blank entries are
+/// ignored); at least 1, the committing store, also when `None`.
+pub fn distinct_replicas(replicas: Option<&str>) -> usize {
+    let Some(list) = replicas else { return 1 };
+    let mut ids: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.len().max(1)
+}
+
 /// Parse a segment id from the lending API.
 pub fn parse_id(text: &str) -> Result<Ulid, LogError> {
     Ulid::from_string(text).map_err(|_| LogError::BadId(text.to_string()))
@@ -605,6 +698,55 @@ mod tests {
         log.commit(id).unwrap();
         assert!(matches!(log.commit(id), Err(LogError::NotPending(_))));
         assert_eq!(log.counts(), (0, 0));
+    }
+
+    #[test]
+    fn a_commit_naming_fewer_stores_than_rf_is_refused_and_stays_lent() {
+        let fs = MemFs::new();
+        let (log, _) = log(&fs, Duration::from_secs(60));
+        log.set_replication_factor(2);
+        let seg = write_segment(&log, 1);
+        let id = seg.id();
+        log.seal(seg).unwrap();
+        assert_eq!(log.next().unwrap(), Some(id));
+        for named in [None, Some(""), Some("s1"), Some("s1, s1,")] {
+            let err = log.commit_replicated(id, named).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    LogError::TooFewReplicas {
+                        named: 1,
+                        rf: 2,
+                        ..
+                    }
+                ),
+                "{named:?}: {err}"
+            );
+        }
+        assert!(
+            log.pending_path(id).is_ok(),
+            "a refused commit keeps the lend"
+        );
+        assert_eq!(log.commit_replicated(id, Some("s1,s2")).unwrap(), 2);
+        assert_eq!(log.counts(), (0, 0));
+        assert_eq!(distinct_replicas(Some("a,b,a, ,c")), 3);
+    }
+
+    #[test]
+    fn a_clock_with_ids_makes_the_same_increasing_ids_every_run() {
+        let make = || {
+            let clock = ManualClock::with_ids(7);
+            let a = clock.new_id();
+            clock.advance(Duration::from_millis(5));
+            (a, clock.new_id(), clock.new_id())
+        };
+        let (a, b, c) = make();
+        assert!(a < b && b < c);
+        assert_eq!(make(), (a, b, c));
+        assert_ne!(
+            ManualClock::with_ids(8).new_id(),
+            ManualClock::with_ids(7).new_id()
+        );
     }
 
     #[test]

@@ -27,11 +27,13 @@ use rand::SeedableRng;
 use sluice_record::Ulid;
 use sluice_storage::{StorageError, store_segment::TMP_DIR};
 
-mod files;
+pub mod files;
 
 use self::files::{Downloaded, store_inputs, verify_and_sort};
 use crate::{
-    Store, metrics,
+    Store,
+    lane::{Lease, pick, too_few_stores},
+    metrics,
     replicate::{ReplicateError, Replication},
 };
 
@@ -111,44 +113,6 @@ pub enum ConsumeError {
     },
 }
 
-/// The lease of one cycle's segments: the clock starts at the first lend,
-/// and the shortest lease counts. Times are passed in, so the rules are
-/// tested without waiting.
-#[derive(Debug)]
-struct Lease {
-    first_lent: Option<Instant>,
-    length: Duration,
-}
-
-impl Lease {
-    fn new() -> Lease {
-        Lease {
-            first_lent: None,
-            length: Duration::MAX,
-        }
-    }
-
-    fn lent(&mut self, length: Duration, now: Instant) {
-        self.first_lent.get_or_insert(now);
-        self.length = self.length.min(length);
-    }
-
-    fn held(&self, now: Instant) -> Duration {
-        self.first_lent
-            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
-    }
-
-    /// Stop gathering more: the rest of the cycle needs time too.
-    fn past_quarter(&self, now: Instant) -> bool {
-        self.first_lent.is_some() && self.held(now) > self.length / 4
-    }
-
-    /// Give everything back instead of writing it.
-    fn past_half(&self, now: Instant) -> bool {
-        self.first_lent.is_some() && self.held(now) > self.length / 2
-    }
-}
-
 /// A reason for a lane to lend nothing, logged and published (the gauge
 /// `sluice_store_gather_blocked{reason}`) once per change, not per pause.
 struct Gate {
@@ -180,7 +144,6 @@ impl Gate {
     }
 }
 
-/// Pick an ingester at random, weighted by [`Ingester::weight`].
 /// Record a written store segment in the store's manifest.
 fn note_batch(store: &Store, name: &str, holders: &[String]) {
     match sluice_storage::SegmentMeta::parse(name, 0) {
@@ -189,22 +152,6 @@ fn note_batch(store: &Store, name: &str, holders: &[String]) {
             tracing::warn!(segment = name, error = %err, "a written segment's name does not parse; not recorded in the manifest")
         }
     }
-}
-
-fn pick<'a>(ingesters: &'a [Ingester], rng: &mut impl rand::Rng) -> Option<&'a Ingester> {
-    let total: u64 = ingesters.iter().map(|i| u64::from(i.weight.max(1))).sum();
-    if total == 0 {
-        return None;
-    }
-    let mut at = rng.random_range(0..total);
-    for ingester in ingesters {
-        let weight = u64::from(ingester.weight.max(1));
-        if at < weight {
-            return Some(ingester);
-        }
-        at -= weight;
-    }
-    None
 }
 
 /// One ingester a lane may consume from.
@@ -361,7 +308,7 @@ impl Consumer {
             let over = matches!(self.store.over_max_disk(), Ok(Some(_)));
             let fewer = self.config.replication.as_ref().map(|replication| {
                 let ready = replication.source.targets().len();
-                (ready < replication.others(), ready, replication.rf)
+                (too_few_stores(ready, replication.rf), ready, replication.rf)
             });
             let stop_full = full.set(over, || {
                 format!("lane {lane}: the store is over --max-disk; it lends nothing until retention frees room")
@@ -431,7 +378,7 @@ impl Consumer {
             self.give_back(&inputs).await;
             return Err(ConsumeError::LeaseLapsed {
                 held: lease.held(Instant::now()),
-                lease: lease.length,
+                lease: lease.length(),
             });
         }
         let fs = self.store.fs().clone();
@@ -722,48 +669,6 @@ mod tests {
     use super::*;
     use sluice_storage::{Fs, MemFs, SegmentWriter};
     use std::path::Path;
-
-    #[test]
-    fn a_lease_stops_gathering_at_a_quarter_and_gives_back_past_half() {
-        let start = Instant::now();
-        let mut lease = Lease::new();
-        assert!(!lease.past_quarter(start + Duration::from_secs(3600)));
-        assert!(!lease.past_half(start + Duration::from_secs(3600)));
-        lease.lent(Duration::from_secs(60), start);
-        // A later, shorter lease counts; the clock still runs from the first.
-        lease.lent(Duration::from_secs(40), start + Duration::from_secs(5));
-        assert!(!lease.past_quarter(start + Duration::from_secs(10)));
-        assert!(lease.past_quarter(start + Duration::from_secs(11)));
-        assert!(!lease.past_half(start + Duration::from_secs(20)));
-        assert!(lease.past_half(start + Duration::from_secs(21)));
-        assert_eq!(
-            lease.held(start + Duration::from_secs(21)),
-            Duration::from_secs(21)
-        );
-    }
-
-    #[test]
-    fn picks_follow_the_weights_and_skip_nothing() {
-        use rand::SeedableRng;
-        let ingesters = vec![
-            Ingester {
-                base: "a".into(),
-                weight: 1,
-            },
-            Ingester {
-                base: "b".into(),
-                weight: 3,
-            },
-        ];
-        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
-        let picks: Vec<&str> = (0..4000)
-            .map(|_| pick(&ingesters, &mut rng).unwrap().base.as_str())
-            .collect();
-        let a = picks.iter().filter(|p| **p == "a").count();
-        // About a quarter: far from both 0 and a half.
-        assert!((700..1300).contains(&a), "a picked {a} times of 4000");
-        assert!(pick(&[], &mut rng).is_none());
-    }
 
     /// A batch of one record, built by hand: the encoder refuses (in debug
     /// builds) the newline this test needs.

@@ -7,6 +7,10 @@
 //!   protocol), stores them as batch files (adopted as they are, or merged
 //!   by id into one when their id ranges overlap), makes them durable, and
 //!   only then commits.
+//! - [`lane`]: the lane's rules (lease, gate, ingester pick, replica
+//!   fanout) and the whole lane as a sans-IO state machine, which the
+//!   consumer and replication call and the simulation (`sluice-sim`)
+//!   drives.
 //! - [`maintain`]: the background thread that applies [`retention`] and
 //!   runs [`compact`]ion, which rewrites fresh batch files, overlapping
 //!   segments and small neighbours as non-overlapping block files, and
@@ -29,6 +33,7 @@
 
 pub mod compact;
 pub mod consumer;
+pub mod lane;
 pub mod maintain;
 pub mod manifest;
 mod metrics;

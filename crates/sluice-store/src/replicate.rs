@@ -22,6 +22,7 @@ use futures_util::{StreamExt, stream::FuturesUnordered};
 use sluice_storage::Fs;
 
 use crate::{
+    lane::{self, Fanout},
     metrics,
     placement::{self, Candidate},
 };
@@ -115,7 +116,7 @@ pub struct ReplicateError {
 impl Replication {
     /// Other stores needed: RF−1.
     pub fn others(&self) -> usize {
-        self.rf.saturating_sub(1) as usize
+        lane::others(self.rf)
     }
 
     /// Send `dir/name` to RF−1 other stores. Returns their node ids.
@@ -163,39 +164,39 @@ impl Replication {
         let from = from.join(",");
         let from = from.as_str();
         let path = dir.join(name);
-        let mut next = ranked.iter().copied();
+        // The target choice and its fallback rule are the lane's
+        // (`lane::Fanout`), which the simulation drives too.
+        let (mut fanout, first) = Fanout::start(ranked.to_vec(), want);
         let mut running = FuturesUnordered::new();
-        let mut done = Vec::new();
-        let mut tried = 0;
         let mut last = "no ready store to send to".to_string();
-        for target in next.by_ref().take(want) {
-            tried += 1;
+        for target in first {
             running.push(self.one(client, fs, &path, name, from, target));
         }
         while let Some((target, result)) = running.next().await {
             match result {
-                Ok(()) => done.push(target.id.clone()),
+                Ok(()) => fanout.succeeded(target),
                 Err(why) => {
                     tracing::warn!(segment = name, target = %target.id, api = %target.api, error = %why, "replica failed; trying the next store");
                     last = format!("{}: {why}", target.id);
-                    if let Some(next_target) = next.next() {
-                        tried += 1;
+                    if let Some(next_target) = fanout.failed() {
                         running.push(self.one(client, fs, &path, name, from, next_target));
                     }
                 }
             }
         }
-        if done.len() < want {
-            metrics::replication_failed("too_few_stores");
-            return Err(ReplicateError {
-                segment: name.to_string(),
-                want,
-                got: done.len(),
-                tried,
-                last,
-            });
+        match fanout.outcome() {
+            Ok(done) => Ok(done.into_iter().map(|c| c.id.clone()).collect()),
+            Err(short) => {
+                metrics::replication_failed("too_few_stores");
+                Err(ReplicateError {
+                    segment: name.to_string(),
+                    want,
+                    got: short.got,
+                    tried: short.tried,
+                    last,
+                })
+            }
         }
-        Ok(done)
     }
 
     /// Send the file to one target; its id with the outcome.

@@ -1,6 +1,7 @@
 //! The consumer's blocking file work: verify (and sort) a download, then
 //! make the downloads durable store segments, adopted as they are or
-//! merged by id into one.
+//! merged by id into one. Public so that the simulation (`sluice-sim`)
+//! writes its stores' local copies with this same code.
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +21,7 @@ use crate::metrics;
 /// by id per connection; one that is not (clock games, or a future protocol
 /// with origin times) is rewritten sorted, which is bounded by the segment
 /// size. Returns the smallest and largest id and the record count.
-pub(super) fn verify_and_sort(fs: &dyn Fs, path: &Path) -> Result<(Ulid, Ulid, u64), ConsumeError> {
+pub fn verify_and_sort(fs: &dyn Fs, path: &Path) -> Result<(Ulid, Ulid, u64), ConsumeError> {
     let mut scanner = SegmentScanner::open(fs, path)?;
     let mut sorted = true;
     let mut last: Option<Ulid> = None;
@@ -89,13 +90,18 @@ fn sort_segment(fs: &dyn Fs, path: &Path) -> Result<(), ConsumeError> {
 }
 
 /// A verified download, as the blocking write step needs it.
-pub(super) struct Downloaded {
+#[derive(Debug, Clone)]
+pub struct Downloaded {
     /// The ingest segment it came from.
-    pub(super) id: Ulid,
-    pub(super) path: PathBuf,
-    pub(super) min: Ulid,
-    pub(super) max: Ulid,
-    pub(super) records: u64,
+    pub id: Ulid,
+    /// Where it was downloaded to, in the store's `tmp/`.
+    pub path: PathBuf,
+    /// Its smallest record id.
+    pub min: Ulid,
+    /// Its largest record id.
+    pub max: Ulid,
+    /// Its records.
+    pub records: u64,
 }
 
 /// Make downloaded inputs durable store segments, as batch files (so they
@@ -103,7 +109,7 @@ pub(super) struct Downloaded {
 /// Inputs whose id ranges overlap no other (one connection's consecutive
 /// segments) are adopted as they are; otherwise they are merged by id into
 /// one new batch file.
-pub(super) fn store_inputs(
+pub fn store_inputs(
     fs: &dyn Fs,
     dir: &Path,
     mut inputs: Vec<Downloaded>,
@@ -170,7 +176,10 @@ fn merge_inputs(
 }
 
 /// A store segment a cycle wrote, and the ingest segments it holds.
-pub(super) struct Written {
-    pub(super) name: String,
-    pub(super) inputs: Vec<Ulid>,
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// Its file name in the store directory.
+    pub name: String,
+    /// The ingest segments whose records it holds.
+    pub inputs: Vec<Ulid>,
 }
