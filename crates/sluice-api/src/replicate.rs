@@ -64,10 +64,15 @@ pub(crate) async fn put(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let crc32 = headers
+        .get(sluice_store::replicate::CRC32_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| u32::from_str_radix(v, 16).ok());
     let name = params.batch;
     let begun = {
         let name = name.clone();
-        tokio::task::spawn_blocking(move || ReplicaWriter::begin(&store, &name, declared)).await
+        tokio::task::spawn_blocking(move || ReplicaWriter::begin(&store, &name, declared, crc32))
+            .await
     };
     let writer = match begun {
         Ok(Ok(Begun::AlreadyHeld)) => return received(&name, Received::AlreadyHeld),

@@ -363,7 +363,8 @@ impl World {
                 name,
                 bytes,
             } => {
-                let received = replica::receive(&store, &name, bytes.as_slice());
+                let identity = replica::Identity::of(&bytes);
+                let received = replica::receive(&store, &name, Some(identity), bytes.as_slice());
                 if let Ok(how) = received {
                     self.note(format!("s{s}: replica {name} {}", how.as_str()));
                 }

@@ -1,6 +1,6 @@
 //! The deterministic simulation, many seeds (issue 19).
 //!
-//! - `SLUICE_SIM_SEEDS=N` runs N seeds (default 200) from
+//! - `SLUICE_SIM_SEEDS=N` runs N seeds (default 1000) from
 //!   `SLUICE_SIM_FIRST_SEED` (default 0);
 //! - `SLUICE_SIM_SEED=S` replays seed S alone and prints its report.
 //!
@@ -13,7 +13,7 @@ use sluice_sim::{Report, SimConfig, run};
 
 /// Seeds run by default: enough to meet every kind of fault in many
 /// orders, and a few seconds of CPU.
-const DEFAULT_SEEDS: u64 = 200;
+const DEFAULT_SEEDS: u64 = 1000;
 
 fn env_u64(name: &str) -> Option<u64> {
     let text = std::env::var(name).ok()?;

@@ -306,6 +306,40 @@ pub fn adopt(
     place(fs, dir, file, min, max, bytes)
 }
 
+/// Place a durable segment file received under `name` (a segment name of
+/// the range `min..=max`, perhaps numbered) in `dir`: under `name` when it
+/// is free, else under the next free `<min>-<max>.<n>.seg`, with the same
+/// naming lock as every other placement, so it never replaces a file. The
+/// file must already be fsynced; the caller fsyncs `dir`.
+pub fn place_as(
+    fs: &dyn Fs,
+    dir: &Path,
+    file: &Path,
+    name: &str,
+    min: Ulid,
+    max: Ulid,
+) -> Result<SegmentMeta, StorageError> {
+    let bytes = fs
+        .open_read(file)
+        .and_then(|f| f.len())
+        .map_err(StorageError::io("stat segment to place", file))?;
+    {
+        let _placing = PLACING.lock().unwrap_or_else(|p| p.into_inner());
+        let target = dir.join(name);
+        if !fs.exists(&target) {
+            fs.rename(file, &target)
+                .map_err(StorageError::io("rename segment", &target))?;
+            return Ok(SegmentMeta {
+                name: name.to_string(),
+                min,
+                max,
+                bytes,
+            });
+        }
+    }
+    place(fs, dir, file, min, max, bytes)
+}
+
 /// Writes one store segment from records pushed in increasing id order.
 pub struct StoreSegmentWriter<'fs> {
     fs: &'fs dyn Fs,

@@ -13,8 +13,15 @@
 //! only then is the replica [`Received::Created`], and only then does the
 //! sender count it as a copy.
 //!
-//! Idempotence: a name already in the store directory is
-//! [`Received::AlreadyHeld`], and nothing is written (a sender's retry).
+//! Idempotence: a name is not an identity. Two batch files can share a
+//! name (`<min>-<max>.seg`) and differ: a lane that merged two ingest
+//! segments writes the same range as one that took only the first. So a
+//! replica is [`Received::AlreadyHeld`] only when the held file of that
+//! name has the same length and whole-file CRC-32 as the one sent (the
+//! sender's `x-sluice-crc32`; without it the body is received and compared
+//! at the end). A replica that differs from the held file of its name is
+//! kept as well, under the next free name (`<min>-<max>.<n>.seg`), like a
+//! local write; its records' copies share their ids and show once.
 //!
 //! Refusals, each counted by reason (see [`ReplicaError::reason`]): a name
 //! that is not a store segment's; a body over the limit; a corrupt, unsorted
@@ -48,6 +55,45 @@ pub const MAX_REPLICA_BYTES: u64 = 256 << 20;
 
 /// The suffix of a replica being received, under `tmp/`.
 pub const REPLICA_TMP_SUFFIX: &str = ".replica.tmp";
+
+/// A whole file's length and CRC-32: what makes two batch files of one
+/// name the same file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    /// Its length in bytes.
+    pub bytes: u64,
+    /// The CRC-32 of all its bytes.
+    pub crc32: u32,
+}
+
+impl Identity {
+    /// The identity of `bytes`.
+    pub fn of(bytes: &[u8]) -> Identity {
+        Identity {
+            bytes: bytes.len() as u64,
+            crc32: crc32fast::hash(bytes),
+        }
+    }
+
+    /// The identity of the file at `path`, read 256 KiB at a time.
+    pub fn of_file(fs: &dyn sluice_storage::Fs, path: &Path) -> std::io::Result<Identity> {
+        let file = fs.open_read(path)?;
+        let len = file.len()?;
+        let mut hasher = crc32fast::Hasher::new();
+        let mut buf = vec![0u8; (256 << 10).min(len as usize).max(1)];
+        let mut offset = 0u64;
+        while offset < len {
+            let want = buf.len().min((len - offset) as usize);
+            file.read_exact_at(&mut buf[..want], offset)?;
+            hasher.update(&buf[..want]);
+            offset += want as u64;
+        }
+        Ok(Identity {
+            bytes: len,
+            crc32: hasher.finalize(),
+        })
+    }
+}
 
 /// What a receive did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,8 +262,15 @@ impl ReplicaWriter {
         store: &Store,
         name: &str,
         declared_bytes: Option<u64>,
+        declared_crc32: Option<u32>,
     ) -> Result<Begun, ReplicaError> {
-        Self::begin_limited(store, name, declared_bytes, MAX_REPLICA_BYTES)
+        Self::begin_limited(
+            store,
+            name,
+            declared_bytes,
+            declared_crc32,
+            MAX_REPLICA_BYTES,
+        )
     }
 
     /// [`ReplicaWriter::begin`] with a size limit of `limit` bytes.
@@ -225,9 +278,10 @@ impl ReplicaWriter {
         store: &Store,
         name: &str,
         declared_bytes: Option<u64>,
+        declared_crc32: Option<u32>,
         limit: u64,
     ) -> Result<Begun, ReplicaError> {
-        let begun = Self::begin_uncounted(store, name, declared_bytes, limit);
+        let begun = Self::begin_uncounted(store, name, declared_bytes, declared_crc32, limit);
         if let Ok(Begun::AlreadyHeld) = begun {
             metrics::replica_received(Received::AlreadyHeld.as_str(), 0);
         }
@@ -238,11 +292,14 @@ impl ReplicaWriter {
         store: &Store,
         name: &str,
         declared_bytes: Option<u64>,
+        declared_crc32: Option<u32>,
         limit: u64,
     ) -> Result<Begun, ReplicaError> {
         let meta = parse_name(name)?;
         let fs = store.fs();
-        if fs.exists(&store.dir().join(name)) {
+        if let (Some(bytes), Some(crc32)) = (declared_bytes, declared_crc32)
+            && holds_same(&**fs, store.dir(), &meta, Identity { bytes, crc32 })
+        {
             return Ok(Begun::AlreadyHeld);
         }
         if let Some(bytes) = declared_bytes.filter(|&b| b > limit) {
@@ -361,18 +418,29 @@ impl ReplicaWriter {
         let dir = self.store.dir().to_path_buf();
         let target = dir.join(&self.meta.name);
         if fs.exists(&target) {
-            // Placed meanwhile (the same batch by another route): keep
-            // what is there, which is whole.
-            return Ok(Received::AlreadyHeld);
+            let identity = Identity::of_file(&*fs, &self.tmp)
+                .map_err(|e| ReplicaError::Io(StorageError::io("read replica", &self.tmp)(e)))?;
+            if holds_same(&*fs, &dir, &self.meta, identity) {
+                // The same file, held already (sent before, or placed
+                // meanwhile by another route).
+                return Ok(Received::AlreadyHeld);
+            }
         }
-        fs.rename(&self.tmp, &target)
-            .map_err(|e| ReplicaError::Io(StorageError::io("rename replica", &target)(e)))?;
+        // Under its name, or the next free `.n` name when another file
+        // holds it, under the store's naming lock.
+        let placed = sluice_storage::store_segment::place_as(
+            &*fs,
+            &dir,
+            &self.tmp,
+            &self.meta.name,
+            self.meta.min,
+            self.meta.max,
+        )
+        .map_err(ReplicaError::Io)?;
         self.tmp = PathBuf::new();
         fs.sync_dir(&dir)
             .map_err(|e| ReplicaError::Io(StorageError::io("fsync store dir", &dir)(e)))?;
-        let mut meta = self.meta.clone();
-        meta.bytes = self.bytes;
-        self.store.note_batch(&meta, &self.holders);
+        self.store.note_batch(&placed, &self.holders);
         Ok(Received::Created)
     }
 
@@ -411,10 +479,16 @@ impl Drop for ReplicaWriter {
 }
 
 /// Receive replica `name` from `body`, read to its end in chunks of 64
-/// KiB: [`ReplicaWriter`] in one call. A name already held is answered
-/// without reading `body`.
-pub fn receive(store: &Store, name: &str, mut body: impl Read) -> Result<Received, ReplicaError> {
-    let mut writer = match ReplicaWriter::begin(store, name, None)? {
+/// KiB: [`ReplicaWriter`] in one call. A file held already under that name
+/// with the `identity` given is answered without reading `body`.
+pub fn receive(
+    store: &Store,
+    name: &str,
+    identity: Option<Identity>,
+    mut body: impl Read,
+) -> Result<Received, ReplicaError> {
+    let (bytes, crc32) = (identity.map(|i| i.bytes), identity.map(|i| i.crc32));
+    let mut writer = match ReplicaWriter::begin(store, name, bytes, crc32)? {
         Begun::AlreadyHeld => return Ok(Received::AlreadyHeld),
         Begun::Writing(writer) => writer,
     };
@@ -434,6 +508,36 @@ pub fn receive(store: &Store, name: &str, mut body: impl Read) -> Result<Receive
         writer.write(&chunk[..n])?;
     }
     writer.finish()
+}
+
+/// Whether `dir` holds a file of `meta`'s range (`<min>-<max>.seg`, or a
+/// `.n` variant placed beside it) with exactly `identity`. Variants are
+/// numbered from 1 without gaps, as [`store_segment::adopt`] names them,
+/// so the search stops at the first name that is free.
+///
+/// [`store_segment::adopt`]: sluice_storage::store_segment::adopt
+fn holds_same(
+    fs: &dyn sluice_storage::Fs,
+    dir: &Path,
+    meta: &SegmentMeta,
+    identity: Identity,
+) -> bool {
+    const MAX_VARIANTS: usize = 64;
+    for n in 0..MAX_VARIANTS {
+        let name = if n == 0 {
+            format!("{}-{}{SEGMENT_SUFFIX}", meta.min, meta.max)
+        } else {
+            format!("{}-{}.{n}{SEGMENT_SUFFIX}", meta.min, meta.max)
+        };
+        let path = dir.join(&name);
+        if !fs.exists(&path) {
+            return false;
+        }
+        if Identity::of_file(fs, &path).ok() == Some(identity) {
+            return true;
+        }
+    }
+    false
 }
 
 /// `name` as a store segment name, refused otherwise.

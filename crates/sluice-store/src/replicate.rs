@@ -92,6 +92,8 @@ pub struct Replication {
 
 /// The default deadline of one replica.
 pub const REPLICA_TIMEOUT: Duration = Duration::from_secs(30);
+/// The header that carries a replica's whole-file CRC-32, in hex.
+pub const CRC32_HEADER: &str = "x-sluice-crc32";
 /// Bytes read from the segment per chunk sent.
 const CHUNK_BYTES: usize = 256 << 10;
 
@@ -164,13 +166,30 @@ impl Replication {
         let from = from.join(",");
         let from = from.as_str();
         let path = dir.join(name);
+        // Receivers tell a retry of this file from another file of the
+        // same name by its length and CRC-32 (see `replica.rs`).
+        let crc32 = {
+            let (fs, path) = (fs.clone(), path.clone());
+            tokio::task::spawn_blocking(move || crate::replica::Identity::of_file(&*fs, &path))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(|identity| identity.crc32)
+        };
+        let outgoing = Outgoing {
+            path: &path,
+            name,
+            from,
+            crc32,
+        };
+        let outgoing = &outgoing;
         // The target choice and its fallback rule are the lane's
         // (`lane::Fanout`), which the simulation drives too.
         let (mut fanout, first) = Fanout::start(ranked.to_vec(), want);
         let mut running = FuturesUnordered::new();
         let mut last = "no ready store to send to".to_string();
         for target in first {
-            running.push(self.one(client, fs, &path, name, from, target));
+            running.push(self.one(client, fs, outgoing, target));
         }
         while let Some((target, result)) = running.next().await {
             match result {
@@ -179,7 +198,7 @@ impl Replication {
                     tracing::warn!(segment = name, target = %target.id, api = %target.api, error = %why, "replica failed; trying the next store");
                     last = format!("{}: {why}", target.id);
                     if let Some(next_target) = fanout.failed() {
-                        running.push(self.one(client, fs, &path, name, from, next_target));
+                        running.push(self.one(client, fs, outgoing, next_target));
                     }
                 }
             }
@@ -204,14 +223,11 @@ impl Replication {
         &self,
         client: &reqwest::Client,
         fs: &Arc<dyn Fs>,
-        path: &Path,
-        name: &str,
-        from: &str,
+        outgoing: &Outgoing<'_>,
         target: &'t Candidate,
     ) -> (&'t Candidate, Result<(), String>) {
         let started = Instant::now();
-        let sent =
-            tokio::time::timeout(self.timeout, put(client, fs, path, name, from, target)).await;
+        let sent = tokio::time::timeout(self.timeout, put(client, fs, outgoing, target)).await;
         let result = match sent {
             Err(_) => {
                 metrics::replication_failed("timeout");
@@ -232,14 +248,28 @@ impl Replication {
 
 /// `PUT http://API/store/replicate?batch=NAME` with the file as the body.
 /// Returns the bytes sent, or a failure reason (for the counter) and why.
+/// A file on its way to other stores.
+struct Outgoing<'a> {
+    path: &'a Path,
+    name: &'a str,
+    /// The stores named as holders to the receivers.
+    from: &'a str,
+    /// The whole file's CRC-32, if it could be read.
+    crc32: Option<u32>,
+}
+
 async fn put(
     client: &reqwest::Client,
     fs: &Arc<dyn Fs>,
-    path: &Path,
-    name: &str,
-    from: &str,
+    outgoing: &Outgoing<'_>,
     target: &Candidate,
 ) -> Result<u64, (&'static str, String)> {
+    let Outgoing {
+        path,
+        name,
+        from,
+        crc32,
+    } = *outgoing;
     let file = {
         let (fs, owned) = (fs.clone(), path.to_path_buf());
         tokio::task::spawn_blocking(move || fs.open_read(&owned).and_then(|f| Ok((f.len()?, f))))
@@ -267,10 +297,14 @@ async fn put(
         }
     });
     let url = format!("http://{}/store/replicate", target.api);
-    let response = client
+    let mut request = client
         .put(url)
         .query(&[("batch", name), ("from", from)])
-        .header(reqwest::header::CONTENT_LENGTH, len)
+        .header(reqwest::header::CONTENT_LENGTH, len);
+    if let Some(crc32) = crc32 {
+        request = request.header(CRC32_HEADER, format!("{crc32:08x}"));
+    }
+    let response = request
         .body(reqwest::Body::wrap_stream(chunks))
         .send()
         .await
