@@ -16,6 +16,13 @@ pub struct Args {
     /// Seed of the generator: the same seed gives the same lines.
     #[arg(long, default_value_t = sluice_testsvc::DEFAULT_SEED)]
     seed: u64,
+    /// Which lines: mixed (every value drawn afresh; the default) or
+    /// realistic (a few hundred templates used with skewed frequencies,
+    /// request ids that recur over several lines, users and client
+    /// addresses drawn from Zipf distributions; line length follows the
+    /// template, not --size).
+    #[arg(long, default_value = "mixed", value_parser = ["mixed", "realistic"])]
+    corpus: String,
     /// How lines are framed: lines (one per line), syslog (octet-counted
     /// RFC 5424, as rsyslog forwards, for the syslog port), syslog-lf (the
     /// same messages one per line) or fluent (Fluentd Forward-mode frames
@@ -35,6 +42,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         rate: args.rate,
         count: args.count,
         seed: args.seed,
+        corpus: if args.corpus == "realistic" {
+            sluice_testsvc::Corpus::Realistic
+        } else {
+            sluice_testsvc::Corpus::Mixed
+        },
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

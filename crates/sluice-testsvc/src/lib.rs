@@ -30,6 +30,7 @@
 //! 2026-11-21T06:00:00Z) and repeat when the pool wraps.
 
 mod generator;
+mod realistic;
 mod timefmt;
 mod vocab;
 
@@ -58,6 +59,22 @@ pub struct Config {
     pub count: Option<u64>,
     /// Seed for the random generator; equal seeds give equal lines.
     pub seed: u64,
+    /// Which corpus: the mixed one, or the realistic one that repeats as
+    /// production logs do (see [`Corpus`]).
+    pub corpus: Corpus,
+}
+
+/// The corpora `sluice testsvc` writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Corpus {
+    /// Every value drawn afresh: the vocabulary recurs, little else
+    /// (the module docs above).
+    #[default]
+    Mixed,
+    /// A few hundred templates with Zipf-skewed use, request ids on several
+    /// interleaved lines, Zipf-skewed users and client addresses; line
+    /// length follows the template, not [`Config::size`].
+    Realistic,
 }
 
 /// The default bytes per line (`--size`).
@@ -75,6 +92,7 @@ impl Default for Config {
             rate: DEFAULT_RATE,
             count: None,
             seed: DEFAULT_SEED,
+            corpus: Corpus::Mixed,
         }
     }
 }
@@ -88,12 +106,23 @@ struct Pool {
 
 impl Pool {
     fn build(cfg: &Config, lines: usize) -> Self {
-        let mut gen_ = LineGen::new(cfg.size, cfg.seed);
         let mut data = Vec::with_capacity(lines.saturating_mul(cfg.size + 1).min(POOL_BYTES * 2));
         let mut ends = Vec::with_capacity(lines);
-        for _ in 0..lines {
-            gen_.next_line(&mut data);
-            ends.push(data.len());
+        match cfg.corpus {
+            Corpus::Mixed => {
+                let mut gen_ = LineGen::new(cfg.size, cfg.seed);
+                for _ in 0..lines {
+                    gen_.next_line(&mut data);
+                    ends.push(data.len());
+                }
+            }
+            Corpus::Realistic => {
+                let mut gen_ = realistic::RealisticGen::new(cfg.seed);
+                for _ in 0..lines {
+                    gen_.next_line(&mut data);
+                    ends.push(data.len());
+                }
+            }
         }
         Self { data, ends }
     }
@@ -208,6 +237,7 @@ mod tests {
             rate: 0,
             count: Some(count),
             seed,
+            corpus: Corpus::Mixed,
         }
     }
 
@@ -362,6 +392,7 @@ mod tests {
             rate: 2000,
             count: Some(300),
             seed: 1,
+            corpus: Corpus::Mixed,
         };
         let t = Instant::now();
         let mut out = Vec::new();
@@ -392,6 +423,7 @@ mod tests {
             rate: 0,
             count: None,
             seed: 0,
+            corpus: Corpus::Mixed,
         };
         let err = run(&c, &mut Broken(3)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
