@@ -24,9 +24,13 @@ pub fn clamp_time_ms(origin_ms: u64, now_ms: u64) -> u64 {
 
 /// Hands out strictly increasing ULIDs.
 ///
-/// Within one millisecond the 80-bit random part is incremented instead of
-/// drawn again, so the cost per id is an add, and ids from one generator sort
-/// in the order they were made even when the clock stalls or steps back.
+/// The 80-bit random part is drawn once, then incremented for every id,
+/// across milliseconds too: the cost per id is an add, ids from one
+/// generator sort in the order they were made even when the clock stalls
+/// or steps back, and a generator's ids form one running counter, which
+/// block files store in about a byte an id (`block_segment/ids.rs`).
+/// Uniqueness across generators rests on the random start: two generators
+/// collide only if their counters overlap within one millisecond.
 #[derive(Debug)]
 pub struct IdGenerator {
     last: u128,
@@ -51,12 +55,16 @@ impl IdGenerator {
     /// later time).
     pub fn next_at(&mut self, ms: u64) -> Ulid {
         let last_ms = (self.last >> RANDOM_BITS) as u64;
-        let next = if ms > last_ms || self.last == 0 {
-            // A fresh random part, with the top bit clear so that increments
-            // within a millisecond practically never overflow into the time.
+        let next = if self.last == 0 {
+            // The random start, with the top bit clear, so that counting up
+            // from it never overflows into the time (2^79 ids).
             let mut rng = rand::rng();
             let random = ((rng.next_u64() as u128) << 16 | rng.next_u32() as u128 >> 16)
                 & (RANDOM_MASK >> 1);
+            ((ms as u128) << RANDOM_BITS) | random
+        } else if ms > last_ms {
+            // A new millisecond: the counter runs on.
+            let random = (self.last + 1) & RANDOM_MASK;
             ((ms as u128) << RANDOM_BITS) | random
         } else {
             self.last + 1
@@ -108,6 +116,10 @@ mod tests {
         assert!(a < b && b < c && c < d);
         assert_eq!(a.timestamp_ms(), 1_000);
         assert_eq!(d.timestamp_ms(), 1_001);
+        // One running counter, across milliseconds.
+        let random = |id: Ulid| id.0 & RANDOM_MASK;
+        assert_eq!(random(d), random(c) + 1);
+        assert_eq!(random(b), random(a) + 1);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //!
 //! # Version policy
 //!
-//! One version is read: 2.3, the header's bytes `0x02 0x03`. A file with
+//! One version is read: 2.4, the header's bytes `0x02 0x04`. A file with
 //! any other version is refused with [`StorageError::UnsupportedVersion`],
 //! which names the version found; nothing of it is read. A change to the
 //! byte layout below gets a new version, and the old one is no longer read.
@@ -18,7 +18,7 @@
 //! LEB128 is the unsigned variable-length integer.
 //!
 //! ```text
-//! header   skippable 0x184D2A50: "SLUICE" 0x02 0x03
+//! header   skippable 0x184D2A50: "SLUICE" 0x02 0x04
 //! block*   skippable 0x184D2A51: the block's meta (below)
 //!          zstd frames: the block's text, one per frame of the block
 //! footer   skippable 0x184D2A52: the block index (below)
@@ -58,8 +58,7 @@
 //! | frame table | `16 n` | per frame `data_len u32, text_len u32, rows u32, crc u32` (the crc32 of its zstd frame) |
 //! | `filter_len` | u32 | bytes of the filter |
 //! | filter | `filter_len` | the sliced filter ([`crate::term_filter::sliced`]) |
-//! | first id | u128 | the record with the smallest id |
-//! | id deltas | `count - 1` LEB128 | each id less the one before, at least 1 |
+//! | ids | `count - 1` lane-coded | the ids after the first (which is `min`): per id a LEB128 of its millisecond delta flag, lane and counter step, about a byte at ordinary rates (`block_segment/ids.rs`) |
 //! | `width` | u8 | sorted blocks only: bytes of a line ordinal, 1 to 4 |
 //! | line ordinals | `count * width` | sorted blocks only: per line, in frame order, its record's index in id order (in a block in id order, line `i` is record `i`) |
 //! | topic table | LEB128 `t`, then `t` times `len u8, bytes` | the block's topics |
@@ -124,6 +123,7 @@ use crate::{
 
 mod block;
 mod cursor;
+mod ids;
 mod probes;
 mod sort_key;
 mod writer;
@@ -136,9 +136,9 @@ pub use writer::BlockWriter;
 const SKIPPABLE_HEADER: u32 = 0x184D_2A50;
 const SKIPPABLE_BLOCK: u32 = 0x184D_2A51;
 const SKIPPABLE_FOOTER: u32 = 0x184D_2A52;
-/// The header's content: the tag and the one version read and written, 2.3
+/// The header's content: the tag and the one version read and written, 2.4
 /// (see the version policy in the module docs).
-const FILE_TAG: &[u8; 8] = b"SLUICE\x02\x03";
+const FILE_TAG: &[u8; 8] = b"SLUICE\x02\x04";
 /// Bytes of the tag before the version.
 const TAG_LEN: usize = FILE_TAG.len() - 2;
 const FOOTER_TAG: &[u8; 4] = b"SLF2";

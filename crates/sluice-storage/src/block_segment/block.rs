@@ -246,16 +246,7 @@ impl Block {
     ) -> Result<Ordinals<'m>, &'static str> {
         let count = entry.count as usize;
         self.ids.clear();
-        let mut id = r.u128()?;
-        self.ids.push(Ulid(id));
-        for _ in 1..count {
-            let delta = r.varint()?;
-            if delta == 0 {
-                return Err("ids do not increase");
-            }
-            id = id.checked_add(delta).ok_or("id overflows")?;
-            self.ids.push(Ulid(id));
-        }
+        super::ids::decode(r, entry.min, count, &mut self.ids)?;
         if self.ids.last() != Some(&entry.max) {
             return Err("ids do not end at the block's max");
         }

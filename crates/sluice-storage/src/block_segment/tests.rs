@@ -178,7 +178,7 @@ fn a_rare_literal_skips_blocks_by_their_filter() {
         let fs = MemFs::new();
         write_with(&fs, Path::new("/d/seg"), &[], make);
         let header = fs.read_all(Path::new("/d/seg")).unwrap();
-        assert_eq!(header[HEADER_LEN - 2..HEADER_LEN], [2, 3]);
+        assert_eq!(header[HEADER_LEN - 2..HEADER_LEN], [2, 4]);
     }
 }
 
@@ -190,7 +190,7 @@ fn a_file_of_another_version_is_refused_by_name() {
     let path = Path::new("/d/seg");
     write(&fs, path, &traced_requests()[..1000]);
     let written = fs.read_all(path).unwrap();
-    for (major, minor) in [(2, 2), (2, 4), (3, 0), (2, 0)] {
+    for (major, minor) in [(2, 3), (2, 5), (3, 0), (2, 0)] {
         let mut bytes = written.clone();
         bytes[HEADER_LEN - 2..HEADER_LEN].copy_from_slice(&[major, minor]);
         assert!(is_block_segment(&bytes), "routed to the block reader");
@@ -198,7 +198,7 @@ fn a_file_of_another_version_is_refused_by_name() {
         assert!(err.is_corrupt(), "{err}");
         let message = err.to_string();
         assert!(
-            message.contains(&format!("format {major}.{minor}")) && message.contains("2.3"),
+            message.contains(&format!("format {major}.{minor}")) && message.contains("2.4"),
             "{message}"
         );
     }

@@ -490,17 +490,15 @@ fn put_fixed_meta(meta: &mut Vec<u8>, block: &OpenBlock, data: &[u8]) {
 }
 
 /// Append the filter that `encode` writes, after its length (u32), then
-/// the block's ids: the first whole (u128), the rest as LEB128 deltas.
+/// the block's ids after the first (which is the meta's `min`), lane-coded
+/// (`ids.rs`).
 fn put_filter_and_ids(meta: &mut Vec<u8>, ids: &[Ulid], encode: impl FnOnce(&mut Vec<u8>)) {
     let len_at = meta.len();
     meta.extend_from_slice(&[0; 4]);
     encode(meta);
     let filter_len = (meta.len() - len_at - 4) as u32;
     meta[len_at..len_at + 4].copy_from_slice(&filter_len.to_le_bytes());
-    meta.extend_from_slice(&ids[0].0.to_le_bytes());
-    for pair in ids.windows(2) {
-        put_varint(meta, pair[1].0 - pair[0].0);
-    }
+    super::ids::encode(ids, meta);
 }
 
 /// The topic table, each record's topic when there are several, and the
