@@ -10,7 +10,7 @@ use std::{
 use sluice_record::{Record, Ulid};
 use sluice_storage::{
     Fs, RecordCursor, SegmentCache, SegmentMeta, StorageError, WorkerPool,
-    block_segment::{Cancel, RecordFilter},
+    block_segment::Cancel,
     store_segment::{BatchCursor, ScanOptions, list_segments, open_cursor},
 };
 
@@ -576,18 +576,11 @@ pub(crate) fn prepare_forward<'q>(
     scan: &Scan,
 ) -> Result<Forward<'q>, QueryError> {
     let started = Instant::now();
-    // A regex runs where blocks are decoded, on every core, on the records
-    // that hold its required literal (if it has one); a plain literal is
-    // found there already. (The merge's filter below tests the matcher
-    // again on the records that come out: cheap for those few, and it
-    // covers batch files, whose cursors do not filter.)
-    let filter: Option<RecordFilter> = match &query.matcher {
-        Matcher::Regex { .. } => {
-            let matcher = query.matcher.clone();
-            Some(Arc::new(move |payload: &[u8]| matcher.is_match(payload)))
-        }
-        Matcher::All | Matcher::Literal(_) => None,
-    };
+    // A regex runs where blocks are decoded, on every core, over each
+    // block's text as a whole (its own prefilters find the required
+    // literal); a plain literal is found there already. (The merge's filter
+    // below tests the matcher again on the records that come out: cheap for
+    // those few, and it covers batch files, whose cursors do not filter.)
     let options = ScanOptions {
         workers: scan.workers.clone(),
         cancel: scan.cancel.clone(),
@@ -595,9 +588,10 @@ pub(crate) fn prepare_forward<'q>(
         time_ms: Some((query.from_ms, query.to_ms)),
         ids: query.ids,
         skip_corrupt_blocks: true,
-        filter,
+        filter: None,
         any_of: query.matcher.required_any_of().cloned(),
         cache: scan.cache.clone(),
+        text: query.matcher.text_matcher(),
     };
     let (segments, cursors) = open_plan(fs, sources, &query, &options)?;
     Ok(Forward {

@@ -32,6 +32,10 @@ pub enum Matcher {
     Regex {
         /// The compiled pattern, case-insensitive with `-i`.
         regex: Regex,
+        /// The same pattern with `^` and `$` at line starts and ends, for
+        /// searching many newline-separated payloads at once (see
+        /// [`Matcher::text_matcher`]).
+        lines: Regex,
         /// The longest literal every match contains, if any.
         required: Option<Arc<memmem::Finder<'static>>>,
         /// Literals one of which every match contains, if any.
@@ -56,19 +60,25 @@ impl Matcher {
         } else {
             regex::escape(query)
         };
-        let compiled = RegexBuilder::new(&pattern)
-            .case_insensitive(ignore_case)
-            .size_limit(64 << 20)
-            .build()
-            .map_err(|source| MatcherError {
-                pattern: query.to_string(),
-                source,
-            })?;
+        let build = |multi_line: bool| {
+            RegexBuilder::new(&pattern)
+                .case_insensitive(ignore_case)
+                .multi_line(multi_line)
+                .size_limit(64 << 20)
+                .build()
+                .map_err(|source| MatcherError {
+                    pattern: query.to_string(),
+                    source,
+                })
+        };
+        let compiled = build(false)?;
+        let lines = build(true)?;
         let Required { one, any_of } = required_literals(&pattern, ignore_case);
         let required = one.map(|literal| Arc::new(memmem::Finder::new(&literal).into_owned()));
         let any_of = any_of.map(Into::into);
         Ok(Matcher::Regex {
             regex: compiled,
+            lines,
             required,
             any_of,
         })
@@ -98,6 +108,40 @@ impl Matcher {
             Matcher::All => true,
             Matcher::Literal(finder) => finder.find(payload).is_some(),
             Matcher::Regex { regex, .. } => regex.is_match(payload),
+        }
+    }
+}
+
+/// A regex searched over a block's text as a whole (see
+/// [`Matcher::text_matcher`]).
+struct LinesRegex {
+    lines: Regex,
+    payload: Regex,
+}
+
+impl sluice_storage::block_segment::TextMatcher for LinesRegex {
+    fn find_at(&self, text: &[u8], start: usize) -> Option<(usize, usize)> {
+        self.lines
+            .find_at(text, start)
+            .map(|m| (m.start(), m.end()))
+    }
+
+    fn is_match(&self, payload: &[u8]) -> bool {
+        self.payload.is_match(payload)
+    }
+}
+
+impl Matcher {
+    /// For a regex (or a literal with `-i`): a matcher that block cursors
+    /// run over each decoded block's text as a whole, as grep does, rather
+    /// than once per record.
+    pub fn text_matcher(&self) -> Option<Arc<dyn sluice_storage::block_segment::TextMatcher>> {
+        match self {
+            Matcher::Regex { regex, lines, .. } => Some(Arc::new(LinesRegex {
+                lines: lines.clone(),
+                payload: regex.clone(),
+            })),
+            Matcher::All | Matcher::Literal(_) => None,
         }
     }
 }

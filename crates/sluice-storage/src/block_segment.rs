@@ -129,7 +129,7 @@ mod sort_key;
 mod writer;
 pub use block::MAX_FRAMES;
 use block::{Block, FrameEntry};
-pub use cursor::{BlockCursor, Cancel, PREFETCH, RecordFilter};
+pub use cursor::{BlockCursor, Cancel, PREFETCH, RecordFilter, TextMatcher};
 pub(crate) use probes::{FrameScratch, Probes};
 pub use writer::BlockWriter;
 

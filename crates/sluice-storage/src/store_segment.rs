@@ -608,6 +608,10 @@ pub struct ScanOptions {
     /// Open block files through this cache (queries share their mappings
     /// and verified filters); `None` opens each file afresh.
     pub cache: Option<Arc<SegmentCache>>,
+    /// Select a block file's records by searching its decoded text as a
+    /// whole with this ([`crate::block_segment::TextMatcher`]); a batch
+    /// file's cursor ignores it, so the caller still checks what it gets.
+    pub text: Option<Arc<dyn crate::block_segment::TextMatcher>>,
 }
 
 impl ScanOptions {
@@ -623,6 +627,7 @@ impl ScanOptions {
             filter: None,
             any_of: None,
             cache: None,
+            text: None,
         }
     }
 }
@@ -639,6 +644,7 @@ impl std::fmt::Debug for ScanOptions {
             .field("filter", &self.filter.is_some())
             .field("any_of", &self.any_of)
             .field("cache", &self.cache.as_ref().map(|c| c.len()))
+            .field("text", &self.text.is_some())
             .finish()
     }
 }
@@ -676,6 +682,9 @@ pub fn open_cursor(
         }
         if let Some(filter) = &options.filter {
             cursor = cursor.with_filter(filter.clone());
+        }
+        if let Some(text) = &options.text {
+            cursor = cursor.with_text_matcher(text.clone());
         }
         return Ok(Box::new(cursor));
     }

@@ -301,3 +301,82 @@ fn a_segment_committed_while_a_query_plans_is_read_once_not_missed() {
         });
     assert_eq!(got, ["stored", "in flight"]);
 }
+
+mod text_search {
+    use proptest::prelude::*;
+    use sluice_storage::{
+        block_segment::BlockLayout,
+        store_segment::{self, ScanOptions},
+    };
+
+    use super::*;
+
+    /// The payloads of a block file of `lines`, read back through a cursor
+    /// that searches each block's text as a whole with `matcher`.
+    fn selected_by_text(lines: &[String], matcher: &Matcher, layout: BlockLayout) -> Vec<String> {
+        let fs = MemFs::new();
+        let dir = Path::new("/store");
+        sluice_storage::Fs::create_dir_all(&fs, dir).unwrap();
+        let mut w = StoreSegmentWriter::blocks(&fs, dir, layout, WorkerPool::inline()).unwrap();
+        for (i, payload) in lines.iter().enumerate() {
+            w.push(Record {
+                id: Ulid::from_parts(1_000 + i as u64, 0),
+                flags: 0,
+                topic: b"t",
+                payload: payload.as_bytes(),
+            })
+            .unwrap();
+        }
+        let meta = w.finish().unwrap().unwrap();
+        let mut options = ScanOptions::new(WorkerPool::inline());
+        options.text = matcher.text_matcher();
+        let mut cursor = store_segment::open_cursor(&fs, &dir.join(&meta.name), &options).unwrap();
+        let mut got = Vec::new();
+        while cursor.advance().unwrap() {
+            got.push(String::from_utf8(cursor.record().payload.to_vec()).unwrap());
+        }
+        got
+    }
+
+    fn piece() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "a", "b", "ab", "x", "ba", "[^a]", "[a-c]", ".", "\\s", "\\S", "^", "$", "\\b", "*",
+            "+", "?", "{1,2}", "|", "(", ")", "a", "[^x]+", "\\w",
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        /// Searching a block's text as a whole selects exactly the records a
+        /// per-record regex selects: for anchors, classes that can match a
+        /// newline (`[^a]`, `\s`) and so run across lines, `-i`, and both
+        /// block layouts.
+        #[test]
+        fn the_whole_text_search_selects_what_a_per_record_regex_selects(
+            pieces in prop::collection::vec(piece(), 1..6),
+            lines in prop::collection::vec("[abxAB \t]{0,12}", 1..40),
+            ignore_case in any::<bool>(),
+            in_order in any::<bool>(),
+        ) {
+            let pattern: String = pieces.concat();
+            let Ok(matcher) = Matcher::new(&pattern, true, ignore_case) else {
+                return Ok(());
+            };
+            let want: Vec<String> = lines.iter().filter(|l| matcher.is_match(l.as_bytes())).cloned().collect();
+            let layout = if in_order { BlockLayout::InOrder } else { BlockLayout::Sorted };
+            prop_assert_eq!(selected_by_text(&lines, &matcher, layout), want, "pattern {:?}", pattern);
+        }
+    }
+
+    #[test]
+    fn a_case_insensitive_literal_is_found_in_any_case() {
+        let lines: Vec<String> = ["an Error here", "fine", "ERROR", "terror", "err or"]
+            .map(String::from)
+            .to_vec();
+        let matcher = Matcher::new("error", false, true).unwrap();
+        assert_eq!(
+            selected_by_text(&lines, &matcher, BlockLayout::Sorted),
+            ["an Error here", "ERROR", "terror"]
+        );
+    }
+}

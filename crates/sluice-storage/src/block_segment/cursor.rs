@@ -38,6 +38,19 @@ use crate::{
 /// regex, say). Records it rejects are never returned.
 pub type RecordFilter = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
 
+/// A pattern searched over a block's decoded text as a whole, as grep
+/// does, rather than called once per record: the regex engine's
+/// prefilters and its DFA then run across lines, and per-record calls go
+/// only to lines where a match crossed a newline.
+pub trait TextMatcher: Send + Sync {
+    /// The first match in `text` at or after `start`, as absolute
+    /// `(start, end)` offsets. `^` and `$` must match at line starts and
+    /// ends (a multi-line regex).
+    fn find_at(&self, text: &[u8], start: usize) -> Option<(usize, usize)>;
+    /// Whether one payload, alone, matches.
+    fn is_match(&self, payload: &[u8]) -> bool;
+}
+
 /// Blocks decoded ahead of the one being read.
 pub const PREFETCH: usize = 2;
 
@@ -92,6 +105,7 @@ pub struct BlockCursor {
     /// What the filters are asked.
     probes: Probes,
     filter: Option<RecordFilter>,
+    text: Option<Arc<dyn TextMatcher>>,
     bytes_read: u64,
     skipped: u64,
     blocks_loaded: u64,
@@ -138,6 +152,7 @@ impl BlockCursor {
             literal: None,
             probes: Probes::default(),
             filter: None,
+            text: None,
             bytes_read: 0,
             skipped: 0,
             blocks_loaded: 0,
@@ -185,6 +200,15 @@ impl BlockCursor {
     /// Return only records whose payload `filter` accepts.
     pub fn with_filter(mut self, filter: RecordFilter) -> Self {
         self.filter = Some(filter);
+        self
+    }
+
+    /// Return only records whose payload `matcher` matches, searching each
+    /// decoded block's text as a whole (see [`TextMatcher`]). It selects
+    /// records instead of the literal (which still prunes blocks and
+    /// frames).
+    pub fn with_text_matcher(mut self, matcher: Arc<dyn TextMatcher>) -> Self {
+        self.text = Some(matcher);
         self
     }
 
@@ -279,17 +303,13 @@ impl BlockCursor {
             }
             let bytes = self.segment.bytes.clone();
             let meta_verified = self.segment.meta_is_verified(i);
-            let literal = self.literal.clone();
-            let filter = self.filter.clone();
+            let select = Select {
+                literal: self.literal.clone(),
+                text: self.text.clone(),
+                filter: self.filter.clone(),
+            };
             let task = self.workers.submit(move || {
-                let decoded = decode(
-                    &bytes,
-                    &entry,
-                    meta_verified,
-                    job,
-                    literal.as_deref(),
-                    filter,
-                );
+                let decoded = decode(&bytes, &entry, meta_verified, job, select);
                 // The compressed data is not read again soon; the filters,
                 // which every query probes, stay resident.
                 bytes.release(entry.data_range());
@@ -337,16 +357,23 @@ impl BlockCursor {
     }
 }
 
+/// How [`decode`] selects a block's records.
+struct Select {
+    literal: Option<Literal>,
+    text: Option<Arc<dyn TextMatcher>>,
+    filter: Option<RecordFilter>,
+}
+
 /// Verify and decompress block `entry` of `bytes` (the frames `job`
-/// wants) into `job`, and select the records that hold `literal` and pass
-/// `filter`.
+/// wants) into `job`, and select the records that match: by the text
+/// matcher over the whole text if there is one, else by the literal, then
+/// by `filter`.
 fn decode(
     bytes: &[u8],
     entry: &BlockEntry,
     meta_verified: bool,
     mut job: Decoded,
-    literal: Option<&memmem::Finder<'static>>,
-    filter: Option<RecordFilter>,
+    select: Select,
 ) -> Decoded {
     job.selected.clear();
     let decompressor = match job.decompressor.take() {
@@ -376,50 +403,87 @@ fn decode(
         }
     }
     let block = &job.block;
-    // The records read, in the order of their lines in the text.
-    let lines = &block.loaded;
-    match literal {
-        Some(finder) => {
-            // Payloads are separated by "\n", which a literal may hold: find
-            // overlapping occurrences and keep records with one wholly
-            // inside their payload.
-            let needle = finder.needle().len();
-            let text = &block.text;
-            let mut from = 0;
-            let mut line = 0;
-            while line < lines.len() {
-                let Some(at) = finder.find(&text[from..]) else {
-                    break;
-                };
-                let hit = from + at;
-                while line < lines.len()
-                    && (block.ends[lines[line] as usize] as usize) < hit + needle
-                {
-                    line += 1;
-                }
-                let Some(&record) = lines.get(line) else {
-                    break;
-                };
-                if block.starts[record as usize] as usize <= hit {
-                    job.selected.push(record);
-                    // The next line starts after this one's newline.
-                    from = block.ends[record as usize] as usize + 1;
-                    line += 1;
-                } else {
-                    from = hit + 1;
-                }
-            }
-        }
-        None => job.selected.extend_from_slice(lines),
+    match (&select.text, &select.literal) {
+        (Some(matcher), _) => select_by_text(block, &**matcher, &mut job.selected),
+        (None, Some(finder)) => select_by_literal(block, finder, &mut job.selected),
+        (None, None) => job.selected.extend_from_slice(&block.loaded),
     }
     // A sorted block's lines are in sort-key order; records go out in id
     // order.
     job.selected.sort_unstable();
-    if let Some(filter) = filter {
+    if let Some(filter) = select.filter {
         job.selected
             .retain(|&i| filter(job.block.record(i as usize).payload));
     }
     job
+}
+
+/// The records (indices) of `block`'s loaded lines that hold `finder`.
+fn select_by_literal(block: &Block, finder: &memmem::Finder<'static>, selected: &mut Vec<u32>) {
+    // The records read, in the order of their lines in the text.
+    let lines = &block.loaded;
+    // Payloads are separated by "\n", which a literal may hold: find
+    // overlapping occurrences and keep records with one wholly inside their
+    // payload.
+    let needle = finder.needle().len();
+    let text = &block.text;
+    let mut from = 0;
+    let mut line = 0;
+    while line < lines.len() {
+        let Some(at) = finder.find(&text[from..]) else {
+            break;
+        };
+        let hit = from + at;
+        while line < lines.len() && (block.ends[lines[line] as usize] as usize) < hit + needle {
+            line += 1;
+        }
+        let Some(&record) = lines.get(line) else {
+            break;
+        };
+        if block.starts[record as usize] as usize <= hit {
+            selected.push(record);
+            // The next line starts after this one's newline.
+            from = block.ends[record as usize] as usize + 1;
+            line += 1;
+        } else {
+            from = hit + 1;
+        }
+    }
+}
+
+/// The records (indices) of `block`'s loaded lines that `matcher` matches,
+/// found by searching the text as a whole. A match inside one line selects
+/// it; a match that starts in a line and crosses its newline (a class such
+/// as `[^x]` can match one) is checked again on that line alone. Either
+/// way the search goes on at the next line, so every line is decided
+/// exactly as a per-line match would decide it.
+fn select_by_text(block: &Block, matcher: &dyn TextMatcher, selected: &mut Vec<u32>) {
+    let lines = &block.loaded;
+    let text = &block.text;
+    let mut from = 0;
+    let mut line = 0;
+    while line < lines.len() && from <= text.len() {
+        let Some((start, end)) = matcher.find_at(text, from) else {
+            break;
+        };
+        // The line the match starts in: the first whose newline is at or
+        // after the start (an empty match at a line's end is in that line).
+        while line < lines.len() && (block.ends[lines[line] as usize] as usize) < start {
+            line += 1;
+        }
+        let Some(&record) = lines.get(line) else {
+            break;
+        };
+        let (line_start, line_end) = (
+            block.starts[record as usize] as usize,
+            block.ends[record as usize] as usize,
+        );
+        if end <= line_end || matcher.is_match(&text[line_start..line_end]) {
+            selected.push(record);
+        }
+        from = line_end + 1;
+        line += 1;
+    }
 }
 
 impl crate::RecordCursor for BlockCursor {
