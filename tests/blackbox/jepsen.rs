@@ -26,7 +26,7 @@ use std::{
 use sluice_record::wire::{BatchBuilder, Guarantee, Reply, parse_reply};
 use ulid::Ulid;
 
-use crate::{cluster_harness::*, harness::*, jepsen_check::*};
+use crate::{cluster_harness::*, jepsen_check::*};
 
 /// Copies every acked record must have.
 const RF: usize = 2;
@@ -38,6 +38,11 @@ const MAX_BATCH_RECORDS: u64 = 20;
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a writer waits to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The least time between two batches of a writer: a bound on the
+/// history's size (and so on the checker's queries) whatever the acks do.
+const MIN_BATCH_INTERVAL: Duration = Duration::from_millis(50);
+/// How long the checker's local query of one store may take.
+const LOCAL_QUERY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The run's settings, from the environment.
 struct Settings {
@@ -192,6 +197,7 @@ fn write(
             }
             continue;
         };
+        let started = Instant::now();
         seq += 1;
         let payloads: Vec<String> = (0..1 + rng.below(MAX_BATCH_RECORDS))
             .map(|r| payload((writer, seq, r as u32), &mut rng))
@@ -216,8 +222,8 @@ fn write(
             // The framing may be lost: start afresh, on the other one.
             connection = None;
             target = 1 - target;
-            std::thread::sleep(Duration::from_millis(100));
         }
+        std::thread::sleep(MIN_BATCH_INTERVAL.saturating_sub(started.elapsed()));
     }
 }
 
@@ -491,29 +497,53 @@ fn strict_query(node: &ClusterNode) -> Vec<(Ulid, String)> {
 /// The payloads store `node` holds itself (`scope=local`).
 fn local_payloads(node: &ClusterNode) -> Vec<String> {
     let path = "/query?scope=local&from=24h&topic=jepsen&format=json";
-    let (status, body) =
-        http_get(&node.api(), path).unwrap_or_else(|| panic!("{}: {path}: no answer", node.name()));
-    assert_eq!(status, 200, "{}: {path}: {body}", node.name());
+    let what = format!("{}: GET {path}", node.name());
+    // The harness's GET reads for 30 s at most; a store with a long run's
+    // records may take longer to answer all of them.
+    let mut stream = TcpStream::connect(node.api()).unwrap_or_else(|e| panic!("{what}: {e}"));
+    stream.set_read_timeout(Some(LOCAL_QUERY_TIMEOUT)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n",
+        node.api()
+    )
+    .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let mut response = Vec::new();
+    std::io::Read::read_to_end(&mut stream, &mut response)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    assert!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "{what}: {head}\n{body}"
+    );
     body.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             let record: serde_json::Value = serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("{}: {path}: not a record ({e}): {l}", node.name()));
+                .unwrap_or_else(|e| panic!("{what}: not a record ({e}): {l}"));
             record["payload"]
                 .as_str()
-                .unwrap_or_else(|| panic!("{}: {path}: no payload in {l}", node.name()))
+                .unwrap_or_else(|| panic!("{what}: no payload in {l}"))
                 .to_string()
         })
         .collect()
+}
+
+/// Print a line on stderr even while the test harness captures output
+/// (it captures `eprintln!`, not the stream): a passing run still shows
+/// its seed and summary.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 #[test]
 fn jepsen_replicated_acks_survive_kills_pauses_and_partitions() {
     let settings = Settings::from_env();
     let (seed, secs) = (settings.seed, settings.secs);
-    eprintln!(
+    say(&format!(
         "jepsen: seed={seed} secs={secs} (SLUICE_JEPSEN_SEED={seed} replays this nemesis schedule)"
-    );
+    ));
     let nodes = start();
     let history = Mutex::new(History::new());
     let until = Instant::now() + Duration::from_secs(secs);
@@ -561,9 +591,8 @@ fn jepsen_replicated_acks_survive_kills_pauses_and_partitions() {
         verdict.unacked_seen,
         verdict.partial_unacked,
     );
-    eprintln!("{summary}");
-    println!("{summary}");
-    eprintln!("jepsen: faults added {:?}", nemesis.counts);
+    say(&summary);
+    say(&format!("jepsen: faults added {:?}", nemesis.counts));
     let reasons: Vec<String> = history
         .values()
         .filter_map(|s| match &s.outcome {

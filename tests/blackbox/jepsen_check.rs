@@ -112,6 +112,19 @@ pub struct Sent {
     pub outcome: Outcome,
 }
 
+impl Sent {
+    /// Where it went and what came back, for a failure message.
+    pub fn describe(&self) -> String {
+        match &self.outcome {
+            Outcome::Acked { first, last } => {
+                format!("acked by {} with ids {first}..={last}", self.ingester)
+            }
+            Outcome::Failed(why) => format!("failed on {}: {why}", self.ingester),
+            Outcome::Unknown(why) => format!("unknown on {}: {why}", self.ingester),
+        }
+    }
+}
+
 /// Every batch of the run.
 pub type History = BTreeMap<BatchKey, Sent>;
 
@@ -255,10 +268,7 @@ pub fn check(
         if acked(sent) {
             for (r, line) in sent.payloads.iter().enumerate() {
                 if !seen.contains_key(&(writer, batch, r as u32)) {
-                    verdict.lost.push(format!(
-                        "{line:?} (acked {:?} by {})",
-                        sent.outcome, sent.ingester
-                    ));
+                    verdict.lost.push(format!("{line:?} ({})", sent.describe()));
                 }
             }
         } else {
