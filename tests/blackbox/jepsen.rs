@@ -537,12 +537,27 @@ fn say(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// Says the seed again if the test fails anywhere (a wait that gives up,
+/// a node that does not restart), not only in the checker's assertion.
+struct SeedOnFailure(String);
+
+impl Drop for SeedOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            say(&format!("jepsen: FAILED with {}", self.0));
+        }
+    }
+}
+
 #[test]
 fn jepsen_replicated_acks_survive_kills_pauses_and_partitions() {
     let settings = Settings::from_env();
     let (seed, secs) = (settings.seed, settings.secs);
     say(&format!(
         "jepsen: seed={seed} secs={secs} (SLUICE_JEPSEN_SEED={seed} replays this nemesis schedule)"
+    ));
+    let _seed_on_failure = SeedOnFailure(format!(
+        "seed={seed} secs={secs}: SLUICE_JEPSEN_SEED={seed} SLUICE_JEPSEN_SECS={secs}"
     ));
     let nodes = start();
     let history = Mutex::new(History::new());
@@ -566,7 +581,8 @@ fn jepsen_replicated_acks_survive_kills_pauses_and_partitions() {
     wait_converged(&nodes.iter().collect::<Vec<_>>());
     wait_drained(&ingesters);
 
-    let strict = strict_query(&nodes[STORES[0]]);
+    // The coordinator, by seed: a store or an ingester.
+    let strict = strict_query(&nodes[(seed % nodes.len() as u64) as usize]);
     let stores: Vec<(String, Vec<String>)> = STORES
         .iter()
         .map(|&s| (nodes[s].name(), local_payloads(&nodes[s])))
