@@ -1,8 +1,9 @@
 //! A Jepsen-style run: writers send unique, self-checking records with
 //! `replicated` acks to a cluster of 2 ingesters and 3 stores (RF 2) while
-//! a seeded nemesis kills (`kill -9`), restarts, pauses (SIGSTOP) and
-//! partitions nodes (gossip and API cut by the nodes' fault proxies), and
-//! deletes a killed ingester's ingest log, every few seconds. After healing and draining, the checker
+//! a seeded nemesis, every few seconds, kills (`kill -9`) and restarts
+//! nodes, deletes a killed ingester's ingest log (a lost disk), pauses
+//! nodes (SIGSTOP) and partitions them (gossip and API cut by the nodes'
+//! fault proxies). After healing and draining, the checker
 //! (`jepsen_check.rs`) asks for every record with one `strict` query and
 //! each store alone (`scope=local`).
 //!
