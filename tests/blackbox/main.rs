@@ -14,6 +14,8 @@ mod fluent_clients;
 mod forward;
 mod harness;
 mod ingest;
+mod jepsen;
+mod jepsen_check;
 mod loopback;
 mod newest_first;
 mod partition;

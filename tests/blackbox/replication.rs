@@ -139,22 +139,60 @@ fn with_one_store_up_replicated_sends_stall_and_flow_when_a_second_returns() {
     wait_for("the store's lanes to stop lending", || {
         (up.metric("sluice_store_gather_blocked{reason=\"too_few_stores\"}") == 1.0).then_some(())
     });
-    let sent = lines("stalled", 500);
+    // A forwarder with a spool and a small memory queue: with at most 16
+    // batches of 4 KiB in flight and 16 KiB in memory, most of what it
+    // reads while nothing is acked waits on disk only.
+    let spool = tempfile::tempdir().unwrap();
     let mut forwarder = Forwarder::stdin(
         &[&format!("sluice://{}", ingester.batch())],
-        &["--guarantee", "replicated"],
+        &[
+            "--guarantee",
+            "replicated",
+            "--spool",
+            spool.path().to_str().unwrap(),
+            "--queue-max",
+            "16KiB",
+            "--batch-size",
+            "4KiB",
+        ],
     );
+    let spool_bytes = |f: &Forwarder| f.metric("sluice_forward_spool_bytes");
     let mut stdin = forwarder.take_stdin();
-    stdin.write_all(&joined(&sent)).unwrap();
+    let sent = lines("stalled", 40_000);
+    let (first, second) = sent.split_at(sent.len() / 2);
+    stdin.write_all(&joined(first)).unwrap();
     stdin.flush().unwrap();
     // Written on the ingester, and not acked: no store may commit it.
-    wait_for("the ingester to write the lines", || {
-        (ingester.metric("sluice_ingest_records_total") >= sent.len() as f64).then_some(())
+    wait_for("the ingester to write the first batches", || {
+        (ingester.metric("sluice_ingest_records_total") > 0.0).then_some(())
     });
+    let read_all =
+        |f: &Forwarder, n: usize| f.metric("sluice_forward_records_read_total") >= n as f64;
+    let held = wait_for("the forwarder to spool the first half", || {
+        let bytes = spool_bytes(&forwarder);
+        (read_all(&forwarder, first.len()) && bytes > 0.0).then_some(bytes)
+    });
+    // More input while stalled: the spool grows, past the memory queue.
+    stdin.write_all(&joined(second)).unwrap();
+    stdin.flush().unwrap();
+    wait_for("the spool to grow with the second half", || {
+        (read_all(&forwarder, sent.len()) && spool_bytes(&forwarder) > held).then_some(())
+    });
+    assert!(
+        forwarder.metric("sluice_forward_records_spooled_total") > 0.0,
+        "nothing waited on the disk spool alone"
+    );
+    let spool_files = || std::fs::read_dir(spool.path()).unwrap().count();
+    assert!(spool_files() > 0, "the spool directory is empty");
     assert_eq!(forwarder.metric("sluice_forward_records_acked_total"), 0.0);
     assert!(local_payloads(up).is_empty(), "the lone store took nothing");
-    // A second store comes back: everything flows.
+    // A second store comes back: everything flows and the spool drains
+    // (the forwarder still runs: its input is open).
     nodes[2].restart();
+    wait_for("every line acked and the spool drained", || {
+        let acked = forwarder.metric("sluice_forward_records_acked_total");
+        (acked == sent.len() as f64 && spool_bytes(&forwarder) == 0.0).then_some(())
+    });
     drop(stdin);
     let (status, counts) = forwarder.exited();
     assert!(status.success(), "{counts}");
