@@ -10,7 +10,7 @@ use std::{
 use crate::{
     cluster_harness::*,
     harness::*,
-    replication::{assert_each_once, copies, joined, lines},
+    replication::{assert_each_once, copies, joined, lines, send_replicated},
 };
 
 /// Lines the node at `node` holds itself, read with `sluice query --local`.
@@ -107,4 +107,45 @@ fn a_store_killed_at_a_random_moment_while_forwarders_send_loses_no_acked_line()
     // The CLI's per-node view agrees with the API's.
     let held: usize = stores.iter().map(|s| local_lines(s).len()).sum();
     assert!(held >= 2 * sent.len(), "seed {seed}: {held} copies in all");
+}
+
+#[test]
+fn a_replication_target_stopped_with_sigstop_is_passed_over_and_acks_keep_coming() {
+    // Store C is paused right after the cluster forms. Gossip every second
+    // takes some seconds to call it dead, and meanwhile lanes pick it as a
+    // target: its replicas time out (1 s) and go to the next store. Its own
+    // lanes' leases lapse (4 s) and their segments move. Acks must keep
+    // coming all along.
+    let nodes = start_cluster_with(
+        &["ingest", "store", "store", "store"],
+        NodeOptions::default()
+            .gossip_interval("1s")
+            .args(&["--replication-factor", "2"])
+            .env("SLUICE_REPLICA_TIMEOUT", "1s")
+            .env("SLUICE_PENDING_TIMEOUT", "4s"),
+    );
+    let paused = &nodes[3];
+    paused.sigstop();
+    let sent = lines("paused", 4000);
+    for round in sent.chunks(500) {
+        send_replicated(&nodes[0], round);
+    }
+    let timed_out: f64 = nodes[1..3]
+        .iter()
+        .map(|s| s.metric("sluice_store_replication_failures_total{reason=\"timeout\"}"))
+        .sum();
+    eprintln!("replicas to the paused store that timed out and moved on: {timed_out}");
+    paused.sigcont();
+    let stores: Vec<&ClusterNode> = nodes[1..].iter().collect();
+    let under: Vec<(String, usize)> = copies(&stores, &sent)
+        .into_iter()
+        .filter(|(_, n)| *n < 2)
+        .collect();
+    assert!(
+        under.is_empty(),
+        "{} acked lines on fewer than 2 stores, such as {:?}",
+        under.len(),
+        &under[..under.len().min(5)]
+    );
+    assert_each_once(&nodes[1], &sent);
 }
