@@ -399,6 +399,9 @@ fn open_plan(
             if let Some(literal) = &options.literal {
                 cursor = cursor.with_literal(literal.clone());
             }
+            if let Some(text) = &options.text {
+                cursor = cursor.with_text_matcher(text.clone());
+            }
             if let Some(cancel) = &options.cancel {
                 cursor = cursor.with_cancel(cancel.clone());
             }

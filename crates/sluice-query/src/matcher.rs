@@ -117,6 +117,7 @@ impl Matcher {
 struct LinesRegex {
     lines: Regex,
     payload: Regex,
+    looks_around: bool,
 }
 
 impl sluice_storage::block_segment::TextMatcher for LinesRegex {
@@ -129,6 +130,10 @@ impl sluice_storage::block_segment::TextMatcher for LinesRegex {
     fn is_match(&self, payload: &[u8]) -> bool {
         self.payload.is_match(payload)
     }
+
+    fn looks_around(&self) -> bool {
+        self.looks_around
+    }
 }
 
 impl Matcher {
@@ -140,10 +145,21 @@ impl Matcher {
             Matcher::Regex { regex, lines, .. } => Some(Arc::new(LinesRegex {
                 lines: lines.clone(),
                 payload: regex.clone(),
+                looks_around: looks_around(regex.as_str()),
             })),
             Matcher::All | Matcher::Literal(_) => None,
         }
     }
+}
+
+/// Whether `pattern` has an assertion about the bytes around a position
+/// (`^`, `$`, `\b`, `\B`); a pattern the parser rejects counts as one.
+fn looks_around(pattern: &str) -> bool {
+    regex_syntax::ParserBuilder::new()
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .map_or(true, |hir| !hir.properties().look_set().is_empty())
 }
 
 /// What every match of a regex contains, as far as pruning can use it.

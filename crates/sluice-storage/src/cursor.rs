@@ -114,6 +114,10 @@ pub struct BatchCursor {
     /// Start offsets of the literal in the current body, ascending.
     hits: Vec<usize>,
     next_hit: usize,
+    /// A pattern searched over each batch body as a whole; then `selected`
+    /// holds the payload offsets of the records it matches.
+    text: Option<Arc<dyn crate::block_segment::TextMatcher>>,
+    selected: Vec<usize>,
     skipped: u64,
     cancel: Option<Cancel>,
     /// A file still being appended to: a short batch at its end is where
@@ -140,6 +144,8 @@ impl BatchCursor {
             literal: None,
             hits: Vec::new(),
             next_hit: 0,
+            text: None,
+            selected: Vec::new(),
             skipped: 0,
             cancel: None,
             growing: false,
@@ -168,6 +174,7 @@ impl BatchCursor {
     pub fn into_sorted(mut self) -> Result<MemoryCursor, StorageError> {
         // Read every record, not only those with the literal.
         self.literal = None;
+        self.text = None;
         let mut records = Vec::new();
         while self.advance()? {
             records.push(self.record().to_owned_record());
@@ -198,10 +205,65 @@ impl BatchCursor {
         self
     }
 
+    /// Return only records whose payload `matcher` matches, found by
+    /// searching each batch body as a whole; it replaces the literal. A
+    /// matcher that [looks around](crate::block_segment::TextMatcher::looks_around)
+    /// is not taken: the cursor then returns every record, for the caller
+    /// to check.
+    pub fn with_text_matcher(
+        mut self,
+        matcher: Arc<dyn crate::block_segment::TextMatcher>,
+    ) -> Self {
+        if !matcher.looks_around() {
+            self.literal = None;
+            self.text = Some(matcher);
+        }
+        self
+    }
+
     /// Stop, as if at the end, once `cancel` is raised.
     pub fn with_cancel(mut self, cancel: Cancel) -> Self {
         self.cancel = Some(cancel);
         self
+    }
+
+    /// The payload offsets of the records of the current body (`count` of
+    /// them) that the text matcher matches. A match inside a payload
+    /// selects its record; a match that starts in a record's header or
+    /// runs past its payload is checked again on the payload alone; either
+    /// way the search goes on after that payload. Without look-around, a
+    /// payload that matches alone has a match starting at or before its
+    /// match's position in the body, so every record is decided as a
+    /// per-record match would decide it.
+    fn select_by_text(&mut self, count: u32) -> Result<(), StorageError> {
+        let Some(text) = self.text.clone() else {
+            return Ok(());
+        };
+        self.selected.clear();
+        let body = self.scanner.body();
+        let mut from = 0;
+        let mut at = 0;
+        let mut left = count;
+        'search: while let Some((start, end)) = text.find_at(body, from) {
+            loop {
+                if left == 0 {
+                    break 'search;
+                }
+                let (record, next) = decode_record(body, at).map_err(|e| self.corrupt(e))?;
+                left -= 1;
+                at = next;
+                let payload_start = next - record.payload.len();
+                if next < start {
+                    continue;
+                }
+                if (start >= payload_start && end <= next) || text.is_match(record.payload) {
+                    self.selected.push(payload_start);
+                }
+                from = next;
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn corrupt(&self, source: sluice_record::CodecError) -> StorageError {
@@ -231,6 +293,16 @@ impl BatchCursor {
             };
             self.remaining_in_batch = header.count;
             self.next = 0;
+            if self.text.is_some() {
+                self.next_hit = 0;
+                self.select_by_text(header.count)?;
+                if !self.selected.is_empty() {
+                    return Ok(true);
+                }
+                self.skipped += header.count as u64;
+                self.remaining_in_batch = 0;
+                continue;
+            }
             let Some(literal) = &self.literal else {
                 return Ok(true);
             };
@@ -273,6 +345,20 @@ impl RecordCursor for BatchCursor {
             };
             self.next = next;
             self.remaining_in_batch -= 1;
+            if self.text.is_some() {
+                match self.selected.get(self.next_hit) {
+                    Some(&selected) if selected == payload_start => {
+                        self.next_hit += 1;
+                        return Ok(true);
+                    }
+                    Some(_) => self.skipped += 1,
+                    None => {
+                        self.skipped += 1 + self.remaining_in_batch as u64;
+                        self.remaining_in_batch = 0;
+                    }
+                }
+                continue;
+            }
             let Some(literal) = &self.literal else {
                 return Ok(true);
             };

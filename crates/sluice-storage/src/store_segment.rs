@@ -608,9 +608,11 @@ pub struct ScanOptions {
     /// Open block files through this cache (queries share their mappings
     /// and verified filters); `None` opens each file afresh.
     pub cache: Option<Arc<SegmentCache>>,
-    /// Select a block file's records by searching its decoded text as a
-    /// whole with this ([`crate::block_segment::TextMatcher`]); a batch
-    /// file's cursor ignores it, so the caller still checks what it gets.
+    /// Select records by searching a block's decoded text, or a batch
+    /// file's bodies, as a whole with this
+    /// ([`crate::block_segment::TextMatcher`]). A batch file's cursor does
+    /// not take one that looks around, so the caller still checks what it
+    /// gets.
     pub text: Option<Arc<dyn crate::block_segment::TextMatcher>>,
 }
 
@@ -691,6 +693,9 @@ pub fn open_cursor(
     let mut cursor = BatchCursor::open(fs, path)?;
     if let Some(literal) = &options.literal {
         cursor = cursor.with_literal(literal.clone());
+    }
+    if let Some(text) = &options.text {
+        cursor = cursor.with_text_matcher(text.clone());
     }
     if let Some(cancel) = &options.cancel {
         cursor = cursor.with_cancel(cancel.clone());

@@ -49,6 +49,11 @@ pub trait TextMatcher: Send + Sync {
     fn find_at(&self, text: &[u8], start: usize) -> Option<(usize, usize)>;
     /// Whether one payload, alone, matches.
     fn is_match(&self, payload: &[u8]) -> bool;
+    /// Whether the pattern looks at the bytes around a match (`^`, `$`,
+    /// `\b`, `\B`). Such a pattern is searched over a block's text, whose
+    /// lines are separated by newlines, but not over a batch file's body,
+    /// where a record's header bytes precede its payload.
+    fn looks_around(&self) -> bool;
 }
 
 /// Blocks decoded ahead of the one being read.
