@@ -14,6 +14,7 @@ mod fluent_clients;
 mod forward;
 mod harness;
 mod ingest;
+mod loki_query;
 mod loopback;
 mod newest_first;
 mod partition;

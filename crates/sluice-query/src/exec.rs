@@ -87,6 +87,9 @@ pub struct Query {
     /// Only records of this topic (compared byte for byte); `None`: every
     /// topic.
     pub topic: Option<Vec<u8>>,
+    /// Only records of one of these topics (sorted, unique), as well:
+    /// what a LogQL selector chose; `None`: every topic.
+    pub topics: Option<Arc<[Vec<u8>]>>,
     /// Stop after this many records; `None`: no limit.
     pub limit: Option<u64>,
     /// Resume cursor: only records with ids strictly greater.
@@ -125,11 +128,23 @@ impl Query {
             to_ms,
             matcher,
             topic: None,
+            topics: None,
             limit: None,
             after: None,
             direction: Direction::Forward,
             ids: None,
         }
+    }
+
+    /// Whether a record of `topic` is one the query reads (`topic` and
+    /// `topics` both allow it).
+    #[inline]
+    pub fn topic_ok(&self, topic: &[u8]) -> bool {
+        self.topic.as_deref().is_none_or(|t| t == topic)
+            && self
+                .topics
+                .as_ref()
+                .is_none_or(|set| set.binary_search_by(|t| t.as_slice().cmp(topic)).is_ok())
     }
 
     /// The id range the query covers: its time range, narrowed by `after`
@@ -582,7 +597,9 @@ pub(crate) fn prepare_forward<'q>(
     // again on the records that come out: cheap for those few, and it
     // covers batch files, whose cursors do not filter.)
     let filter: Option<RecordFilter> = match &query.matcher {
-        Matcher::Regex { .. } => {
+        // A chain holds negations and several parts, which only the whole
+        // matcher decides.
+        Matcher::Regex { .. } | Matcher::Chain(_) => {
             let matcher = query.matcher.clone();
             Some(Arc::new(move |payload: &[u8]| matcher.is_match(payload)))
         }
@@ -645,9 +662,7 @@ impl Forward<'_> {
                 Verdict::Skip
             } else if r.id > upper {
                 Verdict::Stop
-            } else if query.topic.as_deref().is_some_and(|t| t != r.topic)
-                || !query.matcher.is_match(r.payload)
-            {
+            } else if !query.topic_ok(r.topic) || !query.matcher.is_match(r.payload) {
                 Verdict::Skip
             } else {
                 Verdict::Keep
