@@ -71,6 +71,11 @@ pub(crate) struct CountParams {
     pub consistency: Option<String>,
     pub node_timeout: Option<String>,
     pub scope: Option<String>,
+    /// Only the topics' names matter (the Loki API's topic listing): sum
+    /// the nodes' counts even where copies would be counted twice, rather
+    /// than stream every id to drop copies.
+    #[serde(default)]
+    pub names_only: bool,
 }
 
 impl CountParams {
@@ -472,9 +477,7 @@ pub(crate) async fn histogram(
     if copies_on_several_stores(&state, &params) {
         let mut counted = empty;
         let deduped = count_deduped(&state, &params, &query, |record| {
-            if let Some(k) = counted.bucket_of(record.id.timestamp_ms()) {
-                counted.counts[k] += 1;
-            }
+            counted.add(record.id.timestamp_ms(), 1);
         })
         .await;
         return match deduped {
@@ -643,6 +646,7 @@ pub(crate) async fn topics(
 /// node's count would count it once per copy.
 fn copies_on_several_stores(state: &ApiState, params: &CountParams) -> bool {
     params.scope.as_deref() != Some("local")
+        && !params.names_only
         && !is_alone(state)
         && view_rf(&state.cluster.membership.view()) > 1
 }

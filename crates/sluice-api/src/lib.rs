@@ -24,6 +24,8 @@
 //! GET  /cluster                the membership view (see [`cluster`])
 //! POST /cluster/forget?node=   drop a dead node from the view
 //! GET  /ui/                    the web UI, embedded in the binary (see `ui`); /ui → /ui/
+//! GET  /loki/api/v1/...        the Loki read API: query_range, query, labels, series,
+//!                              index/stats, index/volume, tail (see `loki`)
 //! ```
 //!
 //! Handlers stay short on the async runtime: file I/O (the lending
@@ -44,6 +46,7 @@ pub mod cluster;
 mod coordinate;
 mod counts;
 mod ingest;
+mod loki;
 mod metrics;
 mod nodes;
 pub mod query;
@@ -122,6 +125,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/ui", get(ui::redirect))
         .route("/ui/", get(ui::index))
         .route("/ui/{*path}", get(ui::asset))
+        .merge(loki::routes())
         .layer(middleware::from_fn(metrics::red))
         .with_state(state)
 }

@@ -95,6 +95,12 @@ pub(crate) struct QueryParams {
     /// `local`: answer from this node alone (what a coordinator asks of
     /// each node); otherwise this node coordinates the whole cluster.
     pub scope: Option<String>,
+    /// LogQL line filters (`|= "a" != "b"`), ANDed with `q`: what the Loki
+    /// API's coordinator sends every node (see `loki`).
+    pub filters: Option<String>,
+    /// A JSON array of topics: only records of these (what a LogQL
+    /// selector chose from the topics in the range).
+    pub topics: Option<String>,
 }
 
 /// How results are written.
@@ -137,6 +143,10 @@ pub(crate) enum ParamError {
     Direction(String),
     #[error(transparent)]
     Query(sluice_query::QueryError),
+    #[error("filters: {0}")]
+    Filters(String),
+    #[error("topics: {0}")]
+    Topics(String),
 }
 
 pub(crate) fn parse(params: &QueryParams) -> Result<(Query, Format), ParamError> {
@@ -163,7 +173,24 @@ pub(crate) fn parse(params: &QueryParams) -> Result<(Query, Format), ParamError>
             to: format_ms(to_ms),
         });
     }
-    let matcher = Matcher::new(params.q.as_deref().unwrap_or(""), params.regex, params.i)?;
+    let mut matcher = Matcher::new(params.q.as_deref().unwrap_or(""), params.regex, params.i)?;
+    if let Some(text) = params.filters.as_deref() {
+        let stages = sluice_query::logql::parse_pipeline(text)
+            .map_err(|e| ParamError::Filters(e.to_string()))?;
+        let filters = sluice_query::logql::select::line_matcher(&stages)?;
+        matcher = Matcher::chain(vec![matcher, filters], Vec::new());
+    }
+    let topics = match params.topics.as_deref() {
+        None => None,
+        Some(text) => {
+            let mut list: Vec<String> = serde_json::from_str(text).map_err(|e| {
+                ParamError::Topics(format!("{text:.80?} is not a JSON array of strings: {e}"))
+            })?;
+            list.sort();
+            list.dedup();
+            Some(list.into_iter().map(String::into_bytes).collect())
+        }
+    };
     let after = match params.after.as_deref() {
         None | Some("") => None,
         Some(text) => Some(
@@ -196,6 +223,7 @@ pub(crate) fn parse(params: &QueryParams) -> Result<(Query, Format), ParamError>
             to_ms,
             matcher,
             topic: params.topic.as_ref().map(|t| t.as_bytes().to_vec()),
+            topics,
             limit: params.limit,
             after,
             direction,

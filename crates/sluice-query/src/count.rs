@@ -126,6 +126,7 @@ pub fn count(
             let inside = block.min >= lower && block.max <= upper;
             if inside
                 && query.topic.is_none()
+                && query.topics.is_none()
                 && tally.block(block.min, block.max, u64::from(block.count))
             {
                 stats.blocks_from_footer += 1;
@@ -149,7 +150,7 @@ pub fn count(
                     continue;
                 }
                 let topic = meta.topic(r);
-                if query.topic.as_deref().is_none_or(|t| t == topic) {
+                if query.topic_ok(topic) {
                     tally.record(id, topic);
                 }
             }
@@ -253,6 +254,32 @@ impl Histogram {
         }
     }
 
+    /// `buckets` empty buckets (at least 1) of `step_ms` (at least 1)
+    /// each, the first starting at `from_ms`: a fixed grid, as LogQL's
+    /// range aggregations lay theirs (see `logql::eval`), where `new`
+    /// derives the step from the range.
+    pub fn grid(from_ms: u64, step_ms: u64, buckets: usize) -> Histogram {
+        let step_ms = step_ms.max(1);
+        let n = buckets.max(1);
+        Histogram {
+            from_ms,
+            to_ms: from_ms.saturating_add((n as u64).saturating_mul(step_ms) - 1),
+            step_ms,
+            counts: vec![0; n],
+        }
+    }
+
+    /// Add `amount` to the bucket of a record at `ms`, if it lies in the
+    /// range: the one bucketing rule `/histogram` and LogQL's
+    /// `count_over_time` (amount 1) and `bytes_over_time` (the line's
+    /// bytes) share.
+    #[inline]
+    pub fn add(&mut self, ms: u64, amount: u64) {
+        if let Some(k) = self.bucket_of(ms) {
+            self.counts[k] += amount;
+        }
+    }
+
     /// The bucket of a record at `ms`, if it lies in the range.
     pub fn bucket_of(&self, ms: u64) -> Option<usize> {
         if ms < self.from_ms || ms > self.to_ms {
@@ -288,9 +315,7 @@ impl Tally for Histogram {
     }
 
     fn record(&mut self, id: Ulid, _topic: &[u8]) {
-        if let Some(k) = self.bucket_of(id.timestamp_ms()) {
-            self.counts[k] += 1;
-        }
+        self.add(id.timestamp_ms(), 1);
     }
 }
 

@@ -10,7 +10,7 @@ use std::{
 use sluice_record::{Record, Ulid};
 use sluice_storage::{
     Fs, RecordCursor, SegmentCache, SegmentMeta, StorageError, WorkerPool,
-    block_segment::Cancel,
+    block_segment::{Cancel, RecordFilter},
     store_segment::{BatchCursor, ScanOptions, list_segments, open_cursor},
 };
 
@@ -87,6 +87,9 @@ pub struct Query {
     /// Only records of this topic (compared byte for byte); `None`: every
     /// topic.
     pub topic: Option<Vec<u8>>,
+    /// Only records of one of these topics (sorted, unique), as well:
+    /// what a LogQL selector chose; `None`: every topic.
+    pub topics: Option<Arc<[Vec<u8>]>>,
     /// Stop after this many records; `None`: no limit.
     pub limit: Option<u64>,
     /// Resume cursor: only records with ids strictly greater.
@@ -125,11 +128,23 @@ impl Query {
             to_ms,
             matcher,
             topic: None,
+            topics: None,
             limit: None,
             after: None,
             direction: Direction::Forward,
             ids: None,
         }
+    }
+
+    /// Whether a record of `topic` is one the query reads (`topic` and
+    /// `topics` both allow it).
+    #[inline]
+    pub fn topic_ok(&self, topic: &[u8]) -> bool {
+        self.topic.as_deref().is_none_or(|t| t == topic)
+            && self
+                .topics
+                .as_ref()
+                .is_none_or(|set| set.binary_search_by(|t| t.as_slice().cmp(topic)).is_ok())
     }
 
     /// The id range the query covers: its time range, narrowed by `after`
@@ -581,9 +596,20 @@ pub(crate) fn prepare_forward<'q>(
     let started = Instant::now();
     // A regex runs where blocks are decoded, on every core, over each
     // block's text as a whole (its own prefilters find the required
-    // literal); a plain literal is found there already. (The merge's filter
-    // below tests the matcher again on the records that come out: cheap for
-    // those few, and it covers batch files, whose cursors do not filter.)
+    // literal), and over each batch body of fresh data when it does not
+    // look around; a plain literal is found there already. A chain of line
+    // filters holds negations and several parts, which only the whole
+    // matcher decides: it runs per record where blocks are decoded. (The
+    // merge's filter below tests the matcher again on the records that come
+    // out: cheap for those few, and it covers what a cursor returned
+    // unfiltered.)
+    let filter: Option<RecordFilter> = match &query.matcher {
+        Matcher::Chain(_) => {
+            let matcher = query.matcher.clone();
+            Some(Arc::new(move |payload: &[u8]| matcher.is_match(payload)))
+        }
+        Matcher::All | Matcher::Literal(_) | Matcher::Regex { .. } => None,
+    };
     let options = ScanOptions {
         workers: scan.workers.clone(),
         cancel: scan.cancel.clone(),
@@ -591,7 +617,7 @@ pub(crate) fn prepare_forward<'q>(
         time_ms: Some((query.from_ms, query.to_ms)),
         ids: query.ids,
         skip_corrupt_blocks: true,
-        filter: None,
+        filter,
         any_of: query.matcher.required_any_of().cloned(),
         cache: scan.cache.clone(),
         text: query.matcher.text_matcher(),
@@ -642,9 +668,7 @@ impl Forward<'_> {
                 Verdict::Skip
             } else if r.id > upper {
                 Verdict::Stop
-            } else if query.topic.as_deref().is_some_and(|t| t != r.topic)
-                || !query.matcher.is_match(r.payload)
-            {
+            } else if !query.topic_ok(r.topic) || !query.matcher.is_match(r.payload) {
                 Verdict::Skip
             } else {
                 Verdict::Keep

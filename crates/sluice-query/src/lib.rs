@@ -15,6 +15,8 @@
 //! - [`frames`]: the framed node-to-node query response (`format=frames`):
 //!   [`FrameWriter`] on the answering node, [`FrameDecoder`] on the
 //!   coordinator.
+//! - [`logql`]: the LogQL subset of the Loki read API: parser, printer,
+//!   selectors over topics' label sets, metric evaluation.
 //! - [`gather`]: [`NodeMerge`], the sans-IO merge of the nodes' streams by
 //!   ULID with copies dropped, and [`verdict`], the `complete` rule.
 //!
@@ -28,6 +30,7 @@ pub mod count;
 pub mod exec;
 pub mod frames;
 pub mod gather;
+pub mod logql;
 pub mod matcher;
 pub mod newest;
 pub mod time;

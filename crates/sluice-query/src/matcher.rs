@@ -41,6 +41,19 @@ pub enum Matcher {
         /// Literals one of which every match contains, if any.
         any_of: Option<Arc<[Vec<u8>]>>,
     },
+    /// A chain of line filters that all must pass (LogQL's `|= "a" != "b"`):
+    /// built by [`Matcher::chain`].
+    Chain(Arc<Chain>),
+}
+
+/// Line filters ANDed together: every `must` matcher matches and no
+/// `must_not` matcher does.
+#[derive(Debug)]
+pub struct Chain {
+    /// Matchers every payload must match.
+    pub must: Vec<Matcher>,
+    /// Matchers no payload may match.
+    pub must_not: Vec<Matcher>,
 }
 
 impl Matcher {
@@ -84,20 +97,43 @@ impl Matcher {
         })
     }
 
-    /// A literal every match contains, when there is one.
+    /// Matchers ANDed, with negated ones: the simplest matcher that says
+    /// the same (`All` for nothing to check, the one matcher for one
+    /// positive one), else a [`Chain`]. `All`s among `must` are dropped.
+    pub fn chain(must: Vec<Matcher>, must_not: Vec<Matcher>) -> Matcher {
+        let mut must: Vec<Matcher> = must
+            .into_iter()
+            .filter(|m| !matches!(m, Matcher::All))
+            .collect();
+        match (must.len(), must_not.len()) {
+            (0, 0) => Matcher::All,
+            (1, 0) => must.remove(0),
+            _ => Matcher::Chain(Arc::new(Chain { must, must_not })),
+        }
+    }
+
+    /// A literal every match contains, when there is one (for a chain,
+    /// the longest of its positive matchers').
     pub fn required_literal(&self) -> Option<&Arc<memmem::Finder<'static>>> {
         match self {
             Matcher::Literal(finder) => Some(finder),
             Matcher::Regex { required, .. } => required.as_ref(),
             Matcher::All => None,
+            Matcher::Chain(chain) => chain
+                .must
+                .iter()
+                .filter_map(Matcher::required_literal)
+                .max_by_key(|f| f.needle().len()),
         }
     }
 
-    /// Literals one of which every match contains, from an alternation.
+    /// Literals one of which every match contains, from an alternation
+    /// (for a chain, its first positive matcher's that has them).
     pub fn required_any_of(&self) -> Option<&Arc<[Vec<u8>]>> {
         match self {
             Matcher::Regex { any_of, .. } => any_of.as_ref(),
             Matcher::Literal(_) | Matcher::All => None,
+            Matcher::Chain(chain) => chain.must.iter().find_map(Matcher::required_any_of),
         }
     }
 
@@ -108,6 +144,10 @@ impl Matcher {
             Matcher::All => true,
             Matcher::Literal(finder) => finder.find(payload).is_some(),
             Matcher::Regex { regex, .. } => regex.is_match(payload),
+            Matcher::Chain(chain) => {
+                chain.must.iter().all(|m| m.is_match(payload))
+                    && !chain.must_not.iter().any(|m| m.is_match(payload))
+            }
         }
     }
 }
@@ -147,7 +187,7 @@ impl Matcher {
                 payload: regex.clone(),
                 looks_around: looks_around(regex.as_str()),
             })),
-            Matcher::All | Matcher::Literal(_) => None,
+            Matcher::All | Matcher::Literal(_) | Matcher::Chain(_) => None,
         }
     }
 }

@@ -126,6 +126,7 @@ mod cursor;
 mod ids;
 mod probes;
 mod sort_key;
+pub use sort_key::severity_of;
 mod writer;
 pub use block::MAX_FRAMES;
 use block::{Block, FrameEntry};

@@ -97,6 +97,32 @@ fn is_status(before: Option<u8>, word: &[u8]) -> bool {
         && matches!(word, [b'1'..=b'5', b'0'..=b'9', b'0'..=b'9'])
 }
 
+/// The rank of `payload`'s severity: its first word within the first
+/// 256 bytes (`FACET_SCAN_BYTES`) that names a level, by the sort key's rule (1
+/// fatal .. 9 trace; 0: none). What LogQL's `detected_level` is made from, so a query groups
+/// lines by the level their blocks were sorted by.
+pub fn severity_of(payload: &[u8]) -> u8 {
+    let scan = &payload[..payload.len().min(FACET_SCAN_BYTES)];
+    let mut i = 0;
+    while i < scan.len() {
+        if !word_byte(scan[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        // A word that starts inside the scan is read whole, as the sort
+        // key reads it.
+        while i < payload.len() && word_byte(payload[i]) {
+            i += 1;
+        }
+        let level = severity(&payload[start..i]);
+        if level != 0 {
+            return level;
+        }
+    }
+    0
+}
+
 /// Write `payload`'s sort key (see the module docs) into `key`.
 pub(crate) fn sort_key(payload: &[u8], key: &mut [u8; SORT_KEY_LEN]) {
     key.fill(0);
@@ -155,6 +181,26 @@ pub(crate) fn sort_key(payload: &[u8], key: &mut [u8; SORT_KEY_LEN]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// `severity_of` finds the level the sort key holds, when it holds
+        /// one (the key stops looking once its template is full and it
+        /// has a status; `severity_of` looks on through the window).
+        #[test]
+        fn severity_of_is_the_sort_keys_level(
+            words in proptest::collection::vec(
+                proptest::sample::select(vec!["ERROR", "info", "x", "level=warn", "503", "a.b", " ", "\"Debug\"", "trace_id=1"]),
+                0..80,
+            ),
+        ) {
+            let line = words.join(" ");
+            let mut key = [0u8; SORT_KEY_LEN];
+            sort_key(line.as_bytes(), &mut key);
+            if key[0] != 0 {
+                proptest::prop_assert_eq!(severity_of(line.as_bytes()), key[0]);
+            }
+        }
+    }
 
     fn key(payload: &str) -> Vec<u8> {
         let mut key = [0u8; SORT_KEY_LEN];
