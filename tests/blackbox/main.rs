@@ -17,6 +17,8 @@ mod ingest;
 mod loopback;
 mod newest_first;
 mod partition;
+mod push;
+mod push_clients;
 mod query;
 mod query_limits;
 mod recovery;
