@@ -345,7 +345,7 @@ fn bad_and_oversized_pushes_get_400_and_413_and_a_held_slot_429() {
 }
 
 #[test]
-fn inputs_turned_off_or_without_the_ingest_role_answer_404() {
+fn inputs_turned_off_by_flags_answer_404() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), &["--no-loki-push", "--no-elasticsearch"]);
     for (method, path) in [
