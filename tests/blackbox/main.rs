@@ -20,6 +20,8 @@ mod loki_query;
 mod loopback;
 mod newest_first;
 mod partition;
+mod push;
+mod push_clients;
 mod query;
 mod query_limits;
 mod recovery;

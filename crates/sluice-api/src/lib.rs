@@ -23,6 +23,8 @@
 //! GET  /topics?from=&to=       records per topic, cluster-wide (see `counts`)
 //! GET  /cluster                the membership view (see [`cluster`])
 //! POST /cluster/forget?node=   drop a dead node from the view
+//! POST /loki/api/v1/push       Loki push; GET|HEAD /, POST|PUT [/<index>]/_bulk and the
+//!                              Elasticsearch probes (ingest role; see [`push`])
 //! GET  /ui/                    the web UI, embedded in the binary (see `ui`); /ui → /ui/
 //! GET  /loki/api/v1/...        the Loki read API: query_range, query, labels, series,
 //!                              index/stats, index/volume, tail (see `loki`)
@@ -49,6 +51,7 @@ mod ingest;
 mod loki;
 mod metrics;
 mod nodes;
+pub mod push;
 pub mod query;
 mod repair;
 mod replicate;
@@ -100,10 +103,14 @@ pub struct ApiState {
     /// The store's repairer, on a store with RF above 1: serves
     /// `POST /store/repair/copy`.
     pub repair: Option<Arc<sluice_store::repair::Repairer>>,
+    /// The HTTP push inputs (Loki push, Elasticsearch `_bulk`), on a node
+    /// with the ingest role.
+    pub push: Option<Arc<push::PushState>>,
 }
 
 /// The router with every endpoint and the RED middleware.
 pub fn router(state: ApiState) -> Router {
+    let push_routes = push::routes(&state);
     Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
@@ -126,6 +133,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/ui/", get(ui::index))
         .route("/ui/{*path}", get(ui::asset))
         .merge(loki::routes())
+        .merge(push_routes)
         .layer(middleware::from_fn(metrics::red))
         .with_state(state)
 }

@@ -13,6 +13,7 @@ use sluice_storage::WorkerPool;
 /// Register the help text and unit of every API metric; the binary calls
 /// it once, after installing the recorder.
 pub fn describe() {
+    crate::push::describe_metrics();
     describe_counter!(
         "sluice_ingest_commits_total",
         Unit::Count,

@@ -8,6 +8,9 @@
 //!   - [`fluent`]: the Fluentd forward protocol (acks, handshake, UDP
 //!     heartbeats);
 //!   - `batch`: the acknowledged batch protocol (port 7653).
+//! - [`push`]: the HTTP push inputs' writer (Loki push, Elasticsearch
+//!   `_bulk`): one thread and one active segment for every request, fed by
+//!   a bounded queue, answering each request after its write.
 //! - `sink`: a connection's active segment and the batch encoded for it.
 //! - [`log`]: the ingest directory and its state machine
 //!   (`active` → `flushed` → `pending` → removed on commit), with pending
@@ -29,6 +32,7 @@ pub mod fluent;
 pub mod listener;
 pub mod log;
 mod metrics;
+pub mod push;
 mod sink;
 mod stream;
 pub mod tail;
@@ -38,3 +42,4 @@ pub use fluent::FluentConfig;
 pub use listener::{IngestConfig, Listener, Mode};
 pub use log::{Clock, IngestLog, LogError, ManualClock, SystemClock};
 pub use metrics::describe as describe_metrics;
+pub use push::{PushBatch, PushProtocol, PushWriter, Refused};

@@ -42,7 +42,7 @@ pub fn describe() {
     describe_counter!(
         "sluice_ingest_records_total",
         Unit::Count,
-        "Records written to ingest segments, by protocol."
+        "Records written to ingest segments, by protocol (fast, durable, batch, fluent, syslog, loki, elasticsearch)."
     );
     describe_counter!(
         "sluice_ingest_bytes_total",
@@ -118,6 +118,11 @@ pub fn describe() {
         "sluice_ingest_batch_errors_total",
         Unit::Count,
         "Batches refused on the batch port (ERR replies), by reason."
+    );
+    describe_counter!(
+        "sluice_ingest_push_refused_total",
+        Unit::Count,
+        "HTTP push requests (Loki push, Elasticsearch _bulk) decoded but not written, by protocol and reason (busy: the writer's queue was full, 429; write_error: 503)."
     );
     describe_counter!(
         "sluice_ingest_batch_unchecked_total",
@@ -214,4 +219,20 @@ pub(crate) fn tail_ring_bytes(bytes: u64) {
 
 pub(crate) fn tail_lagged(records: u64) {
     counter!("sluice_tail_lagged_records_total").increment(records);
+}
+
+/// An HTTP push request's records were written (`protocol` is `loki` or
+/// `elasticsearch`); `bytes` is its body as received.
+pub(crate) fn push_ingested(protocol: &'static str, records: u64, bytes: u64, truncated: u64) {
+    counter!("sluice_ingest_records_total", "protocol" => protocol).increment(records);
+    counter!("sluice_ingest_bytes_total", "protocol" => protocol).increment(bytes);
+    if truncated > 0 {
+        counter!("sluice_ingest_lines_truncated_total", "protocol" => protocol)
+            .increment(truncated);
+    }
+}
+
+pub(crate) fn push_refused(protocol: &'static str, reason: &'static str) {
+    counter!("sluice_ingest_push_refused_total", "protocol" => protocol, "reason" => reason)
+        .increment(1);
 }

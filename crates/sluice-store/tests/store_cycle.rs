@@ -103,6 +103,7 @@ fn a_failure_anywhere_in_the_store_cycle_is_retried_without_loss_or_visible_dupl
                 "127.0.0.1:0",
             )),
             repair: None,
+            push: None,
         };
         let router = sluice_api::router(state).layer(axum::middleware::from_fn(
             move |request: Request, next: Next| {

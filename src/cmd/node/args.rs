@@ -153,6 +153,37 @@ pub struct IngestArgs {
     /// given back in this time is lent again.
     #[arg(long, default_value_t = sluice_ingest::log::DEFAULT_PENDING_TIMEOUT.into(), env = "SLUICE_PENDING_TIMEOUT")]
     pub pending_timeout: HumanDuration,
+    /// Do not serve Loki's push API (`POST /loki/api/v1/push` on the API
+    /// port; docs/ingest-loki-elasticsearch.md).
+    #[arg(long, env = "SLUICE_NO_LOKI_PUSH")]
+    pub no_loki_push: bool,
+    /// Do not serve the Elasticsearch `_bulk` API and its probes (`GET /`,
+    /// `/_cluster/health`, ... on the API port).
+    #[arg(long, env = "SLUICE_NO_ELASTICSEARCH")]
+    pub no_elasticsearch: bool,
+    /// Largest Loki push or `_bulk` request body, as received (413 above).
+    #[arg(long, default_value_t = ByteSize::of(sluice_push::DEFAULT_MAX_BODY_BYTES), env = "SLUICE_PUSH_MAX_BODY")]
+    pub push_max_body: ByteSize,
+    /// Largest Loki push or `_bulk` body once inflated (413 above).
+    #[arg(long, default_value_t = ByteSize::of(sluice_push::DEFAULT_MAX_DECOMPRESSED_BYTES), env = "SLUICE_PUSH_MAX_DECOMPRESSED")]
+    pub push_max_decompressed: ByteSize,
+    /// Most entries (Loki) or actions (`_bulk`) in one request (413 above).
+    #[arg(long, default_value_t = sluice_push::DEFAULT_MAX_ENTRIES, env = "SLUICE_PUSH_MAX_ENTRIES")]
+    pub push_max_entries: usize,
+    /// Most labels in one Loki stream (400 above).
+    #[arg(long, default_value_t = sluice_push::DEFAULT_MAX_LABELS, env = "SLUICE_PUSH_MAX_LABELS")]
+    pub push_max_labels: usize,
+    /// Push requests decoded at once; more wait up to 2 s, then get 429.
+    #[arg(long, default_value_t = sluice_api::push::DEFAULT_MAX_IN_FLIGHT, env = "SLUICE_PUSH_MAX_IN_FLIGHT")]
+    pub push_max_in_flight: usize,
+    /// `_bulk` document fields tried in order for the line; a document with
+    /// none of them is stored whole, as its JSON.
+    #[arg(long, value_delimiter = ',', default_values_t = sluice_push::elastic::DEFAULT_MESSAGE_FIELDS.iter().map(|s| s.to_string()), env = "SLUICE_ES_MESSAGE_FIELD")]
+    pub es_message_field: Vec<String>,
+    /// `_bulk` document fields tried in order for the record time (RFC 3339
+    /// or epoch milliseconds); the arrival time when none reads as one.
+    #[arg(long, value_delimiter = ',', default_values_t = sluice_push::elastic::DEFAULT_TIME_FIELDS.iter().map(|s| s.to_string()), env = "SLUICE_ES_TIME_FIELD")]
+    pub es_time_field: Vec<String>,
     /// On SIGTERM, how long a node of a cluster waits for stores to take
     /// the segments it still holds before it exits anyway (they stay on
     /// disk and are served again at the next start). A lone ingeststore

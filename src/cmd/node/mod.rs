@@ -86,6 +86,8 @@ fn run(
 /// The ingest role, running.
 struct IngestRole {
     log: Arc<IngestLog>,
+    /// The Loki push and Elasticsearch inputs, unless both are off.
+    push: Option<Arc<sluice_api::push::PushState>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     connection_counts: Vec<Arc<std::sync::atomic::AtomicUsize>>,
     drain_timeout: Duration,
@@ -191,6 +193,7 @@ async fn serve(
             node_timeout: node.node_timeout.into(),
         }),
         repair: repairer.clone(),
+        push: ingest.as_ref().and_then(|i| i.push.clone()),
     };
     let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let api = tokio::spawn(async move {
@@ -404,8 +407,42 @@ async fn start_ingest(
         }
         tasks.push(tokio::spawn(listener.serve()));
     }
+    let push = if args.no_loki_push && args.no_elasticsearch {
+        None
+    } else {
+        let writer = sluice_ingest::PushWriter::start(log.clone(), &config, shutdown.clone())
+            .context("start the push writer thread")?;
+        connection_counts.push(writer.running());
+        let push_config = sluice_api::push::PushConfig {
+            loki: !args.no_loki_push,
+            elasticsearch: !args.no_elasticsearch,
+            limits: sluice_push::Limits {
+                max_body_bytes: usize::try_from(args.push_max_body.0).unwrap_or(usize::MAX),
+                max_decompressed_bytes: usize::try_from(args.push_max_decompressed.0)
+                    .unwrap_or(usize::MAX),
+                max_entries: args.push_max_entries.max(1),
+                max_line_bytes: config.max_line_bytes,
+                max_labels: args.push_max_labels.max(1),
+            },
+            bulk: sluice_push::elastic::BulkConfig {
+                message_fields: args.es_message_field.clone(),
+                time_fields: args.es_time_field.clone(),
+            },
+            max_in_flight: args.push_max_in_flight.max(1),
+        };
+        tracing::info!(
+            loki = push_config.loki,
+            elasticsearch = push_config.elasticsearch,
+            "push inputs on the API port"
+        );
+        Some(Arc::new(sluice_api::push::PushState::new(
+            push_config,
+            Arc::new(writer),
+        )))
+    };
     Ok(IngestRole {
         log,
+        push,
         tasks,
         connection_counts,
         drain_timeout: args.drain_timeout.into(),

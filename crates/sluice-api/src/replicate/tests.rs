@@ -31,6 +31,7 @@ async fn serve(fs: &MemFs, store_role: bool) -> (String, Option<Store>) {
             "127.0.0.1:0",
         )),
         repair: None,
+        push: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
