@@ -436,7 +436,7 @@ fn a_full_disk_fails_compaction_without_changing_anything_and_it_resumes() {
     let model = overlapping_store(&fs);
     let config = small_config();
     let before = list_segments(&fs, dir()).unwrap().0;
-    fs.set_capacity(Some(fs.used_bytes() + 3000));
+    fs.set_capacity(Some(fs.used_bytes() + 1000));
     let groups = plan(&candidates(&fs), &BTreeSet::new(), &config);
     let err = groups
         .iter()
