@@ -21,7 +21,7 @@ const PROD: &str = r#"{app="api",env="prod"}"#;
 const DEV: &str = r#"{app="api",env="dev"}"#;
 
 /// Percent-encode a query parameter.
-fn enc(text: &str) -> String {
+pub(crate) fn enc(text: &str) -> String {
     let mut out = String::new();
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -34,7 +34,13 @@ fn enc(text: &str) -> String {
 }
 
 /// An HTTP/1.0 request with headers and a body: status and body.
-fn request(addr: &str, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
+pub(crate) fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -68,7 +74,7 @@ fn get(api: &str, path: &str) -> (u16, String) {
     )
 }
 
-fn get_json(api: &str, path: &str) -> Value {
+pub(crate) fn get_json(api: &str, path: &str) -> Value {
     let (status, body) = get(api, path);
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
@@ -115,7 +121,7 @@ fn model(node: &Node) -> Vec<Rec> {
 }
 
 /// (ns, line) pairs of a streams answer, with each stream's labels.
-fn entries(answer: &Value) -> Vec<(BTreeMap<String, String>, u128, String)> {
+pub(crate) fn entries(answer: &Value) -> Vec<(BTreeMap<String, String>, u128, String)> {
     assert_eq!(answer["data"]["resultType"], "streams", "{answer}");
     let mut out = Vec::new();
     for stream in answer["data"]["result"].as_array().unwrap() {

@@ -16,6 +16,7 @@ mod harness;
 mod ingest;
 mod jepsen;
 mod jepsen_check;
+mod loki_cluster;
 mod loki_query;
 mod loopback;
 mod newest_first;

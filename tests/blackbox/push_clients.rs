@@ -85,6 +85,24 @@ fn python_logging_loki_lines_are_queryable() {
     seen.sort();
     assert_eq!(seen, (0..LOKI_LINES).collect::<Vec<_>>(), "every line once");
     assert!(infos.iter().all(|(_, l)| l.starts_with("info line ")));
+
+    // And through the Loki read API, as Grafana would ask.
+    let selector = crate::loki_query::enc(r#"{application="py-loki"}"#);
+    let all = crate::loki_query::get_json(
+        &node.api,
+        &format!("/loki/api/v1/query_range?query={selector}&limit=1000&direction=forward&since=1h"),
+    );
+    assert_eq!(crate::loki_query::entries(&all).len(), LOKI_LINES, "{all}");
+    let warned = crate::loki_query::enc(r#"{application="py-loki"} |= "warning line""#);
+    let warned = crate::loki_query::get_json(
+        &node.api,
+        &format!("/loki/api/v1/query_range?query={warned}&limit=1000&since=1h"),
+    );
+    assert_eq!(
+        crate::loki_query::entries(&warned).len(),
+        warnings.len(),
+        "{warned}"
+    );
 }
 
 const ES_DOCS: usize = 1000;
