@@ -37,6 +37,21 @@ pub(crate) fn copies(stores: &[&ClusterNode], sent: &[String]) -> BTreeMap<Strin
     count
 }
 
+/// Every line of `sent` is on at least 2 of `stores`, each queried alone;
+/// `context` leads the failure message.
+pub(crate) fn assert_on_two_stores(stores: &[&ClusterNode], sent: &[String], context: &str) {
+    let under: Vec<(String, usize)> = copies(stores, sent)
+        .into_iter()
+        .filter(|(_, n)| *n < 2)
+        .collect();
+    assert!(
+        under.is_empty(),
+        "{context}: {} acked lines on fewer than 2 stores, such as {:?}",
+        under.len(),
+        &under[..under.len().min(5)]
+    );
+}
+
 /// Lines `"{tag} {i:05}"`.
 pub(crate) fn lines(tag: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{tag} {i:05}")).collect()
@@ -98,15 +113,7 @@ fn every_replicated_ack_is_on_two_stores_and_a_query_shows_it_once() {
     send_replicated(b, &to_b);
     let sent: Vec<String> = to_a.iter().chain(&to_b).cloned().collect();
     // Acked means committed, and a commit needs two stores: no waiting.
-    let under: Vec<(String, usize)> = copies(&stores, &sent)
-        .into_iter()
-        .filter(|(_, n)| *n < 2)
-        .collect();
-    assert!(
-        under.is_empty(),
-        "acked lines on fewer than 2 stores: {:?}",
-        &under[..under.len().min(5)]
-    );
+    assert_on_two_stores(&stores, &sent, "acked means on 2 stores");
     assert_each_once(stores[0], &sent);
     // The commits named two stores each.
     let commits = |n: &ClusterNode| n.metric("sluice_ingest_commits_total{replicas=\"2\"}");

@@ -10,7 +10,7 @@ use std::{
 use crate::{
     cluster_harness::*,
     harness::*,
-    replication::{assert_each_once, copies, joined, lines, send_replicated},
+    replication::{assert_each_once, assert_on_two_stores, joined, lines, send_replicated},
 };
 
 /// Lines the node at `node` holds itself, read with `sluice query --local`.
@@ -94,16 +94,7 @@ fn a_store_killed_at_a_random_moment_while_forwarders_send_loses_no_acked_line()
     // Back up, each store alone: every acked line on at least two.
     nodes[victim].restart();
     let stores: Vec<&ClusterNode> = nodes[2..].iter().collect();
-    let under: Vec<(String, usize)> = copies(&stores, &sent)
-        .into_iter()
-        .filter(|(_, n)| *n < 2)
-        .collect();
-    assert!(
-        under.is_empty(),
-        "seed {seed}: {} acked lines on fewer than 2 stores, such as {:?}",
-        under.len(),
-        &under[..under.len().min(5)]
-    );
+    assert_on_two_stores(&stores, &sent, &format!("seed {seed}"));
     // The CLI's per-node view agrees with the API's.
     let held: usize = stores.iter().map(|s| local_lines(s).len()).sum();
     assert!(held >= 2 * sent.len(), "seed {seed}: {held} copies in all");
@@ -137,15 +128,6 @@ fn a_replication_target_stopped_with_sigstop_is_passed_over_and_acks_keep_coming
     eprintln!("replicas to the paused store that timed out and moved on: {timed_out}");
     paused.sigcont();
     let stores: Vec<&ClusterNode> = nodes[1..].iter().collect();
-    let under: Vec<(String, usize)> = copies(&stores, &sent)
-        .into_iter()
-        .filter(|(_, n)| *n < 2)
-        .collect();
-    assert!(
-        under.is_empty(),
-        "{} acked lines on fewer than 2 stores, such as {:?}",
-        under.len(),
-        &under[..under.len().min(5)]
-    );
+    assert_on_two_stores(&stores, &sent, "a paused target");
     assert_each_once(&nodes[1], &sent);
 }

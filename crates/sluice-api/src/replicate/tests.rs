@@ -92,31 +92,32 @@ fn tmp_files(fs: &MemFs) -> Vec<String> {
 }
 
 async fn put(base: &str, name: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
-    let response = reqwest::Client::new()
-        .put(format!("{base}/store/replicate"))
-        .query(&[("batch", name)])
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap())
+    send(base, name, body, None).await
 }
 
 /// `put` as a store sends it: with the whole file's CRC-32, so a retry of
 /// a held file is answered before its body is read.
 async fn put_identified(base: &str, name: &str, body: Vec<u8>) -> (u16, String) {
-    let response = reqwest::Client::new()
+    let crc32 = sluice_store::replica::Identity::of(&body).crc32;
+    send(base, name, body, Some(crc32)).await
+}
+
+async fn send(
+    base: &str,
+    name: &str,
+    body: impl Into<reqwest::Body>,
+    crc32: Option<u32>,
+) -> (u16, String) {
+    let mut request = reqwest::Client::new()
         .put(format!("{base}/store/replicate"))
-        .query(&[("batch", name)])
-        .header(
+        .query(&[("batch", name)]);
+    if let Some(crc32) = crc32 {
+        request = request.header(
             sluice_store::replicate::CRC32_HEADER,
-            format!("{:08x}", sluice_store::replica::Identity::of(&body).crc32),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+            format!("{crc32:08x}"),
+        );
+    }
+    let response = request.body(body).send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.text().await.unwrap())
 }
