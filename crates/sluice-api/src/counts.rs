@@ -42,7 +42,6 @@ use serde_json::{Value, json};
 use sluice_query::{
     Query, Sources,
     count::{CountStats, DEFAULT_BUCKETS, Histogram, MAX_BUCKETS, Tally, TopicCounts},
-    frames::Frame,
     gather::{QueriedNode, verdict},
     time::format_ms,
 };
@@ -675,38 +674,11 @@ async fn count_deduped(
         node_timeout: params.node_timeout.clone(),
         ..QueryParams::default()
     };
-    let response = crate::query::query(State(state.clone()), Params(asked)).await;
-    if !response.status().is_success() {
-        return Err(response);
-    }
-    let mut chunks = response.into_body().into_data_stream();
-    let mut decoder = sluice_query::frames::FrameDecoder::new();
-    loop {
-        match decoder.next_frame() {
-            Ok(Some(Frame::Records(records))) => records.iter().for_each(|r| each(&r)),
-            Ok(Some(Frame::Progress(_) | Frame::Lagged(_))) => {}
-            Ok(Some(Frame::Stats(stats))) => return Ok(stats),
-            Ok(Some(Frame::Error(message))) => {
-                return Err(error(StatusCode::SERVICE_UNAVAILABLE, message));
-            }
-            Ok(None) => match chunks.next().await {
-                Some(Ok(chunk)) => decoder.push(&chunk),
-                Some(Err(e)) => {
-                    return Err(error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("the coordinated count failed: {e}"),
-                    ));
-                }
-                None => decoder.finish(),
-            },
-            Err(e) => {
-                return Err(error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("the coordinated count's answer is broken: {e}"),
-                ));
-            }
-        }
-    }
+    crate::query::run_coordinated(state, asked, |record| {
+        each(record);
+        true
+    })
+    .await
 }
 
 /// Copy the cluster fields of a coordinated query's stats into `out`.

@@ -795,3 +795,53 @@ pub(crate) fn write_json(out: &mut Vec<u8>, record: &Record<'_>) {
 
 #[cfg(test)]
 mod tests;
+
+/// Run a `/query` of the whole cluster (`format` frames or ids) and give
+/// each record to `each` (in the query's order) until it returns false.
+/// Returns the query's stats frame (empty if `each` stopped it).
+pub(crate) async fn run_coordinated(
+    state: &ApiState,
+    params: QueryParams,
+    mut each: impl FnMut(&Record<'_>) -> bool,
+) -> Result<serde_json::Map<String, serde_json::Value>, Response> {
+    let response = query(State(state.clone()), axum::extract::Query(params)).await;
+    if !response.status().is_success() {
+        return Err(response);
+    }
+    let mut chunks = response.into_body().into_data_stream();
+    let mut decoder = sluice_query::frames::FrameDecoder::new();
+    loop {
+        match decoder.next_frame() {
+            Ok(Some(sluice_query::frames::Frame::Records(records))) => {
+                for record in records.iter() {
+                    if !each(&record) {
+                        return Ok(serde_json::Map::new());
+                    }
+                }
+            }
+            Ok(Some(
+                sluice_query::frames::Frame::Progress(_) | sluice_query::frames::Frame::Lagged(_),
+            )) => {}
+            Ok(Some(sluice_query::frames::Frame::Stats(stats))) => return Ok(stats),
+            Ok(Some(sluice_query::frames::Frame::Error(message))) => {
+                return Err(error(StatusCode::SERVICE_UNAVAILABLE, message));
+            }
+            Ok(None) => match futures_util::StreamExt::next(&mut chunks).await {
+                Some(Ok(chunk)) => decoder.push(&chunk),
+                Some(Err(e)) => {
+                    return Err(error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("the query failed: {e}"),
+                    ));
+                }
+                None => decoder.finish(),
+            },
+            Err(e) => {
+                return Err(error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the query's answer is broken: {e}"),
+                ));
+            }
+        }
+    }
+}

@@ -39,20 +39,10 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{any, get},
 };
-use futures_util::StreamExt;
-use serde_json::{Map, Value};
-use sluice_query::{
-    frames::{Frame, FrameDecoder},
-    logql::select::Selector,
-};
-use sluice_record::Record;
+use serde_json::Value;
+use sluice_query::logql::select::Selector;
 
-use crate::{
-    ApiState,
-    counts::CountParams,
-    error,
-    query::{QueryParams, query},
-};
+use crate::{ApiState, counts::CountParams, error};
 
 pub(crate) use params::Form;
 
@@ -147,53 +137,7 @@ pub(crate) async fn select_topics(
     Ok(topics)
 }
 
-/// Run a `/query` of the whole cluster (`format` frames or ids) and give
-/// each record to `each` (in the query's order) until it returns false.
-/// Returns the query's stats frame (empty if `each` stopped it).
-pub(crate) async fn run_query(
-    state: &ApiState,
-    params: QueryParams,
-    mut each: impl FnMut(&Record<'_>) -> bool,
-) -> Result<Map<String, Value>, Response> {
-    let response = query(State(state.clone()), axum::extract::Query(params)).await;
-    if !response.status().is_success() {
-        return Err(response);
-    }
-    let mut chunks = response.into_body().into_data_stream();
-    let mut decoder = FrameDecoder::new();
-    loop {
-        match decoder.next_frame() {
-            Ok(Some(Frame::Records(records))) => {
-                for record in records.iter() {
-                    if !each(&record) {
-                        return Ok(Map::new());
-                    }
-                }
-            }
-            Ok(Some(Frame::Progress(_) | Frame::Lagged(_))) => {}
-            Ok(Some(Frame::Stats(stats))) => return Ok(stats),
-            Ok(Some(Frame::Error(message))) => {
-                return Err(error(StatusCode::SERVICE_UNAVAILABLE, message));
-            }
-            Ok(None) => match chunks.next().await {
-                Some(Ok(chunk)) => decoder.push(&chunk),
-                Some(Err(e)) => {
-                    return Err(error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("the query failed: {e}"),
-                    ));
-                }
-                None => decoder.finish(),
-            },
-            Err(e) => {
-                return Err(error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("the query's answer is broken: {e}"),
-                ));
-            }
-        }
-    }
-}
+pub(crate) use crate::query::run_coordinated as run_query;
 
 /// A JSON response.
 pub(crate) fn json(body: String) -> Response {
