@@ -75,6 +75,11 @@ impl SegmentSink {
         self.encoder.push(record);
     }
 
+    /// Whether it has no active segment (none yet, or just sealed).
+    pub fn is_idle(&self) -> bool {
+        self.segment.is_none()
+    }
+
     /// Records in the batch.
     pub fn count(&self) -> u32 {
         self.encoder.count()

@@ -197,11 +197,16 @@ async fn serve(
     };
     let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let api = tokio::spawn(async move {
-        axum::serve(api_listener, sluice_api::router(state))
-            .with_graceful_shutdown(async {
-                let _ = api_stop_rx.await;
-            })
-            .await
+        // With each connection's peer address: the push inputs keep a
+        // shipper's requests in one segment by it.
+        axum::serve(
+            api_listener,
+            sluice_api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = api_stop_rx.await;
+        })
+        .await
     });
     tracing::info!(addr = %api_bound, "api listening");
 

@@ -16,7 +16,7 @@ use sluice_push::{
     encoding::ContentEncoding,
 };
 
-use super::{Failure, admit, count, decode_on_pool, write};
+use super::{Failure, Peer, admit, count, decode_on_pool, write};
 use crate::ApiState;
 
 const PROTOCOL: PushProtocol = PushProtocol::Elasticsearch;
@@ -121,29 +121,32 @@ fn es_error(failure: Failure) -> Response {
 /// `POST|PUT /_bulk`.
 pub(crate) async fn bulk(
     State(state): State<ApiState>,
+    peer: Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    bulk_into(state, None, headers, body).await
+    bulk_into(state, None, peer, headers, body).await
 }
 
 /// `POST|PUT /<index>/_bulk`.
 pub(crate) async fn bulk_index(
     State(state): State<ApiState>,
     Path(index): Path<String>,
+    peer: Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    bulk_into(state, Some(index), headers, body).await
+    bulk_into(state, Some(index), peer, headers, body).await
 }
 
 async fn bulk_into(
     state: ApiState,
     index: Option<String>,
+    peer: Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match run_bulk(state, index, headers, body).await {
+    match run_bulk(state, index, peer, headers, body).await {
         Ok(response) => response,
         Err(failure) => es_error(failure),
     }
@@ -152,6 +155,7 @@ async fn bulk_into(
 async fn run_bulk(
     state: ApiState,
     index: Option<String>,
+    peer: Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Failure> {
@@ -165,11 +169,11 @@ async fn run_bulk(
         super::metrics::refused(PROTOCOL, err.kind());
         Failure::new(StatusCode::BAD_REQUEST, err.to_string())
     })?;
-    let admitted = admit(&state, PROTOCOL, &headers, body).await?;
+    let admitted = admit(&state, PROTOCOL, &peer, &headers, body).await?;
     let limits = admitted.push.config.limits;
     let config = admitted.push.config.bulk.clone();
     let body = admitted.body.clone();
-    let (batch, (items, stats)) = decode_on_pool(PROTOCOL, body.len(), move |batch| {
+    let (batch, (items, stats)) = decode_on_pool(&admitted, PROTOCOL, move |batch| {
         let now = sluice_record::now_ms();
         elastic::decode(
             encoding,

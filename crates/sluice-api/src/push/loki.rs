@@ -13,7 +13,7 @@ use sluice_push::{
     loki::{self, BodyFormat},
 };
 
-use super::{Failure, admit, count, decode_on_pool, write};
+use super::{Failure, Peer, admit, count, decode_on_pool, write};
 use crate::ApiState;
 
 const PROTOCOL: PushProtocol = PushProtocol::Loki;
@@ -24,6 +24,7 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 
 pub(crate) async fn push(
     State(state): State<ApiState>,
+    peer: Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Failure> {
@@ -33,13 +34,14 @@ pub(crate) async fn push(
             super::metrics::refused(PROTOCOL, err.kind());
             Failure::new(StatusCode::BAD_REQUEST, err.to_string())
         })?;
-    let admitted = admit(&state, PROTOCOL, &headers, body).await?;
+    let admitted = admit(&state, PROTOCOL, &peer, &headers, body).await?;
     let limits = admitted.push.config.limits;
     let body = admitted.body.clone();
-    let (batch, stats) = decode_on_pool(PROTOCOL, body.len(), move |batch| {
+    let (batch, stats) = decode_on_pool(&admitted, PROTOCOL, move |batch| {
         let now = sluice_record::now_ms();
+        // Stamped in time order when written: Loki answers no ids.
         loki::decode(format, encoding, &body, &limits, now, &mut |record| {
-            batch.push(record);
+            batch.push_unstamped(record);
         })
     })
     .await?;
