@@ -416,7 +416,7 @@ async fn start_ingest(
         None
     } else {
         let writer = sluice_ingest::PushWriter::start(log.clone(), &config, shutdown.clone())
-            .context("start the push writer thread")?;
+            .context("start the push segment sealer thread")?;
         connection_counts.push(writer.running());
         let push_config = sluice_api::push::PushConfig {
             loki: !args.no_loki_push,
