@@ -252,11 +252,15 @@ impl PushWriter {
             .spawn(move || {
                 while !shutdown.load(Ordering::Relaxed) {
                     std::thread::sleep(POLL_INTERVAL);
-                    lock(&sealer).seal_due(false);
+                    let due = lock(&sealer).take_due(false);
+                    seal(due);
                 }
-                let mut lanes = lock(&sealer);
-                lanes.closed = true;
-                lanes.seal_due(true);
+                let due = {
+                    let mut lanes = lock(&sealer);
+                    lanes.closed = true;
+                    lanes.take_due(true)
+                };
+                seal(due);
                 running_thread.store(0, Ordering::Relaxed);
             })?;
         Ok(PushWriter {
@@ -351,6 +355,15 @@ struct Lanes {
     closed: bool,
 }
 
+/// Seal `sinks` (each due, or idle).
+fn seal(sinks: Vec<SegmentSink>) {
+    for mut sink in sinks {
+        if let Err(err) = sink.maybe_seal(true) {
+            tracing::error!(error = %err, "cannot seal a push segment");
+        }
+    }
+}
+
 /// The lane of requests without one of their own.
 const SHARED_LANE: u64 = u64::MAX;
 
@@ -384,15 +397,22 @@ impl Lanes {
         })
     }
 
-    /// Seal each segment that is due (all with `force`), and forget the
-    /// lanes left without one.
-    fn seal_due(&mut self, force: bool) {
-        for sink in self.sinks.values_mut() {
-            if let Err(err) = sink.maybe_seal(force) {
-                tracing::error!(error = %err, "cannot seal a push segment");
-            }
-        }
-        self.sinks.retain(|_, sink| !sink.is_idle());
+    /// Take out the lanes whose segment is due (all with `force`), to be
+    /// sealed outside the lock: sealing fsyncs, and requests write under
+    /// it. Lanes left without a segment are forgotten. A request of a taken
+    /// lane meanwhile starts a new segment; its ids still continue the
+    /// source's.
+    fn take_due(&mut self, force: bool) -> Vec<SegmentSink> {
+        let lanes: Vec<u64> = self
+            .sinks
+            .iter()
+            .filter(|(_, sink)| sink.is_due(force) || sink.is_idle())
+            .map(|(lane, _)| *lane)
+            .collect();
+        lanes
+            .into_iter()
+            .filter_map(|lane| self.sinks.remove(&lane))
+            .collect()
     }
 }
 

@@ -173,18 +173,22 @@ impl SegmentSink {
         })
     }
 
-    /// Seal the active segment if it is due (size or age), or if `force`.
-    pub fn maybe_seal(&mut self, force: bool) -> Result<(), IngestError> {
+    /// Whether it has an active segment to seal: due by size or age, or
+    /// any with `force`.
+    pub fn is_due(&self, force: bool) -> bool {
         let max_age = if self.awaited {
             self.flush_age.min(REPLICATED_SEAL_AGE)
         } else {
             self.flush_age
         };
-        let due = self
-            .segment
+        self.segment
             .as_ref()
-            .is_some_and(|s| force || s.bytes() >= self.segment_target_bytes || s.age() >= max_age);
-        if due {
+            .is_some_and(|s| force || s.bytes() >= self.segment_target_bytes || s.age() >= max_age)
+    }
+
+    /// Seal the active segment if it is due (size or age), or if `force`.
+    pub fn maybe_seal(&mut self, force: bool) -> Result<(), IngestError> {
+        if self.is_due(force) {
             self.awaited = false;
             let segment = self.segment.take().expect("checked above");
             self.log.seal(segment).map_err(|err| {
