@@ -54,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
             });
         }
         2 => {
-            let _ = loki::decode_protobuf(body.to_vec(), &LIMITS, NOW, &mut |r| {
+            let _ = loki::decode_protobuf(body, &LIMITS, NOW, &mut |r| {
                 check(&r);
                 records += 1;
             });

@@ -106,6 +106,49 @@ pub fn snappy_block(body: &[u8], limit: usize) -> Result<Vec<u8>, PushError> {
         })
 }
 
+/// Run `f` on a snappy block uncompressed into this thread's reused
+/// buffer, after its declared length is checked against `limit`: no
+/// allocation, and no zeroing or page faults for a fresh buffer, per
+/// request. A buffer grown past [`KEEP_BUFFER_BYTES`] is freed after use.
+pub fn with_snappy_block<T>(
+    body: &[u8],
+    limit: usize,
+    f: impl FnOnce(&[u8]) -> Result<T, PushError>,
+) -> Result<T, PushError> {
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let bad = |err: snap::Error| PushError::BadCompression {
+        encoding: "snappy",
+        why: err.to_string(),
+    };
+    let len = snap::raw::decompress_len(body).map_err(bad)?;
+    if len > limit {
+        return Err(PushError::DecompressedTooLarge { limit });
+    }
+    BUFFER.with(|cell| {
+        // A nested call (none today) would find the buffer taken: it gets
+        // one of its own.
+        let mut taken = cell.try_borrow_mut().ok();
+        let mut own = Vec::new();
+        let buffer = taken.as_deref_mut().unwrap_or(&mut own);
+        if buffer.len() < len {
+            buffer.resize(len, 0);
+        }
+        let out = snap::raw::Decoder::new()
+            .decompress(body, &mut buffer[..len])
+            .map_err(bad)
+            .and_then(|n| f(&buffer[..n]));
+        if buffer.capacity() > KEEP_BUFFER_BYTES {
+            *buffer = Vec::new();
+        }
+        out
+    })
+}
+
+/// The largest snappy buffer a thread keeps between requests.
+pub const KEEP_BUFFER_BYTES: usize = 8 << 20;
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;

@@ -24,8 +24,6 @@ mod json;
 pub mod proto;
 mod scan;
 
-use bytes::Bytes;
-use prost::Message;
 use sluice_record::{Unstamped, clamp_time_ms, labels::Labels};
 
 use crate::{
@@ -77,63 +75,127 @@ pub fn decode(
     match format {
         BodyFormat::Json => decode_json(&body, limits, now_ms, emit),
         BodyFormat::Protobuf => {
-            let raw = encoding::snappy_block(&body, limits.max_decompressed_bytes)?;
-            decode_protobuf(raw, limits, now_ms, emit)
+            encoding::with_snappy_block(&body, limits.max_decompressed_bytes, |raw| {
+                decode_protobuf(raw, limits, now_ms, emit)
+            })
         }
     }
 }
 
-/// Decode an uncompressed protobuf [`proto::PushRequest`].
+/// Decode an uncompressed protobuf [`proto::PushRequest`], in one walk
+/// over its bytes ([`scan::fields`]): no message is built, each line is
+/// handed on as a slice of `raw`. It accepts and refuses what prost's
+/// decoding of the same messages does (a property test checks that
+/// against prost), and the limits are checked first ([`scan::check`]).
 pub fn decode_protobuf(
-    raw: Vec<u8>,
+    raw: &[u8],
     limits: &Limits,
     now_ms: u64,
     emit: &mut dyn FnMut(Unstamped<'_>),
 ) -> Result<PushStats, PushError> {
-    scan::check(&raw, limits)?;
-    let request =
-        proto::PushRequest::decode(Bytes::from(raw)).map_err(|err| PushError::BadProtobuf {
-            why: err.to_string(),
-        })?;
+    use scan::{Value, bytes, fields, number};
+    scan::check(raw, limits)?;
     let mut stats = PushStats::default();
     let mut scratch = Vec::new();
-    for stream in &request.streams {
-        let text = String::from_utf8_lossy(&stream.labels);
-        if stream.labels.len() > MAX_LABELS_TEXT_BYTES {
+    fields(raw, |field, value| {
+        match field {
+            1 => {}
+            2 => return bytes(value, "PushRequest.format").map(|_| ()),
+            _ => return Ok(()),
+        }
+        let stream = bytes(value, "PushRequest.streams")?;
+        // The labels may follow the entries on the wire: find them (the
+        // last occurrence counts, as in prost) before the entries.
+        let mut labels: &[u8] = &[];
+        fields(stream, |field, value| {
+            match field {
+                1 => labels = bytes(value, "StreamAdapter.labels")?,
+                2 => {
+                    bytes(value, "StreamAdapter.entries")?;
+                }
+                3 => {
+                    number(value, "StreamAdapter.hash")?;
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
+        let text = String::from_utf8_lossy(labels);
+        if labels.len() > MAX_LABELS_TEXT_BYTES {
             return Err(PushError::BadLabels {
                 stream: cut(&text, 200),
                 error: sluice_record::labels::LabelError::TooLong {
                     start: cut(&text, 60),
-                    len: stream.labels.len(),
+                    len: labels.len(),
                     max: sluice_record::MAX_TOPIC_BYTES,
                 },
             });
         }
-        let labels = Labels::parse_selector(&text).map_err(|error| PushError::BadLabels {
+        let parsed = Labels::parse_selector(&text).map_err(|error| PushError::BadLabels {
             stream: cut(&text, 200),
             error,
         })?;
-        let topic = stream_topic(&labels, &text, limits)?;
+        let topic = stream_topic(&parsed, &text, limits)?;
         stats.streams += 1;
-        for entry in &stream.entries {
-            let ms = match entry.timestamp {
-                Some(ts) if ts.seconds >= 0 && (0..1_000_000_000).contains(&ts.nanos) => {
-                    (ts.seconds as u64)
+        fields(stream, |field, value| {
+            let (2, Value::Bytes(entry)) = (field, value) else {
+                return Ok(());
+            };
+            let mut timestamp: Option<(i64, i32)> = None;
+            let mut line: &[u8] = &[];
+            let mut pairs = 0u64;
+            fields(entry, |field, value| {
+                match field {
+                    1 => {
+                        let (mut seconds, mut nanos) = timestamp.unwrap_or((0, 0));
+                        fields(bytes(value, "EntryAdapter.timestamp")?, |field, value| {
+                            match field {
+                                1 => seconds = number(value, "Timestamp.seconds")? as i64,
+                                2 => nanos = number(value, "Timestamp.nanos")? as i32,
+                                _ => {}
+                            }
+                            Ok(())
+                        })?;
+                        timestamp = Some((seconds, nanos));
+                    }
+                    2 => line = bytes(value, "EntryAdapter.line")?,
+                    3 | 4 => {
+                        let what = if field == 3 {
+                            "EntryAdapter.structuredMetadata"
+                        } else {
+                            "EntryAdapter.parsed"
+                        };
+                        fields(bytes(value, what)?, |field, value| match field {
+                            1 => bytes(value, "LabelPairAdapter.name").map(|_| ()),
+                            2 => bytes(value, "LabelPairAdapter.value").map(|_| ()),
+                            _ => Ok(()),
+                        })?;
+                        pairs += u64::from(field == 3);
+                    }
+                    _ => {}
+                }
+                Ok(())
+            })?;
+            let ms = match timestamp {
+                Some((seconds, nanos)) if seconds >= 0 && (0..1_000_000_000).contains(&nanos) => {
+                    (seconds as u64)
                         .saturating_mul(1000)
-                        .saturating_add(ts.nanos as u64 / 1_000_000)
+                        .saturating_add(nanos as u64 / 1_000_000)
                 }
                 other => {
                     return Err(PushError::BadTimestamp {
                         stream: cut(&text, 200),
-                        value: format!("{other:?}"),
+                        value: format!(
+                            "{:?}",
+                            other.map(|(seconds, nanos)| proto::Timestamp { seconds, nanos })
+                        ),
                     });
                 }
             };
-            let pairs = entry.structured_metadata.len() as u64;
             one_entry(
                 &topic,
                 ms,
-                &entry.line,
+                line,
                 pairs,
                 limits,
                 now_ms,
@@ -141,8 +203,9 @@ pub fn decode_protobuf(
                 &mut stats,
                 emit,
             );
-        }
-    }
+            Ok(())
+        })
+    })?;
     Ok(stats)
 }
 

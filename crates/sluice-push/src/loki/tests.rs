@@ -6,8 +6,76 @@ use prost::Message;
 use sluice_record::OwnedRecord;
 
 use super::{proto::*, *};
+use crate::MAX_LABELS_TEXT_BYTES;
+
+/// The decoder before the one-pass walk: prost's messages, the oracle
+/// the walk must agree with.
+fn prost_oracle(
+    raw: Vec<u8>,
+    limits: &Limits,
+    now_ms: u64,
+    emit: &mut dyn FnMut(Unstamped<'_>),
+) -> Result<PushStats, PushError> {
+    scan::check(&raw, limits)?;
+    let request =
+        proto::PushRequest::decode(Bytes::from(raw)).map_err(|err| PushError::BadProtobuf {
+            why: err.to_string(),
+        })?;
+    let mut stats = PushStats::default();
+    let mut scratch = Vec::new();
+    for stream in &request.streams {
+        let text = String::from_utf8_lossy(&stream.labels);
+        if stream.labels.len() > MAX_LABELS_TEXT_BYTES {
+            return Err(PushError::BadLabels {
+                stream: cut(&text, 200),
+                error: sluice_record::labels::LabelError::TooLong {
+                    start: cut(&text, 60),
+                    len: stream.labels.len(),
+                    max: sluice_record::MAX_TOPIC_BYTES,
+                },
+            });
+        }
+        let labels = Labels::parse_selector(&text).map_err(|error| PushError::BadLabels {
+            stream: cut(&text, 200),
+            error,
+        })?;
+        let topic = stream_topic(&labels, &text, limits)?;
+        stats.streams += 1;
+        for entry in &stream.entries {
+            let ms = match entry.timestamp {
+                Some(ts) if ts.seconds >= 0 && (0..1_000_000_000).contains(&ts.nanos) => {
+                    (ts.seconds as u64)
+                        .saturating_mul(1000)
+                        .saturating_add(ts.nanos as u64 / 1_000_000)
+                }
+                other => {
+                    return Err(PushError::BadTimestamp {
+                        stream: cut(&text, 200),
+                        value: format!("{other:?}"),
+                    });
+                }
+            };
+            let pairs = entry.structured_metadata.len() as u64;
+            one_entry(
+                &topic,
+                ms,
+                &entry.line,
+                pairs,
+                limits,
+                now_ms,
+                &mut scratch,
+                &mut stats,
+                emit,
+            );
+        }
+    }
+    Ok(stats)
+}
 
 const NOW: u64 = 1_733_011_200_000;
+
+/// A decoder run on a callback.
+type Decoder<'a> = dyn Fn(&mut dyn FnMut(Unstamped<'_>)) -> Result<PushStats, PushError> + 'a;
 
 /// A record as emitted: topic, time, flags, payload.
 type Emitted = (String, u64, u8, Vec<u8>);
@@ -343,7 +411,69 @@ proptest! {
         }
         // The same bytes as the uncompressed protobuf.
         let mut n = 0;
-        let _ = decode_protobuf(body.clone(), &limits, NOW, &mut |_| n += 1);
+        let _ = decode_protobuf(&body, &limits, NOW, &mut |_| n += 1);
         prop_assert!(n <= 8);
+    }
+
+    /// The one-pass decoder agrees with prost's: on any well-formed
+    /// request (streams with labels before or after their entries,
+    /// metadata, unknown fields) the same records and counts; on any bytes,
+    /// both accept or both refuse, and what both accept they decode alike.
+    #[test]
+    fn the_wire_walk_agrees_with_prost(
+        streams in proptest::collection::vec(
+            (
+                proptest::sample::select(vec!["{job=\"a\"}", "{job=\"b\", x=\"y\"}", "{}", "{topic=\"t\"}", "nope"]),
+                proptest::collection::vec((0u64..4_000_000_000_000_000_000, "[ -~]{0,30}", 0usize..3), 0..6),
+                any::<bool>(),
+            ),
+            0..4,
+        ),
+        noise in proptest::collection::vec(any::<u8>(), 0..64),
+        cut_at in any::<proptest::sample::Index>(),
+    ) {
+        let limits = Limits::default();
+        let mut raw = Vec::new();
+        for (labels, entries, labels_last) in &streams {
+            let stream = StreamAdapter {
+                labels: Bytes::copy_from_slice(labels.as_bytes()),
+                entries: entries
+                    .iter()
+                    .map(|(ns, line, pairs)| entry(*ns, line, &[("k", "v"), ("k2", "v2")][..*pairs]))
+                    .collect(),
+                hash: 7,
+            };
+            let mut body = Vec::new();
+            if *labels_last {
+                // Entries first, then the labels: protobuf allows any order.
+                for e in &stream.entries {
+                    prost::encoding::message::encode(2, e, &mut body);
+                }
+                prost::encoding::bytes::encode(1, &stream.labels, &mut body);
+            } else {
+                stream.encode(&mut body).unwrap();
+            }
+            prost::encoding::bytes::encode(1, &body, &mut raw);
+        }
+        let collect = |f: &Decoder<'_>| {
+            let mut out = Vec::new();
+            f(&mut |r| out.push((r.topic.to_vec(), r.time_ms, r.flags, r.payload.to_vec())))
+                .map(|stats| (out, stats))
+        };
+        let walk = collect(&|emit| decode_protobuf(&raw, &limits, NOW, emit));
+        let oracle = collect(&|emit| prost_oracle(raw.clone(), &limits, NOW, emit));
+        prop_assert_eq!(walk.is_ok(), oracle.is_ok(), "walk {:?} prost {:?}", walk, oracle);
+        if let (Ok(walk), Ok(oracle)) = (&walk, &oracle) {
+            prop_assert_eq!(walk, oracle);
+        }
+        // Damaged: cut short, or with noise appended.
+        for bytes in [raw[..cut_at.index(raw.len() + 1)].to_vec(), [raw.clone(), noise.clone()].concat()] {
+            let walk = collect(&|emit| decode_protobuf(&bytes, &limits, NOW, emit));
+            let oracle = collect(&|emit| prost_oracle(bytes.clone(), &limits, NOW, emit));
+            prop_assert_eq!(walk.is_ok(), oracle.is_ok(), "walk {:?} prost {:?}", walk, oracle);
+            if let (Ok(walk), Ok(oracle)) = (&walk, &oracle) {
+                prop_assert_eq!(walk, oracle);
+            }
+        }
     }
 }
