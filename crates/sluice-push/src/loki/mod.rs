@@ -83,10 +83,10 @@ pub fn decode(
 }
 
 /// Decode an uncompressed protobuf [`proto::PushRequest`], in one walk
-/// over its bytes ([`scan::fields`]): no message is built, each line is
+/// over its bytes (`scan::fields`): no message is built, each line is
 /// handed on as a slice of `raw`. It accepts and refuses what prost's
 /// decoding of the same messages does (a property test checks that
-/// against prost), and the limits are checked first ([`scan::check`]).
+/// against prost), and the limits are checked first (`scan::check`).
 pub fn decode_protobuf(
     raw: &[u8],
     limits: &Limits,
