@@ -738,4 +738,6 @@ impl Forward<'_> {
 }
 
 #[cfg(test)]
+mod literal_set_tests;
+#[cfg(test)]
 mod tests;
