@@ -12,6 +12,7 @@ use sluice_storage::{
     Fs, RecordCursor, SegmentCache, SegmentMeta, StorageError, WorkerPool,
     block_segment::{Cancel, RecordFilter},
     store_segment::{BatchCursor, ScanOptions, list_segments, open_cursor},
+    term_filter::AnyOfProbe,
 };
 
 use sluice_storage::merge::{Merge, Verdict};
@@ -618,7 +619,10 @@ pub(crate) fn prepare_forward<'q>(
         ids: query.ids,
         skip_corrupt_blocks: true,
         filter,
-        any_of: query.matcher.required_any_of().cloned(),
+        any_of: query
+            .matcher
+            .required_any_of()
+            .map(|literals| Arc::new(AnyOfProbe::new(literals))),
         cache: scan.cache.clone(),
         text: query.matcher.text_matcher(),
     };
@@ -733,5 +737,7 @@ impl Forward<'_> {
     }
 }
 
+#[cfg(test)]
+mod literal_set_tests;
 #[cfg(test)]
 mod tests;

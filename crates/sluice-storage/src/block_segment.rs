@@ -510,7 +510,7 @@ impl BlockSegment {
         scratch.frames.clear();
         let filter = self.frame_table(i, &mut scratch.frames)?.filter;
         let n = scratch.frames.len();
-        let read = probes.narrow_frames(filter, n, &mut scratch.mask);
+        let read = probes.narrow_frames(filter, n, scratch);
         for (w, &word) in scratch.mask.iter().enumerate() {
             let mut word = word;
             while word != 0 {

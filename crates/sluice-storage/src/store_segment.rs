@@ -600,11 +600,11 @@ pub struct ScanOptions {
     /// applies it where blocks are decoded, in parallel; a batch file's
     /// cursor ignores it, so the caller still checks what it gets.
     pub filter: Option<RecordFilter>,
-    /// Every wanted record holds one of these literals (a regex's
-    /// alternation): a block file's cursor skips blocks whose filter rules
-    /// out all of them. Records are still selected by `filter` (or by the
-    /// caller).
-    pub any_of: Option<Arc<[Vec<u8>]>>,
+    /// Every wanted record holds one of these literals (a regex's literal
+    /// set, built into a probe once per query): a block file's cursor
+    /// skips blocks and frames whose filter rules out all of them. Records
+    /// are still selected by `filter` or `text` (or by the caller).
+    pub any_of: Option<Arc<crate::term_filter::AnyOfProbe>>,
     /// Open block files through this cache (queries share their mappings
     /// and verified filters); `None` opens each file afresh.
     pub cache: Option<Arc<SegmentCache>>,
@@ -644,7 +644,7 @@ impl std::fmt::Debug for ScanOptions {
             .field("ids", &self.ids)
             .field("skip_corrupt_blocks", &self.skip_corrupt_blocks)
             .field("filter", &self.filter.is_some())
-            .field("any_of", &self.any_of)
+            .field("any_of", &self.any_of.as_ref().map(|p| p.probes()))
             .field("cache", &self.cache.as_ref().map(|c| c.len()))
             .field("text", &self.text.is_some())
             .finish()
@@ -676,8 +676,8 @@ pub fn open_cursor(
         if let Some(literal) = &options.literal {
             cursor = cursor.with_literal(literal.clone());
         }
-        if let Some(literals) = &options.any_of {
-            cursor = cursor.with_any_of(literals);
+        if let Some(probe) = &options.any_of {
+            cursor = cursor.with_any_of_probe(probe.clone());
         }
         if options.skip_corrupt_blocks {
             cursor = cursor.skipping_corrupt_blocks();

@@ -31,7 +31,10 @@
 //! Literals shorter than three bytes never prune; shorter than
 //! `8 + WINDOW - 1`, only by word trigrams and short numbers.
 
+mod any_of;
 pub mod sliced;
+
+pub use any_of::AnyOfProbe;
 
 const GRAM: usize = 8;
 /// Winnowing: 8-grams per window.
@@ -266,13 +269,11 @@ fn winnow_avx512(bytes: &[u8], scratch: &mut Winnowing, out: &mut Vec<u64>) {
     winnow_portable(bytes, scratch, out)
 }
 
+/// Fills the front of `minima` with the minimum hash of every window of
+/// [`WINDOW`] consecutive 8-grams of `bytes` (at least `GRAM + WINDOW - 1`
+/// bytes), in order, and returns how many windows there are.
 #[inline(always)]
-fn winnow_portable(bytes: &[u8], scratch: &mut Winnowing, out: &mut Vec<u64>) {
-    const _: () = assert!(WINDOW == 8, "winnow halves the window three times");
-    if bytes.len() < GRAM + WINDOW - 1 {
-        return;
-    }
-    let Winnowing { minima, recent } = scratch;
+fn each_window_minimum(bytes: &[u8], minima: &mut Vec<u64>) -> usize {
     minima.clear();
     minima.extend(bytes.windows(GRAM).map(gram_hash));
     let mut len = minima.len();
@@ -283,6 +284,17 @@ fn winnow_portable(bytes: &[u8], scratch: &mut Winnowing, out: &mut Vec<u64>) {
             minima[i] = minima[i].min(minima[i + span]);
         }
     }
+    len
+}
+
+#[inline(always)]
+fn winnow_portable(bytes: &[u8], scratch: &mut Winnowing, out: &mut Vec<u64>) {
+    const _: () = assert!(WINDOW == 8, "winnow halves the window three times");
+    if bytes.len() < GRAM + WINDOW - 1 {
+        return;
+    }
+    let Winnowing { minima, recent } = scratch;
+    let len = each_window_minimum(bytes, minima);
     // Compact to the front, without branches (whether a key is kept is as
     // good as random): first the minima that differ from the one before
     // (about 2 in WINDOW + 1), then of those, the ones not seen recently.
@@ -343,11 +355,17 @@ pub struct TermProbe {
 }
 
 impl TermProbe {
-    /// The probe of `literal`: each kind of its keys, hashed and
+    /// The probe of `literal`: each kind of its keys, hashed, sorted and
     /// deduplicated.
     pub fn new(literal: &[u8]) -> Self {
+        // Every window's minimum, without the builder's cache of recent
+        // keys (128 KiB to set up, where a literal has a few windows):
+        // sorting and deduplicating leaves the same keys.
         let mut winnowed = Vec::new();
-        winnow(literal, &mut Winnowing::default(), &mut winnowed);
+        if literal.len() >= GRAM + WINDOW - 1 {
+            let windows = each_window_minimum(literal, &mut winnowed);
+            winnowed.truncate(windows);
+        }
         winnowed.sort_unstable();
         winnowed.dedup();
         let mut word_trigrams = Vec::new();
@@ -363,6 +381,16 @@ impl TermProbe {
             word_trigrams,
             numbers,
         }
+    }
+
+    /// Whether the probe has no key (it rules out no frame).
+    pub fn is_empty(&self) -> bool {
+        self.winnowed.is_empty() && self.word_trigrams.is_empty() && self.numbers.is_empty()
+    }
+
+    /// How many keys the probe has.
+    fn keys(&self) -> usize {
+        self.winnowed.len() + self.word_trigrams.len() + self.numbers.len()
     }
 }
 

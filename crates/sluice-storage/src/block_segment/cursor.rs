@@ -30,7 +30,7 @@ use super::{Block, BlockEntry, BlockSegment, FrameScratch, Probes};
 use crate::{
     StorageError,
     fs::Fs,
-    term_filter::TermProbe,
+    term_filter::{AnyOfProbe, TermProbe},
     workers::{Task, WorkerPool},
 };
 
@@ -195,10 +195,16 @@ impl BlockCursor {
         self
     }
 
-    /// Skip blocks that can hold none of `literals` (every wanted record
-    /// holds one; the caller's filter selects the records).
-    pub fn with_any_of(mut self, literals: &[Vec<u8>]) -> Self {
-        self.probes.any_of = literals.iter().map(|l| TermProbe::new(l)).collect();
+    /// Skip blocks and frames that can hold none of `literals` (every
+    /// wanted record holds one; the caller's filter selects the records).
+    pub fn with_any_of(self, literals: &[Vec<u8>]) -> Self {
+        self.with_any_of_probe(Arc::new(AnyOfProbe::new(literals)))
+    }
+
+    /// [`BlockCursor::with_any_of`] with the literals' probe built already
+    /// (once per query, for all its cursors).
+    pub fn with_any_of_probe(mut self, probe: Arc<AnyOfProbe>) -> Self {
+        self.probes.any_of = Some(probe);
         self
     }
 

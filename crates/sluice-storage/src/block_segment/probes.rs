@@ -1,55 +1,65 @@
 //! What a cursor asks of a block's filters: a literal every wanted record
-//! holds, or literals one of which each holds.
+//! holds, and literals one of which each holds.
+
+use std::sync::Arc;
 
 use super::FrameEntry;
-use crate::term_filter::{TermProbe, sliced};
+use crate::term_filter::{AnyOfProbe, TermProbe, sliced};
 
 /// The probes of a query's literals.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Probes {
     /// A literal every wanted record holds.
     pub(crate) all_of: Option<TermProbe>,
-    /// Literals one of which every wanted record holds; empty when none.
-    pub(crate) any_of: Vec<TermProbe>,
+    /// Literals one of which every wanted record holds, built once per
+    /// query and shared by its cursors.
+    pub(crate) any_of: Option<Arc<AnyOfProbe>>,
 }
 
-/// Scratch space for [`BlockSegment::wanted_frames`](super::BlockSegment::wanted_frames).
+/// Scratch space for [`BlockSegment::wanted_frames`](super::BlockSegment::wanted_frames),
+/// kept by a cursor from block to block.
 #[derive(Debug, Default)]
 pub(crate) struct FrameScratch {
     pub(crate) frames: Vec<FrameEntry>,
     pub(crate) mask: Vec<u64>,
+    /// For [`AnyOfProbe`]: frames claimed by a literal so far, and those
+    /// one literal is asked about.
+    claimed: Vec<u64>,
+    one: Vec<u64>,
 }
 
 impl Probes {
     /// Whether there is anything to probe.
     pub(crate) fn is_empty(&self) -> bool {
-        self.all_of.is_none() && self.any_of.is_empty()
+        self.all_of.is_none() && self.any_of.is_none()
     }
 
-    /// `mask`: one bit per frame of a block of `frames`, set for each
-    /// frame its sliced `filter` says may hold a wanted record. Returns the
-    /// bytes of the filter read.
-    pub(crate) fn narrow_frames(&self, filter: &[u8], frames: usize, mask: &mut Vec<u64>) -> u64 {
+    /// `scratch.mask`: one bit per frame of a block of `frames`, set for
+    /// each frame its sliced `filter` says may hold a wanted record.
+    /// Returns the bytes of the filter read.
+    pub(crate) fn narrow_frames(
+        &self,
+        filter: &[u8],
+        frames: usize,
+        scratch: &mut FrameScratch,
+    ) -> u64 {
+        let FrameScratch {
+            mask, claimed, one, ..
+        } = scratch;
         sliced::all_frames(frames, mask);
+        let Some(rows) = sliced::Rows::parse(filter, frames) else {
+            // A filter whose sizes do not match passes every frame.
+            return filter.len() as u64;
+        };
         let mut read = 0;
         if let Some(probe) = &self.all_of {
-            read += probe.narrow_frames(filter, frames, mask);
+            read += probe.narrow_rows(&rows, mask);
         }
-        if self.any_of.is_empty() {
-            return read;
+        if let Some(probe) = &self.any_of
+            && !sliced::none_left(mask)
+        {
+            read += probe.narrow_rows(&rows, mask, claimed, one);
         }
-        let mut union = vec![0u64; mask.len()];
-        let mut one = Vec::new();
-        for probe in &self.any_of {
-            sliced::all_frames(frames, &mut one);
-            read += probe.narrow_frames(filter, frames, &mut one);
-            for (u, o) in union.iter_mut().zip(&one) {
-                *u |= o;
-            }
-        }
-        for (m, u) in mask.iter_mut().zip(&union) {
-            *m &= u;
-        }
-        read
+        rows.bytes_read(read)
     }
 }

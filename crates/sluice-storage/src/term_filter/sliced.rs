@@ -292,7 +292,7 @@ fn put_folded<'m>(
 }
 
 /// A sliced filter's rows, once its sizes are checked.
-struct Rows<'a> {
+pub(crate) struct Rows<'a> {
     frames: usize,
     trigram_rows: usize,
     /// Short numbers' rows: none when they are not indexed.
@@ -304,7 +304,9 @@ struct Rows<'a> {
 }
 
 impl<'a> Rows<'a> {
-    fn parse(filter: &'a [u8], frames: usize) -> Option<Rows<'a>> {
+    /// The rows of `filter`, of a block of `frames`; `None` when its sizes
+    /// do not match its length (it then passes every frame).
+    pub(crate) fn parse(filter: &'a [u8], frames: usize) -> Option<Rows<'a>> {
         let count = |bytes: &[u8]| u32::from_le_bytes(bytes.try_into().expect("4")) as usize;
         let (head, rest) = filter.split_at_checked(4)?;
         let trigram_rows = count(head);
@@ -334,13 +336,13 @@ impl<'a> Rows<'a> {
         })
     }
 
-    /// AND row `row` of `area` into `mask`.
     /// Bytes of the filter a probe read: the counts and `rows` rows.
-    fn bytes_read(&self, rows: u64) -> u64 {
+    pub(crate) fn bytes_read(&self, rows: u64) -> u64 {
         let counts = if self.number_rows.is_some() { 12 } else { 8 };
         counts + rows * self.frames.div_ceil(8) as u64
     }
 
+    /// AND row `row` of `area` into `mask`.
     #[inline]
     fn and(&self, area: &[u8], row: usize, mask: &mut [u64]) {
         let start = row * self.frames;
@@ -372,10 +374,20 @@ impl TermProbe {
     /// Narrow `mask` (one bit per frame of a block of `frames`) to the
     /// frames whose part of the sliced `filter` the literal may occur in.
     /// Returns the bytes of the filter read: its counts and the rows.
+    /// (Cursors parse a block's filter once for all their probes, with
+    /// [`Rows::parse`] and [`TermProbe::narrow_rows`].)
+    #[cfg(test)]
     pub(crate) fn narrow_frames(&self, filter: &[u8], frames: usize, mask: &mut [u64]) -> u64 {
-        let Some(rows) = Rows::parse(filter, frames) else {
-            return filter.len() as u64;
-        };
+        match Rows::parse(filter, frames) {
+            Some(rows) => rows.bytes_read(self.narrow_rows(&rows, mask)),
+            None => filter.len() as u64,
+        }
+    }
+
+    /// Narrow `mask` to the frames whose part of the parsed filter `rows`
+    /// the literal may occur in; returns the rows read. Stops once no
+    /// frame is left.
+    pub(crate) fn narrow_rows(&self, rows: &Rows<'_>, mask: &mut [u64]) -> u64 {
         let mut read = 0;
         if rows.gram_rows > 0 {
             for &hash in &self.winnowed {
@@ -383,8 +395,8 @@ impl TermProbe {
                     rows.and(rows.grams, row, mask);
                     read += 1;
                 }
-                if mask.iter().all(|&m| m == 0) {
-                    return rows.bytes_read(read);
+                if none_left(mask) {
+                    return read;
                 }
             }
         }
@@ -392,13 +404,16 @@ impl TermProbe {
             if number_rows == 0 {
                 // No frame holds a short number.
                 mask.fill(0);
-                return rows.bytes_read(read);
+                return read;
             }
             for &hash in &self.numbers {
                 for bit in number_bits(hash) {
                     rows.and(rows.numbers, fold(bit, number_rows, NUMBER_MAP_BITS), mask);
                     read += 1;
                 }
+            }
+            if none_left(mask) {
+                return read;
             }
         }
         if rows.trigram_rows > 0 {
@@ -409,8 +424,14 @@ impl TermProbe {
                 }
             }
         }
-        rows.bytes_read(read)
+        read
     }
+}
+
+/// Whether `mask` has no frame left.
+#[inline]
+pub(crate) fn none_left(mask: &[u64]) -> bool {
+    mask.iter().all(|&m| m == 0)
 }
 
 /// Every frame of a block of `frames`, as a mask.
