@@ -206,7 +206,9 @@ pub enum Refused {
 }
 
 /// Sources (connections) whose id generators are kept between requests;
-/// past this, a new source's requests start a fresh generator each.
+/// past this, one is forgotten to make room for a new one (its next
+/// request starts a fresh generator: ids stay unique, its segment may need
+/// a sort).
 pub const MAX_SOURCES: usize = 1024;
 /// Sources that get an active segment of their own; the requests of
 /// any more share one.
@@ -314,9 +316,15 @@ impl PushWriter {
     fn give_back(&self, batch: PushBatch) {
         if let Some(key) = batch.source {
             let mut generators = lock(&self.generators);
-            if generators.len() < MAX_SOURCES || generators.contains_key(&key) {
-                generators.insert(key, batch.ids);
+            // Full (sources come and go; none says it left): make room by
+            // forgetting one, so a new source still keeps its generator.
+            if generators.len() >= MAX_SOURCES
+                && !generators.contains_key(&key)
+                && let Some(&old) = generators.keys().next()
+            {
+                generators.remove(&old);
             }
+            generators.insert(key, batch.ids);
         }
     }
 
@@ -421,10 +429,14 @@ mod tests {
     use super::*;
     use crate::log::IngestLog;
 
-    /// Batches are in the segment file when `write` returns; shutdown seals
-    /// it and refuses further writes.
-    #[test]
-    fn batches_are_written_then_sealed_at_shutdown() {
+    /// A writer on a fresh ingest log in a temporary directory (kept alive
+    /// by the returned guard), and its shutdown flag.
+    fn started() -> (
+        tempfile::TempDir,
+        Arc<IngestLog>,
+        Arc<AtomicBool>,
+        PushWriter,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let fs: Arc<dyn sluice_storage::Fs> = Arc::new(sluice_storage::RealFs);
         let (log, _) = IngestLog::open(fs, dir.path(), std::time::Duration::from_secs(30)).unwrap();
@@ -432,6 +444,14 @@ mod tests {
         let shutdown = Arc::new(AtomicBool::new(false));
         let writer =
             PushWriter::start(log.clone(), &IngestConfig::default(), shutdown.clone()).unwrap();
+        (dir, log, shutdown, writer)
+    }
+
+    /// Batches are in the segment file when `write` returns; shutdown seals
+    /// it and refuses further writes.
+    #[test]
+    fn batches_are_written_then_sealed_at_shutdown() {
+        let (_dir, log, shutdown, writer) = started();
         for i in 0..3u64 {
             let mut batch = PushBatch::new(PushProtocol::Loki, 10);
             for j in 0..2u64 {
@@ -485,13 +505,7 @@ mod tests {
     /// takes it without a sort; and ids keep the entries' times.
     #[test]
     fn each_source_gets_a_sorted_segment_of_its_own() {
-        let dir = tempfile::tempdir().unwrap();
-        let fs: Arc<dyn sluice_storage::Fs> = Arc::new(sluice_storage::RealFs);
-        let (log, _) = IngestLog::open(fs, dir.path(), std::time::Duration::from_secs(30)).unwrap();
-        let log = Arc::new(log);
-        let shutdown = Arc::new(AtomicBool::new(false));
-        let writer =
-            PushWriter::start(log.clone(), &IngestConfig::default(), shutdown.clone()).unwrap();
+        let (_dir, log, shutdown, writer) = started();
         let mut times = Vec::new();
         for request in 0..20u64 {
             // Shipper 2 runs a few ms behind shipper 1: their records
@@ -532,13 +546,7 @@ mod tests {
     /// when a source's generator is out with a request of it.
     #[test]
     fn unknown_and_concurrent_sources_share_a_lane_with_unique_ids() {
-        let dir = tempfile::tempdir().unwrap();
-        let fs: Arc<dyn sluice_storage::Fs> = Arc::new(sluice_storage::RealFs);
-        let (log, _) = IngestLog::open(fs, dir.path(), std::time::Duration::from_secs(30)).unwrap();
-        let log = Arc::new(log);
-        let shutdown = Arc::new(AtomicBool::new(false));
-        let writer =
-            PushWriter::start(log.clone(), &IngestConfig::default(), shutdown.clone()).unwrap();
+        let (_dir, log, shutdown, writer) = started();
         // Two batches of source 7 at once: the second gets a fresh
         // generator, not a copy of the first's.
         let mut first = writer.batch(PushProtocol::Loki, 10, Some(7));
@@ -566,5 +574,30 @@ mod tests {
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), 150, "no id repeats");
+    }
+
+    /// More sources than are kept: the map stays bounded and the newest
+    /// source still gets its generator back.
+    #[test]
+    fn a_full_generator_map_makes_room_for_a_new_source() {
+        let (_dir, _log, shutdown, writer) = started();
+        for key in 0..=MAX_SOURCES as u64 {
+            let mut batch = writer.batch(PushProtocol::Loki, 1, Some(key));
+            batch.push(Unstamped {
+                topic: b"t",
+                time_ms: 1_000,
+                flags: 0,
+                payload: b"x",
+            });
+            assert_eq!(writer.write(batch), Ok(()));
+        }
+        assert_eq!(lock(&writer.generators).len(), MAX_SOURCES);
+        let newest = writer.batch(PushProtocol::Loki, 1, Some(MAX_SOURCES as u64));
+        assert!(
+            newest.ids.last().is_some(),
+            "the newest source's generator is kept"
+        );
+        shutdown.store(true, Ordering::Relaxed);
+        writer.join();
     }
 }

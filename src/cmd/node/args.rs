@@ -173,7 +173,8 @@ pub struct IngestArgs {
     /// Most labels in one Loki stream (400 above).
     #[arg(long, default_value_t = sluice_push::DEFAULT_MAX_LABELS, env = "SLUICE_PUSH_MAX_LABELS")]
     pub push_max_labels: usize,
-    /// Push requests decoded at once; more wait up to 2 s, then get 429.
+    /// Push requests decoded and written at once; more wait up to 2 s, then
+    /// get 429.
     #[arg(long, default_value_t = sluice_api::push::DEFAULT_MAX_IN_FLIGHT, env = "SLUICE_PUSH_MAX_IN_FLIGHT")]
     pub push_max_in_flight: usize,
     /// `_bulk` document fields tried in order for the line; a document with
