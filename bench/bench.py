@@ -54,8 +54,8 @@ KNOBS: list[tuple[str, str, str, Any, str]] = [  # subcommands ("*": all), flag,
     ("*", "--output", "SLUICE_BENCH_OUTPUT", "BENCHMARKS.md", "report file; only the subcommand's section is rewritten"),
     ("*", "--no-build", "SLUICE_BENCH_NO_BUILD", False, "skip `cargo build --release --locked`"),
     ("*", "--keep", "SLUICE_BENCH_KEEP", False, "keep corpora, inputs and data dirs under bench/out/run-ID"),
-    ("run protocols store cluster tail histogram loki-push", "--reps", "SLUICE_BENCH_REPS", None,
-     "repetitions, best reported (default: run 3, protocols 2, store 3, cluster 3, tail 5, histogram 3, loki-push 3)"),
+    ("run protocols store fresh cluster tail histogram loki-push", "--reps", "SLUICE_BENCH_REPS", None,
+     "repetitions, best reported (default: run 3, protocols 2, store 3, fresh 3, cluster 3, tail 5, histogram 3, loki-push 3)"),
     ("run cluster replication loki-push", "--mb", "SLUICE_BENCH_MB", 512, "MiB per corpus (run needs about 6x this free under bench/out, cluster 4x)"),
     ("run cluster tail replication", "--timeout", "SLUICE_BENCH_TIMEOUT", None,
      "seconds for one ingest to become queryable (default 120 + 2 x MB; tail: 600)"),
@@ -63,10 +63,12 @@ KNOBS: list[tuple[str, str, str, Any, str]] = [  # subcommands ("*": all), flag,
     ("run", "--fwd-secs", "SLUICE_BENCH_FWD_SECS", 10, "seconds of the forwarder CPU run"),
     ("protocols", "--events", "SLUICE_BENCH_EVENTS", 2000000, "events per run"),
     ("protocols", "--size", "SLUICE_BENCH_SIZE", 200, "bytes per generated line"),
-    ("store histogram", "--store-mb", "SLUICE_BENCH_STORE_MB", 2048, "MiB of the testsvc corpus"),
-    ("store", "--nginx-mb", "SLUICE_BENCH_NGINX_MB", 512, "MiB of the nginx access-log corpus"),
-    ("compaction", "--rate-mb", "SLUICE_BENCH_RATE_MB", 150, "MB/s of 200-byte lines to send"),
-    ("compaction", "--seconds", "SLUICE_BENCH_SECONDS", 30, "seconds to send for"),
+    ("store histogram", "--store-mb", "SLUICE_BENCH_STORE_MB", 1024, "MiB of the testsvc corpus"),
+    ("store", "--nginx-mb", "SLUICE_BENCH_NGINX_MB", 512, "MiB of the nginx access-log corpus (0: left out)"),
+    ("store", "--realistic-mb", "SLUICE_BENCH_REALISTIC_MB", 1024, "MiB of the realistic corpus (0: left out)"),
+    ("compaction fresh", "--rate-mb", "SLUICE_BENCH_RATE_MB", 150, "MB/s of 200-byte lines to send"),
+    ("compaction fresh", "--seconds", "SLUICE_BENCH_SECONDS", 30, "seconds to send for"),
+    ("fresh", "--window-secs", "SLUICE_BENCH_WINDOW_SECS", 5, "seconds of fresh data the queries cover"),
     ("replication", "--rf-rate-mb", "SLUICE_BENCH_RF_RATE_MB", 10, "MB/s of batches while the ack latency is measured"),
     ("replication", "--rf-seconds", "SLUICE_BENCH_RF_SECONDS", 10, "seconds of the ack latency measurement"),
     ("tail", "--tail-lines", "SLUICE_BENCH_TAIL_LINES", 12000, "lines whose tail latency is measured"),
@@ -1009,7 +1011,7 @@ def render_protocols(r: ProtocolsReport) -> str:
 
 @dataclass
 class StoreQuery:
-    kind: str  # common, rare, regex or recent
+    kind: str  # a key of STORE_TARGETS
     label: str
     sluice_warm: float
     rg_warm: float | None
@@ -1023,6 +1025,15 @@ class StoreQuery:
     @property
     def ok(self) -> bool:
         return self.rg_matches in (None, self.sluice_matches)
+
+    @property
+    def target(self) -> str:
+        """The issue's warm target for this kind of query, and whether it is met."""
+        want, max_read = STORE_TARGETS[self.kind]
+        if want is None or self.rg_warm is None:
+            return "n/a"
+        met = self.rg_warm / self.sluice_warm >= want and (max_read is None or self.bytes_read <= max_read * self.full_scan_bytes)
+        return f"≥ {want:g}×" + (f", ≤ {max_read:g} read" if max_read else "") + (": met" if met else ": **missed**")
 
 
 @dataclass
@@ -1047,26 +1058,54 @@ class StoreReport(Report):
     reps: int
     can_drop: bool
     corpora: list[StoreCorpus] = field(default_factory=list)
+    realistic_mb: int = 0
 
     def errors(self) -> list[str]:
         return [f"store {c.name} {q.kind}: sluice matched {q.sluice_matches} records, rg -c counted {q.rg_matches}"
                 for c in self.corpora for q in c.queries if not q.ok]
 
 
-# corpus: (seed of its first testsvc run, a literal on about 1% of lines (a status on 0.3% of nginx's), regex)
-STORE_CORPORA = {"testsvc": (7000000, "ERROR", "~1%", "status=5[0-9]{2}"),
-                 "nginx": (8000000, '" 503 ', "~0.3%", '" 5[0-9]{2} [0-9]+')}
+# kind of query: (warm sluice/rg target, most bytes read as a share of a full scan), from issue 22
+STORE_TARGETS: dict[str, tuple[float | None, float | None]] = {
+    "rare": (10.0, None), "aligned": (1.5, None), "spread": (1.0, None), "icase": (0.7, None),
+    "prefix regex": (1.0, None), "short regex": (1.0, 0.1), "recent": (None, None)}
+# corpus: seed of its first run, and its queries as (kind, pattern, how: "" literal, "-i" or "regex").
+# "{rare}" and "{spread}" are picked from the corpus at run time (pick_rare, pick_spread_user).
+STORE_CORPORA: dict[str, tuple[int, list[tuple[str, str, str]]]] = {
+    "testsvc": (7000000, [("rare", "{rare}", ""), ("aligned", "ERROR", ""), ("spread", "quota", ""),
+                          ("icase", "QUOTA", "-i"), ("prefix regex", "rows=18[0-9] ", "regex"),
+                          ("short regex", "status=5[0-9]{2}", "regex")]),
+    "realistic": (9000000, [("rare", "{rare}", ""), ("aligned", "ERROR", ""), ("spread", "{spread}", ""),
+                            ("icase", "DEADLINE EXCEEDED", "-i"),
+                            ("prefix regex", "deadline exceeded after 4[0-9]{3}ms", "regex"),
+                            ("short regex", '" 4[0-9]{2} [0-9]+', "regex")]),
+    "nginx": (8000000, [("rare", "{rare}", ""), ("aligned", '" 503 ', ""), ("spread", "draining", ""),
+                        ("icase", "DRAINING", "-i"), ("prefix regex", "/api/v1/users/20[0-9]{5}/orders", "regex"),
+                        ("short regex", '" 5[0-9]{2} [0-9]+', "regex")]),
+}
 NGINX_LINE = re.compile(rb"^[0-9]{1,3}(\.[0-9]{1,3}){3} - ")
+RARE_ID = {"testsvc": rb"[0-9a-f]{32}", "nginx": rb"[0-9a-f]{32}", "realistic": rb"request_id=[0-9a-f]{16}"}
+
+
+def store_corpus_mb(ctx: Ctx, name: str) -> int:
+    return int(getattr(ctx.args, {"testsvc": "store_mb", "nginx": "nginx_mb", "realistic": "realistic_mb"}[name]))
 
 
 def gen_store_corpus(ctx: Ctx, name: str) -> Path:
     """~200-byte lines as 16 MiB testsvc runs with distinct seeds (one long run repeats a 16 MiB pool,
-    which would put every id on 128 lines per 2 GiB); nginx keeps only the combined-format access lines."""
+    which would put every id on 128 lines per 2 GiB); nginx keeps only the combined-format access lines;
+    realistic is one run of `testsvc --corpus realistic` (no pool: its ids recur on purpose, 2-8 lines)."""
     path = ctx.out / f"corpus-{name}"
     ctx.scratch.append(path)
-    want = ctx.args.store_mb * MIB // 201 if name == "testsvc" else ctx.args.nginx_mb * MIB // 190
-    seed, left = STORE_CORPORA[name][0], want if name == "testsvc" else want * 5
+    want = store_corpus_mb(ctx, name) * MIB // (190 if name == "nginx" else 201)
+    seed, left = STORE_CORPORA[name][0], want * 5 if name == "nginx" else want
     with open(path, "wb") as f:
+        if name == "realistic" and want > 0:
+            gen = Proc("testsvc", [ctx.sluice, "testsvc", "--corpus", "realistic", "--rate", "0", "--count",
+                                   str(want * 201 // 170), "--seed", str(seed)], stdout=f)
+            if gen.wait(1800, "testsvc --corpus realistic") != 0:
+                raise BenchError("testsvc --corpus realistic failed")
+            left = want = 0
         while left > 0 and want > 0:
             n = min(left, 80000)
             data = run_cmd([ctx.sluice, "testsvc", "--rate", "0", "--size", "200", "--count", str(n), "--seed",
@@ -1081,9 +1120,9 @@ def gen_store_corpus(ctx: Ctx, name: str) -> Path:
     return path
 
 
-def pick_rare_id(path: Path, lines: int) -> tuple[str, int]:
-    """The rarest (by rg -c) of 20 32-hex ids: every 997th from the second half of the corpus."""
-    hexid, candidates, seen = re.compile(rb"[0-9a-f]{32}"), [], 0
+def pick_rare(name: str, path: Path, lines: int) -> tuple[str, int]:
+    """The rarest (by rg -c) of 20 ids: every 997th from the second half of the corpus."""
+    hexid, candidates, seen = re.compile(RARE_ID[name]), [], 0
     with open(path, "rb") as f:
         for i, line in enumerate(f, 1):
             for found in hexid.finditer(line) if i >= lines // 2 else ():
@@ -1093,9 +1132,28 @@ def pick_rare_id(path: Path, lines: int) -> tuple[str, int]:
             if len(candidates) >= 20:
                 break
     if not candidates:
-        raise BenchError(f"no 32-hex id in the second half of {path}")
+        raise BenchError(f"no id like {RARE_ID[name]!r} in the second half of {path}")
     count, _, rare = min((rg_count(["-F", "--", c], path), i, c) for i, c in enumerate(candidates[:20]))
     return rare, count
+
+
+def pick_spread_user(path: Path, lines: int) -> str:
+    """A word on about 1% of lines that no sort key follows: the user id (of the Zipf-skewed users, as
+    the number alone, which access, plain and JSON lines all write) whose share of the first 200,000
+    lines is nearest 1%."""
+    counts: dict[bytes, int] = {}
+    user, sample = re.compile(rb"user_id=([0-9]+)"), 0
+    with open(path, "rb") as f:
+        for sample, line in enumerate(f, 1):
+            if (found := user.search(line)) is not None:
+                counts[found.group(1)] = counts.get(found.group(1), 0) + 1
+            if sample >= 200000:
+                break
+    if not counts:
+        raise BenchError(f"no user_id in {path}")
+    plain_share = sum(counts.values()) / max(sample, 1)  # user_id= is on part of the lines only
+    best = min(counts, key=lambda u: abs(counts[u] / max(sample, 1) / plain_share - 0.01))
+    return best.decode()
 
 
 def drop_caches() -> bool:
@@ -1108,28 +1166,60 @@ def drop_caches() -> bool:
 
 
 def store_query(ctx: Ctx, node: Node, path: Path, kind: str, label: str, sl_args: list[str],
-                rg_args: list[str] | None, can_drop: bool) -> StoreQuery:
+                rg_args: list[str] | None) -> StoreQuery:
+    """Warm: sluice after one run to warm it (best of REPS), rg on the file read into the page cache."""
+    run_cmd(node.query(sl_args), capture=True)
     s_warm = best_of(ctx.reps(3), node.query(sl_args))
     stats = node.stats(sl_args)
-    r_warm = r_cold = s_cold = n_r = None
+    r_warm = n_r = None
     if rg_args is not None:
         with open(path, "rb") as f:  # into the page cache
             while f.read(1 << 24):
                 pass
         r_warm = best_of(ctx.reps(3), ["rg", *rg_args, str(path)], maxrc=1)
         n_r = rg_count(rg_args, path)
-    if can_drop:  # one run each, the page cache dropped just before
-        drop_caches()
-        s_cold = best_of(1, node.query(sl_args))
-        if rg_args is not None:
-            drop_caches()
-            r_cold = best_of(1, ["rg", *rg_args, str(path)], 1)
     full = node.stats(["--from", "24h", "-q", ""])
-    q = StoreQuery(kind, label, s_warm, r_warm, s_cold, r_cold, int(stats["bytes_read"]), int(full["bytes_read"]),
+    q = StoreQuery(kind, label, s_warm, r_warm, None, None, int(stats["bytes_read"]), int(full["bytes_read"]),
                    int(stats["records_matched"]), n_r)
-    log(f"{node.name} {kind}: sluice {secs3(s_warm)} s warm, {secs3(s_cold)} s cold; rg {secs3(r_warm)} s warm, "
-        f"{secs3(r_cold)} s cold; {q.sluice_matches} / {'n/a' if n_r is None else n_r} matches" + ("" if q.ok else " MISMATCH"))
+    log(f"{node.name} {kind}: sluice {secs3(s_warm)} s warm, rg {secs3(r_warm)} s warm; "
+        f"{q.sluice_matches} / {'n/a' if n_r is None else n_r} matches" + ("" if q.ok else " MISMATCH"))
     return q
+
+
+def restart_node(ctx: Ctx, node: Node) -> Node:
+    """The node stopped and started again on its data dir (new ports): nothing of it is in memory."""
+    node.proc.stop()
+    for _ in range(5):
+        if again := start_node(ctx, node.name, node.data, node.log, False):
+            return again
+    raise BenchError(f"could not restart ingeststore {node.name}; see {node.log}")
+
+
+def cold_runs(ctx: Ctx, node: Node, path: Path, queries: list[tuple[StoreQuery, list[str], list[str] | None]]) -> None:
+    """One cold run of each query: the node restarted (its caches empty) and the page cache dropped
+    before sluice's run, the page cache dropped before rg's."""
+    current = node
+    try:
+        for q, sl_args, rg_args in queries:
+            current = restart_node(ctx, current)
+            drop_caches()
+            q.sluice_cold = best_of(1, current.query(sl_args))
+            if rg_args is not None:
+                drop_caches()
+                q.rg_cold = best_of(1, ["rg", *rg_args, str(path)], 1)
+            log(f"{node.name} {q.kind}: sluice {secs3(q.sluice_cold)} s cold, rg {secs3(q.rg_cold)} s cold")
+    finally:
+        if current is not node:
+            current.proc.stop()
+
+
+def query_args(pattern: str, how: str) -> tuple[list[str], list[str], str]:
+    """(sluice query args, rg args, label) of one pattern."""
+    if how == "regex":
+        return ["--regex", "-q", pattern], ["-e", pattern], f"regex `{pattern}`"
+    if how == "-i":
+        return ["-i", "-q", pattern], ["-F", "-i", "--", pattern], f"`-i {pattern}`"
+    return ["-q", pattern], ["-F", "--", pattern], f"literal `{pattern}`"
 
 
 def bench_store_corpus(ctx: Ctx, name: str, path: Path, can_drop: bool) -> StoreCorpus:
@@ -1166,36 +1256,53 @@ def bench_store_corpus(ctx: Ctx, name: str, path: Path, can_drop: bool) -> Store
         c = StoreCorpus(name, nbytes, lines, t_sent - t0, t_q - t0, t_c - t0, t_s - t0, disk, node.peak_rss_kib())
         log(f"{name}: queryable after {t_q - t0:.3f} s, compacted after {t_c - t0:.3f} s, "
             f"sorted after {t_s - t0:.3f} s, {mib(disk)} MiB on disk")
-        rare, rare_lines = pick_rare_id(path, lines)
-        _, common, share, regex = STORE_CORPORA[name]
         names = [s.name for s in node.segments()]  # ULID ranges: FIRST-LAST.seg
         first_ms, last_ms = min(ulid_ms(n[:26]) for n in names), max(ulid_ms(n[27:53]) for n in names)
-        for kind, label, sl_args, rg_args in (
-                ("common", f"literal `{common}` ({share})", ["--from", "24h", "-q", common], ["-F", "--", common]),
-                ("rare", f"rare id `{rare[:8]}…` ({rare_lines} lines)", ["--from", "24h", "-q", rare],
-                 ["-F", "--", rare]),
-                ("regex", f"regex `{regex}`", ["--from", "24h", "--regex", "-q", regex], ["-e", regex]),
-                ("recent", "last 1% of the time range, all lines",
-                 ["--from", str(last_ms - (last_ms - first_ms) // 100), "-q", ""], None)):
-            c.queries.append(store_query(ctx, node, path, kind, label, sl_args, rg_args, can_drop))
+        runs: list[tuple[StoreQuery, list[str], list[str] | None]] = []
+        for kind, pattern, how in [*STORE_CORPORA[name][1], ("recent", "", "")]:
+            extra = ""
+            if pattern == "{rare}":
+                pattern, found = pick_rare(name, path, lines)
+                extra = f" ({found} lines)"
+            elif pattern == "{spread}":
+                pattern = pick_spread_user(path, lines)
+                extra = " (a Zipf user's id)"
+            sl_args, rg_args, label = query_args(pattern, how)
+            sl_args = ["--from", "24h", *sl_args]
+            if kind == "recent":
+                sl_args, rg_args = ["--from", str(last_ms - (last_ms - first_ms) // 100), "-q", ""], None
+                label, extra = "last 1% of the time range, all lines", ""
+            runs.append((store_query(ctx, node, path, kind, label + extra, sl_args, rg_args), sl_args, rg_args))
+        c.queries = [q for q, _, _ in runs]
         c.rss_query_kib = node.peak_rss_kib()
+        if can_drop:
+            cold_runs(ctx, node, path, runs)
     return c
 
 
 def cmd_store(ctx: Ctx) -> StoreReport:
     """The store engine against rg, warm and cold (section `bench/bench.py store`).
 
-    A testsvc corpus of STORE_MB (16 MiB testsvc runs with distinct seeds, so ids stay rare) and an
-    nginx one of NGINX_MB, each sent with `nc -N` into a fresh node: times to queryable, to every
-    segment compacted to a block file and to every block sorted; bytes on disk. Then a ~1% literal, a rare
-    id, a regex and the last 1% of the time range with `sluice query` and `rg`, warm (best of REPS,
-    default 3) and cold (page cache dropped before each run; needs root, else skipped).
+    Three corpora, each sent with `nc -N` into a fresh node: testsvc (STORE_MB, 16 MiB testsvc runs with
+    distinct seeds, so ids stay rare), realistic (REALISTIC_MB of `testsvc --corpus realistic`) and
+    nginx (NGINX_MB of testsvc's access lines). Times to queryable, to every segment compacted to a block
+    file and to every block sorted; bytes on disk. Then, with `sluice query` and `rg` on the same lines,
+    the kinds of query of issue 22 (a rare id, a literal aligned with level or status, a word on about 1%
+    of lines spread evenly, a case-insensitive literal, a regex with a literal prefix, a regex with only
+    short literals) and the last 1% of the time range, warm (best of REPS, default 3) and cold (page cache
+    dropped before each run; needs root, else skipped). A corpus of 0 MiB is left out.
     """
     if not (can_drop := drop_caches()):
         log("WARNING: cannot drop the page cache (not root?): cold runs are skipped")
-    r = StoreReport(ctx.run_id, machine_info(), ctx.args.store_mb, ctx.args.nginx_mb, ctx.reps(3), can_drop)
-    paths = {name: gen_store_corpus(ctx, name) for name in STORE_CORPORA}
-    r.corpora = [bench_store_corpus(ctx, name, path, can_drop) for name, path in paths.items()]
+    r = StoreReport(ctx.run_id, machine_info(), ctx.args.store_mb, ctx.args.nginx_mb, ctx.reps(3), can_drop,
+                    realistic_mb=ctx.args.realistic_mb)
+    names = [name for name in STORE_CORPORA if store_corpus_mb(ctx, name) > 0]
+    need_free(sum(store_corpus_mb(ctx, name) for name in names) * 2)
+    for name in names:  # one corpus at a time on disk
+        path = gen_store_corpus(ctx, name)
+        r.corpora.append(bench_store_corpus(ctx, name, path, can_drop))
+        if not ctx.args.keep:
+            path.unlink(missing_ok=True)
     return r
 
 
@@ -1204,12 +1311,15 @@ def render_store(r: StoreReport) -> str:
     out = ["## Store engine against ripgrep (bench/bench.py store)", "",
            f"Run {r.run_id} on {m.cores} cores ({m.cpu}), {m.gib}.",
            f"Command: `python3 bench/bench.py store` (SLUICE_BENCH_STORE_MB={r.store_mb}, "
-           f"SLUICE_BENCH_NGINX_MB={r.nginx_mb}, best of {r.reps} warm).",
+           f"SLUICE_BENCH_REALISTIC_MB={r.realistic_mb}, SLUICE_BENCH_NGINX_MB={r.nginx_mb}, best of {r.reps} warm).",
            "sluice: `sluice query --api .. --from 24h -q PATTERN [--regex] > /dev/null` against a fresh ingeststore "
            "holding the corpus;",
            'rg: `rg -F PATTERN corpus > /dev/null` (or `-e REGEX`). "sluice/rg" is rg\'s time over sluice\'s '
            "(above 1: sluice faster).",
-           "Cold: `echo 3 > /proc/sys/vm/drop_caches` before each single run."
+           "Warm: sluice's best of the runs after a first one (its block cache holds what that run decoded), "
+           "rg's best with the file in the page cache.",
+           "Cold: the node restarted (its caches empty) and `echo 3 > /proc/sys/vm/drop_caches` before each "
+           "single sluice run; the page cache dropped before each single rg run."
            + ("" if r.can_drop else " (Skipped in this run: no permission.)"),
            '"bytes read" is the query\'s `bytes_read` (from `--stats`) against that of a full scan.']
     for c in r.corpora:
@@ -1224,14 +1334,16 @@ def render_store(r: StoreReport) -> str:
                 f"{mibs(c.bytes, c.sorted_secs - c.compacted_secs)} MiB/s sorted. The queries below run on sorted blocks.",
                 f"- On disk after compaction: {mib(c.disk_bytes)} MiB, **{ratio(c.disk_bytes, c.bytes)}** of the raw text.",
                 f"- Peak RSS of the ingeststore through ingest and compaction: {rss(c.rss_compact_kib)}.", ""]
-        out += table(["query", "sluice warm (s)", "rg warm (s)", "sluice/rg warm", "sluice cold (s)", "rg cold (s)",
-                      "sluice/rg cold", "bytes read", "matches sluice / rg"], "-:::::::-",
-                     [[q.label, secs3(q.sluice_warm), secs3(q.rg_warm), ratio(q.rg_warm, q.sluice_warm),
+        out += table(["kind", "query", "sluice warm (s)", "rg warm (s)", "sluice/rg warm", "target (warm)",
+                      "sluice cold (s)", "rg cold (s)", "sluice/rg cold", "bytes read", "matches sluice / rg"],
+                     "--:::-:::--",
+                     [[q.kind, q.label, secs3(q.sluice_warm), secs3(q.rg_warm), ratio(q.rg_warm, q.sluice_warm), q.target,
                        secs3(q.sluice_cold), secs3(q.rg_cold), ratio(q.rg_cold, q.sluice_cold),
                        f"{mib(q.bytes_read)} MiB ({ratio(q.bytes_read, q.full_scan_bytes)} of a full scan)",
                        f"{q.sluice_matches} / {'n/a' if q.rg_matches is None else q.rg_matches}"
                        + ("" if q.ok else " **MISMATCH**")] for q in c.queries])
-        out += ["", f"Peak RSS of the ingeststore after the queries: {rss(c.rss_query_kib)}."]
+        out += ["", f"Peak RSS of the ingeststore after the warm queries: {rss(c.rss_query_kib)} "
+                "(the block cache, `--block-cache`, holds decoded blocks)."]
     return "\n".join(out) + "\n"
 
 
@@ -1332,6 +1444,123 @@ def cmd_compaction(ctx: Ctx) -> CompactionReport:
             s.idle_query_secs, s.idle_matched = probe_query(node, s.probe_from_ms, s.probe_to_ms)
         r.peak_rss_kib = node.peak_rss_kib()
     return r
+
+
+# ================================================================= fresh --
+
+
+@dataclass
+class FreshQuery:
+    label: str
+    sluice: float
+    rg: float
+    sluice_matches: int
+    rg_matches: int
+    bytes_read: int
+
+    @property
+    def ok(self) -> bool:
+        return self.sluice_matches == self.rg_matches
+
+
+@dataclass
+class FreshReport(Report):
+    rate_mb: int
+    seconds: int
+    window_secs: int
+    reps: int
+    window_lines: int = 0
+    window_bytes: int = 0
+    window_lines_later: int = 0
+    batch_bytes: int = 0
+    block_bytes: int = 0
+    queries: list[FreshQuery] = field(default_factory=list)
+
+    def errors(self) -> list[str]:
+        return [f"fresh {q.label}: sluice matched {q.sluice_matches} records, rg -c counted {q.rg_matches}"
+                for q in self.queries if not q.ok]
+
+
+FRESH_QUERIES = [("literal `ERROR`", ["-q", "ERROR"], ["-F", "--", "ERROR"]),
+                 ("regex `status=5[0-9]{2}`", ["--regex", "-q", "status=5[0-9]{2}"], ["-e", "status=5[0-9]{2}"]),
+                 ("`-i QUOTA`", ["-i", "-q", "QUOTA"], ["-F", "-i", "--", "QUOTA"])]
+
+
+def cmd_fresh(ctx: Ctx) -> FreshReport:
+    """Fresh data under sustained ingest, against rg (section `bench/bench.py fresh`).
+
+    `sluice testsvc --rate L --size 200 | nc -N` at RATE_MB MB/s for SECONDS into a fresh node. Half way,
+    the window is the WINDOW_SECS of data that ended 1 s before: its lines are dumped (`-q ""`) to a file,
+    then, while the send goes on, each query is timed on sluice (best of REPS, over that window) and rg
+    (best of REPS, on the dumped file), alternating, so both share the machine with the ingest. Match
+    counts are checked against `rg -c`, and the window is dumped again after the send (more lines then:
+    the window was not yet whole when asked).
+    """
+    lps = ctx.args.rate_mb * 1000000 // 200
+    count = lps * ctx.args.seconds
+    r = FreshReport(ctx.run_id, machine_info(), ctx.args.rate_mb, ctx.args.seconds, ctx.args.window_secs,
+                    ctx.reps(3))
+    window = ctx.out / "fresh-window"
+    ctx.scratch.append(window)
+    with running_node(ctx, "fresh") as node:
+        log(f"sending {count} lines at {r.rate_mb} MB/s for {r.seconds}s")
+        start = time.monotonic()
+        gen = Proc("testsvc", [ctx.sluice, "testsvc", "--rate", str(lps), "--size", "200", "--count", str(count)],
+                   stdout=PIPE)
+        send = Proc("nc", ["nc", "-N", *node.fast.rsplit(":", 1)], stdin=gen.popen.stdout)
+        gen.popen.stdout.close()  # type: ignore[union-attr]
+        settle = max(r.seconds / 2, r.window_secs + 2)
+        while time.monotonic() - start < settle:
+            time.sleep(0.2)
+            node.check_alive()
+        if not send.alive:
+            raise BenchError("the send ended before the window was queried: raise --seconds")
+        to_ms = time.time_ns() // 1000000 - 1000
+        frm, to = str(to_ms - r.window_secs * 1000), str(to_ms)
+        r.batch_bytes, r.block_bytes = segment_bytes(node)
+        with open(window, "wb") as out:
+            if Proc("dump", node.query(["--from", frm, "--to", to, "-q", ""]), stdout=out).wait(600, "dump") != 0:
+                raise BenchError("dumping the window failed")
+        r.window_bytes, r.window_lines = window.stat().st_size, count_lines(window)
+        for label, sl_args, rg_args in FRESH_QUERIES:
+            sl_argv, rg_argv = node.query(["--from", frm, "--to", to, *sl_args]), ["rg", *rg_args, str(window)]
+            s_best = r_best = float("inf")
+            for _ in range(r.reps):
+                s_best, r_best = min(s_best, best_of(1, sl_argv)), min(r_best, best_of(1, rg_argv, maxrc=1))
+            if not send.alive:
+                log("WARNING: the send ended while the queries ran; raise --seconds")
+            stats = node.stats(["--from", frm, "--to", to, *sl_args])
+            q = FreshQuery(label, s_best, r_best, int(stats["records_matched"]), rg_count(rg_args, window),
+                           int(stats["bytes_read"]))
+            log(f"fresh {label}: sluice {q.sluice:.3f}s, rg {q.rg:.3f}s; {q.sluice_matches} / {q.rg_matches} matches")
+            r.queries.append(q)
+        if send.wait(r.seconds * 10 + 120, "the send") != 0 or gen.wait(5, "testsvc") != 0:
+            raise BenchError(f"the send failed (testsvc rc {gen.rc}, nc rc {send.rc})")
+        r.window_lines_later = int(node.stats(["--from", frm, "--to", to, "-q", ""])["records_matched"])
+    return r
+
+
+def render_fresh(r: FreshReport) -> str:
+    m = r.machine
+    out = ["## Fresh data under sustained ingest, against ripgrep (bench/bench.py fresh)", "",
+           f"Run {r.run_id} on {m.cores} cores ({m.cpu}), {m.gib}.",
+           f"Command: `python3 bench/bench.py fresh` (SLUICE_BENCH_RATE_MB={r.rate_mb}, SLUICE_BENCH_SECONDS={r.seconds}, "
+           f"SLUICE_BENCH_WINDOW_SECS={r.window_secs}, best of {r.reps}).",
+           f"testsvc lines at {r.rate_mb} MB/s into a fresh ingeststore (sender and node on the same cores). Half way, "
+           f"the {r.window_secs} s of data that ended 1 s earlier, {mib(r.window_bytes)} MiB in {r.window_lines} lines, "
+           "is queried while the send goes on; rg searches the same lines, dumped to a file (warm), alternating with "
+           "sluice so both share the machine with the ingest. Target: sluice/rg ≥ 0.8.",
+           f"- When the window was asked, the store held {mib(r.batch_bytes)} MiB in batch files (not yet compacted) "
+           f"and {mib(r.block_bytes)} MiB in block files.",
+           f"- The window held {r.window_lines} lines when asked and {r.window_lines_later} after the send "
+           + ("(whole when asked)." if r.window_lines_later == r.window_lines else "(**not whole when asked**)."), ""]
+    out += table(["query", "sluice (s)", "rg (s)", "sluice/rg", "target", "bytes read", "matches sluice / rg"],
+                 "-:::-:-",
+                 [[q.label, secs3(q.sluice), secs3(q.rg), ratio(q.rg, q.sluice),
+                   "≥ 0.8: " + ("met" if q.rg / q.sluice >= 0.8 else "**missed**"),
+                   f"{mib(q.bytes_read)} MiB", f"{q.sluice_matches} / {q.rg_matches}" + ("" if q.ok else " **MISMATCH**")]
+                  for q in r.queries])
+    return "\n".join(out) + "\n"
 
 
 def render_compaction(r: CompactionReport) -> str:
@@ -2360,7 +2589,7 @@ def replace_generated(text: str, label: str, body: str) -> str:
 
 
 RENDER: dict[str, Callable[[Any], str]] = {"run": render_run, "protocols": render_protocols, "store": render_store,
-                                           "compaction": render_compaction, "cluster": render_cluster,
+                                           "compaction": render_compaction, "fresh": render_fresh, "cluster": render_cluster,
                                            "tail": render_tail, "histogram": render_histogram,
                                            "replication": render_replication, "loki-push": render_loki_push}
 
@@ -2398,7 +2627,7 @@ def run_bench(ctx: Ctx, name: str) -> list[str]:
 
 
 def cmd_all(ctx: Ctx) -> None:
-    """run, protocols, store, compaction, cluster, tail, histogram, replication and loki-push, in that order, in one run directory."""
+    """run, protocols, store, compaction, fresh, cluster, tail, histogram, replication and loki-push, in that order, in one run directory."""
 
 
 def cleanup(ctx: Ctx) -> None:
@@ -2453,11 +2682,11 @@ def canned() -> dict[str, Any]:
                     ForwardCpuResult(200, 250000, 10, 2500000, 100, 50.3, 50.3, 9.93, 0.07, 0.14, 0.02, 0.74, 10.07))
     protocols = ProtocolsReport("20260101T000000Z", m, 2000000, 200, 2,
                                 [ProtocolRun(n, p, 1.2 + i / 10, 400000000, 20480) for i, (n, p) in enumerate(INPUTS * 2)])
-    queries = [StoreQuery(k, k, 0.1, 0.2, 0.3, 3.0, 40 * MIB, 600 * MIB, 10, 10) for k in ("common", "rare", "regex")]
+    queries = [StoreQuery(k, k, 0.1, 0.2, 0.3, 3.0, 40 * MIB, 600 * MIB, 10, 10) for k in STORE_TARGETS if k != "recent"]
     queries.append(StoreQuery("recent", "recent", 0.1, None, 0.3, None, 4 * MIB, 600 * MIB, 10, None))
     store = StoreReport("20260101T000000Z", m, 2048, 512, 3, True, [
         StoreCorpus(n, 2048 * MIB, 10683998, 8.5, 11.9, 15.7, 42.6, 700 * MIB, 136192, queries, 245760)
-        for n in STORE_CORPORA])
+        for n in STORE_CORPORA], 1024)
     compaction = CompactionReport("20260101T000000Z", m, 150, 30, 750000, 22500000, 30.7, 5120 * MIB, 370 * MIB,
                                   33.1, 89.9, 190464, [CompactionSample(2.0 * i, 100 * MIB, 30 * MIB * i, 190, 0, 1000,
                                                                         0.25, 7364, 0.016, 7364) for i in range(13)])
@@ -2482,11 +2711,14 @@ def canned() -> dict[str, Any]:
     loki_push = LokiPushReport("20260101T000000Z", m, "2026-01-01 00:00 UTC", "abc1234", 512, 3, 2, c200,
                                [PushRun("batch", c200.lines, c200.bytes, 2671, 2.1, 2.4),
                                 PushRun("loki", c200.lines, c200.bytes, 2671, 2.6, 3.1)])
-    return {"run": run, "protocols": protocols, "store": store, "compaction": compaction, "cluster": cluster,
+    fresh = FreshReport("20260101T000000Z", m, 150, 30, 5, 3, 3730000, 750 * MIB, 3730000, 300 * MIB, 2000 * MIB,
+                        [FreshQuery(label, 0.3, 0.25, 37000, 37000, 700 * MIB) for label, _, _ in FRESH_QUERIES])
+    return {"run": run, "protocols": protocols, "store": store, "compaction": compaction, "fresh": fresh,
+            "cluster": cluster,
             "tail": tail, "histogram": histogram, "replication": replication, "loki-push": loki_push}
 
 
-EXPECTED_ROWS = {"run": [2, 2, 3, 6, 1], "protocols": [4], "store": [4, 4], "compaction": [13],
+EXPECTED_ROWS = {"run": [2, 2, 3, 6, 1], "protocols": [4], "store": [7, 7, 7], "compaction": [13], "fresh": [3],
                  "cluster": [15], "tail": [2, 2], "histogram": [2], "replication": [3],
                  "loki-push": [2]}  # per table
 
@@ -2534,7 +2766,7 @@ def selftest() -> int:
 
 
 COMMANDS: dict[str, Callable[[Ctx], Any]] = {"run": cmd_run, "protocols": cmd_protocols, "store": cmd_store,
-                                             "compaction": cmd_compaction, "cluster": cmd_cluster, "tail": cmd_tail,
+                                             "compaction": cmd_compaction, "fresh": cmd_fresh, "cluster": cmd_cluster, "tail": cmd_tail,
                                              "histogram": cmd_histogram, "replication": cmd_replication,
                                              "loki-push": cmd_loki_push, "all": cmd_all,
                                              "selftest": selftest}

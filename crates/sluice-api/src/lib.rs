@@ -149,6 +149,13 @@ async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
 async fn render_metrics(State(state): State<ApiState>) -> impl IntoResponse {
     state.queries.publish();
     metrics::workers(&state.workers);
+    if let Some(blocks) = state
+        .store
+        .as_ref()
+        .and_then(|s| s.segment_cache().block_cache())
+    {
+        metrics::block_cache(&blocks.stats());
+    }
     match &state.metrics {
         Some(handle) => (
             StatusCode::OK,

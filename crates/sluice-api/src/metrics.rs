@@ -89,6 +89,41 @@ pub fn describe() {
         Unit::Count,
         "Block jobs running on the workers."
     );
+    describe_gauge!(
+        "sluice_block_cache_bytes",
+        Unit::Bytes,
+        "Bytes of decoded blocks kept for later queries (--block-cache bounds it)."
+    );
+    describe_gauge!(
+        "sluice_block_cache_capacity_bytes",
+        Unit::Bytes,
+        "The bound of the decoded-block cache (--block-cache)."
+    );
+    describe_gauge!(
+        "sluice_block_cache_blocks",
+        Unit::Count,
+        "Decoded blocks kept for later queries."
+    );
+    describe_counter!(
+        "sluice_block_cache_lookups_total",
+        Unit::Count,
+        "Lookups of a decoded block by a query, by result (hit: searched without decompressing, miss)."
+    );
+    describe_counter!(
+        "sluice_block_cache_evictions_total",
+        Unit::Count,
+        "Decoded blocks dropped to make room for others."
+    );
+}
+
+/// The decoded-block cache's use, as a scrape sees it.
+pub(crate) fn block_cache(stats: &sluice_storage::BlockCacheStats) {
+    gauge!("sluice_block_cache_bytes").set(stats.used as f64);
+    gauge!("sluice_block_cache_capacity_bytes").set(stats.capacity as f64);
+    gauge!("sluice_block_cache_blocks").set(stats.blocks as f64);
+    counter!("sluice_block_cache_lookups_total", "result" => "hit").absolute(stats.hits);
+    counter!("sluice_block_cache_lookups_total", "result" => "miss").absolute(stats.misses);
+    counter!("sluice_block_cache_evictions_total").absolute(stats.evictions);
 }
 
 /// Queries running, and waiting in line for a slot.

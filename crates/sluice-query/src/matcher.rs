@@ -40,6 +40,9 @@ pub enum Matcher {
         /// searching many newline-separated payloads at once (see
         /// [`Matcher::text_matcher`]).
         lines: Regex,
+        /// Whether the pattern ignores case (`required` is then not the
+        /// bytes a match holds, only what prunes).
+        ignore_case: bool,
         /// The longest literal every match contains, if any.
         required: Option<Arc<memmem::Finder<'static>>>,
         /// Literals one of which every match contains (two to 256), if
@@ -97,6 +100,7 @@ impl Matcher {
         Ok(Matcher::Regex {
             regex: compiled,
             lines,
+            ignore_case,
             required,
             any_of,
         })
@@ -164,10 +168,45 @@ struct LinesRegex {
     lines: Regex,
     payload: Regex,
     looks_around: bool,
+    /// A literal every match holds, if the regex has one worth searching
+    /// for.
+    candidates: Option<Arc<memmem::Finder<'static>>>,
+}
+
+impl LinesRegex {
+    /// The first match at or after `start` that lies within one line (no
+    /// newline inside it), found line by line from the lines that hold
+    /// `candidates`: every match holds it, so a line without it has no
+    /// match. Matches that cross a newline are not returned; the callers
+    /// decide each line (or payload) on its own bytes, so they lose
+    /// nothing by that (see [`TextMatcher`](sluice_storage::block_segment::TextMatcher)).
+    fn find_in_lines(
+        &self,
+        candidates: &memmem::Finder<'_>,
+        text: &[u8],
+        start: usize,
+    ) -> Option<(usize, usize)> {
+        let mut from = start;
+        while from <= text.len() {
+            let hit = from + candidates.find(&text[from..])?;
+            let line_start = memchr::memrchr(b'\n', &text[..hit]).map_or(0, |at| at + 1);
+            let line_end = memchr::memchr(b'\n', &text[hit..]).map_or(text.len(), |at| hit + at);
+            // Cut at the newline: `$` and `\b` see the end of the text
+            // there as they would see the newline.
+            if let Some(m) = self.lines.find_at(&text[..line_end], line_start.max(start)) {
+                return Some((m.start(), m.end()));
+            }
+            from = line_end + 1;
+        }
+        None
+    }
 }
 
 impl sluice_storage::block_segment::TextMatcher for LinesRegex {
     fn find_at(&self, text: &[u8], start: usize) -> Option<(usize, usize)> {
+        if let Some(candidates) = &self.candidates {
+            return self.find_in_lines(candidates, text, start);
+        }
         self.lines
             .find_at(text, start)
             .map(|m| (m.start(), m.end()))
@@ -188,10 +227,23 @@ impl Matcher {
     /// than once per record.
     pub fn text_matcher(&self) -> Option<Arc<dyn sluice_storage::block_segment::TextMatcher>> {
         match self {
-            Matcher::Regex { regex, lines, .. } => Some(Arc::new(LinesRegex {
+            Matcher::Regex {
+                regex,
+                lines,
+                ignore_case,
+                required,
+                ..
+            } => Some(Arc::new(LinesRegex {
                 lines: lines.clone(),
                 payload: regex.clone(),
                 looks_around: looks_around(regex.as_str()),
+                // Bytes a match must hold, searched for first: the regex
+                // crate's own prefilter looks at a match's first bytes
+                // only, which can be a byte on every line (`"` of
+                // `" 5[0-9]{2} [0-9]+`).
+                candidates: required.clone().filter(|f| {
+                    !ignore_case && f.needle().len() >= 2 && !f.needle().contains(&b'\n')
+                }),
             })),
             Matcher::All | Matcher::Literal(_) | Matcher::Chain(_) => None,
         }

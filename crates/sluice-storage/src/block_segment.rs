@@ -122,6 +122,7 @@ use crate::{
 };
 
 mod block;
+mod cache;
 mod cursor;
 mod ids;
 mod probes;
@@ -130,6 +131,7 @@ pub use sort_key::severity_of;
 mod writer;
 pub use block::MAX_FRAMES;
 use block::{Block, FrameEntry};
+pub use cache::{BlockCache, BlockCacheStats};
 pub use cursor::{BlockCursor, Cancel, PREFETCH, RecordFilter, TextMatcher};
 pub(crate) use probes::{FrameScratch, Probes};
 pub use writer::BlockWriter;
@@ -341,7 +343,13 @@ pub struct BlockSegment {
     /// Whether block `i`'s meta checksum was verified: a segment shared
     /// between queries ([`crate::SegmentCache`]) checks each filter once.
     meta_verified: Box<[AtomicBool]>,
+    /// Drawn once per opened file, so a [`BlockCache`] never confuses two
+    /// files of the same name.
+    uid: u64,
 }
+
+/// The next [`BlockSegment::uid`].
+static NEXT_SEGMENT_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl BlockSegment {
     /// Map the block file at `path` and verify its header and footer (see
@@ -450,7 +458,13 @@ impl BlockSegment {
             records,
             text_bytes,
             meta_verified: (0..blocks_len).map(|_| AtomicBool::new(false)).collect(),
+            uid: NEXT_SEGMENT_UID.fetch_add(1, Ordering::Relaxed),
         })
+    }
+
+    /// This opened file's uid: no other opened file has it.
+    pub(crate) fn uid(&self) -> u64 {
+        self.uid
     }
 
     /// The footer's index: every block, in id order.

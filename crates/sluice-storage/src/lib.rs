@@ -32,6 +32,7 @@ pub mod store_segment;
 pub mod term_filter;
 pub mod workers;
 
+pub use block_segment::{BlockCache, BlockCacheStats};
 pub use error::StorageError;
 pub use fs::{DirEntry, Fs, Mapped, ReadFile, RealFs, WriteFile};
 pub use memfs::MemFs;

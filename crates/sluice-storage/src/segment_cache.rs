@@ -19,6 +19,9 @@
 //!   every listing: each query's plan and each maintenance pass.
 //! - Entries hold only the mapping and the verified footer; memory is the
 //!   footer index per segment, and the page cache owns the bytes.
+//! - Decoded blocks are kept apart, in a [`BlockCache`] bounded in bytes
+//!   ([`SegmentCache::with_block_cache`]); the blocks of an evicted entry
+//!   are dropped with it.
 
 use std::{
     collections::HashMap,
@@ -28,7 +31,7 @@ use std::{
 
 use crate::{
     StorageError,
-    block_segment::BlockSegment,
+    block_segment::{BlockCache, BlockSegment},
     fs::{Fs, ReadFile},
 };
 
@@ -40,6 +43,7 @@ const TAIL: usize = 12;
 #[derive(Debug, Default)]
 pub struct SegmentCache {
     entries: Mutex<HashMap<PathBuf, Arc<BlockSegment>>>,
+    blocks: Option<Arc<BlockCache>>,
 }
 
 /// What identifies the file a segment was opened from.
@@ -52,6 +56,20 @@ impl SegmentCache {
     /// An empty cache.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty cache whose cursors also keep up to `bytes` of decoded
+    /// blocks between queries (0: none).
+    pub fn with_block_cache(bytes: u64) -> Self {
+        SegmentCache {
+            entries: Mutex::default(),
+            blocks: (bytes > 0).then(|| Arc::new(BlockCache::new(bytes))),
+        }
+    }
+
+    /// The decoded blocks kept, if any are.
+    pub fn block_cache(&self) -> Option<&Arc<BlockCache>> {
+        self.blocks.as_ref()
     }
 
     /// The block file at `path`, whose open file is `file` (the caller
@@ -82,11 +100,20 @@ impl SegmentCache {
     /// Drop the entries whose file name `keep` rejects, releasing their
     /// mappings (and so the disk space of removed files).
     pub fn retain(&self, mut keep: impl FnMut(&str) -> bool) {
-        self.lock().retain(|path, _| {
-            path.file_name()
+        let mut dropped = Vec::new();
+        self.lock().retain(|path, segment| {
+            let kept = path
+                .file_name()
                 .and_then(|name| name.to_str())
-                .is_some_and(&mut keep)
+                .is_some_and(&mut keep);
+            if !kept {
+                dropped.push(segment.uid());
+            }
+            kept
         });
+        if let Some(blocks) = &self.blocks {
+            blocks.forget_segments(&dropped);
+        }
     }
 
     /// Drop the entries of files not in `segments` (a fresh listing of

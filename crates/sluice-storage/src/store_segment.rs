@@ -661,7 +661,13 @@ pub fn open_cursor(
     if kind == SegmentKind::Blocks {
         let workers = options.workers.clone();
         let mut cursor = match &options.cache {
-            Some(cache) => BlockCursor::shared(cache.open(fs, path, &*file)?, workers),
+            Some(cache) => {
+                let cursor = BlockCursor::shared(cache.open(fs, path, &*file)?, workers);
+                match cache.block_cache() {
+                    Some(blocks) => cursor.with_block_cache(blocks.clone()),
+                    None => cursor,
+                }
+            }
             None => BlockCursor::open(fs, path, workers)?,
         };
         if let Some(cancel) = &options.cancel {

@@ -121,6 +121,13 @@ impl Store {
         })
     }
 
+    /// Keep up to `bytes` of decoded blocks between queries (0: none); see
+    /// [`sluice_storage::BlockCache`]. Call before the first query.
+    pub fn with_block_cache(mut self, bytes: u64) -> Store {
+        self.segment_cache = Arc::new(SegmentCache::with_block_cache(bytes));
+        self
+    }
+
     /// The store's batch manifest.
     pub fn manifest(&self) -> &Arc<manifest::Manifest> {
         &self.manifest

@@ -210,6 +210,14 @@ impl RealisticGen {
         );
         let millis = self.rng.random_range(1..400u32);
         let item = 1000 + self.item_zipf.sample(&mut self.rng);
+        // A timeout says how long it waited, as real ones do: a regex with a
+        // literal prefix (`deadline exceeded after 4[0-9]{3}ms`) has work.
+        let message: std::borrow::Cow<'static, str> = if t.message.ends_with("deadline exceeded") {
+            let waited = self.rng.random_range(1000..6000u32);
+            format!("{} after {waited}ms", t.message).into()
+        } else {
+            t.message.into()
+        };
         let line = &mut self.line;
         match t.layout {
             Layout::Access => {
@@ -234,7 +242,7 @@ impl RealisticGen {
                     " {} {}: {} request_id={request} user_id={user} client={ip} duration_ms={millis}",
                     t.level.upper(),
                     t.service,
-                    t.message
+                    message
                 );
             }
             Layout::Logfmt => {
@@ -245,7 +253,7 @@ impl RealisticGen {
                     " level={} svc={} msg=\"{}\" request_id={request} user_id={user} client={ip} duration_ms={millis}",
                     t.level.lower(),
                     t.service,
-                    t.message
+                    message
                 );
             }
             Layout::Json => {
@@ -256,7 +264,7 @@ impl RealisticGen {
                     "\",\"level\":\"{}\",\"svc\":\"{}\",\"msg\":\"{}\",\"request_id\":\"{request}\",\"user_id\":{user},\"client\":\"{ip}\",\"duration_ms\":{millis}}}",
                     t.level.lower(),
                     t.service,
-                    t.message
+                    message
                 );
             }
         }

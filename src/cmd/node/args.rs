@@ -219,6 +219,13 @@ pub struct StoreArgs {
     /// quarantine/). Default: no limit.
     #[arg(long, value_parser = parse_bytes, env = "SLUICE_MAX_DISK")]
     pub max_disk: Option<u64>,
+    /// Memory for decoded blocks kept between queries, e.g. 2GB. A query
+    /// that cannot skip blocks (a word on many lines) then searches their
+    /// text instead of decompressing it again, as grep searches text the
+    /// page cache holds. 0 turns it off. Default: an eighth of the
+    /// machine's memory, at most 4GiB (512MiB if the memory is unknown).
+    #[arg(long, value_parser = parse_bytes, env = "SLUICE_BLOCK_CACHE")]
+    pub block_cache: Option<u64>,
     /// Records (uncompressed) per compacted store segment.
     #[arg(long, default_value_t = ByteSize(sluice_store::compact::DEFAULT_TARGET_SEGMENT_BYTES), env = "SLUICE_COMPACT_TARGET")]
     pub compact_target: ByteSize,

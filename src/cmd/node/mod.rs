@@ -109,11 +109,12 @@ async fn serve(
     let workers = WorkerPool::new(node.workers.max(1))
         .with_context(|| format!("start {} worker threads (--workers)", node.workers))?;
     let store = match &store_args {
-        Some(_) => {
+        Some(args) => {
             let store_dir = node.data.join("store");
             Some(
                 Store::open(fs.clone(), &store_dir, workers.clone())
-                    .with_context(|| format!("open store directory {}", store_dir.display()))?,
+                    .with_context(|| format!("open store directory {}", store_dir.display()))?
+                    .with_block_cache(args.block_cache.unwrap_or_else(default_block_cache)),
             )
         }
         None => None,
@@ -599,5 +600,23 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+/// `--block-cache` when it is not given: an eighth of the machine's
+/// memory (`MemTotal` in /proc/meminfo), at most 4 GiB; 512 MiB where the
+/// memory cannot be read.
+fn default_block_cache() -> u64 {
+    const MIB: u64 = 1 << 20;
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        });
+    match total {
+        Some(bytes) => (bytes / 8).min(4096 * MIB),
+        None => 512 * MIB,
     }
 }

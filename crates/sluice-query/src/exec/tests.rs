@@ -377,8 +377,27 @@ mod text_search {
     fn piece() -> impl Strategy<Value = &'static str> {
         prop::sample::select(vec![
             "a", "b", "ab", "x", "ba", "[^a]", "[a-c]", ".", "\\s", "\\S", "^", "$", "\\b", "*",
-            "+", "?", "{1,2}", "|", "(", ")", "a", "[^x]+", "\\w",
+            "+", "?", "{1,2}", "|", "(", ")", "a", "[^x]+", "\\w", "abx", "xab", "bab",
         ])
+    }
+
+    /// A pattern of pieces, and random lines among which some hold a
+    /// match of it between random bytes (where the generator can make one),
+    /// so that lines that match are common, with context on both sides.
+    fn pattern_and_lines() -> impl Strategy<Value = (String, Vec<String>)> {
+        prop::collection::vec(piece(), 1..6).prop_flat_map(|pieces| {
+            let pattern: String = pieces.concat();
+            let random = "[abxAB \t]{0,12}";
+            let planted: BoxedStrategy<String> = match proptest::string::string_regex(&pattern) {
+                Ok(matching) => (random, matching, random)
+                    .prop_map(|(before, middle, after)| format!("{before}{middle}{after}"))
+                    .prop_filter("one line", |l| !l.contains(['\n', '\r']))
+                    .boxed(),
+                Err(_) => random.boxed(),
+            };
+            let line = prop_oneof![3 => random.boxed(), 1 => planted];
+            (Just(pattern), prop::collection::vec(line, 1..40))
+        })
     }
 
     proptest! {
@@ -389,12 +408,10 @@ mod text_search {
         /// block layouts.
         #[test]
         fn the_whole_text_search_selects_what_a_per_record_regex_selects(
-            pieces in prop::collection::vec(piece(), 1..6),
-            lines in prop::collection::vec("[abxAB \t]{0,12}", 1..40),
+            (pattern, lines) in pattern_and_lines(),
             ignore_case in any::<bool>(),
             in_order in any::<bool>(),
         ) {
-            let pattern: String = pieces.concat();
             let Ok(matcher) = Matcher::new(&pattern, true, ignore_case) else {
                 return Ok(());
             };

@@ -161,9 +161,12 @@ pub(crate) struct Block {
     topic_bytes: Vec<u8>,
     topic_of: Vec<u32>,
     flags: Vec<u8>,
-    /// Scratch: the frame table, and which records were placed.
+    /// The frame table (read again by [`Block::frame_spans`]), and
+    /// scratch: which records were placed.
     frames: Vec<FrameEntry>,
     seen: Vec<u64>,
+    /// Bytes of the block's filter, in its meta.
+    pub(crate) filter_len: u64,
 }
 
 impl Block {
@@ -192,6 +195,7 @@ impl Block {
         };
         let table = parse_frames(&mut r, entry, checked.text_len, &mut self.frames)?;
         let (filter_len, in_order) = (table.filter.len() as u64, table.in_order);
+        self.filter_len = filter_len;
         let ordinals = self.parse_records(&mut r, entry, in_order)?;
         if r.pos != checked.meta_body.len() {
             return Err("trailing bytes in block meta");
@@ -204,6 +208,17 @@ impl Block {
         self.ends.resize(count, u32::MAX);
         self.loaded.clear();
         self.text.clear();
+        // Sized once: a block kept in the cache is charged its capacity.
+        let text_wanted: usize = match wanted {
+            None => checked.text_len as usize,
+            Some(w) => w
+                .iter()
+                .filter_map(|&f| self.frames.get(f as usize))
+                .map(|f| f.text_len as usize)
+                .sum(),
+        };
+        self.text.reserve_exact(text_wanted.min(MAX_BLOCK_TEXT));
+        self.loaded.reserve_exact(count);
         let data = checked.data();
         let frames = std::mem::take(&mut self.frames);
         let mut read = Ok(Read {
@@ -401,6 +416,83 @@ impl Block {
             return Err("frame has more lines than rows");
         }
         Ok(())
+    }
+
+    /// The heap this block holds, as [`super::BlockCache`] charges it.
+    pub(crate) fn heap_bytes(&self) -> u64 {
+        use std::mem::size_of;
+        (self.text.capacity()
+            + self.ids.capacity() * size_of::<Ulid>()
+            + (self.starts.capacity() + self.ends.capacity() + self.loaded.capacity()) * 4
+            + self.topics.capacity() * 8
+            + self.topic_bytes.capacity()
+            + self.topic_of.capacity() * 4
+            + self.flags.capacity()
+            + self.frames.capacity() * size_of::<FrameEntry>()
+            + self.seen.capacity() * 8
+            + size_of::<Block>()) as u64
+    }
+
+    /// The compressed bytes and the number of frames `wanted` (indices,
+    /// ascending; `None`: all of them).
+    pub(crate) fn frames_data(&self, wanted: Option<&[u32]>) -> (u64, u64) {
+        match wanted {
+            None => (
+                self.frames.iter().map(|f| f.data_len as u64).sum(),
+                self.frames.len() as u64,
+            ),
+            Some(wanted) => (
+                wanted
+                    .iter()
+                    .filter_map(|&f| self.frames.get(f as usize))
+                    .map(|f| f.data_len as u64)
+                    .sum(),
+                wanted.len() as u64,
+            ),
+        }
+    }
+
+    /// Drop what only decoding needed, before the block is kept.
+    pub(crate) fn shed_scratch(&mut self) {
+        self.seen = Vec::new();
+        self.ids.shrink_to_fit();
+        self.topic_of.shrink_to_fit();
+    }
+
+    /// For a block whose every frame was read: the text and the lines (a
+    /// range of [`Block::loaded`]) of frames `wanted` (indices, ascending),
+    /// adjacent frames joined into one span, passed to `each`.
+    pub(crate) fn frame_spans(
+        &self,
+        wanted: &[u32],
+        mut each: impl FnMut(std::ops::Range<usize>, std::ops::Range<usize>),
+    ) {
+        let (mut text_at, mut line_at) = (0usize, 0usize);
+        let mut span: Option<(std::ops::Range<usize>, std::ops::Range<usize>)> = None;
+        let mut wanted = wanted.iter().peekable();
+        for (f, frame) in self.frames.iter().enumerate() {
+            let (text_end, line_end) = (
+                text_at + frame.text_len as usize,
+                line_at + frame.rows as usize,
+            );
+            if wanted.next_if(|&&w| w as usize == f).is_some() {
+                span = match span {
+                    Some((text, lines)) if text.end == text_at => {
+                        Some((text.start..text_end, lines.start..line_end))
+                    }
+                    other => {
+                        if let Some((text, lines)) = other {
+                            each(text, lines);
+                        }
+                        Some((text_at..text_end, line_at..line_end))
+                    }
+                };
+            }
+            (text_at, line_at) = (text_end, line_end);
+        }
+        if let Some((text, lines)) = span {
+            each(text, lines);
+        }
     }
 
     /// Record `i` (in id order); its frame must have been read.

@@ -26,7 +26,7 @@ use std::{
 use memchr::memmem;
 use sluice_record::Record;
 
-use super::{Block, BlockEntry, BlockSegment, FrameScratch, Probes};
+use super::{Block, BlockCache, BlockEntry, BlockSegment, FrameScratch, Probes};
 use crate::{
     StorageError,
     fs::Fs,
@@ -68,7 +68,11 @@ type Literal = Arc<memmem::Finder<'static>>;
 /// A block as a worker leaves it.
 #[derive(Default)]
 struct Decoded {
+    /// The block decoded here; its buffers are reused for the next one.
     block: Block,
+    /// Or the block as the [`BlockCache`] keeps it (found there, or put
+    /// there once decoded): when set, it is the block.
+    kept: Option<Arc<Block>>,
     /// Indices of the records to return, ascending.
     selected: Vec<u32>,
     /// The frames to read; all of them when `all_frames`.
@@ -82,6 +86,12 @@ struct Decoded {
     decompressor: Option<zstd::bulk::Decompressor<'static>>,
     /// Why the block failed its checks, if it did.
     failure: Option<&'static str>,
+}
+
+impl Decoded {
+    fn block(&self) -> &Block {
+        self.kept.as_deref().unwrap_or(&self.block)
+    }
 }
 
 /// A [`RecordCursor`](crate::RecordCursor) over a block file, pruning blocks
@@ -119,6 +129,9 @@ pub struct BlockCursor {
     skip_corrupt: bool,
     corrupt_blocks: u64,
     first_corruption: Option<String>,
+    /// Decoded blocks shared between queries: searched instead of
+    /// decompressed when kept, kept when decoded whole.
+    cache: Option<Arc<BlockCache>>,
 }
 
 impl BlockCursor {
@@ -165,7 +178,15 @@ impl BlockCursor {
             skip_corrupt: false,
             corrupt_blocks: 0,
             first_corruption: None,
+            cache: None,
         }
+    }
+
+    /// Search blocks that `cache` keeps instead of decompressing them, and
+    /// keep the blocks this cursor decodes whole.
+    pub fn with_block_cache(mut self, cache: Arc<BlockCache>) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// Skip blocks with no record in `[from_ms, to_ms]`. Records of a block
@@ -312,20 +333,37 @@ impl BlockCursor {
                     }
                 }
             }
-            let bytes = self.segment.bytes.clone();
             let meta_verified = self.segment.meta_is_verified(i);
             let select = Select {
                 literal: self.literal.clone(),
                 text: self.text.clone(),
                 filter: self.filter.clone(),
             };
-            let task = self.workers.submit(move || {
-                let decoded = decode(&bytes, &entry, meta_verified, job, select);
-                // The compressed data is not read again soon; the filters,
-                // which every query probes, stay resident.
-                bytes.release(entry.data_range());
-                decoded
-            });
+            let uid = self.segment.uid;
+            let kept = match &self.cache {
+                // Kept blocks had their meta verified when they were decoded.
+                Some(cache) if meta_verified => cache.get(uid, i as u32),
+                _ => None,
+            };
+            let task = match kept {
+                Some(kept) => self.workers.submit(move || select_kept(kept, job, select)),
+                None => {
+                    // A block the query reads mostly is read whole, to be
+                    // kept: the next query then needs no decompression.
+                    if self.cache.is_some() && job.wanted.len() * 2 >= self.frames.frames.len() {
+                        job.all_frames = true;
+                    }
+                    let bytes = self.segment.bytes.clone();
+                    let keep = self.cache.clone().map(|cache| (cache, uid, i as u32));
+                    self.workers.submit(move || {
+                        let decoded = decode(&bytes, &entry, meta_verified, job, select, keep);
+                        // The compressed data is not read again soon; the
+                        // filters, which every query probes, stay resident.
+                        bytes.release(entry.data_range());
+                        decoded
+                    })
+                }
+            };
             self.in_flight.push_back((i, entry, task));
         }
         Ok(())
@@ -375,18 +413,78 @@ struct Select {
     filter: Option<RecordFilter>,
 }
 
+/// Where [`decode`] puts a block it decoded whole: the cache, the
+/// segment's uid and the block's index.
+type Keep = (Arc<BlockCache>, u64, u32);
+
+/// Select the records of `kept`, a block the cache holds, that `job`'s
+/// frames hold and that match, as [`decode`] does.
+fn select_kept(kept: Arc<Block>, mut job: Decoded, select: Select) -> Decoded {
+    job.selected.clear();
+    job.failure = None;
+    job.filter_len = kept.filter_len;
+    // Counted as if read: what the query needed, wherever it came from.
+    (job.data_read, job.frames_read) =
+        kept.frames_data((!job.all_frames).then_some(&job.wanted[..]));
+    if job.all_frames {
+        select_records(
+            &kept,
+            0..kept.text.len(),
+            &kept.loaded,
+            &select,
+            &mut job.selected,
+        );
+    } else {
+        kept.frame_spans(&job.wanted, |text, lines| {
+            select_records(&kept, text, &kept.loaded[lines], &select, &mut job.selected);
+        });
+    }
+    finish_selection(&kept, &mut job.selected, select.filter);
+    job.kept = Some(kept);
+    job
+}
+
+/// Select, by the text matcher over the whole text if there is one, else
+/// by the literal, the records among `lines` (in text order, within the
+/// bytes `text` of the block's text) that match.
+fn select_records(
+    block: &Block,
+    text: std::ops::Range<usize>,
+    lines: &[u32],
+    select: &Select,
+    selected: &mut Vec<u32>,
+) {
+    match (&select.text, &select.literal) {
+        (Some(matcher), _) => select_by_text(block, text, lines, &**matcher, selected),
+        (None, Some(finder)) => select_by_literal(block, text, lines, finder, selected),
+        (None, None) => selected.extend_from_slice(lines),
+    }
+}
+
+/// Put `selected` in id order and apply the record filter.
+fn finish_selection(block: &Block, selected: &mut Vec<u32>, filter: Option<RecordFilter>) {
+    // A sorted block's lines are in sort-key order; records go out in id
+    // order.
+    selected.sort_unstable();
+    if let Some(filter) = filter {
+        selected.retain(|&i| filter(block.record(i as usize).payload));
+    }
+}
+
 /// Verify and decompress block `entry` of `bytes` (the frames `job`
 /// wants) into `job`, and select the records that match: by the text
 /// matcher over the whole text if there is one, else by the literal, then
-/// by `filter`.
+/// by `filter`. A block decoded whole is then kept in `keep`'s cache.
 fn decode(
     bytes: &[u8],
     entry: &BlockEntry,
     meta_verified: bool,
     mut job: Decoded,
     select: Select,
+    keep: Option<Keep>,
 ) -> Decoded {
     job.selected.clear();
+    job.kept = None;
     let decompressor = match job.decompressor.take() {
         Some(decompressor) => decompressor,
         None => match zstd::bulk::Decompressor::new() {
@@ -414,31 +512,40 @@ fn decode(
         }
     }
     let block = &job.block;
-    match (&select.text, &select.literal) {
-        (Some(matcher), _) => select_by_text(block, &**matcher, &mut job.selected),
-        (None, Some(finder)) => select_by_literal(block, finder, &mut job.selected),
-        (None, None) => job.selected.extend_from_slice(&block.loaded),
-    }
-    // A sorted block's lines are in sort-key order; records go out in id
-    // order.
-    job.selected.sort_unstable();
-    if let Some(filter) = select.filter {
-        job.selected
-            .retain(|&i| filter(job.block.record(i as usize).payload));
+    select_records(
+        block,
+        0..block.text.len(),
+        &block.loaded,
+        &select,
+        &mut job.selected,
+    );
+    finish_selection(&job.block, &mut job.selected, select.filter);
+    if let Some((cache, uid, index)) = keep.filter(|_| job.all_frames) {
+        let mut block = std::mem::take(&mut job.block);
+        block.shed_scratch();
+        let block = Arc::new(block);
+        cache.insert(uid, index, block.clone());
+        job.kept = Some(block);
     }
     job
 }
 
-/// The records (indices) of `block`'s loaded lines that hold `finder`.
-fn select_by_literal(block: &Block, finder: &memmem::Finder<'static>, selected: &mut Vec<u32>) {
-    // The records read, in the order of their lines in the text.
-    let lines = &block.loaded;
+/// The records (indices) of `lines` (some of `block`'s loaded lines, in
+/// text order, which lie in the bytes `span` of its text) that hold
+/// `finder`.
+fn select_by_literal(
+    block: &Block,
+    span: std::ops::Range<usize>,
+    lines: &[u32],
+    finder: &memmem::Finder<'static>,
+    selected: &mut Vec<u32>,
+) {
     // Payloads are separated by "\n", which a literal may hold: find
     // overlapping occurrences and keep records with one wholly inside their
     // payload.
     let needle = finder.needle().len();
-    let text = &block.text;
-    let mut from = 0;
+    let text = &block.text[..span.end];
+    let mut from = span.start;
     let mut line = 0;
     while line < lines.len() {
         let Some(at) = finder.find(&text[from..]) else {
@@ -468,10 +575,19 @@ fn select_by_literal(block: &Block, finder: &memmem::Finder<'static>, selected: 
 /// as `[^x]` can match one) is checked again on that line alone. Either
 /// way the search goes on at the next line, so every line is decided
 /// exactly as a per-line match would decide it.
-fn select_by_text(block: &Block, matcher: &dyn TextMatcher, selected: &mut Vec<u32>) {
-    let lines = &block.loaded;
-    let text = &block.text;
-    let mut from = 0;
+///
+/// `lines` are some of the block's loaded lines, in text order, which lie
+/// in the bytes `span` of its text; the text before the span is context
+/// for `^` and `\b`.
+fn select_by_text(
+    block: &Block,
+    span: std::ops::Range<usize>,
+    lines: &[u32],
+    matcher: &dyn TextMatcher,
+    selected: &mut Vec<u32>,
+) {
+    let text = &block.text[..span.end];
+    let mut from = span.start;
     let mut line = 0;
     while line < lines.len() && from <= text.len() {
         let Some((start, end)) = matcher.find_at(text, from) else {
@@ -513,7 +629,7 @@ impl crate::RecordCursor for BlockCursor {
 
     fn record(&self) -> Record<'_> {
         self.current
-            .block
+            .block()
             .record(self.current.selected[self.pos] as usize)
     }
 

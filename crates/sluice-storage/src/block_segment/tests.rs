@@ -543,3 +543,121 @@ fn id_ranges_prune_blocks_and_metas_give_ids_and_topics() {
         assert_eq!(got.last().map(|r| r.id), Some(last.max.0));
     }
 }
+
+/// A literal searched through [`TextMatcher`], as a regex would be: it
+/// exercises the search over a span of a kept block's text.
+struct LiteralText(memmem::Finder<'static>);
+
+impl TextMatcher for LiteralText {
+    fn find_at(&self, text: &[u8], start: usize) -> Option<(usize, usize)> {
+        let at = start + self.0.find(&text[start..])?;
+        Some((at, at + self.0.needle().len()))
+    }
+    fn is_match(&self, payload: &[u8]) -> bool {
+        self.0.find(payload).is_some()
+    }
+    fn looks_around(&self) -> bool {
+        false
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Blocks kept by the block cache answer exactly as decoded blocks do:
+    /// after a scan of everything keeps every block, a literal (searched
+    /// directly or as a text matcher) returns the records that hold it,
+    /// whether its probe wants all of a kept block's frames or some.
+    #[test]
+    fn kept_blocks_answer_as_decoded_blocks(
+        recs in records(3000),
+        short in proptest::collection::vec(proptest::sample::select(b"abc ".to_vec()), 1..6),
+        cut in proptest::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>(), 8usize..40)),
+        layout in 0usize..LAYOUTS.len(),
+        as_text in any::<bool>(),
+    ) {
+        let fs = MemFs::new();
+        let path = Path::new("/d/seg");
+        write_with(&fs, path, &recs, LAYOUTS[layout]);
+        let needle = match cut {
+            Some((pick, start, len)) if !recs.is_empty() => {
+                let payload = &recs[pick.index(recs.len())].payload;
+                let from = start.index(payload.len() + 1);
+                payload[from..(from + len).min(payload.len())].to_vec()
+            }
+            _ => short,
+        };
+        let segments = crate::SegmentCache::with_block_cache(1 << 30);
+        let blocks = segments.block_cache().unwrap().clone();
+        let file = fs.open_read(path).unwrap();
+        let segment = segments.open(&fs, path, &*file).unwrap();
+        let cursor = |segment: &Arc<BlockSegment>| {
+            BlockCursor::shared(segment.clone(), test_pool()).with_block_cache(blocks.clone())
+        };
+        prop_assert_eq!(read_all(cursor(&segment)).unwrap(), recs.clone());
+        prop_assert_eq!(blocks.stats().blocks, segment.blocks().len() as u64);
+
+        let finder = Arc::new(memmem::Finder::new(&needle).into_owned());
+        let mut kept = cursor(&segment).with_literal(finder.clone());
+        if as_text {
+            kept = kept.with_text_matcher(Arc::new(LiteralText(memmem::Finder::new(&needle).into_owned())));
+        }
+        let hits = blocks.stats().hits;
+        let got = read_all(kept).unwrap();
+        let want: Vec<Rec> = recs.iter().filter(|r| finder.find(&r.payload).is_some()).cloned().collect();
+        prop_assert_eq!(got, want);
+        // Every block the probe did not rule out was a hit.
+        prop_assert!(recs.is_empty() || blocks.stats().hits > hits || blocks.stats().misses == segment.blocks().len() as u64);
+    }
+}
+
+/// A query for a word on few lines, answered from kept blocks, searches
+/// only the frames its probe wants, and counts only those as read.
+#[test]
+fn a_kept_block_is_searched_only_in_the_wanted_frames() {
+    let recs: Vec<Rec> = (0..100_000u64)
+        .map(|i| Rec {
+            id: Ulid::from_parts(1_000_000 + i, 0).0,
+            flags: 0,
+            topic: b"t".to_vec(),
+            payload: format!(
+                "ts={} level={} msg=\"request done\" trace_id={}",
+                1_000_000 + i,
+                if i % 100 == 7 { "ERROR" } else { "INFO" },
+                trace_id(i)
+            )
+            .into_bytes(),
+        })
+        .collect();
+    let fs = MemFs::new();
+    let path = Path::new("/d/seg");
+    write(&fs, path, &recs);
+    let segments = crate::SegmentCache::with_block_cache(1 << 30);
+    let blocks = segments.block_cache().unwrap().clone();
+    let file = fs.open_read(path).unwrap();
+    let segment = segments.open(&fs, path, &*file).unwrap();
+    let mut all =
+        BlockCursor::shared(segment.clone(), test_pool()).with_block_cache(blocks.clone());
+    assert_eq!(read_from(&mut all).unwrap().len(), recs.len());
+    let all_frames = all.frames_loaded();
+
+    let finder = Arc::new(memmem::Finder::new(b"level=ERROR").into_owned());
+    let misses = blocks.stats().misses;
+    let mut errors = BlockCursor::shared(segment, test_pool())
+        .with_block_cache(blocks.clone())
+        .with_literal(finder.clone());
+    let got = read_from(&mut errors).unwrap();
+    let want: Vec<Rec> = recs
+        .iter()
+        .filter(|r| finder.find(&r.payload).is_some())
+        .cloned()
+        .collect();
+    assert_eq!(got.len(), 1_000);
+    assert_eq!(got, want);
+    assert_eq!(blocks.stats().misses, misses, "every block was kept");
+    assert!(
+        errors.frames_loaded() * 10 < all_frames,
+        "{} of {all_frames} frames",
+        errors.frames_loaded()
+    );
+}
