@@ -22,6 +22,10 @@
 //!   unmarked one) until the block fits. A block larger than the whole
 //!   capacity is not kept. Entries of segments that compaction removed are
 //!   never hit again, so they are the first to go.
+//! - **Memory is reused.** A block dropped from the cache (evicted, or of
+//!   a removed file) that no query still holds becomes a spare, up to
+//!   [`SPARES`]: the next block kept is decoded into its buffers, so a
+//!   cache that turns over does not fault in fresh pages for every block.
 //! - **Verified once.** A kept block was verified (meta and frame
 //!   checksums) when it was decoded; its memory is not checked again.
 
@@ -38,6 +42,9 @@ use super::Block;
 /// Which block: the segment's uid and the block's index in it.
 type Key = (u64, u32);
 
+/// Dropped blocks whose buffers are kept for reuse, at most.
+pub const SPARES: usize = 8;
+
 struct Slot {
     block: Arc<Block>,
     bytes: u64,
@@ -50,6 +57,20 @@ struct State {
     /// The CLOCK ring: every key in `slots`, once, the hand at the front.
     ring: VecDeque<Key>,
     used: u64,
+    /// Dropped blocks, for their buffers.
+    spares: Vec<Block>,
+}
+
+impl State {
+    /// Keep `dropped`'s buffers for reuse if no query holds it and there
+    /// is room.
+    fn spare(&mut self, dropped: Arc<Block>) {
+        if self.spares.len() < SPARES
+            && let Ok(block) = Arc::try_unwrap(dropped)
+        {
+            self.spares.push(block);
+        }
+    }
 }
 
 /// Decoded blocks shared by every query of a node, bounded in bytes.
@@ -150,6 +171,7 @@ impl BlockCache {
             }
             let gone = state.slots.remove(&key).expect("checked above");
             state.used -= gone.bytes;
+            state.spare(gone.block);
             evicted += 1;
         }
         state.used += bytes;
@@ -174,16 +196,29 @@ impl BlockCache {
             return;
         }
         let mut state = self.lock();
-        let State { slots, ring, used } = &mut *state;
+        let mut dropped = Vec::new();
+        let State {
+            slots, ring, used, ..
+        } = &mut *state;
         ring.retain(|key| {
             if !uids.contains(&key.0) {
                 return true;
             }
             if let Some(gone) = slots.remove(key) {
                 *used -= gone.bytes;
+                dropped.push(gone.block);
             }
             false
         });
+        for block in dropped {
+            state.spare(block);
+        }
+    }
+
+    /// A dropped block to decode the next kept block into, if one is
+    /// spare.
+    pub(crate) fn take_spare(&self) -> Option<Block> {
+        self.lock().spares.pop()
     }
 
     /// What the cache holds and has done.
@@ -242,6 +277,23 @@ mod tests {
         assert!(cache.get(1, 0).is_some());
         assert!(cache.get(1, 1).is_none());
         assert!(cache.get(1, 3).is_some());
+    }
+
+    #[test]
+    fn dropped_blocks_no_query_holds_become_spares() {
+        let one = block_of(1000).heap_bytes();
+        let cache = BlockCache::new(2 * one);
+        cache.insert(1, 0, block_of(1000));
+        let held = cache.get(1, 0).expect("kept");
+        cache.insert(2, 0, block_of(1000));
+        cache.forget_segments(&[1]);
+        assert!(cache.take_spare().is_none(), "a query still holds it");
+        drop(held);
+        cache.forget_segments(&[2]);
+        let spare = cache.take_spare().expect("no query held it");
+        assert!(spare.text.capacity() >= 1000);
+        assert_eq!(cache.stats().used, 0);
+        assert!(cache.take_spare().is_none());
     }
 
     #[test]

@@ -521,7 +521,8 @@ fn decode(
     );
     finish_selection(&job.block, &mut job.selected, select.filter);
     if let Some((cache, uid, index)) = keep.filter(|_| job.all_frames) {
-        let mut block = std::mem::take(&mut job.block);
+        let buffers = cache.take_spare().unwrap_or_default();
+        let mut block = std::mem::replace(&mut job.block, buffers);
         block.shed_scratch();
         let block = Arc::new(block);
         cache.insert(uid, index, block.clone());
