@@ -156,6 +156,9 @@ pub(crate) struct Block {
     pub(crate) ends: Vec<u32>,
     /// The records read, in text order.
     pub(crate) loaded: Vec<u32>,
+    /// Where each of them ends in `text` (at its newline), in text order:
+    /// a search maps a match to its line by this, sequentially.
+    pub(crate) line_ends: Vec<u32>,
     topics: Vec<(u32, u32)>,
     /// Bytes of the topic names, indexed by `topics`.
     topic_bytes: Vec<u8>,
@@ -207,6 +210,7 @@ impl Block {
         self.ends.clear();
         self.ends.resize(count, u32::MAX);
         self.loaded.clear();
+        self.line_ends.clear();
         self.text.clear();
         // Sized once: a block kept in the cache is charged its capacity.
         let text_wanted: usize = match wanted {
@@ -219,6 +223,7 @@ impl Block {
         };
         self.text.reserve_exact(text_wanted.min(MAX_BLOCK_TEXT));
         self.loaded.reserve_exact(count);
+        self.line_ends.reserve_exact(count);
         let data = checked.data();
         let frames = std::mem::take(&mut self.frames);
         let mut read = Ok(Read {
@@ -410,6 +415,7 @@ impl Block {
             self.starts[i] = at as u32;
             self.ends[i] = end as u32;
             self.loaded.push(ordinal);
+            self.line_ends.push(end as u32);
             at = end + 1;
         }
         if at != base + text_len {
@@ -423,7 +429,11 @@ impl Block {
         use std::mem::size_of;
         (self.text.capacity()
             + self.ids.capacity() * size_of::<Ulid>()
-            + (self.starts.capacity() + self.ends.capacity() + self.loaded.capacity()) * 4
+            + (self.starts.capacity()
+                + self.ends.capacity()
+                + self.loaded.capacity()
+                + self.line_ends.capacity())
+                * 4
             + self.topics.capacity() * 8
             + self.topic_bytes.capacity()
             + self.topic_of.capacity() * 4

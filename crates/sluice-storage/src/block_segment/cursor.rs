@@ -427,16 +427,12 @@ fn select_kept(kept: Arc<Block>, mut job: Decoded, select: Select) -> Decoded {
     (job.data_read, job.frames_read) =
         kept.frames_data((!job.all_frames).then_some(&job.wanted[..]));
     if job.all_frames {
-        select_records(
-            &kept,
-            0..kept.text.len(),
-            &kept.loaded,
-            &select,
-            &mut job.selected,
-        );
+        let lines = Lines::all(&kept);
+        select_records(&kept, 0..kept.text.len(), lines, &select, &mut job.selected);
     } else {
         kept.frame_spans(&job.wanted, |text, lines| {
-            select_records(&kept, text, &kept.loaded[lines], &select, &mut job.selected);
+            let lines = Lines::of(&kept, lines);
+            select_records(&kept, text, lines, &select, &mut job.selected);
         });
     }
     finish_selection(&kept, &mut job.selected, select.filter);
@@ -450,14 +446,14 @@ fn select_kept(kept: Arc<Block>, mut job: Decoded, select: Select) -> Decoded {
 fn select_records(
     block: &Block,
     text: std::ops::Range<usize>,
-    lines: &[u32],
+    lines: Lines<'_>,
     select: &Select,
     selected: &mut Vec<u32>,
 ) {
     match (&select.text, &select.literal) {
         (Some(matcher), _) => select_by_text(block, text, lines, &**matcher, selected),
         (None, Some(finder)) => select_by_literal(block, text, lines, finder, selected),
-        (None, None) => selected.extend_from_slice(lines),
+        (None, None) => selected.extend_from_slice(lines.records),
     }
 }
 
@@ -515,7 +511,7 @@ fn decode(
     select_records(
         block,
         0..block.text.len(),
-        &block.loaded,
+        Lines::all(block),
         &select,
         &mut job.selected,
     );
@@ -531,13 +527,57 @@ fn decode(
     job
 }
 
+/// Some of a block's loaded lines, consecutive in its text: their records
+/// and where each ends.
+#[derive(Clone, Copy)]
+struct Lines<'b> {
+    records: &'b [u32],
+    ends: &'b [u32],
+}
+
+impl<'b> Lines<'b> {
+    fn all(block: &'b Block) -> Lines<'b> {
+        Lines {
+            records: &block.loaded,
+            ends: &block.line_ends,
+        }
+    }
+
+    fn of(block: &'b Block, range: std::ops::Range<usize>) -> Lines<'b> {
+        Lines {
+            records: &block.loaded[range.clone()],
+            ends: &block.line_ends[range],
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// The first line from index `from` whose newline is at or after byte
+    /// `at`, or `len()`. Galloping over the ends, which lie in text order
+    /// (so memory is read in order): a step of one when matches are dense,
+    /// a few probes when they are far apart (a word on 1% of lines skips a
+    /// hundred lines a hit).
+    fn first_ending_at_or_after(&self, from: usize, at: usize) -> usize {
+        let before = |i: usize| (self.ends[i] as usize) < at;
+        let (mut low, mut step) = (from, 1);
+        while low + step <= self.len() && before(low + step - 1) {
+            low += step;
+            step *= 2;
+        }
+        let high = (low + step).min(self.len());
+        low + self.ends[low..high].partition_point(|&end| (end as usize) < at)
+    }
+}
+
 /// The records (indices) of `lines` (some of `block`'s loaded lines, in
 /// text order, which lie in the bytes `span` of its text) that hold
 /// `finder`.
 fn select_by_literal(
     block: &Block,
     span: std::ops::Range<usize>,
-    lines: &[u32],
+    lines: Lines<'_>,
     finder: &memmem::Finder<'static>,
     selected: &mut Vec<u32>,
 ) {
@@ -553,10 +593,8 @@ fn select_by_literal(
             break;
         };
         let hit = from + at;
-        while line < lines.len() && (block.ends[lines[line] as usize] as usize) < hit + needle {
-            line += 1;
-        }
-        let Some(&record) = lines.get(line) else {
+        line = lines.first_ending_at_or_after(line, hit + needle);
+        let Some(&record) = lines.records.get(line) else {
             break;
         };
         if block.starts[record as usize] as usize <= hit {
@@ -583,7 +621,7 @@ fn select_by_literal(
 fn select_by_text(
     block: &Block,
     span: std::ops::Range<usize>,
-    lines: &[u32],
+    lines: Lines<'_>,
     matcher: &dyn TextMatcher,
     selected: &mut Vec<u32>,
 ) {
@@ -596,10 +634,8 @@ fn select_by_text(
         };
         // The line the match starts in: the first whose newline is at or
         // after the start (an empty match at a line's end is in that line).
-        while line < lines.len() && (block.ends[lines[line] as usize] as usize) < start {
-            line += 1;
-        }
-        let Some(&record) = lines.get(line) else {
+        line = lines.first_ending_at_or_after(line, start);
+        let Some(&record) = lines.records.get(line) else {
             break;
         };
         let (line_start, line_end) = (
