@@ -4,12 +4,18 @@
 //! over records sorted in memory. Block files have theirs in
 //! [`crate::block_segment`].
 
-use std::{path::Path, sync::Arc};
+use std::{collections::VecDeque, path::Path, sync::Arc};
 
 use memchr::memmem;
-use sluice_record::{Record, Ulid, decode_record};
+use sluice_record::{BatchHeader, Record, Ulid, decode_record};
 
-use crate::{StorageError, block_segment::Cancel, fs::Fs, segment::SegmentScanner};
+use crate::{
+    StorageError,
+    block_segment::Cancel,
+    fs::Fs,
+    segment::SegmentScanner,
+    workers::{Task, WorkerPool},
+};
 
 /// [`RecordCursor`] over records held in memory, in id order.
 pub struct MemoryCursor {
@@ -98,31 +104,75 @@ pub trait RecordCursor: Send {
 /// [`RecordCursor`] over a batch file (or any segment file with
 /// sorted records, such as a sorted ingest segment).
 ///
-/// With a literal prefilter ([`BatchCursor::with_literal`]) each
-/// batch body is searched once with memchr's memmem, and only records whose
-/// payload holds an occurrence are returned; a batch without one is skipped
-/// whole. The records passed over are counted in
-/// [`records_skipped`](RecordCursor::records_skipped).
+/// With a literal ([`BatchCursor::with_literal`]) or a text matcher
+/// ([`BatchCursor::with_text_matcher`]) each batch body is searched as a
+/// whole (memchr's memmem, or the matcher), and only the records it selects
+/// are decoded and returned; a batch without a match is skipped whole. The
+/// records passed over are counted in
+/// [`records_skipped`](RecordCursor::records_skipped). A sealed file is
+/// mapped, and given a worker pool ([`BatchCursor::with_workers`]) its
+/// batches are verified and searched there, [`BATCHES_AHEAD`] ahead of the
+/// reader, as block files' blocks are: fresh data is searched on every core.
 pub struct BatchCursor {
     scanner: SegmentScanner,
-    /// Offset of the next record in the scanner's body.
+    /// Offset of the next record in the scanner's body (every record is
+    /// returned: no literal and no matcher).
     next: usize,
     remaining_in_batch: u32,
     /// The current record, decoded once in `advance`.
     current: CurrentRecord,
-    literal: Option<Arc<memmem::Finder<'static>>>,
-    /// Start offsets of the literal in the current body, ascending.
-    hits: Vec<usize>,
-    next_hit: usize,
-    /// A pattern searched over each batch body as a whole; then `selected`
-    /// holds the payload offsets of the records it matches.
-    text: Option<Arc<dyn crate::block_segment::TextMatcher>>,
+    select: Option<Selector>,
+    /// With a selector: where the selected records of the current body
+    /// start, ascending, and the next one to return.
     selected: Vec<usize>,
+    next_selected: usize,
     skipped: u64,
     cancel: Option<Cancel>,
     /// A file still being appended to: a short batch at its end is where
     /// the writer is, not corruption (see [`BatchCursor::open_growing`]).
     growing: bool,
+    workers: Option<Arc<WorkerPool>>,
+    /// Groups of batches being searched on the workers, in file order.
+    in_flight: VecDeque<Searching>,
+    /// Batches of the last group the workers finished, not yet read.
+    searched: VecDeque<Searched>,
+}
+
+/// Groups of batches searched ahead of the one being read, on the worker
+/// pool.
+pub const BATCHES_AHEAD: usize = 4;
+/// Bytes of batch bodies one worker job searches, at least (a job per
+/// 1 MiB batch would spend more on waking threads than on the batch).
+const GROUP_BYTES: usize = 4 << 20;
+
+/// What selects a batch's records.
+#[derive(Clone)]
+enum Selector {
+    Literal(Arc<memmem::Finder<'static>>),
+    Text(Arc<dyn crate::block_segment::TextMatcher>),
+}
+
+/// A batch as the scanner found it: its header, where its body lies in
+/// the mapping, and its offset in the file.
+#[derive(Clone)]
+struct Frame {
+    header: BatchHeader,
+    body: std::ops::Range<usize>,
+    offset: u64,
+}
+
+/// Consecutive batches given to a worker, and the task that verifies and
+/// searches them.
+struct Searching {
+    frames: Vec<Frame>,
+    task: Task<Vec<Result<Vec<usize>, sluice_record::CodecError>>>,
+}
+
+/// A batch a worker verified and searched: the starts of the records it
+/// selected, or why it is corrupt.
+struct Searched {
+    frame: Frame,
+    selected: Result<Vec<usize>, sluice_record::CodecError>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -133,23 +183,125 @@ struct CurrentRecord {
     payload: (usize, usize),
 }
 
+impl Selector {
+    /// The starts of the records of `body` (`count` of them) it selects,
+    /// into `out`, ascending.
+    fn select(
+        &self,
+        body: &[u8],
+        count: u32,
+        out: &mut Vec<usize>,
+    ) -> Result<(), sluice_record::CodecError> {
+        out.clear();
+        match self {
+            Selector::Literal(finder) => select_by_literal(body, count, finder, out),
+            Selector::Text(matcher) => select_by_text(body, count, &**matcher, out),
+        }
+    }
+}
+
+/// The records of `body` whose payload holds `finder`. Occurrences are
+/// found overlapping: a non-overlapping search could let an occurrence
+/// that starts in a record header hide one wholly inside the payload after
+/// it. Headers are walked only up to the last occurrence.
+fn select_by_literal(
+    body: &[u8],
+    count: u32,
+    finder: &memmem::Finder<'_>,
+    out: &mut Vec<usize>,
+) -> Result<(), sluice_record::CodecError> {
+    let needle = finder.needle().len();
+    let (mut at, mut left, mut from) = (0usize, count, 0usize);
+    while let Some(found) = finder.find(&body[from..]) {
+        let hit = from + found;
+        // Walk to the record whose payload could hold the hit.
+        loop {
+            if left == 0 {
+                return Ok(());
+            }
+            let (record, next) = decode_record(body, at)?;
+            left -= 1;
+            let (start, payload_start) = (at, next - record.payload.len());
+            at = next;
+            if next < hit + needle {
+                continue;
+            }
+            if hit >= payload_start {
+                out.push(start);
+                from = next;
+            } else {
+                // The hit starts in this record's header: the next
+                // occurrence may still lie in its payload.
+                from = hit + 1;
+                at = start;
+                left += 1;
+            }
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The records of `body` (`count` of them) that `matcher` matches. A
+/// match inside a payload selects its record; a match that starts in a
+/// record's header or runs past its payload is checked again on the
+/// payload alone; either way the search goes on after that payload.
+/// Without look-around, a payload that matches alone has a match starting
+/// at or before its match's position in the body, so every record is
+/// decided as a per-record match would decide it.
+fn select_by_text(
+    body: &[u8],
+    count: u32,
+    matcher: &dyn crate::block_segment::TextMatcher,
+    out: &mut Vec<usize>,
+) -> Result<(), sluice_record::CodecError> {
+    let (mut from, mut at, mut left) = (0usize, 0usize, count);
+    'search: while let Some((start, end)) = matcher.find_at(body, from) {
+        loop {
+            if left == 0 {
+                break 'search;
+            }
+            let (record, next) = decode_record(body, at)?;
+            left -= 1;
+            let record_start = at;
+            at = next;
+            let payload_start = next - record.payload.len();
+            if next < start {
+                continue;
+            }
+            if (start >= payload_start && end <= next) || matcher.is_match(record.payload) {
+                out.push(record_start);
+            }
+            from = next;
+            break;
+        }
+    }
+    Ok(())
+}
+
 impl BatchCursor {
-    /// A cursor over every record of the batch file at `path`.
+    /// A cursor over every record of the sealed batch file at `path`
+    /// (mapped: see [`SegmentScanner::open_mapped`]).
     pub fn open(fs: &dyn Fs, path: &Path) -> Result<Self, StorageError> {
-        Ok(BatchCursor {
-            scanner: SegmentScanner::open(fs, path)?,
+        Ok(Self::over(SegmentScanner::open_mapped(fs, path)?))
+    }
+
+    fn over(scanner: SegmentScanner) -> Self {
+        BatchCursor {
+            scanner,
             next: 0,
             remaining_in_batch: 0,
             current: CurrentRecord::default(),
-            literal: None,
-            hits: Vec::new(),
-            next_hit: 0,
-            text: None,
+            select: None,
             selected: Vec::new(),
+            next_selected: 0,
             skipped: 0,
             cancel: None,
             growing: false,
-        })
+            workers: None,
+            in_flight: VecDeque::new(),
+            searched: VecDeque::new(),
+        }
     }
 
     /// A cursor over the whole batches of a segment file that a connection
@@ -157,7 +309,8 @@ impl BatchCursor {
     /// length the file had when opened and ends at the first batch cut
     /// short there, which is a write in progress rather than a torn tail.
     pub fn open_growing(fs: &dyn Fs, path: &Path) -> Result<Self, StorageError> {
-        let mut cursor = Self::open(fs, path)?;
+        // Read, not mapped: the file grows while it is read.
+        let mut cursor = Self::over(SegmentScanner::open(fs, path)?);
         cursor.growing = true;
         Ok(cursor)
     }
@@ -173,8 +326,7 @@ impl BatchCursor {
     /// file's records; the caller bounds it.
     pub fn into_sorted(mut self) -> Result<MemoryCursor, StorageError> {
         // Read every record, not only those with the literal.
-        self.literal = None;
-        self.text = None;
+        self.select = None;
         let mut records = Vec::new();
         while self.advance()? {
             records.push(self.record().to_owned_record());
@@ -199,25 +351,35 @@ impl BatchCursor {
         self.scanner.is_empty()
     }
 
-    /// Return only records whose payload contains `literal`.
+    /// Return only records whose payload contains `literal` (unless a text
+    /// matcher was given).
     pub fn with_literal(mut self, literal: Arc<memmem::Finder<'static>>) -> Self {
-        self.literal = Some(literal);
+        if !matches!(self.select, Some(Selector::Text(_))) {
+            self.select = Some(Selector::Literal(literal));
+        }
         self
     }
 
     /// Return only records whose payload `matcher` matches, found by
     /// searching each batch body as a whole; it replaces the literal. A
     /// matcher that [looks around](crate::block_segment::TextMatcher::looks_around)
-    /// is not taken: the cursor then returns every record, for the caller
-    /// to check.
+    /// is not taken: the cursor then returns every record (or those with
+    /// the literal), for the caller to check.
     pub fn with_text_matcher(
         mut self,
         matcher: Arc<dyn crate::block_segment::TextMatcher>,
     ) -> Self {
         if !matcher.looks_around() {
-            self.literal = None;
-            self.text = Some(matcher);
+            self.select = Some(Selector::Text(matcher));
         }
+        self
+    }
+
+    /// Verify and search a sealed file's batches on `workers`, a few ahead
+    /// of the reader (a growing file, or one read without a selector, is
+    /// read on the caller's thread).
+    pub fn with_workers(mut self, workers: Arc<WorkerPool>) -> Self {
+        self.workers = Some(workers);
         self
     }
 
@@ -225,45 +387,6 @@ impl BatchCursor {
     pub fn with_cancel(mut self, cancel: Cancel) -> Self {
         self.cancel = Some(cancel);
         self
-    }
-
-    /// The payload offsets of the records of the current body (`count` of
-    /// them) that the text matcher matches. A match inside a payload
-    /// selects its record; a match that starts in a record's header or
-    /// runs past its payload is checked again on the payload alone; either
-    /// way the search goes on after that payload. Without look-around, a
-    /// payload that matches alone has a match starting at or before its
-    /// match's position in the body, so every record is decided as a
-    /// per-record match would decide it.
-    fn select_by_text(&mut self, count: u32) -> Result<(), StorageError> {
-        let Some(text) = self.text.clone() else {
-            return Ok(());
-        };
-        self.selected.clear();
-        let body = self.scanner.body();
-        let mut from = 0;
-        let mut at = 0;
-        let mut left = count;
-        'search: while let Some((start, end)) = text.find_at(body, from) {
-            loop {
-                if left == 0 {
-                    break 'search;
-                }
-                let (record, next) = decode_record(body, at).map_err(|e| self.corrupt(e))?;
-                left -= 1;
-                at = next;
-                let payload_start = next - record.payload.len();
-                if next < start {
-                    continue;
-                }
-                if (start >= payload_start && end <= next) || text.is_match(record.payload) {
-                    self.selected.push(payload_start);
-                }
-                from = next;
-                break;
-            }
-        }
-        Ok(())
     }
 
     fn corrupt(&self, source: sluice_record::CodecError) -> StorageError {
@@ -274,53 +397,154 @@ impl BatchCursor {
         }
     }
 
-    /// Load the next batch; with a literal, skip batches that lack it.
+    fn is_cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Give the workers the next batches, in groups of about
+    /// [`GROUP_BYTES`], until [`BATCHES_AHEAD`] groups are in flight or the
+    /// file ends. A header that does not parse ends the scheduling: its
+    /// error comes once the batches before it are read.
+    fn schedule(
+        &mut self,
+        workers: &Arc<WorkerPool>,
+        select: &Selector,
+    ) -> Result<(), StorageError> {
+        let mut bad_header = false;
+        while self.in_flight.len() < BATCHES_AHEAD && !bad_header {
+            let mut frames = Vec::new();
+            let mut bytes = 0;
+            while bytes < GROUP_BYTES {
+                let offset = self.scanner.offset();
+                let next = match self.scanner.next_frame() {
+                    Err(e) if frames.is_empty() && self.in_flight.is_empty() => return Err(e),
+                    // The scanner stays at the bad header: a later
+                    // schedule, with no batch before it left, meets it
+                    // again and returns its error.
+                    Err(_) => {
+                        bad_header = true;
+                        break;
+                    }
+                    Ok(next) => next,
+                };
+                let Some((header, body)) = next else {
+                    break;
+                };
+                bytes += body.len();
+                frames.push(Frame {
+                    header,
+                    body,
+                    offset,
+                });
+            }
+            if frames.is_empty() {
+                break;
+            }
+            let mapped = self.scanner.mapping().expect("mapped").clone();
+            let (select, group) = (select.clone(), frames.clone());
+            let task = workers.submit(move || {
+                let mut selected = Vec::new();
+                group
+                    .iter()
+                    .map(|frame| {
+                        let body = &mapped[frame.body.clone()];
+                        frame.header.verify(body)?;
+                        select.select(body, frame.header.count, &mut selected)?;
+                        Ok(std::mem::take(&mut selected))
+                    })
+                    .collect()
+            });
+            self.in_flight.push_back(Searching { frames, task });
+        }
+        Ok(())
+    }
+
+    /// The next batch searched on the workers, as the current one.
+    fn next_searched(
+        &mut self,
+        workers: &Arc<WorkerPool>,
+        select: &Selector,
+    ) -> Result<Option<BatchHeader>, StorageError> {
+        if self.searched.is_empty() {
+            self.schedule(workers, select)?;
+            let Some(searching) = self.in_flight.pop_front() else {
+                return Ok(None);
+            };
+            let results = searching.task.wait().map_err(|panicked| StorageError::Io {
+                op: "search a batch of",
+                path: self.scanner.path().to_path_buf(),
+                source: std::io::Error::other(panicked),
+            })?;
+            self.searched.extend(
+                searching
+                    .frames
+                    .into_iter()
+                    .zip(results)
+                    .map(|(frame, selected)| Searched { frame, selected }),
+            );
+        }
+        let Searched { frame, selected } = self.searched.pop_front().expect("filled above");
+        let selected = selected.map_err(|source| StorageError::Corrupt {
+            path: self.scanner.path().to_path_buf(),
+            offset: frame.offset,
+            source,
+        })?;
+        self.scanner.set_body(frame.body);
+        self.selected = selected;
+        Ok(Some(frame.header))
+    }
+
+    /// Load the next batch; with a selector, skip batches it selects
+    /// nothing of.
     fn next_batch(&mut self) -> Result<bool, StorageError> {
         loop {
-            if self
-                .cancel
-                .as_ref()
-                .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
-            {
+            if self.is_cancelled() {
+                self.in_flight.clear();
+                self.searched.clear();
                 return Ok(false);
             }
-            let next = match self.scanner.next_batch() {
-                Err(e) if self.growing && is_cut_short(&e) => return Ok(false),
-                other => other?,
-            };
-            let Some((header, body)) = next else {
-                return Ok(false);
-            };
-            self.remaining_in_batch = header.count;
-            self.next = 0;
-            if self.text.is_some() {
-                self.next_hit = 0;
-                self.select_by_text(header.count)?;
-                if !self.selected.is_empty() {
-                    return Ok(true);
+            let parallel = match (&self.workers, &self.select) {
+                (Some(workers), Some(select))
+                    if self.scanner.mapping().is_some() && !self.growing =>
+                {
+                    Some((workers.clone(), select.clone()))
                 }
-                self.skipped += header.count as u64;
-                self.remaining_in_batch = 0;
-                continue;
-            }
-            let Some(literal) = &self.literal else {
-                return Ok(true);
+                _ => None,
             };
-            self.hits.clear();
-            self.next_hit = 0;
-            // Overlapping occurrences: a non-overlapping search could let
-            // an occurrence that starts in a record header hide one that
-            // lies wholly inside the payload after it.
-            let mut from = 0;
-            while let Some(at) = literal.find(&body[from..]) {
-                self.hits.push(from + at);
-                from += at + 1;
-            }
-            if !self.hits.is_empty() {
+            let header = match &parallel {
+                Some((workers, select)) => match self.next_searched(workers, select)? {
+                    Some(header) => header,
+                    None => return Ok(false),
+                },
+                None => {
+                    let next = match self.scanner.next_batch() {
+                        Err(e) if self.growing && is_cut_short(&e) => return Ok(false),
+                        other => other?,
+                    };
+                    let Some((header, body)) = next else {
+                        return Ok(false);
+                    };
+                    if let Some(select) = &self.select {
+                        let mut selected = std::mem::take(&mut self.selected);
+                        let searched = select.select(body, header.count, &mut selected);
+                        self.selected = selected;
+                        searched.map_err(|e| self.corrupt(e))?;
+                    }
+                    header
+                }
+            };
+            self.next = 0;
+            self.next_selected = 0;
+            if self.select.is_none() {
+                self.remaining_in_batch = header.count;
                 return Ok(true);
             }
-            self.skipped += header.count as u64;
-            self.remaining_in_batch = 0;
+            self.skipped += (header.count as usize - self.selected.len()) as u64;
+            if !self.selected.is_empty() {
+                return Ok(true);
+            }
         }
     }
 }
@@ -328,13 +552,32 @@ impl BatchCursor {
 impl RecordCursor for BatchCursor {
     fn advance(&mut self) -> Result<bool, StorageError> {
         loop {
-            while self.remaining_in_batch == 0 {
-                if !self.next_batch()? {
-                    return Ok(false);
+            let at = match self.select {
+                Some(_) => match self.selected.get(self.next_selected) {
+                    Some(&at) => {
+                        self.next_selected += 1;
+                        at
+                    }
+                    None => {
+                        if !self.next_batch()? {
+                            return Ok(false);
+                        }
+                        continue;
+                    }
+                },
+                None => {
+                    if self.remaining_in_batch == 0 {
+                        if !self.next_batch()? {
+                            return Ok(false);
+                        }
+                        continue;
+                    }
+                    self.remaining_in_batch -= 1;
+                    self.next
                 }
-            }
+            };
             let body = self.scanner.body();
-            let (record, next) = decode_record(body, self.next).map_err(|e| self.corrupt(e))?;
+            let (record, next) = decode_record(body, at).map_err(|e| self.corrupt(e))?;
             let payload_start = next - record.payload.len();
             let topic_start = payload_start - record.topic.len();
             self.current = CurrentRecord {
@@ -344,43 +587,7 @@ impl RecordCursor for BatchCursor {
                 payload: (payload_start, next),
             };
             self.next = next;
-            self.remaining_in_batch -= 1;
-            if self.text.is_some() {
-                match self.selected.get(self.next_hit) {
-                    Some(&selected) if selected == payload_start => {
-                        self.next_hit += 1;
-                        return Ok(true);
-                    }
-                    Some(_) => self.skipped += 1,
-                    None => {
-                        self.skipped += 1 + self.remaining_in_batch as u64;
-                        self.remaining_in_batch = 0;
-                    }
-                }
-                continue;
-            }
-            let Some(literal) = &self.literal else {
-                return Ok(true);
-            };
-            // Drop hits that start before this payload, then keep the record
-            // if the next hit lies wholly inside it.
-            let needle = literal.needle().len();
-            while self
-                .hits
-                .get(self.next_hit)
-                .is_some_and(|&h| h < payload_start)
-            {
-                self.next_hit += 1;
-            }
-            match self.hits.get(self.next_hit) {
-                Some(&hit) if hit + needle <= next => return Ok(true),
-                Some(_) => self.skipped += 1,
-                None => {
-                    // No hit left in this batch: skip the rest of it.
-                    self.skipped += 1 + self.remaining_in_batch as u64;
-                    self.remaining_in_batch = 0;
-                }
-            }
+            return Ok(true);
         }
     }
 

@@ -116,6 +116,11 @@ pub struct SegmentScanner {
     offset: u64,
     len: u64,
     body: Vec<u8>,
+    /// A sealed file, mapped: bodies are lent from the mapping instead of
+    /// copied into `body` (see [`SegmentScanner::open_mapped`]).
+    mapped: Option<std::sync::Arc<crate::Mapped>>,
+    /// Where the current body lies in `mapped`.
+    body_at: std::ops::Range<usize>,
 }
 
 impl SegmentScanner {
@@ -132,7 +137,78 @@ impl SegmentScanner {
             offset: 0,
             len,
             body: Vec::new(),
+            mapped: None,
+            body_at: 0..0,
         })
+    }
+
+    /// [`SegmentScanner::open`] for a sealed file (one that is never
+    /// appended to or truncated again, only removed): it is mapped, and
+    /// each batch body is searched where the page cache holds it, with no
+    /// read into a buffer. A search of fresh data is then a scan of memory,
+    /// as grep's of a file.
+    pub fn open_mapped(fs: &dyn Fs, path: &Path) -> Result<SegmentScanner, StorageError> {
+        let mut scanner = Self::open(fs, path)?;
+        let mapped = fs
+            .map(path)
+            .map_err(StorageError::io("map segment", path))?;
+        // The mapping is the file as it is now; read no further than it.
+        scanner.len = mapped.len() as u64;
+        scanner.mapped = Some(std::sync::Arc::new(mapped));
+        Ok(scanner)
+    }
+
+    /// The mapping of a file opened with [`SegmentScanner::open_mapped`].
+    pub(crate) fn mapping(&self) -> Option<&std::sync::Arc<crate::Mapped>> {
+        self.mapped.as_ref()
+    }
+
+    /// For a mapped file: the next batch's header and where its body lies
+    /// in the mapping, *not verified* (the caller verifies it, on a worker);
+    /// `None` at the end. A header that does not parse, or a batch that
+    /// runs past the end, is an error here.
+    pub(crate) fn next_frame(
+        &mut self,
+    ) -> Result<Option<(BatchHeader, std::ops::Range<usize>)>, StorageError> {
+        let Some(mapped) = &self.mapped else {
+            return Err(StorageError::Io {
+                op: "scan unmapped",
+                path: self.path.clone(),
+                source: std::io::Error::other("next_frame needs a mapped file"),
+            });
+        };
+        if self.offset >= self.len {
+            return Ok(None);
+        }
+        let at = self.offset as usize;
+        let corrupt = |source| StorageError::Corrupt {
+            path: self.path.clone(),
+            offset: self.offset,
+            source,
+        };
+        let have = mapped.len() - at;
+        let header_bytes = mapped.get(at..at + BATCH_HEADER_BYTES).ok_or_else(|| {
+            corrupt(sluice_record::CodecError::Truncated {
+                needed: BATCH_HEADER_BYTES,
+                have,
+            })
+        })?;
+        let header = BatchHeader::parse(header_bytes).map_err(corrupt)?;
+        if header.frame_len() > have {
+            return Err(corrupt(sluice_record::CodecError::Truncated {
+                needed: header.frame_len(),
+                have,
+            }));
+        }
+        let body = at + BATCH_HEADER_BYTES..at + BATCH_HEADER_BYTES + header.body_len as usize;
+        self.offset += header.frame_len() as u64;
+        Ok(Some((header, body)))
+    }
+
+    /// Make `body` (from [`SegmentScanner::next_frame`], verified) the
+    /// body [`SegmentScanner::body`] lends.
+    pub(crate) fn set_body(&mut self, body: std::ops::Range<usize>) {
+        self.body_at = body;
     }
 
     /// The file being read.
@@ -157,7 +233,10 @@ impl SegmentScanner {
 
     /// The body of the batch last returned by [`next_batch`](Self::next_batch).
     pub fn body(&self) -> &[u8] {
-        &self.body
+        match &self.mapped {
+            Some(mapped) => &mapped[self.body_at.clone()],
+            None => &self.body,
+        }
     }
 
     /// The smallest id, whether the ids increase, and the record count of
@@ -256,9 +335,14 @@ impl SegmentScanner {
                 },
             ));
         }
-        self.file
-            .read_exact_at(&mut header_bytes, self.offset)
-            .map_err(StorageError::io("read segment", &self.path))?;
+        let at = self.offset as usize;
+        match &self.mapped {
+            Some(mapped) => header_bytes.copy_from_slice(&mapped[at..at + BATCH_HEADER_BYTES]),
+            None => self
+                .file
+                .read_exact_at(&mut header_bytes, self.offset)
+                .map_err(StorageError::io("read segment", &self.path))?,
+        }
         let header = BatchHeader::parse(&header_bytes).map_err(|e| corrupt(self.offset, e))?;
         if header.frame_len() > have {
             return Err(corrupt(
@@ -268,6 +352,15 @@ impl SegmentScanner {
                     have,
                 },
             ));
+        }
+        if let Some(mapped) = &self.mapped {
+            let body = at + BATCH_HEADER_BYTES..at + BATCH_HEADER_BYTES + header.body_len as usize;
+            header
+                .verify(&mapped[body.clone()])
+                .map_err(|e| corrupt(self.offset, e))?;
+            self.body_at = body;
+            self.offset += header.frame_len() as u64;
+            return Ok(Some((header, &mapped[self.body_at.clone()])));
         }
         self.body.resize(header.body_len as usize, 0);
         self.file

@@ -696,7 +696,7 @@ pub fn open_cursor(
         }
         return Ok(Box::new(cursor));
     }
-    let mut cursor = BatchCursor::open(fs, path)?;
+    let mut cursor = BatchCursor::open(fs, path)?.with_workers(options.workers.clone());
     if let Some(literal) = &options.literal {
         cursor = cursor.with_literal(literal.clone());
     }
@@ -769,6 +769,76 @@ mod tests {
             SegmentKind::Blocks => {
                 assert!(cursor.bytes_read() > 0 && cursor.bytes_read() < meta.bytes)
             }
+        }
+    }
+
+    /// A batch that fails its checksum stops a search of the file there,
+    /// with a corruption error at that batch, whether its batches are
+    /// searched on workers (a sealed file) or read in turn (a growing one);
+    /// the records of the batches before it come first.
+    #[test]
+    fn a_corrupt_batch_ends_a_searched_file_with_an_error() {
+        for (growing, header) in [(false, false), (true, false), (false, true), (true, true)] {
+            let fs = MemFs::new();
+            let dir = Path::new("/store");
+            fs.create_dir_all(dir).unwrap();
+            let mut w =
+                StoreSegmentWriter::create(&fs, dir, SegmentKind::Batches, WorkerPool::inline())
+                    .unwrap();
+            // 1 MiB batches: 4 MB of records make four.
+            for i in 0..20_000u128 {
+                let word = if i % 10 == 0 { "needle" } else { "hay" };
+                let payload = format!("line {i} {word} {}", "x".repeat(180));
+                w.push(Record {
+                    id: Ulid(i + 1),
+                    flags: 0,
+                    topic: b"t",
+                    payload: payload.as_bytes(),
+                })
+                .unwrap();
+            }
+            let meta = w.finish().unwrap().unwrap();
+            let path = dir.join(&meta.name);
+            let mut bytes = fs.read_all(&path).unwrap();
+            // A byte of a body (its checksum fails), or the first byte of
+            // the second batch's header (it does not parse).
+            let at = match header {
+                false => bytes.len() * 3 / 4,
+                true => {
+                    let mut scanner = crate::SegmentScanner::open(&fs, &path).unwrap();
+                    scanner.next_batch().unwrap().unwrap();
+                    scanner.offset() as usize
+                }
+            };
+            bytes[at] ^= 0x40;
+            fs.write_all_synced(&path, &bytes);
+            let finder = Arc::new(memmem::Finder::new(b"needle").into_owned());
+            let mut cursor: Box<dyn RecordCursor> = match growing {
+                false => {
+                    let options = ScanOptions {
+                        literal: Some(finder),
+                        ..ScanOptions::new(WorkerPool::inline())
+                    };
+                    open_cursor(&fs, &path, &options).unwrap()
+                }
+                true => Box::new(
+                    BatchCursor::open_growing(&fs, &path)
+                        .unwrap()
+                        .with_literal(finder),
+                ),
+            };
+            let mut seen = 0;
+            let err = loop {
+                match cursor.advance() {
+                    Ok(true) => seen += 1,
+                    Ok(false) => panic!(
+                        "the corrupt batch was not noticed (growing {growing}, header {header})"
+                    ),
+                    Err(err) => break err,
+                }
+            };
+            assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+            assert!(seen > 0 && seen < 2_000, "{seen} records before the error");
         }
     }
 
