@@ -343,13 +343,7 @@ pub struct BlockSegment {
     /// Whether block `i`'s meta checksum was verified: a segment shared
     /// between queries ([`crate::SegmentCache`]) checks each filter once.
     meta_verified: Box<[AtomicBool]>,
-    /// Drawn once per opened file, so a [`BlockCache`] never confuses two
-    /// files of the same name.
-    uid: u64,
 }
-
-/// The next [`BlockSegment::uid`].
-static NEXT_SEGMENT_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl BlockSegment {
     /// Map the block file at `path` and verify its header and footer (see
@@ -458,13 +452,25 @@ impl BlockSegment {
             records,
             text_bytes,
             meta_verified: (0..blocks_len).map(|_| AtomicBool::new(false)).collect(),
-            uid: NEXT_SEGMENT_UID.fetch_add(1, Ordering::Relaxed),
         })
     }
 
-    /// This opened file's uid: no other opened file has it.
-    pub(crate) fn uid(&self) -> u64 {
-        self.uid
+    /// What identifies block `i`'s content wherever it lies (see
+    /// [`BlockCache`]): its id range, count, lengths and meta checksum.
+    pub(crate) fn block_key(&self, i: usize) -> cache::BlockKey {
+        let entry = &self.blocks[i];
+        let meta = &self.bytes[entry.meta_range()];
+        let crc = meta.len().checked_sub(4).map_or(0, |at| {
+            u32::from_le_bytes(meta[at..].try_into().expect("4 bytes"))
+        });
+        cache::BlockKey {
+            min: entry.min.0,
+            max: entry.max.0,
+            count: entry.count,
+            meta_len: entry.meta_len,
+            data_len: entry.data_len,
+            meta_crc: crc,
+        }
     }
 
     /// The footer's index: every block, in id order.

@@ -20,8 +20,8 @@
 //! - Entries hold only the mapping and the verified footer; memory is the
 //!   footer index per segment, and the page cache owns the bytes.
 //! - Decoded blocks are kept apart, in a [`BlockCache`] bounded in bytes
-//!   ([`SegmentCache::with_block_cache`]); the blocks of an evicted entry
-//!   are dropped with it.
+//!   ([`SegmentCache::with_block_cache`]), keyed by their content, so a
+//!   block copied whole into another file is found there too.
 
 use std::{
     collections::HashMap,
@@ -100,20 +100,11 @@ impl SegmentCache {
     /// Drop the entries whose file name `keep` rejects, releasing their
     /// mappings (and so the disk space of removed files).
     pub fn retain(&self, mut keep: impl FnMut(&str) -> bool) {
-        let mut dropped = Vec::new();
-        self.lock().retain(|path, segment| {
-            let kept = path
-                .file_name()
+        self.lock().retain(|path, _| {
+            path.file_name()
                 .and_then(|name| name.to_str())
-                .is_some_and(&mut keep);
-            if !kept {
-                dropped.push(segment.uid());
-            }
-            kept
+                .is_some_and(&mut keep)
         });
-        if let Some(blocks) = &self.blocks {
-            blocks.forget_segments(&dropped);
-        }
     }
 
     /// Drop the entries of files not in `segments` (a fresh listing of
@@ -218,6 +209,58 @@ mod tests {
         let same_length = open(&cache, &fs, path).unwrap();
         assert!(!Arc::ptr_eq(&replaced, &same_length));
         assert_eq!(same_length.blocks()[0].min.timestamp_ms(), 5_000);
+    }
+
+    fn payloads_kept(cache: &SegmentCache, segment: Arc<BlockSegment>) -> Vec<String> {
+        let blocks = cache.block_cache().expect("a block cache").clone();
+        let mut cursor =
+            BlockCursor::shared(segment, crate::workers::test_pool()).with_block_cache(blocks);
+        let mut out = Vec::new();
+        while cursor.advance().unwrap() {
+            out.push(String::from_utf8(cursor.record().payload.to_vec()).unwrap());
+        }
+        out
+    }
+
+    /// Kept blocks are found by content: the same blocks in another file
+    /// are hits, and a file replaced under its name by other blocks is
+    /// never answered from the old ones.
+    #[test]
+    fn kept_blocks_follow_content_not_names() {
+        let fs = MemFs::new();
+        fs.create_dir_all(Path::new("/d")).unwrap();
+        let cache = SegmentCache::with_block_cache(1 << 30);
+        let stats = || cache.block_cache().unwrap().stats();
+        let path = Path::new("/d/a.seg");
+        write(&fs, path, &["one", "two"]);
+        assert_eq!(
+            payloads_kept(&cache, open(&cache, &fs, path).unwrap()),
+            ["one", "two"]
+        );
+        assert_eq!((stats().hits, stats().blocks), (0, 1));
+        // A second read: its meta now verified, the block is found.
+        assert_eq!(
+            payloads_kept(&cache, open(&cache, &fs, path).unwrap()),
+            ["one", "two"]
+        );
+        assert_eq!(stats().hits, 1);
+
+        // The same records written to another file: the same block.
+        write(&fs, Path::new("/d/copy.seg"), &["one", "two"]);
+        let copy = open(&cache, &fs, Path::new("/d/copy.seg")).unwrap();
+        assert_eq!(payloads_kept(&cache, copy.clone()), ["one", "two"]);
+        assert_eq!(payloads_kept(&cache, copy), ["one", "two"]);
+        assert_eq!(stats().hits, 2, "the copy's block was kept already");
+
+        // Replaced under the same name by another block of the same ids
+        // (as a sort rewrites one: here, other bytes).
+        write(&fs, Path::new("/d/b.tmp"), &["uno!", "dos!"]);
+        fs.rename(Path::new("/d/b.tmp"), path).unwrap();
+        for _ in 0..2 {
+            let replaced = open(&cache, &fs, path).unwrap();
+            assert_eq!(payloads_kept(&cache, replaced), ["uno!", "dos!"]);
+        }
+        assert_eq!(stats().hits, 3, "the second read of the new block");
     }
 
     #[test]

@@ -8,11 +8,14 @@
 //!
 //! # Rules
 //!
-//! - **Keyed by the opened segment, not its name.** The key is the
-//!   [`BlockSegment`](super::BlockSegment)'s `uid`, drawn once per opened
-//!   file, and the block's index. A file rewritten under the same name is
-//!   opened afresh ([`crate::SegmentCache`] compares its footer), so it has
-//!   a new uid and can never be served the old file's text.
+//! - **Keyed by content, not by file.** A block's key is its id range,
+//!   record count, meta and data lengths, and its meta's checksum, which
+//!   covers the frame table and so every frame's checksum. Ids are unique,
+//!   so two blocks with the same key hold the same records laid out the
+//!   same way: a block that compaction copies whole into a new file (small
+//!   neighbours merged) is still found, and a file rewritten under the same
+//!   name with other blocks never is. A key is looked up only once its
+//!   file's meta checksum was verified.
 //! - **Only whole blocks.** A block is kept only when every frame was read
 //!   (a partial block could not answer a query that wants other frames).
 //!   A query that wants some frames of a kept block searches only theirs.
@@ -20,10 +23,10 @@
 //!   ([`Block::heap_bytes`]); an insert evicts with the CLOCK policy (a
 //!   hit marks an entry; the hand clears marks and evicts the first
 //!   unmarked one) until the block fits. A block larger than the whole
-//!   capacity is not kept. Entries of segments that compaction removed are
+//!   capacity is not kept. Blocks that compaction rewrote (sorted) are
 //!   never hit again, so they are the first to go.
-//! - **Memory is reused.** A block dropped from the cache (evicted, or of
-//!   a removed file) that no query still holds becomes a spare, up to
+//! - **Memory is reused.** A block evicted from the cache that no query
+//!   still holds becomes a spare, up to
 //!   [`SPARES`]: the next block kept is decoded into its buffers, so a
 //!   cache that turns over does not fault in fresh pages for every block.
 //! - **Verified once.** A kept block was verified (meta and frame
@@ -39,8 +42,18 @@ use std::{
 
 use super::Block;
 
-/// Which block: the segment's uid and the block's index in it.
-type Key = (u64, u32);
+/// What identifies a block's content (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct BlockKey {
+    pub min: u128,
+    pub max: u128,
+    pub count: u32,
+    pub meta_len: u32,
+    pub data_len: u32,
+    pub meta_crc: u32,
+}
+
+type Key = BlockKey;
 
 /// Dropped blocks whose buffers are kept for reuse, at most.
 pub const SPARES: usize = 8;
@@ -129,9 +142,9 @@ impl BlockCache {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Block `block` of the segment `segment`, if it is kept.
-    pub(crate) fn get(&self, segment: u64, block: u32) -> Option<Arc<Block>> {
-        let found = self.lock().slots.get_mut(&(segment, block)).map(|slot| {
+    /// The block of key `key`, if it is kept.
+    pub(crate) fn get(&self, key: &BlockKey) -> Option<Arc<Block>> {
+        let found = self.lock().slots.get_mut(key).map(|slot| {
             slot.referenced = true;
             slot.block.clone()
         });
@@ -143,17 +156,16 @@ impl BlockCache {
         found
     }
 
-    /// Keep `decoded`, block `block` of segment `segment`, evicting others
-    /// as needed; a block already kept, or larger than the capacity, is
-    /// not.
-    pub(crate) fn insert(&self, segment: u64, block: u32, decoded: Arc<Block>) {
+    /// Keep `decoded`, the block of key `key`, evicting others as needed;
+    /// a block already kept, or larger than the capacity, is not.
+    pub(crate) fn insert(&self, key: BlockKey, decoded: Arc<Block>) {
         let bytes = decoded.heap_bytes();
         if bytes > self.capacity {
             return;
         }
         let mut evicted = 0;
         let mut state = self.lock();
-        if state.slots.contains_key(&(segment, block)) {
+        if state.slots.contains_key(&key) {
             return;
         }
         while state.used + bytes > self.capacity {
@@ -175,9 +187,9 @@ impl BlockCache {
             evicted += 1;
         }
         state.used += bytes;
-        state.ring.push_back((segment, block));
+        state.ring.push_back(key);
         state.slots.insert(
-            (segment, block),
+            key,
             Slot {
                 block: decoded,
                 bytes,
@@ -187,32 +199,6 @@ impl BlockCache {
         drop(state);
         self.inserts.fetch_add(1, Ordering::Relaxed);
         self.evictions.fetch_add(evicted, Ordering::Relaxed);
-    }
-
-    /// Drop every kept block of the segments `uids` (files no longer
-    /// listed: they will not be asked for again).
-    pub(crate) fn forget_segments(&self, uids: &[u64]) {
-        if uids.is_empty() {
-            return;
-        }
-        let mut state = self.lock();
-        let mut dropped = Vec::new();
-        let State {
-            slots, ring, used, ..
-        } = &mut *state;
-        ring.retain(|key| {
-            if !uids.contains(&key.0) {
-                return true;
-            }
-            if let Some(gone) = slots.remove(key) {
-                *used -= gone.bytes;
-                dropped.push(gone.block);
-            }
-            false
-        });
-        for block in dropped {
-            state.spare(block);
-        }
     }
 
     /// A dropped block to decode the next kept block into, if one is
@@ -249,14 +235,30 @@ mod tests {
         Arc::new(block)
     }
 
+    /// The key of a block whose records have ids from `min`, and meta
+    /// checksum `crc`.
+    fn key(min: u128, crc: u32) -> BlockKey {
+        BlockKey {
+            min,
+            max: min + 9,
+            count: 10,
+            meta_len: 100,
+            data_len: 1000,
+            meta_crc: crc,
+        }
+    }
+
     #[test]
     fn a_hit_returns_the_kept_block_and_a_miss_nothing() {
         let cache = BlockCache::new(1 << 20);
         let block = block_of(1000);
-        cache.insert(7, 0, block.clone());
-        assert!(Arc::ptr_eq(&cache.get(7, 0).expect("kept"), &block));
-        assert!(cache.get(7, 1).is_none());
-        assert!(cache.get(8, 0).is_none(), "another segment's block 0");
+        cache.insert(key(7, 1), block.clone());
+        assert!(Arc::ptr_eq(&cache.get(&key(7, 1)).expect("kept"), &block));
+        assert!(cache.get(&key(8, 1)).is_none(), "other ids");
+        assert!(
+            cache.get(&key(7, 2)).is_none(),
+            "another meta, the same ids"
+        );
         let stats = cache.stats();
         assert_eq!((stats.hits, stats.misses, stats.blocks), (1, 2, 1));
     }
@@ -266,43 +268,44 @@ mod tests {
         let one = block_of(1000).heap_bytes();
         let cache = BlockCache::new(3 * one);
         for i in 0..3 {
-            cache.insert(1, i, block_of(1000));
+            cache.insert(key(i * 10, 0), block_of(1000));
         }
-        assert!(cache.get(1, 0).is_some());
-        // Block 0 was hit, so the hand passes it and evicts block 1.
-        cache.insert(1, 3, block_of(1000));
+        assert!(cache.get(&key(0, 0)).is_some());
+        // Block 0 was hit, so the hand passes it and evicts block 10.
+        cache.insert(key(30, 0), block_of(1000));
         let stats = cache.stats();
         assert!(stats.used <= stats.capacity, "{stats:?}");
         assert_eq!((stats.blocks, stats.evictions), (3, 1));
-        assert!(cache.get(1, 0).is_some());
-        assert!(cache.get(1, 1).is_none());
-        assert!(cache.get(1, 3).is_some());
+        assert!(cache.get(&key(0, 0)).is_some());
+        assert!(cache.get(&key(10, 0)).is_none());
+        assert!(cache.get(&key(30, 0)).is_some());
     }
 
     #[test]
-    fn dropped_blocks_no_query_holds_become_spares() {
+    fn evicted_blocks_no_query_holds_become_spares() {
         let one = block_of(1000).heap_bytes();
-        let cache = BlockCache::new(2 * one);
-        cache.insert(1, 0, block_of(1000));
-        let held = cache.get(1, 0).expect("kept");
-        cache.insert(2, 0, block_of(1000));
-        cache.forget_segments(&[1]);
+        let cache = BlockCache::new(one);
+        cache.insert(key(0, 0), block_of(1000));
+        let held = cache.get(&key(0, 0)).expect("kept");
+        // Evicts block 0, which a query holds: no spare.
+        cache.insert(key(10, 0), block_of(1000));
         assert!(cache.take_spare().is_none(), "a query still holds it");
         drop(held);
-        cache.forget_segments(&[2]);
+        // Evicts block 10, which no query holds: a spare.
+        cache.insert(key(20, 0), block_of(1000));
         let spare = cache.take_spare().expect("no query held it");
         assert!(spare.text.capacity() >= 1000);
-        assert_eq!(cache.stats().used, 0);
+        assert_eq!(cache.stats().blocks, 1);
         assert!(cache.take_spare().is_none());
     }
 
     #[test]
     fn a_block_larger_than_the_capacity_is_not_kept() {
         let cache = BlockCache::new(100);
-        cache.insert(1, 0, block_of(1000));
+        cache.insert(key(0, 0), block_of(1000));
         assert_eq!(cache.stats().blocks, 0);
         let zero = BlockCache::new(0);
-        zero.insert(1, 0, block_of(1));
+        zero.insert(key(0, 0), block_of(1));
         assert_eq!(zero.stats().blocks, 0);
     }
 }

@@ -339,10 +339,11 @@ impl BlockCursor {
                 text: self.text.clone(),
                 filter: self.filter.clone(),
             };
-            let uid = self.segment.uid;
+            let key = self.segment.block_key(i);
             let kept = match &self.cache {
-                // Kept blocks had their meta verified when they were decoded.
-                Some(cache) if meta_verified => cache.get(uid, i as u32),
+                // The key's checksum is trusted once this file's meta
+                // was verified (kept blocks were, when decoded).
+                Some(cache) if meta_verified => cache.get(&key),
                 _ => None,
             };
             let task = match kept {
@@ -354,7 +355,7 @@ impl BlockCursor {
                         job.all_frames = true;
                     }
                     let bytes = self.segment.bytes.clone();
-                    let keep = self.cache.clone().map(|cache| (cache, uid, i as u32));
+                    let keep = self.cache.clone().map(|cache| (cache, key));
                     self.workers.submit(move || {
                         let decoded = decode(&bytes, &entry, meta_verified, job, select, keep);
                         // The compressed data is not read again soon; the
@@ -413,9 +414,9 @@ struct Select {
     filter: Option<RecordFilter>,
 }
 
-/// Where [`decode`] puts a block it decoded whole: the cache, the
-/// segment's uid and the block's index.
-type Keep = (Arc<BlockCache>, u64, u32);
+/// Where [`decode`] puts a block it decoded whole: the cache, and the
+/// block's key.
+type Keep = (Arc<BlockCache>, super::cache::BlockKey);
 
 /// Select the records of `kept`, a block the cache holds, that `job`'s
 /// frames hold and that match, as [`decode`] does.
@@ -516,12 +517,12 @@ fn decode(
         &mut job.selected,
     );
     finish_selection(&job.block, &mut job.selected, select.filter);
-    if let Some((cache, uid, index)) = keep.filter(|_| job.all_frames) {
+    if let Some((cache, key)) = keep.filter(|_| job.all_frames) {
         let buffers = cache.take_spare().unwrap_or_default();
         let mut block = std::mem::replace(&mut job.block, buffers);
         block.shed_scratch();
         let block = Arc::new(block);
-        cache.insert(uid, index, block.clone());
+        cache.insert(key, block.clone());
         job.kept = Some(block);
     }
     job
