@@ -1156,6 +1156,18 @@ def pick_spread_user(path: Path, lines: int) -> str:
     return best.decode()
 
 
+def reread(paths: list[Path]) -> None:
+    """Drop the page cache's copy of each file and read it back, so its pages are as a read leaves them
+    (readahead's large folios), not as writing left them: a file just written is searched by mmap about
+    half as fast (rg 0.125 s against 0.062 s on the same 1 GB)."""
+    os.sync()
+    for path in paths:
+        with suppress(FileNotFoundError), open(path, "rb") as f:
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            while f.read(1 << 24):
+                pass
+
+
 def drop_caches() -> bool:
     os.sync()
     try:
@@ -1167,15 +1179,15 @@ def drop_caches() -> bool:
 
 def store_query(ctx: Ctx, node: Node, path: Path, kind: str, label: str, sl_args: list[str],
                 rg_args: list[str] | None) -> StoreQuery:
-    """Warm: sluice after one run to warm it (best of REPS), rg on the file read into the page cache."""
+    """Warm: sluice after one run to warm it (best of REPS), rg on the file read into the page cache
+    (both read back from disk first: see reread)."""
+    reread(node.segments())
     run_cmd(node.query(sl_args), capture=True)
     s_warm = best_of(ctx.reps(3), node.query(sl_args))
     stats = node.stats(sl_args)
     r_warm = n_r = None
     if rg_args is not None:
-        with open(path, "rb") as f:  # into the page cache
-            while f.read(1 << 24):
-                pass
+        reread([path])
         r_warm = best_of(ctx.reps(3), ["rg", *rg_args, str(path)], maxrc=1)
         n_r = rg_count(rg_args, path)
     full = node.stats(["--from", "24h", "-q", ""])
@@ -1521,6 +1533,7 @@ def cmd_fresh(ctx: Ctx) -> FreshReport:
         with open(window, "wb") as out:
             if Proc("dump", node.query(["--from", frm, "--to", to, "-q", ""]), stdout=out).wait(600, "dump") != 0:
                 raise BenchError("dumping the window failed")
+        reread([window])
         r.window_bytes, r.window_lines = window.stat().st_size, count_lines(window)
         for label, sl_args, rg_args in FRESH_QUERIES:
             sl_argv, rg_argv = node.query(["--from", frm, "--to", to, *sl_args]), ["rg", *rg_args, str(window)]
