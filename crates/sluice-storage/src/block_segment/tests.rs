@@ -329,6 +329,22 @@ fn zstd_sees_payload_lines() {
     assert_eq!(String::from_utf8(text).unwrap(), want);
 }
 
+/// The literal a property test looks for: `short`, or, given `cut`, a
+/// long one cut from a record (long enough for the 8-gram filters to have
+/// keys): the record, where it starts and how long.
+type Cut = Option<(prop::sample::Index, prop::sample::Index, usize)>;
+
+fn needle_of(recs: &[Rec], short: Vec<u8>, cut: Cut) -> Vec<u8> {
+    match cut {
+        Some((pick, start, len)) if !recs.is_empty() => {
+            let payload = &recs[pick.index(recs.len())].payload;
+            let from = start.index(payload.len() + 1);
+            payload[from..(from + len).min(payload.len())].to_vec()
+        }
+        _ => short,
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -347,16 +363,7 @@ proptest! {
         let fs = MemFs::new();
         let path = Path::new("/d/seg");
         write_with(&fs, path, &recs, LAYOUTS[layout]);
-        // A short literal, or a long one cut from a record (long enough
-        // for the 8-gram filters to have keys).
-        let needle = match cut {
-            Some((pick, start, len)) if !recs.is_empty() => {
-                let payload = &recs[pick.index(recs.len())].payload;
-                let from = start.index(payload.len() + 1);
-                payload[from..(from + len).min(payload.len())].to_vec()
-            }
-            _ => short,
-        };
+        let needle = needle_of(&recs, short, cut);
         prop_assert_eq!(read_all(BlockCursor::open(&fs, path, test_pool()).unwrap()).unwrap(), recs.clone());
 
         let (from_ms, to_ms) = (1_700_000_000_000 + from, 1_700_000_000_000 + from + width);
@@ -579,14 +586,7 @@ proptest! {
         let fs = MemFs::new();
         let path = Path::new("/d/seg");
         write_with(&fs, path, &recs, LAYOUTS[layout]);
-        let needle = match cut {
-            Some((pick, start, len)) if !recs.is_empty() => {
-                let payload = &recs[pick.index(recs.len())].payload;
-                let from = start.index(payload.len() + 1);
-                payload[from..(from + len).min(payload.len())].to_vec()
-            }
-            _ => short,
-        };
+        let needle = needle_of(&recs, short, cut);
         let segments = crate::SegmentCache::with_block_cache(1 << 30);
         let blocks = segments.block_cache().unwrap().clone();
         let file = fs.open_read(path).unwrap();
