@@ -560,6 +560,15 @@ impl<'b> Lines<'b> {
     /// (so memory is read in order): a step of one when matches are dense,
     /// a few probes when they are far apart (a word on 1% of lines skips a
     /// hundred lines a hit).
+    /// Where line `i` starts: after the line before's newline, or at the
+    /// span's start.
+    fn start(&self, i: usize, span_start: usize) -> usize {
+        match i {
+            0 => span_start,
+            _ => self.ends[i - 1] as usize + 1,
+        }
+    }
+
     fn first_ending_at_or_after(&self, from: usize, at: usize) -> usize {
         let before = |i: usize| (self.ends[i] as usize) < at;
         let (mut low, mut step) = (from, 1);
@@ -598,10 +607,12 @@ fn select_by_literal(
         let Some(&record) = lines.records.get(line) else {
             break;
         };
-        if block.starts[record as usize] as usize <= hit {
+        // Both ends from the lines, in text order: no random access by
+        // record.
+        if lines.start(line, span.start) <= hit {
             selected.push(record);
             // The next line starts after this one's newline.
-            from = block.ends[record as usize] as usize + 1;
+            from = lines.ends[line] as usize + 1;
             line += 1;
         } else {
             from = hit + 1;
@@ -639,10 +650,7 @@ fn select_by_text(
         let Some(&record) = lines.records.get(line) else {
             break;
         };
-        let (line_start, line_end) = (
-            block.starts[record as usize] as usize,
-            block.ends[record as usize] as usize,
-        );
+        let (line_start, line_end) = (lines.start(line, span.start), lines.ends[line] as usize);
         if end <= line_end || matcher.is_match(&text[line_start..line_end]) {
             selected.push(record);
         }
