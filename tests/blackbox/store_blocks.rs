@@ -121,3 +121,68 @@ fn block_files_are_queried_pruned_and_greppable_with_zstdcat() {
         "an alternation of rare ids should skip blocks: {by_alternation} vs {all}"
     );
 }
+
+/// A scan that cannot skip blocks keeps them decoded (`--block-cache`): the
+/// same query again is answered from kept blocks, with the same lines, and
+/// `/metrics` shows the hits; `--block-cache 0` keeps nothing.
+#[test]
+fn a_repeated_scan_is_answered_from_kept_blocks() {
+    for (cache, keeps) in [("64MiB", true), ("0", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::start(
+            dir.path(),
+            &[
+                "--compact-target",
+                "1MiB",
+                "--maintenance-interval",
+                "100ms",
+                "--block-cache",
+                cache,
+            ],
+        );
+        let mut input = Vec::new();
+        for i in 0..20_000 {
+            let word = if i % 100 == 3 { "quota" } else { "fine" };
+            // Inside a word that holds digits, which the sort key masks:
+            // spread evenly over the frames, so a scan reads most of them.
+            input.extend_from_slice(
+                format!("INFO request {i} trace_id={} tag=t{i}{word}\n", trace_id(i)).as_bytes(),
+            );
+        }
+        send_and_wait_close(&node.fast, &input);
+        node.wait_records(20_000);
+        let store = node.data().join("store");
+        wait_for("every store segment to be a sorted block file", || {
+            let segments = store_segments(&store);
+            (!segments.is_empty()
+                && segments.iter().all(|p| is_block_file(p))
+                && node.metric("sluice_store_unsorted_blocks") == 0.0
+                && node.metric("sluice_store_compactions_total{layout=\"sorted\"}") >= 1.0)
+                .then_some(())
+        });
+        let hits = || node.metric("sluice_block_cache_lookups_total{result=\"hit\"}");
+        let first = node.query(&["-q", "quota"]);
+        assert!(first.status.success());
+        let hits_before = hits();
+        let second = node.query(&["-q", "quota"]);
+        assert_eq!(String::from_utf8_lossy(&second.stdout).lines().count(), 200);
+        assert_eq!(
+            first.stdout, second.stdout,
+            "kept blocks answer as decoded ones"
+        );
+        match keeps {
+            true => {
+                assert!(
+                    hits() > hits_before,
+                    "the second scan found kept blocks ({cache})"
+                );
+                assert!(node.metric("sluice_block_cache_bytes") > 0.0);
+            }
+            false => assert_eq!(
+                node.metric("sluice_block_cache_bytes"),
+                0.0,
+                "--block-cache 0"
+            ),
+        }
+    }
+}
