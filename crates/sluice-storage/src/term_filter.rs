@@ -1,6 +1,6 @@
 //! The keys of the term filters, and what a literal probes for. A filter
 //! is sound for substring matching: a frame that holds a literal inside
-//! one payload always passes. Three kinds of keys, each stored per frame in
+//! one payload always passes. Four kinds of keys, each stored per frame in
 //! a block's bit-sliced filter ([`sliced`]):
 //!
 //! - **Word trigrams**: the byte trigrams of a payload (never across two
@@ -19,6 +19,18 @@
 //!   same run with the same neighbours: `" 503 "` probes ` 503 ` (a key is
 //!   the number and its two neighbours), while `503` alone, or `" 5031`,
 //!   probes nothing.
+//! - **Number prefixes**: the first three digits of every run of three or
+//!   more after a separator, keyed once with the two bytes before them (the
+//!   separator and the one before it) and once with the four. A regex's literal set often has a
+//!   number with no separator after it within the literal
+//!   (`status=5[0-9]{2}` is `status=500` to `status=599`, any of which may
+//!   go on as `status=5031`), which no short number can probe; and two
+//!   bytes of context tell apart numbers that one neighbour does not
+//!   (`" 503 1024` against the size in `200 503 "`), and four bytes apart
+//!   fields that two do not (`status=503`, `rows=503`). A literal probes
+//!   the prefixes of each of its runs that has three digits, those whose
+//!   bytes before the run are all within the literal. Blocks written before prefixes were indexed
+//!   have no rows for them, and are not probed for them.
 //! - **Winnowed 8-grams**, for long literals such as ids: of every
 //!   [`WINDOW`] consecutive 8-grams of a payload, the one with the smallest
 //!   hash is indexed. A literal that holds a whole window holds the same
@@ -29,7 +41,8 @@
 //!   about 5 on average.
 //!
 //! Literals shorter than three bytes never prune; shorter than
-//! `8 + WINDOW - 1`, only by word trigrams and short numbers.
+//! `8 + WINDOW - 1`, only by word trigrams, short numbers and number
+//! prefixes.
 
 mod any_of;
 pub mod sliced;
@@ -106,17 +119,148 @@ pub(crate) const SEPARATOR: [u8; 256] = {
 };
 
 /// Calls `f` with the key of every short number of `bytes` (see the
-/// module docs): a run of 1 to 3 digits with a separator on each side. With
-/// `edges_separate`, the start and end of `bytes` count as separators (a
-/// payload); without, they do not (a literal, whose neighbours in a
-/// payload are unknown). A key is the number *with* its two neighbours,
-/// byte by byte (an edge as 0), so `" 503 "` and `status=503,` are apart.
+/// module docs); [`for_each_number_key`] with no prefixes.
+#[cfg(test)]
+fn for_each_short_number(bytes: &[u8], edges_separate: bool, f: impl FnMut(u64)) {
+    for_each_number_key(bytes, edges_separate, f, |_| {});
+}
+
+/// Bits 56 and up of a number prefix's key, by its kind and the length
+/// of its context ([`PREFIX_CONTEXT`]): apart from each other and from
+/// every short number's key, whose top bytes are 0.
+///
+/// - an *exact* key: a run of exactly three digits, with the two-byte
+///   context only: with the four-byte one (`duration_ms=352`) the values of
+///   one field would be hundreds of keys a frame;
+/// - a *first-digit* key: the first of those three, so that a literal set
+///   such as `status=500` to `status=599` shares one key that prunes before
+///   its hundred exact keys are probed;
+/// - a *long* key: the first digit of a run of four or more, or of three
+///   followed by a hex letter or a `.` ([`goes_on`]), one key for the many
+///   values of a size, an id or a decimal.
+const EXACT_TAG: u64 = 0x50 << 56;
+const FIRST_DIGIT_TAGS: [u64; 2] = [0x52 << 56, 0x53 << 56];
+const LONG_TAGS: [u64; 2] = [0x54 << 56, 0x55 << 56];
+/// The bytes before a number that its prefix keys hold: one key of each
+/// kind with each length of context.
+const PREFIX_CONTEXT: [usize; 2] = [2, 4];
+
+/// Calls `f` with the index into [`PREFIX_CONTEXT`] and the bytes (nearest
+/// lowest) of each context of a run of digits that starts at `start` of
+/// `bytes`, after a separator: those that lie wholly in `bytes` (a literal
+/// holds its own, and a payload's run at its very start is nobody's
+/// field). The two-byte context only after a space or a tab, whose byte
+/// before is not a letter or a digit (`" 503`, not `s=503`, which
+/// `status=` and `bytes=` share, nor `":503`, which every JSON field
+/// shares): the four-byte one tells those apart.
+#[inline]
+fn for_each_prefix_context(bytes: &[u8], start: usize, mut f: impl FnMut(usize, u64)) {
+    for (kind, len) in PREFIX_CONTEXT.into_iter().enumerate() {
+        let Some(from) = start.checked_sub(len) else {
+            return;
+        };
+        let (far, near) = (bytes[start - 2], bytes[start - 1]);
+        if len == 2 && (!matches!(near, b' ' | b'\t') || far.is_ascii_alphanumeric()) {
+            continue;
+        }
+        let context = bytes[from..start]
+            .iter()
+            .rev()
+            .enumerate()
+            .fold(0u64, |key, (back, &b)| key | (b as u64) << (8 * back));
+        f(kind, context);
+    }
+}
+
+/// Whether three digits followed by `b` are most likely part of a larger
+/// value, and get a long key (one per context and first digit), not an
+/// exact one (one per value): `a` to `f` or `A` to `F` (an id's start), or
+/// `.` (a decimal's whole part, an address's first part).
+#[inline]
+fn goes_on(b: u8) -> bool {
+    CLASS[b as usize] == HEX_LETTER || b == b'.'
+}
+
+/// The prefix keys of a run in context `context` of kind `kind`, by the
+/// kind of key: exact (`digits`, three folded, first highest; the
+/// two-byte context only), first-digit and long (`first`).
+#[inline]
+fn prefix_keys(kind: usize, context: u64, digits: u64, first: u8) -> (Option<u64>, u64, u64) {
+    let context = context << 24;
+    (
+        (kind == 0).then_some(EXACT_TAG | context | digits),
+        FIRST_DIGIT_TAGS[kind] | context | first as u64,
+        LONG_TAGS[kind] | context | first as u64,
+    )
+}
+
+/// Calls `and` with the prefix key of each run of digits in `literal` that
+/// any payload holding the literal has indexed, and `open` with the two
+/// keys one of which it has indexed: a run of three digits that reaches
+/// the literal's end may be the whole number (its exact and first-digit
+/// keys) or the start of a longer one (a long key). Runs of fewer than
+/// three digits have none.
+fn for_each_literal_prefix(
+    literal: &[u8],
+    mut and: impl FnMut(u64),
+    mut open: impl FnMut(u64, u64),
+) {
+    let mut i = 0;
+    while i < literal.len() {
+        if !literal[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < literal.len() && literal[i].is_ascii_digit() {
+            i += 1;
+        }
+        if start == 0 || !is_separator(literal[start - 1]) || i - start < 3 {
+            continue;
+        }
+        let digits = literal[start..start + 3]
+            .iter()
+            .fold(0u64, |key, &d| key << 8 | d as u64);
+        let reaches_end = i == literal.len();
+        let long = i - start > 3 || literal.get(i).is_some_and(|&b| goes_on(b));
+        for_each_prefix_context(literal, start, |kind, context| {
+            let (exact, first, long_key) = prefix_keys(kind, context, digits, literal[start]);
+            match (long, reaches_end) {
+                (true, _) => and(long_key),
+                (false, false) => exact.into_iter().chain([first]).for_each(&mut and),
+                (false, true) => {
+                    for key in exact.into_iter().chain([first]) {
+                        open(key, long_key);
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Calls `short` with the key of every short number of `bytes`, and
+/// `prefix` with the key of every number prefix (see the module docs): a
+/// run of 1 to 3 digits with a separator on each side, and each run of
+/// three or more after a separator. With `edges_separate`, the start and
+/// end of `bytes` count as separators (a payload); without, they do not (a
+/// literal, whose neighbours in a payload are unknown: its prefixes are
+/// [`for_each_literal_prefix`]'s, not these). A short number's key is the
+/// number *with* its two neighbours, byte by byte (an edge as 0), so
+/// `" 503 "` and `status=503,` are apart. A run of three digits has an
+/// exact prefix key, a longer one, or one followed by a hex letter (an id's
+/// start), a long key (its first digit), each with each of its contexts
+/// ([`for_each_prefix_context`]).
 ///
 /// Digits are found eight bytes at a time, and only a run that starts after
 /// a separator is looked at further: most runs (in ids, times, addresses)
 /// fail there.
 #[inline]
-fn for_each_short_number(bytes: &[u8], edges_separate: bool, mut f: impl FnMut(u64)) {
+fn for_each_number_key(
+    bytes: &[u8],
+    edges_separate: bool,
+    mut short: impl FnMut(u64),
+    mut prefix: impl FnMut(u64),
+) {
     let n = bytes.len();
     let edge = if edges_separate { 0 } else { b'x' };
     // Whether the byte before the chunk was a digit: a run that goes on
@@ -149,12 +293,26 @@ fn for_each_short_number(bytes: &[u8], edges_separate: bool, mut f: impl FnMut(u
                 .iter()
                 .take_while(|b| b.is_ascii_digit())
                 .count();
+            let first = |count: usize| {
+                bytes[start..start + count]
+                    .iter()
+                    .fold(0u64, |key, &d| key << 8 | d as u64)
+            };
             let after = bytes.get(start + run).copied().unwrap_or(edge);
             if run <= 3 && is_separator(after) {
-                let digits = bytes[start..start + run]
-                    .iter()
-                    .fold(0u64, |key, &d| key << 8 | d as u64);
-                f((before as u64) << 32 | digits << 8 | after as u64);
+                short((before as u64) << 32 | first(run) << 8 | after as u64);
+            }
+            if run >= 3 {
+                let long = run > 3 || goes_on(after);
+                for_each_prefix_context(bytes, start, |kind, context| {
+                    let (exact, first_digit, long_key) =
+                        prefix_keys(kind, context, first(3), bytes[start]);
+                    if long {
+                        prefix(long_key);
+                    } else {
+                        exact.into_iter().chain([first_digit]).for_each(&mut prefix);
+                    }
+                });
             }
         }
         at += 8;
@@ -352,6 +510,11 @@ pub struct TermProbe {
     word_trigrams: Vec<u32>,
     /// Hashes of the literal's short numbers.
     numbers: Vec<u64>,
+    /// Hashes of the literal's number prefixes that a payload holding it
+    /// has, and of those pairs one of which it has (a run of three digits
+    /// at the literal's end: exact, or long).
+    prefixes: Vec<u64>,
+    open: Vec<(u64, u64)>,
 }
 
 impl TermProbe {
@@ -372,25 +535,49 @@ impl TermProbe {
         for_each_word_trigram(literal, |key| word_trigrams.push(word_trigram_hash(key)));
         word_trigrams.sort_unstable();
         word_trigrams.dedup();
-        let mut numbers = Vec::new();
-        for_each_short_number(literal, false, |key| numbers.push(short_number_hash(key)));
-        numbers.sort_unstable();
-        numbers.dedup();
+        let (mut numbers, mut prefixes, mut open) = (Vec::new(), Vec::new(), Vec::new());
+        for_each_number_key(
+            literal,
+            false,
+            |key| numbers.push(short_number_hash(key)),
+            |_| {},
+        );
+        for_each_literal_prefix(
+            literal,
+            |key| prefixes.push(short_number_hash(key)),
+            |exact, long| open.push((short_number_hash(exact), short_number_hash(long))),
+        );
+        for keys in [&mut numbers, &mut prefixes] {
+            keys.sort_unstable();
+            keys.dedup();
+        }
+        open.sort_unstable();
+        open.dedup();
         TermProbe {
             winnowed,
             word_trigrams,
             numbers,
+            prefixes,
+            open,
         }
     }
 
     /// Whether the probe has no key (it rules out no frame).
     pub fn is_empty(&self) -> bool {
-        self.winnowed.is_empty() && self.word_trigrams.is_empty() && self.numbers.is_empty()
+        self.winnowed.is_empty()
+            && self.word_trigrams.is_empty()
+            && self.numbers.is_empty()
+            && self.prefixes.is_empty()
+            && self.open.is_empty()
     }
 
     /// How many keys the probe has.
     fn keys(&self) -> usize {
-        self.winnowed.len() + self.word_trigrams.len() + self.numbers.len()
+        self.winnowed.len()
+            + self.word_trigrams.len()
+            + self.numbers.len()
+            + self.prefixes.len()
+            + self.open.len()
     }
 }
 

@@ -51,11 +51,15 @@ impl AnyOfProbe {
             intersect(&mut shared.winnowed, &probe.winnowed);
             intersect(&mut shared.word_trigrams, &probe.word_trigrams);
             intersect(&mut shared.numbers, &probe.numbers);
+            intersect(&mut shared.prefixes, &probe.prefixes);
+            intersect(&mut shared.open, &probe.open);
         }
         for probe in &mut probes {
             remove(&mut probe.winnowed, &shared.winnowed);
             remove(&mut probe.word_trigrams, &shared.word_trigrams);
             remove(&mut probe.numbers, &shared.numbers);
+            remove(&mut probe.prefixes, &shared.prefixes);
+            remove(&mut probe.open, &shared.open);
         }
         if probes.iter().any(TermProbe::is_empty) {
             // That literal passes wherever the shared keys do.
@@ -116,6 +120,8 @@ impl TermProbe {
         subset(&self.winnowed, &other.winnowed)
             && subset(&self.word_trigrams, &other.word_trigrams)
             && subset(&self.numbers, &other.numbers)
+            && subset(&self.prefixes, &other.prefixes)
+            && subset(&self.open, &other.open)
     }
 }
 
@@ -202,28 +208,53 @@ mod tests {
         let want: Vec<usize> = (0..100).filter(|f| f % 7 >= 5).collect();
         assert!(want.iter().all(|f| passed.contains(f)), "{passed:?}");
         assert!(passed.len() < want.len() + 10, "{passed:?}");
-        // 5 trigrams of 2 rows, then 3 rows a number.
-        assert!(read <= 5 * 2 + 100 * 3, "{read} rows");
+        // 5 trigrams of 2 rows, then 3 rows for each of a literal's number
+        // and its two prefixes.
+        assert!(read <= 5 * 2 + 100 * 3 * 3, "{read} rows");
 
+        // Without a separator after the number there is no number key, but
+        // the prefixes (`s=503`, `tus=503`) prune as well.
         let literals: Vec<String> = (500..600).map(|s| format!("status={s}")).collect();
+        let literals: Vec<&str> = literals.iter().map(String::as_str).collect();
+        let (plain, set, _, read) = both_ways(&frames, &literals);
+        assert_eq!(plain, set);
+        let passed: Vec<usize> = (0..100)
+            .filter(|f| set[f / 64] >> (f % 64) & 1 == 1)
+            .collect();
+        assert!(want.iter().all(|f| passed.contains(f)), "{passed:?}");
+        assert!(passed.len() < want.len() + 10, "{passed:?}");
+        assert!(read <= 5 * 2 + 100 * 2 * 3, "{read} rows");
+
+        // A number inside a word has no key: the shared trigrams are the
+        // whole probe.
+        let literals: Vec<String> = (500..600).map(|s| format!("status=v{s}")).collect();
         let literals: Vec<&str> = literals.iter().map(String::as_str).collect();
         let (plain, set, plain_read, read) = both_ways(&frames, &literals);
         assert_eq!(plain, set);
-        assert_eq!(read, 5 * 2);
-        assert_eq!(plain_read, 100 * 5 * 2);
+        assert_eq!(read, 6 * 2);
+        assert_eq!(plain_read, 100 * 6 * 2);
     }
 
     #[test]
     fn shared_keys_are_probed_once_and_supersets_dropped() {
-        // `status=5xx` without a separator after has no number key: every
-        // literal's keys are the shared trigrams of `status=`.
-        let literals: Vec<String> = (500..600).map(|s| format!("status={s}")).collect();
+        // `status=v5xx`'s number is inside a word, with no key: every
+        // literal's keys are the shared trigrams of `status=v`.
+        let literals: Vec<String> = (500..600).map(|s| format!("status=v{s}")).collect();
         let probe = AnyOfProbe::new(&literals);
         assert_eq!(probe.probes(), 0);
         assert!(!probe.shared.is_empty());
-        // Each keeps its number.
+        // Each keeps its number; they share the prefix that says "three
+        // digits from 5, or more" after `tus=`, probed once.
         let literals: Vec<String> = (500..600).map(|s| format!("status={s} ")).collect();
         assert_eq!(AnyOfProbe::new(&literals).probes(), 100);
+        let literals: Vec<String> = (500..600).map(|s| format!("status={s}")).collect();
+        let probe = AnyOfProbe::new(&literals);
+        assert_eq!((probe.probes(), probe.shared.open.len()), (0, 1));
+        // `" 5xx "`: each its number and its exact prefix, and the
+        // first-digit prefix shared.
+        let literals: Vec<String> = (500..600).map(|s| format!("\" {s} ")).collect();
+        let probe = AnyOfProbe::new(&literals);
+        assert_eq!((probe.probes(), probe.shared.prefixes.len()), (100, 1));
         // `ERROR x` holds every key of `ERROR`.
         let probe = AnyOfProbe::new(&["FATAL", "ERROR", "ERROR x"]);
         assert_eq!(probe.probes(), 2);
@@ -239,10 +270,10 @@ mod tests {
         #[test]
         fn the_set_passes_exactly_what_its_literals_pass(
             frames in proptest::collection::vec(
-                proptest::collection::vec("[ab05 =\"xE]{0,40}", 1..5),
+                proptest::collection::vec("[ab05 =\"xE.]{0,40}", 1..5),
                 1..70,
             ),
-            literals in proptest::collection::vec("[ab05 =\"xE]{0,12}", 0..12),
+            literals in proptest::collection::vec("[ab05 =\"xE.]{0,12}", 0..12),
             from_frames in proptest::collection::vec(
                 (proptest::prelude::any::<proptest::sample::Index>(), 0usize..30),
                 0..4,

@@ -1,9 +1,10 @@
 //! The bit-sliced term filter of a block: one filter that answers, for all
 //! the block's frames at once, which may hold a literal.
 //!
-//! Each frame has, in effect, three bloom filters of the same sizes as
+//! Each frame has, in effect, four bloom filters of the same sizes as
 //! every other frame of its block: a map of its word trigrams, a bloom of
-//! its winnowed 8-grams, and one of its short numbers ([`super`]). They are stored *sliced*: row `r` holds bit
+//! its winnowed 8-grams, one of its short numbers and one of its number
+//! prefixes ([`super`]). They are stored *sliced*: row `r` holds bit
 //! `r` of every frame's filter, frame `f` at bit `f % 64` of the row's word
 //! `f / 64`. Probing a key reads one row per hash and ANDs it into a mask
 //! of frames, so a query pays a few loads per block, not one per frame
@@ -22,6 +23,9 @@
 //! gram rows            ceil(gram_rows * n / 8) bytes
 //! number_rows u32      absent: numbers not indexed (blocks in id order)
 //! number rows          ceil(number_rows * n / 8) bytes
+//! prefix_rows u32      absent: prefixes not indexed (blocks in id order,
+//!                      and blocks written before prefixes were)
+//! prefix rows          ceil(prefix_rows * n / 8) bytes
 //! ```
 //!
 //! - A trigram's 32-bit hash gives two 15-bit
@@ -48,11 +52,14 @@
 //!   where in the trigram rows it passed half of all frames
 //!   (BENCHMARKS.md, "Design measurements"). Zero rows say that no frame
 //!   holds a short number.
+//! - A number prefix is kept as a short number is, in a map and rows of
+//!   its own sized the same way: a literal that has one (`status=503`) may
+//!   have no short number, and its prefix must prune alone.
 //!
 //! A filter whose sizes do not match its length passes every frame.
 
 use super::{
-    CLASS, TermProbe, Winnowing, distinct_estimate, for_each_short_number, is_word,
+    CLASS, TermProbe, Winnowing, distinct_estimate, for_each_number_key, is_word,
     short_number_hash, winnow, word_trigram_hash,
 };
 
@@ -158,9 +165,10 @@ pub struct SliceBuilder {
     /// Per frame: its word-trigram map of [`MAP_BITS`], and its 8-grams.
     maps: Vec<Box<TrigramMap>>,
     grams: Vec<Vec<u64>>,
-    /// Per frame: its short-number map of [`NUMBER_MAP_BITS`] (when
-    /// trigrams are indexed).
+    /// Per frame: its short-number map, and its number-prefix map, of
+    /// [`NUMBER_MAP_BITS`] each (when trigrams are indexed).
     numbers: Vec<NumberMap>,
+    prefixes: Vec<NumberMap>,
     frames: usize,
     /// Whether word trigrams are indexed (else there are no trigram rows).
     trigrams: bool,
@@ -190,10 +198,12 @@ impl SliceBuilder {
             self.maps.push(Box::new([0; MAP_BITS / 64]));
             self.grams.push(Vec::new());
             self.numbers.push([0; NUMBER_MAP_BITS / 64]);
+            self.prefixes.push([0; NUMBER_MAP_BITS / 64]);
         }
         self.maps[self.frames].fill(0);
         self.grams[self.frames].clear();
         self.numbers[self.frames].fill(0);
+        self.prefixes[self.frames].fill(0);
         self.frames += 1;
         self.winnowing.forget();
     }
@@ -203,12 +213,18 @@ impl SliceBuilder {
         let frame = self.frames.checked_sub(1).expect("start_frame first");
         if self.trigrams {
             add_word_trigrams(payload, &mut self.maps[frame]);
-            let map = &mut self.numbers[frame];
-            for_each_short_number(payload, true, |key| {
+            let set = |map: &mut NumberMap, key: u64| {
                 for bit in number_bits(short_number_hash(key)) {
                     map[bit / 64] |= 1 << (bit % 64);
                 }
-            });
+            };
+            let (numbers, prefixes) = (&mut self.numbers[frame], &mut self.prefixes[frame]);
+            for_each_number_key(
+                payload,
+                true,
+                |key| set(numbers, key),
+                |key| set(prefixes, key),
+            );
         }
         winnow(payload, &mut self.winnowing, &mut self.grams[frame]);
     }
@@ -240,10 +256,13 @@ impl SliceBuilder {
                 }
             }
         });
-        // Short numbers, only where word trigrams are (see the module docs).
+        // Short numbers and number prefixes, only where word trigrams are
+        // (see the module docs).
         if self.trigrams {
-            let maps = self.numbers[..frames].iter().map(|m| &m[..]);
-            put_folded(out, frames, maps, NUMBER_MAP_BITS, NUMBER_ROWS_PER_BIT);
+            for maps in [&self.numbers, &self.prefixes] {
+                let maps = maps[..frames].iter().map(|m| &m[..]);
+                put_folded(out, frames, maps, NUMBER_MAP_BITS, NUMBER_ROWS_PER_BIT);
+            }
         }
     }
 }
@@ -298,6 +317,9 @@ pub(crate) struct Rows<'a> {
     /// Short numbers' rows: none when they are not indexed.
     number_rows: Option<usize>,
     numbers: &'a [u8],
+    /// Number prefixes' rows: none when they are not indexed.
+    prefix_rows: Option<usize>,
+    prefixes: &'a [u8],
     trigrams: &'a [u8],
     gram_rows: usize,
     grams: &'a [u8],
@@ -314,15 +336,23 @@ impl<'a> Rows<'a> {
         let (head, rest) = rest.split_at_checked(4)?;
         let gram_rows = count(head);
         let (grams, rest) = rest.split_at_checked(area_len(gram_rows, frames)?)?;
-        let (number_rows, numbers) = match rest.split_at_checked(4) {
-            None if rest.is_empty() => (None, rest),
-            None => return None,
-            Some((head, numbers)) => (Some(count(head)), numbers),
+        // Two optional sections, numbers then prefixes: each absent when
+        // the filter ends before it.
+        let section = |rest: &'a [u8]| -> Option<(Option<usize>, &'a [u8], &'a [u8])> {
+            if rest.is_empty() {
+                return Some((None, rest, rest));
+            }
+            let (head, rest) = rest.split_at_checked(4)?;
+            let rows = count(head);
+            if rows > NUMBER_MAP_BITS {
+                return None;
+            }
+            let (area, rest) = rest.split_at_checked(area_len(rows, frames)?)?;
+            Some((Some(rows), area, rest))
         };
-        if number_rows.is_some_and(|rows| area_len(rows, frames) != Some(numbers.len()))
-            || trigram_rows > MAP_BITS
-            || number_rows.is_some_and(|rows| rows > NUMBER_MAP_BITS)
-        {
+        let (number_rows, numbers, rest) = section(rest)?;
+        let (prefix_rows, prefixes, rest) = section(rest)?;
+        if !rest.is_empty() || trigram_rows > MAP_BITS {
             return None;
         }
         Some(Rows {
@@ -330,6 +360,8 @@ impl<'a> Rows<'a> {
             trigram_rows,
             number_rows,
             numbers,
+            prefix_rows,
+            prefixes,
             trigrams,
             gram_rows,
             grams,
@@ -338,19 +370,26 @@ impl<'a> Rows<'a> {
 
     /// Bytes of the filter a probe read: the counts and `rows` rows.
     pub(crate) fn bytes_read(&self, rows: u64) -> u64 {
-        let counts = if self.number_rows.is_some() { 12 } else { 8 };
+        let counts = 8
+            + 4 * u64::from(self.number_rows.is_some())
+            + 4 * u64::from(self.prefix_rows.is_some());
         counts + rows * self.frames.div_ceil(8) as u64
     }
 
     /// AND row `row` of `area` into `mask`.
     #[inline]
     fn and(&self, area: &[u8], row: usize, mask: &mut [u64]) {
-        let start = row * self.frames;
         for (w, m) in mask.iter_mut().enumerate() {
-            let from = start + w * 64;
-            let len = (self.frames - w * 64).min(64);
-            *m &= read_bits(area, from, len);
+            *m &= self.word(area, row, w);
         }
+    }
+
+    /// Word `w` (frames `64 * w` on) of row `row` of `area`.
+    #[inline]
+    fn word(&self, area: &[u8], row: usize, w: usize) -> u64 {
+        let from = row * self.frames + w * 64;
+        let len = (self.frames - w * 64).min(64);
+        read_bits(area, from, len)
     }
 }
 
@@ -400,17 +439,44 @@ impl TermProbe {
                 }
             }
         }
-        if let Some(number_rows) = rows.number_rows.filter(|_| !self.numbers.is_empty()) {
-            if number_rows == 0 {
-                // No frame holds a short number.
+        for (keys, count, area) in [
+            (&self.numbers, rows.number_rows, rows.numbers),
+            (&self.prefixes, rows.prefix_rows, rows.prefixes),
+        ] {
+            let Some(count) = count.filter(|_| !keys.is_empty()) else {
+                continue;
+            };
+            if count == 0 {
+                // No frame holds a key of this kind.
                 mask.fill(0);
                 return read;
             }
-            for &hash in &self.numbers {
+            for &hash in keys {
                 for bit in number_bits(hash) {
-                    rows.and(rows.numbers, fold(bit, number_rows, NUMBER_MAP_BITS), mask);
+                    rows.and(area, fold(bit, count, NUMBER_MAP_BITS), mask);
                     read += 1;
                 }
+            }
+            if none_left(mask) {
+                return read;
+            }
+        }
+        if let Some(count) = rows.prefix_rows.filter(|_| !self.open.is_empty()) {
+            // Each pair: a frame passes if it may hold either key.
+            let row = |bit| fold(bit, count, NUMBER_MAP_BITS);
+            for &(exact, long) in &self.open {
+                for (w, m) in mask.iter_mut().enumerate() {
+                    let may_hold = |hash| {
+                        number_bits(hash).into_iter().fold(u64::MAX, |bits, bit| {
+                            bits & rows.word(rows.prefixes, row(bit), w)
+                        })
+                    };
+                    *m &= match count {
+                        0 => 0,
+                        _ => may_hold(exact) | may_hold(long),
+                    };
+                }
+                read += 6;
             }
             if none_left(mask) {
                 return read;
@@ -656,9 +722,73 @@ mod tests {
         assert!(want.iter().all(|f| got.contains(f)), "{got:?}");
         assert!(got.len() <= want.len() + 5, "{} frames pass", got.len());
         // Without a separator on each side within the literal, the run of
-        // digits may be part of a longer number: no pruning.
+        // digits may be part of a longer number: no short number. `" 503`
+        // still has a prefix (its two bytes before are in the literal, and
+        // the sizes' `0 503` is not it); `503` has nothing.
+        let got = candidates(&frames, "\" 503");
+        assert!(want.iter().all(|f| got.contains(f)), "{got:?}");
+        assert!(got.len() <= want.len() + 5, "{} frames pass", got.len());
         assert_eq!(candidates(&frames, "503").len(), 100);
-        assert_eq!(candidates(&frames, "\" 503").len(), 100);
+    }
+
+    #[test]
+    fn a_number_prefix_prunes_a_field_that_may_go_on() {
+        // `status=5[0-9]{2}`'s literals: `status=503` may go on as
+        // `status=5031`, so only its prefix can prune; other fields hold
+        // the same three digits.
+        let frames: Vec<Vec<String>> = (0..60u64)
+            .map(|f| {
+                (0..50u64)
+                    .map(|i| {
+                        let status = [200, 404, 503][(f % 3) as usize] + (f / 3 % 2) * 1000;
+                        format!(
+                            "GET /x status={status} rows=5{:02} latency_ms={}",
+                            i,
+                            503 + i
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        let want: Vec<usize> = (0..60).filter(|f| f % 3 == 2 && f / 3 % 2 == 0).collect();
+        let got = candidates(&frames, "status=503");
+        assert!(want.iter().all(|f| got.contains(f)), "{got:?}");
+        assert!(
+            got.len() <= want.len() + 3,
+            "{} frames pass: {got:?}",
+            got.len()
+        );
+        // `status=150` may start `status=1503`: it passes the frames of
+        // four-digit statuses (a long key holds only the first digit),
+        // not those of three.
+        let want: Vec<usize> = (0..60).filter(|f| f / 3 % 2 == 1).collect();
+        let got = candidates(&frames, "status=150");
+        assert!(want.iter().all(|f| got.contains(f)), "{got:?}");
+        assert!(
+            got.len() <= want.len() + 3,
+            "{} frames pass: {got:?}",
+            got.len()
+        );
+    }
+
+    #[test]
+    fn prefixes_are_not_probed_in_a_filter_without_them() {
+        let frames: Vec<Vec<String>> = (0..10)
+            .map(|f| vec![format!("status={} msg=done", 2000 + f)])
+            .collect();
+        let mut filter = encoded(&frames);
+        let passed = |filter: &[u8]| passing(filter, 10, b"status=200");
+        let got = passed(&filter);
+        assert_eq!(got.len(), 10, "every frame holds `status=200`: {got:?}");
+        let passed = |filter: &[u8]| passing(filter, 10, b"status=300");
+        assert!(passed(&filter).is_empty());
+        // The same filter without its prefix section, as a block written
+        // before prefixes were indexed has it: nothing rules a frame out.
+        let section = 4 + Rows::parse(&filter, 10).unwrap().prefixes.len();
+        filter.truncate(filter.len() - section);
+        let rows = Rows::parse(&filter, 10).unwrap();
+        assert!(rows.prefix_rows.is_none() && rows.number_rows.is_some());
+        assert_eq!(passed(&filter).len(), 10);
     }
 
     #[test]
@@ -670,11 +800,12 @@ mod tests {
         let passed = |filter: &[u8]| passing(filter, 10, b"status=205 ");
         let got = passed(&filter);
         assert!(got.contains(&5) && got.len() < 5, "{got:?}");
-        // The same filter without its number section, as a block in id
-        // order has it: every frame holds the literal's word trigrams, and
-        // its number is not probed.
-        let section = 4 + Rows::parse(&filter, 10).unwrap().numbers.len();
-        filter.truncate(filter.len() - section);
+        // The same filter without its number and prefix sections, as a
+        // block in id order has it: every frame holds the literal's word
+        // trigrams, and its number is not probed.
+        let rows = Rows::parse(&filter, 10).unwrap();
+        let sections = 8 + rows.numbers.len() + rows.prefixes.len();
+        filter.truncate(filter.len() - sections);
         assert!(Rows::parse(&filter, 10).unwrap().number_rows.is_none());
         assert_eq!(passed(&filter).len(), 10);
         // Frames without a short number: a literal with one passes none.
@@ -698,6 +829,9 @@ mod tests {
             &[0, 0, 0, 0, 0, 0, 0, 0, 1, 0x20, 0, 0][..],
             &[0, 0, 0, 0, 0, 0, 0, 0, 64, 0, 0, 0][..],
             &[0, 0, 0, 0, 0, 0, 0, 0, 64, 0, 0, 0, 0, 0][..],
+            // A prefix section cut short, or bytes after it.
+            &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1][..],
+            &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7][..],
         ] {
             let mut mask = Vec::new();
             all_frames(3, &mut mask);
@@ -711,7 +845,7 @@ mod tests {
         fn a_contained_literal_keeps_its_frame(
             frames in proptest::collection::vec(
                 proptest::collection::vec(
-                    super::super::tests::payload(b"ab05 E=\"x", 64),
+                    super::super::tests::payload(b"ab05 E=\"x.", 64),
                     1..6,
                 ),
                 1..80,

@@ -147,9 +147,97 @@ fn short_numbers_need_a_separator_on_each_side() {
     assert_eq!(keys.len(), 3);
 }
 
-/// The short numbers of `bytes`, found one byte at a time.
-fn short_numbers_byte_by_byte(bytes: &[u8], edges_separate: bool) -> Vec<u64> {
-    let mut out = Vec::new();
+/// A prefix key as text: its context, then its three digits (exact), its
+/// first digit and `x` (first-digit) or `+` (long).
+fn shown_prefix(key: u64) -> String {
+    let [tag, b4, b3, b2, b1, d1, d2, d3] = key.to_be_bytes();
+    let tag = (tag as u64) << 56;
+    let two_bytes = tag == EXACT_TAG || tag == FIRST_DIGIT_TAGS[0] || tag == LONG_TAGS[0];
+    let context = match two_bytes {
+        true => vec![b2, b1],
+        false => vec![b4, b3, b2, b1],
+    };
+    let digits = if tag == EXACT_TAG {
+        vec![d1, d2, d3]
+    } else {
+        assert_eq!([d1, d2], [0, 0]);
+        let mark = match FIRST_DIGIT_TAGS.contains(&tag) {
+            true => b'x',
+            false => {
+                assert!(LONG_TAGS.contains(&tag), "tag {tag:#x}");
+                b'+'
+            }
+        };
+        vec![d3, mark]
+    };
+    String::from_utf8([context, digits].concat()).unwrap()
+}
+
+#[test]
+fn number_prefixes_are_runs_of_three_digits_or_more_in_context() {
+    let prefixes = |bytes: &[u8]| {
+        let mut out = Vec::new();
+        for_each_number_key(bytes, true, |_| {}, |key| out.push(shown_prefix(key)));
+        out
+    };
+    let line = b"10.0.3.17 [21/Nov/2026:06:00:07] \"GET /a/503 HTTP/1.1\" 503 10245 rt=1.5 status=5031 n=12 \"k\":423";
+    assert_eq!(
+        prefixes(line),
+        ["\" 503", "\" 5x", ".1\" 5x", "503 1+", "tus=5+", "\"k\":4x"],
+        "runs of three digits or more after a separator, not parts of addresses or paths; \
+         the two-byte context only after a space that follows no letter or digit"
+    );
+    // The context must lie in the payload.
+    assert_eq!(prefixes(b"503 x"), Vec::<String>::new());
+    assert_eq!(prefixes(b"ab 503 x"), Vec::<String>::new());
+    assert_eq!(prefixes(b"a] 503 x"), ["] 503", "] 5x"]);
+    // Three digits and a hex letter are an id's start; and a `.`, a
+    // decimal's whole part.
+    assert_eq!(prefixes(b"x id=503e1"), [" id=5+"]);
+    assert_eq!(prefixes(b"x ms=503.25"), [" ms=5+"]);
+    // A prefix's key is apart from every short number's.
+    let (mut numbers, mut keys) = (Vec::new(), Vec::new());
+    for_each_number_key(b"a] 503 ", true, |k| numbers.push(k), |k| keys.push(k));
+    assert!(!keys.is_empty() && numbers.iter().all(|n| !keys.contains(n)));
+}
+
+#[test]
+fn a_literal_probes_the_prefixes_any_payload_holding_it_has() {
+    let probed = |literal: &[u8]| {
+        let (mut and, mut open) = (Vec::new(), Vec::new());
+        for_each_literal_prefix(
+            literal,
+            |key| and.push(shown_prefix(key)),
+            |exact, long| open.push(format!("{} or {}", shown_prefix(exact), shown_prefix(long))),
+        );
+        (and, open)
+    };
+    let none = Vec::<String>::new;
+    let texts = |keys: &[&str]| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+    // A run of four digits or more is long in any payload.
+    assert_eq!(probed(b"status=5031"), (texts(&["tus=5+"]), none()));
+    // Three digits that end the literal may go on.
+    assert_eq!(
+        probed(b"status=503"),
+        (none(), texts(&["tus=5x or tus=5+"]))
+    );
+    assert_eq!(probed(b"status=503 "), (texts(&["tus=5x"]), none()));
+    assert_eq!(probed(b"\" 503 "), (texts(&["\" 503", "\" 5x"]), none()));
+    assert_eq!(
+        probed(b"\" 503"),
+        (none(), texts(&["\" 503 or \" 5+", "\" 5x or \" 5+"]))
+    );
+    assert_eq!(probed(b"x id=503a"), (texts(&[" id=5+"]), none()));
+    // Too little context, too few digits, or no separator before.
+    for literal in [&b"=503"[..], b"tus=50", b"status=x503", b"503", b"s=503"] {
+        assert_eq!(probed(literal), (none(), none()), "{literal:?}");
+    }
+}
+
+/// The short numbers and the number prefixes of `bytes`, found one byte
+/// at a time.
+fn number_keys_byte_by_byte(bytes: &[u8], edges_separate: bool) -> (Vec<u64>, Vec<u64>) {
+    let (mut out, mut prefixes) = (Vec::new(), Vec::new());
     let mut i = 0;
     while i < bytes.len() {
         if !bytes[i].is_ascii_digit() {
@@ -172,8 +260,34 @@ fn short_numbers_byte_by_byte(bytes: &[u8], edges_separate: bool) -> Vec<u64> {
             let digits = bytes[start..i].iter().fold(0u64, |k, &d| k << 8 | d as u64);
             out.push((before as u64) << 32 | digits << 8 | after as u64);
         }
+        for kind in 0..2 {
+            let context = [2, 4][kind];
+            if before.is_none() || i - start < 3 || start < context {
+                break;
+            }
+            let (far, near) = (bytes[start - 2], bytes[start - 1]);
+            if context == 2 && (!(near == b' ' || near == b'\t') || far.is_ascii_alphanumeric()) {
+                continue;
+            }
+            // Nearest byte lowest.
+            let mut key = 0;
+            for back in 1..=context {
+                key |= (bytes[start - back] as u64) << (24 + 8 * (back - 1));
+            }
+            let hex_after = bytes.get(i).is_some_and(|b| b"abcdefABCDEF.".contains(b));
+            let first = bytes[start] as u64;
+            if i - start == 3 && !hex_after {
+                let digits = bytes[start..i].iter().fold(0u64, |k, &d| k << 8 | d as u64);
+                if kind == 0 {
+                    prefixes.push(EXACT_TAG | key | digits);
+                }
+                prefixes.push(FIRST_DIGIT_TAGS[kind] | key | first);
+            } else {
+                prefixes.push(LONG_TAGS[kind] | key | first);
+            }
+        }
     }
-    out
+    (out, prefixes)
 }
 
 #[test]
@@ -197,8 +311,13 @@ proptest! {
         ),
         edges_separate in any::<bool>(),
     ) {
-        let mut found = Vec::new();
-        for_each_short_number(&bytes, edges_separate, |key| found.push(key));
-        prop_assert_eq!(found, short_numbers_byte_by_byte(&bytes, edges_separate));
+        let (mut found, mut prefixes) = (Vec::new(), Vec::new());
+        for_each_number_key(
+            &bytes,
+            edges_separate,
+            |key| found.push(key),
+            |key| prefixes.push(key),
+        );
+        prop_assert_eq!((found, prefixes), number_keys_byte_by_byte(&bytes, edges_separate));
     }
 }
