@@ -678,7 +678,23 @@ impl Forward<'_> {
                 Verdict::Keep
             }
         };
+        // A literal query's cursors that selected by the literal: the same
+        // test less the literal.
+        let holds_literal = |r: &Record<'_>| {
+            if r.id < lower {
+                Verdict::Skip
+            } else if r.id > upper {
+                Verdict::Stop
+            } else if !query.topic_ok(r.topic) {
+                Verdict::Skip
+            } else {
+                Verdict::Keep
+            }
+        };
         let mut merge = Merge::new(&mins, &mut open, &filter);
+        if matches!(query.matcher, Matcher::Literal(_)) {
+            merge = merge.with_filter_for_literal_cursors(&holds_literal);
+        }
         let limit = query.limit.unwrap_or(u64::MAX);
         let mut emitted = 0u64;
         let sink = std::cell::RefCell::new(sink);

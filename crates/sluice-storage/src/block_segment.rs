@@ -130,7 +130,7 @@ mod sort_key;
 pub use sort_key::severity_of;
 mod writer;
 pub use block::MAX_FRAMES;
-use block::{Block, FrameEntry};
+use block::{Block, FrameEntry, Picked};
 pub use cache::{BlockCache, BlockCacheStats};
 pub use cursor::{BlockCursor, Cancel, PREFETCH, RecordFilter, TextMatcher};
 pub(crate) use probes::{FrameScratch, Probes};
@@ -316,7 +316,19 @@ impl<'a> Bytes<'a> {
             self.take(16)?.try_into().expect("16 bytes"),
         ))
     }
+    #[inline]
     fn varint(&mut self) -> Result<u128, &'static str> {
+        // Most values (an id's lane and step, a topic) are one byte.
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(b as u128);
+        }
+        self.long_varint()
+    }
+
+    fn long_varint(&mut self) -> Result<u128, &'static str> {
         let mut v: u128 = 0;
         for shift in (0..128).step_by(7) {
             let b = self.u8()?;

@@ -99,6 +99,13 @@ pub trait RecordCursor: Send {
     fn first_corruption(&self) -> Option<&str> {
         None
     }
+    /// Whether every record the cursor returns holds, wholly inside its
+    /// payload, the literal it was given (`with_literal`), having been
+    /// selected by it: a caller whose query is that literal need not test
+    /// each record again.
+    fn holds_its_literal(&self) -> bool {
+        false
+    }
 }
 
 /// [`RecordCursor`] over a batch file (or any segment file with
@@ -550,6 +557,10 @@ impl BatchCursor {
 }
 
 impl RecordCursor for BatchCursor {
+    fn holds_its_literal(&self) -> bool {
+        matches!(self.select, Some(Selector::Literal(_)))
+    }
+
     fn advance(&mut self) -> Result<bool, StorageError> {
         loop {
             let at = match self.select {

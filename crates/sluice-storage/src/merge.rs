@@ -74,6 +74,8 @@ pub struct Merge<'a> {
     next_to_open: usize,
     open: &'a mut dyn FnMut(usize) -> Result<Box<dyn RecordCursor>, StorageError>,
     filter: &'a dyn Fn(&Record<'_>) -> Verdict,
+    /// The filter for cursors that [hold their literal](RecordCursor::holds_its_literal).
+    literal_filter: Option<&'a dyn Fn(&Record<'_>) -> Verdict>,
     cursors: Vec<Option<Box<dyn RecordCursor>>>,
     heap: BinaryHeap<Reverse<(Ulid, usize)>>,
     last_emitted: Option<Ulid>,
@@ -103,12 +105,26 @@ impl<'a> Merge<'a> {
             next_to_open: 0,
             open,
             filter,
+            literal_filter: None,
             cursors: (0..mins.len()).map(|_| None).collect(),
             heap: BinaryHeap::new(),
             last_emitted: None,
             progress_due: false,
             stats: MergeStats::default(),
         }
+    }
+
+    /// Decide the records of cursors that [hold their
+    /// literal](RecordCursor::holds_its_literal) by `filter` instead: the
+    /// main filter less its test for that literal, which such a cursor's
+    /// records pass already (a literal query's search, done once where the
+    /// block was decoded, need not be done again per record here).
+    pub fn with_filter_for_literal_cursors(
+        mut self,
+        filter: &'a dyn Fn(&Record<'_>) -> Verdict,
+    ) -> Self {
+        self.literal_filter = Some(filter);
+        self
     }
 
     /// Every record with an id below this one has been emitted or passed
@@ -131,12 +147,16 @@ impl<'a> Merge<'a> {
         };
         let mut scanned = 0;
         let skipped_before = cursor.records_skipped();
+        let filter = match self.literal_filter {
+            Some(filter) if cursor.holds_its_literal() => filter,
+            _ => self.filter,
+        };
         let outcome = loop {
             match cursor.advance() {
                 Ok(true) => {
                     scanned += 1;
                     let record = cursor.record();
-                    match (self.filter)(&record) {
+                    match filter(&record) {
                         Verdict::Keep => break Ok(Some(record.id)),
                         Verdict::Skip => continue,
                         Verdict::Stop => break Ok(None),
@@ -304,6 +324,54 @@ pub(crate) mod tests {
             topic: b"t".to_vec(),
             payload: (id % 7).to_string().into_bytes(),
         }
+    }
+
+    /// A [`VecCursor`] that says it holds its literal.
+    struct HoldsLiteral(VecCursor);
+
+    impl RecordCursor for HoldsLiteral {
+        fn advance(&mut self) -> Result<bool, StorageError> {
+            self.0.advance()
+        }
+        fn record(&self) -> Record<'_> {
+            self.0.record()
+        }
+        fn bytes_read(&self) -> u64 {
+            0
+        }
+        fn holds_its_literal(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn cursors_that_hold_their_literal_get_the_literal_filter() {
+        let segments = [vec![rec(1), rec(3), rec(5)], vec![rec(2), rec(4), rec(6)]];
+        let mins = [Ulid(1), Ulid(2)];
+        // Input 1 holds its literal; input 0 does not.
+        let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
+            let cursor = VecCursor {
+                records: segments[i].clone(),
+                pos: None,
+            };
+            Ok(match i {
+                1 => Box::new(HoldsLiteral(cursor)),
+                _ => Box::new(cursor),
+            })
+        };
+        let below_4 = |r: &Record<'_>| match r.id < Ulid(4) {
+            true => Verdict::Keep,
+            false => Verdict::Skip,
+        };
+        let keep_all = |_: &Record<'_>| Verdict::Keep;
+        let mut merge =
+            Merge::new(&mins, &mut open, &below_4).with_filter_for_literal_cursors(&keep_all);
+        let mut ids = Vec::new();
+        merge.run(|record| {
+            ids.push(record.id.0);
+            ControlFlow::Continue(())
+        });
+        assert_eq!(ids, [1, 2, 3, 4, 6]);
     }
 
     #[test]

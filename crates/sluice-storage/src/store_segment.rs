@@ -863,6 +863,8 @@ mod tests {
             let finder = Arc::new(memmem::Finder::new(&needle).into_owned());
             let options = ScanOptions { literal: Some(finder.clone()), ..ScanOptions::new(WorkerPool::inline()) };
             let mut cursor = open_cursor(&fs, &dir.join(&meta.name), &options).unwrap();
+            // So a literal query does not test its records again.
+            proptest::prop_assert!(cursor.holds_its_literal());
             let mut got = Vec::new();
             while cursor.advance().unwrap() {
                 got.push(cursor.record().id.0 as usize - 1);

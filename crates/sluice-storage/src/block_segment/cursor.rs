@@ -26,7 +26,7 @@ use std::{
 use memchr::memmem;
 use sluice_record::Record;
 
-use super::{Block, BlockCache, BlockEntry, BlockSegment, FrameScratch, Probes};
+use super::{Block, BlockCache, BlockEntry, BlockSegment, FrameScratch, Picked, Probes};
 use crate::{
     StorageError,
     fs::Fs,
@@ -75,6 +75,8 @@ struct Decoded {
     kept: Option<Arc<Block>>,
     /// Indices of the records to return, ascending.
     selected: Vec<u32>,
+    /// Those records, where each lies, in the same order.
+    picked: Vec<Picked>,
     /// The frames to read; all of them when `all_frames`.
     wanted: Vec<u32>,
     all_frames: bool,
@@ -91,6 +93,14 @@ struct Decoded {
 impl Decoded {
     fn block(&self) -> &Block {
         self.kept.as_deref().unwrap_or(&self.block)
+    }
+
+    /// Fill `picked` from `selected`, on the worker that selected them.
+    fn pick(&mut self) {
+        let block = self.kept.as_deref().unwrap_or(&self.block);
+        self.picked.clear();
+        self.picked
+            .extend(self.selected.iter().map(|&i| block.pick(i as usize)));
     }
 }
 
@@ -438,6 +448,7 @@ fn select_kept(kept: Arc<Block>, mut job: Decoded, select: Select) -> Decoded {
     }
     finish_selection(&kept, &mut job.selected, select.filter);
     job.kept = Some(kept);
+    job.pick();
     job
 }
 
@@ -525,6 +536,7 @@ fn decode(
         cache.insert(key, block.clone());
         job.kept = Some(block);
     }
+    job.pick();
     job
 }
 
@@ -676,7 +688,7 @@ impl crate::RecordCursor for BlockCursor {
     fn record(&self) -> Record<'_> {
         self.current
             .block()
-            .record(self.current.selected[self.pos] as usize)
+            .picked_record(&self.current.picked[self.pos])
     }
 
     fn bytes_read(&self) -> u64 {
@@ -693,5 +705,11 @@ impl crate::RecordCursor for BlockCursor {
 
     fn first_corruption(&self) -> Option<&str> {
         self.first_corruption.as_deref()
+    }
+
+    fn holds_its_literal(&self) -> bool {
+        // Selected by the literal alone (`select_by_literal`), not by a
+        // text matcher, which the literal only narrows.
+        self.literal.is_some() && self.text.is_none()
     }
 }

@@ -134,9 +134,18 @@ pub(crate) fn decode(
             }
         }
         let token = v >> 1;
-        let count = lanes.last.len() as u128;
-        let lane = (token % (count + 1)) as usize;
-        let step = token / (count + 1) + 1;
+        let choices = lanes.last.len() as u128 + 1;
+        // Nearly every id steps its lane by 1, so its token is the lane: no
+        // division (one of 128 bits is a call), else one of 64 bits where
+        // the token fits.
+        let (lane, step) = if token < choices {
+            (token as usize, 1)
+        } else if let Ok(token) = u64::try_from(token) {
+            let choices = choices as u64;
+            ((token % choices) as usize, (token / choices) as u128 + 1)
+        } else {
+            ((token % choices) as usize, token / choices + 1)
+        };
         let random = if lane == lanes.last.len() {
             if step != 1 {
                 return Err("a new lane with a step");

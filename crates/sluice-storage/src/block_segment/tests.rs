@@ -602,6 +602,9 @@ proptest! {
         if as_text {
             kept = kept.with_text_matcher(Arc::new(LiteralText(memmem::Finder::new(&needle).into_owned())));
         }
+        // Selected by the literal alone, every record holds it; a text
+        // matcher decides for itself.
+        prop_assert_eq!(crate::RecordCursor::holds_its_literal(&kept), !as_text);
         let hits = blocks.stats().hits;
         let got = read_all(kept).unwrap();
         let want: Vec<Rec> = recs.iter().filter(|r| finder.find(&r.payload).is_some()).cloned().collect();
