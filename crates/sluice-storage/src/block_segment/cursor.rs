@@ -366,11 +366,17 @@ impl BlockCursor {
                     }
                     let bytes = self.segment.bytes.clone();
                     let keep = self.cache.clone().map(|cache| (cache, key));
+                    let whole = job.all_frames;
                     self.workers.submit(move || {
                         let decoded = decode(&bytes, &entry, meta_verified, job, select, keep);
                         // The compressed data is not read again soon; the
                         // filters, which every query probes, stay resident.
-                        bytes.release(entry.data_range());
+                        // A few frames read are left mapped: unmapping
+                        // costs every core a TLB flush, which was most of
+                        // what a rare literal's query spent in the kernel.
+                        if whole {
+                            bytes.release(entry.data_range());
+                        }
                         decoded
                     })
                 }
