@@ -109,6 +109,16 @@ pub fn describe() {
         Unit::Count,
         "Lookups of a decoded block by a query, by result (hit: searched without decompressing, miss)."
     );
+    describe_gauge!(
+        "sluice_block_cache_records_alone",
+        Unit::Count,
+        "Blocks read in part whose decoded records (ids, topics, flags) are kept without their text."
+    );
+    describe_counter!(
+        "sluice_block_cache_record_lookups_total",
+        Unit::Count,
+        "Lookups of a block's decoded records by a query reading it in part, by result (hit: no ids decoded, miss)."
+    );
     describe_counter!(
         "sluice_block_cache_evictions_total",
         Unit::Count,
@@ -123,6 +133,11 @@ pub(crate) fn block_cache(stats: &sluice_storage::BlockCacheStats) {
     gauge!("sluice_block_cache_blocks").set(stats.blocks as f64);
     counter!("sluice_block_cache_lookups_total", "result" => "hit").absolute(stats.hits);
     counter!("sluice_block_cache_lookups_total", "result" => "miss").absolute(stats.misses);
+    gauge!("sluice_block_cache_records_alone").set(stats.records_alone as f64);
+    counter!("sluice_block_cache_record_lookups_total", "result" => "hit")
+        .absolute(stats.record_hits);
+    counter!("sluice_block_cache_record_lookups_total", "result" => "miss")
+        .absolute(stats.record_misses);
     counter!("sluice_block_cache_evictions_total").absolute(stats.evictions);
 }
 

@@ -6,7 +6,7 @@
 //! order, and the meta's ordinals say which record each line is; in a
 //! block in id order, line `i` is record `i`.
 
-use std::io::Cursor;
+use std::{io::Cursor, sync::Arc};
 
 use sluice_record::{Record, Ulid};
 
@@ -152,6 +152,85 @@ pub(crate) struct Picked {
     flags: u8,
 }
 
+/// Every record's id, topic and flags, decoded from a block's meta: shared
+/// by a [`Block`] and the [`BlockCache`](super::BlockCache), which keeps
+/// them for blocks read in part (a query for a rare literal reads one frame
+/// of each block, and decoding its ids was most of its time).
+#[derive(Debug, Default)]
+pub(crate) struct Records {
+    ids: Vec<Ulid>,
+    topics: Vec<(u32, u32)>,
+    /// Bytes of the topic names, indexed by `topics`.
+    topic_bytes: Vec<u8>,
+    topic_of: Vec<u32>,
+    flags: Vec<u8>,
+    /// Where, in the meta these came from, the ordinals begin (after the
+    /// ids) and the records' part ends (after the flags).
+    ordinals_at: usize,
+    end: usize,
+}
+
+impl Records {
+    /// The heap these hold, as [`super::BlockCache`] charges it.
+    pub(crate) fn heap_bytes(&self) -> u64 {
+        (self.ids.capacity() * std::mem::size_of::<Ulid>()
+            + self.topics.capacity() * 8
+            + self.topic_bytes.capacity()
+            + self.topic_of.capacity() * 4
+            + self.flags.capacity()
+            + std::mem::size_of::<Records>()) as u64
+    }
+
+    /// Read the topic table, the topic of each of `count` records and the
+    /// flags from `r`.
+    fn read_topics_and_flags(
+        &mut self,
+        r: &mut Bytes<'_>,
+        count: usize,
+    ) -> Result<(), &'static str> {
+        let topics = r.varint()? as usize;
+        if topics == 0 || topics > count {
+            return Err("bad topic table");
+        }
+        self.topics.clear();
+        self.topic_bytes.clear();
+        for _ in 0..topics {
+            let len = r.u8()? as usize;
+            let name = r.take(len)?;
+            let from = self.topic_bytes.len() as u32;
+            self.topic_bytes.extend_from_slice(name);
+            self.topics.push((from, self.topic_bytes.len() as u32));
+        }
+        self.topic_of.clear();
+        if topics > 1 {
+            for _ in 0..count {
+                let t = r.varint()?;
+                if t >= topics as u128 {
+                    return Err("topic index out of range");
+                }
+                self.topic_of.push(t as u32);
+            }
+        } else {
+            self.topic_of.resize(count, 0);
+        }
+        self.flags.clear();
+        self.flags.resize(count, 0);
+        let flagged = r.varint()?;
+        if flagged > count as u128 {
+            return Err("too many flagged records");
+        }
+        for _ in 0..flagged {
+            let index = r.varint()?;
+            let flags = r.u8()?;
+            *self
+                .flags
+                .get_mut(usize::try_from(index).unwrap_or(usize::MAX))
+                .ok_or("flag index out of range")? = flags;
+        }
+        Ok(())
+    }
+}
+
 /// One decoded block: the frames asked for, and every record's id, topic
 /// and flags.
 #[derive(Debug, Default)]
@@ -159,7 +238,8 @@ pub(crate) struct Block {
     /// The text of the frames read, in frame order: payloads, each
     /// followed by "\n".
     pub(crate) text: Vec<u8>,
-    ids: Vec<Ulid>,
+    /// Every record's id, topic and flags.
+    pub(crate) records: Arc<Records>,
     /// Payload `i` (in id order) is `text[starts[i]..ends[i]]`; both are
     /// `u32::MAX` for a record whose frame was not read.
     pub(crate) starts: Vec<u32>,
@@ -169,11 +249,6 @@ pub(crate) struct Block {
     /// Where each of them ends in `text` (at its newline), in text order:
     /// a search maps a match to its line by this, sequentially.
     pub(crate) line_ends: Vec<u32>,
-    topics: Vec<(u32, u32)>,
-    /// Bytes of the topic names, indexed by `topics`.
-    topic_bytes: Vec<u8>,
-    topic_of: Vec<u32>,
-    flags: Vec<u8>,
     /// The frame table (read again by [`Block::frame_spans`]), and
     /// scratch: which records were placed.
     frames: Vec<FrameEntry>,
@@ -185,7 +260,9 @@ pub(crate) struct Block {
 impl Block {
     /// Decode and verify block `entry` of `file`: its meta (its checksum
     /// unless `meta_verified`), and the frames in `wanted` (indices,
-    /// ascending), or all of them when it is `None`. Returns what it
+    /// ascending), or all of them when it is `None`. The meta's records are
+    /// taken from `known` when given: decoded from the same meta before
+    /// (the caller matched it by the meta's checksum). Returns what it
     /// decompressed.
     pub(crate) fn load(
         &mut self,
@@ -193,6 +270,7 @@ impl Block {
         entry: &BlockEntry,
         wanted: Option<&[u32]>,
         meta_verified: bool,
+        known: Option<&Arc<Records>>,
         decompressor: &mut zstd::bulk::Decompressor<'static>,
     ) -> Result<Read, &'static str> {
         // The data is checked frame by frame, as it is read.
@@ -209,7 +287,7 @@ impl Block {
         let table = parse_frames(&mut r, entry, checked.text_len, &mut self.frames)?;
         let (filter_len, in_order) = (table.filter.len() as u64, table.in_order);
         self.filter_len = filter_len;
-        let ordinals = self.parse_records(&mut r, entry, in_order)?;
+        let ordinals = self.parse_records(&mut r, entry, in_order, known)?;
         if r.pos != checked.meta_body.len() {
             return Err("trailing bytes in block meta");
         }
@@ -267,24 +345,42 @@ impl Block {
     }
 
     /// Parse the meta's ids, ordinals, topics and flags (`r` after the
-    /// filter) into this block; returns the ordinals.
+    /// filter) into this block, or take `known`, decoded from this meta
+    /// before, and read only the ordinals; returns the ordinals.
     fn parse_records<'m>(
         &mut self,
         r: &mut Bytes<'m>,
         entry: &BlockEntry,
         in_order: bool,
+        known: Option<&Arc<Records>>,
     ) -> Result<Ordinals<'m>, &'static str> {
         let count = entry.count as usize;
-        self.ids.clear();
-        super::ids::decode(r, entry.min, count, &mut self.ids)?;
-        if self.ids.last() != Some(&entry.max) {
+        let ordinals = |r: &mut Bytes<'m>| match in_order {
+            true => Ok(Ordinals::Identity),
+            false => Ordinals::read(r, count),
+        };
+        if let Some(known) = known {
+            self.records = known.clone();
+            r.pos = known.ordinals_at;
+            let ordinals = ordinals(r)?;
+            r.pos = known.end;
+            return Ok(ordinals);
+        }
+        // Decode into this block's own records when no one else holds
+        // them (the cache may): their buffers are reused.
+        if Arc::get_mut(&mut self.records).is_none() {
+            self.records = Arc::default();
+        }
+        let records = Arc::get_mut(&mut self.records).expect("just made unique");
+        records.ids.clear();
+        super::ids::decode(r, entry.min, count, &mut records.ids)?;
+        if records.ids.last() != Some(&entry.max) {
             return Err("ids do not end at the block's max");
         }
-        let ordinals = match in_order {
-            true => Ordinals::Identity,
-            false => Ordinals::read(r, count)?,
-        };
-        self.read_topics_and_flags(r, count)?;
+        records.ordinals_at = r.pos;
+        let ordinals = ordinals(r)?;
+        records.read_topics_and_flags(r, count)?;
+        records.end = r.pos;
         Ok(ordinals)
     }
 
@@ -307,7 +403,7 @@ impl Block {
             pos: BLOCK_META_FIXED,
         };
         let table = parse_frames(&mut r, entry, checked.text_len, &mut self.frames)?;
-        self.parse_records(&mut r, entry, table.in_order)?;
+        self.parse_records(&mut r, entry, table.in_order, None)?;
         if r.pos != checked.meta_body.len() {
             return Err("trailing bytes in block meta");
         }
@@ -317,60 +413,14 @@ impl Block {
     /// Every record's id, in id order (after [`Block::load`] or
     /// [`Block::load_meta`]).
     pub(crate) fn ids(&self) -> &[Ulid] {
-        &self.ids
+        &self.records.ids
     }
 
     /// Record `i`'s topic (in id order).
     pub(crate) fn topic_of(&self, i: usize) -> &[u8] {
-        let (from, to) = self.topics[self.topic_of[i] as usize];
-        &self.topic_bytes[from as usize..to as usize]
-    }
-
-    fn read_topics_and_flags(
-        &mut self,
-        r: &mut Bytes<'_>,
-        count: usize,
-    ) -> Result<(), &'static str> {
-        let topics = r.varint()? as usize;
-        if topics == 0 || topics > count {
-            return Err("bad topic table");
-        }
-        self.topics.clear();
-        self.topic_bytes.clear();
-        for _ in 0..topics {
-            let len = r.u8()? as usize;
-            let name = r.take(len)?;
-            let from = self.topic_bytes.len() as u32;
-            self.topic_bytes.extend_from_slice(name);
-            self.topics.push((from, self.topic_bytes.len() as u32));
-        }
-        self.topic_of.clear();
-        if topics > 1 {
-            for _ in 0..count {
-                let t = r.varint()?;
-                if t >= topics as u128 {
-                    return Err("topic index out of range");
-                }
-                self.topic_of.push(t as u32);
-            }
-        } else {
-            self.topic_of.resize(count, 0);
-        }
-        self.flags.clear();
-        self.flags.resize(count, 0);
-        let flagged = r.varint()?;
-        if flagged > count as u128 {
-            return Err("too many flagged records");
-        }
-        for _ in 0..flagged {
-            let index = r.varint()?;
-            let flags = r.u8()?;
-            *self
-                .flags
-                .get_mut(usize::try_from(index).unwrap_or(usize::MAX))
-                .ok_or("flag index out of range")? = flags;
-        }
-        Ok(())
+        let records = &*self.records;
+        let (from, to) = records.topics[records.topic_of[i] as usize];
+        &records.topic_bytes[from as usize..to as usize]
     }
 
     /// Verify and decompress `frame`, whose first line is line `first_row`
@@ -438,19 +488,15 @@ impl Block {
     pub(crate) fn heap_bytes(&self) -> u64 {
         use std::mem::size_of;
         (self.text.capacity()
-            + self.ids.capacity() * size_of::<Ulid>()
             + (self.starts.capacity()
                 + self.ends.capacity()
                 + self.loaded.capacity()
                 + self.line_ends.capacity())
                 * 4
-            + self.topics.capacity() * 8
-            + self.topic_bytes.capacity()
-            + self.topic_of.capacity() * 4
-            + self.flags.capacity()
             + self.frames.capacity() * size_of::<FrameEntry>()
             + self.seen.capacity() * 8
             + size_of::<Block>()) as u64
+            + self.records.heap_bytes()
     }
 
     /// The compressed bytes and the number of frames `wanted` (indices,
@@ -475,8 +521,10 @@ impl Block {
     /// Drop what only decoding needed, before the block is kept.
     pub(crate) fn shed_scratch(&mut self) {
         self.seen = Vec::new();
-        self.ids.shrink_to_fit();
-        self.topic_of.shrink_to_fit();
+        if let Some(records) = Arc::get_mut(&mut self.records) {
+            records.ids.shrink_to_fit();
+            records.topic_of.shrink_to_fit();
+        }
     }
 
     /// For a block whose every frame was read: the text and the lines (a
@@ -522,34 +570,37 @@ impl Block {
     /// through them, are a cache miss each).
     #[inline]
     pub(crate) fn pick(&self, i: usize) -> Picked {
+        let records = &*self.records;
         Picked {
-            id: self.ids[i],
+            id: records.ids[i],
             start: self.starts[i],
             end: self.ends[i],
-            topic: self.topic_of[i],
-            flags: self.flags[i],
+            topic: records.topic_of[i],
+            flags: records.flags[i],
         }
     }
 
     /// The record `picked` from this block.
     #[inline]
     pub(crate) fn picked_record(&self, picked: &Picked) -> Record<'_> {
-        let (from, to) = self.topics[picked.topic as usize];
+        let records = &*self.records;
+        let (from, to) = records.topics[picked.topic as usize];
         Record {
             id: picked.id,
             flags: picked.flags,
-            topic: &self.topic_bytes[from as usize..to as usize],
+            topic: &records.topic_bytes[from as usize..to as usize],
             payload: &self.text[picked.start as usize..picked.end as usize],
         }
     }
 
     /// Record `i` (in id order); its frame must have been read.
     pub(crate) fn record(&self, i: usize) -> Record<'_> {
-        let (from, to) = self.topics[self.topic_of[i] as usize];
+        let records = &*self.records;
+        let (from, to) = records.topics[records.topic_of[i] as usize];
         Record {
-            id: self.ids[i],
-            flags: self.flags[i],
-            topic: &self.topic_bytes[from as usize..to as usize],
+            id: records.ids[i],
+            flags: records.flags[i],
+            topic: &records.topic_bytes[from as usize..to as usize],
             payload: &self.text[self.starts[i] as usize..self.ends[i] as usize],
         }
     }

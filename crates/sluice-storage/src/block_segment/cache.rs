@@ -16,9 +16,14 @@
 //!   neighbours merged) is still found, and a file rewritten under the same
 //!   name with other blocks never is. A key is looked up only once its
 //!   file's meta checksum was verified.
-//! - **Only whole blocks.** A block is kept only when every frame was read
-//!   (a partial block could not answer a query that wants other frames).
-//!   A query that wants some frames of a kept block searches only theirs.
+//! - **Whole blocks, or records alone.** A block is kept only when every
+//!   frame was read (a partial block could not answer a query that wants
+//!   other frames). A query that wants some frames of a kept block searches
+//!   only theirs. Of a block read in part, its records ([`Records`]: every
+//!   id, topic and flags, decoded from its meta) are kept instead, so the
+//!   next query for a rare literal, which reads one frame of each block,
+//!   decompresses that frame and decodes no ids; a block kept whole later
+//!   replaces them.
 //! - **Bounded in bytes.** Entries are charged for their heap
 //!   ([`Block::heap_bytes`]); an insert evicts with the CLOCK policy (a
 //!   hit marks an entry; the hand clears marks and evicts the first
@@ -40,7 +45,7 @@ use std::{
     },
 };
 
-use super::Block;
+use super::{Block, block::Records};
 
 /// What identifies a block's content (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,9 +64,15 @@ type Key = BlockKey;
 pub const SPARES: usize = 8;
 
 struct Slot {
-    block: Arc<Block>,
+    kept: Kept,
     bytes: u64,
     referenced: bool,
+}
+
+/// What a slot keeps.
+enum Kept {
+    Block(Arc<Block>),
+    Records(Arc<Records>),
 }
 
 #[derive(Default)]
@@ -92,6 +103,8 @@ pub struct BlockCache {
     state: Mutex<State>,
     hits: AtomicU64,
     misses: AtomicU64,
+    record_hits: AtomicU64,
+    record_misses: AtomicU64,
     inserts: AtomicU64,
     evictions: AtomicU64,
 }
@@ -109,6 +122,13 @@ pub struct BlockCacheStats {
     pub hits: u64,
     /// Lookups that did not.
     pub misses: u64,
+    /// Lookups of a block's records (for a block read in part) that found
+    /// them, kept alone or in a kept block.
+    pub record_hits: u64,
+    /// Lookups of a block's records that did not.
+    pub record_misses: u64,
+    /// Records kept alone now (their blocks not kept).
+    pub records_alone: u64,
     /// Blocks kept.
     pub inserts: u64,
     /// Blocks evicted to make room.
@@ -131,6 +151,8 @@ impl BlockCache {
             state: Mutex::default(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            record_hits: AtomicU64::new(0),
+            record_misses: AtomicU64::new(0),
             inserts: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
         }
@@ -144,10 +166,17 @@ impl BlockCache {
 
     /// The block of key `key`, if it is kept.
     pub(crate) fn get(&self, key: &BlockKey) -> Option<Arc<Block>> {
-        let found = self.lock().slots.get_mut(key).map(|slot| {
-            slot.referenced = true;
-            slot.block.clone()
-        });
+        let found = match self.lock().slots.get_mut(key) {
+            Some(Slot {
+                kept: Kept::Block(block),
+                referenced,
+                ..
+            }) => {
+                *referenced = true;
+                Some(block.clone())
+            }
+            _ => None,
+        };
         let counter = match found {
             Some(_) => &self.hits,
             None => &self.misses,
@@ -156,17 +185,60 @@ impl BlockCache {
         found
     }
 
-    /// Keep `decoded`, the block of key `key`, evicting others as needed;
-    /// a block already kept, or larger than the capacity, is not.
+    /// The records of the block of key `key`, kept alone or in the kept
+    /// block, if either is.
+    pub(crate) fn get_records(&self, key: &BlockKey) -> Option<Arc<Records>> {
+        let found = self.lock().slots.get_mut(key).map(|slot| {
+            slot.referenced = true;
+            match &slot.kept {
+                Kept::Block(block) => block.records.clone(),
+                Kept::Records(records) => records.clone(),
+            }
+        });
+        let counter = match found {
+            Some(_) => &self.record_hits,
+            None => &self.record_misses,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// Keep `records`, those of the block of key `key` (read in part),
+    /// unless something of that block is kept already.
+    pub(crate) fn insert_records(&self, key: BlockKey, records: Arc<Records>) {
+        let bytes = records.heap_bytes();
+        self.put(key, Kept::Records(records), bytes);
+    }
+
+    /// Keep `decoded`, the block of key `key`, evicting others as needed
+    /// (its records kept alone among them); a block already kept, or
+    /// larger than the capacity, is not.
     pub(crate) fn insert(&self, key: BlockKey, decoded: Arc<Block>) {
         let bytes = decoded.heap_bytes();
+        self.put(key, Kept::Block(decoded), bytes);
+    }
+
+    fn put(&self, key: BlockKey, kept: Kept, bytes: u64) {
         if bytes > self.capacity {
             return;
         }
         let mut evicted = 0;
         let mut state = self.lock();
-        if state.slots.contains_key(&key) {
-            return;
+        match (state.slots.get(&key), &kept) {
+            (None, _) => {}
+            // A whole block replaces its records kept alone.
+            (
+                Some(Slot {
+                    kept: Kept::Records(_),
+                    ..
+                }),
+                Kept::Block(_),
+            ) => {
+                let gone = state.slots.remove(&key).expect("just found");
+                state.used -= gone.bytes;
+                state.ring.retain(|k| *k != key);
+            }
+            (Some(_), _) => return,
         }
         while state.used + bytes > self.capacity {
             let Some(key) = state.ring.pop_front() else {
@@ -183,7 +255,9 @@ impl BlockCache {
             }
             let gone = state.slots.remove(&key).expect("checked above");
             state.used -= gone.bytes;
-            state.spare(gone.block);
+            if let Kept::Block(block) = gone.kept {
+                state.spare(block);
+            }
             evicted += 1;
         }
         state.used += bytes;
@@ -191,7 +265,7 @@ impl BlockCache {
         state.slots.insert(
             key,
             Slot {
-                block: decoded,
+                kept,
                 bytes,
                 referenced: false,
             },
@@ -209,9 +283,14 @@ impl BlockCache {
 
     /// What the cache holds and has done.
     pub fn stats(&self) -> BlockCacheStats {
-        let (used, blocks) = {
+        let (used, blocks, records_alone) = {
             let state = self.lock();
-            (state.used, state.slots.len() as u64)
+            let alone = state
+                .slots
+                .values()
+                .filter(|slot| matches!(slot.kept, Kept::Records(_)))
+                .count() as u64;
+            (state.used, state.slots.len() as u64 - alone, alone)
         };
         BlockCacheStats {
             capacity: self.capacity,
@@ -219,6 +298,9 @@ impl BlockCache {
             blocks,
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
+            record_hits: self.record_hits.load(Ordering::Relaxed),
+            record_misses: self.record_misses.load(Ordering::Relaxed),
+            records_alone,
             inserts: self.inserts.load(Ordering::Relaxed),
             evictions: self.evictions.load(Ordering::Relaxed),
         }
@@ -297,6 +379,31 @@ mod tests {
         assert!(spare.text.capacity() >= 1000);
         assert_eq!(cache.stats().blocks, 1);
         assert!(cache.take_spare().is_none());
+    }
+
+    #[test]
+    fn records_kept_alone_are_found_and_give_way_to_their_whole_block() {
+        let cache = BlockCache::new(1 << 20);
+        let records = Arc::new(Records::default());
+        cache.insert_records(key(7, 1), records.clone());
+        assert!(cache.get(&key(7, 1)).is_none(), "no whole block kept");
+        let found = cache.get_records(&key(7, 1)).expect("kept alone");
+        assert!(Arc::ptr_eq(&found, &records));
+        assert!(cache.get_records(&key(7, 2)).is_none(), "another meta");
+        let stats = cache.stats();
+        assert_eq!((stats.records_alone, stats.blocks), (1, 0));
+        assert_eq!((stats.record_hits, stats.record_misses), (1, 1));
+        // The whole block replaces them, and answers for its records.
+        let block = block_of(1000);
+        cache.insert(key(7, 1), block.clone());
+        let stats = cache.stats();
+        assert_eq!((stats.records_alone, stats.blocks), (0, 1));
+        assert_eq!(stats.used, block.heap_bytes());
+        let found = cache.get_records(&key(7, 1)).expect("in the block");
+        assert!(Arc::ptr_eq(&found, &block.records));
+        // Records never replace a whole block.
+        cache.insert_records(key(7, 1), Arc::new(Records::default()));
+        assert!(Arc::ptr_eq(&cache.get(&key(7, 1)).unwrap(), &block));
     }
 
     #[test]

@@ -488,7 +488,8 @@ fn finish_selection(block: &Block, selected: &mut Vec<u32>, filter: Option<Recor
 /// Verify and decompress block `entry` of `bytes` (the frames `job`
 /// wants) into `job`, and select the records that match: by the text
 /// matcher over the whole text if there is one, else by the literal, then
-/// by `filter`. A block decoded whole is then kept in `keep`'s cache.
+/// by `filter`. A block decoded whole is then kept in `keep`'s cache; of a
+/// block read in part, its records are (and taken from there when kept).
 fn decode(
     bytes: &[u8],
     entry: &BlockEntry,
@@ -511,10 +512,21 @@ fn decode(
     };
     let decompressor = job.decompressor.insert(decompressor);
     let wanted = (!job.all_frames).then_some(&job.wanted[..]);
-    match job
-        .block
-        .load(bytes, entry, wanted, meta_verified, decompressor)
-    {
+    // A block read in part takes its records (ids, topics, flags) from the
+    // cache if they are kept: the key's checksum is trusted once this
+    // file's meta was verified.
+    let known = match &keep {
+        Some((cache, key)) if meta_verified && !job.all_frames => cache.get_records(key),
+        _ => None,
+    };
+    match job.block.load(
+        bytes,
+        entry,
+        wanted,
+        meta_verified,
+        known.as_ref(),
+        decompressor,
+    ) {
         Ok(read) => {
             job.failure = None;
             (job.data_read, job.frames_read) = (read.bytes, read.frames);
@@ -534,13 +546,21 @@ fn decode(
         &mut job.selected,
     );
     finish_selection(&job.block, &mut job.selected, select.filter);
-    if let Some((cache, key)) = keep.filter(|_| job.all_frames) {
-        let buffers = cache.take_spare().unwrap_or_default();
-        let mut block = std::mem::replace(&mut job.block, buffers);
-        block.shed_scratch();
-        let block = Arc::new(block);
-        cache.insert(key, block.clone());
-        job.kept = Some(block);
+    match keep {
+        Some((cache, key)) if job.all_frames => {
+            let buffers = cache.take_spare().unwrap_or_default();
+            let mut block = std::mem::replace(&mut job.block, buffers);
+            block.shed_scratch();
+            let block = Arc::new(block);
+            cache.insert(key, block.clone());
+            job.kept = Some(block);
+        }
+        // Read in part: its records are kept, for the next query that
+        // reads a few of its frames.
+        Some((cache, key)) if known.is_none() => {
+            cache.insert_records(key, job.block.records.clone());
+        }
+        _ => {}
     }
     job.pick();
     job

@@ -664,3 +664,70 @@ fn a_kept_block_is_searched_only_in_the_wanted_frames() {
         errors.frames_loaded()
     );
 }
+
+/// A block read in part keeps its records (ids, topics, flags) in the
+/// cache: the next query that reads a few of its frames decodes no ids and
+/// answers the same; a block read whole later replaces them.
+#[test]
+fn a_block_read_in_part_keeps_its_records_for_the_next_query() {
+    let recs: Vec<Rec> = (0..100_000u64)
+        .map(|i| Rec {
+            id: Ulid::from_parts(1_000_000 + i, 0).0,
+            flags: (i % 3 == 0) as u8,
+            topic: if i % 2 == 0 {
+                b"a".to_vec()
+            } else {
+                b"bb".to_vec()
+            },
+            payload: format!(
+                "ts={} level={} msg=\"request done\" trace_id={}",
+                1_000_000 + i,
+                if i % 100 == 7 { "ERROR" } else { "INFO" },
+                trace_id(i)
+            )
+            .into_bytes(),
+        })
+        .collect();
+    let fs = MemFs::new();
+    let path = Path::new("/d/seg");
+    write(&fs, path, &recs);
+    let segments = crate::SegmentCache::with_block_cache(1 << 30);
+    let blocks = segments.block_cache().unwrap().clone();
+    let file = fs.open_read(path).unwrap();
+    let segment = segments.open(&fs, path, &*file).unwrap();
+    let finder = Arc::new(memmem::Finder::new(b"level=ERROR").into_owned());
+    let query = || {
+        BlockCursor::shared(segment.clone(), test_pool())
+            .with_block_cache(blocks.clone())
+            .with_literal(finder.clone())
+    };
+    let want: Vec<Rec> = recs
+        .iter()
+        .filter(|r| finder.find(&r.payload).is_some())
+        .cloned()
+        .collect();
+    assert_eq!(read_from(&mut query()).unwrap(), want);
+    let first = blocks.stats();
+    assert_eq!(first.blocks, 0, "no block was read whole");
+    assert_eq!(first.records_alone, segment.blocks().len() as u64);
+
+    assert_eq!(read_from(&mut query()).unwrap(), want);
+    let second = blocks.stats();
+    assert_eq!(
+        second.record_hits - first.record_hits,
+        first.records_alone,
+        "every block read in part found its records"
+    );
+    assert_eq!(second.record_misses, first.record_misses);
+
+    let mut all =
+        BlockCursor::shared(segment.clone(), test_pool()).with_block_cache(blocks.clone());
+    assert_eq!(read_from(&mut all).unwrap(), recs);
+    let whole = blocks.stats();
+    assert_eq!(
+        (whole.blocks, whole.records_alone),
+        (segment.blocks().len() as u64, 0)
+    );
+    // And a block kept whole answers for its records too.
+    assert_eq!(read_from(&mut query()).unwrap(), want);
+}
