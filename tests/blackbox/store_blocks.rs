@@ -124,7 +124,8 @@ fn block_files_are_queried_pruned_and_greppable_with_zstdcat() {
 
 /// A scan that cannot skip blocks keeps them decoded (`--block-cache`): the
 /// same query again is answered from kept blocks, with the same lines, and
-/// `/metrics` shows the hits; `--block-cache 0` keeps nothing.
+/// `/metrics` shows the hits; a query for a rare id keeps the records of
+/// the blocks it read in part; `--block-cache 0` keeps nothing.
 #[test]
 fn a_repeated_scan_is_answered_from_kept_blocks() {
     for (cache, keeps) in [("64MiB", true), ("0", false)] {
@@ -160,6 +161,25 @@ fn a_repeated_scan_is_answered_from_kept_blocks() {
                 && node.metric("sluice_store_compactions_total{layout=\"sorted\"}") >= 1.0)
                 .then_some(())
         });
+        // A rare id reads a frame or two of a block: its records (ids,
+        // topics, flags) are kept, and the same query again decodes none.
+        let rare = trace_id(12_345);
+        let record_hits = || node.metric("sluice_block_cache_record_lookups_total{result=\"hit\"}");
+        let once = node.query(&["-q", &rare]);
+        assert_eq!(String::from_utf8_lossy(&once.stdout).lines().count(), 1);
+        let record_hits_before = record_hits();
+        let twice = node.query(&["-q", &rare]);
+        assert_eq!(
+            once.stdout, twice.stdout,
+            "kept records answer as decoded ones"
+        );
+        match keeps {
+            true => assert!(
+                record_hits() > record_hits_before,
+                "the second query found the block's records ({cache})"
+            ),
+            false => assert_eq!(record_hits(), 0.0, "--block-cache 0"),
+        }
         let hits = || node.metric("sluice_block_cache_lookups_total{result=\"hit\"}");
         let first = node.query(&["-q", "quota"]);
         assert!(first.status.success());
