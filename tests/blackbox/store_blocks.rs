@@ -13,30 +13,21 @@ fn trace_id(i: u64) -> String {
     format!("{:016x}{:016x}", mix(i), mix(i + (1 << 40)))
 }
 
-#[test]
-fn block_files_are_queried_pruned_and_greppable_with_zstdcat() {
-    let dir = tempfile::tempdir().unwrap();
-    // Outputs of 1 MiB of records: several files, each of one sorted block.
-    let node = Node::start(
-        dir.path(),
-        &[
-            "--compact-target",
-            "1MiB",
-            "--maintenance-interval",
-            "100ms",
-        ],
-    );
-    let mut input = Vec::new();
-    for i in 0..50_000 {
-        let level = if i % 100 == 7 { "ERROR" } else { "INFO" };
-        input.extend_from_slice(
-            format!("{level} request {i} trace_id={} done\n", trace_id(i)).as_bytes(),
-        );
-    }
-    send_and_wait_close(&node.fast, &input);
-    node.wait_records(50_000);
+/// A node that compacts to 1 MiB outputs, soon: several files, each of
+/// one sorted block. `extra` flags follow.
+fn start_compacting_small(dir: &std::path::Path, extra: &[&str]) -> Node {
+    let mut args = vec![
+        "--compact-target",
+        "1MiB",
+        "--maintenance-interval",
+        "100ms",
+    ];
+    args.extend_from_slice(extra);
+    Node::start(dir, &args)
+}
 
-    // Every store segment becomes a block file, and every block is sorted.
+/// Wait until every store segment is a block file and every block sorted.
+fn wait_all_sorted(node: &Node) {
     let store = node.data().join("store");
     wait_for(
         "every store segment to be compacted to a block file",
@@ -50,6 +41,25 @@ fn block_files_are_queried_pruned_and_greppable_with_zstdcat() {
             && node.metric("sluice_store_compactions_total{layout=\"sorted\"}") >= 1.0)
             .then_some(())
     });
+}
+
+#[test]
+fn block_files_are_queried_pruned_and_greppable_with_zstdcat() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_compacting_small(dir.path(), &[]);
+    let mut input = Vec::new();
+    for i in 0..50_000 {
+        let level = if i % 100 == 7 { "ERROR" } else { "INFO" };
+        input.extend_from_slice(
+            format!("{level} request {i} trace_id={} done\n", trace_id(i)).as_bytes(),
+        );
+    }
+    send_and_wait_close(&node.fast, &input);
+    node.wait_records(50_000);
+
+    // Every store segment becomes a block file, and every block is sorted.
+    wait_all_sorted(&node);
+    let store = node.data().join("store");
     // A block file is a zstd stream whose text is the lines.
     let (segments, stored, text) = settled_block_files(&store);
     assert!(!segments.is_empty());
@@ -130,17 +140,7 @@ fn block_files_are_queried_pruned_and_greppable_with_zstdcat() {
 fn a_repeated_scan_is_answered_from_kept_blocks() {
     for (cache, keeps) in [("64MiB", true), ("0", false)] {
         let dir = tempfile::tempdir().unwrap();
-        let node = Node::start(
-            dir.path(),
-            &[
-                "--compact-target",
-                "1MiB",
-                "--maintenance-interval",
-                "100ms",
-                "--block-cache",
-                cache,
-            ],
-        );
+        let node = start_compacting_small(dir.path(), &["--block-cache", cache]);
         let mut input = Vec::new();
         for i in 0..20_000 {
             let word = if i % 100 == 3 { "quota" } else { "fine" };
@@ -152,15 +152,7 @@ fn a_repeated_scan_is_answered_from_kept_blocks() {
         }
         send_and_wait_close(&node.fast, &input);
         node.wait_records(20_000);
-        let store = node.data().join("store");
-        wait_for("every store segment to be a sorted block file", || {
-            let segments = store_segments(&store);
-            (!segments.is_empty()
-                && segments.iter().all(|p| is_block_file(p))
-                && node.metric("sluice_store_unsorted_blocks") == 0.0
-                && node.metric("sluice_store_compactions_total{layout=\"sorted\"}") >= 1.0)
-                .then_some(())
-        });
+        wait_all_sorted(&node);
         // A rare id reads a frame or two of a block: its records (ids,
         // topics, flags) are kept, and the same query again decodes none.
         let rare = trace_id(12_345);

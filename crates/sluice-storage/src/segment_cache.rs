@@ -171,7 +171,10 @@ mod tests {
     }
 
     fn payloads(segment: Arc<BlockSegment>) -> Vec<String> {
-        let mut cursor = BlockCursor::shared(segment, crate::workers::test_pool());
+        payloads_of(BlockCursor::shared(segment, crate::workers::test_pool()))
+    }
+
+    fn payloads_of(mut cursor: BlockCursor) -> Vec<String> {
         let mut out = Vec::new();
         while cursor.advance().unwrap() {
             out.push(String::from_utf8(cursor.record().payload.to_vec()).unwrap());
@@ -213,13 +216,9 @@ mod tests {
 
     fn payloads_kept(cache: &SegmentCache, segment: Arc<BlockSegment>) -> Vec<String> {
         let blocks = cache.block_cache().expect("a block cache").clone();
-        let mut cursor =
-            BlockCursor::shared(segment, crate::workers::test_pool()).with_block_cache(blocks);
-        let mut out = Vec::new();
-        while cursor.advance().unwrap() {
-            out.push(String::from_utf8(cursor.record().payload.to_vec()).unwrap());
-        }
-        out
+        payloads_of(
+            BlockCursor::shared(segment, crate::workers::test_pool()).with_block_cache(blocks),
+        )
     }
 
     /// Kept blocks are found by content: the same blocks in another file

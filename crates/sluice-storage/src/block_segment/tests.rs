@@ -614,15 +614,17 @@ proptest! {
     }
 }
 
-/// A query for a word on few lines, answered from kept blocks, searches
-/// only the frames its probe wants, and counts only those as read.
-#[test]
-fn a_kept_block_is_searched_only_in_the_wanted_frames() {
-    let recs: Vec<Rec> = (0..100_000u64)
+/// 100,000 request lines, one in 100 an `ERROR`, each with its own trace
+/// id; with `mixed`, of two topics and some flagged.
+fn request_lines(mixed: bool) -> Vec<Rec> {
+    (0..100_000u64)
         .map(|i| Rec {
             id: Ulid::from_parts(1_000_000 + i, 0).0,
-            flags: 0,
-            topic: b"t".to_vec(),
+            flags: (mixed && i % 3 == 0) as u8,
+            topic: match mixed && i % 2 == 1 {
+                false => b"t".to_vec(),
+                true => b"bb".to_vec(),
+            },
             payload: format!(
                 "ts={} level={} msg=\"request done\" trace_id={}",
                 1_000_000 + i,
@@ -631,14 +633,35 @@ fn a_kept_block_is_searched_only_in_the_wanted_frames() {
             )
             .into_bytes(),
         })
-        .collect();
+        .collect()
+}
+
+/// `recs` written as a block file, opened through a segment cache with a
+/// block cache: the segment and that block cache.
+fn with_block_cache(recs: &[Rec]) -> (Arc<BlockSegment>, Arc<crate::BlockCache>) {
     let fs = MemFs::new();
     let path = Path::new("/d/seg");
-    write(&fs, path, &recs);
+    write(&fs, path, recs);
     let segments = crate::SegmentCache::with_block_cache(1 << 30);
     let blocks = segments.block_cache().unwrap().clone();
     let file = fs.open_read(path).unwrap();
-    let segment = segments.open(&fs, path, &*file).unwrap();
+    (segments.open(&fs, path, &*file).unwrap(), blocks)
+}
+
+/// The records of `recs` that hold `finder`.
+fn holding(recs: &[Rec], finder: &memmem::Finder<'_>) -> Vec<Rec> {
+    recs.iter()
+        .filter(|r| finder.find(&r.payload).is_some())
+        .cloned()
+        .collect()
+}
+
+/// A query for a word on few lines, answered from kept blocks, searches
+/// only the frames its probe wants, and counts only those as read.
+#[test]
+fn a_kept_block_is_searched_only_in_the_wanted_frames() {
+    let recs = request_lines(false);
+    let (segment, blocks) = with_block_cache(&recs);
     let mut all =
         BlockCursor::shared(segment.clone(), test_pool()).with_block_cache(blocks.clone());
     assert_eq!(read_from(&mut all).unwrap().len(), recs.len());
@@ -650,13 +673,8 @@ fn a_kept_block_is_searched_only_in_the_wanted_frames() {
         .with_block_cache(blocks.clone())
         .with_literal(finder.clone());
     let got = read_from(&mut errors).unwrap();
-    let want: Vec<Rec> = recs
-        .iter()
-        .filter(|r| finder.find(&r.payload).is_some())
-        .cloned()
-        .collect();
     assert_eq!(got.len(), 1_000);
-    assert_eq!(got, want);
+    assert_eq!(got, holding(&recs, &finder));
     assert_eq!(blocks.stats().misses, misses, "every block was kept");
     assert!(
         errors.frames_loaded() * 10 < all_frames,
@@ -670,42 +688,15 @@ fn a_kept_block_is_searched_only_in_the_wanted_frames() {
 /// answers the same; a block read whole later replaces them.
 #[test]
 fn a_block_read_in_part_keeps_its_records_for_the_next_query() {
-    let recs: Vec<Rec> = (0..100_000u64)
-        .map(|i| Rec {
-            id: Ulid::from_parts(1_000_000 + i, 0).0,
-            flags: (i % 3 == 0) as u8,
-            topic: if i % 2 == 0 {
-                b"a".to_vec()
-            } else {
-                b"bb".to_vec()
-            },
-            payload: format!(
-                "ts={} level={} msg=\"request done\" trace_id={}",
-                1_000_000 + i,
-                if i % 100 == 7 { "ERROR" } else { "INFO" },
-                trace_id(i)
-            )
-            .into_bytes(),
-        })
-        .collect();
-    let fs = MemFs::new();
-    let path = Path::new("/d/seg");
-    write(&fs, path, &recs);
-    let segments = crate::SegmentCache::with_block_cache(1 << 30);
-    let blocks = segments.block_cache().unwrap().clone();
-    let file = fs.open_read(path).unwrap();
-    let segment = segments.open(&fs, path, &*file).unwrap();
+    let recs = request_lines(true);
+    let (segment, blocks) = with_block_cache(&recs);
     let finder = Arc::new(memmem::Finder::new(b"level=ERROR").into_owned());
     let query = || {
         BlockCursor::shared(segment.clone(), test_pool())
             .with_block_cache(blocks.clone())
             .with_literal(finder.clone())
     };
-    let want: Vec<Rec> = recs
-        .iter()
-        .filter(|r| finder.find(&r.payload).is_some())
-        .cloned()
-        .collect();
+    let want = holding(&recs, &finder);
     assert_eq!(read_from(&mut query()).unwrap(), want);
     let first = blocks.stats();
     assert_eq!(first.blocks, 0, "no block was read whole");
