@@ -667,30 +667,23 @@ impl Forward<'_> {
                 .expect("the merge opens each segment once")
         };
         let (lower, upper) = query.id_bounds();
-        let filter = |r: &Record<'_>| {
+        // `test_matcher` false: for a literal query's cursors that selected
+        // by the literal, whose records hold it already.
+        let verdict = |r: &Record<'_>, test_matcher: bool| {
             if r.id < lower {
                 Verdict::Skip
             } else if r.id > upper {
                 Verdict::Stop
-            } else if !query.topic_ok(r.topic) || !query.matcher.is_match(r.payload) {
+            } else if !query.topic_ok(r.topic)
+                || (test_matcher && !query.matcher.is_match(r.payload))
+            {
                 Verdict::Skip
             } else {
                 Verdict::Keep
             }
         };
-        // A literal query's cursors that selected by the literal: the same
-        // test less the literal.
-        let holds_literal = |r: &Record<'_>| {
-            if r.id < lower {
-                Verdict::Skip
-            } else if r.id > upper {
-                Verdict::Stop
-            } else if !query.topic_ok(r.topic) {
-                Verdict::Skip
-            } else {
-                Verdict::Keep
-            }
-        };
+        let filter = |r: &Record<'_>| verdict(r, true);
+        let holds_literal = |r: &Record<'_>| verdict(r, false);
         let mut merge = Merge::new(&mins, &mut open, &filter);
         if matches!(query.matcher, Matcher::Literal(_)) {
             merge = merge.with_filter_for_literal_cursors(&holds_literal);

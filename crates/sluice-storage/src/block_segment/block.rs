@@ -595,13 +595,6 @@ impl Block {
 
     /// Record `i` (in id order); its frame must have been read.
     pub(crate) fn record(&self, i: usize) -> Record<'_> {
-        let records = &*self.records;
-        let (from, to) = records.topics[records.topic_of[i] as usize];
-        Record {
-            id: records.ids[i],
-            flags: records.flags[i],
-            topic: &records.topic_bytes[from as usize..to as usize],
-            payload: &self.text[self.starts[i] as usize..self.ends[i] as usize],
-        }
+        self.picked_record(&self.pick(i))
     }
 }
