@@ -42,6 +42,9 @@ pub(crate) struct Read {
     pub bytes: u64,
     /// Bytes of the block's filter, in its meta.
     pub filter_len: u64,
+    /// Bytes of the meta's ordinals that were not read: those of the
+    /// lines of the frames not read.
+    pub ordinals_unread: u64,
 }
 
 /// A block's frame table, as parsed.
@@ -255,6 +258,9 @@ pub(crate) struct Block {
     seen: Vec<u64>,
     /// Bytes of the block's filter, in its meta.
     pub(crate) filter_len: u64,
+    /// Bytes of each line's ordinal in the meta (0 for a block in id
+    /// order, which stores none).
+    ordinal_width: u64,
 }
 
 impl Block {
@@ -341,7 +347,10 @@ impl Block {
             first_row += frame.rows as usize;
         }
         self.frames = frames;
-        read
+        read.map(|read| Read {
+            ordinals_unread: self.ordinals_unread(wanted),
+            ..read
+        })
     }
 
     /// Parse the meta's ids, ordinals, topics and flags (`r` after the
@@ -359,10 +368,16 @@ impl Block {
             true => Ok(Ordinals::Identity),
             false => Ordinals::read(r, count),
         };
+        self.ordinal_width = 0;
+        let width = |ordinals: &Ordinals<'_>| match ordinals {
+            Ordinals::Identity => 0,
+            Ordinals::Packed { width, .. } => *width as u64,
+        };
         if let Some(known) = known {
             self.records = known.clone();
             r.pos = known.ordinals_at;
             let ordinals = ordinals(r)?;
+            self.ordinal_width = width(&ordinals);
             r.pos = known.end;
             return Ok(ordinals);
         }
@@ -379,6 +394,7 @@ impl Block {
         }
         records.ordinals_at = r.pos;
         let ordinals = ordinals(r)?;
+        self.ordinal_width = width(&ordinals);
         records.read_topics_and_flags(r, count)?;
         records.end = r.pos;
         Ok(ordinals)
@@ -497,6 +513,21 @@ impl Block {
             + self.seen.capacity() * 8
             + size_of::<Block>()) as u64
             + self.records.heap_bytes()
+    }
+
+    /// Bytes of the meta's ordinals of the lines of the frames not in
+    /// `wanted` (`None`: all of them): a block read in part reads only
+    /// those of the lines it reads ([`Ordinals::get`]).
+    pub(crate) fn ordinals_unread(&self, wanted: Option<&[u32]>) -> u64 {
+        let Some(wanted) = wanted else {
+            return 0;
+        };
+        let lines_read: u64 = wanted
+            .iter()
+            .filter_map(|&f| self.frames.get(f as usize))
+            .map(|f| f.rows as u64)
+            .sum();
+        (self.records.ids.len() as u64).saturating_sub(lines_read) * self.ordinal_width
     }
 
     /// The compressed bytes and the number of frames `wanted` (indices,

@@ -85,6 +85,8 @@ struct Decoded {
     data_read: u64,
     frames_read: u64,
     filter_len: u64,
+    /// Bytes of the meta not read: the ordinals of the frames not read.
+    meta_unread: u64,
     decompressor: Option<zstd::bulk::Decompressor<'static>>,
     /// Why the block failed its checks, if it did.
     failure: Option<&'static str>,
@@ -405,14 +407,15 @@ impl BlockCursor {
                 self.corrupt_block(entry.offset, why)?;
                 continue;
             }
-            // The meta, less its filter once verified (the filter was
-            // probed, and counted, above), and the frames read.
-            let filter = match self.segment.meta_is_verified(i) {
-                true => self.current.filter_len,
+            // The meta, once verified less its filter (probed, and
+            // counted, above) and the ordinals of the lines not read, and
+            // the frames read.
+            let unread = match self.segment.meta_is_verified(i) {
+                true => self.current.filter_len + self.current.meta_unread,
                 false => 0,
             };
             self.segment.meta_was_verified(i);
-            self.bytes_read += 8 + entry.meta_len as u64 - filter + self.current.data_read;
+            self.bytes_read += 8 + entry.meta_len as u64 - unread + self.current.data_read;
             self.blocks_loaded += 1;
             self.frames_loaded += self.current.frames_read;
             self.skipped += (entry.count as usize - self.current.selected.len()) as u64;
@@ -441,8 +444,9 @@ fn select_kept(kept: Arc<Block>, mut job: Decoded, select: Select) -> Decoded {
     job.failure = None;
     job.filter_len = kept.filter_len;
     // Counted as if read: what the query needed, wherever it came from.
-    (job.data_read, job.frames_read) =
-        kept.frames_data((!job.all_frames).then_some(&job.wanted[..]));
+    let wanted = (!job.all_frames).then_some(&job.wanted[..]);
+    (job.data_read, job.frames_read) = kept.frames_data(wanted);
+    job.meta_unread = kept.ordinals_unread(wanted);
     if job.all_frames {
         let lines = Lines::all(&kept);
         select_records(&kept, 0..kept.text.len(), lines, &select, &mut job.selected);
@@ -530,6 +534,7 @@ fn decode(
         Ok(read) => {
             job.failure = None;
             (job.data_read, job.frames_read) = (read.bytes, read.frames);
+            job.meta_unread = read.ordinals_unread;
             job.filter_len = read.filter_len;
         }
         Err(why) => {

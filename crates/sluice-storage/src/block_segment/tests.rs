@@ -267,6 +267,36 @@ fn rare_literal_skips_blocks(make: MakeWriter, expect_sorted: bool) {
     );
 }
 
+/// A sorted block read in part reads, of its meta, the ordinals of the
+/// lines of the frames it reads, not every line's: once the meta is
+/// verified, a rare literal's query reads less than one block's meta.
+#[test]
+fn a_block_read_in_part_reads_the_ordinals_of_its_frames_only() {
+    let fs = MemFs::new();
+    let path = Path::new("/d/seg");
+    write(&fs, path, &traced_requests());
+    let segment = Arc::new(BlockSegment::open(&fs, path).unwrap());
+    let rare = trace_id(4242);
+    let query = || {
+        let finder = Arc::new(memmem::Finder::new(rare.as_bytes()).into_owned());
+        BlockCursor::shared(segment.clone(), test_pool()).with_literal(finder)
+    };
+    // The first query verifies the metas it reads, all of them.
+    assert_eq!(payloads(&mut query()).len(), 1);
+    let mut cursor = query();
+    assert_eq!(payloads(&mut cursor).len(), 1);
+    assert_eq!((cursor.blocks_loaded(), cursor.frames_loaded()), (1, 1));
+    let smallest_meta = (0..segment.blocks().len())
+        .map(|i| 8 + segment.blocks()[i].meta_len as u64 - segment.filter_bytes(i).unwrap())
+        .min()
+        .unwrap();
+    assert!(
+        cursor.bytes_read() < smallest_meta,
+        "read {} bytes, a block's meta less its filter is {smallest_meta}",
+        cursor.bytes_read()
+    );
+}
+
 #[test]
 fn any_of_several_literals_reads_only_their_blocks() {
     let fs = MemFs::new();
