@@ -134,8 +134,9 @@ fn block_files_are_queried_pruned_and_greppable_with_zstdcat() {
 
 /// A scan that cannot skip blocks keeps them decoded (`--block-cache`): the
 /// same query again is answered from kept blocks, with the same lines, and
-/// `/metrics` shows the hits; a query for a rare id keeps the records of
-/// the blocks it read in part; `--block-cache 0` keeps nothing.
+/// `/metrics` shows the hits; a query for a rare id keeps the part of the
+/// blocks it read (the frames and the records), which answers it again;
+/// `--block-cache 0` keeps nothing.
 #[test]
 fn a_repeated_scan_is_answered_from_kept_blocks() {
     for (cache, keeps) in [("64MiB", true), ("0", false)] {
@@ -153,26 +154,29 @@ fn a_repeated_scan_is_answered_from_kept_blocks() {
         send_and_wait_close(&node.fast, &input);
         node.wait_records(20_000);
         wait_all_sorted(&node);
-        // A rare id reads a frame or two of a block: its records (ids,
-        // topics, flags) are kept, and the same query again decodes none.
+        // A rare id reads a frame or two of a block: that part of the
+        // block (its frames, ids, topics, flags) is kept, and the same
+        // query again decompresses and decodes nothing.
         let rare = trace_id(12_345);
-        let record_hits = || node.metric("sluice_block_cache_record_lookups_total{result=\"hit\"}");
+        let hits = || node.metric("sluice_block_cache_lookups_total{result=\"hit\"}");
         let once = node.query(&["-q", &rare]);
         assert_eq!(String::from_utf8_lossy(&once.stdout).lines().count(), 1);
-        let record_hits_before = record_hits();
+        let hits_before = hits();
         let twice = node.query(&["-q", &rare]);
         assert_eq!(
             once.stdout, twice.stdout,
-            "kept records answer as decoded ones"
+            "a kept part answers as decoded frames"
         );
         match keeps {
-            true => assert!(
-                record_hits() > record_hits_before,
-                "the second query found the block's records ({cache})"
-            ),
-            false => assert_eq!(record_hits(), 0.0, "--block-cache 0"),
+            true => {
+                assert!(
+                    hits() > hits_before,
+                    "the second query found the part kept ({cache})"
+                );
+                assert!(node.metric("sluice_block_cache_parts") > 0.0);
+            }
+            false => assert_eq!(hits(), 0.0, "--block-cache 0"),
         }
-        let hits = || node.metric("sluice_block_cache_lookups_total{result=\"hit\"}");
         let first = node.query(&["-q", "quota"]);
         assert!(first.status.success());
         let hits_before = hits();

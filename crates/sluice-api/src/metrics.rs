@@ -110,9 +110,9 @@ pub fn describe() {
         "Lookups of a decoded block by a query, by result (hit: searched without decompressing, miss)."
     );
     describe_gauge!(
-        "sluice_block_cache_records_alone",
+        "sluice_block_cache_parts",
         Unit::Count,
-        "Blocks read in part whose decoded records (ids, topics, flags) are kept without their text."
+        "Of the blocks kept, those kept in part: the frames a query read, with every record's id, topic and flags."
     );
     describe_counter!(
         "sluice_block_cache_record_lookups_total",
@@ -133,7 +133,7 @@ pub(crate) fn block_cache(stats: &sluice_storage::BlockCacheStats) {
     gauge!("sluice_block_cache_blocks").set(stats.blocks as f64);
     counter!("sluice_block_cache_lookups_total", "result" => "hit").absolute(stats.hits);
     counter!("sluice_block_cache_lookups_total", "result" => "miss").absolute(stats.misses);
-    gauge!("sluice_block_cache_records_alone").set(stats.records_alone as f64);
+    gauge!("sluice_block_cache_parts").set(stats.parts as f64);
     counter!("sluice_block_cache_record_lookups_total", "result" => "hit")
         .absolute(stats.record_hits);
     counter!("sluice_block_cache_record_lookups_total", "result" => "miss")

@@ -222,10 +222,10 @@ pub struct StoreArgs {
     /// Memory for decoded blocks kept between queries, e.g. 2GB. A query
     /// that cannot skip blocks (a word on many lines) then searches their
     /// text instead of decompressing it again, as grep searches text the
-    /// page cache holds; of a block read in part, its decoded ids are
-    /// kept, for the next query for a rare id. 0 turns it off. Default: an
-    /// eighth of the machine's memory, at most 4GiB (512MiB if the memory
-    /// is unknown).
+    /// page cache holds; of a block read in part, the frames read and its
+    /// decoded ids are kept, for the next query for a rare id. 0 turns it
+    /// off. Default: an eighth of the machine's memory, at most 4GiB
+    /// (512MiB if the memory is unknown).
     #[arg(long, value_parser = parse_bytes, env = "SLUICE_BLOCK_CACHE")]
     pub block_cache: Option<u64>,
     /// Records (uncompressed) per compacted store segment.

@@ -261,6 +261,10 @@ pub(crate) struct Block {
     /// Bytes of each line's ordinal in the meta (0 for a block in id
     /// order, which stores none).
     ordinal_width: u64,
+    /// Whether every frame was read; if not, `held` lists those that were
+    /// (ascending), whose text `text` holds in frame order.
+    pub(crate) whole: bool,
+    pub(crate) held: Vec<u32>,
 }
 
 impl Block {
@@ -320,6 +324,8 @@ impl Block {
         self.line_ends.reserve_exact(count);
         let data = checked.data();
         let frames = std::mem::take(&mut self.frames);
+        self.whole = wanted.is_none();
+        self.held.clear();
         let mut read = Ok(Read {
             filter_len,
             ..Read::default()
@@ -332,6 +338,9 @@ impl Block {
                 Some(w) => w.next_if(|&&i| i as usize == f).is_some(),
             };
             if take {
+                if !self.whole {
+                    self.held.push(f as u32);
+                }
                 read = read.and_then(|read| {
                     self.read_frame(data, frame, first_row, &ordinals, decompressor)?;
                     Ok(Read {
@@ -507,7 +516,8 @@ impl Block {
             + (self.starts.capacity()
                 + self.ends.capacity()
                 + self.loaded.capacity()
-                + self.line_ends.capacity())
+                + self.line_ends.capacity()
+                + self.held.capacity())
                 * 4
             + self.frames.capacity() * size_of::<FrameEntry>()
             + self.seen.capacity() * 8
@@ -558,18 +568,40 @@ impl Block {
         }
     }
 
-    /// For a block whose every frame was read: the text and the lines (a
-    /// range of [`Block::loaded`]) of frames `wanted` (indices, ascending),
-    /// adjacent frames joined into one span, passed to `each`.
+    /// Whether the frames `wanted` (indices, ascending; `None`: all of
+    /// them) were read.
+    pub(crate) fn holds(&self, wanted: Option<&[u32]>) -> bool {
+        match (self.whole, wanted) {
+            (true, _) => true,
+            (false, None) => false,
+            (false, Some(wanted)) => {
+                let mut held = self.held.iter();
+                wanted
+                    .iter()
+                    .all(|&w| held.find(|&&h| h >= w).is_some_and(|&h| h == w))
+            }
+        }
+    }
+
+    /// For a block that [`Block::holds`] frames `wanted` (indices,
+    /// ascending): the text and the lines (a range of [`Block::loaded`])
+    /// of those frames, adjacent frames joined into one span, passed to
+    /// `each`.
     pub(crate) fn frame_spans(
         &self,
         wanted: &[u32],
         mut each: impl FnMut(std::ops::Range<usize>, std::ops::Range<usize>),
     ) {
+        debug_assert!(self.holds(Some(wanted)));
         let (mut text_at, mut line_at) = (0usize, 0usize);
         let mut span: Option<(std::ops::Range<usize>, std::ops::Range<usize>)> = None;
         let mut wanted = wanted.iter().peekable();
+        let mut held = self.held.iter().peekable();
         for (f, frame) in self.frames.iter().enumerate() {
+            // The text holds the frames read, one after another.
+            if !self.whole && held.next_if(|&&h| h as usize == f).is_none() {
+                continue;
+            }
             let (text_end, line_end) = (
                 text_at + frame.text_len as usize,
                 line_at + frame.rows as usize,

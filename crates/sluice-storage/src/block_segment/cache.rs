@@ -16,14 +16,15 @@
 //!   neighbours merged) is still found, and a file rewritten under the same
 //!   name with other blocks never is. A key is looked up only once its
 //!   file's meta checksum was verified.
-//! - **Whole blocks, or records alone.** A block is kept only when every
-//!   frame was read (a partial block could not answer a query that wants
-//!   other frames). A query that wants some frames of a kept block searches
-//!   only theirs. Of a block read in part, its records ([`Records`]: every
-//!   id, topic and flags, decoded from its meta) are kept instead, so the
-//!   next query for a rare literal, which reads one frame of each block,
-//!   decompresses that frame and decodes no ids; a block kept whole later
-//!   replaces them.
+//! - **Whole blocks, or the part a query read.** A block decoded whole
+//!   answers any query; a query that wants some of its frames searches
+//!   only theirs. A block read in part is kept too, with the frames it
+//!   read and every record's id, topic and flags ([`Records`], decoded
+//!   from its meta): it answers a query that wants no other frames (the
+//!   same rare literal again) without decompressing, and gives any other
+//!   query of the block its records, so that it decompresses only its
+//!   frames and decodes no ids. The part a later query reads replaces it,
+//!   and the whole block, once read, replaces any part.
 //! - **Bounded in bytes.** Entries are charged for their heap
 //!   ([`Block::heap_bytes`]); an insert evicts with the CLOCK policy (a
 //!   hit marks an entry; the hand clears marks and evicts the first
@@ -64,15 +65,10 @@ type Key = BlockKey;
 pub const SPARES: usize = 8;
 
 struct Slot {
-    kept: Kept,
+    /// The block, whole or in part ([`Block::whole`]).
+    block: Arc<Block>,
     bytes: u64,
     referenced: bool,
-}
-
-/// What a slot keeps.
-enum Kept {
-    Block(Arc<Block>),
-    Records(Arc<Records>),
 }
 
 #[derive(Default)]
@@ -123,12 +119,12 @@ pub struct BlockCacheStats {
     /// Lookups that did not.
     pub misses: u64,
     /// Lookups of a block's records (for a block read in part) that found
-    /// them, kept alone or in a kept block.
+    /// them, in a block kept whole or in part.
     pub record_hits: u64,
     /// Lookups of a block's records that did not.
     pub record_misses: u64,
-    /// Records kept alone now (their blocks not kept).
-    pub records_alone: u64,
+    /// Of the blocks held now, those held in part.
+    pub parts: u64,
     /// Blocks kept.
     pub inserts: u64,
     /// Blocks evicted to make room.
@@ -164,14 +160,13 @@ impl BlockCache {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The block of key `key`, if it is kept.
-    pub(crate) fn get(&self, key: &BlockKey) -> Option<Arc<Block>> {
+    /// The block of key `key`, if it is kept with the frames `wanted`
+    /// (indices, ascending; `None`: every frame).
+    pub(crate) fn get(&self, key: &BlockKey, wanted: Option<&[u32]>) -> Option<Arc<Block>> {
         let found = match self.lock().slots.get_mut(key) {
             Some(Slot {
-                kept: Kept::Block(block),
-                referenced,
-                ..
-            }) => {
+                block, referenced, ..
+            }) if block.holds(wanted) => {
                 *referenced = true;
                 Some(block.clone())
             }
@@ -185,15 +180,12 @@ impl BlockCache {
         found
     }
 
-    /// The records of the block of key `key`, kept alone or in the kept
-    /// block, if either is.
+    /// The records of the block of key `key`, if it is kept, whole or in
+    /// part.
     pub(crate) fn get_records(&self, key: &BlockKey) -> Option<Arc<Records>> {
         let found = self.lock().slots.get_mut(key).map(|slot| {
             slot.referenced = true;
-            match &slot.kept {
-                Kept::Block(block) => block.records.clone(),
-                Kept::Records(records) => records.clone(),
-            }
+            slot.block.records.clone()
         });
         let counter = match found {
             Some(_) => &self.record_hits,
@@ -203,42 +195,26 @@ impl BlockCache {
         found
     }
 
-    /// Keep `records`, those of the block of key `key` (read in part),
-    /// unless something of that block is kept already.
-    pub(crate) fn insert_records(&self, key: BlockKey, records: Arc<Records>) {
-        let bytes = records.heap_bytes();
-        self.put(key, Kept::Records(records), bytes);
-    }
-
-    /// Keep `decoded`, the block of key `key`, evicting others as needed
-    /// (its records kept alone among them); a block already kept, or
-    /// larger than the capacity, is not.
+    /// Keep `decoded`, the block of key `key` (whole or in part),
+    /// evicting others as needed. It replaces a part of the same block
+    /// kept before, not a whole block; a block larger than the capacity
+    /// is not kept.
     pub(crate) fn insert(&self, key: BlockKey, decoded: Arc<Block>) {
         let bytes = decoded.heap_bytes();
-        self.put(key, Kept::Block(decoded), bytes);
-    }
-
-    fn put(&self, key: BlockKey, kept: Kept, bytes: u64) {
         if bytes > self.capacity {
             return;
         }
         let mut evicted = 0;
         let mut state = self.lock();
-        match (state.slots.get(&key), &kept) {
-            (None, _) => {}
-            // A whole block replaces its records kept alone.
-            (
-                Some(Slot {
-                    kept: Kept::Records(_),
-                    ..
-                }),
-                Kept::Block(_),
-            ) => {
+        match state.slots.get(&key) {
+            None => {}
+            Some(slot) if slot.block.whole => return,
+            Some(_) => {
                 let gone = state.slots.remove(&key).expect("just found");
                 state.used -= gone.bytes;
                 state.ring.retain(|k| *k != key);
+                state.spare(gone.block);
             }
-            (Some(_), _) => return,
         }
         while state.used + bytes > self.capacity {
             let Some(key) = state.ring.pop_front() else {
@@ -255,9 +231,7 @@ impl BlockCache {
             }
             let gone = state.slots.remove(&key).expect("checked above");
             state.used -= gone.bytes;
-            if let Kept::Block(block) = gone.kept {
-                state.spare(block);
-            }
+            state.spare(gone.block);
             evicted += 1;
         }
         state.used += bytes;
@@ -265,7 +239,7 @@ impl BlockCache {
         state.slots.insert(
             key,
             Slot {
-                kept,
+                block: decoded,
                 bytes,
                 referenced: false,
             },
@@ -283,14 +257,14 @@ impl BlockCache {
 
     /// What the cache holds and has done.
     pub fn stats(&self) -> BlockCacheStats {
-        let (used, blocks, records_alone) = {
+        let (used, blocks, parts) = {
             let state = self.lock();
-            let alone = state
+            let parts = state
                 .slots
                 .values()
-                .filter(|slot| matches!(slot.kept, Kept::Records(_)))
+                .filter(|slot| !slot.block.whole)
                 .count() as u64;
-            (state.used, state.slots.len() as u64 - alone, alone)
+            (state.used, state.slots.len() as u64, parts)
         };
         BlockCacheStats {
             capacity: self.capacity,
@@ -300,7 +274,7 @@ impl BlockCache {
             misses: self.misses.load(Ordering::Relaxed),
             record_hits: self.record_hits.load(Ordering::Relaxed),
             record_misses: self.record_misses.load(Ordering::Relaxed),
-            records_alone,
+            parts,
             inserts: self.inserts.load(Ordering::Relaxed),
             evictions: self.evictions.load(Ordering::Relaxed),
         }
@@ -314,6 +288,15 @@ mod tests {
     fn block_of(bytes: usize) -> Arc<Block> {
         let mut block = Block::default();
         block.text = vec![b'x'; bytes];
+        block.whole = true;
+        Arc::new(block)
+    }
+
+    /// A block read in part: the frames `held`.
+    fn part_of(bytes: usize, held: &[u32]) -> Arc<Block> {
+        let mut block = Block::default();
+        block.text = vec![b'x'; bytes];
+        block.held = held.to_vec();
         Arc::new(block)
     }
 
@@ -335,10 +318,13 @@ mod tests {
         let cache = BlockCache::new(1 << 20);
         let block = block_of(1000);
         cache.insert(key(7, 1), block.clone());
-        assert!(Arc::ptr_eq(&cache.get(&key(7, 1)).expect("kept"), &block));
-        assert!(cache.get(&key(8, 1)).is_none(), "other ids");
+        assert!(Arc::ptr_eq(
+            &cache.get(&key(7, 1), None).expect("kept"),
+            &block
+        ));
+        assert!(cache.get(&key(8, 1), None).is_none(), "other ids");
         assert!(
-            cache.get(&key(7, 2)).is_none(),
+            cache.get(&key(7, 2), None).is_none(),
             "another meta, the same ids"
         );
         let stats = cache.stats();
@@ -352,15 +338,15 @@ mod tests {
         for i in 0..3 {
             cache.insert(key(i * 10, 0), block_of(1000));
         }
-        assert!(cache.get(&key(0, 0)).is_some());
+        assert!(cache.get(&key(0, 0), None).is_some());
         // Block 0 was hit, so the hand passes it and evicts block 10.
         cache.insert(key(30, 0), block_of(1000));
         let stats = cache.stats();
         assert!(stats.used <= stats.capacity, "{stats:?}");
         assert_eq!((stats.blocks, stats.evictions), (3, 1));
-        assert!(cache.get(&key(0, 0)).is_some());
-        assert!(cache.get(&key(10, 0)).is_none());
-        assert!(cache.get(&key(30, 0)).is_some());
+        assert!(cache.get(&key(0, 0), None).is_some());
+        assert!(cache.get(&key(10, 0), None).is_none());
+        assert!(cache.get(&key(30, 0), None).is_some());
     }
 
     #[test]
@@ -368,7 +354,7 @@ mod tests {
         let one = block_of(1000).heap_bytes();
         let cache = BlockCache::new(one);
         cache.insert(key(0, 0), block_of(1000));
-        let held = cache.get(&key(0, 0)).expect("kept");
+        let held = cache.get(&key(0, 0), None).expect("kept");
         // Evicts block 0, which a query holds: no spare.
         cache.insert(key(10, 0), block_of(1000));
         assert!(cache.take_spare().is_none(), "a query still holds it");
@@ -382,28 +368,46 @@ mod tests {
     }
 
     #[test]
-    fn records_kept_alone_are_found_and_give_way_to_their_whole_block() {
+    fn a_part_answers_for_its_frames_and_gives_way_to_the_next_part_and_the_whole() {
         let cache = BlockCache::new(1 << 20);
-        let records = Arc::new(Records::default());
-        cache.insert_records(key(7, 1), records.clone());
-        assert!(cache.get(&key(7, 1)).is_none(), "no whole block kept");
-        let found = cache.get_records(&key(7, 1)).expect("kept alone");
-        assert!(Arc::ptr_eq(&found, &records));
+        let part = part_of(1000, &[2, 5]);
+        cache.insert(key(7, 1), part.clone());
+        for wanted in [&[2][..], &[5], &[2, 5]] {
+            let found = cache.get(&key(7, 1), Some(wanted)).expect("frames held");
+            assert!(Arc::ptr_eq(&found, &part));
+        }
+        for wanted in [Some(&[3][..]), Some(&[2, 3]), Some(&[5, 6]), None] {
+            assert!(cache.get(&key(7, 1), wanted).is_none(), "{wanted:?}");
+        }
+        let found = cache.get_records(&key(7, 1)).expect("the part's records");
+        assert!(Arc::ptr_eq(&found, &part.records));
         assert!(cache.get_records(&key(7, 2)).is_none(), "another meta");
         let stats = cache.stats();
-        assert_eq!((stats.records_alone, stats.blocks), (1, 0));
+        assert_eq!((stats.parts, stats.blocks), (1, 1));
+        assert_eq!((stats.hits, stats.misses), (3, 4));
         assert_eq!((stats.record_hits, stats.record_misses), (1, 1));
-        // The whole block replaces them, and answers for its records.
+        // The part the next query read replaces it.
+        let next = part_of(2000, &[3]);
+        cache.insert(key(7, 1), next.clone());
+        assert!(cache.get(&key(7, 1), Some(&[2])).is_none());
+        assert!(Arc::ptr_eq(
+            &cache.get(&key(7, 1), Some(&[3])).unwrap(),
+            &next
+        ));
+        assert_eq!(cache.stats().used, next.heap_bytes());
+        // The whole block replaces the part, and answers for any frames.
         let block = block_of(1000);
         cache.insert(key(7, 1), block.clone());
         let stats = cache.stats();
-        assert_eq!((stats.records_alone, stats.blocks), (0, 1));
+        assert_eq!((stats.parts, stats.blocks), (0, 1));
         assert_eq!(stats.used, block.heap_bytes());
-        let found = cache.get_records(&key(7, 1)).expect("in the block");
-        assert!(Arc::ptr_eq(&found, &block.records));
-        // Records never replace a whole block.
-        cache.insert_records(key(7, 1), Arc::new(Records::default()));
-        assert!(Arc::ptr_eq(&cache.get(&key(7, 1)).unwrap(), &block));
+        assert!(Arc::ptr_eq(
+            &cache.get(&key(7, 1), Some(&[2])).unwrap(),
+            &block
+        ));
+        // A part never replaces a whole block.
+        cache.insert(key(7, 1), part_of(10, &[2]));
+        assert!(Arc::ptr_eq(&cache.get(&key(7, 1), None).unwrap(), &block));
     }
 
     #[test]

@@ -355,7 +355,9 @@ impl BlockCursor {
             let kept = match &self.cache {
                 // The key's checksum is trusted once this file's meta
                 // was verified (kept blocks were, when decoded).
-                Some(cache) if meta_verified => cache.get(&key),
+                Some(cache) if meta_verified => {
+                    cache.get(&key, (!job.all_frames).then_some(&job.wanted[..]))
+                }
                 _ => None,
             };
             let task = match kept {
@@ -551,21 +553,15 @@ fn decode(
         &mut job.selected,
     );
     finish_selection(&job.block, &mut job.selected, select.filter);
-    match keep {
-        Some((cache, key)) if job.all_frames => {
-            let buffers = cache.take_spare().unwrap_or_default();
-            let mut block = std::mem::replace(&mut job.block, buffers);
-            block.shed_scratch();
-            let block = Arc::new(block);
-            cache.insert(key, block.clone());
-            job.kept = Some(block);
-        }
-        // Read in part: its records are kept, for the next query that
-        // reads a few of its frames.
-        Some((cache, key)) if known.is_none() => {
-            cache.insert_records(key, job.block.records.clone());
-        }
-        _ => {}
+    // Kept whole, or in part: the part answers the next query for the
+    // same frames, and gives any other its records.
+    if let Some((cache, key)) = keep {
+        let buffers = cache.take_spare().unwrap_or_default();
+        let mut block = std::mem::replace(&mut job.block, buffers);
+        block.shed_scratch();
+        let block = Arc::new(block);
+        cache.insert(key, block.clone());
+        job.kept = Some(block);
     }
     job.pick();
     job

@@ -602,7 +602,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     /// Blocks kept by the block cache answer exactly as decoded blocks do:
-    /// after a scan of everything keeps every block, a literal (searched
+    /// after a scan of everything keeps every block, or after the same
+    /// query kept the blocks it read in part, a literal (searched
     /// directly or as a text matcher) returns the records that hold it,
     /// whether its probe wants all of a kept block's frames or some.
     #[test]
@@ -612,6 +613,7 @@ proptest! {
         cut in proptest::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>(), 8usize..40)),
         layout in 0usize..LAYOUTS.len(),
         as_text in any::<bool>(),
+        scan_first in any::<bool>(),
     ) {
         let fs = MemFs::new();
         let path = Path::new("/d/seg");
@@ -624,20 +626,29 @@ proptest! {
         let cursor = |segment: &Arc<BlockSegment>| {
             BlockCursor::shared(segment.clone(), test_pool()).with_block_cache(blocks.clone())
         };
-        prop_assert_eq!(read_all(cursor(&segment)).unwrap(), recs.clone());
-        prop_assert_eq!(blocks.stats().blocks, segment.blocks().len() as u64);
-
         let finder = Arc::new(memmem::Finder::new(&needle).into_owned());
-        let mut kept = cursor(&segment).with_literal(finder.clone());
-        if as_text {
-            kept = kept.with_text_matcher(Arc::new(LiteralText(memmem::Finder::new(&needle).into_owned())));
+        let literal = || {
+            let mut cursor = cursor(&segment).with_literal(finder.clone());
+            if as_text {
+                cursor = cursor.with_text_matcher(Arc::new(LiteralText(memmem::Finder::new(&needle).into_owned())));
+            }
+            cursor
+        };
+        let want: Vec<Rec> = recs.iter().filter(|r| finder.find(&r.payload).is_some()).cloned().collect();
+        if scan_first {
+            prop_assert_eq!(read_all(cursor(&segment)).unwrap(), recs.clone());
+            prop_assert_eq!(blocks.stats().blocks, segment.blocks().len() as u64);
+        } else {
+            // What the query reads in part is kept in part.
+            prop_assert_eq!(read_all(literal()).unwrap(), want.clone());
         }
+
+        let kept = literal();
         // Selected by the literal alone, every record holds it; a text
         // matcher decides for itself.
         prop_assert_eq!(crate::RecordCursor::holds_its_literal(&kept), !as_text);
         let hits = blocks.stats().hits;
         let got = read_all(kept).unwrap();
-        let want: Vec<Rec> = recs.iter().filter(|r| finder.find(&r.payload).is_some()).cloned().collect();
         prop_assert_eq!(got, want);
         // Every block the probe did not rule out was a hit.
         prop_assert!(recs.is_empty() || blocks.stats().hits > hits || blocks.stats().misses == segment.blocks().len() as u64);
@@ -713,42 +724,63 @@ fn a_kept_block_is_searched_only_in_the_wanted_frames() {
     );
 }
 
-/// A block read in part keeps its records (ids, topics, flags) in the
-/// cache: the next query that reads a few of its frames decodes no ids and
-/// answers the same; a block read whole later replaces them.
+/// A block read in part is kept in part: the frames read and its records
+/// (ids, topics, flags). The same query again is answered from the parts,
+/// with no block decoded; another that wants other frames of a block
+/// decodes them but no ids, and its part replaces the one before; a block
+/// read whole later replaces every part.
 #[test]
-fn a_block_read_in_part_keeps_its_records_for_the_next_query() {
+fn a_block_read_in_part_is_kept_for_the_next_query() {
     let recs = request_lines(true);
     let (segment, blocks) = with_block_cache(&recs);
-    let finder = Arc::new(memmem::Finder::new(b"level=ERROR").into_owned());
-    let query = || {
-        BlockCursor::shared(segment.clone(), test_pool())
+    let blocks_in_file = segment.blocks().len() as u64;
+    let query = |literal: &[u8]| {
+        let finder = Arc::new(memmem::Finder::new(literal).into_owned());
+        let cursor = BlockCursor::shared(segment.clone(), test_pool())
             .with_block_cache(blocks.clone())
-            .with_literal(finder.clone())
+            .with_literal(finder.clone());
+        (cursor, holding(&recs, &finder))
     };
-    let want = holding(&recs, &finder);
-    assert_eq!(read_from(&mut query()).unwrap(), want);
-    let first = blocks.stats();
-    assert_eq!(first.blocks, 0, "no block was read whole");
-    assert_eq!(first.records_alone, segment.blocks().len() as u64);
-
-    assert_eq!(read_from(&mut query()).unwrap(), want);
-    let second = blocks.stats();
+    let ask = |literal: &[u8]| {
+        let (mut cursor, want) = query(literal);
+        assert_eq!(read_from(&mut cursor).unwrap(), want);
+        blocks.stats()
+    };
+    let first = ask(b"level=ERROR");
+    assert!(blocks_in_file >= 2, "{blocks_in_file} blocks");
     assert_eq!(
-        second.record_hits - first.record_hits,
-        first.records_alone,
-        "every block read in part found its records"
+        (first.blocks, first.parts),
+        (blocks_in_file, blocks_in_file)
     );
-    assert_eq!(second.record_misses, first.record_misses);
+    assert_eq!(first.hits, 0);
 
+    // The same query: every block from its part.
+    let again = ask(b"level=ERROR");
+    assert_eq!(again.hits - first.hits, blocks_in_file);
+    assert_eq!(again.misses, first.misses);
+
+    // An id in another frame of one block: that block's part does not
+    // hold it, its records do; its part is replaced.
+    let id = trace_id(4242);
+    let other = ask(id.as_bytes());
+    assert_eq!((other.hits, other.misses - again.misses), (again.hits, 1));
+    assert_eq!(other.record_hits - again.record_hits, 1);
+    assert_eq!(other.record_misses, again.record_misses);
+    assert_eq!(
+        (other.blocks, other.parts),
+        (blocks_in_file, blocks_in_file)
+    );
+    let id_again = ask(id.as_bytes());
+    assert_eq!(id_again.hits - other.hits, 1);
+
+    // A scan reads every block whole: no part is left.
     let mut all =
         BlockCursor::shared(segment.clone(), test_pool()).with_block_cache(blocks.clone());
     assert_eq!(read_from(&mut all).unwrap(), recs);
     let whole = blocks.stats();
-    assert_eq!(
-        (whole.blocks, whole.records_alone),
-        (segment.blocks().len() as u64, 0)
-    );
-    // And a block kept whole answers for its records too.
-    assert_eq!(read_from(&mut query()).unwrap(), want);
+    assert_eq!((whole.blocks, whole.parts), (blocks_in_file, 0));
+    // And a block kept whole answers for any frames.
+    let after = ask(b"level=ERROR");
+    assert_eq!(after.hits - whole.hits, blocks_in_file);
+    assert_eq!(after.misses, whole.misses);
 }
