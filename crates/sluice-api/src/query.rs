@@ -496,13 +496,21 @@ pub(crate) async fn start_local(
     // Set, under its lock, before the last frame is sent: no progress
     // frame may follow the stats frame.
     let scan_done = Arc::new(std::sync::Mutex::new(false));
+    // Told once `scan_done` is set: the progress task ends then, and with
+    // it its hold on the channel, so the body ends with the last frame
+    // rather than up to `PROGRESS_EVERY` later.
+    let finished = Arc::new(tokio::sync::Notify::new());
     if format.framed() {
         let tx = tx.clone();
         let frontier = frontier.clone();
         let scan_done = scan_done.clone();
+        let finished = finished.clone();
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(PROGRESS_EVERY).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(PROGRESS_EVERY) => {}
+                    _ = finished.notified() => return,
+                }
                 let done = scan_done.lock().unwrap_or_else(|p| p.into_inner());
                 if *done {
                     return;
@@ -578,6 +586,7 @@ pub(crate) async fn start_local(
         }
         let cancelled = scanning.end();
         *scan_done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        finished.notify_one();
         if client_gone || cancelled {
             return;
         }
