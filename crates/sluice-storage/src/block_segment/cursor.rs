@@ -698,6 +698,20 @@ fn select_by_text(
     }
 }
 
+/// Records ahead of the one returned whose payloads are prefetched.
+const PAYLOAD_PREFETCH: usize = 8;
+
+impl BlockCursor {
+    /// Prefetch the payload of selected record `i` of the current block,
+    /// if there is one.
+    #[inline]
+    fn prefetch_payload(&self, i: usize) {
+        if let Some(picked) = self.current.picked.get(i) {
+            self.current.block().prefetch_payload(picked);
+        }
+    }
+}
+
 impl crate::RecordCursor for BlockCursor {
     fn advance(&mut self) -> Result<bool, StorageError> {
         if self.started {
@@ -705,11 +719,16 @@ impl crate::RecordCursor for BlockCursor {
         }
         self.started = true;
         if self.pos < self.current.selected.len() {
+            self.prefetch_payload(self.pos + PAYLOAD_PREFETCH);
             return Ok(true);
         }
         self.pos = 0;
         self.current.selected.clear();
-        self.next_block()
+        let found = self.next_block()?;
+        for ahead in 0..=PAYLOAD_PREFETCH {
+            self.prefetch_payload(ahead);
+        }
+        Ok(found)
     }
 
     fn record(&self) -> Record<'_> {
