@@ -65,6 +65,8 @@ const CHUNKS_IN_FLIGHT: usize = 8;
 /// Send a partial chunk when it has waited this long, so sparse matches
 /// reach the client before the scan ends.
 const CHUNK_LINGER: Duration = Duration::from_millis(50);
+/// Records between two reads of the clock for [`CHUNK_LINGER`].
+const LINGER_CHECK_EVERY: u32 = 64;
 /// What a refused query is told to wait before it asks again, in seconds.
 const RETRY_AFTER_SECS: u64 = 1;
 
@@ -535,6 +537,7 @@ pub(crate) async fn start_local(
             out: Vec::with_capacity(CHUNK_BYTES * 2),
             frames: sluice_query::frames::FrameWriter::new(),
             last_send: Instant::now(),
+            unclocked: 0,
             client_gone: false,
             tx,
             frontier,
@@ -640,6 +643,10 @@ struct LocalSink {
     out: Vec<u8>,
     frames: sluice_query::frames::FrameWriter,
     last_send: Instant,
+    /// Records since the clock was last read for the linger: it is read
+    /// once per [`LINGER_CHECK_EVERY`] (a read per record was 2% of a
+    /// scan that sends many), and at every progress call.
+    unclocked: u32,
     client_gone: bool,
     tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
     /// The id up to which every match was sent: what a progress frame says.
@@ -652,6 +659,7 @@ impl LocalSink {
     /// Send a chunk; with `covers`, every match up to that id is now sent.
     fn send(&mut self, chunk: Bytes, covers: Option<sluice_record::Ulid>) -> bool {
         self.last_send = Instant::now();
+        self.unclocked = 0;
         if self.tx.blocking_send(Ok(chunk)).is_err() {
             self.client_gone = true;
             return false;
@@ -660,6 +668,17 @@ impl LocalSink {
             self.advance_frontier(id);
         }
         true
+    }
+
+    /// Whether the linger passed since the last send, asked once a record:
+    /// the clock is read every [`LINGER_CHECK_EVERY`] calls.
+    fn linger_passed(&mut self) -> bool {
+        self.unclocked += 1;
+        if self.unclocked < LINGER_CHECK_EVERY {
+            return false;
+        }
+        self.unclocked = 0;
+        self.last_send.elapsed() >= CHUNK_LINGER
     }
 
     fn advance_frontier(&self, id: sluice_record::Ulid) {
@@ -696,7 +715,7 @@ impl sluice_query::RecordSink for LocalSink {
                         return false;
                     }
                 }
-                if self.last_send.elapsed() >= CHUNK_LINGER
+                if self.linger_passed()
                     && let Some(frame) = self.frames.flush()
                 {
                     return self.send(frame, Some(record.id));
@@ -704,7 +723,7 @@ impl sluice_query::RecordSink for LocalSink {
                 return true;
             }
         }
-        if self.out.len() >= CHUNK_BYTES || self.last_send.elapsed() >= CHUNK_LINGER {
+        if self.out.len() >= CHUNK_BYTES || self.linger_passed() {
             let chunk = Bytes::from(std::mem::replace(
                 &mut self.out,
                 Vec::with_capacity(CHUNK_BYTES * 2),
@@ -716,6 +735,15 @@ impl sluice_query::RecordSink for LocalSink {
 
     fn progress(&mut self, done: sluice_record::Ulid) {
         if !self.format.framed() {
+            // Sparse matches reach the client after the linger, not after
+            // the next `LINGER_CHECK_EVERY` records.
+            if !self.out.is_empty() && self.last_send.elapsed() >= CHUNK_LINGER {
+                let chunk = Bytes::from(std::mem::replace(
+                    &mut self.out,
+                    Vec::with_capacity(CHUNK_BYTES * 2),
+                ));
+                self.send(chunk, None);
+            }
             return;
         }
         // A progress frame may claim only what was sent: with records
