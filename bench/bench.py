@@ -10,8 +10,10 @@ Python 3.11, standard library only; needs nc (OpenBSD netcat) and rg. See bench/
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import inspect
+import io
 import json
 import os
 import re
@@ -85,6 +87,13 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def size_or_zero(text: str) -> int:
+    """A knob whose 0 leaves its part out ("(0: left out)" in its help)."""
+    if not re.fullmatch(r"0|[1-9][0-9]*", text.strip()):
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer (from the flag or its env variable), got {text!r}")
+    return int(text)
+
+
 def add_knobs(parser: argparse.ArgumentParser, command: str) -> None:
     for where, flag, env, default, text in KNOBS:
         if where != "*" and command not in where.split() and command != "all":
@@ -95,8 +104,9 @@ def add_knobs(parser: argparse.ArgumentParser, command: str) -> None:
         elif isinstance(default, str):
             parser.add_argument(flag, dest=dest, default=value or str(ROOT / default),
                                 help=f"{text} [env {env}, default {default}]")
-        else:  # argparse checks a string default (the environment's) with positive_int too
-            parser.add_argument(flag, dest=dest, type=positive_int, metavar="N", default=value or default,
+        else:  # argparse checks a string default (the environment's) with the type too
+            kind = size_or_zero if "(0: left out)" in text else positive_int
+            parser.add_argument(flag, dest=dest, type=kind, metavar="N", default=value or default,
                                 help=f"{text} [env {env}" + ("]" if default is None else f", default {default}]"))
 
 
@@ -1302,7 +1312,7 @@ def cmd_store(ctx: Ctx) -> StoreReport:
     the kinds of query of issue 22 (a rare id, a literal aligned with level or status, a word on about 1%
     of lines spread evenly, a case-insensitive literal, a regex with a literal prefix, a regex with only
     short literals) and the last 1% of the time range, warm (best of REPS, default 3) and cold (page cache
-    dropped before each run; needs root, else skipped). A corpus of 0 MiB is left out.
+    dropped before each run; needs root, else skipped). The nginx or realistic corpus of 0 MiB is left out.
     """
     if not (can_drop := drop_caches()):
         log("WARNING: cannot drop the page cache (not root?): cold runs are skipped")
@@ -2772,6 +2782,15 @@ def selftest() -> int:
             problems.append(f"{name}: rewriting the section changed the text outside its markers")
     if ulid_ms("01ARYZ6S41TSV4RRFFQ69G5FAV") != 1469918176385:
         problems.append("ulid_ms is wrong")
+    # A knob documented "(0: left out)" takes 0; the others do not.
+    if parse_args(["store", "--nginx-mb", "0", "--realistic-mb", "0"]).nginx_mb != 0:
+        problems.append("--nginx-mb 0 is not taken")
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            parse_args(["store", "--store-mb", "0"])
+        problems.append("--store-mb 0 is taken")
+    except SystemExit:
+        pass
     for p in problems:
         print(f"selftest: {p}", file=sys.stderr)
     print(f"selftest: {'FAILED' if problems else 'ok'} ({len(RENDER)} sections rendered)")
