@@ -245,6 +245,17 @@ pub struct Task<T> {
 pub struct JobPanicked;
 
 impl<T> Task<T> {
+    /// Run `job` on the calling thread, as a task: for a job smaller than
+    /// a worker's wake-up and the handoff of its result. A panic is
+    /// reported by [`Task::wait`], as a worker's is.
+    pub fn run_here(job: impl FnOnce() -> T) -> Task<T> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        if let Ok(result) = catch_unwind(AssertUnwindSafe(job)) {
+            let _ = tx.send(result);
+        }
+        Task { result: rx }
+    }
+
     /// Wait for the job to finish and take its result.
     pub fn wait(self) -> Result<T, JobPanicked> {
         self.result.recv().map_err(|_| JobPanicked)
@@ -263,6 +274,15 @@ pub(crate) fn test_pool() -> Arc<WorkerPool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_run_here_gives_its_result_or_its_panic() {
+        let here = std::thread::current().id();
+        let task = Task::run_here(move || std::thread::current().id() == here);
+        assert_eq!(task.wait(), Ok(true));
+        let panicked: Task<()> = Task::run_here(|| panic!("a job that fails"));
+        assert_eq!(panicked.wait(), Err(JobPanicked));
+    }
 
     #[test]
     fn jobs_run_on_a_fixed_set_of_threads() {

@@ -361,6 +361,12 @@ impl BlockCursor {
                 _ => None,
             };
             let task = match kept {
+                // A few frames' text is searched here: waking a worker and
+                // waiting for its answer costs more (most of a repeated
+                // rare literal's time, a block at a time).
+                Some(kept) if !job.all_frames && self.text_wanted(&job.wanted) <= SEARCH_HERE => {
+                    Task::run_here(move || select_kept(kept, job, select))
+                }
                 Some(kept) => self.workers.submit(move || select_kept(kept, job, select)),
                 None => {
                     // A block the query reads mostly is read whole, to be
@@ -701,7 +707,20 @@ fn select_by_text(
 /// Records ahead of the one returned whose payloads are prefetched.
 const PAYLOAD_PREFETCH: usize = 8;
 
+/// Bytes of a kept block's text, at most, that the cursor searches on its
+/// own thread rather than a worker's.
+const SEARCH_HERE: u64 = 128 << 10;
+
 impl BlockCursor {
+    /// Bytes of text of the frames `wanted` of the block just probed.
+    fn text_wanted(&self, wanted: &[u32]) -> u64 {
+        wanted
+            .iter()
+            .filter_map(|&f| self.frames.frames.get(f as usize))
+            .map(|f| f.text_len as u64)
+            .sum()
+    }
+
     /// Prefetch the payload of selected record `i` of the current block,
     /// if there is one.
     #[inline]
