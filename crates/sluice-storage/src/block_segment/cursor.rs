@@ -26,7 +26,9 @@ use std::{
 use memchr::memmem;
 use sluice_record::Record;
 
-use super::{Block, BlockCache, BlockEntry, BlockSegment, FrameScratch, Picked, Probes};
+use super::{
+    Block, BlockCache, BlockEntry, BlockSegment, FrameScratch, Picked, Probes, block::Line,
+};
 use crate::{
     StorageError,
     fs::Fs,
@@ -483,7 +485,7 @@ fn select_records(
     match (&select.text, &select.literal) {
         (Some(matcher), _) => select_by_text(block, text, lines, &**matcher, selected),
         (None, Some(finder)) => select_by_literal(block, text, lines, finder, selected),
-        (None, None) => selected.extend_from_slice(lines.records),
+        (None, None) => selected.extend(lines.lines.iter().map(|line| line.record)),
     }
 }
 
@@ -573,31 +575,47 @@ fn decode(
     job
 }
 
-/// Some of a block's loaded lines, consecutive in its text: their records
-/// and where each ends.
+/// Some of a block's loaded lines, consecutive in its text: where each
+/// ends, and its record.
 #[derive(Clone, Copy)]
 struct Lines<'b> {
-    records: &'b [u32],
-    ends: &'b [u32],
+    lines: &'b [Line],
 }
 
 impl<'b> Lines<'b> {
     fn all(block: &'b Block) -> Lines<'b> {
         Lines {
-            records: &block.loaded,
-            ends: &block.line_ends,
+            lines: &block.lines,
         }
     }
 
     fn of(block: &'b Block, range: std::ops::Range<usize>) -> Lines<'b> {
         Lines {
-            records: &block.loaded[range.clone()],
-            ends: &block.line_ends[range],
+            lines: &block.lines[range],
         }
     }
 
     fn len(&self) -> usize {
-        self.records.len()
+        self.lines.len()
+    }
+
+    /// Line `i`'s record, if there is a line `i`.
+    fn record(&self, i: usize) -> Option<u32> {
+        self.lines.get(i).map(|line| line.record)
+    }
+
+    /// Where line `i` ends (at its newline).
+    fn end(&self, i: usize) -> usize {
+        self.lines[i].end as usize
+    }
+
+    /// Where line `i` starts: after the line before's newline, or at the
+    /// span's start.
+    fn start(&self, i: usize, span_start: usize) -> usize {
+        match i {
+            0 => span_start,
+            _ => self.end(i - 1) + 1,
+        }
     }
 
     /// The first line from index `from` whose newline is at or after byte
@@ -605,24 +623,15 @@ impl<'b> Lines<'b> {
     /// (so memory is read in order): a step of one when matches are dense,
     /// a few probes when they are far apart (a word on 1% of lines skips a
     /// hundred lines a hit).
-    /// Where line `i` starts: after the line before's newline, or at the
-    /// span's start.
-    fn start(&self, i: usize, span_start: usize) -> usize {
-        match i {
-            0 => span_start,
-            _ => self.ends[i - 1] as usize + 1,
-        }
-    }
-
     fn first_ending_at_or_after(&self, from: usize, at: usize) -> usize {
-        let before = |i: usize| (self.ends[i] as usize) < at;
+        let before = |i: usize| self.end(i) < at;
         let (mut low, mut step) = (from, 1);
         while low + step <= self.len() && before(low + step - 1) {
             low += step;
             step *= 2;
         }
         let high = (low + step).min(self.len());
-        low + self.ends[low..high].partition_point(|&end| (end as usize) < at)
+        low + self.lines[low..high].partition_point(|line| (line.end as usize) < at)
     }
 }
 
@@ -649,7 +658,7 @@ fn select_by_literal(
         };
         let hit = from + at;
         line = lines.first_ending_at_or_after(line, hit + needle);
-        let Some(&record) = lines.records.get(line) else {
+        let Some(record) = lines.record(line) else {
             break;
         };
         // Both ends from the lines, in text order: no random access by
@@ -657,7 +666,7 @@ fn select_by_literal(
         if lines.start(line, span.start) <= hit {
             selected.push(record);
             // The next line starts after this one's newline.
-            from = lines.ends[line] as usize + 1;
+            from = lines.end(line) + 1;
             line += 1;
         } else {
             from = hit + 1;
@@ -692,10 +701,10 @@ fn select_by_text(
         // The line the match starts in: the first whose newline is at or
         // after the start (an empty match at a line's end is in that line).
         line = lines.first_ending_at_or_after(line, start);
-        let Some(&record) = lines.records.get(line) else {
+        let Some(record) = lines.record(line) else {
             break;
         };
-        let (line_start, line_end) = (lines.start(line, span.start), lines.ends[line] as usize);
+        let (line_start, line_end) = (lines.start(line, span.start), lines.end(line));
         if end <= line_end || matcher.is_match(&text[line_start..line_end]) {
             selected.push(record);
         }
