@@ -60,7 +60,10 @@ use crate::{
     error, metrics,
 };
 
-const CHUNK_BYTES: usize = 64 << 10;
+/// Bytes of an answer's chunk (and of a records frame) before it is sent:
+/// each send wakes the HTTP task and costs its writes, and the client its
+/// reads; 256 KiB rather than 64 sped a scan that sends 27 MB by a tenth.
+const CHUNK_BYTES: usize = 256 << 10;
 const CHUNKS_IN_FLIGHT: usize = 8;
 /// Send a partial chunk when it has waited this long, so sparse matches
 /// reach the client before the scan ends.
@@ -535,7 +538,7 @@ pub(crate) async fn start_local(
         let mut sink = LocalSink {
             format,
             out: Vec::with_capacity(CHUNK_BYTES * 2),
-            frames: sluice_query::frames::FrameWriter::new(),
+            frames: sluice_query::frames::FrameWriter::with_target(CHUNK_BYTES),
             last_send: Instant::now(),
             unclocked: 0,
             client_gone: false,
