@@ -603,9 +603,11 @@ proptest! {
 
     /// Blocks kept by the block cache answer exactly as decoded blocks do:
     /// after a scan of everything keeps every block, or after the same
-    /// query kept the blocks it read in part, a literal (searched
-    /// directly or as a text matcher) returns the records that hold it,
-    /// whether its probe wants all of a kept block's frames or some.
+    /// query ran once, a literal (searched directly or as a text matcher)
+    /// returns the records that hold it, whether its probe wants all of a
+    /// kept block's frames or some. (These random payloads put every
+    /// literal in every frame: blocks kept in part are
+    /// `kept_parts_answer_as_decoded_blocks`'.)
     #[test]
     fn kept_blocks_answer_as_decoded_blocks(
         recs in records(3000),
@@ -652,6 +654,80 @@ proptest! {
         prop_assert_eq!(got, want);
         // Every block the probe did not rule out was a hit.
         prop_assert!(recs.is_empty() || blocks.stats().hits > hits || blocks.stats().misses == segment.blocks().len() as u64);
+    }
+}
+
+/// Words of [`worded_records`]: the first on many lines, the last on few
+/// (by the square root of a uniform index, reversed).
+const WORDS: [&str; 12] = [
+    "started",
+    "finished",
+    "retrying",
+    "queued",
+    "evicted",
+    "throttled",
+    "migrated",
+    "rebalanced",
+    "quarantined",
+    "resharded",
+    "defragmented",
+    "tombstoned",
+];
+
+/// Lines that begin with a word (some common, some rare) and carry one of
+/// two levels, a few milliseconds apart: one sorted block of 8 or 9
+/// frames, where a word's lines lie together by level, so a rare word's
+/// query reads the block in part.
+fn worded_records() -> impl Strategy<Value = Vec<Rec>> {
+    proptest::collection::vec(
+        (0usize..WORDS.len() * WORDS.len(), 0usize..2, 0u64..3),
+        8000..12000,
+    )
+    .prop_map(|parts| {
+        let mut ms = 1_700_000_000_000u64;
+        parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, (word, level, step))| {
+                ms += step;
+                let word = WORDS[WORDS.len() - 1 - word.isqrt()];
+                let level = ["INFO", "WARN"][level];
+                Rec {
+                    id: Ulid::from_parts(ms, i as u128).0,
+                    flags: 0,
+                    topic: b"t".to_vec(),
+                    payload: format!("{word} job, level={level} n={i} took={}ms", step * 7)
+                        .into_bytes(),
+                }
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Blocks kept in part answer exactly as decoded blocks do: a word's
+    /// query twice (the second from the parts the first kept), another
+    /// word's (other frames of the same blocks: decoded with the kept
+    /// records, its parts replacing the first's), then the first again.
+    #[test]
+    fn kept_parts_answer_as_decoded_blocks(
+        recs in worded_records(),
+        first in 0usize..WORDS.len(),
+        second in 0usize..WORDS.len(),
+    ) {
+        let (segment, blocks) = with_block_cache(&recs);
+        for word in [first, second, first] {
+            let finder = Arc::new(memmem::Finder::new(WORDS[word].as_bytes()).into_owned());
+            let want = holding(&recs, &finder);
+            for _ in 0..2 {
+                let mut cursor = BlockCursor::shared(segment.clone(), test_pool())
+                    .with_block_cache(blocks.clone())
+                    .with_literal(finder.clone());
+                prop_assert_eq!(read_from(&mut cursor).unwrap(), want.clone());
+            }
+        }
     }
 }
 
