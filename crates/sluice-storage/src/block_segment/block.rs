@@ -34,16 +34,18 @@ pub(crate) struct FrameEntry {
 /// Bytes of a frame's entry in the frame table.
 pub(crate) const FRAME_ENTRY_LEN: usize = 16;
 
-/// What [`Block::load`] decompressed.
+/// What reading some frames of a block costs, as a query counts it
+/// (`bytes_read`): the same whether they are decompressed from the file
+/// or found in a kept block ([`Block::read_cost`]).
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Read {
+pub(crate) struct ReadCost {
     pub frames: u64,
     /// Their compressed bytes.
     pub bytes: u64,
     /// Bytes of the block's filter, in its meta.
     pub filter_len: u64,
-    /// Bytes of the meta's ordinals that were not read: those of the
-    /// lines of the frames not read.
+    /// Bytes of the meta's ordinals that are not read: those of the lines
+    /// of the other frames.
     pub ordinals_unread: u64,
 }
 
@@ -280,8 +282,8 @@ impl Block {
     /// unless `meta_verified`), and the frames in `wanted` (indices,
     /// ascending), or all of them when it is `None`. The meta's records are
     /// taken from `known` when given: decoded from the same meta before
-    /// (the caller matched it by the meta's checksum). Returns what it
-    /// decompressed.
+    /// (the caller matched it by the meta's checksum). What it read is
+    /// [`Block::read_cost`] of `wanted`.
     pub(crate) fn load(
         &mut self,
         file: &[u8],
@@ -290,7 +292,7 @@ impl Block {
         meta_verified: bool,
         known: Option<&Arc<Records>>,
         decompressor: &mut zstd::bulk::Decompressor<'static>,
-    ) -> Result<Read, &'static str> {
+    ) -> Result<(), &'static str> {
         // The data is checked frame by frame, as it is read.
         let checks = Checks {
             meta: !meta_verified,
@@ -303,8 +305,8 @@ impl Block {
             pos: BLOCK_META_FIXED,
         };
         let table = parse_frames(&mut r, entry, checked.text_len, &mut self.frames)?;
-        let (filter_len, in_order) = (table.filter.len() as u64, table.in_order);
-        self.filter_len = filter_len;
+        self.filter_len = table.filter.len() as u64;
+        let in_order = table.in_order;
         let ordinals = self.parse_records(&mut r, entry, in_order, known)?;
         if r.pos != checked.meta_body.len() {
             return Err("trailing bytes in block meta");
@@ -332,10 +334,7 @@ impl Block {
         let frames = std::mem::take(&mut self.frames);
         self.whole = wanted.is_none();
         self.held.clear();
-        let mut read = Ok(Read {
-            filter_len,
-            ..Read::default()
-        });
+        let mut read = Ok(());
         let mut first_row = 0usize;
         let mut next_wanted = wanted.map(|w| w.iter().peekable());
         for (f, frame) in frames.iter().enumerate() {
@@ -347,14 +346,7 @@ impl Block {
                 if !self.whole {
                     self.held.push(f as u32);
                 }
-                read = read.and_then(|read| {
-                    self.read_frame(data, frame, first_row, &ordinals, decompressor)?;
-                    Ok(Read {
-                        frames: read.frames + 1,
-                        bytes: read.bytes + frame.data_len as u64,
-                        ..read
-                    })
-                });
+                read = self.read_frame(data, frame, first_row, &ordinals, decompressor);
                 if read.is_err() {
                     break;
                 }
@@ -362,10 +354,7 @@ impl Block {
             first_row += frame.rows as usize;
         }
         self.frames = frames;
-        read.map(|read| Read {
-            ordinals_unread: self.ordinals_unread(wanted),
-            ..read
-        })
+        read
     }
 
     /// Parse the meta's ids, ordinals, topics and flags (`r` after the
@@ -532,37 +521,31 @@ impl Block {
             + self.records.heap_bytes()
     }
 
-    /// Bytes of the meta's ordinals of the lines of the frames not in
-    /// `wanted` (`None`: all of them): a block read in part reads only
-    /// those of the lines it reads ([`Ordinals::get`]).
-    pub(crate) fn ordinals_unread(&self, wanted: Option<&[u32]>) -> u64 {
+    /// What reading frames `wanted` (indices, ascending; `None`: all of
+    /// them) of this block costs: their compressed bytes, and, of the
+    /// meta's ordinals, those of the other frames' lines, which a block
+    /// read in part does not read ([`Ordinals::get`]).
+    pub(crate) fn read_cost(&self, wanted: Option<&[u32]>) -> ReadCost {
+        let filter_len = self.filter_len;
         let Some(wanted) = wanted else {
-            return 0;
+            return ReadCost {
+                frames: self.frames.len() as u64,
+                bytes: self.frames.iter().map(|f| f.data_len as u64).sum(),
+                filter_len,
+                ordinals_unread: 0,
+            };
         };
-        let lines_read: u64 = wanted
-            .iter()
-            .filter_map(|&f| self.frames.get(f as usize))
-            .map(|f| f.rows as u64)
-            .sum();
-        (self.records.ids.len() as u64).saturating_sub(lines_read) * self.ordinal_width
-    }
-
-    /// The compressed bytes and the number of frames `wanted` (indices,
-    /// ascending; `None`: all of them).
-    pub(crate) fn frames_data(&self, wanted: Option<&[u32]>) -> (u64, u64) {
-        match wanted {
-            None => (
-                self.frames.iter().map(|f| f.data_len as u64).sum(),
-                self.frames.len() as u64,
-            ),
-            Some(wanted) => (
-                wanted
-                    .iter()
-                    .filter_map(|&f| self.frames.get(f as usize))
-                    .map(|f| f.data_len as u64)
-                    .sum(),
-                wanted.len() as u64,
-            ),
+        let (mut bytes, mut lines_read) = (0, 0);
+        for frame in wanted.iter().filter_map(|&f| self.frames.get(f as usize)) {
+            bytes += frame.data_len as u64;
+            lines_read += frame.rows as u64;
+        }
+        let lines = self.records.ids.len() as u64;
+        ReadCost {
+            frames: wanted.len() as u64,
+            bytes,
+            filter_len,
+            ordinals_unread: lines.saturating_sub(lines_read) * self.ordinal_width,
         }
     }
 

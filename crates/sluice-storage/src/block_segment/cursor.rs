@@ -27,7 +27,8 @@ use memchr::memmem;
 use sluice_record::Record;
 
 use super::{
-    Block, BlockCache, BlockEntry, BlockSegment, FrameScratch, Picked, Probes, block::Line,
+    Block, BlockCache, BlockEntry, BlockSegment, FrameScratch, Picked, Probes,
+    block::{Line, ReadCost},
 };
 use crate::{
     StorageError,
@@ -82,13 +83,8 @@ struct Decoded {
     /// The frames to read; all of them when `all_frames`.
     wanted: Vec<u32>,
     all_frames: bool,
-    /// Compressed bytes of the frames read, how many, and the bytes of
-    /// the block's filter.
-    data_read: u64,
-    frames_read: u64,
-    filter_len: u64,
-    /// Bytes of the meta not read: the ordinals of the frames not read.
-    meta_unread: u64,
+    /// What reading the wanted frames cost, wherever they came from.
+    cost: ReadCost,
     decompressor: Option<zstd::bulk::Decompressor<'static>>,
     /// Why the block failed its checks, if it did.
     failure: Option<&'static str>,
@@ -99,9 +95,11 @@ impl Decoded {
         self.kept.as_deref().unwrap_or(&self.block)
     }
 
-    /// Fill `picked` from `selected`, on the worker that selected them.
-    fn pick(&mut self) {
+    /// On the worker that selected the records: fill `picked` from
+    /// `selected`, and count what reading the wanted frames cost.
+    fn finish(&mut self) {
         let block = self.kept.as_deref().unwrap_or(&self.block);
+        self.cost = block.read_cost((!self.all_frames).then_some(&self.wanted[..]));
         self.picked.clear();
         self.picked
             .extend(self.selected.iter().map(|&i| block.pick(i as usize)));
@@ -421,13 +419,13 @@ impl BlockCursor {
             // counted, above) and the ordinals of the lines not read, and
             // the frames read.
             let unread = match self.segment.meta_is_verified(i) {
-                true => self.current.filter_len + self.current.meta_unread,
+                true => self.current.cost.filter_len + self.current.cost.ordinals_unread,
                 false => 0,
             };
             self.segment.meta_was_verified(i);
-            self.bytes_read += 8 + entry.meta_len as u64 - unread + self.current.data_read;
+            self.bytes_read += 8 + entry.meta_len as u64 - unread + self.current.cost.bytes;
             self.blocks_loaded += 1;
-            self.frames_loaded += self.current.frames_read;
+            self.frames_loaded += self.current.cost.frames;
             self.skipped += (entry.count as usize - self.current.selected.len()) as u64;
             if !self.current.selected.is_empty() {
                 return Ok(true);
@@ -452,11 +450,6 @@ type Keep = (Arc<BlockCache>, super::cache::BlockKey);
 fn select_kept(kept: Arc<Block>, mut job: Decoded, select: Select) -> Decoded {
     job.selected.clear();
     job.failure = None;
-    job.filter_len = kept.filter_len;
-    // Counted as if read: what the query needed, wherever it came from.
-    let wanted = (!job.all_frames).then_some(&job.wanted[..]);
-    (job.data_read, job.frames_read) = kept.frames_data(wanted);
-    job.meta_unread = kept.ordinals_unread(wanted);
     if job.all_frames {
         let lines = Lines::all(&kept);
         select_records(&kept, 0..kept.text.len(), lines, &select, &mut job.selected);
@@ -468,7 +461,7 @@ fn select_kept(kept: Arc<Block>, mut job: Decoded, select: Select) -> Decoded {
     }
     finish_selection(&kept, &mut job.selected, select.filter);
     job.kept = Some(kept);
-    job.pick();
+    job.finish();
     job
 }
 
@@ -541,12 +534,7 @@ fn decode(
         known.as_ref(),
         decompressor,
     ) {
-        Ok(read) => {
-            job.failure = None;
-            (job.data_read, job.frames_read) = (read.bytes, read.frames);
-            job.meta_unread = read.ordinals_unread;
-            job.filter_len = read.filter_len;
-        }
+        Ok(()) => job.failure = None,
         Err(why) => {
             job.failure = Some(why);
             return job;
@@ -571,7 +559,7 @@ fn decode(
         cache.insert(key, block.clone());
         job.kept = Some(block);
     }
-    job.pick();
+    job.finish();
     job
 }
 
