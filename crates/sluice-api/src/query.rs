@@ -673,6 +673,12 @@ impl LocalSink {
         true
     }
 
+    /// Send the raw or json lines written so far as one chunk.
+    fn send_out(&mut self) -> bool {
+        let chunk = std::mem::replace(&mut self.out, Vec::with_capacity(CHUNK_BYTES * 2));
+        self.send(Bytes::from(chunk), None)
+    }
+
     /// Whether the linger passed since the last send, asked once a record:
     /// the clock is read every [`LINGER_CHECK_EVERY`] calls.
     fn linger_passed(&mut self) -> bool {
@@ -727,11 +733,7 @@ impl sluice_query::RecordSink for LocalSink {
             }
         }
         if self.out.len() >= CHUNK_BYTES || self.linger_passed() {
-            let chunk = Bytes::from(std::mem::replace(
-                &mut self.out,
-                Vec::with_capacity(CHUNK_BYTES * 2),
-            ));
-            return self.send(chunk, None);
+            return self.send_out();
         }
         true
     }
@@ -741,11 +743,7 @@ impl sluice_query::RecordSink for LocalSink {
             // Sparse matches reach the client after the linger, not after
             // the next `LINGER_CHECK_EVERY` records.
             if !self.out.is_empty() && self.last_send.elapsed() >= CHUNK_LINGER {
-                let chunk = Bytes::from(std::mem::replace(
-                    &mut self.out,
-                    Vec::with_capacity(CHUNK_BYTES * 2),
-                ));
-                self.send(chunk, None);
+                self.send_out();
             }
             return;
         }
