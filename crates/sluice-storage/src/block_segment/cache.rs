@@ -131,6 +131,12 @@ pub struct BlockCacheStats {
     pub evictions: u64,
 }
 
+/// Count a lookup that found what it looked for, or one that did not.
+fn count(found: bool, hits: &AtomicU64, misses: &AtomicU64) {
+    let counter = if found { hits } else { misses };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
 impl std::fmt::Debug for BlockCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlockCache")
@@ -172,11 +178,7 @@ impl BlockCache {
             }
             _ => None,
         };
-        let counter = match found {
-            Some(_) => &self.hits,
-            None => &self.misses,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        count(found.is_some(), &self.hits, &self.misses);
         found
     }
 
@@ -187,11 +189,7 @@ impl BlockCache {
             slot.referenced = true;
             slot.block.records.clone()
         });
-        let counter = match found {
-            Some(_) => &self.record_hits,
-            None => &self.record_misses,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        count(found.is_some(), &self.record_hits, &self.record_misses);
         found
     }
 
