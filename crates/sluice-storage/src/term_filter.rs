@@ -19,18 +19,22 @@
 //!   same run with the same neighbours: `" 503 "` probes ` 503 ` (a key is
 //!   the number and its two neighbours), while `503` alone, or `" 5031`,
 //!   probes nothing.
-//! - **Number prefixes**: the first three digits of every run of three or
-//!   more after a separator, keyed once with the two bytes before them (the
-//!   separator and the one before it) and once with the four. A regex's literal set often has a
-//!   number with no separator after it within the literal
-//!   (`status=5[0-9]{2}` is `status=500` to `status=599`, any of which may
-//!   go on as `status=5031`), which no short number can probe; and two
-//!   bytes of context tell apart numbers that one neighbour does not
+//! - **Number prefixes**: every run of three or more digits after a
+//!   separator, keyed with the bytes before it (its context: the two
+//!   before, only after a space or a tab, and the four before): a run of
+//!   exactly three by its digits (an *exact* key, two-byte context only)
+//!   and by its first digit; a longer run, or three digits then a hex
+//!   letter or `.`, by its first digit alone (a *long* key). A regex's
+//!   literal set often has a number with no separator after it within the
+//!   literal (`status=5[0-9]{2}` is `status=500` to `status=599`, any of
+//!   which may go on as `status=5031`), which no short number can probe;
+//!   two bytes of context tell apart numbers that one neighbour does not
 //!   (`" 503 1024` against the size in `200 503 "`), and four bytes apart
 //!   fields that two do not (`status=503`, `rows=503`). A literal probes
-//!   the prefixes of each of its runs that has three digits, those whose
-//!   bytes before the run are all within the literal. Blocks written before prefixes were indexed
-//!   have no rows for them, and are not probed for them.
+//!   the prefix keys of each of its runs of three or more whose context
+//!   lies within it: exact or long where its run of three reaches its end
+//!   (`for_each_literal_prefix`). Blocks written before prefixes were
+//!   indexed have no rows for them, and are not probed for them.
 //! - **Winnowed 8-grams**, for long literals such as ids: of every
 //!   [`WINDOW`] consecutive 8-grams of a payload, the one with the smallest
 //!   hash is indexed. A literal that holds a whole window holds the same
