@@ -132,16 +132,18 @@ fn block_files_are_queried_pruned_and_greppable_with_zstdcat() {
     );
 }
 
-/// A scan that cannot skip blocks keeps them decoded (`--block-cache`): the
-/// same query again is answered from kept blocks, with the same lines, and
-/// `/metrics` shows the hits; a query for a rare id keeps the part of the
-/// blocks it read (the frames and the records), which answers it again;
+/// Compaction keeps the blocks it writes decoded (`--block-cache`), so the
+/// first query after it decompresses nothing. After a restart (nothing
+/// kept), a scan that cannot skip blocks keeps them decoded: the same query
+/// again is answered from kept blocks, with the same lines, and `/metrics`
+/// shows the hits; a query for a rare id keeps the part of the blocks it
+/// read (the frames and the records), which answers it again;
 /// `--block-cache 0` keeps nothing.
 #[test]
 fn a_repeated_scan_is_answered_from_kept_blocks() {
     for (cache, keeps) in [("64MiB", true), ("0", false)] {
         let dir = tempfile::tempdir().unwrap();
-        let node = start_compacting_small(dir.path(), &["--block-cache", cache]);
+        let mut node = start_compacting_small(dir.path(), &["--block-cache", cache]);
         let mut input = Vec::new();
         for i in 0..20_000 {
             let word = if i % 100 == 3 { "quota" } else { "fine" };
@@ -154,6 +156,18 @@ fn a_repeated_scan_is_answered_from_kept_blocks() {
         send_and_wait_close(&node.fast, &input);
         node.wait_records(20_000);
         wait_all_sorted(&node);
+        let misses = || node.metric("sluice_block_cache_lookups_total{result=\"miss\"}");
+        let fresh = node.query(&["-q", "quota"]);
+        assert_eq!(String::from_utf8_lossy(&fresh.stdout).lines().count(), 200);
+        match keeps {
+            true => {
+                assert!(node.metric("sluice_block_cache_written_total") > 0.0);
+                assert_eq!(misses(), 0.0, "the blocks compaction wrote were kept");
+            }
+            false => assert_eq!(node.metric("sluice_block_cache_written_total"), 0.0),
+        }
+        node.stop();
+        node.restart();
         // The same query twice: the same lines, and how many lookups of
         // kept blocks the second one hit.
         let hits = || node.metric("sluice_block_cache_lookups_total{result=\"hit\"}");

@@ -120,6 +120,11 @@ pub fn describe() {
         "Lookups of a block's decoded records by a query reading it in part, by result (hit: no ids decoded, miss)."
     );
     describe_counter!(
+        "sluice_block_cache_written_total",
+        Unit::Count,
+        "Blocks kept as compaction wrote them, so that queries of data just compacted do not decompress it."
+    );
+    describe_counter!(
         "sluice_block_cache_evictions_total",
         Unit::Count,
         "Decoded blocks dropped to make room for others."
@@ -138,6 +143,7 @@ pub(crate) fn block_cache(stats: &sluice_storage::BlockCacheStats) {
         .absolute(stats.record_hits);
     counter!("sluice_block_cache_record_lookups_total", "result" => "miss")
         .absolute(stats.record_misses);
+    counter!("sluice_block_cache_written_total").absolute(stats.written);
     counter!("sluice_block_cache_evictions_total").absolute(stats.evictions);
 }
 

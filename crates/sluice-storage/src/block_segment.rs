@@ -471,18 +471,7 @@ impl BlockSegment {
     /// [`BlockCache`]): its id range, count, lengths and meta checksum.
     pub(crate) fn block_key(&self, i: usize) -> cache::BlockKey {
         let entry = &self.blocks[i];
-        let meta = &self.bytes[entry.meta_range()];
-        let crc = meta.len().checked_sub(4).map_or(0, |at| {
-            u32::from_le_bytes(meta[at..].try_into().expect("4 bytes"))
-        });
-        cache::BlockKey {
-            min: entry.min.0,
-            max: entry.max.0,
-            count: entry.count,
-            meta_len: entry.meta_len,
-            data_len: entry.data_len,
-            meta_crc: crc,
-        }
+        cache::BlockKey::new(entry, &self.bytes[entry.meta_range()])
     }
 
     /// The footer's index: every block, in id order.

@@ -293,6 +293,17 @@ impl BatchCursor {
         Ok(Self::over(SegmentScanner::open_mapped(fs, path)?))
     }
 
+    /// A cursor over every record of the sealed batch file `file` at
+    /// `path`, whose mapping, `mapped`, is shared (see
+    /// [`crate::SegmentCache::map_batches`]).
+    pub fn over_mapping(
+        file: Box<dyn crate::fs::ReadFile>,
+        path: &Path,
+        mapped: Arc<crate::Mapped>,
+    ) -> Self {
+        Self::over(SegmentScanner::over_mapping(file, path, mapped))
+    }
+
     fn over(scanner: SegmentScanner) -> Self {
         BatchCursor {
             scanner,

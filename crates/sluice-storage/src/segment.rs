@@ -158,6 +158,25 @@ impl SegmentScanner {
         Ok(scanner)
     }
 
+    /// A scanner of the sealed file `file` at `path`, over `mapped`, its
+    /// mapping made before (a query's [`crate::SegmentCache`] keeps one
+    /// for each batch file, so a query does not fault its pages in again).
+    pub fn over_mapping(
+        file: Box<dyn ReadFile>,
+        path: &Path,
+        mapped: std::sync::Arc<crate::Mapped>,
+    ) -> SegmentScanner {
+        SegmentScanner {
+            file,
+            path: path.to_path_buf(),
+            offset: 0,
+            len: mapped.len() as u64,
+            body: Vec::new(),
+            mapped: Some(mapped),
+            body_at: 0..0,
+        }
+    }
+
     /// The mapping of a file opened with [`SegmentScanner::open_mapped`].
     pub(crate) fn mapping(&self) -> Option<&std::sync::Arc<crate::Mapped>> {
         self.mapped.as_ref()

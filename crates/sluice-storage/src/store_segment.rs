@@ -392,6 +392,16 @@ impl<'fs> StoreSegmentWriter<'fs> {
         Ok(Self::with_writer(fs, dir, tmp, writer))
     }
 
+    /// Keep each block this writer builds in `cache`, decoded (see
+    /// [`BlockWriter::keeping_blocks_in`]); a batch file writer has none.
+    pub fn keeping_blocks_in(mut self, cache: Arc<crate::BlockCache>) -> Self {
+        self.writer = match self.writer {
+            KindWriter::Blocks(writer) => KindWriter::Blocks(writer.keeping_blocks_in(cache)),
+            batches => batches,
+        };
+        self
+    }
+
     /// A writer of `kind`; block files are [`BlockLayout::Sorted`].
     pub fn create(
         fs: &'fs dyn Fs,
@@ -696,7 +706,14 @@ pub fn open_cursor(
         }
         return Ok(Box::new(cursor));
     }
-    let mut cursor = BatchCursor::open(fs, path)?.with_workers(options.workers.clone());
+    let cursor = match &options.cache {
+        Some(cache) => {
+            let mapped = cache.map_batches(fs, path, &*file)?;
+            BatchCursor::over_mapping(file, path, mapped)
+        }
+        None => BatchCursor::open(fs, path)?,
+    };
+    let mut cursor = cursor.with_workers(options.workers.clone());
     if let Some(literal) = &options.literal {
         cursor = cursor.with_literal(literal.clone());
     }
@@ -770,6 +787,68 @@ mod tests {
                 assert!(cursor.bytes_read() > 0 && cursor.bytes_read() < meta.bytes)
             }
         }
+    }
+
+    /// A batch file of `payloads` (ids from 1) in `dir`.
+    fn batch_file(fs: &MemFs, dir: &Path, payloads: &[&str]) -> SegmentMeta {
+        let mut w = StoreSegmentWriter::batches(fs, dir).unwrap();
+        for (i, payload) in payloads.iter().enumerate() {
+            let id = Ulid(i as u128 + 1);
+            let record = Record {
+                id,
+                flags: 0,
+                topic: b"t",
+                payload: payload.as_bytes(),
+            };
+            w.push(record).unwrap();
+        }
+        w.finish().unwrap().unwrap()
+    }
+
+    /// A query's segment cache maps a sealed batch file once for every
+    /// query, maps it again once a file of other content took its name,
+    /// and lets the mapping go when the file leaves the listing.
+    #[test]
+    fn a_batch_file_is_mapped_once_until_replaced_or_removed() {
+        let fs = MemFs::new();
+        let dir = Path::new("/store");
+        fs.create_dir_all(dir).unwrap();
+        let meta = batch_file(&fs, dir, &["a ERROR", "b", "c ERROR"]);
+        let path = dir.join(&meta.name);
+        let cache = Arc::new(SegmentCache::new());
+        let options = ScanOptions {
+            cache: Some(cache.clone()),
+            literal: Some(Arc::new(memmem::Finder::new(b"ERROR").into_owned())),
+            ..ScanOptions::new(WorkerPool::inline())
+        };
+        let payloads = || {
+            let mut cursor = open_cursor(&fs, &path, &options).unwrap();
+            let mut out = Vec::new();
+            while cursor.advance().unwrap() {
+                out.push(String::from_utf8(cursor.record().payload.to_vec()).unwrap());
+            }
+            out
+        };
+        let mapping = || {
+            let file = fs.open_read(&path).unwrap();
+            cache.map_batches(&fs, &path, &*file).unwrap()
+        };
+        assert_eq!(payloads(), ["a ERROR", "c ERROR"]);
+        let first = mapping();
+        assert_eq!(payloads(), ["a ERROR", "c ERROR"]);
+        assert!(Arc::ptr_eq(&first, &mapping()), "mapped once");
+        // Another file under the same name (of the same ids' range).
+        let other = fs
+            .create_dir_all(Path::new("/other"))
+            .map(|()| Path::new("/other"));
+        let replacement = batch_file(&fs, other.unwrap(), &["x ERROR", "y", "z"]);
+        fs.rename(&Path::new("/other").join(&replacement.name), &path)
+            .unwrap();
+        assert_eq!(payloads(), ["x ERROR"]);
+        assert!(!Arc::ptr_eq(&first, &mapping()), "mapped again");
+        let now = mapping();
+        cache.retain_listed(&[]);
+        assert_eq!(Arc::strong_count(&now), 1, "let go once not listed");
     }
 
     /// A batch that fails its checksum stops a search of the file there,

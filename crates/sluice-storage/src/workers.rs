@@ -9,11 +9,16 @@
 //! cursor, one per worker for a writer), so the queue is bounded by the
 //! cursors and writers open, and memory by the blocks they hold.
 //!
-//! Two queues, each FIFO: a worker takes a *foreground* job (a query's
-//! blocks) before any *background* one (compaction's), so a query waits at
-//! most for the background jobs already running, not for every block a
-//! large compaction has queued. [`WorkerPool::background`] gives the handle
-//! compaction submits through; the threads are the same.
+//! Two queues, each FIFO, each with its own threads: *foreground* jobs (a
+//! query's blocks) run on `sluice-worker` threads, *background* ones
+//! (compaction's) on `sluice-bg-work` threads, as many of each, whose
+//! nice value is raised by [`BACKGROUND_NICE`]. A query therefore never
+//! waits behind compaction's blocks, queued or running, and while one runs
+//! the kernel gives its threads the cores: under sustained ingest,
+//! compaction took about half of a query's CPU when both ran at the same
+//! priority, on the same threads. With no query, background threads have
+//! the cores to themselves, so compaction still keeps up.
+//! [`WorkerPool::background`] gives the handle compaction submits through.
 //!
 //! A job never submits to the pool and never waits on another job, so a
 //! full pool cannot deadlock. A job that panics loses only its own result:
@@ -52,17 +57,25 @@ pub struct WorkerPool {
     background: bool,
 }
 
+/// How much lower than the process's the priority of background threads
+/// is (their nice value is raised by this much): a weight about a tenth of
+/// a foreground thread's, so compaction yields the cores to queries and
+/// ingest while they need them, and has them otherwise.
+pub const BACKGROUND_NICE: i32 = 10;
+
 /// What the handles and the threads share.
 #[derive(Debug, Default)]
 struct Shared {
     queues: Mutex<Queues>,
-    /// Signalled when a job is queued or the pool closes.
-    ready: Condvar,
+    /// Signalled when a foreground job is queued or the pool closes.
+    foreground_ready: Condvar,
+    /// Signalled when a background job is queued or the pool closes.
+    background_ready: Condvar,
     /// Jobs submitted and not yet started.
     queued: AtomicUsize,
     /// Jobs running now.
     busy: AtomicUsize,
-    /// Worker threads: 0 for an inline pool.
+    /// Worker threads of each kind: 0 for an inline pool.
     workers: usize,
 }
 
@@ -101,7 +114,8 @@ impl std::fmt::Debug for WorkerPool {
 }
 
 impl WorkerPool {
-    /// A pool of `workers` threads (at least one), named `sluice-worker`;
+    /// A pool of `workers` foreground threads (at least one), named
+    /// `sluice-worker`, and as many background ones, `sluice-bg-work`;
     /// the handle submits foreground jobs.
     pub fn new(workers: usize) -> std::io::Result<Arc<WorkerPool>> {
         let workers = workers.max(1);
@@ -111,14 +125,26 @@ impl WorkerPool {
         });
         let mut owner = Owner {
             shared: shared.clone(),
-            threads: Vec::with_capacity(workers),
+            threads: Vec::with_capacity(2 * workers),
         };
-        for _ in 0..workers {
-            let shared = shared.clone();
-            let thread = std::thread::Builder::new()
-                .name("sluice-worker".into())
-                .spawn(move || work(&shared))?;
-            owner.threads.push(thread);
+        for background in [false, true] {
+            for _ in 0..workers {
+                let shared = shared.clone();
+                let name = if background {
+                    "sluice-bg-work"
+                } else {
+                    "sluice-worker"
+                };
+                let thread = std::thread::Builder::new()
+                    .name(name.into())
+                    .spawn(move || {
+                        if background {
+                            lower_this_threads_priority();
+                        }
+                        work(&shared, background)
+                    })?;
+                owner.threads.push(thread);
+            }
         }
         Ok(Arc::new(WorkerPool {
             shared,
@@ -140,8 +166,8 @@ impl WorkerPool {
         })
     }
 
-    /// A handle to the same threads whose jobs wait behind every
-    /// foreground one: what compaction submits through.
+    /// A handle to the same pool whose jobs run on its background threads,
+    /// at a lower priority: what compaction submits through.
     pub fn background(&self) -> Arc<WorkerPool> {
         Arc::new(WorkerPool {
             shared: self.shared.clone(),
@@ -150,7 +176,8 @@ impl WorkerPool {
         })
     }
 
-    /// Worker threads: 0 for an inline pool.
+    /// Worker threads of each kind (those a handle's jobs run on): 0 for
+    /// an inline pool.
     pub fn workers(&self) -> usize {
         self.shared.workers
     }
@@ -183,7 +210,10 @@ impl WorkerPool {
         }
         self.shared.queued.fetch_add(1, Ordering::Relaxed);
         drop(queues);
-        self.shared.ready.notify_one();
+        match self.background {
+            true => self.shared.background_ready.notify_one(),
+            false => self.shared.foreground_ready.notify_one(),
+        }
         Task { result: rx }
     }
 }
@@ -194,24 +224,40 @@ impl Shared {
     }
 }
 
-/// A worker: take jobs, foreground first, until the pool closes and its
-/// queues are empty.
-fn work(shared: &Shared) {
+/// Raise the calling thread's nice value by [`BACKGROUND_NICE`]. Where
+/// the system refuses, the thread goes on at the process's priority:
+/// compaction then only competes with queries, as it always did.
+pub fn lower_this_threads_priority() {
+    let tid = rustix::thread::gettid();
+    let now = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
+    if let Err(err) = rustix::process::setpriority_process(Some(tid), now + BACKGROUND_NICE) {
+        tracing::debug!(error = %err, "could not lower a background thread's priority");
+    }
+}
+
+/// A worker: take jobs from its queue (the background one if
+/// `background`) until the pool closes and the queue is empty.
+fn work(shared: &Shared, background: bool) {
+    let ready = match background {
+        true => &shared.background_ready,
+        false => &shared.foreground_ready,
+    };
     loop {
         // The lock is held only to take one job, never while it runs.
         let job = {
             let mut queues = shared.lock();
             loop {
-                if let Some(job) = queues.foreground.pop_front() {
-                    break job;
-                }
-                if let Some(job) = queues.background.pop_front() {
+                let queue = match background {
+                    true => &mut queues.background,
+                    false => &mut queues.foreground,
+                };
+                if let Some(job) = queue.pop_front() {
                     break job;
                 }
                 if queues.closed {
                     return;
                 }
-                queues = shared.ready.wait(queues).unwrap_or_else(|p| p.into_inner());
+                queues = ready.wait(queues).unwrap_or_else(|p| p.into_inner());
             }
         };
         shared.queued.fetch_sub(1, Ordering::Relaxed);
@@ -226,7 +272,8 @@ impl Drop for Owner {
     fn drop(&mut self) {
         // Closing the queues ends each worker after the jobs queued before.
         self.shared.lock().closed = true;
-        self.shared.ready.notify_all();
+        self.shared.foreground_ready.notify_all();
+        self.shared.background_ready.notify_all();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -319,33 +366,42 @@ mod tests {
         );
     }
 
-    /// A foreground job queued behind background ones runs first.
+    /// A foreground job runs while every background thread is held, and
+    /// background jobs run on their own threads, at a lower priority.
     #[test]
-    fn foreground_jobs_run_before_queued_background_ones() {
+    fn foreground_jobs_never_wait_for_background_ones() {
         let pool = WorkerPool::new(1).unwrap();
         let background = pool.background();
-        // Hold the one worker until every job is queued.
+        // Hold the one background thread, with another job queued behind.
         let (release, held) = mpsc::channel::<()>();
-        let busy = pool.submit(move || held.recv().ok());
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let log = |name: &'static str| {
-            let order = order.clone();
-            move || order.lock().unwrap().push(name)
-        };
-        let tasks = [
-            background.submit(log("compaction 1")),
-            background.submit(log("compaction 2")),
-            pool.submit(log("query")),
-        ];
+        let busy = background.submit(move || held.recv().ok());
+        let queued = background.submit(|| {
+            let tid = rustix::thread::gettid();
+            let name = std::thread::current().name().unwrap_or("").to_string();
+            (
+                name,
+                rustix::process::getpriority_process(Some(tid)).unwrap(),
+            )
+        });
+        let query = pool.submit(|| {
+            let tid = rustix::thread::gettid();
+            let name = std::thread::current().name().unwrap_or("").to_string();
+            (
+                name,
+                rustix::process::getpriority_process(Some(tid)).unwrap(),
+            )
+        });
+        let (name, nice) = query.wait().unwrap();
+        assert_eq!(name, "sluice-worker");
         release.send(()).unwrap();
         busy.wait().unwrap();
-        for task in tasks {
-            task.wait().unwrap();
+        let (background_name, background_nice) = queued.wait().unwrap();
+        assert_eq!(background_name, "sluice-bg-work");
+        // Where the system allows it (it always allows lowering one's own
+        // priority, unless the thread is already at the lowest).
+        if nice + BACKGROUND_NICE <= 19 {
+            assert_eq!(background_nice, nice + BACKGROUND_NICE);
         }
-        assert_eq!(
-            *order.lock().unwrap(),
-            ["query", "compaction 1", "compaction 2"]
-        );
     }
 
     /// Results come back to each submitter, whatever order jobs end in.

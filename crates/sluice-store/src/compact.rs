@@ -66,11 +66,29 @@ use sluice_record::{Record, Ulid};
 use std::sync::Arc;
 
 use sluice_storage::{
-    Fs, RecordCursor, SegmentMeta, StorageError, StoreSegmentWriter, WorkerPool,
+    BlockCache, Fs, RecordCursor, SegmentMeta, StorageError, StoreSegmentWriter, WorkerPool,
     block_segment::{BlockCursor, BlockLayout, BlockSegment, RawBlock},
     merge::{Merge, MergeStats, Verdict},
     store_segment::{self, ScanOptions, SegmentKind},
 };
+
+/// What compaction writes: blocks of `layout`, kept decoded in `keep` as
+/// they are built, if given, so that queries of the data just compacted
+/// find it as they found it in batch files, without decompressing.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// How the blocks lay out their lines.
+    pub layout: BlockLayout,
+    /// The cache of the store's queries, to keep the blocks written in.
+    pub keep: Option<Arc<BlockCache>>,
+}
+
+impl Output {
+    /// Blocks of `layout`, not kept.
+    pub fn blocks(layout: BlockLayout) -> Output {
+        Output { layout, keep: None }
+    }
+}
 
 /// Sizes that steer compaction.
 #[derive(Debug, Clone)]
@@ -232,8 +250,8 @@ impl Compacted {
     }
 }
 
-/// Merge `inputs` (sorted by smallest id) into block files of blocks of
-/// `layout` in `dir`, then remove or quarantine the inputs (see the
+/// Merge `inputs` (sorted by smallest id) into block files of `output`'s
+/// blocks in `dir`, then remove or quarantine the inputs (see the
 /// module's rules). The blocks of `suspects` (names a query found corrupt)
 /// are never copied whole. Blocks are decoded and built on `workers`.
 pub fn compact(
@@ -242,13 +260,15 @@ pub fn compact(
     inputs: &[SegmentMeta],
     config: &CompactionConfig,
     suspects: &BTreeSet<String>,
-    layout: BlockLayout,
+    output: Output,
     workers: &Arc<WorkerPool>,
 ) -> Result<Compacted, StorageError> {
+    let layout = output.layout;
     let mut outputs = Outputs {
         fs,
         dir,
         layout,
+        keep: output.keep,
         workers,
         target: config.target_segment_bytes,
         writer: None,
@@ -462,6 +482,7 @@ struct Outputs<'a> {
     fs: &'a dyn Fs,
     dir: &'a Path,
     layout: BlockLayout,
+    keep: Option<Arc<BlockCache>>,
     /// Where blocks are decoded and built.
     workers: &'a Arc<WorkerPool>,
     target: u64,
@@ -476,12 +497,18 @@ impl<'a> Outputs<'a> {
     fn writer(&mut self) -> Result<&mut StoreSegmentWriter<'a>, StorageError> {
         match self.writer {
             Some(ref mut writer) => Ok(writer),
-            None => Ok(self.writer.insert(StoreSegmentWriter::blocks(
-                self.fs,
-                self.dir,
-                self.layout,
-                self.workers.clone(),
-            )?)),
+            None => {
+                let writer = StoreSegmentWriter::blocks(
+                    self.fs,
+                    self.dir,
+                    self.layout,
+                    self.workers.clone(),
+                )?;
+                Ok(self.writer.insert(match &self.keep {
+                    Some(cache) => writer.keeping_blocks_in(cache.clone()),
+                    None => writer,
+                }))
+            }
         }
     }
 

@@ -201,7 +201,10 @@ impl Maintainer {
                 &group,
                 &self.config.compaction,
                 &suspects,
-                layout,
+                compact::Output {
+                    layout,
+                    keep: self.store.segment_cache().block_cache().cloned(),
+                },
                 // Behind every query's blocks: compaction can wait.
                 &self.store.workers().background(),
             )

@@ -69,8 +69,10 @@ pub struct NodeArgs {
     /// counts that node as failed (timeout).
     #[arg(long, default_value_t = sluice_api::cluster::DEFAULT_NODE_TIMEOUT.into(), env = "SLUICE_NODE_TIMEOUT")]
     pub node_timeout: HumanDuration,
-    /// Worker threads that decode and build store blocks, for queries and
-    /// compaction alike (default: the number of cores).
+    /// Worker threads that decode store blocks for queries (default: the
+    /// number of cores); as many more decode and build them for compaction,
+    /// at a lower priority (nice +10), so a query has the cores while it
+    /// runs.
     #[arg(long, default_value_t = sluice_storage::workers::default_workers(), env = "SLUICE_WORKERS")]
     pub workers: usize,
     /// Queries that scan at once (default: twice the number of cores); more
@@ -223,8 +225,9 @@ pub struct StoreArgs {
     /// that cannot skip blocks (a word on many lines) then searches their
     /// text instead of decompressing it again, as grep searches text the
     /// page cache holds; of a block read in part, the frames read and its
-    /// decoded ids are kept, for the next query for a rare id. 0 turns it
-    /// off. Default: an eighth of the machine's memory, at most 4GiB
+    /// decoded ids are kept, for the next query for a rare id. Compaction
+    /// keeps the blocks it writes, so data just compacted is not
+    /// decompressed by the next query. 0 turns it off. Default: an eighth of the machine's memory, at most 4GiB
     /// (512MiB if the memory is unknown).
     #[arg(long, value_parser = parse_bytes, env = "SLUICE_BLOCK_CACHE")]
     pub block_cache: Option<u64>,

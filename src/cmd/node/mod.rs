@@ -534,7 +534,12 @@ fn start_store(
         let shutdown = maintainer_shutdown.clone();
         std::thread::Builder::new()
             .name("sluice-maintain".into())
-            .spawn(move || maintainer.run(shutdown))
+            .spawn(move || {
+                // Compaction's merge, behind queries and ingest, as its
+                // blocks are (see `WorkerPool`).
+                sluice_storage::workers::lower_this_threads_priority();
+                maintainer.run(shutdown)
+            })
             .context("start the store maintenance thread")?
     };
     let consumer = Consumer::new(

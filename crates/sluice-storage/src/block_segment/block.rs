@@ -299,37 +299,11 @@ impl Block {
             data: false,
         };
         let checked = check_block(file, entry, checks)?;
-        let count = entry.count as usize;
         let mut r = Bytes {
             buf: checked.meta_body,
             pos: BLOCK_META_FIXED,
         };
-        let table = parse_frames(&mut r, entry, checked.text_len, &mut self.frames)?;
-        self.filter_len = table.filter.len() as u64;
-        let in_order = table.in_order;
-        let ordinals = self.parse_records(&mut r, entry, in_order, known)?;
-        if r.pos != checked.meta_body.len() {
-            return Err("trailing bytes in block meta");
-        }
-        self.seen.clear();
-        self.seen.resize(count.div_ceil(64), 0);
-        self.starts.clear();
-        self.starts.resize(count, u32::MAX);
-        self.ends.clear();
-        self.ends.resize(count, u32::MAX);
-        self.lines.clear();
-        self.text.clear();
-        // Sized once: a block kept in the cache is charged its capacity.
-        let text_wanted: usize = match wanted {
-            None => checked.text_len as usize,
-            Some(w) => w
-                .iter()
-                .filter_map(|&f| self.frames.get(f as usize))
-                .map(|f| f.text_len as usize)
-                .sum(),
-        };
-        self.text.reserve_exact(text_wanted.min(MAX_BLOCK_TEXT));
-        self.lines.reserve_exact(count);
+        let ordinals = self.begin(&mut r, entry, checked.text_len, wanted, known)?;
         let data = checked.data();
         let frames = std::mem::take(&mut self.frames);
         self.whole = wanted.is_none();
@@ -346,7 +320,9 @@ impl Block {
                 if !self.whole {
                     self.held.push(f as u32);
                 }
-                read = self.read_frame(data, frame, first_row, &ordinals, decompressor);
+                read = self
+                    .read_frame(data, frame, decompressor)
+                    .and_then(|base| self.place_lines(base, frame, first_row, &ordinals));
                 if read.is_err() {
                     break;
                 }
@@ -355,6 +331,90 @@ impl Block {
         }
         self.frames = frames;
         read
+    }
+
+    /// Take block `entry` of `file` whole as it was just written, its
+    /// frames' text given (`text`: each frame's, in frame order, as the
+    /// writer compressed it) rather than decompressed: the meta is parsed
+    /// and its checksum verified, and the lines placed, as [`Block::load`]
+    /// does, so the block answers as if a query had decoded it. The data's
+    /// checksums are not read: the text is the data's source.
+    pub(crate) fn adopt(
+        &mut self,
+        file: &[u8],
+        entry: &BlockEntry,
+        text: &[u8],
+    ) -> Result<(), &'static str> {
+        let checks = Checks {
+            meta: true,
+            data: false,
+        };
+        let checked = check_block(file, entry, checks)?;
+        if text.len() != checked.text_len as usize {
+            return Err("block text has the wrong length");
+        }
+        let mut r = Bytes {
+            buf: checked.meta_body,
+            pos: BLOCK_META_FIXED,
+        };
+        let ordinals = self.begin(&mut r, entry, checked.text_len, None, None)?;
+        self.text.extend_from_slice(text);
+        self.whole = true;
+        self.held.clear();
+        let frames = std::mem::take(&mut self.frames);
+        let (mut base, mut first_row) = (0usize, 0usize);
+        let mut placed = Ok(());
+        for frame in &frames {
+            placed = self.place_lines(base, frame, first_row, &ordinals);
+            if placed.is_err() {
+                break;
+            }
+            base += frame.text_len as usize;
+            first_row += frame.rows as usize;
+        }
+        self.frames = frames;
+        placed
+    }
+
+    /// Parse the meta after its fixed fields (`r`): the frame table, the
+    /// filter's length and the records (taken from `known` if given), and
+    /// make this block ready to take the text of the frames `wanted`
+    /// (`None`: all). Returns the lines' ordinals.
+    fn begin<'m>(
+        &mut self,
+        r: &mut Bytes<'m>,
+        entry: &BlockEntry,
+        text_len: u32,
+        wanted: Option<&[u32]>,
+        known: Option<&Arc<Records>>,
+    ) -> Result<Ordinals<'m>, &'static str> {
+        let count = entry.count as usize;
+        let table = parse_frames(r, entry, text_len, &mut self.frames)?;
+        self.filter_len = table.filter.len() as u64;
+        let ordinals = self.parse_records(r, entry, table.in_order, known)?;
+        if r.pos != r.buf.len() {
+            return Err("trailing bytes in block meta");
+        }
+        self.seen.clear();
+        self.seen.resize(count.div_ceil(64), 0);
+        self.starts.clear();
+        self.starts.resize(count, u32::MAX);
+        self.ends.clear();
+        self.ends.resize(count, u32::MAX);
+        self.lines.clear();
+        self.text.clear();
+        // Sized once: a block kept in the cache is charged its capacity.
+        let text_wanted: usize = match wanted {
+            None => text_len as usize,
+            Some(w) => w
+                .iter()
+                .filter_map(|&f| self.frames.get(f as usize))
+                .map(|f| f.text_len as usize)
+                .sum(),
+        };
+        self.text.reserve_exact(text_wanted.min(MAX_BLOCK_TEXT));
+        self.lines.reserve_exact(count);
+        Ok(ordinals)
     }
 
     /// Parse the meta's ids, ordinals, topics and flags (`r` after the
@@ -443,16 +503,14 @@ impl Block {
         &records.topic_bytes[from as usize..to as usize]
     }
 
-    /// Verify and decompress `frame`, whose first line is line `first_row`
-    /// of the block, after the text read so far, and place its records.
+    /// Verify and decompress `frame` after the text read so far; returns
+    /// where its text begins.
     fn read_frame(
         &mut self,
         data: &[u8],
         frame: &FrameEntry,
-        first_row: usize,
-        ordinals: &Ordinals<'_>,
         decompressor: &mut zstd::bulk::Decompressor<'static>,
-    ) -> Result<(), &'static str> {
+    ) -> Result<usize, &'static str> {
         let at = frame.data_at as usize;
         let bytes = data
             .get(at..at + frame.data_len as usize)
@@ -474,8 +532,21 @@ impl Block {
         if n != text_len || self.text.len() != base + text_len {
             return Err("block text has the wrong length");
         }
+        Ok(base)
+    }
+
+    /// Place the records of `frame`, whose text begins at `base` and whose
+    /// first line is line `first_row` of the block.
+    fn place_lines(
+        &mut self,
+        base: usize,
+        frame: &FrameEntry,
+        first_row: usize,
+        ordinals: &Ordinals<'_>,
+    ) -> Result<(), &'static str> {
+        let text_len = frame.text_len as usize;
         let end_of_text = base + text_len;
-        if text_len == 0 || self.text[end_of_text - 1] != b'\n' {
+        if text_len == 0 || self.text.get(end_of_text - 1) != Some(&b'\n') {
             return Err("block text is not one payload per line");
         }
         let lines = first_row..first_row + frame.rows as usize;
@@ -500,7 +571,7 @@ impl Block {
             });
             at = end + 1;
         }
-        if at != base + text_len {
+        if at != end_of_text {
             return Err("frame has more lines than rows");
         }
         Ok(())

@@ -860,3 +860,83 @@ fn a_block_read_in_part_is_kept_for_the_next_query() {
     assert_eq!(after.hits - whole.hits, blocks_in_file);
     assert_eq!(after.misses, whole.misses);
 }
+
+/// `recs` written by a writer of `make`'s layout that keeps each block it
+/// builds in a block cache: the segment, opened through a segment cache
+/// with that block cache, and the block cache.
+fn written_keeping(recs: &[Rec], make: MakeWriter) -> (Arc<BlockSegment>, Arc<crate::BlockCache>) {
+    let fs = MemFs::new();
+    let path = Path::new("/d/seg");
+    let segments = crate::SegmentCache::with_block_cache(1 << 30);
+    let blocks = segments.block_cache().unwrap().clone();
+    fs.create_dir_all(path.parent().unwrap()).unwrap();
+    let mut w = make(fs.create_new(path).unwrap())
+        .unwrap()
+        .keeping_blocks_in(blocks.clone());
+    for r in recs {
+        let record = Record {
+            id: Ulid(r.id),
+            flags: r.flags,
+            topic: &r.topic,
+            payload: &r.payload,
+        };
+        w.push(record).unwrap();
+    }
+    w.finish().unwrap();
+    let file = fs.open_read(path).unwrap();
+    (segments.open(&fs, path, &*file).unwrap(), blocks)
+}
+
+/// A block file written while keeping its blocks is searched without a
+/// single block decompressed, and answers as a decoded file does.
+#[test]
+fn blocks_kept_as_written_are_searched_without_decompressing() {
+    let recs = request_lines(true);
+    for make in LAYOUTS {
+        let (segment, blocks) = written_keeping(&recs, make);
+        let count = segment.blocks().len() as u64;
+        assert!(count > 1, "several blocks");
+        let stats = blocks.stats();
+        assert_eq!(
+            (stats.written, stats.blocks, stats.parts),
+            (count, count, 0)
+        );
+        let cursor =
+            || BlockCursor::shared(segment.clone(), test_pool()).with_block_cache(blocks.clone());
+        assert_eq!(read_all(cursor()).unwrap(), recs);
+        let finder = Arc::new(memmem::Finder::new(b"ERROR").into_owned());
+        let mut errors = cursor().with_literal(finder.clone());
+        assert_eq!(read_from(&mut errors).unwrap(), holding(&recs, &finder));
+        assert!(errors.bytes_read() > 0, "kept blocks still count as read");
+        let stats = blocks.stats();
+        assert_eq!(stats.misses, 0, "no block was decompressed");
+        assert!(stats.hits >= count);
+        // The same file read without the cache: the same records.
+        let plain = BlockCursor::shared(segment.clone(), test_pool());
+        assert_eq!(read_all(plain).unwrap(), recs);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Blocks kept as the writer built them answer exactly as blocks
+    /// decoded from the file do, for a scan and for a literal, in either
+    /// layout, with no block decompressed.
+    #[test]
+    fn blocks_kept_as_written_answer_as_decoded_blocks(
+        recs in records(3000),
+        short in proptest::collection::vec(proptest::sample::select(b"abc ".to_vec()), 1..6),
+        cut in proptest::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>(), 8usize..40)),
+        layout in 0usize..LAYOUTS.len(),
+    ) {
+        let (segment, blocks) = written_keeping(&recs, LAYOUTS[layout]);
+        prop_assert_eq!(blocks.stats().written, segment.blocks().len() as u64);
+        let needle = needle_of(&recs, short, cut);
+        let finder = Arc::new(memmem::Finder::new(&needle).into_owned());
+        let cursor = || BlockCursor::shared(segment.clone(), test_pool()).with_block_cache(blocks.clone());
+        prop_assert_eq!(read_all(cursor().with_literal(finder.clone())).unwrap(), holding(&recs, &finder));
+        prop_assert_eq!(read_all(cursor()).unwrap(), recs.clone());
+        prop_assert_eq!(blocks.stats().misses, 0);
+    }
+}

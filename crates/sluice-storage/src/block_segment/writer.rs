@@ -18,7 +18,9 @@ use super::{
     BlockEntry, BlockLayout, CRC_LEN, ENTRY_LEN, FILE_TAG, FOOTER_FIELDS, FOOTER_TAG,
     FOOTER_TRAILER, FRAME_HEAD, IN_ORDER, IN_ORDER_FRAME_BYTES, LINES_END_AT_NEWLINES,
     MIN_FRAME_BYTES, SKIPPABLE_BLOCK, SKIPPABLE_FOOTER, SKIPPABLE_HEADER, SORTED_ZSTD_LEVEL,
-    TARGET_BLOCK_BYTES, TARGET_FRAME_BYTES, ZSTD_LEVEL, block_compressor, put_varint, skippable,
+    TARGET_BLOCK_BYTES, TARGET_FRAME_BYTES, ZSTD_LEVEL, block_compressor,
+    cache::{BlockCache, BlockKey},
+    put_varint, skippable,
     sort_key::{SORT_KEY_LEN, sort_key},
 };
 use crate::{
@@ -55,8 +57,9 @@ struct Tools {
     meta: Vec<u8>,
     frame: Vec<u8>,
     /// Each record's sort key, payload start, the records in line order,
-    /// one frame's text, the frames' data, the frame table, and the sliced
-    /// filter being built.
+    /// one frame's text, the frames' data, the frame table, the sliced
+    /// filter being built, and, for a sorted block kept decoded, its text
+    /// in frame order.
     keys: Vec<[u8; SORT_KEY_LEN]>,
     starts: Vec<u32>,
     order: Vec<u32>,
@@ -64,6 +67,7 @@ struct Tools {
     data: Vec<u8>,
     table: Vec<u8>,
     slices: SliceBuilder,
+    sorted_text: Vec<u8>,
 }
 
 impl Tools {
@@ -79,6 +83,7 @@ impl Tools {
             data: Vec::new(),
             table: Vec::new(),
             slices: SliceBuilder::default(),
+            sorted_text: Vec::new(),
         })
     }
 }
@@ -111,6 +116,9 @@ pub struct BlockWriter {
     in_flight: VecDeque<Task<io::Result<Built>>>,
     spare_blocks: Vec<OpenBlock>,
     spare_tools: Vec<Tools>,
+    /// Where each block built is kept decoded, if anywhere
+    /// ([`BlockWriter::keeping_blocks_in`]).
+    keep: Option<Arc<BlockCache>>,
 }
 
 impl BlockWriter {
@@ -132,7 +140,19 @@ impl BlockWriter {
             in_flight: VecDeque::new(),
             spare_blocks: Vec::new(),
             spare_tools: Vec::new(),
+            keep: None,
         })
+    }
+
+    /// Keep each block built in `cache`, decoded, as if a query had read
+    /// it: compaction's way to keep fresh data as quick to search as it
+    /// was in batch files (a query of the last minutes otherwise
+    /// decompresses every block that compaction just wrote). Blocks
+    /// appended raw ([`BlockWriter::append_raw`]) keep their key, so what
+    /// is kept of them stays.
+    pub fn keeping_blocks_in(mut self, cache: Arc<BlockCache>) -> Self {
+        self.keep = Some(cache);
+        self
     }
 
     /// Write blocks of `layout` ([`BlockLayout::Sorted`] unless set).
@@ -249,7 +269,10 @@ impl BlockWriter {
             None => Tools::new(self.level())?,
         };
         let layout = self.layout;
-        let task = self.workers.submit(move || build(block, tools, layout));
+        let keep = self.keep.clone();
+        let task = self
+            .workers
+            .submit(move || build(block, tools, layout, keep.as_deref()));
         self.in_flight.push_back(task);
         Ok(())
     }
@@ -367,7 +390,12 @@ fn frame_end(order: &[u32], keys: &[[u8; SORT_KEY_LEN]], lens: &[u32], first: us
 /// [`sort_key`] and cut into frames of up to [`TARGET_FRAME_BYTES`]; each
 /// frame compressed and filtered on its own (see the layout in the module
 /// docs of [`super`]).
-fn build(block: OpenBlock, mut tools: Tools, layout: BlockLayout) -> io::Result<Built> {
+fn build(
+    block: OpenBlock,
+    mut tools: Tools,
+    layout: BlockLayout,
+    keep: Option<&BlockCache>,
+) -> io::Result<Built> {
     let sorted = layout == BlockLayout::Sorted;
     let count = block.ids.len();
     let Tools {
@@ -381,7 +409,10 @@ fn build(block: OpenBlock, mut tools: Tools, layout: BlockLayout) -> io::Result<
         data,
         table,
         slices,
+        sorted_text,
     } = &mut tools;
+    sorted_text.clear();
+    let keep_sorted = keep.is_some() && sorted;
     starts.clear();
     keys.clear();
     let mut at = 0u32;
@@ -423,6 +454,9 @@ fn build(block: OpenBlock, mut tools: Tools, layout: BlockLayout) -> io::Result<
             slices.add(payload);
         }
         line = end;
+        if keep_sorted {
+            sorted_text.extend_from_slice(frame_text);
+        }
         let data_at = data.len();
         data.reserve(zstd::zstd_safe::compress_bound(frame_text.len()));
         let mut out = std::io::Cursor::new(&mut *data);
@@ -465,6 +499,23 @@ fn build(block: OpenBlock, mut tools: Tools, layout: BlockLayout) -> io::Result<
     skippable(frame, SKIPPABLE_BLOCK, meta);
     frame.extend_from_slice(data);
     let (meta_len, data_len) = (meta.len() as u32, data.len() as u32);
+    if let Some(cache) = keep {
+        let entry = BlockEntry {
+            offset: 0,
+            meta_len,
+            data_len,
+            count: count as u32,
+            min,
+            max,
+        };
+        // A block in id order is its frames' text as pushed.
+        let text = if sorted {
+            &sorted_text[..]
+        } else {
+            &block.text[..]
+        };
+        keep_built(cache, frame, &entry, text);
+    }
     Ok(Built {
         meta_len,
         data_len,
@@ -474,6 +525,26 @@ fn build(block: OpenBlock, mut tools: Tools, layout: BlockLayout) -> io::Result<
         block,
         tools,
     })
+}
+
+/// Keep the block just built (`frame`, its meta frame and data, and
+/// `text`, its frames' text in frame order) in `cache`, decoded as a query
+/// would keep it.
+fn keep_built(cache: &BlockCache, frame: &[u8], entry: &BlockEntry, text: &[u8]) {
+    let mut block = cache.take_spare().unwrap_or_default();
+    let adopted = block.adopt(frame, entry, text);
+    debug_assert!(
+        adopted.is_ok(),
+        "a block just built does not read: {adopted:?}"
+    );
+    if adopted.is_ok() {
+        block.shed_scratch();
+        let key = BlockKey::new(
+            entry,
+            &frame[FRAME_HEAD..FRAME_HEAD + entry.meta_len as usize],
+        );
+        cache.insert_written(key, Arc::new(block));
+    }
 }
 
 /// Start `meta` with a block's fixed fields: `count`, `min`, `max`,

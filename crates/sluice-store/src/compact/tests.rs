@@ -112,7 +112,7 @@ fn compact_fully(fs: &MemFs, config: &CompactionConfig) -> usize {
                 &[segment],
                 config,
                 &none,
-                BlockLayout::Sorted,
+                Output::blocks(BlockLayout::Sorted),
                 &workers(),
             )
             .unwrap();
@@ -124,7 +124,7 @@ fn compact_fully(fs: &MemFs, config: &CompactionConfig) -> usize {
                 &group,
                 config,
                 &none,
-                BlockLayout::InOrder,
+                Output::blocks(BlockLayout::InOrder),
                 &workers(),
             )
             .unwrap();
@@ -141,7 +141,7 @@ fn merge(fs: &MemFs, inputs: &[SegmentMeta], config: &CompactionConfig) -> Compa
         inputs,
         config,
         &BTreeSet::new(),
-        BlockLayout::InOrder,
+        Output::blocks(BlockLayout::InOrder),
         &workers(),
     )
     .unwrap()
@@ -333,7 +333,7 @@ fn a_crash_at_every_step_of_compaction_loses_no_record_and_shows_no_duplicate() 
                     &group,
                     &config,
                     &BTreeSet::new(),
-                    BlockLayout::InOrder,
+                    Output::blocks(BlockLayout::InOrder),
                     &workers(),
                 )?;
             }
@@ -447,7 +447,7 @@ fn a_full_disk_fails_compaction_without_changing_anything_and_it_resumes() {
                 g,
                 &config,
                 &BTreeSet::new(),
-                BlockLayout::InOrder,
+                Output::blocks(BlockLayout::InOrder),
                 &workers(),
             )
         })
@@ -575,7 +575,7 @@ fn queries_running_while_compaction_removes_their_files_see_every_record() {
                     .collect::<Vec<_>>(),
                 &config,
                 &BTreeSet::new(),
-                BlockLayout::InOrder,
+                Output::blocks(BlockLayout::InOrder),
                 &workers(),
             )
             .unwrap();

@@ -97,7 +97,7 @@ fn the_blocks_of_a_suspect_input_are_decoded_not_copied() {
         &[a, c],
         &small_config(),
         &suspects,
-        BlockLayout::InOrder,
+        Output::blocks(BlockLayout::InOrder),
         &workers(),
     )
     .unwrap();
@@ -173,7 +173,7 @@ fn merges_write_blocks_in_id_order_and_the_upgrade_sorts_only_those() {
         &[upgrade],
         &config,
         &BTreeSet::new(),
-        BlockLayout::Sorted,
+        Output::blocks(BlockLayout::Sorted),
         &workers(),
     )
     .unwrap();
@@ -220,4 +220,63 @@ fn the_maintainer_sorts_segments_only_when_nothing_is_left_to_merge() {
     let mut model = model;
     model.sort();
     assert_eq!(all(&fs), model);
+}
+
+/// A compaction given the block cache of the store's queries keeps every
+/// block it builds there, in either layout: the next query decompresses
+/// none, and answers as the files do.
+#[test]
+fn compaction_keeps_the_blocks_it_writes_for_the_next_query() {
+    for layout in [BlockLayout::InOrder, BlockLayout::Sorted] {
+        let fs = MemFs::new();
+        let a = write(&fs, SegmentKind::Batches, &block_filling_records(1, 2));
+        let b = write(&fs, SegmentKind::Batches, &block_filling_records(2, 1));
+        let model = all(&fs);
+        let cache = Arc::new(SegmentCache::with_block_cache(1 << 30));
+        let blocks = cache.block_cache().unwrap().clone();
+        let output = Output {
+            layout,
+            keep: Some(blocks.clone()),
+        };
+        let done = compact(
+            &fs,
+            dir(),
+            &[a, b],
+            &CompactionConfig {
+                target_segment_bytes: 1 << 30,
+                max_input_bytes: 1 << 30,
+            },
+            &BTreeSet::new(),
+            output,
+            &workers(),
+        )
+        .unwrap();
+        let written: usize = done.outputs.iter().map(|m| blocks_of(&fs, m).len()).sum();
+        assert!(written > 2, "{layout:?}: several blocks");
+        assert_eq!(blocks.stats().written, written as u64, "{layout:?}");
+        let scan = sluice_query::Scan {
+            cache: Some(cache.clone()),
+            ..sluice_query::Scan::new(workers())
+        };
+        let query = Query::between(
+            0,
+            u64::MAX / 2,
+            Matcher::new("n=00000", false, false).unwrap(),
+        );
+        let mut got = Vec::new();
+        sluice_query::execute(&fs, dir(), &query, &scan, &mut |r: &Record<'_>| {
+            got.push((r.id, String::from_utf8(r.payload.to_vec()).unwrap()));
+            true
+        })
+        .unwrap();
+        let want: Vec<_> = model
+            .iter()
+            .filter(|(_, p)| p.contains("n=00000"))
+            .cloned()
+            .collect();
+        assert_eq!(got, want, "{layout:?}");
+        let stats = blocks.stats();
+        assert_eq!(stats.misses, 0, "{layout:?}: nothing decompressed");
+        assert!(stats.hits > 0, "{layout:?}");
+    }
 }
