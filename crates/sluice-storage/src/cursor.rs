@@ -4,7 +4,14 @@
 //! over records sorted in memory. Block files have theirs in
 //! [`crate::block_segment`].
 
-use std::{collections::VecDeque, path::Path, sync::Arc};
+use std::{
+    collections::VecDeque,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use memchr::memmem;
 use sluice_record::{BatchHeader, Record, Ulid, decode_record};
@@ -143,6 +150,9 @@ pub struct BatchCursor {
     in_flight: VecDeque<Searching>,
     /// Batches of the last group the workers finished, not yet read.
     searched: VecDeque<Searched>,
+    /// Shared with the other cursors of the file: whether every batch's
+    /// checksum was verified, by a search that read the whole file.
+    verified: Option<Arc<AtomicBool>>,
 }
 
 /// Groups of batches searched ahead of the one being read, on the worker
@@ -294,14 +304,18 @@ impl BatchCursor {
     }
 
     /// A cursor over every record of the sealed batch file `file` at
-    /// `path`, whose mapping, `mapped`, is shared (see
-    /// [`crate::SegmentCache::map_batches`]).
-    pub fn over_mapping(
+    /// `path`, as the store's queries share it (see
+    /// [`crate::SegmentCache::map_batches`]): over its mapping, verifying
+    /// its batches unless a cursor before did, and telling the cursors
+    /// after once it did.
+    pub fn over_shared(
         file: Box<dyn crate::fs::ReadFile>,
         path: &Path,
-        mapped: Arc<crate::Mapped>,
+        shared: crate::segment_cache::SharedBatchFile,
     ) -> Self {
-        Self::over(SegmentScanner::over_mapping(file, path, mapped))
+        let mut cursor = Self::over(SegmentScanner::over_mapping(file, path, shared.mapped));
+        cursor.verified = Some(shared.verified);
+        cursor
     }
 
     fn over(scanner: SegmentScanner) -> Self {
@@ -319,6 +333,7 @@ impl BatchCursor {
             workers: None,
             in_flight: VecDeque::new(),
             searched: VecDeque::new(),
+            verified: None,
         }
     }
 
@@ -462,13 +477,19 @@ impl BatchCursor {
             }
             let mapped = self.scanner.mapping().expect("mapped").clone();
             let (select, group) = (select.clone(), frames.clone());
+            let verify = !self
+                .verified
+                .as_ref()
+                .is_some_and(|v| v.load(Ordering::Acquire));
             let task = workers.submit(move || {
                 let mut selected = Vec::new();
                 group
                     .iter()
                     .map(|frame| {
                         let body = &mapped[frame.body.clone()];
-                        frame.header.verify(body)?;
+                        if verify {
+                            frame.header.verify(body)?;
+                        }
                         select.select(body, frame.header.count, &mut selected)?;
                         Ok(std::mem::take(&mut selected))
                     })
@@ -488,6 +509,11 @@ impl BatchCursor {
         if self.searched.is_empty() {
             self.schedule(workers, select)?;
             let Some(searching) = self.in_flight.pop_front() else {
+                // The end of the file, every batch verified (or trusted): a
+                // corrupt one would have ended the search with its error.
+                if let Some(verified) = &self.verified {
+                    verified.store(true, Ordering::Release);
+                }
                 return Ok(None);
             };
             let results = searching.task.wait().map_err(|panicked| StorageError::Io {

@@ -7,7 +7,8 @@
 //! mapping. A sealed batch file is immutable too, and a query reads all of
 //! it: mapped anew, a third of the node's CPU for a literal went to
 //! faulting its pages in and unmapping them, where grep's search of the
-//! same text is only the search.
+//! same text is only the search; and once one query verified every batch
+//! checksum of the file, the next need not (another third).
 //!
 //! # Rules
 //!
@@ -20,8 +21,15 @@
 //! - A mapping keeps a removed file's blocks on disk, so the store evicts
 //!   entries whose names left its listing ([`SegmentCache::retain`]) after
 //!   every listing: each query's plan and each maintenance pass.
+//! - **Verified once.** A block's meta is verified by the first query
+//!   that reads it; a batch file's batches by the first query that reads
+//!   the whole file without finding corruption
+//!   ([`SharedBatchFile::verified`]). The bytes are the same for the entry's
+//!   life: the file is immutable, and an entry is dropped when its file is
+//!   replaced or removed. Frames of block data are verified by every query
+//!   that decompresses them.
 //! - Entries hold only the mapping and the verified footer (a batch
-//!   file's: the mapping); memory is the footer index per segment, and the
+//!   file's: the mapping and whether it was verified); memory is the footer index per segment, and the
 //!   page cache owns the bytes. A batch file is compacted within minutes,
 //!   and its entry goes with it.
 //! - Decoded blocks are kept apart, in a [`BlockCache`] bounded in bytes
@@ -31,7 +39,7 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, atomic::AtomicBool},
 };
 
 use crate::{
@@ -49,8 +57,18 @@ const TAIL: usize = 12;
 pub struct SegmentCache {
     entries: Mutex<HashMap<PathBuf, Arc<BlockSegment>>>,
     /// Sealed batch files, mapped.
-    batch_files: Mutex<HashMap<PathBuf, Arc<Mapped>>>,
+    batch_files: Mutex<HashMap<PathBuf, SharedBatchFile>>,
     blocks: Option<Arc<BlockCache>>,
+}
+
+/// A sealed batch file as the store's queries share it.
+#[derive(Debug, Clone)]
+pub struct SharedBatchFile {
+    /// Its mapping.
+    pub mapped: Arc<Mapped>,
+    /// Raised by the first query that verified every batch's checksum, so
+    /// that later ones do not verify them again (see the module's rules).
+    pub verified: Arc<AtomicBool>,
 }
 
 /// What identifies the file a segment was opened from.
@@ -100,27 +118,30 @@ impl SegmentCache {
         Ok(segment)
     }
 
-    /// The mapping of the sealed batch file at `path`, whose open file is
-    /// `file`: the one kept if `file` is still the file it mapped (the
-    /// same length and last bytes), else the file mapped now.
+    /// The sealed batch file at `path`, whose open file is `file`: the
+    /// one kept if `file` is still the file it mapped (the same length and
+    /// last bytes), else the file mapped now, not yet verified.
     pub fn map_batches(
         &self,
         fs: &dyn Fs,
         path: &Path,
         file: &dyn ReadFile,
-    ) -> Result<Arc<Mapped>, StorageError> {
+    ) -> Result<SharedBatchFile, StorageError> {
         let cached = lock(&self.batch_files).get(path).cloned();
-        if let Some(mapped) = cached
-            && is_same_file(file, &mapped)
+        if let Some(shared) = cached
+            && is_same_file(file, &shared.mapped)
         {
-            return Ok(mapped);
+            return Ok(shared);
         }
-        let mapped = Arc::new(
-            fs.map(path)
-                .map_err(StorageError::io("map segment", path))?,
-        );
-        lock(&self.batch_files).insert(path.to_path_buf(), mapped.clone());
-        Ok(mapped)
+        let mapped = fs
+            .map(path)
+            .map_err(StorageError::io("map segment", path))?;
+        let shared = SharedBatchFile {
+            mapped: Arc::new(mapped),
+            verified: Arc::default(),
+        };
+        lock(&self.batch_files).insert(path.to_path_buf(), shared.clone());
+        Ok(shared)
     }
 
     /// Drop the entries whose file name `keep` rejects, releasing their

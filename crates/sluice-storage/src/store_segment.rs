@@ -708,8 +708,8 @@ pub fn open_cursor(
     }
     let cursor = match &options.cache {
         Some(cache) => {
-            let mapped = cache.map_batches(fs, path, &*file)?;
-            BatchCursor::over_mapping(file, path, mapped)
+            let shared = cache.map_batches(fs, path, &*file)?;
+            BatchCursor::over_shared(file, path, shared)
         }
         None => BatchCursor::open(fs, path)?,
     };
@@ -729,7 +729,8 @@ pub fn open_cursor(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::MemFs;
+    use crate::{MemFs, segment_cache::SharedBatchFile};
+    use std::sync::atomic::Ordering;
 
     #[test]
     fn names_parse_strictly() {
@@ -806,7 +807,8 @@ mod tests {
     }
 
     /// A query's segment cache maps a sealed batch file once for every
-    /// query, maps it again once a file of other content took its name,
+    /// query, and notes once one query verified all of it; it maps it
+    /// again (not verified) once a file of other content took its name,
     /// and lets the mapping go when the file leaves the listing.
     #[test]
     fn a_batch_file_is_mapped_once_until_replaced_or_removed() {
@@ -833,22 +835,62 @@ mod tests {
             let file = fs.open_read(&path).unwrap();
             cache.map_batches(&fs, &path, &*file).unwrap()
         };
+        let verified = |shared: &SharedBatchFile| shared.verified.load(Ordering::Acquire);
+        assert!(!verified(&mapping()));
         assert_eq!(payloads(), ["a ERROR", "c ERROR"]);
         let first = mapping();
+        assert!(verified(&first), "a whole search verified it");
         assert_eq!(payloads(), ["a ERROR", "c ERROR"]);
-        assert!(Arc::ptr_eq(&first, &mapping()), "mapped once");
+        assert!(Arc::ptr_eq(&first.mapped, &mapping().mapped), "mapped once");
         // Another file under the same name (of the same ids' range).
-        let other = fs
-            .create_dir_all(Path::new("/other"))
-            .map(|()| Path::new("/other"));
-        let replacement = batch_file(&fs, other.unwrap(), &["x ERROR", "y", "z"]);
-        fs.rename(&Path::new("/other").join(&replacement.name), &path)
-            .unwrap();
+        let other = Path::new("/other");
+        fs.create_dir_all(other).unwrap();
+        let replacement = batch_file(&fs, other, &["x ERROR", "y", "z"]);
+        fs.rename(&other.join(&replacement.name), &path).unwrap();
+        let again = mapping();
+        assert!(!Arc::ptr_eq(&first.mapped, &again.mapped), "mapped again");
+        assert!(!verified(&again), "not verified yet");
         assert_eq!(payloads(), ["x ERROR"]);
-        assert!(!Arc::ptr_eq(&first, &mapping()), "mapped again");
-        let now = mapping();
+        drop(again);
+        let now = mapping().mapped;
         cache.retain_listed(&[]);
         assert_eq!(Arc::strong_count(&now), 1, "let go once not listed");
+    }
+
+    /// A batch file with a corrupt batch is never noted as verified: every
+    /// query through the cache meets the corruption again.
+    #[test]
+    fn a_corrupt_batch_file_is_verified_by_every_query() {
+        let fs = MemFs::new();
+        let dir = Path::new("/store");
+        fs.create_dir_all(dir).unwrap();
+        let payload = format!("needle {}", "x".repeat(200));
+        let meta = batch_file(&fs, dir, &vec![payload.as_str(); 20_000]);
+        let path = dir.join(&meta.name);
+        let mut bytes = fs.read_all(&path).unwrap();
+        let at = bytes.len() * 3 / 4;
+        bytes[at] ^= 0x40;
+        fs.write_all_synced(&path, &bytes);
+        let cache = Arc::new(SegmentCache::new());
+        let options = ScanOptions {
+            cache: Some(cache.clone()),
+            literal: Some(Arc::new(memmem::Finder::new(b"needle").into_owned())),
+            ..ScanOptions::new(WorkerPool::inline())
+        };
+        for _ in 0..2 {
+            let mut cursor = open_cursor(&fs, &path, &options).unwrap();
+            let failed = loop {
+                match cursor.advance() {
+                    Ok(true) => continue,
+                    Ok(false) => break false,
+                    Err(err) => break matches!(err, StorageError::Corrupt { .. }),
+                }
+            };
+            assert!(failed, "the corruption is met");
+            let file = fs.open_read(&path).unwrap();
+            let shared = cache.map_batches(&fs, &path, &*file).unwrap();
+            assert!(!shared.verified.load(Ordering::Acquire));
+        }
     }
 
     /// A batch that fails its checksum stops a search of the file there,
