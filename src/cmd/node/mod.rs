@@ -8,6 +8,7 @@
 mod args;
 mod listen;
 mod membership;
+mod memory;
 
 use std::{
     collections::BTreeMap,
@@ -67,6 +68,7 @@ fn run(
             ByteSize::of(sluice_record::MAX_PAYLOAD_BYTES)
         );
     }
+    memory::keep_large_buffers_out_of_the_heap();
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("install the metrics recorder")?;
