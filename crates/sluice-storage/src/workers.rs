@@ -15,8 +15,8 @@
 //! nice value is raised by [`BACKGROUND_NICE`]. A query therefore never
 //! waits behind compaction's blocks, queued or running, and while one runs
 //! the kernel gives its threads the cores: under sustained ingest,
-//! compaction took about half of a query's CPU when both ran at the same
-//! priority, on the same threads. With no query, background threads have
+//! compaction's jobs took as much CPU during a query as the query's own
+//! when both ran at the same priority, on the same threads. With no query, background threads have
 //! the cores to themselves, so compaction still keeps up.
 //! [`WorkerPool::background`] gives the handle compaction submits through.
 //!
