@@ -148,19 +148,19 @@ impl SegmentScanner {
     /// read into a buffer. A search of fresh data is then a scan of memory,
     /// as grep's of a file.
     pub fn open_mapped(fs: &dyn Fs, path: &Path) -> Result<SegmentScanner, StorageError> {
-        let mut scanner = Self::open(fs, path)?;
+        let file = fs
+            .open_read(path)
+            .map_err(StorageError::io("open segment", path))?;
         let mapped = fs
             .map(path)
             .map_err(StorageError::io("map segment", path))?;
-        // The mapping is the file as it is now; read no further than it.
-        scanner.len = mapped.len() as u64;
-        scanner.mapped = Some(std::sync::Arc::new(mapped));
-        Ok(scanner)
+        Ok(Self::over_mapping(file, path, std::sync::Arc::new(mapped)))
     }
 
     /// A scanner of the sealed file `file` at `path`, over `mapped`, its
     /// mapping made before (a query's [`crate::SegmentCache`] keeps one
     /// for each batch file, so a query does not fault its pages in again).
+    /// The mapping is the file as it was then; the scan reads no further.
     pub fn over_mapping(
         file: Box<dyn ReadFile>,
         path: &Path,

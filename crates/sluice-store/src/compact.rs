@@ -267,8 +267,7 @@ pub fn compact(
     let mut outputs = Outputs {
         fs,
         dir,
-        layout,
-        keep: output.keep,
+        output,
         workers,
         target: config.target_segment_bytes,
         writer: None,
@@ -390,7 +389,7 @@ fn copy_blocks(
     stats: &mut MergeStats,
 ) -> Result<(), StorageError> {
     let blocks = segment.blocks().len();
-    let in_order = outputs.layout == BlockLayout::InOrder;
+    let in_order = outputs.output.layout == BlockLayout::InOrder;
     let whole = |i: usize| in_order || segment.block_is_sorted(i);
     let mut i = 0;
     while i < blocks {
@@ -481,8 +480,7 @@ fn merge_inputs(
 struct Outputs<'a> {
     fs: &'a dyn Fs,
     dir: &'a Path,
-    layout: BlockLayout,
-    keep: Option<Arc<BlockCache>>,
+    output: Output,
     /// Where blocks are decoded and built.
     workers: &'a Arc<WorkerPool>,
     target: u64,
@@ -501,10 +499,10 @@ impl<'a> Outputs<'a> {
                 let writer = StoreSegmentWriter::blocks(
                     self.fs,
                     self.dir,
-                    self.layout,
+                    self.output.layout,
                     self.workers.clone(),
                 )?;
-                Ok(self.writer.insert(match &self.keep {
+                Ok(self.writer.insert(match &self.output.keep {
                     Some(cache) => writer.keeping_blocks_in(cache.clone()),
                     None => writer,
                 }))

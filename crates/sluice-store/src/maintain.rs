@@ -205,7 +205,8 @@ impl Maintainer {
                     layout,
                     keep: self.store.segment_cache().block_cache().cloned(),
                 },
-                // Behind every query's blocks: compaction can wait.
+                // On the background threads, behind queries: compaction
+                // can wait.
                 &self.store.workers().background(),
             )
             .inspect_err(|_| metrics::maintenance_error("compaction"))?;

@@ -31,10 +31,10 @@
 //!   just compacted is searched as it was in its batch files: under
 //!   sustained ingest, a query of the last minutes otherwise decompressed
 //!   every block compaction had written since the last query (a two-second
-//!   stall after each compaction, at 150 MB/s). Its meta is verified as it
-//!   is parsed; its frames' checksums are not read, the text being their
-//!   source, and the copy on disk is verified when a query decodes it
-//!   after this one is evicted. The blocks of a merge that copies blocks
+//!   stall after each compaction, at 150 MB/s). No checksum is computed
+//!   again for it (the writer computed them from the same bytes); the copy
+//!   on disk is verified when a query decodes it after this one is
+//!   evicted. The blocks of a merge that copies blocks
 //!   whole keep their key, and so their entry.
 //! - **Bounded in bytes.** Entries are charged for their heap
 //!   ([`Block::heap_bytes`]); an insert evicts with the CLOCK policy (a

@@ -57,17 +57,17 @@ struct Tools {
     meta: Vec<u8>,
     frame: Vec<u8>,
     /// Each record's sort key, payload start, the records in line order,
-    /// one frame's text, the frames' data, the frame table, the sliced
-    /// filter being built, and, for a sorted block kept decoded, its text
-    /// in frame order.
+    /// the block's text in frame order (each frame compressed from its
+    /// slice, and the whole kept as it is when the block is kept decoded),
+    /// the frames' data, the frame table, and the sliced filter being
+    /// built.
     keys: Vec<[u8; SORT_KEY_LEN]>,
     starts: Vec<u32>,
     order: Vec<u32>,
-    frame_text: Vec<u8>,
+    lines_text: Vec<u8>,
     data: Vec<u8>,
     table: Vec<u8>,
     slices: SliceBuilder,
-    sorted_text: Vec<u8>,
 }
 
 impl Tools {
@@ -79,11 +79,10 @@ impl Tools {
             keys: Vec::new(),
             starts: Vec::new(),
             order: Vec::new(),
-            frame_text: Vec::new(),
+            lines_text: Vec::new(),
             data: Vec::new(),
             table: Vec::new(),
             slices: SliceBuilder::default(),
-            sorted_text: Vec::new(),
         })
     }
 }
@@ -405,14 +404,11 @@ fn build(
         keys,
         starts,
         order,
-        frame_text,
+        lines_text,
         data,
         table,
         slices,
-        sorted_text,
     } = &mut tools;
-    sorted_text.clear();
-    let keep_sorted = keep.is_some() && sorted;
     starts.clear();
     keys.clear();
     let mut at = 0u32;
@@ -438,8 +434,9 @@ fn build(
     slices.clear(sorted);
     let mut frames = 0usize;
     let mut line = 0;
+    lines_text.clear();
     while line < count {
-        frame_text.clear();
+        let text_at = lines_text.len();
         slices.start_frame();
         let first = line;
         let end = match sorted {
@@ -449,14 +446,12 @@ fn build(
         for &record in &order[first..end] {
             let start = starts[record as usize] as usize;
             let payload = &block.text[start..start + block.lens[record as usize] as usize];
-            frame_text.extend_from_slice(payload);
-            frame_text.push(b'\n');
+            lines_text.extend_from_slice(payload);
+            lines_text.push(b'\n');
             slices.add(payload);
         }
         line = end;
-        if keep_sorted {
-            sorted_text.extend_from_slice(frame_text);
-        }
+        let frame_text = &lines_text[text_at..];
         let data_at = data.len();
         data.reserve(zstd::zstd_safe::compress_bound(frame_text.len()));
         let mut out = std::io::Cursor::new(&mut *data);
@@ -508,13 +503,7 @@ fn build(
             min,
             max,
         };
-        // A block in id order is its frames' text as pushed.
-        let text = if sorted {
-            &sorted_text[..]
-        } else {
-            &block.text[..]
-        };
-        keep_built(cache, frame, &entry, text);
+        keep_built(cache, frame, &entry, lines_text);
     }
     Ok(Built {
         meta_len,
