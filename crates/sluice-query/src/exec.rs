@@ -343,6 +343,12 @@ const MAX_PLANS: usize = 8;
 
 type OpenedCursor = Result<Box<dyn RecordCursor>, StorageError>;
 
+/// Inputs after the one the merge opens that start reading ahead with it:
+/// fresh data lies in many batch files of a few groups each, and a file
+/// whose search starts only when the merge reaches it left the workers
+/// idle at every boundary.
+const INPUTS_READ_AHEAD: usize = 1;
+
 /// Plan, and open a cursor on every planned segment before reading any.
 ///
 /// An open cursor keeps its file's bytes (a mapping, or an open
@@ -457,6 +463,20 @@ fn open_plan(
         .map(|i| paired[i].take().expect("each input once"))
         .unzip();
     Ok((segments, cursors))
+}
+
+/// Input `i` of the merge, which opens them in order: this one reads
+/// ahead first, then the [`INPUTS_READ_AHEAD`] after it, so their
+/// searches queue on the workers behind its own first batches.
+fn open_reading_ahead(cursors: &mut [Option<OpenedCursor>], i: usize) -> OpenedCursor {
+    for ahead in cursors[i..].iter_mut().take(1 + INPUTS_READ_AHEAD) {
+        if let Some(Ok(cursor)) = ahead {
+            cursor.read_ahead();
+        }
+    }
+    cursors[i]
+        .take()
+        .expect("the merge opens each segment once")
 }
 
 /// Open the first of `names` that exists, as a growing batch file.
@@ -661,11 +681,7 @@ impl Forward<'_> {
             ..QueryStats::default()
         };
         let mins: Vec<Ulid> = segments.iter().map(|s| s.min).collect();
-        let mut open = |i: usize| -> OpenedCursor {
-            cursors[i]
-                .take()
-                .expect("the merge opens each segment once")
-        };
+        let mut open = |i: usize| open_reading_ahead(&mut cursors, i);
         let (lower, upper) = query.id_bounds();
         // `test_matcher` false: for a literal query's cursors that selected
         // by the literal, whose records hold it already.

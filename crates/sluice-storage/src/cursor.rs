@@ -113,6 +113,12 @@ pub trait RecordCursor: Send {
     fn holds_its_literal(&self) -> bool {
         false
     }
+    /// Start reading ahead, before the first [`advance`](Self::advance):
+    /// a merge calls it on the input it will open next while it reads the
+    /// one before, so the workers are not left idle at the boundary
+    /// between two files. Reading ahead never fails: an error it meets is
+    /// met again, and returned, by `advance`.
+    fn read_ahead(&mut self) {}
 }
 
 /// [`RecordCursor`] over a batch file (or any segment file with
@@ -540,6 +546,17 @@ impl BatchCursor {
         Ok(Some(frame.header))
     }
 
+    /// The pool and the selector, when the batches are searched on the
+    /// workers: a sealed, mapped file read with a selector.
+    fn parallel(&self) -> Option<(Arc<WorkerPool>, Selector)> {
+        match (&self.workers, &self.select) {
+            (Some(workers), Some(select)) if self.scanner.mapping().is_some() && !self.growing => {
+                Some((workers.clone(), select.clone()))
+            }
+            _ => None,
+        }
+    }
+
     /// Load the next batch; with a selector, skip batches it selects
     /// nothing of.
     fn next_batch(&mut self) -> Result<bool, StorageError> {
@@ -549,14 +566,7 @@ impl BatchCursor {
                 self.searched.clear();
                 return Ok(false);
             }
-            let parallel = match (&self.workers, &self.select) {
-                (Some(workers), Some(select))
-                    if self.scanner.mapping().is_some() && !self.growing =>
-                {
-                    Some((workers.clone(), select.clone()))
-                }
-                _ => None,
-            };
+            let parallel = self.parallel();
             let header = match &parallel {
                 Some((workers, select)) => match self.next_searched(workers, select)? {
                     Some(header) => header,
@@ -596,6 +606,17 @@ impl BatchCursor {
 impl RecordCursor for BatchCursor {
     fn holds_its_literal(&self) -> bool {
         matches!(self.select, Some(Selector::Literal(_)))
+    }
+
+    fn read_ahead(&mut self) {
+        if self.is_cancelled() || !self.searched.is_empty() {
+            return;
+        }
+        if let Some((workers, select)) = self.parallel() {
+            // A header that does not parse leaves the scanner on it: the
+            // first advance meets it again and returns its error.
+            let _ = self.schedule(&workers, &select);
+        }
     }
 
     fn advance(&mut self) -> Result<bool, StorageError> {

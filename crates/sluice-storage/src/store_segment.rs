@@ -893,13 +893,73 @@ mod tests {
         }
     }
 
+    /// A sealed batch file's cursor told to read ahead starts searching on
+    /// the workers before its first advance, and returns the same records
+    /// as one that was not told; a growing file's cursor reads nothing
+    /// ahead.
+    #[test]
+    fn a_batch_file_read_ahead_searches_before_the_first_advance() {
+        let fs = MemFs::new();
+        let dir = Path::new("/store");
+        fs.create_dir_all(dir).unwrap();
+        let payloads: Vec<String> = (0..20_000)
+            .map(|i| {
+                let word = if i % 7 == 0 { "needle" } else { "hay" };
+                format!("line {i} {word} {}", "x".repeat(180))
+            })
+            .collect();
+        let meta = batch_file(
+            &fs,
+            dir,
+            &payloads.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        let path = dir.join(&meta.name);
+        let finder = Arc::new(memmem::Finder::new(b"needle").into_owned());
+        let options = ScanOptions {
+            literal: Some(finder.clone()),
+            ..ScanOptions::new(WorkerPool::new(2).unwrap())
+        };
+        let read = |ahead: bool| {
+            let mut cursor = open_cursor(&fs, &path, &options).unwrap();
+            assert_eq!(cursor.bytes_read(), 0);
+            if ahead {
+                cursor.read_ahead();
+                assert!(
+                    cursor.bytes_read() > 0,
+                    "read ahead before the first advance"
+                );
+            }
+            let mut ids = Vec::new();
+            while cursor.advance().unwrap() {
+                ids.push(cursor.record().id);
+            }
+            ids
+        };
+        let (plain, ahead) = (read(false), read(true));
+        assert_eq!(plain.len(), 20_000usize.div_ceil(7));
+        assert_eq!(plain, ahead);
+        let mut growing = BatchCursor::open_growing(&fs, &path)
+            .unwrap()
+            .with_literal(finder);
+        growing.read_ahead();
+        assert_eq!(growing.bytes_read(), 0, "a growing file is read in turn");
+    }
+
     /// A batch that fails its checksum stops a search of the file there,
     /// with a corruption error at that batch, whether its batches are
-    /// searched on workers (a sealed file) or read in turn (a growing one);
-    /// the records of the batches before it come first.
+    /// searched on workers (a sealed file, read ahead before its first
+    /// advance or not) or read in turn (a growing one); the records of the
+    /// batches before it come first.
     #[test]
     fn a_corrupt_batch_ends_a_searched_file_with_an_error() {
-        for (growing, header) in [(false, false), (true, false), (false, true), (true, true)] {
+        for (growing, header, ahead) in [
+            (false, false, false),
+            (true, false, false),
+            (false, true, false),
+            (true, true, false),
+            (false, false, true),
+            (false, true, true),
+        ] {
             let fs = MemFs::new();
             let dir = Path::new("/store");
             fs.create_dir_all(dir).unwrap();
@@ -948,12 +1008,16 @@ mod tests {
                         .with_literal(finder),
                 ),
             };
+            if ahead {
+                cursor.read_ahead();
+            }
             let mut seen = 0;
             let err = loop {
                 match cursor.advance() {
                     Ok(true) => seen += 1,
                     Ok(false) => panic!(
-                        "the corrupt batch was not noticed (growing {growing}, header {header})"
+                        "the corrupt batch was not noticed (growing {growing}, header {header}, \
+                         read ahead {ahead})"
                     ),
                     Err(err) => break err,
                 }

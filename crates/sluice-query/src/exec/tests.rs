@@ -434,3 +434,59 @@ mod text_search {
         );
     }
 }
+
+/// A cursor that notes, in a log shared by several, when it is told to
+/// read ahead.
+struct Noted {
+    name: usize,
+    log: Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl RecordCursor for Noted {
+    fn advance(&mut self) -> Result<bool, StorageError> {
+        Ok(false)
+    }
+    fn record(&self) -> Record<'_> {
+        unreachable!("never advanced")
+    }
+    fn bytes_read(&self) -> u64 {
+        0
+    }
+    fn read_ahead(&mut self) {
+        self.log.lock().unwrap().push(self.name);
+    }
+}
+
+/// Opening a merge input reads ahead on it, then on the input after it, in
+/// that order (so the next file's search queues behind this one's), and on
+/// no input the merge opened already or that failed to open.
+#[test]
+fn opening_an_input_reads_ahead_on_it_and_the_next() {
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let noted = |name| -> Option<OpenedCursor> {
+        Some(Ok(Box::new(Noted {
+            name,
+            log: log.clone(),
+        })))
+    };
+    let failed = Some(Err(StorageError::Io {
+        op: "open",
+        path: PathBuf::from("/gone"),
+        source: std::io::Error::other("gone"),
+    }));
+    let mut cursors = vec![noted(0), noted(1), failed, noted(3), noted(4)];
+    let taken = |log: &std::sync::Mutex<Vec<usize>>| std::mem::take(&mut *log.lock().unwrap());
+    assert!(open_reading_ahead(&mut cursors, 0).is_ok());
+    assert_eq!(taken(&log), [0, 1]);
+    assert!(open_reading_ahead(&mut cursors, 1).is_ok());
+    assert_eq!(
+        taken(&log),
+        [1],
+        "input 2 failed to open: nothing to read ahead"
+    );
+    assert!(open_reading_ahead(&mut cursors, 2).is_err());
+    assert_eq!(taken(&log), [3]);
+    assert!(open_reading_ahead(&mut cursors, 3).is_ok());
+    assert!(open_reading_ahead(&mut cursors, 4).is_ok());
+    assert_eq!(taken(&log), [3, 4, 4], "the last input has none after it");
+}

@@ -141,6 +141,8 @@ pub struct BlockCursor {
     skip_corrupt: bool,
     corrupt_blocks: u64,
     first_corruption: Option<String>,
+    /// What reading ahead failed with, for the next advance to return.
+    deferred: Option<StorageError>,
     /// Decoded blocks shared between queries: searched instead of
     /// decompressed when kept, kept when decoded whole.
     cache: Option<Arc<BlockCache>>,
@@ -188,6 +190,7 @@ impl BlockCursor {
             blocks_loaded: 0,
             frames_loaded: 0,
             skip_corrupt: false,
+            deferred: None,
             corrupt_blocks: 0,
             first_corruption: None,
             cache: None,
@@ -398,6 +401,9 @@ impl BlockCursor {
 
     /// Move to the next decoded block with a selected record.
     fn next_block(&mut self) -> Result<bool, StorageError> {
+        if let Some(err) = self.deferred.take() {
+            return Err(err);
+        }
         loop {
             self.schedule()?;
             let Some((i, entry, task)) = self.in_flight.pop_front() else {
@@ -767,6 +773,14 @@ impl crate::RecordCursor for BlockCursor {
 
     fn first_corruption(&self) -> Option<&str> {
         self.first_corruption.as_deref()
+    }
+
+    fn read_ahead(&mut self) {
+        if self.deferred.is_none()
+            && let Err(err) = self.schedule()
+        {
+            self.deferred = Some(err);
+        }
     }
 
     fn holds_its_literal(&self) -> bool {

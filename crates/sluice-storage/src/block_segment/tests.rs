@@ -182,6 +182,29 @@ fn a_rare_literal_skips_blocks_by_their_filter() {
     }
 }
 
+/// A cursor told to read ahead probes its first blocks' filters and
+/// starts decoding them before its first advance, and returns what a
+/// cursor not told returns.
+#[test]
+fn a_block_file_read_ahead_starts_before_the_first_advance() {
+    let fs = MemFs::new();
+    let path = Path::new("/d/seg");
+    write(&fs, path, &traced_requests());
+    let finder = Arc::new(memmem::Finder::new(trace_id(4242).as_bytes()).into_owned());
+    let open = || {
+        BlockCursor::open(&fs, path, test_pool())
+            .unwrap()
+            .with_literal(finder.clone())
+    };
+    let want = payloads(&mut open());
+    assert_eq!(want.len(), 1);
+    let mut ahead = open();
+    assert_eq!(ahead.bytes_read(), 0);
+    ahead.read_ahead();
+    assert!(ahead.bytes_read() > 0, "no filter was probed ahead");
+    assert_eq!(payloads(&mut ahead), want);
+}
+
 /// A block file of any other version than the one read is refused with
 /// an error that names the version, never read as empty or as batches.
 #[test]
@@ -429,6 +452,41 @@ proptest! {
         if let Ok(got) = outcome {
             prop_assert_eq!(got, recs);
         }
+    }
+
+    /// Reading ahead changes nothing a cursor returns, with a literal or
+    /// without, on a file with a flipped byte: the same records, or the
+    /// same error (one met reading ahead comes from the first advance).
+    #[test]
+    fn reading_ahead_returns_what_reading_in_turn_returns(
+        recs in records(400),
+        at in any::<prop::sample::Index>(),
+        bit in 0u8..8,
+        literal in any::<bool>(),
+    ) {
+        prop_assume!(!recs.is_empty());
+        let fs = MemFs::new();
+        let path = Path::new("/d/seg");
+        write(&fs, path, &recs);
+        let mut bytes = fs.read_all(path).unwrap();
+        let i = at.index(bytes.len());
+        bytes[i] ^= 1 << bit;
+        let Ok(segment) = BlockSegment::from_bytes(path, crate::Mapped::owned(bytes)) else {
+            return Ok(());
+        };
+        let segment = Arc::new(segment);
+        let finder = Arc::new(memmem::Finder::new(b"ab").into_owned());
+        let read = |ahead: bool| {
+            let mut cursor = BlockCursor::shared(segment.clone(), test_pool());
+            if literal {
+                cursor = cursor.with_literal(finder.clone());
+            }
+            if ahead {
+                cursor.read_ahead();
+            }
+            read_all(cursor).map_err(|e| e.to_string())
+        };
+        prop_assert_eq!(read(true), read(false));
     }
 
     /// Arbitrary bytes never panic the reader.
