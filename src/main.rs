@@ -36,6 +36,10 @@ enum LogFormat {
 }
 
 #[derive(Subcommand)]
+// Each subcommand's arguments are built only when it runs: building every
+// node role's (with their defaults from the core count) was a fifth of a
+// `sluice query` process's own CPU.
+#[command(defer = true)]
 enum Command {
     /// Run the ingest and store roles in one process: the default for one machine.
     Ingeststore(cmd::node::BothNode),
@@ -102,5 +106,44 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// The command line is consistent (clap's own checks, over every
+    /// subcommand, deferred ones built).
+    #[test]
+    fn the_command_line_passes_clap_checks() {
+        Cli::command().debug_assert();
+    }
+
+    /// A subcommand's arguments are built only when it runs (`defer`), yet
+    /// its --help says what the list of commands says of it: no Args
+    /// struct's doc replaces it, and its arguments are there.
+    #[test]
+    fn every_subcommand_built_late_keeps_its_about_and_gets_its_arguments() {
+        let about = |c: &clap::Command| c.get_about().map(|a| a.to_string()).unwrap_or_default();
+        let listed: Vec<(String, String)> = Cli::command()
+            .get_subcommands()
+            .map(|c| (c.get_name().to_string(), about(c)))
+            .collect();
+        assert!(listed.len() >= 9, "{listed:?}");
+        let mut built = Cli::command();
+        built.build();
+        for (name, listed_about) in listed {
+            let sub = built.find_subcommand(&name).expect("listed");
+            assert!(!listed_about.is_empty(), "{name} has no about");
+            assert_eq!(about(sub), listed_about, "the about of {name}");
+            assert!(
+                sub.get_arguments().any(|a| a.get_id() != "help")
+                    || sub.get_subcommands().next().is_some(),
+                "{name} has no arguments once built"
+            );
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The record filter flags that `sluice query` and `sluice stream` share.
 
-/// Which records: text in the payload (literal or regex, any case) and a
-/// topic.
+// Which records: text in the payload (literal or regex, any case) and a
+// topic. (No doc comment: with deferred subcommands, a flattened Args
+// struct's doc would replace the subcommand's about in its --help.)
 #[derive(clap::Args, Debug, Clone)]
 pub struct Filter {
     /// Text to find in the payload. Empty matches every record.

@@ -8,7 +8,8 @@ use humantime::Duration as HumanDuration;
 use super::listen::{Listen, parse_listen, parse_listen_or_off};
 use crate::size::{ByteSize, parse_bytes};
 
-/// Flags every node has: where its data is, its API, and the cluster.
+// Flags every node has: where its data is, its API, and the cluster. (Args
+// structs have no doc comment: see IngestNode.)
 #[derive(clap::Args, Debug)]
 pub struct NodeArgs {
     /// Directory for ingest segments (DATA/ingest), store segments
@@ -85,7 +86,7 @@ pub struct NodeArgs {
     pub query_queue: usize,
 }
 
-/// Flags of the ingest role.
+// Flags of the ingest role.
 #[derive(clap::Args, Debug)]
 pub struct IngestArgs {
     /// Fast ingest: newline-delimited lines, fire-and-forget (OK Log and nc
@@ -195,7 +196,7 @@ pub struct IngestArgs {
     pub drain_timeout: HumanDuration,
 }
 
-/// Flags of the store role.
+// Flags of the store role.
 #[derive(clap::Args, Debug)]
 pub struct StoreArgs {
     /// Consumer lanes: each takes segments from one ingester at a time,
@@ -245,7 +246,8 @@ pub struct StoreArgs {
     pub maintenance_interval: HumanDuration,
 }
 
-/// `sluice ingest`.
+// `sluice ingest` (no doc comment: with deferred subcommands, an Args
+// struct's doc would replace the subcommand's about in its --help).
 #[derive(clap::Args, Debug)]
 pub struct IngestNode {
     #[command(flatten)]
@@ -254,7 +256,7 @@ pub struct IngestNode {
     pub ingest: IngestArgs,
 }
 
-/// `sluice store`.
+// `sluice store` (see IngestNode).
 #[derive(clap::Args, Debug)]
 pub struct StoreNode {
     #[command(flatten)]
@@ -263,7 +265,7 @@ pub struct StoreNode {
     pub store: StoreArgs,
 }
 
-/// `sluice ingeststore`.
+// `sluice ingeststore` (see IngestNode).
 #[derive(clap::Args, Debug)]
 pub struct BothNode {
     #[command(flatten)]
