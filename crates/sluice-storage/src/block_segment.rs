@@ -126,14 +126,16 @@ mod cache;
 mod cursor;
 mod ids;
 mod probes;
+mod select;
 mod sort_key;
 pub use sort_key::severity_of;
 mod writer;
 pub use block::MAX_FRAMES;
 use block::{Block, FrameEntry, Picked};
 pub use cache::{BlockCache, BlockCacheStats};
-pub use cursor::{BlockCursor, Cancel, PREFETCH, RecordFilter, TextMatcher};
+pub use cursor::{BlockCursor, Cancel, PREFETCH};
 pub(crate) use probes::{FrameScratch, Probes};
+pub use select::{RecordFilter, TextMatcher};
 pub use writer::BlockWriter;
 
 const SKIPPABLE_HEADER: u32 = 0x184D_2A50;

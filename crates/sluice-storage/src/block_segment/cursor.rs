@@ -23,12 +23,12 @@ use std::{
     },
 };
 
-use memchr::memmem;
 use sluice_record::Record;
 
 use super::{
     Block, BlockCache, BlockEntry, BlockSegment, FrameScratch, Picked, Probes,
-    block::{Line, ReadCost},
+    block::ReadCost,
+    select::{Lines, Literal, RecordFilter, Select, TextMatcher, finish_selection, select_records},
 };
 use crate::{
     StorageError,
@@ -37,36 +37,12 @@ use crate::{
     workers::{Task, WorkerPool},
 };
 
-/// A test of a record's payload, run where its block is decoded (a query's
-/// regex, say). Records it rejects are never returned.
-pub type RecordFilter = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
-
-/// A pattern searched over a block's decoded text as a whole, as grep
-/// does, rather than called once per record: the regex engine's
-/// prefilters and its DFA then run across lines, and per-record calls go
-/// only to lines where a match crossed a newline.
-pub trait TextMatcher: Send + Sync {
-    /// The first match in `text` at or after `start`, as absolute
-    /// `(start, end)` offsets. `^` and `$` must match at line starts and
-    /// ends (a multi-line regex).
-    fn find_at(&self, text: &[u8], start: usize) -> Option<(usize, usize)>;
-    /// Whether one payload, alone, matches.
-    fn is_match(&self, payload: &[u8]) -> bool;
-    /// Whether the pattern looks at the bytes around a match (`^`, `$`,
-    /// `\b`, `\B`). Such a pattern is searched over a block's text, whose
-    /// lines are separated by newlines, but not over a batch file's body,
-    /// where a record's header bytes precede its payload.
-    fn looks_around(&self) -> bool;
-}
-
 /// Blocks decoded ahead of the one being read.
 pub const PREFETCH: usize = 2;
 
 /// Raised when a scan should stop (its client went away); shared by every
 /// cursor of one query.
 pub type Cancel = Arc<AtomicBool>;
-
-type Literal = Arc<memmem::Finder<'static>>;
 
 /// A block as a worker leaves it.
 #[derive(Default)]
@@ -440,13 +416,6 @@ impl BlockCursor {
     }
 }
 
-/// How [`decode`] selects a block's records.
-struct Select {
-    literal: Option<Literal>,
-    text: Option<Arc<dyn TextMatcher>>,
-    filter: Option<RecordFilter>,
-}
-
 /// Where [`decode`] puts a block it decoded whole: the cache, and the
 /// block's key.
 type Keep = (Arc<BlockCache>, super::cache::BlockKey);
@@ -469,33 +438,6 @@ fn select_kept(kept: Arc<Block>, mut job: Decoded, select: Select) -> Decoded {
     job.kept = Some(kept);
     job.finish();
     job
-}
-
-/// Select, by the text matcher over the whole text if there is one, else
-/// by the literal, the records among `lines` (in text order, within the
-/// bytes `text` of the block's text) that match.
-fn select_records(
-    block: &Block,
-    text: std::ops::Range<usize>,
-    lines: Lines<'_>,
-    select: &Select,
-    selected: &mut Vec<u32>,
-) {
-    match (&select.text, &select.literal) {
-        (Some(matcher), _) => select_by_text(block, text, lines, &**matcher, selected),
-        (None, Some(finder)) => select_by_literal(block, text, lines, finder, selected),
-        (None, None) => selected.extend(lines.lines.iter().map(|line| line.record)),
-    }
-}
-
-/// Put `selected` in id order and apply the record filter.
-fn finish_selection(block: &Block, selected: &mut Vec<u32>, filter: Option<RecordFilter>) {
-    // A sorted block's lines are in sort-key order; records go out in id
-    // order.
-    selected.sort_unstable();
-    if let Some(filter) = filter {
-        selected.retain(|&i| filter(block.record(i as usize).payload));
-    }
 }
 
 /// Verify and decompress block `entry` of `bytes` (the frames `job`
@@ -567,144 +509,6 @@ fn decode(
     }
     job.finish();
     job
-}
-
-/// Some of a block's loaded lines, consecutive in its text: where each
-/// ends, and its record.
-#[derive(Clone, Copy)]
-struct Lines<'b> {
-    lines: &'b [Line],
-}
-
-impl<'b> Lines<'b> {
-    fn all(block: &'b Block) -> Lines<'b> {
-        Lines {
-            lines: &block.lines,
-        }
-    }
-
-    fn of(block: &'b Block, range: std::ops::Range<usize>) -> Lines<'b> {
-        Lines {
-            lines: &block.lines[range],
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.lines.len()
-    }
-
-    /// Line `i`'s record, if there is a line `i`.
-    fn record(&self, i: usize) -> Option<u32> {
-        self.lines.get(i).map(|line| line.record)
-    }
-
-    /// Where line `i` ends (at its newline).
-    fn end(&self, i: usize) -> usize {
-        self.lines[i].end as usize
-    }
-
-    /// Where line `i` starts: after the line before's newline, or at the
-    /// span's start.
-    fn start(&self, i: usize, span_start: usize) -> usize {
-        match i {
-            0 => span_start,
-            _ => self.end(i - 1) + 1,
-        }
-    }
-
-    /// The first line from index `from` whose newline is at or after byte
-    /// `at`, or `len()`. Galloping over the ends, which lie in text order
-    /// (so memory is read in order): a step of one when matches are dense,
-    /// a few probes when they are far apart (a word on 1% of lines skips a
-    /// hundred lines a hit).
-    fn first_ending_at_or_after(&self, from: usize, at: usize) -> usize {
-        let before = |i: usize| self.end(i) < at;
-        let (mut low, mut step) = (from, 1);
-        while low + step <= self.len() && before(low + step - 1) {
-            low += step;
-            step *= 2;
-        }
-        let high = (low + step).min(self.len());
-        low + self.lines[low..high].partition_point(|line| (line.end as usize) < at)
-    }
-}
-
-/// The records (indices) of `lines` (some of `block`'s loaded lines, in
-/// text order, which lie in the bytes `span` of its text) that hold
-/// `finder`.
-fn select_by_literal(
-    block: &Block,
-    span: std::ops::Range<usize>,
-    lines: Lines<'_>,
-    finder: &memmem::Finder<'static>,
-    selected: &mut Vec<u32>,
-) {
-    // Payloads are separated by "\n", which a literal may hold: find
-    // overlapping occurrences and keep records with one wholly inside their
-    // payload.
-    let needle = finder.needle().len();
-    let text = &block.text[..span.end];
-    let mut from = span.start;
-    let mut line = 0;
-    while line < lines.len() {
-        let Some(at) = finder.find(&text[from..]) else {
-            break;
-        };
-        let hit = from + at;
-        line = lines.first_ending_at_or_after(line, hit + needle);
-        let Some(record) = lines.record(line) else {
-            break;
-        };
-        // Both ends from the lines, in text order: no random access by
-        // record.
-        if lines.start(line, span.start) <= hit {
-            selected.push(record);
-            // The next line starts after this one's newline.
-            from = lines.end(line) + 1;
-            line += 1;
-        } else {
-            from = hit + 1;
-        }
-    }
-}
-
-/// The records (indices) of `block`'s loaded lines that `matcher` matches,
-/// found by searching the text as a whole. A match inside one line selects
-/// it; a match that starts in a line and crosses its newline (a class such
-/// as `[^x]` can match one) is checked again on that line alone. Either
-/// way the search goes on at the next line, so every line is decided
-/// exactly as a per-line match would decide it.
-///
-/// `lines` are some of the block's loaded lines, in text order, which lie
-/// in the bytes `span` of its text; the text before the span is context
-/// for `^` and `\b`.
-fn select_by_text(
-    block: &Block,
-    span: std::ops::Range<usize>,
-    lines: Lines<'_>,
-    matcher: &dyn TextMatcher,
-    selected: &mut Vec<u32>,
-) {
-    let text = &block.text[..span.end];
-    let mut from = span.start;
-    let mut line = 0;
-    while line < lines.len() && from <= text.len() {
-        let Some((start, end)) = matcher.find_at(text, from) else {
-            break;
-        };
-        // The line the match starts in: the first whose newline is at or
-        // after the start (an empty match at a line's end is in that line).
-        line = lines.first_ending_at_or_after(line, start);
-        let Some(record) = lines.record(line) else {
-            break;
-        };
-        let (line_start, line_end) = (lines.start(line, span.start), lines.end(line));
-        if end <= line_end || matcher.is_match(&text[line_start..line_end]) {
-            selected.push(record);
-        }
-        from = line_end + 1;
-        line += 1;
-    }
 }
 
 /// Records ahead of the one returned whose payloads are prefetched.

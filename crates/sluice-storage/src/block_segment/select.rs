@@ -1,0 +1,292 @@
+//! Which records of a decoded block match: the text searched as a whole,
+//! as grep searches, and each hit mapped to its line and record.
+
+use std::sync::Arc;
+
+use memchr::memmem;
+
+use super::block::{Block, Line};
+
+/// A test of a record's payload, run where its block is decoded (a query's
+/// regex, say). Records it rejects are never returned.
+pub type RecordFilter = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
+/// A pattern searched over a block's decoded text as a whole, as grep
+/// does, rather than called once per record: the regex engine's
+/// prefilters and its DFA then run across lines, and per-record calls go
+/// only to lines where a match crossed a newline.
+pub trait TextMatcher: Send + Sync {
+    /// The first match in `text` at or after `start`, as absolute
+    /// `(start, end)` offsets. `^` and `$` must match at line starts and
+    /// ends (a multi-line regex).
+    fn find_at(&self, text: &[u8], start: usize) -> Option<(usize, usize)>;
+    /// Whether one payload, alone, matches.
+    fn is_match(&self, payload: &[u8]) -> bool;
+    /// Whether the pattern looks at the bytes around a match (`^`, `$`,
+    /// `\b`, `\B`). Such a pattern is searched over a block's text, whose
+    /// lines are separated by newlines, but not over a batch file's body,
+    /// where a record's header bytes precede its payload.
+    fn looks_around(&self) -> bool;
+}
+
+pub(super) type Literal = Arc<memmem::Finder<'static>>;
+
+/// How a block's records are selected.
+pub(super) struct Select {
+    pub(super) literal: Option<Literal>,
+    pub(super) text: Option<Arc<dyn TextMatcher>>,
+    pub(super) filter: Option<RecordFilter>,
+}
+
+/// Select, by the text matcher over the whole text if there is one, else
+/// by the literal, the records among `lines` (in text order, within the
+/// bytes `text` of the block's text) that match.
+pub(super) fn select_records(
+    block: &Block,
+    text: std::ops::Range<usize>,
+    lines: Lines<'_>,
+    select: &Select,
+    selected: &mut Vec<u32>,
+) {
+    match (&select.text, &select.literal) {
+        (Some(matcher), _) => select_by_text(block, text, lines, &**matcher, selected),
+        (None, Some(finder)) => select_by_literal(block, text, lines, finder, selected),
+        (None, None) => selected.extend(lines.lines.iter().map(|line| line.record)),
+    }
+}
+
+/// Put `selected` in id order and apply the record filter.
+pub(super) fn finish_selection(
+    block: &Block,
+    selected: &mut Vec<u32>,
+    filter: Option<RecordFilter>,
+) {
+    // A sorted block's lines are in sort-key order; records go out in id
+    // order.
+    selected.sort_unstable();
+    if let Some(filter) = filter {
+        selected.retain(|&i| filter(block.record(i as usize).payload));
+    }
+}
+
+/// Some of a block's loaded lines, consecutive in its text: where each
+/// ends, and its record.
+#[derive(Clone, Copy)]
+pub(super) struct Lines<'b> {
+    lines: &'b [Line],
+}
+
+impl<'b> Lines<'b> {
+    pub(super) fn all(block: &'b Block) -> Lines<'b> {
+        Lines {
+            lines: &block.lines,
+        }
+    }
+
+    pub(super) fn of(block: &'b Block, range: std::ops::Range<usize>) -> Lines<'b> {
+        Lines {
+            lines: &block.lines[range],
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Line `i`'s record, if there is a line `i`.
+    fn record(&self, i: usize) -> Option<u32> {
+        self.lines.get(i).map(|line| line.record)
+    }
+
+    /// Where line `i` ends (at its newline).
+    fn end(&self, i: usize) -> usize {
+        self.lines[i].end as usize
+    }
+
+    /// Where line `i` starts: after the line before's newline, or at the
+    /// span's start.
+    fn start(&self, i: usize, span_start: usize) -> usize {
+        match i {
+            0 => span_start,
+            _ => self.end(i - 1) + 1,
+        }
+    }
+
+    /// The first line from index `from` whose newline is at or after byte
+    /// `at`, or `len()`. The ends lie in text order. The next hit is
+    /// usually near (a word on 1% of lines skips about a hundred lines),
+    /// so the ends are read in order first, which the prefetcher follows;
+    /// galloping from there, whose probes each missed the cache, took a
+    /// fifth of a spread word's search. Past `LINEAR_SCAN` lines it
+    /// gallops, so a rare hit does not read every end before it.
+    fn first_ending_at_or_after(&self, from: usize, at: usize) -> usize {
+        const CHUNK: usize = 16;
+        const LINEAR_SCAN: usize = 64 * CHUNK;
+        let at = at as u64;
+        let near = &self.lines[from.min(self.len())..(from + LINEAR_SCAN).min(self.len())];
+        let mut chunks = near.chunks_exact(CHUNK);
+        let mut low = from;
+        for chunk in &mut chunks {
+            // Counted without a branch per end, so the loop vectorises.
+            let before = chunk.iter().filter(|line| u64::from(line.end) < at).count();
+            if before < CHUNK {
+                return low + before;
+            }
+            low += CHUNK;
+        }
+        let rest = chunks.remainder();
+        let before = rest.partition_point(|line| u64::from(line.end) < at);
+        if before < rest.len() || low + before == self.len() {
+            return low + before;
+        }
+        low += before;
+        let before = |i: usize| u64::from(self.lines[i].end) < at;
+        let mut step = 1;
+        while low + step <= self.len() && before(low + step - 1) {
+            low += step;
+            step *= 2;
+        }
+        let high = (low + step).min(self.len());
+        low + self.lines[low..high].partition_point(|line| u64::from(line.end) < at)
+    }
+}
+
+/// The records (indices) of `lines` (some of `block`'s loaded lines, in
+/// text order, which lie in the bytes `span` of its text) that hold
+/// `finder`.
+fn select_by_literal(
+    block: &Block,
+    span: std::ops::Range<usize>,
+    lines: Lines<'_>,
+    finder: &memmem::Finder<'static>,
+    selected: &mut Vec<u32>,
+) {
+    // Payloads are separated by "\n", which a literal may hold: find
+    // overlapping occurrences and keep records with one wholly inside their
+    // payload.
+    let needle = finder.needle().len();
+    let text = &block.text[..span.end];
+    let mut from = span.start;
+    let mut line = 0;
+    while line < lines.len() {
+        let Some(at) = finder.find(&text[from..]) else {
+            break;
+        };
+        let hit = from + at;
+        line = lines.first_ending_at_or_after(line, hit + needle);
+        let Some(record) = lines.record(line) else {
+            break;
+        };
+        // Both ends from the lines, in text order: no random access by
+        // record.
+        if lines.start(line, span.start) <= hit {
+            selected.push(record);
+            // The next line starts after this one's newline.
+            from = lines.end(line) + 1;
+            line += 1;
+        } else {
+            from = hit + 1;
+        }
+    }
+}
+
+/// The records (indices) of `block`'s loaded lines that `matcher` matches,
+/// found by searching the text as a whole. A match inside one line selects
+/// it; a match that starts in a line and crosses its newline (a class such
+/// as `[^x]` can match one) is checked again on that line alone. Either
+/// way the search goes on at the next line, so every line is decided
+/// exactly as a per-line match would decide it.
+///
+/// `lines` are some of the block's loaded lines, in text order, which lie
+/// in the bytes `span` of its text; the text before the span is context
+/// for `^` and `\b`.
+fn select_by_text(
+    block: &Block,
+    span: std::ops::Range<usize>,
+    lines: Lines<'_>,
+    matcher: &dyn TextMatcher,
+    selected: &mut Vec<u32>,
+) {
+    let text = &block.text[..span.end];
+    let mut from = span.start;
+    let mut line = 0;
+    while line < lines.len() && from <= text.len() {
+        let Some((start, end)) = matcher.find_at(text, from) else {
+            break;
+        };
+        // The line the match starts in: the first whose newline is at or
+        // after the start (an empty match at a line's end is in that line).
+        line = lines.first_ending_at_or_after(line, start);
+        let Some(record) = lines.record(line) else {
+            break;
+        };
+        let (line_start, line_end) = (lines.start(line, span.start), lines.end(line));
+        if end <= line_end || matcher.is_match(&text[line_start..line_end]) {
+            selected.push(record);
+        }
+        from = line_end + 1;
+        line += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Lines of the given lengths (each without its newline), one after
+    /// another.
+    fn lines_of(lengths: &[u32]) -> Vec<Line> {
+        let mut end = 0;
+        let mut lines = Vec::with_capacity(lengths.len());
+        for (record, &len) in lengths.iter().enumerate() {
+            end += len;
+            lines.push(Line {
+                end,
+                record: record as u32,
+            });
+            end += 1;
+        }
+        lines
+    }
+
+    proptest! {
+        /// The scan then gallop finds the line a search over every end
+        /// finds, whether the hit is near, past the linear scan, or past
+        /// the last line.
+        #[test]
+        fn the_line_of_a_hit_is_the_first_ending_at_or_after_it(
+            lengths in prop::collection::vec(0u32..200, 0..3000),
+            from_share in 0.0f64..=1.0,
+            ahead in 0usize..3100,
+            back in 0u32..3,
+        ) {
+            let lines = lines_of(&lengths);
+            let from = (lines.len() as f64 * from_share) as usize;
+            // Near the end of a line `ahead` lines on, or past the text.
+            let at = match lines.get(from + ahead) {
+                Some(line) => line.end.saturating_sub(back) as usize,
+                None => lines.last().map_or(0, |line| line.end as usize) + back as usize,
+            };
+            let want = from + lines[from..].partition_point(|line| (line.end as usize) < at);
+            let got = Lines { lines: &lines }.first_ending_at_or_after(from, at);
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn a_hit_far_past_the_linear_scan_is_found_by_galloping() {
+        let lines = lines_of(&vec![9; 100_000]);
+        let found = Lines { lines: &lines };
+        // Line i ends at 10 i + 9.
+        assert_eq!(found.first_ending_at_or_after(0, 10 * 77_777 + 3), 77_777);
+        assert_eq!(found.first_ending_at_or_after(5, 10 * 1_024 + 9), 1_024);
+        // Just past the lines read in order, and just before.
+        assert_eq!(found.first_ending_at_or_after(0, 10 * 1_024 + 9), 1_024);
+        assert_eq!(found.first_ending_at_or_after(0, 10 * 1_023 + 9), 1_023);
+        assert_eq!(found.first_ending_at_or_after(0, 10 * 1_025), 1_025);
+        assert_eq!(found.first_ending_at_or_after(0, 10 * 100_000), 100_000);
+        assert_eq!(found.first_ending_at_or_after(100_000, 0), 100_000);
+    }
+}
