@@ -349,6 +349,17 @@ type OpenedCursor = Result<Box<dyn RecordCursor>, StorageError>;
 /// idle at every boundary.
 const INPUTS_READ_AHEAD: usize = 1;
 
+/// How many inputs after the one the merge opens read ahead with it for
+/// `query`. None with a limit: such a query may stop before the merge
+/// reaches the next input, and searches queued on the workers run to their
+/// end even then, for nothing and ahead of other queries' work.
+fn inputs_read_ahead(query: &Query) -> usize {
+    match query.limit {
+        Some(_) => 0,
+        None => INPUTS_READ_AHEAD,
+    }
+}
+
 /// Plan, and open a cursor on every planned segment before reading any.
 ///
 /// An open cursor keeps its file's bytes (a mapping, or an open
@@ -466,10 +477,14 @@ fn open_plan(
 }
 
 /// Input `i` of the merge, which opens them in order: this one reads
-/// ahead first, then the [`INPUTS_READ_AHEAD`] after it, so their
-/// searches queue on the workers behind its own first batches.
-fn open_reading_ahead(cursors: &mut [Option<OpenedCursor>], i: usize) -> OpenedCursor {
-    for ahead in cursors[i..].iter_mut().take(1 + INPUTS_READ_AHEAD) {
+/// ahead first, then the `inputs_ahead` after it, so their searches queue
+/// on the workers behind its own first batches.
+fn open_reading_ahead(
+    cursors: &mut [Option<OpenedCursor>],
+    i: usize,
+    inputs_ahead: usize,
+) -> OpenedCursor {
+    for ahead in cursors[i..].iter_mut().take(1 + inputs_ahead) {
         if let Some(Ok(cursor)) = ahead {
             cursor.read_ahead();
         }
@@ -681,7 +696,8 @@ impl Forward<'_> {
             ..QueryStats::default()
         };
         let mins: Vec<Ulid> = segments.iter().map(|s| s.min).collect();
-        let mut open = |i: usize| open_reading_ahead(&mut cursors, i);
+        let inputs_ahead = inputs_read_ahead(&query);
+        let mut open = |i: usize| open_reading_ahead(&mut cursors, i, inputs_ahead);
         let (lower, upper) = query.id_bounds();
         // `test_matcher` false: for a literal query's cursors that selected
         // by the literal, whose records hold it already.

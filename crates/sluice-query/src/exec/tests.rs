@@ -476,17 +476,30 @@ fn opening_an_input_reads_ahead_on_it_and_the_next() {
     }));
     let mut cursors = vec![noted(0), noted(1), failed, noted(3), noted(4)];
     let taken = |log: &std::sync::Mutex<Vec<usize>>| std::mem::take(&mut *log.lock().unwrap());
-    assert!(open_reading_ahead(&mut cursors, 0).is_ok());
+    assert!(open_reading_ahead(&mut cursors, 0, INPUTS_READ_AHEAD).is_ok());
     assert_eq!(taken(&log), [0, 1]);
-    assert!(open_reading_ahead(&mut cursors, 1).is_ok());
+    assert!(open_reading_ahead(&mut cursors, 1, INPUTS_READ_AHEAD).is_ok());
     assert_eq!(
         taken(&log),
         [1],
         "input 2 failed to open: nothing to read ahead"
     );
-    assert!(open_reading_ahead(&mut cursors, 2).is_err());
+    assert!(open_reading_ahead(&mut cursors, 2, INPUTS_READ_AHEAD).is_err());
     assert_eq!(taken(&log), [3]);
-    assert!(open_reading_ahead(&mut cursors, 3).is_ok());
-    assert!(open_reading_ahead(&mut cursors, 4).is_ok());
+    assert!(open_reading_ahead(&mut cursors, 3, INPUTS_READ_AHEAD).is_ok());
+    assert!(open_reading_ahead(&mut cursors, 4, INPUTS_READ_AHEAD).is_ok());
     assert_eq!(taken(&log), [3, 4, 4], "the last input has none after it");
+
+    // A query with a limit reads ahead only on the input it opens.
+    let mut cursors = vec![noted(0), noted(1), noted(2)];
+    assert!(open_reading_ahead(&mut cursors, 0, 0).is_ok());
+    assert_eq!(taken(&log), [0]);
+}
+
+#[test]
+fn only_a_query_without_a_limit_reads_ahead_on_the_next_input() {
+    let mut query = Query::between(0, u64::MAX, Matcher::new("x", false, false).unwrap());
+    assert_eq!(inputs_read_ahead(&query), INPUTS_READ_AHEAD);
+    query.limit = Some(10);
+    assert_eq!(inputs_read_ahead(&query), 0);
 }
