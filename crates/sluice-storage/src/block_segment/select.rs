@@ -113,41 +113,37 @@ impl<'b> Lines<'b> {
     }
 
     /// The first line from index `from` whose newline is at or after byte
-    /// `at`, or `len()`. The ends lie in text order. The next hit is
-    /// usually near (a word on 1% of lines skips about a hundred lines),
-    /// so the ends are read in order first, which the prefetcher follows;
-    /// galloping from there, whose probes each missed the cache, took a
-    /// fifth of a spread word's search. Past `LINEAR_SCAN` lines it
-    /// gallops, so a rare hit does not read every end before it.
+    /// `at`, or `len()`. The ends lie in text order, and the next hit is
+    /// usually near (a word on 1% of lines skips about a hundred lines), so
+    /// up to `LINEAR_SCAN` ends are read in order, which the prefetcher
+    /// follows: galloping at once probed ends far apart, each probe a cache
+    /// miss, a fifth of a spread word's search. Past them it gallops, so a
+    /// rare hit does not read every end before it.
     fn first_ending_at_or_after(&self, from: usize, at: usize) -> usize {
         const CHUNK: usize = 16;
         const LINEAR_SCAN: usize = 64 * CHUNK;
-        let at = at as u64;
+        let ends_before = |lines: &[Line]| lines.partition_point(|line| (line.end as usize) < at);
         let near = &self.lines[from.min(self.len())..(from + LINEAR_SCAN).min(self.len())];
         let mut chunks = near.chunks_exact(CHUNK);
         let mut low = from;
         for chunk in &mut chunks {
             // Counted without a branch per end, so the loop vectorises.
-            let before = chunk.iter().filter(|line| u64::from(line.end) < at).count();
+            let before = chunk.iter().filter(|line| (line.end as usize) < at).count();
             if before < CHUNK {
                 return low + before;
             }
             low += CHUNK;
         }
-        let rest = chunks.remainder();
-        let before = rest.partition_point(|line| u64::from(line.end) < at);
-        if before < rest.len() || low + before == self.len() {
-            return low + before;
+        if near.len() < LINEAR_SCAN {
+            // The scan reached the last line.
+            return low + ends_before(chunks.remainder());
         }
-        low += before;
-        let before = |i: usize| u64::from(self.lines[i].end) < at;
         let mut step = 1;
-        while low + step <= self.len() && before(low + step - 1) {
+        while low + step <= self.len() && (self.lines[low + step - 1].end as usize) < at {
             low += step;
             step *= 2;
         }
-        let high = (low + step).min(self.len());
-        low + self.lines[low..high].partition_point(|line| u64::from(line.end) < at)
+        low + ends_before(&self.lines[low..(low + step).min(self.len())])
     }
 }
 
