@@ -237,7 +237,7 @@ fn a_block_file_of_another_version_is_reported_as_corrupt_by_name() {
     node.stop();
     // The header's version bytes: "SLUICE" then major and minor.
     let mut bytes = std::fs::read(&segment).unwrap();
-    assert_eq!(&bytes[8..16], b"SLUICE\x02\x04");
+    assert_eq!(&bytes[8..16], b"SLUICE\x02\x05");
     bytes[14..16].copy_from_slice(&[2, 9]);
     std::fs::write(&segment, &bytes).unwrap();
     // Without compaction, which would quarantine it: the query alone.
@@ -249,7 +249,7 @@ fn a_block_file_of_another_version_is_reported_as_corrupt_by_name() {
     assert_eq!(stats["corrupt_segments"][0], name, "{stats}");
     let reason = stats["failed_segments"][0].as_str().unwrap();
     assert!(
-        reason.contains(name) && reason.contains("format 2.9") && reason.contains("2.4"),
+        reason.contains(name) && reason.contains("format 2.9") && reason.contains("2.5"),
         "{stats}"
     );
     assert_eq!(stats["records_matched"], 0, "{stats}");

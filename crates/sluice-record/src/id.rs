@@ -28,7 +28,8 @@ pub fn clamp_time_ms(origin_ms: u64, now_ms: u64) -> u64 {
 /// across milliseconds too: the cost per id is an add, ids from one
 /// generator sort in the order they were made even when the clock stalls
 /// or steps back, and a generator's ids form one running counter, which
-/// block files store in about a byte an id (`block_segment/ids.rs`).
+/// block files code in about a byte an id and compress to a small part of
+/// one (`block_segment/ids.rs`).
 /// Uniqueness across generators rests on the random start: two generators
 /// collide only if their counters overlap within one millisecond.
 #[derive(Debug)]

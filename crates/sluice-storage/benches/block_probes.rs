@@ -68,7 +68,8 @@ fn write_file(fs: &MemFs, lines: &[&[u8]], layout: BlockLayout, workers: &Arc<Wo
     for (i, line) in lines.iter().enumerate() {
         writer
             .push(Record {
-                id: Ulid::from_parts(1_000_000 + i as u64 / 1000, (i as u128) << 20),
+                // As one connection at full speed: one lane, counting up.
+                id: Ulid::from_parts(1_000_000 + i as u64 / 1000, (1 << 60) + i as u128),
                 flags: 0,
                 topic: b"default",
                 payload: line,

@@ -22,8 +22,8 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("create the seed directory");
     let workers = WorkerPool::inline();
     for (name, layout) in [
-        ("2.4", BlockLayout::Sorted),
-        ("2.4-in-order", BlockLayout::InOrder),
+        ("2.5", BlockLayout::Sorted),
+        ("2.5-in-order", BlockLayout::InOrder),
     ] {
         let fs = MemFs::new();
         let path = Path::new("/d/seg");

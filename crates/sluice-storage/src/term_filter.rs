@@ -35,14 +35,20 @@
 //!   lies within it: exact or long where its run of three reaches its end
 //!   (`for_each_literal_prefix`). Blocks written before prefixes were
 //!   indexed have no rows for them, and are not probed for them.
-//! - **Winnowed 8-grams**, for long literals such as ids: of every
-//!   [`WINDOW`] consecutive 8-grams of a payload, the one with the smallest
-//!   hash is indexed. A literal that holds a whole window holds the same
-//!   window in any payload that contains it, so that window's minimum was
-//!   indexed: every literal of `8 + WINDOW - 1` bytes or more is guaranteed
-//!   probe keys. A 32-character id spans 18 windows, so it has at least 3
-//!   distinct minima (one key is the minimum of at most `WINDOW` windows),
-//!   about 5 on average.
+//! - **Winnowed 8-grams of id bytes**, for long literals such as ids: of
+//!   every [`WINDOW`] consecutive 8-grams of a payload, the one with the
+//!   smallest hash among those made only of *id bytes* (ASCII letters and
+//!   digits, `-` and `_`) is indexed; a window with none of those indexes
+//!   nothing. A literal that holds a whole window holds the same window in
+//!   any payload that contains it, so that window's key was indexed: every
+//!   literal of `8 + WINDOW - 1` bytes or more has a probe key for each of
+//!   its windows that holds an 8-gram of id bytes. A 32-character hex id
+//!   spans 20 windows, so it has at least 4 distinct keys (one key is the
+//!   minimum of at most `WINDOW` windows), about 7 on average. The 8-grams
+//!   that hold a space or punctuation (times, addresses, the words and
+//!   paths around them) are left out: in lines full of varied text they
+//!   were three in five of a frame's keys, and words are pruned by their
+//!   trigrams (BENCHMARKS.md, "Design measurements").
 //!
 //! Literals shorter than three bytes never prune; shorter than
 //! `8 + WINDOW - 1`, only by word trigrams, short numbers and number
@@ -55,7 +61,7 @@ pub use any_of::AnyOfProbe;
 
 const GRAM: usize = 8;
 /// Winnowing: 8-grams per window.
-pub const WINDOW: usize = 8;
+pub const WINDOW: usize = 6;
 
 /// Byte classes for [`for_each_word_trigram`], two bits a byte.
 const DIGIT: u8 = 1;
@@ -401,8 +407,8 @@ impl Winnowing {
 /// consecutive 8-grams of `bytes`, skipping those found in the scratch's
 /// recent keys (and so already in `out`).
 ///
-/// The minima of windows of 8 come from those of 4, and those of 4 from
-/// those of 2 (`min8[i] = min(min4[i], min4[i + 4])`): three straight
+/// The minima of windows of 6 come from those of 4, and those of 4 from
+/// those of 2 (`min6[i] = min(min4[i], min4[i + 2])`): three straight
 /// passes over the hashes, each done in place from the front, without the
 /// unpredictable branches of tracking the minimum's position.
 // `unsafe_code` is allowed in this function alone: calling the
@@ -431,16 +437,53 @@ fn winnow_avx512(bytes: &[u8], scratch: &mut Winnowing, out: &mut Vec<u64>) {
     winnow_portable(bytes, scratch, out)
 }
 
+/// Bytes an id is made of: ASCII letters and digits, `-` and `_`. Only
+/// 8-grams of these are winnowed keys.
+const ID_BYTE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' {
+            table[b] = 1;
+        }
+        b += 1;
+    }
+    table
+};
+
+/// The hash that stands for an 8-gram that is not all [`ID_BYTE`]s: above
+/// every other, so a window holding any id gram takes one of those as its
+/// minimum, and a window of none has no key.
+const NOT_A_KEY: u64 = u64::MAX;
+
+/// The spans by which [`each_window_minimum`] widens each entry's range:
+/// `1, 2, 2` takes it from one hash to 2, 4 and then 6 (the ranges of 4
+/// from `i` and from `i + 2`), [`WINDOW`] in all.
+const WINDOW_SPANS: [usize; 3] = [1, 2, 2];
+const _: () = assert!(1 + WINDOW_SPANS[0] + WINDOW_SPANS[1] + WINDOW_SPANS[2] == WINDOW);
+
 /// Fills the front of `minima` with the minimum hash of every window of
 /// [`WINDOW`] consecutive 8-grams of `bytes` (at least `GRAM + WINDOW - 1`
-/// bytes), in order, and returns how many windows there are.
+/// bytes), in order, and returns how many windows there are. An 8-gram
+/// that is not all id bytes hashes to [`NOT_A_KEY`].
 #[inline(always)]
 fn each_window_minimum(bytes: &[u8], minima: &mut Vec<u64>) -> usize {
     minima.clear();
-    minima.extend(bytes.windows(GRAM).map(gram_hash));
+    // How many id bytes end at the last byte of the current gram.
+    let mut run = 0usize;
+    for &b in &bytes[..GRAM - 1] {
+        run = (run + 1) * ID_BYTE[b as usize] as usize;
+    }
+    minima.extend(bytes.windows(GRAM).map(|gram| {
+        run = (run + 1) * ID_BYTE[gram[GRAM - 1] as usize] as usize;
+        // All ones (NOT_A_KEY) unless the gram is all id bytes.
+        let not_key = 0u64.wrapping_sub(u64::from(run < GRAM));
+        gram_hash(gram) | not_key
+    }));
     let mut len = minima.len();
-    for span in [1, 2, 4] {
-        // Entry i becomes the minimum of the 2 * span hashes from i.
+    for span in WINDOW_SPANS {
+        // Entry i becomes the minimum of the range from i widened by span.
         len -= span;
         for i in 0..len {
             minima[i] = minima[i].min(minima[i + span]);
@@ -451,7 +494,6 @@ fn each_window_minimum(bytes: &[u8], minima: &mut Vec<u64>) -> usize {
 
 #[inline(always)]
 fn winnow_portable(bytes: &[u8], scratch: &mut Winnowing, out: &mut Vec<u64>) {
-    const _: () = assert!(WINDOW == 8, "winnow halves the window three times");
     if bytes.len() < GRAM + WINDOW - 1 {
         return;
     }
@@ -475,7 +517,7 @@ fn winnow_portable(bytes: &[u8], scratch: &mut Winnowing, out: &mut Vec<u64>) {
         let seen = *slot == key;
         *slot = key;
         minima[kept] = key;
-        kept += usize::from(!seen);
+        kept += usize::from(!seen & (key != NOT_A_KEY));
     }
     out.extend_from_slice(&minima[..kept]);
 }
@@ -532,6 +574,7 @@ impl TermProbe {
         if literal.len() >= GRAM + WINDOW - 1 {
             let windows = each_window_minimum(literal, &mut winnowed);
             winnowed.truncate(windows);
+            winnowed.retain(|&key| key != NOT_A_KEY);
         }
         winnowed.sort_unstable();
         winnowed.dedup();

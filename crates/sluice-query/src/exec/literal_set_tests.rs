@@ -184,7 +184,7 @@ fn read_with(
 fn a_status_range_reads_only_the_frame_that_holds_it() {
     let words = ["orders", "users", "search", "items", "carts"];
     let statuses = [200, 200, 200, 204, 301, 304, 404];
-    let lines: Vec<String> = (0..90_000usize)
+    let lines: Vec<String> = (0..200_000usize)
         .map(|i| {
             let mix = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
             let status = match i {

@@ -452,7 +452,7 @@ impl Block {
         }
         let records = Arc::get_mut(&mut self.records).expect("just made unique");
         records.ids.clear();
-        super::ids::decode(r, entry.min, count, &mut records.ids)?;
+        super::ids::decode_packed(r, entry.min, count, &mut records.ids)?;
         if records.ids.last() != Some(&entry.max) {
             return Err("ids do not end at the block's max");
         }

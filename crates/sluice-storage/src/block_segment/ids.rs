@@ -28,10 +28,19 @@
 //! the id's and closest to it, within [`MAX_STEP`]; else it opens a new
 //! lane. Any strictly increasing sequence encodes and decodes exactly
 //! (a property test checks it); only the size depends on the lanes.
+//!
+//! A block's meta holds these codes zstd-compressed ([`encode_packed`]):
+//! LEB128 `coded_len`, LEB128 `packed_len`, then `packed_len` bytes of one
+//! zstd frame of the `coded_len` bytes of codes (none when `coded_len` is
+//! 0). The codes of one lane at full speed are nearly all the same byte,
+//! and those of a few lanes a few bytes: compressed, an id costs a small
+//! part of a byte (BENCHMARKS.md, "Design measurements").
+
+use std::cell::RefCell;
 
 use sluice_record::Ulid;
 
-use super::Bytes;
+use super::{Bytes, put_varint};
 
 /// Lanes in the table at most.
 pub(crate) const MAX_LANES: usize = 64;
@@ -64,6 +73,100 @@ impl Lanes {
     }
 }
 
+/// The most bytes one id's code takes: its token (a LEB128 of up to 129
+/// bits), its millisecond delta (48 bits) and a new lane's random part.
+const MAX_CODED_ID: usize = 19 + 7 + 10;
+
+/// Append `ids[1..]` (`ids` strictly increasing, at least one) to `out`
+/// as a block's meta holds them: their codes ([`encode`]), compressed by
+/// `compressor` (see the module docs); `codes` is scratch space.
+pub(crate) fn encode_packed(
+    ids: &[Ulid],
+    compressor: &mut zstd::bulk::Compressor<'static>,
+    codes: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    codes.clear();
+    encode(ids, codes);
+    put_varint(out, codes.len() as u128);
+    if codes.is_empty() {
+        put_varint(out, 0);
+        return Ok(());
+    }
+    let packed = compressor.compress(codes)?;
+    put_varint(out, packed.len() as u128);
+    out.extend_from_slice(&packed);
+    Ok(())
+}
+
+/// What [`decode_packed`] decompresses with, per thread: a zstd context
+/// and the codes.
+struct Unpacking {
+    decompressor: zstd::bulk::Decompressor<'static>,
+    codes: Vec<u8>,
+}
+
+thread_local! {
+    static UNPACKING: RefCell<Option<Unpacking>> = const { RefCell::new(None) };
+}
+
+/// Codes kept between calls at most: a block's are about a byte a record.
+const KEPT_CODES: usize = 1 << 20;
+
+/// Decode `count − 1` ids after `first`, as [`encode_packed`] wrote them,
+/// from `r` into `out` (which gets `first` too).
+pub(crate) fn decode_packed(
+    r: &mut Bytes<'_>,
+    first: Ulid,
+    count: usize,
+    out: &mut Vec<Ulid>,
+) -> Result<(), &'static str> {
+    let coded_len = usize::try_from(r.varint()?).map_err(|_| "ids' length overflows")?;
+    let packed_len = usize::try_from(r.varint()?).map_err(|_| "ids' length overflows")?;
+    if coded_len > count.saturating_sub(1).saturating_mul(MAX_CODED_ID) {
+        return Err("ids' length out of range");
+    }
+    let packed = r.take(packed_len)?;
+    if coded_len == 0 {
+        return match packed_len {
+            0 => decode(&mut Bytes { buf: &[], pos: 0 }, first, count, out),
+            _ => Err("ids' length out of range"),
+        };
+    }
+    UNPACKING.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let unpacking = match &mut *cell {
+            Some(unpacking) => unpacking,
+            empty => empty.insert(Unpacking {
+                decompressor: zstd::bulk::Decompressor::new()
+                    .map_err(|_| "no zstd context for ids")?,
+                codes: Vec::new(),
+            }),
+        };
+        let codes = &mut unpacking.codes;
+        codes.clear();
+        codes.reserve(coded_len);
+        unpacking
+            .decompressor
+            .decompress_to_buffer(packed, codes)
+            .map_err(|_| "ids do not decompress")?;
+        if codes.len() != coded_len {
+            return Err("ids do not decompress to their length");
+        }
+        let mut codes_read = Bytes { buf: codes, pos: 0 };
+        let decoded = decode(&mut codes_read, first, count, out);
+        let whole = codes_read.pos == codes.len();
+        if codes.capacity() > KEPT_CODES {
+            *codes = Vec::new();
+        }
+        decoded?;
+        match whole {
+            true => Ok(()),
+            false => Err("trailing bytes in ids"),
+        }
+    })
+}
+
 /// Append the encoding of `ids[1..]` (`ids` strictly increasing, at least
 /// one) to `out`.
 pub(crate) fn encode(ids: &[Ulid], out: &mut Vec<u8>) {
@@ -93,9 +196,9 @@ pub(crate) fn encode(ids: &[Ulid], out: &mut Vec<u8>) {
             Some(i) => (random - lanes.last[i] - 1) * (count + 1) + i as u128,
             None => count,
         };
-        super::put_varint(out, token << 1 | u128::from(grew));
+        put_varint(out, token << 1 | u128::from(grew));
         if grew {
-            super::put_varint(out, ms - prev_ms - 1);
+            put_varint(out, ms - prev_ms - 1);
         }
         match lane {
             Some(i) => {
@@ -190,6 +293,73 @@ mod tests {
         assert_eq!(back, ids);
         assert_eq!(r.pos, out.len(), "every byte read");
         out.len()
+    }
+
+    /// Bytes of `ids` as a block's meta holds them, compressed, after
+    /// checking that they read back.
+    fn packed_round_trip(ids: &[Ulid]) -> usize {
+        let mut compressor = crate::block_segment::block_compressor(9).unwrap();
+        let mut out = vec![0xEE];
+        encode_packed(ids, &mut compressor, &mut Vec::new(), &mut out).unwrap();
+        let mut r = Bytes { buf: &out, pos: 1 };
+        let mut back = Vec::new();
+        decode_packed(&mut r, ids[0], ids.len(), &mut back).unwrap();
+        assert_eq!(back, ids);
+        assert_eq!(r.pos, out.len(), "every byte read");
+        out.len() - 1
+    }
+
+    #[test]
+    fn compressed_ids_cost_a_fraction_of_their_codes() {
+        for (connections_, per_ms, most) in [(16, 1, 0.25), (1, 200, 0.05)] {
+            let ids = connections(connections_, per_ms, 2_000);
+            let coded = round_trip(&ids) as f64 / (ids.len() - 1) as f64;
+            let packed = packed_round_trip(&ids) as f64 / (ids.len() - 1) as f64;
+            eprintln!(
+                "{connections_} connections, {per_ms} ids/ms: codes {coded:.3} bytes an id, compressed {packed:.3}"
+            );
+            assert!(packed <= most, "{packed:.3} bytes an id");
+        }
+        // One id: nothing after it.
+        assert_eq!(packed_round_trip(&connections(1, 1, 1)), 2);
+    }
+
+    #[test]
+    fn damaged_compressed_ids_are_an_error_not_a_panic() {
+        let ids = connections(4, 2, 30);
+        let mut compressor = crate::block_segment::block_compressor(9).unwrap();
+        let mut out = Vec::new();
+        encode_packed(&ids, &mut compressor, &mut Vec::new(), &mut out).unwrap();
+        for cut in 0..out.len() {
+            let mut r = Bytes {
+                buf: &out[..cut],
+                pos: 0,
+            };
+            assert!(decode_packed(&mut r, ids[0], ids.len(), &mut Vec::new()).is_err());
+        }
+        for at in 0..out.len() {
+            for flip in [0x01, 0x55, 0x80] {
+                let mut bad = out.clone();
+                bad[at] ^= flip;
+                let mut r = Bytes { buf: &bad, pos: 0 };
+                let mut back = Vec::new();
+                if decode_packed(&mut r, ids[0], ids.len(), &mut back).is_ok() {
+                    assert!(back.windows(2).all(|w| w[0] < w[1]));
+                    assert_eq!(back.len(), ids.len());
+                }
+            }
+        }
+        // Lengths past what the ids could take are refused before any
+        // memory is set aside for them.
+        let mut huge = Vec::new();
+        put_varint(&mut huge, (ids.len() * MAX_CODED_ID) as u128);
+        put_varint(&mut huge, 1);
+        huge.push(0);
+        let mut r = Bytes { buf: &huge, pos: 0 };
+        assert_eq!(
+            decode_packed(&mut r, ids[0], ids.len(), &mut Vec::new()),
+            Err("ids' length out of range")
+        );
     }
 
     /// `connections` generators each making `per_ms` ids a millisecond for
@@ -300,6 +470,7 @@ mod tests {
                 }
             }
             round_trip(&ids);
+            packed_round_trip(&ids);
         }
     }
 }

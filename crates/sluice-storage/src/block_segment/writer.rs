@@ -166,6 +166,15 @@ impl BlockWriter {
         self
     }
 
+    /// Close blocks once their text reaches `bytes`, not the layout's
+    /// size: the tests' lines then make several blocks at half the size
+    /// of [`TARGET_BLOCK_BYTES`], and the tests stay quick.
+    #[cfg(test)]
+    pub(crate) fn with_block_bytes(mut self, bytes: usize) -> Self {
+        self.block_bytes = bytes;
+        self
+    }
+
     /// Records written or buffered.
     pub fn records(&self) -> u64 {
         self.records + self.open.ids.len() as u64
@@ -472,7 +481,7 @@ fn build(
     let in_order_flag = if sorted { 0 } else { IN_ORDER };
     meta.extend_from_slice(&(frames as u32 | in_order_flag | LINES_END_AT_NEWLINES).to_le_bytes());
     meta.extend_from_slice(table);
-    put_filter_and_ids(meta, &block.ids, |meta| slices.encode(meta));
+    put_filter_and_ids(meta, &block.ids, compressor, |meta| slices.encode(meta))?;
     // Each line's record, in as few bytes as the largest index needs.
     if sorted {
         let width = match count - 1 {
@@ -551,14 +560,19 @@ fn put_fixed_meta(meta: &mut Vec<u8>, block: &OpenBlock, data: &[u8]) {
 
 /// Append the filter that `encode` writes, after its length (u32), then
 /// the block's ids after the first (which is the meta's `min`), lane-coded
-/// (`ids.rs`).
-fn put_filter_and_ids(meta: &mut Vec<u8>, ids: &[Ulid], encode: impl FnOnce(&mut Vec<u8>)) {
+/// and compressed by `compressor` (`ids.rs`).
+fn put_filter_and_ids(
+    meta: &mut Vec<u8>,
+    ids: &[Ulid],
+    compressor: &mut zstd::bulk::Compressor<'static>,
+    encode: impl FnOnce(&mut Vec<u8>),
+) -> io::Result<()> {
     let len_at = meta.len();
     meta.extend_from_slice(&[0; 4]);
     encode(meta);
     let filter_len = (meta.len() - len_at - 4) as u32;
     meta[len_at..len_at + 4].copy_from_slice(&filter_len.to_le_bytes());
-    super::ids::encode(ids, meta);
+    super::ids::encode_packed(ids, compressor, &mut Vec::new(), meta)
 }
 
 /// The topic table, each record's topic when there are several, and the

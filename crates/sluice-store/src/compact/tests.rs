@@ -486,8 +486,9 @@ fn corrupt_block(fs: &MemFs, path: &Path, block: usize) {
 fn a_corrupt_block_is_reported_by_queries_and_quarantined_with_the_rest_kept() {
     let fs = MemFs::new();
     fs.create_dir_all(dir()).unwrap();
-    // Big enough for several blocks.
-    let records: Vec<(Ulid, String)> = (0..240_000)
+    // Big enough for three blocks: lines of 55 bytes.
+    let lines = sluice_storage::block_segment::TARGET_BLOCK_BYTES as u64 * 5 / 2 / 55;
+    let records: Vec<(Ulid, String)> = (0..lines)
         .map(|i| {
             (
                 id(10_000 + i, 0),
