@@ -172,7 +172,7 @@ fn retention_purges_by_age_and_by_size_and_reports_it() {
 fn a_corrupt_segment_is_reported_by_queries_and_quarantined_keeping_its_good_blocks() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), &["--maintenance-interval", "100ms"]);
-    // About 12 MiB: three 4 MiB blocks.
+    // About 13 MiB: two blocks (a block closes at 8 MiB of text).
     let input = lines(300_000);
     send_and_wait_close(&node.fast, &input);
     node.wait_records(300_000);

@@ -374,8 +374,9 @@ struct Winnowing {
     /// The 8-gram hashes, then, in place, the minima of runs of 2, 4 and
     /// finally [`WINDOW`] of them.
     minima: Vec<u64>,
-    /// The last key appended whose low bits are the slot's index: a key
-    /// found here is already in the output, so it is not appended again.
+    /// The last key met whose low bits are the slot's index: a key found
+    /// here is already in the output (or is [`NOT_A_KEY`], never in it),
+    /// so it is not appended again.
     /// The repeated structure of log lines (`level=info svc=`) yields the
     /// same keys line after line; skipping them here leaves a third as many
     /// keys to sort and deduplicate.
@@ -404,8 +405,9 @@ impl Winnowing {
 }
 
 /// Appends to `out` the minimum hash of every window of [`WINDOW`]
-/// consecutive 8-grams of `bytes`, skipping those found in the scratch's
-/// recent keys (and so already in `out`).
+/// consecutive 8-grams of `bytes` that holds an 8-gram of id bytes (see
+/// [`each_window_minimum`]), skipping those found in the scratch's recent
+/// keys (and so already in `out`).
 ///
 /// The minima of windows of 6 come from those of 4, and those of 4 from
 /// those of 2 (`min6[i] = min(min4[i], min4[i + 2])`): three straight

@@ -1,6 +1,6 @@
 //! How the node asks the allocator to handle its large buffers.
 //!
-//! The block cache turns over buffers of 1-4 MiB (a block's text) and
+//! The block cache turns over buffers of 1-8 MiB (a block's text) and
 //! hundreds of KiB (its ids and line offsets) all day: compaction keeps
 //! every block it writes, and each insert evicts another. glibc serves a
 //! large request from its own mapping only until the first such mapping is

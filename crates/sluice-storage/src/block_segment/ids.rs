@@ -73,9 +73,13 @@ impl Lanes {
     }
 }
 
-/// The most bytes one id's code takes: its token (a LEB128 of up to 129
-/// bits), its millisecond delta (48 bits) and a new lane's random part.
-const MAX_CODED_ID: usize = 19 + 7 + 10;
+/// The most bytes [`encode`] writes for one id: its token (a step of at
+/// most [`MAX_STEP`] on one of at most 65 lanes, shifted for the flag:
+/// under 2^40, 6 bytes of LEB128) and its millisecond delta (under 2^48, 7
+/// bytes); or for a new lane a token of at most 129 (2 bytes), the delta
+/// and the lane's 10 bytes. A reader refuses more codes than this a record.
+const MAX_CODED_ID: usize = 19;
+const _: () = assert!((MAX_STEP * (MAX_LANES as u128 + 1)) << 1 < 1 << 42);
 
 /// Append `ids[1..]` (`ids` strictly increasing, at least one) to `out`
 /// as a block's meta holds them: their codes ([`encode`]), compressed by
@@ -421,6 +425,7 @@ mod tests {
     fn more_lanes_than_the_table_holds_still_round_trip() {
         let ids = connections(MAX_LANES * 3, 1, 20);
         round_trip(&ids);
+        packed_round_trip(&ids);
     }
 
     #[test]

@@ -1002,3 +1002,34 @@ proptest! {
         prop_assert_eq!(blocks.stats().misses, 0);
     }
 }
+
+/// A footer that gives a block more records than a block can hold is
+/// refused when the file is opened (its checksum made right), before any
+/// memory is set aside for them.
+#[test]
+fn a_block_of_more_records_than_a_block_holds_is_refused() {
+    let fs = MemFs::new();
+    let path = Path::new("/d/seg");
+    write(&fs, path, &traced_requests()[..100]);
+    let mut bytes = fs.read_all(path).unwrap();
+    let len = bytes.len();
+    let frame_len = u32::from_le_bytes(bytes[len - 8..len - 4].try_into().unwrap()) as usize;
+    // The footer's fields: `blocks`, then each entry, `records` and `text`.
+    let fields = len - frame_len + FRAME_HEAD;
+    let blocks = u32::from_le_bytes(bytes[fields..fields + 4].try_into().unwrap()) as usize;
+    assert_eq!(blocks, 1);
+    let count_at = fields + 4 + 8 + 4 + 4;
+    let too_many = (MAX_BLOCK_RECORDS + 1) as u32;
+    bytes[count_at..count_at + 4].copy_from_slice(&too_many.to_le_bytes());
+    let records_at = fields + 4 + ENTRY_LEN;
+    bytes[records_at..records_at + 8].copy_from_slice(&(too_many as u64).to_le_bytes());
+    let crc_at = records_at + 16;
+    let crc = crc32fast::hash(&bytes[fields..crc_at]);
+    bytes[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+    let err = BlockSegment::from_bytes(path, crate::Mapped::owned(bytes)).unwrap_err();
+    assert!(err.is_corrupt(), "{err}");
+    assert!(
+        err.to_string().contains("more records than a block can"),
+        "{err}"
+    );
+}

@@ -159,7 +159,7 @@ impl BlockWriter {
         self.layout = layout;
         self.block_bytes = match layout {
             BlockLayout::Sorted => TARGET_BLOCK_BYTES,
-            // One frame a block: a quarter of the memory in flight while
+            // One frame a block: an eighth of the memory in flight while
             // compaction keeps up with ingest.
             BlockLayout::InOrder => IN_ORDER_FRAME_BYTES,
         };
