@@ -69,7 +69,7 @@ use std::{
 use serde_json::Value;
 
 pub use crate::fault_proxy::{FaultProxy, Mode};
-use crate::harness::{BIN, http_get, lines_of, metric_in};
+use crate::harness::{BIN, http_get, lines_of, metric_in, wait_for};
 use crate::loopback::run_bounded;
 pub use crate::loopback::{http_request, next_loopback_ip, wait_until};
 pub use crate::udp_proxy::{UdpFaultProxy, UdpMode};
@@ -716,10 +716,18 @@ impl ClusterNode {
     }
 
     /// SIGSTOP: the process hangs (no gossip, no answers) but keeps its
-    /// sockets.
+    /// sockets. Returns once every thread of it has stopped: the signal
+    /// stops a process only when one of its threads takes it, and on a
+    /// busy machine, until one is scheduled, the others go on answering
+    /// (a paused store answered a count within the test's 300 ms node
+    /// timeout 3 times in 25 with both cores busy).
     pub fn sigstop(&self) {
+        let pid = self.pid();
         self.signal("STOP");
         self.stopped.store(true, Ordering::SeqCst);
+        wait_for(&format!("every thread of {} to stop", self.name()), || {
+            every_thread_stopped(pid).then_some(())
+        });
     }
 
     /// SIGCONT after [`sigstop`](Self::sigstop).
@@ -919,4 +927,18 @@ pub fn wait_converged(nodes: &[&ClusterNode]) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in its
+/// `/proc` stat, after the command name's closing parenthesis).
+fn every_thread_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+        })
+    })
 }
