@@ -83,21 +83,20 @@ const _: () = assert!((MAX_STEP * (MAX_LANES as u128 + 1)) << 1 < 1 << 42);
 
 /// Append `ids[1..]` (`ids` strictly increasing, at least one) to `out`
 /// as a block's meta holds them: their codes ([`encode`]), compressed by
-/// `compressor` (see the module docs); `codes` is scratch space.
+/// `compressor` (see the module docs).
 pub(crate) fn encode_packed(
     ids: &[Ulid],
     compressor: &mut zstd::bulk::Compressor<'static>,
-    codes: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) -> std::io::Result<()> {
-    codes.clear();
-    encode(ids, codes);
+    let mut codes = Vec::new();
+    encode(ids, &mut codes);
     put_varint(out, codes.len() as u128);
     if codes.is_empty() {
         put_varint(out, 0);
         return Ok(());
     }
-    let packed = compressor.compress(codes)?;
+    let packed = compressor.compress(&codes)?;
     put_varint(out, packed.len() as u128);
     out.extend_from_slice(&packed);
     Ok(())
@@ -304,7 +303,7 @@ mod tests {
     fn packed_round_trip(ids: &[Ulid]) -> usize {
         let mut compressor = crate::block_segment::block_compressor(9).unwrap();
         let mut out = vec![0xEE];
-        encode_packed(ids, &mut compressor, &mut Vec::new(), &mut out).unwrap();
+        encode_packed(ids, &mut compressor, &mut out).unwrap();
         let mut r = Bytes { buf: &out, pos: 1 };
         let mut back = Vec::new();
         decode_packed(&mut r, ids[0], ids.len(), &mut back).unwrap();
@@ -333,7 +332,7 @@ mod tests {
         let ids = connections(4, 2, 30);
         let mut compressor = crate::block_segment::block_compressor(9).unwrap();
         let mut out = Vec::new();
-        encode_packed(&ids, &mut compressor, &mut Vec::new(), &mut out).unwrap();
+        encode_packed(&ids, &mut compressor, &mut out).unwrap();
         for cut in 0..out.len() {
             let mut r = Bytes {
                 buf: &out[..cut],

@@ -572,7 +572,7 @@ fn put_filter_and_ids(
     encode(meta);
     let filter_len = (meta.len() - len_at - 4) as u32;
     meta[len_at..len_at + 4].copy_from_slice(&filter_len.to_le_bytes());
-    super::ids::encode_packed(ids, compressor, &mut Vec::new(), meta)
+    super::ids::encode_packed(ids, compressor, meta)
 }
 
 /// The topic table, each record's topic when there are several, and the
