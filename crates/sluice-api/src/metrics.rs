@@ -89,6 +89,11 @@ pub fn describe() {
         Unit::Count,
         "Block jobs running on the workers."
     );
+    describe_counter!(
+        "sluice_compaction_yields_total",
+        Unit::Count,
+        "Times a compaction job was held back while a query scanned (at most 250 ms each)."
+    );
     describe_gauge!(
         "sluice_block_cache_bytes",
         Unit::Bytes,
@@ -173,6 +178,7 @@ pub(crate) fn workers(pool: &WorkerPool) {
     gauge!("sluice_workers").set(pool.workers() as f64);
     gauge!("sluice_worker_jobs_queued").set(pool.queued() as f64);
     gauge!("sluice_worker_jobs_running").set(pool.busy() as f64);
+    counter!("sluice_compaction_yields_total").absolute(pool.background_yields() as u64);
 }
 
 pub(crate) async fn red(request: Request, next: Next) -> Response {

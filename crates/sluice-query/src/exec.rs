@@ -567,6 +567,9 @@ pub fn execute(
 /// window planned and opened; see [`crate::newest`].)
 pub struct Prepared<'q> {
     inner: Planned<'q>,
+    /// Holds compaction's jobs back from the cores until the query is
+    /// run (or dropped): see `sluice_storage::workers`.
+    _scanning: sluice_storage::workers::ForegroundScan,
 }
 
 enum Planned<'q> {
@@ -608,6 +611,7 @@ pub fn prepare_sources<'q>(
     query: &'q Query,
     scan: &Scan,
 ) -> Result<Prepared<'q>, QueryError> {
+    let scanning = scan.workers.foreground_scan();
     let inner = match query.direction {
         Direction::Forward => Planned::Forward(Box::new(prepare_forward(
             fs,
@@ -619,7 +623,10 @@ pub fn prepare_sources<'q>(
             fs, sources, query, scan,
         )?)),
     };
-    Ok(Prepared { inner })
+    Ok(Prepared {
+        inner,
+        _scanning: scanning,
+    })
 }
 
 /// Plan and open `query` as a forward scan.

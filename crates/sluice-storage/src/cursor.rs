@@ -159,6 +159,18 @@ pub struct BatchCursor {
     /// Shared with the other cursors of the file: whether every batch's
     /// checksum was verified, by a search that read the whole file.
     verified: Option<Arc<AtomicBool>>,
+    /// Only batches that can hold ids in this range are read (see
+    /// [`BatchCursor::with_id_range`]), and whether the scan has been moved
+    /// to the range's start yet.
+    ids: Option<(u128, u128)>,
+    range_entered: bool,
+    /// Bytes of batches passed over below the id range: not read, so not
+    /// in [`RecordCursor::bytes_read`].
+    passed_over: u64,
+    /// Where the batches above the id range start, once met: the scan
+    /// ends there. Batches passed over either way were not verified, so
+    /// such a scan does not mark the file verified.
+    above_range_at: Option<u64>,
 }
 
 /// Groups of batches searched ahead of the one being read, on the worker
@@ -340,7 +352,66 @@ impl BatchCursor {
             in_flight: VecDeque::new(),
             searched: VecDeque::new(),
             verified: None,
+            ids: None,
+            range_entered: false,
+            passed_over: 0,
+            above_range_at: None,
         }
+    }
+
+    /// Read only the batches that can hold ids in `[min, max]`, in a
+    /// sealed (mapped) file whose ids never decrease, as a store's batch
+    /// files' do: the scan starts at the last batch whose first id is
+    /// below `min` and ends before the first batch whose first id is above
+    /// `max`, each of those two verified before it is trusted. Records of
+    /// the batches read are all returned (selected by the literal or
+    /// matcher, if any); the caller filters them.
+    pub fn with_id_range(mut self, min: Ulid, max: Ulid) -> Self {
+        self.ids = Some((min.0, max.0));
+        self
+    }
+
+    /// At the end of a scan that verified every batch of the file (or
+    /// trusted them as verified): tell the file's other cursors, so that
+    /// later queries search it without verifying it again. Batches passed
+    /// over as outside the id range were not verified, so such a scan does
+    /// not count.
+    fn note_verified_whole(&self) {
+        if let Some(verified) = &self.verified
+            && self.passed_over == 0
+            && self.above_range_at.is_none()
+        {
+            verified.store(true, Ordering::Release);
+        }
+    }
+
+    /// Before the first batch: move past the batches below the id range.
+    fn enter_range(&mut self) {
+        if self.range_entered {
+            return;
+        }
+        self.range_entered = true;
+        if let Some((min, _)) = self.ids
+            && !self.growing
+        {
+            let (records, bytes) = self.scanner.skip_batches_below(min);
+            self.skipped += records;
+            self.passed_over += bytes;
+        }
+    }
+
+    /// Whether the batch with this header and (unverified) body, and every
+    /// batch after it, lies above the id range: its first id is above it,
+    /// and the batch verifies (a damaged id must not end the scan early).
+    fn above_range(&self, header: &BatchHeader, body: &[u8]) -> bool {
+        let Some((_, max)) = self.ids else {
+            return false;
+        };
+        let first = body
+            .get(..16)
+            .filter(|_| header.count > 0)
+            .map(|id| u128::from_be_bytes(id.try_into().expect("16 bytes")));
+        first.is_some_and(|first| first > max) && header.verify(body).is_ok()
     }
 
     /// A cursor over the whole batches of a segment file that a connection
@@ -455,7 +526,7 @@ impl BatchCursor {
         while self.in_flight.len() < BATCHES_AHEAD && !bad_header {
             let mut frames = Vec::new();
             let mut bytes = 0;
-            while bytes < GROUP_BYTES {
+            while bytes < GROUP_BYTES && self.above_range_at.is_none() {
                 let offset = self.scanner.offset();
                 let next = match self.scanner.next_frame() {
                     Err(e) if frames.is_empty() && self.in_flight.is_empty() => return Err(e),
@@ -471,6 +542,12 @@ impl BatchCursor {
                 let Some((header, body)) = next else {
                     break;
                 };
+                let mapped = self.scanner.mapping().expect("mapped");
+                if self.above_range(&header, &mapped[body.clone()]) {
+                    // The rest of the file is above the range: end here.
+                    self.above_range_at = Some(offset);
+                    break;
+                }
                 bytes += body.len();
                 frames.push(Frame {
                     header,
@@ -517,9 +594,7 @@ impl BatchCursor {
             let Some(searching) = self.in_flight.pop_front() else {
                 // The end of the file, every batch verified (or trusted): a
                 // corrupt one would have ended the search with its error.
-                if let Some(verified) = &self.verified {
-                    verified.store(true, Ordering::Release);
-                }
+                self.note_verified_whole();
                 return Ok(None);
             };
             let results = searching.task.wait().map_err(|panicked| StorageError::Io {
@@ -560,6 +635,7 @@ impl BatchCursor {
     /// Load the next batch; with a selector, skip batches it selects
     /// nothing of.
     fn next_batch(&mut self) -> Result<bool, StorageError> {
+        self.enter_range();
         loop {
             if self.is_cancelled() {
                 self.in_flight.clear();
@@ -573,13 +649,27 @@ impl BatchCursor {
                     None => return Ok(false),
                 },
                 None => {
+                    if self.above_range_at.is_some() {
+                        return Ok(false);
+                    }
                     let next = match self.scanner.next_batch() {
                         Err(e) if self.growing && is_cut_short(&e) => return Ok(false),
                         other => other?,
                     };
                     let Some((header, body)) = next else {
+                        // `next_batch` verified every batch it read.
+                        self.note_verified_whole();
                         return Ok(false);
                     };
+                    // Read and verified: above the range, the scan ends.
+                    if self.ids.is_some_and(|(_, max)| {
+                        header.count > 0
+                            && u128::from_be_bytes(body[..16].try_into().expect("16 bytes")) > max
+                    }) {
+                        let at = self.scanner.offset() - header.frame_len() as u64;
+                        self.above_range_at = Some(at);
+                        return Ok(false);
+                    }
                     if let Some(select) = &self.select {
                         let mut selected = std::mem::take(&mut self.selected);
                         let searched = select.select(body, header.count, &mut selected);
@@ -613,6 +703,7 @@ impl RecordCursor for BatchCursor {
             return;
         }
         if let Some((workers, select)) = self.parallel() {
+            self.enter_range();
             // A header that does not parse leaves the scanner on it: the
             // first advance meets it again and returns its error.
             let _ = self.schedule(&workers, &select);
@@ -672,10 +763,17 @@ impl RecordCursor for BatchCursor {
     }
 
     fn bytes_read(&self) -> u64 {
-        self.scanner.offset()
+        let reached = self
+            .scanner
+            .offset()
+            .min(self.above_range_at.unwrap_or(u64::MAX));
+        reached.saturating_sub(self.passed_over)
     }
 
     fn records_skipped(&self) -> u64 {
         self.skipped
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -224,6 +224,51 @@ impl SegmentScanner {
         Ok(Some((header, body)))
     }
 
+    /// For a mapped file whose ids never decrease, at its start: move the
+    /// scan to the last batch whose first id is below `lower`, past the
+    /// batches before it, which hold only ids below that one. The ids are
+    /// read unverified, and that is safe: the batch moved to is the next
+    /// one read, so if its first id was damaged (and so the move too far),
+    /// its checksum fails and the scan reports it, as it would have. A
+    /// header that does not parse ends the walk where it is. Returns the
+    /// records and bytes passed over.
+    pub(crate) fn skip_batches_below(&mut self, lower: u128) -> (u64, u64) {
+        let Some(mapped) = &self.mapped else {
+            return (0, 0);
+        };
+        let start = self.offset as usize;
+        let (mut at, mut records) = (start, 0u64);
+        // The last batch found whose first id is below `lower`: its
+        // offset, and the records before it.
+        let mut last_below = None;
+        while let Some(header_bytes) = mapped.get(at..at + BATCH_HEADER_BYTES) {
+            let Ok(header) = BatchHeader::parse(header_bytes) else {
+                break;
+            };
+            let body = at + BATCH_HEADER_BYTES..at + header.frame_len();
+            let Some(first_id) = mapped
+                .get(body.start..body.start + 16)
+                .filter(|_| body.end <= mapped.len() && header.count > 0)
+            else {
+                break;
+            };
+            let first_id = u128::from_be_bytes(first_id.try_into().expect("16 bytes"));
+            if first_id >= lower {
+                break;
+            }
+            last_below = Some((at, records));
+            records += u64::from(header.count);
+            at += header.frame_len();
+        }
+        match last_below {
+            Some((at, records)) if at > start => {
+                self.offset = at as u64;
+                (records, (at - start) as u64)
+            }
+            _ => (0, 0),
+        }
+    }
+
     /// Make `body` (from [`SegmentScanner::next_frame`], verified) the
     /// body [`SegmentScanner::body`] lends.
     pub(crate) fn set_body(&mut self, body: std::ops::Range<usize>) {

@@ -714,6 +714,11 @@ pub fn open_cursor(
         None => BatchCursor::open(fs, path)?,
     };
     let mut cursor = cursor.with_workers(options.workers.clone());
+    // A store's batch files hold ids that never decrease: batches wholly
+    // outside the query's range are passed over.
+    if let Some((min, max)) = id_range(options) {
+        cursor = cursor.with_id_range(min, max);
+    }
     if let Some(literal) = &options.literal {
         cursor = cursor.with_literal(literal.clone());
     }
@@ -724,6 +729,21 @@ pub fn open_cursor(
         cursor = cursor.with_cancel(cancel.clone());
     }
     Ok(Box::new(cursor))
+}
+
+/// The ids a scan wants: those of its time range and its id range, when
+/// it has either.
+fn id_range(options: &ScanOptions) -> Option<(Ulid, Ulid)> {
+    let by_time = options.time_ms.map(|(from, to)| {
+        // A ULID's time is 48 bits of Unix ms; the random part fills the
+        // rest.
+        let ms = |t: u64| u128::from(t.min((1 << 48) - 1)) << 80;
+        (Ulid(ms(from)), Ulid(ms(to) | ((1 << 80) - 1)))
+    });
+    match (by_time, options.ids) {
+        (Some((a, b)), Some((c, d))) => Some((a.max(c), b.min(d))),
+        (one, other) => one.or(other),
+    }
 }
 
 #[cfg(test)]
@@ -837,6 +857,15 @@ mod tests {
         };
         let verified = |shared: &SharedBatchFile| shared.verified.load(Ordering::Acquire);
         assert!(!verified(&mapping()));
+        // A read of every record, cut short, verifies only part of it.
+        let every_record = ScanOptions {
+            cache: Some(cache.clone()),
+            ..ScanOptions::new(WorkerPool::inline())
+        };
+        let mut cursor = open_cursor(&fs, &path, &every_record).unwrap();
+        assert!(cursor.advance().unwrap());
+        drop(cursor);
+        assert!(!verified(&mapping()));
         assert_eq!(payloads(), ["a ERROR", "c ERROR"]);
         let first = mapping();
         assert!(verified(&first), "a whole search verified it");
@@ -850,6 +879,11 @@ mod tests {
         let again = mapping();
         assert!(!Arc::ptr_eq(&first.mapped, &again.mapped), "mapped again");
         assert!(!verified(&again), "not verified yet");
+        // A read of every record, to the end, verifies it too.
+        let mut cursor = open_cursor(&fs, &path, &every_record).unwrap();
+        while cursor.advance().unwrap() {}
+        drop(cursor);
+        assert!(verified(&mapping()), "a whole read verified it");
         assert_eq!(payloads(), ["x ERROR"]);
         drop(again);
         let now = mapping().mapped;
@@ -872,13 +906,17 @@ mod tests {
         bytes[at] ^= 0x40;
         fs.write_all_synced(&path, &bytes);
         let cache = Arc::new(SegmentCache::new());
-        let options = ScanOptions {
+        let searching = ScanOptions {
             cache: Some(cache.clone()),
             literal: Some(Arc::new(memmem::Finder::new(b"needle").into_owned())),
             ..ScanOptions::new(WorkerPool::inline())
         };
-        for _ in 0..2 {
-            let mut cursor = open_cursor(&fs, &path, &options).unwrap();
+        let reading_all = ScanOptions {
+            cache: Some(cache.clone()),
+            ..ScanOptions::new(WorkerPool::inline())
+        };
+        for options in [&searching, &reading_all, &searching] {
+            let mut cursor = open_cursor(&fs, &path, options).unwrap();
             let failed = loop {
                 match cursor.advance() {
                     Ok(true) => continue,

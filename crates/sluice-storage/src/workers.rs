@@ -20,6 +20,17 @@
 //! the cores to themselves, so compaction still keeps up.
 //! [`WorkerPool::background`] gives the handle compaction submits through.
 //!
+//! A lower priority alone did not keep compaction off the cores during a
+//! query: a query's threads wait on one another (the reader on the
+//! workers, the workers on the reader's next batches), and in each such
+//! gap a background thread ran a job of several milliseconds that the
+//! woken query thread then waited behind (`perf sched`: nice-10 background
+//! threads ran a quarter of the CPU time while a query under ingest ran).
+//! So while a query scans ([`WorkerPool::foreground_scan`]) background
+//! threads start no job, for at most [`BACKGROUND_YIELD`] at a time, after
+//! which each runs one: compaction slows under a steady stream of queries
+//! but never stops.
+//!
 //! A job never submits to the pool and never waits on another job, so a
 //! full pool cannot deadlock. A job that panics loses only its own result:
 //! [`Task::wait`] reports it, and the worker goes on with the next job.
@@ -37,6 +48,7 @@ use std::{
         mpsc,
     },
     thread::JoinHandle,
+    time::{Duration, Instant},
 };
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -63,6 +75,10 @@ pub struct WorkerPool {
 /// ingest while they need them, and has them otherwise.
 pub const BACKGROUND_NICE: i32 = 10;
 
+/// How long, at most, a background thread waits for the queries scanning
+/// to end before it starts its next job anyway (see the module docs).
+pub const BACKGROUND_YIELD: Duration = Duration::from_millis(250);
+
 /// What the handles and the threads share.
 #[derive(Debug, Default)]
 struct Shared {
@@ -77,6 +93,12 @@ struct Shared {
     busy: AtomicUsize,
     /// Worker threads of each kind: 0 for an inline pool.
     workers: usize,
+    /// Queries scanning now (their [`ForegroundScan`]s).
+    scans: AtomicUsize,
+    /// Times a background thread held back a queued job for a query.
+    yields: AtomicUsize,
+    /// [`BACKGROUND_YIELD`], but for tests.
+    yield_at_most: Duration,
 }
 
 #[derive(Default)]
@@ -118,9 +140,19 @@ impl WorkerPool {
     /// `sluice-worker`, and as many background ones, `sluice-bg-work`;
     /// the handle submits foreground jobs.
     pub fn new(workers: usize) -> std::io::Result<Arc<WorkerPool>> {
+        Self::yielding_at_most(workers, BACKGROUND_YIELD)
+    }
+
+    /// [`WorkerPool::new`] whose background threads wait for queries at
+    /// most `yield_at_most` before each job.
+    fn yielding_at_most(
+        workers: usize,
+        yield_at_most: Duration,
+    ) -> std::io::Result<Arc<WorkerPool>> {
         let workers = workers.max(1);
         let shared = Arc::new(Shared {
             workers,
+            yield_at_most,
             ..Shared::default()
         });
         let mut owner = Owner {
@@ -192,6 +224,21 @@ impl WorkerPool {
         self.shared.busy.load(Ordering::Relaxed)
     }
 
+    /// Times a background thread held a queued job back for a query to end.
+    pub fn background_yields(&self) -> usize {
+        self.shared.yields.load(Ordering::Relaxed)
+    }
+
+    /// Mark a query scanning until the returned guard is dropped: the
+    /// background threads start no job meanwhile, for at most
+    /// [`BACKGROUND_YIELD`] each time (see the module docs).
+    pub fn foreground_scan(&self) -> ForegroundScan {
+        self.shared.scans.fetch_add(1, Ordering::SeqCst);
+        ForegroundScan {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Run `job` on a worker; its result is [`Task::wait`]ed for.
     pub fn submit<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Task<T> {
         let (tx, rx) = mpsc::sync_channel(1);
@@ -224,6 +271,24 @@ impl Shared {
     }
 }
 
+/// A query scanning, from [`WorkerPool::foreground_scan`]: background
+/// threads hold their jobs back until every such guard is dropped.
+#[derive(Debug)]
+pub struct ForegroundScan {
+    shared: Arc<Shared>,
+}
+
+impl Drop for ForegroundScan {
+    fn drop(&mut self) {
+        if self.shared.scans.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // Under the lock, so that no background thread is between its
+            // check of `scans` and its wait.
+            let _queues = self.shared.lock();
+            self.shared.background_ready.notify_all();
+        }
+    }
+}
+
 /// Raise the calling thread's nice value by [`BACKGROUND_NICE`]. Where
 /// the system refuses, the thread goes on at the process's priority:
 /// compaction then only competes with queries, as it always did.
@@ -242,16 +307,37 @@ fn work(shared: &Shared, background: bool) {
         true => &shared.background_ready,
         false => &shared.foreground_ready,
     };
+    // When this background thread began to hold its next job back.
+    let mut yielding_since: Option<Instant> = None;
     loop {
         // The lock is held only to take one job, never while it runs.
         let job = {
             let mut queues = shared.lock();
             loop {
+                if background
+                    && !queues.background.is_empty()
+                    && !queues.closed
+                    && shared.scans.load(Ordering::SeqCst) > 0
+                {
+                    let since = *yielding_since.get_or_insert_with(|| {
+                        shared.yields.fetch_add(1, Ordering::Relaxed);
+                        Instant::now()
+                    });
+                    let left = shared.yield_at_most.saturating_sub(since.elapsed());
+                    if !left.is_zero() {
+                        queues = ready
+                            .wait_timeout(queues, left)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0;
+                        continue;
+                    }
+                }
                 let queue = match background {
                     true => &mut queues.background,
                     false => &mut queues.foreground,
                 };
                 if let Some(job) = queue.pop_front() {
+                    yielding_since = None;
                     break job;
                 }
                 if queues.closed {
@@ -402,6 +488,49 @@ mod tests {
         if nice + BACKGROUND_NICE <= 19 {
             assert_eq!(background_nice, nice + BACKGROUND_NICE);
         }
+    }
+
+    /// While a query scans, a queued background job waits; it runs once
+    /// the scan ends.
+    #[test]
+    fn background_jobs_wait_while_a_query_scans() {
+        let pool = WorkerPool::yielding_at_most(1, Duration::from_secs(3600)).unwrap();
+        let scan = pool.foreground_scan();
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let job = pool.background().submit({
+            let ran = ran.clone();
+            move || ran.store(true, Ordering::SeqCst)
+        });
+        // The background thread has seen the job and held it back.
+        for _ in 0..10_000 {
+            if pool.background_yields() > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(pool.background_yields(), 1);
+        // Foreground jobs still run.
+        assert_eq!(pool.submit(|| 5).wait(), Ok(5));
+        assert!(
+            !ran.load(Ordering::SeqCst),
+            "a background job ran during a scan"
+        );
+        drop(scan);
+        job.wait().unwrap();
+        assert!(ran.load(Ordering::SeqCst));
+    }
+
+    /// A query that never ends holds each background job back only for
+    /// the pool's yield, then the job runs: compaction never stops.
+    #[test]
+    fn background_jobs_run_after_their_yield_during_an_endless_scan() {
+        let pool = WorkerPool::yielding_at_most(2, Duration::from_millis(1)).unwrap();
+        let _scan = pool.foreground_scan();
+        let background = pool.background();
+        let jobs: Vec<Task<u32>> = (0..20).map(|i| background.submit(move || i)).collect();
+        let done: Vec<u32> = jobs.into_iter().map(|t| t.wait().unwrap()).collect();
+        assert_eq!(done, (0..20).collect::<Vec<_>>());
+        assert!(pool.background_yields() >= 1);
     }
 
     /// Results come back to each submitter, whatever order jobs end in.

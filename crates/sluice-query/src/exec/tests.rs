@@ -422,6 +422,60 @@ mod text_search {
         }
     }
 
+    /// A literal of letters (`k` and `s` among them, which a
+    /// case-insensitive regex also matches to non-ASCII characters) and
+    /// other bytes, and lines that hold it in mixed case, its non-ASCII
+    /// variants (the Kelvin sign, the long s), and near misses.
+    fn literal_and_lines() -> impl Strategy<Value = (String, Vec<String>)> {
+        "[abkKsS@` -]{1,6}".prop_flat_map(|literal| {
+            let random = "[abkKsS@` \u{212a}\u{17f}-]{0,12}";
+            let cased = proptest::collection::vec(any::<bool>(), literal.len()).prop_map({
+                let literal = literal.clone();
+                move |upper| {
+                    literal
+                        .chars()
+                        .zip(upper)
+                        .map(|(c, up)| match (c, up) {
+                            ('k', true) => '\u{212a}',
+                            ('s', true) => '\u{17f}',
+                            (c, true) => c.to_ascii_uppercase(),
+                            (c, false) => c,
+                        })
+                        .collect::<String>()
+                }
+            });
+            let planted = (random, cased, random).prop_map(|(a, m, b)| format!("{a}{m}{b}"));
+            let line = prop_oneof![2 => random.boxed(), 1 => planted.boxed()];
+            (Just(literal), prop::collection::vec(line, 1..40))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        /// A literal with `-i`, searched over a block's text and over batch
+        /// bodies (by the ASCII case-folded finder where the literal allows
+        /// it), selects exactly the records the regex crate's
+        /// case-insensitive search of it selects, one record at a time.
+        #[test]
+        fn a_case_insensitive_literal_selects_what_a_per_record_regex_selects(
+            (literal, lines) in literal_and_lines(),
+            in_order in any::<bool>(),
+        ) {
+            let matcher = Matcher::new(&literal, false, true).unwrap();
+            let regex = regex::RegexBuilder::new(&regex::escape(&literal))
+                .case_insensitive(true)
+                .build()
+                .unwrap();
+            let want: Vec<String> = lines.iter().filter(|l| regex.is_match(l)).cloned().collect();
+            let per_record: Vec<String> =
+                lines.iter().filter(|l| matcher.is_match(l.as_bytes())).cloned().collect();
+            prop_assert_eq!(&per_record, &want, "literal {:?}", literal);
+            let layout = if in_order { BlockLayout::InOrder } else { BlockLayout::Sorted };
+            prop_assert_eq!(selected_by_text(&lines, &matcher, layout), want.clone(), "literal {:?}", literal);
+            prop_assert_eq!(selected_in_batches(&lines, &matcher), want, "literal {:?} in batches", literal);
+        }
+    }
+
     #[test]
     fn a_case_insensitive_literal_is_found_in_any_case() {
         let lines: Vec<String> = ["an Error here", "fine", "ERROR", "terror", "err or"]

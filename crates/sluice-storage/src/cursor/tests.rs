@@ -1,0 +1,189 @@
+//! A batch file's cursor with an id range: batches wholly outside it are
+//! passed over, never a record inside it.
+
+use super::*;
+use crate::store_segment::{ScanOptions, open_cursor};
+use crate::{MemFs, segment::SegmentWriter, workers::test_pool};
+use proptest::prelude::*;
+use sluice_record::{BatchEncoder, Record};
+
+/// A batch file at `path` of `batches` (each a list of (id, payload)),
+/// ids increasing.
+fn write_file(fs: &MemFs, path: &Path, batches: &[Vec<(u128, String)>]) {
+    let mut writer = SegmentWriter::create(fs, path).unwrap();
+    let mut encoder = BatchEncoder::new();
+    for batch in batches {
+        encoder.begin();
+        for (id, payload) in batch {
+            encoder.push(Record {
+                id: Ulid(*id),
+                flags: 0,
+                topic: b"t",
+                payload: payload.as_bytes(),
+            });
+        }
+        let (first, last) = (batch[0].0, batch[batch.len() - 1].0);
+        writer
+            .append(
+                encoder.finish(),
+                batch.len() as u32,
+                Ulid(first),
+                Ulid(last),
+            )
+            .unwrap();
+    }
+    writer.sync().unwrap();
+}
+
+/// The ids a cursor over `path` returns with `ids` as its range, on
+/// workers or on the reading thread, with or without a literal.
+fn scan(
+    fs: &MemFs,
+    path: &Path,
+    ids: (u128, u128),
+    literal: bool,
+    parallel: bool,
+) -> Result<(Vec<u128>, u64), StorageError> {
+    let options = ScanOptions {
+        ids: Some((Ulid(ids.0), Ulid(ids.1))),
+        literal: literal.then(|| Arc::new(memmem::Finder::new(b"ERROR").into_owned())),
+        ..ScanOptions::new(if parallel {
+            test_pool()
+        } else {
+            WorkerPool::inline()
+        })
+    };
+    let mut cursor = open_cursor(fs, path, &options)?;
+    let mut out = Vec::new();
+    while cursor.advance()? {
+        out.push(cursor.record().id.0);
+    }
+    Ok((out, cursor.bytes_read()))
+}
+
+fn batches() -> impl Strategy<Value = Vec<Vec<(u128, String)>>> {
+    prop::collection::vec(
+        prop::collection::vec((1u128..20, any::<bool>()), 1..6),
+        1..14,
+    )
+    .prop_map(|batches| {
+        let mut id = 0u128;
+        batches
+            .into_iter()
+            .map(|batch| {
+                batch
+                    .into_iter()
+                    .map(|(gap, error)| {
+                        id += gap;
+                        let payload = if error { "an ERROR here" } else { "fine" };
+                        (id, format!("{payload} {id}"))
+                    })
+                    .collect()
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Every record in the range (that holds the literal, with one) is
+    /// returned, in order, whatever batches the range cuts.
+    #[test]
+    fn an_id_range_never_drops_a_record_inside_it(
+        batches in batches(),
+        a in 0u128..300,
+        b in 0u128..300,
+        literal in any::<bool>(),
+        parallel in any::<bool>(),
+    ) {
+        let fs = MemFs::new();
+        fs.create_dir_all(Path::new("/s")).unwrap();
+        let path = Path::new("/s/file.seg");
+        write_file(&fs, path, &batches);
+        let (lo, hi) = (a.min(b), a.max(b));
+        let (got, bytes_read) = scan(&fs, path, (lo, hi), literal, parallel).unwrap();
+        let all: Vec<(u128, bool)> = batches
+            .iter()
+            .flatten()
+            .map(|(id, p)| (*id, p.contains("ERROR")))
+            .collect();
+        let want: Vec<u128> = all
+            .iter()
+            .filter(|(id, error)| (lo..=hi).contains(id) && (*error || !literal))
+            .map(|(id, _)| *id)
+            .collect();
+        let in_range: Vec<u128> = got.iter().copied().filter(|id| (lo..=hi).contains(id)).collect();
+        prop_assert_eq!(in_range, want);
+        prop_assert!(got.windows(2).all(|w| w[0] < w[1]), "in id order");
+        prop_assert!(bytes_read <= fs.read_all(path).unwrap().len() as u64);
+    }
+}
+
+/// Seven batches of two records each, ids 10, 11, 20, 21, ... 70, 71.
+fn seven_batches() -> Vec<Vec<(u128, String)>> {
+    (1..=7u128)
+        .map(|b| {
+            vec![
+                (b * 10, format!("ERROR {b}0")),
+                (b * 10 + 1, format!("ERROR {b}1")),
+            ]
+        })
+        .collect()
+}
+
+/// Offset in the file of batch `index`'s first record id.
+fn first_id_offset(file: &[u8], index: usize) -> usize {
+    let mut at = 0;
+    for _ in 0..index {
+        at += BatchHeader::parse(&file[at..]).unwrap().frame_len();
+    }
+    at + sluice_record::batch::BATCH_HEADER_BYTES
+}
+
+/// A range in the middle reads fewer bytes than the file and returns the
+/// records of the batches it touches; the file is not marked verified by
+/// a scan that passed batches over.
+#[test]
+fn batches_outside_the_range_are_not_read() {
+    let fs = MemFs::new();
+    fs.create_dir_all(Path::new("/s")).unwrap();
+    let path = Path::new("/s/file.seg");
+    write_file(&fs, path, &seven_batches());
+    let len = fs.read_all(path).unwrap().len() as u64;
+    for parallel in [false, true] {
+        let (got, bytes_read) = scan(&fs, path, (35, 52), true, parallel).unwrap();
+        assert_eq!(got, [30, 31, 40, 41, 50, 51], "parallel {parallel}");
+        assert!(bytes_read < len * 4 / 7, "read {bytes_read} of {len}");
+    }
+}
+
+/// A damaged first id that moves the scan's start too far, or would end
+/// it early, shows as damage: the batch it is in fails its checksum when
+/// it is read next (a start moved to it) or before it is trusted (an
+/// end), so the scan reports it rather than leave out records in the
+/// range.
+#[test]
+fn a_damaged_first_id_never_hides_records_in_the_range() {
+    let fs = MemFs::new();
+    fs.create_dir_all(Path::new("/s")).unwrap();
+    let path = Path::new("/s/file.seg");
+    write_file(&fs, path, &seven_batches());
+    let good = fs.read_all(path).unwrap();
+    // Batch 4 (ids 50, 51) made to look below a range from 41: the scan
+    // starts there, past 41, and reads it first. Batch 2 (ids 30, 31)
+    // made to look above a range to 61: trusted, the scan would end before
+    // it and leave out 40 to 61.
+    for (batch, id, range) in [(4, 1u128, (41, 61)), (2, 1_000, (40, 61))] {
+        let mut bad = good.clone();
+        let at = first_id_offset(&bad, batch);
+        bad[at..at + 16].copy_from_slice(&id.to_be_bytes());
+        fs.write_all_synced(path, &bad);
+        for parallel in [false, true] {
+            match scan(&fs, path, range, true, parallel) {
+                Err(StorageError::Corrupt { .. }) => {}
+                other => panic!("batch {batch}, parallel {parallel}: {other:?}"),
+            }
+        }
+    }
+}
