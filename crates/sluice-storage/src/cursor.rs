@@ -362,8 +362,9 @@ impl BatchCursor {
     /// Read only the batches that can hold ids in `[min, max]`, in a
     /// sealed (mapped) file whose ids never decrease, as a store's batch
     /// files' do: the scan starts at the last batch whose first id is
-    /// below `min` and ends before the first batch whose first id is above
-    /// `max`, each of those two verified before it is trusted. Records of
+    /// below `min` (read first, so a damaged first id there shows as that
+    /// batch's checksum failure) and ends before the first batch whose
+    /// first id is above `max` (verified before it is trusted). Records of
     /// the batches read are all returned (selected by the literal or
     /// matcher, if any); the caller filters them.
     pub fn with_id_range(mut self, min: Ulid, max: Ulid) -> Self {
