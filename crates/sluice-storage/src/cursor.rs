@@ -314,6 +314,15 @@ fn select_by_text(
     Ok(())
 }
 
+/// Whether a batch's first id is above the id range `ids` (so, the ids
+/// never decreasing, every batch from it on lies above it); only as
+/// trustworthy as the body.
+fn starts_above(ids: Option<(u128, u128)>, header: &BatchHeader, body: &[u8]) -> bool {
+    ids.is_some_and(|(_, max)| {
+        crate::segment::batch_first_id(header, body).is_some_and(|first| first > max)
+    })
+}
+
 impl BatchCursor {
     /// A cursor over every record of the sealed batch file at `path`
     /// (mapped: see [`SegmentScanner::open_mapped`]).
@@ -401,18 +410,10 @@ impl BatchCursor {
         }
     }
 
-    /// Whether the batch with this header and (unverified) body, and every
-    /// batch after it, lies above the id range: its first id is above it,
-    /// and the batch verifies (a damaged id must not end the scan early).
+    /// [`starts_above`] for an unverified body: only once the batch
+    /// verifies (a damaged id must not end the scan early).
     fn above_range(&self, header: &BatchHeader, body: &[u8]) -> bool {
-        let Some((_, max)) = self.ids else {
-            return false;
-        };
-        let first = body
-            .get(..16)
-            .filter(|_| header.count > 0)
-            .map(|id| u128::from_be_bytes(id.try_into().expect("16 bytes")));
-        first.is_some_and(|first| first > max) && header.verify(body).is_ok()
+        starts_above(self.ids, header, body) && header.verify(body).is_ok()
     }
 
     /// A cursor over the whole batches of a segment file that a connection
@@ -663,10 +664,7 @@ impl BatchCursor {
                         return Ok(false);
                     };
                     // Read and verified: above the range, the scan ends.
-                    if self.ids.is_some_and(|(_, max)| {
-                        header.count > 0
-                            && u128::from_be_bytes(body[..16].try_into().expect("16 bytes")) > max
-                    }) {
+                    if starts_above(self.ids, &header, body) {
                         let at = self.scanner.offset() - header.frame_len() as u64;
                         self.above_range_at = Some(at);
                         return Ok(false);

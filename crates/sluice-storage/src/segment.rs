@@ -98,6 +98,14 @@ impl SegmentWriter {
     }
 }
 
+/// The id of a batch's first record, from the first 16 bytes of its body
+/// (as trusted as the body: verified or not): `None` for a batch of no
+/// records or a body too short to hold one.
+pub(crate) fn batch_first_id(header: &BatchHeader, body: &[u8]) -> Option<u128> {
+    let id = body.get(..16).filter(|_| header.count > 0)?;
+    Some(u128::from_be_bytes(id.try_into().expect("16 bytes")))
+}
+
 /// What [`SegmentScanner::summarize_ids`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdSummary {
@@ -245,14 +253,10 @@ impl SegmentScanner {
             let Ok(header) = BatchHeader::parse(header_bytes) else {
                 break;
             };
-            let body = at + BATCH_HEADER_BYTES..at + header.frame_len();
-            let Some(first_id) = mapped
-                .get(body.start..body.start + 16)
-                .filter(|_| body.end <= mapped.len() && header.count > 0)
-            else {
+            let body = mapped.get(at + BATCH_HEADER_BYTES..at + header.frame_len());
+            let Some(first_id) = body.and_then(|body| batch_first_id(&header, body)) else {
                 break;
             };
-            let first_id = u128::from_be_bytes(first_id.try_into().expect("16 bytes"));
             if first_id >= lower {
                 break;
             }
