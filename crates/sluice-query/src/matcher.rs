@@ -234,6 +234,10 @@ impl sluice_storage::block_segment::TextMatcher for LinesRegex {
     fn looks_around(&self) -> bool {
         self.looks_around
     }
+
+    fn required_literal(&self) -> Option<&memmem::Finder<'static>> {
+        self.candidates.as_deref()
+    }
 }
 
 /// A literal with `-i` searched over a block's text as a whole: the

@@ -295,12 +295,30 @@ impl<'a> RecordIter<'a> {
 /// Decode the record at `offset` of a verified batch body; returns it and
 /// the offset of the record after it.
 pub fn decode_record(body: &[u8], at: usize) -> Result<(Record<'_>, usize), CodecError> {
+    let (payload_start, end) = record_bounds(body, at)?;
+    let fixed = &body[at..at + RECORD_OVERHEAD_BYTES];
+    let id = u128::from_be_bytes(fixed[0..16].try_into().expect("16 bytes"));
+    Ok((
+        Record {
+            id: Ulid(id),
+            flags: fixed[16],
+            topic: &body[at + RECORD_OVERHEAD_BYTES..payload_start],
+            payload: &body[payload_start..end],
+        },
+        end,
+    ))
+}
+
+/// Where the payload of the record at `at` of a verified batch body
+/// starts, and where the record ends (the next one starts), with the checks
+/// of [`decode_record`] but without decoding the rest: what a search that
+/// walks from record to record between its hits needs.
+#[inline]
+pub fn record_bounds(body: &[u8], at: usize) -> Result<(usize, usize), CodecError> {
     let bad = |reason| CodecError::BadRecord { offset: at, reason };
     let fixed = body
         .get(at..at.saturating_add(RECORD_OVERHEAD_BYTES))
         .ok_or(bad("record header runs past the body"))?;
-    let id = u128::from_be_bytes(fixed[0..16].try_into().expect("16 bytes"));
-    let flags = fixed[16];
     let topic_len = fixed[17] as usize;
     let payload_len = u32::from_le_bytes(fixed[18..22].try_into().expect("4 bytes")) as usize;
     if topic_len == 0 {
@@ -309,21 +327,12 @@ pub fn decode_record(body: &[u8], at: usize) -> Result<(Record<'_>, usize), Code
     if payload_len > MAX_PAYLOAD_BYTES {
         return Err(bad("payload longer than the hard limit"));
     }
-    let topic_start = at + RECORD_OVERHEAD_BYTES;
-    let payload_start = topic_start + topic_len;
+    let payload_start = at + RECORD_OVERHEAD_BYTES + topic_len;
     let end = payload_start + payload_len;
     if end > body.len() {
         return Err(bad("record runs past the body"));
     }
-    Ok((
-        Record {
-            id: Ulid(id),
-            flags,
-            topic: &body[topic_start..payload_start],
-            payload: &body[payload_start..end],
-        },
-        end,
-    ))
+    Ok((payload_start, end))
 }
 
 impl<'a> Iterator for RecordIter<'a> {

@@ -32,7 +32,9 @@ pub mod labels;
 pub mod read_buffer;
 pub mod wire;
 
-pub use batch::{BatchDecoder, BatchEncoder, BatchHeader, CodecError, RecordIter, decode_record};
+pub use batch::{
+    BatchDecoder, BatchEncoder, BatchHeader, CodecError, RecordIter, decode_record, record_bounds,
+};
 pub use framing::{FramedLine, LineFramer};
 pub use id::{IdGenerator, MAX_FUTURE_MS, clamp_time_ms, now_ms};
 pub use read_buffer::ReadBuffer;

@@ -16,6 +16,11 @@ use std::{
 use memchr::memmem;
 use sluice_record::{BatchHeader, Record, Ulid, decode_record};
 
+mod select;
+
+pub use self::select::RECORD_INDEX_STRIDE;
+use self::select::{Selector, index_records};
+
 use crate::{
     StorageError,
     block_segment::Cancel,
@@ -159,6 +164,9 @@ pub struct BatchCursor {
     /// Shared with the other cursors of the file: whether every batch's
     /// checksum was verified, by a search that read the whole file.
     verified: Option<Arc<AtomicBool>>,
+    /// Shared with the other cursors of the file: its batches' record
+    /// indexes, built by the first search of each.
+    record_indexes: Option<Arc<crate::segment_cache::RecordIndexes>>,
     /// Only batches that can hold ids in this range are read (see
     /// [`BatchCursor::with_id_range`]), and whether the scan has been moved
     /// to the range's start yet.
@@ -179,13 +187,6 @@ pub const BATCHES_AHEAD: usize = 4;
 /// Bytes of batch bodies one worker job searches, at least (a job per
 /// 1 MiB batch would spend more on waking threads than on the batch).
 const GROUP_BYTES: usize = 4 << 20;
-
-/// What selects a batch's records.
-#[derive(Clone)]
-enum Selector {
-    Literal(Arc<memmem::Finder<'static>>),
-    Text(Arc<dyn crate::block_segment::TextMatcher>),
-}
 
 /// A batch as the scanner found it: its header, where its body lies in
 /// the mapping, and its offset in the file.
@@ -218,102 +219,6 @@ struct CurrentRecord {
     payload: (usize, usize),
 }
 
-impl Selector {
-    /// The starts of the records of `body` (`count` of them) it selects,
-    /// into `out`, ascending.
-    fn select(
-        &self,
-        body: &[u8],
-        count: u32,
-        out: &mut Vec<usize>,
-    ) -> Result<(), sluice_record::CodecError> {
-        out.clear();
-        match self {
-            Selector::Literal(finder) => select_by_literal(body, count, finder, out),
-            Selector::Text(matcher) => select_by_text(body, count, &**matcher, out),
-        }
-    }
-}
-
-/// The records of `body` whose payload holds `finder`. Occurrences are
-/// found overlapping: a non-overlapping search could let an occurrence
-/// that starts in a record header hide one wholly inside the payload after
-/// it. Headers are walked only up to the last occurrence.
-fn select_by_literal(
-    body: &[u8],
-    count: u32,
-    finder: &memmem::Finder<'_>,
-    out: &mut Vec<usize>,
-) -> Result<(), sluice_record::CodecError> {
-    let needle = finder.needle().len();
-    let (mut at, mut left, mut from) = (0usize, count, 0usize);
-    while let Some(found) = finder.find(&body[from..]) {
-        let hit = from + found;
-        // Walk to the record whose payload could hold the hit.
-        loop {
-            if left == 0 {
-                return Ok(());
-            }
-            let (record, next) = decode_record(body, at)?;
-            left -= 1;
-            let (start, payload_start) = (at, next - record.payload.len());
-            at = next;
-            if next < hit + needle {
-                continue;
-            }
-            if hit >= payload_start {
-                out.push(start);
-                from = next;
-            } else {
-                // The hit starts in this record's header: the next
-                // occurrence may still lie in its payload.
-                from = hit + 1;
-                at = start;
-                left += 1;
-            }
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// The records of `body` (`count` of them) that `matcher` matches. A
-/// match inside a payload selects its record; a match that starts in a
-/// record's header or runs past its payload is checked again on the
-/// payload alone; either way the search goes on after that payload.
-/// Without look-around, a payload that matches alone has a match starting
-/// at or before its match's position in the body, so every record is
-/// decided as a per-record match would decide it.
-fn select_by_text(
-    body: &[u8],
-    count: u32,
-    matcher: &dyn crate::block_segment::TextMatcher,
-    out: &mut Vec<usize>,
-) -> Result<(), sluice_record::CodecError> {
-    let (mut from, mut at, mut left) = (0usize, 0usize, count);
-    'search: while let Some((start, end)) = matcher.find_at(body, from) {
-        loop {
-            if left == 0 {
-                break 'search;
-            }
-            let (record, next) = decode_record(body, at)?;
-            left -= 1;
-            let record_start = at;
-            at = next;
-            let payload_start = next - record.payload.len();
-            if next < start {
-                continue;
-            }
-            if (start >= payload_start && end <= next) || matcher.is_match(record.payload) {
-                out.push(record_start);
-            }
-            from = next;
-            break;
-        }
-    }
-    Ok(())
-}
-
 /// Whether a batch's first id is above the id range `ids` (so, the ids
 /// never decreasing, every batch from it on lies above it); only as
 /// trustworthy as the body.
@@ -342,6 +247,7 @@ impl BatchCursor {
     ) -> Self {
         let mut cursor = Self::over(SegmentScanner::over_mapping(file, path, shared.mapped));
         cursor.verified = Some(shared.verified);
+        cursor.record_indexes = Some(shared.record_indexes);
         cursor
     }
 
@@ -361,6 +267,7 @@ impl BatchCursor {
             in_flight: VecDeque::new(),
             searched: VecDeque::new(),
             verified: None,
+            record_indexes: None,
             ids: None,
             range_entered: false,
             passed_over: 0,
@@ -466,22 +373,31 @@ impl BatchCursor {
     /// Return only records whose payload contains `literal` (unless a text
     /// matcher was given).
     pub fn with_literal(mut self, literal: Arc<memmem::Finder<'static>>) -> Self {
-        if !matches!(self.select, Some(Selector::Text(_))) {
+        if !matches!(
+            self.select,
+            Some(Selector::Text(_) | Selector::LiteralThenPayload(_))
+        ) {
             self.select = Some(Selector::Literal(literal));
         }
         self
     }
 
-    /// Return only records whose payload `matcher` matches, found by
-    /// searching each batch body as a whole; it replaces the literal. A
-    /// matcher that [looks around](crate::block_segment::TextMatcher::looks_around)
-    /// is not taken: the cursor then returns every record (or those with
-    /// the literal), for the caller to check.
+    /// Return only records whose payload `matcher` matches; it replaces the
+    /// literal. With a [required
+    /// literal](crate::block_segment::TextMatcher::required_literal), the
+    /// bodies are searched for it and the records that hold it decided on
+    /// their payload; else each body is searched as a whole, which a
+    /// matcher that [looks
+    /// around](crate::block_segment::TextMatcher::looks_around) cannot be:
+    /// it is not taken then, and the cursor returns every record (or those
+    /// with the literal), for the caller to check.
     pub fn with_text_matcher(
         mut self,
         matcher: Arc<dyn crate::block_segment::TextMatcher>,
     ) -> Self {
-        if !matcher.looks_around() {
+        if matcher.required_literal().is_some() {
+            self.select = Some(Selector::LiteralThenPayload(matcher));
+        } else if !matcher.looks_around() {
             self.select = Some(Selector::Text(matcher));
         }
         self
@@ -566,6 +482,7 @@ impl BatchCursor {
                 .verified
                 .as_ref()
                 .is_some_and(|v| v.load(Ordering::Acquire));
+            let indexes = self.record_indexes.clone();
             let task = workers.submit(move || {
                 let mut selected = Vec::new();
                 group
@@ -575,7 +492,22 @@ impl BatchCursor {
                         if verify {
                             frame.header.verify(body)?;
                         }
-                        select.select(body, frame.header.count, &mut selected)?;
+                        let count = frame.header.count;
+                        // The first search of a batch indexes its records
+                        // (one walk, as the search without an index would
+                        // do); the searches after it walk from the index.
+                        let index = match &indexes {
+                            Some(indexes) => match indexes.get(frame.body.start) {
+                                Some(index) => Some(index),
+                                None => {
+                                    let index: Arc<[u32]> = index_records(body, count)?.into();
+                                    indexes.insert(frame.body.start, index.clone());
+                                    Some(index)
+                                }
+                            },
+                            None => None,
+                        };
+                        select.select(body, count, index.as_deref(), &mut selected)?;
                         Ok(std::mem::take(&mut selected))
                     })
                     .collect()
@@ -671,7 +603,7 @@ impl BatchCursor {
                     }
                     if let Some(select) = &self.select {
                         let mut selected = std::mem::take(&mut self.selected);
-                        let searched = select.select(body, header.count, &mut selected);
+                        let searched = select.select(body, header.count, None, &mut selected);
                         self.selected = selected;
                         searched.map_err(|e| self.corrupt(e))?;
                     }
@@ -715,6 +647,10 @@ impl RecordCursor for BatchCursor {
                 Some(_) => match self.selected.get(self.next_selected) {
                     Some(&at) => {
                         self.next_selected += 1;
+                        if let Some(&ahead) = self.selected.get(self.next_selected + PREFETCH_AHEAD)
+                        {
+                            prefetch(self.scanner.body(), ahead);
+                        }
                         at
                     }
                     None => {
@@ -772,6 +708,40 @@ impl RecordCursor for BatchCursor {
     fn records_skipped(&self) -> u64 {
         self.skipped
     }
+}
+
+/// Selected records ahead of the one being decoded whose first bytes are
+/// asked for from memory (see [`prefetch`]).
+const PREFETCH_AHEAD: usize = 8;
+
+/// Ask the CPU to bring the record at `at` of `body` (its header and the
+/// start of its payload) into its caches. The workers that selected a
+/// batch's records passed over them several megabytes earlier, so the
+/// reader finds each in memory, not in a cache: a tenth of its time for a
+/// literal on 1% of fresh lines went to that wait (BENCHMARKS.md, "Design
+/// measurements").
+#[inline]
+fn prefetch(body: &[u8], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for line in [at, at + 64, at + 128] {
+        if let Some(byte) = body.get(line) {
+            prefetch_line(byte);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (body, at);
+}
+
+// `unsafe_code` is allowed for the one intrinsic: a prefetch takes a raw
+// pointer, though it never reads through it.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[inline]
+fn prefetch_line(byte: &u8) {
+    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+    // SAFETY: a prefetch is a hint that never faults, and the pointer is
+    // of a live reference anyway; SSE, which it needs, is part of x86_64.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(byte).cast::<i8>()) }
 }
 
 #[cfg(test)]

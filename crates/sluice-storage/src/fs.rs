@@ -87,6 +87,11 @@ pub trait Fs: Send + Sync + std::fmt::Debug + 'static {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Remove a file; open handles and mappings of it stay readable.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Give the file at `from` a second name, `to` (a hard link: one file,
+    /// two names; removing either leaves the other). Fails if `to` exists,
+    /// or if the two are on different filesystems (callers then copy).
+    /// Only for sealed files, which no one writes to again.
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Cut a file to `len` bytes and make that durable.
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
     /// Make renames and creations in a directory durable.
@@ -256,6 +261,10 @@ impl Fs for RealFs {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         fs::remove_file(path)
+    }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::hard_link(from, to)
     }
 
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {

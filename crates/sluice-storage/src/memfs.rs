@@ -10,7 +10,7 @@
 //!   size of all files would pass the limit, and [`MemFs::fail_syncs`] makes
 //!   `sync_data` fail, so callers' error paths can be tested;
 //! - [`MemFs::fail_after`] lets a number of mutating operations (create,
-//!   write, sync, rename, remove, truncate, directory sync) succeed and fails
+//!   write, sync, rename, remove, hard link, truncate, directory sync) succeed and fails
 //!   every later one: the process "died" there. With [`MemFs::crash`] after
 //!   it, a test can stop a writer at every step in turn.
 
@@ -35,6 +35,7 @@ struct State {
     dirs: BTreeMap<PathBuf, ()>,
     capacity: Option<u64>,
     fail_syncs: bool,
+    refuse_links: bool,
     /// Mutating operations left before every one fails (`None`: no limit).
     ops_left: Option<u64>,
     /// Mutating operations performed, for tests that count steps.
@@ -80,6 +81,12 @@ impl MemFs {
         self.state().fail_syncs = fail;
     }
 
+    /// Make every `hard_link` fail (true) as it does across filesystems
+    /// (EXDEV), or succeed (false), so callers' fallback can be tested.
+    pub fn refuse_links(&self, refuse: bool) {
+        self.state().refuse_links = refuse;
+    }
+
     /// Let `ops` more mutating operations succeed, then fail every later
     /// one with an injected error; `None` removes the limit.
     pub fn fail_after(&self, ops: Option<u64>) {
@@ -103,11 +110,14 @@ impl MemFs {
         Ok(())
     }
 
-    /// Total bytes held by all files.
+    /// Total bytes held by all files (a file with several names, once).
     pub fn used_bytes(&self) -> u64 {
-        self.state()
+        let state = self.state();
+        let mut seen = std::collections::HashSet::new();
+        state
             .files
             .values()
+            .filter(|f| seen.insert(Arc::as_ptr(f)))
             .map(|f| f.lock().unwrap_or_else(|p| p.into_inner()).bytes.len() as u64)
             .sum()
     }
@@ -310,6 +320,29 @@ impl Fs for MemFs {
             .ok_or_else(|| not_found(path))
     }
 
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.spend()?;
+        let mut state = self.state();
+        if state.refuse_links {
+            return Err(io::Error::from_raw_os_error(libc::EXDEV));
+        }
+        if state.files.contains_key(to) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists", to.display()),
+            ));
+        }
+        // Both names share the one file, as on disk: its bytes and what of
+        // them is synced.
+        let file = state
+            .files
+            .get(from)
+            .cloned()
+            .ok_or_else(|| not_found(from))?;
+        state.files.insert(to.to_path_buf(), file);
+        Ok(())
+    }
+
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
         self.spend()?;
         let state = self.state();
@@ -333,6 +366,29 @@ impl Fs for MemFs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hard_link_is_one_file_under_two_names() {
+        let fs = MemFs::new();
+        fs.create_dir_all(Path::new("/d")).unwrap();
+        let mut w = fs.create_new(Path::new("/d/a")).unwrap();
+        w.write_all(b"sealed").unwrap();
+        w.sync_data().unwrap();
+        fs.hard_link(Path::new("/d/a"), Path::new("/d/b")).unwrap();
+        assert_eq!(fs.used_bytes(), 6, "the bytes are held once");
+        assert!(
+            fs.hard_link(Path::new("/d/a"), Path::new("/d/b")).is_err(),
+            "an existing name is never replaced"
+        );
+        fs.remove_file(Path::new("/d/a")).unwrap();
+        fs.crash(None);
+        assert_eq!(fs.read_all(Path::new("/d/b")).unwrap(), b"sealed");
+        fs.refuse_links(true);
+        let refused = fs
+            .hard_link(Path::new("/d/b"), Path::new("/d/c"))
+            .unwrap_err();
+        assert_eq!(refused.raw_os_error(), Some(libc::EXDEV));
+    }
 
     #[test]
     fn a_crash_forgets_unsynced_bytes() {

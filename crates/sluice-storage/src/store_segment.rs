@@ -891,6 +891,77 @@ mod tests {
         assert_eq!(Arc::strong_count(&now), 1, "let go once not listed");
     }
 
+    /// The first search of a shared batch file indexes its batches'
+    /// records, and the searches after it, which walk from that index,
+    /// select the same records as a search without the cache.
+    #[test]
+    fn a_batch_files_record_index_is_built_once_and_selects_the_same() {
+        let fs = MemFs::new();
+        let dir = Path::new("/store");
+        fs.create_dir_all(dir).unwrap();
+        let payloads: Vec<String> = (0..5_000)
+            .map(|i| match i % 37 {
+                0 => format!("{i} an ERROR here"),
+                5 => format!("{i} ERRO"),
+                _ => format!("{i} fine"),
+            })
+            .collect();
+        let meta = batch_file(
+            &fs,
+            dir,
+            &payloads.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        let path = dir.join(&meta.name);
+        let cache = Arc::new(SegmentCache::new());
+        let search = |cache: Option<Arc<SegmentCache>>| {
+            let options = ScanOptions {
+                cache,
+                literal: Some(Arc::new(memmem::Finder::new(b"ERROR").into_owned())),
+                ..ScanOptions::new(WorkerPool::new(2).unwrap())
+            };
+            let mut cursor = open_cursor(&fs, &path, &options).unwrap();
+            let mut out = Vec::new();
+            while cursor.advance().unwrap() {
+                out.push(String::from_utf8(cursor.record().payload.to_vec()).unwrap());
+            }
+            out
+        };
+        let want: Vec<String> = payloads
+            .iter()
+            .filter(|p| p.contains("ERROR"))
+            .cloned()
+            .collect();
+        assert_eq!(search(None), want);
+        let indexed = || {
+            let file = fs.open_read(&path).unwrap();
+            let shared = cache.map_batches(&fs, &path, &*file).unwrap();
+            let batches = batch_offsets(&fs, &path);
+            batches
+                .iter()
+                .filter(|&&at| shared.record_indexes.get(at).is_some())
+                .count()
+        };
+        assert_eq!(indexed(), 0);
+        assert_eq!(search(Some(cache.clone())), want, "the search that indexes");
+        assert_eq!(
+            indexed(),
+            batch_offsets(&fs, &path).len(),
+            "every batch indexed"
+        );
+        assert_eq!(search(Some(cache.clone())), want, "a search from the index");
+    }
+
+    /// Where each batch's body starts in the file at `path`.
+    fn batch_offsets(fs: &MemFs, path: &Path) -> Vec<usize> {
+        let mut scanner = crate::SegmentScanner::open(fs, path).unwrap();
+        let mut starts = Vec::new();
+        while let Some((_, body)) = scanner.next_batch().unwrap() {
+            let len = body.len();
+            starts.push(scanner.offset() as usize - len);
+        }
+        starts
+    }
+
     /// A batch file with a corrupt batch is never noted as verified: every
     /// query through the cache meets the corruption again.
     #[test]

@@ -4,8 +4,9 @@
 //! `docs/protocol-lending.md`.
 //!
 //! One cycle: lend up to `max_gather_segments` / `max_gather_bytes` from the
-//! ingesters, download each into `tmp/` and verify every checksum (and sort
-//! it if its ids are out of order), adopt each as a batch file when no two
+//! ingesters, take each into `tmp/` (downloaded; in an ingeststore, a hard
+//! link to its own ingester's file, see [`LocalIngester`]) and verify every
+//! checksum (and sort it if its ids are out of order), adopt each as a batch file when no two
 //! overlap or else merge them by id into one, make the result durable, then
 //! commit each input. On any failure before the store segments are
 //! durable, every input is returned with `failed`. A failed commit leaves
@@ -22,14 +23,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures_util::StreamExt;
 use rand::SeedableRng;
+use sluice_ingest::IngestLog;
 use sluice_record::Ulid;
-use sluice_storage::{StorageError, store_segment::TMP_DIR};
+use sluice_storage::StorageError;
 
 pub mod files;
+mod lending;
 
-use self::files::{Downloaded, store_inputs, verify_and_sort};
+use self::files::{Downloaded, store_inputs};
 use crate::{
     Store,
     lane::{Lease, pick, too_few_stores},
@@ -68,6 +70,16 @@ pub enum ConsumeError {
         what: &'static str,
         /// The HTTP status received.
         status: u16,
+    },
+    /// This process's own ingester no longer lends the segment (its lease
+    /// ran out meanwhile, say).
+    #[error("local ingester: segment {id}: {source}")]
+    Local {
+        /// The segment.
+        id: Ulid,
+        /// Why the log refused it.
+        #[source]
+        source: sluice_ingest::LogError,
     },
     /// A download ended before its `Content-Length`.
     #[error("ingester {base}: segment {id}: body ended after {got} of {expected} bytes")]
@@ -208,6 +220,27 @@ pub struct ConsumerConfig {
     /// Replicate each store segment to RF−1 other stores before committing
     /// (`None`: RF 1, commit at once).
     pub replication: Option<Replication>,
+    /// The ingester of this same process, if any (`sluice ingeststore`).
+    pub local: Option<LocalIngester>,
+}
+
+/// The ingester of this same process (`sluice ingeststore`). A segment it
+/// lends is taken into `tmp/` as a hard link to its file rather than
+/// downloaded: the lending protocol (`next`, `commit`, `failed`) is the
+/// same HTTP one a separate store speaks, but the bytes skip the loopback
+/// copy, which took half a core or more at 150 MB/s (BENCHMARKS.md,
+/// "Design measurements"). A lent segment is sealed, so its file never
+/// changes again: the ingester only renames and removes it, and the store
+/// only renames its own name or writes a new file. Where no link can be
+/// made (the two directories on different filesystems), the segment is
+/// downloaded as from any other ingester.
+#[derive(Clone)]
+pub struct LocalIngester {
+    /// The base URL the ingester source names it by, e.g.
+    /// `http://127.0.0.1:7650`.
+    pub base: String,
+    /// Its log.
+    pub log: Arc<IngestLog>,
 }
 
 /// Segments gathered into one store segment at most.
@@ -245,6 +278,7 @@ impl Default for ConsumerConfig {
             poll_wait: POLL_WAIT,
             retry_backoff: RETRY_BACKOFF,
             replication: None,
+            local: None,
         }
     }
 }
@@ -497,172 +531,6 @@ impl Consumer {
         Ok(())
     }
 
-    /// Lend the next segment: its id and lease.
-    async fn next(
-        &self,
-        base: &str,
-        wait: Duration,
-    ) -> Result<Option<(Ulid, Duration)>, ConsumeError> {
-        let http = |source| ConsumeError::Http {
-            base: base.to_string(),
-            what: "next",
-            source,
-        };
-        let response = self
-            .client
-            .post(format!("{base}/ingest/next?wait_ms={}", wait.as_millis()))
-            .send()
-            .await
-            .map_err(http)?;
-        match response.status().as_u16() {
-            204 => Ok(None),
-            200 => {
-                let lease = response
-                    .headers()
-                    .get(LEASE_HEADER)
-                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-                    .map(Duration::from_millis)
-                    .unwrap_or(DEFAULT_LEASE);
-                let text = response.text().await.map_err(http)?;
-                Ulid::from_string(text.trim())
-                    .map(|id| Some((id, lease)))
-                    .map_err(|_| ConsumeError::Status {
-                        base: base.to_string(),
-                        what: "next returned a bad id",
-                        status: 200,
-                    })
-            }
-            status => Err(ConsumeError::Status {
-                base: base.to_string(),
-                what: "next",
-                status,
-            }),
-        }
-    }
-
-    /// Download a lent segment into `tmp/`, verify it, and sort it if needed.
-    /// Returns its path, size and id range.
-    async fn download(
-        &self,
-        base: &str,
-        id: Ulid,
-    ) -> Result<(PathBuf, u64, (Ulid, Ulid, u64)), ConsumeError> {
-        let http = |source| ConsumeError::Http {
-            base: base.to_string(),
-            what: "read",
-            source,
-        };
-        let response = self
-            .client
-            .get(format!("{base}/ingest/read?id={id}"))
-            .send()
-            .await
-            .map_err(http)?;
-        if response.status().as_u16() != 200 {
-            return Err(ConsumeError::Status {
-                base: base.to_string(),
-                what: "read",
-                status: response.status().as_u16(),
-            });
-        }
-        let expected = response.content_length();
-        let fs = self.store.fs().clone();
-        let path = self
-            .store
-            .dir()
-            .join(TMP_DIR)
-            .join(format!("{id}.ingest.tmp"));
-        let _ = fs.remove_file(&path);
-        let mut file = fs
-            .create_new(&path)
-            .map_err(StorageError::io("create download", &path))?;
-        let mut got = 0u64;
-        let mut body = response.bytes_stream();
-        // The body's chunks are gathered into writes of DOWNLOAD_WRITE_BYTES:
-        // the page cache then holds the file in large folios, which a
-        // query's mapping faults in 15 times fewer pages at a time than
-        // the small folios of 16-64 KiB writes (BENCHMARKS.md, "Design
-        // measurements").
-        let mut pending = Vec::with_capacity(DOWNLOAD_WRITE_BYTES);
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(http)?;
-            got += chunk.len() as u64;
-            pending.extend_from_slice(&chunk);
-            if pending.len() >= DOWNLOAD_WRITE_BYTES {
-                file.write_all(&pending)
-                    .map_err(StorageError::io("write download", &path))?;
-                pending.clear();
-            }
-        }
-        file.write_all(&pending)
-            .map_err(StorageError::io("write download", &path))?;
-        drop(file);
-        if let Some(expected) = expected
-            && expected != got
-        {
-            return Err(ConsumeError::ShortBody {
-                base: base.to_string(),
-                id,
-                got,
-                expected,
-            });
-        }
-        let verify_path = path.clone();
-        let range = tokio::task::spawn_blocking(move || verify_and_sort(&*fs, &verify_path))
-            .await
-            .map_err(|e| ConsumeError::Merge(e.to_string()))??;
-        Ok((path, got, range))
-    }
-
-    /// Commit a segment, naming the stores that hold its records (none:
-    /// an ingester without replication counts this store alone).
-    async fn commit(&self, base: &str, id: Ulid, replicas: &[String]) -> Result<(), ConsumeError> {
-        let mut url = format!("{base}/ingest/commit?id={id}");
-        if !replicas.is_empty() {
-            url.push_str("&replicas=");
-            url.push_str(&replicas.join(","));
-        }
-        let response = self
-            .client
-            .post(url)
-            .send()
-            .await
-            .map_err(|source| ConsumeError::Http {
-                base: base.to_string(),
-                what: "commit",
-                source,
-            })?;
-        match response.status().as_u16() {
-            200 => Ok(()),
-            status => Err(ConsumeError::Status {
-                base: base.to_string(),
-                what: "commit",
-                status,
-            }),
-        }
-    }
-
-    async fn post(&self, base: &str, what: &'static str, id: Ulid) -> Result<(), ConsumeError> {
-        let response = self
-            .client
-            .post(format!("{base}/ingest/{what}?id={id}"))
-            .send()
-            .await
-            .map_err(|source| ConsumeError::Http {
-                base: base.to_string(),
-                what,
-                source,
-            })?;
-        match response.status().as_u16() {
-            200 => Ok(()),
-            status => Err(ConsumeError::Status {
-                base: base.to_string(),
-                what,
-                status,
-            }),
-        }
-    }
-
     /// Return every input to its ingester and drop the downloads.
     async fn give_back(&self, inputs: &[Input]) {
         for input in inputs {
@@ -681,119 +549,4 @@ impl Consumer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use sluice_storage::{Fs, MemFs, SegmentWriter};
-    use std::path::Path;
-
-    /// A batch of one record, built by hand: the encoder refuses (in debug
-    /// builds) the newline this test needs.
-    fn one_record_batch(id: Ulid, payload: &[u8]) -> Vec<u8> {
-        let mut body = Vec::new();
-        body.extend_from_slice(&id.0.to_be_bytes());
-        body.extend_from_slice(&[0, 1]);
-        body.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        body.push(b't');
-        body.extend_from_slice(payload);
-        let mut batch = b"SLB1".to_vec();
-        batch.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        batch.extend_from_slice(&1u32.to_le_bytes());
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&batch[4..12]);
-        crc.update(&body);
-        batch.extend_from_slice(&crc.finalize().to_le_bytes());
-        batch.extend_from_slice(&body);
-        batch
-    }
-
-    /// A downloaded segment whose record holds a newline is refused where
-    /// it crosses into the store, naming the record; a good one passes.
-    #[test]
-    fn a_payload_with_a_newline_is_refused_at_verify() {
-        let fs = MemFs::new();
-        Fs::create_dir_all(&fs, Path::new("/d")).unwrap();
-        let id = Ulid::from_parts(1_000, 7);
-        for (name, payload, refused) in [
-            ("good", &b"one line"[..], false),
-            ("bad", &b"two\nlines"[..], true),
-        ] {
-            let path = Path::new("/d").join(name);
-            let mut writer = SegmentWriter::create(&fs, &path).unwrap();
-            writer
-                .append(&one_record_batch(id, payload), 1, id, id)
-                .unwrap();
-            drop(writer);
-            match verify_and_sort(&fs, &path) {
-                Ok(range) => {
-                    assert!(!refused, "{name}: accepted");
-                    assert_eq!(range, (id, id, 1));
-                }
-                Err(err) => {
-                    assert!(refused, "{name}: {err}");
-                    assert!(
-                        matches!(err, ConsumeError::NewlineInPayload { id: got, .. } if got == id),
-                        "{err}"
-                    );
-                }
-            }
-        }
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
-
-        /// A download whose records are out of id order (an HTTP push's
-        /// shared lane) is rewritten sorted: the same records, each whole,
-        /// in id order, whatever the batches.
-        #[test]
-        fn an_unsorted_download_is_rewritten_sorted(
-            records in proptest::collection::vec(
-                (0u64..50, 0u64..1_000_000, "[a-z]{1,8}", "[ -~]{0,40}"),
-                1..200,
-            ),
-            batch_size in 1usize..50,
-        ) {
-            let fs = MemFs::new();
-            Fs::create_dir_all(&fs, Path::new("/d")).unwrap();
-            let path = Path::new("/d/seg");
-            let mut want = Vec::new();
-            let mut writer = SegmentWriter::create(&fs, path).unwrap();
-            for (i, chunk) in records.chunks(batch_size).enumerate() {
-                let mut encoder = sluice_record::BatchEncoder::new();
-                encoder.begin();
-                let (mut first, mut last) = (Ulid(u128::MAX), Ulid(0));
-                for (j, (ms, random, topic, payload)) in chunk.iter().enumerate() {
-                    // Unique ids, in no order.
-                    let id = Ulid::from_parts(*ms, u128::from(*random) << 16 | (i * 64 + j) as u128);
-                    first = first.min(id);
-                    last = last.max(id);
-                    encoder.push(sluice_record::Record {
-                        id,
-                        flags: 0,
-                        topic: topic.as_bytes(),
-                        payload: payload.as_bytes(),
-                    });
-                    want.push((id, topic.clone(), payload.clone()));
-                }
-                writer.append(encoder.finish(), chunk.len() as u32, first, last).unwrap();
-            }
-            drop(writer);
-            let (min, max, count) = verify_and_sort(&fs, path).unwrap();
-            want.sort();
-            proptest::prop_assert_eq!((min, max, count), (want[0].0, want[want.len() - 1].0, want.len() as u64));
-            let mut got = Vec::new();
-            let mut scanner = sluice_storage::SegmentScanner::open(&fs, path).unwrap();
-            while let Some((header, body)) = scanner.next_batch().unwrap() {
-                for record in sluice_record::RecordIter::new(body, header.count) {
-                    let record = record.unwrap();
-                    got.push((
-                        record.id,
-                        String::from_utf8(record.topic.to_vec()).unwrap(),
-                        String::from_utf8(record.payload.to_vec()).unwrap(),
-                    ));
-                }
-            }
-            proptest::prop_assert_eq!(got, want);
-        }
-    }
-}
+mod tests;

@@ -55,7 +55,7 @@ use std::{
 use sluice_storage::{Fs, SegmentCache, SegmentMeta, StorageError, WorkerPool, store_segment};
 
 pub use compact::CompactionConfig;
-pub use consumer::{Consumer, ConsumerConfig, Ingester, IngesterSource};
+pub use consumer::{Consumer, ConsumerConfig, Ingester, IngesterSource, LocalIngester};
 pub use maintain::{Maintainer, MaintenanceConfig};
 pub use metrics::describe as describe_metrics;
 pub use replicate::{ReplicaSource, Replication};

@@ -201,6 +201,16 @@ pub fn describe() {
         Unit::Count,
         "Replicas refused, by reason (bad_name, too_large, corrupt, disk_full, in_progress, io); the sender tries another store."
     );
+    describe_counter!(
+        "sluice_store_taken_segments_total",
+        Unit::Count,
+        "Lent segments taken into the store, by how: link (a hard link to this ingeststore's own ingest segment) or download (over HTTP)."
+    );
+    describe_counter!(
+        "sluice_store_taken_bytes_total",
+        Unit::Bytes,
+        "Bytes of lent segments taken into the store, by how: link or download."
+    );
     describe_gauge!(
         "sluice_store_unsorted_blocks",
         Unit::Count,
@@ -216,6 +226,13 @@ pub(crate) fn segment_written(records: u64, bytes: u64, duplicates: u64, inputs:
     if duplicates > 0 {
         counter!("sluice_store_duplicates_dropped_total").increment(duplicates);
     }
+}
+
+/// A lent segment taken into the store, by `link` (this process's own
+/// ingester) or `download`.
+pub(crate) fn taken(via: &'static str, bytes: u64) {
+    counter!("sluice_store_taken_segments_total", "via" => via).increment(1);
+    counter!("sluice_store_taken_bytes_total", "via" => via).increment(bytes);
 }
 
 pub(crate) fn consume_error(stage: &'static str) {

@@ -24,8 +24,8 @@ use anyhow::{Context, bail};
 use sluice_ingest::{IngestConfig, IngestLog, Listener, Mode};
 use sluice_storage::{Fs, RealFs, WorkerPool};
 use sluice_store::{
-    CompactionConfig, Consumer, ConsumerConfig, Maintainer, MaintenanceConfig, RetentionConfig,
-    Store,
+    CompactionConfig, Consumer, ConsumerConfig, LocalIngester, Maintainer, MaintenanceConfig,
+    RetentionConfig, Store,
 };
 
 pub use args::{BothNode, IngestNode, StoreNode};
@@ -215,14 +215,20 @@ async fn serve(
 
     let mut store_parts = None;
     if let (Some(store), Some(args)) = (&store, &store_args) {
+        // An ingeststore's store takes its own ingester's segments by a
+        // hard link, not over loopback HTTP (see `LocalIngester`).
+        let local = ingest.as_ref().map(|i| LocalIngester {
+            base: format!("http://{advertised_api}"),
+            log: i.log.clone(),
+        });
         store_parts = Some(start_store(
             store.clone(),
             args,
             membership.clone(),
             &node,
-            rf,
-            members.node_id.clone(),
+            (rf, members.node_id.clone()),
             repairer,
+            local,
         )?);
     }
 
@@ -517,9 +523,9 @@ fn start_store(
     args: &StoreArgs,
     membership: Arc<dyn sluice_cluster::Membership>,
     node: &NodeArgs,
-    rf: u32,
-    node_id: String,
+    (rf, node_id): (u32, String),
     repairer: Option<Arc<sluice_store::repair::Repairer>>,
+    local: Option<LocalIngester>,
 ) -> anyhow::Result<StoreParts> {
     let maintenance = MaintenanceConfig {
         compaction: CompactionConfig::for_target(args.compact_target.0),
@@ -551,6 +557,7 @@ fn start_store(
             lanes: args.consume_lanes.max(1),
             local_address: Some(node.bind),
             replication: (rf > 1).then(|| replication(rf, &membership, &node_id, args)),
+            local,
             ..ConsumerConfig::default()
         },
     );

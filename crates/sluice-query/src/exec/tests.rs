@@ -252,6 +252,9 @@ impl Fs for CommitAfterListing {
     fn remove_file(&self, path: &Path) -> std::io::Result<()> {
         self.inner.remove_file(path)
     }
+    fn hard_link(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.hard_link(from, to)
+    }
     fn truncate(&self, path: &Path, len: u64) -> std::io::Result<()> {
         self.inner.truncate(path, len)
     }
@@ -338,10 +341,12 @@ mod text_search {
         got
     }
 
-    /// The same through a batch file (fresh data): the text matcher runs
-    /// over each batch body, records' headers and topics included, unless
-    /// the pattern looks around, when every record comes back for the
-    /// merge to check (as the query's merge filter does).
+    /// The same through a batch file (fresh data): the text matcher's
+    /// required literal, where it has one, is searched over each batch
+    /// body and the records holding it decided on their payload; else the
+    /// matcher runs over each body, records' headers and topics included,
+    /// unless the pattern looks around, when every record comes back for
+    /// the merge to check (as the query's merge filter does).
     fn selected_in_batches(lines: &[String], matcher: &Matcher) -> Vec<String> {
         let fs = MemFs::new();
         let dir = Path::new("/store");
@@ -361,9 +366,11 @@ mod text_search {
         let mut options = ScanOptions::new(WorkerPool::inline());
         options.text = matcher.text_matcher();
         let mut cursor = store_segment::open_cursor(&fs, &dir.join(&meta.name), &options).unwrap();
-        // A pattern without look-around selects exactly; one with it gets
-        // every record back, to be checked as the merge does.
-        let exact = !options.text.as_ref().unwrap().looks_around();
+        // A pattern with a required literal, or without look-around,
+        // selects exactly; any other gets every record back, to be checked
+        // as the merge does.
+        let text = options.text.as_ref().unwrap();
+        let exact = text.required_literal().is_some() || !text.looks_around();
         let mut got = Vec::new();
         while cursor.advance().unwrap() {
             let payload = cursor.record().payload;
@@ -485,6 +492,30 @@ mod text_search {
         assert_eq!(
             selected_by_text(&lines, &matcher, BlockLayout::Sorted),
             ["an Error here", "ERROR", "terror"]
+        );
+    }
+
+    /// A batch file's records that hold a regex's required literal are
+    /// decided by the regex on their payload: the literal alone would take
+    /// `status=5 ok` too, and the word boundary must see the payload's end,
+    /// not the next record's header.
+    #[test]
+    fn records_holding_the_required_literal_are_decided_by_the_regex() {
+        let lines: Vec<String> = [
+            "status=503",
+            "status=5 ok",
+            "x status=500y",
+            "status=200",
+            "status=599",
+        ]
+        .map(String::from)
+        .to_vec();
+        let matcher = Matcher::new(r"status=5[0-9]{2}\b", true, false).unwrap();
+        let text = matcher.text_matcher().unwrap();
+        assert_eq!(text.required_literal().unwrap().needle(), b"status=5");
+        assert_eq!(
+            selected_in_batches(&lines, &matcher),
+            ["status=503", "status=599"]
         );
     }
 }

@@ -27,6 +27,14 @@ pub trait TextMatcher: Send + Sync {
     /// lines are separated by newlines, but not over a batch file's body,
     /// where a record's header bytes precede its payload.
     fn looks_around(&self) -> bool;
+    /// A literal every match holds, if the matcher has one worth searching
+    /// for. A batch file's body is searched for it, and each record whose
+    /// payload holds it is decided by [`is_match`](Self::is_match) on that
+    /// payload alone, as a per-record match decides it (so a matcher that
+    /// looks around is searched this way too).
+    fn required_literal(&self) -> Option<&memmem::Finder<'static>> {
+        None
+    }
 }
 
 pub(super) type Literal = Arc<memmem::Finder<'static>>;

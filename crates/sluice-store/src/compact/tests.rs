@@ -697,6 +697,9 @@ impl Fs for InterleavedFs {
     fn remove_file(&self, path: &Path) -> std::io::Result<()> {
         self.inner.remove_file(path)
     }
+    fn hard_link(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.hard_link(from, to)
+    }
     fn truncate(&self, path: &Path, len: u64) -> std::io::Result<()> {
         self.inner.truncate(path, len)
     }

@@ -3,8 +3,12 @@
 //! merged by id into one. Public so that the simulation (`sluice-sim`)
 //! writes its stores' local copies with this same code.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
+};
 
+use sluice_ingest::IngestLog;
 use sluice_record::{Record, RecordIter, Ulid};
 use sluice_storage::{
     Fs, RecordCursor, SegmentScanner, SegmentWriter, StorageError, StoreSegmentWriter, WorkerPool,
@@ -98,6 +102,43 @@ fn sort_segment(fs: &dyn Fs, path: &Path) -> Result<(), ConsumeError> {
     fs.rename(&sorted_path, path)
         .map_err(StorageError::io("replace unsorted download", path))?;
     Ok(())
+}
+
+/// Take segment `id`, lent by this process's own ingester, into `to` (in
+/// the store's `tmp/`) as a hard link to its file. Returns its size, or
+/// `None` when no link can be made there (another filesystem, or one
+/// without links): the caller downloads it instead.
+pub fn link_lent(
+    log: &IngestLog,
+    fs: &dyn Fs,
+    id: Ulid,
+    to: &Path,
+) -> Result<Option<u64>, ConsumeError> {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let from = log
+        .pending_path(id)
+        .map_err(|source| ConsumeError::Local { id, source })?;
+    let _ = fs.remove_file(to);
+    match fs.hard_link(&from, to) {
+        Ok(()) => {}
+        // The lease ran out and the segment went back (renamed): as lost a
+        // lend as a 404 from a remote ingester.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StorageError::io("link lent segment", &from)(err).into());
+        }
+        Err(err) => {
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                tracing::warn!(from = %from.display(), to = %to.display(), error = %err,
+                    "cannot hard-link this node's own ingest segments into the store; they are downloaded over loopback HTTP instead, which costs CPU (keep the ingest and store directories on one filesystem)");
+            }
+            return Ok(None);
+        }
+    }
+    let bytes = fs
+        .open_read(to)
+        .and_then(|f| f.len())
+        .map_err(StorageError::io("stat linked segment", to))?;
+    Ok(Some(bytes))
 }
 
 /// A verified download, as the blocking write step needs it.
