@@ -29,7 +29,10 @@
 //! So while a query scans ([`WorkerPool::foreground_scan`]) background
 //! threads start no job, for at most [`BACKGROUND_YIELD`] at a time, after
 //! which each runs one: compaction slows under a steady stream of queries
-//! but never stops.
+//! but never stops. A job already running when a query starts pauses at
+//! its next [`yield_to_queries`] (a block build calls it between frames),
+//! for at most [`BACKGROUND_YIELD`] over the whole job: otherwise a build
+//! begun just before the query ran its tens of milliseconds beside it.
 //!
 //! A job never submits to the pool and never waits on another job, so a
 //! full pool cannot deadlock. A job that panics loses only its own result:
@@ -300,9 +303,46 @@ pub fn lower_this_threads_priority() {
     }
 }
 
+thread_local! {
+    /// On a background thread running a job: its pool, and how much of
+    /// the job's [`BACKGROUND_YIELD`] is left for [`yield_to_queries`].
+    static RUNNING_BACKGROUND: std::cell::RefCell<Option<(Arc<Shared>, Duration)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Called by a long job between its steps: on a background thread, while
+/// a query scans, wait until no query scans, for at most what is left of
+/// the job's [`BACKGROUND_YIELD`]. Anywhere else (a foreground or inline
+/// job, or no query), return at once.
+pub fn yield_to_queries() {
+    RUNNING_BACKGROUND.with_borrow_mut(|running| {
+        let Some((shared, left)) = running.as_mut() else {
+            return;
+        };
+        if left.is_zero() || shared.scans.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        shared.yields.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let mut queues = shared.lock();
+        loop {
+            let waited = started.elapsed();
+            if waited >= *left || shared.scans.load(Ordering::SeqCst) == 0 || queues.closed {
+                *left = left.saturating_sub(waited);
+                return;
+            }
+            queues = shared
+                .background_ready
+                .wait_timeout(queues, *left - waited)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    });
+}
+
 /// A worker: take jobs from its queue (the background one if
 /// `background`) until the pool closes and the queue is empty.
-fn work(shared: &Shared, background: bool) {
+fn work(shared: &Arc<Shared>, background: bool) {
     let ready = match background {
         true => &shared.background_ready,
         false => &shared.foreground_ready,
@@ -348,8 +388,12 @@ fn work(shared: &Shared, background: bool) {
         };
         shared.queued.fetch_sub(1, Ordering::Relaxed);
         shared.busy.fetch_add(1, Ordering::Relaxed);
+        if background {
+            RUNNING_BACKGROUND.set(Some((shared.clone(), shared.yield_at_most)));
+        }
         // A panicking job drops its result sender: its task reports it.
         let _ = catch_unwind(AssertUnwindSafe(job));
+        RUNNING_BACKGROUND.set(None);
         shared.busy.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -531,6 +575,71 @@ mod tests {
         let done: Vec<u32> = jobs.into_iter().map(|t| t.wait().unwrap()).collect();
         assert_eq!(done, (0..20).collect::<Vec<_>>());
         assert!(pool.background_yields() >= 1);
+    }
+
+    /// A background job already running when a query starts pauses at its
+    /// next yield point until the scan ends; a foreground job never does.
+    #[test]
+    fn a_running_background_job_pauses_at_its_yield_point_during_a_scan() {
+        let pool = WorkerPool::yielding_at_most(1, Duration::from_secs(3600)).unwrap();
+        let (started_tx, started_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let passed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let job = pool.background().submit({
+            let passed = passed.clone();
+            move || {
+                started_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                yield_to_queries();
+                passed.store(true, Ordering::SeqCst);
+            }
+        });
+        started_rx.recv().unwrap();
+        let scan = pool.foreground_scan();
+        go_tx.send(()).unwrap();
+        for _ in 0..10_000 {
+            if pool.background_yields() > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(
+            pool.background_yields(),
+            1,
+            "the job reached its yield point"
+        );
+        assert_eq!(
+            pool.submit(|| {
+                yield_to_queries();
+                5
+            })
+            .wait(),
+            Ok(5)
+        );
+        assert!(
+            !passed.load(Ordering::SeqCst),
+            "the job went on during the scan"
+        );
+        drop(scan);
+        job.wait().unwrap();
+        assert!(passed.load(Ordering::SeqCst));
+    }
+
+    /// During a scan that never ends, a job's yield points together wait
+    /// no longer than the pool's yield: the first spends it, and the rest
+    /// return at once, so the job always finishes.
+    #[test]
+    fn a_jobs_yield_points_wait_at_most_the_yield_in_all() {
+        let pool = WorkerPool::yielding_at_most(1, Duration::from_millis(20)).unwrap();
+        let _scan = pool.foreground_scan();
+        let job = pool.background().submit(|| {
+            for _ in 0..1_000 {
+                yield_to_queries();
+            }
+        });
+        job.wait().unwrap();
+        // One yield before the job started, one inside it.
+        assert_eq!(pool.background_yields(), 2);
     }
 
     /// Results come back to each submitter, whatever order jobs end in.

@@ -404,6 +404,9 @@ fn build(
     layout: BlockLayout,
     keep: Option<&BlockCache>,
 ) -> io::Result<Built> {
+    // A build on a background thread pauses at each frame (and before
+    // and after them) while a query scans (see `workers`).
+    crate::workers::yield_to_queries();
     let sorted = layout == BlockLayout::Sorted;
     let count = block.ids.len();
     let Tools {
@@ -445,6 +448,7 @@ fn build(
     let mut line = 0;
     lines_text.clear();
     while line < count {
+        crate::workers::yield_to_queries();
         let text_at = lines_text.len();
         slices.start_frame();
         let first = line;
@@ -476,6 +480,7 @@ fn build(
         }
         frames += 1;
     }
+    crate::workers::yield_to_queries();
     let (min, max) = (block.ids[0], block.ids[count - 1]);
     put_fixed_meta(meta, &block, data);
     let in_order_flag = if sorted { 0 } else { IN_ORDER };
