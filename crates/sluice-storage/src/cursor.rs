@@ -717,7 +717,7 @@ const PREFETCH_AHEAD: usize = 8;
 /// Ask the CPU to bring the record at `at` of `body` (its header and the
 /// start of its payload) into its caches. The workers that selected a
 /// batch's records passed over them several megabytes earlier, so the
-/// reader finds each in memory, not in a cache: a tenth of its time for a
+/// reader finds each in memory, not in a cache: a fifth of its time for a
 /// literal on 1% of fresh lines went to that wait (BENCHMARKS.md, "Design
 /// measurements").
 #[inline]

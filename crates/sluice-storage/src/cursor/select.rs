@@ -63,7 +63,7 @@ pub const RECORD_INDEX_STRIDE: usize = 16;
 /// batch body start (a body is at most 128 MiB, so an offset fits 32 bits).
 /// A search of a body without matches walks none of its record headers,
 /// but one with a match every hundred records walks nearly all of them,
-/// one dependent load after another: a quarter of the workers' time for a
+/// one dependent load after another: a fifth of the workers' time for a
 /// literal on 1% of fresh lines (BENCHMARKS.md, "Design measurements").
 /// With the index, it walks at most this many to each hit.
 pub(super) fn index_records(body: &[u8], count: u32) -> Result<Vec<u32>, CodecError> {
