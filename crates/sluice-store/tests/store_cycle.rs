@@ -15,7 +15,7 @@ use axum::{extract::Request, middleware::Next, response::IntoResponse};
 use sluice_ingest::{IngestLog, ManualClock};
 use sluice_query::{Matcher, Query};
 use sluice_record::{BatchEncoder, IdGenerator, Record};
-use sluice_storage::MemFs;
+use sluice_storage::{Fs, MemFs};
 use sluice_store::{Consumer, ConsumerConfig, LocalIngester, Store};
 
 fn seal_segment(log: &IngestLog, ids: &mut IdGenerator, tag: &str, n: u32) -> Vec<String> {
@@ -273,5 +273,26 @@ fn an_ingeststores_own_segments_are_taken_by_link_through_faults() {
         assert_eq!(stats.records_scanned, 7000, "a-c twice, d once");
         assert_eq!(stats.duplicates_removed, 3000);
         assert_eq!(got, expected);
+
+        // 5. A linked segment that fails its checks goes back, and its
+        //    link is not left in the store's tmp/.
+        fs.refuse_links(false);
+        seal_segment(&log, &mut ids, "e", 1000);
+        let ingest = Path::new("/data/ingest");
+        let name = fs
+            .read_dir(ingest)
+            .unwrap()
+            .into_iter()
+            .find(|e| e.name.ends_with(".flushed"))
+            .unwrap()
+            .name;
+        let mut bytes = fs.read_all(&ingest.join(&name)).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x40;
+        fs.write_all_synced(&ingest.join(&name), &bytes);
+        assert!(consumer.cycle().await.is_err());
+        assert_eq!(log.counts(), (1, 0));
+        let tmp = fs.read_dir(Path::new("/data/store/tmp")).unwrap();
+        assert!(tmp.is_empty(), "left in tmp/: {tmp:?}");
     });
 }

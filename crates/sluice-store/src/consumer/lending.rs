@@ -82,8 +82,15 @@ impl Consumer {
                 let Some(bytes) = link_lent(&log, &*fs, id, &path)? else {
                     return Ok(None);
                 };
-                let range = verify_and_sort(&*fs, &path)?;
-                Ok::<_, ConsumeError>(Some((path, bytes, range)))
+                match verify_and_sort(&*fs, &path) {
+                    Ok(range) => Ok::<_, ConsumeError>(Some((path, bytes, range))),
+                    Err(err) => {
+                        // The segment goes back to the ingester; the link
+                        // would only keep its blocks on disk.
+                        let _ = fs.remove_file(&path);
+                        Err(err)
+                    }
+                }
             })
             .await
             .map_err(|e| ConsumeError::Merge(e.to_string()))?;
