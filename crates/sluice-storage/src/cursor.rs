@@ -497,14 +497,11 @@ impl BatchCursor {
                         // (one walk, as the search without an index would
                         // do); the searches after it walk from the index.
                         let index = match &indexes {
-                            Some(indexes) => match indexes.get(frame.body.start) {
-                                Some(index) => Some(index),
-                                None => {
-                                    let index: Arc<[u32]> = index_records(body, count)?.into();
-                                    indexes.insert(frame.body.start, index.clone());
-                                    Some(index)
-                                }
-                            },
+                            Some(indexes) => {
+                                Some(indexes.get_or_build(frame.body.start, || {
+                                    index_records(body, count)
+                                })?)
+                            }
                             None => None,
                         };
                         select.select(body, count, index.as_deref(), &mut selected)?;

@@ -31,8 +31,8 @@
 //! - Entries hold only the mapping and the verified footer (a batch
 //!   file's: the mapping, whether it was verified, and a record index per
 //!   batch, 4 bytes per 16 records); memory is the footer index per
-//!   segment, and the page cache owns the bytes. A batch file is compacted within minutes,
-//!   and its entry goes with it.
+//!   segment, and the page cache owns the bytes. A batch file is compacted
+//!   within minutes, and its entry goes with it.
 //! - Decoded blocks are kept apart, in a [`BlockCache`] bounded in bytes
 //!   ([`SegmentCache::with_block_cache`]), keyed by their content, so a
 //!   block copied whole into another file is found there too.
@@ -89,9 +89,19 @@ impl RecordIndexes {
         lock(&self.0).get(&body_at).cloned()
     }
 
-    /// Keep the index of the batch whose body starts at `body_at`.
-    pub(crate) fn insert(&self, body_at: usize, index: Arc<[u32]>) {
-        lock(&self.0).insert(body_at, index);
+    /// The index of the batch whose body starts at `body_at`, built by
+    /// `build` (outside the lock) and kept if there is none yet.
+    pub(crate) fn get_or_build<E>(
+        &self,
+        body_at: usize,
+        build: impl FnOnce() -> Result<Vec<u32>, E>,
+    ) -> Result<Arc<[u32]>, E> {
+        if let Some(index) = self.get(body_at) {
+            return Ok(index);
+        }
+        let index: Arc<[u32]> = build()?.into();
+        lock(&self.0).insert(body_at, index.clone());
+        Ok(index)
     }
 }
 

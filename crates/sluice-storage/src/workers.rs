@@ -98,6 +98,11 @@ struct Shared {
     workers: usize,
     /// Queries scanning now (their [`ForegroundScan`]s).
     scans: AtomicUsize,
+    /// Signalled when the last scan ends or the pool closes: what a job
+    /// paused in [`yield_to_queries`] waits on (apart from
+    /// `background_ready`, whose one wake-up per queued job it would
+    /// otherwise take from an idle background thread).
+    scans_ended: Condvar,
     /// Times a background thread held back a queued job for a query.
     yields: AtomicUsize,
     /// [`BACKGROUND_YIELD`], but for tests.
@@ -288,6 +293,7 @@ impl Drop for ForegroundScan {
             // check of `scans` and its wait.
             let _queues = self.shared.lock();
             self.shared.background_ready.notify_all();
+            self.shared.scans_ended.notify_all();
         }
     }
 }
@@ -332,7 +338,7 @@ pub fn yield_to_queries() {
                 return;
             }
             queues = shared
-                .background_ready
+                .scans_ended
                 .wait_timeout(queues, *left - waited)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
@@ -404,6 +410,7 @@ impl Drop for Owner {
         self.shared.lock().closed = true;
         self.shared.foreground_ready.notify_all();
         self.shared.background_ready.notify_all();
+        self.shared.scans_ended.notify_all();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -534,6 +541,16 @@ mod tests {
         }
     }
 
+    /// Until background threads held jobs back `n` times (bounded: 10 s).
+    fn wait_for_yields(pool: &WorkerPool, n: usize) {
+        for _ in 0..10_000 {
+            if pool.background_yields() >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// While a query scans, a queued background job waits; it runs once
     /// the scan ends.
     #[test]
@@ -546,12 +563,7 @@ mod tests {
             move || ran.store(true, Ordering::SeqCst)
         });
         // The background thread has seen the job and held it back.
-        for _ in 0..10_000 {
-            if pool.background_yields() > 0 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_for_yields(&pool, 1);
         assert_eq!(pool.background_yields(), 1);
         // Foreground jobs still run.
         assert_eq!(pool.submit(|| 5).wait(), Ok(5));
@@ -597,12 +609,7 @@ mod tests {
         started_rx.recv().unwrap();
         let scan = pool.foreground_scan();
         go_tx.send(()).unwrap();
-        for _ in 0..10_000 {
-            if pool.background_yields() > 0 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_for_yields(&pool, 1);
         assert_eq!(
             pool.background_yields(),
             1,
@@ -623,6 +630,35 @@ mod tests {
         drop(scan);
         job.wait().unwrap();
         assert!(passed.load(Ordering::SeqCst));
+    }
+
+    /// A job paused at its yield point does not take the wake-up meant for
+    /// an idle background thread: a job queued meanwhile is seen (and held
+    /// back for the scan) by the idle thread at once.
+    #[test]
+    fn a_paused_job_leaves_queued_jobs_to_the_idle_threads() {
+        let pool = WorkerPool::yielding_at_most(2, Duration::from_secs(3600)).unwrap();
+        let (started_tx, started_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let paused = pool.background().submit(move || {
+            started_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            yield_to_queries();
+        });
+        started_rx.recv().unwrap();
+        let scan = pool.foreground_scan();
+        go_tx.send(()).unwrap();
+        wait_for_yields(&pool, 1);
+        let queued = pool.background().submit(|| 7);
+        wait_for_yields(&pool, 2);
+        assert_eq!(
+            pool.background_yields(),
+            2,
+            "the idle thread saw the queued job"
+        );
+        drop(scan);
+        paused.wait().unwrap();
+        assert_eq!(queued.wait(), Ok(7));
     }
 
     /// During a scan that never ends, a job's yield points together wait
