@@ -156,6 +156,26 @@ fn batches_outside_the_range_are_not_read() {
         assert_eq!(got, [30, 31, 40, 41, 50, 51], "parallel {parallel}");
         assert!(bytes_read < len * 4 / 7, "read {bytes_read} of {len}");
     }
+    // Through the segment cache: a ranged search leaves the file
+    // unverified, a whole one verifies it.
+    let cache = Arc::new(crate::SegmentCache::new());
+    let verified = || {
+        let file = fs.open_read(path).unwrap();
+        let shared = cache.map_batches(&fs, path, &*file).unwrap();
+        shared.verified.load(Ordering::Acquire)
+    };
+    for ids in [Some((Ulid(35), Ulid(52))), None] {
+        let options = ScanOptions {
+            ids,
+            cache: Some(cache.clone()),
+            literal: Some(Arc::new(memmem::Finder::new(b"ERROR").into_owned())),
+            ..ScanOptions::new(test_pool())
+        };
+        let mut cursor = open_cursor(&fs, path, &options).unwrap();
+        while cursor.advance().unwrap() {}
+        drop(cursor);
+        assert_eq!(verified(), ids.is_none(), "range {ids:?}");
+    }
 }
 
 /// A damaged first id that moves the scan's start too far, or would end
