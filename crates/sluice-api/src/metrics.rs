@@ -92,7 +92,7 @@ pub fn describe() {
     describe_counter!(
         "sluice_compaction_yields_total",
         Unit::Count,
-        "Times a compaction job was held back while a query scanned (at most 250 ms each)."
+        "Times a compaction job was held back, or paused between its frames, while a query scanned (at most 250 ms before a job, and over a job)."
     );
     describe_gauge!(
         "sluice_block_cache_bytes",

@@ -103,7 +103,8 @@ struct Shared {
     /// `background_ready`, whose one wake-up per queued job it would
     /// otherwise take from an idle background thread).
     scans_ended: Condvar,
-    /// Times a background thread held back a queued job for a query.
+    /// Times a background thread held back a queued job, or paused a
+    /// running one, for a query.
     yields: AtomicUsize,
     /// [`BACKGROUND_YIELD`], but for tests.
     yield_at_most: Duration,
@@ -232,7 +233,8 @@ impl WorkerPool {
         self.shared.busy.load(Ordering::Relaxed)
     }
 
-    /// Times a background thread held a queued job back for a query to end.
+    /// Times a background thread held a queued job back, or paused a
+    /// running one ([`yield_to_queries`]), for a query to end.
     pub fn background_yields(&self) -> usize {
         self.shared.yields.load(Ordering::Relaxed)
     }
