@@ -74,7 +74,8 @@ pub struct NodeArgs {
     /// number of cores); as many more decode and build them for compaction,
     /// at a lower priority (nice +10), holding each job back while a query
     /// scans and pausing a running one between its frames (at most 250 ms
-    /// each time), so a query has the cores while it runs.
+    /// before a job, and 250 ms within one), so a query has the cores while
+    /// it runs.
     #[arg(long, default_value_t = sluice_storage::workers::default_workers(), env = "SLUICE_WORKERS")]
     pub workers: usize,
     /// Queries that scan at once (default: twice the number of cores); more
