@@ -14,7 +14,7 @@ use std::{
 };
 
 use memchr::memmem;
-use sluice_record::{BatchHeader, Record, Ulid, decode_record};
+use sluice_record::{BatchHeader, CodecError, Record, Ulid, decode_record, record_bounds};
 
 mod select;
 
@@ -151,6 +151,11 @@ pub struct BatchCursor {
     /// start, ascending, and the next one to return.
     selected: Vec<usize>,
     next_selected: usize,
+    /// The selected records of the current batch, copied out by the
+    /// worker that selected them (see [`Selection`]); `selected` then
+    /// holds where each starts in it. `None`: they are read from the
+    /// mapping.
+    gathered: Option<Vec<u8>>,
     skipped: u64,
     cancel: Option<Cancel>,
     /// A file still being appended to: a short batch at its end is where
@@ -201,14 +206,57 @@ struct Frame {
 /// searches them.
 struct Searching {
     frames: Vec<Frame>,
-    task: Task<Vec<Result<Vec<usize>, sluice_record::CodecError>>>,
+    task: Task<Vec<Result<Selection, sluice_record::CodecError>>>,
 }
 
-/// A batch a worker verified and searched: the starts of the records it
-/// selected, or why it is corrupt.
+/// A batch a worker verified and searched: the records it selected, or
+/// why it is corrupt.
 struct Searched {
     frame: Frame,
-    selected: Result<Vec<usize>, sluice_record::CodecError>,
+    selected: Result<Selection, sluice_record::CodecError>,
+}
+
+/// The records a worker selected of one batch: where each starts, in the
+/// batch body or, when `gathered`, in that copy of them.
+struct Selection {
+    starts: Vec<usize>,
+    gathered: Option<Vec<u8>>,
+}
+
+/// A batch's selected records are copied out by the worker when at most
+/// one in this many of its records is selected.
+///
+/// The worker has just searched the body, so a selected record is in its
+/// caches; the reader comes to it only after the workers have searched
+/// megabytes more, and would wait on memory for each record twice, to
+/// decode it and to copy it into an answer frame. A copy made by the
+/// worker is cheap, and the reader then reads the records one after
+/// another. Where most records are selected, the reader's reads are
+/// sequential anyway and a copy would only double the bytes moved.
+const GATHER_ONE_IN: usize = 4;
+
+impl Selection {
+    /// The records of `body` (`count` of them) starting at `starts`,
+    /// copied out if they are few enough (see [`GATHER_ONE_IN`]).
+    fn gather(body: &[u8], count: u32, mut starts: Vec<usize>) -> Result<Self, CodecError> {
+        if starts.is_empty() || starts.len() * GATHER_ONE_IN > count as usize {
+            return Ok(Selection {
+                starts,
+                gathered: None,
+            });
+        }
+        let mut gathered = Vec::with_capacity(starts.len() * (body.len() / count as usize + 1));
+        for start in &mut starts {
+            let (_, end) = record_bounds(body, *start)?;
+            let at = gathered.len();
+            gathered.extend_from_slice(&body[*start..end]);
+            *start = at;
+        }
+        Ok(Selection {
+            starts,
+            gathered: Some(gathered),
+        })
+    }
 }
 
 #[derive(Default, Clone, Copy)]
@@ -260,6 +308,7 @@ impl BatchCursor {
             select: None,
             selected: Vec::new(),
             next_selected: 0,
+            gathered: None,
             skipped: 0,
             cancel: None,
             growing: false,
@@ -485,9 +534,14 @@ impl BatchCursor {
             let indexes = self.record_indexes.clone();
             let task = workers.submit(move || {
                 let mut selected = Vec::new();
-                group
+                let mut known = indexes
+                    .as_ref()
+                    .map(|indexes| indexes.get_all(group.iter().map(|frame| frame.body.start)));
+                let mut built = Vec::new();
+                let results = group
                     .iter()
-                    .map(|frame| {
+                    .enumerate()
+                    .map(|(k, frame)| {
                         let body = &mapped[frame.body.clone()];
                         if verify {
                             frame.header.verify(body)?;
@@ -496,18 +550,23 @@ impl BatchCursor {
                         // The first search of a batch indexes its records
                         // (one walk, as the search without an index would
                         // do); the searches after it walk from the index.
-                        let index = match &indexes {
-                            Some(indexes) => {
-                                Some(indexes.get_or_build(frame.body.start, || {
-                                    index_records(body, count)
-                                })?)
+                        let index = match known.as_mut().map(|known| known[k].take()) {
+                            Some(Some(index)) => Some(index),
+                            Some(None) => {
+                                let index: Arc<[u32]> = index_records(body, count)?.into();
+                                built.push((frame.body.start, index.clone()));
+                                Some(index)
                             }
                             None => None,
                         };
                         select.select(body, count, index.as_deref(), &mut selected)?;
-                        Ok(std::mem::take(&mut selected))
+                        Selection::gather(body, count, std::mem::take(&mut selected))
                     })
-                    .collect()
+                    .collect();
+                if let Some(indexes) = &indexes {
+                    indexes.insert_all(built);
+                }
+                results
             });
             self.in_flight.push_back(Searching { frames, task });
         }
@@ -548,8 +607,17 @@ impl BatchCursor {
             source,
         })?;
         self.scanner.set_body(frame.body);
-        self.selected = selected;
+        self.selected = selected.starts;
+        self.gathered = selected.gathered;
         Ok(Some(frame.header))
+    }
+
+    /// Where the current batch's records are read from: the copy of its
+    /// selected ones, or its body.
+    fn selected_body(&self) -> &[u8] {
+        self.gathered
+            .as_deref()
+            .unwrap_or_else(|| self.scanner.body())
     }
 
     /// The pool and the selector, when the batches are searched on the
@@ -598,6 +666,7 @@ impl BatchCursor {
                         self.above_range_at = Some(at);
                         return Ok(false);
                     }
+                    self.gathered = None;
                     if let Some(select) = &self.select {
                         let mut selected = std::mem::take(&mut self.selected);
                         let searched = select.select(body, header.count, None, &mut selected);
@@ -646,7 +715,7 @@ impl RecordCursor for BatchCursor {
                         self.next_selected += 1;
                         if let Some(&ahead) = self.selected.get(self.next_selected + PREFETCH_AHEAD)
                         {
-                            prefetch(self.scanner.body(), ahead);
+                            prefetch(self.selected_body(), ahead);
                         }
                         at
                     }
@@ -668,7 +737,7 @@ impl RecordCursor for BatchCursor {
                     self.next
                 }
             };
-            let body = self.scanner.body();
+            let body = self.selected_body();
             let (record, next) = decode_record(body, at).map_err(|e| self.corrupt(e))?;
             let payload_start = next - record.payload.len();
             let topic_start = payload_start - record.topic.len();
@@ -684,7 +753,7 @@ impl RecordCursor for BatchCursor {
     }
 
     fn record(&self) -> Record<'_> {
-        let body = self.scanner.body();
+        let body = self.selected_body();
         let c = &self.current;
         Record {
             id: c.id,

@@ -85,23 +85,32 @@ pub struct RecordIndexes(Mutex<HashMap<usize, Arc<[u32]>>>);
 
 impl RecordIndexes {
     /// The index of the batch whose body starts at `body_at`, if built.
+    #[cfg(test)]
     pub(crate) fn get(&self, body_at: usize) -> Option<Arc<[u32]>> {
         lock(&self.0).get(&body_at).cloned()
     }
 
-    /// The index of the batch whose body starts at `body_at`, built by
-    /// `build` (outside the lock) and kept if there is none yet.
-    pub(crate) fn get_or_build<E>(
+    /// The indexes of the batches whose bodies start at `bodies_at`, in
+    /// that order (`None` where not built yet), under one lock: a worker
+    /// asks for a whole group of batches at once, as a lock per batch had
+    /// the two workers pass the lock's cache line back and forth.
+    pub(crate) fn get_all(
         &self,
-        body_at: usize,
-        build: impl FnOnce() -> Result<Vec<u32>, E>,
-    ) -> Result<Arc<[u32]>, E> {
-        if let Some(index) = self.get(body_at) {
-            return Ok(index);
+        bodies_at: impl Iterator<Item = usize>,
+    ) -> Vec<Option<Arc<[u32]>>> {
+        let indexes = lock(&self.0);
+        bodies_at.map(|at| indexes.get(&at).cloned()).collect()
+    }
+
+    /// Keep `built` (body start, index) where no index is kept yet.
+    pub(crate) fn insert_all(&self, built: Vec<(usize, Arc<[u32]>)>) {
+        if built.is_empty() {
+            return;
         }
-        let index: Arc<[u32]> = build()?.into();
-        lock(&self.0).insert(body_at, index.clone());
-        Ok(index)
+        let mut indexes = lock(&self.0);
+        for (at, index) in built {
+            indexes.entry(at).or_insert(index);
+        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! A batch file's cursor with an id range: batches wholly outside it are
-//! passed over, never a record inside it.
+//! A batch file's cursor: with an id range, batches wholly outside it are
+//! passed over, never a record inside it; records the workers copy out
+//! read as they do from the mapping.
 
 use super::*;
 use crate::store_segment::{ScanOptions, open_cursor};
@@ -206,4 +207,118 @@ fn a_damaged_first_id_never_hides_records_in_the_range() {
             }
         }
     }
+}
+
+/// A batch body of `n` records of varied topics, flags and lengths, and
+/// where each record starts.
+fn varied_body(n: usize) -> (Vec<u8>, Vec<usize>) {
+    let mut encoder = BatchEncoder::new();
+    encoder.begin();
+    for i in 0..n {
+        encoder.push(Record {
+            id: Ulid(1_000 + i as u128),
+            flags: (i % 2) as u8,
+            topic: [&b"t"[..], b"topic", b"ab"][i % 3],
+            payload: format!("line {i} {}", "x".repeat(i * 5)).as_bytes(),
+        });
+    }
+    let body = encoder.finish()[sluice_record::batch::BATCH_HEADER_BYTES..].to_vec();
+    let mut starts = Vec::new();
+    let mut at = 0;
+    for _ in 0..n {
+        starts.push(at);
+        at = record_bounds(&body, at).unwrap().1;
+    }
+    (body, starts)
+}
+
+/// A worker copies out a batch's selected records when they are at most
+/// one in [`GATHER_ONE_IN`], and each reads from the copy as from the
+/// body; more are left in the body.
+#[test]
+fn a_sparse_selection_is_copied_out_and_a_dense_one_is_not() {
+    let (body, starts) = varied_body(8);
+    let picked = [1, 6];
+    let sparse = Selection::gather(&body, 8, picked.iter().map(|&i| starts[i]).collect()).unwrap();
+    let gathered = sparse.gathered.as_deref().expect("2 of 8 are copied out");
+    assert_eq!(sparse.starts.len(), picked.len());
+    for (&at, &i) in sparse.starts.iter().zip(&picked) {
+        let from_copy = decode_record(gathered, at).unwrap();
+        let from_body = decode_record(&body, starts[i]).unwrap();
+        assert_eq!(from_copy.0, from_body.0);
+        assert_eq!(
+            from_copy.1 - at,
+            from_body.1 - starts[i],
+            "the whole record"
+        );
+    }
+    assert_eq!(
+        gathered.len(),
+        picked
+            .iter()
+            .map(|&i| record_bounds(&body, starts[i]).unwrap().1 - starts[i])
+            .sum::<usize>()
+    );
+
+    let dense = Selection::gather(&body, 8, starts[..3].to_vec()).unwrap();
+    assert!(dense.gathered.is_none(), "3 of 8 stay in the body");
+    assert_eq!(dense.starts, starts[..3]);
+}
+
+/// Batches where one record in ten holds the literal (copied out by the
+/// workers) and one where all do (read from the mapping) return, through a
+/// cursor on workers, exactly the records that hold it: ids, flags, topics
+/// and payloads.
+#[test]
+fn records_copied_out_by_the_workers_read_as_the_mapped_ones() {
+    let fs = MemFs::new();
+    fs.create_dir_all(Path::new("/s")).unwrap();
+    let path = Path::new("/s/file.seg");
+    let mut writer = SegmentWriter::create(&fs, path).unwrap();
+    let mut encoder = BatchEncoder::new();
+    let mut all = Vec::new();
+    let mut id = 0u128;
+    for batch in 0..6 {
+        encoder.begin();
+        let first = id + 1;
+        for i in 0..40usize {
+            id += 1;
+            let level = if batch == 5 || i % 10 == 3 {
+                "ERROR"
+            } else {
+                "INFO"
+            };
+            let (flags, topic) = ((i % 2) as u8, ["t", "topic", "ab"][i % 3]);
+            let payload = format!("{level} request {id} {}", "x".repeat(i * 7));
+            encoder.push(Record {
+                id: Ulid(id),
+                flags,
+                topic: topic.as_bytes(),
+                payload: payload.as_bytes(),
+            });
+            all.push((id, flags, topic.to_string(), payload));
+        }
+        writer
+            .append(encoder.finish(), 40, Ulid(first), Ulid(id))
+            .unwrap();
+    }
+    writer.sync().unwrap();
+    let options = ScanOptions {
+        literal: Some(Arc::new(memmem::Finder::new(b"ERROR").into_owned())),
+        ..ScanOptions::new(test_pool())
+    };
+    let mut cursor = open_cursor(&fs, path, &options).unwrap();
+    let mut got = Vec::new();
+    while cursor.advance().unwrap() {
+        let r = cursor.record();
+        got.push((
+            r.id.0,
+            r.flags,
+            String::from_utf8(r.topic.to_vec()).unwrap(),
+            String::from_utf8(r.payload.to_vec()).unwrap(),
+        ));
+    }
+    let want: Vec<_> = all.into_iter().filter(|r| r.3.contains("ERROR")).collect();
+    assert_eq!(want.len(), 5 * 4 + 40);
+    assert_eq!(got, want);
 }
