@@ -108,6 +108,8 @@ struct Shared {
     yields: AtomicUsize,
     /// [`BACKGROUND_YIELD`], but for tests.
     yield_at_most: Duration,
+    /// Jobs submitted since the pool started, of either kind.
+    submitted: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -239,6 +241,12 @@ impl WorkerPool {
         self.shared.yields.load(Ordering::Relaxed)
     }
 
+    /// Jobs submitted since the pool started, foreground and background
+    /// (each one wakes a thread, unless they are all busy).
+    pub fn submitted(&self) -> usize {
+        self.shared.submitted.load(Ordering::Relaxed)
+    }
+
     /// Mark a query scanning until the returned guard is dropped: the
     /// background threads start no job meanwhile, for at most
     /// [`BACKGROUND_YIELD`] each time (see the module docs).
@@ -256,6 +264,7 @@ impl WorkerPool {
             // The submitter may have gone (a cursor dropped mid-scan).
             let _ = tx.send(job());
         };
+        self.shared.submitted.fetch_add(1, Ordering::Relaxed);
         if self.shared.workers == 0 {
             let _ = catch_unwind(AssertUnwindSafe(run));
             return Task { result: rx };

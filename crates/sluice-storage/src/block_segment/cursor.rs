@@ -4,10 +4,12 @@
 //!
 //! A worker verifies and decompresses its block, finds the literal (if any)
 //! and applies the record filter (if any), so the reader's thread only walks
-//! the selected records. With [`PREFETCH`] blocks in flight the scan uses
-//! every core while the results stay in id order. Memory per cursor is the
-//! block being read plus the blocks in flight; their buffers and zstd
-//! contexts are reused. A cursor does no work until it is first advanced
+//! the selected records. Blocks the [`BlockCache`] keeps are searched by a
+//! worker in groups of about [`KEPT_GROUP_BYTES`] of text. With up to
+//! [`JOBS_AHEAD`] jobs in flight, at most [`PREFETCH`] of them decoding, the
+//! scan uses every core while the results stay in id order. Memory per
+//! cursor is the block being read plus the blocks being decoded; their
+//! buffers and zstd contexts are reused. A cursor does no work until it is first advanced
 //! or asked to read ahead (as the merge asks of the input it opens and the
 //! one after it), so opening every segment of a query's plan up front costs
 //! nothing.
@@ -41,6 +43,19 @@ use crate::{
 
 /// Blocks decoded ahead of the one being read.
 pub const PREFETCH: usize = 2;
+
+/// Jobs in flight ahead of the block being read, of which at most
+/// [`PREFETCH`] decode a block; the others search blocks the cache keeps,
+/// which hold no buffers of their own.
+const JOBS_AHEAD: usize = 4;
+
+/// Bytes of kept blocks' text one worker job searches, at least (the last
+/// job of a segment may search less). A job per 1 MiB block woke a worker
+/// and then the reader for each block: a fifth of the workers' time and a
+/// third of the reader's for a literal on 1% of fresh lines, on this
+/// machine, where a sleeping core takes long to wake (BENCHMARKS.md,
+/// "Design measurements").
+pub(super) const KEPT_GROUP_BYTES: usize = 4 << 20;
 
 /// Raised when a scan should stop (its client went away); shared by every
 /// cursor of one query.
@@ -84,6 +99,24 @@ impl Decoded {
     }
 }
 
+/// A job in flight: the blocks it decodes or searches (index and entry),
+/// and its task, which returns them in the same order.
+struct InFlight {
+    blocks: Vec<(usize, BlockEntry)>,
+    task: Task<Vec<Decoded>>,
+    /// Whether it decodes a block (so holds a block's buffers).
+    decodes: bool,
+}
+
+/// Kept blocks gathered for one worker job: what each needs, and their
+/// text's bytes.
+#[derive(Default)]
+struct KeptGroup {
+    blocks: Vec<(usize, BlockEntry)>,
+    jobs: Vec<(Arc<Block>, Decoded)>,
+    bytes: usize,
+}
+
 /// A [`RecordCursor`](crate::RecordCursor) over a block file, pruning blocks
 /// by time and by literal.
 pub struct BlockCursor {
@@ -91,8 +124,12 @@ pub struct BlockCursor {
     next_block: usize,
     /// The block after the last one to read.
     end_block: usize,
-    /// Blocks being decoded: index, entry, task.
-    in_flight: VecDeque<(usize, BlockEntry, Task<Decoded>)>,
+    /// Jobs in flight, in block order: each decodes one block or searches
+    /// a group of kept ones.
+    in_flight: VecDeque<InFlight>,
+    /// Blocks of the last job waited for, not yet read: index, entry,
+    /// what the job made of it.
+    ready: VecDeque<(usize, BlockEntry, Decoded)>,
     workers: Arc<WorkerPool>,
     cancel: Option<Cancel>,
     current: Decoded,
@@ -149,6 +186,7 @@ impl BlockCursor {
             next_block: 0,
             end_block: usize::MAX,
             in_flight: VecDeque::new(),
+            ready: VecDeque::new(),
             workers,
             cancel: None,
             current: Decoded::default(),
@@ -282,11 +320,60 @@ impl BlockCursor {
         Ok(())
     }
 
-    /// Start decoding the next blocks that may hold a wanted record, until
-    /// [`PREFETCH`] are in flight.
+    /// Start decoding or searching the next blocks that may hold a wanted
+    /// record, until [`JOBS_AHEAD`] jobs (at most [`PREFETCH`] of them
+    /// decoding) are in flight. Kept blocks to be searched on a worker go
+    /// in groups of about [`KEPT_GROUP_BYTES`] of text.
     fn schedule(&mut self) -> Result<(), StorageError> {
+        let mut group = KeptGroup::default();
+        let scheduled = self.schedule_into(&mut group);
+        // Whatever ended the loop, a group begun goes to a worker: its
+        // blocks were taken from the plan.
+        self.submit_group(&mut group);
+        scheduled
+    }
+
+    /// Send `group` (if it holds a block) to a worker as one job.
+    fn submit_group(&mut self, group: &mut KeptGroup) {
+        if group.blocks.is_empty() {
+            return;
+        }
+        let KeptGroup { blocks, jobs, .. } = std::mem::take(group);
+        let select = self.select();
+        let task = self.workers.submit(move || {
+            jobs.into_iter()
+                .map(|(kept, job)| select_kept(kept, job, select.clone()))
+                .collect()
+        });
+        self.in_flight.push_back(InFlight {
+            blocks,
+            task,
+            decodes: false,
+        });
+    }
+
+    /// What selects a block's records, for a job.
+    fn select(&self) -> Select {
+        Select {
+            literal: self.literal.clone(),
+            text: self.text.clone(),
+            filter: self.filter.clone(),
+        }
+    }
+
+    /// Whether another block may be scheduled: fewer than [`JOBS_AHEAD`]
+    /// jobs in flight (counting a group being gathered) and fewer than
+    /// [`PREFETCH`] decoding. (The block may start one more job: a group
+    /// gathered before it goes first.)
+    fn has_room(&self, group: &KeptGroup) -> bool {
+        let jobs = self.in_flight.len() + usize::from(!group.blocks.is_empty());
+        let decoding = self.in_flight.iter().filter(|job| job.decodes).count();
+        jobs < JOBS_AHEAD && decoding < PREFETCH
+    }
+
+    fn schedule_into(&mut self, group: &mut KeptGroup) -> Result<(), StorageError> {
         let end = self.end_block.min(self.segment.blocks.len());
-        while self.in_flight.len() < PREFETCH && self.next_block < end {
+        while self.next_block < end && self.has_room(group) {
             if self.is_cancelled() {
                 self.next_block = end;
                 break;
@@ -327,11 +414,7 @@ impl BlockCursor {
                 }
             }
             let meta_verified = self.segment.meta_is_verified(i);
-            let select = Select {
-                literal: self.literal.clone(),
-                text: self.text.clone(),
-                filter: self.filter.clone(),
-            };
+            let select = self.select();
             let key = self.segment.block_key(i);
             let kept = match &self.cache {
                 // The key's checksum is trusted once this file's meta
@@ -341,15 +424,32 @@ impl BlockCursor {
                 }
                 _ => None,
             };
-            let task = match kept {
+            match kept {
                 // A few frames' text is searched here: waking a worker and
                 // waiting for its answer costs more (most of a repeated
                 // rare literal's time, a block at a time).
                 Some(kept) if !job.all_frames && self.text_wanted(&job.wanted) <= SEARCH_HERE => {
-                    Task::run_here(move || select_kept(kept, job, select))
+                    self.submit_group(group);
+                    let task = Task::run_here(move || vec![select_kept(kept, job, select)]);
+                    self.in_flight.push_back(InFlight {
+                        blocks: vec![(i, entry)],
+                        task,
+                        decodes: false,
+                    });
                 }
-                Some(kept) => self.workers.submit(move || select_kept(kept, job, select)),
+                Some(kept) => {
+                    group.bytes += match job.all_frames {
+                        true => kept.text.len(),
+                        false => self.text_wanted(&job.wanted) as usize,
+                    };
+                    group.blocks.push((i, entry));
+                    group.jobs.push((kept, job));
+                    if group.bytes >= KEPT_GROUP_BYTES {
+                        self.submit_group(group);
+                    }
+                }
                 None => {
+                    self.submit_group(group);
                     // A block the query reads mostly is read whole, to be
                     // kept: the next query then needs no decompression.
                     if self.cache.is_some() && job.wanted.len() * 2 >= self.frames.frames.len() {
@@ -358,7 +458,7 @@ impl BlockCursor {
                     let bytes = self.segment.bytes.clone();
                     let keep = self.cache.clone().map(|cache| (cache, key));
                     let whole = job.all_frames;
-                    self.workers.submit(move || {
+                    let task = self.workers.submit(move || {
                         let decoded = decode(&bytes, &entry, meta_verified, job, select, keep);
                         // The compressed data is not read again soon; the
                         // filters, which every query probes, stay resident.
@@ -368,11 +468,15 @@ impl BlockCursor {
                         if whole {
                             bytes.release(entry.data_range());
                         }
-                        decoded
-                    })
+                        vec![decoded]
+                    });
+                    self.in_flight.push_back(InFlight {
+                        blocks: vec![(i, entry)],
+                        task,
+                        decodes: true,
+                    });
                 }
-            };
-            self.in_flight.push_back((i, entry, task));
+            }
         }
         Ok(())
     }
@@ -383,15 +487,24 @@ impl BlockCursor {
             return Err(err);
         }
         loop {
-            self.schedule()?;
-            let Some((i, entry, task)) = self.in_flight.pop_front() else {
-                return Ok(false);
-            };
-            let decoded = task.wait().map_err(|panicked| StorageError::Io {
-                op: "decode a block of",
-                path: self.segment.path.clone(),
-                source: std::io::Error::other(panicked),
-            })?;
+            if self.ready.is_empty() {
+                self.schedule()?;
+                let Some(InFlight { blocks, task, .. }) = self.in_flight.pop_front() else {
+                    return Ok(false);
+                };
+                let decoded = task.wait().map_err(|panicked| StorageError::Io {
+                    op: "decode a block of",
+                    path: self.segment.path.clone(),
+                    source: std::io::Error::other(panicked),
+                })?;
+                self.ready.extend(
+                    blocks
+                        .into_iter()
+                        .zip(decoded)
+                        .map(|((i, entry), decoded)| (i, entry, decoded)),
+                );
+            }
+            let (i, entry, decoded) = self.ready.pop_front().expect("filled above");
             let done = std::mem::replace(&mut self.current, decoded);
             self.spare.push(done);
             if let Some(why) = self.current.failure {

@@ -40,6 +40,7 @@ pub trait TextMatcher: Send + Sync {
 pub(super) type Literal = Arc<memmem::Finder<'static>>;
 
 /// How a block's records are selected.
+#[derive(Clone)]
 pub(super) struct Select {
     pub(super) literal: Option<Literal>,
     pub(super) text: Option<Arc<dyn TextMatcher>>,
