@@ -90,6 +90,11 @@ pub fn describe() {
         "Block jobs running on the workers."
     );
     describe_counter!(
+        "sluice_worker_jobs_submitted_total",
+        Unit::Count,
+        "Jobs given to the worker pool, queries' and compaction's (each wakes a worker unless all are busy)."
+    );
+    describe_counter!(
         "sluice_compaction_yields_total",
         Unit::Count,
         "Times a compaction job was held back, or paused between its frames, while a query scanned (at most 250 ms before a job, and over a job)."
@@ -178,6 +183,7 @@ pub(crate) fn workers(pool: &WorkerPool) {
     gauge!("sluice_workers").set(pool.workers() as f64);
     gauge!("sluice_worker_jobs_queued").set(pool.queued() as f64);
     gauge!("sluice_worker_jobs_running").set(pool.busy() as f64);
+    counter!("sluice_worker_jobs_submitted_total").absolute(pool.submitted() as u64);
     counter!("sluice_compaction_yields_total").absolute(pool.background_yields() as u64);
 }
 

@@ -361,14 +361,15 @@ impl BlockCursor {
         }
     }
 
-    /// Whether another block may be scheduled: fewer than [`JOBS_AHEAD`]
-    /// jobs in flight (counting a group being gathered) and fewer than
-    /// [`PREFETCH`] decoding. (The block may start one more job: a group
-    /// gathered before it goes first.)
+    /// Whether another block may be scheduled: fewer than [`PREFETCH`]
+    /// jobs decoding, and either a group being gathered (it fills up to
+    /// [`KEPT_GROUP_BYTES`], else a scan that keeps its jobs in flight
+    /// would refill them a block at a time) or fewer than [`JOBS_AHEAD`]
+    /// jobs in flight. (The block may start one more job: a group gathered
+    /// before it goes first.)
     fn has_room(&self, group: &KeptGroup) -> bool {
-        let jobs = self.in_flight.len() + usize::from(!group.blocks.is_empty());
         let decoding = self.in_flight.iter().filter(|job| job.decodes).count();
-        jobs < JOBS_AHEAD && decoding < PREFETCH
+        decoding < PREFETCH && (!group.blocks.is_empty() || self.in_flight.len() < JOBS_AHEAD)
     }
 
     fn schedule_into(&mut self, group: &mut KeptGroup) -> Result<(), StorageError> {
