@@ -184,9 +184,17 @@ fn request_lines_n(mixed: bool, n: u64) -> Vec<Rec> {
 /// `recs` written as a block file, opened through a segment cache with a
 /// block cache: the segment and that block cache.
 fn with_block_cache(recs: &[Rec]) -> (Arc<BlockSegment>, Arc<crate::BlockCache>) {
+    with_block_cache_in(recs, sorted)
+}
+
+/// [`with_block_cache`] with blocks of `make`'s layout.
+fn with_block_cache_in(
+    recs: &[Rec],
+    make: MakeWriter,
+) -> (Arc<BlockSegment>, Arc<crate::BlockCache>) {
     let fs = MemFs::new();
     let path = Path::new("/d/seg");
-    write(&fs, path, recs);
+    write_with(&fs, path, recs, make);
     let segments = crate::SegmentCache::with_block_cache(1 << 30);
     let blocks = segments.block_cache().unwrap().clone();
     let file = fs.open_read(path).unwrap();
@@ -208,13 +216,7 @@ fn holding(recs: &[Rec], finder: &memmem::Finder<'_>) -> Vec<Rec> {
 #[test]
 fn kept_blocks_are_searched_a_group_to_a_job() {
     let recs = request_lines_n(true, 350_000);
-    let fs = MemFs::new();
-    let path = Path::new("/d/seg");
-    write_with(&fs, path, &recs, in_order);
-    let segments = crate::SegmentCache::with_block_cache(1 << 30);
-    let blocks = segments.block_cache().unwrap().clone();
-    let file = fs.open_read(path).unwrap();
-    let segment = segments.open(&fs, path, &*file).unwrap();
+    let (segment, blocks) = with_block_cache_in(&recs, in_order);
     let pool = crate::WorkerPool::new(2).unwrap();
     let mut all =
         BlockCursor::shared(segment.clone(), pool.clone()).with_block_cache(blocks.clone());
