@@ -811,7 +811,7 @@ mod tests {
     }
 
     /// A batch file of `payloads` (ids from 1) in `dir`.
-    fn batch_file(fs: &MemFs, dir: &Path, payloads: &[&str]) -> SegmentMeta {
+    fn batch_file(fs: &MemFs, dir: &Path, payloads: &[impl AsRef<str>]) -> SegmentMeta {
         let mut w = StoreSegmentWriter::batches(fs, dir).unwrap();
         for (i, payload) in payloads.iter().enumerate() {
             let id = Ulid(i as u128 + 1);
@@ -819,7 +819,7 @@ mod tests {
                 id,
                 flags: 0,
                 topic: b"t",
-                payload: payload.as_bytes(),
+                payload: payload.as_ref().as_bytes(),
             };
             w.push(record).unwrap();
         }
@@ -906,11 +906,7 @@ mod tests {
                 _ => format!("{i} fine"),
             })
             .collect();
-        let meta = batch_file(
-            &fs,
-            dir,
-            &payloads.iter().map(String::as_str).collect::<Vec<_>>(),
-        );
+        let meta = batch_file(&fs, dir, &payloads);
         let path = dir.join(&meta.name);
         let cache = Arc::new(SegmentCache::new());
         let search = |cache: Option<Arc<SegmentCache>>| {
@@ -1017,11 +1013,7 @@ mod tests {
                 format!("line {i} {word} {}", "x".repeat(180))
             })
             .collect();
-        let meta = batch_file(
-            &fs,
-            dir,
-            &payloads.iter().map(String::as_str).collect::<Vec<_>>(),
-        );
+        let meta = batch_file(&fs, dir, &payloads);
         let path = dir.join(&meta.name);
         let finder = Arc::new(memmem::Finder::new(b"needle").into_owned());
         let options = ScanOptions {

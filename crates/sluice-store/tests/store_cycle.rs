@@ -137,6 +137,24 @@ async fn node() -> Node {
     }
 }
 
+/// A consumer of the ingester at `base` into `store` that never waits for
+/// a lend; with `local`, that ingester is this process's own, whose
+/// segments it takes by hard link.
+fn consumer(store: &Store, base: String, local: Option<&Arc<IngestLog>>) -> Consumer {
+    Consumer::new(
+        store.clone(),
+        ConsumerConfig {
+            ingesters: Arc::new(vec![base.clone()]),
+            poll_wait: Duration::ZERO,
+            local: local.map(|log| LocalIngester {
+                base,
+                log: log.clone(),
+            }),
+            ..ConsumerConfig::default()
+        },
+    )
+}
+
 #[test]
 fn a_failure_anywhere_in_the_store_cycle_is_retried_without_loss_or_visible_duplicates() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -149,14 +167,7 @@ fn a_failure_anywhere_in_the_store_cycle_is_retried_without_loss_or_visible_dupl
             base,
             fail_commits,
         } = node().await;
-        let consumer = Consumer::new(
-            store.clone(),
-            ConsumerConfig {
-                ingesters: Arc::new(vec![base]),
-                poll_wait: Duration::ZERO,
-                ..ConsumerConfig::default()
-            },
-        );
+        let consumer = consumer(&store, base, None);
 
         let mut ids = IdGenerator::new();
         let mut expected = Vec::new();
@@ -216,18 +227,7 @@ fn an_ingeststores_own_segments_are_taken_by_link_through_faults() {
             base,
             fail_commits,
         } = node().await;
-        let consumer = Consumer::new(
-            store.clone(),
-            ConsumerConfig {
-                ingesters: Arc::new(vec![base.clone()]),
-                poll_wait: Duration::ZERO,
-                local: Some(LocalIngester {
-                    base,
-                    log: log.clone(),
-                }),
-                ..ConsumerConfig::default()
-            },
-        );
+        let consumer = consumer(&store, base, Some(&log));
         let mut ids = IdGenerator::new();
         let mut expected = Vec::new();
         for tag in ["a", "b", "c"] {
