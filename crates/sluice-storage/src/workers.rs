@@ -5,8 +5,9 @@
 //! number of cores by default) and passes it to the cursors and writers it
 //! opens. Work is CPU-bound (zstd, filters, matching), so more threads than
 //! cores would only add switches; fewer leave cores idle. Each cursor or
-//! writer keeps a bounded number of jobs in flight (`PREFETCH` blocks for a
-//! cursor, one per worker for a writer), so the queue is bounded by the
+//! writer keeps a bounded number of jobs in flight (a block cursor at most
+//! `JOBS_AHEAD`, of which `PREFETCH` decode; a batch cursor `BATCHES_AHEAD`
+//! groups; a writer one per worker), so the queue is bounded by the
 //! cursors and writers open, and memory by the blocks they hold.
 //!
 //! Two queues, each FIFO, each with its own threads: *foreground* jobs (a
