@@ -415,7 +415,10 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 /// The filesystem and the ingest segments (each with the names it may
 /// have) a local query reads beside the store directory.
-pub(crate) type LocalSources = (Arc<dyn sluice_storage::Fs>, Vec<Vec<std::path::PathBuf>>);
+pub(crate) type LocalSources = (
+    Arc<dyn sluice_storage::Fs>,
+    Vec<sluice_storage::LiveSegment>,
+);
 
 /// What a node's local query reads: its store and its ingest segments.
 pub(crate) fn local_sources(state: &ApiState) -> Result<LocalSources, String> {

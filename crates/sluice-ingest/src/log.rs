@@ -28,7 +28,7 @@ use std::{
 };
 
 use sluice_record::Ulid;
-use sluice_storage::{Fs, SegmentWriter, StorageError, recover_segment};
+use sluice_storage::{Fs, IdFloor, LiveSegment, SegmentWriter, StorageError, recover_segment};
 use tokio::sync::Notify;
 
 use crate::metrics;
@@ -169,6 +169,9 @@ impl Clock for ManualClock {
 struct State {
     flushed: BTreeSet<Ulid>,
     pending: HashMap<Ulid, Instant>,
+    /// The id floor of each segment this process wrote, until a store
+    /// commits it (segments recovered at startup have none).
+    floors: HashMap<Ulid, Arc<IdFloor>>,
 }
 
 /// The ingest directory. Shared by every connection and the lending API.
@@ -192,6 +195,7 @@ pub struct IngestLog {
 pub struct ActiveSegment {
     id: Ulid,
     writer: SegmentWriter,
+    floor: Arc<IdFloor>,
     created: Instant,
     clock: Arc<dyn Clock>,
 }
@@ -215,9 +219,23 @@ impl ActiveSegment {
         self.clock.now().saturating_duration_since(self.created)
     }
 
-    /// The segment file's writer: append whole batches, and sync them.
-    pub fn writer(&mut self) -> &mut SegmentWriter {
-        &mut self.writer
+    /// Append a whole batch whose ids run from `first` to `last` (its
+    /// smallest and largest). The segment's [`IdFloor`] is lowered first,
+    /// so a query never sees a record below the floor it reads.
+    pub fn append(
+        &mut self,
+        batch: &[u8],
+        count: u32,
+        first: Ulid,
+        last: Ulid,
+    ) -> Result<(), StorageError> {
+        self.floor.lower(first);
+        self.writer.append(batch, count, first, last)
+    }
+
+    /// Make every appended batch durable.
+    pub fn sync(&mut self) -> Result<(), StorageError> {
+        self.writer.sync()
     }
 }
 
@@ -365,9 +383,12 @@ impl IngestLog {
     pub fn create_active(&self) -> Result<ActiveSegment, LogError> {
         let id = self.clock.new_id();
         let writer = SegmentWriter::create(&*self.fs, &self.path(id, ACTIVE))?;
+        let floor = Arc::new(IdFloor::new());
+        self.state().floors.insert(id, floor.clone());
         Ok(ActiveSegment {
             id,
             writer,
+            floor,
             created: self.clock.now(),
             clock: self.clock.clone(),
         })
@@ -377,6 +398,7 @@ impl IngestLog {
     pub fn seal(&self, mut segment: ActiveSegment) -> Result<(), LogError> {
         let from = self.path(segment.id, ACTIVE);
         if segment.writer.records() == 0 {
+            self.state().floors.remove(&segment.id);
             drop(segment);
             self.fs
                 .remove_file(&from)
@@ -465,6 +487,7 @@ impl IngestLog {
                 .insert(id, self.clock.now() + self.pending_timeout);
             return Err(StorageError::io("remove committed segment", &path)(err).into());
         }
+        state.floors.remove(&id);
         metrics::segments_waiting(state.flushed.len(), state.pending.len());
         metrics::lend("committed");
         drop(state);
@@ -560,8 +583,9 @@ impl IngestLog {
     /// Every segment a query can read here, oldest first: those being
     /// written, waiting for a store, or lent out. For each, the paths it
     /// may have by the time the query opens it, tried in order (a segment
-    /// is renamed as it is sealed, lent and given back).
-    pub fn query_segments(&self) -> Result<Vec<Vec<PathBuf>>, LogError> {
+    /// is renamed as it is sealed, lent and given back), and the
+    /// segment's id floor where this process wrote it.
+    pub fn query_segments(&self) -> Result<Vec<LiveSegment>, LogError> {
         let entries = self
             .fs
             .read_dir(&self.dir)
@@ -576,11 +600,12 @@ impl IngestLog {
                 active.insert(id);
             }
         }
-        let (flushed, pending) = {
+        let (flushed, pending, floors) = {
             let state = self.state();
             (
                 state.flushed.clone(),
                 state.pending.keys().copied().collect::<Vec<_>>(),
+                state.floors.clone(),
             )
         };
         let mut segments: Vec<(Ulid, Vec<PathBuf>)> = Vec::new();
@@ -596,7 +621,13 @@ impl IngestLog {
         }
         segments.sort_by_key(|(id, _)| *id);
         segments.dedup_by_key(|(id, _)| *id);
-        Ok(segments.into_iter().map(|(_, names)| names).collect())
+        Ok(segments
+            .into_iter()
+            .map(|(id, names)| LiveSegment {
+                names,
+                floor: floors.get(&id).cloned(),
+            })
+            .collect())
     }
 
     /// Set how many distinct stores a commit must name.
@@ -676,10 +707,47 @@ mod tests {
                 payload: b"x",
             });
         }
-        seg.writer()
-            .append(enc.finish(), n, Ulid(1), Ulid(n as u128))
+        seg.append(enc.finish(), n, Ulid(1), Ulid(n as u128))
             .unwrap();
         seg
+    }
+
+    /// The id floor `query_segments` gives for segment `id`; `None` when
+    /// it gives none (or does not list the segment).
+    fn floor_of(log: &IngestLog, id: Ulid) -> Option<Ulid> {
+        log.query_segments()
+            .unwrap()
+            .into_iter()
+            .find(|s| s.names[0].to_string_lossy().contains(&id.to_string()))
+            .and_then(|s| s.floor)
+            .and_then(|f| f.get())
+    }
+
+    #[test]
+    fn a_segment_written_here_carries_its_id_floor_until_committed() {
+        let fs = MemFs::new();
+        let (log, _) = log(&fs, Duration::from_secs(60));
+        let seg = write_segment(&log, 3);
+        let id = seg.id();
+        assert_eq!(floor_of(&log, id), Some(Ulid(1)), "while active");
+        log.seal(seg).unwrap();
+        assert_eq!(floor_of(&log, id), Some(Ulid(1)), "once flushed");
+        assert_eq!(log.next().unwrap(), Some(id));
+        assert_eq!(floor_of(&log, id), Some(Ulid(1)), "while lent");
+        log.commit(id).unwrap();
+        assert!(log.state().floors.is_empty(), "committed: forgotten");
+
+        // A segment found on disk at startup has no floor: its ids are
+        // read from the file.
+        let seg = write_segment(&log, 2);
+        let id = seg.id();
+        log.seal(seg).unwrap();
+        drop(log);
+        let (log, _) = self::log(&fs, Duration::from_secs(60));
+        let listed = log.query_segments().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].floor.is_none());
+        assert_eq!(floor_of(&log, id), None);
     }
 
     #[test]
@@ -769,7 +837,7 @@ mod tests {
         let fs = MemFs::new();
         let (log1, _) = log(&fs, Duration::from_secs(60));
         let mut active = write_segment(&log1, 2);
-        active.writer().sync().unwrap();
+        active.sync().unwrap();
         let lent = write_segment(&log1, 1);
         let lent_id = lent.id();
         log1.seal(lent).unwrap();

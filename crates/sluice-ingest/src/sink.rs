@@ -124,15 +124,8 @@ impl SegmentSink {
         let count = self.encoder.count();
         let batch = self.encoder.finish();
         let written = segment
-            .writer()
             .append(batch, count, self.first, self.last)
-            .and_then(|_| {
-                if sync {
-                    segment.writer().sync()
-                } else {
-                    Ok(())
-                }
-            });
+            .and_then(|_| if sync { segment.sync() } else { Ok(()) });
         match written {
             Ok(()) => {
                 // In the segment file (and on disk when asked): readers of
@@ -167,7 +160,7 @@ impl SegmentSink {
         let Some(segment) = self.segment.as_mut() else {
             return Ok(());
         };
-        segment.writer().sync().map_err(|err| {
+        segment.sync().map_err(|err| {
             metrics::write_error("fsync");
             IngestError::SyncSegment(err)
         })

@@ -498,7 +498,9 @@ mod tests {
             &ingest.join("1.active"),
             &[(5, "x"), (15_000, "y")],
         );
-        let names = vec![vec![ingest.join("1.active")]];
+        let names = [sluice_storage::LiveSegment::named(vec![
+            ingest.join("1.active"),
+        ])];
         let with_ingest = Sources {
             store: Some(dir),
             ingest: &names,

@@ -9,7 +9,7 @@ use std::{
 
 use sluice_record::{Record, Ulid};
 use sluice_storage::{
-    Fs, RecordCursor, SegmentCache, SegmentMeta, StorageError, WorkerPool,
+    Fs, LiveSegment, RecordCursor, SegmentCache, SegmentMeta, StorageError, WorkerPool,
     block_segment::{Cancel, RecordFilter},
     store_segment::{BatchCursor, ScanOptions, list_segments, open_cursor},
     term_filter::AnyOfProbe,
@@ -254,12 +254,11 @@ pub struct Sources<'a> {
     pub store: Option<&'a Path>,
     /// Ingest segments not yet committed to a store (flushed, lent, or
     /// still being written), on a node with the ingest role: for each, the
-    /// names it may have, tried in order (a segment is renamed as it is
-    /// sealed, lent and given back; once opened, a rename no longer
-    /// matters). Each must hold records in id order, as one connection
-    /// writes them. A segment gone under every name (a store committed
-    /// it) is passed over.
-    pub ingest: &'a [Vec<PathBuf>],
+    /// names it may have, tried in order (see [`LiveSegment`]), and the id
+    /// floor its writer keeps, if any. A segment gone under every name (a
+    /// store committed it) is passed over, and so is one whose floor is
+    /// above the query's range, without reading it.
+    pub ingest: &'a [LiveSegment],
     /// Store segments (by name, sorted) to pass over: a count reads them
     /// from their block index instead (see [`crate::count`]).
     pub skip: &'a [String],
@@ -280,7 +279,8 @@ pub fn plan(fs: &dyn Fs, dir: &Path, query: &Query) -> Result<Vec<SegmentMeta>, 
 }
 
 /// The segments of `sources` the query would read: the store's in its time
-/// range, and every ingest file (their ranges are not in their names).
+/// range, and every ingest file (their ranges are not in their names)
+/// but those whose id floor is above the range.
 pub fn plan_sources(
     fs: &dyn Fs,
     sources: Sources<'_>,
@@ -290,13 +290,18 @@ pub fn plan_sources(
         Some(dir) => plan(fs, dir, query)?,
         None => Vec::new(),
     };
-    for names in sources.ingest {
-        let Some((path, len)) = names
+    let (_, upper) = query.id_bounds();
+    for live in sources.ingest {
+        let Some((path, len)) = live
+            .names
             .iter()
             .find_map(|p| Some((p, fs.open_read(p).and_then(|f| f.len()).ok()?)))
         else {
             continue;
         };
+        if live.wholly_above(upper) {
+            continue;
+        }
         segments.push(SegmentMeta {
             name: ingest_name(path),
             min: Ulid::nil(),
@@ -378,10 +383,13 @@ fn open_plan(
     // a store commits in between (it is on the store, durable, before the
     // ingester removes it) is then read from the open file or found in the
     // listing, never missed by both.
-    let opened_ingest: Vec<(&Path, Result<BatchCursor, StorageError>)> = sources
+    let opened_ingest: Vec<(&LiveSegment, &Path, Result<BatchCursor, StorageError>)> = sources
         .ingest
         .iter()
-        .filter_map(|names| open_first_of(fs, names))
+        .filter_map(|live| {
+            let (path, opened) = open_first_of(fs, &live.names)?;
+            Some((live, path, opened))
+        })
         .collect();
     let (mut segments, mut cursors) = match sources.store {
         Some(dir) => open_store_plan(fs, dir, sources.skip, query, options)?,
@@ -392,7 +400,11 @@ fn open_plan(
     }
     let (_, upper) = query.id_bounds();
     let mut sort_budget = MAX_SORTED_INGEST_BYTES;
-    for (path, opened) in opened_ingest {
+    for (live, path, opened) in opened_ingest {
+        // Read after the file was opened: a bound of every id it shows.
+        if live.wholly_above(upper) {
+            continue;
+        }
         let name = ingest_name(path);
         let mut failed = |e: StorageError| {
             segments.push(SegmentMeta {

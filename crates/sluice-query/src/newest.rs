@@ -448,9 +448,9 @@ pub(crate) mod tests {
             &ingest.join("2.flushed"),
             &[(1_902, "c"), (1_001, "d")],
         );
-        let names = vec![
-            vec![ingest.join("1.active")],
-            vec![ingest.join("2.flushed")],
+        let names = [
+            sluice_storage::LiveSegment::named(vec![ingest.join("1.active")]),
+            sluice_storage::LiveSegment::named(vec![ingest.join("2.flushed")]),
         ];
         let sources = Sources {
             store: Some(store),

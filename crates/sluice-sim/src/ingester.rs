@@ -143,7 +143,6 @@ impl World {
         let segment = active.segment.id();
         let appended = active
             .segment
-            .writer()
             .append(encoder.finish(), records, first, last);
         let outcome = match appended {
             Ok(()) => Outcome::InFlight,

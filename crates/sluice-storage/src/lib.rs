@@ -4,6 +4,8 @@
 //!   real implementation and an in-memory one that can crash and fail.
 //! - [`segment`]: the segment file format (a sequence of checksummed
 //!   batches), its writer, its scanner and torn-tail recovery.
+//! - [`live`]: segment files still being written, as a query reads them,
+//!   with the [`IdFloor`] their writer keeps.
 //! - [`merge`]: the k-way merge of sorted cursors by ULID, with dedupe,
 //!   shared by queries, the store's consumer and compaction.
 //! - [`store_segment`]: immutable store segments named by their ULID range,
@@ -24,6 +26,7 @@ pub mod block_segment;
 pub mod cursor;
 mod error;
 pub mod fs;
+pub mod live;
 pub mod memfs;
 pub mod merge;
 pub mod segment;
@@ -35,6 +38,7 @@ pub mod workers;
 pub use block_segment::{BlockCache, BlockCacheStats};
 pub use error::StorageError;
 pub use fs::{DirEntry, Fs, Mapped, ReadFile, RealFs, WriteFile};
+pub use live::{IdFloor, LiveSegment};
 pub use memfs::MemFs;
 pub use segment::{IdSummary, Recovery, SegmentScanner, SegmentWriter, recover_segment};
 pub use segment_cache::SegmentCache;

@@ -38,7 +38,6 @@ fn seal_segment(log: &IngestLog, ids: &mut IdGenerator, tag: &str, n: u32) -> Ve
     }
     let last = ids.last().unwrap();
     segment
-        .writer()
         .append(encoder.finish(), n, first.unwrap(), last)
         .unwrap();
     log.seal(segment).unwrap();

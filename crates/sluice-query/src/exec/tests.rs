@@ -176,11 +176,11 @@ fn ingest_segments_merge_with_the_store_sorted_or_not_and_growing() {
     // Lent since it was listed: found under its next name.
     let moved = ingest.join("3.pending");
     ingest_file(&fs, &moved, &[(700, 1, "g")], 0);
-    let names = vec![
-        vec![growing.clone()],
-        vec![unsorted.clone()],
-        vec![ingest.join("3.flushed"), moved.clone()],
-        vec![ingest.join("4.flushed")],
+    let names = [
+        LiveSegment::named(vec![growing.clone()]),
+        LiveSegment::named(vec![unsorted.clone()]),
+        LiveSegment::named(vec![ingest.join("3.flushed"), moved.clone()]),
+        LiveSegment::named(vec![ingest.join("4.flushed")]),
     ];
     let sources = Sources {
         store: Some(store),
@@ -200,6 +200,71 @@ fn ingest_segments_merge_with_the_store_sorted_or_not_and_growing() {
     assert!(stats.failed_segments.is_empty(), "{stats:?}");
     let planned = plan_sources(&fs, sources, &query).unwrap();
     assert_eq!(planned.len(), 1 + 3, "{planned:?}");
+}
+
+#[test]
+fn an_ingest_segment_whose_id_floor_is_above_the_range_is_not_read() {
+    let fs = MemFs::new();
+    let ingest = Path::new("/ingest");
+    sluice_storage::Fs::create_dir_all(&fs, ingest).unwrap();
+    let path = ingest.join("1.active");
+    ingest_file(&fs, &path, &[(5_000, 1, "later")], 0);
+    // A whole batch whose body does not match its checksum: reading the
+    // file fails the segment, so only a file passed over unread does not.
+    let mut encoder = sluice_record::BatchEncoder::new();
+    encoder.begin();
+    encoder.push(Record {
+        id: Ulid::from_parts(5_001, 1),
+        flags: 0,
+        topic: b"default",
+        payload: b"damaged",
+    });
+    let mut damaged = encoder.finish().to_vec();
+    *damaged.last_mut().unwrap() ^= 0xff;
+    let mut file = sluice_storage::Fs::open_append(&fs, &path).unwrap();
+    file.write_all(&damaged).unwrap();
+    drop(file);
+
+    let query = Query::between(0, 1_000, Matcher::All);
+    // The file, with an id floor at `ms` if given.
+    let live = |floor_ms: Option<u64>| LiveSegment {
+        names: vec![path.clone()],
+        floor: floor_ms.map(|ms| {
+            let floor = Arc::new(sluice_storage::IdFloor::new());
+            floor.lower(Ulid::from_parts(ms, 0));
+            floor
+        }),
+    };
+    let run = |floor: Option<u64>| {
+        let names = [live(floor)];
+        let sources = Sources {
+            ingest: &names,
+            ..Sources::default()
+        };
+        let scan = Scan::new(WorkerPool::inline());
+        prepare_sources(&fs, sources, &query, &scan)
+            .unwrap()
+            .run(&mut |_: &Record<'_>| true)
+    };
+    let unread = run(Some(5_000));
+    assert!(unread.failed_segments.is_empty(), "{unread:?}");
+    assert_eq!(unread.records_scanned, 0);
+    let planned = |floor: Option<u64>| {
+        let names = [live(floor)];
+        let sources = Sources {
+            ingest: &names,
+            ..Sources::default()
+        };
+        plan_sources(&fs, sources, &query).unwrap().len()
+    };
+    assert_eq!(planned(Some(5_000)), 0, "not planned either");
+    assert_eq!(planned(Some(900)), 1);
+    // No floor, or one inside the range: the file is read and the damage
+    // found.
+    for floor in [None, Some(900)] {
+        let read = run(floor);
+        assert_eq!(read.failed_segments.len(), 1, "floor {floor:?}: {read:?}");
+    }
 }
 
 /// What [`CommitAfterListing`] runs once.
@@ -287,7 +352,10 @@ fn a_segment_committed_while_a_query_plans_is_read_once_not_missed() {
             sluice_storage::Fs::remove_file(fs, Path::new("/ingest/1.pending")).unwrap();
         }))),
     };
-    let names = vec![vec![ingest.join("1.flushed"), lent.clone()]];
+    let names = [LiveSegment::named(vec![
+        ingest.join("1.flushed"),
+        lent.clone(),
+    ])];
     let sources = Sources {
         store: Some(store),
         ingest: &names,
