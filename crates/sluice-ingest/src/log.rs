@@ -169,8 +169,9 @@ impl Clock for ManualClock {
 struct State {
     flushed: BTreeSet<Ulid>,
     pending: HashMap<Ulid, Instant>,
-    /// The id floor of each segment this process wrote, until a store
-    /// commits it (segments recovered at startup have none).
+    /// The id floor of each segment this process wrote, until it is
+    /// committed, removed or abandoned (segments recovered at startup have
+    /// none).
     floors: HashMap<Ulid, Arc<IdFloor>>,
 }
 
@@ -405,23 +406,38 @@ impl IngestLog {
                 .map_err(StorageError::io("remove empty segment", &from))?;
             return Ok(());
         }
-        segment.writer.sync()?;
+        if let Err(err) = segment.writer.sync() {
+            self.abandon(segment);
+            return Err(err.into());
+        }
         let bytes = segment.writer.bytes();
+        let id = segment.id;
+        let to = self.path(id, FLUSHED);
+        if let Err(err) = self.fs.rename(&from, &to) {
+            // The `.active` file stays; the next start recovers it.
+            self.abandon(segment);
+            return Err(StorageError::io("flush segment", &to)(err).into());
+        }
         drop(segment.writer);
-        let to = self.path(segment.id, FLUSHED);
-        self.fs
-            .rename(&from, &to)
-            .map_err(StorageError::io("flush segment", &to))?;
-        self.fs
-            .sync_dir(&self.dir)
-            .map_err(StorageError::io("fsync ingest dir", &self.dir))?;
+        // The file is `.flushed` now, whatever the directory's fsync says:
+        // it is lent and queried from here on, or no store and no query
+        // would see it until the next start.
+        let synced = self.fs.sync_dir(&self.dir);
         metrics::segment_flushed(bytes);
         let mut state = self.state();
-        state.flushed.insert(segment.id);
+        state.flushed.insert(id);
         metrics::segments_waiting(state.flushed.len(), state.pending.len());
         drop(state);
         self.flushed_notify.notify_waiters();
+        synced.map_err(StorageError::io("fsync ingest dir", &self.dir))?;
         Ok(())
+    }
+
+    /// Give up on an active segment this log will not seal (a write, a
+    /// sync or the seal's rename failed): forget its id floor. Its file
+    /// is left as it is, for the next start's recovery.
+    pub fn abandon(&self, segment: ActiveSegment) {
+        self.state().floors.remove(&segment.id);
     }
 
     /// Cut a segment back to `good_bytes` after a failed write, so that what

@@ -149,6 +149,8 @@ impl SegmentSink {
                 let segment = self.segment.take().expect("segment exists");
                 if self.log.rewind(&segment, good).is_ok() {
                     let _ = self.log.seal(segment);
+                } else {
+                    self.log.abandon(segment);
                 }
                 Err(IngestError::WriteSegment(err))
             }

@@ -4,8 +4,8 @@
 //!   real implementation and an in-memory one that can crash and fail.
 //! - [`segment`]: the segment file format (a sequence of checksummed
 //!   batches), its writer, its scanner and torn-tail recovery.
-//! - [`live`]: segment files still being written, as a query reads them,
-//!   with the [`IdFloor`] their writer keeps.
+//! - [`live`]: ingest segment files no store has taken yet, as a query
+//!   reads them, with the [`IdFloor`] their writer keeps.
 //! - [`merge`]: the k-way merge of sorted cursors by ULID, with dedupe,
 //!   shared by queries, the store's consumer and compaction.
 //! - [`store_segment`]: immutable store segments named by their ULID range,

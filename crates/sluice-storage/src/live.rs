@@ -1,4 +1,5 @@
-//! Segment files still being written, as a query on the same node sees them.
+//! Ingest segment files no store has taken yet (being written, sealed or
+//! lent), as a query on the same node sees them.
 //!
 //! The ingest log writes a segment per connection and a store takes it
 //! later. Until then a query reads the file itself ([`LiveSegment`]), and
@@ -43,7 +44,7 @@ impl IdFloor {
     }
 }
 
-/// A segment file a query reads before a store has taken it.
+/// An ingest segment file a query reads before a store has taken it.
 #[derive(Debug, Clone)]
 pub struct LiveSegment {
     /// The names the file may have, tried in order: it is renamed as it is

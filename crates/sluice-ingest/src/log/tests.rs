@@ -163,3 +163,55 @@ fn restart_recovers_active_and_pending_segments() {
     assert_eq!(report.pending_returned, 1);
     assert_eq!(log2.counts(), (2, 0));
 }
+
+#[test]
+fn a_seal_whose_directory_sync_fails_still_lends_the_flushed_file() {
+    let fs = MemFs::new();
+    let (log, _) = log(&fs, Duration::from_secs(60));
+    let seg = write_segment(&log, 2);
+    let id = seg.id();
+    // The file's sync and the rename succeed, the directory's sync fails.
+    fs.fail_after(Some(2));
+    assert!(log.seal(seg).is_err());
+    fs.fail_after(None);
+    assert!(fs.exists(&log.path(id, FLUSHED)));
+    assert_eq!(floor_of(&log, id), Some(Ulid(1)), "queried as flushed");
+    assert_eq!(log.next().unwrap(), Some(id), "lent as any flushed file");
+}
+
+#[test]
+fn a_seal_whose_rename_fails_leaves_the_active_file_and_forgets_its_floor() {
+    let fs = MemFs::new();
+    let (log, _) = log(&fs, Duration::from_secs(60));
+    let seg = write_segment(&log, 2);
+    let id = seg.id();
+    fs.fail_after(Some(1));
+    assert!(log.seal(seg).is_err());
+    fs.fail_after(None);
+    assert!(fs.exists(&log.path(id, ACTIVE)), "for the next start");
+    assert!(log.state().floors.is_empty());
+    assert_eq!(log.next().unwrap(), None);
+    let listed = log.query_segments().unwrap();
+    assert_eq!(listed.len(), 1, "still queried, read from the file");
+    assert!(listed[0].floor.is_none());
+}
+
+#[test]
+fn a_batch_lowers_the_floor_to_its_smallest_id_whatever_its_order() {
+    use crate::{listener::IngestConfig, sink::SegmentSink};
+    let fs = MemFs::new();
+    let (log, _) = log(&fs, Duration::from_secs(60));
+    let log = Arc::new(log);
+    let mut sink = SegmentSink::new(log.clone(), &IngestConfig::default());
+    sink.begin();
+    for id in [50u128, 30, 90] {
+        sink.push(Record {
+            id: Ulid(id),
+            flags: 0,
+            topic: b"default",
+            payload: b"x",
+        });
+    }
+    let id = sink.write(false).unwrap().expect("a batch was written");
+    assert_eq!(floor_of(&log, id), Some(Ulid(30)));
+}

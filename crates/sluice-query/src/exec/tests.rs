@@ -126,6 +126,20 @@ fn a_plan_of_too_many_segments_is_refused() {
     assert_eq!(stats.records_matched, MAX_PLAN_SEGMENTS as u64);
 }
 
+/// The payloads `query` finds in `sources` (on an inline pool), and the
+/// stats.
+fn run_sources(fs: &dyn Fs, sources: Sources<'_>, query: &Query) -> (Vec<String>, QueryStats) {
+    let scan = Scan::new(WorkerPool::inline());
+    let mut got = Vec::new();
+    let stats = prepare_sources(fs, sources, query, &scan)
+        .unwrap()
+        .run(&mut |r: &Record<'_>| {
+            got.push(String::from_utf8(r.payload.to_vec()).unwrap());
+            true
+        });
+    (got, stats)
+}
+
 /// An ingest segment file of `ids` (ms, payload) in the order given,
 /// one batch per record, with `torn` bytes of a batch being written at
 /// its end.
@@ -188,14 +202,7 @@ fn ingest_segments_merge_with_the_store_sorted_or_not_and_growing() {
         ..Sources::default()
     };
     let query = Query::between(0, 10_000, Matcher::All);
-    let scan = Scan::new(WorkerPool::inline());
-    let mut got = Vec::new();
-    let stats = prepare_sources(&fs, sources, &query, &scan)
-        .unwrap()
-        .run(&mut |r: &Record<'_>| {
-            got.push(String::from_utf8(r.payload.to_vec()).unwrap());
-            true
-        });
+    let (got, stats) = run_sources(&fs, sources, &query);
     assert_eq!(got, ["a", "a2", "b", "c", "d", "e", "f", "g"]);
     assert!(stats.failed_segments.is_empty(), "{stats:?}");
     let planned = plan_sources(&fs, sources, &query).unwrap();
@@ -267,26 +274,49 @@ fn an_ingest_segment_whose_id_floor_is_above_the_range_is_not_read() {
     }
 }
 
-/// What [`CommitAfterListing`] runs once.
+/// What a [`RacingFs`] runs once.
 type Hook = Box<dyn FnOnce(&MemFs) + Send>;
 
-/// A file system that runs `after_listing` once, right after it listed
-/// `dir`: what a store's commit does between a query's steps.
-struct CommitAfterListing {
+/// A file system that runs a hook once at one step of a query: right
+/// after it lists `path` (a directory), or right before it opens `path`
+/// (a file). What another thread does between a query's steps: a store
+/// commits, an ingester writes.
+struct RacingFs {
     inner: MemFs,
-    dir: PathBuf,
+    path: PathBuf,
     after_listing: std::sync::Mutex<Option<Hook>>,
+    before_open: std::sync::Mutex<Option<Hook>>,
 }
 
-impl std::fmt::Debug for CommitAfterListing {
+impl RacingFs {
+    fn after_listing(inner: &MemFs, dir: &Path, hook: Hook) -> RacingFs {
+        RacingFs {
+            inner: inner.clone(),
+            path: dir.to_path_buf(),
+            after_listing: std::sync::Mutex::new(Some(hook)),
+            before_open: std::sync::Mutex::default(),
+        }
+    }
+
+    fn before_open(inner: &MemFs, file: &Path, hook: Hook) -> RacingFs {
+        RacingFs {
+            inner: inner.clone(),
+            path: file.to_path_buf(),
+            after_listing: std::sync::Mutex::default(),
+            before_open: std::sync::Mutex::new(Some(hook)),
+        }
+    }
+}
+
+impl std::fmt::Debug for RacingFs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CommitAfterListing")
-            .field("dir", &self.dir)
+        f.debug_struct("RacingFs")
+            .field("path", &self.path)
             .finish()
     }
 }
 
-impl Fs for CommitAfterListing {
+impl Fs for RacingFs {
     fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
         self.inner.create_dir_all(path)
     }
@@ -297,6 +327,11 @@ impl Fs for CommitAfterListing {
         self.inner.open_append(path)
     }
     fn open_read(&self, path: &Path) -> std::io::Result<Box<dyn sluice_storage::ReadFile>> {
+        if path == self.path
+            && let Some(hook) = self.before_open.lock().unwrap().take()
+        {
+            hook(&self.inner);
+        }
         self.inner.open_read(path)
     }
     fn map(&self, path: &Path) -> std::io::Result<sluice_storage::Mapped> {
@@ -304,7 +339,7 @@ impl Fs for CommitAfterListing {
     }
     fn read_dir(&self, path: &Path) -> std::io::Result<Vec<sluice_storage::DirEntry>> {
         let listed = self.inner.read_dir(path)?;
-        if path == self.dir
+        if path == self.path
             && let Some(hook) = self.after_listing.lock().unwrap().take()
         {
             hook(&self.inner);
@@ -344,14 +379,14 @@ fn a_segment_committed_while_a_query_plans_is_read_once_not_missed() {
     // Right after the query lists the store, a store commits the lent
     // segment: its records land in a store segment the listing did not
     // see, and the ingester removes its file.
-    let racing = CommitAfterListing {
-        inner: fs.clone(),
-        dir: store.to_path_buf(),
-        after_listing: std::sync::Mutex::new(Some(Box::new(|fs: &MemFs| {
+    let racing = RacingFs::after_listing(
+        &fs,
+        store,
+        Box::new(|fs: &MemFs| {
             write(fs, Path::new("/store"), &[(200, "in flight")]);
             sluice_storage::Fs::remove_file(fs, Path::new("/ingest/1.pending")).unwrap();
-        }))),
-    };
+        }),
+    );
     let names = [LiveSegment::named(vec![
         ingest.join("1.flushed"),
         lent.clone(),
@@ -362,15 +397,51 @@ fn a_segment_committed_while_a_query_plans_is_read_once_not_missed() {
         ..Sources::default()
     };
     let query = Query::between(0, 10_000, Matcher::All);
-    let scan = Scan::new(WorkerPool::inline());
-    let mut got = Vec::new();
-    prepare_sources(&racing, sources, &query, &scan)
-        .unwrap()
-        .run(&mut |r: &Record<'_>| {
-            got.push(String::from_utf8(r.payload.to_vec()).unwrap());
-            true
-        });
+    let (got, _) = run_sources(&racing, sources, &query);
     assert_eq!(got, ["stored", "in flight"]);
+}
+
+#[test]
+fn an_id_floor_is_read_after_its_file_is_opened() {
+    let fs = MemFs::new();
+    let ingest = Path::new("/ingest");
+    sluice_storage::Fs::create_dir_all(&fs, ingest).unwrap();
+    let path = ingest.join("1.active");
+    ingest_file(&fs, &path, &[(5_000, 1, "later")], 0);
+    let floor = Arc::new(sluice_storage::IdFloor::new());
+    floor.lower(Ulid::from_parts(5_000, 1));
+    // As the query opens the file, its writer appends a batch inside the
+    // range, lowering the floor first as a writer does. Read before the
+    // open, the floor would still be above the range, and the record
+    // missed.
+    let racing = RacingFs::before_open(&fs, &path, {
+        let (floor, path) = (floor.clone(), path.clone());
+        Box::new(move |fs: &MemFs| {
+            let id = Ulid::from_parts(500, 1);
+            floor.lower(id);
+            let mut encoder = sluice_record::BatchEncoder::new();
+            encoder.begin();
+            encoder.push(Record {
+                id,
+                flags: 0,
+                topic: b"default",
+                payload: b"in range",
+            });
+            let mut file = sluice_storage::Fs::open_append(fs, &path).unwrap();
+            file.write_all(encoder.finish()).unwrap();
+        })
+    });
+    let names = [LiveSegment {
+        names: vec![path.clone()],
+        floor: Some(floor),
+    }];
+    let sources = Sources {
+        ingest: &names,
+        ..Sources::default()
+    };
+    let query = Query::between(0, 1_000, Matcher::All);
+    let (got, _) = run_sources(&racing, sources, &query);
+    assert_eq!(got, ["in range"]);
 }
 
 mod text_search {
