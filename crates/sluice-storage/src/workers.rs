@@ -302,9 +302,15 @@ impl Drop for ForegroundScan {
     fn drop(&mut self) {
         if self.shared.scans.fetch_sub(1, Ordering::SeqCst) == 1 {
             // Under the lock, so that no background thread is between its
-            // check of `scans` and its wait.
-            let _queues = self.shared.lock();
-            self.shared.background_ready.notify_all();
+            // check of `scans` and its wait. Only a thread holding back a
+            // queued job waits for the scans to end on `background_ready`;
+            // with none queued, the idle ones are left asleep (waking both
+            // at the end of every query cost two switches on the other
+            // core).
+            let queues = self.shared.lock();
+            if !queues.background.is_empty() {
+                self.shared.background_ready.notify_all();
+            }
             self.shared.scans_ended.notify_all();
         }
     }
