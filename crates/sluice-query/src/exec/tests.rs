@@ -140,31 +140,41 @@ fn run_sources(fs: &dyn Fs, sources: Sources<'_>, query: &Query) -> (Vec<String>
     (got, stats)
 }
 
+/// A batch of one record, `id` with `payload`, as a segment holds it.
+fn batch_of(id: Ulid, payload: &str) -> Vec<u8> {
+    let mut encoder = sluice_record::BatchEncoder::new();
+    encoder.begin();
+    encoder.push(Record {
+        id,
+        flags: 0,
+        topic: b"default",
+        payload: payload.as_bytes(),
+    });
+    encoder.finish().to_vec()
+}
+
+/// Append `bytes` to the file at `path`.
+fn append(fs: &MemFs, path: &Path, bytes: &[u8]) {
+    let mut file = sluice_storage::Fs::open_append(fs, path).unwrap();
+    file.write_all(bytes).unwrap();
+}
+
 /// An ingest segment file of `ids` (ms, payload) in the order given,
 /// one batch per record, with `torn` bytes of a batch being written at
 /// its end.
 fn ingest_file(fs: &MemFs, path: &Path, ids: &[(u64, u128, &str)], torn: usize) {
     use sluice_storage::SegmentWriter;
     let mut writer = SegmentWriter::create(fs, path).unwrap();
-    let mut encoder = sluice_record::BatchEncoder::new();
     let mut last = Vec::new();
     for (ms, n, payload) in ids {
         let id = Ulid::from_parts(*ms, *n);
-        encoder.begin();
-        encoder.push(Record {
-            id,
-            flags: 0,
-            topic: b"default",
-            payload: payload.as_bytes(),
-        });
-        let batch = encoder.finish().to_vec();
+        let batch = batch_of(id, payload);
         writer.append(&batch, 1, id, id).unwrap();
         last = batch;
     }
     drop(writer);
     if torn > 0 {
-        let mut file = sluice_storage::Fs::open_append(fs, path).unwrap();
-        file.write_all(&last[..torn.min(last.len() - 1)]).unwrap();
+        append(fs, path, &last[..torn.min(last.len() - 1)]);
     }
 }
 
@@ -218,19 +228,9 @@ fn an_ingest_segment_whose_id_floor_is_above_the_range_is_not_read() {
     ingest_file(&fs, &path, &[(5_000, 1, "later")], 0);
     // A whole batch whose body does not match its checksum: reading the
     // file fails the segment, so only a file passed over unread does not.
-    let mut encoder = sluice_record::BatchEncoder::new();
-    encoder.begin();
-    encoder.push(Record {
-        id: Ulid::from_parts(5_001, 1),
-        flags: 0,
-        topic: b"default",
-        payload: b"damaged",
-    });
-    let mut damaged = encoder.finish().to_vec();
+    let mut damaged = batch_of(Ulid::from_parts(5_001, 1), "damaged");
     *damaged.last_mut().unwrap() ^= 0xff;
-    let mut file = sluice_storage::Fs::open_append(&fs, &path).unwrap();
-    file.write_all(&damaged).unwrap();
-    drop(file);
+    append(&fs, &path, &damaged);
 
     let query = Query::between(0, 1_000, Matcher::All);
     // The file, with an id floor at `ms` if given.
@@ -419,16 +419,7 @@ fn an_id_floor_is_read_after_its_file_is_opened() {
         Box::new(move |fs: &MemFs| {
             let id = Ulid::from_parts(500, 1);
             floor.lower(id);
-            let mut encoder = sluice_record::BatchEncoder::new();
-            encoder.begin();
-            encoder.push(Record {
-                id,
-                flags: 0,
-                topic: b"default",
-                payload: b"in range",
-            });
-            let mut file = sluice_storage::Fs::open_append(fs, &path).unwrap();
-            file.write_all(encoder.finish()).unwrap();
+            append(fs, &path, &batch_of(id, "in range"));
         })
     });
     let names = [LiveSegment {
