@@ -1,9 +1,11 @@
 //! A regex's literal set prunes a block file's blocks and frames through
 //! the term filter, and never loses a matching record.
 
+use std::path::PathBuf;
+
 use proptest::prelude::*;
 use sluice_storage::{
-    MemFs, StoreSegmentWriter,
+    MemFs, RecordCursor, StoreSegmentWriter,
     block_segment::{BlockCursor, BlockLayout},
     store_segment::{self, ScanOptions},
 };

@@ -1,5 +1,9 @@
+use std::path::PathBuf;
+
+use sluice_storage::{MemFs, RecordCursor, StoreSegmentWriter};
+
+use super::plan::INPUTS_READ_AHEAD;
 use super::*;
-use sluice_storage::{MemFs, StoreSegmentWriter};
 
 fn write(fs: &MemFs, dir: &Path, ids: &[(u64, &str)]) {
     let mut w = StoreSegmentWriter::batches(fs, dir).unwrap();
