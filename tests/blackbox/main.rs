@@ -38,3 +38,4 @@ mod tail;
 mod telemetry;
 mod udp_proxy;
 mod ui;
+mod ui_browser;
