@@ -2,7 +2,6 @@
 
 mod agent;
 mod batch;
-mod binary;
 mod client;
 mod cluster;
 mod cluster_checks;
