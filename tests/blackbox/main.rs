@@ -6,6 +6,7 @@ mod client;
 mod cluster;
 mod cluster_checks;
 mod cluster_harness;
+mod cluster_view;
 mod compaction;
 mod counts;
 mod fault_proxy;
