@@ -403,6 +403,22 @@ impl ScanOptions {
             text: None,
         }
     }
+
+    /// `cursor` selecting and stopping as these options say: by the
+    /// literal and the text matcher, and at the cancel flag. What a store
+    /// batch file and an ingest segment opened for a query share.
+    pub fn matching(&self, mut cursor: BatchCursor) -> BatchCursor {
+        if let Some(literal) = &self.literal {
+            cursor = cursor.with_literal(literal.clone());
+        }
+        if let Some(text) = &self.text {
+            cursor = cursor.with_text_matcher(text.clone());
+        }
+        if let Some(cancel) = &self.cancel {
+            cursor = cursor.with_cancel(cancel.clone());
+        }
+        cursor
+    }
 }
 
 impl std::fmt::Debug for ScanOptions {
@@ -480,16 +496,7 @@ pub fn open_cursor(
     if let Some((min, max)) = id_range(options) {
         cursor = cursor.with_id_range(min, max);
     }
-    if let Some(literal) = &options.literal {
-        cursor = cursor.with_literal(literal.clone());
-    }
-    if let Some(text) = &options.text {
-        cursor = cursor.with_text_matcher(text.clone());
-    }
-    if let Some(cancel) = &options.cancel {
-        cursor = cursor.with_cancel(cancel.clone());
-    }
-    Ok(Box::new(cursor))
+    Ok(Box::new(options.matching(cursor)))
 }
 
 /// The ids a scan wants: those of its time range and its id range, when

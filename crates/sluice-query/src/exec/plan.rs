@@ -189,17 +189,7 @@ pub(super) fn open_plan(
         }
         let bytes = cursor.len();
         let opened: OpenedCursor = if summary.sorted {
-            let mut cursor = cursor;
-            if let Some(literal) = &options.literal {
-                cursor = cursor.with_literal(literal.clone());
-            }
-            if let Some(text) = &options.text {
-                cursor = cursor.with_text_matcher(text.clone());
-            }
-            if let Some(cancel) = &options.cancel {
-                cursor = cursor.with_cancel(cancel.clone());
-            }
-            Ok(Box::new(cursor))
+            Ok(Box::new(options.matching(cursor)))
         } else if bytes > sort_budget {
             Err(StorageError::TooLargeToSort {
                 path: path.to_path_buf(),
