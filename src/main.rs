@@ -62,9 +62,26 @@ enum Command {
     Testsvc(cmd::testsvc::Args),
 }
 
+impl Command {
+    /// Whether the command's own code logs (the nodes, the forwarder, a
+    /// repair). The others are clients that print their results and errors
+    /// themselves; for them the log subscriber would only carry the HTTP
+    /// client's debug events, so it starts only when `SLUICE_LOG` asks for
+    /// it. Setting it up (the span registry's slab, the filter) was a
+    /// thirtieth of a `sluice query` for a rare id.
+    fn logs(&self) -> bool {
+        !matches!(
+            self,
+            Command::Query(_) | Command::Cluster(_) | Command::Testsvc(_)
+        )
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    if cli.command.logs() || std::env::var_os("SLUICE_LOG").is_some() {
+        init_logging(cli.log_format);
+    }
     let result = match cli.command {
         Command::Ingeststore(args) => cmd::node::run_both(args),
         Command::Ingest(args) => cmd::node::run_ingest(args),
@@ -145,5 +162,89 @@ mod tests {
                 "{name} has no arguments once built"
             );
         }
+    }
+
+    /// The nodes, the forwarder and a repair log from the start; the
+    /// client commands (query, cluster, testsvc) only when `SLUICE_LOG`
+    /// asks (see [`super::Command::logs`]).
+    #[test]
+    fn only_the_commands_that_log_start_the_log_subscriber_by_default() {
+        use clap::Parser;
+        let logs = |argv: &[&str]| {
+            Cli::try_parse_from(std::iter::once("sluice").chain(argv.iter().copied()))
+                .unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+                .command
+                .logs()
+        };
+        for argv in [
+            &["ingeststore"][..],
+            &["ingest"],
+            &["store"],
+            &["forward", "tcp://127.0.0.1:7651"],
+            &["repair"],
+            &["stream"],
+        ] {
+            assert!(logs(argv), "{argv:?} should log");
+        }
+        for argv in [
+            &["query", "-q", "ERROR"][..],
+            &["query", "--histogram"],
+            &["cluster", "status"],
+            &["testsvc"],
+        ] {
+            assert!(
+                !logs(argv),
+                "{argv:?} should log only when SLUICE_LOG is set"
+            );
+        }
+    }
+
+    /// The unwinder is linked in (`build.rs`), in this test binary as in
+    /// `sluice`: a panic still unwinds, running drops on its way, on the
+    /// main thread's side and in a spawned thread, and a backtrace still
+    /// walks the stack. The worker pool's `catch_unwind` relies on it.
+    #[test]
+    fn panics_unwind_through_the_linked_in_unwinder() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        if option_env!("SLUICE_SHARED_UNWINDER").is_none_or(|v| v == "0") {
+            let maps = std::fs::read_to_string("/proc/self/maps").expect("read /proc/self/maps");
+            assert!(
+                !maps.contains("libgcc_s"),
+                "this test binary loaded the shared unwinder; build.rs should have linked it in"
+            );
+        }
+
+        static DROPPED: AtomicBool = AtomicBool::new(false);
+        struct Guard;
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                DROPPED.store(true, Ordering::SeqCst);
+            }
+        }
+        #[inline(never)]
+        fn fail(depth: u32) -> u32 {
+            let _guard = Guard;
+            if depth == 0 {
+                panic!("a panic the test expects");
+            }
+            fail(depth - 1) + 1
+        }
+        let caught = std::panic::catch_unwind(|| fail(4));
+        assert!(caught.is_err(), "the panic was not caught");
+        assert!(
+            DROPPED.load(Ordering::SeqCst),
+            "no drop ran while unwinding"
+        );
+
+        let joined = std::thread::spawn(|| fail(2)).join();
+        assert!(
+            joined.is_err(),
+            "a panicking thread's join did not report the panic"
+        );
+
+        let trace = std::backtrace::Backtrace::force_capture();
+        assert_eq!(trace.status(), std::backtrace::BacktraceStatus::Captured);
     }
 }

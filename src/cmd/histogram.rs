@@ -22,7 +22,7 @@ pub async fn run(base: &str, args: &Args) -> anyhow::Result<ExitCode> {
     if let Some(timeout) = args.node_timeout {
         params.push(("node_timeout", format!("{}ms", timeout.as_millis())));
     }
-    let response = reqwest::Client::new()
+    let response = super::query::client_for(base)?
         .get(format!("{base}/histogram"))
         .query(&params)
         .send()

@@ -2,6 +2,7 @@
 
 mod agent;
 mod batch;
+mod binary;
 mod client;
 mod cluster;
 mod cluster_checks;
