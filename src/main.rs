@@ -16,7 +16,8 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "sluice", version, about, long_about)]
 struct Cli {
-    /// Log format on stderr.
+    /// Log format on stderr. SLUICE_LOG filters the logs (e.g. SLUICE_LOG=debug);
+    /// query, cluster and testsvc log only when it is set.
     #[arg(
         long,
         global = true,

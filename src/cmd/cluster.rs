@@ -53,7 +53,9 @@ fn base_url(api: &str) -> String {
 
 async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let base = base_url(&args.api);
-    let response = reqwest::get(format!("{base}/cluster"))
+    let response = super::query::client_for(&base)?
+        .get(format!("{base}/cluster"))
+        .send()
         .await
         .with_context(|| super::query::cannot_reach(&base))?;
     let status = response.status();
@@ -128,7 +130,7 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 
 async fn forget(args: ForgetArgs) -> anyhow::Result<ExitCode> {
     let base = base_url(&args.api);
-    let response = reqwest::Client::new()
+    let response = super::query::client_for(&base)?
         .post(format!("{base}/cluster/forget"))
         .query(&[("node", &args.node)])
         .send()
