@@ -78,7 +78,7 @@ pub(crate) async fn start_local(
         let scan = local_scan(&state, &scanning);
         let mut sink = LocalSink {
             format,
-            out: Vec::with_capacity(CHUNK_BYTES * 2),
+            out: LocalSink::out_buffer(format),
             frames: sluice_query::frames::FrameWriter::with_target(CHUNK_BYTES),
             last_send: Instant::now(),
             unclocked: 0,
@@ -214,9 +214,23 @@ impl LocalSink {
         true
     }
 
+    /// Where raw or json lines are written until they are sent: room for a
+    /// chunk and the record that passes it. Framed answers write frames
+    /// instead and get none. A buffer this size is mapped on its own (the
+    /// node's allocator threshold) and unmapped when freed, which costs
+    /// every core that ran the node a TLB flush: a rare id's query, whose
+    /// answer is a few frames, spent 5% of the node's time on that one
+    /// unused buffer.
+    fn out_buffer(format: Format) -> Vec<u8> {
+        match format {
+            Format::Raw | Format::Json => Vec::with_capacity(CHUNK_BYTES * 2),
+            Format::Frames | Format::Ids => Vec::new(),
+        }
+    }
+
     /// Send the raw or json lines written so far as one chunk.
     fn send_out(&mut self) -> bool {
-        let chunk = std::mem::replace(&mut self.out, Vec::with_capacity(CHUNK_BYTES * 2));
+        let chunk = std::mem::replace(&mut self.out, Self::out_buffer(self.format));
         self.send(Bytes::from(chunk), None)
     }
 
@@ -302,5 +316,22 @@ impl sluice_query::RecordSink for LocalSink {
             }
         }
         self.advance_frontier(done);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only raw and json answers write lines to a buffer; a framed answer
+    /// (every CLI query) must not map and unmap one it never writes.
+    #[test]
+    fn only_line_answers_get_a_line_buffer() {
+        for format in [Format::Frames, Format::Ids] {
+            assert_eq!(LocalSink::out_buffer(format).capacity(), 0);
+        }
+        for format in [Format::Raw, Format::Json] {
+            assert!(LocalSink::out_buffer(format).capacity() > CHUNK_BYTES);
+        }
     }
 }

@@ -188,6 +188,43 @@ fn a_rare_literal_skips_blocks_by_their_filter() {
     }
 }
 
+/// One opened segment answers query after query (as the segment cache
+/// shares it): the second probe of a block finds its filter where the
+/// first parse left it, and each query, of a literal in one block, in
+/// several or in none, gets exactly what a segment opened for it alone
+/// gets, in both layouts.
+#[test]
+fn a_shared_segment_probes_each_query_as_a_fresh_one() {
+    for make in LAYOUTS {
+        let fs = MemFs::new();
+        let path = Path::new("/d/seg");
+        let recs = traced_requests();
+        write_with(&fs, path, &recs, make);
+        let shared = Arc::new(BlockSegment::open(&fs, path).unwrap());
+        assert!(shared.blocks().len() >= 3);
+        let literals = [
+            trace_id(4242),
+            trace_id(4242),
+            trace_id(239_999),
+            "/page/17 ".to_string(),
+            "status=200 trace_id=00".to_string(),
+            "no such text".to_string(),
+            trace_id(7),
+        ];
+        for literal in literals {
+            let finder = Arc::new(memmem::Finder::new(literal.as_bytes()).into_owned());
+            let mut again =
+                BlockCursor::shared(shared.clone(), test_pool()).with_literal(finder.clone());
+            let mut fresh = BlockCursor::open(&fs, path, test_pool())
+                .unwrap()
+                .with_literal(finder);
+            let want = payloads(&mut fresh);
+            assert_eq!(payloads(&mut again), want, "{literal}");
+            assert_eq!(again.frames_loaded(), fresh.frames_loaded(), "{literal}");
+        }
+    }
+}
+
 /// A cursor told to read ahead probes its first blocks' filters and
 /// starts decoding them before its first advance, and returns what a
 /// cursor not told returns.
