@@ -248,6 +248,22 @@ def best_of(n: int, argv: list[str], maxrc: int = 0) -> float:
     return min(times)
 
 
+# Warm runs of a store query, sluice's and rg's alike, follow this much wall time of untimed runs (at
+# least one). On this kind of VM an idle core halts, and after even 0.3 s idle the next ten or so short
+# runs are slow (a rare id's query 3.3-4.2 ms, then about 2.4, then 1.9): a 25 ms rg run warms the
+# machine by itself, a 2 ms query does not.
+WARM_UP_SECS = 0.1
+
+
+def warm_up(argv: list[str], maxrc: int = 0) -> int:
+    """Run argv untimed until WARM_UP_SECS of wall time have passed (at least once); returns the runs."""
+    t0, runs = time.monotonic(), 0
+    while runs == 0 or time.monotonic() - t0 < WARM_UP_SECS:
+        run_cmd(argv, maxrc=maxrc)
+        runs += 1
+    return runs
+
+
 def rg_count(args: list[str], path: Path | str) -> int:
     return int(run_cmd(["rg", "-c", *args, str(path)], maxrc=1, capture=True).strip() or 0)
 
@@ -1189,15 +1205,16 @@ def drop_caches() -> bool:
 
 def store_query(ctx: Ctx, node: Node, path: Path, kind: str, label: str, sl_args: list[str],
                 rg_args: list[str] | None) -> StoreQuery:
-    """Warm: sluice after one run to warm it (best of REPS), rg on the file read into the page cache
-    (both read back from disk first: see reread)."""
+    """Warm: best of REPS, sluice's and rg's each after WARM_UP_SECS of untimed runs (the segments and the
+    corpus read back from disk first: see reread)."""
     reread(node.segments())
-    run_cmd(node.query(sl_args), capture=True)
+    warm_up(node.query(sl_args))
     s_warm = best_of(ctx.reps(3), node.query(sl_args))
     stats = node.stats(sl_args)
     r_warm = n_r = None
     if rg_args is not None:
         reread([path])
+        warm_up(["rg", *rg_args, str(path)], maxrc=1)
         r_warm = best_of(ctx.reps(3), ["rg", *rg_args, str(path)], maxrc=1)
         n_r = rg_count(rg_args, path)
     full = node.stats(["--from", "24h", "-q", ""])
@@ -1311,8 +1328,8 @@ def cmd_store(ctx: Ctx) -> StoreReport:
     file and to every block sorted; bytes on disk. Then, with `sluice query` and `rg` on the same lines,
     the kinds of query of issue 22 (a rare id, a literal aligned with level or status, a word on about 1%
     of lines spread evenly, a case-insensitive literal, a regex with a literal prefix, a regex with only
-    short literals) and the last 1% of the time range, warm (best of REPS, default 3) and cold (page cache
-    dropped before each run; needs root, else skipped). The nginx or realistic corpus of 0 MiB is left out.
+    short literals) and the last 1% of the time range, warm (best of REPS, default 3, each tool's after
+    0.1 s of untimed runs) and cold (page cache dropped before each run; needs root, else skipped). The nginx or realistic corpus of 0 MiB is left out.
     """
     if not (can_drop := drop_caches()):
         log("WARNING: cannot drop the page cache (not root?): cold runs are skipped")
@@ -1333,7 +1350,8 @@ def render_store(r: StoreReport) -> str:
     out = ["## Store engine against ripgrep (bench/bench.py store)", "",
            f"Run {r.run_id} on {m.cores} cores ({m.cpu}), {m.gib}.",
            f"Command: `python3 bench/bench.py store` (SLUICE_BENCH_STORE_MB={r.store_mb}, "
-           f"SLUICE_BENCH_REALISTIC_MB={r.realistic_mb}, SLUICE_BENCH_NGINX_MB={r.nginx_mb}, best of {r.reps} warm).",
+           f"SLUICE_BENCH_REALISTIC_MB={r.realistic_mb}, SLUICE_BENCH_NGINX_MB={r.nginx_mb}, best of {r.reps} warm, "
+           f"each after {WARM_UP_SECS:g} s of untimed runs of the same command).",
            "sluice: `sluice query --api .. --from 24h -q PATTERN [--regex] > /dev/null` against a fresh ingeststore "
            "holding the corpus;",
            'rg: `rg -F PATTERN corpus > /dev/null` (or `-e REGEX`). "sluice/rg" is rg\'s time over sluice\'s '
