@@ -2,9 +2,8 @@
 // The sluice web UI: a query form, the plan, a histogram (uPlot), results
 // streamed into a virtual list, live tail. Log text reaches the page only
 // through textContent and text nodes; nothing here builds HTML from data.
+import * as chart from './chart.js';
 import * as lib from './lib.js';
-
-/* global uPlot */
 
 /** Row height in px: the same as --row-h in app.css. */
 const ROW_H = 20;
@@ -19,8 +18,6 @@ const CONTEXT_MS = 5_000;
 const CONTEXT_N = 10;
 /** Characters of a payload drawn in a row (the detail shows all of it). */
 const ROW_CHARS = 2_000;
-/** Steps of the count axis: whole numbers only. */
-const COUNT_STEPS = [1, 2, 5].flatMap((m) => [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9].map((p) => m * p)).sort((a, b) => a - b);
 
 /** What tests and curious users can read: CSP violations and script errors. */
 const debug = { violations: /** @type {string[]} */ ([]), errors: /** @type {string[]} */ ([]) };
@@ -90,8 +87,6 @@ const failed = new Map();
  *   counts: number[], source: 'client'|'server', dirty: boolean} | null}
  */
 let hist = null;
-/** @type {any} */
-let chart = null;
 
 /** @param {'idle'|'planning'|'running'|'done'|'error'|'tailing'} state */
 function setState(state) {
@@ -419,71 +414,10 @@ function countInHistogram(rec) {
   }
 }
 
-function cssVar(name) {
-  return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
-}
-
-function chartWidth() {
-  return Math.max(200, els.histogram.clientWidth - 24);
-}
-
 function drawHistogram() {
-  if (!hist || typeof uPlot === 'undefined') return;
+  if (!hist || !chart.available()) return;
   hist.dirty = false;
-  const h = hist;
-  const el = els.histogram;
-  el.dataset.counts = h.counts.join(',');
-  el.dataset.fromMs = String(h.plan.fromMs);
-  el.dataset.toMs = String(h.plan.toMs);
-  el.dataset.stepMs = String(h.plan.stepMs);
-  el.dataset.source = h.source;
-  const xs = h.counts.map((_, k) => (h.plan.fromMs + k * h.plan.stepMs) / 1000);
-  // Empty buckets draw no bar (null), not a line at zero.
-  const data = [xs, h.counts.map((c) => c || null)];
-  if (chart) {
-    chart.setData(data);
-    return;
-  }
-  const bar = cssVar('--bar');
-  const axis = { stroke: cssVar('--muted'), grid: { stroke: cssVar('--line'), width: 1 }, ticks: { stroke: cssVar('--line'), width: 1 } };
-  chart = new uPlot(
-    {
-      width: chartWidth(),
-      height: 120,
-      legend: { show: false },
-      cursor: { drag: { x: true, y: false, setScale: false }, points: { show: false } },
-      scales: {
-        x: { time: true, range: () => (hist ? [hist.plan.fromMs / 1000, hist.plan.toMs / 1000] : [0, 1]) },
-        y: { range: (/** @type {any} */ _u, /** @type {number} */ _min, /** @type {number} */ max) => [0, Math.max(1, max || 0)] },
-      },
-      // Times in UTC, as the rows show them; counts in whole numbers.
-      tzDate: (/** @type {number} */ ts) => uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'),
-      axes: [axis, { ...axis, size: 50, incrs: COUNT_STEPS }],
-      series: [
-        {},
-        {
-          label: 'matches',
-          stroke: bar,
-          fill: bar,
-          points: { show: false },
-          paths: uPlot.paths.bars({ size: [0.9, Infinity], align: 1 }),
-        },
-      ],
-      hooks: {
-        setSelect: [
-          (/** @type {any} */ u) => {
-            if (u.select.width < 3) return;
-            const a = u.posToVal(u.select.left, 'x') * 1000;
-            const b = u.posToVal(u.select.left + u.select.width, 'x') * 1000;
-            u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
-            zoomTo(a, b);
-          },
-        ],
-      },
-    },
-    data,
-    el,
-  );
+  chart.draw(els.histogram, hist, zoomTo);
 }
 
 /** Zoom to what was dragged over: absolute from/to, then run again. */
@@ -496,9 +430,8 @@ function zoomTo(a, b) {
 }
 
 function rebuildChart() {
-  if (chart) chart.destroy();
-  chart = null;
-  if (hist) drawHistogram();
+  chart.destroy();
+  drawHistogram();
 }
 
 // ---- results: a virtual list of fixed-height rows ----------------------------
@@ -660,10 +593,7 @@ async function startTail(state) {
   const ctl = new AbortController();
   controller = ctl;
   clearResults();
-  if (chart) {
-    chart.destroy();
-    chart = null;
-  }
+  chart.destroy();
   hist = null;
   tailing = true;
   highlight = lib.matcherRegExp(state.q, state);
@@ -823,7 +753,7 @@ document.addEventListener('keydown', (e) => {
 });
 window.addEventListener('popstate', loadFromUrl);
 window.addEventListener('resize', () => {
-  if (chart) chart.setSize({ width: chartWidth(), height: 120 });
+  chart.resize(els.histogram);
   flushRender();
 });
 window.matchMedia('(prefers-color-scheme: dark)').addEventListener('change', rebuildChart);

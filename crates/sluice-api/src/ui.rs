@@ -59,6 +59,7 @@ static ASSETS: &[Asset] = &[
     asset!("index.html", HTML),
     asset!("app.js", JS),
     asset!("lib.js", JS),
+    asset!("chart.js", JS),
     asset!("app.css", CSS),
     asset!("vendor/uPlot.iife.min.js", JS),
     asset!("vendor/uPlot.min.css", CSS),
@@ -349,6 +350,7 @@ mod tests {
         for (name, source) in [
             ("app.js", app),
             ("lib.js", std::str::from_utf8(ASSETS[2].bytes).unwrap()),
+            ("chart.js", std::str::from_utf8(ASSETS[3].bytes).unwrap()),
         ] {
             for forbidden in [
                 "innerHTML",
