@@ -219,8 +219,8 @@ impl LocalSink {
     /// instead and get none. A buffer this size is mapped on its own (the
     /// node's allocator threshold) and unmapped when freed, which costs
     /// every core that ran the node a TLB flush: a rare id's query, whose
-    /// answer is a few frames, spent 5% of the node's time on that one
-    /// unused buffer.
+    /// answer is a few frames, spent about 7% of the node's samples on
+    /// that one unused buffer.
     fn out_buffer(format: Format) -> Vec<u8> {
         match format {
             Format::Raw | Format::Json => Vec::with_capacity(CHUNK_BYTES * 2),
