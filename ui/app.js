@@ -82,10 +82,7 @@ let lagged = 0;
 /** The nodes that failed this run, by node: the latest text about each. */
 /** @type {Map<string, string>} */
 const failed = new Map();
-/**
- * @type {{plan: {fromMs: number, toMs: number, stepMs: number, n: number},
- *   counts: number[], source: 'client'|'server', dirty: boolean} | null}
- */
+/** @type {import('./chart.js').Histogram | null} */
 let hist = null;
 
 /** @param {'idle'|'planning'|'running'|'done'|'error'|'tailing'} state */
