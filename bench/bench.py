@@ -45,7 +45,7 @@ from sluicebench.procs import Proc
 from sluicebench.protocols import cmd_protocols
 from sluicebench.replication import cmd_replication
 from sluicebench.run import cmd_run
-from sluicebench.selftest import EXPECTED_ROWS, canned, tables
+from sluicebench.selftest import EXPECTED_ROWS, canned, runner_problems, tables
 from sluicebench.store import cmd_store
 from sluicebench.tail import cmd_tail
 
@@ -174,6 +174,7 @@ def selftest() -> int:
         problems.append("--store-mb 0 is taken")
     except SystemExit:
         pass
+    problems += runner_problems()
     for p in problems:
         print(f"selftest: {p}", file=sys.stderr)
     print(f"selftest: {'FAILED' if problems else 'ok'} ({len(RENDER)} sections rendered)")

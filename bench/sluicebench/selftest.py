@@ -86,3 +86,43 @@ def tables(markdown: str) -> list[tuple[str, int]]:
                 rows += 1
             found.append((line, rows))
     return found
+
+
+def runner_problems() -> list[str]:
+    """What is wrong with how short commands are run and timed (run_cmd, timed_run)."""
+    import subprocess
+    from unittest import mock
+
+    from .common import BenchError
+    from .procs import run_cmd, timed_run
+
+    problems = []
+    if run_cmd(["sh", "-c", "echo captured"], capture=True) != b"captured\n":
+        problems.append("run_cmd(capture=True) lost the command's stdout")
+    try:
+        run_cmd(["sh", "-c", "echo why >&2; exit 3"])
+        problems.append("run_cmd took exit status 3 as success")
+    except BenchError as e:
+        if "rc 3" not in str(e) or "why" not in str(e):
+            problems.append(f"run_cmd's failure does not give the status and stderr: {e}")
+    try:
+        run_cmd(["sleep", "10"], timeout=0.2)
+        problems.append("run_cmd did not time out")
+    except BenchError as e:
+        if "timed out" not in str(e):
+            problems.append(f"run_cmd's timeout says: {e}")
+    # subprocess's wait(timeout) polls with sleeps of 0.5, 1, 2, 4 ms..., and timed a 2 ms query up to
+    # 1.2 ms slow: a timed run must see the exit as it happens, never through that wait.
+    waits: list[float | None] = []
+    real_wait = subprocess.Popen.wait
+
+    def recorded_wait(self: subprocess.Popen[bytes], timeout: float | None = None) -> int:
+        waits.append(timeout)
+        return real_wait(self, timeout)
+
+    with mock.patch.object(subprocess.Popen, "wait", recorded_wait):
+        if timed_run(["sh", "-c", "sleep 0.05; exit 1"], maxrc=1) < 0.05:
+            problems.append("timed_run timed a 50 ms command at less than 50 ms")
+    if any(t is not None for t in waits):
+        problems.append(f"timed_run waited through Popen.wait with a timeout (it polls): {waits}")
+    return problems
