@@ -120,6 +120,7 @@ use sluice_record::{MAX_PAYLOAD_BYTES, Ulid};
 use crate::{
     StorageError,
     fs::{Fs, Mapped},
+    term_filter::sliced::{RowCounts, Rows},
 };
 
 mod block;
@@ -367,19 +368,21 @@ pub struct BlockSegment {
     /// Whether block `i`'s meta checksum was verified: a segment shared
     /// between queries ([`crate::SegmentCache`]) checks each filter once.
     meta_verified: Box<[AtomicBool]>,
-    /// Where block `i`'s sliced filter lies, once its frame table was
-    /// parsed (and so its meta verified): a query probes every block in
-    /// its range, and parsing each table again to find the filter was 7%
-    /// of a rare id's time on the node.
+    /// Where block `i`'s sliced filter lies and its row counts, once its
+    /// frame table was parsed (and so its meta verified): a query probes
+    /// every block in its range, and parsing each table again to find the
+    /// filter was 7% of a rare id's time on the node.
     filters: Box<[OnceLock<FilterSpan>]>,
 }
 
-/// A block's sliced filter: its bytes in the file and the frames it covers.
+/// A block's sliced filter: its bytes in the file, the frames it covers,
+/// its rows of each kind (`None`: its sizes are wrong; it passes all).
 #[derive(Debug, Clone, Copy)]
 struct FilterSpan {
     at: usize,
     len: usize,
     frames: usize,
+    counts: Option<RowCounts>,
 }
 
 impl BlockSegment {
@@ -558,22 +561,31 @@ impl BlockSegment {
     ) -> Result<u64, &'static str> {
         wanted.clear();
         scratch.frames.clear();
-        let (filter, n) = match self.filters[i].get() {
-            Some(span) => (&self.bytes[span.at..span.at + span.len], span.frames),
+        let (filter, n, rows) = match self.filters[i].get() {
+            Some(span) => {
+                let filter = &self.bytes[span.at..span.at + span.len];
+                // Cut by the counts kept: reading them again touched four
+                // pages far apart, half of a rare literal's probe.
+                let counts = span.counts;
+                let rows = counts.and_then(|c| Rows::with_counts(filter, span.frames, c));
+                (filter, span.frames, rows)
+            }
             None => {
                 let filter = self.frame_table(i, &mut scratch.frames)?.filter;
                 // The filter is a part of the mapped file.
                 let at = filter.as_ptr() as usize - self.bytes.as_ptr() as usize;
                 let frames = scratch.frames.len();
+                let rows = Rows::parse(filter, frames);
                 let _ = self.filters[i].set(FilterSpan {
                     at,
                     len: filter.len(),
                     frames,
+                    counts: rows.as_ref().map(Rows::counts),
                 });
-                (filter, frames)
+                (filter, frames, rows)
             }
         };
-        let read = probes.narrow_frames(filter, n, scratch);
+        let read = probes.narrow_frames(rows, filter.len(), n, scratch);
         for (w, &word) in scratch.mask.iter().enumerate() {
             let mut word = word;
             while word != 0 {

@@ -35,11 +35,14 @@ impl Probes {
     }
 
     /// `scratch.mask`: one bit per frame of a block of `frames`, set for
-    /// each frame its sliced `filter` says may hold a wanted record.
-    /// Returns the bytes of the filter read.
+    /// each frame its sliced filter's `rows` say may hold a wanted record
+    /// (every frame when the filter's sizes did not match: `rows` is
+    /// `None`). Returns the bytes of the filter read, all `filter_len` of
+    /// them in that case.
     pub(crate) fn narrow_frames(
         &self,
-        filter: &[u8],
+        rows: Option<sliced::Rows<'_>>,
+        filter_len: usize,
         frames: usize,
         scratch: &mut FrameScratch,
     ) -> u64 {
@@ -47,9 +50,8 @@ impl Probes {
             mask, claimed, one, ..
         } = scratch;
         sliced::all_frames(frames, mask);
-        let Some(rows) = sliced::Rows::parse(filter, frames) else {
-            // A filter whose sizes do not match passes every frame.
-            return filter.len() as u64;
+        let Some(rows) = rows else {
+            return filter_len as u64;
         };
         let mut read = 0;
         if let Some(probe) = &self.all_of {

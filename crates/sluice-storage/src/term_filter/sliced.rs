@@ -308,7 +308,22 @@ fn put_folded<'m>(
     });
 }
 
+/// How many rows of each kind a sliced filter has: what [`Rows::parse`]
+/// reads from the filter's four counts, which lie far apart in it (a
+/// block's filter is about 200 KiB). A segment shared between queries keeps
+/// them per block, so a probe reads the rows and nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RowCounts {
+    trigram_rows: usize,
+    gram_rows: usize,
+    /// `None`: short numbers not indexed (the section is absent).
+    number_rows: Option<usize>,
+    /// `None`: number prefixes not indexed (the section is absent).
+    prefix_rows: Option<usize>,
+}
+
 /// A sliced filter's rows, once its sizes are checked.
+#[derive(Debug)]
 pub(crate) struct Rows<'a> {
     frames: usize,
     trigram_rows: usize,
@@ -327,30 +342,70 @@ impl<'a> Rows<'a> {
     /// The rows of `filter`, of a block of `frames`; `None` when its sizes
     /// do not match its length (it then passes every frame).
     pub(crate) fn parse(filter: &'a [u8], frames: usize) -> Option<Rows<'a>> {
-        let count = |bytes: &[u8]| u32::from_le_bytes(bytes.try_into().expect("4")) as usize;
-        let (head, rest) = filter.split_at_checked(4)?;
-        let trigram_rows = count(head);
-        let (trigrams, rest) = rest.split_at_checked(area_len(trigram_rows, frames)?)?;
-        let (head, rest) = rest.split_at_checked(4)?;
-        let gram_rows = count(head);
-        let (grams, rest) = rest.split_at_checked(area_len(gram_rows, frames)?)?;
+        let count_at = |at: usize| -> Option<usize> {
+            let bytes = filter.get(at..at.checked_add(4)?)?;
+            Some(u32::from_le_bytes(bytes.try_into().expect("4")) as usize)
+        };
+        let trigram_rows = count_at(0)?;
+        let mut at = 4 + area_len(trigram_rows, frames)?;
+        let gram_rows = count_at(at)?;
+        at = at.checked_add(4 + area_len(gram_rows, frames)?)?;
         // Two optional sections, numbers then prefixes: each absent when
         // the filter ends before it.
-        let section = |rest: &'a [u8]| -> Option<(Option<usize>, &'a [u8], &'a [u8])> {
-            if rest.is_empty() {
-                return Some((None, rest, rest));
+        let mut section = || -> Option<Option<usize>> {
+            if at == filter.len() {
+                return Some(None);
             }
-            let (head, rest) = rest.split_at_checked(4)?;
-            let rows = count(head);
-            if rows > NUMBER_MAP_BITS {
-                return None;
-            }
-            let (area, rest) = rest.split_at_checked(area_len(rows, frames)?)?;
-            Some((Some(rows), area, rest))
+            let rows = count_at(at)?;
+            at = at.checked_add(4 + area_len(rows, frames)?)?;
+            Some(Some(rows))
         };
-        let (number_rows, numbers, rest) = section(rest)?;
-        let (prefix_rows, prefixes, rest) = section(rest)?;
-        if !rest.is_empty() || trigram_rows > MAP_BITS {
+        let number_rows = section()?;
+        let prefix_rows = section()?;
+        let counts = RowCounts {
+            trigram_rows,
+            gram_rows,
+            number_rows,
+            prefix_rows,
+        };
+        Self::with_counts(filter, frames, counts)
+    }
+
+    /// The rows of `filter` by `counts` as [`Rows::parse`] found them in
+    /// the same filter: this only cuts the filter into its areas and reads
+    /// none of its bytes. `None` when the counts do not match its length.
+    pub(crate) fn with_counts(
+        filter: &'a [u8],
+        frames: usize,
+        counts: RowCounts,
+    ) -> Option<Rows<'a>> {
+        let RowCounts {
+            trigram_rows,
+            gram_rows,
+            number_rows,
+            prefix_rows,
+        } = counts;
+        if trigram_rows > MAP_BITS
+            || number_rows.is_some_and(|rows| rows > NUMBER_MAP_BITS)
+            || prefix_rows.is_some_and(|rows| rows > NUMBER_MAP_BITS)
+            || (number_rows.is_none() && prefix_rows.is_some())
+        {
+            return None;
+        }
+        let area = |rest: &'a [u8], rows: usize| -> Option<(&'a [u8], &'a [u8])> {
+            rest.get(4..)?.split_at_checked(area_len(rows, frames)?)
+        };
+        let (trigrams, rest) = area(filter, trigram_rows)?;
+        let (grams, rest) = area(rest, gram_rows)?;
+        let (numbers, rest) = match number_rows {
+            Some(rows) => area(rest, rows)?,
+            None => (&rest[..0], rest),
+        };
+        let (prefixes, rest) = match prefix_rows {
+            Some(rows) => area(rest, rows)?,
+            None => (&rest[..0], rest),
+        };
+        if !rest.is_empty() {
             return None;
         }
         Some(Rows {
@@ -364,6 +419,16 @@ impl<'a> Rows<'a> {
             gram_rows,
             grams,
         })
+    }
+
+    /// The counts of rows of each kind, for [`Rows::with_counts`].
+    pub(crate) fn counts(&self) -> RowCounts {
+        RowCounts {
+            trigram_rows: self.trigram_rows,
+            gram_rows: self.gram_rows,
+            number_rows: self.number_rows,
+            prefix_rows: self.prefix_rows,
+        }
     }
 
     /// Bytes of the filter a probe read: the counts and `rows` rows.

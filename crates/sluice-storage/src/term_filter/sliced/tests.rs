@@ -361,6 +361,43 @@ fn a_malformed_filter_passes_everything() {
     }
 }
 
+/// The areas of `rows`, as (where, how long) in memory: two `Rows` cut
+/// the same filter the same way when these are equal.
+fn areas(rows: &Rows<'_>) -> Vec<(usize, usize)> {
+    [rows.trigrams, rows.grams, rows.numbers, rows.prefixes]
+        .iter()
+        .map(|area| (area.as_ptr() as usize, area.len()))
+        .collect()
+}
+
+/// Cutting a filter by the counts its parse found (what a shared segment
+/// keeps per block) gives the parse's rows, with and without the optional
+/// sections; counts of another filter, or of a filter of other frames, do
+/// not fit and pass every frame rather than misreading the rows.
+#[test]
+fn counts_kept_from_a_parse_cut_the_filter_as_the_parse_does() {
+    let frames: Vec<Vec<String>> = (0..10)
+        .map(|f| vec![format!("status={} msg=done id={}", 200 + f, id(f))])
+        .collect();
+    let full = encoded(&frames);
+    let rows = Rows::parse(&full, 10).unwrap();
+    assert!(rows.number_rows.is_some() && rows.prefix_rows.is_some());
+    let without_prefixes = full[..full.len() - 4 - rows.prefixes.len()].to_vec();
+    let without_numbers =
+        full[..full.len() - 8 - rows.prefixes.len() - rows.numbers.len()].to_vec();
+    let mut all_counts = Vec::new();
+    for filter in [&full, &without_prefixes, &without_numbers] {
+        let parsed = Rows::parse(filter, 10).unwrap();
+        let cut = Rows::with_counts(filter, 10, parsed.counts()).unwrap();
+        assert_eq!(areas(&cut), areas(&parsed));
+        assert_eq!(cut.counts(), parsed.counts());
+        all_counts.push(parsed.counts());
+    }
+    assert!(Rows::with_counts(&without_prefixes, 10, all_counts[0]).is_none());
+    assert!(Rows::with_counts(&full, 10, all_counts[2]).is_none());
+    assert!(Rows::with_counts(&full, 11, all_counts[0]).is_none());
+}
+
 proptest::proptest! {
     #[test]
     fn a_contained_literal_keeps_its_frame(
@@ -385,5 +422,21 @@ proptest::proptest! {
             passing(&filter, frames.len(), literal).contains(&f),
             "frame {} lost {:?}", f, literal
         );
+    }
+
+    #[test]
+    fn kept_counts_cut_any_filter_as_its_parse(
+        frames in proptest::collection::vec(
+            proptest::collection::vec(
+                super::super::tests::payload(b"ab05 E=\"x.", 64),
+                1..6,
+            ),
+            1..150,
+        ),
+    ) {
+        let filter = encoded(&frames);
+        let parsed = Rows::parse(&filter, frames.len()).expect("a well-formed filter");
+        let cut = Rows::with_counts(&filter, frames.len(), parsed.counts()).expect("fits");
+        proptest::prop_assert_eq!(areas(&cut), areas(&parsed));
     }
 }
