@@ -340,8 +340,8 @@ def render_store(r: StoreReport) -> str:
            "holding the corpus;",
            'rg: `rg -F PATTERN corpus > /dev/null` (or `-e REGEX`). "sluice/rg" is rg\'s time over sluice\'s '
            "(above 1: sluice faster).",
-           "Warm: sluice's best of the runs after a first one (its block cache holds what that run decoded), "
-           "rg's best with the file in the page cache.",
+           "Warm: each tool's best of the timed runs after its untimed ones (sluice's block cache then holds what "
+           "they decoded, rg's file is in the page cache), each run timed from its spawn to its exit.",
            "Cold: the node restarted (its caches empty) and `echo 3 > /proc/sys/vm/drop_caches` before each "
            "single sluice run; the page cache dropped before each single rg run."
            + ("" if r.can_drop else " (Skipped in this run: no permission.)"),
