@@ -104,18 +104,15 @@ def _run(argv: list[str], timeout: float, maxrc: int, capture: bool) -> tuple[by
         try:
             exit_watch = select.poll()
             exit_watch.register(pidfd, select.POLLIN)
-            exited = exit_watch.poll(timeout * 1000)
+            if not exit_watch.poll(timeout * 1000):
+                raise BenchError(f"timed out after {timeout:g}s: {' '.join(argv)}")
             elapsed = time.monotonic() - t0
-        except BaseException:  # Ctrl-C: leave no child behind
+        except BaseException:  # the timeout, or Ctrl-C: leave no child behind
             proc.kill()
             proc.wait()
             raise
         finally:
             os.close(pidfd)
-        if not exited:
-            proc.kill()
-            proc.wait()
-            raise BenchError(f"timed out after {timeout:g}s: {' '.join(argv)}")
         rc = proc.wait()
         if not 0 <= rc <= maxrc:
             err.seek(0)

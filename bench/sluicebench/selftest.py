@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from typing import Any
+from unittest import mock
 
 from .cluster import ClusterQuery, ClusterReport, ClusterRun
-from .common import MIB
+from .common import MIB, BenchError
 from .compaction import CompactionReport, CompactionSample
 from .fresh import FRESH_QUERIES, FreshQuery, FreshReport
 from .histogram import HistogramQuery, HistogramReport
 from .lokipush import LokiPushReport, PushRun
 from .machine import Machine
+from .procs import run_cmd, timed_run
 from .protocols import INPUTS, ProtocolRun, ProtocolsReport
 from .replication import ReplicationReport, RfRun
 from .results import Corpus, ForwardCpuResult, ForwardResult, IngestResult, QueryResult, RunReport
@@ -90,12 +93,6 @@ def tables(markdown: str) -> list[tuple[str, int]]:
 
 def runner_problems() -> list[str]:
     """What is wrong with how short commands are run and timed (run_cmd, timed_run)."""
-    import subprocess
-    from unittest import mock
-
-    from .common import BenchError
-    from .procs import run_cmd, timed_run
-
     problems = []
     if run_cmd(["sh", "-c", "echo captured"], capture=True) != b"captured\n":
         problems.append("run_cmd(capture=True) lost the command's stdout")

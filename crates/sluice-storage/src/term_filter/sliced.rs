@@ -323,7 +323,6 @@ pub(crate) struct RowCounts {
 }
 
 /// A sliced filter's rows, once its sizes are checked.
-#[derive(Debug)]
 pub(crate) struct Rows<'a> {
     frames: usize,
     trigram_rows: usize,

@@ -398,16 +398,21 @@ fn counts_kept_from_a_parse_cut_the_filter_as_the_parse_does() {
     assert!(Rows::with_counts(&full, 11, all_counts[0]).is_none());
 }
 
+/// Frames (as many as `count` says) of 1 to 5 payloads each: random
+/// bytes, or bytes of a few letters, digits and punctuation.
+fn frames_of_payloads(
+    count: std::ops::Range<usize>,
+) -> impl proptest::strategy::Strategy<Value = Vec<Vec<Vec<u8>>>> {
+    proptest::collection::vec(
+        proptest::collection::vec(super::super::tests::payload(b"ab05 E=\"x.", 64), 1..6),
+        count,
+    )
+}
+
 proptest::proptest! {
     #[test]
     fn a_contained_literal_keeps_its_frame(
-        frames in proptest::collection::vec(
-            proptest::collection::vec(
-                super::super::tests::payload(b"ab05 E=\"x.", 64),
-                1..6,
-            ),
-            1..80,
-        ),
+        frames in frames_of_payloads(1..80),
         pick in proptest::prelude::any::<proptest::sample::Index>(),
         line in proptest::prelude::any::<proptest::sample::Index>(),
         start in proptest::prelude::any::<proptest::sample::Index>(),
@@ -426,13 +431,7 @@ proptest::proptest! {
 
     #[test]
     fn kept_counts_cut_any_filter_as_its_parse(
-        frames in proptest::collection::vec(
-            proptest::collection::vec(
-                super::super::tests::payload(b"ab05 E=\"x.", 64),
-                1..6,
-            ),
-            1..150,
-        ),
+        frames in frames_of_payloads(1..150),
     ) {
         let filter = encoded(&frames);
         let parsed = Rows::parse(&filter, frames.len()).expect("a well-formed filter");
