@@ -704,22 +704,35 @@ impl Block {
         }
     }
 
-    /// The record `picked` from this block.
+    /// Where record `i`'s payload lies in the text (its frame read).
     #[inline]
-    pub(crate) fn picked_record(&self, picked: &Picked) -> Record<'_> {
+    pub(crate) fn payload_span(&self, i: usize) -> (usize, usize) {
+        (self.starts[i] as usize, self.ends[i] as usize)
+    }
+
+    /// Record `i` as [`pick`](Self::pick) finds it, but its payload at
+    /// `at` of other bytes (a copy of it), for
+    /// [`picked_record`](Self::picked_record).
+    #[inline]
+    pub(crate) fn pick_moved(&self, i: usize, at: u32) -> Picked {
+        let mut picked = self.pick(i);
+        (picked.start, picked.end) = (at, at + (picked.end - picked.start));
+        picked
+    }
+
+    /// The record `picked` from this block, its payload in `text` (the
+    /// block's text, or the copy [`pick_moved`](Self::pick_moved) points
+    /// into).
+    #[inline]
+    pub(crate) fn picked_record<'a>(&'a self, picked: &Picked, text: &'a [u8]) -> Record<'a> {
         let records = &*self.records;
         let (from, to) = records.topics[picked.topic as usize];
         Record {
             id: picked.id,
             flags: picked.flags,
             topic: &records.topic_bytes[from as usize..to as usize],
-            payload: &self.text[picked.start as usize..picked.end as usize],
+            payload: &text[picked.start as usize..picked.end as usize],
         }
-    }
-
-    /// Record `i` (in id order); its frame must have been read.
-    pub(crate) fn record(&self, i: usize) -> Record<'_> {
-        self.picked_record(&self.pick(i))
     }
 
     /// Ask the CPU to bring the payload of `picked` into its cache, ahead

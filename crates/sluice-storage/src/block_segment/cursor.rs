@@ -8,8 +8,9 @@
 //! worker in groups of about [`KEPT_GROUP_BYTES`] of text. With up to
 //! [`JOBS_AHEAD`] jobs in flight, at most [`PREFETCH`] of them decoding, the
 //! scan uses every core while the results stay in id order. Memory per
-//! cursor is the block being read plus the blocks being decoded; their
-//! buffers and zstd contexts are reused. A cursor does no work until it is
+//! cursor is the block being read plus the blocks being decoded, and the
+//! payloads a search selected in each (copied out, at most its text);
+//! their buffers and zstd contexts are reused. A cursor does no work until it is
 //! first advanced or asked to read ahead (as the merge asks of the input it
 //! opens and the one after it), so opening every segment of a query's plan
 //! up front costs nothing.
@@ -32,7 +33,10 @@ use sluice_record::Record;
 use super::{
     Block, BlockCache, BlockEntry, BlockSegment, FrameScratch, Picked, Probes,
     block::ReadCost,
-    select::{Lines, Literal, RecordFilter, Select, TextMatcher, finish_selection, select_records},
+    select::{
+        Lines, Literal, RecordFilter, Select, Selection, TextMatcher, finish_selection,
+        select_records,
+    },
 };
 use crate::{
     StorageError,
@@ -69,8 +73,8 @@ struct Decoded {
     /// Or the block as the [`BlockCache`] keeps it (found there, or put
     /// there once decoded): when set, it is the block.
     kept: Option<Arc<Block>>,
-    /// Indices of the records to return, ascending.
-    selected: Vec<u32>,
+    /// The records to return, in id order once finished.
+    selected: Selection,
     /// Those records, where each lies, in the same order.
     picked: Vec<Picked>,
     /// The frames to read; all of them when `all_frames`.
@@ -94,8 +98,26 @@ impl Decoded {
         let block = self.kept.as_deref().unwrap_or(&self.block);
         self.cost = block.read_cost((!self.all_frames).then_some(&self.wanted[..]));
         self.picked.clear();
-        self.picked
-            .extend(self.selected.iter().map(|&i| block.pick(i as usize)));
+        let hits = self.selected.hits.iter();
+        match self.selected.is_gathered {
+            true => self
+                .picked
+                .extend(hits.map(|hit| block.pick_moved(hit.record as usize, hit.at))),
+            false => self
+                .picked
+                .extend(hits.map(|hit| block.pick(hit.record as usize))),
+        }
+    }
+
+    /// Selected record `i`.
+    #[inline]
+    fn record(&self, i: usize) -> Record<'_> {
+        let block = self.block();
+        let text = match self.selected.is_gathered {
+            true => &self.selected.gathered[..],
+            false => &block.text[..],
+        };
+        block.picked_record(&self.picked[i], text)
     }
 }
 
@@ -648,6 +670,10 @@ impl BlockCursor {
     /// if there is one.
     #[inline]
     fn prefetch_payload(&self, i: usize) {
+        if self.current.selected.is_gathered {
+            // Gathered in the order they go out: read in order.
+            return;
+        }
         if let Some(picked) = self.current.picked.get(i) {
             self.current.block().prefetch_payload(picked);
         }
@@ -674,9 +700,7 @@ impl crate::RecordCursor for BlockCursor {
     }
 
     fn record(&self) -> Record<'_> {
-        self.current
-            .block()
-            .picked_record(&self.current.picked[self.pos])
+        self.current.record(self.pos)
     }
 
     fn bytes_read(&self) -> u64 {

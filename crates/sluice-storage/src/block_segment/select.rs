@@ -47,6 +47,67 @@ pub(super) struct Select {
     pub(super) filter: Option<RecordFilter>,
 }
 
+/// A selected record: its index in the block, and where its payload
+/// starts in [`Selection::gathered`] (when the selection gathers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Hit {
+    pub(super) record: u32,
+    pub(super) at: u32,
+}
+
+/// The records of a block a search selected.
+///
+/// A record found by a search (a literal or a text matcher) has its
+/// payload copied out as it is found, while the search has its bytes in
+/// the cache. Records go out in id order, which in a sorted block is not
+/// the text's order, so reading each payload from the text later was a
+/// cache miss per record, on the reader's thread: for a word on 1% of
+/// lines, a fifth of the reader's time (BENCHMARKS.md, "2026-12-04,
+/// afternoon").
+#[derive(Debug, Default)]
+pub(super) struct Selection {
+    /// In text order as found, then in record (id) order.
+    pub(super) hits: Vec<Hit>,
+    /// The payloads of `hits`, one after another in the order found, when
+    /// `is_gathered`; else the payloads are in the block's text.
+    pub(super) gathered: Vec<u8>,
+    pub(super) is_gathered: bool,
+}
+
+impl Selection {
+    pub(super) fn clear(&mut self) {
+        self.hits.clear();
+        self.gathered.clear();
+        self.is_gathered = false;
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.hits.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.hits.is_empty()
+    }
+
+    /// Select `record`, copying its payload out.
+    #[inline]
+    fn push_found(&mut self, record: u32, payload: &[u8]) {
+        let at = self.gathered.len() as u32;
+        self.gathered.extend_from_slice(payload);
+        self.hits.push(Hit { record, at });
+    }
+
+    /// The payload of `hit`, a record of `block` this selected.
+    #[inline]
+    pub(super) fn payload<'a>(&'a self, block: &'a Block, hit: Hit) -> &'a [u8] {
+        let (start, end) = block.payload_span(hit.record as usize);
+        match self.is_gathered {
+            true => &self.gathered[hit.at as usize..hit.at as usize + (end - start)],
+            false => &block.text[start..end],
+        }
+    }
+}
+
 /// Select, by the text matcher over the whole text if there is one, else
 /// by the literal, the records among `lines` (in text order, within the
 /// bytes `text` of the block's text) that match.
@@ -55,26 +116,31 @@ pub(super) fn select_records(
     text: std::ops::Range<usize>,
     lines: Lines<'_>,
     select: &Select,
-    selected: &mut Vec<u32>,
+    selected: &mut Selection,
 ) {
     match (&select.text, &select.literal) {
         (Some(matcher), _) => select_by_text(block, text, lines, &**matcher, selected),
         (None, Some(finder)) => select_by_literal(block, text, lines, finder, selected),
-        (None, None) => selected.extend(lines.lines.iter().map(|line| line.record)),
+        (None, None) => selected.hits.extend(lines.lines.iter().map(|line| Hit {
+            record: line.record,
+            at: 0,
+        })),
     }
 }
 
 /// Put `selected` in id order and apply the record filter.
 pub(super) fn finish_selection(
     block: &Block,
-    selected: &mut Vec<u32>,
+    selected: &mut Selection,
     filter: Option<RecordFilter>,
 ) {
     // A sorted block's lines are in sort-key order; records go out in id
     // order.
-    selected.sort_unstable();
+    selected.hits.sort_unstable_by_key(|hit| hit.record);
     if let Some(filter) = filter {
-        selected.retain(|&i| filter(block.record(i as usize).payload));
+        let mut hits = std::mem::take(&mut selected.hits);
+        hits.retain(|&hit| filter(selected.payload(block, hit)));
+        selected.hits = hits;
     }
 }
 
@@ -164,8 +230,9 @@ fn select_by_literal(
     span: std::ops::Range<usize>,
     lines: Lines<'_>,
     finder: &memmem::Finder<'static>,
-    selected: &mut Vec<u32>,
+    selected: &mut Selection,
 ) {
+    selected.is_gathered = true;
     // Payloads are separated by "\n", which a literal may hold: find
     // overlapping occurrences and keep records with one wholly inside their
     // payload.
@@ -184,10 +251,11 @@ fn select_by_literal(
         };
         // Both ends from the lines, in text order: no random access by
         // record.
-        if lines.start(line, span.start) <= hit {
-            selected.push(record);
+        let (line_start, line_end) = (lines.start(line, span.start), lines.end(line));
+        if line_start <= hit {
+            selected.push_found(record, &text[line_start..line_end]);
             // The next line starts after this one's newline.
-            from = lines.end(line) + 1;
+            from = line_end + 1;
             line += 1;
         } else {
             from = hit + 1;
@@ -210,8 +278,9 @@ fn select_by_text(
     span: std::ops::Range<usize>,
     lines: Lines<'_>,
     matcher: &dyn TextMatcher,
-    selected: &mut Vec<u32>,
+    selected: &mut Selection,
 ) {
+    selected.is_gathered = true;
     let text = &block.text[..span.end];
     let mut from = span.start;
     let mut line = 0;
@@ -226,8 +295,9 @@ fn select_by_text(
             break;
         };
         let (line_start, line_end) = (lines.start(line, span.start), lines.end(line));
-        if end <= line_end || matcher.is_match(&text[line_start..line_end]) {
-            selected.push(record);
+        let line_text = &text[line_start..line_end];
+        if end <= line_end || matcher.is_match(line_text) {
+            selected.push_found(record, line_text);
         }
         from = line_end + 1;
         line += 1;
