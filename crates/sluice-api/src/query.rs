@@ -59,7 +59,19 @@ use crate::{
 /// Bytes of an answer's chunk (and of a records frame) before it is sent:
 /// each send wakes the HTTP task and costs its writes, and the client its
 /// reads; 256 KiB rather than 64 sped a scan that sends 27 MB by a tenth.
-const CHUNK_BYTES: usize = 256 << 10;
+/// A little less than that, so that a chunk's buffer ([`CHUNK_BUFFER_BYTES`])
+/// stays under the node's mmap threshold.
+const CHUNK_BYTES: usize = 224 << 10;
+
+/// The buffer an answer's chunk is written into: a chunk (224 KiB), and
+/// room for the record that takes it past that (a larger record grows it).
+/// The node maps allocations of 256 KiB and more on their own
+/// (`src/cmd/node/memory.rs`): a chunk buffer that size was mapped, faulted
+/// in a page at a time, and unmapped for each chunk sent, about 1,500 page
+/// faults for a query that sends 11 MB (BENCHMARKS.md, "2026-12-04,
+/// afternoon").
+pub const CHUNK_BUFFER_BYTES: usize =
+    sluice_query::frames::FRAME_HEADER_BYTES + CHUNK_BYTES + sluice_query::frames::FRAME_SLACK;
 const CHUNKS_IN_FLIGHT: usize = 8;
 /// Send a partial chunk when it has waited this long, so sparse matches
 /// reach the client before the scan ends.

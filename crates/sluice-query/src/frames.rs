@@ -40,6 +40,10 @@ pub const FRAME_HEADER_BYTES: usize = 9;
 pub const FRAME_RECORD_OVERHEAD: usize = 23;
 /// The records frame size at which a [`FrameWriter`] hands bytes out: 64 KiB.
 pub const DEFAULT_FRAME_TARGET: usize = 64 << 10;
+/// Room a [`FrameWriter`] reserves past its target when it opens a frame,
+/// for the record that takes the frame past it: a larger one grows the
+/// buffer once.
+pub const FRAME_SLACK: usize = 16 << 10;
 
 const KIND_RECORDS: u8 = 1;
 const KIND_PROGRESS: u8 = 2;
@@ -491,17 +495,31 @@ impl FrameWriter {
         {
             self.close();
         }
-        let open_at = *self.open_at.get_or_insert_with(|| {
-            let at = self.buf.len();
-            self.buf.put_bytes(0, FRAME_HEADER_BYTES);
-            at
-        });
+        let open_at = match self.open_at {
+            Some(at) => at,
+            None => self.open(len),
+        };
         put_record(&mut self.buf, record);
         if self.buf.len() - open_at - FRAME_HEADER_BYTES >= self.target {
             self.close();
             return Ok(Some(self.buf.split().freeze()));
         }
         Ok(None)
+    }
+
+    /// Open a records frame, its first record `first_len` bytes, with
+    /// room for the whole frame: grown record by record from the little a
+    /// sent frame leaves, its buffer was copied at every doubling and, past
+    /// the allocator's threshold, mapped and unmapped once per frame, a
+    /// page fault per page (BENCHMARKS.md, "2026-12-04, afternoon").
+    /// Returns where the frame starts.
+    fn open(&mut self, first_len: usize) -> usize {
+        let frame = FRAME_HEADER_BYTES + self.target.max(first_len) + FRAME_SLACK;
+        self.buf.reserve(frame);
+        let at = self.buf.len();
+        self.buf.put_bytes(0, FRAME_HEADER_BYTES);
+        self.open_at = Some(at);
+        at
     }
 
     /// Whether records wait in an open frame.

@@ -11,8 +11,9 @@ use sluice_query::{Query, Sources};
 use sluice_record::Record;
 
 use super::{
-    CHUNK_BYTES, CHUNK_LINGER, CHUNKS_IN_FLIGHT, Format, LINGER_CHECK_EVERY, PROGRESS_EVERY,
-    local_scan, local_sources, query_error, report_corruption, stats_json, write_json, write_raw,
+    CHUNK_BUFFER_BYTES, CHUNK_BYTES, CHUNK_LINGER, CHUNKS_IN_FLIGHT, Format, LINGER_CHECK_EVERY,
+    PROGRESS_EVERY, local_scan, local_sources, query_error, report_corruption, stats_json,
+    write_json, write_raw,
 };
 use crate::{ApiState, error};
 
@@ -216,14 +217,14 @@ impl LocalSink {
 
     /// Where raw or json lines are written until they are sent: room for a
     /// chunk and the record that passes it. Framed answers write frames
-    /// instead and get none. A buffer this size is mapped on its own (the
-    /// node's allocator threshold) and unmapped when freed, which costs
-    /// every core that ran the node a TLB flush: a rare id's query, whose
-    /// answer is a few frames, spent about 7% of the node's samples on
-    /// that one unused buffer.
+    /// instead and get none: when this buffer was over the node's mmap
+    /// threshold, mapped on its own and unmapped when freed (a TLB flush
+    /// on every core that ran the node), a rare id's query, whose answer is
+    /// a few frames, spent about 7% of the node's samples on that one
+    /// unused buffer.
     fn out_buffer(format: Format) -> Vec<u8> {
         match format {
-            Format::Raw | Format::Json => Vec::with_capacity(CHUNK_BYTES * 2),
+            Format::Raw | Format::Json => Vec::with_capacity(CHUNK_BUFFER_BYTES),
             Format::Frames | Format::Ids => Vec::new(),
         }
     }

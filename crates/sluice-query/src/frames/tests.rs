@@ -375,3 +375,33 @@ fn an_error_message_is_cut_to_a_frame_at_a_char_boundary() {
     assert_eq!(e.len(), MAX_FRAME_PAYLOAD);
     assert!(message.starts_with(e.as_str()));
 }
+
+/// A frame of records smaller than the slack is written into the buffer
+/// reserved when it opened: the buffer never grows (a copy, and past the
+/// allocator's threshold a fresh mapping) while the frame fills.
+#[test]
+fn a_frame_is_written_without_growing_its_buffer() {
+    let target = 200 << 10;
+    let mut w = FrameWriter::with_target(target);
+    let payload = vec![b'x'; 300];
+    for frame in 0..3u128 {
+        let mut opened_at = None;
+        for i in 0u128.. {
+            let record = Record {
+                id: Ulid(frame << 64 | i),
+                flags: 0,
+                topic: b"app",
+                payload: &payload,
+            };
+            let sent = w.push(&record).unwrap();
+            if let Some(bytes) = sent {
+                assert!(bytes.len() > target, "frame {frame} closed early");
+                assert_eq!(Some(bytes.as_ptr()), opened_at, "frame {frame} moved");
+                break;
+            }
+            let at = w.buf.as_ptr();
+            let start = *opened_at.get_or_insert(at);
+            assert_eq!(at, start, "frame {frame} grew at record {i}");
+        }
+    }
+}
