@@ -253,10 +253,6 @@ pub(crate) struct Block {
     pub(crate) text: Vec<u8>,
     /// Every record's id, topic and flags.
     pub(crate) records: Arc<Records>,
-    /// Payload `i` (in id order) is `text[starts[i]..ends[i]]`; both are
-    /// `u32::MAX` for a record whose frame was not read.
-    pub(crate) starts: Vec<u32>,
-    pub(crate) ends: Vec<u32>,
     /// The lines read, in text order: where each ends in `text` (at its
     /// newline), and its record. A search maps a match to its line by the
     /// ends, sequentially, and takes the record beside the end (one cache
@@ -397,10 +393,6 @@ impl Block {
         }
         self.seen.clear();
         self.seen.resize(count.div_ceil(64), 0);
-        self.starts.clear();
-        self.starts.resize(count, u32::MAX);
-        self.ends.clear();
-        self.ends.resize(count, u32::MAX);
         self.lines.clear();
         self.text.clear();
         // Sized once: a block kept in the cache is charged its capacity.
@@ -559,12 +551,10 @@ impl Block {
             let ordinal = ordinals.get(line);
             let i = ordinal as usize;
             // Each line a different record: checked for the lines read.
-            if i >= self.starts.len() || self.seen[i / 64] & (1 << (i % 64)) != 0 {
+            if i >= self.records.ids.len() || self.seen[i / 64] & (1 << (i % 64)) != 0 {
                 return Err("ordinals are not a permutation");
             }
             self.seen[i / 64] |= 1 << (i % 64);
-            self.starts[i] = at as u32;
-            self.ends[i] = end as u32;
             self.lines.push(Line {
                 end: end as u32,
                 record: ordinal,
@@ -581,11 +571,7 @@ impl Block {
     pub(crate) fn heap_bytes(&self) -> u64 {
         use std::mem::size_of;
         (self.text.capacity()
-            + (self.starts.capacity()
-                + self.ends.capacity()
-                + self.lines.capacity() * 2
-                + self.held.capacity())
-                * 4
+            + (self.lines.capacity() * 2 + self.held.capacity()) * 4
             + self.frames.capacity() * size_of::<FrameEntry>()
             + self.seen.capacity() * 8
             + size_of::<Block>()) as u64
@@ -687,42 +673,25 @@ impl Block {
         }
     }
 
-    /// Where record `i` (in id order, its frame read) lies, for
-    /// [`Block::picked_record`]: read once, on a worker, into an array in
-    /// the order records go out, so that the reader does not chase five
-    /// arrays per record (a few percent of a block's records, scattered
-    /// through them, are a cache miss each).
+    /// Record `i` (in id order), its payload the bytes `payload` of the
+    /// block's text or of a copy, for [`Block::picked_record`]: read once,
+    /// on a worker, into an array in the order records go out, so that the
+    /// reader does not chase the records' arrays (a few percent of a
+    /// block's records, scattered through them, are a cache miss each).
     #[inline]
-    pub(crate) fn pick(&self, i: usize) -> Picked {
+    pub(crate) fn pick(&self, i: usize, payload: std::ops::Range<u32>) -> Picked {
         let records = &*self.records;
         Picked {
             id: records.ids[i],
-            start: self.starts[i],
-            end: self.ends[i],
+            start: payload.start,
+            end: payload.end,
             topic: records.topic_of[i],
             flags: records.flags[i],
         }
     }
 
-    /// Where record `i`'s payload lies in the text (its frame read).
-    #[inline]
-    pub(crate) fn payload_span(&self, i: usize) -> (usize, usize) {
-        (self.starts[i] as usize, self.ends[i] as usize)
-    }
-
-    /// Record `i` as [`pick`](Self::pick) finds it, but its payload at
-    /// `at` of other bytes (a copy of it), for
-    /// [`picked_record`](Self::picked_record).
-    #[inline]
-    pub(crate) fn pick_moved(&self, i: usize, at: u32) -> Picked {
-        let mut picked = self.pick(i);
-        (picked.start, picked.end) = (at, at + (picked.end - picked.start));
-        picked
-    }
-
     /// The record `picked` from this block, its payload in `text` (the
-    /// block's text, or the copy [`pick_moved`](Self::pick_moved) points
-    /// into).
+    /// block's text, or the copy [`pick`](Self::pick) was told of).
     #[inline]
     pub(crate) fn picked_record<'a>(&'a self, picked: &Picked, text: &'a [u8]) -> Record<'a> {
         let records = &*self.records;

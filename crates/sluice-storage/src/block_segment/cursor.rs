@@ -99,25 +99,15 @@ impl Decoded {
         self.cost = block.read_cost((!self.all_frames).then_some(&self.wanted[..]));
         self.picked.clear();
         let hits = self.selected.hits.iter();
-        match self.selected.is_gathered {
-            true => self
-                .picked
-                .extend(hits.map(|hit| block.pick_moved(hit.record as usize, hit.at))),
-            false => self
-                .picked
-                .extend(hits.map(|hit| block.pick(hit.record as usize))),
-        }
+        self.picked
+            .extend(hits.map(|hit| block.pick(hit.record as usize, hit.payload())));
     }
 
     /// Selected record `i`.
     #[inline]
     fn record(&self, i: usize) -> Record<'_> {
         let block = self.block();
-        let text = match self.selected.is_gathered {
-            true => &self.selected.gathered[..],
-            false => &block.text[..],
-        };
-        block.picked_record(&self.picked[i], text)
+        block.picked_record(&self.picked[i], self.selected.text(block))
     }
 }
 

@@ -47,12 +47,20 @@ pub(super) struct Select {
     pub(super) filter: Option<RecordFilter>,
 }
 
-/// A selected record: its index in the block, and where its payload
-/// starts in [`Selection::gathered`] (when the selection gathers).
+/// A selected record: its index in the block, and where its payload lies:
+/// in [`Selection::gathered`] when the selection gathers, else in the
+/// block's text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Hit {
     pub(super) record: u32,
     pub(super) at: u32,
+    pub(super) len: u32,
+}
+
+impl Hit {
+    pub(super) fn payload(&self) -> std::ops::Range<u32> {
+        self.at..self.at + self.len
+    }
 }
 
 /// The records of a block a search selected.
@@ -94,16 +102,20 @@ impl Selection {
     fn push_found(&mut self, record: u32, payload: &[u8]) {
         let at = self.gathered.len() as u32;
         self.gathered.extend_from_slice(payload);
-        self.hits.push(Hit { record, at });
+        self.hits.push(Hit {
+            record,
+            at,
+            len: payload.len() as u32,
+        });
     }
 
-    /// The payload of `hit`, a record of `block` this selected.
+    /// Where the payloads of [`hits`](Self::hits) lie: the copies, or the
+    /// block's text.
     #[inline]
-    pub(super) fn payload<'a>(&'a self, block: &'a Block, hit: Hit) -> &'a [u8] {
-        let (start, end) = block.payload_span(hit.record as usize);
+    pub(super) fn text<'a>(&'a self, block: &'a Block) -> &'a [u8] {
         match self.is_gathered {
-            true => &self.gathered[hit.at as usize..hit.at as usize + (end - start)],
-            false => &block.text[start..end],
+            true => &self.gathered,
+            false => &block.text,
         }
     }
 }
@@ -121,9 +133,13 @@ pub(super) fn select_records(
     match (&select.text, &select.literal) {
         (Some(matcher), _) => select_by_text(block, text, lines, &**matcher, selected),
         (None, Some(finder)) => select_by_literal(block, text, lines, finder, selected),
-        (None, None) => selected.hits.extend(lines.lines.iter().map(|line| Hit {
-            record: line.record,
-            at: 0,
+        (None, None) => selected.hits.extend((0..lines.len()).map(|i| {
+            let start = lines.start(i, text.start);
+            Hit {
+                record: lines.lines[i].record,
+                at: start as u32,
+                len: (lines.end(i) - start) as u32,
+            }
         })),
     }
 }
@@ -138,9 +154,14 @@ pub(super) fn finish_selection(
     // order.
     selected.hits.sort_unstable_by_key(|hit| hit.record);
     if let Some(filter) = filter {
-        let mut hits = std::mem::take(&mut selected.hits);
-        hits.retain(|&hit| filter(selected.payload(block, hit)));
-        selected.hits = hits;
+        let text = match selected.is_gathered {
+            true => &selected.gathered,
+            false => &block.text,
+        };
+        selected.hits.retain(|hit| {
+            let payload = hit.payload();
+            filter(&text[payload.start as usize..payload.end as usize])
+        });
     }
 }
 
