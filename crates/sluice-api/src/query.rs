@@ -20,7 +20,7 @@
 //! | `node_timeout` | how long to wait for a silent node, e.g. `10s` | the node's `--node-timeout` |
 //! | `scope` | `local`: this node's store and ingest segments only | the whole cluster |
 //!
-//! Records are sent as they are found, in chunks of at most 64 KiB (sooner
+//! Records are sent as they are found, in chunks of about 224 KiB (sooner
 //! when matches are sparse), through a channel of 8 chunks: memory stays
 //! bounded whatever the result size. `HEAD` returns the plan (segments,
 //! bytes) in `X-Sluice-*` headers without scanning.
@@ -70,8 +70,7 @@ const CHUNK_BYTES: usize = 224 << 10;
 /// in a page at a time, and unmapped for each chunk sent, about 1,500 page
 /// faults for a query that sends 11 MB (BENCHMARKS.md, "2026-12-04,
 /// afternoon").
-pub const CHUNK_BUFFER_BYTES: usize =
-    sluice_query::frames::FRAME_HEADER_BYTES + CHUNK_BYTES + sluice_query::frames::FRAME_SLACK;
+pub const CHUNK_BUFFER_BYTES: usize = sluice_query::frames::frame_capacity(CHUNK_BYTES);
 const CHUNKS_IN_FLIGHT: usize = 8;
 /// Send a partial chunk when it has waited this long, so sparse matches
 /// reach the client before the scan ends.

@@ -45,6 +45,13 @@ pub const DEFAULT_FRAME_TARGET: usize = 64 << 10;
 /// buffer once.
 pub const FRAME_SLACK: usize = 16 << 10;
 
+/// The bytes a [`FrameWriter`] with this target reserves when it opens a
+/// records frame of small records: the header, the target and
+/// [`FRAME_SLACK`].
+pub const fn frame_capacity(target: usize) -> usize {
+    FRAME_HEADER_BYTES + target + FRAME_SLACK
+}
+
 const KIND_RECORDS: u8 = 1;
 const KIND_PROGRESS: u8 = 2;
 const KIND_STATS: u8 = 3;
@@ -514,8 +521,7 @@ impl FrameWriter {
     /// page fault per page (BENCHMARKS.md, "2026-12-04, afternoon").
     /// Returns where the frame starts.
     fn open(&mut self, first_len: usize) -> usize {
-        let frame = FRAME_HEADER_BYTES + self.target.max(first_len) + FRAME_SLACK;
-        self.buf.reserve(frame);
+        self.buf.reserve(frame_capacity(self.target.max(first_len)));
         let at = self.buf.len();
         self.buf.put_bytes(0, FRAME_HEADER_BYTES);
         self.open_at = Some(at);

@@ -1,10 +1,10 @@
 //! Decoding one block of a block file, whole or only some of its frames.
 //!
 //! A block decodes into a [`Block`]: the text of the frames read, in frame
-//! order, and per record (by its index in id order) where its payload lies
-//! in that text. A sorted block's frames hold its records in sort-key
-//! order, and the meta's ordinals say which record each line is; in a
-//! block in id order, line `i` is record `i`.
+//! order, and its lines: where each ends in that text, and its record (by
+//! its index in id order). A sorted block's frames hold its records in
+//! sort-key order, and the meta's ordinals say which record each line is;
+//! in a block in id order, line `i` is record `i`.
 
 use std::{io::Cursor, sync::Arc};
 
@@ -704,13 +704,14 @@ impl Block {
         }
     }
 
-    /// Ask the CPU to bring the payload of `picked` into its cache, ahead
-    /// of reading it: records go out in id order, and a sorted block's
-    /// text is in sort-key order, so each payload is a cache miss.
+    /// Ask the CPU to bring the payload of `picked`, in `text` (as for
+    /// [`Block::picked_record`]), into its cache, ahead of reading it:
+    /// records go out in id order, and a sorted block's text is in
+    /// sort-key order, so each payload is a cache miss.
     #[inline]
-    pub(crate) fn prefetch_payload(&self, picked: &Picked) {
+    pub(crate) fn prefetch_payload(picked: &Picked, text: &[u8]) {
         let (start, end) = (picked.start as usize, picked.end as usize);
-        if let (Some(first), Some(last)) = (self.text.get(start), self.text.get(end)) {
+        if let (Some(first), Some(last)) = (text.get(start), text.get(end)) {
             prefetch(first);
             prefetch(last);
         }

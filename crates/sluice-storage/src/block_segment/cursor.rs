@@ -50,7 +50,8 @@ pub const PREFETCH: usize = 2;
 
 /// Jobs in flight ahead of the block being read, of which at most
 /// [`PREFETCH`] decode a block; the others search blocks the cache keeps,
-/// which hold no buffers of their own.
+/// which hold no buffers of their own but the selected payloads' copies
+/// (at most a quarter of their text).
 const JOBS_AHEAD: usize = 4;
 
 /// Bytes of kept blocks' text one worker job searches, at least (the last
@@ -100,7 +101,7 @@ impl Decoded {
         self.picked.clear();
         let hits = self.selected.hits.iter();
         self.picked
-            .extend(hits.map(|hit| block.pick(hit.record as usize, hit.payload())));
+            .extend(hits.map(|hit| block.pick(hit.record as usize, self.selected.payload(hit))));
     }
 
     /// Selected record `i`.
@@ -660,12 +661,9 @@ impl BlockCursor {
     /// if there is one.
     #[inline]
     fn prefetch_payload(&self, i: usize) {
-        if self.current.selected.is_gathered {
-            // Gathered in the order they go out: read in order.
-            return;
-        }
         if let Some(picked) = self.current.picked.get(i) {
-            self.current.block().prefetch_payload(picked);
+            let text = self.current.selected.text(self.current.block());
+            Block::prefetch_payload(picked, text);
         }
     }
 }

@@ -47,39 +47,45 @@ pub(super) struct Select {
     pub(super) filter: Option<RecordFilter>,
 }
 
-/// A selected record: its index in the block, and where its payload lies:
-/// in [`Selection::gathered`] when the selection gathers, else in the
-/// block's text.
+/// A selected record: its index in the block, and where its payload lies,
+/// in the block's text and, when the selection gathers, in
+/// [`Selection::gathered`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Hit {
     pub(super) record: u32,
-    pub(super) at: u32,
-    pub(super) len: u32,
+    in_text: u32,
+    in_gathered: u32,
+    len: u32,
 }
 
-impl Hit {
-    pub(super) fn payload(&self) -> std::ops::Range<u32> {
-        self.at..self.at + self.len
-    }
-}
+/// A block's selected payloads are copied out only while they are at most
+/// this share of its text: for denser hits the reader reads the text in
+/// much the same scattered way as their copies, and a copy only doubles
+/// the bytes moved.
+const GATHER_ONE_IN: usize = 4;
 
 /// The records of a block a search selected.
 ///
 /// A record found by a search (a literal or a text matcher) has its
 /// payload copied out as it is found, while the search has its bytes in
-/// the cache. Records go out in id order, which in a sorted block is not
-/// the text's order, so reading each payload from the text later was a
-/// cache miss per record, on the reader's thread: for a word on 1% of
-/// lines, a fifth of the reader's time (BENCHMARKS.md, "2026-12-04,
-/// afternoon").
+/// the cache, as long as the copies stay a small share of the block's
+/// text ([`GATHER_ONE_IN`]). Records go out in id order, which in a sorted
+/// block is not the text's order, so reading each payload from the text
+/// later was a cache miss per record, on the reader's thread: for a word
+/// on 1% of lines, a fifth of the reader's time (BENCHMARKS.md,
+/// "2026-12-04, afternoon"). The copies lie in the order found, a few KiB
+/// for such a word, which the reader's jumps through stay within.
 #[derive(Debug, Default)]
 pub(super) struct Selection {
     /// In text order as found, then in record (id) order.
     pub(super) hits: Vec<Hit>,
     /// The payloads of `hits`, one after another in the order found, when
-    /// `is_gathered`; else the payloads are in the block's text.
-    pub(super) gathered: Vec<u8>,
-    pub(super) is_gathered: bool,
+    /// `is_gathered`.
+    gathered: Vec<u8>,
+    is_gathered: bool,
+    /// Whether this block's selection began (and `is_gathered` was
+    /// decided for it).
+    began: bool,
 }
 
 impl Selection {
@@ -87,6 +93,15 @@ impl Selection {
         self.hits.clear();
         self.gathered.clear();
         self.is_gathered = false;
+        self.began = false;
+    }
+
+    /// Begin selecting `block`'s records, copying the payloads found out
+    /// if `gather`; later calls for the same block change nothing.
+    fn begin(&mut self, gather: bool) {
+        if !self.began {
+            (self.began, self.is_gathered) = (true, gather);
+        }
     }
 
     pub(super) fn len(&self) -> usize {
@@ -97,15 +112,25 @@ impl Selection {
         self.hits.is_empty()
     }
 
-    /// Select `record`, copying its payload out.
+    /// Select `record`, whose payload is `text[payload]`, copying it out
+    /// while the copies stay under a [`GATHER_ONE_IN`] share of `text`.
     #[inline]
-    fn push_found(&mut self, record: u32, payload: &[u8]) {
-        let at = self.gathered.len() as u32;
-        self.gathered.extend_from_slice(payload);
+    fn push_found(&mut self, record: u32, text: &[u8], payload: std::ops::Range<usize>) {
+        let len = payload.len();
+        if self.is_gathered && (self.gathered.len() + len) * GATHER_ONE_IN > text.len() {
+            // Dense: the reader reads the text instead.
+            self.is_gathered = false;
+            self.gathered.clear();
+        }
+        let in_gathered = self.gathered.len() as u32;
+        if self.is_gathered {
+            self.gathered.extend_from_slice(&text[payload.clone()]);
+        }
         self.hits.push(Hit {
             record,
-            at,
-            len: payload.len() as u32,
+            in_text: payload.start as u32,
+            in_gathered,
+            len: len as u32,
         });
     }
 
@@ -117,6 +142,16 @@ impl Selection {
             true => &self.gathered,
             false => &block.text,
         }
+    }
+
+    /// Where `hit`'s payload lies in [`text`](Self::text).
+    #[inline]
+    pub(super) fn payload(&self, hit: &Hit) -> std::ops::Range<u32> {
+        let at = match self.is_gathered {
+            true => hit.in_gathered,
+            false => hit.in_text,
+        };
+        at..at + hit.len
     }
 }
 
@@ -133,14 +168,19 @@ pub(super) fn select_records(
     match (&select.text, &select.literal) {
         (Some(matcher), _) => select_by_text(block, text, lines, &**matcher, selected),
         (None, Some(finder)) => select_by_literal(block, text, lines, finder, selected),
-        (None, None) => selected.hits.extend((0..lines.len()).map(|i| {
-            let start = lines.start(i, text.start);
-            Hit {
-                record: lines.lines[i].record,
-                at: start as u32,
-                len: (lines.end(i) - start) as u32,
-            }
-        })),
+        (None, None) => {
+            // Every line: the reader reads the text in order.
+            selected.begin(false);
+            selected.hits.extend((0..lines.len()).map(|i| {
+                let start = lines.start(i, text.start);
+                Hit {
+                    record: lines.lines[i].record,
+                    in_text: start as u32,
+                    in_gathered: 0,
+                    len: (lines.end(i) - start) as u32,
+                }
+            }))
+        }
     }
 }
 
@@ -154,13 +194,16 @@ pub(super) fn finish_selection(
     // order.
     selected.hits.sort_unstable_by_key(|hit| hit.record);
     if let Some(filter) = filter {
-        let text = match selected.is_gathered {
-            true => &selected.gathered,
-            false => &block.text,
+        let (text, gathered) = match selected.is_gathered {
+            true => (&selected.gathered, true),
+            false => (&block.text, false),
         };
         selected.hits.retain(|hit| {
-            let payload = hit.payload();
-            filter(&text[payload.start as usize..payload.end as usize])
+            let at = match gathered {
+                true => hit.in_gathered,
+                false => hit.in_text,
+            } as usize;
+            filter(&text[at..at + hit.len as usize])
         });
     }
 }
@@ -243,9 +286,9 @@ impl<'b> Lines<'b> {
     }
 }
 
-/// The records (indices) of `lines` (some of `block`'s loaded lines, in
-/// text order, which lie in the bytes `span` of its text) that hold
-/// `finder`.
+/// Select the records of `lines` (some of `block`'s loaded lines, in text
+/// order, which lie in the bytes `span` of its text) that hold `finder`,
+/// copying their payloads out as they are found.
 fn select_by_literal(
     block: &Block,
     span: std::ops::Range<usize>,
@@ -253,7 +296,7 @@ fn select_by_literal(
     finder: &memmem::Finder<'static>,
     selected: &mut Selection,
 ) {
-    selected.is_gathered = true;
+    selected.begin(true);
     // Payloads are separated by "\n", which a literal may hold: find
     // overlapping occurrences and keep records with one wholly inside their
     // payload.
@@ -274,7 +317,7 @@ fn select_by_literal(
         // record.
         let (line_start, line_end) = (lines.start(line, span.start), lines.end(line));
         if line_start <= hit {
-            selected.push_found(record, &text[line_start..line_end]);
+            selected.push_found(record, &block.text, line_start..line_end);
             // The next line starts after this one's newline.
             from = line_end + 1;
             line += 1;
@@ -284,8 +327,9 @@ fn select_by_literal(
     }
 }
 
-/// The records (indices) of `block`'s loaded lines that `matcher` matches,
-/// found by searching the text as a whole. A match inside one line selects
+/// Select the records of `block`'s loaded lines that `matcher` matches,
+/// found by searching the text as a whole, copying their payloads out as
+/// they are found. A match inside one line selects
 /// it; a match that starts in a line and crosses its newline (a class such
 /// as `[^x]` can match one) is checked again on that line alone. Either
 /// way the search goes on at the next line, so every line is decided
@@ -301,7 +345,7 @@ fn select_by_text(
     matcher: &dyn TextMatcher,
     selected: &mut Selection,
 ) {
-    selected.is_gathered = true;
+    selected.begin(true);
     let text = &block.text[..span.end];
     let mut from = span.start;
     let mut line = 0;
@@ -316,9 +360,8 @@ fn select_by_text(
             break;
         };
         let (line_start, line_end) = (lines.start(line, span.start), lines.end(line));
-        let line_text = &text[line_start..line_end];
-        if end <= line_end || matcher.is_match(line_text) {
-            selected.push_found(record, line_text);
+        if end <= line_end || matcher.is_match(&text[line_start..line_end]) {
+            selected.push_found(record, &block.text, line_start..line_end);
         }
         from = line_end + 1;
         line += 1;
@@ -369,6 +412,45 @@ mod tests {
             let got = Lines { lines: &lines }.first_ending_at_or_after(from, at);
             prop_assert_eq!(got, want);
         }
+    }
+
+    /// Payloads are copied out while they are a quarter of the text at
+    /// most, then read from the text; either way each hit's payload is its
+    /// line.
+    #[test]
+    fn hits_are_gathered_until_they_are_dense_and_read_right_either_way() {
+        let mut block = Block::default();
+        let lines: Vec<String> = (0..40).map(|i| format!("line {i:02}")).collect();
+        block.text = lines
+            .iter()
+            .flat_map(|l| [l.as_bytes(), b"\n"].concat())
+            .collect();
+        let line_len = lines[0].len() + 1;
+        let mut selected = Selection::default();
+        selected.begin(true);
+        let mut gathered_while = 0;
+        for (i, line) in lines.iter().enumerate() {
+            let start = i * line_len;
+            selected.push_found(i as u32, &block.text, start..start + line.len());
+            if selected.is_gathered {
+                gathered_while = i + 1;
+            }
+            for (hit, line) in selected.hits.iter().zip(&lines) {
+                let payload = selected.payload(hit);
+                let text = selected.text(&block);
+                assert_eq!(
+                    &text[payload.start as usize..payload.end as usize],
+                    line.as_bytes()
+                );
+            }
+        }
+        // 40 lines of 8 bytes and a newline: copies of 40 payloads are 320
+        // bytes, a quarter of the 360 of text is 90, so 11 fit.
+        assert_eq!(gathered_while, 11);
+        assert!(!selected.is_gathered && selected.gathered.is_empty());
+        // Begun again for the same block, the decision stands.
+        selected.begin(true);
+        assert!(!selected.is_gathered);
     }
 
     #[test]
