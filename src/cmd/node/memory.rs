@@ -34,27 +34,36 @@ pub const HEAP_KEPT: usize = 4 << 20;
 pub fn keep_large_buffers_out_of_the_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        // `unsafe_code` is allowed for these two calls.
-        #[allow(unsafe_code)]
-        // SAFETY: mallopt only changes a tunable of the allocator; it is
-        // called before the node starts its threads, and reads no memory
-        // of ours.
-        let mapped = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE_BUFFER as libc::c_int) };
-        if mapped != 1 {
-            tracing::warn!(
-                threshold = LARGE_BUFFER,
-                "could not fix the allocator's mmap threshold; memory may grow past --block-cache under ingest"
-            );
-        }
-        #[allow(unsafe_code)]
-        // SAFETY: as above.
-        let trimmed = unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, HEAP_KEPT as libc::c_int) };
-        if trimmed != 1 {
-            tracing::warn!(
-                threshold = HEAP_KEPT,
-                "could not set the allocator's trim threshold; queries will fault their answer buffers in again"
-            );
-        }
+        set_threshold(
+            libc::M_MMAP_THRESHOLD,
+            "mmap",
+            LARGE_BUFFER,
+            "memory may grow past --block-cache under ingest",
+        );
+        set_threshold(
+            libc::M_TRIM_THRESHOLD,
+            "trim",
+            HEAP_KEPT,
+            "queries will fault their answer buffers in again",
+        );
+    }
+}
+
+/// Set glibc's `param` (the `name` threshold) to `bytes`, warning with
+/// what happens `otherwise` if it cannot.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn set_threshold(param: libc::c_int, name: &str, bytes: usize, otherwise: &str) {
+    // `unsafe_code` is allowed for this one call.
+    #[allow(unsafe_code)]
+    // SAFETY: mallopt only changes a tunable of the allocator; it is
+    // called before the node starts its threads, and reads no memory of
+    // ours.
+    let set = unsafe { libc::mallopt(param, bytes as libc::c_int) };
+    if set != 1 {
+        tracing::warn!(
+            bytes,
+            "could not set the allocator's {name} threshold; {otherwise}"
+        );
     }
 }
 

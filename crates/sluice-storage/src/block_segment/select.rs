@@ -153,6 +153,13 @@ impl Selection {
         };
         at..at + hit.len
     }
+
+    /// `hit`'s payload, a record of `block`.
+    #[inline]
+    fn payload_bytes<'a>(&'a self, block: &'a Block, hit: &Hit) -> &'a [u8] {
+        let payload = self.payload(hit);
+        &self.text(block)[payload.start as usize..payload.end as usize]
+    }
 }
 
 /// Select, by the text matcher over the whole text if there is one, else
@@ -194,17 +201,11 @@ pub(super) fn finish_selection(
     // order.
     selected.hits.sort_unstable_by_key(|hit| hit.record);
     if let Some(filter) = filter {
-        let (text, gathered) = match selected.is_gathered {
-            true => (&selected.gathered, true),
-            false => (&block.text, false),
-        };
-        selected.hits.retain(|hit| {
-            let at = match gathered {
-                true => hit.in_gathered,
-                false => hit.in_text,
-            } as usize;
-            filter(&text[at..at + hit.len as usize])
-        });
+        // Taken out while kept, so that the payloads are read through the
+        // selection (the Vec moves, its buffer does not).
+        let mut hits = std::mem::take(&mut selected.hits);
+        hits.retain(|hit| filter(selected.payload_bytes(block, hit)));
+        selected.hits = hits;
     }
 }
 
@@ -436,12 +437,7 @@ mod tests {
                 gathered_while = i + 1;
             }
             for (hit, line) in selected.hits.iter().zip(&lines) {
-                let payload = selected.payload(hit);
-                let text = selected.text(&block);
-                assert_eq!(
-                    &text[payload.start as usize..payload.end as usize],
-                    line.as_bytes()
-                );
+                assert_eq!(selected.payload_bytes(&block, hit), line.as_bytes());
             }
         }
         // 40 lines of 8 bytes and a newline: copies of 40 payloads are 320
