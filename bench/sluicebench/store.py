@@ -12,7 +12,7 @@ from .common import MIB, BenchError, Ctx, log, wait_until
 from .formatting import mib, mibs, ratio, rss, secs3, table
 from .machine import machine_info
 from .nodes import Node, count_lines, is_block_file, running_node, start_node, ulid_ms
-from .procs import WARM_UP_SECS, Proc, best_of, need_free, rg_count, run_cmd, warm_up
+from .procs import WARM_UP_SECS, Proc, best_of, need_free, rg_count, run_cmd, timed_run, warm_up
 from .results import Report
 
 
@@ -189,18 +189,27 @@ def drop_caches() -> bool:
 
 def store_query(ctx: Ctx, node: Node, path: Path, kind: str, label: str, sl_args: list[str],
                 rg_args: list[str] | None) -> StoreQuery:
-    """Warm: best of REPS, sluice's and rg's each after WARM_UP_SECS of untimed runs (the segments and the
-    corpus read back from disk first: see reread)."""
+    """Warm: each tool's best of REPS timed runs, taken in turns (sluice's, rg's, sluice's, rg's...), so
+    that a slow spell of this kind of VM (a second or more, when a 2 ms query takes 4) falls on both
+    tools. A turn is WARM_UP_SECS of untimed runs of the tool's command, then one timed run: rg's 1 GB
+    scan empties the CPU's caches (nginx's rare id's query took a median of 2.7 ms right after an rg
+    run, against 1.8 to 2.1 after its own runs), so each timed run finds the caches as its own tool's
+    runs leave them. The segments and the corpus are read back from disk first (see reread)."""
+    sl_argv = node.query(sl_args)
+    rg_argv = None if rg_args is None else ["rg", *rg_args, str(path)]
     reread(node.segments())
-    warm_up(node.query(sl_args))
-    s_warm = best_of(ctx.reps(3), node.query(sl_args))
-    stats = node.stats(sl_args)
-    r_warm = n_r = None
-    if rg_args is not None:
+    if rg_argv is not None:
         reread([path])
-        warm_up(["rg", *rg_args, str(path)], maxrc=1)
-        r_warm = best_of(ctx.reps(3), ["rg", *rg_args, str(path)], maxrc=1)
-        n_r = rg_count(rg_args, path)
+    s_times: list[float] = []
+    r_times: list[float] = []
+    for _ in range(ctx.reps(3)):
+        for argv, times, maxrc in ((sl_argv, s_times, 0), (rg_argv, r_times, 1)):
+            if argv is not None:
+                warm_up(argv, maxrc=maxrc)
+                times.append(timed_run(argv, maxrc=maxrc))
+    s_warm, r_warm = min(s_times), min(r_times, default=None)
+    stats = node.stats(sl_args)
+    n_r = None if rg_args is None else rg_count(rg_args, path)
     full = node.stats(["--from", "24h", "-q", ""])
     q = StoreQuery(kind, label, s_warm, r_warm, None, None, int(stats["bytes_read"]), int(full["bytes_read"]),
                    int(stats["records_matched"]), n_r)
@@ -312,8 +321,9 @@ def cmd_store(ctx: Ctx) -> StoreReport:
     file and to every block sorted; bytes on disk. Then, with `sluice query` and `rg` on the same lines,
     the kinds of query of issue 22 (a rare id, a literal aligned with level or status, a word on about 1%
     of lines spread evenly, a case-insensitive literal, a regex with a literal prefix, a regex with only
-    short literals) and the last 1% of the time range, warm (best of REPS, default 3, each tool's after
-    0.1 s of untimed runs) and cold (page cache dropped before each run; needs root, else skipped). The nginx or realistic corpus of 0 MiB is left out.
+    short literals) and the last 1% of the time range, warm (best of REPS, default 3, in turns: see
+    store_query) and cold (page cache dropped before each run; needs root, else skipped). The nginx or
+    realistic corpus of 0 MiB is left out.
     """
     if not (can_drop := drop_caches()):
         log("WARNING: cannot drop the page cache (not root?): cold runs are skipped")
@@ -335,13 +345,15 @@ def render_store(r: StoreReport) -> str:
            f"Run {r.run_id} on {m.cores} cores ({m.cpu}), {m.gib}.",
            f"Command: `python3 bench/bench.py store` (SLUICE_BENCH_STORE_MB={r.store_mb}, "
            f"SLUICE_BENCH_REALISTIC_MB={r.realistic_mb}, SLUICE_BENCH_NGINX_MB={r.nginx_mb}, best of {r.reps} warm, "
-           f"each after {WARM_UP_SECS:g} s of untimed runs of the same command).",
+           "in turns).",
            "sluice: `sluice query --api .. --from 24h -q PATTERN [--regex] > /dev/null` against a fresh ingeststore "
            "holding the corpus;",
            'rg: `rg -F PATTERN corpus > /dev/null` (or `-e REGEX`). "sluice/rg" is rg\'s time over sluice\'s '
            "(above 1: sluice faster).",
-           "Warm: each tool's best of the timed runs after its untimed ones (sluice's block cache then holds what "
-           "they decoded, rg's file is in the page cache), each run timed from its spawn to its exit.",
+           f"Warm: the tools take {r.reps} turns each, sluice's then rg's, so that a slow spell of the machine "
+           f"falls on both; a turn is {WARM_UP_SECS:g} s of untimed runs of the tool's command, then one timed "
+           "run (sluice's block cache then holds what they decoded, rg's file is in the page cache). A tool's "
+           "time is its best timed run, from its spawn to its exit.",
            "Cold: the node restarted (its caches empty) and `echo 3 > /proc/sys/vm/drop_caches` before each "
            "single sluice run; the page cache dropped before each single rg run."
            + ("" if r.can_drop else " (Skipped in this run: no permission.)"),
