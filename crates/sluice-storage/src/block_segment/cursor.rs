@@ -9,9 +9,9 @@
 //! [`JOBS_AHEAD`] jobs in flight, at most [`PREFETCH`] of them decoding, the
 //! scan uses every core while the results stay in id order. Memory per
 //! cursor is the block being read plus the blocks being decoded, and the
-//! payloads a search selected in each (copied out, at most its text);
-//! their buffers and zstd contexts are reused. A cursor does no work until it is
-//! first advanced or asked to read ahead (as the merge asks of the input it
+//! payloads a search selected in each (copied out, at most a quarter of
+//! its text); their buffers and zstd contexts are reused. A cursor does no
+//! work until it is first advanced or asked to read ahead (as the merge asks of the input it
 //! opens and the one after it), so opening every segment of a query's plan
 //! up front costs nothing.
 //!

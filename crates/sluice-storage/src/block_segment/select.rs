@@ -58,6 +58,19 @@ pub(super) struct Hit {
     len: u32,
 }
 
+impl Hit {
+    /// Record `record`, its payload `text[payload]` and, if copied,
+    /// `gathered[in_gathered..]`.
+    fn new(record: u32, payload: std::ops::Range<usize>, in_gathered: usize) -> Hit {
+        Hit {
+            record,
+            in_text: payload.start as u32,
+            in_gathered: in_gathered as u32,
+            len: payload.len() as u32,
+        }
+    }
+}
+
 /// A block's selected payloads are copied out only while they are at most
 /// this share of its text: for denser hits the reader reads the text in
 /// much the same scattered way as their copies, and a copy only doubles
@@ -122,16 +135,11 @@ impl Selection {
             self.is_gathered = false;
             self.gathered.clear();
         }
-        let in_gathered = self.gathered.len() as u32;
+        let in_gathered = self.gathered.len();
         if self.is_gathered {
             self.gathered.extend_from_slice(&text[payload.clone()]);
         }
-        self.hits.push(Hit {
-            record,
-            in_text: payload.start as u32,
-            in_gathered,
-            len: len as u32,
-        });
+        self.hits.push(Hit::new(record, payload, in_gathered));
     }
 
     /// Where the payloads of [`hits`](Self::hits) lie: the copies, or the
@@ -179,13 +187,8 @@ pub(super) fn select_records(
             // Every line: the reader reads the text in order.
             selected.begin(false);
             selected.hits.extend((0..lines.len()).map(|i| {
-                let start = lines.start(i, text.start);
-                Hit {
-                    record: lines.lines[i].record,
-                    in_text: start as u32,
-                    in_gathered: 0,
-                    len: (lines.end(i) - start) as u32,
-                }
+                let payload = lines.start(i, text.start)..lines.end(i);
+                Hit::new(lines.lines[i].record, payload, 0)
             }))
         }
     }
