@@ -10,7 +10,9 @@
 //! the one a `crt-static` build links: the same unwinder (panics unwind,
 //! `catch_unwind` catches, backtraces print), linked in, and one shared
 //! library fewer for the binary to need. Set `SLUICE_SHARED_UNWINDER=1` at
-//! build time to link the shared one.
+//! build time to link the shared one. The release binary of
+//! `scripts/build-release` is `crt-static`, which links `libgcc_eh.a`
+//! itself, so there is nothing to redirect.
 
 use std::path::PathBuf;
 
@@ -20,7 +22,10 @@ fn main() {
     let var = |name: &str| std::env::var(name).unwrap_or_default();
     let shared_wanted = std::env::var_os("SLUICE_SHARED_UNWINDER").is_some_and(|v| v != "0");
     let linux_gnu = var("CARGO_CFG_TARGET_OS") == "linux" && var("CARGO_CFG_TARGET_ENV") == "gnu";
-    if !linux_gnu || shared_wanted {
+    let crt_static = var("CARGO_CFG_TARGET_FEATURE")
+        .split(',')
+        .any(|f| f == "crt-static");
+    if !linux_gnu || shared_wanted || crt_static {
         return;
     }
     // The linker searches `-L` directories before its own, so this

@@ -29,9 +29,9 @@ class BenchError(Exception):
 # ------------------------------------------------------------------ knobs --
 
 KNOBS: list[tuple[str, str, str, Any, str]] = [  # subcommands ("*": all), flag, env, default (None: computed), help
-    ("*", "--bin", "SLUICE_BIN", "target/release/sluice", "binary under test"),
+    ("*", "--bin", "SLUICE_BIN", "target/dist/sluice", "binary under test (scripts/build-release makes it)"),
     ("*", "--output", "SLUICE_BENCH_OUTPUT", "BENCHMARKS.md", "report file; only the subcommand's section is rewritten"),
-    ("*", "--no-build", "SLUICE_BENCH_NO_BUILD", False, "skip `cargo build --release --locked`"),
+    ("*", "--no-build", "SLUICE_BENCH_NO_BUILD", False, "skip the build (`bash scripts/build-release`)"),
     ("*", "--keep", "SLUICE_BENCH_KEEP", False, "keep corpora, inputs and data dirs under bench/out/run-ID"),
     ("run protocols store fresh cluster tail histogram loki-push", "--reps", "SLUICE_BENCH_REPS", None,
      "repetitions, best reported (default: run 3, protocols 2, store 3, fresh 3, cluster 3, tail 5, histogram 3, loki-push 3)"),

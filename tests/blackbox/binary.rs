@@ -1,33 +1,106 @@
-//! The built binary itself: how it is linked (see `build.rs`).
+//! The built binary itself: how it is linked (see `build.rs` and
+//! `scripts/build-release`), and what its linking could break.
 
 use std::process::Command;
 
-use crate::harness::BIN;
+use crate::harness::*;
 
-/// On Linux with glibc the unwinder is linked into the binary
-/// (`libgcc_eh.a`), so the loader does not open `libgcc_s.so.1` at every
-/// start: that library and its CPU-detecting constructor took 0.1 ms of
-/// each `sluice query`. A build with `SLUICE_SHARED_UNWINDER` set links the
-/// shared one on purpose. The listing is the loader's own (what `ldd`
-/// prints), so it names what a start really loads.
-#[test]
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn the_binary_does_not_load_the_shared_unwinder_at_start() {
-    let out = Command::new(BIN)
+/// How the binary under test should be linked: `SLUICE_TEST_LINKING`,
+/// `dynamic` (cargo's build, the default) or `static` (the release binary
+/// of `scripts/build-release`, which CI tests with this suite too).
+fn linking_expected() -> String {
+    std::env::var("SLUICE_TEST_LINKING").unwrap_or_else(|_| "dynamic".into())
+}
+
+/// The loader's own listing of what a start loads (what `ldd` prints). A
+/// static binary has no loader, so the variable is not read and the
+/// command runs as asked.
+fn loader_listing() -> (std::process::Output, String) {
+    let out = Command::new(&*BIN)
+        .arg("--version")
         .env("LD_TRACE_LOADED_OBJECTS", "1")
         .output()
         .expect("run the sluice binary under the loader's listing");
-    let listing = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        listing.contains("libc.so"),
-        "the loader listed no libc for {BIN}, so the listing is not the loader's: {listing:?}"
-    );
-    let shared_asked = option_env!("SLUICE_SHARED_UNWINDER").is_some_and(|v| v != "0");
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out, listing)
+}
+
+/// A dynamically linked build has the unwinder linked in (`libgcc_eh.a`),
+/// so the loader does not open `libgcc_s.so.1` at every start: that
+/// library and its CPU-detecting constructor took 0.1 ms of each `sluice
+/// query`. A build with `SLUICE_SHARED_UNWINDER` set links the shared one on
+/// purpose. The release binary is static-pie: no loader, no shared object
+/// at all (0.3 ms of each start, BENCHMARKS.md).
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn the_binary_is_linked_as_expected() {
+    let (out, listing) = loader_listing();
+    let bin = &*BIN;
+    match linking_expected().as_str() {
+        "static" => {
+            assert!(
+                out.status.success() && listing.starts_with("sluice "),
+                "{bin} should be static, so the loader's listing is not made and --version \
+                 runs; it printed: {listing:?}, stderr {:?}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                !listing.contains(".so"),
+                "{bin} should load no shared object: {listing:?}"
+            );
+        }
+        "dynamic" => {
+            assert!(
+                listing.contains("libc.so"),
+                "the loader listed no libc for {bin}, so the listing is not the loader's: \
+                 {listing:?}"
+            );
+            let shared_asked = option_env!("SLUICE_SHARED_UNWINDER").is_some_and(|v| v != "0");
+            assert_eq!(
+                listing.contains("libgcc_s"),
+                shared_asked,
+                "{bin} loads libgcc_s: {}, but a shared unwinder was asked for: \
+                 {shared_asked}; the loader's listing:\n{listing}",
+                listing.contains("libgcc_s"),
+            );
+        }
+        other => panic!("SLUICE_TEST_LINKING is {other:?}; use static or dynamic"),
+    }
+}
+
+/// Host names are resolved by the C library (`getaddrinfo`), which a
+/// static glibc binary does with the NSS modules built into it (`files`,
+/// then `dns`): a node named `localhost` is reached by a forwarder and by
+/// `sluice query`.
+#[test]
+fn a_node_named_by_host_name_is_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let by_name = |addr: &str| addr.replace("127.0.0.1", "localhost");
+    let input = numbered_lines(1_000, "named");
+    let forwarder = Forwarder::stdin(&[&format!("sluice://{}", by_name(&node.batch))], &[]);
+    let counts = forwarder.feed(input.clone(), || {});
     assert_eq!(
-        listing.contains("libgcc_s"),
-        shared_asked,
-        "{BIN} loads libgcc_s: {}, but a shared unwinder was asked for: {shared_asked}; \
-         the loader's listing:\n{listing}",
-        listing.contains("libgcc_s"),
+        counts["acked"], 1_000,
+        "forwarding to a host name: {counts}"
     );
+    node.wait_records(1_000);
+    let out = Command::new(&*BIN)
+        .args([
+            "query",
+            "--api",
+            &by_name(&node.api),
+            "--from",
+            "24h",
+            "-q",
+            "named",
+        ])
+        .output()
+        .expect("run sluice query");
+    assert!(
+        out.status.success(),
+        "query of a node named by host name failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines_of(&out.stdout), lines_of(&input));
 }

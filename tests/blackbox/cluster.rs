@@ -68,7 +68,7 @@ fn a_node_joins_by_seed_and_a_killed_node_is_dead_then_live_again() {
     let late = ClusterNode::start("store", &gossip_seeds(&[&nodes[1]]), &[]);
     let all: Vec<&ClusterNode> = nodes.iter().chain([&late]).collect();
     wait_converged(&all);
-    let status = std::process::Command::new(BIN)
+    let status = std::process::Command::new(&*BIN)
         .args(["cluster", "status", "--api", &nodes[0].api()])
         .output()
         .unwrap();

@@ -484,7 +484,7 @@ impl ClusterNode {
         // Restarts append to the same log; mark where each run begins.
         writeln!(log, "=== harness: sluice {} on {} ===", self.role, self.ip).unwrap();
         let old_ports = self.ports();
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(&*BIN);
         command
             .arg(&self.role)
             .arg("--data")

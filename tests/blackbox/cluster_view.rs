@@ -76,7 +76,7 @@ impl ClusterNode {
     /// Run `sluice query --api <api> ...args` (with `--from 24h` unless
     /// `args` has a `--from`), bounded by [`DEADLINE`].
     pub fn query(&self, args: &[&str]) -> Output {
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(&*BIN);
         command.args(["query", "--api", &self.api()]);
         if !args.contains(&"--from") {
             command.args(["--from", "24h"]);

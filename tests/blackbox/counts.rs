@@ -150,7 +150,7 @@ fn histogram_and_topics_count_what_was_sent_from_block_metadata_and_scans() {
         counts_of(&json),
         model_buckets(&model, base + 500, base + 4_321_000, 7, |_| true)
     );
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(&*BIN)
         .args(["query", "--api", &node.api, "--histogram", "--buckets", "7"])
         .args(range)
         .env("COLUMNS", "70")

@@ -222,7 +222,7 @@ fn the_forwarder_reports_on_sigusr1_and_serves_metrics() {
 /// it read and sent.
 #[test]
 fn a_tcp_forwarder_refuses_api_and_reports_its_lines_as_json() {
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(&*BIN)
         .args(["forward", "tcp://127.0.0.1:9", "--api", "127.0.0.1:0"])
         .stdin(std::process::Stdio::null())
         .output()

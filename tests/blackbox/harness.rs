@@ -10,10 +10,16 @@ use std::{
     net::{Shutdown, TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
+    sync::LazyLock,
     time::{Duration, Instant},
 };
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+/// The binary under test: cargo's build of `sluice`, or the one that
+/// `SLUICE_TEST_BIN` names. CI runs this suite a second time against the
+/// release binary that `scripts/build-release` makes (see `binary.rs`).
+pub static BIN: LazyLock<String> = LazyLock::new(|| {
+    std::env::var("SLUICE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sluice").to_string())
+});
 /// Generous: CI machines are small and shared.
 pub const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -129,7 +135,7 @@ impl Node {
             .append(true)
             .open(self.dir.join("node.log"))
             .unwrap();
-        let child = Command::new(BIN)
+        let child = Command::new(&*BIN)
             .arg("ingeststore")
             .args(["--data", self.data().to_str().unwrap()])
             .args([
@@ -205,7 +211,7 @@ impl Node {
 
     /// Run `sluice query` against this node.
     pub fn query(&self, args: &[&str]) -> Output {
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(&*BIN);
         command.args(["query", "--api", &self.api]);
         if !args.contains(&"--from") {
             command.args(["--from", "24h"]);
@@ -457,7 +463,7 @@ impl Forwarder {
             let stderr = logs.path().join("forwarder.log");
             // A tcp:// forwarder serves no API: it has no acks to count.
             let serves_api = !destinations.iter().any(|d| d.starts_with("tcp://"));
-            let mut command = Command::new(BIN);
+            let mut command = Command::new(&*BIN);
             command.arg("forward").args(destinations).arg("--json");
             if serves_api {
                 command.args(["--api", &api]);

@@ -119,7 +119,7 @@ fn bad_input_gets_a_clear_error_and_nonzero_exit() {
     let out = node.query(&["--to", "not-a-time"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot parse time"));
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .args(["query", "--api", &format!("127.0.0.1:{}", free_port())])
         .output()
         .unwrap();
@@ -133,7 +133,7 @@ fn a_closed_stdout_is_a_quiet_exit_0() {
     let node = Node::start(dir.path(), &[]);
     send_and_wait_close(&node.fast, &numbered_lines(50_000, "pipe"));
     node.wait_records(50_000);
-    let mut query = Command::new(BIN)
+    let mut query = Command::new(&*BIN)
         .args(["query", "--api", &node.api, "--from", "1h"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

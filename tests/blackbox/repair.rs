@@ -16,7 +16,7 @@ use crate::{
 /// Run `sluice repair --api <node> --from 24h --json ...args`; its exit
 /// code and report.
 fn repair(node: &ClusterNode, args: &[&str]) -> (Option<i32>, Value) {
-    let mut command = Command::new(BIN);
+    let mut command = Command::new(&*BIN);
     command.args(["repair", "--api", &node.api(), "--from", "24h", "--json"]);
     command.args(args);
     let out = run_bounded(command, &format!("sluice repair {args:?}"));

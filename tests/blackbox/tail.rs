@@ -26,7 +26,7 @@ struct StreamClient {
 
 impl StreamClient {
     fn start(api: &str, args: &[&str]) -> StreamClient {
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(&*BIN)
             .arg("stream")
             .arg("--api")
             .arg(api)
@@ -414,7 +414,7 @@ fn a_forwarder_failing_over_between_two_ingesters_shows_each_line_once() {
 fn a_closed_stdout_ends_sluice_stream_quietly_with_status_0() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), &[]);
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(&*BIN)
         .args(["stream", "--api", &node.api])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
