@@ -9,7 +9,23 @@ use crate::harness::*;
 /// `dynamic` (cargo's build, the default) or `static` (the release binary
 /// of `scripts/build-release`, which CI tests with this suite too).
 fn linking_expected() -> String {
-    std::env::var("SLUICE_TEST_LINKING").unwrap_or_else(|_| "dynamic".into())
+    match std::env::var("SLUICE_TEST_LINKING") {
+        Ok(linking) => linking,
+        Err(_) if std::env::var_os("SLUICE_TEST_BIN").is_some() => panic!(
+            "SLUICE_TEST_BIN names a binary but SLUICE_TEST_LINKING does not say how it is \
+             linked: set it to static (the binary of scripts/build-release) or dynamic"
+        ),
+        Err(_) => "dynamic".into(),
+    }
+}
+
+/// The ELF header's `e_type`: 3 (`ET_DYN`) for a position-independent
+/// executable, static-pie included; 2 (`ET_EXEC`) for one linked at a
+/// fixed address.
+fn elf_type(path: &str) -> u16 {
+    let head = std::fs::read(path).expect("read the binary");
+    assert_eq!(&head[..4], b"\x7fELF", "{path} is not an ELF file");
+    u16::from_le_bytes([head[16], head[17]])
 }
 
 /// The loader's own listing of what a start loads (what `ldd` prints). A
@@ -29,8 +45,10 @@ fn loader_listing() -> (std::process::Output, String) {
 /// so the loader does not open `libgcc_s.so.1` at every start: that
 /// library and its CPU-detecting constructor took 0.1 ms of each `sluice
 /// query`. A build with `SLUICE_SHARED_UNWINDER` set links the shared one on
-/// purpose. The release binary is static-pie: no loader, no shared object
-/// at all (0.3 ms of each start, BENCHMARKS.md).
+/// purpose (the test crate is built by the same cargo run, so it sees the
+/// same variable). The release binary is static-pie: no loader and no
+/// shared object (0.3 ms of each start: BENCHMARKS.md, 2026-12-04, night),
+/// and still position-independent, so its address is randomised.
 #[test]
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn the_binary_is_linked_as_expected() {
@@ -47,6 +65,11 @@ fn the_binary_is_linked_as_expected() {
             assert!(
                 !listing.contains(".so"),
                 "{bin} should load no shared object: {listing:?}"
+            );
+            assert_eq!(
+                elf_type(bin),
+                3,
+                "{bin} should be static-pie (ELF type ET_DYN), not linked at a fixed address"
             );
         }
         "dynamic" => {
@@ -71,7 +94,8 @@ fn the_binary_is_linked_as_expected() {
 /// Host names are resolved by the C library (`getaddrinfo`), which a
 /// static glibc binary does with the NSS modules built into it (`files`,
 /// then `dns`): a node named `localhost` is reached by a forwarder and by
-/// `sluice query`.
+/// `sluice query`, whichever of `::1` and 127.0.0.1 the name gives first
+/// (the node listens on 127.0.0.1 only).
 #[test]
 fn a_node_named_by_host_name_is_reached() {
     let dir = tempfile::tempdir().unwrap();

@@ -20,7 +20,7 @@
 use std::{
     collections::BTreeMap,
     io::{BufRead, BufReader, Write},
-    net::{TcpStream, ToSocketAddrs},
+    net::TcpStream,
     sync::{
         Arc, Condvar, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -109,13 +109,7 @@ pub fn run_slot(
 }
 
 fn connect(addr: &str) -> std::io::Result<TcpStream> {
-    let target = addr.to_socket_addrs()?.next().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("no address for {addr}"),
-        )
-    })?;
-    let stream = TcpStream::connect_timeout(&target, defaults::CONNECT_TIMEOUT)?;
+    let stream = crate::connect::connect(addr, defaults::CONNECT_TIMEOUT)?;
     stream.set_nodelay(true)?;
     Ok(stream)
 }

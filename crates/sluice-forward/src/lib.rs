@@ -25,6 +25,7 @@
 
 pub mod acked;
 pub mod checkpoint;
+mod connect;
 pub mod defaults;
 pub mod follow;
 pub mod lines;

@@ -17,7 +17,7 @@
 
 use std::{
     io::{self, Read, Write},
-    net::{Shutdown, TcpStream, ToSocketAddrs},
+    net::{Shutdown, TcpStream},
     time::Duration,
 };
 
@@ -78,16 +78,7 @@ impl Sender<'_> {
         let mut attempts = 0u32;
         let mut backoff = defaults::FIRST_LINES_BACKOFF;
         while self.stream.is_none() {
-            let connected = self
-                .config
-                .addr
-                .to_socket_addrs()
-                .and_then(|mut addrs| {
-                    addrs
-                        .next()
-                        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))
-                })
-                .and_then(|addr| TcpStream::connect_timeout(&addr, defaults::CONNECT_TIMEOUT));
+            let connected = crate::connect::connect(&self.config.addr, defaults::CONNECT_TIMEOUT);
             match connected {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
