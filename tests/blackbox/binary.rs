@@ -25,7 +25,12 @@ fn linking_expected() -> String {
 fn elf_type(path: &str) -> u16 {
     let head = std::fs::read(path).expect("read the binary");
     assert_eq!(&head[..4], b"\x7fELF", "{path} is not an ELF file");
-    u16::from_le_bytes([head[16], head[17]])
+    let e_type = [head[16], head[17]];
+    // EI_DATA: 1 little-endian, 2 big-endian.
+    match head[5] {
+        2 => u16::from_be_bytes(e_type),
+        _ => u16::from_le_bytes(e_type),
+    }
 }
 
 /// The loader's own listing of what a start loads (what `ldd` prints). A

@@ -1,6 +1,7 @@
 //! Connecting to a destination named `HOST:PORT`: every address the name
 //! resolves to is tried in turn, as `TcpStream::connect` does, but each
-//! for at most the connect timeout. A name often resolves to `::1` or an
+//! for at most the connect timeout (so a name whose N addresses all drop
+//! packets takes N timeouts to fail). A name often resolves to `::1` or an
 //! IPv6 address first while the ingester listens on IPv4 only; trying
 //! only the first address would retry a refused one forever.
 
@@ -10,15 +11,22 @@ use std::{
     time::Duration,
 };
 
-/// Connect to the first address of `addr` that accepts; the error is the
-/// last address's, naming it, or `NotFound` when the name has none.
+/// Connect to the first address of `addr` that accepts. The error is the
+/// last address's, naming it (each one before it is logged at debug), or
+/// `NotFound` when the name has no address.
 pub(crate) fn connect(addr: &str, timeout: Duration) -> io::Result<TcpStream> {
-    connect_any(addr.to_socket_addrs()?, timeout).map_err(|err| match err.kind() {
-        io::ErrorKind::NotFound => io::Error::new(err.kind(), format!("no address for {addr}")),
-        _ => err,
-    })
+    let targets: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
+    if targets.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no address for {addr}"),
+        ));
+    }
+    connect_any(targets, timeout)
 }
 
+/// Try `targets` in order; the error is the last one's, or `NotFound` if
+/// there is none.
 fn connect_any(
     targets: impl IntoIterator<Item = SocketAddr>,
     timeout: Duration,
@@ -27,7 +35,10 @@ fn connect_any(
     for target in targets {
         match TcpStream::connect_timeout(&target, timeout) {
             Ok(stream) => return Ok(stream),
-            Err(err) => last = Some(io::Error::new(err.kind(), format!("{target}: {err}"))),
+            Err(err) => {
+                tracing::debug!(%target, error = %err, "cannot connect to this address of the destination");
+                last = Some(io::Error::new(err.kind(), format!("{target}: {err}")));
+            }
         }
     }
     Err(last.unwrap_or_else(|| io::Error::from(io::ErrorKind::NotFound)))
@@ -41,34 +52,45 @@ mod tests {
 
     const TIMEOUT: Duration = Duration::from_secs(5);
 
-    /// An address nothing listens on: a port the kernel handed out and
-    /// took back.
-    fn refusing() -> SocketAddr {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
+    /// `N` distinct addresses nothing listens on: ports the kernel handed
+    /// out and took back (held together while chosen, so all differ).
+    fn refusing<const N: usize>() -> [SocketAddr; N] {
+        let held: Vec<TcpListener> = (0..N)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        std::array::from_fn(|i| held[i].local_addr().unwrap())
     }
 
     #[test]
     fn an_address_that_refuses_is_passed_over_for_the_next() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let listening = listener.local_addr().unwrap();
-        let stream = connect_any([refusing(), listening], TIMEOUT).unwrap();
+        let [refused] = refusing();
+        let stream = connect_any([refused, listening], TIMEOUT).unwrap();
         assert_eq!(stream.peer_addr().unwrap(), listening);
     }
 
     #[test]
     fn when_every_address_refuses_the_error_names_the_last() {
-        let last = refusing();
-        let err = connect_any([refusing(), last], TIMEOUT).unwrap_err();
+        let [first, last] = refusing();
+        let err = connect_any([first, last], TIMEOUT).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
         assert!(err.to_string().contains(&last.to_string()), "{err}");
     }
 
     #[test]
-    fn a_name_without_addresses_is_not_found() {
+    fn no_address_is_not_found() {
         let err = connect_any([], TIMEOUT).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_destination_is_connected_by_its_name() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stream = connect(&format!("127.0.0.1:{port}"), TIMEOUT).unwrap();
+        assert_eq!(stream.peer_addr().unwrap().port(), port);
+        let err = connect("no-port-given", TIMEOUT).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
     }
 }
