@@ -15,19 +15,12 @@ use std::{
 /// last address's, naming it (each one before it is logged at debug), or
 /// `NotFound` when the name has no address.
 pub(crate) fn connect(addr: &str, timeout: Duration) -> io::Result<TcpStream> {
-    let targets: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
-    if targets.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no address for {addr}"),
-        ));
-    }
-    connect_any(targets, timeout)
+    connect_any(addr, addr.to_socket_addrs()?, timeout)
 }
 
-/// Try `targets` in order; the error is the last one's, or `NotFound` if
-/// there is none.
+/// Try `targets`, the addresses of `name`, in order.
 fn connect_any(
+    name: &str,
     targets: impl IntoIterator<Item = SocketAddr>,
     timeout: Duration,
 ) -> io::Result<TcpStream> {
@@ -41,7 +34,9 @@ fn connect_any(
             }
         }
     }
-    Err(last.unwrap_or_else(|| io::Error::from(io::ErrorKind::NotFound)))
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::NotFound, format!("no address for {name}"))
+    }))
 }
 
 #[cfg(test)]
@@ -66,22 +61,23 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let listening = listener.local_addr().unwrap();
         let [refused] = refusing();
-        let stream = connect_any([refused, listening], TIMEOUT).unwrap();
+        let stream = connect_any("test", [refused, listening], TIMEOUT).unwrap();
         assert_eq!(stream.peer_addr().unwrap(), listening);
     }
 
     #[test]
     fn when_every_address_refuses_the_error_names_the_last() {
         let [first, last] = refusing();
-        let err = connect_any([first, last], TIMEOUT).unwrap_err();
+        let err = connect_any("test", [first, last], TIMEOUT).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
         assert!(err.to_string().contains(&last.to_string()), "{err}");
     }
 
     #[test]
     fn no_address_is_not_found() {
-        let err = connect_any([], TIMEOUT).unwrap_err();
+        let err = connect_any("nowhere:1", [], TIMEOUT).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(err.to_string().contains("nowhere:1"), "{err}");
     }
 
     #[test]
