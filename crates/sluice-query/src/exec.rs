@@ -4,7 +4,7 @@ use std::{ops::ControlFlow, path::Path, sync::Arc, time::Instant};
 
 use sluice_record::{Record, Ulid};
 use sluice_storage::{
-    Fs, LiveSegment, SegmentCache, SegmentMeta, StorageError, WorkerPool,
+    Fs, LiveSegment, SegmentCache, SegmentMeta, Selected, StorageError, WorkerPool,
     block_segment::{Cancel, RecordFilter},
     store_segment::ScanOptions,
     term_filter::AnyOfProbe,
@@ -387,6 +387,18 @@ pub(crate) fn prepare_forward<'q>(
     })
 }
 
+/// What a cursor opened with `matcher`'s [`ScanOptions`] selected its
+/// records by when they need no test against `matcher` again: a literal's
+/// own literal, or a regex's text matcher (the one `text` holds); a chain
+/// (negations, several parts) is decided only by the whole matcher.
+fn selected_by_the_matcher(matcher: &Matcher) -> Option<Selected> {
+    match matcher {
+        Matcher::Literal(_) => Some(Selected::Literal),
+        Matcher::Regex { .. } => Some(Selected::Text),
+        Matcher::All | Matcher::Chain(_) => None,
+    }
+}
+
 impl Prepared<'_> {
     /// Read the segments, sending matches in id order (descending for a
     /// backward query) to `sink`; see [`execute`].
@@ -416,8 +428,9 @@ impl Forward<'_> {
         let inputs_ahead = inputs_read_ahead(&query);
         let mut open = |i: usize| open_reading_ahead(&mut cursors, i, inputs_ahead);
         let (lower, upper) = query.id_bounds();
-        // `test_matcher` false: for a literal query's cursors that selected
-        // by the literal, whose records hold it already.
+        // `test_matcher` false: for the cursors that selected their records
+        // by the query's own literal or text matcher (a regex, `-i`),
+        // whose records match already.
         let verdict = |r: &Record<'_>, test_matcher: bool| {
             if r.id < lower {
                 Verdict::Skip
@@ -432,10 +445,10 @@ impl Forward<'_> {
             }
         };
         let filter = |r: &Record<'_>| verdict(r, true);
-        let holds_literal = |r: &Record<'_>| verdict(r, false);
+        let matches_already = |r: &Record<'_>| verdict(r, false);
         let mut merge = Merge::new(&mins, &mut open, &filter);
-        if matches!(query.matcher, Matcher::Literal(_)) {
-            merge = merge.with_filter_for_literal_cursors(&holds_literal);
+        if let Some(by) = selected_by_the_matcher(&query.matcher) {
+            merge = merge.with_filter_for_cursors_selected_by(by, &matches_already);
         }
         let limit = query.limit.unwrap_or(u64::MAX);
         let mut emitted = 0u64;

@@ -14,14 +14,14 @@ use std::{
 };
 
 use memchr::memmem;
-use sluice_record::{BatchHeader, CodecError, Record, Ulid, decode_record, record_bounds};
+use sluice_record::{BatchHeader, Record, Ulid, decode_record};
 
 mod memory;
 mod select;
 
 pub use self::memory::MemoryCursor;
 pub use self::select::RECORD_INDEX_STRIDE;
-use self::select::{Selector, index_records};
+use self::select::{Selection, Selector, index_records};
 
 use crate::{
     StorageError,
@@ -40,6 +40,21 @@ fn is_cut_short(err: &StorageError) -> bool {
             ..
         }
     )
+}
+
+/// What selected the records a cursor returns, besides its id and time
+/// range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selected {
+    /// Nothing: they are every record, or only those holding a literal
+    /// that a text matcher requires, for the caller to test.
+    Nothing,
+    /// The literal it was given (`with_literal`): each holds it wholly
+    /// inside its payload.
+    Literal,
+    /// The text matcher it was given (`with_text_matcher`): each is a
+    /// record the matcher matches on its payload alone.
+    Text,
 }
 
 /// A forward cursor over the records of one segment, in id order.
@@ -66,12 +81,11 @@ pub trait RecordCursor: Send {
     fn first_corruption(&self) -> Option<&str> {
         None
     }
-    /// Whether every record the cursor returns holds, wholly inside its
-    /// payload, the literal it was given (`with_literal`), having been
-    /// selected by it: a caller whose query is that literal need not test
-    /// each record again.
-    fn holds_its_literal(&self) -> bool {
-        false
+    /// What selected the records the cursor returns (see [`Selected`]): a
+    /// caller whose query is that literal, or that text matcher, need not
+    /// test each record again.
+    fn selected_by(&self) -> Selected {
+        Selected::Nothing
     }
     /// Start reading ahead, before the first [`advance`](Self::advance):
     /// a merge calls it on the input it will open next while it reads the
@@ -124,9 +138,9 @@ pub struct BatchCursor {
     /// Shared with the other cursors of the file: whether every batch's
     /// checksum was verified, by a search that read the whole file.
     verified: Option<Arc<AtomicBool>>,
-    /// Shared with the other cursors of the file: its batches' record
-    /// indexes, built by the first search of each.
-    record_indexes: Option<Arc<crate::segment_cache::RecordIndexes>>,
+    /// Shared with the other cursors of the file: its batch table, with
+    /// the batches' record indexes, built by the first search of each.
+    batches: Option<Arc<crate::segment::BatchTable>>,
     /// Only batches that can hold ids in this range are read (see
     /// [`BatchCursor::with_id_range`]), and whether the scan has been moved
     /// to the range's start yet.
@@ -144,9 +158,12 @@ pub struct BatchCursor {
 /// Groups of batches searched ahead of the one being read, on the worker
 /// pool.
 pub const BATCHES_AHEAD: usize = 4;
-/// Bytes of batch bodies one worker job searches, at least (a job per
-/// 1 MiB batch would spend more on waking threads than on the batch).
-const GROUP_BYTES: usize = 4 << 20;
+/// Bytes of batch bodies one worker job searches, at least. A job per
+/// 1 MiB batch would spend more on waking threads than on the batch; 8 MiB
+/// took 3% off a fresh search's CPU against 4 MiB, and 16 MiB (a whole
+/// batch file, so one worker per file) no more, at a slower median
+/// (BENCHMARKS.md, "2026-12-04, late night").
+const GROUP_BYTES: usize = 8 << 20;
 
 /// A batch as the scanner found it: its header, where its body lies in
 /// the mapping, and its offset in the file.
@@ -155,6 +172,8 @@ struct Frame {
     header: BatchHeader,
     body: std::ops::Range<usize>,
     offset: u64,
+    /// Its place in the file's batch table, if it was found there.
+    position: Option<usize>,
 }
 
 /// Consecutive batches given to a worker, and the task that verifies and
@@ -169,49 +188,6 @@ struct Searching {
 struct Searched {
     frame: Frame,
     selected: Result<Selection, sluice_record::CodecError>,
-}
-
-/// The records a worker selected of one batch: where each starts, in the
-/// batch body or, when `gathered`, in that copy of them.
-struct Selection {
-    starts: Vec<usize>,
-    gathered: Option<Vec<u8>>,
-}
-
-/// A batch's selected records are copied out by the worker when at most
-/// one in this many of its records is selected.
-///
-/// The worker has just searched the body, so a selected record is in its
-/// caches; the reader comes to it only after the workers have searched
-/// megabytes more, and would wait on memory for each record twice, to
-/// decode it and to copy it into an answer frame. A copy made by the
-/// worker is cheap, and the reader then reads the records one after
-/// another. Where most records are selected, the reader's reads are
-/// sequential anyway and a copy would only double the bytes moved.
-const GATHER_ONE_IN: usize = 4;
-
-impl Selection {
-    /// The records of `body` (`count` of them) starting at `starts`,
-    /// copied out if they are few enough (see [`GATHER_ONE_IN`]).
-    fn gather(body: &[u8], count: u32, mut starts: Vec<usize>) -> Result<Self, CodecError> {
-        if starts.is_empty() || starts.len() * GATHER_ONE_IN > count as usize {
-            return Ok(Selection {
-                starts,
-                gathered: None,
-            });
-        }
-        let mut gathered = Vec::with_capacity(starts.len() * (body.len() / count as usize + 1));
-        for start in &mut starts {
-            let (_, end) = record_bounds(body, *start)?;
-            let at = gathered.len();
-            gathered.extend_from_slice(&body[*start..end]);
-            *start = at;
-        }
-        Ok(Selection {
-            starts,
-            gathered: Some(gathered),
-        })
-    }
 }
 
 #[derive(Default, Clone, Copy)]
@@ -248,9 +224,11 @@ impl BatchCursor {
         path: &Path,
         shared: crate::segment_cache::SharedBatchFile,
     ) -> Self {
-        let mut cursor = Self::over(SegmentScanner::over_mapping(file, path, shared.mapped));
+        let scanner = SegmentScanner::over_mapping(file, path, shared.mapped)
+            .with_table(shared.batches.clone());
+        let mut cursor = Self::over(scanner);
         cursor.verified = Some(shared.verified);
-        cursor.record_indexes = Some(shared.record_indexes);
+        cursor.batches = Some(shared.batches);
         cursor
     }
 
@@ -271,7 +249,7 @@ impl BatchCursor {
             in_flight: VecDeque::new(),
             searched: VecDeque::new(),
             verified: None,
-            record_indexes: None,
+            batches: None,
             ids: None,
             range_entered: false,
             passed_over: 0,
@@ -321,10 +299,21 @@ impl BatchCursor {
         }
     }
 
-    /// [`starts_above`] for an unverified body: only once the batch
+    /// Whether the batch at `offset` starts above the id range (see
+    /// [`starts_above`]), for an unverified body: only once the batch
     /// verifies (a damaged id must not end the scan early).
-    fn above_range(&self, header: &BatchHeader, body: &[u8]) -> bool {
-        starts_above(self.ids, header, body) && header.verify(body).is_ok()
+    fn above_range(&self, offset: u64, header: &BatchHeader, body: std::ops::Range<usize>) -> bool {
+        let Some((_, max)) = self.ids else {
+            return false;
+        };
+        self.scanner
+            .first_id_at(offset, header, body.clone())
+            .is_some_and(|first| first > max)
+            && self
+                .scanner
+                .mapping()
+                .and_then(|mapped| mapped.get(body))
+                .is_some_and(|body| header.verify(body).is_ok())
     }
 
     /// A cursor over the whole batches of a segment file that a connection
@@ -461,11 +450,15 @@ impl BatchCursor {
                     }
                     Ok(next) => next,
                 };
-                let Some((header, body)) = next else {
+                let Some(crate::segment::FrameAt {
+                    header,
+                    body,
+                    position,
+                }) = next
+                else {
                     break;
                 };
-                let mapped = self.scanner.mapping().expect("mapped");
-                if self.above_range(&header, &mapped[body.clone()]) {
+                if self.above_range(offset, &header, body.clone()) {
                     // The rest of the file is above the range: end here.
                     self.above_range_at = Some(offset);
                     break;
@@ -475,6 +468,7 @@ impl BatchCursor {
                     header,
                     body,
                     offset,
+                    position,
                 });
             }
             if frames.is_empty() {
@@ -486,17 +480,12 @@ impl BatchCursor {
                 .verified
                 .as_ref()
                 .is_some_and(|v| v.load(Ordering::Acquire));
-            let indexes = self.record_indexes.clone();
+            let batches = self.batches.clone();
             let task = workers.submit(move || {
                 let mut selected = Vec::new();
-                let mut known = indexes
-                    .as_ref()
-                    .map(|indexes| indexes.get_all(group.iter().map(|frame| frame.body.start)));
-                let mut built = Vec::new();
-                let results = group
+                group
                     .iter()
-                    .enumerate()
-                    .map(|(k, frame)| {
+                    .map(|frame| {
                         let body = &mapped[frame.body.clone()];
                         if verify {
                             frame.header.verify(body)?;
@@ -505,23 +494,21 @@ impl BatchCursor {
                         // The first search of a batch indexes its records
                         // (one walk, as the search without an index would
                         // do); the searches after it walk from the index.
-                        let index = match known.as_mut().map(|known| known[k].take()) {
-                            Some(Some(index)) => Some(index),
-                            Some(None) => {
-                                let index: Arc<[u32]> = index_records(body, count)?.into();
-                                built.push((frame.body.start, index.clone()));
-                                Some(index)
-                            }
+                        let table = batches.as_deref().zip(frame.position);
+                        let index = match table {
+                            Some((table, at)) => match table.record_index(at) {
+                                Some(index) => Some(index),
+                                None => {
+                                    table.keep_record_index(at, index_records(body, count)?.into());
+                                    table.record_index(at)
+                                }
+                            },
                             None => None,
                         };
-                        select.select(body, count, index.as_deref(), &mut selected)?;
+                        select.select(body, count, index, &mut selected)?;
                         Selection::gather(body, count, std::mem::take(&mut selected))
                     })
-                    .collect();
-                if let Some(indexes) = &indexes {
-                    indexes.insert_all(built);
-                }
-                results
+                    .collect()
             });
             self.in_flight.push_back(Searching { frames, task });
         }
@@ -646,8 +633,12 @@ impl BatchCursor {
 }
 
 impl RecordCursor for BatchCursor {
-    fn holds_its_literal(&self) -> bool {
-        matches!(self.select, Some(Selector::Literal(_)))
+    fn selected_by(&self) -> Selected {
+        match self.select {
+            None => Selected::Nothing,
+            Some(Selector::Literal(_)) => Selected::Literal,
+            Some(Selector::Text(_) | Selector::LiteralThenPayload(_)) => Selected::Text,
+        }
     }
 
     fn read_ahead(&mut self) {

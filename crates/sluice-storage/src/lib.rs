@@ -42,5 +42,7 @@ pub use live::{IdFloor, LiveSegment};
 pub use memfs::MemFs;
 pub use segment::{IdSummary, Recovery, SegmentScanner, SegmentWriter, recover_segment};
 pub use segment_cache::SegmentCache;
-pub use store_segment::{BatchCursor, MemoryCursor, RecordCursor, SegmentMeta, StoreSegmentWriter};
+pub use store_segment::{
+    BatchCursor, MemoryCursor, RecordCursor, SegmentMeta, Selected, StoreSegmentWriter,
+};
 pub use workers::WorkerPool;

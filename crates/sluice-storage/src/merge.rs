@@ -9,8 +9,12 @@
 
 use std::{cmp::Reverse, collections::BinaryHeap, ops::ControlFlow};
 
-use crate::{RecordCursor, StorageError};
+use crate::{RecordCursor, Selected, StorageError};
 use sluice_record::{Record, Ulid};
+
+/// A filter for the cursors whose records were selected by the query's
+/// own matcher (see [`Merge::with_filter_for_cursors_selected_by`]).
+type SelectedFilter<'a> = (Selected, &'a dyn Fn(&Record<'_>) -> Verdict);
 
 /// What the filter says about a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,8 +78,9 @@ pub struct Merge<'a> {
     next_to_open: usize,
     open: &'a mut dyn FnMut(usize) -> Result<Box<dyn RecordCursor>, StorageError>,
     filter: &'a dyn Fn(&Record<'_>) -> Verdict,
-    /// The filter for cursors that [hold their literal](RecordCursor::holds_its_literal).
-    literal_filter: Option<&'a dyn Fn(&Record<'_>) -> Verdict>,
+    /// The filter for cursors whose records [were
+    /// selected](RecordCursor::selected_by) by what the query is.
+    selected_filter: Option<SelectedFilter<'a>>,
     cursors: Vec<Option<Box<dyn RecordCursor>>>,
     heap: BinaryHeap<Reverse<(Ulid, usize)>>,
     last_emitted: Option<Ulid>,
@@ -105,7 +110,7 @@ impl<'a> Merge<'a> {
             next_to_open: 0,
             open,
             filter,
-            literal_filter: None,
+            selected_filter: None,
             cursors: (0..mins.len()).map(|_| None).collect(),
             heap: BinaryHeap::new(),
             last_emitted: None,
@@ -114,16 +119,18 @@ impl<'a> Merge<'a> {
         }
     }
 
-    /// Decide the records of cursors that [hold their
-    /// literal](RecordCursor::holds_its_literal) by `filter` instead: the
-    /// main filter less its test for that literal, which such a cursor's
-    /// records pass already (a literal query's search, done once where the
-    /// block was decoded, need not be done again per record here).
-    pub fn with_filter_for_literal_cursors(
+    /// Decide the records of cursors whose records were
+    /// [selected](RecordCursor::selected_by) `by` the query's own literal
+    /// or text matcher by `filter` instead: the main filter less its test
+    /// of that matcher, which such a cursor's records pass already (the
+    /// search, done once where the block was decoded or the batch
+    /// searched, need not be done again per record here).
+    pub fn with_filter_for_cursors_selected_by(
         mut self,
+        by: Selected,
         filter: &'a dyn Fn(&Record<'_>) -> Verdict,
     ) -> Self {
-        self.literal_filter = Some(filter);
+        self.selected_filter = Some((by, filter));
         self
     }
 
@@ -147,8 +154,8 @@ impl<'a> Merge<'a> {
         };
         let mut scanned = 0;
         let skipped_before = cursor.records_skipped();
-        let filter = match self.literal_filter {
-            Some(filter) if cursor.holds_its_literal() => filter,
+        let filter = match self.selected_filter {
+            Some((by, filter)) if cursor.selected_by() == by => filter,
             _ => self.filter,
         };
         let outcome = loop {
@@ -326,10 +333,10 @@ pub(crate) mod tests {
         }
     }
 
-    /// A [`VecCursor`] that says it holds its literal.
-    struct HoldsLiteral(VecCursor);
+    /// A [`VecCursor`] that says what selected its records.
+    struct SelectedBy(VecCursor, Selected);
 
-    impl RecordCursor for HoldsLiteral {
+    impl RecordCursor for SelectedBy {
         fn advance(&mut self) -> Result<bool, StorageError> {
             self.0.advance()
         }
@@ -339,39 +346,45 @@ pub(crate) mod tests {
         fn bytes_read(&self) -> u64 {
             0
         }
-        fn holds_its_literal(&self) -> bool {
-            true
+        fn selected_by(&self) -> Selected {
+            self.1
         }
     }
 
     #[test]
-    fn cursors_that_hold_their_literal_get_the_literal_filter() {
-        let segments = [vec![rec(1), rec(3), rec(5)], vec![rec(2), rec(4), rec(6)]];
-        let mins = [Ulid(1), Ulid(2)];
-        // Input 1 holds its literal; input 0 does not.
+    fn cursors_selected_by_the_query_get_the_selected_filter() {
+        let segments = [
+            vec![rec(1), rec(4), rec(7)],
+            vec![rec(2), rec(5), rec(8)],
+            vec![rec(3), rec(6), rec(9)],
+        ];
+        let mins = [Ulid(1), Ulid(2), Ulid(3)];
+        // Input 1 was selected by the query's text matcher, input 2 by a
+        // literal (not what this query is), input 0 by nothing.
         let mut open = |i: usize| -> Result<Box<dyn RecordCursor>, StorageError> {
             let cursor = VecCursor {
                 records: segments[i].clone(),
                 pos: None,
             };
             Ok(match i {
-                1 => Box::new(HoldsLiteral(cursor)),
+                1 => Box::new(SelectedBy(cursor, Selected::Text)),
+                2 => Box::new(SelectedBy(cursor, Selected::Literal)),
                 _ => Box::new(cursor),
             })
         };
-        let below_4 = |r: &Record<'_>| match r.id < Ulid(4) {
+        let below_5 = |r: &Record<'_>| match r.id < Ulid(5) {
             true => Verdict::Keep,
             false => Verdict::Skip,
         };
         let keep_all = |_: &Record<'_>| Verdict::Keep;
-        let mut merge =
-            Merge::new(&mins, &mut open, &below_4).with_filter_for_literal_cursors(&keep_all);
+        let mut merge = Merge::new(&mins, &mut open, &below_5)
+            .with_filter_for_cursors_selected_by(Selected::Text, &keep_all);
         let mut ids = Vec::new();
         merge.run(|record| {
             ids.push(record.id.0);
             ControlFlow::Continue(())
         });
-        assert_eq!(ids, [1, 2, 3, 4, 6]);
+        assert_eq!(ids, [1, 2, 3, 4, 5, 8]);
     }
 
     #[test]

@@ -19,6 +19,10 @@ use std::path::{Path, PathBuf};
 
 use sluice_record::{BatchHeader, Ulid, batch::BATCH_HEADER_BYTES};
 
+pub(crate) mod table;
+
+pub use table::BatchTable;
+
 use crate::{
     StorageError,
     fs::{Fs, ReadFile, WriteFile},
@@ -117,6 +121,15 @@ pub struct IdSummary {
     pub records: u64,
 }
 
+/// A batch as [`SegmentScanner::next_frame`] finds it: its header, where
+/// its body lies in the mapping, and its place in the file's
+/// [`BatchTable`] if it was found there.
+pub(crate) struct FrameAt {
+    pub header: BatchHeader,
+    pub body: std::ops::Range<usize>,
+    pub position: Option<usize>,
+}
+
 /// Reads a segment file batch by batch, verifying each checksum.
 pub struct SegmentScanner {
     file: Box<dyn ReadFile>,
@@ -129,6 +142,10 @@ pub struct SegmentScanner {
     mapped: Option<std::sync::Arc<crate::Mapped>>,
     /// Where the current body lies in `mapped`.
     body_at: std::ops::Range<usize>,
+    /// The mapped file's batches, walked once (see [`BatchTable`]), and
+    /// where the next one is looked for first.
+    table: Option<std::sync::Arc<BatchTable>>,
+    table_next: usize,
 }
 
 impl SegmentScanner {
@@ -147,6 +164,8 @@ impl SegmentScanner {
             body: Vec::new(),
             mapped: None,
             body_at: 0..0,
+            table: None,
+            table_next: 0,
         })
     }
 
@@ -182,7 +201,36 @@ impl SegmentScanner {
             body: Vec::new(),
             mapped: Some(mapped),
             body_at: 0..0,
+            table: None,
+            table_next: 0,
         }
+    }
+
+    /// Find the batches in `table`, the walk of this scanner's mapping,
+    /// rather than by reading their headers.
+    pub(crate) fn with_table(mut self, table: std::sync::Arc<BatchTable>) -> Self {
+        self.table = self.mapped.is_some().then_some(table);
+        self
+    }
+
+    /// The table, if any, and the position in it of the batch at `offset`.
+    fn table_entry(&self, offset: u64) -> Option<(&BatchTable, usize)> {
+        let table = self.table.as_deref()?;
+        Some((table, table.position(offset, self.table_next)?))
+    }
+
+    /// The first id of the batch at `offset` whose header is `header` and
+    /// body `body` (in the mapping): from the table, or read from the body.
+    pub(crate) fn first_id_at(
+        &self,
+        offset: u64,
+        header: &BatchHeader,
+        body: std::ops::Range<usize>,
+    ) -> Option<u128> {
+        if let Some((table, position)) = self.table_entry(offset) {
+            return table.entries()[position].first_id;
+        }
+        batch_first_id(header, self.mapped.as_ref()?.get(body)?)
     }
 
     /// The mapping of a file opened with [`SegmentScanner::open_mapped`].
@@ -194,9 +242,7 @@ impl SegmentScanner {
     /// in the mapping, *not verified* (the caller verifies it, on a worker);
     /// `None` at the end. A header that does not parse, or a batch that
     /// runs past the end, is an error here.
-    pub(crate) fn next_frame(
-        &mut self,
-    ) -> Result<Option<(BatchHeader, std::ops::Range<usize>)>, StorageError> {
+    pub(crate) fn next_frame(&mut self) -> Result<Option<FrameAt>, StorageError> {
         let Some(mapped) = &self.mapped else {
             return Err(StorageError::Io {
                 op: "scan unmapped",
@@ -206,6 +252,19 @@ impl SegmentScanner {
         };
         if self.offset >= self.len {
             return Ok(None);
+        }
+        if let Some((table, position)) = self.table_entry(self.offset) {
+            // Walked when the table was made: the header parsed and the
+            // frame fits in the mapping.
+            let entry = &table.entries()[position];
+            let (header, body) = (entry.header, entry.body());
+            self.offset += header.frame_len() as u64;
+            self.table_next = position + 1;
+            return Ok(Some(FrameAt {
+                header,
+                body,
+                position: Some(position),
+            }));
         }
         let at = self.offset as usize;
         let corrupt = |source| StorageError::Corrupt {
@@ -229,7 +288,11 @@ impl SegmentScanner {
         }
         let body = at + BATCH_HEADER_BYTES..at + BATCH_HEADER_BYTES + header.body_len as usize;
         self.offset += header.frame_len() as u64;
-        Ok(Some((header, body)))
+        Ok(Some(FrameAt {
+            header,
+            body,
+            position: None,
+        }))
     }
 
     /// For a mapped file whose ids never decrease, at its start: move the
@@ -249,20 +312,32 @@ impl SegmentScanner {
         // The last batch found whose first id is below `lower`: its
         // offset, and the records before it.
         let mut last_below = None;
-        while let Some(header_bytes) = mapped.get(at..at + BATCH_HEADER_BYTES) {
-            let Ok(header) = BatchHeader::parse(header_bytes) else {
-                break;
-            };
-            let body = mapped.get(at + BATCH_HEADER_BYTES..at + header.frame_len());
-            let Some(first_id) = body.and_then(|body| batch_first_id(&header, body)) else {
-                break;
-            };
-            if first_id >= lower {
-                break;
+        if let Some((table, position)) = self.table_entry(self.offset) {
+            // The same walk over the table, which ends where the walk
+            // would: at a header that does not parse or a frame cut short.
+            for entry in &table.entries()[position..] {
+                if entry.first_id.is_none_or(|first_id| first_id >= lower) {
+                    break;
+                }
+                last_below = Some((entry.offset as usize, records));
+                records += u64::from(entry.header.count);
             }
-            last_below = Some((at, records));
-            records += u64::from(header.count);
-            at += header.frame_len();
+        } else {
+            while let Some(header_bytes) = mapped.get(at..at + BATCH_HEADER_BYTES) {
+                let Ok(header) = BatchHeader::parse(header_bytes) else {
+                    break;
+                };
+                let body = mapped.get(at + BATCH_HEADER_BYTES..at + header.frame_len());
+                let Some(first_id) = body.and_then(|body| batch_first_id(&header, body)) else {
+                    break;
+                };
+                if first_id >= lower {
+                    break;
+                }
+                last_below = Some((at, records));
+                records += u64::from(header.count);
+                at += header.frame_len();
+            }
         }
         match last_below {
             Some((at, records)) if at > start => {

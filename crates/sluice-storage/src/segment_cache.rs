@@ -29,7 +29,8 @@
 //!   replaced or removed. Frames of block data are verified by every query
 //!   that decompresses them.
 //! - Entries hold only the mapping and the verified footer (a batch
-//!   file's: the mapping, whether it was verified, and a record index per
+//!   file's: the mapping, whether it was verified, and its batch table,
+//!   about 80 bytes per batch of up to 1 MiB, with a record index per
 //!   batch, 4 bytes per 16 records); memory is the footer index per
 //!   segment, and the page cache owns the bytes. A batch file is compacted
 //!   within minutes, and its entry goes with it.
@@ -47,6 +48,7 @@ use crate::{
     Mapped, StorageError,
     block_segment::{BlockCache, BlockSegment},
     fs::{Fs, ReadFile},
+    segment::BatchTable,
 };
 
 /// Bytes at the end of a block file that identify it with its length: the
@@ -70,48 +72,12 @@ pub struct SharedBatchFile {
     /// Raised by the first query that verified every batch's checksum, so
     /// that later ones do not verify them again (see the module's rules).
     pub verified: Arc<AtomicBool>,
-    /// Where every [`RECORD_INDEX_STRIDE`](crate::cursor::RECORD_INDEX_STRIDE)-th
-    /// record of each batch starts, built by the first search of that
-    /// batch, so that later searches walk a few record headers to each hit
-    /// rather than every header of the body.
-    pub record_indexes: Arc<RecordIndexes>,
-}
-
-/// The record indexes of a batch file's batches, by where each batch's
-/// body starts in the mapping. About 4 bytes per 16 records (a thousandth
-/// of the text), for as long as the file's entry lives.
-#[derive(Debug, Default)]
-pub struct RecordIndexes(Mutex<HashMap<usize, Arc<[u32]>>>);
-
-impl RecordIndexes {
-    /// The index of the batch whose body starts at `body_at`, if built.
-    #[cfg(test)]
-    pub(crate) fn get(&self, body_at: usize) -> Option<Arc<[u32]>> {
-        lock(&self.0).get(&body_at).cloned()
-    }
-
-    /// The indexes of the batches whose bodies start at `bodies_at`, in
-    /// that order (`None` where not built yet), under one lock: a worker
-    /// asks for a whole group of batches at once, as a lock per batch had
-    /// the two workers pass the lock's cache line back and forth.
-    pub(crate) fn get_all(
-        &self,
-        bodies_at: impl Iterator<Item = usize>,
-    ) -> Vec<Option<Arc<[u32]>>> {
-        let indexes = lock(&self.0);
-        bodies_at.map(|at| indexes.get(&at).cloned()).collect()
-    }
-
-    /// Keep `built` (body start, index) where no index is kept yet.
-    pub(crate) fn insert_all(&self, built: Vec<(usize, Arc<[u32]>)>) {
-        if built.is_empty() {
-            return;
-        }
-        let mut indexes = lock(&self.0);
-        for (at, index) in built {
-            indexes.entry(at).or_insert(index);
-        }
-    }
+    /// Its batches, walked once when it was mapped, each with its record
+    /// index once a search built it (every
+    /// [`RECORD_INDEX_STRIDE`](crate::cursor::RECORD_INDEX_STRIDE)-th
+    /// record's start, so that later searches walk a few record headers
+    /// to each hit rather than every header of the body).
+    pub batches: Arc<BatchTable>,
 }
 
 /// What identifies the file a segment was opened from.
@@ -163,7 +129,8 @@ impl SegmentCache {
 
     /// The sealed batch file at `path`, whose open file is `file`: the
     /// one kept if `file` is still the file it mapped (the same length and
-    /// last bytes), else the file mapped now, not yet verified.
+    /// last bytes), else the file mapped now, its batch headers walked
+    /// (not verified).
     pub fn map_batches(
         &self,
         fs: &dyn Fs,
@@ -180,9 +147,9 @@ impl SegmentCache {
             .map(path)
             .map_err(StorageError::io("map segment", path))?;
         let shared = SharedBatchFile {
+            batches: Arc::new(BatchTable::walk(&mapped)),
             mapped: Arc::new(mapped),
             verified: Arc::default(),
-            record_indexes: Arc::default(),
         };
         lock(&self.batch_files).insert(path.to_path_buf(), shared.clone());
         Ok(shared)

@@ -42,7 +42,7 @@ use crate::{
     workers::WorkerPool,
 };
 
-pub use crate::cursor::{BatchCursor, MemoryCursor, RecordCursor};
+pub use crate::cursor::{BatchCursor, MemoryCursor, RecordCursor, Selected};
 pub use writer::StoreSegmentWriter;
 
 mod writer;

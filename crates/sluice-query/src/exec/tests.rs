@@ -442,6 +442,7 @@ fn an_id_floor_is_read_after_its_file_is_opened() {
 mod text_search {
     use proptest::prelude::*;
     use sluice_storage::{
+        Selected,
         block_segment::BlockLayout,
         store_segment::{self, ScanOptions},
     };
@@ -465,9 +466,10 @@ mod text_search {
             .unwrap();
         }
         let meta = w.finish().unwrap().unwrap();
-        let mut options = ScanOptions::new(WorkerPool::inline());
-        options.text = matcher.text_matcher();
-        let mut cursor = store_segment::open_cursor(&fs, &dir.join(&meta.name), &options).unwrap();
+        let mut cursor =
+            store_segment::open_cursor(&fs, &dir.join(&meta.name), &options_of(matcher)).unwrap();
+        // The merge takes its records as matching without testing them.
+        assert_eq!(cursor.selected_by(), Selected::Text);
         let mut got = Vec::new();
         while cursor.advance().unwrap() {
             got.push(String::from_utf8(cursor.record().payload.to_vec()).unwrap());
@@ -497,14 +499,16 @@ mod text_search {
             .unwrap();
         }
         let meta = w.finish().unwrap().unwrap();
-        let mut options = ScanOptions::new(WorkerPool::inline());
-        options.text = matcher.text_matcher();
+        let options = options_of(matcher);
         let mut cursor = store_segment::open_cursor(&fs, &dir.join(&meta.name), &options).unwrap();
-        // A pattern with a required literal, or without look-around,
-        // selects exactly; any other gets every record back, to be checked
-        // as the merge does.
+        // A pattern with a required literal that it can search for, or
+        // without look-around, selects exactly, and says so: the merge then
+        // takes its records as matching. Any other gets every record (or
+        // those holding the required literal) back, to be checked as the
+        // merge does.
         let text = options.text.as_ref().unwrap();
         let exact = text.required_literal().is_some() || !text.looks_around();
+        assert_eq!(cursor.selected_by() == Selected::Text, exact);
         let mut got = Vec::new();
         while cursor.advance().unwrap() {
             let payload = cursor.record().payload;
@@ -513,6 +517,15 @@ mod text_search {
             }
         }
         got
+    }
+
+    /// The scan options a query with `matcher` opens its cursors with
+    /// (`prepare_forward`'s): its required literal and its text matcher.
+    fn options_of(matcher: &Matcher) -> ScanOptions {
+        let mut options = ScanOptions::new(WorkerPool::inline());
+        options.literal = matcher.required_literal().cloned();
+        options.text = matcher.text_matcher();
+        options
     }
 
     fn piece() -> impl Strategy<Value = &'static str> {

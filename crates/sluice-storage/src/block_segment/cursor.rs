@@ -715,9 +715,14 @@ impl crate::RecordCursor for BlockCursor {
         }
     }
 
-    fn holds_its_literal(&self) -> bool {
-        // Selected by the literal alone (`select_by_literal`), not by a
-        // text matcher, which the literal only narrows.
-        self.literal.is_some() && self.text.is_none()
+    fn selected_by(&self) -> crate::cursor::Selected {
+        // A text matcher decides each record (`select_by_text`), where a
+        // literal only narrows what it searches; without one, the literal
+        // selects (`select_by_literal`).
+        match (&self.text, &self.literal) {
+            (Some(_), _) => crate::cursor::Selected::Text,
+            (None, Some(_)) => crate::cursor::Selected::Literal,
+            (None, None) => crate::cursor::Selected::Nothing,
+        }
     }
 }

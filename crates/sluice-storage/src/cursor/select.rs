@@ -2,7 +2,7 @@
 //! a text matcher over each body as a whole, or by a matcher's required
 //! literal and then the matcher on each payload that holds it. Workers run
 //! these over whole batch bodies, walking record headers only between
-//! hits.
+//! hits, and copy a sparse selection out ([`Selection`]).
 
 use std::sync::Arc;
 
@@ -204,6 +204,53 @@ fn select_by_text(
         }
     }
     Ok(())
+}
+
+/// The records a worker selected of one batch: where each starts, in the
+/// batch body or, when `gathered`, in that copy of them.
+pub(super) struct Selection {
+    pub(super) starts: Vec<usize>,
+    pub(super) gathered: Option<Vec<u8>>,
+}
+
+/// A batch's selected records are copied out by the worker when at most
+/// one in this many of its records is selected.
+///
+/// The worker has just searched the body, so a selected record is in its
+/// caches; the reader comes to it only after the workers have searched
+/// megabytes more, and would wait on memory for each record twice, to
+/// decode it and to copy it into an answer frame. A copy made by the
+/// worker is cheap, and the reader then reads the records one after
+/// another. Where most records are selected, the reader's reads are
+/// sequential anyway and a copy would only double the bytes moved.
+const GATHER_ONE_IN: usize = 4;
+
+impl Selection {
+    /// The records of `body` (`count` of them) starting at `starts`,
+    /// copied out if they are few enough (see [`GATHER_ONE_IN`]).
+    pub(super) fn gather(
+        body: &[u8],
+        count: u32,
+        mut starts: Vec<usize>,
+    ) -> Result<Self, CodecError> {
+        if starts.is_empty() || starts.len() * GATHER_ONE_IN > count as usize {
+            return Ok(Selection {
+                starts,
+                gathered: None,
+            });
+        }
+        let mut gathered = Vec::with_capacity(starts.len() * (body.len() / count as usize + 1));
+        for start in &mut starts {
+            let (_, end) = record_bounds(body, *start)?;
+            let at = gathered.len();
+            gathered.extend_from_slice(&body[*start..end]);
+            *start = at;
+        }
+        Ok(Selection {
+            starts,
+            gathered: Some(gathered),
+        })
+    }
 }
 
 #[cfg(test)]

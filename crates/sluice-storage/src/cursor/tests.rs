@@ -6,7 +6,7 @@ use super::*;
 use crate::store_segment::{ScanOptions, open_cursor};
 use crate::{MemFs, segment::SegmentWriter, workers::test_pool};
 use proptest::prelude::*;
-use sluice_record::{BatchEncoder, Record};
+use sluice_record::{BatchEncoder, Record, record_bounds};
 
 /// A batch file at `path` of `batches` (each a list of (id, payload)),
 /// ids increasing.
@@ -45,8 +45,22 @@ fn scan(
     literal: bool,
     parallel: bool,
 ) -> Result<(Vec<u128>, u64), StorageError> {
+    scan_with(fs, path, ids, literal, parallel, None)
+}
+
+/// [`scan`], opening the file through `cache` if given (and so finding its
+/// batches in the cache's batch table).
+fn scan_with(
+    fs: &MemFs,
+    path: &Path,
+    ids: (u128, u128),
+    literal: bool,
+    parallel: bool,
+    cache: Option<Arc<crate::SegmentCache>>,
+) -> Result<(Vec<u128>, u64), StorageError> {
     let options = ScanOptions {
         ids: Some((Ulid(ids.0), Ulid(ids.1))),
+        cache,
         literal: literal.then(|| Arc::new(memmem::Finder::new(b"ERROR").into_owned())),
         ..ScanOptions::new(if parallel {
             test_pool()
@@ -97,13 +111,15 @@ proptest! {
         b in 0u128..300,
         literal in any::<bool>(),
         parallel in any::<bool>(),
+        cached in any::<bool>(),
     ) {
         let fs = MemFs::new();
         fs.create_dir_all(Path::new("/s")).unwrap();
         let path = Path::new("/s/file.seg");
         write_file(&fs, path, &batches);
         let (lo, hi) = (a.min(b), a.max(b));
-        let (got, bytes_read) = scan(&fs, path, (lo, hi), literal, parallel).unwrap();
+        let cache = cached.then(|| Arc::new(crate::SegmentCache::new()));
+        let (got, bytes_read) = scan_with(&fs, path, (lo, hi), literal, parallel, cache).unwrap();
         let all: Vec<(u128, bool)> = batches
             .iter()
             .flatten()
@@ -200,10 +216,11 @@ fn a_damaged_first_id_never_hides_records_in_the_range() {
         let at = first_id_offset(&bad, batch);
         bad[at..at + 16].copy_from_slice(&id.to_be_bytes());
         fs.write_all_synced(path, &bad);
-        for parallel in [false, true] {
-            match scan(&fs, path, range, true, parallel) {
+        for (parallel, cached) in [(false, false), (true, false), (true, true)] {
+            let cache = cached.then(|| Arc::new(crate::SegmentCache::new()));
+            match scan_with(&fs, path, range, true, parallel, cache) {
                 Err(StorageError::Corrupt { .. }) => {}
-                other => panic!("batch {batch}, parallel {parallel}: {other:?}"),
+                other => panic!("batch {batch}, parallel {parallel}, cached {cached}: {other:?}"),
             }
         }
     }
@@ -321,4 +338,48 @@ fn records_copied_out_by_the_workers_read_as_the_mapped_ones() {
     let want: Vec<_> = all.into_iter().filter(|r| r.3.contains("ERROR")).collect();
     assert_eq!(want.len(), 5 * 4 + 40);
     assert_eq!(got, want);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A file read through the segment cache, whose batches come from its
+    /// batch table, reads exactly as one read by walking its headers: the
+    /// same records, and the same corruption at the same offset, whatever
+    /// byte was damaged or however much of the tail was cut, with or
+    /// without an id range.
+    #[test]
+    fn the_batch_table_reads_as_the_header_walk_does(
+        batches in batches(),
+        damage in prop::option::of((any::<prop::sample::Index>(), 1u8..=255)),
+        cut in prop::option::of(any::<prop::sample::Index>()),
+        range in prop::option::of((0u128..300, 0u128..300)),
+        literal in any::<bool>(),
+    ) {
+        let fs = MemFs::new();
+        fs.create_dir_all(Path::new("/s")).unwrap();
+        let path = Path::new("/s/file.seg");
+        write_file(&fs, path, &batches);
+        let mut bytes = fs.read_all(path).unwrap();
+        if let Some((at, xor)) = damage {
+            let at = at.index(bytes.len());
+            bytes[at] ^= xor;
+        }
+        if let Some(cut) = cut {
+            bytes.truncate(cut.index(bytes.len()));
+        }
+        fs.write_all_synced(path, &bytes);
+        let ids = range.map_or((0, u128::MAX), |(a, b)| (a.min(b), a.max(b)));
+        let outcome = |cache: Option<Arc<crate::SegmentCache>>| {
+            match scan_with(&fs, path, ids, literal, true, cache) {
+                Ok(read) => Ok(read),
+                Err(StorageError::Corrupt { offset, .. }) => Err(Some(offset)),
+                Err(_) => Err(None),
+            }
+        };
+        let walked = outcome(None);
+        let cache = Arc::new(crate::SegmentCache::new());
+        prop_assert_eq!(&outcome(Some(cache.clone())), &walked, "first read through the cache");
+        prop_assert_eq!(&outcome(Some(cache)), &walked, "second read through the cache");
+    }
 }

@@ -182,11 +182,18 @@ fn a_batch_files_record_index_is_built_once_and_selects_the_same() {
     let indexed = || {
         let file = fs.open_read(&path).unwrap();
         let shared = cache.map_batches(&fs, &path, &*file).unwrap();
-        let batches = batch_offsets(&fs, &path);
-        batches
+        let bodies: Vec<usize> = shared
+            .batches
+            .entries()
             .iter()
-            .filter(|&&at| shared.record_indexes.get(at).is_some())
-            .count()
+            .map(|e| e.body().start)
+            .collect();
+        assert_eq!(
+            bodies,
+            batch_offsets(&fs, &path),
+            "the table holds every batch"
+        );
+        shared.batches.indexed()
     };
     assert_eq!(indexed(), 0);
     assert_eq!(search(Some(cache.clone())), want, "the search that indexes");
@@ -401,7 +408,7 @@ proptest::proptest! {
         let options = ScanOptions { literal: Some(finder.clone()), ..ScanOptions::new(WorkerPool::inline()) };
         let mut cursor = open_cursor(&fs, &dir.join(&meta.name), &options).unwrap();
         // So a literal query does not test its records again.
-        proptest::prop_assert!(cursor.holds_its_literal());
+        proptest::prop_assert_eq!(cursor.selected_by(), crate::cursor::Selected::Literal);
         let mut got = Vec::new();
         while cursor.advance().unwrap() {
             got.push(cursor.record().id.0 as usize - 1);

@@ -70,8 +70,9 @@ proptest! {
 
         let kept = literal();
         // Selected by the literal alone, every record holds it; a text
-        // matcher decides for itself.
-        prop_assert_eq!(crate::RecordCursor::holds_its_literal(&kept), !as_text);
+        // matcher decides each record.
+        let by = if as_text { crate::cursor::Selected::Text } else { crate::cursor::Selected::Literal };
+        prop_assert_eq!(crate::RecordCursor::selected_by(&kept), by);
         let hits = blocks.stats().hits;
         let got = read_all(kept).unwrap();
         prop_assert_eq!(got, want);
