@@ -349,12 +349,14 @@ pub(crate) fn prepare_forward<'q>(
     let started = Instant::now();
     // A regex runs where blocks are decoded, on every core, over each
     // block's text as a whole (its own prefilters find the required
-    // literal), and over each batch body of fresh data when it does not
-    // look around; a plain literal is found there already. A chain of line
-    // filters holds negations and several parts, which only the whole
-    // matcher decides: it runs per record where blocks are decoded. (The
-    // merge's filter below tests the matcher again on the records that come
-    // out: cheap for those few, and it covers what a cursor returned
+    // literal), and over each batch body of fresh data (on the payloads
+    // holding its required literal, or over the body when it has none and
+    // does not look around); a plain literal is found there already. A
+    // chain of line filters holds negations and several parts, which only
+    // the whole matcher decides: it runs per record where blocks are
+    // decoded. (The merge's filter below tests the matcher again on the
+    // records of cursors that did not select them by it, see
+    // `selected_by_the_matcher`: it covers what a cursor returned
     // unfiltered.)
     let filter: Option<RecordFilter> = match &query.matcher {
         Matcher::Chain(_) => {

@@ -46,11 +46,11 @@ fn is_cut_short(err: &StorageError) -> bool {
 /// range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Selected {
-    /// Nothing: they are every record, or only those holding a literal
-    /// that a text matcher requires, for the caller to test.
+    /// Nothing: they are every record, for the caller to test.
     Nothing,
     /// The literal it was given (`with_literal`): each holds it wholly
-    /// inside its payload.
+    /// inside its payload. (Where that literal is only what a text
+    /// matcher requires, the caller still tests the matcher.)
     Literal,
     /// The text matcher it was given (`with_text_matcher`): each is a
     /// record the matcher matches on its payload alone.
@@ -160,9 +160,9 @@ pub struct BatchCursor {
 pub const BATCHES_AHEAD: usize = 4;
 /// Bytes of batch bodies one worker job searches, at least. A job per
 /// 1 MiB batch would spend more on waking threads than on the batch; 8 MiB
-/// took 3% off a fresh search's CPU against 4 MiB, and 16 MiB (a whole
-/// batch file, so one worker per file) no more, at a slower median
-/// (BENCHMARKS.md, "2026-12-04, late night").
+/// took 3% off a fresh search's CPU against 4 MiB, and 16 MiB (in that
+/// measurement's 16 MiB batch files, one worker per file) no more, at a
+/// slower median (BENCHMARKS.md, "2026-12-04, late night").
 const GROUP_BYTES: usize = 8 << 20;
 
 /// A batch as the scanner found it: its header, where its body lies in
@@ -224,11 +224,13 @@ impl BatchCursor {
         path: &Path,
         shared: crate::segment_cache::SharedBatchFile,
     ) -> Self {
-        let scanner = SegmentScanner::over_mapping(file, path, shared.mapped)
-            .with_table(shared.batches.clone());
+        let mut scanner = SegmentScanner::over_mapping(file, path, shared.mapped);
+        if let Some(batches) = &shared.batches {
+            scanner = scanner.with_table(batches.clone());
+        }
         let mut cursor = Self::over(scanner);
         cursor.verified = Some(shared.verified);
-        cursor.batches = Some(shared.batches);
+        cursor.batches = shared.batches;
         cursor
     }
 
@@ -302,18 +304,18 @@ impl BatchCursor {
     /// Whether the batch at `offset` starts above the id range (see
     /// [`starts_above`]), for an unverified body: only once the batch
     /// verifies (a damaged id must not end the scan early).
-    fn above_range(&self, offset: u64, header: &BatchHeader, body: std::ops::Range<usize>) -> bool {
+    fn above_range(&self, frame: &crate::segment::FrameAt) -> bool {
         let Some((_, max)) = self.ids else {
             return false;
         };
         self.scanner
-            .first_id_at(offset, header, body.clone())
+            .frame_first_id(frame)
             .is_some_and(|first| first > max)
             && self
                 .scanner
                 .mapping()
-                .and_then(|mapped| mapped.get(body))
-                .is_some_and(|body| header.verify(body).is_ok())
+                .and_then(|mapped| mapped.get(frame.body.clone()))
+                .is_some_and(|body| frame.header.verify(body).is_ok())
     }
 
     /// A cursor over the whole batches of a segment file that a connection
@@ -450,25 +452,20 @@ impl BatchCursor {
                     }
                     Ok(next) => next,
                 };
-                let Some(crate::segment::FrameAt {
-                    header,
-                    body,
-                    position,
-                }) = next
-                else {
+                let Some(frame) = next else {
                     break;
                 };
-                if self.above_range(offset, &header, body.clone()) {
+                if self.above_range(&frame) {
                     // The rest of the file is above the range: end here.
                     self.above_range_at = Some(offset);
                     break;
                 }
-                bytes += body.len();
+                bytes += frame.body.len();
                 frames.push(Frame {
-                    header,
-                    body,
+                    header: frame.header,
+                    body: frame.body,
                     offset,
-                    position,
+                    position: frame.position,
                 });
             }
             if frames.is_empty() {

@@ -219,18 +219,16 @@ impl SegmentScanner {
         Some((table, table.position(offset, self.table_next)?))
     }
 
-    /// The first id of the batch at `offset` whose header is `header` and
-    /// body `body` (in the mapping): from the table, or read from the body.
-    pub(crate) fn first_id_at(
-        &self,
-        offset: u64,
-        header: &BatchHeader,
-        body: std::ops::Range<usize>,
-    ) -> Option<u128> {
-        if let Some((table, position)) = self.table_entry(offset) {
+    /// The first id of `frame` (from [`next_frame`](Self::next_frame)):
+    /// from the table where it was found there, else read from its body.
+    pub(crate) fn frame_first_id(&self, frame: &FrameAt) -> Option<u128> {
+        if let (Some(table), Some(position)) = (&self.table, frame.position) {
             return table.entries()[position].first_id;
         }
-        batch_first_id(header, self.mapped.as_ref()?.get(body)?)
+        batch_first_id(
+            &frame.header,
+            self.mapped.as_ref()?.get(frame.body.clone())?,
+        )
     }
 
     /// The mapping of a file opened with [`SegmentScanner::open_mapped`].

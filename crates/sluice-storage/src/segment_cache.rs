@@ -30,10 +30,10 @@
 //!   that decompresses them.
 //! - Entries hold only the mapping and the verified footer (a batch
 //!   file's: the mapping, whether it was verified, and its batch table,
-//!   about 80 bytes per batch of up to 1 MiB, with a record index per
-//!   batch, 4 bytes per 16 records); memory is the footer index per
-//!   segment, and the page cache owns the bytes. A batch file is compacted
-//!   within minutes, and its entry goes with it.
+//!   about 80 bytes per batch, at most half a percent of the file, with a
+//!   record index per batch searched, 4 bytes per 16 records); memory is
+//!   the footer index per segment, and the page cache owns the bytes. A
+//!   batch file is compacted within minutes, and its entry goes with it.
 //! - Decoded blocks are kept apart, in a [`BlockCache`] bounded in bytes
 //!   ([`SegmentCache::with_block_cache`]), keyed by their content, so a
 //!   block copied whole into another file is found there too.
@@ -77,7 +77,9 @@ pub struct SharedBatchFile {
     /// [`RECORD_INDEX_STRIDE`](crate::cursor::RECORD_INDEX_STRIDE)-th
     /// record's start, so that later searches walk a few record headers
     /// to each hit rather than every header of the body).
-    pub batches: Arc<BatchTable>,
+    /// `None` for a file of many small batches (averaging under 16 KiB),
+    /// read by walking its headers.
+    pub batches: Option<Arc<BatchTable>>,
 }
 
 /// What identifies the file a segment was opened from.
@@ -147,7 +149,7 @@ impl SegmentCache {
             .map(path)
             .map_err(StorageError::io("map segment", path))?;
         let shared = SharedBatchFile {
-            batches: Arc::new(BatchTable::walk(&mapped)),
+            batches: BatchTable::walk(&mapped).map(Arc::new),
             mapped: Arc::new(mapped),
             verified: Arc::default(),
         };

@@ -382,8 +382,9 @@ pub struct ScanOptions {
     /// Select records by searching a block's decoded text, or a batch
     /// file's bodies, as a whole with this
     /// ([`crate::block_segment::TextMatcher`]). A batch file's cursor does
-    /// not take one that looks around, so the caller still checks what it
-    /// gets.
+    /// not take one that looks around and has no required literal, so the
+    /// caller checks what a cursor gets unless it was
+    /// [selected](crate::RecordCursor::selected_by) by the matcher.
     pub text: Option<Arc<dyn crate::block_segment::TextMatcher>>,
 }
 

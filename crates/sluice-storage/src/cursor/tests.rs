@@ -380,6 +380,9 @@ proptest! {
         let walked = outcome(None);
         let cache = Arc::new(crate::SegmentCache::new());
         prop_assert_eq!(&outcome(Some(cache.clone())), &walked, "first read through the cache");
-        prop_assert_eq!(&outcome(Some(cache)), &walked, "second read through the cache");
+        prop_assert_eq!(&outcome(Some(cache.clone())), &walked, "second read through the cache");
+        // And the cache read it through a table.
+        let file = fs.open_read(path).unwrap();
+        prop_assert!(cache.map_batches(&fs, path, &*file).unwrap().batches.is_some());
     }
 }

@@ -43,6 +43,17 @@ impl BatchEntry {
     }
 }
 
+/// A file gets a table only if its batches average at least this many
+/// bytes (or it has at most [`ALWAYS_KEPT`] of them): an entry is about 80
+/// bytes, so a table then costs at most half a percent of the file, where
+/// an ingest segment adopted whole with a batch per client flush, each a
+/// few lines, would cost a third of it. Such a file is read by walking its
+/// headers, as before, and its batches, of a few records each, gain
+/// nothing from a record index.
+pub(crate) const MIN_MEAN_BATCH_BYTES: usize = 16 << 10;
+/// Batches a file may have and still get a table, however small.
+pub(crate) const ALWAYS_KEPT: usize = 64;
+
 /// The batches of a mapped batch file, in file order.
 #[derive(Debug, Default)]
 pub struct BatchTable {
@@ -51,11 +62,17 @@ pub struct BatchTable {
 
 impl BatchTable {
     /// Walk the headers of `mapped` from its start, up to its end or the
-    /// first header that does not parse or whose frame runs past the end.
-    pub(crate) fn walk(mapped: &[u8]) -> BatchTable {
+    /// first header that does not parse or whose frame runs past the end;
+    /// `None` if the batches are too many for a table (see
+    /// [`MIN_MEAN_BATCH_BYTES`]).
+    pub(crate) fn walk(mapped: &[u8]) -> Option<BatchTable> {
+        let most = ALWAYS_KEPT.max(mapped.len() / MIN_MEAN_BATCH_BYTES);
         let mut entries = Vec::new();
         let mut at = 0usize;
         while let Some(header_bytes) = mapped.get(at..at + BATCH_HEADER_BYTES) {
+            if entries.len() == most {
+                return None;
+            }
             let Ok(header) = BatchHeader::parse(header_bytes) else {
                 break;
             };
@@ -70,9 +87,9 @@ impl BatchTable {
             });
             at += header.frame_len();
         }
-        BatchTable {
+        Some(BatchTable {
             entries: entries.into_boxed_slice(),
-        }
+        })
     }
 
     /// The batches, in file order.
@@ -136,7 +153,7 @@ mod tests {
     fn the_walk_finds_every_batch_and_its_first_id() {
         let (a, b) = (batch(10, 3), batch(20, 2));
         let file = [a.clone(), b.clone()].concat();
-        let table = BatchTable::walk(&file);
+        let table = BatchTable::walk(&file).unwrap();
         let entries = table.entries();
         assert_eq!(entries.len(), 2);
         assert_eq!((entries[0].offset, entries[1].offset), (0, a.len() as u64));
@@ -159,17 +176,33 @@ mod tests {
     fn the_walk_stops_at_a_torn_frame_or_a_bad_header() {
         let (a, b) = (batch(10, 3), batch(20, 2));
         let torn = [a.clone(), b[..b.len() - 1].to_vec()].concat();
-        assert_eq!(BatchTable::walk(&torn).entries().len(), 1);
+        assert_eq!(BatchTable::walk(&torn).unwrap().entries().len(), 1);
         let mut bad = [a.clone(), b.clone(), a.clone()].concat();
         bad[a.len()] ^= 0xff;
-        assert_eq!(BatchTable::walk(&bad).entries().len(), 1);
-        assert!(BatchTable::walk(&[]).entries().is_empty());
+        assert_eq!(BatchTable::walk(&bad).unwrap().entries().len(), 1);
+        assert!(BatchTable::walk(&[]).unwrap().entries().is_empty());
+    }
+
+    #[test]
+    fn a_file_of_many_small_batches_gets_no_table() {
+        let one = batch(10, 1);
+        let few = one.repeat(ALWAYS_KEPT);
+        assert_eq!(BatchTable::walk(&few).unwrap().entries().len(), ALWAYS_KEPT);
+        assert!(BatchTable::walk(&one.repeat(ALWAYS_KEPT + 1)).is_none());
+        // Large batches: as many as the file's size allows.
+        let large = batch(10, MIN_MEAN_BATCH_BYTES as u64 / 20);
+        assert!(large.len() >= MIN_MEAN_BATCH_BYTES);
+        let file = large.repeat(ALWAYS_KEPT + 10);
+        assert_eq!(
+            BatchTable::walk(&file).unwrap().entries().len(),
+            ALWAYS_KEPT + 10
+        );
     }
 
     #[test]
     fn a_record_index_is_kept_once() {
         let file = batch(10, 3);
-        let table = BatchTable::walk(&file);
+        let table = BatchTable::walk(&file).unwrap();
         assert_eq!(table.record_index(0), None);
         table.keep_record_index(0, vec![0].into());
         table.keep_record_index(0, vec![7].into());
