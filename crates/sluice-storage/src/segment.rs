@@ -21,6 +21,7 @@ use sluice_record::{BatchHeader, Ulid, batch::BATCH_HEADER_BYTES};
 
 pub(crate) mod table;
 
+use table::BatchEntry;
 pub use table::BatchTable;
 
 use crate::{
@@ -108,6 +109,22 @@ impl SegmentWriter {
 pub(crate) fn batch_first_id(header: &BatchHeader, body: &[u8]) -> Option<u128> {
     let id = body.get(..16).filter(|_| header.count > 0)?;
     Some(u128::from_be_bytes(id.try_into().expect("16 bytes")))
+}
+
+/// Of `walked` batches (from the scan's offset on), the last one found
+/// whose first id is below `lower`, before the first that is not or has
+/// none: its offset, and the records before it.
+fn last_below(walked: impl Iterator<Item = table::Walked>, lower: u128) -> Option<(usize, u64)> {
+    let mut records = 0u64;
+    let mut last = None;
+    for (at, header, first_id) in walked {
+        if first_id.is_none_or(|first_id| first_id >= lower) {
+            break;
+        }
+        last = Some((at, records));
+        records += u64::from(header.count);
+    }
+    last
 }
 
 /// What [`SegmentScanner::summarize_ids`] found.
@@ -306,37 +323,15 @@ impl SegmentScanner {
             return (0, 0);
         };
         let start = self.offset as usize;
-        let (mut at, mut records) = (start, 0u64);
-        // The last batch found whose first id is below `lower`: its
-        // offset, and the records before it.
-        let mut last_below = None;
-        if let Some((table, position)) = self.table_entry(self.offset) {
-            // The same walk over the table, which ends where the walk
-            // would: at a header that does not parse or a frame cut short.
-            for entry in &table.entries()[position..] {
-                if entry.first_id.is_none_or(|first_id| first_id >= lower) {
-                    break;
-                }
-                last_below = Some((entry.offset as usize, records));
-                records += u64::from(entry.header.count);
-            }
-        } else {
-            while let Some(header_bytes) = mapped.get(at..at + BATCH_HEADER_BYTES) {
-                let Ok(header) = BatchHeader::parse(header_bytes) else {
-                    break;
-                };
-                let body = mapped.get(at + BATCH_HEADER_BYTES..at + header.frame_len());
-                let Some(first_id) = body.and_then(|body| batch_first_id(&header, body)) else {
-                    break;
-                };
-                if first_id >= lower {
-                    break;
-                }
-                last_below = Some((at, records));
-                records += u64::from(header.count);
-                at += header.frame_len();
-            }
-        }
+        // The table ends where the walk of the headers would: at a header
+        // that does not parse or a frame cut short.
+        let last_below = match self.table_entry(self.offset) {
+            Some((table, position)) => last_below(
+                table.entries()[position..].iter().map(BatchEntry::walked),
+                lower,
+            ),
+            None => last_below(table::walk_headers(mapped, start), lower),
+        };
         match last_below {
             Some((at, records)) if at > start => {
                 self.offset = at as u64;

@@ -49,6 +49,45 @@ fn overlapping_segments_merge_in_order_and_ranges_prune() {
     assert_eq!(got, ["c", "d"]);
 }
 
+/// A regex query skips its second test only on records its cursors
+/// selected with the regex itself: a case-insensitive pattern that looks
+/// around (`^`) has its batch file's records selected by its required
+/// literal alone, and those the merge still decides.
+#[test]
+fn a_regex_query_tests_again_what_its_cursors_did_not_decide() {
+    let fs = MemFs::new();
+    let dir = Path::new("/store");
+    sluice_storage::Fs::create_dir_all(&fs, dir).unwrap();
+    let lines = ["x 12345", "y 12345", "X 12345 z", "a x 12345", "x 1234"];
+    write(
+        &fs,
+        dir,
+        &lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (100 + i as u64, *l))
+            .collect::<Vec<_>>(),
+    );
+    let search = |pattern: &str, ignore_case: bool| {
+        let query = Query::between(0, 1000, Matcher::new(pattern, true, ignore_case).unwrap());
+        let mut got = Vec::new();
+        execute(
+            &fs,
+            dir,
+            &query,
+            &Scan::new(WorkerPool::inline()),
+            &mut |r: &Record<'_>| {
+                got.push(String::from_utf8(r.payload.to_vec()).unwrap());
+                true
+            },
+        )
+        .unwrap();
+        got
+    };
+    assert_eq!(search("^x 12345", true), ["x 12345", "X 12345 z"]);
+    assert_eq!(search("x 1234[0-9]", false), ["x 12345", "a x 12345"]);
+}
+
 /// A query whose cancel flag is raised stops at the next block or
 /// batch of every segment, whichever kind of file: it reads a few of
 /// them, not all.

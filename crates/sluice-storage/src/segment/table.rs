@@ -36,6 +36,11 @@ pub(crate) struct BatchEntry {
 }
 
 impl BatchEntry {
+    /// The batch as [`walk_headers`] found it.
+    pub fn walked(&self) -> Walked {
+        (self.offset as usize, self.header, self.first_id)
+    }
+
     /// Where the body lies in the mapping.
     pub fn body(&self) -> std::ops::Range<usize> {
         let start = self.offset as usize + BATCH_HEADER_BYTES;
@@ -54,6 +59,23 @@ pub(crate) const MIN_MEAN_BATCH_BYTES: usize = 16 << 10;
 /// Batches a file may have and still get a table, however small.
 pub(crate) const ALWAYS_KEPT: usize = 64;
 
+/// A batch as [`walk_headers`] finds it: where its header starts, the
+/// header, and its first id (read unverified).
+pub(crate) type Walked = (usize, BatchHeader, Option<u128>);
+
+/// The batches of `mapped` from offset `at`, header by header, up to its
+/// end or the first header that does not parse or whose frame runs past
+/// the end. Nothing is verified.
+pub(crate) fn walk_headers(mapped: &[u8], mut at: usize) -> impl Iterator<Item = Walked> + '_ {
+    std::iter::from_fn(move || {
+        let header = BatchHeader::parse(mapped.get(at..at + BATCH_HEADER_BYTES)?).ok()?;
+        let body = mapped.get(at + BATCH_HEADER_BYTES..at + header.frame_len())?;
+        let walked = (at, header, batch_first_id(&header, body));
+        at += header.frame_len();
+        Some(walked)
+    })
+}
+
 /// The batches of a mapped batch file, in file order.
 #[derive(Debug, Default)]
 pub struct BatchTable {
@@ -68,24 +90,16 @@ impl BatchTable {
     pub(crate) fn walk(mapped: &[u8]) -> Option<BatchTable> {
         let most = ALWAYS_KEPT.max(mapped.len() / MIN_MEAN_BATCH_BYTES);
         let mut entries = Vec::new();
-        let mut at = 0usize;
-        while let Some(header_bytes) = mapped.get(at..at + BATCH_HEADER_BYTES) {
+        for (at, header, first_id) in walk_headers(mapped, 0) {
             if entries.len() == most {
                 return None;
             }
-            let Ok(header) = BatchHeader::parse(header_bytes) else {
-                break;
-            };
-            let Some(body) = mapped.get(at + BATCH_HEADER_BYTES..at + header.frame_len()) else {
-                break;
-            };
             entries.push(BatchEntry {
                 offset: at as u64,
                 header,
-                first_id: batch_first_id(&header, body),
+                first_id,
                 record_index: OnceLock::new(),
             });
-            at += header.frame_len();
         }
         Some(BatchTable {
             entries: entries.into_boxed_slice(),
